@@ -1,0 +1,25 @@
+"""The record of every delivery attempt: what was called for which subscription, and what came of it."""
+
+from django.db import models
+
+
+class DeliveryAttempt(models.Model):
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered", "Delivered"
+        RETRY = "retry", "Will retry"
+        FAILED = "failed", "Failed"
+        REVOKED = "revoked", "Revoked"
+
+    subscription = models.ForeignKey("fans.Subscription", on_delete=models.CASCADE, related_name="attempts_log")
+    at = models.DateTimeField()
+    call = models.CharField(max_length=20, help_text="The last call made: refresh, save or follow.")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["subscription", "-at"], name="attempt_by_subscription")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.call} → {self.outcome}"

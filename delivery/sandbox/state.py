@@ -1,0 +1,353 @@
+"""The sandbox's in-memory world: users, clients, tokens, catalog, libraries, logs and fault switches.
+
+Plain dataclasses and the few operations on them; no I/O. Everything a request touches is a dict lookup, so
+the sandbox stays fast with thousands of fans. The server runs on one asyncio loop, so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import secrets
+import string
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field, fields
+
+AUTH_CODE_SECONDS = 10 * 60
+ACCESS_TOKEN_SECONDS = 3600
+# Refresh tokens expire six months after the user authorized, however often they were refreshed.
+# developer.spotify.com/blog/2026-06-18-refresh-token-expiration
+AUTHORIZATION_LIFETIME_SECONDS = 182 * 24 * 3600
+
+BASE62 = string.digits + string.ascii_letters
+_BASE62_ID = re.compile(r"[0-9A-Za-z]{22}")
+
+
+def is_base62_id(value: str) -> bool:
+    """Whether `value` looks like a Spotify id: 22 base62 characters."""
+    return _BASE62_ID.fullmatch(value) is not None
+
+
+def base62_id(seed: str) -> str:
+    """A 22-character base62 id derived from `seed`: the same seed always gives the same id."""
+    number = int.from_bytes(hashlib.sha256(seed.encode()).digest(), "big")
+    chars = []
+    for _ in range(22):
+        number, digit = divmod(number, 62)
+        chars.append(BASE62[digit])
+    return "".join(chars)
+
+
+@dataclass
+class Client:
+    """A registered app. An empty `redirect_uris` list accepts any http(s) redirect URI."""
+
+    id: str
+    secret: str
+    name: str = "Sandbox app"
+    redirect_uris: list[str] = field(default_factory=list)
+
+    def accepts_redirect_uri(self, uri: str) -> bool:
+        if self.redirect_uris:
+            return uri in self.redirect_uris
+        return uri.startswith(("http://", "https://"))
+
+
+@dataclass
+class User:
+    id: str
+    display_name: str
+    email: str
+    country: str
+    product: str = "premium"
+    # The stable account key Spotify added to /v1/me in May 2026, distinct from `id`.
+    account_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.account_id = base62_id(f"account:{self.id}")
+
+
+@dataclass
+class AuthCode:
+    code: str
+    client_id: str
+    user_id: str
+    redirect_uri: str
+    scope: str
+    code_challenge: str | None  # S256 challenge when the app used PKCE
+    issued_at: float
+
+
+@dataclass
+class Grant:
+    """One token chain: a user's authorization of a client and every refresh that followed it."""
+
+    user_id: str
+    client_id: str
+    scope: str
+    authorized_at: float
+    public: bool  # obtained with PKCE and no secret: refreshing needs only the client id
+    refresh_token: str = ""
+    access_tokens: set[str] = field(default_factory=set)
+    revoked: bool = False
+
+
+@dataclass
+class AccessToken:
+    token: str
+    client_id: str
+    scopes: frozenset[str]
+    expires_at: float
+    user_id: str | None  # None for an app token (client credentials)
+
+
+@dataclass
+class Artist:
+    id: str
+    name: str
+    genres: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Album:
+    id: str
+    name: str
+    upc: str
+    artist_id: str
+    release_date: str
+    total_tracks: int
+    available_markets: list[str]
+    release_date_precision: str = "day"
+    album_type: str = "album"
+    label: str = ""
+
+
+@dataclass
+class Track:
+    id: str
+    name: str
+    isrc: str
+    album_id: str
+    artist_id: str
+    available_markets: list[str]
+    track_number: int = 1
+    disc_number: int = 1
+    duration_ms: int = 200_000
+    explicit: bool = False
+
+
+@dataclass
+class Library:
+    saved: dict[str, float] = field(default_factory=dict)  # album/track URI → when saved
+    following: dict[str, float] = field(default_factory=dict)  # artist URI → when followed
+
+
+@dataclass
+class Write:
+    """One library or follow write, as it arrived (duplicates included)."""
+
+    user_id: str
+    uri: str
+    endpoint: str  # e.g. "PUT /v1/me/library"
+    at: float
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    token_requests: int = 0
+    api_requests: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+    timeouts: int = 0
+    writes: int = 0
+    writes_per_user: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class Faults:
+    """Switches the control API flips. The defaults are a healthy Spotify in development mode."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0  # share of API and token requests answered 500/502/503
+    timeout_rate: float = 0.0  # share of API and token requests that hang for hang_seconds
+    hang_seconds: float = 30.0
+    rate_limit: int | None = None  # requests per client app per rolling 30 s window; None: unlimited
+    quota_exceeded: bool = False  # 429s carry reason QUOTA_EXCEEDED
+    rotate_refresh_tokens: bool = True
+    development_mode: bool = True  # hide fields Spotify removed in development mode (February 2026)
+    clock_offset_seconds: float = 0.0  # moves the sandbox's clock for expiry checks
+    seed: int | None = None
+
+
+@dataclass
+class SandboxState:
+    clients: dict[str, Client]
+    faults: Faults = field(default_factory=Faults)
+    rng: random.Random = field(default_factory=random.Random)
+    users: dict[str, User] = field(default_factory=dict)
+    codes: dict[str, AuthCode] = field(default_factory=dict)
+    access_tokens: dict[str, AccessToken] = field(default_factory=dict)
+    refresh_tokens: dict[str, Grant] = field(default_factory=dict)
+    grants_by_user: dict[str, list[Grant]] = field(default_factory=dict)
+    artists: dict[str, Artist] = field(default_factory=dict)
+    albums: dict[str, Album] = field(default_factory=dict)
+    tracks: dict[str, Track] = field(default_factory=dict)
+    albums_by_upc: dict[str, list[str]] = field(default_factory=dict)
+    tracks_by_isrc: dict[str, list[str]] = field(default_factory=dict)
+    album_tracks: dict[str, list[str]] = field(default_factory=dict)
+    artist_followers: Counter[str] = field(default_factory=Counter)
+    libraries: dict[str, Library] = field(default_factory=dict)
+    writes: list[Write] = field(default_factory=list)
+    counters: Counters = field(default_factory=Counters)
+    # client id → monotonic times of that app's requests inside the rate-limit window
+    windows: dict[str, deque[float]] = field(default_factory=dict)
+
+    def reset(self) -> None:
+        """Forget everything except the registered clients: faults off, no users, catalog or logs."""
+        for f in fields(self):
+            if f.name != "clients":
+                setattr(self, f.name, f.default_factory())  # type: ignore[misc]
+
+    def now(self) -> float:
+        """The sandbox's wall clock (moved by the clock_offset_seconds switch)."""
+        return time.time() + self.faults.clock_offset_seconds
+
+    def set_seed(self, seed: int | None) -> None:
+        self.faults.seed = seed
+        self.rng.seed(seed)
+
+    # Users
+
+    def add_user(
+        self, user_id: str, display_name: str = "", email: str = "", country: str = "GB"
+    ) -> tuple[User, bool]:
+        """Create or replace a user; returns the user and whether it is new."""
+        created = user_id not in self.users
+        user = User(user_id, display_name or user_id, email or f"{user_id}@sandbox.test", country)
+        self.users[user_id] = user
+        return user, created
+
+    def library(self, user_id: str) -> Library:
+        library = self.libraries.get(user_id)
+        if library is None:
+            library = self.libraries[user_id] = Library()
+        return library
+
+    # Authorization
+
+    def issue_code(
+        self, client_id: str, user_id: str, redirect_uri: str, scope: str, code_challenge: str | None
+    ) -> AuthCode:
+        code = AuthCode(
+            "AQ" + secrets.token_urlsafe(48), client_id, user_id, redirect_uri, scope, code_challenge, self.now()
+        )
+        self.codes[code.code] = code
+        return code
+
+    def take_code(self, code: str) -> AuthCode | None:
+        """Use up an authorization code: None when unknown, already used or expired."""
+        auth_code = self.codes.pop(code, None)
+        if auth_code is None or self.now() > auth_code.issued_at + AUTH_CODE_SECONDS:
+            return None
+        return auth_code
+
+    def authorize(self, user_id: str, client_id: str, scope: str, *, public: bool) -> Grant:
+        """Start a token chain: the user just agreed. Mint its first refresh token."""
+        grant = Grant(user_id, client_id, scope, authorized_at=self.now(), public=public)
+        self.grants_by_user.setdefault(user_id, []).append(grant)
+        self.rotate_refresh_token(grant)
+        return grant
+
+    def rotate_refresh_token(self, grant: Grant) -> str:
+        """Give the chain a new refresh token; the previous one stops working."""
+        self.refresh_tokens.pop(grant.refresh_token, None)
+        grant.refresh_token = "AQ" + secrets.token_urlsafe(96)
+        self.refresh_tokens[grant.refresh_token] = grant
+        return grant.refresh_token
+
+    def issue_access_token(self, client_id: str, grant: Grant | None = None) -> AccessToken:
+        """A 3600-second access token for a user's chain, or an app token when `grant` is None."""
+        token = AccessToken(
+            token="BQ" + secrets.token_urlsafe(96),
+            client_id=client_id,
+            scopes=frozenset(grant.scope.split()) if grant else frozenset(),
+            expires_at=self.now() + ACCESS_TOKEN_SECONDS,
+            user_id=grant.user_id if grant else None,
+        )
+        self.access_tokens[token.token] = token
+        if grant is not None:
+            grant.access_tokens.add(token.token)
+        return token
+
+    def revoke_user(self, user_id: str) -> int:
+        """The user removed the app: every chain dies, access tokens at once. Returns the chains revoked."""
+        grants = [grant for grant in self.grants_by_user.get(user_id, []) if not grant.revoked]
+        for grant in grants:
+            grant.revoked = True
+            for token in grant.access_tokens:
+                self.access_tokens.pop(token, None)
+            grant.access_tokens.clear()
+        return len(grants)
+
+    def age_user(self, user_id: str, seconds: float) -> int:
+        """Move the authorized_at of the user's chains `seconds` into the past. Returns the chains moved."""
+        grants = self.grants_by_user.get(user_id, [])
+        for grant in grants:
+            grant.authorized_at -= seconds
+        return len(grants)
+
+    # Catalog
+
+    def add_artist(self, artist: Artist) -> None:
+        self.artists[artist.id] = artist
+
+    def add_album(self, album: Album) -> None:
+        old = self.albums.get(album.id)
+        if old is not None:
+            self.albums_by_upc[old.upc].remove(old.id)
+        self.albums[album.id] = album
+        self.albums_by_upc.setdefault(album.upc, []).append(album.id)
+
+    def add_track(self, track: Track) -> None:
+        old = self.tracks.get(track.id)
+        if old is not None:
+            self.tracks_by_isrc[old.isrc].remove(old.id)
+            self.album_tracks[old.album_id].remove(old.id)
+        self.tracks[track.id] = track
+        self.tracks_by_isrc.setdefault(track.isrc, []).append(track.id)
+        self.album_tracks.setdefault(track.album_id, []).append(track.id)
+
+    # Libraries and follows
+
+    def save(self, user_id: str, uri: str, endpoint: str) -> None:
+        """Save an album/track URI or follow an artist URI; logged every time, held once."""
+        library = self.library(user_id)
+        if uri.startswith("spotify:artist:"):
+            if uri not in library.following:
+                library.following[uri] = self.now()
+                self.artist_followers[uri] += 1
+        else:
+            library.saved.setdefault(uri, self.now())
+        self._log(user_id, uri, endpoint)
+
+    def remove(self, user_id: str, uri: str, endpoint: str) -> None:
+        """Remove an album/track URI or unfollow an artist URI; logged every time."""
+        library = self.library(user_id)
+        if uri.startswith("spotify:artist:"):
+            if library.following.pop(uri, None) is not None:
+                self.artist_followers[uri] -= 1
+        else:
+            library.saved.pop(uri, None)
+        self._log(user_id, uri, endpoint)
+
+    def contains(self, user_id: str, uri: str) -> bool:
+        library = self.library(user_id)
+        return uri in (library.following if uri.startswith("spotify:artist:") else library.saved)
+
+    def _log(self, user_id: str, uri: str, endpoint: str) -> None:
+        self.writes.append(Write(user_id, uri, endpoint, self.now()))
+        self.counters.writes += 1
+        self.counters.writes_per_user[user_id] += 1

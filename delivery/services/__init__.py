@@ -1,0 +1,35 @@
+"""The streaming services the project talks to, by key.
+
+`SERVICES` is the one registry: choices, templates and delivery are built from it.
+"""
+
+from delivery.services.base import Profile, RateLimited, Service, ServiceError, TokenRevoked, Tokens
+from delivery.services.spotify import Spotify
+
+SERVICES: dict[str, type[Service]] = {cls.key: cls for cls in (Spotify,)}
+
+
+def service_choices() -> list[tuple[str, str]]:
+    return [(key, cls.label) for key, cls in SERVICES.items()]
+
+
+def get_service(key: str) -> Service:
+    return SERVICES[key]()
+
+
+def enabled_services() -> list[type[Service]]:
+    return [cls for cls in SERVICES.values() if cls.is_enabled()]
+
+
+__all__ = [
+    "SERVICES",
+    "Profile",
+    "RateLimited",
+    "Service",
+    "ServiceError",
+    "TokenRevoked",
+    "Tokens",
+    "enabled_services",
+    "get_service",
+    "service_choices",
+]

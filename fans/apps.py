@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FansConfig(AppConfig):
+    name = "fans"
+    verbose_name = "Fans and consent"

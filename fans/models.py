@@ -1,0 +1,133 @@
+"""Fans (one per service account), their subscriptions to campaigns, what they consented to, and their tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.db import models
+from django.utils import timezone
+
+from delivery.services import service_choices
+from fans import vault
+
+
+class Fan(models.Model):
+    service = models.CharField(max_length=20, choices=service_choices)
+    service_user_id = models.CharField(max_length=200, help_text="The service's stable account id.")
+    display_name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True)
+    country = models.CharField(max_length=2, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["service", "service_user_id"], name="one_fan_per_account")]
+
+    def __str__(self) -> str:
+        return self.display_name or self.service_user_id
+
+
+class Subscription(models.Model):
+    """A fan's pre-save of one campaign: the promise that is kept on release day."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        REVOKED = "revoked", "Revoked"
+
+    fan = models.ForeignKey(Fan, on_delete=models.CASCADE, related_name="subscriptions")
+    campaign = models.ForeignKey("releases.Campaign", on_delete=models.CASCADE, related_name="subscriptions")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Retry no earlier than this.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="A worker holds it until then.")
+    leased_by = models.UUIDField(null=True, blank=True, editable=False)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["fan", "campaign"], name="one_subscription_per_fan")]
+        indexes = [models.Index(fields=["campaign", "status", "next_attempt_at"], name="subscription_due")]
+
+    def __str__(self) -> str:
+        return f"{self.fan} → {self.campaign.slug} ({self.status})"
+
+
+class Credential(models.Model):
+    """The fan's refresh token for one subscription, sealed by the token vault (fans/vault.py).
+
+    Bound to its subscription: the vault's associated data is the subscription id, so the ciphertext opens
+    only in this row. One credential per subscription keeps two campaigns' token rotations independent.
+    """
+
+    subscription = models.OneToOneField(
+        Subscription, on_delete=models.CASCADE, primary_key=True, related_name="credential"
+    )
+    kek_id = models.CharField(max_length=40)
+    wrapped_key = models.BinaryField()
+    ciphertext = models.BinaryField()
+    authorized_at = models.DateTimeField(help_text="When the fan authorized; some services expire tokens from it.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __repr__(self) -> str:
+        return f"<Credential subscription={self.subscription_id} kek={self.kek_id}>"
+
+    __str__ = __repr__
+
+    @property
+    def aad(self) -> bytes:
+        return f"fans.Credential:{self.subscription_id}".encode()
+
+    @property
+    def sealed(self) -> vault.Sealed:
+        return vault.Sealed(self.kek_id, bytes(self.wrapped_key), bytes(self.ciphertext))
+
+    def store(self, token: str) -> None:
+        """Seal `token` into this row (not saved)."""
+        sealed = vault.seal(token, aad=self.aad)
+        self.kek_id, self.wrapped_key, self.ciphertext = sealed.kek_id, sealed.wrapped_key, sealed.ciphertext
+
+    def reveal(self) -> str:
+        """The plaintext token. Only the delivery worker calls this."""
+        return vault.unseal(self.sealed, aad=self.aad)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ConsentRecord(models.Model):
+    """What a fan agreed to, when, and how: one row per authorization, never edited but for revocation."""
+
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.SET_NULL, null=True, blank=True, related_name="consents"
+    )
+    campaign = models.ForeignKey("releases.Campaign", on_delete=models.CASCADE, related_name="consents")
+    service = models.CharField(max_length=20, choices=service_choices)
+    service_user_id = models.CharField(max_length=200)
+    display_name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    scopes = models.JSONField(default=list)
+    wording_version = models.CharField(max_length=40)
+    email_opt_in = models.BooleanField(default=False)
+    revoke_token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.display_name or self.service_user_id} on {self.created_at:%Y-%m-%d %H:%M}"
+
+    def issue_revoke_token(self) -> str:
+        """A new one-click revoke token; only its hash is stored, so show it now or never."""
+        token = secrets.token_urlsafe(32)
+        self.revoke_token_hash = hash_token(token)
+        return token

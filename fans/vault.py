@@ -1,0 +1,114 @@
+"""The token vault: AES-256-GCM envelope encryption of fans' service tokens.
+
+Each token gets its own random 256-bit data key. The token is encrypted with the data key, and the data key
+is wrapped by the current key-encryption key (KEK) from TOKEN_ENCRYPTION_KEYS. Both encryptions take the
+row's identity as associated data, so a ciphertext copied into another row does not decrypt.
+Rotating KEKs re-wraps only the data keys (`manage.py rewrap_tokens`); token ciphertexts stay as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import os
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+NONCE_BYTES = 12
+
+
+class VaultError(Exception):
+    """A sealed token could not be opened (wrong key, tampered data, or moved to another row)."""
+
+
+@dataclass(frozen=True)
+class Sealed:
+    kek_id: str
+    wrapped_key: bytes  # nonce + AES-GCM(KEK, data key)
+    ciphertext: bytes  # nonce + AES-GCM(data key, token)
+
+    def __repr__(self) -> str:
+        return f"Sealed(kek_id={self.kek_id!r})"
+
+
+@functools.cache
+def parse_keys(spec: str) -> tuple[tuple[str, bytes], ...]:
+    """Parse "kid:base64key,kid2:base64key" into ((kid, key), …). Each key is 32 bytes (AES-256)."""
+    keys = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        kid, sep, encoded = item.partition(":")
+        if not sep or not kid:
+            raise ImproperlyConfigured("TOKEN_ENCRYPTION_KEYS items look like 'key-id:base64-of-32-bytes'.")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise ImproperlyConfigured(f"TOKEN_ENCRYPTION_KEYS: key {kid!r} is not valid base64.") from None
+        if len(key) != 32:
+            raise ImproperlyConfigured(f"TOKEN_ENCRYPTION_KEYS: key {kid!r} must be 32 bytes, not {len(key)}.")
+        keys.append((kid, key))
+    if not keys:
+        raise ImproperlyConfigured("TOKEN_ENCRYPTION_KEYS holds no key.")
+    if len({kid for kid, _ in keys}) != len(keys):
+        raise ImproperlyConfigured("TOKEN_ENCRYPTION_KEYS: key ids must be unique.")
+    return tuple(keys)
+
+
+def current_kek() -> tuple[str, bytes]:
+    return parse_keys(settings.TOKEN_ENCRYPTION_KEYS)[0]
+
+
+def kek(kek_id: str) -> bytes:
+    for kid, key in parse_keys(settings.TOKEN_ENCRYPTION_KEYS):
+        if kid == kek_id:
+            return key
+    raise VaultError(f"No key-encryption key with id {kek_id!r} is configured.")
+
+
+def new_key_spec() -> str:
+    """A fresh KEK in the settings format (used by the demo set-up and the docs)."""
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def _encrypt(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def _decrypt(key: bytes, blob: bytes, aad: bytes) -> bytes:
+    try:
+        return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+    except (InvalidTag, ValueError):
+        raise VaultError("The sealed token does not open with this key and row.") from None
+
+
+def _wrap_aad(kek_id: str, aad: bytes) -> bytes:
+    return b"kek:" + kek_id.encode() + b"|" + aad
+
+
+def seal(token: str, *, aad: bytes) -> Sealed:
+    kek_id, key = current_kek()
+    data_key = AESGCM.generate_key(bit_length=256)
+    return Sealed(
+        kek_id=kek_id,
+        wrapped_key=_encrypt(key, data_key, _wrap_aad(kek_id, aad)),
+        ciphertext=_encrypt(data_key, token.encode(), aad),
+    )
+
+
+def unseal(sealed: Sealed, *, aad: bytes) -> str:
+    data_key = _decrypt(kek(sealed.kek_id), sealed.wrapped_key, _wrap_aad(sealed.kek_id, aad))
+    return _decrypt(data_key, sealed.ciphertext, aad).decode()
+
+
+def rewrap(sealed: Sealed, *, aad: bytes) -> Sealed:
+    """The same ciphertext with its data key wrapped by the current KEK."""
+    new_id, new_key = current_kek()
+    if sealed.kek_id == new_id:
+        return sealed
+    data_key = _decrypt(kek(sealed.kek_id), sealed.wrapped_key, _wrap_aad(sealed.kek_id, aad))
+    return Sealed(new_id, _encrypt(new_key, data_key, _wrap_aad(new_id, aad)), sealed.ciphertext)

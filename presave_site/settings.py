@@ -1,0 +1,189 @@
+"""Settings, read once from the environment (and an optional `.env` file) with django-environ.
+
+Every setting has a safe default for the demo. With DEBUG off (production) a missing secret stops
+the process at start-up instead of falling back to a development value.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
+
+
+def secret(name: str, dev_default: str) -> str:
+    """A secret from `NAME` or the file named by `NAME_FILE`; required unless DEBUG is on."""
+    file_name = env.str(f"{name}_FILE", default="")
+    if file_name:
+        try:
+            return Path(file_name).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={file_name!r} cannot be read: {exc.strerror}") from None
+    value = env.str(name, default="")
+    if value:
+        return value
+    if DEBUG:
+        return dev_default
+    raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (or {name}_FILE naming a file).")
+
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = secret("SECRET_KEY", "dev-only-insecure-secret-key-do-not-use-in-production")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+HTTPS = env.bool("HTTPS", default=not DEBUG)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_q",
+    "releases",
+    "fans",
+    "delivery",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "presave_site.urls"
+WSGI_APPLICATION = "presave_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'presave.sqlite3'}")}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The demo's web server, worker and scheduler share one file: take the write lock up front, and wait for it.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+MEDIA_URL = env.str("MEDIA_URL", default="/media/")
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+
+# --- Security -------------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"  # the OAuth callback is a top-level GET from the service: Lax keeps the session
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS and env.bool("SECURE_SSL_REDIRECT", default=True)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS and env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
+X_FRAME_OPTIONS = "DENY"
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PUBLIC_BASE_URL])
+
+# --- Token vault ----------------------------------------------------------------------------------
+# "kid:base64-of-32-bytes,kid2:…" — the first key encrypts, every key decrypts (rotation: prepend a new one,
+# run `manage.py rewrap_tokens`, then drop the old one).
+TOKEN_ENCRYPTION_KEYS = secret("TOKEN_ENCRYPTION_KEYS", "dev:ZGV2LW9ubHktdG9rZW4ta2V5LWRvLW5vdC11c2UtISE=")
+
+# --- Streaming services ---------------------------------------------------------------------------
+SERVICE_TIMEOUT_SECONDS = env.float("SERVICE_TIMEOUT_SECONDS", default=10.0)
+SPOTIFY_CLIENT_ID = env.str("SPOTIFY_CLIENT_ID", default="")
+SPOTIFY_CLIENT_SECRET = secret("SPOTIFY_CLIENT_SECRET", "") if SPOTIFY_CLIENT_ID else ""
+SPOTIFY_ENABLED = env.bool("SPOTIFY_ENABLED", default=bool(SPOTIFY_CLIENT_ID))
+SPOTIFY_ACCOUNTS_URL = env.str("SPOTIFY_ACCOUNTS_URL", default="https://accounts.spotify.com").rstrip("/")
+SPOTIFY_API_URL = env.str("SPOTIFY_API_URL", default="https://api.spotify.com").rstrip("/")
+# "library": the unified PUT /v1/me/library (February 2026); "legacy": /v1/me/albums, /tracks, /following.
+SPOTIFY_LIBRARY_API = env.str("SPOTIFY_LIBRARY_API", default="library")
+if SPOTIFY_LIBRARY_API not in {"library", "legacy"}:
+    raise ImproperlyConfigured("SPOTIFY_LIBRARY_API must be 'library' or 'legacy'.")
+if SPOTIFY_ENABLED and not (SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET):
+    raise ImproperlyConfigured("SPOTIFY_ENABLED needs SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET.")
+
+# --- Delivery -------------------------------------------------------------------------------------
+DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
+DELIVERY_RETRY_BASE_SECONDS = env.float("DELIVERY_RETRY_BASE_SECONDS", default=2.0)
+DELIVERY_MAX_RETRY_AFTER_SECONDS = env.float("DELIVERY_MAX_RETRY_AFTER_SECONDS", default=120.0)
+DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=120)
+DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=50)
+DELIVERY_THREADS = env.int("DELIVERY_THREADS", default=8)
+
+# --- django-q2 ------------------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+Q_CLUSTER = {
+    "name": env.str("Q_CLUSTER_NAME", default="presave"),
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": env.int("Q_TIMEOUT", default=1800),
+    "retry": env.int("Q_RETRY", default=1900),  # > timeout: a task is handed out again only after it timed out
+    "max_attempts": env.int("Q_MAX_ATTEMPTS", default=0),
+    "catch_up": False,
+    "ack_failures": True,
+    "save_limit": 500,
+    "poll": env.float("Q_POLL", default=0.5),
+    "guard_cycle": env.float("Q_GUARD_CYCLE", default=0.5),
+    "scheduler": True,
+    "label": "Background tasks",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
+    raise ImproperlyConfigured("Q_RETRY must be greater than Q_TIMEOUT.")
+
+# --- Logging: nothing that looks like a token or an authorization code reaches a log line. -------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_secrets": {"()": "presave_site.log_filters.RedactSecrets"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"], "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django_q": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}

@@ -1,0 +1,128 @@
+"""Artists, their releases, and the pre-save campaigns that promote them."""
+
+import datetime as dt
+import zoneinfo
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+def validate_timezone(name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError("“%(name)s” is not a time zone name such as Europe/London.", params={"name": name})
+
+
+upc_validator = RegexValidator(r"^\d{12,13}$", "A UPC/EAN has 12 or 13 digits.")
+isrc_validator = RegexValidator(
+    r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$", "An ISRC looks like GBAYE2600001 (country, registrant, year, number)."
+)
+spotify_artist_validator = RegexValidator(
+    r"^spotify:artist:[0-9A-Za-z]{22}$", "Paste the artist's Spotify URI, e.g. spotify:artist:0OdUWJ0sBjDrqHygGUXeCF."
+)
+spotify_release_validator = RegexValidator(
+    r"^spotify:(album|track):[0-9A-Za-z]{22}$",
+    "Paste the release's Spotify URI, e.g. spotify:album:4aawyAB9vmqN3uQ7FjRGTy.",
+)
+
+
+class Artist(models.Model):
+    name = models.CharField(max_length=200)
+    spotify_uri = models.CharField(
+        "Spotify URI", max_length=60, blank=True, validators=[spotify_artist_validator]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Release(models.Model):
+    class Kind(models.TextChoices):
+        ALBUM = "album", "Album"
+        SINGLE = "single", "Single"
+        TRACK = "track", "Track"
+
+    artist = models.ForeignKey(Artist, on_delete=models.PROTECT, related_name="releases")
+    title = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ALBUM)
+    upc = models.CharField("UPC", max_length=13, blank=True, validators=[upc_validator])
+    isrc = models.CharField("ISRC", max_length=12, blank=True, validators=[isrc_validator])
+    spotify_uri = models.CharField(
+        "Spotify URI", max_length=60, blank=True, validators=[spotify_release_validator]
+    )
+    release_date = models.DateField()
+    release_time = models.TimeField(default=dt.time(0, 0), help_text="Local time in the release's time zone.")
+    timezone = models.CharField(
+        max_length=64, default="UTC", validators=[validate_timezone], help_text="e.g. Europe/London"
+    )
+    release_at = models.DateTimeField(editable=False, db_index=True, help_text="The release instant (UTC).")
+    cover = models.ImageField(upload_to="covers/", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-release_date", "title"]
+
+    def __str__(self) -> str:
+        return f"{self.artist} — {self.title}"
+
+    def clean(self) -> None:
+        if self.kind == self.Kind.TRACK and not self.isrc:
+            raise ValidationError({"isrc": "A track needs its ISRC."})
+        if self.spotify_uri.startswith("spotify:track:") and self.kind != self.Kind.TRACK:
+            raise ValidationError({"spotify_uri": "This is a track URI; the release is not a track."})
+
+    def compute_release_at(self) -> dt.datetime:
+        local = dt.datetime.combine(self.release_date, self.release_time, tzinfo=zoneinfo.ZoneInfo(self.timezone))
+        return local.astimezone(dt.UTC)
+
+    def save(self, *args, **kwargs) -> None:
+        self.release_at = self.compute_release_at()
+        super().save(*args, **kwargs)
+
+    @property
+    def is_out(self) -> bool:
+        return self.release_at <= timezone.now()
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        LIVE = "live", "Live"
+        DELIVERING = "delivering", "Delivering"
+        DONE = "done", "Done"
+
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="campaigns")
+    slug = models.SlugField(max_length=80, unique=True, help_text="The public page lives at /<slug>/.")
+    subtitle = models.CharField(max_length=200, blank=True)
+    page_text = models.TextField(blank=True)
+    save_release = models.BooleanField("save the release to the fan's library", default=True)
+    follow_artist = models.BooleanField("follow the artist", default=False)
+    offer_email_optin = models.BooleanField("offer the “email me when it drops” opt-in", default=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.release.title} ({self.slug})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("fans:campaign", args=[self.slug])
+
+    def clean(self) -> None:
+        if self.follow_artist and self.release_id and not self.release.artist.spotify_uri:
+            raise ValidationError({"follow_artist": "Following needs the artist's Spotify URI."})
+
+    @property
+    def accepts_presaves(self) -> bool:
+        return self.status == self.Status.LIVE and not self.release.is_out
