@@ -1,0 +1,251 @@
+"""Shared fixtures: the service sandbox over HTTP, real django-q2 workers, Chromium, and a few personas.
+
+Nothing here mocks the project's code: tests talk to PostgreSQL, to the sandbox over HTTP, to a qcluster
+process, and to Debian's Chromium through Playwright.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from django.db import connection
+from django.utils import timezone
+
+from delivery.sandbox.server import start_in_thread
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@dataclass
+class Sandbox:
+    """The running sandbox: `url` is its root; accounts/API URLs are what the app is configured with."""
+
+    url: str
+
+    @property
+    def accounts_url(self) -> str:
+        return f"{self.url}/spotify/accounts"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/spotify/api"
+
+    def control(self, method: str, path: str, json: dict | None = None) -> dict | list:
+        response = requests.request(method, f"{self.url}/_sandbox/{path.lstrip('/')}", json=json, timeout=10)
+        response.raise_for_status()
+        return response.json() if response.content else {}
+
+    def faults(self, **switches) -> dict:
+        return self.control("POST", "faults", switches)
+
+    def library(self, user_id: str) -> dict:
+        return self.control("GET", f"users/{user_id}/library")
+
+    def writes(self, user_id: str | None = None) -> list:
+        return self.control("GET", "writes" + (f"?user={user_id}" if user_id else ""))
+
+    def authorize(self, user_id: str, scope: str = "user-library-modify user-follow-modify") -> dict:
+        """Mint tokens for a sandbox user directly (no login page), as a fan who pre-saved earlier."""
+        return self.control("POST", f"users/{user_id}/authorize", {"client_id": "sandbox-client-id", "scope": scope})
+
+    def environment(self) -> dict[str, str]:
+        return {"SPOTIFY_ACCOUNTS_URL": self.accounts_url, "SPOTIFY_API_URL": self.api_url}
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    url, stop = start_in_thread(host="127.0.0.1", port=0)
+    yield Sandbox(url)
+    stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: Sandbox, settings) -> Sandbox:
+    """A sandbox reset to its demo world, and the app's Spotify client pointed at it."""
+    sandbox_server.control("POST", "reset")
+    settings.SPOTIFY_ACCOUNTS_URL = sandbox_server.accounts_url
+    settings.SPOTIFY_API_URL = sandbox_server.api_url
+    return sandbox_server
+
+
+class Worker:
+    """A real `manage.py qcluster` process on the test database."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self.log_path = ROOT / "var" / f"qcluster-{os.getpid()}-{time.monotonic_ns()}.log"
+
+    def start(self) -> Worker:
+        self.log_path.parent.mkdir(exist_ok=True)
+        self.log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole cluster (sentinel and workers): a crash, not a shutdown."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def worker_env(sandbox: Sandbox, settings) -> dict[str, str]:
+    """Environment for a worker process: the test database and the sandbox."""
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env.update(sandbox.environment())
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "PUBLIC_BASE_URL": settings.PUBLIC_BASE_URL,
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def start_worker(worker_env):
+    """Start real django-q2 clusters: `start_worker()` or `start_worker(Q_CLUSTER_NAME="b")`."""
+    workers: list[Worker] = []
+
+    def start(**extra_env: str) -> Worker:
+        worker = Worker({**worker_env, **extra_env}).start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, message: str = "condition"):
+    """Poll until `predicate()` is truthy; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"Timed out after {timeout}s waiting for {message}")
+
+
+# --- Browser ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (make test does).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+# --- Personas and objects ----------------------------------------------------------------------------------
+@pytest.fixture
+def label_staff(django_user_model):
+    return django_user_model.objects.create_user(
+        "lena", "lena@label.test", "staff-password-1", is_staff=True, is_superuser=True
+    )
+
+
+def make_campaign(
+    *,
+    slug: str = "first-light",
+    release_in: dt.timedelta = dt.timedelta(days=14),
+    follow_artist: bool = False,
+    status: str = "live",
+    **campaign_fields,
+):
+    """An artist, a release of the sandbox's demo album, and a campaign for it."""
+    from delivery.sandbox import demo_catalog
+    from releases.models import Artist, Campaign, Release
+
+    artist = Artist.objects.create(
+        name="Nova Lark", spotify_uri=f"spotify:artist:{demo_catalog.NOVA_LARK_ARTIST_ID}"
+    )
+    release_at = timezone.now() + release_in
+    release = Release.objects.create(
+        artist=artist,
+        title="First Light",
+        kind="album",
+        upc=demo_catalog.NOVA_LARK_ALBUM_UPC,
+        spotify_uri=f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}",
+        release_date=release_at.date(),
+        release_time=release_at.time().replace(microsecond=0),
+        timezone="UTC",
+    )
+    return Campaign.objects.create(
+        release=release, slug=slug, follow_artist=follow_artist, status=status, **campaign_fields
+    )
+
+
+@pytest.fixture
+def campaign(db):
+    return make_campaign()
+
+
+def make_subscription(campaign, sandbox: Sandbox, user_id: str, *, scope: str | None = None):
+    """A fan who pre-saved `campaign` as sandbox user `user_id`: Fan, pending Subscription, sealed token."""
+    from fans.models import Credential, Fan, Subscription
+
+    scopes = scope or ("user-library-modify user-follow-modify" if campaign.follow_artist else "user-library-modify")
+    tokens = sandbox.authorize(user_id, scopes)
+    fan, _ = Fan.objects.get_or_create(
+        service="spotify", service_user_id=user_id, defaults={"display_name": user_id.title()}
+    )
+    subscription = Subscription.objects.create(fan=fan, campaign=campaign)
+    credential = Credential(subscription=subscription, authorized_at=timezone.now())
+    credential.store(tokens["refresh_token"])
+    credential.save()
+    return subscription

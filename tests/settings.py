@@ -1,0 +1,28 @@
+"""Test settings: the project's settings with test values, on PostgreSQL. Environment variables still win."""
+
+import os
+
+TEST_ENVIRONMENT = {
+    "ENV_FILE": "/dev/null",  # never read the demo's .env
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/presave",
+    "DEBUG": "false",
+    "HTTPS": "false",
+    "SECRET_KEY": "test-only-secret-key-that-is-long-enough-for-django-checks-0123456789",
+    # Two keys: tests rotate between them. Never use these anywhere else.
+    "TOKEN_ENCRYPTION_KEYS": "test-b:YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmI=,test-a:YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE=",
+    "SPOTIFY_CLIENT_ID": "sandbox-client-id",
+    "SPOTIFY_CLIENT_SECRET": "sandbox-client-secret",
+    "SPOTIFY_ENABLED": "true",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+    "DELIVERY_RETRY_BASE_SECONDS": "0.2",
+    "DELIVERY_MAX_RETRY_AFTER_SECONDS": "10",
+    "SERVICE_TIMEOUT_SECONDS": "3",
+    "Q_POLL": "0.2",
+    "LOG_LEVEL": "WARNING",
+}
+for name, value in TEST_ENVIRONMENT.items():
+    os.environ.setdefault(name, value)
+
+from presave_site.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user creation in tests
