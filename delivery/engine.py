@@ -90,7 +90,10 @@ class Pacer:
             try:
                 return fn(*args)
             except RateLimited as exc:
-                if attempt == RATE_LIMIT_RETRIES or exc.retry_after > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:
+                if (
+                    attempt == RATE_LIMIT_RETRIES
+                    or exc.retry_after > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS
+                ):
                     raise
                 self.pause(exc.retry_after)
         raise AssertionError("unreachable")
@@ -159,7 +162,9 @@ class Run:
         try:
             credential = subscription.credential
         except Credential.DoesNotExist:
-            return Outcome(subscription, DeliveryAttempt.Outcome.REVOKED, "refresh", "No stored authorization.")
+            return Outcome(
+                subscription, DeliveryAttempt.Outcome.REVOKED, "refresh", "No stored authorization."
+            )
         service = self.service(subscription.fan.service)
         if not service.can_deliver(self.release):
             return Outcome(
@@ -215,14 +220,20 @@ class Run:
             refreshed = list(pool.map(self.refresh, batch))
             self.store_rotated_tokens(batch, refreshed)
             outcomes: list[Outcome | None] = [r if isinstance(r, Outcome) else None for r in refreshed]
-            to_act = [(i, sub, r.access_token) for i, (sub, r) in enumerate(zip(batch, refreshed)) if outcomes[i] is None]
-            for (i, _, _), outcome in zip(to_act, pool.map(lambda item: self.act(item[1], item[2]), to_act)):
+            to_act = [
+                (i, sub, r.access_token)
+                for i, (sub, r) in enumerate(zip(batch, refreshed, strict=True))
+                if outcomes[i] is None
+            ]
+            for (i, _, _), outcome in zip(
+                to_act, pool.map(lambda item: self.act(item[1], item[2]), to_act), strict=True
+            ):
                 outcomes[i] = outcome
         return outcomes  # type: ignore[return-value]
 
     def store_rotated_tokens(self, batch: list[Subscription], refreshed: list[Tokens | Outcome]) -> None:
         rotated = []
-        for subscription, result in zip(batch, refreshed):
+        for subscription, result in zip(batch, refreshed, strict=True):
             if isinstance(result, Tokens) and result.refresh_token:
                 credential = subscription.credential
                 credential.store(result.refresh_token)
@@ -238,7 +249,11 @@ class Run:
         with transaction.atomic():
             delivered = [o.subscription.pk for o in outcomes if o.result == DeliveryAttempt.Outcome.DELIVERED]
             mine.filter(pk__in=delivered).update(
-                status=Subscription.Status.DELIVERED, delivered_at=now, last_error="", next_attempt_at=None, **released
+                status=Subscription.Status.DELIVERED,
+                delivered_at=now,
+                last_error="",
+                next_attempt_at=None,
+                **released,
             )
             revoked = [o.subscription.pk for o in outcomes if o.result == DeliveryAttempt.Outcome.REVOKED]
             for o in outcomes:
@@ -276,7 +291,9 @@ class Run:
             if wait is None or wait > MAX_INLINE_WAIT_SECONDS:
                 break
             time.sleep(max(wait, 0.05))
-        if not Subscription.objects.filter(campaign=self.campaign, status=Subscription.Status.PENDING).exists():
+        if not Subscription.objects.filter(
+            campaign=self.campaign, status=Subscription.Status.PENDING
+        ).exists():
             Campaign.objects.filter(pk=self.campaign.pk, status=Campaign.Status.DELIVERING).update(
                 status=Campaign.Status.DONE
             )

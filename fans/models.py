@@ -1,4 +1,4 @@
-"""Fans (one per service account), their subscriptions to campaigns, what they consented to, and their tokens."""
+"""Fans (one per service account), their subscriptions, what they consented to, and their tokens."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ class Fan(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["service", "service_user_id"], name="one_fan_per_account")]
+        constraints = [
+            models.UniqueConstraint(fields=["service", "service_user_id"], name="one_fan_per_account")
+        ]
 
     def __str__(self) -> str:
         return self.display_name or self.service_user_id
@@ -70,13 +72,13 @@ class Credential(models.Model):
     kek_id = models.CharField(max_length=40)
     wrapped_key = models.BinaryField()
     ciphertext = models.BinaryField()
-    authorized_at = models.DateTimeField(help_text="When the fan authorized; some services expire tokens from it.")
+    authorized_at = models.DateTimeField(
+        help_text="When the fan authorized; some services expire tokens from it."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
-    def __repr__(self) -> str:
-        return f"<Credential subscription={self.subscription_id} kek={self.kek_id}>"
-
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return f"Credential of subscription {self.subscription_id} (key {self.kek_id})"
 
     @property
     def aad(self) -> bytes:

@@ -83,7 +83,7 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'presave.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The demo's web server, worker and scheduler share one file: take the write lock up front, and wait for it.
+    # The demo's web server, worker and scheduler share one file: take the write lock up front, and wait.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -107,7 +107,9 @@ MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 
 # --- Security -------------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SAMESITE = "Lax"  # the OAuth callback is a top-level GET from the service: Lax keeps the session
+SESSION_COOKIE_SAMESITE = (
+    "Lax"  # the OAuth callback is a top-level GET from the service: Lax keeps the session
+)
 CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
@@ -155,7 +157,9 @@ Q_CLUSTER = {
     "name": env.str("Q_CLUSTER_NAME", default="presave"),
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": env.int("Q_TIMEOUT", default=1800),
-    "retry": env.int("Q_RETRY", default=1900),  # > timeout: a task is handed out again only after it timed out
+    "retry": env.int(
+        "Q_RETRY", default=1900
+    ),  # > timeout: a task is handed out again only after it timed out
     "max_attempts": env.int("Q_MAX_ATTEMPTS", default=0),
     "catch_up": False,
     "ack_failures": True,

@@ -14,7 +14,9 @@ def validate_timezone(name: str) -> None:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValidationError("“%(name)s” is not a time zone name such as Europe/London.", params={"name": name})
+        raise ValidationError(
+            "“%(name)s” is not a time zone name such as Europe/London.", params={"name": name}
+        ) from None
 
 
 upc_validator = RegexValidator(r"^\d{12,13}$", "A UPC/EAN has 12 or 13 digits.")
@@ -22,7 +24,8 @@ isrc_validator = RegexValidator(
     r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$", "An ISRC looks like GBAYE2600001 (country, registrant, year, number)."
 )
 spotify_artist_validator = RegexValidator(
-    r"^spotify:artist:[0-9A-Za-z]{22}$", "Paste the artist's Spotify URI, e.g. spotify:artist:0OdUWJ0sBjDrqHygGUXeCF."
+    r"^spotify:artist:[0-9A-Za-z]{22}$",
+    "Paste the artist's Spotify URI, e.g. spotify:artist:0OdUWJ0sBjDrqHygGUXeCF.",
 )
 spotify_release_validator = RegexValidator(
     r"^spotify:(album|track):[0-9A-Za-z]{22}$",
@@ -73,6 +76,10 @@ class Release(models.Model):
     def __str__(self) -> str:
         return f"{self.artist} — {self.title}"
 
+    def save(self, *args, **kwargs) -> None:
+        self.release_at = self.compute_release_at()
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         if self.kind == self.Kind.TRACK and not self.isrc:
             raise ValidationError({"isrc": "A track needs its ISRC."})
@@ -80,12 +87,10 @@ class Release(models.Model):
             raise ValidationError({"spotify_uri": "This is a track URI; the release is not a track."})
 
     def compute_release_at(self) -> dt.datetime:
-        local = dt.datetime.combine(self.release_date, self.release_time, tzinfo=zoneinfo.ZoneInfo(self.timezone))
+        local = dt.datetime.combine(
+            self.release_date, self.release_time, tzinfo=zoneinfo.ZoneInfo(self.timezone)
+        )
         return local.astimezone(dt.UTC)
-
-    def save(self, *args, **kwargs) -> None:
-        self.release_at = self.compute_release_at()
-        super().save(*args, **kwargs)
 
     @property
     def is_out(self) -> bool:
@@ -112,6 +117,7 @@ class Campaign(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("deliver_campaign", "Can start a campaign's delivery")]
 
     def __str__(self) -> str:
         return f"{self.release.title} ({self.slug})"

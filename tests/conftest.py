@@ -20,8 +20,6 @@ import requests
 from django.db import connection
 from django.utils import timezone
 
-from delivery.sandbox.server import start_in_thread
-
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -65,7 +63,9 @@ class Sandbox:
 
     def authorize(self, user_id: str, scope: str = "user-library-modify user-follow-modify") -> dict:
         """Mint tokens for a sandbox user directly (no login page), as a fan who pre-saved earlier."""
-        return self.control("POST", f"users/{user_id}/authorize", {"client_id": "sandbox-client-id", "scope": scope})
+        return self.control(
+            "POST", f"users/{user_id}/authorize", {"client_id": "sandbox-client-id", "scope": scope}
+        )
 
     def environment(self) -> dict[str, str]:
         return {"SPOTIFY_ACCOUNTS_URL": self.accounts_url, "SPOTIFY_API_URL": self.api_url}
@@ -73,6 +73,8 @@ class Sandbox:
 
 @pytest.fixture(scope="session")
 def sandbox_server():
+    from delivery.sandbox.server import start_in_thread
+
     url, stop = start_in_thread(host="127.0.0.1", port=0)
     yield Sandbox(url)
     stop()
@@ -239,7 +241,9 @@ def make_subscription(campaign, sandbox: Sandbox, user_id: str, *, scope: str | 
     """A fan who pre-saved `campaign` as sandbox user `user_id`: Fan, pending Subscription, sealed token."""
     from fans.models import Credential, Fan, Subscription
 
-    scopes = scope or ("user-library-modify user-follow-modify" if campaign.follow_artist else "user-library-modify")
+    scopes = scope or (
+        "user-library-modify user-follow-modify" if campaign.follow_artist else "user-library-modify"
+    )
     tokens = sandbox.authorize(user_id, scopes)
     fan, _ = Fan.objects.get_or_create(
         service="spotify", service_user_id=user_id, defaults={"display_name": user_id.title()}

@@ -61,7 +61,8 @@ class Tokens:
     scope: str = ""
 
     def __repr__(self) -> str:  # never print a token
-        return f"Tokens(expires_in={self.expires_in}, scope={self.scope!r}, rotated={self.refresh_token is not None})"
+        rotated = self.refresh_token is not None
+        return f"Tokens(expires_in={self.expires_in}, scope={self.scope!r}, rotated={rotated})"
 
 
 @dataclass(frozen=True)

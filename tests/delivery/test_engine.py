@@ -1,0 +1,210 @@
+"""The delivery engine against the sandbox over HTTP: outcomes, retries, revocation, token rotation."""
+
+import pytest
+import requests
+
+from delivery import engine
+from delivery.models import DeliveryAttempt
+from delivery.sandbox import demo_catalog
+from fans.models import Credential, Subscription
+from releases.models import Campaign
+from tests.conftest import make_campaign, make_subscription
+
+ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
+ARTIST_URI = f"spotify:artist:{demo_catalog.NOVA_LARK_ARTIST_ID}"
+FANS = ("alice", "bob", "chloe")
+
+pytestmark = pytest.mark.django_db
+
+
+def refresh_with(sandbox, refresh_token: str) -> requests.Response:
+    return requests.post(
+        f"{sandbox.accounts_url}/api/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        auth=("sandbox-client-id", "sandbox-client-secret"),
+        timeout=5,
+    )
+
+
+def test_release_is_saved_to_every_fan_exactly_once(sandbox, campaign):
+    subscriptions = [make_subscription(campaign, sandbox, user) for user in FANS]
+
+    report = engine.deliver_campaign(campaign.pk)
+
+    assert report.counts == {"delivered": 3}
+    for user in FANS:
+        assert ALBUM_URI in sandbox.library(user)["saved"]
+        assert [w["uri"] for w in sandbox.writes(user)] == [ALBUM_URI]
+    for subscription in subscriptions:
+        subscription.refresh_from_db()
+        assert subscription.status == Subscription.Status.DELIVERED
+        assert subscription.attempts == 1 and subscription.delivered_at is not None
+        assert subscription.leased_by is None
+    assert DeliveryAttempt.objects.filter(outcome="delivered").count() == 3
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+
+
+def test_running_again_saves_nothing_twice(sandbox, campaign):
+    make_subscription(campaign, sandbox, "alice")
+    engine.deliver_campaign(campaign.pk)
+    report = engine.deliver_campaign(campaign.pk)
+    assert report.counts == {}
+    assert len(sandbox.writes("alice")) == 1
+
+
+def test_artist_is_followed_when_the_campaign_follows(sandbox, db):
+    campaign = make_campaign(follow_artist=True)
+    make_subscription(campaign, sandbox, "alice")
+    engine.deliver_campaign(campaign.pk)
+    library = sandbox.library("alice")
+    assert ALBUM_URI in library["saved"]
+    assert ARTIST_URI in library["following"]
+
+
+def test_legacy_library_endpoints_when_configured(sandbox, settings, db):
+    settings.SPOTIFY_LIBRARY_API = "legacy"
+    campaign = make_campaign(follow_artist=True)
+    make_subscription(campaign, sandbox, "bob")
+    engine.deliver_campaign(campaign.pk)
+    library = sandbox.library("bob")
+    assert ALBUM_URI in library["saved"] and ARTIST_URI in library["following"]
+    endpoints = {w["endpoint"] for w in sandbox.writes("bob")}
+    assert not any("/me/library" in endpoint for endpoint in endpoints)
+
+
+def test_revoked_token_is_not_retried(sandbox, campaign):
+    make_subscription(campaign, sandbox, "alice")
+    bob = make_subscription(campaign, sandbox, "bob")
+    sandbox.control("POST", "users/bob/revoke")
+
+    engine.deliver_campaign(campaign.pk)
+    token_requests = sandbox.control("GET", "counters")["token_requests"]
+    engine.deliver_campaign(campaign.pk)
+
+    bob.refresh_from_db()
+    assert bob.status == Subscription.Status.REVOKED
+    assert bob.attempts == 1
+    assert "no longer valid" in bob.last_error
+    assert not Credential.objects.filter(subscription=bob).exists(), "a dead token is destroyed"
+    assert sandbox.control("GET", "counters")["token_requests"] == token_requests, "never retried"
+    assert sandbox.writes("bob") == []
+    assert len(sandbox.writes("alice")) == 1
+
+
+def test_rotated_refresh_token_is_stored_and_used_next_time(sandbox, campaign):
+    subscription = make_subscription(campaign, sandbox, "alice")
+    original = subscription.credential.reveal()
+
+    engine.deliver_campaign(campaign.pk)
+
+    rotated = Credential.objects.get(pk=subscription.pk).reveal()
+    assert rotated != original
+    assert refresh_with(sandbox, original).json()["error"] == "invalid_grant", "the old token died"
+
+    # A later attempt can only succeed with the rotated token: the original one is dead.
+    Subscription.objects.filter(pk=subscription.pk).update(status="pending")
+    engine.deliver_campaign(campaign.pk)
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.DELIVERED
+    assert subscription.attempts == 2
+
+
+def test_server_errors_are_retried_then_failed_with_the_reason(sandbox, campaign, settings):
+    settings.DELIVERY_MAX_ATTEMPTS = 3
+    subscription = make_subscription(campaign, sandbox, "alice")
+    sandbox.faults(error_rate=1.0)
+
+    engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.FAILED
+    assert subscription.attempts == 3
+    assert subscription.last_error.startswith("Gave up after 3 attempts: Spotify had a server error")
+    outcomes = list(DeliveryAttempt.objects.filter(subscription=subscription).order_by("at", "pk"))
+    assert [a.outcome for a in outcomes] == ["retry", "retry", "failed"]
+    assert all(a.http_status and a.http_status >= 500 for a in outcomes)
+
+
+def test_passing_server_errors_end_in_delivery(sandbox, campaign, settings):
+    settings.DELIVERY_MAX_ATTEMPTS = 12
+    for user in FANS:
+        make_subscription(campaign, sandbox, user)
+    sandbox.faults(error_rate=0.4, seed=7)
+
+    engine.deliver_campaign(campaign.pk)
+
+    statuses = set(Subscription.objects.values_list("status", flat=True))
+    assert statuses == {"delivered"}
+    assert DeliveryAttempt.objects.filter(outcome="retry").exists(), "the faults did hit"
+    for user in FANS:
+        assert sandbox.library(user)["saved"] == [ALBUM_URI]
+
+
+def test_timeouts_are_retried(sandbox, campaign, settings):
+    settings.SERVICE_TIMEOUT_SECONDS = 0.5
+    settings.DELIVERY_MAX_ATTEMPTS = 2
+    subscription = make_subscription(campaign, sandbox, "alice")
+    sandbox.faults(timeout_rate=1.0, hang_seconds=2)
+
+    engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.FAILED
+    assert "did not answer in time" in subscription.last_error
+
+
+def test_fan_without_stored_authorization_is_revoked(sandbox, campaign):
+    subscription = make_subscription(campaign, sandbox, "alice")
+    Credential.objects.filter(pk=subscription.pk).delete()
+    engine.deliver_campaign(campaign.pk)
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.REVOKED
+
+
+def test_token_sealed_under_a_removed_key_fails_with_a_readable_reason(sandbox, campaign, settings):
+    settings.TOKEN_ENCRYPTION_KEYS = "gone:Z29uZWdvbmVnb25lZ29uZWdvbmVnb25lZ29uZWdvbmU="
+    subscription = make_subscription(campaign, sandbox, "alice")
+    settings.TOKEN_ENCRYPTION_KEYS = "test-a:YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE="
+    engine.deliver_campaign(campaign.pk)
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.FAILED
+    assert "could not be decrypted" in subscription.last_error
+
+
+def test_draft_campaign_is_not_delivered(sandbox, db):
+    campaign = make_campaign(status="draft")
+    make_subscription(campaign, sandbox, "alice")
+    report = engine.deliver_campaign(campaign.pk)
+    assert "draft" in report.summary()
+    assert sandbox.writes("alice") == []
+
+
+def test_rate_limit_is_honoured_with_retry_after(sandbox, campaign, settings):
+    settings.DELIVERY_MAX_RETRY_AFTER_SECONDS = 60  # wait in place for the window to free
+    for user in FANS:
+        make_subscription(campaign, sandbox, user)
+    # 6 calls are needed (refresh + save for 3 fans); the window allows 4, then answers 429 + Retry-After.
+    sandbox.faults(rate_limit=4)
+
+    engine.deliver_campaign(campaign.pk)
+
+    counters = sandbox.control("GET", "counters")
+    assert counters["rate_limited"] >= 1
+    assert counters["rate_limited"] <= 3, "after a 429 the run waits instead of hammering"
+    assert set(Subscription.objects.values_list("status", flat=True)) == {"delivered"}
+    for user in FANS:
+        assert len(sandbox.writes(user)) == 1
+
+
+def test_no_token_reaches_a_log_record(sandbox, campaign, caplog):
+    caplog.set_level("DEBUG")
+    subscription = make_subscription(campaign, sandbox, "alice")
+    refresh_token = subscription.credential.reveal()
+    sandbox.faults(error_rate=0.5, seed=3)
+
+    engine.deliver_campaign(campaign.pk)
+
+    rotated = Credential.objects.get(pk=subscription.pk).reveal()
+    assert caplog.records, "logging was captured"
+    for secret in (refresh_token, rotated):
+        assert secret not in caplog.text

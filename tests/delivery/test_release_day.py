@@ -1,0 +1,134 @@
+"""Release day with real django-q2 workers: the schedule fires, Deliver now races it, a worker crashes."""
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+from django_q.models import Schedule
+
+from delivery import scheduling
+from delivery.sandbox import demo_catalog
+from fans.models import Subscription
+from releases.models import Campaign
+from tests.conftest import make_campaign, make_subscription, wait_for
+
+ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def all_settled(campaign) -> bool:
+    return not Subscription.objects.filter(campaign=campaign, status="pending").exists()
+
+
+def test_going_live_schedules_delivery_at_the_release_time():
+    campaign = make_campaign(status="draft")
+    assert scheduling.scheduled_time(campaign) is None
+
+    campaign.status = Campaign.Status.LIVE
+    campaign.save()
+    schedule = Schedule.objects.get(name=scheduling.schedule_name(campaign.pk))
+    assert schedule.next_run == campaign.release.release_at
+    assert schedule.schedule_type == Schedule.ONCE and schedule.func == "delivery.tasks.deliver_campaign"
+
+    release = campaign.release
+    release.release_date += dt.timedelta(days=1)
+    release.save()
+    assert scheduling.scheduled_time(campaign) == release.release_at, "moving the release moves the schedule"
+
+    campaign.status = Campaign.Status.DRAFT
+    campaign.save()
+    assert scheduling.scheduled_time(campaign) is None, "back to draft: nothing fires"
+
+
+def test_schedule_fires_at_release_time_in_a_real_worker(sandbox, start_worker):
+    campaign = make_campaign(release_in=dt.timedelta(seconds=4))
+    subscriptions = [make_subscription(campaign, sandbox, user) for user in ("alice", "bob")]
+    start_worker()
+
+    wait_for(lambda: all_settled(campaign), timeout=60, message="the scheduled delivery")
+
+    release_at = Campaign.objects.get(pk=campaign.pk).release.release_at
+    for subscription in subscriptions:
+        subscription.refresh_from_db()
+        assert subscription.status == "delivered"
+        assert subscription.delivered_at >= release_at, "never before the release time"
+    assert sandbox.library("alice")["saved"] == [ALBUM_URI]
+    assert Schedule.objects.get(name=scheduling.schedule_name(campaign.pk)).repeats == 0, "fired once, kept"
+
+
+def test_deliver_now_racing_the_schedule_saves_once(sandbox, start_worker):
+    campaign = make_campaign(release_in=dt.timedelta(seconds=1))
+    users = [f"fan{i:02d}" for i in range(12)]
+    for user in users:
+        sandbox.control("POST", "users", {"id": user, "display_name": user, "country": "GB"})
+        make_subscription(campaign, sandbox, user)
+    sandbox.faults(latency_ms=50)
+    scheduling.deliver_now(campaign)
+    scheduling.deliver_now(campaign)
+    start_worker(Q_WORKERS="2")
+    start_worker(Q_WORKERS="2")  # a second cluster, as on a second machine, sharing the queue
+
+    wait_for(lambda: all_settled(campaign), timeout=90, message="every fan settled")
+
+    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {
+        "delivered"
+    }
+    for user in users:
+        assert len(sandbox.writes(user)) == 1, f"{user} was saved more than once"
+
+
+def test_worker_killed_mid_delivery_loses_no_fan(sandbox, start_worker):
+    campaign = make_campaign(release_in=dt.timedelta(days=1))
+    users = [f"crash{i:02d}" for i in range(30)]
+    for user in users:
+        sandbox.control("POST", "users", {"id": user, "display_name": user, "country": "GB"})
+        make_subscription(campaign, sandbox, user)
+    sandbox.faults(latency_ms=150)
+    env = {
+        "DELIVERY_BATCH_SIZE": "4",
+        "DELIVERY_THREADS": "4",
+        "DELIVERY_LEASE_SECONDS": "3",
+        "Q_WORKERS": "1",
+    }
+    first = start_worker(**env)
+    scheduling.deliver_now(campaign)
+
+    wait_for(
+        lambda: Subscription.objects.filter(campaign=campaign, status="delivered").count() >= 4,
+        timeout=60,
+        message="the first deliveries",
+    )
+    first.kill()
+    delivered_at_kill = Subscription.objects.filter(campaign=campaign, status="delivered").count()
+    assert delivered_at_kill < len(users), "the kill happened mid-run"
+
+    start_worker(**env)
+    scheduling.deliver_now(campaign)  # what the minute sweeper would do
+    wait_for(lambda: all_settled(campaign), timeout=90, message="the run after the crash")
+
+    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {
+        "delivered"
+    }
+    repeated = [user for user in users if len(sandbox.writes(user)) > 1]
+    assert len(repeated) <= 4, f"only the batch in flight may be repeated, not {repeated}"
+    for user in users:
+        assert sandbox.library(user)["saved"] == [ALBUM_URI]
+
+
+def test_sweeper_resumes_a_delivery_left_behind(sandbox, start_worker):
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.DELIVERING)
+    Schedule.objects.filter(name=scheduling.schedule_name(campaign.pk)).delete()  # only the sweeper can help
+    subscription = make_subscription(campaign, sandbox, "alice")
+    # A lease that expired: its worker died.
+    Subscription.objects.filter(pk=subscription.pk).update(
+        lease_expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+
+    from delivery.tasks import resume_deliveries
+
+    assert resume_deliveries() == "resumed 1 campaign(s)"
+    start_worker()
+    wait_for(lambda: all_settled(campaign), timeout=60, message="the resumed delivery")
+    assert Subscription.objects.get(pk=subscription.pk).status == "delivered"
