@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from delivery.sandbox.state import SandboxState
 
@@ -37,7 +38,12 @@ class Kind(Enum):
 
 class ErrorResponse(Protocol):
     def __call__(
-        self, status: int, message: str, *, reason: str | None = None, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        reason: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> web.Response: ...
 
 
@@ -45,7 +51,7 @@ Classifier = Callable[[web.Request], Awaitable[tuple[Kind, str | None]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def fault_middleware(state: SandboxState, classify: Classifier, error: ErrorResponse):
+def fault_middleware(state: SandboxState, classify: Classifier, error: ErrorResponse) -> Middleware:
     """The middleware applying `state.faults` to every request of one service's sub-application."""
 
     @web.middleware

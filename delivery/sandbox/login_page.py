@@ -18,11 +18,13 @@ body { font: 16px/1.5 system-ui, sans-serif; background: #121212; color: #fff; m
 main { max-width: 28rem; margin: 3rem auto; padding: 2rem; background: #1e1e1e; border-radius: 12px; }
 h1 { font-size: 1.4rem; margin-top: 0; } small, .muted { color: #b3b3b3; }
 fieldset { border: 1px solid #333; border-radius: 8px; margin: 1rem 0; }
-label { display: block; padding: .2rem 0; } input[type=text] { width: 100%; padding: .4rem; box-sizing: border-box; }
+label { display: block; padding: .2rem 0; }
+input[type=text] { width: 100%; padding: .4rem; box-sizing: border-box; }
 .error { background: #e22134; padding: .5rem .8rem; border-radius: 6px; }
 .buttons { display: flex; gap: .8rem; margin-top: 1.2rem; }
 button { flex: 1; padding: .6rem; border: 0; border-radius: 999px; font-weight: 700; cursor: pointer; }
-#agree { background: #1ed760; color: #000; } #cancel { background: transparent; color: #fff; border: 1px solid #777; }
+#agree { background: #1ed760; color: #000; }
+#cancel { background: transparent; color: #fff; border: 1px solid #777; }
 """
 
 
@@ -37,7 +39,8 @@ def login_page(
 ) -> str:
     """The page /authorize shows: what the app asks for, who logs in, Agree or Cancel."""
     hidden = "".join(
-        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">' for name, value in params.items()
+        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
+        for name, value in params.items()
     )
     scopes = "".join(f"<li>{escape(words)}</li>" for words in scope_words) or "<li>Nothing but your name</li>"
     radios = "".join(

@@ -241,11 +241,10 @@ class SandboxState:
     def issue_code(
         self, client_id: str, user_id: str, redirect_uri: str, scope: str, code_challenge: str | None
     ) -> AuthCode:
-        code = AuthCode(
-            "AQ" + secrets.token_urlsafe(48), client_id, user_id, redirect_uri, scope, code_challenge, self.now()
-        )
-        self.codes[code.code] = code
-        return code
+        code = "AQ" + secrets.token_urlsafe(48)
+        auth_code = AuthCode(code, client_id, user_id, redirect_uri, scope, code_challenge, self.now())
+        self.codes[code] = auth_code
+        return auth_code
 
     def take_code(self, code: str) -> AuthCode | None:
         """Use up an authorization code: None when unknown, already used or expired."""
