@@ -120,7 +120,7 @@ class Worker:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
