@@ -12,10 +12,11 @@ from django_q.tasks import async_task
 from releases.models import Campaign
 
 DELIVER_TASK = "delivery.tasks.deliver_campaign"
+SCHEDULE_NAME_PREFIX = "deliver-campaign-"
 
 
 def schedule_name(campaign_id: int) -> str:
-    return f"deliver-campaign-{campaign_id}"
+    return f"{SCHEDULE_NAME_PREFIX}{campaign_id}"
 
 
 def sync_schedule(campaign: Campaign) -> Schedule | None:

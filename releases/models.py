@@ -105,7 +105,7 @@ class Campaign(models.Model):
         DONE = "done", "Done"
 
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="campaigns")
-    slug = models.SlugField(max_length=80, unique=True, help_text="The public page lives at /<slug>/.")
+    slug = models.SlugField(max_length=80, unique=True, help_text="The public page’s address: https://your-site/slug/.")
     subtitle = models.CharField(max_length=200, blank=True)
     page_text = models.TextField(blank=True)
     save_release = models.BooleanField("save the release to the fan's library", default=True)

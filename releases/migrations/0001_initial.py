@@ -52,7 +52,7 @@ class Migration(migrations.Migration):
             name='Campaign',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(help_text='The public page lives at /<slug>/.', max_length=80, unique=True)),
+                ('slug', models.SlugField(help_text='The public page’s address: https://your-site/slug/.', max_length=80, unique=True)),
                 ('subtitle', models.CharField(blank=True, max_length=200)),
                 ('page_text', models.TextField(blank=True)),
                 ('save_release', models.BooleanField(default=True, verbose_name="save the release to the fan's library")),

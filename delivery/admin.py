@@ -1,0 +1,39 @@
+"""Every delivery attempt, read-only: what was called for which fan, and what came of it."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from delivery.models import DeliveryAttempt
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(admin.ModelAdmin):
+    list_display = ["at", "fan", "campaign", "call", "outcome", "http_status", "message"]
+    list_filter = ["outcome", "call"]
+    list_select_related = ["subscription__fan", "subscription__campaign"]
+    search_fields = [
+        "subscription__fan__display_name",
+        "subscription__fan__email",
+        "subscription__fan__service_user_id",
+    ]
+    date_hierarchy = "at"
+    fields = ["subscription", "at", "call", "outcome", "http_status", "message"]
+
+    @admin.display(description="fan", ordering="subscription__fan__display_name")
+    def fan(self, attempt: DeliveryAttempt):
+        return attempt.subscription.fan
+
+    @admin.display(description="campaign", ordering="subscription__campaign__slug")
+    def campaign(self, attempt: DeliveryAttempt) -> str:
+        return attempt.subscription.campaign.slug
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

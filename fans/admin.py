@@ -1,0 +1,208 @@
+"""Fans, their subscriptions and their consent records: for label staff to look at, not to edit.
+
+Credentials are not in the admin at all: staff see only when a fan authorized and whether a token is stored.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.defaultfilters import truncatechars
+from django.utils.html import format_html
+
+from delivery.models import DeliveryAttempt
+from delivery.services import service_choices
+from fans.models import ConsentRecord, Fan, Subscription
+from releases.models import Campaign
+
+
+class ServiceFilter(admin.SimpleListFilter):
+    """Filter by streaming service, with the choices from the service registry."""
+
+    title = "service"
+    parameter_name = "service"
+    field = "service"
+
+    def lookups(self, request, model_admin):
+        return service_choices()
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(**{self.field: self.value()})
+        return queryset
+
+
+class FanServiceFilter(ServiceFilter):
+    field = "fan__service"
+
+
+class CampaignFilter(admin.SimpleListFilter):
+    """Filter by campaign slug: one query for the choices, however many campaigns there are."""
+
+    title = "campaign"
+    parameter_name = "campaign"
+
+    def lookups(self, request, model_admin):
+        return [(str(pk), slug) for pk, slug in Campaign.objects.order_by("slug").values_list("pk", "slug")]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(campaign_id=self.value())
+        return queryset
+
+
+class ReadOnlyAdminMixin:
+    """Viewable by staff with the view (or change) permission; never added, changed or deleted here."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
+    extra = 0
+    show_change_link = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        return self.fields
+
+
+# --- Fans ------------------------------------------------------------------------------------------------
+class FanSubscriptionInline(ReadOnlyInline):
+    model = Subscription
+    fields = ["campaign", "status", "attempts", "last_error", "delivered_at", "created_at"]
+    show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Subscription]:
+        return super().get_queryset(request).select_related("campaign__release")
+
+
+@admin.register(Fan)
+class FanAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "service", "service_user_id", "email", "country", "created_at"]
+    list_filter = [ServiceFilter, "country"]
+    search_fields = ["display_name", "email", "service_user_id"]
+    fields = ["service", "service_user_id", "display_name", "email", "country", "created_at", "updated_at"]
+    readonly_fields = fields
+    inlines = [FanSubscriptionInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # fans come from the service's sign-in, never from the admin
+
+
+# --- Subscriptions ---------------------------------------------------------------------------------------
+class DeliveryAttemptInline(ReadOnlyInline):
+    model = DeliveryAttempt
+    fields = ["at", "call", "outcome", "http_status", "message"]
+    verbose_name_plural = "attempt history"
+
+
+class ConsentRecordInline(ReadOnlyInline):
+    model = ConsentRecord
+    fields = ["created_at", "scopes", "wording_version", "email_opt_in", "ip_address", "revoked_at"]
+    show_change_link = True
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["fan", "campaign", "service", "status", "attempts", "last_error_in_words", "delivered_at"]
+    list_filter = ["status", CampaignFilter, FanServiceFilter]
+    list_select_related = ["fan", "campaign__release"]
+    search_fields = ["fan__display_name", "fan__email", "fan__service_user_id"]
+    date_hierarchy = "created_at"
+    fieldsets = [
+        (None, {"fields": ["fan", "campaign", "status", "created_at", "updated_at"]}),
+        ("Authorization", {"fields": ["authorized_at", "token_stored"]}),
+        (
+            "Delivery",
+            {"fields": ["attempts", "last_error", "next_attempt_at", "lease_expires_at", "delivered_at"]},
+        ),
+    ]
+    readonly_fields = ["authorized_at", "token_stored"]
+    inlines = [DeliveryAttemptInline, ConsentRecordInline]
+
+    @admin.display(description="service", ordering="fan__service")
+    def service(self, subscription: Subscription) -> str:
+        return subscription.fan.get_service_display()
+
+    @admin.display(description="last error", ordering="last_error")
+    def last_error_in_words(self, subscription: Subscription) -> str:
+        if not subscription.last_error:
+            return "—"
+        return format_html(
+            '<span title="{}">{}</span>', subscription.last_error, truncatechars(subscription.last_error, 80)
+        )
+
+    @admin.display(description="authorized at")
+    def authorized_at(self, subscription: Subscription):
+        credential = self._credential(subscription)
+        return credential.authorized_at if credential else "—"
+
+    @admin.display(description="token stored", boolean=True)
+    def token_stored(self, subscription: Subscription) -> bool:
+        return self._credential(subscription) is not None
+
+    @staticmethod
+    def _credential(subscription: Subscription):
+        try:
+            return subscription.credential
+        except ObjectDoesNotExist:
+            return None
+
+
+# --- Consent records -------------------------------------------------------------------------------------
+class RevokedFilter(admin.SimpleListFilter):
+    title = "revoked"
+    parameter_name = "revoked"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Revoked"), ("no", "Not revoked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(revoked_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(revoked_at__isnull=True)
+        return queryset
+
+
+@admin.register(ConsentRecord)
+class ConsentRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What each fan agreed to: evidence, so nobody edits or deletes it here."""
+
+    list_display = [
+        "__str__",
+        "campaign",
+        "service",
+        "email_opt_in",
+        "wording_version",
+        "created_at",
+        "revoked_at",
+    ]
+    list_filter = [ServiceFilter, "email_opt_in", RevokedFilter, CampaignFilter]
+    list_select_related = ["campaign__release"]
+    search_fields = ["display_name", "email", "service_user_id"]
+    date_hierarchy = "created_at"
+    fields = [
+        "campaign",
+        "subscription",
+        "service",
+        "service_user_id",
+        "display_name",
+        "email",
+        "scopes",
+        "wording_version",
+        "email_opt_in",
+        "ip_address",
+        "user_agent",
+        "created_at",
+        "revoked_at",
+    ]
+    exclude = ["revoke_token_hash"]

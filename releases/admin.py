@@ -1,0 +1,414 @@
+"""The label staff's console: artists, releases, and campaigns with their delivery figures and Deliver now."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import operator
+import zoneinfo
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import CharField, Count, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Cast, Concat
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django_q.models import Schedule
+
+from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now, scheduled_time
+from delivery.services import SERVICES, enabled_services
+from fans.models import Subscription
+from fans.reserved import validate_campaign_slug
+from releases.models import Artist, Campaign, Release, validate_timezone
+
+DELIVER_PERMISSION = "deliver_campaign"
+STAFF_STATUSES = {Campaign.Status.DRAFT, Campaign.Status.LIVE}
+
+# The four delivery figures of a campaign, as annotations on Campaign: one aggregate query per page.
+KPIS = {
+    f"kpi_{status}": Count("subscriptions", filter=Q(subscriptions__status=status))
+    for status in Subscription.Status.values
+}
+
+
+def utc(moment: dt.datetime | None) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
+
+
+def local_release_time(release: Release) -> str:
+    return f"{release.release_date:%Y-%m-%d} {release.release_time:%H:%M} {release.timezone}"
+
+
+def scheduled_time_subquery() -> Subquery:
+    """The `next_run` of the campaign's Schedule, found by the name `delivery.scheduling.schedule_name` gives.
+
+    The SQL counterpart of `delivery.scheduling.scheduled_time` for a whole page of campaigns.
+    """
+    name = Concat(Value(SCHEDULE_NAME_PREFIX), Cast(OuterRef("pk"), output_field=CharField()))
+    return Subquery(Schedule.objects.filter(name=name).values("next_run")[:1])
+
+
+def public_url(campaign: Campaign) -> str:
+    return settings.PUBLIC_BASE_URL + campaign.get_absolute_url()
+
+
+def release_too_far_out(release: Release, now: dt.datetime | None = None) -> list[str]:
+    """Warnings for each enabled service whose authorizations expire before the release comes out."""
+    now = now or timezone.now()
+    warnings = []
+    for service in enabled_services():
+        lifetime = service.authorization_lifetime
+        if lifetime is not None and release.release_at - now > lifetime:
+            warnings.append(
+                f"Fans who pre-save now will have to authorize again: {service.label} authorizations expire "
+                f"{lifetime.days} days after the fan gives them, and the release is "
+                f"{(release.release_at - now).days} days away. Open the campaign later, or ask fans to "
+                "come back closer to the release."
+            )
+    return warnings
+
+
+def at_risk_count(campaign: Campaign) -> int:
+    """Pending subscriptions whose authorization expires (by its service's lifetime) before the release."""
+    expiring = [
+        Q(
+            fan__service=key,
+            credential__authorized_at__lt=campaign.release.release_at - service.authorization_lifetime,
+        )
+        for key, service in SERVICES.items()
+        if service.authorization_lifetime is not None
+    ]
+    if not expiring:
+        return 0
+    pending = campaign.subscriptions.filter(status=Subscription.Status.PENDING)
+    return pending.filter(functools.reduce(operator.or_, expiring)).count()
+
+
+# --- Artists ---------------------------------------------------------------------------------------------
+@admin.register(Artist)
+class ArtistAdmin(admin.ModelAdmin):
+    list_display = ["name", "spotify_uri", "release_count", "created_at"]
+    search_fields = ["name", "spotify_uri"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Artist]:
+        return super().get_queryset(request).annotate(release_count=Count("releases"))
+
+    @admin.display(description="releases", ordering="release_count")
+    def release_count(self, artist: Artist) -> int:
+        return artist.release_count
+
+
+# --- Releases --------------------------------------------------------------------------------------------
+class ReleaseAdminForm(forms.ModelForm):
+    class Meta:
+        model = Release
+        fields = [
+            "artist",
+            "title",
+            "kind",
+            "upc",
+            "isrc",
+            "spotify_uri",
+            "release_date",
+            "release_time",
+            "timezone",
+            "cover",
+        ]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        release_at = self.new_release_at(cleaned)
+        if (
+            release_at is not None
+            and self.instance.pk
+            and release_at != self.instance.release_at
+            and release_at <= timezone.now()
+            and self.instance.campaigns.filter(status=Campaign.Status.LIVE).exists()
+        ):
+            raise ValidationError(
+                "This release has a live campaign: moving its release time into the past would start "
+                "delivering to fans at once. Set a future time, or use Deliver now on the campaign."
+            )
+        return cleaned
+
+    @staticmethod
+    def new_release_at(cleaned: dict) -> dt.datetime | None:
+        day, time, zone = cleaned.get("release_date"), cleaned.get("release_time"), cleaned.get("timezone")
+        if day is None or time is None or not zone:
+            return None
+        try:
+            validate_timezone(zone)
+        except ValidationError:
+            return None  # the field's own validator reports it
+        return dt.datetime.combine(day, time, tzinfo=zoneinfo.ZoneInfo(zone)).astimezone(dt.UTC)
+
+
+@admin.register(Release)
+class ReleaseAdmin(admin.ModelAdmin):
+    form = ReleaseAdminForm
+    list_display = ["cover_thumbnail", "title", "artist", "kind", "local_release_time", "release_utc"]
+    list_display_links = ["cover_thumbnail", "title"]
+    list_filter = ["kind"]
+    list_select_related = ["artist"]
+    search_fields = ["title", "artist__name", "upc", "isrc", "spotify_uri"]
+    autocomplete_fields = ["artist"]
+    date_hierarchy = "release_date"
+    readonly_fields = ["release_utc", "cover_preview"]
+    fieldsets = [
+        (None, {"fields": ["artist", "title", "kind"]}),
+        ("Identifiers", {"fields": ["upc", "isrc", "spotify_uri"]}),
+        ("Release time", {"fields": ["release_date", "release_time", "timezone", "release_utc"]}),
+        ("Cover", {"fields": ["cover", "cover_preview"]}),
+    ]
+
+    @admin.display(description="release time (local)", ordering="release_at")
+    def local_release_time(self, release: Release) -> str:
+        return local_release_time(release)
+
+    @admin.display(description="release time (UTC)", ordering="release_at")
+    def release_utc(self, release: Release) -> str:
+        return utc(release.release_at)
+
+    @admin.display(description="cover")
+    def cover_thumbnail(self, release: Release) -> str:
+        if not release.cover:
+            return "—"
+        return format_html(
+            '<img src="{}" alt="" width="40" height="40" class="cover-thumbnail">', release.cover.url
+        )
+
+    @admin.display(description="current cover")
+    def cover_preview(self, release: Release) -> str:
+        if not release.cover:
+            return "—"
+        return format_html('<img src="{}" alt="Cover of {}" width="160">', release.cover.url, release.title)
+
+
+# --- Campaigns -------------------------------------------------------------------------------------------
+class CampaignAdminForm(forms.ModelForm):
+    class Meta:
+        model = Campaign
+        help_texts = {"slug": f"The public page's address: {settings.PUBLIC_BASE_URL}/your-slug/"}
+        fields = [
+            "release",
+            "slug",
+            "status",
+            "subtitle",
+            "page_text",
+            "save_release",
+            "follow_artist",
+            "offer_email_optin",
+        ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "status" in self.fields:  # delivering and done are set by the delivery engine, not by staff
+            self.fields["status"].choices = [
+                (value, label) for value, label in Campaign.Status.choices if value in STAFF_STATUSES
+            ]
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data["slug"]
+        validate_campaign_slug(slug)
+        return slug
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        release, status = cleaned.get("release"), cleaned.get("status")
+        going_live = status == Campaign.Status.LIVE and (
+            self.instance.pk is None or "status" in self.changed_data or "release" in self.changed_data
+        )
+        if going_live and release is not None and release.is_out:
+            self.add_error(
+                "status",
+                ValidationError(
+                    "The release came out on %(when)s: a campaign can't go live after its release time. "
+                    "Keep it as a draft, or change the release date.",
+                    params={"when": utc(release.release_at)},
+                ),
+            )
+        return cleaned
+
+
+class ReleaseStateFilter(admin.SimpleListFilter):
+    title = "release"
+    parameter_name = "release_state"
+
+    def lookups(self, request, model_admin):
+        return [("upcoming", "Not out yet"), ("out", "Out")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "upcoming":
+            return queryset.filter(release__release_at__gt=now)
+        if self.value() == "out":
+            return queryset.filter(release__release_at__lte=now)
+        return queryset
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignAdminForm
+    list_display = [
+        "slug_with_link",
+        "release",
+        "status",
+        "release_and_schedule",
+        "pending",
+        "delivered",
+        "failed",
+        "revoked",
+    ]
+    list_filter = ["status", ReleaseStateFilter]
+    list_select_related = ["release__artist"]
+    search_fields = ["slug", "release__title", "release__artist__name"]
+    autocomplete_fields = ["release"]
+    actions = ["deliver_now_action"]
+    fieldsets = [
+        (None, {"fields": ["release", "slug", "status"]}),
+        ("Page", {"fields": ["subtitle", "page_text"]}),
+        ("What a pre-save does", {"fields": ["save_release", "follow_artist", "offer_email_optin"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
+        return super().get_queryset(request).annotate(**KPIS, scheduled_at=scheduled_time_subquery())
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> list[str]:
+        if obj is not None and obj.status not in STAFF_STATUSES:
+            return ["status"]  # delivering or done: the engine owns it now
+        return []
+
+    def has_deliver_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.{DELIVER_PERMISSION}")
+
+    # --- columns ----------------------------------------------------------------------------------------
+    @admin.display(description="slug", ordering="slug")
+    def slug_with_link(self, campaign: Campaign) -> str:
+        return format_html(
+            '{}<br><a href="{}" target="_blank" rel="noopener">public page ↗</a>',
+            campaign.slug,
+            public_url(campaign),
+        )
+
+    @admin.display(description="release / delivery", ordering="release__release_at")
+    def release_and_schedule(self, campaign: Campaign) -> str:
+        release_at, scheduled_at = campaign.release.release_at, campaign.scheduled_at
+        if scheduled_at is None:
+            schedule = "not scheduled"
+        elif scheduled_at == release_at:
+            schedule = "scheduled at the release time"
+        else:
+            schedule = f"scheduled {utc(scheduled_at)}"
+        return format_html("{}<br><small>{}</small>", utc(release_at), schedule)
+
+    @admin.display(description="pending", ordering="kpi_pending")
+    def pending(self, campaign: Campaign) -> int:
+        return campaign.kpi_pending
+
+    @admin.display(description="delivered", ordering="kpi_delivered")
+    def delivered(self, campaign: Campaign) -> int:
+        return campaign.kpi_delivered
+
+    @admin.display(description="failed", ordering="kpi_failed")
+    def failed(self, campaign: Campaign) -> int:
+        return campaign.kpi_failed
+
+    @admin.display(description="revoked", ordering="kpi_revoked")
+    def revoked(self, campaign: Campaign) -> int:
+        return campaign.kpi_revoked
+
+    # --- the change page: KPI panel, schedule, warnings ----------------------------------------------------
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk:
+            scheduled = scheduled_time(obj)
+            context.update(
+                {
+                    "kpis": [
+                        (label, getattr(obj, f"kpi_{status}"))
+                        for status, label in Subscription.Status.choices
+                    ],
+                    "public_url": public_url(obj),
+                    "release_utc": utc(obj.release.release_at),
+                    "release_local": local_release_time(obj.release) if obj.release.timezone != "UTC" else "",
+                    "scheduled_utc": utc(scheduled) if scheduled else None,
+                    "release_warnings": release_too_far_out(obj.release),
+                    "at_risk": at_risk_count(obj),
+                    "can_deliver": self.has_deliver_permission(request, obj)
+                    and obj.status != Campaign.Status.DRAFT,
+                    "deliver_now_url": reverse(
+                        f"{self.admin_site.name}:releases_campaign_deliver_now", args=[obj.pk]
+                    ),
+                }
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # --- Deliver now ---------------------------------------------------------------------------------------
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/deliver-now/",
+                self.admin_site.admin_view(self.deliver_now_view),
+                name="releases_campaign_deliver_now",
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.action(description="Deliver now to the selected campaigns' fans", permissions=["deliver"])
+    def deliver_now_action(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        started, drafts = 0, []
+        for campaign in queryset:
+            if campaign.status == Campaign.Status.DRAFT:
+                drafts.append(campaign.slug)
+                continue
+            deliver_now(campaign)
+            self.log_change(request, campaign, "Started delivery now.")
+            started += 1
+        if drafts:
+            self.message_user(
+                request,
+                f"Not delivered: {', '.join(drafts)}. A draft campaign can't be delivered; make it live.",
+                messages.WARNING,
+            )
+        self.message_user(request, f"Delivery started for {started} campaign(s).", messages.SUCCESS)
+
+    def deliver_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        campaign = self.get_object(request, unquote(object_id))
+        if campaign is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_deliver_permission(request, campaign):
+            raise PermissionDenied
+        change_url = reverse(f"{self.admin_site.name}:releases_campaign_change", args=[campaign.pk])
+        is_draft = campaign.status == Campaign.Status.DRAFT
+        if request.method == "POST":
+            if is_draft:
+                self.message_user(
+                    request, "A draft campaign can't be delivered; make it live first.", messages.ERROR
+                )
+                return HttpResponseRedirect(change_url)
+            deliver_now(campaign)
+            self.log_change(request, campaign, "Started delivery now.")
+            self.message_user(
+                request,
+                f"Delivery of “{campaign}” started for {campaign.kpi_pending} pending subscription(s).",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Deliver now?",
+            "subtitle": str(campaign),
+            "opts": self.opts,
+            "campaign": campaign,
+            "is_draft": is_draft,
+            "pending": campaign.kpi_pending,
+            "release_utc": utc(campaign.release.release_at),
+            "change_url": change_url,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/releases/campaign/deliver_now_confirm.html", context)

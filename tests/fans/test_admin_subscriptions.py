@@ -1,0 +1,183 @@
+"""The subscription admin: what staff see of each fan's pre-save, its attempts and consents, read-only."""
+
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from delivery.models import DeliveryAttempt
+from fans.models import ConsentRecord, Credential, Fan, Subscription
+from tests.conftest import make_campaign
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:fans_subscription_changelist")
+
+
+def change_url(subscription: Subscription) -> str:
+    return reverse("admin:fans_subscription_change", args=[subscription.pk])
+
+
+def subscribe(campaign, user_id: str, status: str = "pending", **fields) -> Subscription:
+    fan = Fan.objects.create(
+        service="spotify", service_user_id=user_id, display_name=user_id.title(), email=f"{user_id}@fans.test"
+    )
+    return Subscription.objects.create(fan=fan, campaign=campaign, status=status, **fields)
+
+
+@pytest.fixture
+def staff_client(client, label_staff):
+    client.force_login(label_staff)
+    return client
+
+
+@pytest.fixture
+def subscriptions(campaign):
+    return {
+        "alice": subscribe(campaign, "alice", "delivered", attempts=1, delivered_at=timezone.now()),
+        "bob": subscribe(
+            campaign,
+            "bob",
+            "failed",
+            attempts=5,
+            last_error="Gave up after 5 attempts: Spotify did not answer.",
+        ),
+        "chloe": subscribe(make_campaign(slug="second-wave"), "chloe", "revoked", last_error="Revoked."),
+    }
+
+
+def listed(response) -> list[str]:
+    return sorted(s.fan.service_user_id for s in response.context["cl"].result_list)
+
+
+def test_changelist_shows_status_attempts_and_the_last_error_in_words(staff_client, subscriptions):
+    response = staff_client.get(CHANGELIST)
+
+    assert response.status_code == 200
+    assert listed(response) == ["alice", "bob", "chloe"]
+    html = response.content.decode()
+    assert "Gave up after 5 attempts: Spotify did not answer." in html
+    assert '<td class="field-service">Spotify</td>' in html
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"status__exact": "failed"}, ["bob"]),
+        ({"service": "spotify"}, ["alice", "bob", "chloe"]),
+        ({"q": "Chloe"}, ["chloe"]),
+        ({"q": "bob@fans.test"}, ["bob"]),
+        ({"q": "alice"}, ["alice"]),
+    ],
+)
+def test_changelist_filters_and_searches(staff_client, subscriptions, params, expected):
+    assert listed(staff_client.get(CHANGELIST, params)) == expected
+
+
+def test_changelist_filters_by_campaign(staff_client, subscriptions):
+    campaign = subscriptions["chloe"].campaign
+    assert listed(staff_client.get(CHANGELIST, {"campaign": campaign.pk})) == ["chloe"]
+
+
+def test_service_filter_offers_the_registrys_services(staff_client, subscriptions):
+    response = staff_client.get(CHANGELIST)
+    [service_filter] = [f for f in response.context["cl"].filter_specs if f.title == "service"]
+    assert service_filter.lookup_choices == [("spotify", "Spotify")]
+
+
+def test_changelist_queries_do_not_grow_with_the_number_of_subscriptions(
+    staff_client, campaign, django_assert_max_num_queries
+):
+    subscribe(campaign, "first-fan")
+    with django_assert_max_num_queries(8):
+        assert staff_client.get(CHANGELIST).status_code == 200
+
+    for i in range(10):
+        other = make_campaign(slug=f"campaign-{i}")
+        for j in range(3):
+            subscribe(other, f"fan-{i}-{j}")
+    with django_assert_max_num_queries(8):
+        response = staff_client.get(CHANGELIST)
+    assert len(response.context["cl"].result_list) == 31
+
+
+def test_detail_shows_the_attempt_history_and_the_consent_records(staff_client, subscriptions):
+    subscription = subscriptions["bob"]
+    for minutes, outcome, message in [
+        (3, "retry", "Spotify did not answer in time."),
+        (1, "failed", "Gave up."),
+    ]:
+        DeliveryAttempt.objects.create(
+            subscription=subscription,
+            at=timezone.now() - dt.timedelta(minutes=minutes),
+            call="save",
+            outcome=outcome,
+            http_status=503,
+            message=message,
+        )
+    consent = ConsentRecord(
+        subscription=subscription,
+        campaign=subscription.campaign,
+        service="spotify",
+        service_user_id="bob",
+        scopes=["user-library-modify"],
+        wording_version="2026-11",
+    )
+    consent.issue_revoke_token()
+    consent.save()
+    credential = Credential(subscription=subscription, authorized_at=timezone.now() - dt.timedelta(days=3))
+    credential.store("a-refresh-token")
+    credential.save()
+
+    response = staff_client.get(change_url(subscription))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Spotify did not answer in time." in html and "Gave up." in html
+    assert "user-library-modify" in html and "2026-11" in html
+    assert "authorized at" in html.lower()
+    assert 'alt="True"' in html, "token stored: yes"
+
+
+def test_detail_says_when_no_token_is_stored(staff_client, subscriptions):
+    html = staff_client.get(change_url(subscriptions["chloe"])).content.decode()
+    assert 'alt="False"' in html
+
+
+def test_subscriptions_are_read_only(staff_client, subscriptions):
+    subscription = subscriptions["bob"]
+    assert staff_client.get(reverse("admin:fans_subscription_add")).status_code == 403
+    response = staff_client.post(change_url(subscription), {"status": "pending", "attempts": 0})
+    assert response.status_code == 403
+    assert Subscription.objects.get(pk=subscription.pk).status == "failed"
+    delete_url = reverse("admin:fans_subscription_delete", args=[subscription.pk])
+    assert staff_client.post(delete_url, {"post": "yes"}).status_code == 403
+    assert Subscription.objects.filter(pk=subscription.pk).exists()
+
+
+def test_consent_records_are_evidence_and_cannot_be_changed(staff_client, campaign):
+    consent = ConsentRecord(
+        campaign=campaign, service="spotify", service_user_id="dana", wording_version="v1"
+    )
+    consent.issue_revoke_token()
+    consent.save()
+
+    assert staff_client.get(reverse("admin:fans_consentrecord_change", args=[consent.pk])).status_code == 200
+    assert staff_client.get(reverse("admin:fans_consentrecord_add")).status_code == 403
+    change = staff_client.post(
+        reverse("admin:fans_consentrecord_change", args=[consent.pk]), {"wording_version": "v2"}
+    )
+    assert change.status_code == 403
+    delete_url = reverse("admin:fans_consentrecord_delete", args=[consent.pk])
+    assert staff_client.post(delete_url, {"post": "yes"}).status_code == 403
+    assert ConsentRecord.objects.get(pk=consent.pk).wording_version == "v1"
+
+
+def test_fans_cannot_be_added_by_hand(staff_client):
+    assert staff_client.get(reverse("admin:fans_fan_add")).status_code == 403
+
+
+def test_fan_list_searches_by_name_and_email(staff_client, subscriptions):
+    response = staff_client.get(reverse("admin:fans_fan_changelist"), {"q": "alice@fans.test"})
+    assert [fan.service_user_id for fan in response.context["cl"].result_list] == ["alice"]

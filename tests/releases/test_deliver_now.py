@@ -1,0 +1,142 @@
+"""Deliver now from the admin: the confirm page, the permission, the action, and a real worker delivering."""
+
+import html
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+from django_q.models import OrmQ
+
+from delivery.sandbox import demo_catalog
+from fans.models import Subscription
+from releases.models import Campaign
+from tests.conftest import make_campaign, make_subscription, wait_for
+
+ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
+CHANGELIST = reverse("admin:releases_campaign_changelist")
+
+
+def text(response) -> str:
+    return html.unescape(response.content.decode())
+
+
+def deliver_now_url(campaign: Campaign) -> str:
+    return reverse("admin:releases_campaign_deliver_now", args=[campaign.pk])
+
+
+@pytest.fixture
+def staff_client(client, label_staff):
+    client.force_login(label_staff)
+    return client
+
+
+@pytest.fixture
+def manager_without_deliver(django_user_model):
+    """Staff who may edit campaigns but not start a delivery."""
+    user = django_user_model.objects.create_user("max", "max@label.test", "staff-password-2", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="releases", codename__in=["view_campaign", "change_campaign"]
+        )
+    )
+    return user
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_delivers_now_and_a_real_worker_saves_each_album_once(staff_client, sandbox, start_worker):
+    campaign = make_campaign()
+    for user in ("alice", "bob"):
+        make_subscription(campaign, sandbox, user)
+    start_worker()
+
+    confirm = staff_client.get(deliver_now_url(campaign))
+    assert confirm.status_code == 200
+    assert confirm.context["pending"] == 2
+    assert "Pending subscriptions to deliver: <strong>2</strong>" in text(confirm)
+
+    response = staff_client.post(deliver_now_url(campaign), follow=True)
+
+    assert response.redirect_chain == [(reverse("admin:releases_campaign_change", args=[campaign.pk]), 302)]
+    assert "started for 2 pending subscription(s)" in text(response)
+    wait_for(
+        lambda: not Subscription.objects.filter(campaign=campaign, status="pending").exists(),
+        timeout=60,
+        message="the worker to deliver",
+    )
+    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {
+        "delivered"
+    }
+    for user in ("alice", "bob"):
+        assert sandbox.library(user)["saved"] == [ALBUM_URI]
+        assert [write["uri"] for write in sandbox.writes(user)] == [ALBUM_URI], f"{user} saved once"
+
+
+@pytest.mark.django_db
+def test_get_of_the_confirm_page_changes_nothing(staff_client, campaign):
+    response = staff_client.get(deliver_now_url(campaign))
+
+    assert response.status_code == 200
+    assert "Yes, deliver now" in text(response)
+    assert not OrmQ.objects.exists()
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.LIVE
+
+
+@pytest.mark.django_db
+def test_user_without_the_deliver_permission_gets_403(client, campaign, manager_without_deliver):
+    client.force_login(manager_without_deliver)
+
+    assert client.get(deliver_now_url(campaign)).status_code == 403
+    assert client.post(deliver_now_url(campaign)).status_code == 403
+    assert not OrmQ.objects.exists()
+
+    change = client.get(reverse("admin:releases_campaign_change", args=[campaign.pk]))
+    assert change.status_code == 200 and deliver_now_url(campaign) not in text(change)
+    assert "deliver_now_action" not in client.get(CHANGELIST).content.decode(), "the action is not offered"
+
+
+@pytest.mark.django_db
+def test_the_deliver_permission_lets_a_manager_deliver(client, campaign, manager_without_deliver):
+    manager_without_deliver.user_permissions.add(Permission.objects.get(codename="deliver_campaign"))
+    client.force_login(manager_without_deliver)
+
+    response = client.post(deliver_now_url(campaign))
+
+    assert response.status_code == 302
+    assert OrmQ.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_draft_cannot_be_delivered(staff_client, db):
+    draft = make_campaign(status="draft")
+
+    confirm = staff_client.get(deliver_now_url(draft))
+    assert "a draft campaign can't be delivered" in text(confirm)
+    assert "Yes, deliver now" not in text(confirm)
+
+    response = staff_client.post(deliver_now_url(draft), follow=True)
+    assert "A draft campaign can't be delivered; make it live first." in text(response)
+    assert not OrmQ.objects.exists()
+
+
+@pytest.mark.django_db
+def test_action_queues_live_campaigns_and_skips_drafts(staff_client, db):
+    live = [make_campaign(slug=f"live-{i}") for i in range(2)]
+    draft = make_campaign(slug="still-a-draft", status="draft")
+
+    response = staff_client.post(
+        CHANGELIST,
+        {"action": "deliver_now_action", "_selected_action": [c.pk for c in [*live, draft]]},
+        follow=True,
+    )
+
+    page = text(response)
+    assert "Delivery started for 2 campaign(s)." in page
+    assert "Not delivered: still-a-draft. A draft campaign can't be delivered" in page
+    assert OrmQ.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_confirm_page_for_a_missing_campaign_redirects_with_a_message(staff_client):
+    response = staff_client.get(reverse("admin:releases_campaign_deliver_now", args=[999999]), follow=True)
+    assert response.status_code == 200
+    assert "doesn’t exist" in text(response)

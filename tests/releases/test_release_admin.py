@@ -1,0 +1,132 @@
+"""The release admin: times in the release's zone and in UTC, and identifier errors shown on their fields."""
+
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+
+from releases.models import Artist, Release
+from tests.conftest import make_campaign
+
+pytestmark = pytest.mark.django_db
+
+ADD = reverse("admin:releases_release_add")
+UPC = "5012345678900"
+
+
+@pytest.fixture
+def staff_client(client, label_staff):
+    client.force_login(label_staff)
+    return client
+
+
+@pytest.fixture
+def artist(db):
+    return Artist.objects.create(name="Nova Lark", spotify_uri="spotify:artist:0OdUWJ0sBjDrqHygGUXeCF")
+
+
+def form_data(artist: Artist, **overrides) -> dict:
+    return {
+        "artist": artist.pk,
+        "title": "Night Swim",
+        "kind": "album",
+        "upc": UPC,
+        "isrc": "",
+        "spotify_uri": "spotify:album:4aawyAB9vmqN3uQ7FjRGTy",
+        "release_date": "2031-03-07",
+        "release_time": "00:00",
+        "timezone": "Europe/London",
+        **overrides,
+    }
+
+
+def test_a_valid_release_is_saved_with_its_utc_instant(staff_client, artist):
+    response = staff_client.post(ADD, form_data(artist, timezone="America/New_York"))
+    assert response.status_code == 302
+    release = Release.objects.get(title="Night Swim")
+    assert release.release_at == dt.datetime(2031, 3, 7, 5, 0, tzinfo=dt.UTC)
+
+
+def test_changelist_shows_the_local_and_the_utc_release_time(staff_client, artist):
+    staff_client.post(ADD, form_data(artist, release_time="09:30", timezone="Asia/Tokyo"))
+
+    response = staff_client.get(reverse("admin:releases_release_changelist"))
+
+    html = response.content.decode()
+    assert "2031-03-07 09:30 Asia/Tokyo" in html
+    assert "2031-03-07 00:30 UTC" in html
+
+
+def test_change_page_renders(staff_client, campaign):
+    response = staff_client.get(reverse("admin:releases_release_change", args=[campaign.release_id]))
+    assert response.status_code == 200
+    assert f"{campaign.release.release_at:%Y-%m-%d %H:%M} UTC" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("upc", "12345", "A UPC/EAN has 12 or 13 digits."),
+        ("upc", "50123456789AB", "A UPC/EAN has 12 or 13 digits."),
+        ("isrc", "GBAYE26000XY", "An ISRC looks like GBAYE2600001"),
+        ("isrc", "GB-AYE-26-00001", "at most 12 characters"),
+        (
+            "spotify_uri",
+            "https://open.spotify.com/album/4aawyAB9vmqN3uQ7FjRGTy",
+            "Paste the release's Spotify URI",
+        ),
+        ("spotify_uri", "spotify:album:short", "Paste the release's Spotify URI"),
+        ("timezone", "Mars/Olympus", "is not a time zone name"),
+    ],
+)
+def test_malformed_identifier_is_an_error_on_its_field(staff_client, artist, field, value, message):
+    response = staff_client.post(ADD, form_data(artist, **{field: value}))
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == [field]
+    assert message in errors[field][0]
+    assert not Release.objects.exists()
+
+
+def test_a_track_needs_its_isrc(staff_client, artist):
+    response = staff_client.post(
+        ADD, form_data(artist, kind="track", spotify_uri="spotify:track:4aawyAB9vmqN3uQ7FjRGTy")
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["isrc"] == ["A track needs its ISRC."]
+
+
+def test_moving_a_live_campaigns_release_into_the_past_is_refused(staff_client, campaign):
+    release = campaign.release
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    data = form_data(
+        release.artist,
+        title=release.title,
+        upc=release.upc,
+        spotify_uri=release.spotify_uri,
+        release_date=yesterday.isoformat(),
+        timezone="UTC",
+    )
+
+    response = staff_client.post(reverse("admin:releases_release_change", args=[release.pk]), data)
+
+    assert response.status_code == 200
+    assert "would start delivering to fans at once" in str(
+        response.context["adminform"].form.non_field_errors()
+    )
+    assert Release.objects.get(pk=release.pk).release_at == release.release_at
+
+
+def test_a_draft_campaigns_release_may_move_into_the_past(staff_client, db):
+    release = make_campaign(status="draft").release
+    data = form_data(
+        release.artist,
+        title=release.title,
+        upc=release.upc,
+        spotify_uri=release.spotify_uri,
+        release_date=(dt.date.today() - dt.timedelta(days=1)).isoformat(),
+        timezone="UTC",
+    )
+    response = staff_client.post(reverse("admin:releases_release_change", args=[release.pk]), data)
+    assert response.status_code == 302
