@@ -118,9 +118,9 @@ class Worker:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)  # the sentinel stops its own workers
             try:
-                self.process.wait(timeout=3)
+                self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()

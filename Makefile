@@ -1,0 +1,46 @@
+# The two commands of the README: `make demo` and `make test`. The shell scripts in bin/ do the preparing.
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test lint format clean distclean
+
+help:
+	@echo "make demo       install, write .env, migrate, seed and run the demo (Ctrl-C stops it)"
+	@echo "make test       install, start PostgreSQL/Redis if needed, run the whole test suite"
+	@echo "                (PYTEST_ARGS='-k campaign' to run a part)"
+	@echo "make lint       ruff check and ruff format --check"
+	@echo "make format     ruff format and ruff check --fix"
+	@echo "make clean      remove the demo database, media and caches (keeps .venv and .env)"
+	@echo "make distclean  clean, and remove .venv and .env too"
+
+install:
+	@bash bin/setup-venv
+
+demo: install
+	@bash bin/write-demo-env
+	@mkdir -p var
+	$(PYTHON) manage.py migrate --noinput -v 0
+	$(PYTHON) manage.py seed_demo
+	$(PYTHON) manage.py run_demo
+
+test: install
+	@bash bin/ensure-chromium
+	@bash bin/ensure-services
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf var media staticfiles .pytest_cache .ruff_cache tests/artifacts
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) .env

@@ -1,0 +1,198 @@
+"""Run the whole demo in one terminal: the Spotify sandbox, a django-q2 cluster and the web server.
+
+Each runs as a child process in its own process group, its output prefixed with its name. Ctrl-C (or SIGTERM)
+stops them all; if one of them exits on its own, the others are stopped too and the command fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+STARTUP_SECONDS = 60
+STOP_SECONDS = 10
+
+
+class ChildExited(Exception):
+    def __init__(self, child: Child) -> None:
+        super().__init__(f"{child.name} exited with code {child.process.returncode}")
+        self.child = child
+
+
+class Child:
+    """One child process whose output lines are copied to `write`, prefixed with its name."""
+
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], write: Callable[[str, str], None]
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.write = write
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 (our own manage.py commands)
+            self.argv,
+            cwd=settings.BASE_DIR,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            process_group=0,  # our own group: the terminal's Ctrl-C reaches only us, and we stop it in order
+        )
+        threading.Thread(target=self.pump, name=f"{self.name}-output", daemon=True).start()
+
+    def pump(self) -> None:
+        for raw in iter(self.process.stdout.readline, b""):
+            self.write(self.name, raw.decode(errors="replace").rstrip("\n"))
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def terminate(self) -> None:
+        """Ask the child to stop. Only the child itself: qcluster stops its own workers cleanly, but hangs if
+        its workers are signalled at the same time."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
+    def kill(self) -> None:
+        """Kill the child's whole process group (qcluster's worker processes too)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def answers(url: str) -> bool:
+    """Whether an HTTP server answers at `url` (any status counts)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1):  # noqa: S310 (a fixed http://127.0.0.1 URL)
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the demo: the Spotify sandbox, a django-q2 worker cluster and the web server, until Ctrl-C. "
+        "The web server and worker are pointed at the sandbox whatever SPOTIFY_* settings say."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--web-port", type=int, default=8000, help="Port of the web server (default 8000)."
+        )
+        parser.add_argument(
+            "--sandbox-port", type=int, default=8765, help="Port of the Spotify sandbox (default 8765)."
+        )
+
+    def handle(self, *args, web_port: int, sandbox_port: int, **options) -> None:
+        web = f"http://127.0.0.1:{web_port}"
+        sandbox = f"http://127.0.0.1:{sandbox_port}"
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "SPOTIFY_ACCOUNTS_URL": f"{sandbox}/spotify/accounts",
+            "SPOTIFY_API_URL": f"{sandbox}/spotify/api",
+            "PUBLIC_BASE_URL": web,
+        }
+        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        children = [
+            Child("sandbox", [*manage, "run_sandbox", "--port", str(sandbox_port)], env, self.write_line),
+            Child("worker", [*manage, "qcluster"], env, self.write_line),
+            Child("web", [*manage, "runserver", f"127.0.0.1:{web_port}", "--noreload"], env, self.write_line),
+        ]
+        self.lock = threading.Lock()
+        signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+        signal.signal(signal.SIGHUP, raise_keyboard_interrupt)
+
+        failure = None
+        try:
+            for child in children:
+                child.start()
+            self.wait_until_answers(f"{sandbox}/_sandbox/health", "sandbox", children)
+            self.wait_until_answers(f"{web}/admin/login/", "web", children)
+            self.banner(web, sandbox)
+            while True:
+                for child in children:
+                    if child.exited():
+                        raise ChildExited(child)
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            self.say("Stopping the demo…")
+        except ChildExited as exc:
+            failure = f"{exc}; stopped the others."
+            self.say(self.style.ERROR(f"{exc}; stopping the others…"))
+        except CommandError as exc:
+            failure = str(exc)
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+            self.stop(children)
+        if failure:
+            raise CommandError(failure)
+        self.say("Demo stopped: sandbox, worker and web server have exited.")
+
+    def wait_until_answers(self, url: str, name: str, children: list[Child]) -> None:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not answers(url):
+            for child in children:
+                if child.exited():
+                    raise ChildExited(child)
+            if time.monotonic() > deadline:
+                raise CommandError(f"{name} did not answer at {url} within {STARTUP_SECONDS} s.")
+            time.sleep(0.3)
+
+    def stop(self, children: list[Child]) -> None:
+        """SIGTERM every child still running (web first, sandbox last), then SIGKILL the groups left."""
+        for child in reversed(children):
+            child.terminate()
+        deadline = time.monotonic() + STOP_SECONDS
+        for child in reversed(children):
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(f"{child.name} did not stop within {STOP_SECONDS} s: killing it.")
+            child.kill()  # whatever is left in its group, e.g. workers of a cluster that crashed
+            child.process.wait()
+
+    def banner(self, web: str, sandbox: str) -> None:
+        rows = [
+            ("Campaign page", f"{web}/first-light/"),
+            ("Admin", f"{web}/admin/   (login admin / presave-demo)"),
+            ("Sandbox", f"{sandbox}/_sandbox/   (fans: alice, bob, chloe)"),
+        ]
+        lines = ["", "The pre-save demo is running:"]
+        lines += [f"  {label:<14} {url}" for label, url in rows]
+        lines += ["Press Ctrl-C to stop.", ""]
+        self.say(self.style.SUCCESS("\n".join(lines)))
+
+    def say(self, text: str) -> None:
+        with self.lock:
+            self.stdout.write(text)
+            self.stdout.flush()
+
+    def write_line(self, name: str, line: str) -> None:
+        with self.lock:
+            self.stdout.write(f"{name:>7} | {line}")
+            self.stdout.flush()

@@ -1,0 +1,220 @@
+"""Seed the demo: an admin login, the sandbox's two artists, their releases with drawn covers, and three
+campaigns: `first-light` (live, releasing in a few minutes), `folded-maps` (live, weeks out) and
+`low-tide-lights` (a draft).
+
+Idempotent: objects are found by name and slug and updated. Re-running moves `first-light`'s release time to
+now + --release-in-minutes, so the demo always shows the release-day schedule firing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import zoneinfo
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+from PIL import Image, ImageDraw, ImageFont
+
+from delivery.sandbox import demo_catalog as catalog
+from delivery.scheduling import sync_schedule
+from releases.models import Artist, Campaign, Release
+
+ADMIN_USERNAME = "admin"
+ADMIN_PASSWORD = "presave-demo"
+LONDON = "Europe/London"
+
+
+def draw_cover(title: str, artist: str, top: str, bottom: str, size: int = 800) -> bytes:
+    """A square JPEG cover: a vertical gradient from `top` to `bottom`, a soft sun, the title and artist."""
+    mask = Image.linear_gradient("L").resize((size, size))
+    image = Image.composite(Image.new("RGB", (size, size), bottom), Image.new("RGB", (size, size), top), mask)
+    draw = ImageDraw.Draw(image, "RGBA")
+    cx, cy = size * 0.68, size * 0.36
+    for step in range(12):
+        radius = size * (0.30 - step * 0.02)
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=(255, 244, 220, 22))
+    for line in range(6):
+        y = size * (0.60 + line * 0.018)
+        draw.line((0, y, size, y), fill=(255, 255, 255, 40 - line * 5), width=max(1, size // 400))
+
+    margin = size * 0.08
+    font_size = size // 10
+    title_font = ImageFont.load_default(size=font_size)
+    while draw.textlength(title, font=title_font) > size - 2 * margin and font_size > 12:
+        font_size -= 4
+        title_font = ImageFont.load_default(size=font_size)
+    artist_font = ImageFont.load_default(size=size // 24)
+    draw.text((margin, size * 0.74), title, font=title_font, fill=(255, 255, 255, 255))
+    draw.text(
+        (margin, size * 0.74 + font_size * 1.3), artist.upper(), font=artist_font, fill=(255, 255, 255, 210)
+    )
+
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def next_friday(after: dt.date, weeks: int) -> dt.date:
+    """The first Friday (new music day) at least `weeks` weeks after `after`."""
+    day = after + dt.timedelta(weeks=weeks)
+    return day + dt.timedelta(days=(4 - day.weekday()) % 7)
+
+
+class Command(BaseCommand):
+    help = (
+        "Create or update the demo data: admin login, artists, releases with covers, and campaigns. "
+        "Safe to re-run; `first-light` is moved to release --release-in-minutes from now."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--release-in-minutes",
+            type=int,
+            default=10,
+            help="Minutes from now until the live `first-light` campaign releases (default 10).",
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Seed even with DEBUG off. The demo admin has a published password: never on a real site.",
+        )
+
+    def handle(self, *args, release_in_minutes: int, force: bool, **options) -> None:
+        if release_in_minutes < 1:
+            raise CommandError("--release-in-minutes must be at least 1.")
+        if not settings.DEBUG and not force:
+            raise CommandError(
+                f"seed_demo creates the superuser {ADMIN_USERNAME!r} with a published password, so it runs "
+                "only with DEBUG on. Pass --force to seed anyway."
+            )
+        now = timezone.now()
+        with transaction.atomic():
+            self.seed_admin()
+            nova = self.artist("Nova Lark", catalog.NOVA_LARK_ARTIST_ID)
+            tides = self.artist("The Paper Tides", catalog.PAPER_TIDES_ARTIST_ID)
+
+            first_light_at = (now + dt.timedelta(minutes=release_in_minutes)).replace(microsecond=0)
+            glass_harbour = self.release(
+                nova,
+                "Glass Harbour",
+                kind=Release.Kind.ALBUM,
+                upc=catalog.NOVA_LARK_ALBUM_UPC,
+                spotify_uri=f"spotify:album:{catalog.NOVA_LARK_ALBUM_ID}",
+                release_at=first_light_at,
+                tz="UTC",
+                colours=("#1d2671", "#f8a978"),
+            )
+            folded_maps = self.release(
+                tides,
+                "Folded Maps",
+                kind=Release.Kind.SINGLE,
+                upc=catalog.PAPER_TIDES_ALBUM_UPC,
+                isrc=catalog.PAPER_TIDES_TRACK_ISRC,
+                spotify_uri=f"spotify:album:{catalog.PAPER_TIDES_ALBUM_ID}",
+                release_at=self.midnight(next_friday(now.date(), weeks=3), LONDON),
+                tz=LONDON,
+                colours=("#0f4c5c", "#e9d8a6"),
+            )
+            low_tide = self.release(
+                nova,
+                "Low Tide Lights",
+                kind=Release.Kind.TRACK,
+                isrc=catalog.NOVA_LARK_TRACK_2_ISRC,
+                spotify_uri=f"spotify:track:{catalog.NOVA_LARK_TRACK_2_ID}",
+                release_at=self.midnight(next_friday(now.date(), weeks=8), LONDON),
+                tz=LONDON,
+                colours=("#3a1c71", "#ffaf7b"),
+            )
+
+            first_light = self.campaign(
+                "first-light",
+                glass_harbour,
+                status=Campaign.Status.LIVE,
+                follow_artist=True,
+                subtitle="The debut album by Nova Lark",
+                page_text=(
+                    "Ten songs written on night ferries between harbour towns. Pre-save Glass Harbour and it "
+                    "lands in your library the moment it is out."
+                ),
+            )
+            self.campaign(
+                "folded-maps",
+                folded_maps,
+                status=Campaign.Status.LIVE,
+                follow_artist=False,
+                subtitle="A new single from The Paper Tides",
+                page_text="A song about the places you only find by getting lost. Out on a Friday.",
+            )
+            self.campaign(
+                "low-tide-lights",
+                low_tide,
+                status=Campaign.Status.DRAFT,
+                follow_artist=True,
+                subtitle="Nova Lark — the second single",
+                page_text="Not announced yet: this draft page is only visible to label staff.",
+            )
+
+        delivery_at = first_light.release.release_at
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Seeded 2 artists, 3 releases and 3 campaigns; first-light releases at "
+                f"{delivery_at:%H:%M:%S} UTC (in {release_in_minutes} min). "
+                f"Admin login: {ADMIN_USERNAME} / {ADMIN_PASSWORD}"
+            )
+        )
+
+    def seed_admin(self) -> None:
+        user, _ = get_user_model().objects.get_or_create(
+            username=ADMIN_USERNAME, defaults={"email": "admin@label.example"}
+        )
+        user.is_staff = user.is_superuser = user.is_active = True
+        user.set_password(ADMIN_PASSWORD)
+        user.save()
+
+    def artist(self, name: str, spotify_id: str) -> Artist:
+        artist, _ = Artist.objects.update_or_create(
+            name=name, defaults={"spotify_uri": f"spotify:artist:{spotify_id}"}
+        )
+        return artist
+
+    @staticmethod
+    def midnight(day: dt.date, tz: str) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(0, 0), tzinfo=zoneinfo.ZoneInfo(tz))
+
+    def release(
+        self,
+        artist: Artist,
+        title: str,
+        *,
+        release_at: dt.datetime,
+        tz: str,
+        colours: tuple[str, str],
+        **fields,
+    ) -> Release:
+        local = release_at.astimezone(zoneinfo.ZoneInfo(tz))
+        release, _ = Release.objects.update_or_create(
+            artist=artist,
+            title=title,
+            defaults={"release_date": local.date(), "release_time": local.time(), "timezone": tz, **fields},
+        )
+        name = f"covers/{slugify(artist.name)}-{slugify(title)}.jpg"
+        storage = release.cover.storage
+        if release.cover.name != name or not storage.exists(name):
+            if storage.exists(name):
+                storage.delete(name)  # a leftover from an earlier database: redraw it under the same name
+            cover = draw_cover(title, artist.name, *colours)
+            release.cover.save(name.removeprefix("covers/"), ContentFile(cover), save=True)
+        return release
+
+    def campaign(self, slug: str, release: Release, **fields) -> Campaign:
+        campaign, _ = Campaign.objects.update_or_create(
+            slug=slug, defaults={"release": release, "save_release": True, **fields}
+        )
+        sync_schedule(campaign)  # at once, not on commit: the summary and the demo rely on it
+        return campaign

@@ -1,0 +1,129 @@
+"""The demo's seed command, and the settings checks a production deployment relies on."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import time_machine
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from django_q.models import Schedule
+
+from delivery.scheduling import schedule_name
+from releases.models import Artist, Campaign, Release
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def seed(**options) -> None:
+    call_command("seed_demo", force=True, stdout=io.StringIO(), **options)
+
+
+def counts() -> dict[str, int]:
+    return {
+        "users": get_user_model().objects.count(),
+        "artists": Artist.objects.count(),
+        "releases": Release.objects.count(),
+        "campaigns": Campaign.objects.count(),
+        "schedules": Schedule.objects.count(),
+    }
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    return tmp_path
+
+
+def test_seed_demo_is_idempotent_and_schedules_the_live_campaign(db, media_root):
+    seed()
+    first = counts()
+    assert first["artists"] == 2 and first["releases"] == 3 and first["campaigns"] == 3
+
+    later = timezone.now() + dt.timedelta(hours=1)
+    with time_machine.travel(later, tick=False):
+        seed(release_in_minutes=10)
+    assert counts() == first
+
+    campaign = Campaign.objects.select_related("release__artist").get(slug="first-light")
+    assert campaign.status == Campaign.Status.LIVE
+    assert campaign.follow_artist
+    assert campaign.release.artist.spotify_uri.startswith("spotify:artist:")
+    assert campaign.release.release_at == (later + dt.timedelta(minutes=10)).replace(microsecond=0)
+    schedule = Schedule.objects.get(name=schedule_name(campaign.pk))
+    assert schedule.schedule_type == Schedule.ONCE
+    assert schedule.next_run == campaign.release.release_at
+
+    assert Schedule.objects.filter(name=schedule_name(Campaign.objects.get(slug="folded-maps").pk)).exists()
+    draft = Campaign.objects.get(slug="low-tide-lights")
+    assert draft.status == Campaign.Status.DRAFT
+    assert not Schedule.objects.filter(name=schedule_name(draft.pk)).exists()
+
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser and admin.check_password("presave-demo")
+    for release in Release.objects.all():
+        release.full_clean()  # the demo data passes the admin's validation
+        assert (media_root / release.cover.name).stat().st_size > 10_000
+    for campaign in Campaign.objects.all():
+        campaign.full_clean()
+    assert sorted(p.name for p in (media_root / "covers").iterdir()) == sorted(
+        Path(r.cover.name).name for r in Release.objects.all()
+    )
+
+
+def test_seed_demo_refuses_to_run_with_debug_off(db, settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="--force"):
+        call_command("seed_demo")
+    assert not get_user_model().objects.filter(username="admin").exists()
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run manage.py with only `env` (and PATH/HOME) as its environment: no test settings leak in."""
+    clean_env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "ENV_FILE": "/dev/null"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean_env, "DJANGO_SETTINGS_MODULE": "presave_site.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_settings_pass_the_deploy_checks():
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DEBUG="false",
+        HTTPS="true",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        TOKEN_ENCRYPTION_KEYS="prod:" + base64.b64encode(os.urandom(32)).decode(),
+        ALLOWED_HOSTS="presave.example",
+        PUBLIC_BASE_URL="https://presave.example",
+        DATABASE_URL=os.environ["DATABASE_URL"],
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_without_secret_key_fails_naming_it():
+    result = manage(
+        "check",
+        DEBUG="false",
+        TOKEN_ENCRYPTION_KEYS="prod:" + base64.b64encode(os.urandom(32)).decode(),
+        DATABASE_URL=os.environ["DATABASE_URL"],
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY must be set when DEBUG is off" in result.stderr
