@@ -9,7 +9,9 @@ TEST_ENVIRONMENT = {
     "HTTPS": "false",
     "SECRET_KEY": "test-only-secret-key-that-is-long-enough-for-django-checks-0123456789",
     # Two keys: tests rotate between them. Never use these anywhere else.
-    "TOKEN_ENCRYPTION_KEYS": "test-b:YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmI=,test-a:YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE=",
+    "TOKEN_ENCRYPTION_KEYS": (
+        "test-b:YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmI=,test-a:YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE="
+    ),
     "SPOTIFY_CLIENT_ID": "sandbox-client-id",
     "SPOTIFY_CLIENT_SECRET": "sandbox-client-secret",
     "SPOTIFY_ENABLED": "true",

@@ -46,7 +46,11 @@ def test_schedule_fires_at_release_time_in_a_real_worker(sandbox, start_worker):
     subscriptions = [make_subscription(campaign, sandbox, user) for user in ("alice", "bob")]
     start_worker()
 
-    wait_for(lambda: all_settled(campaign), timeout=90, message="the scheduled delivery (django-q2 checks schedules every 30 s)")
+    wait_for(
+        lambda: all_settled(campaign),
+        timeout=90,
+        message="the scheduled delivery (django-q2 checks schedules every 30 s)",
+    )
 
     release_at = Campaign.objects.get(pk=campaign.pk).release.release_at
     for subscription in subscriptions:
