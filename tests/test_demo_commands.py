@@ -54,7 +54,7 @@ def test_seed_demo_is_idempotent_and_schedules_the_live_campaign(db, media_root)
         seed(release_in_minutes=10)
     assert counts() == first
 
-    campaign = Campaign.objects.select_related("release__artist").get(slug="first-light")
+    campaign = Campaign.objects.select_related("release__artist").get(slug="glass-harbour")
     assert campaign.status == Campaign.Status.LIVE
     assert campaign.follow_artist
     assert campaign.release.artist.spotify_uri.startswith("spotify:artist:")

@@ -119,6 +119,11 @@ class Service:
         """Whether the release carries what this service needs to save it (e.g. its URI)."""
         raise NotImplementedError
 
+    # Public pages
+    def listen_url(self, release: Release) -> str:
+        """A public web link to the release on this service ("" when the release has no id here)."""
+        return ""
+
     # One place turns an HTTP failure into a ServiceError
     def request(self, method: str, url: str, **kwargs) -> requests.Response:
         try:

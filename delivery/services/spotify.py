@@ -120,6 +120,13 @@ class Spotify(Service):
     def can_deliver(self, release: Release) -> bool:
         return bool(release.spotify_uri)
 
+    def listen_url(self, release: Release) -> str:
+        """open.spotify.com/album/<id> or /track/<id>, from the release's Spotify URI."""
+        if not release.spotify_uri:
+            return ""
+        kind, spotify_id = release.spotify_uri.split(":")[1:]
+        return f"https://open.spotify.com/{kind}/{spotify_id}"
+
     def save_release(self, access_token: str, release: Release) -> None:
         """developer.spotify.com/documentation/web-api/reference/save-library-items (PUT /v1/me/library);
         with SPOTIFY_LIBRARY_API=legacy: .../save-albums-user and .../save-tracks-user."""

@@ -178,7 +178,7 @@ class Command(BaseCommand):
 
     def banner(self, web: str, sandbox: str) -> None:
         rows = [
-            ("Campaign page", f"{web}/first-light/"),
+            ("Campaign page", f"{web}/glass-harbour/"),
             ("Admin", f"{web}/admin/   (login admin / presave-demo)"),
             ("Sandbox", f"{sandbox}/_sandbox/   (fans: alice, bob, chloe)"),
         ]

@@ -1,8 +1,8 @@
 """Seed the demo: an admin login, the sandbox's two artists, their releases with drawn covers, and three
-campaigns: `first-light` (live, releasing in a few minutes), `folded-maps` (live, weeks out) and
+campaigns: `glass-harbour` (live, releasing in a few minutes), `folded-maps` (live, weeks out) and
 `low-tide-lights` (a draft).
 
-Idempotent: objects are found by name and slug and updated. Re-running moves `first-light`'s release time to
+Idempotent: objects are found by name and slug and updated. Re-running moves `glass-harbour`'s release time to
 now + --release-in-minutes, so the demo always shows the release-day schedule firing.
 """
 
@@ -69,7 +69,7 @@ def next_friday(after: dt.date, weeks: int) -> dt.date:
 class Command(BaseCommand):
     help = (
         "Create or update the demo data: admin login, artists, releases with covers, and campaigns. "
-        "Safe to re-run; `first-light` is moved to release --release-in-minutes from now."
+        "Safe to re-run; `glass-harbour` is moved to release --release-in-minutes from now."
     )
 
     def add_arguments(self, parser) -> None:
@@ -77,7 +77,7 @@ class Command(BaseCommand):
             "--release-in-minutes",
             type=int,
             default=10,
-            help="Minutes from now until the live `first-light` campaign releases (default 10).",
+            help="Minutes from now until the live `glass-harbour` campaign releases (default 10).",
         )
         parser.add_argument(
             "--force",
@@ -133,7 +133,7 @@ class Command(BaseCommand):
             )
 
             first_light = self.campaign(
-                "first-light",
+                "glass-harbour",
                 glass_harbour,
                 status=Campaign.Status.LIVE,
                 follow_artist=True,
@@ -163,7 +163,7 @@ class Command(BaseCommand):
         delivery_at = first_light.release.release_at
         self.stdout.write(
             self.style.SUCCESS(
-                f"Seeded 2 artists, 3 releases and 3 campaigns; first-light releases at "
+                f"Seeded 2 artists, 3 releases and 3 campaigns; glass-harbour releases at "
                 f"{delivery_at:%H:%M:%S} UTC (in {release_in_minutes} min). "
                 f"Admin login: {ADMIN_USERNAME} / {ADMIN_PASSWORD}"
             )
