@@ -1,0 +1,300 @@
+"""A fan authorizes a streaming service for one campaign: start (redirect to the service) and complete (callback).
+
+The flow is OAuth's Authorization Code flow with PKCE. Each start keeps, in the fan's session and keyed by
+its random `state`, what the callback needs: the campaign, the service, the PKCE code verifier, the email
+opt-in choice and when it started. Several may be pending at once (two tabs, two campaigns). The callback
+pops its entry, so a replayed callback finds nothing, and writes the fan, subscription, sealed token and
+consent record in one transaction, after every call to the service has succeeded.
+
+Tokens and codes are never logged, shown, or stored outside the token vault.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from delivery.services import SERVICES, Profile, RateLimited, Service, ServiceError, TokenRevoked, Tokens
+from fans import consent
+from fans.errors import (
+    BadAuthorizationState,
+    CampaignClosed,
+    CodeRejected,
+    ConsentDenied,
+    FanFlowError,
+    NotFound,
+    ServiceBusy,
+    ServiceUnavailable,
+)
+from fans.models import ConsentRecord, Credential, Fan, Subscription
+from releases.models import Campaign
+
+logger = logging.getLogger(__name__)
+
+PENDING_KEY = "fans.pending_authorizations"
+THANKS_KEY = "fans.presaved"
+PENDING_SECONDS = 10 * 60
+MAX_PENDING = 10  # per session: the oldest are dropped beyond this
+USER_AGENT_MAX = 500
+
+
+@dataclass(frozen=True)
+class Presaved:
+    """A completed authorization. `revoke_token` is the only copy of the plaintext: show it now."""
+
+    subscription: Subscription
+    consent: ConsentRecord
+    revoke_token: str
+
+
+# Lookups shared by both halves -----------------------------------------------------------------------------
+
+
+def enabled_service(key: str) -> Service:
+    """The client for service `key`; unknown or switched-off services are a 404."""
+    cls = SERVICES.get(key)
+    if cls is None or not cls.is_enabled():
+        raise NotFound("We don't offer pre-saves on that service.")
+    return cls()
+
+
+def visible_campaign(slug: str) -> Campaign:
+    """A campaign the public may see (anything but a draft), or a 404."""
+    campaign = (
+        Campaign.objects.select_related("release__artist")
+        .exclude(status=Campaign.Status.DRAFT)
+        .filter(slug=slug)
+        .first()
+    )
+    if campaign is None:
+        raise NotFound("There's no pre-save at this address. Check the link, or ask the artist for a new one.")
+    return campaign
+
+
+def open_campaign(campaign: Campaign) -> Campaign:
+    if not campaign.accepts_presaves:
+        raise CampaignClosed(
+            "This release is out or its pre-save has ended, so there's nothing left to pre-save.",
+            retry_url=campaign.get_absolute_url(),
+        )
+    return campaign
+
+
+def redirect_uri(service_key: str) -> str:
+    """The callback's absolute URL: exactly what is registered with the service."""
+    return settings.PUBLIC_BASE_URL + reverse("fans:oauth_callback", args=[service_key])
+
+
+def code_challenge(verifier: str) -> str:
+    """PKCE S256: base64url(sha256(verifier)) without padding (RFC 7636 §4.2)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+# Start -----------------------------------------------------------------------------------------------------
+
+
+def start(session: SessionBase, *, slug: str, service_key: str, email_opt_in: bool) -> str:
+    """Remember a new pending authorization in `session`; returns the service's authorization URL."""
+    service = enabled_service(service_key)
+    campaign = open_campaign(visible_campaign(slug))
+    email_opt_in = bool(email_opt_in and campaign.offer_email_optin)
+    state = secrets.token_urlsafe(32)
+    verifier = secrets.token_urlsafe(64)  # 86 characters: within PKCE's 43–128
+    pending = _pending(session)
+    pending[state] = {
+        "campaign": campaign.pk,
+        "service": service.key,
+        "code_verifier": verifier,
+        "email_opt_in": email_opt_in,
+        "started_at": timezone.now().timestamp(),
+    }
+    for old in sorted(pending, key=lambda s: pending[s]["started_at"])[:-MAX_PENDING]:
+        del pending[old]
+    session[PENDING_KEY] = pending
+    return service.authorize_url(
+        redirect_uri=redirect_uri(service.key),
+        state=state,
+        scopes=service.scopes_for(campaign, email_opt_in=email_opt_in),
+        code_challenge=code_challenge(verifier),
+    )
+
+
+def _pending(session: SessionBase) -> dict[str, dict]:
+    """The session's pending authorizations, expired ones dropped."""
+    now = timezone.now().timestamp()
+    pending = session.get(PENDING_KEY, {})
+    return {
+        state: entry
+        for state, entry in pending.items()
+        if isinstance(entry, dict) and now - entry.get("started_at", 0) <= PENDING_SECONDS
+    }
+
+
+# Complete --------------------------------------------------------------------------------------------------
+
+
+def complete(
+    session: SessionBase,
+    *,
+    service_key: str,
+    params: Mapping[str, str],
+    ip_address: str | None,
+    user_agent: str,
+) -> Presaved:
+    """Finish the authorization the service redirected back with (`params` is the callback's query)."""
+    service = enabled_service(service_key)
+    entry = _take_pending(session, params.get("state", ""), service.key)
+    campaign = Campaign.objects.select_related("release__artist").filter(pk=entry["campaign"]).first()
+    retry_url = campaign.get_absolute_url() if campaign else ""
+
+    error = params.get("error")
+    if error == "access_denied":
+        raise ConsentDenied(
+            f"You chose Cancel on {service.label}, so nothing was saved and we hold nothing of yours. "
+            "Changed your mind? You can pre-save again.",
+            retry_url=retry_url,
+        )
+    if error:
+        # Error codes are from a fixed list (RFC 6749 §4.1.2.1), never a secret.
+        logger.warning("%s authorization failed: %s", service.label, error[:40])
+        raise FanFlowError(f"{service.label} couldn't complete the sign-in. Please try again.", retry_url=retry_url)
+    if campaign is None or campaign.status == Campaign.Status.DRAFT:
+        raise NotFound("This pre-save no longer exists.")
+    open_campaign(campaign)
+    code = params.get("code", "")
+    if not code:
+        raise BadAuthorizationState(
+            f"{service.label} sent you back without a sign-in code. Please try again.", retry_url=retry_url
+        )
+
+    email_opt_in = bool(entry.get("email_opt_in"))
+    requested = service.scopes_for(campaign, email_opt_in=email_opt_in)
+    try:
+        tokens = service.exchange_code(
+            code=code, redirect_uri=redirect_uri(service.key), code_verifier=entry["code_verifier"]
+        )
+        if not tokens.refresh_token:
+            raise ServiceError(f"{service.label} gave no lasting permission.")
+        profile = service.profile(tokens.access_token)
+    except TokenRevoked:
+        raise CodeRejected(
+            "This sign-in link was already used or has expired, please try again.", retry_url=retry_url
+        ) from None
+    except RateLimited:
+        raise ServiceBusy(
+            f"{service.label} is busy right now (lots of fans at once). Wait a minute and try again.",
+            retry_url=retry_url,
+        ) from None
+    except ServiceError as exc:
+        logger.warning("%s sign-in failed: %s", service.label, exc.message)
+        raise ServiceUnavailable(
+            f"{service.label} didn't answer properly, so nothing was saved. Please try again in a moment.",
+            retry_url=retry_url,
+        ) from None
+
+    with transaction.atomic():
+        fan = _update_fan(service.key, profile, email_opt_in=email_opt_in)
+        subscription = _pending_subscription(fan, campaign)
+        _store_credential(subscription, tokens)
+        record = ConsentRecord(
+            subscription=subscription,
+            campaign=campaign,
+            service=service.key,
+            service_user_id=profile.user_id,
+            display_name=profile.display_name[:200],
+            email=profile.email if email_opt_in else "",
+            ip_address=ip_address or None,
+            user_agent=user_agent[:USER_AGENT_MAX],
+            scopes=tokens.scope.split() or requested,
+            wording_version=consent.WORDING_VERSION,
+            email_opt_in=email_opt_in,
+        )
+        revoke_token = record.issue_revoke_token()
+        record.save()
+
+    session[THANKS_KEY] = {
+        **session.get(THANKS_KEY, {}),
+        campaign.slug: {
+            "service": service.key,
+            "revoke_token": revoke_token,
+            "email_opt_in": email_opt_in,
+            "email_shared": bool(email_opt_in and profile.email),
+        },
+    }
+    return Presaved(subscription, record, revoke_token)
+
+
+def _take_pending(session: SessionBase, state: str, service_key: str) -> dict:
+    """Pop the pending authorization named by `state`: each can complete once."""
+    if not state:
+        raise BadAuthorizationState(
+            "The sign-in came back without its security check. Please start again from the pre-save page."
+        )
+    stored = session.get(PENDING_KEY, {})
+    entry = stored.pop(state, None)
+    if entry is not None:
+        # Saved now, whatever happens next (the session middleware skips saving on 5xx): one try per state.
+        session[PENDING_KEY] = stored
+        session.save()
+    if entry is None or entry.get("service") != service_key:
+        raise BadAuthorizationState(
+            "This sign-in didn't start in this browser, or it was already used. "
+            "Please start again from the pre-save page."
+        )
+    if timezone.now().timestamp() - entry.get("started_at", 0) > PENDING_SECONDS:
+        raise BadAuthorizationState(
+            "This sign-in took more than 10 minutes, so it expired. Please start again from the pre-save page."
+        )
+    return entry
+
+
+def _update_fan(service_key: str, profile: Profile, *, email_opt_in: bool) -> Fan:
+    fan, created = Fan.objects.get_or_create(
+        service=service_key,
+        service_user_id=profile.user_id,
+        defaults={
+            "display_name": profile.display_name[:200],
+            "email": profile.email if email_opt_in else "",
+            "country": profile.country[:2],
+        },
+    )
+    if not created:
+        fan.display_name = profile.display_name[:200]
+        if email_opt_in and profile.email:
+            fan.email = profile.email
+        if profile.country:
+            fan.country = profile.country[:2]
+        fan.save(update_fields=["display_name", "email", "country", "updated_at"])
+    return fan
+
+
+def _pending_subscription(fan: Fan, campaign: Campaign) -> Subscription:
+    """The fan's one subscription to `campaign`; a revoked or failed one is pending again."""
+    subscription, created = Subscription.objects.get_or_create(fan=fan, campaign=campaign)
+    if not created:
+        subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        if subscription.status in (Subscription.Status.REVOKED, Subscription.Status.FAILED):
+            subscription.status = Subscription.Status.PENDING
+            subscription.attempts = 0
+            subscription.last_error = ""
+            subscription.next_attempt_at = None
+            subscription.save(update_fields=["status", "attempts", "last_error", "next_attempt_at", "updated_at"])
+    return subscription
+
+
+def _store_credential(subscription: Subscription, tokens: Tokens) -> None:
+    """Replace the subscription's credential with the new refresh token, sealed."""
+    credential = Credential(subscription=subscription, authorized_at=timezone.now())
+    credential.store(tokens.refresh_token or "")
+    credential.save()

@@ -1,0 +1,54 @@
+"""What a fan agrees to when pre-saving, in the words the campaign page shows, and the version of those words.
+
+Every ConsentRecord stores WORDING_VERSION: change any wording here, in a service's scope descriptions
+(delivery/services/<service>.py) or in templates/fans/campaign.html, and bump it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from delivery.services import Service
+
+if TYPE_CHECKING:
+    from releases.models import Campaign
+
+WORDING_VERSION = "2026-11-v1"
+
+EMAIL_OPT_IN_LABEL = "Also email me when it drops"
+EMAIL_ONLY_IF_TICKED = "Only if you tick “{label}”:"
+REVOKE_ANY_TIME = (
+    "You can take this back any time: the thank-you page and our emails carry a link that cancels the "
+    "pre-save and deletes the permission we hold."
+)
+WHAT_WE_KEEP = (
+    "We keep your {service} name and account id{email}, a record of what you agreed to and when, and the "
+    "permission itself, locked with encryption. Nothing else from your account."
+)
+WHAT_WE_KEEP_EMAIL = " (and your email address, if you tick the box)"
+
+
+@dataclass(frozen=True)
+class ServiceConsent:
+    """What pre-saving with one service allows, for one campaign."""
+
+    key: str
+    label: str
+    always: list[str]  # what the fan allows in any case
+    with_email: list[str]  # what ticking the email box adds
+    what_we_keep: str
+
+
+def service_consent(service: Service, campaign: Campaign) -> ServiceConsent:
+    base = service.scopes_for(campaign, email_opt_in=False)
+    extra = []
+    if campaign.offer_email_optin:
+        extra = [scope for scope in service.scopes_for(campaign, email_opt_in=True) if scope not in base]
+    return ServiceConsent(
+        key=service.key,
+        label=service.label,
+        always=service.scope_descriptions(base),
+        with_email=service.scope_descriptions(extra),
+        what_we_keep=WHAT_WE_KEEP.format(service=service.label, email=WHAT_WE_KEEP_EMAIL if extra else ""),
+    )

@@ -1,0 +1,63 @@
+"""What can go wrong in the fan flow, each with the words a fan reads and the HTTP status of the page."""
+
+from __future__ import annotations
+
+
+class FanFlowError(Exception):
+    """A problem the fan sees on the problem page: a short `title`, a `message`, and the page's status.
+
+    `retry_url`, when set, is where the fan can start again (the campaign page).
+    """
+
+    status = 400
+    title = "Something went wrong"
+
+    def __init__(self, message: str, *, retry_url: str = "", title: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_url = retry_url
+        if title:
+            self.title = title
+
+
+class NotFound(FanFlowError):
+    status = 404
+    title = "Page not found"
+
+
+class ConsentDenied(FanFlowError):
+    status = 403
+    title = "You didn't give permission"
+
+
+class BadAuthorizationState(FanFlowError):
+    """The callback's `state` is missing, unknown to this browser, already used or too old."""
+
+    status = 400
+    title = "This sign-in didn't start here"
+
+
+class CodeRejected(FanFlowError):
+    """The service refused the authorization code (invalid_grant): already used or expired."""
+
+    status = 400
+    title = "This sign-in link was already used"
+
+
+class CampaignClosed(FanFlowError):
+    status = 410
+    title = "This pre-save has closed"
+
+
+class ServiceUnavailable(FanFlowError):
+    """The streaming service failed or did not answer: worth another try."""
+
+    status = 502
+    title = "We couldn't reach the service"
+
+
+class ServiceBusy(ServiceUnavailable):
+    """The service rate-limited us (429): many fans at once."""
+
+    status = 503
+    title = "The service is busy"

@@ -1,0 +1,77 @@
+"""A fan takes back a pre-save with the one-click token from the thank-you page or an email.
+
+Revoking withdraws every consent given for that subscription, stops the release-day save (unless it has
+already happened: a save can't be undone from here, and the pages say so), and destroys the stored token.
+Doing it twice is harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from fans.errors import NotFound
+from fans.models import ConsentRecord, Credential, Subscription, hash_token
+
+
+@dataclass(frozen=True)
+class Revocation:
+    consent: ConsentRecord
+    already_revoked: bool  # nothing changed: it had been revoked before
+    delivered: bool  # the release was saved before the revocation; that stays
+
+    @property
+    def campaign(self):
+        return self.consent.campaign
+
+
+def find_consent(token: str) -> ConsentRecord:
+    """The consent record `token` revokes, or a 404."""
+    consent = (
+        ConsentRecord.objects.select_related("campaign__release__artist", "subscription")
+        .filter(revoke_token_hash=hash_token(token))
+        .first()
+    )
+    if consent is None:
+        raise NotFound(
+            "This link doesn't match any pre-save. Check it was copied whole; if you've already "
+            "cancelled, there's nothing more to do."
+        )
+    return consent
+
+
+def is_delivered(consent: ConsentRecord) -> bool:
+    subscription = consent.subscription
+    return subscription is not None and subscription.status == Subscription.Status.DELIVERED
+
+
+def revoke(token: str) -> Revocation:
+    """Revoke the consent named by `token` and its subscription; destroy the credential. Idempotent."""
+    found = find_consent(token)
+    now = timezone.now()
+    with transaction.atomic():
+        consent = ConsentRecord.objects.select_for_update().get(pk=found.pk)
+        consent.campaign = found.campaign
+        subscription = (
+            Subscription.objects.select_for_update().filter(pk=consent.subscription_id).first()
+            if consent.subscription_id
+            else None
+        )
+        consent.subscription = subscription
+        delivered = subscription is not None and subscription.status == Subscription.Status.DELIVERED
+        if consent.revoked_at is not None:
+            return Revocation(consent, already_revoked=True, delivered=delivered)
+
+        consent.revoked_at = now
+        consent.save(update_fields=["revoked_at"])
+        if subscription is not None:
+            # Every consent for this subscription is withdrawn with it (a fan who pre-saved twice has two).
+            ConsentRecord.objects.filter(subscription=subscription, revoked_at__isnull=True).update(revoked_at=now)
+            if not delivered:
+                subscription.status = Subscription.Status.REVOKED
+                subscription.next_attempt_at = None
+                subscription.save(update_fields=["status", "next_attempt_at", "updated_at"])
+            Credential.objects.filter(subscription=subscription).delete()
+    return Revocation(consent, already_revoked=False, delivered=delivered)

@@ -1,0 +1,64 @@
+// Keeps the server-rendered countdown ticking, and adds the release time in the visitor's own time zone.
+// Without JavaScript the page still shows the date and the countdown as it was when the page was made.
+(function () {
+  "use strict";
+
+  function pad(n) {
+    return n < 10 ? "0" + n : String(n);
+  }
+
+  function tick(countdown) {
+    var target = Date.parse(countdown.getAttribute("data-countdown"));
+    if (isNaN(target)) return;
+    var values = {};
+    countdown.querySelectorAll("[data-unit]").forEach(function (el) {
+      values[el.getAttribute("data-unit")] = el;
+    });
+
+    function update() {
+      var left = Math.max(0, Math.floor((target - Date.now()) / 1000));
+      var days = Math.floor(left / 86400);
+      var hours = Math.floor((left % 86400) / 3600);
+      var minutes = Math.floor((left % 3600) / 60);
+      var seconds = left % 60;
+      if (values.days) values.days.textContent = String(days);
+      if (values.hours) values.hours.textContent = pad(hours);
+      if (values.minutes) values.minutes.textContent = pad(minutes);
+      if (values.seconds) values.seconds.textContent = pad(seconds);
+      if (left === 0) {
+        clearInterval(timer);
+        var done = document.createElement("p");
+        done.className = "countdown-done";
+        done.setAttribute("role", "status");
+        done.appendChild(document.createTextNode("It's out! "));
+        var link = document.createElement("a");
+        link.href = window.location.pathname;
+        link.textContent = "Reload to listen";
+        done.appendChild(link);
+        countdown.replaceWith(done);
+      }
+    }
+
+    var timer = setInterval(update, 1000);
+    update();
+  }
+
+  function showLocalTime(el) {
+    var when = new Date(el.getAttribute("data-local-time"));
+    if (isNaN(when.getTime()) || !window.Intl) return;
+    var visitorZone = new Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (visitorZone === el.getAttribute("data-release-zone")) return; // the page already says it
+    var local = new Intl.DateTimeFormat(undefined, {
+      weekday: "long",
+      day: "numeric",
+      month: "long",
+      hour: "2-digit",
+      minute: "2-digit",
+    }).format(when);
+    el.textContent = "That's " + local + " where you are.";
+    el.hidden = false;
+  }
+
+  document.querySelectorAll("[data-countdown]").forEach(tick);
+  document.querySelectorAll("[data-local-time]").forEach(showLocalTime);
+})();

@@ -1,0 +1,186 @@
+"""The public campaign page: what a fan sees before pre-saving, and after the release is out."""
+
+import datetime as dt
+import re
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from delivery.sandbox import demo_catalog
+from delivery.services.spotify import SCOPE_WORDS
+from fans.reserved import RESERVED_SLUGS, validate_campaign_slug
+from tests.conftest import make_campaign
+
+pytestmark = pytest.mark.django_db
+
+
+def get_page(client, campaign):
+    return client.get(reverse("fans:campaign", args=[campaign.slug]))
+
+
+def test_live_campaign_shows_the_release_and_a_presave_button(client, campaign):
+    campaign.subtitle = "The debut album"
+    campaign.page_text = "Ten songs written by the sea.\n\nOut in December."
+    campaign.save()
+
+    response = get_page(client, campaign)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Nova Lark" in html
+    assert "First Light" in html
+    assert "The debut album" in html
+    assert "<p>Ten songs written by the sea.</p>" in html
+    assert 'name="viewport"' in html
+    assert "Pre-save on Spotify" in html
+    assert f'action="{reverse("fans:presave", args=[campaign.slug, "spotify"])}"' in html
+    assert 'class="cover cover-placeholder"' in html  # no cover uploaded: a neutral block with the title
+
+
+def test_every_form_carries_a_csrf_token(client, campaign):
+    html = get_page(client, campaign).content.decode()
+
+    assert html.count("<form") == html.count('name="csrfmiddlewaretoken"') == 1
+
+
+def test_draft_campaign_is_not_found(client):
+    draft = make_campaign(slug="secret-album", status="draft")
+
+    response = get_page(client, draft)
+
+    assert response.status_code == 404
+    assert "First Light" not in response.content.decode()
+
+
+def test_unknown_slug_is_not_found_with_the_problem_page(client, db):
+    response = client.get("/no-such-campaign/")
+
+    assert response.status_code == 404
+    assert "no pre-save at this address" in response.content.decode()
+
+
+def test_email_opt_in_box_is_offered_unticked(client, campaign):
+    html = get_page(client, campaign).content.decode()
+
+    box = re.search(r"<input[^>]*name=\"email_opt_in\"[^>]*>", html)
+    assert box is not None
+    assert "checked" not in box.group(0)
+    assert "Also email me when it drops" in html
+
+
+def test_no_email_box_when_the_campaign_does_not_offer_it(client):
+    campaign = make_campaign(offer_email_optin=False)
+
+    html = get_page(client, campaign).content.decode()
+
+    assert 'name="email_opt_in"' not in html
+    assert SCOPE_WORDS["user-read-email"] not in html
+
+
+def test_page_says_in_plain_words_what_the_fan_allows(client, campaign):
+    html = get_page(client, campaign).content.decode()
+
+    assert SCOPE_WORDS["user-library-modify"] in html
+    # Reading the email is only asked for when the box is ticked, and the page says so.
+    only_if = html.index("Only if you tick")
+    assert html.index(SCOPE_WORDS["user-read-email"]) > only_if
+    assert "take this back any time" in html
+
+
+def test_follow_words_only_when_the_campaign_follows_the_artist(client):
+    plain = make_campaign(slug="no-follow")
+    following = make_campaign(slug="with-follow", follow_artist=True)
+
+    assert SCOPE_WORDS["user-follow-modify"] not in get_page(client, plain).content.decode()
+    assert SCOPE_WORDS["user-follow-modify"] in get_page(client, following).content.decode()
+
+
+def test_release_time_is_shown_in_the_release_time_zone(client, campaign):
+    release = campaign.release
+    release.release_date = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).date()
+    release.release_time = dt.time(9, 30)
+    release.timezone = "Asia/Tokyo"
+    release.save()
+
+    html = get_page(client, campaign).content.decode()
+
+    assert f"{release.release_date:%A} {release.release_date.day} {release.release_date:%B %Y} at 09:30" in html
+    assert "Asia/Tokyo" in html
+
+
+def test_countdown_is_rendered_on_the_server(client):
+    campaign = make_campaign(release_in=dt.timedelta(days=3, hours=5, minutes=30))
+
+    html = get_page(client, campaign).content.decode()
+
+    assert re.search(r'data-unit="days">\s*3\s*<', html)
+    assert re.search(r'data-unit="hours">\s*05\s*<', html)
+    assert "js/countdown.js" in html
+
+
+def test_released_campaign_says_out_now_with_a_link_to_listen(client):
+    campaign = make_campaign(release_in=-dt.timedelta(days=1))
+
+    response = get_page(client, campaign)
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Out now" in html
+    assert f"https://open.spotify.com/album/{demo_catalog.NOVA_LARK_ALBUM_ID}" in html
+    assert "Pre-save on Spotify" not in html
+    assert "<form" not in html
+
+
+def test_presaving_a_closed_campaign_is_gone(client):
+    campaign = make_campaign(release_in=-dt.timedelta(hours=1))
+
+    response = client.post(reverse("fans:presave", args=[campaign.slug, "spotify"]))
+
+    assert response.status_code == 410
+    assert "This pre-save has closed" in response.content.decode()
+
+
+def test_presave_needs_a_post(client, campaign):
+    response = client.get(reverse("fans:presave", args=[campaign.slug, "spotify"]))
+
+    assert response.status_code == 405
+
+
+def test_presave_on_an_unknown_service_is_not_found(client, campaign):
+    response = client.post(reverse("fans:presave", args=[campaign.slug, "myspace"]))
+
+    assert response.status_code == 404
+
+
+def test_presave_on_a_disabled_service_is_not_found(client, campaign, settings):
+    settings.SPOTIFY_ENABLED = False
+
+    assert client.post(reverse("fans:presave", args=[campaign.slug, "spotify"])).status_code == 404
+    assert "Pre-save on Spotify" not in get_page(client, campaign).content.decode()
+
+
+def _fixed_first_segments(patterns, prefix=""):
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            yield from _fixed_first_segments(pattern.url_patterns, route)
+        elif isinstance(pattern, URLPattern):
+            first = route.split("/", 1)[0]
+            if first and "<" not in first:
+                yield first
+
+
+def test_every_fixed_top_level_path_is_a_reserved_slug():
+    fixed = set(_fixed_first_segments(get_resolver().url_patterns))
+
+    assert "oauth" in fixed and "revoke" in fixed
+    assert fixed <= RESERVED_SLUGS
+
+
+@pytest.mark.parametrize("slug", ["admin", "oauth", "Revoke", "privacy"])
+def test_reserved_slug_is_refused_with_a_clear_message(slug):
+    with pytest.raises(ValidationError) as error:
+        validate_campaign_slug(slug)
+
+    assert "a path the site itself uses" in error.value.messages[0]

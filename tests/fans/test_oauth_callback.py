@@ -1,0 +1,329 @@
+"""The OAuth round trip: our presave URL → the sandbox's login page over HTTP → our callback.
+
+The fan's browser is the Django test client (one session) for our side and `requests` for the sandbox's
+login page, whose form we fill in as a fan would.
+"""
+
+import datetime as dt
+from html.parser import HTMLParser
+from urllib.parse import parse_qsl, urljoin, urlsplit
+
+import pytest
+import requests
+import time_machine
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from delivery.sandbox.state import base62_id
+from delivery.services import get_service
+from fans import consent
+from fans.models import ConsentRecord, Credential, Fan, Subscription, hash_token
+from tests.conftest import make_campaign
+
+pytestmark = pytest.mark.django_db
+CALLBACK = reverse("fans:oauth_callback", args=["spotify"])
+
+
+class LoginForm(HTMLParser):
+    """The sandbox login page's form: its action and hidden fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action = ""
+        self.hidden: dict[str, str] = {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.action = attrs.get("action", "")
+        elif tag == "input" and attrs.get("type") == "hidden":
+            self.hidden[attrs["name"]] = attrs.get("value", "")
+
+
+def start_presave(client, campaign, *, email_opt_in: bool = False) -> str:
+    """Press "Pre-save on Spotify" on the campaign page; returns the sandbox authorize URL."""
+    response = client.post(
+        reverse("fans:presave", args=[campaign.slug, "spotify"]), {"email_opt_in": "1"} if email_opt_in else {}
+    )
+    assert response.status_code == 302, response.content
+    return response["Location"]
+
+
+def sandbox_login(authorize_url: str, *, user: str = "alice", decision: str = "agree") -> dict[str, str]:
+    """Log in on the sandbox's page as `user` and press Agree (or Cancel); returns the callback's query."""
+    page = requests.get(authorize_url, timeout=10)
+    assert page.status_code == 200, page.text
+    form = LoginForm()
+    form.feed(page.text)
+    answer = requests.post(
+        urljoin(authorize_url, form.action),
+        data={**form.hidden, "user": user, "decision": decision},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert answer.status_code == 302, answer.text
+    location = urlsplit(answer.headers["Location"])
+    assert location.path == CALLBACK
+    return dict(parse_qsl(location.query))
+
+
+def presave(client, campaign, **kwargs) -> tuple[dict[str, str], object]:
+    """The whole round trip; returns the callback query and our callback's response."""
+    query = sandbox_login(start_presave(client, campaign, email_opt_in=kwargs.pop("email_opt_in", False)), **kwargs)
+    return query, client.get(CALLBACK, query, HTTP_USER_AGENT="Mozilla/5.0 (test fan)")
+
+
+def no_rows() -> bool:
+    return not (
+        Fan.objects.exists()
+        or Subscription.objects.exists()
+        or Credential.objects.exists()
+        or ConsentRecord.objects.exists()
+    )
+
+
+def test_presave_records_fan_subscription_sealed_token_and_consent(client, campaign, sandbox):
+    query, response = presave(client, campaign, email_opt_in=True)
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("fans:thanks", args=[campaign.slug])
+    fan = Fan.objects.get()
+    assert fan.service == "spotify"
+    assert fan.service_user_id == base62_id("account:alice")  # the stable account id, not the username
+    assert fan.display_name == "Alice"
+    assert fan.email == "alice@sandbox.test"
+    subscription = Subscription.objects.get()
+    assert (subscription.fan, subscription.campaign, subscription.status) == (fan, campaign, "pending")
+    credential = Credential.objects.get(subscription=subscription)
+    assert credential.reveal().startswith("AQ")
+    assert timezone.now() - credential.authorized_at < dt.timedelta(minutes=1)
+    record = ConsentRecord.objects.get()
+    assert record.subscription == subscription
+    assert record.campaign == campaign
+    assert record.service_user_id == fan.service_user_id
+    assert record.email == "alice@sandbox.test"
+    assert record.email_opt_in is True
+    assert record.ip_address == "127.0.0.1"
+    assert record.user_agent == "Mozilla/5.0 (test fan)"
+    assert record.scopes == ["user-library-modify", "user-read-email"]
+    assert record.wording_version == consent.WORDING_VERSION
+    assert record.revoked_at is None
+
+    thanks = client.get(response["Location"])
+    html = thanks.content.decode()
+    assert thanks.status_code == 200
+    assert "You're in." in html.replace("&#x27;", "'")
+    revoke_path = html.split('class="revoke-link" href="')[1].split('"')[0]
+    token = revoke_path.rstrip("/").rsplit("/", 1)[1]
+    assert hash_token(token) == record.revoke_token_hash
+
+
+def test_stored_token_can_be_refreshed_on_release_day(client, campaign, sandbox):
+    presave(client, campaign)
+
+    tokens = get_service("spotify").refresh(Credential.objects.get().reveal())
+
+    assert tokens.access_token
+    assert "user-library-modify" in tokens.scope.split()
+
+
+def test_without_the_email_box_the_email_is_neither_asked_for_nor_kept(client, campaign, sandbox):
+    authorize_url = start_presave(client, campaign)
+    assert "user-read-email" not in dict(parse_qsl(urlsplit(authorize_url).query))["scope"]
+
+    client.get(CALLBACK, sandbox_login(authorize_url))
+
+    assert Fan.objects.get().email == ""
+    record = ConsentRecord.objects.get()
+    assert (record.email, record.email_opt_in, record.scopes) == ("", False, ["user-library-modify"])
+
+
+def test_following_campaign_asks_for_the_follow_scope(client, sandbox):
+    campaign = make_campaign(follow_artist=True)
+
+    presave(client, campaign)
+
+    assert ConsentRecord.objects.get().scopes == ["user-library-modify", "user-follow-modify"]
+
+
+def test_presaving_twice_keeps_one_subscription_and_two_consent_records(client, campaign, sandbox):
+    presave(client, campaign)
+    first_token = Credential.objects.get().reveal()
+
+    _, response = presave(client, campaign)
+
+    assert response.status_code == 302
+    assert Fan.objects.count() == 1
+    assert Subscription.objects.count() == 1
+    assert ConsentRecord.objects.count() == 2
+    assert Credential.objects.get().reveal() != first_token  # replaced by the newer authorization
+
+
+def test_presaving_again_after_revoking_makes_the_subscription_pending_again(client, campaign, sandbox):
+    presave(client, campaign)
+    Subscription.objects.update(status="revoked", attempts=3, last_error="revoked by fan")
+
+    presave(client, campaign)
+
+    subscription = Subscription.objects.get()
+    assert (subscription.status, subscription.attempts, subscription.last_error) == ("pending", 0, "")
+
+
+def test_two_pending_presaves_in_one_session_both_complete(client, campaign, sandbox):
+    other = make_campaign(slug="second-light")
+    first_url = start_presave(client, campaign)
+    second_url = start_presave(client, other)
+
+    assert client.get(CALLBACK, sandbox_login(second_url)).status_code == 302
+    assert client.get(CALLBACK, sandbox_login(first_url)).status_code == 302
+
+    assert set(Subscription.objects.values_list("campaign__slug", flat=True)) == {campaign.slug, other.slug}
+
+
+def test_cancel_on_spotify_is_403_and_saves_nothing(client, campaign, sandbox):
+    query, response = presave(client, campaign, decision="cancel")
+
+    assert query["error"] == "access_denied"
+    assert response.status_code == 403
+    html = response.content.decode().replace("&#x27;", "'")
+    assert "You didn't give permission" in html
+    assert campaign.get_absolute_url() in html  # a way back
+    assert no_rows()
+
+
+@pytest.mark.parametrize(
+    "state",
+    [None, "", "not-a-state-we-issued"],
+    ids=["missing", "empty", "unknown"],
+)
+def test_callback_without_our_state_is_400_and_saves_nothing(client, campaign, sandbox, state):
+    query = sandbox_login(start_presave(client, campaign))
+    if state is None:
+        del query["state"]
+    else:
+        query["state"] = state
+
+    response = client.get(CALLBACK, query)
+
+    assert response.status_code == 400
+    assert no_rows()
+
+
+def test_callback_in_another_browser_is_400(client, campaign, sandbox, django_user_model):
+    from django.test import Client
+
+    query = sandbox_login(start_presave(client, campaign))
+
+    response = Client().get(CALLBACK, query)
+
+    assert response.status_code == 400
+    assert no_rows()
+
+
+def test_replayed_callback_is_400_and_keeps_one_subscription(client, campaign, sandbox):
+    query, first = presave(client, campaign)
+    assert first.status_code == 302
+
+    replay = client.get(CALLBACK, query)
+
+    assert replay.status_code == 400
+    assert Subscription.objects.count() == 1
+    assert ConsentRecord.objects.count() == 1
+
+
+def test_used_code_with_a_fresh_state_is_400(client, campaign, sandbox):
+    used, first = presave(client, campaign)
+    assert first.status_code == 302
+    fresh = sandbox_login(start_presave(client, campaign))
+
+    response = client.get(CALLBACK, {"code": used["code"], "state": fresh["state"]})
+
+    assert response.status_code == 400
+    assert "already used or has expired, please try again" in response.content.decode()
+    assert ConsentRecord.objects.count() == 1
+
+
+def test_callback_after_ten_minutes_is_400(client, campaign, sandbox):
+    query = sandbox_login(start_presave(client, campaign))
+
+    with time_machine.travel(timezone.now() + dt.timedelta(minutes=11)):
+        response = client.get(CALLBACK, query)
+
+    assert response.status_code == 400
+    assert "expired" in response.content.decode()
+    assert no_rows()
+
+
+def test_campaign_closing_during_sign_in_is_410(client, campaign, sandbox):
+    query = sandbox_login(start_presave(client, campaign))
+    campaign.status = "done"
+    campaign.save()
+
+    response = client.get(CALLBACK, query)
+
+    assert response.status_code == 410
+    assert "This pre-save has closed" in response.content.decode()
+    assert no_rows()
+
+
+def test_spotify_down_during_code_exchange_is_502_with_a_retry_link(client, campaign, sandbox):
+    query = sandbox_login(start_presave(client, campaign))
+    sandbox.faults(error_rate=1.0)
+
+    response = client.get(CALLBACK, query)
+
+    assert response.status_code == 502
+    assert f'href="{campaign.get_absolute_url()}"' in response.content.decode()
+    assert no_rows()
+
+
+def test_profile_failing_after_the_code_exchange_leaves_no_rows(client, campaign, sandbox):
+    query = sandbox_login(start_presave(client, campaign))
+    # From now on the app may make one request per 30 s: the code exchange passes, the profile call gets a 429.
+    sandbox.faults(rate_limit=1)
+
+    response = client.get(CALLBACK, query)
+
+    counters = sandbox.control("GET", "counters")
+    assert counters["token_requests"] == 1 and counters["rate_limited"] == 1
+    assert response.status_code == 503
+    assert "busy" in response.content.decode()
+    assert no_rows()
+
+
+def test_unknown_service_callback_is_404(client, campaign, sandbox):
+    assert client.get(reverse("fans:oauth_callback", args=["myspace"]), {"code": "x", "state": "y"}).status_code == 404
+
+
+def _text_columns_of_fans_tables() -> list[tuple[str, str, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT table_name, column_name, data_type FROM information_schema.columns
+            WHERE table_schema = current_schema() AND table_name LIKE 'fans\\_%%'
+              AND data_type IN ('text', 'character varying', 'bytea', 'jsonb', 'json')
+            """
+        )
+        return cursor.fetchall()
+
+
+def test_refresh_token_is_not_stored_or_shown_in_plaintext(client, campaign, sandbox):
+    query, response = presave(client, campaign, email_opt_in=True)
+    thanks = client.get(response["Location"])
+    refresh_token = Credential.objects.get().reveal()
+
+    columns = _text_columns_of_fans_tables()
+    assert {"fans_credential", "fans_consentrecord", "fans_fan"} <= {table for table, _, _ in columns}
+    with connection.cursor() as cursor:
+        for table, column, data_type in columns:
+            if data_type == "bytea":
+                condition = f"position(convert_to(%s, 'UTF8') in \"{column}\") > 0"
+            else:
+                condition = f'strpos("{column}"::text, %s) > 0'
+            cursor.execute(f'SELECT count(*) FROM "{table}" WHERE {condition}', [refresh_token])
+            assert cursor.fetchone()[0] == 0, f"{table}.{column} holds the refresh token"
+    for page in (response, thanks):
+        body = page.content.decode()
+        assert refresh_token not in body
+        assert query["code"] not in body
