@@ -1,58 +1,65 @@
-"""The delivery engine: keeps every fan's pre-save promise exactly once.
+"""The delivery engine: keeps every fan's pre-save promise exactly once, fast, within the service's limits.
 
 A run claims due subscriptions in batches under a lease (a conditional UPDATE, with
-`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL), so any number of workers can share a campaign and a worker
-killed mid-run only delays its batch until the lease expires. For each batch:
+`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL), so any number of workers in any number of clusters can share
+a campaign, and a worker killed mid-run only delays its batch until the lease expires. For each batch:
 
-1. refresh every fan's token concurrently, and store rotated refresh tokens before anything else happens
-   (the old one may already be dead);
-2. perform the library actions concurrently;
-3. record each outcome with one conditional write per outcome kind: only the lease holder may record.
+1. markets where the release is not out yet wait (checked on the service, not assumed);
+2. every fan's token is refreshed, many calls in flight at once (delivery/transport.py), and rotated refresh
+   tokens are stored before anything else happens (the old one may already be dead);
+3. the library actions run, as concurrently;
+4. outcomes are recorded with a few grouped, conditional writes: only the lease holder may record.
 
-Failures are sorted by what they mean: a revoked authorization is final and its token is destroyed; 5xx,
-timeouts and connection errors are retried later with exponential backoff and jitter; a 429 pauses every
-thread of the run for the time the service asked.
+Every call takes a permit from the service's shared rate limiter (delivery/ratelimit.py), so all workers
+together pace themselves under the limit; a 429 pauses them all for the Retry-After the service asked.
+Failures are sorted by meaning: a revoked authorization is final and its token destroyed; 5xx, timeouts and
+connection errors are retried later with exponential backoff and jitter, up to DELIVERY_MAX_ATTEMPTS.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import random
-import threading
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Min, Q, Value
+from django.db.models.functions import Coalesce, Greatest
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from delivery.models import DeliveryAttempt
+from delivery.ratelimit import RateLimiter, limiter_for
 from delivery.services import RateLimited, Service, ServiceError, Tokens, get_service
+from delivery.transport import AsyncTransport
 from fans.models import Credential, Subscription
 from fans.vault import VaultError
 from releases.models import Campaign
 
 logger = logging.getLogger(__name__)
 
-# A run waits in place for retries due within this many seconds; later ones are left to the sweeper.
+# A run waits in place for work due within this many seconds; later work is left to the minute sweeper.
 MAX_INLINE_WAIT_SECONDS = 30.0
 RATE_LIMIT_RETRIES = 5
+WAIT = "wait"  # an outcome that is not an attempt: the release is not out in the fan's market yet
 
 
 @dataclass
 class Outcome:
     subscription: Subscription
-    result: str  # one of DeliveryAttempt.Outcome
+    result: str  # a DeliveryAttempt.Outcome, or WAIT
     call: str
     message: str = ""
     http_status: int | None = None
-    retry_at_seconds: float | None = None
+    retry_in_seconds: float = 0.0
 
 
 @dataclass
@@ -69,38 +76,32 @@ class RunReport:
         return f"campaign {self.campaign_id}: " + ", ".join(parts) + (f" ({self.note})" if self.note else "")
 
 
-class Pacer:
-    """In-process back-off shared by a run's threads: one 429 pauses them all until Retry-After has passed."""
+class Permits:
+    """Permits from a shared limiter, taken in blocks so a call costs no round trip to the limiter's store.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._resume_at = 0.0
+    A block is spent within its slot or dropped: permits kept past their slot could pile up into a burst.
+    """
 
-    def wait(self) -> None:
-        while (delay := self._resume_at - time.monotonic()) > 0:
-            time.sleep(delay)
+    def __init__(self, limiter: RateLimiter, transport: AsyncTransport, block: int) -> None:
+        self.limiter, self.transport, self.block = limiter, transport, block
+        self.available = 0
+        self.granted_at = 0.0
+        self.lock = asyncio.Lock()
 
-    def pause(self, seconds: float) -> None:
-        with self._lock:
-            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+    async def take(self) -> None:
+        async with self.lock:
+            while self.available <= 0 or time.monotonic() - self.granted_at > self.limiter.slot_seconds:
+                self.available = await self.transport.blocking(self.limiter.acquire, self.block)
+                self.granted_at = time.monotonic()
+            self.available -= 1
 
-    def call(self, fn: Callable, *args):
-        for attempt in range(RATE_LIMIT_RETRIES + 1):
-            self.wait()
-            try:
-                return fn(*args)
-            except RateLimited as exc:
-                if (
-                    attempt == RATE_LIMIT_RETRIES
-                    or exc.retry_after > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS
-                ):
-                    raise
-                self.pause(exc.retry_after)
-        raise AssertionError("unreachable")
+    async def pause(self, seconds: float) -> None:
+        self.available = 0
+        await self.transport.blocking(self.limiter.pause, seconds)
 
 
 def due_now() -> Q:
-    """Pending subscriptions whose retry time has come and that no live lease holds."""
+    """Pending subscriptions whose time has come and that no live lease holds."""
     now = timezone.now()
     return (
         Q(status=Subscription.Status.PENDING)
@@ -112,21 +113,70 @@ def due_now() -> Q:
 class Run:
     """One worker's pass over one campaign."""
 
-    def __init__(self, campaign: Campaign) -> None:
+    def __init__(self, campaign: Campaign, transport: AsyncTransport) -> None:
         self.campaign = campaign
         self.release = campaign.release
+        self.transport = transport
         self.owner = uuid.uuid4()
-        self.pacer = Pacer()
-        self.local = threading.local()
         self.report = RunReport(campaign.pk)
+        self.services: dict[str, Service] = {}
+        self.permits: dict[str, Permits] = {}
+        self.prepared: dict[str, ServiceError | None] = {}
+        self.availability: dict[tuple[str, str], tuple[bool, float]] = {}
+        self.slots = asyncio.Semaphore(settings.DELIVERY_CONCURRENCY)
+        self.fan_permits = self.spread_permits()
 
+    # --- per service ----------------------------------------------------------------------------------
     def service(self, key: str) -> Service:
-        services = self.local.__dict__.setdefault("services", {})
-        if key not in services:
-            services[key] = get_service(key)
-        return services[key]
+        if key not in self.services:
+            self.services[key] = get_service(key)
+            self.permits[key] = Permits(limiter_for(key), self.transport, settings.DELIVERY_PERMIT_BLOCK)
+        return self.services[key]
 
-    # --- claiming --------------------------------------------------------------------------------------
+    def spread_permits(self) -> Permits | None:
+        """With a firing window, fans start at an even pace across it, first come first served."""
+        minutes = self.campaign.spread_minutes
+        if not minutes:
+            return None
+        total = Subscription.objects.filter(campaign=self.campaign).count()
+        window = 30.0
+        limit = max(1, math.ceil(total * window / (minutes * 60)))
+        limiter = RateLimiter(f"campaign-{self.campaign.pk}-spread", limit, window)
+        return Permits(limiter, self.transport, block=max(1, min(settings.DELIVERY_PERMIT_BLOCK, limit // 30 or 1)))
+
+    def prepare(self, service: Service) -> ServiceError | None:
+        """Once per run and service: find the release on the service (by URI, else UPC/ISRC)."""
+        if service.key not in self.prepared:
+            try:
+                service.resolve_release(self.release)
+                self.prepared[service.key] = None
+            except ServiceError as exc:
+                self.prepared[service.key] = exc
+        return self.prepared[service.key]
+
+    def is_available(self, service: Service, market: str) -> bool:
+        """Whether the release is out in `market`, asked of the service at most once per recheck interval."""
+        key = (service.key, market)
+        known = self.availability.get(key)
+        if known and time.monotonic() - known[1] < settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS:
+            return known[0]
+        # The limiter's store is only touched from the transport's own thread (never inside a transaction).
+        self.transport.submit(self.transport.blocking(self.permits[service.key].limiter.acquire, 1))
+        available = service.is_available(self.release, market)
+        self.availability[key] = (available, time.monotonic())
+        return available
+
+    # --- claiming -------------------------------------------------------------------------------------
+    def plan(self) -> None:
+        """Per-market campaigns: each new subscription becomes due at its market's local release time."""
+        if self.campaign.firing != Campaign.Firing.PER_MARKET:
+            return
+        unplanned = Subscription.objects.filter(
+            campaign=self.campaign, status=Subscription.Status.PENDING, attempts=0, next_attempt_at__isnull=True
+        )
+        for market in unplanned.values_list("market", flat=True).distinct().order_by():
+            unplanned.filter(market=market).update(next_attempt_at=self.campaign.firing_time(market))
+
     def due(self):
         return Subscription.objects.filter(due_now(), campaign=self.campaign)
 
@@ -150,122 +200,163 @@ class Run:
         """How long until pending work becomes due (retry time or someone's lease); None if none is left."""
         now = timezone.now()
         pending = Subscription.objects.filter(campaign=self.campaign, status=Subscription.Status.PENDING)
-        times = []
-        for next_attempt_at, lease_expires_at in pending.values_list("next_attempt_at", "lease_expires_at"):
-            times.append(max(t for t in (next_attempt_at, lease_expires_at, now) if t is not None))
-        if not times:
-            return None
-        return max(0.0, (min(times) - now).total_seconds())
+        soonest = pending.aggregate(
+            at=Min(Greatest(Coalesce("next_attempt_at", Value(now)), Coalesce("lease_expires_at", Value(now))))
+        )["at"]
+        return None if soonest is None else max(0.0, (soonest - now).total_seconds())
 
-    # --- the calls -------------------------------------------------------------------------------------
-    def refresh(self, subscription: Subscription) -> Tokens | Outcome:
+    # --- one batch ------------------------------------------------------------------------------------
+    def run_batch(self, batch: list[Subscription]) -> list[Outcome]:
+        outcomes: dict[int, Outcome] = {}
+        ready: list[tuple[Subscription, str]] = []
+        for subscription in batch:
+            outcome_or_token = self.before_calls(subscription)
+            if isinstance(outcome_or_token, Outcome):
+                outcomes[subscription.pk] = outcome_or_token
+            else:
+                ready.append((subscription, outcome_or_token))
+
+        refreshed = self.transport.submit(self.gather(self.refresh(sub, token) for sub, token in ready))
+        self.store_rotated_tokens([(sub, r) for (sub, _), r in zip(ready, refreshed, strict=True)])
+        to_act = []
+        for (subscription, _), result in zip(ready, refreshed, strict=True):
+            if isinstance(result, Outcome):
+                outcomes[subscription.pk] = result
+            else:
+                to_act.append((subscription, result.access_token))
+        acted = self.transport.submit(self.gather(self.act(sub, token) for sub, token in to_act))
+        for outcome in acted:
+            outcomes[outcome.subscription.pk] = outcome
+        return [outcomes[subscription.pk] for subscription in batch]
+
+    def before_calls(self, subscription: Subscription) -> Outcome | str:
+        """What can be settled without calling out, else the fan's decrypted refresh token."""
         try:
             credential = subscription.credential
         except Credential.DoesNotExist:
-            return Outcome(
-                subscription, DeliveryAttempt.Outcome.REVOKED, "refresh", "No stored authorization."
-            )
+            return Outcome(subscription, DeliveryAttempt.Outcome.REVOKED, "refresh", "No stored authorization.")
         service = self.service(subscription.fan.service)
         if not service.can_deliver(self.release):
-            return Outcome(
-                subscription,
-                DeliveryAttempt.Outcome.FAILED,
-                "refresh",
-                f"The release has no {service.label} identifier to save.",
-            )
+            message = f"The release has no {service.label} identifier, UPC or ISRC to find it by."
+            return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "resolve", message)
         try:
-            return self.pacer.call(service.refresh, credential.reveal())
+            unresolved = self.prepare(service)
+            market = subscription.market or self.campaign.default_market
+            if unresolved is not None or not self.is_available(service, market):
+                return self.waiting(subscription, service, market)
+        except ServiceError as exc:
+            return self.classify(subscription, "availability", exc)
+        try:
+            return credential.reveal()
         except VaultError:
-            return Outcome(
-                subscription,
-                DeliveryAttempt.Outcome.FAILED,
-                "refresh",
-                "The stored authorization could not be decrypted (is its encryption key still configured?).",
-            )
-        except Exception as exc:  # noqa: BLE001 - sorted by classify(); one fan never stops the run
-            return self.classify(subscription, "refresh", exc)
+            message = "The stored authorization could not be decrypted (is its encryption key still configured?)."
+            return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "refresh", message)
 
-    def act(self, subscription: Subscription, access_token: str) -> Outcome:
-        service = self.service(subscription.fan.service)
-        call = "save"
-        try:
-            if self.campaign.save_release:
-                self.pacer.call(service.save_release, access_token, self.release)
-            if self.campaign.follow_artist:
-                call = "follow"
-                self.pacer.call(service.follow_artist, access_token, self.release)
-        except Exception as exc:  # noqa: BLE001
-            return self.classify(subscription, call, exc)
-        return Outcome(subscription, DeliveryAttempt.Outcome.DELIVERED, call)
+    def waiting(self, subscription: Subscription, service: Service, market: str) -> Outcome:
+        give_up_at = self.campaign.firing_time(market) + timedelta(hours=settings.DELIVERY_AVAILABILITY_WAIT_HOURS)
+        if timezone.now() >= give_up_at:
+            hours = settings.DELIVERY_AVAILABILITY_WAIT_HOURS
+            message = (
+                f"The release was still not available on {service.label} in {market} "
+                f"{hours} hour{pluralize(hours)} after its release time."
+            )
+            return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "availability", message)
+        message = f"Waiting: the release is not available on {service.label} in {market} yet."
+        # Never sooner than a run waits in place: a waiting fan ends this run's part in it.
+        retry_in = max(settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS, MAX_INLINE_WAIT_SECONDS + 1)
+        return Outcome(subscription, WAIT, "availability", message, retry_in_seconds=retry_in)
+
+    @staticmethod
+    async def gather(coroutines) -> list:
+        return await asyncio.gather(*coroutines)
+
+    async def call(self, service: Service, call):
+        permits = self.permits[service.key]
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            await permits.take()
+            try:
+                return await self.transport.run(service, call)
+            except RateLimited as exc:
+                if attempt == RATE_LIMIT_RETRIES or exc.retry_after > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:
+                    raise
+                await permits.pause(exc.retry_after)
+        raise AssertionError("unreachable")
+
+    async def refresh(self, subscription: Subscription, refresh_token: str) -> Tokens | Outcome:
+        service = self.services[subscription.fan.service]
+        if self.fan_permits is not None:
+            await self.fan_permits.take()
+        async with self.slots:
+            try:
+                return service.parse_tokens(await self.call(service, service.refresh_call(refresh_token)))
+            except Exception as exc:  # noqa: BLE001 - sorted by classify(); one fan never stops the run
+                return self.classify(subscription, "refresh", exc)
+
+    async def act(self, subscription: Subscription, access_token: str) -> Outcome:
+        service = self.services[subscription.fan.service]
+        name = "save"
+        async with self.slots:
+            try:
+                for call in service.delivery_calls(access_token, self.campaign):
+                    name = call.name
+                    await self.call(service, call)
+            except Exception as exc:  # noqa: BLE001
+                return self.classify(subscription, name, exc)
+        return Outcome(subscription, DeliveryAttempt.Outcome.DELIVERED, name)
 
     def classify(self, subscription: Subscription, call: str, exc: Exception) -> Outcome:
         if not isinstance(exc, ServiceError):
-            logger.exception("Unexpected error delivering subscription %s", subscription.pk)
+            logger.error("Unexpected %s delivering subscription %s", type(exc).__name__, subscription.pk)
             exc = ServiceError(f"Unexpected error ({type(exc).__name__}).")
+        message = exc.message
         if exc.revoked:
             result = DeliveryAttempt.Outcome.REVOKED
         elif exc.permanent:
             result = DeliveryAttempt.Outcome.FAILED
         elif subscription.attempts + 1 >= settings.DELIVERY_MAX_ATTEMPTS:
             result = DeliveryAttempt.Outcome.FAILED
-            exc.message = f"Gave up after {subscription.attempts + 1} attempts: {exc.message}"
+            message = f"Gave up after {subscription.attempts + 1} attempts: {message}"
         else:
             result = DeliveryAttempt.Outcome.RETRY
         retry_in = exc.retry_after if exc.retry_after is not None else backoff_seconds(subscription.attempts)
-        return Outcome(subscription, result, call, exc.message[:500], exc.status, retry_in)
+        return Outcome(subscription, result, call, message[:500], exc.status, retry_in)
 
-    # --- one batch -------------------------------------------------------------------------------------
-    def run_batch(self, batch: list[Subscription]) -> list[Outcome]:
-        with ThreadPoolExecutor(max_workers=settings.DELIVERY_THREADS) as pool:
-            refreshed = list(pool.map(self.refresh, batch))
-            self.store_rotated_tokens(batch, refreshed)
-            outcomes: list[Outcome | None] = [r if isinstance(r, Outcome) else None for r in refreshed]
-            to_act = [
-                (i, sub, r.access_token)
-                for i, (sub, r) in enumerate(zip(batch, refreshed, strict=True))
-                if outcomes[i] is None
-            ]
-            for (i, _, _), outcome in zip(
-                to_act, pool.map(lambda item: self.act(item[1], item[2]), to_act), strict=True
-            ):
-                outcomes[i] = outcome
-        return outcomes  # type: ignore[return-value]
-
-    def store_rotated_tokens(self, batch: list[Subscription], refreshed: list[Tokens | Outcome]) -> None:
+    def store_rotated_tokens(self, refreshed: list[tuple[Subscription, Tokens | Outcome]]) -> None:
         rotated = []
-        for subscription, result in zip(batch, refreshed, strict=True):
+        now = timezone.now()
+        for subscription, result in refreshed:
             if isinstance(result, Tokens) and result.refresh_token:
                 credential = subscription.credential
                 credential.store(result.refresh_token)
-                credential.updated_at = timezone.now()
+                credential.updated_at = now
                 rotated.append(credential)
         if rotated:
             Credential.objects.bulk_update(rotated, ["kek_id", "wrapped_key", "ciphertext", "updated_at"])
 
     def record(self, outcomes: list[Outcome]) -> None:
+        """Write the batch's outcomes: one UPDATE per kind of outcome, only where this run holds the lease."""
         now = timezone.now()
         mine = Subscription.objects.filter(leased_by=self.owner, status=Subscription.Status.PENDING)
-        released = {"leased_by": None, "lease_expires_at": None, "attempts": F("attempts") + 1}
+        released = {"leased_by": None, "lease_expires_at": None}
+        attempted = {**released, "attempts": F("attempts") + 1}
+        groups: dict[tuple[str, str, float], list[int]] = defaultdict(list)
+        for o in outcomes:
+            # Retries of one kind share a time, so they group; jitter still spreads them from other groups.
+            retry_in = round(o.retry_in_seconds, 1) if o.result in (DeliveryAttempt.Outcome.RETRY, WAIT) else 0.0
+            groups[(o.result, o.message, retry_in)].append(o.subscription.pk)
         with transaction.atomic():
-            delivered = [o.subscription.pk for o in outcomes if o.result == DeliveryAttempt.Outcome.DELIVERED]
-            mine.filter(pk__in=delivered).update(
-                status=Subscription.Status.DELIVERED,
-                delivered_at=now,
-                last_error="",
-                next_attempt_at=None,
-                **released,
-            )
+            for (result, message, retry_in), ids in groups.items():
+                rows = mine.filter(pk__in=ids)
+                if result == DeliveryAttempt.Outcome.DELIVERED:
+                    rows.update(status=Subscription.Status.DELIVERED, delivered_at=now, last_error="", **attempted)
+                elif result == WAIT:
+                    rows.update(last_error=message, next_attempt_at=now + timedelta(seconds=retry_in), **released)
+                elif result == DeliveryAttempt.Outcome.RETRY:
+                    rows.update(last_error=message, next_attempt_at=now + timedelta(seconds=retry_in), **attempted)
+                else:  # failed or revoked: the Subscription.Status of the same name
+                    rows.update(status=result, last_error=message, **attempted)
             revoked = [o.subscription.pk for o in outcomes if o.result == DeliveryAttempt.Outcome.REVOKED]
-            for o in outcomes:
-                if o.result == DeliveryAttempt.Outcome.DELIVERED:
-                    continue
-                fields = {"last_error": o.message, **released}
-                if o.result == DeliveryAttempt.Outcome.RETRY:
-                    fields["next_attempt_at"] = now + timedelta(seconds=o.retry_at_seconds or 0)
-                else:
-                    fields["status"] = o.result  # failed or revoked: the Subscription.Status of the same name
-                mine.filter(pk=o.subscription.pk).update(**fields)
-            Credential.objects.filter(subscription_id__in=revoked, subscription__leased_by=None).delete()
+            Credential.objects.filter(subscription_id__in=revoked, subscription__status="revoked").delete()
             DeliveryAttempt.objects.bulk_create(
                 DeliveryAttempt(
                     subscription_id=o.subscription.pk,
@@ -276,12 +367,14 @@ class Run:
                     message=o.message,
                 )
                 for o in outcomes
+                if o.result != WAIT
             )
         for o in outcomes:
             self.report.add(o.result)
 
-    # --- the whole run ---------------------------------------------------------------------------------
+    # --- the whole run --------------------------------------------------------------------------------
     def run(self) -> RunReport:
+        self.plan()
         while True:
             batch = self.claim()
             if batch:
@@ -291,9 +384,7 @@ class Run:
             if wait is None or wait > MAX_INLINE_WAIT_SECONDS:
                 break
             time.sleep(max(wait, 0.05))
-        if not Subscription.objects.filter(
-            campaign=self.campaign, status=Subscription.Status.PENDING
-        ).exists():
+        if not Subscription.objects.filter(campaign=self.campaign, status=Subscription.Status.PENDING).exists():
             Campaign.objects.filter(pk=self.campaign.pk, status=Campaign.Status.DELIVERING).update(
                 status=Campaign.Status.DONE
             )
@@ -301,13 +392,13 @@ class Run:
 
 
 def backoff_seconds(attempts_so_far: int) -> float:
-    """Exponential backoff with full jitter: base·2ⁿ, then a random share of it (at least the base)."""
+    """Exponential backoff with jitter: the base, plus a random share of base·2ⁿ."""
     base = settings.DELIVERY_RETRY_BASE_SECONDS
-    ceiling = base * (2**attempts_so_far)
-    return base + random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
+    return base + random.uniform(0, base * (2**attempts_so_far))  # noqa: S311 - jitter, not security
 
 
-def deliver_campaign(campaign_id: int) -> RunReport:
+def deliver_campaign(campaign_id: int, *, fan_out: bool = True) -> RunReport:
+    """Deliver a campaign's due subscriptions. With `fan_out`, first queue helper runs for other workers."""
     campaign = Campaign.objects.select_related("release__artist").filter(pk=campaign_id).first()
     if campaign is None:
         return RunReport(campaign_id, note="the campaign no longer exists")
@@ -317,9 +408,21 @@ def deliver_campaign(campaign_id: int) -> RunReport:
         status=Campaign.Status.DELIVERING
     )
     campaign.status = Campaign.Status.DELIVERING
-    report = Run(campaign).run()
+    if fan_out:
+        queue_helpers(campaign)
+    with AsyncTransport(concurrency=settings.DELIVERY_CONCURRENCY, timeout=settings.SERVICE_TIMEOUT_SECONDS) as t:
+        report = Run(campaign, t).run()
     logger.info("Delivery run: %s", report.summary())
     return report
+
+
+def queue_helpers(campaign: Campaign) -> int:
+    """Split a big campaign across workers: queue up to DELIVERY_PARALLEL_RUNS - 1 more runs of it."""
+    due = Subscription.objects.filter(due_now(), campaign=campaign)[: settings.DELIVERY_BATCH_SIZE * 2].count()
+    helpers = settings.DELIVERY_PARALLEL_RUNS - 1 if due > settings.DELIVERY_BATCH_SIZE else 0
+    for _ in range(helpers):
+        async_task("delivery.tasks.deliver_campaign", campaign.pk, False)
+    return helpers
 
 
 def resume_deliveries() -> str:
@@ -329,3 +432,12 @@ def resume_deliveries() -> str:
     for campaign_id in campaign_ids:
         async_task("delivery.tasks.deliver_campaign", campaign_id)
     return f"resumed {len(campaign_ids)} campaign(s)"
+
+
+def firing_times(campaign: Campaign) -> list[tuple[str, datetime, int]]:
+    """(market, firing time, pending fans) for each market of the campaign's pending fans, soonest first."""
+    pending = Subscription.objects.filter(campaign=campaign, status=Subscription.Status.PENDING)
+    counts = defaultdict(int)
+    for market, count in pending.values_list("market").annotate(n=Count("pk")).order_by():
+        counts[market or campaign.default_market] += count
+    return sorted(((m, campaign.firing_time(m), n) for m, n in counts.items()), key=lambda row: (row[1], row[0]))

@@ -10,9 +10,7 @@ class DeliveryAttempt(models.Model):
         FAILED = "failed", "Failed"
         REVOKED = "revoked", "Revoked"
 
-    subscription = models.ForeignKey(
-        "fans.Subscription", on_delete=models.CASCADE, related_name="attempts_log"
-    )
+    subscription = models.ForeignKey("fans.Subscription", on_delete=models.CASCADE, related_name="attempts_log")
     at = models.DateTimeField()
     call = models.CharField(max_length=20, help_text="The last call made: refresh, save or follow.")
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
@@ -25,3 +23,30 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.call} → {self.outcome}"
+
+
+class RateLimitSlot(models.Model):
+    """How many permits were asked for in one slot of a shared rate limit (see delivery/ratelimit.py).
+
+    Only the first `cap` of them were granted; the cap is a function of the slot number, so it is not stored.
+    """
+
+    key = models.CharField(max_length=100)
+    slot = models.BigIntegerField(help_text="Epoch seconds divided by the slot length.")
+    requested = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "slot"], name="ratelimit_slot_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.key} slot {self.slot}: {self.requested} requested"
+
+
+class RateLimitPause(models.Model):
+    """Nobody calls the service behind `key` before `until` (set on a 429 with Retry-After)."""
+
+    key = models.CharField(max_length=100, unique=True)
+    until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.key} paused until {self.until:%H:%M:%S}"

@@ -32,7 +32,7 @@ def sync_schedule(campaign: Campaign) -> Schedule | None:
             "args": repr((campaign.pk,)),
             "schedule_type": Schedule.ONCE,
             "repeats": 1,  # ONCE with repeats 1: fires once, then stays visible in the admin
-            "next_run": campaign.release.release_at,
+            "next_run": campaign.first_firing_time(),
         },
     )
     return schedule

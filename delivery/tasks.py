@@ -3,9 +3,11 @@
 from delivery import engine
 
 
-def deliver_campaign(campaign_id: int) -> str:
-    """Deliver every due subscription of a campaign (the release-time Schedule and Deliver now)."""
-    return engine.deliver_campaign(campaign_id).summary()
+def deliver_campaign(campaign_id: int, fan_out: bool = True) -> str:
+    """Deliver every due subscription of a campaign (the release-time Schedule, Deliver now, the sweeper).
+
+    With `fan_out`, the run first queues helper runs so that several workers share a big campaign."""
+    return engine.deliver_campaign(campaign_id, fan_out=fan_out).summary()
 
 
 def resume_deliveries() -> str:

@@ -37,6 +37,7 @@ from fans.errors import (
     ServiceUnavailable,
 )
 from fans.models import ConsentRecord, Credential, Fan, Subscription
+from releases import markets
 from releases.models import Campaign
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def code_challenge(verifier: str) -> str:
 # Start -----------------------------------------------------------------------------------------------------
 
 
-def start(session: SessionBase, *, slug: str, service_key: str, email_opt_in: bool) -> str:
+def start(session: SessionBase, *, slug: str, service_key: str, email_opt_in: bool, seen_country: str = "") -> str:
     """Remember a new pending authorization in `session`; returns the service's authorization URL."""
     service = enabled_service(service_key)
     campaign = open_campaign(visible_campaign(slug))
@@ -117,6 +118,7 @@ def start(session: SessionBase, *, slug: str, service_key: str, email_opt_in: bo
         "service": service.key,
         "code_verifier": verifier,
         "email_opt_in": email_opt_in,
+        "seen_country": seen_country,
         "started_at": timezone.now().timestamp(),
     }
     for old in sorted(pending, key=lambda s: pending[s]["started_at"])[:-MAX_PENDING]:
@@ -205,7 +207,8 @@ def complete(
 
     with transaction.atomic():
         fan = _update_fan(service.key, profile, email_opt_in=email_opt_in)
-        subscription = _pending_subscription(fan, campaign)
+        market = markets.normalize(profile.country) or entry.get("seen_country") or campaign.default_market
+        subscription = _pending_subscription(fan, campaign, market)
         _store_credential(subscription, tokens)
         record = ConsentRecord(
             subscription=subscription,
@@ -279,17 +282,20 @@ def _update_fan(service_key: str, profile: Profile, *, email_opt_in: bool) -> Fa
     return fan
 
 
-def _pending_subscription(fan: Fan, campaign: Campaign) -> Subscription:
-    """The fan's one subscription to `campaign`; a revoked or failed one is pending again."""
-    subscription, created = Subscription.objects.get_or_create(fan=fan, campaign=campaign)
+def _pending_subscription(fan: Fan, campaign: Campaign, market: str) -> Subscription:
+    """The fan's one subscription to `campaign`, in `market`; a revoked or failed one is pending again."""
+    subscription, created = Subscription.objects.get_or_create(fan=fan, campaign=campaign, defaults={"market": market})
     if not created:
         subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        subscription.market = market
+        fields = ["market", "updated_at"]
         if subscription.status in (Subscription.Status.REVOKED, Subscription.Status.FAILED):
             subscription.status = Subscription.Status.PENDING
             subscription.attempts = 0
             subscription.last_error = ""
             subscription.next_attempt_at = None
-            subscription.save(update_fields=["status", "attempts", "last_error", "next_attempt_at", "updated_at"])
+            fields += ["status", "attempts", "last_error", "next_attempt_at"]
+        subscription.save(update_fields=fields)
     return subscription
 
 

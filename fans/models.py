@@ -22,9 +22,7 @@ class Fan(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["service", "service_user_id"], name="one_fan_per_account")
-        ]
+        constraints = [models.UniqueConstraint(fields=["service", "service_user_id"], name="one_fan_per_account")]
 
     def __str__(self) -> str:
         return self.display_name or self.service_user_id
@@ -42,6 +40,9 @@ class Subscription(models.Model):
     fan = models.ForeignKey(Fan, on_delete=models.CASCADE, related_name="subscriptions")
     campaign = models.ForeignKey("releases.Campaign", on_delete=models.CASCADE, related_name="subscriptions")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    market = models.CharField(
+        max_length=2, blank=True, help_text="The fan's market: from the service profile, else seen at sign-up."
+    )
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Retry no earlier than this.")
@@ -72,9 +73,7 @@ class Credential(models.Model):
     kek_id = models.CharField(max_length=40)
     wrapped_key = models.BinaryField()
     ciphertext = models.BinaryField()
-    authorized_at = models.DateTimeField(
-        help_text="When the fan authorized; some services expire tokens from it."
-    )
+    authorized_at = models.DateTimeField(help_text="When the fan authorized; some services expire tokens from it.")
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

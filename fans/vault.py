@@ -49,9 +49,7 @@ def parse_keys(spec: str) -> tuple[tuple[str, bytes], ...]:
         except (binascii.Error, ValueError):
             raise ImproperlyConfigured(f"TOKEN_ENCRYPTION_KEYS: key {kid!r} is not valid base64.") from None
         if len(key) != 32:
-            raise ImproperlyConfigured(
-                f"TOKEN_ENCRYPTION_KEYS: key {kid!r} must be 32 bytes, not {len(key)}."
-            )
+            raise ImproperlyConfigured(f"TOKEN_ENCRYPTION_KEYS: key {kid!r} must be 32 bytes, not {len(key)}.")
         keys.append((kid, key))
     if not keys:
         raise ImproperlyConfigured("TOKEN_ENCRYPTION_KEYS holds no key.")

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from fans import authorization, pages, revocation
 from fans.errors import FanFlowError
+from fans.geo import request_country
 
 
 def shows_problems(view):
@@ -40,7 +41,11 @@ def campaign(request: HttpRequest, slug: str) -> HttpResponse:
 @shows_problems
 def presave(request: HttpRequest, slug: str, service: str) -> HttpResponse:
     url = authorization.start(
-        request.session, slug=slug, service_key=service, email_opt_in=request.POST.get("email_opt_in") == "1"
+        request.session,
+        slug=slug,
+        service_key=service,
+        email_opt_in=request.POST.get("email_opt_in") == "1",
+        seen_country=request_country(request),
     )
     return HttpResponseRedirect(url)
 

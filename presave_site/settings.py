@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -138,18 +139,32 @@ SPOTIFY_ACCOUNTS_URL = env.str("SPOTIFY_ACCOUNTS_URL", default="https://accounts
 SPOTIFY_API_URL = env.str("SPOTIFY_API_URL", default="https://api.spotify.com").rstrip("/")
 # "library": the unified PUT /v1/me/library (February 2026); "legacy": /v1/me/albums, /tracks, /following.
 SPOTIFY_LIBRARY_API = env.str("SPOTIFY_LIBRARY_API", default="library")
+# Spotify limits calls per app over a rolling 30-second window and does not publish the number: every worker
+# together stays under this many calls per window (delivery/ratelimit.py), pacing evenly across it.
+SPOTIFY_RATE_LIMIT = env.int("SPOTIFY_RATE_LIMIT", default=600)
+SPOTIFY_RATE_WINDOW_SECONDS = env.float("SPOTIFY_RATE_WINDOW_SECONDS", default=30.0)
 if SPOTIFY_LIBRARY_API not in {"library", "legacy"}:
     raise ImproperlyConfigured("SPOTIFY_LIBRARY_API must be 'library' or 'legacy'.")
 if SPOTIFY_ENABLED and not (SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET):
     raise ImproperlyConfigured("SPOTIFY_ENABLED needs SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET.")
+
+# The proxy header carrying the visitor's country (Cloudflare's CF-IPCountry); "" to ignore headers.
+COUNTRY_HEADER = env.str("COUNTRY_HEADER", default="CF-IPCountry")
 
 # --- Delivery -------------------------------------------------------------------------------------
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
 DELIVERY_RETRY_BASE_SECONDS = env.float("DELIVERY_RETRY_BASE_SECONDS", default=2.0)
 DELIVERY_MAX_RETRY_AFTER_SECONDS = env.float("DELIVERY_MAX_RETRY_AFTER_SECONDS", default=120.0)
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=120)
-DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=50)
-DELIVERY_THREADS = env.int("DELIVERY_THREADS", default=8)
+DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=500)  # subscriptions claimed at once
+DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=64)  # calls in flight per run
+DELIVERY_PERMIT_BLOCK = env.int("DELIVERY_PERMIT_BLOCK", default=32)  # rate-limit permits taken at once
+DELIVERY_PARALLEL_RUNS = env.int("DELIVERY_PARALLEL_RUNS", default=2)  # runs one campaign is split into
+DELIVERY_AVAILABILITY_RECHECK_SECONDS = env.int("DELIVERY_AVAILABILITY_RECHECK_SECONDS", default=900)
+DELIVERY_AVAILABILITY_WAIT_HOURS = env.int("DELIVERY_AVAILABILITY_WAIT_HOURS", default=72)
+for _name in ("DELIVERY_BATCH_SIZE", "DELIVERY_CONCURRENCY", "DELIVERY_PERMIT_BLOCK", "DELIVERY_PARALLEL_RUNS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1.")
 
 # --- django-q2 ------------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django_q.models import Schedule
 
+from delivery.engine import firing_times
 from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now, scheduled_time
 from delivery.services import SERVICES, enabled_services
 from fans.models import Subscription
@@ -179,9 +180,7 @@ class ReleaseAdmin(admin.ModelAdmin):
     def cover_thumbnail(self, release: Release) -> str:
         if not release.cover:
             return "—"
-        return format_html(
-            '<img src="{}" alt="" width="40" height="40" class="cover-thumbnail">', release.cover.url
-        )
+        return format_html('<img src="{}" alt="" width="40" height="40" class="cover-thumbnail">', release.cover.url)
 
     @admin.display(description="current cover")
     def cover_preview(self, release: Release) -> str:
@@ -204,6 +203,9 @@ class CampaignAdminForm(forms.ModelForm):
             "save_release",
             "follow_artist",
             "offer_email_optin",
+            "firing",
+            "default_market",
+            "spread_minutes",
         ]
 
     def __init__(self, *args, **kwargs) -> None:
@@ -274,6 +276,7 @@ class CampaignAdmin(admin.ModelAdmin):
         (None, {"fields": ["release", "slug", "status"]}),
         ("Page", {"fields": ["subtitle", "page_text"]}),
         ("What a pre-save does", {"fields": ["save_release", "follow_artist", "offer_email_optin"]}),
+        ("Release day", {"fields": ["firing", "default_market", "spread_minutes"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
@@ -329,21 +332,18 @@ class CampaignAdmin(admin.ModelAdmin):
             scheduled = scheduled_time(obj)
             context.update(
                 {
-                    "kpis": [
-                        (label, getattr(obj, f"kpi_{status}"))
-                        for status, label in Subscription.Status.choices
-                    ],
+                    "kpis": [(label, getattr(obj, f"kpi_{status}")) for status, label in Subscription.Status.choices],
                     "public_url": public_url(obj),
                     "release_utc": utc(obj.release.release_at),
                     "release_local": local_release_time(obj.release) if obj.release.timezone != "UTC" else "",
                     "scheduled_utc": utc(scheduled) if scheduled else None,
                     "release_warnings": release_too_far_out(obj.release),
                     "at_risk": at_risk_count(obj),
-                    "can_deliver": self.has_deliver_permission(request, obj)
-                    and obj.status != Campaign.Status.DRAFT,
-                    "deliver_now_url": reverse(
-                        f"{self.admin_site.name}:releases_campaign_deliver_now", args=[obj.pk]
-                    ),
+                    "market_firing": [(market, utc(at), count) for market, at, count in firing_times(obj)]
+                    if obj.firing == Campaign.Firing.PER_MARKET
+                    else [],
+                    "can_deliver": self.has_deliver_permission(request, obj) and obj.status != Campaign.Status.DRAFT,
+                    "deliver_now_url": reverse(f"{self.admin_site.name}:releases_campaign_deliver_now", args=[obj.pk]),
                 }
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
@@ -387,9 +387,7 @@ class CampaignAdmin(admin.ModelAdmin):
         is_draft = campaign.status == Campaign.Status.DRAFT
         if request.method == "POST":
             if is_draft:
-                self.message_user(
-                    request, "A draft campaign can't be delivered; make it live first.", messages.ERROR
-                )
+                self.message_user(request, "A draft campaign can't be delivered; make it live first.", messages.ERROR)
                 return HttpResponseRedirect(change_url)
             deliver_now(campaign)
             self.log_change(request, campaign, "Started delivery now.")

@@ -9,6 +9,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from releases import markets
+
 
 def validate_timezone(name: str) -> None:
     try:
@@ -23,6 +25,7 @@ upc_validator = RegexValidator(r"^\d{12,13}$", "A UPC/EAN has 12 or 13 digits.")
 isrc_validator = RegexValidator(
     r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$", "An ISRC looks like GBAYE2600001 (country, registrant, year, number)."
 )
+market_validator = RegexValidator(r"^[A-Z]{2}$", "A market is a two-letter country code such as US or GB.")
 spotify_artist_validator = RegexValidator(
     r"^spotify:artist:[0-9A-Za-z]{22}$",
     "Paste the artist's Spotify URI, e.g. spotify:artist:0OdUWJ0sBjDrqHygGUXeCF.",
@@ -35,9 +38,7 @@ spotify_release_validator = RegexValidator(
 
 class Artist(models.Model):
     name = models.CharField(max_length=200)
-    spotify_uri = models.CharField(
-        "Spotify URI", max_length=60, blank=True, validators=[spotify_artist_validator]
-    )
+    spotify_uri = models.CharField("Spotify URI", max_length=60, blank=True, validators=[spotify_artist_validator])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -58,9 +59,7 @@ class Release(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ALBUM)
     upc = models.CharField("UPC", max_length=13, blank=True, validators=[upc_validator])
     isrc = models.CharField("ISRC", max_length=12, blank=True, validators=[isrc_validator])
-    spotify_uri = models.CharField(
-        "Spotify URI", max_length=60, blank=True, validators=[spotify_release_validator]
-    )
+    spotify_uri = models.CharField("Spotify URI", max_length=60, blank=True, validators=[spotify_release_validator])
     release_date = models.DateField()
     release_time = models.TimeField(default=dt.time(0, 0), help_text="Local time in the release's time zone.")
     timezone = models.CharField(
@@ -87,9 +86,7 @@ class Release(models.Model):
             raise ValidationError({"spotify_uri": "This is a track URI; the release is not a track."})
 
     def compute_release_at(self) -> dt.datetime:
-        local = dt.datetime.combine(
-            self.release_date, self.release_time, tzinfo=zoneinfo.ZoneInfo(self.timezone)
-        )
+        local = dt.datetime.combine(self.release_date, self.release_time, tzinfo=zoneinfo.ZoneInfo(self.timezone))
         return local.astimezone(dt.UTC)
 
     @property
@@ -104,6 +101,10 @@ class Campaign(models.Model):
         DELIVERING = "delivering", "Delivering"
         DONE = "done", "Done"
 
+    class Firing(models.TextChoices):
+        INSTANT = "instant", "At the release time (one instant)"
+        PER_MARKET = "per_market", "At the release's local time in each market"
+
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="campaigns")
     slug = models.SlugField(max_length=80, unique=True, help_text="The public page’s address: https://your-site/slug/.")
     subtitle = models.CharField(max_length=200, blank=True)
@@ -112,6 +113,24 @@ class Campaign(models.Model):
     follow_artist = models.BooleanField("follow the artist", default=False)
     offer_email_optin = models.BooleanField("offer the “email me when it drops” opt-in", default=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    firing = models.CharField(
+        "when it fires",
+        max_length=12,
+        choices=Firing.choices,
+        default=Firing.INSTANT,
+        help_text="Per market: each fan's save fires at the release's local time in the fan's market.",
+    )
+    default_market = models.CharField(
+        max_length=2,
+        default="US",
+        validators=[market_validator],
+        help_text="The market of fans whose country is unknown (two letters, e.g. US).",
+    )
+    spread_minutes = models.PositiveIntegerField(
+        "firing window (minutes)",
+        default=0,
+        help_text="Spread the deliveries over this many minutes after firing (0: as fast as the service allows).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -128,6 +147,20 @@ class Campaign(models.Model):
     def clean(self) -> None:
         if self.follow_artist and self.release_id and not self.release.artist.spotify_uri:
             raise ValidationError({"follow_artist": "Following needs the artist's Spotify URI."})
+
+    def firing_time(self, market: str = "") -> dt.datetime:
+        """When delivery fires for fans in `market` ("" or unknown: the campaign's default market)."""
+        release = self.release
+        if self.firing == self.Firing.INSTANT:
+            return release.release_at
+        return markets.local_release_instant(release.release_date, release.release_time, market or self.default_market)
+
+    def first_firing_time(self) -> dt.datetime:
+        """When the schedule fires: the release time, or in per-market mode the first market's local time."""
+        release = self.release
+        if self.firing == self.Firing.INSTANT:
+            return release.release_at
+        return markets.earliest_release_instant(release.release_date, release.release_time)
 
     @property
     def accepts_presaves(self) -> bool:

@@ -63,9 +63,7 @@ class Sandbox:
 
     def authorize(self, user_id: str, scope: str = "user-library-modify user-follow-modify") -> dict:
         """Mint tokens for a sandbox user directly (no login page), as a fan who pre-saved earlier."""
-        return self.control(
-            "POST", f"users/{user_id}/authorize", {"client_id": "sandbox-client-id", "scope": scope}
-        )
+        return self.control("POST", f"users/{user_id}/authorize", {"client_id": "sandbox-client-id", "scope": scope})
 
     def environment(self) -> dict[str, str]:
         return {"SPOTIFY_ACCOUNTS_URL": self.accounts_url, "SPOTIFY_API_URL": self.api_url}
@@ -213,9 +211,7 @@ def make_campaign(
     from delivery.sandbox import demo_catalog
     from releases.models import Artist, Campaign, Release
 
-    artist = Artist.objects.create(
-        name="Nova Lark", spotify_uri=f"spotify:artist:{demo_catalog.NOVA_LARK_ARTIST_ID}"
-    )
+    artist = Artist.objects.create(name="Nova Lark", spotify_uri=f"spotify:artist:{demo_catalog.NOVA_LARK_ARTIST_ID}")
     release_at = timezone.now() + release_in
     release = Release.objects.create(
         artist=artist,
@@ -241,9 +237,7 @@ def make_subscription(campaign, sandbox: Sandbox, user_id: str, *, scope: str | 
     """A fan who pre-saved `campaign` as sandbox user `user_id`: Fan, pending Subscription, sealed token."""
     from fans.models import Credential, Fan, Subscription
 
-    scopes = scope or (
-        "user-library-modify user-follow-modify" if campaign.follow_artist else "user-library-modify"
-    )
+    scopes = scope or ("user-library-modify user-follow-modify" if campaign.follow_artist else "user-library-modify")
     tokens = sandbox.authorize(user_id, scopes)
     fan, _ = Fan.objects.get_or_create(
         service="spotify", service_user_id=user_id, defaults={"display_name": user_id.title()}

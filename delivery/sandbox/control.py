@@ -49,6 +49,7 @@ def make_control_app(state: SandboxState) -> web.Application:
             web.post("/faults", control.set_faults),
             web.get("/users", control.list_users),
             web.post("/users", control.add_user),
+            web.post("/users/bulk-authorize", control.bulk_authorize),
             web.post("/users/{id}/revoke", control.revoke_user),
             web.post("/users/{id}/age", control.age_user),
             web.post("/users/{id}/authorize", control.authorize_user),
@@ -113,9 +114,7 @@ class Control:
         country = _text(body, "country", "GB")
         if not _is_market(country):
             raise _bad_request("country must be an ISO 3166-1 alpha-2 code such as GB")
-        user, created = self.state.add_user(
-            user_id, _text(body, "display_name", ""), _text(body, "email", ""), country
-        )
+        user, created = self.state.add_user(user_id, _text(body, "display_name", ""), _text(body, "email", ""), country)
         return web.json_response(_user_json(user), status=201 if created else 200)
 
     async def revoke_user(self, request: web.Request) -> web.Response:
@@ -153,6 +152,32 @@ class Control:
             }
         )
 
+    async def bulk_authorize(self, request: web.Request) -> web.Response:
+        """POST /_sandbox/users/bulk-authorize {"ids": [...], "client_id", "scope", "country"}: create the users
+        that do not exist yet and authorize each one, as /users/<id>/authorize does one at a time (for
+        seeding benchmarks). Answers {"<id>": {"refresh_token": ...}, ...}."""
+        body = await _json_body(request)
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not all(isinstance(user_id, str) and user_id for user_id in ids):
+            raise _bad_request("ids must be a list of user ids")
+        country = _text(body, "country", "GB")
+        if not _is_market(country):
+            raise _bad_request("country must be an ISO 3166-1 alpha-2 code such as GB")
+        client_id = _text(body, "client_id", next(iter(self.state.clients)))
+        if client_id not in self.state.clients:
+            raise _bad_request(f"Unknown client_id: {client_id}")
+        scope = " ".join(_text(body, "scope", DEFAULT_SCOPE).split())
+        unknown = [name for name in scope.split() if name not in SCOPES]
+        if unknown:
+            raise _bad_request(f"Unknown scopes: {' '.join(unknown)}")
+        tokens = {}
+        for user_id in ids:
+            if user_id not in self.state.users:
+                self.state.add_user(user_id, country=country)
+            grant = self.state.authorize(user_id, client_id, scope, public=False)
+            tokens[user_id] = {"refresh_token": grant.refresh_token}
+        return web.json_response(tokens)
+
     async def user_library(self, request: web.Request) -> web.Response:
         """GET /_sandbox/users/<id>/library → {"saved": [album/track URIs], "following": [artist URIs]}"""
         library = self.state.library(self._user(request).id)
@@ -161,9 +186,7 @@ class Control:
     def _user(self, request: web.Request) -> User:
         user = self.state.users.get(request.match_info["id"])
         if user is None:
-            raise web.HTTPNotFound(
-                text=json.dumps({"error": "Unknown user"}), content_type="application/json"
-            )
+            raise web.HTTPNotFound(text=json.dumps({"error": "Unknown user"}), content_type="application/json")
         return user
 
     # Catalog
@@ -241,9 +264,7 @@ class Control:
         kind = request.match_info["kind"]
         item = catalogs.get(kind, {}).get(request.match_info["id"])
         if item is None:
-            raise web.HTTPNotFound(
-                text=json.dumps({"error": f"Unknown {kind} id"}), content_type="application/json"
-            )
+            raise web.HTTPNotFound(text=json.dumps({"error": f"Unknown {kind} id"}), content_type="application/json")
         item.available_markets = _markets(await _json_body(request), None)
         return _created(kind[:-1], item, status=200)
 

@@ -70,9 +70,7 @@ def fault_middleware(state: SandboxState, classify: Classifier, error: ErrorResp
             if wait is not None:
                 counters.rate_limited += 1
                 if faults.quota_exceeded:
-                    return error(
-                        429, "Too many requests", reason="QUOTA_EXCEEDED", headers={"Retry-After": str(wait)}
-                    )
+                    return error(429, "Too many requests", reason="QUOTA_EXCEEDED", headers={"Retry-After": str(wait)})
                 return error(429, "API rate limit exceeded", headers={"Retry-After": str(wait)})
         if kind is not Kind.PAGE:
             if faults.timeout_rate and state.rng.random() < faults.timeout_rate:

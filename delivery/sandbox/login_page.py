@@ -39,8 +39,7 @@ def login_page(
 ) -> str:
     """The page /authorize shows: what the app asks for, who logs in, Agree or Cancel."""
     hidden = "".join(
-        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
-        for name, value in params.items()
+        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">' for name, value in params.items()
     )
     scopes = "".join(f"<li>{escape(words)}</li>" for words in scope_words) or "<li>Nothing but your name</li>"
     radios = "".join(

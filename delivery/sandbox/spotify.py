@@ -120,9 +120,7 @@ async def render_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except ApiError as error:
         return api_error(error.status, error.message, headers=error.headers)
     except OAuthError as error:
-        return web.json_response(
-            {"error": error.error, "error_description": error.description}, status=error.status
-        )
+        return web.json_response({"error": error.error, "error_description": error.description}, status=error.status)
     except web.HTTPNotFound:
         if request.path.startswith(API_PATH):
             return api_error(404, "Service not found")
@@ -206,9 +204,7 @@ class SpotifyService:
         user_id = self._chosen_user(str(form.get("user", "")), str(form.get("new_user", "")))
         if user_id is None:
             return self._login_page(auth, error="Choose a user, or type a name for a new one.", status=400)
-        code = self.state.issue_code(
-            auth.client.id, user_id, auth.redirect_uri, auth.scope, auth.code_challenge
-        )
+        code = self.state.issue_code(auth.client.id, user_id, auth.redirect_uri, auth.scope, auth.code_challenge)
         raise web.HTTPFound(_redirect(auth, code=code.code))
 
     def _authorize_request(self, params: Mapping[str, object]) -> AuthorizeRequest:
@@ -222,17 +218,13 @@ class SpotifyService:
         if not client.accepts_redirect_uri(redirect_uri):
             raise _page_error("INVALID_CLIENT: Invalid redirect URI")
         scope = " ".join(values.get("scope", "").split())
-        auth = AuthorizeRequest(
-            client, values, redirect_uri, values.get("state"), scope, values.get("code_challenge")
-        )
+        auth = AuthorizeRequest(client, values, redirect_uri, values.get("state"), scope, values.get("code_challenge"))
         if values.get("response_type") != "code":
             raise web.HTTPFound(_redirect(auth, error="unsupported_response_type"))
         if any(name not in SCOPES for name in scope.split()):
             raise _page_error("Illegal scope")
         method = values.get("code_challenge_method")
-        if (method is not None or auth.code_challenge is not None) and (
-            method != "S256" or not auth.code_challenge
-        ):
+        if (method is not None or auth.code_challenge is not None) and (method != "S256" or not auth.code_challenge):
             raise web.HTTPFound(_redirect(auth, error="invalid_request"))
         return auth
 
@@ -433,9 +425,7 @@ class SpotifyService:
         return kinds
 
     def _catalog(self, kind: str) -> Mapping[str, object]:
-        return {"album": self.state.albums, "track": self.state.tracks, "artist": self.state.artists}.get(
-            kind, {}
-        )
+        return {"album": self.state.albums, "track": self.state.tracks, "artist": self.state.artists}.get(kind, {})
 
     # Web API: the older library and follow endpoints (extended quota apps)
 
@@ -473,17 +463,13 @@ class SpotifyService:
         """PUT /v1/me/following?type=artist&ids= → 204.
         developer.spotify.com/documentation/web-api/reference/follow-artists-users"""
         _follow_type(request)
-        return await self._write_ids(
-            request, "artist", 50, self.state.save, "PUT /v1/me/following", status=204
-        )
+        return await self._write_ids(request, "artist", 50, self.state.save, "PUT /v1/me/following", status=204)
 
     async def unfollow(self, request: web.Request) -> web.Response:
         """DELETE /v1/me/following?type=artist&ids= → 204.
         developer.spotify.com/documentation/web-api/reference/unfollow-artists-users"""
         _follow_type(request)
-        return await self._write_ids(
-            request, "artist", 50, self.state.remove, "DELETE /v1/me/following", status=204
-        )
+        return await self._write_ids(request, "artist", 50, self.state.remove, "DELETE /v1/me/following", status=204)
 
     async def check_following(self, request: web.Request) -> web.Response:
         """GET /v1/me/following/contains?type=artist&ids=.
@@ -567,9 +553,7 @@ class SpotifyService:
                 "href": _search_href(api, q, kind, offset, limit),
                 "items": [self._render(item, api, market) for item in page],
                 "limit": limit,
-                "next": _search_href(api, q, kind, offset + limit, limit)
-                if offset + limit < len(found)
-                else None,
+                "next": _search_href(api, q, kind, offset + limit, limit) if offset + limit < len(found) else None,
                 "offset": offset,
                 "previous": _search_href(api, q, kind, max(0, offset - limit), limit) if offset else None,
                 "total": len(found),

@@ -221,9 +221,7 @@ class SandboxState:
 
     # Users
 
-    def add_user(
-        self, user_id: str, display_name: str = "", email: str = "", country: str = "GB"
-    ) -> tuple[User, bool]:
+    def add_user(self, user_id: str, display_name: str = "", email: str = "", country: str = "GB") -> tuple[User, bool]:
         """Create or replace a user; returns the user and whether it is new."""
         created = user_id not in self.users
         user = User(user_id, display_name or user_id, email or f"{user_id}@sandbox.test", country)

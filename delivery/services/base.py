@@ -6,15 +6,22 @@ they hold: they call these methods and handle `ServiceError` by its flags.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
 from django.conf import settings
 
 if TYPE_CHECKING:
     from releases.models import Campaign, Release
+
+# A release-day call that fails to connect or times out is worth retrying; these are the words staff see.
+TIMEOUT_MESSAGE = "{label} did not answer in time."
+CONNECTION_MESSAGE = "Could not connect to {label}."
 
 
 class ServiceError(Exception):
@@ -42,9 +49,7 @@ class ServiceError(Exception):
 
 
 class TokenRevoked(ServiceError):
-    def __init__(
-        self, message: str = "The fan's authorization was revoked or has expired.", **kwargs
-    ) -> None:
+    def __init__(self, message: str = "The fan's authorization was revoked or has expired.", **kwargs) -> None:
         super().__init__(message, revoked=True, **kwargs)
 
 
@@ -73,8 +78,47 @@ class Profile:
     country: str = ""
 
 
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request to a service, described once and run by either transport: `Service.run` (requests,
+    for one-off calls) or `delivery.transport.AsyncTransport` (aiohttp, for release-day bulk)."""
+
+    name: str  # what it does, as recorded in the delivery log: refresh, save, follow, profile, …
+    method: str
+    url: str
+    params: dict[str, str] = field(default_factory=dict)
+    form: dict[str, str] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # headers and form carry secrets
+        return f"Call({self.name!r}, {self.method} {self.url})"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The decoded JSON body; ValueError when it is not JSON."""
+        return json.loads(self.body or b"null")
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def bearer(access_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access_token}"}
+
+
 class Service:
-    """The interface one streaming service implements (see delivery/services/spotify.py)."""
+    """The interface one streaming service implements (see delivery/services/spotify.py).
+
+    Release-day work is described as `Call`s (`refresh_call`, `delivery_calls`) so that the bulk engine can
+    run them concurrently; `refresh` and `deliver` run the same calls one at a time.
+    """
 
     key: ClassVar[str]
     label: ClassVar[str]
@@ -106,35 +150,62 @@ class Service:
         raise NotImplementedError
 
     # Release day (the worker)
-    def refresh(self, refresh_token: str) -> Tokens:
+    def refresh_call(self, refresh_token: str) -> Call:
         raise NotImplementedError
 
-    def save_release(self, access_token: str, release: Release) -> None:
+    def parse_tokens(self, reply: Reply) -> Tokens:
         raise NotImplementedError
 
-    def follow_artist(self, access_token: str, release: Release) -> None:
+    def delivery_calls(self, access_token: str, campaign: Campaign) -> list[Call]:
+        """The library actions the campaign promised, in order (save the release, follow the artist)."""
         raise NotImplementedError
 
     def can_deliver(self, release: Release) -> bool:
-        """Whether the release carries what this service needs to save it (e.g. its URI)."""
+        """Whether the release carries what this service needs to save it (e.g. its URI, UPC or ISRC)."""
         raise NotImplementedError
+
+    def resolve_release(self, release: Release) -> str:
+        """The release's id on this service, found by its URI, else its UPC (albums) or ISRC (tracks);
+        an id found by search is stored on the release."""
+        raise NotImplementedError
+
+    def is_available(self, release: Release, market: str) -> bool:
+        """Whether the release can be played in `market` (ISO 3166-1 alpha-2) yet."""
+        raise NotImplementedError
+
+    def refresh(self, refresh_token: str) -> Tokens:
+        return self.parse_tokens(self.run(self.refresh_call(refresh_token)))
+
+    def deliver(self, access_token: str, campaign: Campaign) -> None:
+        for call in self.delivery_calls(access_token, campaign):
+            self.run(call)
 
     # Public pages
     def listen_url(self, release: Release) -> str:
         """A public web link to the release on this service ("" when the release has no id here)."""
         return ""
 
-    # One place turns an HTTP failure into a ServiceError
-    def request(self, method: str, url: str, **kwargs) -> requests.Response:
+    # The synchronous transport, and the one place that turns an answer into a ServiceError
+    def run(self, call: Call) -> Reply:
         try:
-            response = self.http.request(method, url, timeout=self.timeout, **kwargs)
+            response = self.http.request(
+                call.method,
+                call.url,
+                params=call.params,
+                data=call.form,
+                headers=call.headers,
+                timeout=self.timeout,
+            )
         except requests.Timeout:
-            raise ServiceError(f"{self.label} did not answer in time.") from None
+            raise ServiceError(TIMEOUT_MESSAGE.format(label=self.label)) from None
         except requests.ConnectionError:
-            raise ServiceError(f"Could not connect to {self.label}.") from None
-        if response.status_code >= 400:
-            self.raise_for_response(response)
-        return response
+            raise ServiceError(CONNECTION_MESSAGE.format(label=self.label)) from None
+        return self.check(call, Reply(response.status_code, response.headers, response.content))
 
-    def raise_for_response(self, response: requests.Response) -> None:
+    def check(self, call: Call, reply: Reply) -> Reply:
+        if reply.status >= 400:
+            self.raise_for_reply(call, reply)
+        return reply
+
+    def raise_for_reply(self, call: Call, reply: Reply) -> None:
         raise NotImplementedError

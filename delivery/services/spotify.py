@@ -7,13 +7,24 @@ the project's sandbox (delivery/sandbox/).
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-import requests
 from django.conf import settings
 
-from delivery.services.base import Profile, RateLimited, Service, ServiceError, TokenRevoked, Tokens
+from delivery.services.base import (
+    Call,
+    Profile,
+    RateLimited,
+    Reply,
+    Service,
+    ServiceError,
+    TokenRevoked,
+    Tokens,
+    basic_auth,
+    bearer,
+)
 
 if TYPE_CHECKING:
     from releases.models import Campaign, Release
@@ -39,6 +50,7 @@ class Spotify(Service):
         self.client_id = settings.SPOTIFY_CLIENT_ID
         self.client_secret = settings.SPOTIFY_CLIENT_SECRET
         self.legacy_library = settings.SPOTIFY_LIBRARY_API == "legacy"
+        self._app_token: tuple[str, float] | None = None  # (token, monotonic expiry) for catalog reads
 
     @classmethod
     def is_enabled(cls) -> bool:
@@ -70,27 +82,32 @@ class Spotify(Service):
 
     def exchange_code(self, *, code: str, redirect_uri: str, code_verifier: str) -> Tokens:
         """developer.spotify.com/documentation/web-api/tutorials/code-flow (Basic client auth, plus PKCE)"""
-        return self._token_request(
-            {
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": redirect_uri,
-                "code_verifier": code_verifier,
-            }
-        )
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": code_verifier,
+        }
+        return self.parse_tokens(self.run(self._token_call("exchange", form)))
 
-    def refresh(self, refresh_token: str) -> Tokens:
+    def refresh_call(self, refresh_token: str) -> Call:
         """developer.spotify.com/documentation/web-api/tutorials/refreshing-tokens
 
         The answer may carry a new refresh token; the old one must then be treated as dead.
         """
-        return self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
+        return self._token_call("refresh", {"grant_type": "refresh_token", "refresh_token": refresh_token})
 
-    def _token_request(self, form: dict[str, str]) -> Tokens:
-        response = self.request(
-            "POST", f"{self.accounts_url}/api/token", data=form, auth=(self.client_id, self.client_secret)
+    def _token_call(self, name: str, form: dict[str, str]) -> Call:
+        return Call(
+            name,
+            "POST",
+            f"{self.accounts_url}/api/token",
+            form=form,
+            headers=basic_auth(self.client_id, self.client_secret),
         )
-        body = self._json(response)
+
+    def parse_tokens(self, reply: Reply) -> Tokens:
+        body = _json_object(reply)
         try:
             return Tokens(
                 access_token=body["access_token"],
@@ -106,7 +123,7 @@ class Spotify(Service):
 
         `account_id` (May 2026) is the stable key where present; `email` and `country` may be absent.
         """
-        body = self._json(self.request("GET", f"{self.api_url}/v1/me", headers=self._bearer(access_token)))
+        body = _json_object(self.run(Call("profile", "GET", f"{self.api_url}/v1/me", headers=bearer(access_token))))
         user_id = body.get("account_id") or body.get("id")
         if not user_id:
             raise ServiceError("Spotify's profile answer had no user id.")
@@ -118,7 +135,7 @@ class Spotify(Service):
         )
 
     def can_deliver(self, release: Release) -> bool:
-        return bool(release.spotify_uri)
+        return bool(release.spotify_uri or release.upc or release.isrc)
 
     def listen_url(self, release: Release) -> str:
         """open.spotify.com/album/<id> or /track/<id>, from the release's Spotify URI."""
@@ -127,92 +144,105 @@ class Spotify(Service):
         kind, spotify_id = release.spotify_uri.split(":")[1:]
         return f"https://open.spotify.com/{kind}/{spotify_id}"
 
-    def save_release(self, access_token: str, release: Release) -> None:
-        """developer.spotify.com/documentation/web-api/reference/save-library-items (PUT /v1/me/library);
-        with SPOTIFY_LIBRARY_API=legacy: .../save-albums-user and .../save-tracks-user."""
-        kind, spotify_id = release.spotify_uri.split(":")[1:]
-        if self.legacy_library:
-            self.request(
-                "PUT",
-                f"{self.api_url}/v1/me/{kind}s",
-                params={"ids": spotify_id},
-                headers=self._bearer(access_token),
-            )
-        else:
-            self._put_library(access_token, [release.spotify_uri])
+    def delivery_calls(self, access_token: str, campaign: Campaign) -> list[Call]:
+        """developer.spotify.com/documentation/web-api/reference/save-library-items (PUT /v1/me/library, with
+        the artist's URI to follow); with SPOTIFY_LIBRARY_API=legacy: .../save-albums-user, .../save-tracks-user
+        and .../follow-artists-users (PUT /v1/me/following?type=artist)."""
+        release = campaign.release
+        calls = []
+        if campaign.save_release:
+            kind, spotify_id = release.spotify_uri.split(":")[1:]
+            if self.legacy_library:
+                calls.append(self._put(access_token, "save", f"/v1/me/{kind}s", ids=spotify_id))
+            else:
+                calls.append(self._put(access_token, "save", "/v1/me/library", uris=release.spotify_uri))
+        if campaign.follow_artist:
+            artist_uri = release.artist.spotify_uri
+            if self.legacy_library:
+                artist_id = artist_uri.rsplit(":", 1)[1]
+                calls.append(self._put(access_token, "follow", "/v1/me/following", type="artist", ids=artist_id))
+            else:
+                calls.append(self._put(access_token, "follow", "/v1/me/library", uris=artist_uri))
+        return calls
 
-    def follow_artist(self, access_token: str, release: Release) -> None:
-        """developer.spotify.com/documentation/web-api/reference/save-library-items with an artist URI;
-        with SPOTIFY_LIBRARY_API=legacy: .../follow-artists-users (PUT /v1/me/following?type=artist)."""
-        artist_uri = release.artist.spotify_uri
-        if self.legacy_library:
-            self.request(
-                "PUT",
-                f"{self.api_url}/v1/me/following",
-                params={"type": "artist", "ids": artist_uri.rsplit(":", 1)[1]},
-                headers=self._bearer(access_token),
-            )
-        else:
-            self._put_library(access_token, [artist_uri])
+    def _put(self, access_token: str, name: str, path: str, **params: str) -> Call:
+        return Call(name, "PUT", f"{self.api_url}{path}", params=params, headers=bearer(access_token))
 
-    def _put_library(self, access_token: str, uris: list[str]) -> None:
-        self.request(
-            "PUT",
-            f"{self.api_url}/v1/me/library",
-            params={"uris": ",".join(uris)},
-            headers=self._bearer(access_token),
+    # Catalog reads with the app's own token (client credentials)
+    def app_token(self) -> str:
+        """developer.spotify.com/documentation/web-api/tutorials/client-credentials-flow"""
+        if self._app_token is None or self._app_token[1] <= time.monotonic():
+            tokens = self.parse_tokens(self.run(self._token_call("app-token", {"grant_type": "client_credentials"})))
+            self._app_token = (tokens.access_token, time.monotonic() + tokens.expires_in - 60)
+        return self._app_token[0]
+
+    def resolve_release(self, release: Release) -> str:
+        """developer.spotify.com/documentation/web-api/reference/search (q=upc:… type=album; q=isrc:… type=track)"""
+        if release.spotify_uri:
+            return release.spotify_uri
+        kind, query = ("track", f"isrc:{release.isrc}") if release.kind == "track" else ("album", f"upc:{release.upc}")
+        call = Call(
+            "resolve",
+            "GET",
+            f"{self.api_url}/v1/search",
+            params={"q": query, "type": kind, "limit": "1"},
+            headers=bearer(self.app_token()),
         )
+        items = (_json_object(self.run(call)).get(f"{kind}s") or {}).get("items") or []
+        if not items or not items[0].get("uri"):
+            raise ServiceError(f"Spotify does not know this release yet ({query}).")
+        release.spotify_uri = str(items[0]["uri"])
+        type(release).objects.filter(pk=release.pk).update(spotify_uri=release.spotify_uri)
+        return release.spotify_uri
 
-    @staticmethod
-    def _bearer(access_token: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {access_token}"}
-
-    @staticmethod
-    def _json(response: requests.Response) -> dict:
+    def is_available(self, release: Release, market: str) -> bool:
+        """developer.spotify.com/documentation/web-api/reference/get-an-album (…/get-track) with `market`:
+        404 when the release is not available there (yet)."""
+        kind, spotify_id = release.spotify_uri.split(":")[1:]
+        call = Call(
+            "availability",
+            "GET",
+            f"{self.api_url}/v1/{kind}s/{spotify_id}",
+            params={"market": market},
+            headers=bearer(self.app_token()),
+        )
         try:
-            body = response.json()
-        except ValueError:
-            raise ServiceError("Spotify answered with something that is not JSON.") from None
-        if not isinstance(body, dict):
-            raise ServiceError("Spotify answered with an unexpected JSON shape.")
-        return body
+            body = _json_object(self.run(call))
+        except ServiceError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return body.get("is_playable", True) is not False
 
-    def raise_for_response(self, response: requests.Response) -> None:
+    def raise_for_reply(self, call: Call, reply: Reply) -> None:
         """One place turns Spotify's error answers into ServiceErrors.
 
         Accounts errors: {"error": "invalid_grant", "error_description": "..."} (developer.spotify.com/
         documentation/web-api/tutorials/refreshing-tokens); Web API errors: {"error": {"status", "message"}}
         (developer.spotify.com/documentation/web-api/concepts/api-calls#response-status-codes).
         """
-        status = response.status_code
+        status = reply.status
         try:
-            body = response.json()
+            body = reply.json()
         except ValueError:
-            body = {}
-        error = body.get("error") if isinstance(body, dict) else None
+            body = None
+        body = body if isinstance(body, dict) else {}
+        error = body.get("error")
         if isinstance(error, dict):
             code, detail = str(error.get("reason", "")), str(error.get("message", ""))
         else:
-            code, detail = (
-                str(error or ""),
-                str(body.get("error_description", "")) if isinstance(body, dict) else "",
-            )
+            code, detail = str(error or ""), str(body.get("error_description", ""))
         if status == 429:
-            retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+            retry_after = _parse_retry_after(reply.headers.get("Retry-After"))
             reason = "Spotify quota exceeded." if code == "QUOTA_EXCEEDED" else "Rate limited by Spotify."
             raise RateLimited(retry_after, reason)
         if code == "invalid_grant":
-            raise TokenRevoked(
-                f"The fan's Spotify authorization is no longer valid ({detail or 'invalid_grant'}).",
-                status=status,
-            )
+            message = f"The fan's Spotify authorization is no longer valid ({detail or 'invalid_grant'})."
+            raise TokenRevoked(message, status=status)
         if code == "invalid_client":
-            raise ServiceError(
-                "Spotify rejected our app's credentials (check SPOTIFY_CLIENT_ID/SECRET).",
-                permanent=True,
-                status=status,
-            )
-        if status == 401 and response.request.url.startswith(self.accounts_url):
+            message = "Spotify rejected our app's credentials (check SPOTIFY_CLIENT_ID/SECRET)."
+            raise ServiceError(message, permanent=True, status=status)
+        if status == 401 and call.name == "refresh":
             raise TokenRevoked("Spotify refused to refresh the fan's authorization (401).", status=status)
         if status >= 500:
             raise ServiceError(f"Spotify had a server error ({status}).", status=status)
@@ -220,14 +250,20 @@ class Spotify(Service):
             # An access token we just received was refused: the next attempt refreshes and learns the truth.
             raise ServiceError("Spotify refused the access token (401).", status=status)
         if status == 403:
-            raise ServiceError(
-                f"Spotify refused the action: {detail or 'forbidden'} (403).", permanent=True, status=status
-            )
-        raise ServiceError(
-            f"Spotify rejected the request: {detail or code or 'error'} ({status}).",
-            permanent=True,
-            status=status,
-        )
+            message = f"Spotify refused the action: {detail or 'forbidden'} (403)."
+            raise ServiceError(message, permanent=True, status=status)
+        message = f"Spotify rejected the request: {detail or code or 'error'} ({status})."
+        raise ServiceError(message, permanent=True, status=status)
+
+
+def _json_object(reply: Reply) -> dict:
+    try:
+        body = reply.json()
+    except ValueError:
+        raise ServiceError("Spotify answered with something that is not JSON.") from None
+    if not isinstance(body, dict):
+        raise ServiceError("Spotify answered with an unexpected JSON shape.")
+    return body
 
 
 def _parse_retry_after(value: str | None) -> float:

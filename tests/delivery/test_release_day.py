@@ -75,9 +75,7 @@ def test_deliver_now_racing_the_schedule_saves_once(sandbox, start_worker):
 
     wait_for(lambda: all_settled(campaign), timeout=90, message="every fan settled")
 
-    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {
-        "delivered"
-    }
+    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {"delivered"}
     for user in users:
         assert len(sandbox.writes(user)) == 1, f"{user} was saved more than once"
 
@@ -91,7 +89,8 @@ def test_worker_killed_mid_delivery_loses_no_fan(sandbox, start_worker):
     sandbox.faults(latency_ms=150)
     env = {
         "DELIVERY_BATCH_SIZE": "4",
-        "DELIVERY_THREADS": "4",
+        "DELIVERY_CONCURRENCY": "4",
+        "DELIVERY_PARALLEL_RUNS": "1",
         "DELIVERY_LEASE_SECONDS": "3",
         "Q_WORKERS": "1",
     }
@@ -111,9 +110,7 @@ def test_worker_killed_mid_delivery_loses_no_fan(sandbox, start_worker):
     scheduling.deliver_now(campaign)  # what the minute sweeper would do
     wait_for(lambda: all_settled(campaign), timeout=90, message="the run after the crash")
 
-    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {
-        "delivered"
-    }
+    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {"delivered"}
     repeated = [user for user in users if len(sandbox.writes(user)) > 1]
     assert len(repeated) <= 4, f"only the batch in flight may be repeated, not {repeated}"
     for user in users:
@@ -126,9 +123,7 @@ def test_sweeper_resumes_a_delivery_left_behind(sandbox, start_worker):
     Schedule.objects.filter(name=scheduling.schedule_name(campaign.pk)).delete()  # only the sweeper can help
     subscription = make_subscription(campaign, sandbox, "alice")
     # A lease that expired: its worker died.
-    Subscription.objects.filter(pk=subscription.pk).update(
-        lease_expires_at=timezone.now() - dt.timedelta(seconds=1)
-    )
+    Subscription.objects.filter(pk=subscription.pk).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
 
     from delivery.tasks import resume_deliveries
 

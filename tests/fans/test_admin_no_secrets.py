@@ -17,9 +17,7 @@ pytestmark = pytest.mark.django_db
 def secrets(campaign, sandbox):
     """A fan who pre-saved with a real sandbox token, its consent record and one delivery attempt."""
     tokens = sandbox.authorize("alice", "user-library-modify")
-    fan = Fan.objects.create(
-        service="spotify", service_user_id="alice", display_name="Alice", email="a@fans.test"
-    )
+    fan = Fan.objects.create(service="spotify", service_user_id="alice", display_name="Alice", email="a@fans.test")
     subscription = Subscription.objects.create(fan=fan, campaign=campaign)
     credential = Credential(subscription=subscription, authorized_at=timezone.now())
     credential.store(tokens["refresh_token"])

@@ -157,17 +157,13 @@ def test_subscriptions_are_read_only(staff_client, subscriptions):
 
 
 def test_consent_records_are_evidence_and_cannot_be_changed(staff_client, campaign):
-    consent = ConsentRecord(
-        campaign=campaign, service="spotify", service_user_id="dana", wording_version="v1"
-    )
+    consent = ConsentRecord(campaign=campaign, service="spotify", service_user_id="dana", wording_version="v1")
     consent.issue_revoke_token()
     consent.save()
 
     assert staff_client.get(reverse("admin:fans_consentrecord_change", args=[consent.pk])).status_code == 200
     assert staff_client.get(reverse("admin:fans_consentrecord_add")).status_code == 403
-    change = staff_client.post(
-        reverse("admin:fans_consentrecord_change", args=[consent.pk]), {"wording_version": "v2"}
-    )
+    change = staff_client.post(reverse("admin:fans_consentrecord_change", args=[consent.pk]), {"wording_version": "v2"})
     assert change.status_code == 403
     delete_url = reverse("admin:fans_consentrecord_delete", args=[consent.pk])
     assert staff_client.post(delete_url, {"post": "yes"}).status_code == 403

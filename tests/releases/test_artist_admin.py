@@ -18,9 +18,7 @@ def test_changelist_counts_releases_and_searches_by_name(client, label_staff):
     [artist] = response.context["cl"].result_list
     assert artist.release_count == 1
     assert '<td class="field-release_count">1</td>' in response.content.decode()
-    assert (
-        not client.get(reverse("admin:releases_artist_changelist"), {"q": "nobody"}).context["cl"].result_list
-    )
+    assert not client.get(reverse("admin:releases_artist_changelist"), {"q": "nobody"}).context["cl"].result_list
 
 
 def test_change_page_renders(client, label_staff):

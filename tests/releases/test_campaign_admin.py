@@ -98,9 +98,7 @@ def test_draft_campaign_is_shown_as_not_scheduled(staff_client, db):
     assert "not scheduled" in response.content.decode()
 
 
-def test_changelist_queries_do_not_grow_with_the_number_of_campaigns(
-    staff_client, db, django_assert_max_num_queries
-):
+def test_changelist_queries_do_not_grow_with_the_number_of_campaigns(staff_client, db, django_assert_max_num_queries):
     for i in range(2):
         subscribe_mix(scheduled(make_campaign(slug=f"few-{i}")))
     with django_assert_max_num_queries(6):
@@ -227,10 +225,7 @@ def test_follow_artist_without_the_artists_spotify_uri_is_a_form_error(staff_cli
     response = staff_client.post(change_url(campaign), form_data(campaign, follow_artist="on"))
 
     assert response.status_code == 200
-    assert (
-        "Following needs the artist's Spotify URI."
-        in response.context["adminform"].form.errors["follow_artist"]
-    )
+    assert "Following needs the artist's Spotify URI." in response.context["adminform"].form.errors["follow_artist"]
 
 
 def test_staff_choose_only_draft_or_live(staff_client, campaign):
@@ -245,9 +240,7 @@ def test_staff_choose_only_draft_or_live(staff_client, campaign):
 
 def test_status_is_read_only_once_delivery_started(staff_client, db):
     campaign = make_campaign(status="delivering")
-    response = staff_client.post(
-        change_url(campaign), form_data(campaign, status="draft", subtitle="Out now")
-    )
+    response = staff_client.post(change_url(campaign), form_data(campaign, status="draft", subtitle="Out now"))
     assert response.status_code == 302
     campaign.refresh_from_db()
     assert (campaign.status, campaign.subtitle) == ("delivering", "Out now")

@@ -35,9 +35,7 @@ def manager_without_deliver(django_user_model):
     """Staff who may edit campaigns but not start a delivery."""
     user = django_user_model.objects.create_user("max", "max@label.test", "staff-password-2", is_staff=True)
     user.user_permissions.set(
-        Permission.objects.filter(
-            content_type__app_label="releases", codename__in=["view_campaign", "change_campaign"]
-        )
+        Permission.objects.filter(content_type__app_label="releases", codename__in=["view_campaign", "change_campaign"])
     )
     return user
 
@@ -63,9 +61,7 @@ def test_staff_delivers_now_and_a_real_worker_saves_each_album_once(staff_client
         timeout=60,
         message="the worker to deliver",
     )
-    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {
-        "delivered"
-    }
+    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {"delivered"}
     for user in ("alice", "bob"):
         assert sandbox.library(user)["saved"] == [ALBUM_URI]
         assert [write["uri"] for write in sandbox.writes(user)] == [ALBUM_URI], f"{user} saved once"

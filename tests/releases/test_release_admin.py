@@ -112,9 +112,7 @@ def test_moving_a_live_campaigns_release_into_the_past_is_refused(staff_client, 
     response = staff_client.post(reverse("admin:releases_release_change", args=[release.pk]), data)
 
     assert response.status_code == 200
-    assert "would start delivering to fans at once" in str(
-        response.context["adminform"].form.non_field_errors()
-    )
+    assert "would start delivering to fans at once" in str(response.context["adminform"].form.non_field_errors())
     assert Release.objects.get(pk=release.pk).release_at == release.release_at
 
 

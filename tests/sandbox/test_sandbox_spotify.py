@@ -280,9 +280,7 @@ def test_wrong_client_secret_is_invalid_client(sb):
 
 
 def test_unknown_grant_type_is_unsupported_grant_type(sb):
-    response = requests.post(
-        f"{sb.accounts_url}/api/token", data={"grant_type": "password"}, auth=CLIENT, timeout=5
-    )
+    response = requests.post(f"{sb.accounts_url}/api/token", data={"grant_type": "password"}, auth=CLIENT, timeout=5)
 
     assert response.status_code == 400
     assert response.json()["error"] == "unsupported_grant_type"
@@ -398,9 +396,7 @@ def test_saving_twice_holds_the_album_once_and_logs_both_writes(sb):
 def test_library_saves_albums_and_tracks_and_follows_artists_in_one_call(sb):
     token = tokens_for(sb)["access_token"]
 
-    response = api(
-        sb, "PUT", "/v1/me/library", token, params={"uris": f"{ALBUM_URI},{TRACK_URI},{ARTIST_URI}"}
-    )
+    response = api(sb, "PUT", "/v1/me/library", token, params={"uris": f"{ALBUM_URI},{TRACK_URI},{ARTIST_URI}"})
 
     assert response.status_code == 200
     assert sb.library("alice") == {"saved": [ALBUM_URI, TRACK_URI], "following": [ARTIST_URI]}
@@ -457,9 +453,7 @@ def test_legacy_album_and_track_endpoints_take_ids_in_query_or_json_body(sb):
     assert sb.library("alice")["saved"] == [ALBUM_URI, TRACK_URI]
     ids = f"{NOVA_LARK_ALBUM_ID},{PAPER_TIDES_ALBUM_ID}"
     assert api(sb, "GET", "/v1/me/albums/contains", token, params={"ids": ids}).json() == [True, False]
-    assert api(sb, "GET", "/v1/me/tracks/contains", token, params={"ids": NOVA_LARK_TRACK_1_ID}).json() == [
-        True
-    ]
+    assert api(sb, "GET", "/v1/me/tracks/contains", token, params={"ids": NOVA_LARK_TRACK_1_ID}).json() == [True]
     assert [w["endpoint"] for w in sb.writes("alice")] == ["PUT /v1/me/albums", "PUT /v1/me/tracks"]
 
 
@@ -487,9 +481,7 @@ def test_legacy_save_without_ids_is_400(sb):
 def test_search_finds_the_album_by_upc_in_the_documented_paging_shape(sb):
     token = tokens_for(sb)["access_token"]
 
-    body = api(
-        sb, "GET", "/v1/search", token, params={"q": f"upc:{NOVA_LARK_ALBUM_UPC}", "type": "album"}
-    ).json()
+    body = api(sb, "GET", "/v1/search", token, params={"q": f"upc:{NOVA_LARK_ALBUM_UPC}", "type": "album"}).json()
 
     albums = body["albums"]
     assert set(albums) == {"href", "items", "limit", "next", "offset", "previous", "total"}
@@ -505,9 +497,7 @@ def test_search_finds_the_album_by_upc_in_the_documented_paging_shape(sb):
 def test_search_finds_the_track_by_isrc(sb):
     token = tokens_for(sb)["access_token"]
 
-    body = api(
-        sb, "GET", "/v1/search", token, params={"q": f"isrc:{NOVA_LARK_TRACK_1_ISRC}", "type": "track"}
-    ).json()
+    body = api(sb, "GET", "/v1/search", token, params={"q": f"isrc:{NOVA_LARK_TRACK_1_ISRC}", "type": "track"}).json()
 
     assert [track["id"] for track in body["tracks"]["items"]] == [NOVA_LARK_TRACK_1_ID]
     assert body["tracks"]["items"][0]["external_ids"] == {"isrc": NOVA_LARK_TRACK_1_ISRC}
@@ -591,9 +581,7 @@ def test_quota_exceeded_switch_changes_the_429_body(sb):
     response = api(sb, "GET", "/v1/me", token)
 
     assert response.status_code == 429
-    assert response.json() == {
-        "error": {"status": 429, "message": "Too many requests", "reason": "QUOTA_EXCEEDED"}
-    }
+    assert response.json() == {"error": {"status": 429, "message": "Too many requests", "reason": "QUOTA_EXCEEDED"}}
     assert "Retry-After" in response.headers
 
 

@@ -34,9 +34,7 @@ class ChildExited(Exception):
 class Child:
     """One child process whose output lines are copied to `write`, prefixed with its name."""
 
-    def __init__(
-        self, name: str, argv: list[str], env: dict[str, str], write: Callable[[str, str], None]
-    ) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], write: Callable[[str, str], None]) -> None:
         self.name = name
         self.argv = argv
         self.env = env
@@ -97,9 +95,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument(
-            "--web-port", type=int, default=8000, help="Port of the web server (default 8000)."
-        )
+        parser.add_argument("--web-port", type=int, default=8000, help="Port of the web server (default 8000).")
         parser.add_argument(
             "--sandbox-port", type=int, default=8765, help="Port of the Spotify sandbox (default 8765)."
         )

@@ -43,6 +43,4 @@ class Command(BaseCommand):
                     changed.append(credential)
                 Credential.objects.bulk_update(changed, ["kek_id", "wrapped_key"])
                 rewrapped += len(changed)
-        self.stdout.write(
-            f"Re-wrapped {rewrapped} token(s) under key {current_id!r}; {failed} could not be opened."
-        )
+        self.stdout.write(f"Re-wrapped {rewrapped} token(s) under key {current_id!r}; {failed} could not be opened.")

@@ -51,9 +51,7 @@ def draw_cover(title: str, artist: str, top: str, bottom: str, size: int = 800) 
         title_font = ImageFont.load_default(size=font_size)
     artist_font = ImageFont.load_default(size=size // 24)
     draw.text((margin, size * 0.74), title, font=title_font, fill=(255, 255, 255, 255))
-    draw.text(
-        (margin, size * 0.74 + font_size * 1.3), artist.upper(), font=artist_font, fill=(255, 255, 255, 210)
-    )
+    draw.text((margin, size * 0.74 + font_size * 1.3), artist.upper(), font=artist_font, fill=(255, 255, 255, 210))
 
     out = io.BytesIO()
     image.save(out, "JPEG", quality=90)
@@ -178,9 +176,7 @@ class Command(BaseCommand):
         user.save()
 
     def artist(self, name: str, spotify_id: str) -> Artist:
-        artist, _ = Artist.objects.update_or_create(
-            name=name, defaults={"spotify_uri": f"spotify:artist:{spotify_id}"}
-        )
+        artist, _ = Artist.objects.update_or_create(name=name, defaults={"spotify_uri": f"spotify:artist:{spotify_id}"})
         return artist
 
     @staticmethod

@@ -1,0 +1,429 @@
+"""The release-day benchmark behind `manage.py bench_delivery`.
+
+The sandbox runs in its own process (the benchmark must not share a GIL with it). Three phases are timed on
+separate sets of sandbox fans, because refresh tokens rotate and work once:
+
+baseline  the simple sequential loop: `requests`, one fan after the other, refresh then save; no database;
+ceiling   a bare concurrent loop: aiohttp with N requests in flight, refresh then save; no database, no
+          encryption: as fast as this machine and the sandbox allow;
+engine    `delivery.engine.deliver_campaign` on a seeded campaign, in this process or in K processes at once.
+
+Then the engine's result is checked against the database and the sandbox's write log.
+
+Models are imported inside the functions: spawned engine processes import this module before Django is set up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import itertools
+import json
+import multiprocessing
+import queue
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import requests
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from delivery.sandbox import demo_catalog
+from delivery.sandbox.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
+ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
+SCOPE = "user-library-modify"
+SEED_BATCH = 1000
+STARTUP_SECONDS = 30
+HTTP_TIMEOUT_SECONDS = 30
+RATE_WINDOW_SECONDS = 30
+MAX_429_RETRIES = 20
+
+
+class BenchmarkError(Exception):
+    """The benchmark could not run (the sandbox did not start, an engine process died, …)."""
+
+
+# --- The sandbox, in its own process ----------------------------------------------------------------------
+class SandboxProcess:
+    """`python -m delivery.sandbox` on a free port; its output goes to a temporary file, shown if it fails."""
+
+    def __init__(self, latency_ms: float) -> None:
+        self.latency_ms = latency_ms
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - kept open while the sandbox runs, closed by stop()
+        self.process: subprocess.Popen | None = None
+        self.url = ""
+        self.http = requests.Session()
+
+    def __enter__(self) -> SandboxProcess:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, "-m", "delivery.sandbox", "--port", str(port), "--latency-ms", str(self.latency_ms)]
+        self.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            argv, cwd=settings.BASE_DIR, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not self.healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                output = self.output()
+                self.stop()
+                raise BenchmarkError(f"The sandbox did not start at {self.url}:\n{output}")
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def healthy(self) -> bool:
+        try:
+            return self.http.get(f"{self.url}/_sandbox/health", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.http.close()
+        self.log.close()
+
+    def output(self) -> str:
+        if self.log.closed:
+            return ""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-4000:]
+
+    @property
+    def accounts_url(self) -> str:
+        return f"{self.url}/spotify/accounts"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/spotify/api"
+
+    def control(self, method: str, path: str, body: dict | None = None) -> Any:
+        response = self.http.request(method, f"{self.url}/_sandbox/{path}", json=body, timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def mint(self, user_ids: list[str]) -> dict[str, str]:
+        """Create sandbox users and mint each a refresh token (bulk, 1,000 per call): user id → token."""
+        tokens = {}
+        for chunk in batched(user_ids, SEED_BATCH):
+            body = {"ids": chunk, "client_id": DEFAULT_CLIENT_ID, "scope": SCOPE, "country": "GB"}
+            minted = self.control("POST", "users/bulk-authorize", body)
+            tokens.update({user_id: minted[user_id]["refresh_token"] for user_id in chunk})
+        return tokens
+
+    def counters(self) -> dict[str, Any]:
+        return self.control("GET", "counters")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def batched(items: list, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+# --- Seeding the database ---------------------------------------------------------------------------------
+def seed_campaign(slug: str, tokens: dict[str, str]):
+    """An artist, the sandbox's demo album (out since a minute ago) and a live campaign with one pending
+    subscription and sealed credential per fan in `tokens` (sandbox user id → refresh token)."""
+    from fans.models import Credential, Fan, Subscription
+    from releases.models import Artist, Campaign, Release
+
+    released_at = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=1)
+    with transaction.atomic():
+        artist = Artist.objects.create(
+            name="Nova Lark (benchmark)", spotify_uri=f"spotify:artist:{demo_catalog.NOVA_LARK_ARTIST_ID}"
+        )
+        release = Release.objects.create(
+            artist=artist,
+            title="Glass Harbour (benchmark)",
+            kind=Release.Kind.ALBUM,
+            upc=demo_catalog.NOVA_LARK_ALBUM_UPC,
+            spotify_uri=ALBUM_URI,
+            release_date=released_at.date(),
+            release_time=released_at.time(),
+            timezone="UTC",
+        )
+        # Created as a draft and put live by update(), which sends no post_save: no release-time Schedule is
+        # made that a running worker could fire. The benchmark runs the engine itself.
+        campaign = Campaign.objects.create(release=release, slug=slug, status=Campaign.Status.DRAFT)
+        Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.LIVE)
+        campaign.status = Campaign.Status.LIVE
+        for chunk in batched(list(tokens.items()), SEED_BATCH):
+            fans = Fan.objects.bulk_create(
+                Fan(service="spotify", service_user_id=user_id, display_name=user_id, country="GB")
+                for user_id, _ in chunk
+            )
+            subscriptions = Subscription.objects.bulk_create(Subscription(fan=fan, campaign=campaign) for fan in fans)
+            credentials = []
+            for subscription, (_, token) in zip(subscriptions, chunk, strict=True):
+                credential = Credential(subscription=subscription, authorized_at=timezone.now())
+                credential.store(token)
+                credentials.append(credential)
+            Credential.objects.bulk_create(credentials)
+    return campaign
+
+
+def delete_campaign(campaign, fan_prefix: str) -> None:
+    """Delete what seed_campaign made (subscriptions, credentials and delivery log go with the campaign)."""
+    from django_q.models import Schedule
+
+    from delivery.scheduling import schedule_name
+    from fans.models import Fan, Subscription
+
+    with transaction.atomic():
+        Subscription.objects.filter(campaign=campaign).delete()
+        Schedule.objects.filter(name=schedule_name(campaign.pk)).delete()
+        release = campaign.release
+        campaign.delete()
+        release.delete()
+        release.artist.delete()
+        Fan.objects.filter(service="spotify", service_user_id__startswith=fan_prefix).delete()
+
+
+# --- The phases -------------------------------------------------------------------------------------------
+@dataclass
+class Phase:
+    name: str
+    fans: int
+    seconds: float
+    ok: int
+    note: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.fans / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_baseline(sandbox: SandboxProcess, tokens: list[str]) -> Phase:
+    """One fan after the other with `requests` (one kept-alive session): refresh, then save the album."""
+    http = requests.Session()
+    auth = (DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
+    ok = 0
+    started = time.perf_counter()
+    for token in tokens:
+        form = {"grant_type": "refresh_token", "refresh_token": token}
+        answer = _send(http, "POST", f"{sandbox.accounts_url}/api/token", data=form, auth=auth)
+        if answer.status_code != 200:
+            continue
+        headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+        saved = _send(http, "PUT", f"{sandbox.api_url}/v1/me/library", params={"uris": ALBUM_URI}, headers=headers)
+        ok += saved.status_code == 200
+    seconds = time.perf_counter() - started
+    http.close()
+    return Phase("baseline", len(tokens), seconds, ok, "requests, one fan at a time")
+
+
+def _send(http: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
+    """A 429 is refused before anything happens (the token is not used up): wait Retry-After, send again."""
+    for _ in range(MAX_429_RETRIES):
+        response = http.request(method, url, timeout=HTTP_TIMEOUT_SECONDS, **kwargs)
+        if response.status_code != 429:
+            break
+        time.sleep(float(response.headers.get("Retry-After", "1")))
+    return response
+
+
+def run_ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int) -> Phase:
+    """`concurrency` fans in flight with aiohttp, each refreshed then saved; nothing else."""
+    ok, seconds = asyncio.run(_ceiling(sandbox, tokens, concurrency))
+    return Phase("ceiling", len(tokens), seconds, ok, f"aiohttp, {concurrency} in flight, no DB, no encryption")
+
+
+async def _ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int) -> tuple[int, float]:
+    secret = base64.b64encode(f"{DEFAULT_CLIENT_ID}:{DEFAULT_CLIENT_SECRET}".encode()).decode()
+    client = {"Authorization": f"Basic {secret}"}
+    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS)
+    pending = iter(tokens)  # one iterator shared by every worker of this one event loop
+    delivered = 0
+
+    async def send(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
+        """Like _send: wait out a 429 and send again."""
+        for _ in range(MAX_429_RETRIES):
+            async with http.request(method, url, **kwargs) as response:
+                status, body = response.status, await response.read()
+                retry_after = float(response.headers.get("Retry-After", "1"))
+            if status != 429:
+                break
+            await asyncio.sleep(retry_after)
+        return status, body
+
+    async def work(http: aiohttp.ClientSession) -> None:
+        nonlocal delivered
+        for token in pending:
+            form = {"grant_type": "refresh_token", "refresh_token": token}
+            status, body = await send(http, "POST", f"{sandbox.accounts_url}/api/token", data=form, headers=client)
+            if status != 200:
+                continue
+            headers = {"Authorization": f"Bearer {json.loads(body)['access_token']}"}
+            url = f"{sandbox.api_url}/v1/me/library"
+            status, _ = await send(http, "PUT", url, params={"uris": ALBUM_URI}, headers=headers)
+            delivered += status == 200
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(work(http) for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    return delivered, seconds
+
+
+def run_engine(campaign_id: int, processes: int, overrides: dict[str, Any]) -> Phase:
+    """deliver_campaign() here (processes=1), or in `processes` fresh processes started together."""
+    from fans.models import Subscription
+
+    fans = Subscription.objects.filter(campaign_id=campaign_id).count()
+    if processes == 1:
+        from delivery.engine import deliver_campaign
+
+        started = time.perf_counter()
+        report = deliver_campaign(campaign_id)
+        seconds = time.perf_counter() - started
+        counts = dict(report.counts)
+    else:
+        seconds, counts = _engine_processes(campaign_id, processes, overrides)
+    note = "deliver_campaign, in this process" if processes == 1 else f"deliver_campaign, {processes} processes"
+    return Phase("engine", fans, seconds, counts.get("delivered", 0), note, counts)
+
+
+def _engine_processes(campaign_id: int, processes: int, overrides: dict[str, Any]) -> tuple[float, dict[str, int]]:
+    """Spawned processes set up Django, report ready, and start deliver_campaign together on a signal."""
+    context = multiprocessing.get_context("spawn")
+    go, messages = context.Event(), context.Queue()
+    database = connection.settings_dict["NAME"]  # the test database's name when run under pytest
+    workers = [
+        context.Process(target=engine_process, args=(campaign_id, overrides, database, go, messages), daemon=True)
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        _collect(messages, workers, processes, "ready")
+        started = time.perf_counter()
+        go.set()
+        reports = _collect(messages, workers, processes, "done")
+        seconds = time.perf_counter() - started
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.kill()
+    counts: Counter[str] = Counter()
+    for report in reports:
+        counts.update(report)
+    return seconds, dict(counts)
+
+
+def _collect(messages, workers: list, expected: int, kind: str) -> list:
+    received = []
+    while len(received) < expected:
+        try:
+            message_kind, payload = messages.get(timeout=1)
+        except queue.Empty:
+            if not any(worker.is_alive() for worker in workers):
+                raise BenchmarkError("Every engine process exited before reporting.") from None
+            continue
+        if message_kind == "error":
+            raise BenchmarkError(f"An engine process failed:\n{payload}")
+        if message_kind == kind:
+            received.append(payload)
+    return received
+
+
+def engine_process(campaign_id: int, overrides: dict[str, Any], database: str, go, messages) -> None:
+    """One engine worker process (the target of a spawned multiprocessing.Process)."""
+    try:
+        import django
+
+        django.setup()
+        from django.conf import settings as child_settings
+        from django.db import connections
+
+        for name, value in overrides.items():
+            setattr(child_settings, name, value)
+        connections["default"].settings_dict["NAME"] = database
+        from delivery.engine import deliver_campaign
+
+        messages.put(("ready", None))
+        go.wait()
+        messages.put(("done", dict(deliver_campaign(campaign_id).counts)))
+    except BaseException:
+        messages.put(("error", traceback.format_exc()))
+
+
+def wait_for_empty_window(sandbox: SandboxProcess) -> None:
+    """Let earlier phases' calls leave the rate-limit window, so the engine starts with all of it."""
+    deadline = time.monotonic() + RATE_WINDOW_SECONDS + 5
+    while sandbox.counters()["window_used"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+# --- Checks -----------------------------------------------------------------------------------------------
+@dataclass
+class Checks:
+    seeded: int
+    statuses: dict[str, int]
+    duplicates: int  # fans saved more than once
+    unsaved: int  # recorded delivered, but the sandbox saw no save
+    unrecorded: int  # saved in the sandbox, but not recorded delivered
+
+    @property
+    def pending(self) -> int:
+        return self.statuses.get("pending", 0)
+
+    @property
+    def missing(self) -> int:
+        return self.seeded - sum(self.statuses.values())
+
+    @property
+    def failures(self) -> list[str]:
+        problems = {
+            "subscriptions still pending": self.pending,
+            "subscriptions lost": self.missing,
+            "fans saved more than once": self.duplicates,
+            "subscriptions recorded delivered without a save": self.unsaved,
+            "fans saved but not recorded delivered": self.unrecorded,
+        }
+        return [f"{count} {what}" for what, count in problems.items() if count]
+
+
+def check_engine(sandbox: SandboxProcess, campaign_id: int, seeded: int) -> Checks:
+    from fans.models import Subscription
+
+    subscriptions = Subscription.objects.filter(campaign_id=campaign_id)
+    statuses = Counter(subscriptions.values_list("status", flat=True))
+    fans = dict(subscriptions.values_list("fan__service_user_id", "status"))
+    saves = Counter(write["user_id"] for write in sandbox.control("GET", "writes") if write["user_id"] in fans)
+    delivered = {user_id for user_id, status in fans.items() if status == Subscription.Status.DELIVERED}
+    return Checks(
+        seeded=seeded,
+        statuses=dict(statuses),
+        duplicates=sum(1 for count in saves.values() if count > 1),
+        unsaved=len(delivered - set(saves)),
+        unrecorded=len(set(saves) - delivered),
+    )

@@ -1,0 +1,222 @@
+"""`python manage.py bench_delivery`: how fast release-day delivery is, and whether it stayed correct.
+
+Starts the Spotify sandbox in its own process, seeds fans, and times a sequential baseline, a bare concurrent
+ceiling and the delivery engine (delivery/benchmark.py). Run it against PostgreSQL:
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/presave_bench python manage.py migrate
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/presave_bench python manage.py bench_delivery --fans 2000
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.test.utils import override_settings
+from django.utils import timezone
+
+from delivery import benchmark
+from delivery.benchmark import Phase
+from delivery.sandbox.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
+SPEEDUP_TARGET, SPEEDUP_LATENCY_MS = 100, 50
+CEILING_TARGET = 0.70
+LIMIT_USED_TARGET, LIMITED_TARGET = 0.90, 0.01
+ENGINE_SETTINGS = ("DELIVERY_CONCURRENCY", "DELIVERY_BATCH_SIZE", "DELIVERY_PERMIT_BLOCK")
+
+
+def positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+class Command(BaseCommand):
+    help = (
+        "Benchmark release-day delivery against the Spotify sandbox (started as a subprocess): a sequential "
+        "baseline, a bare concurrent ceiling and the delivery engine, each timed; then check that every fan "
+        "was delivered at most once. Exits non-zero when a correctness check fails."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--fans", type=positive, default=2000, help="Fans for the ceiling and the engine (2000).")
+        parser.add_argument(
+            "--baseline-fans", type=positive, default=100, help="Fans for the sequential baseline, a sample (100)."
+        )
+        parser.add_argument(
+            "--latency-ms", type=float, default=50.0, help="Sandbox latency added to every request, in ms (50)."
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=positive,
+            default=64,
+            help="Requests in flight in the ceiling loop (64); the engine uses DELIVERY_CONCURRENCY.",
+        )
+        parser.add_argument(
+            "--rate-limit",
+            type=positive,
+            help="Calls per 30 s window, on the sandbox and the engine's limiter (off). "
+            "Baseline and ceiling are then skipped unless --all-phases.",
+        )
+        parser.add_argument(
+            "--engine-processes",
+            type=positive,
+            default=1,
+            help="Run deliver_campaign in K processes at once on the same campaign (1: in this process).",
+        )
+        parser.add_argument("--keep", action="store_true", help="Keep the benchmark campaign's rows.")
+        parser.add_argument(
+            "--all-phases", action="store_true", help="Run baseline and ceiling under --rate-limit too."
+        )
+
+    def handle(self, *args, **options) -> None:
+        fans, rate_limit = options["fans"], options["rate_limit"]
+        slug = timezone.now().strftime("bench-%Y%m%d-%H%M%S")
+        run_unpaced = rate_limit is None or options["all_phases"]
+        self.say(
+            f"Benchmark {slug}: {fans} fans, sandbox latency {options['latency_ms']:g} ms, "
+            f"rate limit {rate_limit or 'off'}, database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[1]}"
+        )
+        engine_settings = ", ".join(
+            f"{name}={getattr(settings, name)}" for name in ENGINE_SETTINGS if hasattr(settings, name)
+        )
+        self.say(f"Engine: {engine_settings}; {options['engine_processes']} engine process(es)")
+        with benchmark.SandboxProcess(options["latency_ms"]) as sandbox:
+            overrides = {
+                "SPOTIFY_ACCOUNTS_URL": sandbox.accounts_url,
+                "SPOTIFY_API_URL": sandbox.api_url,
+                "SPOTIFY_CLIENT_ID": DEFAULT_CLIENT_ID,
+                "SPOTIFY_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+                "SPOTIFY_ENABLED": True,
+                "SPOTIFY_RATE_LIMIT": rate_limit,  # None: unlimited, like the sandbox
+                "SPOTIFY_RATE_WINDOW_SECONDS": benchmark.RATE_WINDOW_SECONDS,
+                # No helper runs queued for workers that are not there: --engine-processes runs several.
+                "DELIVERY_PARALLEL_RUNS": 1,
+            }
+            with override_settings(**overrides):
+                phases, checks, calls = self.run_phases(sandbox, slug, overrides, run_unpaced, options)
+        self.report(phases, checks, calls, options)
+        if checks.failures:
+            raise CommandError(f"bench_delivery: correctness check failed: {'; '.join(checks.failures)}.")
+        engine = phases["engine"]
+        self.say(
+            f"bench_delivery: engine delivered {engine.ok} of {engine.fans} fans in {engine.seconds:.2f} s "
+            f"({engine.rate:.1f} fans/s); checks passed."
+        )
+
+    def run_phases(self, sandbox: benchmark.SandboxProcess, slug: str, overrides: dict, run_unpaced: bool, options):
+        fans, rate_limit = options["fans"], options["rate_limit"]
+        ids = {
+            phase: [f"{slug}-{phase[0]}{i:05d}" for i in range(count)]
+            for phase, count in (("engine", fans), ("ceiling", fans), ("baseline", options["baseline_fans"]))
+        }
+        started = time.perf_counter()
+        tokens = {phase: sandbox.mint(user_ids) for phase, user_ids in ids.items() if run_unpaced or phase == "engine"}
+        campaign = benchmark.seed_campaign(slug, tokens["engine"])
+        seconds = time.perf_counter() - started
+        self.say(f"Seeded {sum(map(len, tokens.values()))} sandbox fans and {fans} subscriptions in {seconds:.1f} s")
+
+        phases: dict[str, Phase | None] = {"baseline": None, "ceiling": None}
+        try:
+            if rate_limit is not None and run_unpaced:
+                sandbox.control("POST", "faults", {"rate_limit": rate_limit})
+            if run_unpaced:
+                phases["baseline"] = benchmark.run_baseline(sandbox, list(tokens["baseline"].values()))
+                phases["ceiling"] = benchmark.run_ceiling(
+                    sandbox, list(tokens["ceiling"].values()), options["concurrency"]
+                )
+            if rate_limit is not None:
+                sandbox.control("POST", "faults", {"rate_limit": rate_limit})
+                benchmark.wait_for_empty_window(sandbox)
+            before = sandbox.counters()
+            try:
+                phases["engine"] = benchmark.run_engine(campaign.pk, options["engine_processes"], overrides)
+            except Exception:  # noqa: BLE001 - reported; the checks below then show what was left undone
+                self.stderr.write(f"The engine failed:\n{traceback.format_exc()}")
+                phases["engine"] = Phase("engine", fans, 0.0, 0, "failed: see above")
+            after = sandbox.counters()
+            calls = {name: after[name] - before[name] for name in ("requests", "rate_limited")}
+            checks = benchmark.check_engine(sandbox, campaign.pk, fans)
+        finally:
+            if options["keep"]:
+                self.say(f"Kept campaign {slug} (pk {campaign.pk}) and its {fans} fans.")
+            else:
+                benchmark.delete_campaign(campaign, f"{slug}-")
+        return phases, checks, calls
+
+    def report(self, phases: dict[str, Phase | None], checks: benchmark.Checks, calls: dict, options) -> None:
+        self.say("")
+        self.say(f"  {'phase':<10}{'fans':>7}{'seconds':>10}{'fans/s':>10}   how")
+        for name, phase in phases.items():
+            if phase is None:
+                self.say(f"  {name:<10}{'n/a':>7}{'':>10}{'':>10}   skipped: it does not pace (--all-phases runs it)")
+                continue
+            short = f" ({phase.fans - phase.ok} not delivered)" if phase.ok < phase.fans else ""
+            self.say(f"  {name:<10}{phase.fans:>7}{phase.seconds:>10.2f}{phase.rate:>10.1f}   {phase.note}{short}")
+        if phases["engine"].counts:
+            outcomes = ", ".join(f"{name} {count}" for name, count in sorted(phases["engine"].counts.items()))
+            self.say(f"  engine outcomes: {outcomes}")
+
+        self.say("")
+        self.say("Targets")
+        engine, baseline, ceiling = phases["engine"], phases["baseline"], phases["ceiling"]
+        latency, unlimited = options["latency_ms"], options["rate_limit"] is None
+        if baseline and baseline.rate:
+            speedup = engine.rate / baseline.rate
+            self.show_target(
+                f"{speedup:.1f}× sequential",
+                f"≥{SPEEDUP_TARGET}× at {SPEEDUP_LATENCY_MS} ms, no limit",
+                speedup >= SPEEDUP_TARGET if unlimited and latency == SPEEDUP_LATENCY_MS else None,
+            )
+        if ceiling and ceiling.rate:
+            share = engine.rate / ceiling.rate
+            self.show_target(
+                f"{share:.0%} of ceiling",
+                f"≥{CEILING_TARGET:.0%} at 0 ms, no limit",
+                share >= CEILING_TARGET if unlimited and latency == 0 else None,
+            )
+        rate_limit = options["rate_limit"]
+        if rate_limit is not None:
+            made, limited = calls["requests"], calls["rate_limited"]
+            answered = made - limited
+            used = answered / (rate_limit * engine.seconds / benchmark.RATE_WINDOW_SECONDS) if engine.seconds else 0.0
+            limited_share = limited / made if made else 0.0
+            self.say(
+                f"  engine made {made} calls in {engine.seconds:.1f} s under {rate_limit} per "
+                f"{benchmark.RATE_WINDOW_SECONDS} s: {answered} answered, {limited} answered 429"
+            )
+            self.show_target(
+                f"{used:.0%} of the limit used, {limited_share:.2%} 429",
+                f"≥{LIMIT_USED_TARGET:.0%} used, <{LIMITED_TARGET:.0%} 429",
+                used >= LIMIT_USED_TARGET and limited_share < LIMITED_TARGET,
+            )
+
+        self.say("")
+        self.say("Checks")
+        statuses = ", ".join(
+            f"{status} {checks.statuses.get(status, 0)}" for status in ("delivered", "failed", "revoked")
+        )
+        self.show_check(
+            f"subscriptions: {statuses}; pending {checks.pending}, missing {checks.missing}",
+            not (checks.pending or checks.missing),
+        )
+        self.show_check(f"duplicates: {checks.duplicates} fans saved more than once", not checks.duplicates)
+        self.show_check(f"recorded delivered but never saved: {checks.unsaved}", not checks.unsaved)
+        self.show_check(f"saved but not recorded delivered: {checks.unrecorded}", not checks.unrecorded)
+
+    def show_target(self, figure: str, target: str, met: bool | None) -> None:
+        if met is None:
+            verdict = "n/a: not run under the target's conditions"
+        else:
+            verdict = self.style.SUCCESS("PASS") if met else self.style.WARNING("MISS")
+        self.say(f"  {figure:<34} target {target:<28} {verdict}")
+
+    def show_check(self, text: str, ok: bool) -> None:
+        self.say(f"  {self.style.SUCCESS('OK  ') if ok else self.style.ERROR('FAIL')} {text}")
+
+    def say(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()

@@ -1,0 +1,24 @@
+"""Which country a fan's request comes from: a proxy's country header, else the browser's language region."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from releases import markets
+
+UNKNOWN_COUNTRIES = {"XX", "T1"}  # Cloudflare: unknown, Tor
+
+
+def request_country(request: HttpRequest) -> str:
+    """A two-letter country code, or "" when the request does not tell."""
+    if settings.COUNTRY_HEADER:
+        code = markets.normalize(request.headers.get(settings.COUNTRY_HEADER, ""))
+        if code and code not in UNKNOWN_COUNTRIES:
+            return code
+    for item in request.headers.get("Accept-Language", "")[:200].split(","):
+        tag = item.split(";")[0].strip()
+        parts = tag.replace("_", "-").split("-")
+        if len(parts) >= 2 and (code := markets.normalize(parts[-1])):
+            return code
+    return ""

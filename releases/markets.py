@@ -1,0 +1,79 @@
+"""Markets (ISO 3166-1 alpha-2 country codes) and when a release goes live in each.
+
+Streaming services release at local midnight (or the release's local time) in each market. A market's
+clock is its capital's time zone; countries spanning several zones use the one their music industry
+releases by (e.g. New York for the US).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+import zoneinfo
+from pathlib import Path
+
+MARKET_PATTERN = re.compile(r"^[A-Z]{2}$")
+
+# Countries with several time zones: the zone releases follow there.
+RELEASE_ZONES = {
+    "US": "America/New_York",
+    "CA": "America/Toronto",
+    "MX": "America/Mexico_City",
+    "BR": "America/Sao_Paulo",
+    "AR": "America/Argentina/Buenos_Aires",
+    "CL": "America/Santiago",
+    "AU": "Australia/Sydney",
+    "NZ": "Pacific/Auckland",
+    "RU": "Europe/Moscow",
+    "KZ": "Asia/Almaty",
+    "ID": "Asia/Jakarta",
+    "ES": "Europe/Madrid",
+    "PT": "Europe/Lisbon",
+    "DE": "Europe/Berlin",
+    "MY": "Asia/Kuala_Lumpur",
+    "CD": "Africa/Kinshasa",
+    "EC": "America/Guayaquil",
+    "UA": "Europe/Kyiv",
+}
+
+# Where a release goes live first: local midnight on the international date line's west side.
+EARLIEST_ZONE = "Pacific/Kiritimati"  # UTC+14
+
+
+@functools.cache
+def _zone_table() -> dict[str, str]:
+    """Country → first zone listed for it in the system's tz database (zone.tab)."""
+    table: dict[str, str] = {}
+    for folder in zoneinfo.TZPATH:
+        path = Path(folder) / "zone.tab"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line and not line.startswith("#"):
+                    country, _coordinates, zone, *_ = line.split("\t")
+                    table.setdefault(country, zone)
+            break
+    return table
+
+
+def normalize(market: str) -> str:
+    """An upper-case two-letter market code, or "" when `market` is not one."""
+    market = (market or "").strip().upper()
+    return market if MARKET_PATTERN.match(market) else ""
+
+
+def zone_for(market: str) -> zoneinfo.ZoneInfo:
+    name = RELEASE_ZONES.get(market) or _zone_table().get(market) or "UTC"
+    return zoneinfo.ZoneInfo(name)
+
+
+def local_release_instant(release_date: dt.date, release_time: dt.time, market: str) -> dt.datetime:
+    """The UTC instant the release goes live in `market` (its local date and time there)."""
+    local = dt.datetime.combine(release_date, release_time, tzinfo=zone_for(market))
+    return local.astimezone(dt.UTC)
+
+
+def earliest_release_instant(release_date: dt.date, release_time: dt.time) -> dt.datetime:
+    """The first instant the release is live anywhere on Earth."""
+    local = dt.datetime.combine(release_date, release_time, tzinfo=zoneinfo.ZoneInfo(EARLIEST_ZONE))
+    return local.astimezone(dt.UTC)

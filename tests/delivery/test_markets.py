@@ -1,0 +1,60 @@
+"""Markets: local release times, and the country a fan's request comes from."""
+
+import datetime as dt
+
+import pytest
+from django.test import RequestFactory
+
+from fans.geo import request_country
+from releases import markets
+
+FRIDAY = dt.date(2026, 12, 4)
+MIDNIGHT = dt.time(0, 0)
+
+
+@pytest.mark.parametrize(
+    "market, utc",
+    [
+        ("GB", dt.datetime(2026, 12, 4, 0, 0, tzinfo=dt.UTC)),
+        ("US", dt.datetime(2026, 12, 4, 5, 0, tzinfo=dt.UTC)),  # New York, EST
+        ("JP", dt.datetime(2026, 12, 3, 15, 0, tzinfo=dt.UTC)),
+        ("DE", dt.datetime(2026, 12, 3, 23, 0, tzinfo=dt.UTC)),
+        ("AU", dt.datetime(2026, 12, 3, 13, 0, tzinfo=dt.UTC)),  # Sydney, daylight saving
+        ("FR", dt.datetime(2026, 12, 3, 23, 0, tzinfo=dt.UTC)),  # from the system's zone table
+    ],
+)
+def test_release_goes_live_at_local_midnight(market, utc):
+    assert markets.local_release_instant(FRIDAY, MIDNIGHT, market) == utc
+
+
+def test_earliest_release_instant_is_before_every_market():
+    earliest = markets.earliest_release_instant(FRIDAY, MIDNIGHT)
+    assert earliest == dt.datetime(2026, 12, 3, 10, 0, tzinfo=dt.UTC)
+    for market in ("NZ", "JP", "GB", "US", "BR"):
+        assert earliest <= markets.local_release_instant(FRIDAY, MIDNIGHT, market)
+
+
+def test_unknown_market_uses_utc():
+    assert markets.local_release_instant(FRIDAY, MIDNIGHT, "QQ") == dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize("value, expected", [("gb", "GB"), (" us ", "US"), ("GBR", ""), ("1A", ""), ("", "")])
+def test_market_codes_are_normalized(value, expected):
+    assert markets.normalize(value) == expected
+
+
+@pytest.mark.parametrize(
+    "headers, expected",
+    [
+        ({"HTTP_CF_IPCOUNTRY": "se"}, "SE"),
+        ({"HTTP_CF_IPCOUNTRY": "XX", "HTTP_ACCEPT_LANGUAGE": "de-DE,de;q=0.9"}, "DE"),
+        ({"HTTP_ACCEPT_LANGUAGE": "en-GB,en;q=0.9"}, "GB"),
+        ({"HTTP_ACCEPT_LANGUAGE": "fr;q=0.9, pt-BR"}, "BR"),
+        ({"HTTP_ACCEPT_LANGUAGE": "zh-Hant-TW"}, "TW"),
+        ({"HTTP_ACCEPT_LANGUAGE": "en"}, ""),
+        ({"HTTP_ACCEPT_LANGUAGE": "x" * 5000}, ""),
+        ({}, ""),
+    ],
+)
+def test_country_seen_at_sign_up(headers, expected):
+    assert request_country(RequestFactory().get("/", **headers)) == expected

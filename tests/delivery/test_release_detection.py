@@ -1,0 +1,124 @@
+"""Per-market firing and release detection: each market fires at its local time, and waits for the release."""
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from delivery import engine
+from delivery.sandbox import demo_catalog
+from fans.models import Subscription
+from releases.models import Campaign, Release
+from tests.conftest import make_campaign, make_subscription
+
+ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
+FRIDAY = dt.date(2026, 12, 4)
+
+pytestmark = pytest.mark.django_db
+
+
+def per_market_campaign() -> Campaign:
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET, default_market="GB")
+    release = campaign.release
+    release.release_date, release.release_time, release.timezone = FRIDAY, dt.time(0, 0), "Europe/London"
+    release.save()
+    return Campaign.objects.select_related("release__artist").get(pk=campaign.pk)
+
+
+def subscribe(campaign, sandbox, user: str, market: str) -> Subscription:
+    subscription = make_subscription(campaign, sandbox, user)
+    Subscription.objects.filter(pk=subscription.pk).update(market=market)
+    return subscription
+
+
+def status_of(subscription) -> str:
+    return Subscription.objects.get(pk=subscription.pk).status
+
+
+def test_each_market_fires_at_its_own_local_midnight(sandbox):
+    campaign = per_market_campaign()
+    tokyo = subscribe(campaign, sandbox, "alice", "JP")
+    london = subscribe(campaign, sandbox, "bob", "GB")
+    unknown = subscribe(campaign, sandbox, "chloe", "")  # the campaign's default market: GB
+
+    with time_machine.travel(dt.datetime(2026, 12, 3, 15, 0, 30, tzinfo=dt.UTC), tick=True):  # midnight in Tokyo
+        engine.deliver_campaign(campaign.pk)
+        assert status_of(tokyo) == "delivered"
+        assert status_of(london) == status_of(unknown) == "pending"
+        assert engine.firing_times(campaign) == [("GB", dt.datetime(2026, 12, 4, tzinfo=dt.UTC), 2)]
+
+    with time_machine.travel(dt.datetime(2026, 12, 4, 0, 0, 30, tzinfo=dt.UTC), tick=True):  # midnight in London
+        engine.deliver_campaign(campaign.pk)
+        assert status_of(london) == status_of(unknown) == "delivered"
+        assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+    assert Subscription.objects.get(pk=tokyo.pk).delivered_at < Subscription.objects.get(pk=london.pk).delivered_at
+
+
+def test_schedule_of_a_per_market_campaign_fires_with_the_first_market(sandbox, django_capture_on_commit_callbacks):
+    from delivery.scheduling import scheduled_time
+
+    with django_capture_on_commit_callbacks(execute=True):
+        campaign = per_market_campaign()
+    assert scheduled_time(campaign) == dt.datetime(2026, 12, 3, 10, 0, tzinfo=dt.UTC)  # UTC+14 midnight
+
+
+def test_release_not_yet_out_in_a_market_waits_then_delivers(sandbox, settings):
+    settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS = 0
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+    here = subscribe(campaign, sandbox, "alice", "GB")
+    there = subscribe(campaign, sandbox, "bob", "JP")
+
+    engine.deliver_campaign(campaign.pk)
+
+    assert status_of(here) == "delivered"
+    waiting = Subscription.objects.get(pk=there.pk)
+    assert waiting.status == "pending" and waiting.attempts == 0
+    assert waiting.last_error == "Waiting: the release is not available on Spotify in JP yet."
+    assert sandbox.writes("bob") == []
+
+    sandbox.control(
+        "POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB", "JP"]}
+    )
+    Subscription.objects.filter(pk=there.pk).update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk)
+    assert status_of(there) == "delivered"
+    assert sandbox.library("bob")["saved"] == [ALBUM_URI]
+
+
+def test_release_that_never_comes_out_fails_after_the_wait(sandbox, settings):
+    settings.DELIVERY_AVAILABILITY_WAIT_HOURS = 1
+    campaign = make_campaign(release_in=-dt.timedelta(hours=2))
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+    subscription = subscribe(campaign, sandbox, "bob", "JP")
+
+    engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    assert subscription.status == "failed"
+    assert "still not available on Spotify in JP 1 hour after" in subscription.last_error
+
+
+def test_release_without_uri_is_found_by_upc(sandbox):
+    campaign = make_campaign()
+    Release.objects.filter(pk=campaign.release_id).update(spotify_uri="")
+    subscription = make_subscription(campaign, sandbox, "alice")
+
+    engine.deliver_campaign(campaign.pk)
+
+    assert status_of(subscription) == "delivered"
+    assert Release.objects.get(pk=campaign.release_id).spotify_uri == ALBUM_URI
+    assert sandbox.library("alice")["saved"] == [ALBUM_URI]
+
+
+def test_release_the_service_does_not_know_waits(sandbox):
+    campaign = make_campaign()
+    Release.objects.filter(pk=campaign.release_id).update(spotify_uri="", upc="0000000000000")
+    subscription = make_subscription(campaign, sandbox, "alice")
+
+    engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    assert subscription.status == "pending"
+    assert subscription.last_error.startswith("Waiting")
