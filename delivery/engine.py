@@ -330,8 +330,13 @@ class Run:
                 credential.store(result.refresh_token)
                 credential.updated_at = now
                 rotated.append(credential)
-        if rotated:
-            Credential.objects.bulk_update(rotated, ["kek_id", "wrapped_key", "ciphertext", "updated_at"])
+        if rotated:  # one INSERT … ON CONFLICT UPDATE: an order of magnitude faster than bulk_update's CASE
+            Credential.objects.bulk_create(
+                rotated,
+                update_conflicts=True,
+                unique_fields=["subscription"],
+                update_fields=["kek_id", "wrapped_key", "ciphertext", "updated_at"],
+            )
 
     def record(self, outcomes: list[Outcome]) -> None:
         """Write the batch's outcomes: one UPDATE per kind of outcome, only where this run holds the lease."""

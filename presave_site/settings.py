@@ -156,8 +156,8 @@ DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
 DELIVERY_RETRY_BASE_SECONDS = env.float("DELIVERY_RETRY_BASE_SECONDS", default=2.0)
 DELIVERY_MAX_RETRY_AFTER_SECONDS = env.float("DELIVERY_MAX_RETRY_AFTER_SECONDS", default=120.0)
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=120)
-DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=500)  # subscriptions claimed at once
-DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=64)  # calls in flight per run
+DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=1000)  # subscriptions claimed at once
+DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=128)  # calls in flight per run
 DELIVERY_PERMIT_BLOCK = env.int("DELIVERY_PERMIT_BLOCK", default=32)  # rate-limit permits taken at once
 DELIVERY_PARALLEL_RUNS = env.int("DELIVERY_PARALLEL_RUNS", default=2)  # runs one campaign is split into
 DELIVERY_AVAILABILITY_RECHECK_SECONDS = env.int("DELIVERY_AVAILABILITY_RECHECK_SECONDS", default=900)
