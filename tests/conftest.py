@@ -33,6 +33,14 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Browser tests last: Playwright's sync API keeps an event loop in the main thread for the rest of the
+    session, and later tests that start their own loop (asyncio.run) would fail. After pytest-django's
+    ordering (trylast), so it is the final word."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 @dataclass
 class Sandbox:
     """The running sandbox: `url` is its root; accounts/API URLs are what the app is configured with."""

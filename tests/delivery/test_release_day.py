@@ -131,3 +131,26 @@ def test_sweeper_resumes_a_delivery_left_behind(sandbox, start_worker):
     start_worker()
     wait_for(lambda: all_settled(campaign), timeout=60, message="the resumed delivery")
     assert Subscription.objects.get(pk=subscription.pk).status == "delivered"
+
+
+def test_two_clusters_on_the_redis_broker_share_a_campaign_without_double_delivery(sandbox, start_worker):
+    import redis
+
+    redis_url = "redis://127.0.0.1:6379/14"
+    redis.Redis.from_url(redis_url).flushdb()
+    campaign = make_campaign(release_in=dt.timedelta(seconds=2))
+    users = [f"redis{i:02d}" for i in range(40)]
+    for user in users:
+        sandbox.control("POST", "users", {"id": user, "display_name": user, "country": "GB"})
+        make_subscription(campaign, sandbox, user)
+    sandbox.faults(latency_ms=50)
+    env = {"REDIS_URL": redis_url, "DELIVERY_BATCH_SIZE": "5", "DELIVERY_PARALLEL_RUNS": "4", "Q_WORKERS": "2"}
+    clusters = [start_worker(**env), start_worker(**env)]  # as on two machines: one Redis, one database
+
+    wait_for(lambda: all_settled(campaign), timeout=120, message="the scheduled delivery over Redis")
+
+    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {"delivered"}
+    for user in users:
+        assert len(sandbox.writes(user)) == 1, f"{user} was saved more than once"
+    worked = [c for c in clusters if "Processed" in c.output()]
+    assert len(worked) == 2, "both clusters took delivery runs from the Redis queue"

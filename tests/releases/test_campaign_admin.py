@@ -49,6 +49,9 @@ def form_data(campaign: Campaign | None = None, **overrides) -> dict:
         "page_text": "",
         "save_release": "on",
         "offer_email_optin": "on",
+        "firing": campaign.firing if campaign else "instant",
+        "default_market": campaign.default_market if campaign else "US",
+        "spread_minutes": campaign.spread_minutes if campaign else 0,
     }
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not False}
@@ -244,3 +247,26 @@ def test_status_is_read_only_once_delivery_started(staff_client, db):
     assert response.status_code == 302
     campaign.refresh_from_db()
     assert (campaign.status, campaign.subtitle) == ("delivering", "Out now")
+
+
+def test_per_market_campaign_lists_each_markets_firing_time(staff_client, db):
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET, default_market="GB")
+    release = campaign.release
+    release.release_date, release.release_time, release.timezone = dt.date(2026, 12, 4), dt.time(0, 0), "UTC"
+    release.save()
+    for user, market in [("tokyo-fan", "JP"), ("london-fan", "GB"), ("nowhere-fan", "")]:
+        Subscription.objects.filter(pk=subscribe(campaign, user).pk).update(market=market)
+
+    page = staff_client.get(change_url(campaign)).content.decode()
+
+    assert "Firing by market" in page
+    tokyo, london = page.index("<td>JP</td>"), page.index("<td>GB</td>")
+    assert tokyo < london, "soonest first"
+    assert "2026-12-03 15:00 UTC" in page and "2026-12-04 00:00 UTC" in page
+    assert "<td>GB</td><td>2026-12-04 00:00 UTC</td><td>2</td>" in page, "fans without a market fire with the default"
+
+
+def test_market_must_be_two_letters(staff_client, campaign):
+    response = staff_client.post(change_url(campaign), form_data(campaign, default_market="u1"))
+    assert response.status_code == 200
+    assert "A market is a two-letter country code" in response.content.decode()
