@@ -237,6 +237,13 @@ def make_campaign(
 
 
 @pytest.fixture
+def staff_client(client, label_staff):
+    """The Django test client, logged in as label staff."""
+    client.force_login(label_staff)
+    return client
+
+
+@pytest.fixture
 def campaign(db):
     return make_campaign()
 

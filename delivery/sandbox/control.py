@@ -133,13 +133,7 @@ class Control:
         on the login page and the app had exchanged the code (Basic client auth)."""
         user = self._user(request)
         body = await _json_body(request)
-        client_id = _text(body, "client_id", next(iter(self.state.clients)))
-        if client_id not in self.state.clients:
-            raise _bad_request(f"Unknown client_id: {client_id}")
-        scope = " ".join(_text(body, "scope", DEFAULT_SCOPE).split())
-        unknown = [name for name in scope.split() if name not in SCOPES]
-        if unknown:
-            raise _bad_request(f"Unknown scopes: {' '.join(unknown)}")
+        client_id, scope = self._grant_request(body)
         grant = self.state.authorize(user.id, client_id, scope, public=False)
         token = self.state.issue_access_token(client_id, grant)
         return web.json_response(
@@ -163,13 +157,7 @@ class Control:
         country = _text(body, "country", "GB")
         if not _is_market(country):
             raise _bad_request("country must be an ISO 3166-1 alpha-2 code such as GB")
-        client_id = _text(body, "client_id", next(iter(self.state.clients)))
-        if client_id not in self.state.clients:
-            raise _bad_request(f"Unknown client_id: {client_id}")
-        scope = " ".join(_text(body, "scope", DEFAULT_SCOPE).split())
-        unknown = [name for name in scope.split() if name not in SCOPES]
-        if unknown:
-            raise _bad_request(f"Unknown scopes: {' '.join(unknown)}")
+        client_id, scope = self._grant_request(body)
         tokens = {}
         for user_id in ids:
             if user_id not in self.state.users:
@@ -182,6 +170,17 @@ class Control:
         """GET /_sandbox/users/<id>/library → {"saved": [album/track URIs], "following": [artist URIs]}"""
         library = self.state.library(self._user(request).id)
         return web.json_response({"saved": list(library.saved), "following": list(library.following)})
+
+    def _grant_request(self, body: Mapping[str, Any]) -> tuple[str, str]:
+        """The client id and scope of a direct authorization, checked (default: the first client, all scopes)."""
+        client_id = _text(body, "client_id", next(iter(self.state.clients)))
+        if client_id not in self.state.clients:
+            raise _bad_request(f"Unknown client_id: {client_id}")
+        scope = " ".join(_text(body, "scope", DEFAULT_SCOPE).split())
+        unknown = [name for name in scope.split() if name not in SCOPES]
+        if unknown:
+            raise _bad_request(f"Unknown scopes: {' '.join(unknown)}")
+        return client_id, scope
 
     def _user(self, request: web.Request) -> User:
         user = self.state.users.get(request.match_info["id"])

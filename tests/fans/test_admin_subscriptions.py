@@ -27,12 +27,6 @@ def subscribe(campaign, user_id: str, status: str = "pending", **fields) -> Subs
 
 
 @pytest.fixture
-def staff_client(client, label_staff):
-    client.force_login(label_staff)
-    return client
-
-
-@pytest.fixture
 def subscriptions(campaign):
     return {
         "alice": subscribe(campaign, "alice", "delivered", attempts=1, delivered_at=timezone.now()),

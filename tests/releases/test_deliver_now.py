@@ -25,12 +25,6 @@ def deliver_now_url(campaign: Campaign) -> str:
 
 
 @pytest.fixture
-def staff_client(client, label_staff):
-    client.force_login(label_staff)
-    return client
-
-
-@pytest.fixture
 def manager_without_deliver(django_user_model):
     """Staff who may edit campaigns but not start a delivery."""
     user = django_user_model.objects.create_user("max", "max@label.test", "staff-password-2", is_staff=True)

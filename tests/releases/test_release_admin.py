@@ -15,12 +15,6 @@ UPC = "5012345678900"
 
 
 @pytest.fixture
-def staff_client(client, label_staff):
-    client.force_login(label_staff)
-    return client
-
-
-@pytest.fixture
 def artist(db):
     return Artist.objects.create(name="Nova Lark", spotify_uri="spotify:artist:0OdUWJ0sBjDrqHygGUXeCF")
 
