@@ -40,6 +40,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from delivery.sandbox import demo_catalog
+from delivery.sandbox.client import SandboxClient
 from delivery.sandbox.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 
 ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
@@ -56,15 +57,14 @@ class BenchmarkError(Exception):
 
 
 # --- The sandbox, in its own process ----------------------------------------------------------------------
-class SandboxProcess:
+class SandboxProcess(SandboxClient):
     """`python -m delivery.sandbox` on a free port; its output goes to a temporary file, shown if it fails."""
 
     def __init__(self, latency_ms: float) -> None:
+        super().__init__()
         self.latency_ms = latency_ms
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - kept open while the sandbox runs, closed by stop()
         self.process: subprocess.Popen | None = None
-        self.url = ""
-        self.http = requests.Session()
 
     def __enter__(self) -> SandboxProcess:
         port = free_port()
@@ -107,19 +107,6 @@ class SandboxProcess:
             return ""
         self.log.seek(0)
         return self.log.read().decode(errors="replace")[-4000:]
-
-    @property
-    def accounts_url(self) -> str:
-        return f"{self.url}/spotify/accounts"
-
-    @property
-    def api_url(self) -> str:
-        return f"{self.url}/spotify/api"
-
-    def control(self, method: str, path: str, body: dict | None = None) -> Any:
-        response = self.http.request(method, f"{self.url}/_sandbox/{path}", json=body, timeout=60)
-        response.raise_for_status()
-        return response.json()
 
     def mint(self, user_ids: list[str]) -> dict[str, str]:
         """Create sandbox users and mint each a refresh token (bulk, 1,000 per call): user id → token."""

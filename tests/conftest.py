@@ -12,13 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 from django.db import connection
 from django.utils import timezone
+
+from delivery.sandbox.client import SandboxClient
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -41,24 +41,8 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
 
 
-@dataclass
-class Sandbox:
-    """The running sandbox: `url` is its root; accounts/API URLs are what the app is configured with."""
-
-    url: str
-
-    @property
-    def accounts_url(self) -> str:
-        return f"{self.url}/spotify/accounts"
-
-    @property
-    def api_url(self) -> str:
-        return f"{self.url}/spotify/api"
-
-    def control(self, method: str, path: str, json: dict | None = None) -> dict | list:
-        response = requests.request(method, f"{self.url}/_sandbox/{path.lstrip('/')}", json=json, timeout=10)
-        response.raise_for_status()
-        return response.json() if response.content else {}
+class Sandbox(SandboxClient):
+    """The running sandbox, with the control calls tests use most."""
 
     def faults(self, **switches) -> dict:
         return self.control("POST", "faults", switches)
