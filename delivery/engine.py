@@ -5,9 +5,10 @@ A run claims due subscriptions in batches under a lease (a conditional UPDATE, w
 a campaign, and a worker killed mid-run only delays its batch until the lease expires. For each batch:
 
 1. markets where the release is not out yet wait (checked on the service, not assumed);
-2. every fan's token is refreshed, many calls in flight at once (delivery/transport.py), and rotated refresh
-   tokens are stored before anything else happens (the old one may already be dead);
-3. the library actions run, as concurrently;
+2. each fan's token is refreshed, many fans in flight at once (delivery/transport.py); a rotated refresh token
+   is handed to the run's thread, stored (one upsert for many fans), and only then does that fan's save go
+   out (the old token may already be dead);
+3. while a batch is in flight, the run's thread claims and prepares the next one, and records the last;
 4. outcomes are recorded with a few grouped, conditional writes: only the lease holder may record.
 
 Every call takes a permit from the service's shared rate limiter (delivery/ratelimit.py), so all workers
@@ -19,8 +20,10 @@ connection errors are retried later with exponential backoff and jitter, up to D
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import math
+import queue
 import random
 import time
 import uuid
@@ -38,7 +41,7 @@ from django_q.tasks import async_task
 
 from delivery.models import DeliveryAttempt
 from delivery.ratelimit import RateLimiter, limiter_for
-from delivery.services import RateLimited, Service, ServiceError, Tokens, get_service
+from delivery.services import RateLimited, Service, ServiceError, get_service
 from delivery.transport import AsyncTransport
 from fans.models import Credential, Subscription
 from fans.vault import VaultError
@@ -60,6 +63,16 @@ class Outcome:
     message: str = ""
     http_status: int | None = None
     retry_in_seconds: float = 0.0
+
+
+@dataclass
+class Batch:
+    """Claimed subscriptions on their way: settled outcomes, fans ready to call, and the calls in flight."""
+
+    subscriptions: list[Subscription]
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    ready: list[tuple[Subscription, str]] = field(default_factory=list)
+    future: concurrent.futures.Future | None = None
 
 
 @dataclass
@@ -124,6 +137,7 @@ class Run:
         self.prepared: dict[str, ServiceError | None] = {}
         self.availability: dict[tuple[str, str], tuple[bool, float]] = {}
         self.slots = asyncio.Semaphore(settings.DELIVERY_CONCURRENCY)
+        self.rotated: queue.SimpleQueue = queue.SimpleQueue()  # (subscription, token, future) to store
         self.fan_permits = self.spread_permits()
 
     # --- per service ----------------------------------------------------------------------------------
@@ -144,7 +158,7 @@ class Run:
         limiter = RateLimiter(f"campaign-{self.campaign.pk}-spread", limit, window)
         return Permits(limiter, self.transport, block=max(1, min(settings.DELIVERY_PERMIT_BLOCK, limit // 30 or 1)))
 
-    def prepare(self, service: Service) -> ServiceError | None:
+    def resolve(self, service: Service) -> ServiceError | None:
         """Once per run and service: find the release on the service (by URI, else UPC/ISRC)."""
         if service.key not in self.prepared:
             try:
@@ -206,28 +220,34 @@ class Run:
         return None if soonest is None else max(0.0, (soonest - now).total_seconds())
 
     # --- one batch ------------------------------------------------------------------------------------
-    def run_batch(self, batch: list[Subscription]) -> list[Outcome]:
-        outcomes: dict[int, Outcome] = {}
-        ready: list[tuple[Subscription, str]] = []
+    def prepare(self, batch: list[Subscription]) -> Batch:
+        """Settle what needs no call, and decrypt the rest's refresh tokens (on the run's thread)."""
+        prepared = Batch(batch)
         for subscription in batch:
             outcome_or_token = self.before_calls(subscription)
             if isinstance(outcome_or_token, Outcome):
-                outcomes[subscription.pk] = outcome_or_token
+                prepared.outcomes[subscription.pk] = outcome_or_token
             else:
-                ready.append((subscription, outcome_or_token))
+                prepared.ready.append((subscription, outcome_or_token))
+        return prepared
 
-        refreshed = self.transport.submit(self.gather(self.refresh(sub, token) for sub, token in ready))
-        self.store_rotated_tokens([(sub, r) for (sub, _), r in zip(ready, refreshed, strict=True)])
-        to_act = []
-        for (subscription, _), result in zip(ready, refreshed, strict=True):
-            if isinstance(result, Outcome):
-                outcomes[subscription.pk] = result
-            else:
-                to_act.append((subscription, result.access_token))
-        acted = self.transport.submit(self.gather(self.act(sub, token) for sub, token in to_act))
-        for outcome in acted:
-            outcomes[outcome.subscription.pk] = outcome
-        return [outcomes[subscription.pk] for subscription in batch]
+    def start(self, batch: Batch) -> None:
+        """Send the batch's fans on their way on the transport's loop; `finish` collects them."""
+        batch.future = self.transport.start(self.gather(self.deliver_fan(sub, token) for sub, token in batch.ready))
+
+    def finish(self, batch: Batch, then: Batch | None = None) -> list[Outcome]:
+        """Store rotated tokens as the batch's fans hand them over, until every fan is done; then, while
+        `then` (the next batch) is already in flight, record this one."""
+        while not batch.future.done():
+            self.store_rotated_tokens(timeout=0.005)
+        self.store_rotated_tokens(timeout=0)
+        for outcome in batch.future.result():
+            batch.outcomes[outcome.subscription.pk] = outcome
+        if then is not None:
+            self.start(then)
+        outcomes = [batch.outcomes[subscription.pk] for subscription in batch.subscriptions]
+        self.record(outcomes)
+        return outcomes
 
     def before_calls(self, subscription: Subscription) -> Outcome | str:
         """What can be settled without calling out, else the fan's decrypted refresh token."""
@@ -240,7 +260,7 @@ class Run:
             message = f"The release has no {service.label} identifier, UPC or ISRC to find it by."
             return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "resolve", message)
         try:
-            unresolved = self.prepare(service)
+            unresolved = self.resolve(service)
             market = subscription.market or self.campaign.default_market
             if unresolved is not None or not self.is_available(service, market):
                 return self.waiting(subscription, service, market)
@@ -275,33 +295,31 @@ class Run:
         for attempt in range(RATE_LIMIT_RETRIES + 1):
             await permits.take()
             try:
-                return await self.transport.run(service, call)
+                async with self.slots:
+                    return await self.transport.run(service, call)
             except RateLimited as exc:
                 if attempt == RATE_LIMIT_RETRIES or exc.retry_after > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:
                     raise
                 await permits.pause(exc.retry_after)
         raise AssertionError("unreachable")
 
-    async def refresh(self, subscription: Subscription, refresh_token: str) -> Tokens | Outcome:
+    async def deliver_fan(self, subscription: Subscription, refresh_token: str) -> Outcome:
+        """Refresh, hand a rotated refresh token to the run's thread and wait until it is stored, then act."""
         service = self.services[subscription.fan.service]
         if self.fan_permits is not None:
             await self.fan_permits.take()
-        async with self.slots:
-            try:
-                return service.parse_tokens(await self.call(service, service.refresh_call(refresh_token)))
-            except Exception as exc:  # noqa: BLE001 - sorted by classify(); one fan never stops the run
-                return self.classify(subscription, "refresh", exc)
-
-    async def act(self, subscription: Subscription, access_token: str) -> Outcome:
-        service = self.services[subscription.fan.service]
-        name = "save"
-        async with self.slots:
-            try:
-                for call in service.delivery_calls(access_token, self.campaign):
-                    name = call.name
-                    await self.call(service, call)
-            except Exception as exc:  # noqa: BLE001
-                return self.classify(subscription, name, exc)
+        name = "refresh"
+        try:
+            tokens = service.parse_tokens(await self.call(service, service.refresh_call(refresh_token)))
+            if tokens.refresh_token:
+                stored = self.transport.loop.create_future()
+                self.rotated.put((subscription, tokens.refresh_token, stored))
+                await stored
+            for call in service.delivery_calls(tokens.access_token, self.campaign):
+                name = call.name
+                await self.call(service, call)
+        except Exception as exc:  # noqa: BLE001 - sorted by classify(); one fan never stops the run
+            return self.classify(subscription, name, exc)
         return Outcome(subscription, DeliveryAttempt.Outcome.DELIVERED, name)
 
     def classify(self, subscription: Subscription, call: str, exc: Exception) -> Outcome:
@@ -321,22 +339,39 @@ class Run:
         retry_in = exc.retry_after if exc.retry_after is not None else backoff_seconds(subscription.attempts)
         return Outcome(subscription, result, call, message[:500], exc.status, retry_in)
 
-    def store_rotated_tokens(self, refreshed: list[tuple[Subscription, Tokens | Outcome]]) -> None:
-        rotated = []
+    def store_rotated_tokens(self, *, timeout: float) -> None:
+        """Seal and store the rotated refresh tokens handed over so far (one upsert), then let their fans go on.
+
+        Runs on the run's thread, which owns the database connection; waits up to `timeout` for the first."""
+        try:
+            handed = [self.rotated.get(timeout=timeout) if timeout else self.rotated.get_nowait()]
+        except queue.Empty:
+            return
+        while len(handed) < settings.DELIVERY_BATCH_SIZE:
+            try:
+                handed.append(self.rotated.get_nowait())
+            except queue.Empty:
+                break
         now = timezone.now()
-        for subscription, result in refreshed:
-            if isinstance(result, Tokens) and result.refresh_token:
-                credential = subscription.credential
-                credential.store(result.refresh_token)
-                credential.updated_at = now
-                rotated.append(credential)
-        if rotated:  # one INSERT … ON CONFLICT UPDATE: an order of magnitude faster than bulk_update's CASE
+        credentials = []
+        for subscription, refresh_token, _ in handed:
+            credential = subscription.credential
+            credential.store(refresh_token)
+            credential.updated_at = now
+            credentials.append(credential)
+        try:  # one INSERT … ON CONFLICT UPDATE: an order of magnitude faster than bulk_update's CASE
             Credential.objects.bulk_create(
-                rotated,
+                credentials,
                 update_conflicts=True,
                 unique_fields=["subscription"],
                 update_fields=["kek_id", "wrapped_key", "ciphertext", "updated_at"],
             )
+        except Exception as exc:  # noqa: BLE001 - the fans waiting on it learn of it, and are retried
+            for _, _, stored in handed:
+                self.transport.loop.call_soon_threadsafe(_settle, stored, exc)
+            return
+        for _, _, stored in handed:
+            self.transport.loop.call_soon_threadsafe(_settle, stored, None)
 
     def record(self, outcomes: list[Outcome]) -> None:
         """Write the batch's outcomes: one UPDATE per kind of outcome, only where this run holds the lease."""
@@ -379,11 +414,18 @@ class Run:
 
     # --- the whole run --------------------------------------------------------------------------------
     def run(self) -> RunReport:
+        """Claim, prepare and start the next batch while the current one is in flight, then record it."""
         self.plan()
+        current: Batch | None = None
         while True:
             batch = self.claim()
-            if batch:
-                self.record(self.run_batch(batch))
+            upcoming = self.prepare(batch) if batch else None
+            if current is not None:
+                self.finish(current, then=upcoming)
+            elif upcoming is not None:
+                self.start(upcoming)
+            current = upcoming
+            if current is not None:
                 continue
             wait = self.seconds_until_next_due()
             if wait is None or wait > MAX_INLINE_WAIT_SECONDS:
@@ -394,6 +436,11 @@ class Run:
                 status=Campaign.Status.DONE
             )
         return self.report
+
+
+def _settle(future: asyncio.Future, error: Exception | None) -> None:
+    if not future.done():
+        future.set_exception(error) if error else future.set_result(None)
 
 
 def backoff_seconds(attempts_so_far: int) -> float:

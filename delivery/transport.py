@@ -9,6 +9,7 @@ in flight reaches four times that (see the README's benchmark figures).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +40,11 @@ class AsyncTransport:
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run `coroutine` on the transport's loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+        return self.start(coroutine).result()
+
+    def start(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run `coroutine` on the transport's loop; its result comes through the returned future."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
     async def run(self, service: Service, call: Call) -> Reply:
         """The async twin of `Service.run`: same request, same error mapping (`Service.check`)."""
