@@ -19,7 +19,6 @@ stays locked for every other worker until that transaction ends.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import itertools
 import math
@@ -29,7 +28,6 @@ from datetime import timedelta
 from typing import Protocol
 
 import redis
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -192,17 +190,6 @@ class RateLimiter:
             if wait is None:
                 return granted
             time.sleep(wait)
-
-    async def acquire_async(self, n: int = 1, *, max_wait: float | None = None) -> int:
-        """`acquire` for asyncio code: the same, but it waits with `asyncio.sleep`."""
-        if self.unlimited:
-            return n
-        deadline = None if max_wait is None else time.monotonic() + max_wait
-        while True:
-            granted, wait = await sync_to_async(self._attempt)(n, deadline)
-            if wait is None:
-                return granted
-            await asyncio.sleep(wait)
 
     def _attempt(self, n: int, deadline: float | None) -> tuple[int, float | None]:
         """One try: (granted, None) when done, (0, seconds) to try again after that wait."""

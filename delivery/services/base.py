@@ -117,7 +117,7 @@ class Service:
     """The interface one streaming service implements (see delivery/services/spotify.py).
 
     Release-day work is described as `Call`s (`refresh_call`, `delivery_calls`) so that the bulk engine can
-    run them concurrently; `refresh` and `deliver` run the same calls one at a time.
+    run them concurrently; `refresh` runs the same call on its own.
     """
 
     key: ClassVar[str]
@@ -175,10 +175,6 @@ class Service:
 
     def refresh(self, refresh_token: str) -> Tokens:
         return self.parse_tokens(self.run(self.refresh_call(refresh_token)))
-
-    def deliver(self, access_token: str, campaign: Campaign) -> None:
-        for call in self.delivery_calls(access_token, campaign):
-            self.run(call)
 
     # Public pages
     def listen_url(self, release: Release) -> str:

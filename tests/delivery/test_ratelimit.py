@@ -1,6 +1,5 @@
 """The shared rate limiter against real PostgreSQL and real Redis: caps under concurrency, pacing, pauses."""
 
-import asyncio
 import multiprocessing
 import os
 import random
@@ -167,15 +166,12 @@ def test_a_shorter_pause_does_not_cut_a_longer_one(new_backend, key):
     assert limiter.paused_until() == pytest.approx(time.time() + 5, abs=0.2)
 
 
-def test_waiting_coroutines_share_one_event_loop(key):
+def test_acquire_waits_out_a_pause(key):
     limiter = RateLimiter(key, 100, 1, backend=RedisBackend(REDIS_URL))
     limiter.pause(0.4)
 
-    async def three_at_once():
-        return await asyncio.gather(*(limiter.acquire_async(2) for _ in range(3)))
-
     started = time.monotonic()
-    assert asyncio.run(three_at_once()) == [2, 2, 2]
+    assert [limiter.acquire(2) for _ in range(3)] == [2, 2, 2]
     assert 0.35 <= time.monotonic() - started < 1.0
 
 
@@ -185,7 +181,7 @@ def test_an_unlimited_limiter_never_calls_its_backend(key):
         limiter = RateLimiter(key, limit, backend=nowhere)
         limiter.pause(10)
         assert limiter.acquire(64) == 64
-        assert asyncio.run(limiter.acquire_async(64, max_wait=0)) == 64
+        assert limiter.acquire(64, max_wait=0) == 64
         assert limiter.paused_until() is None
         assert limiter.stats()["granted"] is None
     assert RateLimiter(key, None).backend is None  # no database either: this test has no access to it
