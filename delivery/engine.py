@@ -134,7 +134,7 @@ class Run:
         self.report = RunReport(campaign.pk)
         self.services: dict[str, Service] = {}
         self.permits: dict[str, Permits] = {}
-        self.prepared: dict[str, ServiceError | None] = {}
+        self.resolved: dict[str, ServiceError | None] = {}  # per service: None, or why the release wasn't found
         self.availability: dict[tuple[str, str], tuple[bool, float]] = {}
         self.slots = asyncio.Semaphore(settings.DELIVERY_CONCURRENCY)
         self.rotated: queue.SimpleQueue = queue.SimpleQueue()  # (subscription, token, future) to store
@@ -156,17 +156,18 @@ class Run:
         window = 30.0
         limit = max(1, math.ceil(total * window / (minutes * 60)))
         limiter = RateLimiter(f"campaign-{self.campaign.pk}-spread", limit, window)
-        return Permits(limiter, self.transport, block=max(1, min(settings.DELIVERY_PERMIT_BLOCK, limit // 30 or 1)))
+        block = min(settings.DELIVERY_PERMIT_BLOCK, max(1, limit // limiter.slots_per_window))  # ≤ one slot's share
+        return Permits(limiter, self.transport, block)
 
     def resolve(self, service: Service) -> ServiceError | None:
         """Once per run and service: find the release on the service (by URI, else UPC/ISRC)."""
-        if service.key not in self.prepared:
+        if service.key not in self.resolved:
             try:
                 service.resolve_release(self.release)
-                self.prepared[service.key] = None
+                self.resolved[service.key] = None
             except ServiceError as exc:
-                self.prepared[service.key] = exc
-        return self.prepared[service.key]
+                self.resolved[service.key] = exc
+        return self.resolved[service.key]
 
     def is_available(self, service: Service, market: str) -> bool:
         """Whether the release is out in `market`, asked of the service at most once per recheck interval."""
@@ -235,7 +236,7 @@ class Run:
         """Send the batch's fans on their way on the transport's loop; `finish` collects them."""
         batch.future = self.transport.start(self.gather(self.deliver_fan(sub, token) for sub, token in batch.ready))
 
-    def finish(self, batch: Batch, then: Batch | None = None) -> list[Outcome]:
+    def finish(self, batch: Batch, then: Batch | None = None) -> None:
         """Store rotated tokens as the batch's fans hand them over, until every fan is done; then, while
         `then` (the next batch) is already in flight, record this one."""
         while not batch.future.done():
@@ -245,9 +246,7 @@ class Run:
             batch.outcomes[outcome.subscription.pk] = outcome
         if then is not None:
             self.start(then)
-        outcomes = [batch.outcomes[subscription.pk] for subscription in batch.subscriptions]
-        self.record(outcomes)
-        return outcomes
+        self.record([batch.outcomes[subscription.pk] for subscription in batch.subscriptions])
 
     def before_calls(self, subscription: Subscription) -> Outcome | str:
         """What can be settled without calling out, else the fan's decrypted refresh token."""
