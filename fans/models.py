@@ -132,3 +132,40 @@ class ConsentRecord(models.Model):
         token = secrets.token_urlsafe(32)
         self.revoke_token_hash = hash_token(token)
         return token
+
+
+class FunnelEvent(models.Model):
+    """One step of a visitor's way through a campaign: page view, button click, authorization, smart-link click.
+
+    Privacy by design: no IP address; `visitor` is a hash of a random cookie id with a salt that rotates daily
+    (blank when the browser sends DNT or Sec-GPC). Erasing a fan nulls `subscription`, leaving an anonymous count.
+    """
+
+    class Kind(models.TextChoices):
+        VIEW = "view", "Page view"
+        CLICK = "click", "Button click"
+        AUTHORIZE = "authorize", "Authorization"
+        EMAIL_OPTIN = "email_optin", "Email opt-in"
+        LISTEN_CLICK = "listen_click", "Smart-link click"
+
+    campaign = models.ForeignKey("releases.Campaign", on_delete=models.CASCADE, related_name="funnel_events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    service = models.CharField(max_length=20, blank=True, help_text="The service or platform clicked, if any.")
+    visitor = models.CharField(max_length=64, blank=True, help_text="Daily-salted hash; never an IP address.")
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.SET_NULL, null=True, blank=True, related_name="funnel_events"
+    )
+    utm_source = models.CharField(max_length=100, blank=True)
+    utm_medium = models.CharField(max_length=100, blank=True)
+    utm_campaign = models.CharField(max_length=100, blank=True)
+    referrer_domain = models.CharField(max_length=100, blank=True)
+    country = models.CharField(max_length=2, blank=True)
+    device = models.CharField(max_length=10, blank=True, help_text="mobile, tablet or desktop.")
+    in_app_browser = models.CharField(max_length=20, blank=True, help_text="instagram, tiktok, … or blank.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["campaign", "kind", "created_at"], name="funnel_by_campaign")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.campaign_id} at {self.created_at:%Y-%m-%d %H:%M}"

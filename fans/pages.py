@@ -58,7 +58,7 @@ def listen_links(release: Release) -> list[ListenLink]:
 def campaign_context(campaign: Campaign) -> dict:
     release = campaign.release
     accepting = campaign.accepts_presaves
-    services = [consent.service_consent(cls(), campaign) for cls in enabled_services()] if accepting else []
+    services = [consent.service_consent(cls(), campaign) for cls in campaign.offered_services()] if accepting else []
     return {
         "campaign": campaign,
         "release": release,

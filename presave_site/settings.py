@@ -108,9 +108,7 @@ MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 
 # --- Security -------------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SAMESITE = (
-    "Lax"  # the OAuth callback is a top-level GET from the service: Lax keeps the session
-)
+SESSION_COOKIE_SAMESITE = "Lax"  # the OAuth callback is a top-level GET from the service: Lax keeps the session
 CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
@@ -172,9 +170,7 @@ Q_CLUSTER = {
     "name": env.str("Q_CLUSTER_NAME", default="presave"),
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": env.int("Q_TIMEOUT", default=1800),
-    "retry": env.int(
-        "Q_RETRY", default=1900
-    ),  # > timeout: a task is handed out again only after it timed out
+    "retry": env.int("Q_RETRY", default=1900),  # > timeout: a task is handed out again only after it timed out
     "max_attempts": env.int("Q_MAX_ATTEMPTS", default=0),
     "catch_up": False,
     "ack_failures": True,

@@ -26,7 +26,7 @@ from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now, scheduled_tim
 from delivery.services import SERVICES, enabled_services
 from fans.models import Subscription
 from fans.reserved import validate_campaign_slug
-from releases.models import Artist, Campaign, Release, validate_timezone
+from releases.models import Artist, Campaign, Release, ReleaseLink, validate_timezone
 
 DELIVER_PERMISSION = "deliver_campaign"
 STAFF_STATUSES = {Campaign.Status.DRAFT, Campaign.Status.LIVE}
@@ -150,9 +150,17 @@ class ReleaseAdminForm(forms.ModelForm):
         return dt.datetime.combine(day, time, tzinfo=zoneinfo.ZoneInfo(zone)).astimezone(dt.UTC)
 
 
+class ReleaseLinkInline(admin.TabularInline):
+    model = ReleaseLink
+    extra = 1
+    verbose_name = "listening link"
+    verbose_name_plural = "Listening links (the smart link page shows one button per platform once it's out)"
+
+
 @admin.register(Release)
 class ReleaseAdmin(admin.ModelAdmin):
     form = ReleaseAdminForm
+    inlines = [ReleaseLinkInline]
     list_display = ["cover_thumbnail", "title", "artist", "kind", "local_release_time", "release_utc"]
     list_display_links = ["cover_thumbnail", "title"]
     list_filter = ["kind"]

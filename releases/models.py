@@ -94,6 +94,31 @@ class Release(models.Model):
         return self.release_at <= timezone.now()
 
 
+class ReleaseLink(models.Model):
+    """Where fans can listen once the release is out: one link per platform, shown on the smart link page."""
+
+    class Platform(models.TextChoices):
+        SPOTIFY = "spotify", "Spotify"
+        APPLE_MUSIC = "apple_music", "Apple Music"
+        DEEZER = "deezer", "Deezer"
+        AMAZON_MUSIC = "amazon_music", "Amazon Music"
+        YOUTUBE_MUSIC = "youtube_music", "YouTube Music"
+        TIDAL = "tidal", "Tidal"
+        SOUNDCLOUD = "soundcloud", "SoundCloud"
+        BANDCAMP = "bandcamp", "Bandcamp"
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="links")
+    platform = models.CharField(max_length=20, choices=Platform.choices)
+    url = models.URLField(max_length=500, help_text="The release's page on this platform (https://…).")
+
+    class Meta:
+        ordering = ["release", "platform"]
+        constraints = [models.UniqueConstraint(fields=["release", "platform"], name="one_link_per_platform")]
+
+    def __str__(self) -> str:
+        return f"{self.get_platform_display()}: {self.url}"
+
+
 class Campaign(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -131,6 +156,12 @@ class Campaign(models.Model):
         default=0,
         help_text="Spread the deliveries over this many minutes after firing (0: as fast as the service allows).",
     )
+    services = models.JSONField(
+        "services offered",
+        default=list,
+        blank=True,
+        help_text="Keys of the services this campaign offers (e.g. spotify); empty: every enabled service.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -161,6 +192,12 @@ class Campaign(models.Model):
         if self.firing == self.Firing.INSTANT:
             return release.release_at
         return markets.earliest_release_instant(release.release_date, release.release_time)
+
+    def offered_services(self) -> list:
+        """The enabled service classes this campaign offers fans, in registry order."""
+        from delivery.services import enabled_services
+
+        return [cls for cls in enabled_services() if not self.services or cls.key in self.services]
 
     @property
     def accepts_presaves(self) -> bool:

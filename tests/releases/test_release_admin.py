@@ -30,6 +30,9 @@ def form_data(artist: Artist, **overrides) -> dict:
         "release_date": "2031-03-07",
         "release_time": "00:00",
         "timezone": "Europe/London",
+        # The listening-links inline's management form, with no links.
+        "links-TOTAL_FORMS": "0",
+        "links-INITIAL_FORMS": "0",
         **overrides,
     }
 
