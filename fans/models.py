@@ -169,3 +169,24 @@ class FunnelEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.campaign_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class EmailSignup(models.Model):
+    """A fan who asked only to be emailed when the release is out (no streaming account involved): the
+    fallback in in-app browsers and for services not enabled. Fans who pre-saved and ticked the email box
+    are found through their ConsentRecord (email_opt_in) instead.
+    """
+
+    campaign = models.ForeignKey("releases.Campaign", on_delete=models.CASCADE, related_name="email_signups")
+    email = models.EmailField()
+    country = models.CharField(max_length=2, blank=True)
+    wording_version = models.CharField(max_length=40, help_text="The consent wording the fan saw.")
+    created_at = models.DateTimeField(default=timezone.now)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "email"], name="one_signup_per_email")]
+
+    def __str__(self) -> str:
+        return f"{self.email} for {self.campaign_id}"
