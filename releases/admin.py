@@ -14,7 +14,7 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import CharField, Count, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Concat
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -26,9 +26,12 @@ from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now, scheduled_tim
 from delivery.services import SERVICES, enabled_services
 from fans.models import Subscription
 from fans.reserved import validate_campaign_slug
-from releases.models import Artist, Campaign, Release, ReleaseLink, validate_timezone
+from releases import analytics, audit, charts, exports, retry
+from releases.models import Artist, AuditEntry, Campaign, Release, ReleaseLink, validate_timezone
+from releases.progress import progress
 
 DELIVER_PERMISSION = "deliver_campaign"
+EXPORT_PERMISSION = "releases.export_subscribers"
 STAFF_STATUSES = {Campaign.Status.DRAFT, Campaign.Status.LIVE}
 
 # The four delivery figures of a campaign, as annotations on Campaign: one aggregate query per page.
@@ -91,6 +94,22 @@ def at_risk_count(campaign: Campaign) -> int:
     return pending.filter(functools.reduce(operator.or_, expiring)).count()
 
 
+def export_response(request: HttpRequest, name: str, *, campaign=None, artist=None) -> HttpResponse:
+    """The streamed CSV of one campaign's or one artist's subscribers, written to the audit log."""
+    if campaign is not None:
+        subscriptions, signups = Q(campaign=campaign), Q(campaign=campaign)
+    else:
+        subscriptions = Q(campaign__release__artist=artist)
+        signups = Q(campaign__release__artist=artist)
+    excel = request.GET.get("excel") == "1"
+    rows = exports.row_count(subscriptions, signups)
+    details = {"format": "excel" if excel else "utf-8"}
+    if artist is not None:
+        details["artist"] = artist.name
+    audit.record(request.user, AuditEntry.Action.EXPORT, campaign=campaign, rows=rows, **details)
+    return exports.csv_response(name, exports.export_rows(subscriptions, signups), excel=excel)
+
+
 # --- Artists ---------------------------------------------------------------------------------------------
 @admin.register(Artist)
 class ArtistAdmin(admin.ModelAdmin):
@@ -103,6 +122,29 @@ class ArtistAdmin(admin.ModelAdmin):
     @admin.display(description="releases", ordering="release_count")
     def release_count(self, artist: Artist) -> int:
         return artist.release_count
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/export/",
+                self.admin_site.admin_view(self.export_view),
+                name="releases_artist_export",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_export": request.user.has_perm(EXPORT_PERMISSION)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def export_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Every campaign of the artist in one CSV."""
+        if not request.user.has_perm(EXPORT_PERMISSION):
+            raise PermissionDenied
+        artist = self.get_object(request, unquote(object_id))
+        if artist is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        return export_response(request, artist.name + "-all-campaigns", artist=artist)
 
 
 # --- Releases --------------------------------------------------------------------------------------------
@@ -334,13 +376,15 @@ class CampaignAdmin(admin.ModelAdmin):
     def revoked(self, campaign: Campaign) -> int:
         return campaign.kpi_revoked
 
-    # --- the change page: KPI panel, schedule, warnings ----------------------------------------------------
+    # --- the change page: KPI panel, schedule, warnings, insights ---------------------------------------------
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and obj.pk:
             scheduled = scheduled_time(obj)
+            counts = {status: getattr(obj, f"kpi_{status}") for status in Subscription.Status.values}
+            last_deliver = audit.last_entry(obj, AuditEntry.Action.DELIVER_NOW)
             context.update(
                 {
-                    "kpis": [(label, getattr(obj, f"kpi_{status}")) for status, label in Subscription.Status.choices],
+                    "kpis": [(label, counts[status]) for status, label in Subscription.Status.choices],
                     "public_url": public_url(obj),
                     "release_utc": utc(obj.release.release_at),
                     "release_local": local_release_time(obj.release) if obj.release.timezone != "UTC" else "",
@@ -351,22 +395,49 @@ class CampaignAdmin(admin.ModelAdmin):
                     if obj.firing == Campaign.Firing.PER_MARKET
                     else [],
                     "can_deliver": self.has_deliver_permission(request, obj) and obj.status != Campaign.Status.DRAFT,
-                    "deliver_now_url": reverse(f"{self.admin_site.name}:releases_campaign_deliver_now", args=[obj.pk]),
+                    "can_export": request.user.has_perm(EXPORT_PERMISSION),
+                    "deliver_now_url": self.url("deliver_now", obj),
+                    "retry_failed_url": self.url("retry_failed", obj),
+                    "export_url": self.url("export", obj),
+                    "progress_url": self.url("progress", obj),
+                    "subscribers_url": reverse(f"{self.admin_site.name}:fans_subscription_changelist")
+                    + f"?campaign={obj.pk}",
+                    "last_deliver": last_deliver,
+                    "progress": progress(obj),
+                    "retryable": retry.retryable_failures(obj).count() if counts["failed"] else 0,
+                    "funnel": analytics.funnel(obj, delivered=counts["delivered"]),
+                    "breakdowns": analytics.breakdowns(obj),
+                    "presaves_chart": charts.daily_bars(analytics.presaves_per_day(obj), title="Pre-saves per day"),
+                    "failure_reasons": analytics.failure_reasons(obj),
                 }
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    # --- Deliver now ---------------------------------------------------------------------------------------
+    def url(self, name: str, campaign: Campaign) -> str:
+        return reverse(f"{self.admin_site.name}:releases_campaign_{name}", args=[campaign.pk])
+
     def get_urls(self):
+        views = {
+            "deliver_now": ("deliver-now", self.deliver_now_view),
+            "retry_failed": ("retry-failed", self.retry_failed_view),
+            "progress": ("progress", self.progress_view),
+            "export": ("export", self.export_view),
+        }
         return [
-            path(
-                "<path:object_id>/deliver-now/",
-                self.admin_site.admin_view(self.deliver_now_view),
-                name="releases_campaign_deliver_now",
+            *(
+                path(f"<path:object_id>/{suffix}/", self.admin_site.admin_view(view), name=f"releases_campaign_{name}")
+                for name, (suffix, view) in views.items()
             ),
             *super().get_urls(),
         ]
 
+    def campaign_or_404(self, request: HttpRequest, object_id: str) -> Campaign:
+        campaign = self.get_object(request, unquote(object_id))
+        if campaign is None:
+            raise Http404("No such campaign.")
+        return campaign
+
+    # --- Deliver now ---------------------------------------------------------------------------------------
     @admin.action(description="Deliver now to the selected campaigns' fans", permissions=["deliver"])
     def deliver_now_action(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         started, drafts = 0, []
@@ -376,6 +447,7 @@ class CampaignAdmin(admin.ModelAdmin):
                 continue
             deliver_now(campaign)
             self.log_change(request, campaign, "Started delivery now.")
+            audit.record(request.user, AuditEntry.Action.DELIVER_NOW, campaign=campaign, rows=campaign.kpi_pending)
             started += 1
         if drafts:
             self.message_user(
@@ -391,7 +463,7 @@ class CampaignAdmin(admin.ModelAdmin):
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         if not self.has_deliver_permission(request, campaign):
             raise PermissionDenied
-        change_url = reverse(f"{self.admin_site.name}:releases_campaign_change", args=[campaign.pk])
+        change_url = self.url("change", campaign)
         is_draft = campaign.status == Campaign.Status.DRAFT
         if request.method == "POST":
             if is_draft:
@@ -399,6 +471,7 @@ class CampaignAdmin(admin.ModelAdmin):
                 return HttpResponseRedirect(change_url)
             deliver_now(campaign)
             self.log_change(request, campaign, "Started delivery now.")
+            audit.record(request.user, AuditEntry.Action.DELIVER_NOW, campaign=campaign, rows=campaign.kpi_pending)
             self.message_user(
                 request,
                 f"Delivery of “{campaign}” started for {campaign.kpi_pending} pending subscription(s).",
@@ -415,6 +488,76 @@ class CampaignAdmin(admin.ModelAdmin):
             "pending": campaign.kpi_pending,
             "release_utc": utc(campaign.release.release_at),
             "change_url": change_url,
+            "last_deliver": audit.last_entry(campaign, AuditEntry.Action.DELIVER_NOW),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/releases/campaign/deliver_now_confirm.html", context)
+
+    # --- Retry failed --------------------------------------------------------------------------------------
+    def retry_failed_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        campaign = self.get_object(request, unquote(object_id))
+        if campaign is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_deliver_permission(request, campaign):
+            raise PermissionDenied
+        change_url = self.url("change", campaign)
+        if request.method == "POST":
+            count = retry.retry_failed(campaign)
+            audit.record(request.user, AuditEntry.Action.RETRY_FAILED, campaign=campaign, rows=count)
+            self.log_change(request, campaign, f"Re-queued {count} failed subscription(s).")
+            self.message_user(request, f"Re-queued {count} failed subscription(s) for delivery.", messages.SUCCESS)
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Retry failed deliveries?",
+            "subtitle": str(campaign),
+            "opts": self.opts,
+            "campaign": campaign,
+            "retryable": retry.retryable_failures(campaign).count(),
+            "failed": campaign.kpi_failed,
+            "change_url": change_url,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/releases/campaign/retry_failed_confirm.html", context)
+
+    # --- Live progress (htmx partial) -------------------------------------------------------------------------
+    def progress_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        campaign = self.campaign_or_404(request, object_id)
+        if not self.has_view_or_change_permission(request, campaign):
+            raise PermissionDenied
+        previous_done = request.GET.get("done", "")
+        previous_at = request.GET.get("at", "")
+        try:
+            previous = (int(previous_done), float(previous_at))
+        except ValueError:
+            previous = (None, None)
+        context = {"progress": progress(campaign, *previous), "progress_url": self.url("progress", campaign)}
+        return TemplateResponse(request, "admin/releases/campaign/includes/progress.html", context)
+
+    # --- Export ---------------------------------------------------------------------------------------------
+    def export_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not request.user.has_perm(EXPORT_PERMISSION):
+            raise PermissionDenied
+        campaign = self.campaign_or_404(request, object_id)
+        return export_response(request, campaign.slug, campaign=campaign)
+
+
+# --- Audit log (managers) --------------------------------------------------------------------------------
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["at", "username", "action", "campaign", "rows", "details"]
+    list_filter = ["action", "campaign"]
+    list_select_related = ["campaign__release"]
+    search_fields = ["username", "campaign__slug"]
+    date_hierarchy = "at"
+    fields = ["at", "user", "username", "action", "campaign", "rows", "details"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -167,7 +167,10 @@ class Campaign(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        permissions = [("deliver_campaign", "Can start a campaign's delivery")]
+        permissions = [
+            ("deliver_campaign", "Can start a campaign's delivery"),
+            ("export_subscribers", "Can export a campaign's subscribers (CSV)"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.release.title} ({self.slug})"
@@ -202,3 +205,32 @@ class Campaign(models.Model):
     @property
     def accepts_presaves(self) -> bool:
         return self.status == self.Status.LIVE and not self.release.is_out
+
+
+class AuditEntry(models.Model):
+    """Who did what to a campaign's fans, and to how many: Deliver now, Retry failed, exports. Never edited."""
+
+    class Action(models.TextChoices):
+        DELIVER_NOW = "deliver_now", "Deliver now"
+        RETRY_FAILED = "retry_failed", "Retry failed"
+        EXPORT = "export", "Export subscribers"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_entries"
+    )
+    username = models.CharField(max_length=150, help_text="Kept when the user is deleted.")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_entries"
+    )
+    rows = models.PositiveIntegerField(default=0, help_text="How many subscriptions it concerned.")
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name_plural = "audit log"
+        indexes = [models.Index(fields=["campaign", "action", "-at"], name="audit_by_campaign")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.username}: {self.get_action_display()}"

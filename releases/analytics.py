@@ -1,0 +1,143 @@
+"""A campaign's figures for the console: KPIs, the funnel, traffic breakdowns, pre-saves per day, failures.
+
+Every figure is one aggregate query in the database (no rows pulled into Python), so the campaign page costs
+the same few queries at ten thousand or a million fans.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import Case, CharField, Count, F, Q, Value, When
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from fans.models import FunnelEvent, Subscription
+from releases.models import Campaign
+
+Kind = FunnelEvent.Kind
+Status = Subscription.Status
+
+
+def kpis(campaign: Campaign) -> dict[str, int]:
+    """{status: count} for the four subscription statuses."""
+    counts = dict.fromkeys(Status.values, 0)
+    for status, count in (
+        Subscription.objects.filter(campaign=campaign).values_list("status").annotate(n=Count("pk")).order_by()
+    ):
+        counts[status] = count
+    return counts
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str
+    count: int
+    rate: float | None  # conversion from the step before, 0–1
+    share: float  # of the first step, 0–1: the bar's width
+
+    @property
+    def rate_text(self) -> str:
+        return "—" if self.rate is None else f"{self.rate:.0%}"
+
+
+def funnel(campaign: Campaign, delivered: int | None = None) -> list[Step]:
+    """Page views → button clicks → authorizations → delivered, each with its conversion from the step before."""
+    events = FunnelEvent.objects.filter(campaign=campaign).aggregate(
+        views=Count("pk", filter=Q(kind=Kind.VIEW)),
+        clicks=Count("pk", filter=Q(kind=Kind.CLICK)),
+        authorizations=Count("pk", filter=Q(kind=Kind.AUTHORIZE)),
+    )
+    if delivered is None:
+        delivered = Subscription.objects.filter(campaign=campaign, status=Status.DELIVERED).count()
+    counts = [
+        ("Page views", events["views"]),
+        ("Button clicks", events["clicks"]),
+        ("Authorizations", events["authorizations"]),
+        ("Delivered", delivered),
+    ]
+    top = max(count for _, count in counts) or 1
+    steps, previous = [], None
+    for label, count in counts:
+        rate = None if previous is None else (count / previous if previous else None)
+        steps.append(Step(label, count, rate, count / top))
+        previous = count
+    return steps
+
+
+@dataclass(frozen=True)
+class Row:
+    value: str
+    views: int
+    authorizations: int
+
+    @property
+    def conversion(self) -> str:
+        return f"{self.authorizations / self.views:.0%}" if self.views else "—"
+
+
+TRAFFIC_SOURCE = Case(
+    When(~Q(utm_source=""), then=F("utm_source")),
+    When(~Q(referrer_domain=""), then=F("referrer_domain")),
+    default=Value("direct / unknown"),
+    output_field=CharField(),
+)
+DIMENSIONS = {
+    "source": ("Traffic source (UTM or referrer)", TRAFFIC_SOURCE),
+    "country": ("Country", Case(When(country="", then=Value("unknown")), default=F("country"))),
+    "device": ("Device", Case(When(device="", then=Value("unknown")), default=F("device"))),
+    "in_app_browser": (
+        "In-app browser",
+        Case(When(in_app_browser="", then=Value("none (a real browser)")), default=F("in_app_browser")),
+    ),
+}
+
+
+def breakdown(campaign: Campaign, dimension: str, limit: int = 8) -> list[Row]:
+    """Views and authorizations by one dimension, biggest first."""
+    _, expression = DIMENSIONS[dimension]
+    rows = (
+        FunnelEvent.objects.filter(campaign=campaign, kind__in=[Kind.VIEW, Kind.AUTHORIZE])
+        .annotate(value=expression)
+        .values("value")
+        .annotate(
+            views=Count("pk", filter=Q(kind=Kind.VIEW)),
+            authorizations=Count("pk", filter=Q(kind=Kind.AUTHORIZE)),
+        )
+        .order_by("-views", "-authorizations", "value")[:limit]
+    )
+    return [Row(row["value"], row["views"], row["authorizations"]) for row in rows]
+
+
+def breakdowns(campaign: Campaign) -> list[tuple[str, list[Row]]]:
+    return [(label, breakdown(campaign, key)) for key, (label, _) in DIMENSIONS.items()]
+
+
+def presaves_per_day(campaign: Campaign, days: int = 30) -> list[tuple[dt.date, int]]:
+    """Pre-saves per day for the last `days` days (today included), zeros filled in."""
+    today = timezone.now().date()
+    start = today - dt.timedelta(days=days - 1)
+    counts = dict(
+        Subscription.objects.filter(campaign=campaign, created_at__date__gte=start)
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return [(start + dt.timedelta(days=i), counts.get(start + dt.timedelta(days=i), 0)) for i in range(days)]
+
+
+REVOKED_REASON = "Authorization revoked by the fan (or expired)"
+
+
+def failure_reasons(campaign: Campaign, limit: int = 10) -> list[tuple[str, str, int]]:
+    """(reason in words, status, count) of the campaign's failed and revoked subscriptions, biggest first."""
+    rows = (
+        Subscription.objects.filter(campaign=campaign, status__in=[Status.FAILED, Status.REVOKED])
+        .annotate(reason=Case(When(status=Status.REVOKED, then=Value(REVOKED_REASON)), default=F("last_error")))
+        .values_list("reason", "status")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "reason")[:limit]
+    )
+    return [(reason or "Unknown error", status, count) for reason, status, count in rows]

@@ -1,0 +1,40 @@
+"""Retry failed: put back in the queue the failures that may succeed on another try, never the others.
+
+Retryable means the engine gave up after transient errors (timeouts, 5xx, rate limits) and used up its
+attempts (delivery/engine.py `classify`). Revoked authorizations and permanent errors (the release is not on
+the service, the fan's account can't save) would fail the same way again, so they stay as they are.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from delivery.scheduling import deliver_now
+from fans.models import Subscription
+from releases.models import Campaign
+
+GAVE_UP_PREFIX = "Gave up after"  # how the engine words a failure that ran out of attempts
+
+
+def retryable_failures(campaign: Campaign) -> QuerySet[Subscription]:
+    return Subscription.objects.filter(
+        Q(campaign=campaign, status=Subscription.Status.FAILED)
+        & Q(attempts__gte=settings.DELIVERY_MAX_ATTEMPTS, last_error__startswith=GAVE_UP_PREFIX)
+    )
+
+
+def retry_failed(campaign: Campaign) -> int:
+    """Re-queue the campaign's retryable failures and start a delivery run; returns how many were re-queued."""
+    count = retryable_failures(campaign).update(
+        status=Subscription.Status.PENDING,
+        attempts=0,
+        next_attempt_at=timezone.now(),
+        lease_expires_at=None,
+        leased_by=None,
+        updated_at=timezone.now(),
+    )
+    if count:
+        deliver_now(campaign)
+    return count

@@ -1,0 +1,168 @@
+"""The managers' CSV export: content, opted-in emails only, formula injection, Excel, file name, streaming."""
+
+import csv
+import io
+import tracemalloc
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from fans.models import ConsentRecord, EmailSignup, Fan, Subscription
+from releases import exports
+from releases.models import Campaign, Release
+from tests.conftest import make_campaign
+from tests.releases.personas import member_of
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def manager_client(client):
+    client.force_login(member_of("Manager", "mo-manager"))
+    return client
+
+
+def subscribe(campaign, user_id: str, *, name: str = "", email: str = "", opt_in: bool | None = None, **fields):
+    fan = Fan.objects.create(
+        service="spotify", service_user_id=user_id, display_name=name or user_id, email=email, country="GB"
+    )
+    subscription = Subscription.objects.create(fan=fan, campaign=campaign, market="GB", **fields)
+    if opt_in is not None:
+        record = ConsentRecord(
+            subscription=subscription,
+            campaign=campaign,
+            service="spotify",
+            service_user_id=user_id,
+            email=email,
+            wording_version="v1",
+            email_opt_in=opt_in,
+        )
+        record.issue_revoke_token()
+        record.save()
+    return subscription
+
+
+def export(client, url: str) -> list[dict]:
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response.streaming
+    text = b"".join(response.streaming_content).decode("utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def campaign_export_url(campaign: Campaign, excel: bool = False) -> str:
+    return reverse("admin:releases_campaign_export", args=[campaign.pk]) + ("?excel=1" if excel else "")
+
+
+def test_rows_carry_status_service_market_dates_and_only_opted_in_emails(manager_client):
+    campaign = make_campaign()
+    subscribe(campaign, "opted", email="opted@fan.test", opt_in=True, status="delivered", delivered_at=timezone.now())
+    subscribe(campaign, "declined", email="declined@fan.test", opt_in=False)
+    subscribe(campaign, "no-consent-row", email="quiet@fan.test")
+    EmailSignup.objects.create(campaign=campaign, email="inbox@fan.test", wording_version="v1", country="FR")
+    EmailSignup.objects.create(
+        campaign=campaign, email="gone@fan.test", wording_version="v1", unsubscribed_at=timezone.now()
+    )
+
+    rows = export(manager_client, campaign_export_url(campaign))
+
+    by_fan = {row["fan"]: row for row in rows if row["source"] == "pre-save"}
+    assert set(by_fan) == {"opted", "declined", "no-consent-row"}
+    opted = by_fan["opted"]
+    assert (opted["campaign"], opted["service"], opted["status"], opted["market"]) == (
+        campaign.slug,
+        "spotify",
+        "delivered",
+        "GB",
+    )
+    assert opted["subscribed_at"] and opted["delivered_at"]
+    assert (opted["email_opt_in"], opted["email"]) == ("yes", "opted@fan.test")
+    assert by_fan["declined"]["email"] == "" and by_fan["no-consent-row"]["email"] == ""
+    signups = [row for row in rows if row["source"] == "email-only sign-up"]
+    assert [(row["email"], row["country"]) for row in signups] == [("inbox@fan.test", "FR")], "unsubscribed left out"
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://evil")', "+1+2", "-2+3", "@SUM(A1)", "\tTabbed", "\rReturned"])
+def test_cells_a_spreadsheet_would_evaluate_are_neutralized(manager_client, name):
+    campaign = make_campaign()
+    subscribe(campaign, "fan", name=name)
+
+    [row] = export(manager_client, campaign_export_url(campaign))
+
+    assert row["fan"] == "'" + name
+
+
+def test_plain_cells_are_untouched_and_unicode_survives(manager_client):
+    campaign = make_campaign()
+    subscribe(campaign, "fan", name='Zoë — 東京, "quoted"')
+
+    [row] = export(manager_client, campaign_export_url(campaign))
+
+    assert row["fan"] == 'Zoë — 東京, "quoted"'
+
+
+def test_file_is_named_after_the_campaign_and_date_and_excel_gets_a_bom(manager_client):
+    campaign = make_campaign(slug="first-light")
+    subscribe(campaign, "fan")
+
+    plain = manager_client.get(campaign_export_url(campaign))
+    excel = manager_client.get(campaign_export_url(campaign, excel=True))
+
+    today = timezone.now().strftime("%Y-%m-%d")
+    assert plain["Content-Disposition"] == f'attachment; filename="first-light-subscribers-{today}.csv"'
+    assert plain["Content-Type"] == "text/csv; charset=utf-8"
+    assert not b"".join(plain.streaming_content).startswith(b"\xef\xbb\xbf")
+    assert b"".join(excel.streaming_content).startswith(b"\xef\xbb\xbfcampaign,source")
+
+
+def test_artist_export_holds_every_campaign_of_the_artist(manager_client):
+    first = make_campaign(slug="first-light")
+    second_release = Release.objects.create(
+        artist=first.release.artist, title="Second", release_date=first.release.release_date, timezone="UTC"
+    )
+    second = Campaign.objects.create(release=second_release, slug="second", status="live")
+    other = make_campaign(slug="someone-else")
+    subscribe(first, "fan-1")
+    subscribe(second, "fan-2")
+    subscribe(other, "fan-3")
+
+    response = manager_client.get(reverse("admin:releases_artist_export", args=[first.release.artist.pk]))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+    assert sorted((row["campaign"], row["fan"]) for row in rows) == [("first-light", "fan-1"), ("second", "fan-2")]
+    assert "nova-lark-all-campaigns-subscribers-" in response["Content-Disposition"]
+
+
+def seed(campaign: Campaign, count: int) -> None:
+    fans = Fan.objects.bulk_create(
+        Fan(service="spotify", service_user_id=f"{campaign.slug}-{i}", display_name=f"Fan number {i:06d}")
+        for i in range(count)
+    )
+    Subscription.objects.bulk_create(Subscription(fan=fan, campaign=campaign, market="US") for fan in fans)
+
+
+def peak_memory_of_export(client, campaign: Campaign) -> tuple[int, int, int]:
+    """(peak bytes allocated while streaming, chunks, rows) — each chunk is read and dropped, as a server does."""
+    response = client.get(campaign_export_url(campaign))
+    tracemalloc.start()
+    chunks = rows = 0
+    for chunk in response.streaming_content:
+        chunks += 1
+        rows += chunk.count(b"\n")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak, chunks, rows
+
+
+def test_export_streams_in_bounded_chunks_and_memory_does_not_grow_with_rows(manager_client):
+    small, large = make_campaign(slug="small"), make_campaign(slug="large")
+    seed(small, exports.CHUNK_SIZE)
+    seed(large, exports.CHUNK_SIZE * 6)
+
+    small_peak, _, small_rows = peak_memory_of_export(manager_client, small)
+    large_peak, large_chunks, large_rows = peak_memory_of_export(manager_client, large)
+
+    assert (small_rows, large_rows) == (exports.CHUNK_SIZE + 1, exports.CHUNK_SIZE * 6 + 1)
+    assert large_chunks >= 6, "sent in chunks as rows arrive, not as one body"
+    assert large_peak < small_peak * 2, f"memory grew with rows: {small_peak} → {large_peak} bytes"
