@@ -1,0 +1,117 @@
+"""The campaign page's insights: funnel with conversion rates, breakdowns, the pre-saves chart, failure reasons."""
+
+import datetime as dt
+import html
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from fans.models import Fan, FunnelEvent, Subscription
+from releases import analytics, progress
+from tests.conftest import make_campaign
+
+pytestmark = pytest.mark.django_db
+
+
+def subscribe(campaign, user_id: str, status: str = "pending", last_error: str = "", days_ago: int = 0):
+    fan = Fan.objects.create(service="spotify", service_user_id=user_id, display_name=user_id)
+    subscription = Subscription.objects.create(fan=fan, campaign=campaign, status=status, last_error=last_error)
+    if days_ago:
+        Subscription.objects.filter(pk=subscription.pk).update(created_at=timezone.now() - dt.timedelta(days=days_ago))
+    return subscription
+
+
+def events(campaign, kind: str, count: int, **fields) -> None:
+    FunnelEvent.objects.bulk_create(FunnelEvent(campaign=campaign, kind=kind, **fields) for _ in range(count))
+
+
+@pytest.fixture
+def busy_campaign():
+    campaign = make_campaign()
+    events(campaign, "view", 60, utm_source="instagram", country="GB", device="mobile", in_app_browser="instagram")
+    events(campaign, "view", 40, referrer_domain="news.example", country="US", device="desktop")
+    events(campaign, "click", 50)
+    events(campaign, "authorize", 20, utm_source="instagram", country="GB", device="mobile")
+    events(campaign, "authorize", 5, referrer_domain="news.example", country="US", device="desktop")
+    for i in range(10):
+        subscribe(campaign, f"delivered{i}", "delivered", days_ago=i % 3)
+    subscribe(campaign, "revoked1", "revoked", "The fan's Spotify authorization is no longer valid (invalid_grant).")
+    subscribe(campaign, "revoked2", "revoked", "Revoked by the fan.")
+    for i in range(3):
+        subscribe(campaign, f"forbidden{i}", "failed", "Spotify refused the action: forbidden (403).")
+    return campaign
+
+
+def test_funnel_counts_and_conversion_rates(busy_campaign):
+    steps = analytics.funnel(busy_campaign)
+    assert [(s.label, s.count, s.rate_text) for s in steps] == [
+        ("Page views", 100, "—"),
+        ("Button clicks", 50, "50%"),
+        ("Authorizations", 25, "50%"),
+        ("Delivered", 10, "40%"),
+    ]
+
+
+def test_breakdowns_by_source_country_device_and_in_app_browser(busy_campaign):
+    by = dict(analytics.breakdowns(busy_campaign))
+    source = by["Traffic source (UTM or referrer)"]
+    assert [(r.value, r.views, r.authorizations, r.conversion) for r in source] == [
+        ("instagram", 60, 20, "33%"),
+        ("news.example", 40, 5, "12%"),
+    ]
+    assert [(r.value, r.views) for r in by["Country"]] == [("GB", 60), ("US", 40)]
+    assert [(r.value, r.views) for r in by["Device"]] == [("mobile", 60), ("desktop", 40)]
+    assert [(r.value, r.views) for r in by["In-app browser"]] == [("instagram", 60), ("none (a real browser)", 40)]
+
+
+def test_failure_reasons_are_grouped_with_counts(busy_campaign):
+    assert analytics.failure_reasons(busy_campaign) == [
+        ("Spotify refused the action: forbidden (403).", "failed", 3),
+        (analytics.REVOKED_REASON, "revoked", 2),
+    ]
+
+
+def test_presaves_per_day_fills_in_empty_days(busy_campaign):
+    days = analytics.presaves_per_day(busy_campaign, days=5)
+    today = timezone.now().date()
+    assert [day for day, _ in days] == [today - dt.timedelta(days=i) for i in (4, 3, 2, 1, 0)]
+    assert sum(count for _, count in days) == 15
+    assert days[-1][1] == 4 + 5  # delivered0,3,6,9 + the five failed/revoked created today
+
+
+def test_campaign_page_shows_funnel_chart_breakdowns_and_failures(staff_client, busy_campaign):
+    response = staff_client.get(reverse("admin:releases_campaign_change", args=[busy_campaign.pk]))
+    text = html.unescape(response.content.decode())
+    assert response.status_code == 200
+    assert '<svg class="chart"' in text and "Pre-saves per day" in text
+    assert "<title>" in text, "bars carry their figure for readers without JavaScript"
+    assert "Page views" in text and "news.example" in text
+    assert "Spotify refused the action: forbidden (403)." in text
+    assert 'id="delivery-progress"' in text
+
+
+def test_progress_reports_done_total_failures_rate_and_time_left(staff_client, busy_campaign):
+    busy_campaign.status = "delivering"
+    busy_campaign.save()
+    for i in range(5):
+        subscribe(busy_campaign, f"waiting{i}")
+    first = progress.progress(busy_campaign)
+    assert (first.total, first.done, first.failures, first.pending, first.running) == (20, 15, 5, 5, True)
+    assert first.time_left == "estimating…"
+
+    later = progress.progress(busy_campaign, previous_done=10, previous_at=first.measured_at - 2)
+    assert later.rate == pytest.approx(2.5, rel=0.05)  # 5 settled in 2 s
+    assert later.seconds_left == pytest.approx(2.0, rel=0.05)
+
+    url = reverse("admin:releases_campaign_progress", args=[busy_campaign.pk])
+    partial = staff_client.get(url, {"done": "10", "at": f"{first.measured_at - 2:.3f}"}, HTTP_HX_REQUEST="true")
+    text = html.unescape(partial.content.decode())
+    assert 'hx-trigger="every 1.5s"' in text and "15</span> of <span" in text
+    assert "2.5/s" in text or "2.4/s" in text
+
+
+def test_progress_partial_survives_junk_parameters(staff_client, busy_campaign):
+    url = reverse("admin:releases_campaign_progress", args=[busy_campaign.pk])
+    assert staff_client.get(url, {"done": "x", "at": "nan-ish"}).status_code == 200
+    assert staff_client.get(reverse("admin:releases_campaign_progress", args=[999999])).status_code == 404
