@@ -22,6 +22,7 @@ demo: install
 	@bash bin/write-demo-env
 	@mkdir -p var
 	$(PYTHON) manage.py migrate --noinput -v 0
+	$(PYTHON) manage.py createcachetable
 	$(PYTHON) manage.py seed_demo
 	$(PYTHON) manage.py run_demo
 

@@ -14,7 +14,7 @@ from delivery.services import Service
 if TYPE_CHECKING:
     from releases.models import Campaign
 
-WORDING_VERSION = "2026-11-v1"
+WORDING_VERSION = "2026-11-v2"  # v2: the email-only sign-up (EMAIL_SIGNUP_CONSENT)
 
 EMAIL_OPT_IN_LABEL = "Also email me when it drops"
 EMAIL_ONLY_IF_TICKED = "Only if you tick “{label}”:"
@@ -25,6 +25,10 @@ REVOKE_ANY_TIME = (
 WHAT_WE_KEEP = (
     "We keep your {service} name and account id{email}, a record of what you agreed to and when, and the "
     "permission itself, locked with encryption. Nothing else from your account."
+)
+EMAIL_SIGNUP_CONSENT = (
+    "Email me once when {title} by {artist} is out. Use my address for nothing else; "
+    "every email has a link to stop and to erase it."
 )
 WHAT_WE_KEEP_EMAIL = " (and your email address, if you tick the box)"
 

@@ -6,13 +6,16 @@ import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.utils import timezone
 
-from delivery.services import SERVICES, enabled_services
-from fans import consent
+from delivery.services import SERVICES
+from fans import consent, inapp, privacy, smartlink
 from fans.authorization import THANKS_KEY
-from fans.models import ConsentRecord
+from fans.forms import EmailSignupForm
+from fans.models import ConsentRecord, hash_token
+from fans.pagecache import CampaignPage
 from releases.models import Campaign, Release
 
 
@@ -35,44 +38,70 @@ class Countdown:
         return [(days, "days"), (hours, "hours"), (minutes, "minutes"), (seconds, "seconds")]
 
 
-@dataclass(frozen=True)
-class ListenLink:
-    key: str
-    label: str
-    url: str
-
-
 def local_release_time(release: Release) -> dt.datetime:
     return release.release_at.astimezone(zoneinfo.ZoneInfo(release.timezone))
 
 
-def listen_links(release: Release) -> list[ListenLink]:
-    links = []
-    for cls in enabled_services():
-        url = cls().listen_url(release)
-        if url:
-            links.append(ListenLink(cls.key, cls.label, url))
-    return links
-
-
-def campaign_context(campaign: Campaign) -> dict:
-    release = campaign.release
+def campaign_context(
+    page: CampaignPage,
+    *,
+    country: str = "",
+    preferred: str = "",
+    in_app: inapp.InAppBrowser | None = None,
+    page_url: str = "",
+    utm: dict[str, str] | None = None,
+    email_form=None,
+) -> dict:
+    """The campaign page: before the release a pre-save page, after it a smart link (fans/smartlink.py)."""
+    campaign, release = page.campaign, page.release
     accepting = campaign.accepts_presaves
     services = [consent.service_consent(cls(), campaign) for cls in campaign.offered_services()] if accepting else []
+    is_out = release.is_out
+    offer_email = offer_email_fallback(campaign, accepting, in_app, services) or (
+        email_form is not None and accepting and campaign.offer_email_optin
+    )
+    if offer_email and email_form is None:
+        email_form = EmailSignupForm(consent_label=email_consent_words(release))
     return {
         "campaign": campaign,
         "release": release,
         "artist": release.artist,
         "release_local": local_release_time(release),
-        "is_out": release.is_out,
+        "is_out": is_out,
         "accepting": accepting,
-        "countdown": Countdown(release.release_at) if not release.is_out else None,
+        "countdown": Countdown(release.release_at) if not is_out else None,
         "services": services,
-        "listen_links": listen_links(release) if release.is_out else [],
+        "listen_links": smartlink.ordered(
+            smartlink.destinations(release, page.links), country=country, preferred=preferred
+        )
+        if is_out
+        else [],
+        "in_app": in_app,
+        "intent_url": inapp.android_intent_url(page_url) if in_app and in_app.is_android and page_url else "",
+        "page_url": page_url,
+        "cover_url": absolute_media_url(release.cover.url) if release.cover else "",
+        "utm": sorted((utm or {}).items()),
+        "offer_email": offer_email,
+        "email_form": email_form
+        or (EmailSignupForm(consent_label=email_consent_words(release)) if offer_email else None),
         "email_opt_in_label": consent.EMAIL_OPT_IN_LABEL,
         "email_only_if_ticked": consent.EMAIL_ONLY_IF_TICKED.format(label=consent.EMAIL_OPT_IN_LABEL),
         "revoke_any_time": consent.REVOKE_ANY_TIME,
     }
+
+
+def offer_email_fallback(campaign: Campaign, accepting: bool, in_app, services: list) -> bool:
+    """The email fallback shows in an in-app browser, and whenever no service can take a pre-save."""
+    return accepting and campaign.offer_email_optin and (in_app is not None or not services)
+
+
+def email_consent_words(release: Release) -> str:
+    return consent.EMAIL_SIGNUP_CONSENT.format(title=release.title, artist=release.artist.name)
+
+
+def absolute_media_url(url: str) -> str:
+    """Open Graph wants absolute image URLs: MEDIA_URL may already be one (a CDN), else our public base."""
+    return url if url.startswith(("https://", "http://")) else settings.PUBLIC_BASE_URL + url
 
 
 def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
@@ -89,6 +118,7 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
         "service_label": SERVICES[presaved["service"]].label,
         "revoke_token": presaved["revoke_token"],
         "email_opt_in": presaved.get("email_opt_in", False),
+        "privacy_url": _privacy_url_for_revoke_token(presaved["revoke_token"]),
         "email_shared": presaved.get("email_shared", False),
     }
 
@@ -104,5 +134,28 @@ def revoke_context(consent_record: ConsentRecord, **extra) -> dict:
         "artist": campaign.release.artist,
         "service_label": service.label if service else consent_record.service,
         "subscription": subscription,
+        "privacy_url": privacy.link_for_fan(subscription.fan) if subscription is not None else "",
         **extra,
+    }
+
+
+def _privacy_url_for_revoke_token(token: str) -> str:
+    consent_record = (
+        ConsentRecord.objects.select_related("subscription__fan").filter(revoke_token_hash=hash_token(token)).first()
+    )
+    if consent_record is None or consent_record.subscription is None:
+        return ""
+    return privacy.link_for_fan(consent_record.subscription.fan)
+
+
+def privacy_context(subject: privacy.Subject, token: str) -> dict:
+    subscriptions = list(privacy.subscriptions(subject))
+    return {
+        "subject": subject,
+        "fan": subject.fan,
+        "service_label": SERVICES[subject.fan.service].label if subject.fan and subject.fan.service in SERVICES else "",
+        "subscriptions": subscriptions,
+        "consents": list(privacy.consents(subject)),
+        "email_signups": list(privacy.email_signups(subject)),
+        "token": token,
     }

@@ -50,7 +50,6 @@ def is_delivered(consent: ConsentRecord) -> bool:
 def revoke(token: str) -> Revocation:
     """Revoke the consent named by `token` and its subscription; destroy the credential. Idempotent."""
     found = find_consent(token)
-    now = timezone.now()
     with transaction.atomic():
         consent = ConsentRecord.objects.select_for_update().get(pk=found.pk)
         consent.campaign = found.campaign
@@ -63,15 +62,31 @@ def revoke(token: str) -> Revocation:
         delivered = subscription is not None and subscription.status == Subscription.Status.DELIVERED
         if consent.revoked_at is not None:
             return Revocation(consent, already_revoked=True, delivered=delivered)
-
-        consent.revoked_at = now
+        consent.revoked_at = timezone.now()
         consent.save(update_fields=["revoked_at"])
         if subscription is not None:
-            # Every consent for this subscription is withdrawn with it (a fan who pre-saved twice has two).
-            ConsentRecord.objects.filter(subscription=subscription, revoked_at__isnull=True).update(revoked_at=now)
-            if not delivered:
-                subscription.status = Subscription.Status.REVOKED
-                subscription.next_attempt_at = None
-                subscription.save(update_fields=["status", "next_attempt_at", "updated_at"])
-            Credential.objects.filter(subscription=subscription).delete()
+            _withdraw(subscription, consent.revoked_at)
     return Revocation(consent, already_revoked=False, delivered=delivered)
+
+
+def revoke_subscription(subscription_id: int) -> bool:
+    """Revoke one subscription and every consent given for it (the privacy page's per-campaign button).
+    False when it was already revoked. Idempotent."""
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
+        open_consents = ConsentRecord.objects.filter(subscription=subscription, revoked_at__isnull=True)
+        if subscription.status == Subscription.Status.REVOKED and not open_consents.exists():
+            return False
+        _withdraw(subscription, timezone.now())
+    return True
+
+
+def _withdraw(subscription: Subscription, now) -> None:
+    """Every consent for this subscription is withdrawn with it (a fan who pre-saved twice has two); the
+    release-day save is stopped unless it already happened; the stored token is destroyed."""
+    ConsentRecord.objects.filter(subscription=subscription, revoked_at__isnull=True).update(revoked_at=now)
+    if subscription.status != Subscription.Status.DELIVERED:
+        subscription.status = Subscription.Status.REVOKED
+        subscription.next_attempt_at = None
+        subscription.save(update_fields=["status", "next_attempt_at", "updated_at"])
+    Credential.objects.filter(subscription=subscription).delete()

@@ -13,8 +13,16 @@ urlpatterns = [
     # Fixed paths. The callback's absolute URL is the redirect URI registered with each service.
     path("oauth/<str:service>/callback/", views.oauth_callback, name="oauth_callback"),
     path("revoke/<str:token>/", views.revoke, name="revoke"),
+    path("health/", views.health, name="health"),
+    path("privacy/", views.privacy_notice, name="privacy_notice"),
+    path("privacy/<str:token>/", views.privacy_overview, name="privacy"),
+    path("privacy/<str:token>/export.json", views.privacy_export, name="privacy_export"),
+    path("privacy/<str:token>/revoke/<int:subscription_id>/", views.privacy_revoke, name="privacy_revoke"),
+    path("privacy/<str:token>/erase/", views.privacy_erase, name="privacy_erase"),
     # Campaign pages.
     path("<slug:slug>/", views.campaign, name="campaign"),
     path("<slug:slug>/presave/<str:service>/", views.presave, name="presave"),
     path("<slug:slug>/thanks/", views.thanks, name="thanks"),
+    path("<slug:slug>/email/", views.email_signup, name="email_signup"),
+    path("<slug:slug>/listen/<slug:platform>/", views.listen, name="listen"),
 ]

@@ -1,20 +1,44 @@
-"""The fans' pages. Thin: each view asks fans.authorization, fans.revocation or fans.pages, then renders.
+"""The fans' pages. Thin: each view asks fans.authorization, fans.revocation, fans.privacy, fans.signups,
+fans.pagecache or fans.pages, records the funnel step (fans.tracking), then renders.
 
 Every problem of the flow is a FanFlowError, shown by templates/fans/problem.html with its own status.
+Endpoints that write are rate limited per IP (django-ratelimit, on the shared `default` cache); going over
+shows the 429 page (`rate_limited`).
 """
 
 from __future__ import annotations
 
+import json
 from functools import wraps
 
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_ratelimit.decorators import ratelimit
 
-from fans import authorization, pages, revocation
-from fans.errors import FanFlowError
+from fans import authorization, inapp, pagecache, pages, privacy, revocation, signups, smartlink, tracking
+from fans.errors import FanFlowError, NotFound
+from fans.forms import EmailSignupForm
 from fans.geo import request_country
+from fans.models import FunnelEvent
+
+Kind = FunnelEvent.Kind
+
+
+def write_rate(group: str, request: HttpRequest) -> str:
+    return settings.FANS_WRITE_RATE
+
+
+def click_rate(group: str, request: HttpRequest) -> str:
+    return settings.FANS_CLICK_RATE
+
+
+def limited(rate=write_rate, method=("POST",)):
+    """Rate limit a view per client IP (settings.RATELIMIT_IP_META_KEY says where the IP is)."""
+    return ratelimit(key="ip", rate=rate, method=list(method), block=True)
 
 
 def shows_problems(view):
@@ -30,14 +54,98 @@ def shows_problems(view):
     return wrapper
 
 
-@require_GET
-@shows_problems
-def campaign(request: HttpRequest, slug: str) -> HttpResponse:
-    context = pages.campaign_context(authorization.visible_campaign(slug))
+def rate_limited(request: HttpRequest, exception=None) -> HttpResponse:
+    """settings.RATELIMIT_VIEW: the clear 429 page."""
+    problem = FanFlowError(
+        "Lots of requests came from your connection in a short time, so we paused it. Wait a minute, then try "
+        "again. Nothing you did before this was lost.",
+        title="Too many tries",
+    )
+    problem.status = 429
+    response = render(request, "fans/problem.html", {"problem": problem}, status=429)
+    response["Retry-After"] = "60"
+    return response
+
+
+def health(request: HttpRequest) -> HttpResponse:
+    """A load balancer's health check, and the benchmark's baseline: no database, no template."""
+    return HttpResponse("ok", content_type="text/plain")
+
+
+# Campaign page, smart link and the email fallback ----------------------------------------------------------
+
+
+def render_campaign(request: HttpRequest, page: pagecache.CampaignPage, seen: tracking.Visit, **extra):
+    in_app = inapp.detect(request.headers.get("User-Agent", ""))
+    context = pages.campaign_context(
+        page,
+        country=seen.country,
+        preferred=request.COOKIES.get(smartlink.PREFERENCE_COOKIE, "")[:20],
+        in_app=in_app,
+        page_url=settings.PUBLIC_BASE_URL + page.campaign.get_absolute_url(),
+        utm=seen.utm,
+        **extra,
+    )
     return render(request, "fans/campaign.html", context)
 
 
+@require_GET
+@shows_problems
+def campaign(request: HttpRequest, slug: str) -> HttpResponse:
+    """The campaign page: warm, its only database query is the page view's INSERT (fans/pagecache.py)."""
+    page = pagecache.campaign_page(slug)
+    seen = tracking.visit(request, may_set_cookie=True)
+    response = render_campaign(request, page, seen)
+    if not tracking.is_bot(request):
+        tracking.record(Kind.VIEW, page.campaign, seen)
+    return tracking.remember_visitor(response, seen)
+
+
 @require_POST
+@limited()
+@shows_problems
+def email_signup(request: HttpRequest, slug: str) -> HttpResponse:
+    page = pagecache.campaign_page(slug)
+    release = page.release
+    form = EmailSignupForm(request.POST, consent_label=pages.email_consent_words(release))
+    seen = tracking.visit(request, params=request.POST)
+    if not form.is_valid():
+        response = render_campaign(request, page, seen, email_form=form)
+        response.status_code = 400
+        return response
+    signups.sign_up(page.campaign, form.cleaned_data["email"], country=seen.country)
+    tracking.record(Kind.EMAIL_OPTIN, page.campaign, seen)
+    return render(request, "fans/email_thanks.html", {"campaign": page.campaign, "release": release})
+
+
+@require_GET
+@limited(rate=click_rate, method=("GET",))
+@shows_problems
+def listen(request: HttpRequest, slug: str, platform: str) -> HttpResponse:
+    """A smart-link click: count it, remember the platform, and redirect to that campaign's own link only."""
+    page = pagecache.campaign_page(slug)
+    destination = smartlink.find(smartlink.destinations(page.release, page.links), platform)
+    if destination is None or not page.release.is_out:
+        raise NotFound("This release has no link for that platform.", retry_url=page.campaign.get_absolute_url())
+    seen = tracking.visit(request)
+    tracking.record(Kind.LISTEN_CLICK, page.campaign, seen, service=destination.key)
+    response = HttpResponseRedirect(destination.url)
+    response.set_cookie(
+        smartlink.PREFERENCE_COOKIE,
+        destination.key,
+        max_age=smartlink.PREFERENCE_MAX_AGE,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
+
+
+# Pre-save: authorization with a service ---------------------------------------------------------------------
+
+
+@require_POST
+@limited()
 @shows_problems
 def presave(request: HttpRequest, slug: str, service: str) -> HttpResponse:
     url = authorization.start(
@@ -47,11 +155,16 @@ def presave(request: HttpRequest, slug: str, service: str) -> HttpResponse:
         email_opt_in=request.POST.get("email_opt_in") == "1",
         seen_country=request_country(request),
     )
+    page = pagecache.campaign_page(slug)
+    seen = tracking.visit(request, params=request.POST)
+    tracking.keep_utm_for_authorization(request.session, slug, seen)
+    tracking.record(Kind.CLICK, page.campaign, seen, service=service)
     return HttpResponseRedirect(url)
 
 
 @require_GET
 @never_cache
+@limited(rate=click_rate, method=("GET",))
 @shows_problems
 def oauth_callback(request: HttpRequest, service: str) -> HttpResponse:
     presaved = authorization.complete(
@@ -61,7 +174,17 @@ def oauth_callback(request: HttpRequest, service: str) -> HttpResponse:
         ip_address=request.META.get("REMOTE_ADDR"),
         user_agent=request.headers.get("User-Agent", ""),
     )
-    return redirect("fans:thanks", presaved.subscription.campaign.slug)
+    subscription = presaved.subscription
+    slug = subscription.campaign.slug
+    tracking.record(
+        Kind.AUTHORIZE,
+        subscription.campaign,
+        tracking.visit(request),
+        service=service,
+        subscription=subscription,
+        utm=tracking.utm_for_authorization(request.session, slug),
+    )
+    return redirect("fans:thanks", slug)
 
 
 @require_GET
@@ -77,6 +200,7 @@ def thanks(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 @never_cache
+@limited()
 @shows_problems
 def revoke(request: HttpRequest, token: str) -> HttpResponse:
     """GET asks (link scanners prefetch GETs, so it changes nothing); POST revokes."""
@@ -90,3 +214,55 @@ def revoke(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "fans/revoked.html", context)
     context = pages.revoke_context(consent, token=token, delivered=revocation.is_delivered(consent))
     return render(request, "fans/revoke_confirm.html", context)
+
+
+@require_GET
+def privacy_notice(request: HttpRequest) -> HttpResponse:
+    return render(request, "fans/privacy_notice.html")
+
+
+# Privacy self-service -----------------------------------------------------------------------------------------
+
+
+@require_GET
+@never_cache
+@shows_problems
+def privacy_overview(request: HttpRequest, token: str) -> HttpResponse:
+    subject = privacy.subject_from(token)
+    return render(request, "fans/privacy.html", pages.privacy_context(subject, token))
+
+
+@require_GET
+@never_cache
+@limited(rate=click_rate, method=("GET",))
+@shows_problems
+def privacy_export(request: HttpRequest, token: str) -> HttpResponse:
+    data = privacy.export(privacy.subject_from(token))
+    response = HttpResponse(
+        json.dumps(data, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False),
+        content_type="application/json; charset=utf-8",
+    )
+    response["Content-Disposition"] = 'attachment; filename="my-presave-data.json"'
+    return response
+
+
+@require_POST
+@never_cache
+@limited()
+@shows_problems
+def privacy_revoke(request: HttpRequest, token: str, subscription_id: int) -> HttpResponse:
+    privacy.revoke_one(privacy.subject_from(token), subscription_id)
+    return redirect("fans:privacy", token)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@never_cache
+@limited()
+@shows_problems
+def privacy_erase(request: HttpRequest, token: str) -> HttpResponse:
+    """GET asks; POST erases (a link scanner's GET changes nothing)."""
+    subject = privacy.subject_from(token)
+    if request.method == "POST":
+        erased = privacy.erase(subject)
+        return render(request, "fans/erased.html", {"erased": erased})
+    return render(request, "fans/erase_confirm.html", pages.privacy_context(subject, token))

@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_q",
+    "csp",
+    "django_ratelimit",
     "releases",
     "fans",
     "delivery",
@@ -53,6 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -61,6 +64,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django_ratelimit.middleware.RatelimitMiddleware",
 ]
 
 ROOT_URLCONF = "presave_site.urls"
@@ -122,6 +126,28 @@ X_FRAME_OPTIONS = "DENY"
 if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PUBLIC_BASE_URL])
+
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# Content Security Policy (django-csp): the public pages run no inline script or style; everything comes from
+# our own origin (static files, uploaded covers), or MEDIA_URL's origin when covers live on a CDN.
+# No form-action: browsers apply it to the redirect after a form POST, and the pre-save form's POST is
+# answered with a redirect to the streaming service's sign-in page. The staff console (/admin/, Django's
+# admin) is left out for now: its templates are not written for a strict policy.
+_MEDIA_ORIGIN = "/".join(MEDIA_URL.split("/")[:3]) if MEDIA_URL.startswith(("https://", "http://")) else ""
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/admin/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"] + ([_MEDIA_ORIGIN] if _MEDIA_ORIGIN else []),
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- Token vault ----------------------------------------------------------------------------------
 # "kid:base64-of-32-bytes,kid2:…" — the first key encrypts, every key decrypts (rotation: prepend a new one,
@@ -186,6 +212,37 @@ else:
     Q_CLUSTER["orm"] = "default"
 if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
     raise ImproperlyConfigured("Q_RETRY must be greater than Q_TIMEOUT.")
+
+# --- Caches, page cache and rate limits ---------------------------------------------------------------
+# `default` is shared by every server process: Redis when REDIS_URL is set, else the database (run
+# `manage.py createcachetable` once). django-ratelimit counts there. It flags the database cache (its
+# increment is a read then a write, so concurrent requests may under-count a little) and Django's own Redis
+# backend (not on its list, but its increment is Redis's atomic INCR): both are silenced below on purpose.
+# `pages` holds the campaign pages' data (fans/pagecache.py): Redis when set, so staff edits reach every
+# process at once; otherwise each process's memory, where other processes see an edit within
+# PAGE_CACHE_SECONDS.
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+        "pages": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "pages",
+        },
+    }
+else:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "presave_cache"},
+        "pages": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pages"},
+    }
+PAGE_CACHE_SECONDS = env.int("PAGE_CACHE_SECONDS", default=60)
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+RATELIMIT_VIEW = "fans.views.rate_limited"
+# Behind a proxy, the client's address is in a header, e.g. HTTP_CF_CONNECTING_IP or HTTP_X_REAL_IP.
+RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
+FANS_WRITE_RATE = env.str("FANS_WRITE_RATE", default="20/m")  # pre-save, email sign-up, revoke, erase: per IP
+FANS_CLICK_RATE = env.str("FANS_CLICK_RATE", default="120/m")  # smart-link clicks, callbacks, exports: per IP
+PRIVACY_LINK_MAX_AGE = env.int("PRIVACY_LINK_MAX_AGE", default=7 * 86_400)  # seconds a privacy link works
 
 # --- Logging: nothing that looks like a token or an authorization code reaches a log line. -------------
 LOGGING = {

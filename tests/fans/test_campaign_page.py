@@ -127,7 +127,9 @@ def test_released_campaign_says_out_now_with_a_link_to_listen(client):
     html = response.content.decode()
     assert response.status_code == 200
     assert "Out now" in html
-    assert f"https://open.spotify.com/album/{demo_catalog.NOVA_LARK_ALBUM_ID}" in html
+    listen = reverse("fans:listen", args=[campaign.slug, "spotify"])
+    assert f'href="{listen}"' in html  # through our redirect, which counts the click
+    assert client.get(listen)["Location"] == f"https://open.spotify.com/album/{demo_catalog.NOVA_LARK_ALBUM_ID}"
     assert "Pre-save on Spotify" not in html
     assert "<form" not in html
 

@@ -1,0 +1,15 @@
+"""The one form a fan fills in by hand: the "email me when it's out" fallback, with explicit consent."""
+
+from django import forms
+
+
+class EmailSignupForm(forms.Form):
+    email = forms.EmailField(max_length=254, label="Your email address")
+    consent = forms.BooleanField(
+        required=True, error_messages={"required": "Tick the box to agree, or we can't email you."}
+    )
+
+    def __init__(self, *args, consent_label: str = "", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["consent"].label = consent_label
+        self.fields["email"].widget.attrs.update({"autocomplete": "email", "inputmode": "email"})

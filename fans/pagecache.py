@@ -1,0 +1,68 @@
+"""The campaign page's data, cached so that a warm page view reads no database row.
+
+What is cached is data, never HTML with a CSRF token or per-visitor parts: the campaign with its release and
+artist, and the release's links. The view renders the template per request (CSRF token, countdown, in-app
+notice, smart-link order), and writes one FunnelEvent: that INSERT is the one database query of a warm view.
+
+The cache is the `pages` alias (presave_site/settings.py): Redis when REDIS_URL is set, so every server
+process sees an edit at once; otherwise each process's memory, where an edit reaches the process that saved
+it at once and the others within PAGE_CACHE_SECONDS. fans/signals.py calls `forget` whenever staff save or
+delete a campaign, release, artist or link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import caches
+
+from fans.errors import NotFound
+from releases.models import Campaign, ReleaseLink
+
+CACHE_ALIAS = "pages"
+_MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class CampaignPage:
+    campaign: Campaign  # with release and artist loaded
+    links: list[ReleaseLink]
+
+    @property
+    def release(self):
+        return self.campaign.release
+
+
+def key(slug: str) -> str:
+    return f"fans:campaign:v1:{slug}"
+
+
+def load(slug: str) -> CampaignPage | None:
+    campaign = (
+        Campaign.objects.select_related("release__artist")
+        .exclude(status=Campaign.Status.DRAFT)
+        .filter(slug=slug)
+        .first()
+    )
+    if campaign is None:
+        return None
+    return CampaignPage(campaign, list(ReleaseLink.objects.filter(release_id=campaign.release_id)))
+
+
+def campaign_page(slug: str) -> CampaignPage:
+    """The visible campaign at `slug` and its links, from the cache when warm; a 404 otherwise."""
+    cache = caches[CACHE_ALIAS]
+    page = cache.get(key(slug))
+    if page is None:
+        page = load(slug) or _MISSING
+        # Unknown slugs are remembered briefly too, so a flood of bad addresses stays off the database.
+        cache.set(key(slug), page, settings.PAGE_CACHE_SECONDS if page != _MISSING else 10)
+    if page == _MISSING:
+        raise NotFound("There's no pre-save at this address. Check the link, or ask the artist for a new one.")
+    return page
+
+
+def forget(slugs: Iterable[str]) -> None:
+    caches[CACHE_ALIAS].delete_many([key(slug) for slug in set(slugs) if slug])

@@ -1,0 +1,211 @@
+"""Fan privacy self-service: see what we hold, download it (GDPR access), revoke one campaign, erase
+everything (GDPR erasure).
+
+A fan reaches these pages through a signed link (django.core.signing, salted, with a maximum age): the
+thank-you page makes one for the fan who just authorized, the revoke pages for the fan whose one-click token
+was used, and emails may carry one (`link_for_fan`, `link_for_email`). The link names the subject (a Fan or an
+email address) and proves nothing else: it is only shown to whoever proved they are that subject.
+
+Erasure deletes the Fan (and with it subscriptions and sealed tokens), blanks the personal fields of the
+consent records (keeping that a consent of this wording was given and when, without who), deletes the email
+sign-ups of the fan's address and unlinks funnel events from subscriptions: anonymous counts remain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from fans import revocation
+from fans.errors import FanFlowError, NotFound
+from fans.models import ConsentRecord, EmailSignup, Fan, FunnelEvent, Subscription
+
+SALT = "fans.privacy"
+
+
+class LinkExpired(FanFlowError):
+    status = 410
+    title = "This link has expired"
+
+
+class BadLink(FanFlowError):
+    status = 400
+    title = "This link isn't valid"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Whom a privacy link is about: a fan (one streaming account) or an email address."""
+
+    fan: Fan | None = None
+    email: str = ""
+
+    @property
+    def emails(self) -> list[str]:
+        return [e for e in {self.email, self.fan.email if self.fan else ""} if e]
+
+
+def sign(payload: dict) -> str:
+    return signing.dumps(payload, salt=SALT, compress=True)
+
+
+def link_for_fan(fan: Fan) -> str:
+    return reverse("fans:privacy", args=[sign({"fan": fan.pk})])
+
+
+def link_for_email(email: str) -> str:
+    """For emails sent to `email`: only its owner receives it."""
+    return reverse("fans:privacy", args=[sign({"email": email.lower()})])
+
+
+def subject_from(token: str) -> Subject:
+    """The subject a link names; an expired link is a 410, a forged or damaged one a 400, a gone one a 404."""
+    try:
+        payload = signing.loads(token[:2000], salt=SALT, max_age=settings.PRIVACY_LINK_MAX_AGE)
+    except signing.SignatureExpired:
+        raise LinkExpired(
+            "For your safety these links work for a limited time. Use the link in your latest email, "
+            "or the cancel link from your thank-you page, to get a new one."
+        ) from None
+    except signing.BadSignature:
+        raise BadLink("This link is damaged or incomplete. Check it was copied whole.") from None
+    if not isinstance(payload, dict):
+        raise BadLink("This link is damaged or incomplete. Check it was copied whole.")
+    if isinstance(payload.get("fan"), int):
+        fan = Fan.objects.filter(pk=payload["fan"]).first()
+        if fan is None:
+            raise NotFound("We hold nothing about you any more: your data was erased.", title="Nothing held")
+        return Subject(fan=fan)
+    if isinstance(payload.get("email"), str) and payload["email"]:
+        return Subject(email=payload["email"])
+    raise BadLink("This link is damaged or incomplete. Check it was copied whole.")
+
+
+def subscriptions(subject: Subject):
+    if subject.fan is None:
+        return Subscription.objects.none()
+    return subject.fan.subscriptions.select_related("campaign__release__artist").order_by("created_at")
+
+
+def consents(subject: Subject):
+    if subject.fan is None:
+        return ConsentRecord.objects.none()
+    return ConsentRecord.objects.filter(
+        service=subject.fan.service, service_user_id=subject.fan.service_user_id
+    ).select_related("campaign__release")
+
+
+def email_signups(subject: Subject):
+    if not subject.emails:
+        return EmailSignup.objects.none()
+    query = EmailSignup.objects.none()
+    for email in subject.emails:
+        query = query | EmailSignup.objects.filter(email__iexact=email)
+    return query.select_related("campaign__release")
+
+
+def export(subject: Subject) -> dict:
+    """Everything we hold about `subject`, as JSON-ready data. Tokens are named, never revealed."""
+    fan = subject.fan
+    subs = list(subscriptions(subject))
+    return {
+        "exported_at": timezone.now().isoformat(),
+        "fan": {
+            "service": fan.service,
+            "service_user_id": fan.service_user_id,
+            "display_name": fan.display_name,
+            "email": fan.email,
+            "country": fan.country,
+            "created_at": fan.created_at.isoformat(),
+        }
+        if fan
+        else None,
+        "subscriptions": [
+            {
+                "campaign": s.campaign.slug,
+                "release": f"{s.campaign.release.artist.name} — {s.campaign.release.title}",
+                "status": s.status,
+                "market": s.market,
+                "created_at": s.created_at.isoformat(),
+                "delivered_at": s.delivered_at.isoformat() if s.delivered_at else None,
+                "stored_permission": "an encrypted token we cannot show" if _has_credential(s) else None,
+            }
+            for s in subs
+        ],
+        "consents": [
+            {
+                "campaign": c.campaign.slug,
+                "service": c.service,
+                "scopes": c.scopes,
+                "wording_version": c.wording_version,
+                "email_opt_in": c.email_opt_in,
+                "email": c.email,
+                "ip_address": c.ip_address,
+                "user_agent": c.user_agent,
+                "created_at": c.created_at.isoformat(),
+                "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
+            }
+            for c in consents(subject)
+        ],
+        "email_signups": [
+            {
+                "campaign": e.campaign.slug,
+                "email": e.email,
+                "country": e.country,
+                "wording_version": e.wording_version,
+                "created_at": e.created_at.isoformat(),
+                "unsubscribed_at": e.unsubscribed_at.isoformat() if e.unsubscribed_at else None,
+            }
+            for e in email_signups(subject)
+        ],
+        "funnel_events_linked": FunnelEvent.objects.filter(subscription__in=[s.pk for s in subs]).count(),
+    }
+
+
+def _has_credential(subscription: Subscription) -> bool:
+    try:
+        return subscription.credential is not None
+    except Subscription.credential.RelatedObjectDoesNotExist:
+        return False
+
+
+def revoke_one(subject: Subject, subscription_id: int) -> Subscription:
+    """Revoke the subject's own subscription `subscription_id` (someone else's is a 404)."""
+    subscription = subscriptions(subject).filter(pk=subscription_id).first()
+    if subscription is None:
+        raise NotFound("That pre-save isn't yours or no longer exists.")
+    revocation.revoke_subscription(subscription.pk)
+    subscription.refresh_from_db()
+    return subscription
+
+
+def erase(subject: Subject) -> dict[str, int]:
+    """Erase everything about `subject`; returns what was erased, by kind. Anonymous counts stay."""
+    with transaction.atomic():
+        subs = list(subscriptions(subject).values_list("pk", flat=True))
+        unlinked = FunnelEvent.objects.filter(subscription__in=subs).update(subscription=None)
+        consents(subject).filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        blanked = consents(subject).update(
+            subscription=None,
+            service_user_id="",
+            display_name="",
+            email="",
+            ip_address=None,
+            user_agent="",
+        )
+        signups, _ = email_signups(subject).delete()
+        fans = 0
+        if subject.fan is not None:
+            fans, _ = Fan.objects.filter(pk=subject.fan.pk).delete()  # cascades: subscriptions, credentials
+    return {
+        "subscriptions": len(subs),
+        "consents": blanked,
+        "email_signups": signups,
+        "funnel_events_unlinked": unlinked,
+        "fans": fans,
+    }

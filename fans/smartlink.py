@@ -1,0 +1,76 @@
+"""After the release the campaign URL is a smart link: one button per place to listen, in the order that
+suits the fan's country, with the platform the fan chose last time first.
+
+The destinations are the release's links entered by the label (ReleaseLink) and, for enabled services the
+label entered no link for, the service's own listen URL. A click goes through our redirect view, which only
+ever sends the fan to one of these destinations (never to a URL from the request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from delivery.services import enabled_services
+from releases.models import Release, ReleaseLink
+
+PREFERENCE_COOKIE = "fans_platform"
+PREFERENCE_MAX_AGE = 365 * 86_400
+
+# Which platforms fans of a country reach for first (market shares as reported by the press, rounded to an
+# order); platforms not listed follow in DEFAULT_ORDER. Edit freely: it only orders buttons.
+DEFAULT_ORDER = [
+    "spotify",
+    "apple_music",
+    "youtube_music",
+    "amazon_music",
+    "deezer",
+    "tidal",
+    "soundcloud",
+    "bandcamp",
+]
+COUNTRY_ORDER: dict[str, list[str]] = {
+    "US": ["spotify", "apple_music", "amazon_music", "youtube_music"],
+    "CA": ["spotify", "apple_music", "amazon_music", "youtube_music"],
+    "GB": ["spotify", "apple_music", "amazon_music", "youtube_music"],
+    "DE": ["spotify", "amazon_music", "apple_music", "deezer"],
+    "FR": ["deezer", "spotify", "apple_music", "youtube_music"],
+    "BE": ["spotify", "deezer", "apple_music"],
+    "BR": ["spotify", "deezer", "youtube_music", "amazon_music"],
+    "JP": ["apple_music", "amazon_music", "youtube_music", "spotify"],
+    "KR": ["youtube_music", "apple_music", "spotify"],
+    "IN": ["youtube_music", "spotify", "amazon_music", "apple_music"],
+    "NO": ["spotify", "tidal", "apple_music"],
+}
+
+
+@dataclass(frozen=True)
+class Destination:
+    key: str  # a ReleaseLink.Platform value or a service key
+    label: str
+    url: str
+
+
+def destinations(release: Release, links: Iterable[ReleaseLink]) -> list[Destination]:
+    """Every place to listen: the label's links, then enabled services' own listen URLs not already there."""
+    found = {link.platform: Destination(link.platform, link.get_platform_display(), link.url) for link in links}
+    for cls in enabled_services():
+        if cls.key not in found and (url := cls().listen_url(release)):
+            found[cls.key] = Destination(cls.key, cls.label, url)
+    return list(found.values())
+
+
+def ordered(found: list[Destination], *, country: str = "", preferred: str = "") -> list[Destination]:
+    """`found` in the order for `country`, the fan's `preferred` platform first."""
+    order = COUNTRY_ORDER.get(country, []) + DEFAULT_ORDER
+
+    def rank(destination: Destination) -> tuple[int, int]:
+        if destination.key == preferred:
+            return (0, 0)
+        return (1, order.index(destination.key) if destination.key in order else len(order))
+
+    return sorted(found, key=rank)
+
+
+def find(found: list[Destination], key: str) -> Destination | None:
+    return next((destination for destination in found if destination.key == key), None)

@@ -1,0 +1,185 @@
+"""Funnel tracking: one FunnelEvent row per page view, button click, authorization, email opt-in and
+smart-link click, written with a single INSERT.
+
+Privacy by design:
+- no IP address is stored, for any event;
+- the visitor is a random id in a first-party cookie (VISITOR_COOKIE), stored only as a hash salted with a
+  key that changes every day (derived from SECRET_KEY and the UTC date), so visits can be counted within a
+  day but not followed across days, and the hash cannot be turned back into the cookie;
+- a browser that sends `DNT: 1` or `Sec-GPC: 1` gets no cookie and a blank visitor;
+- UTM values, the referrer's domain and the user agent's traits are cleaned and truncated to what the
+  columns hold; anything odd becomes blank rather than an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from fans import inapp
+from fans.geo import request_country
+from fans.models import FunnelEvent, Subscription
+from releases.models import Campaign
+
+VISITOR_COOKIE = "fv"
+VISITOR_COOKIE_MAX_AGE = 180 * 86_400
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
+UTM_MAX = 100
+DOMAIN_MAX = 100
+UTM_SESSION_KEY = "fans.utm"  # the UTM values of the last click, per campaign slug, for the authorization
+_VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_DOMAIN = re.compile(r"^[a-z0-9.-]+$")
+_UTM_OK = re.compile(r"[^\w .,:/@+#&()!?'=-]", re.UNICODE)
+
+
+@dataclass
+class Visit:
+    """What one request tells about its visitor, cleaned; `new_cookie` is set when the visitor got an id now."""
+
+    visitor: str = ""
+    new_cookie: str = ""
+    utm: dict[str, str] = field(default_factory=dict)
+    referrer_domain: str = ""
+    country: str = ""
+    device: str = ""
+    in_app_browser: str = ""
+
+
+def tracking_refused(request: HttpRequest) -> bool:
+    """True when the browser asks not to be tracked: Do Not Track or Global Privacy Control."""
+    return request.headers.get("DNT", "").strip() == "1" or request.headers.get("Sec-GPC", "").strip() == "1"
+
+
+def daily_salt(day: str | None = None) -> bytes:
+    day = day or timezone.now().date().isoformat()
+    return hashlib.sha256(f"fans.tracking.visitor:{day}:{settings.SECRET_KEY}".encode()).digest()
+
+
+def visitor_hash(visitor_id: str, day: str | None = None) -> str:
+    return hmac.new(daily_salt(day), visitor_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def clean_utm(value: str) -> str:
+    """A UTM value as stored: printable, no markup characters, single spaces, lower case, at most 100 chars."""
+    value = _UTM_OK.sub("", value[: UTM_MAX * 4])
+    return " ".join(value.split()).lower()[:UTM_MAX]
+
+
+def utm_values(params) -> dict[str, str]:
+    values = {}
+    for name in UTM_FIELDS:
+        raw = params.get(name, "")
+        if isinstance(raw, str) and (cleaned := clean_utm(raw)):
+            values[name] = cleaned
+    return values
+
+
+def referrer_domain(request: HttpRequest) -> str:
+    """The host of the Referer header, without `www.`; blank for our own pages and anything malformed."""
+    referer = request.headers.get("Referer", "")[:2000]
+    match = re.match(r"^https?://([^/?#@]+@)?([^/?#:]+)", referer, re.IGNORECASE)
+    if not match:
+        return ""
+    host = match.group(2).lower().rstrip(".")
+    if not _DOMAIN.match(host) or host == request.get_host().split(":")[0].lower():
+        return ""
+    return host.removeprefix("www.")[:DOMAIN_MAX]
+
+
+def device_of(user_agent: str) -> str:
+    if not user_agent:
+        return ""
+    if "iPad" in user_agent or "Tablet" in user_agent or ("Android" in user_agent and "Mobile" not in user_agent):
+        return "tablet"
+    if any(token in user_agent for token in ("Mobi", "iPhone", "iPod", "Android")):
+        return "mobile"
+    return "desktop"
+
+
+_BOTS = re.compile(r"bot|crawl|spider|slurp|facebookexternalhit|embedly|preview|curl|wget|python-", re.IGNORECASE)
+
+
+def is_bot(request: HttpRequest) -> bool:
+    """Link-preview fetchers and crawlers (a shared link is fetched by each app that shows it): not a view."""
+    return bool(_BOTS.search(request.headers.get("User-Agent", "")[:500]))
+
+
+def visit(request: HttpRequest, *, may_set_cookie: bool = False, params=None) -> Visit:
+    """What `request` tells about its visitor. With `may_set_cookie`, a new visitor gets a fresh id (which the
+    view sets as a cookie with `remember_visitor`) unless the browser refuses tracking. UTM values come from
+    `params` (the query string unless given: a form carries them as hidden fields)."""
+    user_agent = request.headers.get("User-Agent", "")[: inapp.USER_AGENT_MAX]
+    found = inapp.detect(user_agent)
+    result = Visit(
+        utm=utm_values(request.GET if params is None else params),
+        referrer_domain=referrer_domain(request),
+        country=request_country(request),
+        device=device_of(user_agent),
+        in_app_browser=found.key if found else "",
+    )
+    if tracking_refused(request):
+        return result
+    visitor_id = request.COOKIES.get(VISITOR_COOKIE, "")
+    if not _VISITOR_ID.match(visitor_id):
+        visitor_id = ""
+        if may_set_cookie:
+            visitor_id = result.new_cookie = secrets.token_urlsafe(16)
+    if visitor_id:
+        result.visitor = visitor_hash(visitor_id)
+    return result
+
+
+def remember_visitor(response: HttpResponse, seen: Visit) -> HttpResponse:
+    if seen.new_cookie:
+        response.set_cookie(
+            VISITOR_COOKIE,
+            seen.new_cookie,
+            max_age=VISITOR_COOKIE_MAX_AGE,
+            secure=settings.SESSION_COOKIE_SECURE,
+            httponly=True,
+            samesite="Lax",
+        )
+    return response
+
+
+def record(
+    kind: str,
+    campaign: Campaign | int,
+    seen: Visit,
+    *,
+    service: str = "",
+    subscription: Subscription | None = None,
+    utm: dict[str, str] | None = None,
+) -> None:
+    """Write one FunnelEvent: a single INSERT. `utm` overrides the request's own (a callback has none)."""
+    FunnelEvent.objects.create(
+        campaign_id=campaign if isinstance(campaign, int) else campaign.pk,
+        kind=kind,
+        service=service[:20],
+        visitor=seen.visitor,
+        subscription=subscription,
+        referrer_domain=seen.referrer_domain,
+        country=seen.country,
+        device=seen.device,
+        in_app_browser=seen.in_app_browser,
+        **(seen.utm if utm is None else utm),
+    )
+
+
+def keep_utm_for_authorization(session, slug: str, seen: Visit) -> None:
+    """Remember the click's UTM values so the authorization, which comes back without them, carries them."""
+    if seen.utm:
+        kept = {k: v for k, v in session.get(UTM_SESSION_KEY, {}).items() if k != slug}
+        session[UTM_SESSION_KEY] = {**dict(list(kept.items())[-9:]), slug: seen.utm}
+
+
+def utm_for_authorization(session, slug: str) -> dict[str, str]:
+    kept = session.get(UTM_SESSION_KEY, {}).get(slug, {})
+    return {name: clean_utm(str(kept[name])) for name in UTM_FIELDS if isinstance(kept, dict) and kept.get(name)}

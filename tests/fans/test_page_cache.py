@@ -1,0 +1,84 @@
+"""The campaign page is served from cache: a warm view makes one database query (the page view's INSERT),
+and staff edits to the campaign, release, artist or links show at once."""
+
+import pytest
+from django.core.cache import caches
+from django.urls import reverse
+
+from fans.models import FunnelEvent
+from releases.models import ReleaseLink
+from tests.conftest import make_campaign
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def empty_page_cache():
+    caches["pages"].clear()
+
+
+def url(campaign):
+    return reverse("fans:campaign", args=[campaign.slug])
+
+
+def test_a_warm_page_view_makes_one_query_the_tracking_insert(client, campaign, django_assert_num_queries):
+    client.get(url(campaign))  # cold: loads and caches
+
+    with django_assert_num_queries(1) as captured:
+        response = client.get(url(campaign))
+
+    assert response.status_code == 200
+    assert captured.captured_queries[0]["sql"].startswith('INSERT INTO "fans_funnelevent"')
+    assert FunnelEvent.objects.filter(kind="view").count() == 2
+
+
+def test_each_cached_page_carries_a_fresh_valid_csrf_token(client, campaign):
+    client.get(url(campaign))
+    other = type(client)(enforce_csrf_checks=True)
+
+    html = other.get(url(campaign)).content.decode()
+    token = html.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+    response = other.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), {"csrfmiddlewaretoken": token})
+
+    assert response.status_code == 302  # accepted: on to the service's sign-in
+
+
+def test_staff_edits_show_at_once(client, campaign):
+    client.get(url(campaign))
+
+    campaign.subtitle = "Now with a subtitle"
+    campaign.save()
+    assert "Now with a subtitle" in client.get(url(campaign)).content.decode()
+
+    campaign.release.title = "Second Light"
+    campaign.release.save()
+    assert "Second Light" in client.get(url(campaign)).content.decode()
+
+    campaign.release.artist.name = "Nova Lark & Friends"
+    campaign.release.artist.save()
+    assert "Nova Lark &amp; Friends" in client.get(url(campaign)).content.decode()
+
+
+def test_a_new_link_and_a_new_slug_show_at_once(client):
+    import datetime as dt
+
+    campaign = make_campaign(release_in=-dt.timedelta(days=1))
+    client.get(url(campaign))
+
+    ReleaseLink.objects.create(release=campaign.release, platform="tidal", url="https://tidal.com/album/1")
+    assert "Listen on Tidal" in client.get(url(campaign)).content.decode()
+
+    old = url(campaign)
+    campaign.slug = "first-light-deluxe"
+    campaign.save()
+    assert client.get(old).status_code == 404
+    assert client.get(url(campaign)).status_code == 200
+
+
+def test_a_campaign_back_to_draft_disappears_at_once(client, campaign):
+    client.get(url(campaign))
+
+    campaign.status = "draft"
+    campaign.save()
+
+    assert client.get(url(campaign)).status_code == 404
