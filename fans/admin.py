@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from delivery.models import DeliveryAttempt
 from delivery.services import service_choices
@@ -97,6 +98,50 @@ class FanAdmin(admin.ModelAdmin):
         return False  # fans come from the service's sign-in, never from the admin
 
 
+class MarketFilter(admin.SimpleListFilter):
+    """Filter by the fan's market; the choices are the markets present (in the chosen campaign, if any)."""
+
+    title = "market"
+    parameter_name = "market"
+
+    def lookups(self, request, model_admin):
+        rows = Subscription.objects.exclude(market="")
+        campaign = request.GET.get("campaign", "")
+        if campaign.isdigit():
+            rows = rows.filter(campaign_id=campaign)
+        markets = rows.order_by("market").values_list("market", flat=True).distinct()[:250]
+        return [(market, market) for market in markets]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(market=self.value())
+        return queryset
+
+
+class EmailOptInFilter(admin.SimpleListFilter):
+    title = "email opt-in"
+    parameter_name = "email_opt_in"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Opted in to email"), ("no", "Not opted in")]
+
+    def queryset(self, request, queryset):
+        opted_in = Exists(ConsentRecord.objects.filter(subscription=OuterRef("pk"), email_opt_in=True))
+        if self.value() == "yes":
+            return queryset.filter(opted_in)
+        if self.value() == "no":
+            return queryset.filter(~opted_in)
+        return queryset
+
+
+ATTEMPT_WORDS = {
+    DeliveryAttempt.Outcome.DELIVERED: "saved",
+    DeliveryAttempt.Outcome.RETRY: "will try again",
+    DeliveryAttempt.Outcome.FAILED: "gave up",
+    DeliveryAttempt.Outcome.REVOKED: "authorization gone",
+}
+
+
 # --- Subscriptions ---------------------------------------------------------------------------------------
 class DeliveryAttemptInline(ReadOnlyInline):
     model = DeliveryAttempt
@@ -112,8 +157,18 @@ class ConsentRecordInline(ReadOnlyInline):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["fan", "campaign", "service", "status", "attempts", "last_error_in_words", "delivered_at"]
-    list_filter = ["status", CampaignFilter, FanServiceFilter]
+    list_display = [
+        "fan",
+        "campaign",
+        "service",
+        "market",
+        "status",
+        "attempts",
+        "attempt_history",
+        "last_error_in_words",
+        "delivered_at",
+    ]
+    list_filter = ["status", CampaignFilter, FanServiceFilter, MarketFilter, EmailOptInFilter]
     list_select_related = ["fan", "campaign__release"]
     search_fields = ["fan__display_name", "fan__email", "fan__service_user_id"]
     date_hierarchy = "created_at"
@@ -128,9 +183,28 @@ class SubscriptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = ["authorized_at", "token_stored"]
     inlines = [DeliveryAttemptInline, ConsentRecordInline]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Subscription]:
+        recent = DeliveryAttempt.objects.order_by("-at")[:3]  # one query per page of rows
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(Prefetch("attempts_log", queryset=recent, to_attr="recent_attempts"))
+        )
+
     @admin.display(description="service", ordering="fan__service")
     def service(self, subscription: Subscription) -> str:
         return subscription.fan.get_service_display()
+
+    @admin.display(description="recent attempts")
+    def attempt_history(self, subscription: Subscription) -> str:
+        attempts = getattr(subscription, "recent_attempts", [])
+        if not attempts:
+            return "—"
+        return format_html_join(
+            mark_safe("<br>"),  # noqa: S308 - a constant
+            '<span title="{}">{} {}: {}</span>',
+            ((a.message, f"{a.at:%m-%d %H:%M:%S}", a.call, ATTEMPT_WORDS.get(a.outcome, a.outcome)) for a in attempts),
+        )
 
     @admin.display(description="last error", ordering="last_error")
     def last_error_in_words(self, subscription: Subscription) -> str:

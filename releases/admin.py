@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import operator
+import re
 import zoneinfo
 
 from django import forms
@@ -110,9 +111,33 @@ def export_response(request: HttpRequest, name: str, *, campaign=None, artist=No
     return exports.csv_response(name, exports.export_rows(subscriptions, signups), excel=excel)
 
 
+SPOTIFY_LINK = re.compile(
+    r"^https?://open\.spotify\.com/(?:intl-[a-z-]+/)?(?P<kind>artist|album|track)/(?P<id>[0-9A-Za-z]{22})/?(?:[?#].*)?$"
+)
+
+
+def spotify_uri_from_link(value: str) -> str:
+    """Staff often paste the share link (https://open.spotify.com/album/…?si=…): turn it into the URI."""
+    match = SPOTIFY_LINK.match(value.strip())
+    return f"spotify:{match['kind']}:{match['id']}" if match else value.strip()
+
+
+class SpotifyLinkField(forms.CharField):
+    def to_python(self, value):
+        return spotify_uri_from_link(super().to_python(value))
+
+
 # --- Artists ---------------------------------------------------------------------------------------------
+class ArtistAdminForm(forms.ModelForm):
+    class Meta:
+        model = Artist
+        fields = ["name", "spotify_uri"]
+        field_classes = {"spotify_uri": SpotifyLinkField}
+
+
 @admin.register(Artist)
 class ArtistAdmin(admin.ModelAdmin):
+    form = ArtistAdminForm
     list_display = ["name", "spotify_uri", "release_count", "created_at"]
     search_fields = ["name", "spotify_uri"]
 
@@ -163,6 +188,7 @@ class ReleaseAdminForm(forms.ModelForm):
             "timezone",
             "cover",
         ]
+        field_classes = {"spotify_uri": SpotifyLinkField}
 
     def clean(self) -> dict:
         cleaned = super().clean()

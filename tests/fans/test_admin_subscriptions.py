@@ -29,13 +29,14 @@ def subscribe(campaign, user_id: str, status: str = "pending", **fields) -> Subs
 @pytest.fixture
 def subscriptions(campaign):
     return {
-        "alice": subscribe(campaign, "alice", "delivered", attempts=1, delivered_at=timezone.now()),
+        "alice": subscribe(campaign, "alice", "delivered", attempts=1, delivered_at=timezone.now(), market="GB"),
         "bob": subscribe(
             campaign,
             "bob",
             "failed",
             attempts=5,
             last_error="Gave up after 5 attempts: Spotify did not answer.",
+            market="US",
         ),
         "chloe": subscribe(make_campaign(slug="second-wave"), "chloe", "revoked", last_error="Revoked."),
     }
@@ -84,14 +85,14 @@ def test_changelist_queries_do_not_grow_with_the_number_of_subscriptions(
     staff_client, campaign, django_assert_max_num_queries
 ):
     subscribe(campaign, "first-fan")
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(10):  # + the market choices, the attempt history
         assert staff_client.get(CHANGELIST).status_code == 200
 
     for i in range(10):
         other = make_campaign(slug=f"campaign-{i}")
         for j in range(3):
             subscribe(other, f"fan-{i}-{j}")
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(10):  # + the market choices, the attempt history
         response = staff_client.get(CHANGELIST)
     assert len(response.context["cl"].result_list) == 31
 
@@ -171,3 +172,41 @@ def test_fans_cannot_be_added_by_hand(staff_client):
 def test_fan_list_searches_by_name_and_email(staff_client, subscriptions):
     response = staff_client.get(reverse("admin:fans_fan_changelist"), {"q": "alice@fans.test"})
     assert [fan.service_user_id for fan in response.context["cl"].result_list] == ["alice"]
+
+
+def opt_in(subscription: Subscription) -> None:
+    record = ConsentRecord(
+        subscription=subscription,
+        campaign=subscription.campaign,
+        service="spotify",
+        service_user_id=subscription.fan.service_user_id,
+        wording_version="2026-11",
+        email_opt_in=True,
+    )
+    record.issue_revoke_token()
+    record.save()
+
+
+def test_changelist_filters_by_market_and_email_opt_in(staff_client, subscriptions):
+    opt_in(subscriptions["alice"])
+    assert listed(staff_client.get(CHANGELIST, {"market": "GB"})) == ["alice"]
+    assert listed(staff_client.get(CHANGELIST, {"email_opt_in": "yes"})) == ["alice"]
+    assert listed(staff_client.get(CHANGELIST, {"email_opt_in": "no"})) == ["bob", "chloe"]
+    campaign = subscriptions["alice"].campaign
+    [market_filter] = [f for f in staff_client.get(CHANGELIST, {"campaign": campaign.pk}).context["cl"].filter_specs
+                       if f.title == "market"]  # fmt: skip
+    assert market_filter.lookup_choices == [("GB", "GB"), ("US", "US")]
+
+
+def test_changelist_rows_show_recent_attempts_in_words(staff_client, subscriptions):
+    for minutes, outcome in [(4, "retry"), (3, "retry"), (2, "retry"), (1, "failed")]:
+        DeliveryAttempt.objects.create(
+            subscription=subscriptions["bob"],
+            at=timezone.now() - dt.timedelta(minutes=minutes),
+            call="save",
+            outcome=outcome,
+            message="Spotify did not answer in time.",
+        )
+    html = staff_client.get(CHANGELIST, {"q": "bob"}).content.decode()
+    assert html.count("save: will try again") == 2, "the three most recent attempts"
+    assert "save: gave up" in html

@@ -69,7 +69,7 @@ def test_change_page_renders(staff_client, campaign):
         ("isrc", "GB-AYE-26-00001", "at most 12 characters"),
         (
             "spotify_uri",
-            "https://open.spotify.com/album/4aawyAB9vmqN3uQ7FjRGTy",
+            "https://open.spotify.com/playlist/4aawyAB9vmqN3uQ7FjRGTy",
             "Paste the release's Spotify URI",
         ),
         ("spotify_uri", "spotify:album:short", "Paste the release's Spotify URI"),
@@ -84,6 +84,20 @@ def test_malformed_identifier_is_an_error_on_its_field(staff_client, artist, fie
     assert list(errors) == [field]
     assert message in errors[field][0]
     assert not Release.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://open.spotify.com/album/4aawyAB9vmqN3uQ7FjRGTy",
+        "https://open.spotify.com/intl-de/album/4aawyAB9vmqN3uQ7FjRGTy?si=abc123",
+        " spotify:album:4aawyAB9vmqN3uQ7FjRGTy ",
+    ],
+)
+def test_a_pasted_spotify_share_link_becomes_the_uri(staff_client, artist, link):
+    response = staff_client.post(ADD, form_data(artist, spotify_uri=link))
+    assert response.status_code == 302
+    assert Release.objects.get().spotify_uri == "spotify:album:4aawyAB9vmqN3uQ7FjRGTy"
 
 
 def test_a_track_needs_its_isrc(staff_client, artist):
