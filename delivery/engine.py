@@ -309,12 +309,17 @@ class Run:
             await self.fan_permits.take()
         name = "refresh"
         try:
-            tokens = service.parse_tokens(await self.call(service, service.refresh_call(refresh_token)))
-            if tokens.refresh_token:
-                stored = self.transport.loop.create_future()
-                self.rotated.put((subscription, tokens.refresh_token, stored))
-                await stored
-            for call in service.delivery_calls(tokens.access_token, self.campaign):
+            access_token = refresh_token  # a service without a refresh flow stores the access token itself
+            refresh = service.refresh_call(refresh_token)
+            if refresh is not None:
+                tokens = service.parse_tokens(await self.call(service, refresh))
+                access_token = tokens.access_token
+                if tokens.refresh_token:
+                    stored = self.transport.loop.create_future()
+                    self.rotated.put((subscription, tokens.refresh_token, stored))
+                    await stored
+            market = subscription.market or self.campaign.default_market
+            for call in service.delivery_calls(access_token, self.campaign, market):
                 name = call.name
                 await self.call(service, call)
         except Exception as exc:  # noqa: BLE001 - sorted by classify(); one fan never stops the run

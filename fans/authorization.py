@@ -160,7 +160,7 @@ def complete(
     campaign = Campaign.objects.select_related("release__artist").filter(pk=entry["campaign"]).first()
     retry_url = campaign.get_absolute_url() if campaign else ""
 
-    error = params.get("error")
+    error = service.callback_error(params)
     if error == "access_denied":
         raise ConsentDenied(
             f"You chose Cancel on {service.label}, so nothing was saved and we hold nothing of yours. "

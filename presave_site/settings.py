@@ -172,6 +172,17 @@ if SPOTIFY_LIBRARY_API not in {"library", "legacy"}:
 if SPOTIFY_ENABLED and not (SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET):
     raise ImproperlyConfigured("SPOTIFY_ENABLED needs SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET.")
 
+# Deezer accepts no new app registrations (since about mid-2024): the service is enabled only when an existing
+# app's credentials are configured. Its offline_access tokens do not expire, so there is no refresh flow.
+DEEZER_APP_ID = env.str("DEEZER_APP_ID", default="")
+DEEZER_SECRET = secret("DEEZER_SECRET", "") if DEEZER_APP_ID else ""
+DEEZER_ENABLED = bool(DEEZER_APP_ID and DEEZER_SECRET)
+DEEZER_CONNECT_URL = env.str("DEEZER_CONNECT_URL", default="https://connect.deezer.com").rstrip("/")
+DEEZER_API_URL = env.str("DEEZER_API_URL", default="https://api.deezer.com").rstrip("/")
+# Deezer's simple API quota: 50 requests per 5 seconds (error code 4 beyond it).
+DEEZER_RATE_LIMIT = env.int("DEEZER_RATE_LIMIT", default=50)
+DEEZER_RATE_WINDOW_SECONDS = env.float("DEEZER_RATE_WINDOW_SECONDS", default=5.0)
+
 # The proxy header carrying the visitor's country (Cloudflare's CF-IPCountry); "" to ignore headers.
 COUNTRY_HEADER = env.str("COUNTRY_HEADER", default="CF-IPCountry")
 

@@ -22,6 +22,7 @@ from delivery.sandbox.client import SandboxClient
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+DEEZER_APP_ID, DEEZER_SECRET = "100001", "sandbox-deezer-secret"  # the sandbox's registered Deezer app
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -57,8 +58,19 @@ class Sandbox(SandboxClient):
         """Mint tokens for a sandbox user directly (no login page), as a fan who pre-saved earlier."""
         return self.control("POST", f"users/{user_id}/authorize", {"client_id": "sandbox-client-id", "scope": scope})
 
+    def authorize_deezer(self, user_id: str, perms: str = "basic_access,offline_access,manage_library") -> str:
+        """A lasting Deezer token for a sandbox user, as a fan who pre-saved earlier."""
+        return self.control("POST", f"deezer/users/{user_id}/authorize", {"perms": perms})["access_token"]
+
     def environment(self) -> dict[str, str]:
-        return {"SPOTIFY_ACCOUNTS_URL": self.accounts_url, "SPOTIFY_API_URL": self.api_url}
+        return {
+            "SPOTIFY_ACCOUNTS_URL": self.accounts_url,
+            "SPOTIFY_API_URL": self.api_url,
+            "DEEZER_APP_ID": DEEZER_APP_ID,
+            "DEEZER_SECRET": DEEZER_SECRET,
+            "DEEZER_CONNECT_URL": self.deezer_connect_url,
+            "DEEZER_API_URL": self.deezer_api_url,
+        }
 
 
 @pytest.fixture(scope="session")
@@ -72,10 +84,13 @@ def sandbox_server():
 
 @pytest.fixture
 def sandbox(sandbox_server: Sandbox, settings) -> Sandbox:
-    """A sandbox reset to its demo world, and the app's Spotify client pointed at it."""
+    """A sandbox reset to its demo world, and the app's service clients pointed at it (Deezer switched on)."""
     sandbox_server.control("POST", "reset")
     settings.SPOTIFY_ACCOUNTS_URL = sandbox_server.accounts_url
     settings.SPOTIFY_API_URL = sandbox_server.api_url
+    settings.DEEZER_APP_ID, settings.DEEZER_SECRET, settings.DEEZER_ENABLED = DEEZER_APP_ID, DEEZER_SECRET, True
+    settings.DEEZER_CONNECT_URL = sandbox_server.deezer_connect_url
+    settings.DEEZER_API_URL = sandbox_server.deezer_api_url
     return sandbox_server
 
 

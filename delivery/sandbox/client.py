@@ -23,6 +23,16 @@ class SandboxClient:
         """What SPOTIFY_API_URL is set to."""
         return f"{self.url}/spotify/api"
 
+    @property
+    def deezer_connect_url(self) -> str:
+        """What DEEZER_CONNECT_URL is set to."""
+        return f"{self.url}/deezer/connect"
+
+    @property
+    def deezer_api_url(self) -> str:
+        """What DEEZER_API_URL is set to."""
+        return f"{self.url}/deezer/api"
+
     def control(self, method: str, path: str, body: dict | None = None) -> Any:
         response = self.http.request(method, f"{self.url}/_sandbox/{path.lstrip('/')}", json=body, timeout=self.timeout)
         response.raise_for_status()

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from delivery.sandbox import demo_catalog
+from delivery.sandbox import deezer, demo_catalog
 from delivery.sandbox.faults import window_used
 from delivery.sandbox.spotify import SCOPES
 from delivery.sandbox.state import (
@@ -54,6 +54,7 @@ def make_control_app(state: SandboxState) -> web.Application:
             web.post("/users/{id}/age", control.age_user),
             web.post("/users/{id}/authorize", control.authorize_user),
             web.get("/users/{id}/library", control.user_library),
+            web.post("/deezer/users/{id}/authorize", control.authorize_deezer_user),
             web.post("/catalog/artists", control.add_artist),
             web.post("/catalog/albums", control.add_album),
             web.post("/catalog/tracks", control.add_track),
@@ -145,6 +146,17 @@ class Control:
                 "refresh_token": grant.refresh_token,
             }
         )
+
+    async def authorize_deezer_user(self, request: web.Request) -> web.Response:
+        """POST /_sandbox/deezer/users/<id>/authorize {"perms": "basic_access,offline_access,manage_library"}:
+        a lasting Deezer token, as if the user had agreed and the app had exchanged the code."""
+        user = self._user(request)
+        perms = _text(await _json_body(request), "perms", "basic_access,offline_access,manage_library")
+        unknown = [perm for perm in perms.split(",") if perm not in deezer.PERMS]
+        if unknown:
+            raise _bad_request(f"Unknown perms: {','.join(unknown)}")
+        token = deezer.authorize_user(self.state, user.id, perms)
+        return web.json_response({"access_token": token.token, "expires": 0})
 
     async def bulk_authorize(self, request: web.Request) -> web.Response:
         """POST /_sandbox/users/bulk-authorize {"ids": [...], "client_id", "scope", "country"}: create the users

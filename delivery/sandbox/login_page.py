@@ -36,8 +36,10 @@ def login_page(
     users: Iterable[User],
     user_count: int,
     error: str = "",
+    service: str = "Spotify",
+    action: str = "/spotify/accounts/authorize/decide",
 ) -> str:
-    """The page /authorize shows: what the app asks for, who logs in, Agree or Cancel."""
+    """The page /authorize shows: what the app asks for, who logs in, Agree or Cancel (posted to `action`)."""
     hidden = "".join(
         f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">' for name, value in params.items()
     )
@@ -52,11 +54,11 @@ def login_page(
         radios += f'<p class="muted">…and {more} more: type a name below to log in as one of them.</p>'
     error_html = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
     body = f"""
-<h1>Log in to Spotify (sandbox)</h1>
+<h1>Log in to {escape(service)} (sandbox)</h1>
 <p><strong>{escape(client_name)}</strong> would like to:</p>
 <ul>{scopes}</ul>
 {error_html}
-<form method="post" action="/spotify/accounts/authorize/decide">
+<form method="post" action="{escape(action)}">
   {hidden}
   <fieldset><legend>Log in as</legend>{radios}</fieldset>
   <label for="new_user">…or a new user</label>

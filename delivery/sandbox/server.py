@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from delivery.sandbox import control, demo_catalog, spotify
+from delivery.sandbox import control, deezer, demo_catalog, spotify
 from delivery.sandbox.state import Client, SandboxState
 
 DEFAULT_CLIENT_ID = "sandbox-client-id"
@@ -35,6 +35,8 @@ OPTIONS = (
     "hang_seconds",
     "rate_limit",
     "seed",
+    "deezer_app_id",
+    "deezer_secret",
 )
 
 
@@ -49,10 +51,15 @@ def build_state(
     hang_seconds: float = 30.0,
     rate_limit: int | None = None,
     seed: int | None = None,
+    deezer_app_id: str = deezer.DEFAULT_APP_ID,
+    deezer_secret: str = deezer.DEFAULT_SECRET,
 ) -> SandboxState:
-    """The demo world with one registered app and the given faults switched on."""
+    """The demo world with one registered app per service and the given faults switched on."""
     state = SandboxState(
-        clients={client_id: Client(client_id, client_secret, "Presave (sandbox app)", list(redirect_uris))}
+        clients={client_id: Client(client_id, client_secret, "Presave (sandbox app)", list(redirect_uris))},
+        service_apps={
+            deezer.KEY: Client(deezer_app_id, deezer_secret, "Presave (sandbox Deezer app)", list(redirect_uris)),
+        },
     )
     demo_catalog.load(state)
     faults = state.faults
@@ -68,6 +75,7 @@ def make_app(state: SandboxState | None = None) -> web.Application:
     app = web.Application()
     app[STATE] = state
     app.add_subapp(spotify.PREFIX, spotify.make_spotify_app(state))
+    app.add_subapp(deezer.PREFIX, deezer.make_deezer_app(state))
     app.add_subapp(control.PREFIX, control.make_control_app(state))
     return app
 
@@ -85,6 +93,7 @@ def run(
     base = f"http://{host}:{port}"
     echo(
         f"Sandbox: Spotify accounts {base}{spotify.PREFIX}/accounts, API {base}{spotify.PREFIX}/api, "
+        f"Deezer {base}{deezer.PREFIX}/connect and {base}{deezer.PREFIX}/api, "
         f"control {base}{control.PREFIX}/ (client id {next(iter(state.clients))})"
     )
     web.run_app(
@@ -159,6 +168,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="A registered redirect URI; repeat for more (none: any http(s) URI is accepted).",
     )
+    parser.add_argument("--deezer-app-id", default=deezer.DEFAULT_APP_ID, help="The Deezer app's id.")
+    parser.add_argument("--deezer-secret", default=deezer.DEFAULT_SECRET, help="The Deezer app's secret.")
     parser.add_argument("--seed", type=int, help="Seed for the fault dice, for repeatable runs.")
     parser.add_argument("--access-log", action="store_true", help="Log every request (slower).")
 

@@ -345,7 +345,7 @@ class SpotifyService:
         if scheme != "Bearer" or not value:
             raise ApiError(400, "Only valid bearer authentication supported")
         token = self.state.access_tokens.get(value)
-        if token is None:
+        if token is None or token.service != "spotify":
             raise _unauthorized("Invalid access token")
         if token.expires_at <= self.state.now():
             raise _unauthorized("The access token expired")

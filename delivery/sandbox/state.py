@@ -101,6 +101,7 @@ class AccessToken:
     scopes: frozenset[str]
     expires_at: float
     user_id: str | None  # None for an app token (client credentials)
+    service: str = "spotify"  # whose API accepts it: spotify, deezer or apple_music
 
 
 @dataclass
@@ -185,6 +186,8 @@ class Faults:
 @dataclass
 class SandboxState:
     clients: dict[str, Client]
+    # Apps registered with the other services, by service key (Deezer: app id and secret).
+    service_apps: dict[str, Client] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
     rng: random.Random = field(default_factory=random.Random)
     users: dict[str, User] = field(default_factory=dict)
@@ -208,7 +211,7 @@ class SandboxState:
     def reset(self) -> None:
         """Forget everything except the registered clients: faults off, no users, catalog or logs."""
         for f in fields(self):
-            if f.name != "clients":
+            if f.name not in ("clients", "service_apps"):
                 setattr(self, f.name, f.default_factory())  # type: ignore[misc]
 
     def now(self) -> float:
@@ -279,6 +282,23 @@ class SandboxState:
             grant.access_tokens.add(token.token)
         return token
 
+    def issue_lasting_token(self, service: str, client_id: str, user_id: str, scope: str, prefix: str) -> AccessToken:
+        """A token that never expires (Deezer's offline_access, Apple's Music-User-Token), in a chain of its
+        own so that revoke_user ends it."""
+        grant = Grant(user_id, client_id, scope, authorized_at=self.now(), public=False)
+        self.grants_by_user.setdefault(user_id, []).append(grant)
+        token = AccessToken(
+            token=prefix + secrets.token_urlsafe(64),
+            client_id=client_id,
+            scopes=frozenset(scope.replace(",", " ").split()),
+            expires_at=float("inf"),
+            user_id=user_id,
+            service=service,
+        )
+        self.access_tokens[token.token] = token
+        grant.access_tokens.add(token.token)
+        return token
+
     def revoke_user(self, user_id: str) -> int:
         """The user removed the app: every chain dies, access tokens at once. Returns the chains revoked."""
         grants = [grant for grant in self.grants_by_user.get(user_id, []) if not grant.revoked]
@@ -320,9 +340,10 @@ class SandboxState:
     # Libraries and follows
 
     def save(self, user_id: str, uri: str, endpoint: str) -> None:
-        """Save an album/track URI or follow an artist URI; logged every time, held once."""
+        """Save an album/track URI or follow an artist URI; logged every time, held once. Other services'
+        writes use their key with the catalog id: `deezer:album:<id>`, `apple_music:album:<id>`."""
         library = self.library(user_id)
-        if uri.startswith("spotify:artist:"):
+        if ":artist:" in uri:
             if uri not in library.following:
                 library.following[uri] = self.now()
                 self.artist_followers[uri] += 1
@@ -333,7 +354,7 @@ class SandboxState:
     def remove(self, user_id: str, uri: str, endpoint: str) -> None:
         """Remove an album/track URI or unfollow an artist URI; logged every time."""
         library = self.library(user_id)
-        if uri.startswith("spotify:artist:"):
+        if ":artist:" in uri:
             if library.following.pop(uri, None) is not None:
                 self.artist_followers[uri] -= 1
         else:
@@ -342,7 +363,7 @@ class SandboxState:
 
     def contains(self, user_id: str, uri: str) -> bool:
         library = self.library(user_id)
-        return uri in (library.following if uri.startswith("spotify:artist:") else library.saved)
+        return uri in (library.following if ":artist:" in uri else library.saved)
 
     def _log(self, user_id: str, uri: str, endpoint: str) -> None:
         self.writes.append(Write(user_id, uri, endpoint, self.now()))

@@ -4,9 +4,10 @@
 """
 
 from delivery.services.base import Profile, RateLimited, Service, ServiceError, TokenRevoked, Tokens
+from delivery.services.deezer import Deezer
 from delivery.services.spotify import Spotify
 
-SERVICES: dict[str, type[Service]] = {cls.key: cls for cls in (Spotify,)}
+SERVICES: dict[str, type[Service]] = {cls.key: cls for cls in (Spotify, Deezer)}
 
 
 def service_choices() -> list[tuple[str, str]]:

@@ -60,6 +60,9 @@ class RateLimited(ServiceError):
 
 @dataclass(frozen=True)
 class Tokens:
+    """What an exchange or refresh gave. A service without a refresh flow answers its lasting access token in
+    both fields from `exchange_code` (it is what the vault keeps), with `expires_in` 0 (never)."""
+
     access_token: str
     refresh_token: str | None  # a new one when the service rotated it; None when it kept the old one
     expires_in: int
@@ -146,18 +149,27 @@ class Service:
     def exchange_code(self, *, code: str, redirect_uri: str, code_verifier: str) -> Tokens:
         raise NotImplementedError
 
+    def callback_error(self, params: Mapping[str, str]) -> str:
+        """The error our callback came back with, in OAuth's words ("access_denied" when the fan said no);
+        "" when there is none (RFC 6749 §4.1.2.1)."""
+        return params.get("error", "")
+
     def profile(self, access_token: str) -> Profile:
         raise NotImplementedError
 
     # Release day (the worker)
-    def refresh_call(self, refresh_token: str) -> Call:
+    def refresh_call(self, refresh_token: str) -> Call | None:
+        """The call that turns the stored token into an access token; None for a service without a refresh
+        flow (Deezer's offline_access, Apple Music's Music-User-Token), whose stored token is the access token."""
         raise NotImplementedError
 
     def parse_tokens(self, reply: Reply) -> Tokens:
         raise NotImplementedError
 
-    def delivery_calls(self, access_token: str, campaign: Campaign) -> list[Call]:
-        """The library actions the campaign promised, in order (save the release, follow the artist)."""
+    def delivery_calls(self, access_token: str, campaign: Campaign, market: str = "") -> list[Call]:
+        """The library actions the campaign promised, in order (save the release, follow the artist), for a fan
+        in `market` (ISO 3166-1 alpha-2). A call whose answer shows the action did not happen raises from `check`.
+        """
         raise NotImplementedError
 
     def can_deliver(self, release: Release) -> bool:
@@ -174,7 +186,10 @@ class Service:
         raise NotImplementedError
 
     def refresh(self, refresh_token: str) -> Tokens:
-        return self.parse_tokens(self.run(self.refresh_call(refresh_token)))
+        call = self.refresh_call(refresh_token)
+        if call is None:
+            return Tokens(access_token=refresh_token, refresh_token=None, expires_in=0)
+        return self.parse_tokens(self.run(call))
 
     # Public pages
     def listen_url(self, release: Release) -> str:

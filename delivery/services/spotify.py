@@ -144,7 +144,7 @@ class Spotify(Service):
         kind, spotify_id = release.spotify_uri.split(":")[1:]
         return f"https://open.spotify.com/{kind}/{spotify_id}"
 
-    def delivery_calls(self, access_token: str, campaign: Campaign) -> list[Call]:
+    def delivery_calls(self, access_token: str, campaign: Campaign, market: str = "") -> list[Call]:
         """developer.spotify.com/documentation/web-api/reference/save-library-items (PUT /v1/me/library, with
         the artist's URI to follow); with SPOTIFY_LIBRARY_API=legacy: .../save-albums-user, .../save-tracks-user
         and .../follow-artists-users (PUT /v1/me/following?type=artist)."""

@@ -1,0 +1,324 @@
+"""Deezer's OAuth and simple API, served under `/deezer`.
+
+`/deezer/connect` stands for https://connect.deezer.com and `/deezer/api` for https://api.deezer.com. The
+sandbox's users and catalog are shared with the other services; Deezer sees them under numeric ids derived
+from the catalog's. As on Deezer, errors are answered with HTTP 200 and `{"error": {"type", "message",
+"code"}}` (developers.deezer.com/api/errors), the quota included (code 4); server faults keep their 5xx.
+Library writes are logged as `deezer:album:<catalog id>` (`track`, `artist`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from urllib.parse import urlencode
+
+from aiohttp import web
+from yarl import URL
+
+from delivery.sandbox import login_page
+from delivery.sandbox.faults import Kind, fault_middleware
+from delivery.sandbox.spotify import _slug
+from delivery.sandbox.state import AccessToken, Album, Artist, Client, SandboxState, Track
+
+PREFIX = "/deezer"
+KEY = "deezer"
+DEFAULT_APP_ID = "100001"
+DEFAULT_SECRET = "sandbox-deezer-secret"
+PERMS = {
+    "basic_access": "Access your basic information",
+    "email": "Get your email address",
+    "offline_access": "Access your data at any time",
+    "manage_library": "Manage your library",
+    "manage_community": "Manage your friends",
+    "delete_library": "Delete items from your library",
+    "listening_history": "Access your listening history",
+}
+CODE_PREFIX = "fr"
+TOKEN_PREFIX = "frDZ"
+SERVER_ERROR_CODE = 700  # "Service busy"
+
+
+class DeezerError(Exception):
+    def __init__(self, kind: str, message: str, code: int) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.code = kind, message, code
+
+
+def error_body(kind: str, message: str, code: int) -> dict:
+    return {"error": {"type": kind, "message": message, "code": code}}
+
+
+def fault_error(
+    status: int, message: str, *, reason: str | None = None, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """Faults in Deezer's words: the quota is a 200 with code 4, server faults keep their status."""
+    if status == 429:
+        return web.json_response(error_body("Exception", "Quota limit exceeded", 4))
+    return web.json_response(error_body("Exception", message, SERVER_ERROR_CODE), status=status)
+
+
+def numeric_id(kind: str, catalog_id: str) -> int:
+    """The Deezer id of a catalog item or user: a stable 9-digit number."""
+    digest = hashlib.sha256(f"deezer:{kind}:{catalog_id}".encode()).digest()
+    return 100_000_000 + int.from_bytes(digest[:8], "big") % 900_000_000
+
+
+def make_deezer_app(state: SandboxState) -> web.Application:
+    deezer = DeezerService(state)
+    app = web.Application(middlewares=[fault_middleware(state, deezer.classify, fault_error), render_errors])
+    app.add_routes(deezer.routes())
+    return app
+
+
+@web.middleware
+async def render_errors(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DeezerError as error:
+        return web.json_response(error_body(error.kind, error.message, error.code))
+    except web.HTTPNotFound:
+        if request.path.startswith(f"{PREFIX}/api/"):
+            return web.json_response(error_body("DataException", "no data", 800))
+        raise
+
+
+class DeezerService:
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        self.codes: dict[str, tuple[str, str, str]] = {}  # code → (app id, user id, perms)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/connect/oauth/auth.php", self.authorize),
+            web.post("/connect/oauth/decide", self.decide),
+            web.get("/connect/oauth/access_token.php", self.access_token),
+            web.get("/api/user/me", self.me),
+            web.post("/api/user/me/albums", self.add_album),
+            web.post("/api/user/me/tracks", self.add_track),
+            web.post("/api/user/me/artists", self.follow_artist),
+            web.get("/api/user/me/albums", self.list_albums),
+            web.get("/api/album/{id}", self.album),
+            web.get("/api/track/{id}", self.track),
+        ]
+
+    async def classify(self, request: web.Request) -> tuple[Kind, str | None]:
+        path = request.path
+        if path.startswith(f"{PREFIX}/api/"):
+            token = self.state.access_tokens.get(request.query.get("access_token", ""))
+            return Kind.API, token.client_id if token and token.service == KEY else None
+        app_id = request.query.get("app_id", "")
+        kind = Kind.TOKEN if path.endswith("access_token.php") else Kind.PAGE
+        return kind, app_id if self._app(app_id) else None
+
+    def _app(self, app_id: str) -> Client | None:
+        app = self.state.service_apps.get(KEY)
+        return app if app and app.id == app_id else None
+
+    # OAuth
+
+    async def authorize(self, request: web.Request) -> web.Response:
+        """GET /oauth/auth.php?app_id&redirect_uri&perms[&state]: the login and consent page.
+        developers.deezer.com/api/oauth"""
+        params = self._authorize_params(request.query)
+        return self._page(params)
+
+    def _authorize_params(self, query: Mapping[str, object]) -> dict[str, str]:
+        params = {name: str(query[name]) for name in ("app_id", "redirect_uri", "perms", "state") if name in query}
+        app = self._app(params.get("app_id", ""))
+        if app is None:
+            raise _page_error("Wrong app_id")
+        if not app.accepts_redirect_uri(params.get("redirect_uri", "")):
+            raise _page_error("Wrong redirect_uri")
+        perms = [perm for perm in params.get("perms", "").split(",") if perm]
+        if any(perm not in PERMS for perm in perms):
+            raise _page_error("Wrong perms")
+        return params
+
+    def _page(self, params: dict[str, str], error: str = "", status: int = 200) -> web.Response:
+        users = list(self.state.users.values())
+        html = login_page.login_page(
+            client_name="Presave (sandbox Deezer app)",
+            params=params,
+            scope_words=[PERMS[perm] for perm in params.get("perms", "").split(",") if perm],
+            users=users[: login_page.MAX_LISTED_USERS],
+            user_count=len(users),
+            error=error,
+            service="Deezer",
+            action=f"{PREFIX}/connect/oauth/decide",
+        )
+        return web.Response(text=html, content_type="text/html", status=status)
+
+    async def decide(self, request: web.Request) -> web.Response:
+        """The login page's form: allow redirects with `code`, cancel with `error_reason=user_denied`."""
+        form = await request.post()
+        params = self._authorize_params(form)
+        back = {"state": params["state"]} if "state" in params else {}
+        if form.get("decision") != "agree":
+            raise web.HTTPFound(URL(params["redirect_uri"]).update_query(error_reason="user_denied", **back))
+        user_id = _chosen_user(self.state, str(form.get("user", "")), str(form.get("new_user", "")))
+        if user_id is None:
+            return self._page(params, error="Choose a user, or type a name for a new one.", status=400)
+        code = CODE_PREFIX + hashlib.sha256(f"{user_id}:{len(self.codes)}:{self.state.now()}".encode()).hexdigest()
+        self.codes[code] = (params["app_id"], user_id, params.get("perms", ""))
+        raise web.HTTPFound(URL(params["redirect_uri"]).update_query(code=code, **back))
+
+    async def access_token(self, request: web.Request) -> web.Response:
+        """GET /oauth/access_token.php?app_id&secret&code[&output=json] → access_token and expires (0 with
+        offline_access). developers.deezer.com/api/oauth"""
+        query = request.query
+        app = self._app(query.get("app_id", ""))
+        if app is None or not hmac.compare_digest(query.get("secret", "").encode(), app.secret.encode()):
+            raise DeezerError("OAuthException", "Wrong app_id or secret", 300)
+        taken = self.codes.pop(query.get("code", ""), None)
+        if taken is None or taken[0] != app.id:
+            raise DeezerError("OAuthException", "Invalid OAuth code", 300)
+        _, user_id, perms = taken
+        token = self.state.issue_lasting_token(KEY, app.id, user_id, perms, TOKEN_PREFIX)
+        expires = 0 if "offline_access" in token.scopes else 3600
+        if query.get("output") == "json":
+            return web.json_response({"access_token": token.token, "expires": expires})
+        return web.Response(text=urlencode({"access_token": token.token, "expires": expires}))
+
+    # API
+
+    def _token(self, request: web.Request, perm: str | None = None) -> AccessToken:
+        value = request.query.get("access_token", "")
+        if not value:
+            raise DeezerError(
+                "OAuthException", "An active access token must be used to query information about the current user", 200
+            )
+        token = self.state.access_tokens.get(value)
+        if token is None or token.service != KEY:
+            raise DeezerError("OAuthException", "Invalid OAuth access token.", 300)
+        if perm and perm not in token.scopes:
+            raise DeezerError("OAuthException", "Permission denied", 200)
+        return token
+
+    async def me(self, request: web.Request) -> web.Response:
+        """GET /user/me. developers.deezer.com/api/user"""
+        token = self._token(request)
+        user = self.state.users[token.user_id or ""]
+        uid = numeric_id("user", user.id)
+        body = {
+            "id": uid,
+            "name": user.display_name,
+            "country": user.country,
+            "link": f"https://www.deezer.com/profile/{uid}",
+            "type": "user",
+        }
+        if "email" in token.scopes:
+            body["email"] = user.email
+        return web.json_response(body)
+
+    async def add_album(self, request: web.Request) -> web.Response:
+        """POST /user/me/albums?album_id= → true. developers.deezer.com/api/user/albums"""
+        return self._write(request, "album", self.state.albums)
+
+    async def add_track(self, request: web.Request) -> web.Response:
+        """POST /user/me/tracks?track_id= → true. developers.deezer.com/api/user/tracks"""
+        return self._write(request, "track", self.state.tracks)
+
+    async def follow_artist(self, request: web.Request) -> web.Response:
+        """POST /user/me/artists?artist_id= → true. developers.deezer.com/api/user/artists"""
+        return self._write(request, "artist", self.state.artists)
+
+    def _write(self, request: web.Request, kind: str, catalog: Mapping[str, object]) -> web.Response:
+        token = self._token(request, "manage_library")
+        raw = request.query.get(f"{kind}_id", "")
+        if not raw:
+            raise DeezerError("ParameterException", f"Missing parameters: {kind}_id", 501)
+        catalog_id = self._catalog_id(kind, catalog, raw)
+        self.state.save(token.user_id or "", f"{KEY}:{kind}:{catalog_id}", f"POST /user/me/{kind}s")
+        return web.json_response(True)
+
+    async def list_albums(self, request: web.Request) -> web.Response:
+        """GET /user/me/albums: the fan's favourite albums. developers.deezer.com/api/user/albums"""
+        token = self._token(request)
+        library = self.state.library(token.user_id or "")
+        prefix = f"{KEY}:album:"
+        data = [
+            self._album(self.state.albums[uri[len(prefix) :]])
+            for uri in library.saved
+            if uri.startswith(prefix) and uri[len(prefix) :] in self.state.albums
+        ]
+        return web.json_response({"data": data, "total": len(data)})
+
+    async def album(self, request: web.Request) -> web.Response:
+        """GET /album/<id> or /album/upc:<upc>. developers.deezer.com/api/album"""
+        raw = request.match_info["id"]
+        if raw.startswith("upc:"):
+            ids = self.state.albums_by_upc.get(raw[4:], [])
+            if not ids:
+                raise DeezerError("DataException", "no data", 800)
+            return web.json_response(self._album(self.state.albums[ids[0]]))
+        return web.json_response(self._album(self.state.albums[self._catalog_id("album", self.state.albums, raw)]))
+
+    async def track(self, request: web.Request) -> web.Response:
+        """GET /track/<id> or /track/isrc:<isrc>. developers.deezer.com/api/track"""
+        raw = request.match_info["id"]
+        if raw.startswith("isrc:"):
+            ids = self.state.tracks_by_isrc.get(raw[5:].upper(), [])
+            if not ids:
+                raise DeezerError("DataException", "no data", 800)
+            return web.json_response(self._track(self.state.tracks[ids[0]]))
+        return web.json_response(self._track(self.state.tracks[self._catalog_id("track", self.state.tracks, raw)]))
+
+    def _catalog_id(self, kind: str, catalog: Mapping[str, object], raw: str) -> str:
+        for catalog_id in catalog:
+            if str(numeric_id(kind, catalog_id)) == raw:
+                return catalog_id
+        raise DeezerError("DataException", "no data", 800)
+
+    def _artist(self, artist_id: str) -> dict:
+        artist: Artist | None = self.state.artists.get(artist_id)
+        return {"id": numeric_id("artist", artist_id), "name": artist.name if artist else "", "type": "artist"}
+
+    def _album(self, album: Album) -> dict:
+        deezer_id = numeric_id("album", album.id)
+        return {
+            "id": deezer_id,
+            "title": album.name,
+            "upc": album.upc,
+            "link": f"https://www.deezer.com/album/{deezer_id}",
+            "release_date": album.release_date,
+            "record_type": album.album_type,
+            "available": bool(album.available_markets),
+            "artist": self._artist(album.artist_id),
+            "type": "album",
+        }
+
+    def _track(self, track: Track) -> dict:
+        deezer_id = numeric_id("track", track.id)
+        return {
+            "id": deezer_id,
+            "title": track.name,
+            "isrc": track.isrc,
+            "link": f"https://www.deezer.com/track/{deezer_id}",
+            "available_countries": list(track.available_markets),
+            "artist": self._artist(track.artist_id),
+            "album": {"id": numeric_id("album", track.album_id), "type": "album"},
+            "type": "track",
+        }
+
+
+def authorize_user(state: SandboxState, user_id: str, perms: str) -> AccessToken:
+    """A fan who already agreed: mint a lasting token (the control API's direct authorization)."""
+    app = state.service_apps[KEY]
+    return state.issue_lasting_token(KEY, app.id, user_id, perms, TOKEN_PREFIX)
+
+
+def _chosen_user(state: SandboxState, user_id: str, new_user: str) -> str | None:
+    if new_user.strip():
+        slug = _slug(new_user)
+        if not slug:
+            return None
+        if slug not in state.users:
+            state.add_user(slug, new_user.strip())
+        return slug
+    return user_id if user_id in state.users else None
+
+
+def _page_error(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=login_page.error_page(message), content_type="text/html")

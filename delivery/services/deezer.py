@@ -1,0 +1,213 @@
+"""Deezer: OAuth with offline_access, the fan's profile, and release-day favourites and follows.
+
+Base URLs come from settings (DEEZER_CONNECT_URL, DEEZER_API_URL) so the same code talks to Deezer or to the
+project's sandbox (delivery/sandbox/deezer.py). Deezer has no refresh flow and no PKCE: with `offline_access`
+the access token never expires, so it is the credential the vault keeps (`refresh_call` is None).
+
+Deezer answers most errors with HTTP 200 and a body `{"error": {"type", "message", "code"}}`
+(developers.deezer.com/api/errors); `check` looks inside every answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+from django.conf import settings
+
+from delivery.services.base import Call, Profile, RateLimited, Reply, Service, ServiceError, TokenRevoked, Tokens
+
+if TYPE_CHECKING:
+    from releases.models import Campaign, Release
+
+SCOPE_WORDS = {
+    "basic_access": "See your Deezer name and account id.",
+    "offline_access": "Keep this permission until you take it back, so we can act on release day.",
+    "manage_library": "Add this release to your Deezer favourites on release day (and follow the artist, if offered).",
+    "email": "Read your email address, so we can email you when it drops.",
+}
+
+# developers.deezer.com/api/errors
+QUOTA = 4
+TOKEN_INVALID = 300
+SERVICE_BUSY = 700
+QUOTA_RETRY_AFTER_SECONDS = 5.0  # the quota counts requests over 5 seconds
+
+
+class Deezer(Service):
+    key = "deezer"
+    label = "Deezer"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connect_url = settings.DEEZER_CONNECT_URL
+        self.api_url = settings.DEEZER_API_URL
+        self.app_id = settings.DEEZER_APP_ID
+        self.secret = settings.DEEZER_SECRET
+        # release pk → (kind, Deezer id, Deezer artist id), found by resolve_release for this client's life
+        self.found: dict[int, tuple[str, str, str]] = {}
+
+    @classmethod
+    def is_enabled(cls) -> bool:
+        return settings.DEEZER_ENABLED
+
+    def scopes_for(self, campaign: Campaign, *, email_opt_in: bool) -> list[str]:
+        perms = ["basic_access", "offline_access", "manage_library"]
+        if email_opt_in:
+            perms.append("email")
+        return perms
+
+    def scope_descriptions(self, scopes: list[str]) -> list[str]:
+        return [SCOPE_WORDS[scope] for scope in scopes if scope in SCOPE_WORDS]
+
+    def authorize_url(self, *, redirect_uri: str, state: str, scopes: list[str], code_challenge: str) -> str:
+        """developers.deezer.com/api/oauth (auth.php: app_id, redirect_uri, perms; no PKCE)"""
+        query = {"app_id": self.app_id, "redirect_uri": redirect_uri, "perms": ",".join(scopes), "state": state}
+        return f"{self.connect_url}/oauth/auth.php?{urlencode(query)}"
+
+    def exchange_code(self, *, code: str, redirect_uri: str, code_verifier: str) -> Tokens:
+        """developers.deezer.com/api/oauth (access_token.php with app_id, secret, code; output=json).
+
+        With offline_access `expires` is 0: the token lasts until the fan takes it back."""
+        call = Call(
+            "exchange",
+            "GET",
+            f"{self.connect_url}/oauth/access_token.php",
+            params={"app_id": self.app_id, "secret": self.secret, "code": code, "output": "json"},
+        )
+        body = _json_object(self.run(call))
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise ServiceError("Deezer's token answer was not understood.")
+        try:
+            expires = int(body.get("expires", 0))
+        except (TypeError, ValueError):
+            expires = 0
+        if expires:
+            raise ServiceError("Deezer gave a token that expires (was offline_access granted?).", permanent=True)
+        return Tokens(access_token=token, refresh_token=token, expires_in=0)
+
+    def callback_error(self, params: Mapping[str, str]) -> str:
+        """developers.deezer.com/api/oauth: a fan who refuses comes back with `error_reason=user_denied`."""
+        reason = params.get("error_reason", "") or params.get("error", "")
+        return "access_denied" if reason == "user_denied" else reason
+
+    def refresh_call(self, refresh_token: str) -> None:
+        return None
+
+    def parse_tokens(self, reply: Reply) -> Tokens:
+        raise ServiceError("Deezer has no token refresh.", permanent=True)
+
+    def profile(self, access_token: str) -> Profile:
+        """developers.deezer.com/api/user (GET /user/me: id, name, email with the email permission, country)"""
+        call = Call("profile", "GET", f"{self.api_url}/user/me", params={"access_token": access_token})
+        body = _json_object(self.run(call))
+        if not body.get("id"):
+            raise ServiceError("Deezer's profile answer had no user id.")
+        return Profile(
+            user_id=str(body["id"]),
+            display_name=str(body.get("name") or body["id"]),
+            email=str(body.get("email") or ""),
+            country=str(body.get("country") or ""),
+        )
+
+    def can_deliver(self, release: Release) -> bool:
+        return bool(release.isrc if release.kind == "track" else release.upc)
+
+    def resolve_release(self, release: Release) -> str:
+        """developers.deezer.com/api/album (GET /album/upc:<upc>) and developers.deezer.com/api/track
+        (GET /track/isrc:<isrc>); the answer names the artist to follow too."""
+        found = self.found.get(release.pk)
+        if found:
+            return found[1]
+        kind, lookup = ("track", f"isrc:{release.isrc}") if release.kind == "track" else ("album", f"upc:{release.upc}")
+        try:
+            body = _json_object(self.run(Call("resolve", "GET", f"{self.api_url}/{kind}/{lookup}")))
+        except ServiceError as exc:
+            if exc.permanent:  # DataException 800: no such UPC/ISRC (yet)
+                raise ServiceError(f"Deezer does not know this release yet ({lookup}).") from None
+            raise
+        item_id, artist_id = body.get("id"), (body.get("artist") or {}).get("id")
+        if not item_id:
+            raise ServiceError(f"Deezer does not know this release yet ({lookup}).")
+        self.found[release.pk] = (kind, str(item_id), str(artist_id or ""))
+        return str(item_id)
+
+    def is_available(self, release: Release, market: str) -> bool:
+        """developers.deezer.com/api/track (`available_countries`) and developers.deezer.com/api/album
+        (`available`, for the album as a whole)."""
+        self.resolve_release(release)
+        kind, item_id, _ = self.found[release.pk]
+        body = _json_object(self.run(Call("availability", "GET", f"{self.api_url}/{kind}/{item_id}")))
+        if kind == "track":
+            return market in (body.get("available_countries") or [])
+        return body.get("available") is not False
+
+    def delivery_calls(self, access_token: str, campaign: Campaign, market: str = "") -> list[Call]:
+        """developers.deezer.com/api/user/albums and .../user/tracks (POST album_id / track_id: add to
+        favourites), developers.deezer.com/api/user/artists (POST artist_id: follow). Each answers `true`."""
+        self.resolve_release(campaign.release)
+        kind, item_id, artist_id = self.found[campaign.release.pk]
+        calls = []
+        if campaign.save_release:
+            calls.append(self._post(access_token, "save", f"/user/me/{kind}s", **{f"{kind}_id": item_id}))
+        if campaign.follow_artist and artist_id:
+            calls.append(self._post(access_token, "follow", "/user/me/artists", artist_id=artist_id))
+        return calls
+
+    def _post(self, access_token: str, name: str, path: str, **params: str) -> Call:
+        return Call(name, "POST", f"{self.api_url}{path}", params={**params, "access_token": access_token})
+
+    # The one place that turns Deezer's answers into success or a ServiceError
+
+    def check(self, call: Call, reply: Reply) -> Reply:
+        """Errors come with HTTP 200 inside the body; library writes must answer `true`."""
+        if reply.status >= 400:
+            self.raise_for_reply(call, reply)
+        try:
+            body = reply.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "error" in body:
+            self.raise_for_reply(call, reply)
+        if call.method == "POST" and body is not True:
+            raise ServiceError(f"Deezer did not confirm the {call.name} (it answered {str(body)[:40]}).")
+        return reply
+
+    def raise_for_reply(self, call: Call, reply: Reply) -> None:
+        """developers.deezer.com/api/errors: OAuthException and code 300 mean the fan's token is gone; code 4
+        is the quota (wait and retry); 700 is "service busy"; the rest are final."""
+        try:
+            body = reply.json()
+        except ValueError:
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {}
+        kind, message = str(error.get("type", "")), str(error.get("message", ""))[:200]
+        try:
+            code = int(error.get("code", 0))
+        except (TypeError, ValueError):
+            code = 0
+        if reply.status == 429 or code == QUOTA:
+            raise RateLimited(QUOTA_RETRY_AFTER_SECONDS, "Deezer quota exceeded.")
+        status = reply.status
+        if status >= 500 or code == SERVICE_BUSY:
+            raise ServiceError(f"Deezer had a server error ({code or status}).", status=status)
+        if call.name == "exchange" and kind == "OAuthException":
+            raise TokenRevoked(f"Deezer refused the sign-in code ({message or kind}).", status=status)
+        if kind == "OAuthException" or code == TOKEN_INVALID or status == 401:
+            message = f"The fan's Deezer authorization is no longer valid ({message or 'invalid token'})."
+            raise TokenRevoked(message, status=status)
+        detail = message or kind or f"HTTP {status}"
+        raise ServiceError(f"Deezer rejected the {call.name}: {detail} (code {code}).", permanent=True, status=status)
+
+
+def _json_object(reply: Reply) -> dict:
+    try:
+        body = reply.json()
+    except ValueError:
+        raise ServiceError("Deezer answered with something that is not JSON.") from None
+    if not isinstance(body, dict):
+        raise ServiceError("Deezer answered with an unexpected JSON shape.")
+    return body

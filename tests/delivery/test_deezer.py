@@ -1,0 +1,135 @@
+"""Deezer end to end through the sandbox: a fan pre-saves over OAuth, a real django-q2 worker adds the album
+to their favourites and follows the artist on release day; Deezer's errors-in-a-200 are sorted by meaning."""
+
+import datetime as dt
+from urllib.parse import parse_qsl, urljoin, urlsplit
+
+import pytest
+import requests
+from django.urls import reverse
+
+from delivery import scheduling
+from delivery.sandbox import demo_catalog
+from delivery.sandbox.deezer import numeric_id
+from delivery.services import RateLimited, ServiceError, TokenRevoked, get_service
+from delivery.services.base import Call
+from fans.models import ConsentRecord, Credential, Fan, Subscription
+from tests.conftest import make_campaign, wait_for
+from tests.fans.test_oauth_callback import LoginForm
+
+ALBUM = f"deezer:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
+ARTIST = f"deezer:artist:{demo_catalog.NOVA_LARK_ARTIST_ID}"
+CALLBACK = reverse("fans:oauth_callback", args=["deezer"])
+
+
+def presave_with_deezer(client, campaign, user: str, decision: str = "agree"):
+    """Press "Pre-save on Deezer", log in on the sandbox's page, come back to our callback."""
+    response = client.post(reverse("fans:presave", args=[campaign.slug, "deezer"]), {"email_opt_in": "1"})
+    assert response.status_code == 302
+    authorize_url = response["Location"]
+    assert "perms=basic_access%2Coffline_access%2Cmanage_library%2Cemail" in authorize_url
+    form = LoginForm()
+    form.feed(requests.get(authorize_url, timeout=10).text)
+    answer = requests.post(
+        urljoin(authorize_url, form.action),
+        data={**form.hidden, "user": user, "decision": decision},
+        allow_redirects=False,
+        timeout=10,
+    )
+    location = urlsplit(answer.headers["Location"])
+    assert location.path == CALLBACK
+    return client.get(CALLBACK, dict(parse_qsl(location.query)))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_presave_with_deezer_then_a_worker_delivers_on_release_day(client, sandbox, start_worker):
+    campaign = make_campaign(release_in=dt.timedelta(days=3), follow_artist=True)
+
+    response = presave_with_deezer(client, campaign, "alice")
+    assert response.status_code == 302 and response["Location"] == reverse("fans:thanks", args=[campaign.slug])
+    fan = Fan.objects.get(service="deezer")
+    assert fan.service_user_id == str(numeric_id("user", "alice")) and fan.email == "alice@sandbox.test"
+    consent = ConsentRecord.objects.get()
+    assert consent.service == "deezer" and "manage_library" in consent.scopes
+    token = Credential.objects.get().reveal()
+    assert token.startswith("frDZ"), "the lasting access token is what the vault keeps"
+
+    release = campaign.release
+    release.release_date, release.release_time = dt.date.today() - dt.timedelta(days=1), dt.time(0, 0)
+    release.save()
+    start_worker()
+    scheduling.deliver_now(campaign)
+    wait_for(lambda: Subscription.objects.get().status != "pending", timeout=60, message="the delivery")
+
+    assert Subscription.objects.get().status == "delivered"
+    assert sandbox.library("alice") == {"saved": [ALBUM], "following": [ARTIST]}
+    assert [w["endpoint"] for w in sandbox.writes("alice")] == ["POST /user/me/albums", "POST /user/me/artists"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_revoked_deezer_fan_is_revoked_and_never_retried(client, sandbox, start_worker):
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    presave_with_deezer(client, campaign, "bob")
+    sandbox.control("POST", "users/bob/revoke")
+    release = campaign.release
+    release.release_date = dt.date.today() - dt.timedelta(days=1)
+    release.save()
+    start_worker()
+    scheduling.deliver_now(campaign)
+    wait_for(lambda: Subscription.objects.get().status != "pending", timeout=60, message="the delivery")
+
+    subscription = Subscription.objects.get()
+    assert subscription.status == "revoked" and subscription.attempts == 1
+    assert "no longer valid" in subscription.last_error
+    assert not Credential.objects.exists(), "a revoked token is destroyed"
+    assert sandbox.writes("bob") == []
+
+
+@pytest.mark.django_db
+def test_cancel_on_deezer_saves_nothing(client, sandbox):
+    campaign = make_campaign()
+    response = presave_with_deezer(client, campaign, "alice", decision="cancel")
+    assert response.status_code == 403 and "You chose Cancel on Deezer" in response.content.decode()
+    assert not Subscription.objects.exists()
+
+
+def test_errors_inside_a_200_are_sorted_by_meaning(sandbox):
+    deezer = get_service("deezer")
+    save = Call("save", "POST", f"{sandbox.deezer_api_url}/user/me/albums", params={"album_id": "1"})
+
+    with pytest.raises(TokenRevoked):
+        deezer.run(Call(save.name, save.method, save.url, params={**save.params, "access_token": "gone"}))
+
+    token = sandbox.authorize_deezer("alice")
+    with pytest.raises(ServiceError) as unknown:
+        deezer.run(Call(save.name, save.method, save.url, params={"album_id": "1", "access_token": token}))
+    assert unknown.value.permanent and not unknown.value.revoked and "no data" in unknown.value.message
+
+    sandbox.faults(rate_limit=0)
+    with pytest.raises(RateLimited) as quota:
+        deezer.profile(token)
+    assert not quota.value.permanent and quota.value.retry_after == 5.0
+
+    sandbox.faults(rate_limit=None, error_rate=1.0)
+    with pytest.raises(ServiceError) as busy:
+        deezer.profile(token)
+    assert not busy.value.permanent and not busy.value.revoked
+
+
+@pytest.mark.django_db
+def test_release_is_found_by_upc_and_by_isrc(sandbox):
+    campaign = make_campaign()
+    deezer = get_service("deezer")
+    assert deezer.resolve_release(campaign.release) == str(numeric_id("album", demo_catalog.NOVA_LARK_ALBUM_ID))
+    assert deezer.is_available(campaign.release, "GB")
+
+    release = campaign.release
+    release.pk, release.kind, release.isrc = None, "track", demo_catalog.NOVA_LARK_TRACK_1_ISRC
+    release.save()
+    assert deezer.resolve_release(release) == str(numeric_id("track", demo_catalog.NOVA_LARK_TRACK_1_ID))
+    assert deezer.is_available(release, "GB") and not deezer.is_available(release, "ZZ")
+
+    release.pk, release.kind, release.upc = None, "album", "000000000000"
+    release.save()
+    with pytest.raises(ServiceError, match="does not know this release yet"):
+        deezer.resolve_release(release)
