@@ -30,9 +30,11 @@ class InAppBrowser:
 
 
 # (key, label, tokens): the first app whose token appears in the user agent wins. Order matters where one
-# app's user agent carries another's token (Messenger and Instagram say FBAN/FBAV too).
+# app's user agent carries another's token (Instagram says FBAN/FBAV too, WeChat's MicroMessenger
+# contains Messenger).
 APPS: list[tuple[str, str, tuple[str, ...]]] = [
     ("instagram", "Instagram", ("Instagram",)),
+    ("wechat", "WeChat", ("MicroMessenger",)),
     ("messenger", "Messenger", ("Messenger", "FB_IAB/MESSENGER")),
     ("facebook", "Facebook", ("FBAN/", "FBAV/", "FB_IAB", "FBIOS", "FB4A", "[FBAN")),
     ("tiktok", "TikTok", ("musical_ly", "TikTok", "BytedanceWebview", "trill_", "ByteLocale")),
@@ -41,7 +43,6 @@ APPS: list[tuple[str, str, tuple[str, ...]]] = [
     ("linkedin", "LinkedIn", ("LinkedInApp",)),
     ("pinterest", "Pinterest", ("Pinterest",)),
     ("line", "LINE", (" Line/",)),
-    ("wechat", "WeChat", ("MicroMessenger",)),
     ("threads", "Threads", ("Barcelona ",)),
     ("reddit", "Reddit", ("Reddit/",)),
     ("discord", "Discord", ("Discord/",)),

@@ -23,6 +23,7 @@ from releases.models import Campaign, ReleaseLink
 
 CACHE_ALIAS = "pages"
 _MISSING = "missing"
+SLUG_MAX = Campaign._meta.get_field("slug").max_length
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ def load(slug: str) -> CampaignPage | None:
 
 def campaign_page(slug: str) -> CampaignPage:
     """The visible campaign at `slug` and its links, from the cache when warm; a 404 otherwise."""
+    if len(slug) > SLUG_MAX:
+        raise NotFound("There's no pre-save at this address. Check the link, or ask the artist for a new one.")
     cache = caches[CACHE_ALIAS]
     page = cache.get(key(slug))
     if page is None:

@@ -1,0 +1,169 @@
+"""Fans arriving in Instagram's, TikTok's… browsers: told why, offered their own browser, and an email instead."""
+
+import pytest
+from django.urls import reverse
+
+from fans import consent, inapp
+from fans.models import EmailSignup, FunnelEvent
+from tests.conftest import make_campaign
+
+pytestmark = pytest.mark.django_db
+
+UAS = {
+    "instagram": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 Instagram 339.0.3.12.91 (iPhone14,5; iOS 17_5; en_GB; en; scale=3.00; 1170x2532; 615179009)",
+    "facebook": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 [FBAN/FBIOS;FBAV/460.0.0.38.108;FBBV/588000000;FBDV/iPhone15,2;FBMD/iPhone;FBSN/iOS]",
+    "tiktok": "Mozilla/5.0 (Linux; Android 13; SM-A536B Build/TP1A.220624.014; wv) AppleWebKit/537.36 (KHTML, like "
+    "Gecko) Version/4.0 Chrome/120.0.6099.230 Mobile Safari/537.36 trill_320404 JsSdk/1.0 NetType/WIFI "
+    "Channel/googleplay AppName/musical_ly app_version/32.4.4 ByteLocale/en BytedanceWebview/d8a21c6",
+    "snapchat": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 Snapchat/12.70.0.35 (like Safari/8617.2.4.10.8, panda)",
+    "twitter": "Mozilla/5.0 (Linux; Android 14; Pixel 7; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 "
+    "Chrome/122.0.6261.64 Mobile Safari/537.36 TwitterAndroid",
+    "linkedin": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_3 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 [LinkedInApp]/9.29.6413",
+    "pinterest": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 [Pinterest/iOS]",
+    "line": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 Safari Line/13.20.0",
+    "wechat": "Mozilla/5.0 (Linux; Android 12; M2102J20SG; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 "
+    "Chrome/86.0.4240.99 XWEB/4317 MMWEBSDK/20220903 Mobile Safari/537.36 MMWEBID/1234 MicroMessenger/8.0.28",
+}
+ORDINARY = [
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile "
+    "Safari/537.36",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
+    "",
+]
+
+
+@pytest.mark.parametrize(("key", "user_agent"), UAS.items())
+def test_each_app_is_recognised(key, user_agent):
+    found = inapp.detect(user_agent)
+
+    assert found is not None and found.key == key
+    assert found.os == ("android" if "Android" in user_agent else "ios")
+
+
+@pytest.mark.parametrize("user_agent", ORDINARY)
+def test_ordinary_browsers_are_not_in_app(user_agent):
+    assert inapp.detect(user_agent) is None
+
+
+def test_an_unknown_apps_android_webview_is_still_caught():
+    found = inapp.detect("Mozilla/5.0 (Linux; Android 14; Pixel 8; wv) AppleWebKit/537.36 Chrome/131 Mobile")
+
+    assert found is not None and found.key == "webview"
+
+
+def test_android_intent_link_opens_the_same_page_in_the_default_browser():
+    url = inapp.android_intent_url("https://presave.example/first-light/?utm_source=ig")
+
+    assert url == (
+        "intent://presave.example/first-light/?utm_source=ig#Intent;scheme=https;action=android.intent.action.VIEW;end"
+    )
+
+
+def page(client, campaign, user_agent):
+    return client.get(reverse("fans:campaign", args=[campaign.slug]), HTTP_USER_AGENT=user_agent)
+
+
+def test_instagram_on_android_gets_an_open_in_browser_link_and_the_email_fallback(client, campaign, settings):
+    settings.PUBLIC_BASE_URL = "https://presave.example"
+    android_instagram = (
+        UAS["tiktok"]
+        .replace("trill_320404", "")
+        .replace("musical_ly", "")
+        .replace("ByteLocale", "")
+        .replace("BytedanceWebview", "Instagram")
+    )
+
+    html = page(client, campaign, android_instagram).content.decode()
+
+    assert "You're in Instagram's browser" in html
+    assert 'href="intent://presave.example/first-light/#Intent;scheme=https;' in html
+    assert "Open in your browser" in html
+    assert "Pre-save on Spotify" in html  # still offered: a plain form POST and a full-page redirect
+    assert 'action="/first-light/email/"' in html
+    assert "target=" not in html and "window.open" not in html  # no pop-ups
+
+
+def test_tiktok_on_iphone_gets_steps_instead_of_a_link(client, campaign):
+    iphone_tiktok = UAS["instagram"].replace("Instagram", "musical_ly_33.0")
+
+    html = page(client, campaign, iphone_tiktok).content.decode()
+
+    assert "You're in TikTok's browser" in html
+    assert "intent://" not in html
+    assert "Open in browser" in html and 'id="open-in-browser-steps"' in html
+
+
+def test_an_ordinary_browser_sees_no_notice_and_no_email_only_form(client, campaign):
+    html = page(client, campaign, ORDINARY[0]).content.decode()
+
+    assert "browser</h2>" not in html
+    assert "/email/" not in html
+
+
+def test_the_email_fallback_serves_when_no_service_is_offered(client):
+    campaign = make_campaign(services=["no-such-service"])
+
+    html = page(client, campaign, ORDINARY[0]).content.decode()
+
+    assert "Pre-save on" not in html
+    assert "Email me when it's out" in html
+
+
+def test_the_email_fallback_needs_explicit_consent(client, campaign):
+    response = client.post(reverse("fans:email_signup", args=[campaign.slug]), {"email": "fan@example.test"})
+
+    assert response.status_code == 400
+    assert "Tick the box to agree" in response.content.decode()
+    assert not EmailSignup.objects.exists()
+
+
+def test_a_bad_email_address_is_a_clear_400(client, campaign):
+    response = client.post(
+        reverse("fans:email_signup", args=[campaign.slug]), {"email": "not an address", "consent": "1"}
+    )
+
+    assert response.status_code == 400
+    assert "Enter a valid email address" in response.content.decode()
+
+
+def test_signing_up_records_the_email_the_wording_and_the_funnel_step(client, campaign):
+    response = client.post(
+        reverse("fans:email_signup", args=[campaign.slug]),
+        {"email": " Fan@Example.test ", "consent": "1", "utm_source": "tiktok"},
+        HTTP_CF_IPCOUNTRY="DE",
+        HTTP_USER_AGENT=UAS["tiktok"],
+    )
+
+    assert response.status_code == 200
+    assert "We'll email you." in response.content.decode()
+    signup = EmailSignup.objects.get()
+    assert (signup.campaign, signup.email, signup.country) == (campaign, "fan@example.test", "DE")
+    assert signup.wording_version == consent.WORDING_VERSION
+    event = FunnelEvent.objects.get()
+    assert (event.kind, event.utm_source, event.in_app_browser) == ("email_optin", "tiktok", "tiktok")
+
+
+def test_signing_up_twice_keeps_one_row(client, campaign):
+    for _ in range(2):
+        client.post(reverse("fans:email_signup", args=[campaign.slug]), {"email": "fan@example.test", "consent": "1"})
+
+    assert EmailSignup.objects.count() == 1
+
+
+def test_no_email_sign_up_when_the_campaign_does_not_offer_emails(client):
+    campaign = make_campaign(offer_email_optin=False)
+
+    response = client.post(
+        reverse("fans:email_signup", args=[campaign.slug]), {"email": "fan@example.test", "consent": "1"}
+    )
+
+    assert response.status_code == 410
+    assert not EmailSignup.objects.exists()

@@ -1,0 +1,174 @@
+"""Fan privacy self-service: see, download, revoke one campaign, erase everything, by a signed link."""
+
+import datetime as dt
+import json
+import re
+
+import pytest
+import time_machine
+from django.urls import reverse
+from django.utils import timezone
+
+from fans import privacy
+from fans.models import ConsentRecord, Credential, EmailSignup, Fan, FunnelEvent, Subscription
+from tests.conftest import make_campaign
+from tests.fans.test_oauth_callback import presave
+
+pytestmark = pytest.mark.django_db
+
+
+def privacy_link_from_thanks(client, campaign) -> str:
+    html = client.get(reverse("fans:thanks", args=[campaign.slug])).content.decode()
+    return re.search(r'class="privacy-link" href="([^"]+)"', html).group(1)
+
+
+@pytest.fixture
+def alice(client, sandbox):
+    """Alice pre-saved two campaigns (with email), and signed up by email for a third."""
+    first = make_campaign()
+    second = make_campaign(slug="second-light")
+    client.get(first.get_absolute_url())
+    presave(client, first, email_opt_in=True)
+    presave(client, second, email_opt_in=True)
+    third = make_campaign(slug="third-light")
+    EmailSignup.objects.create(campaign=third, email="alice@sandbox.test", wording_version="2026-11-v2")
+    return Fan.objects.get(display_name="Alice")
+
+
+def test_the_thank_you_page_links_to_what_we_hold(client, alice):
+    link = privacy_link_from_thanks(client, Subscription.objects.first().campaign)
+
+    html = client.get(link).content.decode()
+
+    assert "What we hold about you" in html
+    assert "alice@sandbox.test" in html and "Alice" in html
+    assert html.count("Cancel this pre-save") == 2
+    assert "Download my data (JSON)" in html
+
+
+def test_the_export_is_everything_we_hold_as_json_without_tokens(client, alice):
+    token = privacy.sign({"fan": alice.pk})
+
+    response = client.get(reverse("fans:privacy_export", args=[token]))
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/json")
+    assert "attachment" in response["Content-Disposition"]
+    data = json.loads(response.content)
+    assert data["fan"]["service_user_id"] == alice.service_user_id and data["fan"]["email"] == "alice@sandbox.test"
+    assert {s["campaign"] for s in data["subscriptions"]} == {"first-light", "second-light"}
+    assert all(s["stored_permission"] for s in data["subscriptions"])
+    assert len(data["consents"]) == 2 and data["consents"][0]["scopes"]
+    assert [e["campaign"] for e in data["email_signups"]] == ["third-light"]
+    assert data["funnel_events_linked"] == 2  # the two authorizations
+    for credential in Credential.objects.all():
+        assert bytes(credential.ciphertext).hex() not in response.content.decode()
+
+
+def test_revoking_one_campaign_leaves_the_other(client, alice):
+    token = privacy.sign({"fan": alice.pk})
+    first, second = Subscription.objects.order_by("created_at")
+
+    response = client.post(reverse("fans:privacy_revoke", args=[token, first.pk]))
+
+    assert response.status_code == 302
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == ("revoked", "pending")
+    assert not Credential.objects.filter(subscription=first).exists()
+    assert Credential.objects.filter(subscription=second).exists()
+    assert ConsentRecord.objects.get(subscription=first).revoked_at is not None
+
+
+def test_someone_elses_subscription_cannot_be_revoked(client, alice, sandbox):
+    bob_campaign = make_campaign(slug="bobs")
+    other = type(client)()
+    presave(other, bob_campaign, user="bob")
+    bobs = Subscription.objects.get(fan__display_name="Bob")
+
+    response = client.post(reverse("fans:privacy_revoke", args=[privacy.sign({"fan": alice.pk}), bobs.pk]))
+
+    assert response.status_code == 404
+    bobs.refresh_from_db()
+    assert bobs.status == "pending"
+
+
+def test_erasing_keeps_only_anonymous_counts(client, alice):
+    token = privacy.sign({"fan": alice.pk})
+    events_before = FunnelEvent.objects.count()
+    assert client.get(reverse("fans:privacy_erase", args=[token])).status_code == 200  # asks first
+    assert Fan.objects.filter(pk=alice.pk).exists()
+
+    response = client.post(reverse("fans:privacy_erase", args=[token]))
+
+    assert response.status_code == 200
+    assert "Everything about you is erased" in response.content.decode()
+    assert not Fan.objects.exists() and not Subscription.objects.exists() and not Credential.objects.exists()
+    assert not EmailSignup.objects.filter(email__iexact="alice@sandbox.test").exists()
+    for record in ConsentRecord.objects.all():
+        assert (record.service_user_id, record.display_name, record.email, record.user_agent) == ("", "", "", "")
+        assert record.ip_address is None and record.subscription is None and record.revoked_at is not None
+        assert record.wording_version  # that a consent was given, in which words, stays
+    assert FunnelEvent.objects.count() == events_before  # anonymous counts kept
+    assert not FunnelEvent.objects.filter(subscription__isnull=False).exists()
+    assert client.get(reverse("fans:privacy", args=[token])).status_code == 404  # nothing held any more
+
+
+def test_a_forged_link_is_a_clear_400(client, alice):
+    token = privacy.sign({"fan": alice.pk})
+    forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+
+    for url in (
+        reverse("fans:privacy", args=[forged]),
+        reverse("fans:privacy_export", args=[forged]),
+        reverse("fans:privacy_erase", args=[forged]),
+        reverse("fans:privacy", args=["not-signed-at-all"]),
+    ):
+        response = client.get(url)
+        assert response.status_code == 400, url
+        assert "This link isn&#x27;t valid" in response.content.decode()
+    assert client.post(reverse("fans:privacy_erase", args=[forged])).status_code == 400
+    assert Fan.objects.filter(pk=alice.pk).exists()
+
+
+def test_a_link_signed_for_something_else_is_refused(client, alice):
+    from django.core import signing
+
+    other_salt = signing.dumps({"fan": alice.pk}, salt="something.else", compress=True)
+
+    assert client.get(reverse("fans:privacy", args=[other_salt])).status_code == 400
+
+
+def test_an_expired_link_is_a_clear_410(client, alice, settings):
+    with time_machine.travel(timezone.now() - dt.timedelta(seconds=settings.PRIVACY_LINK_MAX_AGE + 60)):
+        token = privacy.sign({"fan": alice.pk})
+
+    response = client.post(reverse("fans:privacy_erase", args=[token]))
+
+    assert response.status_code == 410
+    assert "This link has expired" in response.content.decode()
+    assert Fan.objects.filter(pk=alice.pk).exists()
+
+
+def test_the_revoke_page_links_to_what_we_hold(client, sandbox):
+    campaign = make_campaign()
+    presave(client, campaign)
+    revoke_url = re.search(
+        r'href="(/revoke/[^"]+)"', client.get(reverse("fans:thanks", args=[campaign.slug])).content.decode()
+    ).group(1)
+
+    html = client.get(revoke_url).content.decode()
+
+    link = re.search(r'class="privacy-link" href="([^"]+)"', html).group(1)
+    assert client.get(link).status_code == 200
+
+
+def test_an_email_link_covers_that_addresss_sign_ups(client, db):
+    campaign = make_campaign()
+    EmailSignup.objects.create(campaign=campaign, email="carol@example.test", wording_version="v")
+
+    link = privacy.link_for_email("Carol@Example.test")
+    assert "carol@example.test" in client.get(link).content.decode()
+    client.post(link + "erase/")
+
+    assert not EmailSignup.objects.exists()

@@ -1,0 +1,147 @@
+"""Every public endpoint answers bad input with a clear 4xx, never a 500; security headers; rate limits."""
+
+import datetime as dt
+import re
+
+import pytest
+from django.urls import reverse
+
+from fans.models import EmailSignup
+from tests.conftest import make_campaign
+
+pytestmark = pytest.mark.django_db
+HUGE = "x" * 30_000
+
+
+@pytest.fixture
+def released(db):
+    return make_campaign(slug="out-already", release_in=-dt.timedelta(days=1))
+
+
+def public_gets(campaign, released) -> list[str]:
+    return [
+        "/",
+        reverse("fans:campaign", args=[campaign.slug]),
+        reverse("fans:campaign", args=[released.slug]),
+        reverse("fans:thanks", args=[campaign.slug]),
+        reverse("fans:listen", args=[released.slug, "spotify"]),
+        reverse("fans:oauth_callback", args=["spotify"]),
+        reverse("fans:revoke", args=["no-such-token"]),
+        reverse("fans:privacy_notice"),
+        reverse("fans:privacy", args=["bad"]),
+        reverse("fans:privacy_export", args=["bad"]),
+        reverse("fans:privacy_erase", args=["bad"]),
+        reverse("fans:health"),
+    ]
+
+
+def test_huge_and_odd_headers_never_make_a_500(client, campaign, released):
+    headers = {
+        "HTTP_USER_AGENT": HUGE,
+        "HTTP_REFERER": "https://" + HUGE,
+        "HTTP_ACCEPT_LANGUAGE": HUGE,
+        "HTTP_CF_IPCOUNTRY": "<script>",
+        "HTTP_DNT": HUGE,
+        "HTTP_SEC_GPC": "\x00",
+        "HTTP_COOKIE": "fv=" + "a" * 5000 + "; fans_platform=" + "\u00e9" * 100,
+    }
+    for url in public_gets(campaign, released):
+        response = client.get(url, **headers)
+        assert response.status_code < 500, url
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?utm_source=%00%ff%fe",
+        "?utm_source=a&utm_source=b&utm_medium=" + "%F0%9F%8E%B5" * 200,
+        "?utm_campaign=%E0%A4%A",  # a broken percent escape
+        "?" + "&".join(f"p{i}=v" for i in range(500)),
+        "?state=" + HUGE[:5000] + "&code=" + HUGE[:5000],
+    ],
+)
+def test_odd_query_strings_never_make_a_500(client, campaign, released, query):
+    for url in public_gets(campaign, released):
+        assert client.get(url + query).status_code < 500, url + query
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/%00/", "/" + "a" * 500 + "/", "/%C3%BCn%C3%AFcode/", "/../etc/passwd", "/first-light/presave/", "/_x/", "/a b/"],
+)
+def test_bad_slugs_are_404s(client, campaign, path):
+    assert client.get(path).status_code == 404
+
+
+def test_posts_with_bad_input_are_4xx(client, campaign, released):
+    assert client.post(reverse("fans:presave", args=[campaign.slug, "nope"])).status_code == 404
+    assert client.post(reverse("fans:presave", args=["no-such", "spotify"])).status_code == 404
+    assert client.post(reverse("fans:presave", args=[released.slug, "spotify"])).status_code == 410
+    assert client.post(reverse("fans:email_signup", args=[campaign.slug]), {"email": HUGE}).status_code == 400
+    assert client.post(reverse("fans:email_signup", args=["no-such"]), {}).status_code == 404
+    assert client.post(reverse("fans:revoke", args=["x" * 3000])).status_code == 404
+    assert client.post(reverse("fans:privacy_erase", args=["x" * 3000])).status_code == 400
+    assert client.post(reverse("fans:privacy_revoke", args=["bad", 1])).status_code == 400
+    assert client.put(reverse("fans:campaign", args=[campaign.slug])).status_code == 405
+    assert client.get(reverse("fans:email_signup", args=[campaign.slug])).status_code == 405
+
+
+def test_forms_need_a_csrf_token(campaign):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+
+    assert strict.post(reverse("fans:presave", args=[campaign.slug, "spotify"])).status_code == 403
+    email = {"email": "fan@example.test", "consent": "1"}
+    assert strict.post(reverse("fans:email_signup", args=[campaign.slug]), email).status_code == 403
+    assert not EmailSignup.objects.exists()
+
+
+def test_the_page_sends_a_strict_content_security_policy_and_secure_headers(client, campaign):
+    response = client.get(reverse("fans:campaign", args=[campaign.slug]))
+
+    policy = response["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy and "object-src 'none'" in policy
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    html = response.content.decode()
+    assert all('src="' in tag for tag in re.findall(r"<script[^>]*>", html))  # no inline scripts
+    assert " style=" not in html and "<style" not in html  # no inline styles
+    assert re.search(r" on[a-z]+=", html) is None  # no inline event handlers
+
+
+def test_open_graph_and_twitter_cards_use_absolute_urls(client, campaign, settings, tmp_path):
+    from django.core.files.base import ContentFile
+
+    settings.MEDIA_ROOT = tmp_path
+    settings.PUBLIC_BASE_URL = "https://presave.example"
+    campaign.release.cover.save("cover.png", ContentFile(b"\x89PNG\r\n\x1a\n"), save=True)
+
+    html = client.get(reverse("fans:campaign", args=[campaign.slug])).content.decode()
+
+    assert '<meta property="og:title" content="Nova Lark — First Light">' in html
+    assert '<meta property="og:url" content="https://presave.example/first-light/">' in html
+    image = re.search(r'<meta property="og:image" content="([^"]+)">', html).group(1)
+    assert image.startswith("https://presave.example/media/covers/")
+    assert '<meta name="twitter:card" content="summary_large_image">' in html
+    assert f'<meta name="twitter:image" content="{image}">' in html
+
+
+def test_writing_too_fast_gets_a_clear_429(client, campaign, settings):
+    settings.FANS_WRITE_RATE = "2/m"
+    url = reverse("fans:email_signup", args=[campaign.slug])
+
+    answers = [client.post(url, {"email": f"fan{i}@example.test", "consent": "1"}) for i in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[2]["Retry-After"] == "60"
+    assert "Too many tries" in answers[2].content.decode()
+    assert EmailSignup.objects.count() == 2
+
+
+def test_health_is_plain_ok(client, db):
+    response = client.get(reverse("fans:health"))
+
+    assert (response.status_code, response.content) == (200, b"ok")

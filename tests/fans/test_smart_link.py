@@ -1,0 +1,88 @@
+"""After the release the campaign URL is a smart link: the label's links and the services' own, ordered by the
+fan's country and last choice; clicks go through our redirect, which only goes to that campaign's links."""
+
+import datetime as dt
+import re
+
+import pytest
+from django.urls import reverse
+
+from fans import smartlink
+from fans.models import FunnelEvent
+from releases.models import ReleaseLink
+from tests.conftest import make_campaign
+
+pytestmark = pytest.mark.django_db
+LINKS = {
+    "apple_music": "https://music.apple.com/gb/album/first-light/1234567890",
+    "deezer": "https://www.deezer.com/album/123456",
+    "amazon_music": "https://music.amazon.com/albums/B0TEST",
+    "youtube_music": "https://music.youtube.com/playlist?list=OLAK5uy_test",
+}
+
+
+@pytest.fixture
+def released():
+    campaign = make_campaign(release_in=-dt.timedelta(days=1))
+    for platform, url in LINKS.items():
+        ReleaseLink.objects.create(release=campaign.release, platform=platform, url=url)
+    return campaign
+
+
+def order(client, campaign, **headers) -> list[str]:
+    html = client.get(reverse("fans:campaign", args=[campaign.slug]), **headers).content.decode()
+    return re.findall(r'data-platform="([a-z_]+)"', html)
+
+
+def test_every_link_and_the_services_own_listen_url_get_a_button(client, released):
+    assert sorted(order(client, released)) == sorted([*LINKS, "spotify"])
+
+
+def test_buttons_are_ordered_by_the_proxys_country_header(client, released):
+    assert order(client, released, HTTP_CF_IPCOUNTRY="FR")[:2] == ["deezer", "spotify"]
+    assert order(client, released, HTTP_CF_IPCOUNTRY="JP")[:3] == ["apple_music", "amazon_music", "youtube_music"]
+    assert order(client, released, HTTP_CF_IPCOUNTRY="US")[:3] == ["spotify", "apple_music", "amazon_music"]
+
+
+def test_without_the_header_accept_language_tells_the_country(client, released):
+    assert order(client, released, HTTP_ACCEPT_LANGUAGE="ja-JP,ja;q=0.9,en;q=0.5")[0] == "apple_music"
+
+
+def test_the_header_is_ignored_when_the_setting_is_off(client, released, settings):
+    settings.COUNTRY_HEADER = ""
+
+    assert order(client, released, HTTP_CF_IPCOUNTRY="FR")[0] == "spotify"
+
+
+def test_a_click_counts_redirects_and_is_remembered_first_next_time(client, released):
+    response = client.get(reverse("fans:listen", args=[released.slug, "youtube_music"]), HTTP_CF_IPCOUNTRY="FR")
+
+    assert response.status_code == 302
+    assert response["Location"] == LINKS["youtube_music"]
+    event = FunnelEvent.objects.get(kind="listen_click")
+    assert (event.service, event.country, event.campaign) == ("youtube_music", "FR", released)
+    assert response.cookies[smartlink.PREFERENCE_COOKIE].value == "youtube_music"
+    assert order(client, released, HTTP_CF_IPCOUNTRY="FR")[:2] == ["youtube_music", "deezer"]
+
+
+def test_the_redirect_only_goes_to_this_campaigns_own_links(client, released):
+    other = make_campaign(slug="other-album", release_in=-dt.timedelta(days=1))
+    ReleaseLink.objects.create(release=other.release, platform="tidal", url="https://tidal.com/album/999")
+
+    assert client.get(reverse("fans:listen", args=[released.slug, "tidal"])).status_code == 404
+    assert client.get(f"/{released.slug}/listen/https:evil.example/").status_code == 404
+    response = client.get(reverse("fans:listen", args=[released.slug, "deezer"]) + "?next=https://evil.example/")
+    assert response["Location"] == LINKS["deezer"]
+    assert not FunnelEvent.objects.filter(kind="listen_click", service="tidal").exists()
+
+
+def test_no_listen_redirect_before_the_release(client, campaign):
+    ReleaseLink.objects.create(release=campaign.release, platform="deezer", url=LINKS["deezer"])
+
+    assert client.get(reverse("fans:listen", args=[campaign.slug, "deezer"])).status_code == 404
+
+
+def test_a_forged_preference_cookie_changes_nothing(client, released):
+    client.cookies[smartlink.PREFERENCE_COOKIE] = "<script>" * 50
+
+    assert order(client, released, HTTP_CF_IPCOUNTRY="FR")[0] == "deezer"
