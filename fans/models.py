@@ -190,3 +190,29 @@ class EmailSignup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} for {self.campaign_id}"
+
+
+class ReleaseEmail(models.Model):
+    """The release-day "it's out" email to one address for one campaign: sent once, then its opens, clicks and
+    unsubscription. Links in the email carry this row's id, signed (fans/release_email.py)."""
+
+    campaign = models.ForeignKey("releases.Campaign", on_delete=models.CASCADE, related_name="release_emails")
+    email = models.EmailField()
+    consent = models.ForeignKey(
+        ConsentRecord, on_delete=models.SET_NULL, null=True, blank=True, related_name="release_emails"
+    )
+    signup = models.ForeignKey(
+        EmailSignup, on_delete=models.SET_NULL, null=True, blank=True, related_name="release_emails"
+    )
+    sent_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True, help_text="First open (tracking pixel).")
+    clicked_at = models.DateTimeField(null=True, blank=True, help_text="First click on a listening link.")
+    clicks = models.PositiveIntegerField(default=0)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "email"], name="one_release_email_per_address")]
+
+    def __str__(self) -> str:
+        return f"Release-day email to {self.email} for {self.campaign_id}"

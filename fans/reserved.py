@@ -17,6 +17,7 @@ RESERVED_SLUGS = frozenset(
         "privacy",
         "static",
         "media",
+        "e",  # the release-day email's open pixel, tracked clicks and unsubscribe (fans/email_views.py)
         # Paths a later issue may want, kept free so a campaign never has to move.
         "about",
         "account",

@@ -5,7 +5,7 @@ Every fixed first segment here must be in fans.reserved.RESERVED_SLUGS (a test c
 
 from django.urls import path
 
-from fans import views
+from fans import email_views, views
 
 app_name = "fans"
 
@@ -19,6 +19,10 @@ urlpatterns = [
     path("privacy/<str:token>/export.json", views.privacy_export, name="privacy_export"),
     path("privacy/<str:token>/revoke/<int:subscription_id>/", views.privacy_revoke, name="privacy_revoke"),
     path("privacy/<str:token>/erase/", views.privacy_erase, name="privacy_erase"),
+    # The release-day email's links (fans/release_email.py): one fixed prefix, /e/.
+    path("e/o/<str:token>.gif", email_views.email_open, name="email_open"),
+    path("e/c/<str:token>/", email_views.email_click, name="email_click"),
+    path("e/u/<str:token>/", email_views.email_unsubscribe, name="email_unsubscribe"),
     # Campaign pages.
     path("<slug:slug>/", views.campaign, name="campaign"),
     path("<slug:slug>/presave/<str:service>/", views.presave, name="presave"),

@@ -255,6 +255,17 @@ FANS_WRITE_RATE = env.str("FANS_WRITE_RATE", default="20/m")  # pre-save, email 
 FANS_CLICK_RATE = env.str("FANS_CLICK_RATE", default="120/m")  # smart-link clicks, callbacks, exports: per IP
 PRIVACY_LINK_MAX_AGE = env.int("PRIVACY_LINK_MAX_AGE", default=7 * 86_400)  # seconds a privacy link works
 
+# --- Email (the release-day email, fans/release_email.py) ---------------------------------------------
+# EMAIL_URL picks the backend: consolemail:// (the demo: printed), filemail:///path, or in production
+# smtp+tls://user:password@host:587 (django-environ's email_url). A password may come from EMAIL_URL_FILE.
+_email_file = env.str("EMAIL_URL_FILE", default="")
+_email_url = Path(_email_file).read_text().strip() if _email_file else env.str("EMAIL_URL", default="consolemail://")
+vars().update(env.email_url_config(_email_url))
+if _email_url.startswith("filemail:"):  # django-environ drops the path's leading slash: filemail:///var/mail
+    EMAIL_FILE_PATH = "/" + EMAIL_FILE_PATH.lstrip("/")  # noqa: F821 - set by the update above
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Pre-save <noreply@localhost>")
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
+
 # --- Logging: nothing that looks like a token or an authorization code reaches a log line. -------------
 LOGGING = {
     "version": 1,

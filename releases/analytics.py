@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Case, CharField, Count, F, Q, Value, When
+from django.db.models import Case, CharField, Count, F, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from fans.models import FunnelEvent, Subscription
+from fans.models import FunnelEvent, ReleaseEmail, Subscription
 from releases.models import Campaign
 
 Kind = FunnelEvent.Kind
@@ -141,3 +141,35 @@ def failure_reasons(campaign: Campaign, limit: int = 10) -> list[tuple[str, str,
         .order_by("-n", "reason")[:limit]
     )
     return [(reason or "Unknown error", status, count) for reason, status, count in rows]
+
+
+@dataclass(frozen=True)
+class EmailStats:
+    sent: int
+    opened: int
+    clicked: int
+    clicks: int
+    unsubscribed: int
+
+    @property
+    def open_rate(self) -> str:
+        return f"{self.opened / self.sent:.0%}" if self.sent else "—"
+
+    @property
+    def click_rate(self) -> str:
+        return f"{self.clicked / self.sent:.0%}" if self.sent else "—"
+
+
+def email_stats(campaign: Campaign) -> EmailStats | None:
+    """The release-day email's sends, opens, clicks and unsubscriptions; None before anything was planned."""
+    figures = ReleaseEmail.objects.filter(campaign=campaign).aggregate(
+        planned=Count("pk"),
+        sent=Count("pk", filter=Q(sent_at__isnull=False)),
+        opened=Count("pk", filter=Q(opened_at__isnull=False)),
+        clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
+        clicks=Sum("clicks", default=0),
+        unsubscribed=Count("pk", filter=Q(unsubscribed_at__isnull=False)),
+    )
+    if not figures.pop("planned"):
+        return None
+    return EmailStats(**figures)

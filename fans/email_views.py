@@ -1,0 +1,50 @@
+"""The release-day email's endpoints, all under /e/: the open pixel, tracked clicks, and unsubscribe.
+
+Each takes a signed token (fans/release_email.py); a bad token gets a plain 404 or, for the pixel, the same
+pixel: nothing here redirects anywhere but to a campaign's own listening links.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from fans import release_email
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")  # 1×1 transparent GIF
+
+
+@require_GET
+@never_cache
+def email_open(request: HttpRequest, token: str) -> HttpResponse:
+    release_email.record_open(token)
+    return HttpResponse(PIXEL, content_type="image/gif")
+
+
+@require_GET
+@never_cache
+def email_click(request: HttpRequest, token: str) -> HttpResponse:
+    url = release_email.click_destination(token)
+    if url is None:
+        raise Http404("This link is not valid.")
+    return HttpResponseRedirect(url)
+
+
+@csrf_exempt  # the signed token is the authority; mailboxes' one-click unsubscribe (RFC 8058) POSTs without CSRF
+@require_http_methods(["GET", "POST"])
+@never_cache
+def email_unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    """GET asks (mail scanners prefetch links, so it changes nothing); POST unsubscribes."""
+    email = release_email.email_for_unsubscribe(token)
+    if email is None:
+        raise Http404("This unsubscribe link is not valid.")
+    done = request.method == "POST"
+    if done:
+        release_email.unsubscribe(email)
+    context = {"email": email, "release": email.campaign.release, "token": token, "done": done}
+    return render(request, "email/unsubscribe.html", context)

@@ -1,0 +1,226 @@
+"""The release-day email: "it's out — listen now", to every fan who asked for it, with tracked links.
+
+Who gets it: fans who pre-saved and ticked the email box (ConsentRecord.email_opt_in, not revoked, with the
+fan's email) and the email-only sign-ups (EmailSignup, not unsubscribed), once per address.
+
+When: a django-q2 `Schedule.ONCE` named `release-email-<campaign id>` at the release time, kept in step with
+the campaign by releases/signals.py, beside the delivery schedule. The task is idempotent: one ReleaseEmail
+row per address, claimed with `select_for_update(skip_locked=True)` and marked sent in the same transaction.
+
+Links: every link carries the row's id signed with django.core.signing (salted per purpose); a click
+redirects only to one of the campaign's own listening links (fans.smartlink), never to a URL from the request.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core import signing
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import transaction
+from django.db.models import F, Q
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django_q.models import Schedule
+
+from fans import smartlink
+from fans.models import ConsentRecord, EmailSignup, ReleaseEmail
+from releases.models import Campaign
+
+logger = logging.getLogger(__name__)
+
+SEND_TASK = "fans.release_email.send_release_emails"
+SCHEDULE_NAME_PREFIX = "release-email-"
+BATCH_SIZE = 100  # messages per SMTP connection and per transaction
+SALTS = {"open": "fans.release_email.open", "click": "fans.release_email.click", "unsubscribe": "fans.release_email.u"}
+
+
+# --- Scheduling ---------------------------------------------------------------------------------------------
+def schedule_name(campaign_id: int) -> str:
+    return f"{SCHEDULE_NAME_PREFIX}{campaign_id}"
+
+
+def sync_schedule(campaign: Campaign) -> Schedule | None:
+    """Fire at the release time for a live campaign; drafts have none; a schedule that fired stays as it is."""
+    name = schedule_name(campaign.pk)
+    release_at = campaign.release.release_at
+    if campaign.status == Campaign.Status.DRAFT:
+        Schedule.objects.filter(name=name, repeats__gt=0).delete()
+        return None
+    if release_at <= timezone.now():
+        return Schedule.objects.filter(name=name).first()  # out already: never re-arm a sent email
+    schedule, _ = Schedule.objects.update_or_create(
+        name=name,
+        defaults={
+            "func": SEND_TASK,
+            "args": repr((campaign.pk,)),
+            "schedule_type": Schedule.ONCE,
+            "repeats": 1,
+            "next_run": release_at,
+        },
+    )
+    return schedule
+
+
+def on_campaign_change(campaign_id: int) -> None:
+    def sync() -> None:
+        campaign = Campaign.objects.select_related("release").filter(pk=campaign_id).first()
+        if campaign is not None:
+            sync_schedule(campaign)
+
+    transaction.on_commit(sync)
+
+
+# --- Recipients -----------------------------------------------------------------------------------------------
+def plan_recipients(campaign: Campaign) -> int:
+    """One ReleaseEmail row per address that asked for the email; returns how many rows are new."""
+    consents = (
+        ConsentRecord.objects.filter(campaign=campaign, email_opt_in=True, revoked_at__isnull=True)
+        .exclude(subscription__isnull=True)
+        .exclude(subscription__fan__email="")
+        .values_list("pk", "subscription__fan__email")
+    )
+    signups = EmailSignup.objects.filter(campaign=campaign, unsubscribed_at__isnull=True).values_list("pk", "email")
+    rows, seen = [], set()
+    for pk, email in consents.iterator(chunk_size=2000):
+        if email.lower() not in seen:
+            seen.add(email.lower())
+            rows.append(ReleaseEmail(campaign=campaign, email=email, consent_id=pk))
+    for pk, email in signups.iterator(chunk_size=2000):
+        if email.lower() not in seen:
+            seen.add(email.lower())
+            rows.append(ReleaseEmail(campaign=campaign, email=email, signup_id=pk))
+    before = ReleaseEmail.objects.filter(campaign=campaign).count()
+    ReleaseEmail.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    return ReleaseEmail.objects.filter(campaign=campaign).count() - before
+
+
+# --- Links ------------------------------------------------------------------------------------------------------
+def sign(purpose: str, value: str) -> str:
+    return signing.Signer(salt=SALTS[purpose]).sign(value)
+
+
+def unsign(purpose: str, token: str) -> str | None:
+    try:
+        return signing.Signer(salt=SALTS[purpose]).unsign(token)
+    except signing.BadSignature:
+        return None
+
+
+def absolute(path: str) -> str:
+    return settings.PUBLIC_BASE_URL + path
+
+
+def open_url(email: ReleaseEmail) -> str:
+    return absolute(reverse("fans:email_open", args=[sign("open", str(email.pk))]))
+
+
+def click_url(email: ReleaseEmail, platform: str) -> str:
+    return absolute(reverse("fans:email_click", args=[sign("click", f"{email.pk}.{platform}")]))
+
+
+def unsubscribe_url(email: ReleaseEmail) -> str:
+    return absolute(reverse("fans:email_unsubscribe", args=[sign("unsubscribe", str(email.pk))]))
+
+
+# --- Sending ----------------------------------------------------------------------------------------------------
+def message(email: ReleaseEmail, campaign: Campaign, destinations: list[smartlink.Destination]):
+    release = campaign.release
+    context = {
+        "release": release,
+        "artist": release.artist,
+        "campaign": campaign,
+        "links": [(d.label, click_url(email, d.key)) for d in destinations],
+        "page_url": absolute(campaign.get_absolute_url()),
+        "unsubscribe_url": unsubscribe_url(email),
+        "open_url": open_url(email),
+    }
+    subject = f"It's out: {release.title} by {release.artist} — listen now"
+    mail = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string("email/release_day.txt", context),
+        to=[email.email],
+        headers={
+            "List-Unsubscribe": f"<{context['unsubscribe_url']}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",  # RFC 8058: the mailbox's own button
+        },
+    )
+    mail.attach_alternative(render_to_string("email/release_day.html", context), "text/html")
+    return mail
+
+
+def send_release_emails(campaign_id: int) -> str:
+    """The task: plan the recipients, then send in batches until none is left unsent. Safe to run twice."""
+    campaign = Campaign.objects.select_related("release__artist").filter(pk=campaign_id).first()
+    if campaign is None or campaign.status == Campaign.Status.DRAFT:
+        return "nothing to send"
+    plan_recipients(campaign)
+    destinations = smartlink.destinations(campaign.release, campaign.release.links.all())
+    sent = 0
+    while batch_sent := send_batch(campaign, destinations):
+        sent += batch_sent
+    return f"release email for campaign {campaign_id}: sent {sent}"
+
+
+def send_batch(campaign: Campaign, destinations: list[smartlink.Destination]) -> int:
+    with transaction.atomic():
+        batch = list(
+            ReleaseEmail.objects.select_for_update(skip_locked=True)
+            .filter(Q(campaign=campaign, sent_at__isnull=True, unsubscribed_at__isnull=True))
+            .order_by("pk")[:BATCH_SIZE]
+        )
+        if not batch:
+            return 0
+        with get_connection() as connection:
+            connection.send_messages([message(email, campaign, destinations) for email in batch])
+        ReleaseEmail.objects.filter(pk__in=[email.pk for email in batch]).update(sent_at=timezone.now())
+    return len(batch)
+
+
+# --- What fans do with it -----------------------------------------------------------------------------------
+def record_open(token: str) -> None:
+    pk = unsign("open", token)
+    if pk and pk.isdigit():
+        ReleaseEmail.objects.filter(pk=pk, opened_at__isnull=True).update(opened_at=timezone.now())
+
+
+def click_destination(token: str) -> str | None:
+    """The campaign's own link the signed token names (counting the click), or None."""
+    value = unsign("click", token)
+    if not value or "." not in value:
+        return None
+    pk, platform = value.split(".", 1)
+    email = ReleaseEmail.objects.select_related("campaign__release").filter(pk=pk).first() if pk.isdigit() else None
+    if email is None:
+        return None
+    release = email.campaign.release
+    destination = smartlink.find(smartlink.destinations(release, release.links.all()), platform)
+    if destination is None:
+        return None
+    now = timezone.now()
+    ReleaseEmail.objects.filter(pk=email.pk).update(clicks=F("clicks") + 1)
+    ReleaseEmail.objects.filter(pk=email.pk, clicked_at__isnull=True).update(clicked_at=now)
+    ReleaseEmail.objects.filter(pk=email.pk, opened_at__isnull=True).update(opened_at=now)  # images were off
+    return destination.url
+
+
+def email_for_unsubscribe(token: str) -> ReleaseEmail | None:
+    pk = unsign("unsubscribe", token)
+    if not pk or not pk.isdigit():
+        return None
+    return ReleaseEmail.objects.select_related("campaign__release__artist").filter(pk=pk).first()
+
+
+def unsubscribe(email: ReleaseEmail) -> None:
+    """No more email for this campaign: the email-only sign-up ends, the fan's email consent is withdrawn."""
+    now = timezone.now()
+    with transaction.atomic():
+        ReleaseEmail.objects.filter(pk=email.pk, unsubscribed_at__isnull=True).update(unsubscribed_at=now)
+        if email.signup_id:
+            EmailSignup.objects.filter(pk=email.signup_id, unsubscribed_at__isnull=True).update(unsubscribed_at=now)
+        consent = ConsentRecord.objects.filter(pk=email.consent_id).first() if email.consent_id else None
+        if consent is not None:
+            same_fan = Q(pk=consent.pk) | Q(subscription_id=consent.subscription_id, subscription__isnull=False)
+            ConsentRecord.objects.filter(same_fan, campaign_id=consent.campaign_id).update(email_opt_in=False)
