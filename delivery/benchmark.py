@@ -6,11 +6,11 @@ separate sets of sandbox fans, because refresh tokens rotate and work once:
 baseline  the simple sequential loop: `requests`, one fan after the other, refresh then save; no database;
 ceiling   a bare concurrent loop: aiohttp with N requests in flight, refresh then save; no database, no
           encryption: as fast as this machine and the sandbox allow;
-engine    `delivery.engine.deliver_campaign` on a seeded campaign, in this process or in K processes at once.
+engine    the delivery task on a seeded campaign, in a real qcluster with K worker processes (or in this process).
 
 Then the engine's result is checked against the database and the sandbox's write log.
 
-Models are imported inside the functions: spawned engine processes import this module before Django is set up.
+Models are imported inside the functions, so that this module imports before Django is set up.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ import base64
 import datetime as dt
 import itertools
 import json
-import multiprocessing
-import queue
+import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import requests
@@ -50,6 +50,7 @@ STARTUP_SECONDS = 30
 HTTP_TIMEOUT_SECONDS = 30
 RATE_WINDOW_SECONDS = 30
 MAX_429_RETRIES = 20
+CLUSTER_POLL_SECONDS = 0.1  # the ORM broker's poll: how soon a queued task is picked up
 
 
 class BenchmarkError(Exception):
@@ -280,87 +281,122 @@ async def _ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int)
     return delivered, seconds
 
 
-def run_engine(campaign_id: int, processes: int, overrides: dict[str, Any]) -> Phase:
-    """deliver_campaign() here (processes=1), or in `processes` fresh processes started together."""
+def run_engine(campaign_id: int, workers: int, environment: dict[str, str]) -> Phase:
+    """The engine as production runs it: a real `manage.py qcluster` with `workers` worker processes, fed the
+    task Deliver now queues (`deliver_campaign`, which queues helper runs for the other workers); timed from
+    queueing to the last fan settled. With `workers=0`, `deliver_campaign` runs here, in this process."""
     from fans.models import Subscription
 
-    fans = Subscription.objects.filter(campaign_id=campaign_id).count()
-    if processes == 1:
+    subscriptions = Subscription.objects.filter(campaign_id=campaign_id)
+    fans = subscriptions.count()
+    if workers == 0:
         from delivery.engine import deliver_campaign
 
         started = time.perf_counter()
-        report = deliver_campaign(campaign_id)
+        report = deliver_campaign(campaign_id, fan_out=False)
         seconds = time.perf_counter() - started
         counts = dict(report.counts)
+        note = "deliver_campaign, in this process (1 run)"
     else:
-        seconds, counts = _engine_processes(campaign_id, processes, overrides)
-    note = "deliver_campaign, in this process" if processes == 1 else f"deliver_campaign, {processes} processes"
+        with Cluster(environment, workers) as cluster:
+            started = time.perf_counter()
+            cluster.deliver(campaign_id)
+            seconds = time.perf_counter() - started
+        counts = dict(Counter(subscriptions.values_list("status", flat=True)))
+        note = f"qcluster, {workers} worker processes, a run each"
     return Phase("engine", fans, seconds, counts.get("delivered", 0), note, counts)
 
 
-def _engine_processes(campaign_id: int, processes: int, overrides: dict[str, Any]) -> tuple[float, dict[str, int]]:
-    """Spawned processes set up Django, report ready, and start deliver_campaign together on a signal."""
-    context = multiprocessing.get_context("spawn")
-    go, messages = context.Event(), context.Queue()
-    database = connection.settings_dict["NAME"]  # the test database's name when run under pytest
-    workers = [
-        context.Process(target=engine_process, args=(campaign_id, overrides, database, go, messages), daemon=True)
-        for _ in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        _collect(messages, workers, processes, "ready")
-        started = time.perf_counter()
-        go.set()
-        reports = _collect(messages, workers, processes, "done")
-        seconds = time.perf_counter() - started
-    finally:
-        for worker in workers:
-            worker.join(timeout=10)
-            if worker.is_alive():
-                worker.kill()
-    counts: Counter[str] = Counter()
-    for report in reports:
-        counts.update(report)
-    return seconds, dict(counts)
+class Cluster:
+    """`manage.py qcluster` on the benchmark's database (its cluster name, the broker's queue, is this process's:
+    django-q2 signs tasks with it)."""
+
+    def __init__(self, environment: dict[str, str], workers: int) -> None:
+        self.env = {
+            **os.environ,
+            **environment,
+            "DATABASE_URL": database_url(),
+            "Q_WORKERS": str(workers),
+            "Q_POLL": str(CLUSTER_POLL_SECONDS),
+            "DELIVERY_PARALLEL_RUNS": str(workers),
+        }
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - kept open while the cluster runs, closed by stop()
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Cluster:
+        self.process = subprocess.Popen(  # noqa: S603 - our own command, fixed arguments
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=settings.BASE_DIR,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_for(self.queue("delivery.benchmark.warm_up"), STARTUP_SECONDS, "start")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # the sentinel stops its workers
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+    def queue(self, func: str, *args: Any) -> str:
+        from django_q.tasks import async_task
+
+        return async_task(func, *args)
+
+    def deliver(self, campaign_id: int) -> None:
+        """Queue the delivery task and return when no fan of the campaign is pending any more."""
+        from fans.models import Subscription
+
+        task_id = self.queue("delivery.tasks.deliver_campaign", campaign_id)
+        pending = Subscription.objects.filter(campaign_id=campaign_id, status=Subscription.Status.PENDING)
+        while pending.exists():
+            self.check(task_id, "deliver")
+            time.sleep(0.05)
+
+    def wait_for(self, task_id: str, seconds: float, what: str) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.check(task_id, what):
+            if time.monotonic() > deadline:
+                raise BenchmarkError(f"The benchmark's qcluster did not {what} in {seconds} s:\n{self.output()}")
+            time.sleep(0.1)
+
+    def check(self, task_id: str, what: str) -> bool:
+        """Whether the task is done; raises if it failed or the cluster died."""
+        from django_q.models import Task
+
+        task = Task.objects.filter(id=task_id).only("success", "result").first()
+        if task is not None and not task.success:
+            raise BenchmarkError(f"The benchmark's qcluster failed to {what}:\n{task.result}")
+        if self.process.poll() is not None:
+            raise BenchmarkError(f"The benchmark's qcluster exited:\n{self.output()}")
+        return task is not None
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-4000:]
 
 
-def _collect(messages, workers: list, expected: int, kind: str) -> list:
-    received = []
-    while len(received) < expected:
-        try:
-            message_kind, payload = messages.get(timeout=1)
-        except queue.Empty:
-            if not any(worker.is_alive() for worker in workers):
-                raise BenchmarkError("Every engine process exited before reporting.") from None
-            continue
-        if message_kind == "error":
-            raise BenchmarkError(f"An engine process failed:\n{payload}")
-        if message_kind == kind:
-            received.append(payload)
-    return received
+def warm_up() -> str:
+    """A task that does nothing: its result shows the benchmark's cluster is taking work."""
+    return "ready"
 
 
-def engine_process(campaign_id: int, overrides: dict[str, Any], database: str, go, messages) -> None:
-    """One engine worker process (the target of a spawned multiprocessing.Process)."""
-    try:
-        import django
-
-        django.setup()
-        from django.conf import settings as child_settings
-        from django.db import connections
-
-        for name, value in overrides.items():
-            setattr(child_settings, name, value)
-        connections["default"].settings_dict["NAME"] = database
-        from delivery.engine import deliver_campaign
-
-        messages.put(("ready", None))
-        go.wait()
-        messages.put(("done", dict(deliver_campaign(campaign_id).counts)))
-    except BaseException:
-        messages.put(("error", traceback.format_exc()))
+def database_url() -> str:
+    """This process's database as a DATABASE_URL (the test database's, under pytest)."""
+    db = connection.settings_dict
+    if connection.vendor != "postgresql":
+        raise BenchmarkError("The engine's workers need PostgreSQL; use --workers 0 to run the engine in process.")
+    user = quote(db["USER"] or "", safe="")
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def wait_for_empty_window(sandbox: SandboxProcess) -> None:

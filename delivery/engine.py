@@ -39,6 +39,7 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from delivery import bulk
 from delivery.models import DeliveryAttempt
 from delivery.ratelimit import RateLimiter, limiter_for
 from delivery.services import RateLimited, Service, ServiceError, get_service
@@ -55,9 +56,20 @@ RATE_LIMIT_RETRIES = 5
 WAIT = "wait"  # an outcome that is not an attempt: the release is not out in the fan's market yet
 
 
+@dataclass(slots=True)
+class Claim:
+    """A claimed subscription: what the engine needs of it, fetched as values (model instances cost more)."""
+
+    pk: int
+    attempts: int
+    market: str
+    service: str
+    credential: Credential | None  # None when the fan's authorization is gone
+
+
 @dataclass
 class Outcome:
-    subscription: Subscription
+    subscription: Claim
     result: str  # a DeliveryAttempt.Outcome, or WAIT
     call: str
     message: str = ""
@@ -69,9 +81,9 @@ class Outcome:
 class Batch:
     """Claimed subscriptions on their way: settled outcomes, fans ready to call, and the calls in flight."""
 
-    subscriptions: list[Subscription]
+    subscriptions: list[Claim]
     outcomes: dict[int, Outcome] = field(default_factory=dict)
-    ready: list[tuple[Subscription, str]] = field(default_factory=list)
+    ready: list[tuple[Claim, str]] = field(default_factory=list)
     future: concurrent.futures.Future | None = None
 
 
@@ -102,6 +114,8 @@ class Permits:
         self.lock = asyncio.Lock()
 
     async def take(self) -> None:
+        if self.limiter.unlimited:
+            return
         async with self.lock:
             while self.available <= 0 or time.monotonic() - self.granted_at > self.limiter.slot_seconds:
                 self.available = await self.transport.blocking(self.limiter.acquire, self.block)
@@ -195,7 +209,7 @@ class Run:
     def due(self):
         return Subscription.objects.filter(due_now(), campaign=self.campaign)
 
-    def claim(self) -> list[Subscription]:
+    def claim(self) -> list[Claim]:
         lease_until = timezone.now() + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
         with transaction.atomic():
             candidates = self.due().order_by("created_at", "pk").select_for_update(skip_locked=True)
@@ -205,11 +219,31 @@ class Run:
             # The due conditions are checked again by the UPDATE itself: a row another worker claimed in
             # the meantime is not taken over.
             self.due().filter(pk__in=ids).update(leased_by=self.owner, lease_expires_at=lease_until)
-        return list(
+        rows = (
             Subscription.objects.filter(pk__in=ids, leased_by=self.owner)
-            .select_related("fan", "credential")
             .order_by("created_at", "pk")
+            .values_list(
+                "pk",
+                "attempts",
+                "market",
+                "fan__service",
+                "credential__kek_id",
+                "credential__wrapped_key",
+                "credential__ciphertext",
+            )
         )
+        return [
+            Claim(
+                pk,
+                attempts,
+                market,
+                service,
+                None
+                if kek_id is None
+                else Credential(subscription_id=pk, kek_id=kek_id, wrapped_key=wrapped_key, ciphertext=ciphertext),
+            )
+            for pk, attempts, market, service, kek_id, wrapped_key, ciphertext in rows
+        ]
 
     def seconds_until_next_due(self) -> float | None:
         """How long until pending work becomes due (retry time or someone's lease); None if none is left."""
@@ -221,7 +255,7 @@ class Run:
         return None if soonest is None else max(0.0, (soonest - now).total_seconds())
 
     # --- one batch ------------------------------------------------------------------------------------
-    def prepare(self, batch: list[Subscription]) -> Batch:
+    def prepare(self, batch: list[Claim]) -> Batch:
         """Settle what needs no call, and decrypt the rest's refresh tokens (on the run's thread)."""
         prepared = Batch(batch)
         for subscription in batch:
@@ -248,13 +282,12 @@ class Run:
             self.start(then)
         self.record([batch.outcomes[subscription.pk] for subscription in batch.subscriptions])
 
-    def before_calls(self, subscription: Subscription) -> Outcome | str:
+    def before_calls(self, subscription: Claim) -> Outcome | str:
         """What can be settled without calling out, else the fan's decrypted refresh token."""
-        try:
-            credential = subscription.credential
-        except Credential.DoesNotExist:
+        credential = subscription.credential
+        if credential is None:
             return Outcome(subscription, DeliveryAttempt.Outcome.REVOKED, "refresh", "No stored authorization.")
-        service = self.service(subscription.fan.service)
+        service = self.service(subscription.service)
         if not service.can_deliver(self.release):
             message = f"The release has no {service.label} identifier, UPC or ISRC to find it by."
             return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "resolve", message)
@@ -271,7 +304,7 @@ class Run:
             message = "The stored authorization could not be decrypted (is its encryption key still configured?)."
             return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "refresh", message)
 
-    def waiting(self, subscription: Subscription, service: Service, market: str) -> Outcome:
+    def waiting(self, subscription: Claim, service: Service, market: str) -> Outcome:
         give_up_at = self.campaign.firing_time(market) + timedelta(hours=settings.DELIVERY_AVAILABILITY_WAIT_HOURS)
         if timezone.now() >= give_up_at:
             hours = settings.DELIVERY_AVAILABILITY_WAIT_HOURS
@@ -302,9 +335,9 @@ class Run:
                 await permits.pause(exc.retry_after)
         raise AssertionError("unreachable")
 
-    async def deliver_fan(self, subscription: Subscription, refresh_token: str) -> Outcome:
+    async def deliver_fan(self, subscription: Claim, refresh_token: str) -> Outcome:
         """Refresh, hand a rotated refresh token to the run's thread and wait until it is stored, then act."""
-        service = self.services[subscription.fan.service]
+        service = self.services[subscription.service]
         if self.fan_permits is not None:
             await self.fan_permits.take()
         name = "refresh"
@@ -326,7 +359,7 @@ class Run:
             return self.classify(subscription, name, exc)
         return Outcome(subscription, DeliveryAttempt.Outcome.DELIVERED, name)
 
-    def classify(self, subscription: Subscription, call: str, exc: Exception) -> Outcome:
+    def classify(self, subscription: Claim, call: str, exc: Exception) -> Outcome:
         if not isinstance(exc, ServiceError):
             logger.error("Unexpected %s delivering subscription %s", type(exc).__name__, subscription.pk)
             exc = ServiceError(f"Unexpected error ({type(exc).__name__}).")
@@ -344,7 +377,7 @@ class Run:
         return Outcome(subscription, result, call, message[:500], exc.status, retry_in)
 
     def store_rotated_tokens(self, *, timeout: float) -> None:
-        """Seal and store the rotated refresh tokens handed over so far (one upsert), then let their fans go on.
+        """Seal and store the rotated refresh tokens handed over so far (one UPDATE), then let their fans go on.
 
         Runs on the run's thread, which owns the database connection; waits up to `timeout` for the first."""
         try:
@@ -356,26 +389,17 @@ class Run:
                 handed.append(self.rotated.get_nowait())
             except queue.Empty:
                 break
-        now = timezone.now()
         credentials = []
         for subscription, refresh_token, _ in handed:
-            credential = subscription.credential
-            credential.store(refresh_token)
-            credential.updated_at = now
-            credentials.append(credential)
-        try:  # one INSERT … ON CONFLICT UPDATE: an order of magnitude faster than bulk_update's CASE
-            Credential.objects.bulk_create(
-                credentials,
-                update_conflicts=True,
-                unique_fields=["subscription"],
-                update_fields=["kek_id", "wrapped_key", "ciphertext", "updated_at"],
-            )
+            subscription.credential.store(refresh_token)
+            credentials.append(subscription.credential)
+        stored = [future for _, _, future in handed]
+        try:
+            bulk.update_credentials(credentials, timezone.now())
         except Exception as exc:  # noqa: BLE001 - the fans waiting on it learn of it, and are retried
-            for _, _, stored in handed:
-                self.transport.loop.call_soon_threadsafe(_settle, stored, exc)
+            self.transport.loop.call_soon_threadsafe(_settle, stored, exc)
             return
-        for _, _, stored in handed:
-            self.transport.loop.call_soon_threadsafe(_settle, stored, None)
+        self.transport.loop.call_soon_threadsafe(_settle, stored, None)
 
     def record(self, outcomes: list[Outcome]) -> None:
         """Write the batch's outcomes: one UPDATE per kind of outcome, only where this run holds the lease."""
@@ -401,17 +425,19 @@ class Run:
                     rows.update(status=result, last_error=message, **attempted)
             revoked = [o.subscription.pk for o in outcomes if o.result == DeliveryAttempt.Outcome.REVOKED]
             Credential.objects.filter(subscription_id__in=revoked, subscription__status="revoked").delete()
-            DeliveryAttempt.objects.bulk_create(
-                DeliveryAttempt(
-                    subscription_id=o.subscription.pk,
-                    at=now,
-                    call=o.call,
-                    outcome=o.result,
-                    http_status=o.http_status,
-                    message=o.message,
-                )
-                for o in outcomes
-                if o.result != WAIT
+            bulk.insert_attempts(
+                [
+                    DeliveryAttempt(
+                        subscription_id=o.subscription.pk,
+                        at=now,
+                        call=o.call,
+                        outcome=o.result,
+                        http_status=o.http_status,
+                        message=o.message,
+                    )
+                    for o in outcomes
+                    if o.result != WAIT
+                ]
             )
         for o in outcomes:
             self.report.add(o.result)
@@ -442,9 +468,11 @@ class Run:
         return self.report
 
 
-def _settle(future: asyncio.Future, error: Exception | None) -> None:
-    if not future.done():
-        future.set_exception(error) if error else future.set_result(None)
+def _settle(futures: list[asyncio.Future], error: Exception | None) -> None:
+    """On the loop: let the fans whose rotated tokens were stored (or failed to be) go on."""
+    for future in futures:
+        if not future.done():
+            future.set_exception(error) if error else future.set_result(None)
 
 
 def backoff_seconds(attempts_so_far: int) -> float:

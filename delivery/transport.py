@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
 from django.db import connections
@@ -21,6 +22,7 @@ from django.db import connections
 from delivery.services.base import CONNECTION_MESSAGE, TIMEOUT_MESSAGE, Call, Reply, Service, ServiceError
 
 T = TypeVar("T")
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
 class AsyncTransport:
@@ -48,9 +50,12 @@ class AsyncTransport:
 
     async def run(self, service: Service, call: Call) -> Reply:
         """The async twin of `Service.run`: same request, same error mapping (`Service.check`)."""
+        headers, body = call.headers, None
+        if call.form is not None:  # encoded here: aiohttp's FormData costs more per call than the request itself
+            headers, body = {**call.headers, "Content-Type": FORM_CONTENT_TYPE}, urlencode(call.form).encode()
         try:
             async with self.session.request(
-                call.method, call.url, params=call.params, data=call.form, headers=call.headers
+                call.method, call.url, params=call.params, data=body, headers=headers
             ) as response:
                 reply = Reply(response.status, response.headers, await response.read())
         except TimeoutError:

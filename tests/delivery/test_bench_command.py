@@ -10,10 +10,11 @@ from releases.models import Campaign
 
 
 @pytest.mark.django_db(transaction=True)
-def test_benchmark_delivers_every_fan_once_and_cleans_up():
+@pytest.mark.parametrize("workers", [2, 0], ids=["real-qcluster-workers", "in-process"])
+def test_benchmark_delivers_every_fan_once_and_cleans_up(workers):
     out = io.StringIO()
 
-    call_command("bench_delivery", fans=30, baseline_fans=5, latency_ms=0, stdout=out)
+    call_command("bench_delivery", fans=30, baseline_fans=5, latency_ms=0, workers=workers, stdout=out)
 
     output = out.getvalue()
     assert "OK   subscriptions: delivered 30, failed 0, revoked 0; pending 0, missing 0" in output

@@ -9,6 +9,7 @@ ceiling and the delivery engine (delivery/benchmark.py). Run it against PostgreS
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 
@@ -52,8 +53,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--concurrency",
             type=positive,
-            default=64,
-            help="Requests in flight in the ceiling loop (64); the engine uses DELIVERY_CONCURRENCY.",
+            help="Requests in flight in the ceiling loop (default: as many as the engine's runs together, "
+            "DELIVERY_CONCURRENCY per run).",
         )
         parser.add_argument(
             "--rate-limit",
@@ -62,10 +63,13 @@ class Command(BaseCommand):
             "Baseline and ceiling are then skipped unless --all-phases.",
         )
         parser.add_argument(
-            "--engine-processes",
-            type=positive,
-            default=1,
-            help="Run deliver_campaign in K processes at once on the same campaign (1: in this process).",
+            "--workers",
+            type=int,
+            choices=range(17),
+            metavar="K",
+            default=2,
+            help="Run the engine as production does: a qcluster with K worker processes, each running the "
+            "delivery task on the campaign (2, like Q_WORKERS' default); 0: one run in this process.",
         )
         parser.add_argument("--keep", action="store_true", help="Keep the benchmark campaign's rows.")
         parser.add_argument(
@@ -83,7 +87,14 @@ class Command(BaseCommand):
         engine_settings = ", ".join(
             f"{name}={getattr(settings, name)}" for name in ENGINE_SETTINGS if hasattr(settings, name)
         )
-        self.say(f"Engine: {engine_settings}; {options['engine_processes']} engine process(es)")
+        workers = options["workers"]
+        options["concurrency"] = options["concurrency"] or settings.DELIVERY_CONCURRENCY * max(workers, 1)
+        where = f"a qcluster of {workers} worker processes" if workers else "this process"
+        self.say(f"Engine: {engine_settings}; in {where}")
+        self.say(
+            f"Machine: {os.cpu_count()} cores, shared by the sandbox, PostgreSQL and the phase being timed "
+            "(the ceiling is one aiohttp process against the same sandbox on the same cores)"
+        )
         with benchmark.SandboxProcess(options["latency_ms"]) as sandbox:
             overrides = {
                 "SPOTIFY_ACCOUNTS_URL": sandbox.accounts_url,
@@ -93,11 +104,11 @@ class Command(BaseCommand):
                 "SPOTIFY_ENABLED": True,
                 "SPOTIFY_RATE_LIMIT": rate_limit,  # None: unlimited, like the sandbox
                 "SPOTIFY_RATE_WINDOW_SECONDS": benchmark.RATE_WINDOW_SECONDS,
-                # No helper runs queued for workers that are not there: --engine-processes runs several.
-                "DELIVERY_PARALLEL_RUNS": 1,
             }
+            environment = {name: str(value) for name, value in overrides.items()}  # for the cluster's processes
+            environment["SPOTIFY_RATE_LIMIT"] = str(rate_limit or 0)  # 0: unlimited
             with override_settings(**overrides):
-                phases, checks, calls = self.run_phases(sandbox, slug, overrides, run_unpaced, options)
+                phases, checks, calls = self.run_phases(sandbox, slug, environment, run_unpaced, options)
         self.report(phases, checks, calls, options)
         if checks.failures:
             raise CommandError(f"bench_delivery: correctness check failed: {'; '.join(checks.failures)}.")
@@ -107,7 +118,7 @@ class Command(BaseCommand):
             f"({engine.rate:.1f} fans/s); checks passed."
         )
 
-    def run_phases(self, sandbox: benchmark.SandboxProcess, slug: str, overrides: dict, run_unpaced: bool, options):
+    def run_phases(self, sandbox: benchmark.SandboxProcess, slug: str, environment: dict, run_unpaced: bool, options):
         fans, rate_limit = options["fans"], options["rate_limit"]
         ids = {
             phase: [f"{slug}-{phase[0]}{i:05d}" for i in range(count)]
@@ -133,7 +144,7 @@ class Command(BaseCommand):
                 benchmark.wait_for_empty_window(sandbox)
             before = sandbox.counters()
             try:
-                phases["engine"] = benchmark.run_engine(campaign.pk, options["engine_processes"], overrides)
+                phases["engine"] = benchmark.run_engine(campaign.pk, options["workers"], environment)
             except Exception:  # noqa: BLE001 - reported; the checks below then show what was left undone
                 self.stderr.write(f"The engine failed:\n{traceback.format_exc()}")
                 phases["engine"] = Phase("engine", fans, 0.0, 0, "failed: see above")
