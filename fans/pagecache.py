@@ -1,8 +1,11 @@
 """The campaign page's data, cached so that a warm page view reads no database row.
 
-What is cached is data, never HTML with a CSRF token or per-visitor parts: the campaign with its release and
-artist, and the release's links. The view renders the template per request (CSRF token, countdown, in-app
-notice, smart-link order), and writes one FunnelEvent: that INSERT is the one database query of a warm view.
+Two things are cached, never a CSRF token or anything about a visitor: the page's data (the campaign with its
+release and artist, and the release's links), and the page rendered once per variant (state, in-app browser,
+smart-link order) with slots for the per-request parts, which fans.pages.fill_campaign_html fills at each
+request: the CSRF token, the UTM fields and the countdown. A warm view then writes one FunnelEvent: that INSERT
+is its one database query. Each load of the data gets a new `stamp`, which names its rendered variants, so
+dropping the data drops them too.
 
 The cache is the `pages` alias (presave_site/settings.py): Redis when REDIS_URL is set, so every server
 process sees an edit at once; otherwise each process's memory, where an edit reaches the process that saved
@@ -12,6 +15,7 @@ delete a campaign, release, artist or link.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -30,6 +34,7 @@ SLUG_MAX = Campaign._meta.get_field("slug").max_length
 class CampaignPage:
     campaign: Campaign  # with release and artist loaded
     links: list[ReleaseLink]
+    stamp: str  # new at each load: names the rendered variants of this version of the page
 
     @property
     def release(self):
@@ -49,7 +54,8 @@ def load(slug: str) -> CampaignPage | None:
     )
     if campaign is None:
         return None
-    return CampaignPage(campaign, list(ReleaseLink.objects.filter(release_id=campaign.release_id)))
+    links = list(ReleaseLink.objects.filter(release_id=campaign.release_id))
+    return CampaignPage(campaign, links, stamp=secrets.token_hex(8))
 
 
 def campaign_page(slug: str) -> CampaignPage:

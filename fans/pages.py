@@ -8,14 +8,17 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
+from django.core.cache import caches
+from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.html import escape
 
 from delivery.services import SERVICES
 from fans import consent, inapp, privacy, smartlink
 from fans.authorization import THANKS_KEY
 from fans.forms import EmailSignupForm
 from fans.models import ConsentRecord, hash_token
-from fans.pagecache import CampaignPage
+from fans.pagecache import CACHE_ALIAS, CampaignPage
 from releases.models import Campaign, Release
 
 
@@ -30,12 +33,25 @@ class Countdown:
         return max(self.target - timezone.now(), dt.timedelta(0))
 
     @property
-    def parts(self) -> list[tuple[int, str]]:
+    def parts(self) -> list[tuple[str, str]]:
+        """[("12", "days"), ("03", "hours"), …]: days as they are, the rest on two digits."""
         seconds = int(self.remaining.total_seconds())
         days, seconds = divmod(seconds, 86_400)
         hours, seconds = divmod(seconds, 3_600)
         minutes, seconds = divmod(seconds, 60)
-        return [(days, "days"), (hours, "hours"), (minutes, "minutes"), (seconds, "seconds")]
+        return [
+            (str(days), "days"),
+            (f"{hours:02d}", "hours"),
+            (f"{minutes:02d}", "minutes"),
+            (f"{seconds:02d}", "seconds"),
+        ]
+
+
+class CountdownSlots:
+    """Stands in for a Countdown when the page is rendered once for the cache: each value is a slot that
+    `fill_campaign_html` replaces with the time left at each request."""
+
+    parts = [(f"\x00countdown:{unit}\x00", unit) for unit in ("days", "hours", "minutes", "seconds")]
 
 
 def local_release_time(release: Release) -> dt.datetime:
@@ -81,6 +97,7 @@ def campaign_context(
         "page_url": page_url,
         "cover_url": absolute_media_url(release.cover.url) if release.cover else "",
         "utm": sorted((utm or {}).items()),
+        "utm_slot": "",
         "offer_email": offer_email,
         "email_form": email_form
         or (EmailSignupForm(consent_label=email_consent_words(release)) if offer_email else None),
@@ -159,3 +176,51 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         "email_signups": list(privacy.email_signups(subject)),
         "token": token,
     }
+
+
+# The campaign page rendered once per variant and cached: per-request parts are slots ----------------------------
+
+CSRF_SLOT = "\x00csrf\x00"
+UTM_SLOT = "\x00utm\x00"
+
+
+def campaign_html(
+    page: CampaignPage, *, country: str, preferred: str, in_app: inapp.InAppBrowser | None
+) -> tuple[str, Countdown | None]:
+    """The campaign page's HTML with slots for the CSRF token, the UTM fields and the countdown, and the
+    countdown to fill them with. From the `pages` cache, keyed by what makes two renderings differ (the
+    page's stamp, its state, the in-app browser, the smart-link order); rendered on a miss."""
+    release = page.release
+    is_out, accepting = release.is_out, page.campaign.accepts_presaves
+    order = ""
+    if is_out:
+        links = smartlink.ordered(smartlink.destinations(release, page.links), country=country, preferred=preferred)
+        order = ",".join(link.key for link in links)
+    state = "out" if is_out else ("open" if accepting else "closed")
+    key = f"fans:html:{page.stamp}:{state}:{in_app.key + in_app.os if in_app else ''}:{order}"
+    cache = caches[CACHE_ALIAS]
+    html = cache.get(key)
+    if html is None:
+        page_url = settings.PUBLIC_BASE_URL + page.campaign.get_absolute_url()
+        context = campaign_context(page, country=country, preferred=preferred, in_app=in_app, page_url=page_url)
+        slotted = {
+            **context,
+            "csrf_token": CSRF_SLOT,
+            "utm_slot": UTM_SLOT,
+            "countdown": CountdownSlots() if context["countdown"] else None,
+        }
+        html = render_to_string("fans/campaign.html", slotted)
+        cache.set(key, html, settings.PAGE_CACHE_SECONDS)
+    return html, (Countdown(release.release_at) if not is_out else None)
+
+
+def fill_campaign_html(html: str, *, csrf_token: str, utm: dict[str, str], countdown: Countdown | None) -> str:
+    html = html.replace(CSRF_SLOT, escape(csrf_token))
+    fields = "".join(
+        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">' for name, value in sorted(utm.items())
+    )
+    html = html.replace(UTM_SLOT, fields)
+    if countdown is not None:
+        for value, unit in countdown.parts:
+            html = html.replace(f"\x00countdown:{unit}\x00", value)
+    return html

@@ -14,6 +14,7 @@ from functools import wraps
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -75,18 +76,16 @@ def health(request: HttpRequest) -> HttpResponse:
 # Campaign page, smart link and the email fallback ----------------------------------------------------------
 
 
-def render_campaign(request: HttpRequest, page: pagecache.CampaignPage, seen: tracking.Visit, **extra):
-    in_app = inapp.detect(request.headers.get("User-Agent", ""))
-    context = pages.campaign_context(
+def campaign_context(request: HttpRequest, page: pagecache.CampaignPage, seen: tracking.Visit, **extra) -> dict:
+    return pages.campaign_context(
         page,
         country=seen.country,
         preferred=request.COOKIES.get(smartlink.PREFERENCE_COOKIE, "")[:20],
-        in_app=in_app,
+        in_app=inapp.detect(request.headers.get("User-Agent", "")),
         page_url=settings.PUBLIC_BASE_URL + page.campaign.get_absolute_url(),
         utm=seen.utm,
         **extra,
     )
-    return render(request, "fans/campaign.html", context)
 
 
 @require_GET
@@ -95,10 +94,16 @@ def campaign(request: HttpRequest, slug: str) -> HttpResponse:
     """The campaign page: warm, its only database query is the page view's INSERT (fans/pagecache.py)."""
     page = pagecache.campaign_page(slug)
     seen = tracking.visit(request, may_set_cookie=True)
-    response = render_campaign(request, page, seen)
+    html, countdown = pages.campaign_html(
+        page,
+        country=seen.country,
+        preferred=request.COOKIES.get(smartlink.PREFERENCE_COOKIE, "")[:20],
+        in_app=inapp.detect(request.headers.get("User-Agent", "")),
+    )
+    html = pages.fill_campaign_html(html, csrf_token=get_token(request), utm=seen.utm, countdown=countdown)
     if not tracking.is_bot(request):
-        tracking.record(Kind.VIEW, page.campaign, seen)
-    return tracking.remember_visitor(response, seen)
+        tracking.record_view(page.campaign, seen)
+    return tracking.remember_visitor(HttpResponse(html), seen)
 
 
 @require_POST
@@ -110,9 +115,7 @@ def email_signup(request: HttpRequest, slug: str) -> HttpResponse:
     form = EmailSignupForm(request.POST, consent_label=pages.email_consent_words(release))
     seen = tracking.visit(request, params=request.POST)
     if not form.is_valid():
-        response = render_campaign(request, page, seen, email_form=form)
-        response.status_code = 400
-        return response
+        return render(request, "fans/campaign.html", campaign_context(request, page, seen, email_form=form), status=400)
     signups.sign_up(page.campaign, form.cleaned_data["email"], country=seen.country)
     tracking.record(Kind.EMAIL_OPTIN, page.campaign, seen)
     return render(request, "fans/email_thanks.html", {"campaign": page.campaign, "release": release})

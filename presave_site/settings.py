@@ -253,6 +253,9 @@ RATELIMIT_VIEW = "fans.views.rate_limited"
 RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
 FANS_WRITE_RATE = env.str("FANS_WRITE_RATE", default="20/m")  # pre-save, email sign-up, revoke, erase: per IP
 FANS_CLICK_RATE = env.str("FANS_CLICK_RATE", default="120/m")  # smart-link clicks, callbacks, exports: per IP
+# Page views are written in batches of this many, or when the oldest waiting is this old (fans/tracking.py).
+FUNNEL_BATCH_SIZE = env.int("FUNNEL_BATCH_SIZE", default=50)
+FUNNEL_FLUSH_SECONDS = env.float("FUNNEL_FLUSH_SECONDS", default=5.0)
 PRIVACY_LINK_MAX_AGE = env.int("PRIVACY_LINK_MAX_AGE", default=7 * 86_400)  # seconds a privacy link works
 
 # --- Email (the release-day email, fans/release_email.py) ---------------------------------------------

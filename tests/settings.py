@@ -21,6 +21,7 @@ TEST_ENVIRONMENT = {
     "SERVICE_TIMEOUT_SECONDS": "3",
     "Q_POLL": "0.2",
     "LOG_LEVEL": "WARNING",
+    "FUNNEL_BATCH_SIZE": "1",  # page views written at once (production batches them: fans/tracking.py)
 }
 for name, value in TEST_ENVIRONMENT.items():
     os.environ.setdefault(name, value)

@@ -127,3 +127,34 @@ def test_a_replayed_callback_records_no_second_authorization(client, sandbox):
 
     assert replay.status_code == 400
     assert FunnelEvent.objects.filter(kind="authorize").count() == 1
+
+
+def test_page_views_are_written_in_batches(client, campaign, settings, django_assert_num_queries):
+    settings.FUNNEL_BATCH_SIZE = 3
+    url = reverse("fans:campaign", args=[campaign.slug])
+    client.get(url)  # cold: loads the page; its view waits in the buffer
+    try:
+        with django_assert_num_queries(0):
+            client.get(url)
+        assert not FunnelEvent.objects.exists()
+        with django_assert_num_queries(1):  # the third: one INSERT of all three
+            client.get(url)
+        assert FunnelEvent.objects.filter(kind="view").count() == 3
+    finally:
+        tracking.views.flush()
+
+
+def test_waiting_page_views_are_written_after_a_while(client, campaign, settings):
+    settings.FUNNEL_BATCH_SIZE = 100
+    settings.FUNNEL_FLUSH_SECONDS = 0.2
+    url = reverse("fans:campaign", args=[campaign.slug])
+    try:
+        client.get(url)
+        assert not FunnelEvent.objects.exists()
+        import time
+
+        time.sleep(0.25)
+        client.get(url)  # the oldest waited long enough: both are written
+        assert FunnelEvent.objects.count() == 2
+    finally:
+        tracking.views.flush()

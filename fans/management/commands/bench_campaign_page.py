@@ -1,0 +1,174 @@
+"""`python manage.py bench_campaign_page`: the campaign page's throughput against a trivial view, same server.
+
+Starts gunicorn (the production server: pre-fork workers with threads) on this database, loads a trivial view
+(/health/: no database, no template) and a campaign page (cache warm; each view renders the template with a
+fresh CSRF token and writes its FunnelEvent) with the same load generator (fans/loadgen.py), and prints
+requests/s, p50/p99 latency and the ratio. Run it on PostgreSQL:
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/presave_bench python manage.py migrate
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/presave_bench python manage.py bench_campaign_page
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
+from django.utils import timezone
+
+from fans.loadgen import LoadResult, load
+from releases.models import Artist, Campaign, Release
+
+RATIO_TARGET = 0.75
+PHONE_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.1 Mobile/15E148 Safari/604.1"
+)
+
+
+def positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class Command(BaseCommand):
+    help = (
+        "Benchmark the campaign page under gunicorn against a trivial view on the same server: requests/s, "
+        "p50/p99 latency and their ratio (target ≥ 0.75)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--seconds", type=float, default=10.0, help="Load duration per URL (10).")
+        parser.add_argument("--concurrency", type=positive, default=16, help="Requests in flight (16).")
+        parser.add_argument("--workers", type=positive, default=2, help="gunicorn worker processes (2).")
+        parser.add_argument("--threads", type=positive, default=4, help="Threads per worker (4).")
+        parser.add_argument("--slug", default="", help="An existing campaign; default: a throwaway one.")
+
+    def handle(self, *args, **options) -> None:
+        campaign, made = self.campaign(options["slug"])
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = self.start_server(port, options["workers"], options["threads"])
+        try:
+            self.wait_until_up(base + "/health/", server)
+            urls = {"trivial": base + "/health/", "campaign": base + campaign.get_absolute_url()}
+            warmup = min(2.0, options["seconds"])
+            for url in urls.values():  # warm the page cache, database connections and workers
+                load(url, seconds=warmup, concurrency=options["concurrency"], headers={"User-Agent": PHONE_UA})
+            results = {
+                name: load(
+                    url,
+                    seconds=options["seconds"],
+                    concurrency=options["concurrency"],
+                    headers={"User-Agent": PHONE_UA},
+                )
+                for name, url in urls.items()
+            }
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            if made:
+                release = campaign.release
+                campaign.delete()  # its FunnelEvents go with it
+                release.delete()
+                release.artist.delete()
+        self.report(results, options)
+
+    def campaign(self, slug: str) -> tuple[Campaign, bool]:
+        if slug:
+            campaign = Campaign.objects.filter(slug=slug).exclude(status=Campaign.Status.DRAFT).first()
+            if campaign is None:
+                raise CommandError(f"No visible campaign with slug {slug!r}.")
+            return campaign, False
+        release_at = timezone.now() + dt.timedelta(days=14)
+        artist = Artist.objects.create(name="Bench Artist")
+        release = Release.objects.create(
+            artist=artist,
+            title="Bench Release",
+            release_date=release_at.date(),
+            release_time=release_at.time().replace(microsecond=0),
+        )
+        slug = f"bench-{int(time.time())}"
+        return Campaign.objects.create(release=release, slug=slug, status=Campaign.Status.LIVE), True
+
+    def start_server(self, port: int, workers: int, threads: int) -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "presave_site.settings"),
+            "DATABASE_URL": database_url(),
+            "HTTPS": "false",  # plain HTTP on loopback: no redirect to https
+            "CONN_MAX_AGE": "60",  # persistent connections, as in production (README: Production)
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "LOG_LEVEL": "WARNING",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "presave_site.wsgi:application",
+            f"--bind=127.0.0.1:{port}",
+            f"--workers={workers}",
+            f"--threads={threads}",
+            "--worker-class=gthread",
+            "--log-level=warning",
+        ]
+        return subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, start_new_session=True)  # noqa: S603 (fixed argv)
+
+    def wait_until_up(self, url: str, server: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise CommandError(f"gunicorn exited with status {server.returncode}.")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own loopback URL)
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise CommandError("gunicorn did not answer within 30 s.")
+
+    def report(self, results: dict[str, LoadResult], options: dict) -> None:
+        self.stdout.write(
+            f"gunicorn gthread, {options['workers']} workers × {options['threads']} threads; "
+            f"{options['concurrency']} requests in flight, {options['seconds']:g} s per URL"
+        )
+        for name, result in results.items():
+            self.stdout.write(
+                f"  {name:<9} {result.rps:8.0f} req/s   p50 {result.percentile(50):6.1f} ms   "
+                f"p99 {result.percentile(99):6.1f} ms   {result.requests} requests, {result.errors} errors"
+            )
+        trivial, page = results["trivial"], results["campaign"]
+        ratio = page.rps / trivial.rps if trivial.rps else 0.0
+        verdict = "meets" if ratio >= RATIO_TARGET else "below"
+        self.stdout.write(f"ratio campaign/trivial: {ratio:.2f} ({verdict} the target of {RATIO_TARGET})")
+        if page.errors or trivial.errors:
+            raise CommandError(f"{page.errors + trivial.errors} requests failed.")

@@ -1,0 +1,25 @@
+"""`manage.py bench_campaign_page` end to end with tiny numbers: it runs gunicorn, loads both URLs without an
+error, prints the figures and cleans up. A check that it works, never a timing one."""
+
+import io
+import re
+
+import pytest
+from django.core.management import call_command
+
+from fans.models import FunnelEvent
+from releases.models import Campaign
+
+
+@pytest.mark.django_db(transaction=True)
+def test_benchmark_serves_both_urls_under_gunicorn_and_cleans_up():
+    out = io.StringIO()
+
+    call_command("bench_campaign_page", seconds=1, concurrency=2, workers=1, threads=2, stdout=out)
+
+    output = out.getvalue()
+    for name in ("trivial", "campaign"):
+        line = next(line for line in output.splitlines() if line.strip().startswith(name))
+        assert re.search(r"\d+ req/s\s+p50\s+[\d.]+ ms\s+p99\s+[\d.]+ ms\s+[1-9]\d* requests, 0 errors", line), line
+    assert re.search(r"ratio campaign/trivial: \d\.\d\d \((meets|below) the target of 0.75\)", output)
+    assert not Campaign.objects.exists() and not FunnelEvent.objects.exists()
