@@ -1,0 +1,154 @@
+"""The fan pages in Chromium: in-app browsers (Instagram, TikTok), the smart link after release ordered by
+country, and the privacy self-service (export and erasure). Screenshots go to tests/artifacts/."""
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from fans.models import ConsentRecord, EmailSignup, Fan, FunnelEvent, Subscription
+from releases.models import ReleaseLink
+from tests.conftest import make_campaign
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+PHONE = {"width": 390, "height": 844}
+INSTAGRAM_ANDROID = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/UQ1A.240205.004; wv) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Version/4.0 Chrome/131.0.6778.39 Mobile Safari/537.36 Instagram 357.0.0.25.101 Android (34/14; 420dpi; "
+    "1080x2205; Google/google; Pixel 8; shiba; shiba; en_GB; 640113288)"
+)
+TIKTOK_IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 "
+    "musical_ly_35.1.0 JsSdk/2.0 NetType/WIFI Channel/App Store ByteLocale/en Region/GB"
+)
+
+
+@pytest.fixture
+def site(django_db_setup, live_server, sandbox, settings):
+    """Our live server (see tests/browser/test_presave_flow.py: list `site` before `page`)."""
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    settings.PUBLIC_BASE_URL = live_server.url
+    ARTIFACTS.mkdir(exist_ok=True)
+    return live_server.url
+
+
+def phone_context(browser, **options):
+    return browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, **options)
+
+
+def csp_violations(page) -> list[str]:
+    found: list[str] = []
+    page.on("console", lambda message: found.append(message.text) if "Content Security Policy" in message.text else 0)
+    return found
+
+
+def test_instagram_on_android_explains_and_offers_the_browser_and_an_email(site, browser, sandbox):
+    campaign = make_campaign(subtitle="The debut album")
+    context = phone_context(browser, user_agent=INSTAGRAM_ANDROID)
+    try:
+        phone = context.new_page()
+        violations = csp_violations(phone)
+        phone.goto(site + campaign.get_absolute_url() + "?utm_source=instagram&utm_medium=story")
+
+        assert phone.get_by_role("heading", name="You're in Instagram's browser").is_visible()
+        link = phone.get_by_role("link", name="Open in your browser")
+        assert link.get_attribute("href").startswith("intent://")
+        assert phone.get_by_role("button", name="Pre-save on Spotify").is_visible()
+        assert phone.locator("[data-unit=seconds]").inner_text()  # the countdown is there without waiting
+        phone.screenshot(path=ARTIFACTS / "in-app-instagram-phone.png", full_page=True)
+
+        phone.get_by_label("Your email address").fill("fan@example.test")
+        phone.get_by_role("button", name="Email me when it's out").click()
+        assert phone.get_by_role("alert").first.inner_text().startswith("Tick the box")  # consent is explicit
+        phone.get_by_label("Your email address").fill("fan@example.test")
+        phone.locator("input[name=consent]").check()
+        phone.get_by_role("button", name="Email me when it's out").click()
+
+        assert phone.get_by_role("heading", name="We'll email you.").is_visible()
+        signup = EmailSignup.objects.get()
+        assert (signup.email, signup.campaign_id) == ("fan@example.test", campaign.pk)
+        event = FunnelEvent.objects.get(kind="email_optin")
+        assert (event.in_app_browser, event.utm_source, event.device) == ("instagram", "instagram", "mobile")
+        assert violations == []
+    finally:
+        context.close()
+
+
+def test_tiktok_on_iphone_shows_the_steps_to_open_the_browser(site, browser, sandbox):
+    campaign = make_campaign()
+    context = phone_context(browser, user_agent=TIKTOK_IPHONE)
+    try:
+        phone = context.new_page()
+        phone.goto(site + campaign.get_absolute_url())
+
+        assert phone.get_by_role("heading", name="You're in TikTok's browser").is_visible()
+        steps = phone.locator("#open-in-browser-steps")
+        assert "Open in browser" in steps.inner_text()
+        assert phone.get_by_role("link", name="Open in your browser").count() == 0
+        assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        phone.screenshot(path=ARTIFACTS / "in-app-tiktok-phone.png", full_page=True)
+        assert FunnelEvent.objects.get(kind="view").in_app_browser == "tiktok"
+    finally:
+        context.close()
+
+
+def test_the_smart_link_is_ordered_by_country_and_remembers_the_choice(site, browser, sandbox):
+    campaign = make_campaign(release_in=-dt.timedelta(days=1))
+    links = {
+        "deezer": "https://www.deezer.com/album/123456",
+        "apple_music": "https://music.apple.com/fr/album/first-light/1234567890",
+        "youtube_music": "https://music.youtube.com/playlist?list=OLAK5uy_test",
+    }
+    for platform, url in links.items():
+        ReleaseLink.objects.create(release=campaign.release, platform=platform, url=url)
+    context = phone_context(browser, extra_http_headers={"CF-IPCountry": "FR"})
+    try:
+        phone = context.new_page()
+        phone.route("https://music.youtube.com/**", lambda route: route.fulfill(body="YouTube Music", status=200))
+        phone.goto(site + campaign.get_absolute_url())
+        buttons = phone.locator(".listen-links a")
+        assert buttons.all_inner_texts()[:2] == ["Listen on Deezer", "Listen on Spotify"]
+        phone.screenshot(path=ARTIFACTS / "smart-link-phone.png", full_page=True)
+
+        phone.get_by_role("link", name="Listen on YouTube Music").click()
+        phone.wait_for_url("https://music.youtube.com/**")
+        assert FunnelEvent.objects.get(kind="listen_click").service == "youtube_music"
+
+        phone.goto(site + campaign.get_absolute_url())
+        assert buttons.first.inner_text() == "Listen on YouTube Music"
+    finally:
+        context.close()
+
+
+def test_a_fan_downloads_their_data_and_erases_everything(site, page, sandbox):
+    campaign = make_campaign()
+    page.goto(site + campaign.get_absolute_url())
+    page.locator("input[name=email_opt_in]").check()
+    page.get_by_role("button", name="Pre-save on Spotify").click()
+    page.wait_for_url(f"{sandbox.accounts_url}/authorize*")
+    page.check("input[name=user][value=alice]")
+    page.click("#agree")
+    page.wait_for_url(site + reverse("fans:thanks", args=[campaign.slug]))
+
+    page.get_by_role("link", name="See, download or erase what we hold about you").click()
+    assert page.get_by_role("heading", name="What we hold about you").is_visible()
+    assert page.get_by_text("alice@sandbox.test").is_visible()
+    page.screenshot(path=ARTIFACTS / "privacy.png", full_page=True)
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download my data (JSON)").click()
+    data = json.loads(Path(download.value.path()).read_text())
+    assert data["fan"]["email"] == "alice@sandbox.test"
+    assert [s["campaign"] for s in data["subscriptions"]] == [campaign.slug]
+
+    page.get_by_role("link", name="Erase everything about me").click()
+    page.click("#confirm-erase")
+    assert page.get_by_role("heading", name="Everything about you is erased").is_visible()
+    assert not Fan.objects.exists() and not Subscription.objects.exists()
+    record = ConsentRecord.objects.get()
+    assert (record.display_name, record.email, record.user_agent, record.ip_address) == ("", "", "", None)
+    assert FunnelEvent.objects.filter(kind="authorize", subscription__isnull=True).count() == 1
