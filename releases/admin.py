@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.db.models import CharField, Count, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Concat
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -221,6 +222,7 @@ class ReleaseAdminForm(forms.ModelForm):
 class ReleaseLinkInline(admin.TabularInline):
     model = ReleaseLink
     extra = 1
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # a link pasted without its scheme
     verbose_name = "listening link"
     verbose_name_plural = "Listening links (the smart link page shows one button per platform once it's out)"
 
