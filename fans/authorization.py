@@ -132,6 +132,19 @@ def start(session: SessionBase, *, slug: str, service_key: str, email_opt_in: bo
     )
 
 
+def pending_campaign(session: SessionBase, state: str, service_key: str) -> Campaign:
+    """The campaign of a pending authorization, without using it up (for a service's own sign-in page)."""
+    entry = _pending(session).get(state) if state else None
+    if entry is None or entry.get("service") != service_key:
+        raise BadAuthorizationState(
+            "This sign-in didn't start in this browser, or it expired. Please start again from the pre-save page."
+        )
+    campaign = Campaign.objects.select_related("release__artist").filter(pk=entry["campaign"]).first()
+    if campaign is None:
+        raise NotFound("This pre-save no longer exists.")
+    return open_campaign(campaign)
+
+
 def _pending(session: SessionBase) -> dict[str, dict]:
     """The session's pending authorizations, expired ones dropped."""
     now = timezone.now().timestamp()

@@ -5,13 +5,15 @@ Every fixed first segment here must be in fans.reserved.RESERVED_SLUGS (a test c
 
 from django.urls import path
 
-from fans import email_views, views
+from fans import email_views, musickit, views
 
 app_name = "fans"
 
 urlpatterns = [
     # Fixed paths. The callback's absolute URL is the redirect URI registered with each service.
     path("oauth/<str:service>/callback/", views.oauth_callback, name="oauth_callback"),
+    path("oauth/apple_music/musickit/", musickit.authorize_page, name="musickit"),
+    path("oauth/apple_music/token/", musickit.receive_token, name="musickit_token"),
     path("revoke/<str:token>/", views.revoke, name="revoke"),
     path("health/", views.health, name="health"),
     path("privacy/", views.privacy_notice, name="privacy_notice"),

@@ -183,6 +183,29 @@ DEEZER_API_URL = env.str("DEEZER_API_URL", default="https://api.deezer.com").rst
 DEEZER_RATE_LIMIT = env.int("DEEZER_RATE_LIMIT", default=50)
 DEEZER_RATE_WINDOW_SECONDS = env.float("DEEZER_RATE_WINDOW_SECONDS", default=5.0)
 
+# Apple Music: a MusicKit private key (.p8, ES256) signs the developer token (delivery/services/apple_music.py);
+# fans authorize with MusicKit JS on our own page (fans/musickit.py). Enabled when the key is configured.
+APPLE_MUSIC_KEY_ID = env.str("APPLE_MUSIC_KEY_ID", default="")
+APPLE_MUSIC_TEAM_ID = env.str("APPLE_MUSIC_TEAM_ID", default="")
+APPLE_MUSIC_PRIVATE_KEY = secret("APPLE_MUSIC_PRIVATE_KEY", "") if APPLE_MUSIC_KEY_ID else ""
+APPLE_MUSIC_ENABLED = bool(APPLE_MUSIC_KEY_ID and APPLE_MUSIC_TEAM_ID and APPLE_MUSIC_PRIVATE_KEY)
+APPLE_MUSIC_API_URL = env.str("APPLE_MUSIC_API_URL", default="https://api.music.apple.com").rstrip("/")
+MUSICKIT_JS_URL = env.str("MUSICKIT_JS_URL", default="https://js-cdn.music.apple.com/musickit/v3/musickit.js")
+# Origins the MusicKit page may also talk to (MusicKit JS calls Apple's APIs and opens its sign-in window).
+MUSICKIT_CSP_ORIGINS = env.list("MUSICKIT_CSP_ORIGINS", default=["https://*.apple.com"])
+# The developer token's lifetime (Apple allows at most 15,777,000 s, six months); renewed this long before expiry.
+APPLE_MUSIC_TOKEN_SECONDS = env.int("APPLE_MUSIC_TOKEN_SECONDS", default=12 * 3600)
+APPLE_MUSIC_TOKEN_RENEW_SECONDS = env.int("APPLE_MUSIC_TOKEN_RENEW_SECONDS", default=3600)
+# Catalog look-ups by UPC/ISRC use this storefront when the fan's is unknown.
+APPLE_MUSIC_STOREFRONT = env.str("APPLE_MUSIC_STOREFRONT", default="us").lower()
+# Apple does not publish its limit; every worker together stays under this many calls per window.
+APPLE_MUSIC_RATE_LIMIT = env.int("APPLE_MUSIC_RATE_LIMIT", default=300)
+APPLE_MUSIC_RATE_WINDOW_SECONDS = env.float("APPLE_MUSIC_RATE_WINDOW_SECONDS", default=30.0)
+if not 0 < APPLE_MUSIC_TOKEN_SECONDS <= 15_777_000:
+    raise ImproperlyConfigured("APPLE_MUSIC_TOKEN_SECONDS must be between 1 and 15777000 (six months).")
+if not 0 <= APPLE_MUSIC_TOKEN_RENEW_SECONDS < APPLE_MUSIC_TOKEN_SECONDS:
+    raise ImproperlyConfigured("APPLE_MUSIC_TOKEN_RENEW_SECONDS must be less than APPLE_MUSIC_TOKEN_SECONDS.")
+
 # The proxy header carrying the visitor's country (Cloudflare's CF-IPCountry); "" to ignore headers.
 COUNTRY_HEADER = env.str("COUNTRY_HEADER", default="CF-IPCountry")
 

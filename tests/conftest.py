@@ -23,6 +23,27 @@ from delivery.sandbox.client import SandboxClient
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 DEEZER_APP_ID, DEEZER_SECRET = "100001", "sandbox-deezer-secret"  # the sandbox's registered Deezer app
+MUSICKIT_KEY_ID, MUSICKIT_TEAM_ID = "SANDBOXKEY", "SANDBOXTEAM"  # a MusicKit key made for this test session
+
+
+def _musickit_key() -> tuple[str, str]:
+    """A fresh P-256 key pair as a .p8 file holds it (PKCS#8 PEM), and its public half for the sandbox."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+MUSICKIT_PRIVATE_KEY, MUSICKIT_PUBLIC_KEY = _musickit_key()
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -62,8 +83,25 @@ class Sandbox(SandboxClient):
         """A lasting Deezer token for a sandbox user, as a fan who pre-saved earlier."""
         return self.control("POST", f"deezer/users/{user_id}/authorize", {"perms": perms})["access_token"]
 
+    def authorize_apple_music(self, user_id: str) -> str:
+        """A Music-User-Token for a sandbox user, as a fan who pre-added earlier."""
+        return self.control("POST", f"apple_music/users/{user_id}/authorize")["music_user_token"]
+
+    @property
+    def apple_music_api_url(self) -> str:
+        return f"{self.url}/apple_music/api"
+
+    @property
+    def musickit_js_url(self) -> str:
+        return f"{self.url}/apple_music/musickit.js"
+
     def environment(self) -> dict[str, str]:
         return {
+            "APPLE_MUSIC_KEY_ID": MUSICKIT_KEY_ID,
+            "APPLE_MUSIC_TEAM_ID": MUSICKIT_TEAM_ID,
+            "APPLE_MUSIC_PRIVATE_KEY": MUSICKIT_PRIVATE_KEY,
+            "APPLE_MUSIC_API_URL": self.apple_music_api_url,
+            "MUSICKIT_JS_URL": self.musickit_js_url,
             "SPOTIFY_ACCOUNTS_URL": self.accounts_url,
             "SPOTIFY_API_URL": self.api_url,
             "DEEZER_APP_ID": DEEZER_APP_ID,
@@ -77,20 +115,31 @@ class Sandbox(SandboxClient):
 def sandbox_server():
     from delivery.sandbox.server import start_in_thread
 
-    url, stop = start_in_thread(host="127.0.0.1", port=0)
+    url, stop = start_in_thread(
+        host="127.0.0.1",
+        port=0,
+        musickit_key_id=MUSICKIT_KEY_ID,
+        musickit_team_id=MUSICKIT_TEAM_ID,
+        musickit_public_key=MUSICKIT_PUBLIC_KEY,
+    )
     yield Sandbox(url)
     stop()
 
 
 @pytest.fixture
 def sandbox(sandbox_server: Sandbox, settings) -> Sandbox:
-    """A sandbox reset to its demo world, and the app's service clients pointed at it (Deezer switched on)."""
+    """A sandbox reset to its demo world, and the app's service clients pointed at it (Deezer and Apple Music
+    switched on)."""
     sandbox_server.control("POST", "reset")
     settings.SPOTIFY_ACCOUNTS_URL = sandbox_server.accounts_url
     settings.SPOTIFY_API_URL = sandbox_server.api_url
     settings.DEEZER_APP_ID, settings.DEEZER_SECRET, settings.DEEZER_ENABLED = DEEZER_APP_ID, DEEZER_SECRET, True
     settings.DEEZER_CONNECT_URL = sandbox_server.deezer_connect_url
     settings.DEEZER_API_URL = sandbox_server.deezer_api_url
+    settings.APPLE_MUSIC_KEY_ID, settings.APPLE_MUSIC_TEAM_ID = MUSICKIT_KEY_ID, MUSICKIT_TEAM_ID
+    settings.APPLE_MUSIC_PRIVATE_KEY, settings.APPLE_MUSIC_ENABLED = MUSICKIT_PRIVATE_KEY, True
+    settings.APPLE_MUSIC_API_URL = sandbox_server.apple_music_api_url
+    settings.MUSICKIT_JS_URL = sandbox_server.musickit_js_url
     return sandbox_server
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from delivery.sandbox import deezer, demo_catalog
+from delivery.sandbox import apple_music, deezer, demo_catalog
 from delivery.sandbox.faults import window_used
 from delivery.sandbox.spotify import SCOPES
 from delivery.sandbox.state import (
@@ -55,6 +55,7 @@ def make_control_app(state: SandboxState) -> web.Application:
             web.post("/users/{id}/authorize", control.authorize_user),
             web.get("/users/{id}/library", control.user_library),
             web.post("/deezer/users/{id}/authorize", control.authorize_deezer_user),
+            web.post("/apple_music/users/{id}/authorize", control.authorize_apple_music_user),
             web.post("/catalog/artists", control.add_artist),
             web.post("/catalog/albums", control.add_album),
             web.post("/catalog/tracks", control.add_track),
@@ -157,6 +158,14 @@ class Control:
             raise _bad_request(f"Unknown perms: {','.join(unknown)}")
         token = deezer.authorize_user(self.state, user.id, perms)
         return web.json_response({"access_token": token.token, "expires": 0})
+
+    async def authorize_apple_music_user(self, request: web.Request) -> web.Response:
+        """POST /_sandbox/apple_music/users/<id>/authorize: a Music-User-Token, as if the user had allowed the
+        app in MusicKit's sign-in window (needs a configured MusicKit key)."""
+        user = self._user(request)
+        if not self.state.musickit_keys:
+            raise _bad_request("No MusicKit key is configured (--musickit-key-id, --musickit-public-key)")
+        return web.json_response({"music_user_token": apple_music.authorize_user(self.state, user.id).token})
 
     async def bulk_authorize(self, request: web.Request) -> web.Response:
         """POST /_sandbox/users/bulk-authorize {"ids": [...], "client_id", "scope", "country"}: create the users

@@ -13,12 +13,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from delivery.sandbox import control, deezer, demo_catalog, spotify
-from delivery.sandbox.state import Client, SandboxState
+from delivery.sandbox import apple_music, control, deezer, demo_catalog, spotify
+from delivery.sandbox.state import Client, MusicKitKey, SandboxState
 
 DEFAULT_CLIENT_ID = "sandbox-client-id"
 DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
@@ -37,6 +38,9 @@ OPTIONS = (
     "seed",
     "deezer_app_id",
     "deezer_secret",
+    "musickit_key_id",
+    "musickit_team_id",
+    "musickit_public_key",
 )
 
 
@@ -53,6 +57,9 @@ def build_state(
     seed: int | None = None,
     deezer_app_id: str = deezer.DEFAULT_APP_ID,
     deezer_secret: str = deezer.DEFAULT_SECRET,
+    musickit_key_id: str = "",
+    musickit_team_id: str = "",
+    musickit_public_key: str = "",
 ) -> SandboxState:
     """The demo world with one registered app per service and the given faults switched on."""
     state = SandboxState(
@@ -61,6 +68,9 @@ def build_state(
             deezer.KEY: Client(deezer_app_id, deezer_secret, "Presave (sandbox Deezer app)", list(redirect_uris)),
         },
     )
+    if musickit_key_id and musickit_public_key:
+        key = MusicKitKey(musickit_key_id, musickit_team_id, _read_public_key(musickit_public_key))
+        state.musickit_keys[key.key_id] = key
     demo_catalog.load(state)
     faults = state.faults
     faults.latency_ms, faults.error_rate, faults.timeout_rate = latency_ms, error_rate, timeout_rate
@@ -76,6 +86,7 @@ def make_app(state: SandboxState | None = None) -> web.Application:
     app[STATE] = state
     app.add_subapp(spotify.PREFIX, spotify.make_spotify_app(state))
     app.add_subapp(deezer.PREFIX, deezer.make_deezer_app(state))
+    app.add_subapp(apple_music.PREFIX, apple_music.make_apple_music_app(state))
     app.add_subapp(control.PREFIX, control.make_control_app(state))
     return app
 
@@ -94,6 +105,8 @@ def run(
     echo(
         f"Sandbox: Spotify accounts {base}{spotify.PREFIX}/accounts, API {base}{spotify.PREFIX}/api, "
         f"Deezer {base}{deezer.PREFIX}/connect and {base}{deezer.PREFIX}/api, "
+        f"Apple Music {base}{apple_music.PREFIX}/api and {base}{apple_music.PREFIX}/musickit.js "
+        f"({len(state.musickit_keys)} MusicKit key(s)), "
         f"control {base}{control.PREFIX}/ (client id {next(iter(state.clients))})"
     )
     web.run_app(
@@ -170,6 +183,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--deezer-app-id", default=deezer.DEFAULT_APP_ID, help="The Deezer app's id.")
     parser.add_argument("--deezer-secret", default=deezer.DEFAULT_SECRET, help="The Deezer app's secret.")
+    parser.add_argument("--musickit-key-id", default="", help="The MusicKit key id Apple Music accepts.")
+    parser.add_argument("--musickit-team-id", default="", help="The team id (iss) of developer tokens.")
+    parser.add_argument(
+        "--musickit-public-key", default="", help="The MusicKit key's public half: a PEM file's path, or the PEM."
+    )
     parser.add_argument("--seed", type=int, help="Seed for the fault dice, for repeatable runs.")
     parser.add_argument("--access-log", action="store_true", help="Log every request (slower).")
 
@@ -183,6 +201,11 @@ def run_with(arguments: Mapping[str, Any], echo: Callable[[str], object] = print
         echo=echo,
         **{name: arguments[name] for name in OPTIONS},
     )
+
+
+def _read_public_key(value: str) -> str:
+    """A PEM given inline, or the path of a file holding one."""
+    return value if "BEGIN" in value else Path(value).read_text()
 
 
 def _share(value: str) -> float:

@@ -56,6 +56,15 @@ class Client:
 
 
 @dataclass
+class MusicKitKey:
+    """A developer's MusicKit key as Apple knows it: key id, team id and the public half (PEM)."""
+
+    key_id: str
+    team_id: str
+    public_key_pem: str
+
+
+@dataclass
 class User:
     id: str
     display_name: str
@@ -180,6 +189,7 @@ class Faults:
     rotate_refresh_tokens: bool = True
     development_mode: bool = True  # hide fields Spotify removed in development mode (February 2026)
     clock_offset_seconds: float = 0.0  # moves the sandbox's clock for expiry checks
+    apple_ignores_library_adds: bool = False  # Apple's library add answers 202 and adds nothing (pre-order gone)
     seed: int | None = None
 
 
@@ -188,6 +198,8 @@ class SandboxState:
     clients: dict[str, Client]
     # Apps registered with the other services, by service key (Deezer: app id and secret).
     service_apps: dict[str, Client] = field(default_factory=dict)
+    # MusicKit keys whose developer tokens Apple Music accepts, by key id.
+    musickit_keys: dict[str, MusicKitKey] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
     rng: random.Random = field(default_factory=random.Random)
     users: dict[str, User] = field(default_factory=dict)
@@ -211,7 +223,7 @@ class SandboxState:
     def reset(self) -> None:
         """Forget everything except the registered clients: faults off, no users, catalog or logs."""
         for f in fields(self):
-            if f.name not in ("clients", "service_apps"):
+            if f.name not in ("clients", "service_apps", "musickit_keys"):
                 setattr(self, f.name, f.default_factory())  # type: ignore[misc]
 
     def now(self) -> float:

@@ -3,11 +3,12 @@
 `SERVICES` is the one registry: choices, templates and delivery are built from it.
 """
 
+from delivery.services.apple_music import AppleMusic
 from delivery.services.base import Profile, RateLimited, Service, ServiceError, TokenRevoked, Tokens
 from delivery.services.deezer import Deezer
 from delivery.services.spotify import Spotify
 
-SERVICES: dict[str, type[Service]] = {cls.key: cls for cls in (Spotify, Deezer)}
+SERVICES: dict[str, type[Service]] = {cls.key: cls for cls in (Spotify, AppleMusic, Deezer)}
 
 
 def service_choices() -> list[tuple[str, str]]:

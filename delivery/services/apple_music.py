@@ -1,0 +1,259 @@
+"""Apple Music: an ES256 developer token, the fan's Music-User-Token from MusicKit JS, release-day library adds.
+
+Base URLs come from settings (APPLE_MUSIC_API_URL, MUSICKIT_JS_URL) so the same code talks to Apple or to the
+project's sandbox (delivery/sandbox/apple_music.py). There is no OAuth redirect: the fan authorizes on our
+own MusicKit page (fans/musickit.py), which posts the Music-User-Token back; `authorize_url` points there.
+There is no refresh flow either: the Music-User-Token is what the vault keeps (`refresh_call` is None), and
+when Apple refuses it (403) the fan must authorize again.
+
+Apple's rules for pre-adds (shown to staff in the campaign admin, `STAFF_RULES`): the release must be on
+pre-order in Apple Music; one-track singles usually cannot be pre-added, so those are added on release day.
+This project adds everything on release day, after checking the release is out in the fan's storefront.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+import jwt
+from django.conf import settings
+from django.urls import reverse
+
+from delivery.services.base import (
+    Call,
+    Profile,
+    RateLimited,
+    Reply,
+    Service,
+    ServiceError,
+    TokenRevoked,
+    Tokens,
+    bearer,
+)
+
+if TYPE_CHECKING:
+    from releases.models import Campaign, Release
+
+SCOPE_WORDS = {
+    "library": "Add this release to your Apple Music library on release day.",
+}
+STAFF_RULES = (
+    "Apple Music: a pre-add needs the release available for pre-order on Apple Music (with its UPC, or ISRC for "
+    "a track). One-track singles usually can't be pre-added; fans who chose Apple Music get them added on "
+    "release day. Apple Music has no artist follow, so “follow the artist” applies to the other services only."
+)
+RETRY_AFTER_SECONDS = 5.0  # when a 429 names no Retry-After
+
+_developer_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}  # (key id, team id, key digest) → (jwt, exp)
+_developer_tokens_lock = threading.Lock()
+
+
+def developer_token(*, now: float | None = None) -> str:
+    """The app's developer token: an ES256 JWT, header `kid`, claims `iss` (team id), `iat`, `exp`; made from
+    the MusicKit private key, cached, and made anew APPLE_MUSIC_TOKEN_RENEW_SECONDS before it expires.
+    developer.apple.com/documentation/applemusicapi/generating-developer-tokens"""
+    key_id, team_id = settings.APPLE_MUSIC_KEY_ID, settings.APPLE_MUSIC_TEAM_ID
+    private_key = settings.APPLE_MUSIC_PRIVATE_KEY.replace("\\n", "\n")
+    cache_key = (key_id, team_id, hashlib.sha256(private_key.encode()).hexdigest())
+    now = time.time() if now is None else now
+    with _developer_tokens_lock:
+        cached = _developer_tokens.get(cache_key)
+        if cached and now < cached[1] - settings.APPLE_MUSIC_TOKEN_RENEW_SECONDS:
+            return cached[0]
+        issued = int(now)
+        expires = issued + settings.APPLE_MUSIC_TOKEN_SECONDS
+        try:
+            token = jwt.encode(
+                {"iss": team_id, "iat": issued, "exp": expires},
+                private_key,
+                algorithm="ES256",
+                headers={"kid": key_id},
+            )
+        except (ValueError, TypeError, jwt.PyJWTError):
+            raise ServiceError(
+                "The Apple Music private key could not be read (check APPLE_MUSIC_PRIVATE_KEY).", permanent=True
+            ) from None
+        _developer_tokens[cache_key] = (token, expires)
+        return token
+
+
+def forget_developer_token() -> None:
+    """Apple refused our developer token: the next call makes a new one."""
+    with _developer_tokens_lock:
+        _developer_tokens.clear()
+
+
+class AppleMusic(Service):
+    key = "apple_music"
+    label = "Apple Music"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.api_url = settings.APPLE_MUSIC_API_URL
+        self.storefront = settings.APPLE_MUSIC_STOREFRONT
+        # release pk → (resource type "albums"/"songs", catalog id), found by resolve_release for this client's life
+        self.found: dict[int, tuple[str, str]] = {}
+
+    @classmethod
+    def is_enabled(cls) -> bool:
+        return settings.APPLE_MUSIC_ENABLED
+
+    # Authorization: on our MusicKit page, not at a redirect
+
+    def scopes_for(self, campaign: Campaign, *, email_opt_in: bool) -> list[str]:
+        """MusicKit has no scopes: authorizing lets the app use the fan's library. Apple shares no email."""
+        return ["library"]
+
+    def scope_descriptions(self, scopes: list[str]) -> list[str]:
+        return [SCOPE_WORDS[scope] for scope in scopes if scope in SCOPE_WORDS]
+
+    def authorize_url(self, *, redirect_uri: str, state: str, scopes: list[str], code_challenge: str) -> str:
+        """Our own MusicKit page (fans/musickit.py) for this pending authorization."""
+        return f"{settings.PUBLIC_BASE_URL}{reverse('fans:musickit')}?{urlencode({'state': state})}"
+
+    def exchange_code(self, *, code: str, redirect_uri: str, code_verifier: str) -> Tokens:
+        """The "code" is the Music-User-Token MusicKit JS gave the page; it lasts until the fan takes it back."""
+        if not code or len(code) > 4096:
+            raise TokenRevoked("MusicKit gave no usable Music-User-Token.")
+        return Tokens(access_token=code, refresh_token=code, expires_in=0, scope="library")
+
+    def profile(self, access_token: str) -> Profile:
+        """developer.apple.com/documentation/applemusicapi/get-a-user-s-storefront (GET /v1/me/storefront).
+
+        This also proves the Music-User-Token works. Apple shares no account id or name: the fan is known by a
+        digest of the token (a new authorization is a new fan)."""
+        body = _json_object(self.run(self._call("profile", "GET", "/v1/me/storefront", access_token)))
+        data = body.get("data") or [{}]
+        storefront = str(data[0].get("id", "")) if isinstance(data[0], dict) else ""
+        return Profile(
+            user_id="mut-" + hashlib.sha256(access_token.encode()).hexdigest()[:32],
+            display_name="Apple Music listener",
+            country=storefront.upper()[:2],
+        )
+
+    def refresh_call(self, refresh_token: str) -> None:
+        return None
+
+    def parse_tokens(self, reply: Reply) -> Tokens:
+        raise ServiceError("Apple Music has no token refresh.", permanent=True)
+
+    # Catalog
+
+    def can_deliver(self, release: Release) -> bool:
+        return bool(release.isrc if release.kind == "track" else release.upc)
+
+    def resolve_release(self, release: Release) -> str:
+        """developer.apple.com/documentation/applemusicapi/get-multiple-catalog-albums-by-upc
+        (GET /v1/catalog/{storefront}/albums?filter[upc]=) and …/get-multiple-catalog-songs-by-isrc
+        (GET /v1/catalog/{storefront}/songs?filter[isrc]=), in the default storefront."""
+        if release.pk in self.found:
+            return self.found[release.pk][1]
+        if release.kind == "track":
+            kind, name, value = "songs", "isrc", release.isrc
+        else:
+            kind, name, value = "albums", "upc", release.upc
+        call = self._call("resolve", "GET", f"/v1/catalog/{self.storefront}/{kind}", params={f"filter[{name}]": value})
+        data = _json_object(self.run(call)).get("data") or []
+        if not data or not isinstance(data[0], dict) or not data[0].get("id"):
+            raise ServiceError(f"Apple Music does not know this release yet ({name} {value}).")
+        self.found[release.pk] = (kind, str(data[0]["id"]))
+        return self.found[release.pk][1]
+
+    def is_available(self, release: Release, market: str) -> bool:
+        """developer.apple.com/documentation/applemusicapi/get-a-catalog-album (…/get-a-catalog-song) in the
+        fan's storefront: 404 while it is not available there."""
+        self.resolve_release(release)
+        kind, catalog_id = self.found[release.pk]
+        try:
+            self.run(self._call("availability", "GET", f"/v1/catalog/{_storefront(market)}/{kind}/{catalog_id}"))
+        except ServiceError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    # Release day
+
+    def delivery_calls(self, access_token: str, campaign: Campaign, market: str = "") -> list[Call]:
+        """developer.apple.com/documentation/applemusicapi/add-a-resource-to-a-library
+        (POST /v1/me/library?ids[albums]= → 202; ids it can't add are silently ignored), then the check that it
+        is there: …/get-a-catalog-album-s-relationship-directly-by-name (GET …/albums/{id}/library).
+        Apple Music has no artist follow."""
+        if not campaign.save_release:
+            return []
+        self.resolve_release(campaign.release)
+        kind, catalog_id = self.found[campaign.release.pk]
+        return [
+            self._call("save", "POST", "/v1/me/library", access_token, params={f"ids[{kind}]": catalog_id}),
+            self._call("verify", "GET", f"/v1/catalog/{_storefront(market)}/{kind}/{catalog_id}/library", access_token),
+        ]
+
+    def _call(
+        self, name: str, method: str, path: str, music_user_token: str = "", params: dict[str, str] | None = None
+    ) -> Call:
+        headers = bearer(developer_token())
+        if music_user_token:
+            headers["Music-User-Token"] = music_user_token
+        return Call(name, method, f"{self.api_url}{path}", params=params or {}, headers=headers)
+
+    # The one place that turns Apple's answers into success or a ServiceError
+
+    def check(self, call: Call, reply: Reply) -> Reply:
+        if reply.status >= 400:
+            self.raise_for_reply(call, reply)
+        if call.name == "verify" and not _json_object(reply).get("data"):
+            raise ServiceError("Apple Music accepted the add, but the release is not in the fan's library.")
+        return reply
+
+    def raise_for_reply(self, call: Call, reply: Reply) -> None:
+        """developer.apple.com/documentation/applemusicapi/http-status-codes and …/handling-requests-and-responses
+        (`{"errors": [{"status", "code", "title", "detail"}]}`): 401 is about our developer token (made anew,
+        then retried); 403 about the fan's Music-User-Token (they must authorize again)."""
+        status = reply.status
+        try:
+            body = reply.json()
+        except ValueError:
+            body = None
+        errors = body.get("errors") if isinstance(body, dict) else None
+        first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+        detail = str(first.get("detail") or first.get("title") or "")[:200]
+        if status == 429:
+            raise RateLimited(_retry_after(reply.headers.get("Retry-After")), "Rate limited by Apple Music.")
+        if status == 401:
+            forget_developer_token()
+            raise ServiceError("Apple Music refused our developer token (401); a new one is made.", status=status)
+        if status == 403:
+            message = f"The fan's Apple Music authorization is no longer valid ({detail or 'forbidden'})."
+            raise TokenRevoked(message, status=status)
+        if call.name == "verify" and status == 404:
+            raise ServiceError("Apple Music accepted the add, but the release is not in the fan's library.", status=404)
+        if status >= 500:
+            raise ServiceError(f"Apple Music had a server error ({status}).", status=status)
+        message = f"Apple Music rejected the {call.name}: {detail or 'error'} ({status})."
+        raise ServiceError(message, permanent=True, status=status)
+
+
+def _storefront(market: str) -> str:
+    """Apple's storefront ids are lower-case ISO 3166-1 alpha-2 codes."""
+    return (market or settings.APPLE_MUSIC_STOREFRONT).lower()
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(0.0, float(value)) if value else RETRY_AFTER_SECONDS
+    except ValueError:
+        return RETRY_AFTER_SECONDS
+
+
+def _json_object(reply: Reply) -> dict:
+    try:
+        body = reply.json()
+    except ValueError:
+        raise ServiceError("Apple Music answered with something that is not JSON.") from None
+    if not isinstance(body, dict):
+        raise ServiceError("Apple Music answered with an unexpected JSON shape.")
+    return body

@@ -1,0 +1,184 @@
+"""Apple Music through the sandbox: the developer token (claims, cache, renewal), a fan's pre-add posted from
+our MusicKit page, release-day adds verified in the library, a revoked Music-User-Token, a real worker."""
+
+import datetime as dt
+import time
+
+import jwt
+import pytest
+import time_machine
+from django.urls import reverse
+
+from delivery import engine, scheduling
+from delivery.models import DeliveryAttempt
+from delivery.sandbox import demo_catalog
+from delivery.services import ServiceError, TokenRevoked, get_service
+from delivery.services.apple_music import developer_token
+from fans.models import ConsentRecord, Credential, Fan, Subscription
+from tests.conftest import MUSICKIT_KEY_ID, MUSICKIT_PUBLIC_KEY, MUSICKIT_TEAM_ID, make_campaign, wait_for
+
+ALBUM = f"apple_music:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
+
+
+def presave_with_apple_music(client, campaign, music_user_token: str):
+    """Press "Pre-save on Apple Music", open our MusicKit page, post what MusicKit JS would post."""
+    start = client.post(reverse("fans:presave", args=[campaign.slug, "apple_music"]))
+    assert start.status_code == 302 and reverse("fans:musickit") in start["Location"]
+    page = client.get(start["Location"])
+    assert page.status_code == 200
+    state = page.context["state"]
+    return client.post(reverse("fans:musickit_token"), {"state": state, "music_user_token": music_user_token})
+
+
+def apple_subscription(campaign, sandbox, user_id: str) -> Subscription:
+    token = sandbox.authorize_apple_music(user_id)
+    fan = Fan.objects.create(service="apple_music", service_user_id=f"mut-{user_id}", display_name=user_id)
+    subscription = Subscription.objects.create(fan=fan, campaign=campaign, market="GB")
+    credential = Credential(subscription=subscription, authorized_at=dt.datetime.now(dt.UTC))
+    credential.store(token)
+    credential.save()
+    return subscription
+
+
+def test_developer_token_has_apples_claims_and_is_cached(sandbox, settings):
+    token = developer_token()
+    header = jwt.get_unverified_header(token)
+    assert header == {"alg": "ES256", "kid": MUSICKIT_KEY_ID, "typ": "JWT"}
+    claims = jwt.decode(token, MUSICKIT_PUBLIC_KEY, algorithms=["ES256"], issuer=MUSICKIT_TEAM_ID)
+    assert claims["exp"] - claims["iat"] == settings.APPLE_MUSIC_TOKEN_SECONDS <= 15_777_000
+    assert developer_token() == token, "cached"
+
+
+def test_expired_developer_token_is_renewed_before_apple_refuses_it(sandbox, settings, db):
+    first = developer_token()
+    expires = jwt.decode(first, options={"verify_signature": False})["exp"]
+    with time_machine.travel(expires - settings.APPLE_MUSIC_TOKEN_RENEW_SECONDS + 5, tick=True):
+        renewed = developer_token()
+        assert renewed != first, "renewed ahead of its expiry"
+    with time_machine.travel(expires + 60, tick=True):
+        apple = get_service("apple_music")
+        campaign = make_campaign()
+        assert apple.resolve_release(campaign.release), "the sandbox (same clock) accepts the renewed token"
+
+
+def test_developer_token_refused_is_retryable_and_made_anew(sandbox, settings, db):
+    apple = get_service("apple_music")
+    campaign = make_campaign()
+    settings.APPLE_MUSIC_TEAM_ID = "SOMEONEELSE"  # a token Apple does not accept (iss)
+    with pytest.raises(ServiceError) as refused:
+        apple.resolve_release(campaign.release)
+    assert refused.value.status == 401 and not refused.value.permanent and not refused.value.revoked
+    settings.APPLE_MUSIC_TEAM_ID = MUSICKIT_TEAM_ID
+    assert apple.resolve_release(campaign.release)
+
+
+@pytest.mark.django_db
+def test_presave_posts_the_music_user_token_into_the_vault_with_consent(client, sandbox):
+    campaign = make_campaign()
+    token = sandbox.authorize_apple_music("chloe")
+    response = presave_with_apple_music(client, campaign, token)
+    assert response.status_code == 302 and response["Location"] == reverse("fans:thanks", args=[campaign.slug])
+
+    subscription = Subscription.objects.get()
+    assert subscription.fan.service == "apple_music" and subscription.market == "DE", "from the fan's storefront"
+    assert Credential.objects.get().reveal() == token
+    consent = ConsentRecord.objects.get()
+    assert consent.service == "apple_music" and consent.scopes == ["library"]
+    assert client.get(reverse("fans:thanks", args=[campaign.slug])).status_code == 200
+
+
+@pytest.mark.django_db
+def test_musickit_page_needs_a_pending_authorization_and_csrf(client, sandbox):
+    campaign = make_campaign()
+    assert client.get(reverse("fans:musickit"), {"state": "made-up"}).status_code == 400
+    start = client.post(reverse("fans:presave", args=[campaign.slug, "apple_music"]))
+    page = client.get(start["Location"])
+    html = page.content.decode()
+    assert sandbox.musickit_js_url in html and page.context["developer_token"] in html
+    assert sandbox.url in page["Content-Security-Policy"], "MusicKit JS may load and talk to its origin"
+
+    from django.test import Client
+
+    forged = Client(enforce_csrf_checks=True)
+    forged.cookies = client.cookies
+    refused = forged.post(reverse("fans:musickit_token"), {"state": page.context["state"], "music_user_token": "x"})
+    assert refused.status_code == 403 and not Subscription.objects.exists()
+
+
+@pytest.mark.django_db
+def test_refusing_in_musickit_saves_nothing(client, sandbox):
+    campaign = make_campaign()
+    start = client.post(reverse("fans:presave", args=[campaign.slug, "apple_music"]))
+    state = client.get(start["Location"]).context["state"]
+    response = client.post(reverse("fans:musickit_token"), {"state": state, "error": "access_denied"})
+    assert "You chose Cancel on Apple Music" in response.content.decode()
+    assert not Subscription.objects.exists()
+
+
+@pytest.mark.django_db
+def test_release_day_adds_to_the_library_and_verifies(sandbox):
+    campaign = make_campaign()
+    subscription = apple_subscription(campaign, sandbox, "alice")
+    engine.deliver_campaign(campaign.pk)
+    subscription.refresh_from_db()
+    assert subscription.status == "delivered"
+    assert sandbox.library("alice")["saved"] == [ALBUM]
+    assert [w["endpoint"] for w in sandbox.writes("alice")] == ["POST /v1/me/library"]
+
+
+@pytest.mark.django_db
+def test_an_add_apple_silently_ignored_is_retried_then_recorded_as_failed(sandbox, settings):
+    campaign = make_campaign()
+    subscription = apple_subscription(campaign, sandbox, "alice")
+    sandbox.faults(apple_ignores_library_adds=True)
+    engine.deliver_campaign(campaign.pk)  # retries come due within the run (DELIVERY_RETRY_BASE_SECONDS 0.2)
+    subscription.refresh_from_db()
+    assert subscription.status == "failed" and subscription.attempts == settings.DELIVERY_MAX_ATTEMPTS
+    assert subscription.last_error.startswith("Gave up after") and "not in the fan's library" in subscription.last_error
+    attempts = DeliveryAttempt.objects.filter(subscription=subscription)
+    assert {a.call for a in attempts} == {"verify"} and attempts.count() == settings.DELIVERY_MAX_ATTEMPTS
+
+
+@pytest.mark.django_db
+def test_revoked_music_user_token_is_revoked(sandbox):
+    campaign = make_campaign()
+    subscription = apple_subscription(campaign, sandbox, "bob")
+    sandbox.control("POST", "users/bob/revoke")
+    engine.deliver_campaign(campaign.pk)
+    subscription.refresh_from_db()
+    assert subscription.status == "revoked" and "no longer valid" in subscription.last_error
+    assert not Credential.objects.filter(subscription=subscription).exists()
+    with pytest.raises(TokenRevoked):
+        get_service("apple_music").profile("AmUT-never-issued")
+
+
+@pytest.mark.django_db
+def test_release_not_out_in_the_fans_storefront_waits(sandbox):
+    campaign = make_campaign()
+    subscription = apple_subscription(campaign, sandbox, "alice")
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["US"]})
+    engine.deliver_campaign(campaign.pk)
+    subscription.refresh_from_db()
+    assert subscription.status == "pending" and "not available on Apple Music in GB" in subscription.last_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_delivers_apple_music_and_spotify_fans_alike(client, sandbox, start_worker):
+    from tests.conftest import make_subscription
+
+    campaign = make_campaign(release_in=dt.timedelta(days=2))
+    presave_with_apple_music(client, campaign, sandbox.authorize_apple_music("chloe"))
+    make_subscription(campaign, sandbox, "alice")
+    release = campaign.release
+    release.release_date = dt.date.today() - dt.timedelta(days=1)
+    release.save()
+    start_worker()
+    started = time.monotonic()
+    scheduling.deliver_now(campaign)
+    wait_for(lambda: not Subscription.objects.filter(status="pending").exists(), timeout=60, message="the delivery")
+    assert time.monotonic() - started < 60
+    assert set(Subscription.objects.values_list("fan__service", "status")) == {
+        ("apple_music", "delivered"),
+        ("spotify", "delivered"),
+    }
+    assert sandbox.library("chloe")["saved"] == [ALBUM]
