@@ -14,7 +14,7 @@ from delivery.services import Service
 if TYPE_CHECKING:
     from releases.models import Campaign
 
-WORDING_VERSION = "2026-11-v2"  # v2: the email-only sign-up (EMAIL_SIGNUP_CONSENT)
+WORDING_VERSION = "2026-11-v3"  # v2: the email-only sign-up (EMAIL_SIGNUP_CONSENT); v3: Deezer and Apple Music
 
 EMAIL_OPT_IN_LABEL = "Also email me when it drops"
 EMAIL_ONLY_IF_TICKED = "Only if you tick “{label}”:"

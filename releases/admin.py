@@ -25,7 +25,7 @@ from django_q.models import Schedule
 
 from delivery.engine import firing_times
 from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now, scheduled_time
-from delivery.services import SERVICES, enabled_services
+from delivery.services import SERVICES, enabled_services, staff_warnings
 from fans.models import Subscription
 from fans.reserved import validate_campaign_slug
 from releases import analytics, audit, charts, exports, retry
@@ -284,10 +284,18 @@ class CampaignAdminForm(forms.ModelForm):
             "firing",
             "default_market",
             "spread_minutes",
+            "services",
         ]
+
+    services = forms.MultipleChoiceField(label="Services offered", required=False, widget=forms.CheckboxSelectMultiple)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if "services" in self.fields:  # the enabled services; none ticked: every enabled service
+            offered = enabled_services()
+            self.fields["services"].choices = [(cls.key, cls.label) for cls in offered]
+            rules = " ".join(cls.staff_rules for cls in offered if cls.staff_rules)
+            self.fields["services"].help_text = f"None ticked: every enabled service. {rules}".strip()
         if "status" in self.fields:  # delivering and done are set by the delivery engine, not by staff
             self.fields["status"].choices = [
                 (value, label) for value, label in Campaign.Status.choices if value in STAFF_STATUSES
@@ -353,7 +361,7 @@ class CampaignAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["release", "slug", "status"]}),
         ("Page", {"fields": ["subtitle", "page_text"]}),
-        ("What a pre-save does", {"fields": ["save_release", "follow_artist", "offer_email_optin"]}),
+        ("What a pre-save does", {"fields": ["services", "save_release", "follow_artist", "offer_email_optin"]}),
         ("Release day", {"fields": ["firing", "default_market", "spread_minutes"]}),
     ]
 
@@ -417,7 +425,7 @@ class CampaignAdmin(admin.ModelAdmin):
                     "release_utc": utc(obj.release.release_at),
                     "release_local": local_release_time(obj.release) if obj.release.timezone != "UTC" else "",
                     "scheduled_utc": utc(scheduled) if scheduled else None,
-                    "release_warnings": release_too_far_out(obj.release),
+                    "release_warnings": release_too_far_out(obj.release) + staff_warnings(obj),
                     "at_risk": at_risk_count(obj),
                     "market_firing": [(market, utc(at), count) for market, at, count in firing_times(obj)]
                     if obj.firing == Campaign.Firing.PER_MARKET

@@ -23,6 +23,11 @@ def enabled_services() -> list[type[Service]]:
     return [cls for cls in SERVICES.values() if cls.is_enabled()]
 
 
+def staff_warnings(campaign) -> list[str]:
+    """Each offered service's warnings about `campaign`, for the campaign admin."""
+    return [warning for cls in campaign.offered_services() for warning in cls().staff_warnings(campaign)]
+
+
 __all__ = [
     "SERVICES",
     "Profile",
@@ -34,4 +39,5 @@ __all__ = [
     "enabled_services",
     "get_service",
     "service_choices",
+    "staff_warnings",
 ]

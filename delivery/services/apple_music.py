@@ -42,10 +42,16 @@ SCOPE_WORDS = {
     "library": "Add this release to your Apple Music library on release day.",
 }
 STAFF_RULES = (
-    "Apple Music: a pre-add needs the release available for pre-order on Apple Music (with its UPC, or ISRC for "
-    "a track). One-track singles usually can't be pre-added; fans who chose Apple Music get them added on "
+    "Apple Music: a pre-add needs the release available for pre-order on Apple Music (found by its UPC, or ISRC "
+    "for a track). One-track singles usually can't be pre-added; fans who chose Apple Music get them added on "
     "release day. Apple Music has no artist follow, so “follow the artist” applies to the other services only."
 )
+ONE_TRACK_WARNING = (
+    "Apple Music: this release is a single track, and one-track singles usually can't be pre-added on Apple "
+    "Music. Fans who choose Apple Music get it added to their library on release day instead."
+)
+NO_FOLLOW_WARNING = "Apple Music has no artist follow: fans who choose Apple Music get the release only."
+NO_ID_WARNING = "Apple Music finds the release by its {name}, and this release has none: Apple Music fans would fail."
 RETRY_AFTER_SECONDS = 5.0  # when a 429 names no Retry-After
 
 _developer_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}  # (key id, team id, key digest) → (jwt, exp)
@@ -140,6 +146,19 @@ class AppleMusic(Service):
 
     def parse_tokens(self, reply: Reply) -> Tokens:
         raise ServiceError("Apple Music has no token refresh.", permanent=True)
+
+    staff_rules = STAFF_RULES
+
+    def staff_warnings(self, campaign: Campaign) -> list[str]:
+        release = campaign.release
+        warnings = []
+        if not self.can_deliver(release):
+            warnings.append(NO_ID_WARNING.format(name="ISRC" if release.kind == "track" else "UPC"))
+        if release.kind == "track":
+            warnings.append(ONE_TRACK_WARNING)
+        if campaign.follow_artist:
+            warnings.append(NO_FOLLOW_WARNING)
+        return warnings
 
     # Catalog
 

@@ -127,6 +127,8 @@ class Service:
     label: ClassVar[str]
     # How long an authorization lasts however often it is refreshed (None: until revoked).
     authorization_lifetime: ClassVar[dt.timedelta | None] = None
+    # What staff should know when offering this service (shown under the campaign form's services).
+    staff_rules: ClassVar[str] = ""
 
     def __init__(self) -> None:
         self.timeout = settings.SERVICE_TIMEOUT_SECONDS
@@ -190,6 +192,10 @@ class Service:
         if call is None:
             return Tokens(access_token=refresh_token, refresh_token=None, expires_in=0)
         return self.parse_tokens(self.run(call))
+
+    def staff_warnings(self, campaign: Campaign) -> list[str]:
+        """What may go wrong with this campaign on this service, in words for the campaign's staff."""
+        return []
 
     # Public pages
     def listen_url(self, release: Release) -> str:

@@ -1,0 +1,58 @@
+"""The campaign admin's services: checkboxes of the enabled services, Apple Music's rules and warnings."""
+
+import pytest
+from django.urls import reverse
+
+from delivery.services.apple_music import NO_FOLLOW_WARNING, ONE_TRACK_WARNING
+from releases.models import Campaign
+from tests.conftest import make_campaign
+from tests.releases.test_campaign_admin import form_data
+
+pytestmark = pytest.mark.django_db
+
+
+def change_url(campaign) -> str:
+    return reverse("admin:releases_campaign_change", args=[campaign.pk])
+
+
+def test_services_are_checkboxes_of_the_enabled_services_with_apples_rules(staff_client, sandbox):
+    response = staff_client.get(reverse("admin:releases_campaign_add"))
+    field = response.context["adminform"].form.fields["services"]
+    assert field.choices == [("spotify", "Spotify"), ("apple_music", "Apple Music"), ("deezer", "Deezer")]
+    assert "pre-order" in field.help_text and "One-track singles" in field.help_text
+    assert 'type="checkbox" name="services" value="deezer"' in response.content.decode()
+
+
+def test_a_switched_off_service_is_not_offered(staff_client, sandbox, settings):
+    settings.DEEZER_ENABLED = False
+    response = staff_client.get(reverse("admin:releases_campaign_add"))
+    assert [key for key, _ in response.context["adminform"].form.fields["services"].choices] == [
+        "spotify",
+        "apple_music",
+    ]
+
+
+def test_ticked_services_are_saved_and_offered_on_the_page(staff_client, sandbox):
+    campaign = make_campaign()
+    data = form_data(campaign, services=["apple_music", "deezer"])
+    response = staff_client.post(change_url(campaign), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    campaign = Campaign.objects.get()
+    assert campaign.services == ["apple_music", "deezer"]
+    assert [cls.key for cls in campaign.offered_services()] == ["apple_music", "deezer"]
+
+    unknown = staff_client.post(change_url(campaign), form_data(campaign, services=["tidal"]))
+    assert unknown.status_code == 200 and "services" in unknown.context["adminform"].form.errors
+
+
+def test_apple_music_warnings_for_a_one_track_single_with_follow(staff_client, sandbox):
+    campaign = make_campaign(follow_artist=True)
+    release = campaign.release
+    release.kind, release.isrc = "track", "GBSBX2600001"
+    release.save()
+    html = staff_client.get(change_url(campaign)).content.decode()
+    assert ONE_TRACK_WARNING in html.replace("&#x27;", "'") and NO_FOLLOW_WARNING in html
+
+    Campaign.objects.filter(pk=campaign.pk).update(services=["spotify"])
+    html = staff_client.get(change_url(campaign)).content.decode()
+    assert NO_FOLLOW_WARNING not in html, "only the offered services warn"
