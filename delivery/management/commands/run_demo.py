@@ -1,4 +1,8 @@
-"""Run the whole demo in one terminal: the Spotify sandbox, a django-q2 cluster and the web server.
+"""Run the whole demo in one terminal: the service sandbox, a django-q2 cluster and the web server.
+
+The web server and worker talk to the sandbox for Spotify, Apple Music and Deezer. Apple Music's developer
+token needs a MusicKit key: the demo makes its own (var/demo-musickit.p8, never a real key) and tells the sandbox
+its public half; Deezer uses the sandbox's registered app.
 
 Each runs as a child process in its own process group, its output prefixed with its name. Ctrl-C (or SIGTERM)
 stops them all; if one of them exits on its own, the others are stopped too and the command fails.
@@ -22,6 +26,32 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 STARTUP_SECONDS = 60
+DEMO_MUSICKIT_KEY_ID = "DEMOKEY001"
+DEMO_MUSICKIT_TEAM_ID = "DEMOTEAM01"
+DEMO_DEEZER_APP_ID, DEMO_DEEZER_SECRET = "100001", "sandbox-deezer-secret"  # the sandbox's defaults
+
+
+def demo_musickit_key(directory: Path) -> tuple[Path, Path]:
+    """The demo's MusicKit key pair (P-256; the private half as a .p8 holds it), made once in `directory`."""
+    private_path, public_path = directory / "demo-musickit.p8", directory / "demo-musickit.pub.pem"
+    if not (private_path.exists() and public_path.exists()):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        directory.mkdir(parents=True, exist_ok=True)
+        private_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        private_path.chmod(0o600)
+        public_path.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+    return private_path, public_path
+
+
 STOP_SECONDS = 10
 
 
@@ -90,29 +120,46 @@ def raise_keyboard_interrupt(signum, frame) -> None:
 
 class Command(BaseCommand):
     help = (
-        "Run the demo: the Spotify sandbox, a django-q2 worker cluster and the web server, until Ctrl-C. "
-        "The web server and worker are pointed at the sandbox whatever SPOTIFY_* settings say."
+        "Run the demo: the service sandbox, a django-q2 worker cluster and the web server, until Ctrl-C. "
+        "The web server and worker are pointed at the sandbox (Spotify, Apple Music, Deezer) whatever the "
+        "services' settings say."
     )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--web-port", type=int, default=8000, help="Port of the web server (default 8000).")
         parser.add_argument(
-            "--sandbox-port", type=int, default=8765, help="Port of the Spotify sandbox (default 8765)."
+            "--sandbox-port", type=int, default=8765, help="Port of the service sandbox (default 8765)."
         )
 
     def handle(self, *args, web_port: int, sandbox_port: int, **options) -> None:
         web = f"http://127.0.0.1:{web_port}"
         sandbox = f"http://127.0.0.1:{sandbox_port}"
+        private_key, public_key = demo_musickit_key(Path(settings.BASE_DIR) / "var")
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "SPOTIFY_ACCOUNTS_URL": f"{sandbox}/spotify/accounts",
             "SPOTIFY_API_URL": f"{sandbox}/spotify/api",
+            "DEEZER_APP_ID": DEMO_DEEZER_APP_ID,
+            "DEEZER_SECRET": DEMO_DEEZER_SECRET,
+            "DEEZER_CONNECT_URL": f"{sandbox}/deezer/connect",
+            "DEEZER_API_URL": f"{sandbox}/deezer/api",
+            "APPLE_MUSIC_KEY_ID": DEMO_MUSICKIT_KEY_ID,
+            "APPLE_MUSIC_TEAM_ID": DEMO_MUSICKIT_TEAM_ID,
+            "APPLE_MUSIC_PRIVATE_KEY_FILE": str(private_key),
+            "APPLE_MUSIC_API_URL": f"{sandbox}/apple_music/api",
+            "MUSICKIT_JS_URL": f"{sandbox}/apple_music/musickit.js",
             "PUBLIC_BASE_URL": web,
         }
+        sandbox_argv = [
+            *("run_sandbox", "--port", str(sandbox_port)),
+            *("--deezer-app-id", DEMO_DEEZER_APP_ID, "--deezer-secret", DEMO_DEEZER_SECRET),
+            *("--musickit-key-id", DEMO_MUSICKIT_KEY_ID, "--musickit-team-id", DEMO_MUSICKIT_TEAM_ID),
+            *("--musickit-public-key", str(public_key)),
+        ]
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         children = [
-            Child("sandbox", [*manage, "run_sandbox", "--port", str(sandbox_port)], env, self.write_line),
+            Child("sandbox", [*manage, *sandbox_argv], env, self.write_line),
             Child("worker", [*manage, "qcluster"], env, self.write_line),
             Child("web", [*manage, "runserver", f"127.0.0.1:{web_port}", "--noreload"], env, self.write_line),
         ]
@@ -176,7 +223,7 @@ class Command(BaseCommand):
         rows = [
             ("Campaign page", f"{web}/glass-harbour/"),
             ("Admin", f"{web}/admin/   (login admin / presave-demo)"),
-            ("Sandbox", f"{sandbox}/_sandbox/   (fans: alice, bob, chloe)"),
+            ("Sandbox", f"{sandbox}/_sandbox/   (fans: alice, bob, chloe; Spotify, Apple Music, Deezer)"),
         ]
         lines = ["", "The pre-save demo is running:"]
         lines += [f"  {label:<14} {url}" for label, url in rows]

@@ -7,8 +7,9 @@ from delivery.sandbox import server
 
 class Command(BaseCommand):
     help = (
-        "Run the service sandbox: Spotify's Accounts service and Web API under /spotify/accounts and "
-        "/spotify/api, with a login page, fault injection and a JSON control API under /_sandbox/."
+        "Run the service sandbox: Spotify under /spotify/accounts and /spotify/api, Deezer under /deezer/connect "
+        "and /deezer/api, Apple Music under /apple_music/api with a MusicKit JS stand-in at "
+        "/apple_music/musickit.js; login pages, fault injection and a JSON control API under /_sandbox/."
     )
     requires_system_checks = []  # a standalone server: it uses neither the database nor the project's apps
 

@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from delivery.sandbox import demo_catalog as catalog
 from delivery.scheduling import sync_schedule
+from delivery.services import SERVICES
 from releases.models import Artist, Campaign, Release
 
 ADMIN_USERNAME = "admin"
@@ -135,6 +136,7 @@ class Command(BaseCommand):
                 glass_harbour,
                 status=Campaign.Status.LIVE,
                 follow_artist=True,
+                services=list(SERVICES),  # Spotify, Apple Music and Deezer: run_demo points all three at the sandbox
                 subtitle="The debut album by Nova Lark",
                 page_text=(
                     "Ten songs written on night ferries between harbour towns. Pre-save Glass Harbour and it "
