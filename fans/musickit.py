@@ -22,9 +22,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from delivery.services import ServiceError
 from delivery.services.apple_music import AppleMusic, developer_token
-from fans import authorization, consent
+from fans import authorization, consent, tracking
 from fans.errors import ServiceUnavailable
-from fans.views import shows_problems
+from fans.models import FunnelEvent
+from fans.views import limited, shows_problems
 
 SERVICE = AppleMusic.key
 TOKEN_FIELD = "music_user_token"
@@ -73,6 +74,7 @@ def authorize_page(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @never_cache
+@limited()
 @shows_problems
 def receive_token(request: HttpRequest) -> HttpResponse:
     """MusicKit's answer, posted by static/js/musickit.js: the Music-User-Token, or error=access_denied."""
@@ -88,7 +90,17 @@ def receive_token(request: HttpRequest) -> HttpResponse:
         ip_address=request.META.get("REMOTE_ADDR"),
         user_agent=request.headers.get("User-Agent", ""),
     )
-    return redirect("fans:thanks", presaved.subscription.campaign.slug)
+    subscription = presaved.subscription
+    slug = subscription.campaign.slug
+    tracking.record(  # the funnel's "authorized", as fans.views.oauth_callback records it for OAuth services
+        FunnelEvent.Kind.AUTHORIZE,
+        subscription.campaign,
+        tracking.visit(request),
+        service=SERVICE,
+        subscription=subscription,
+        utm=tracking.utm_for_authorization(request.session, slug),
+    )
+    return redirect("fans:thanks", slug)
 
 
 def _origin(url: str) -> str:

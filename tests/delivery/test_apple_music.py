@@ -14,7 +14,7 @@ from delivery.models import DeliveryAttempt
 from delivery.sandbox import demo_catalog
 from delivery.services import ServiceError, TokenRevoked, get_service
 from delivery.services.apple_music import developer_token
-from fans.models import ConsentRecord, Credential, Fan, Subscription
+from fans.models import ConsentRecord, Credential, Fan, FunnelEvent, Subscription
 from tests.conftest import MUSICKIT_KEY_ID, MUSICKIT_PUBLIC_KEY, MUSICKIT_TEAM_ID, make_campaign, wait_for
 
 ALBUM = f"apple_music:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
@@ -85,6 +85,8 @@ def test_presave_posts_the_music_user_token_into_the_vault_with_consent(client, 
     consent = ConsentRecord.objects.get()
     assert consent.service == "apple_music" and consent.scopes == ["library"]
     assert client.get(reverse("fans:thanks", args=[campaign.slug])).status_code == 200
+    funnel = set(FunnelEvent.objects.values_list("kind", "service"))
+    assert {("click", "apple_music"), ("authorize", "apple_music")} <= funnel
 
 
 @pytest.mark.django_db

@@ -133,3 +133,17 @@ def test_release_is_found_by_upc_and_by_isrc(sandbox):
     release.save()
     with pytest.raises(ServiceError, match="does not know this release yet"):
         deezer.resolve_release(release)
+
+
+@pytest.mark.django_db
+def test_each_service_has_its_own_rate_limit_from_its_settings(settings):
+    from delivery.ratelimit import limiter_for
+
+    settings.DEEZER_RATE_LIMIT, settings.DEEZER_RATE_WINDOW_SECONDS = 50, 5.0
+    settings.APPLE_MUSIC_RATE_LIMIT, settings.APPLE_MUSIC_RATE_WINDOW_SECONDS = 300, 30.0
+    limits = {key: limiter_for(key) for key in ("spotify", "apple_music", "deezer")}
+    assert [(limiter.key, limiter.limit, limiter.window_seconds) for limiter in limits.values()] == [
+        ("spotify", settings.SPOTIFY_RATE_LIMIT, settings.SPOTIFY_RATE_WINDOW_SECONDS),
+        ("apple_music", 300, 30.0),
+        ("deezer", 50, 5.0),
+    ]
