@@ -443,6 +443,7 @@ class CampaignAdmin(admin.ModelAdmin):
                     "retryable": retry.retryable_failures(obj).count() if counts["failed"] else 0,
                     "funnel": analytics.funnel(obj, delivered=counts["delivered"]),
                     "breakdowns": analytics.breakdowns(obj),
+                    "by_service": analytics.by_service(obj),
                     "presaves_chart": charts.daily_bars(analytics.presaves_per_day(obj), title="Pre-saves per day"),
                     "failure_reasons": analytics.failure_reasons(obj),
                     "email_stats": analytics.email_stats(obj),

@@ -173,3 +173,46 @@ def email_stats(campaign: Campaign) -> EmailStats | None:
     if not figures.pop("planned"):
         return None
     return EmailStats(**figures)
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    label: str
+    clicks: int
+    authorizations: int
+    statuses: dict[str, int]  # subscription status → fans
+
+
+def by_service(campaign: Campaign) -> list[ServiceRow]:
+    """Per streaming service: button clicks, authorizations and fans by delivery status (two aggregates)."""
+    from delivery.services import SERVICES
+
+    events = (
+        FunnelEvent.objects.filter(campaign=campaign, kind__in=[Kind.CLICK, Kind.AUTHORIZE])
+        .exclude(service="")
+        .values_list("service")
+        .annotate(
+            clicks=Count("pk", filter=Q(kind=Kind.CLICK)),
+            authorizations=Count("pk", filter=Q(kind=Kind.AUTHORIZE)),
+        )
+        .order_by()
+    )
+    funnel_counts = {service: (clicks, authorizations) for service, clicks, authorizations in events}
+    statuses: dict[str, dict[str, int]] = {}
+    for service, status, count in (
+        Subscription.objects.filter(campaign=campaign)
+        .values_list("fan__service", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        statuses.setdefault(service, dict.fromkeys(Status.values, 0))[status] = count
+    keys = [key for key in SERVICES if key in funnel_counts or key in statuses]
+    keys += sorted((set(funnel_counts) | set(statuses)) - set(keys))
+    return [
+        ServiceRow(
+            SERVICES[key].label if key in SERVICES else key,
+            *funnel_counts.get(key, (0, 0)),
+            statuses.get(key, dict.fromkeys(Status.values, 0)),
+        )
+        for key in keys
+    ]

@@ -56,3 +56,23 @@ def test_apple_music_warnings_for_a_one_track_single_with_follow(staff_client, s
     Campaign.objects.filter(pk=campaign.pk).update(services=["spotify"])
     html = staff_client.get(change_url(campaign)).content.decode()
     assert NO_FOLLOW_WARNING not in html, "only the offered services warn"
+
+
+def test_change_page_shows_each_services_clicks_authorizations_and_deliveries(staff_client, sandbox, client):
+    from delivery import engine
+    from releases.analytics import by_service
+    from tests.conftest import make_subscription
+    from tests.delivery.test_apple_music import presave_with_apple_music
+
+    campaign = make_campaign()
+    presave_with_apple_music(client, campaign, sandbox.authorize_apple_music("chloe"))
+    make_subscription(campaign, sandbox, "alice")
+    engine.deliver_campaign(campaign.pk)
+
+    rows = {row.label: row for row in by_service(campaign)}
+    assert list(rows) == ["Spotify", "Apple Music"], "registry order, only services with fans or clicks"
+    apple = rows["Apple Music"]
+    assert (apple.clicks, apple.authorizations, apple.statuses["delivered"]) == (1, 1, 1)
+    assert rows["Spotify"].statuses["delivered"] == 1 and rows["Spotify"].clicks == 0
+    html = staff_client.get(change_url(campaign)).content.decode()
+    assert "By service" in html and "<th scope=\"row\">Apple Music</th>" in html
