@@ -342,15 +342,17 @@ td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; vertical-align: top; tex
         return web.Response(text=html, content_type="text/html")
 
     def _title(self, uri: str) -> str:
-        """The catalog name of `uri`, e.g. "Glass Harbour (album)"."""
-        _, kind, item_id = uri.split(":")
+        """The catalog name of `uri`, e.g. "Glass Harbour (album)" or "Glass Harbour (album, deezer)"."""
+        service, kind, item_id = uri.split(":")
         catalogs: Mapping[str, Mapping[str, Album | Track | Artist]] = {
             "album": self.state.albums,
             "track": self.state.tracks,
+            "song": self.state.tracks,  # Apple Music's word
             "artist": self.state.artists,
         }
-        item = catalogs[kind].get(item_id)
-        return f"{item.name} ({kind})" if item else uri
+        item = catalogs.get(kind, {}).get(item_id)
+        where = "" if service == "spotify" else f", {service}"
+        return f"{item.name} ({kind}{where})" if item else uri
 
 
 def _items(values: Mapping[str, object]) -> str:

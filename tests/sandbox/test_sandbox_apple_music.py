@@ -126,3 +126,16 @@ def test_faults_apply_to_apple_music(apple):
     apple.control("POST", "faults", {"error_rate": 0.0, "rate_limit": 0})
     limited = get(apple, "/v1/catalog/gb/albums", **{"filter[upc]": "5012345678900"})
     assert limited.status_code == 429 and limited.headers["Retry-After"]
+
+
+def test_overview_page_names_every_services_saves(apple):
+    user_token = apple.authorize_apple_music("alice")
+    song = catalog_id("song", demo_catalog.NOVA_LARK_TRACK_1_ID)
+    requests.post(
+        f"{apple.apple_music_api_url}/v1/me/library",
+        params={"ids[songs]": song},
+        headers={"Authorization": f"Bearer {developer_token()}", "Music-User-Token": user_token},
+        timeout=10,
+    )
+    page = requests.get(f"{apple.url}/_sandbox/", timeout=10)
+    assert page.status_code == 200 and "Glass Harbour (song, apple_music)" in page.text
