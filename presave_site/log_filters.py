@@ -4,8 +4,9 @@ import logging
 import re
 
 SECRET_PATTERN = re.compile(
-    r"(?P<key>\b(?:code|state|access_token|refresh_token|client_secret|code_verifier|token|secret)=)[^&\s\"']+"
-    r"|(?P<scheme>\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+",
+    r"(?P<key>\b(?:code|state|access_token|refresh_token|client_secret|code_verifier|token|secret|music_user_token)=)"
+    r"[^&\s\"']+"
+    r"|(?P<scheme>\b(?:Bearer|Basic|Music-User-Token:)\s+)[A-Za-z0-9._~+/=-]+",
     re.IGNORECASE,
 )
 

@@ -25,3 +25,11 @@ def test_plain_messages_are_left_alone():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "delivered %d fans", (12,), None)
     RedactSecrets().filter(record)
     assert record.getMessage() == "delivered 12 fans"
+
+
+def test_apple_music_and_deezer_tokens_are_redacted():
+    assert redact("Music-User-Token: AmUTabc.def") == "Music-User-Token: [redacted]"
+    assert redact("music_user_token=AmUTabc&state=x") == "music_user_token=[redacted]&state=[redacted]"
+    assert redact("POST /user/me/albums?album_id=1&access_token=frDZabc") == (
+        "POST /user/me/albums?album_id=1&access_token=[redacted]"
+    )
