@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -333,17 +334,26 @@ class Cluster:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.wait_for(self.queue("delivery.benchmark.warm_up"), STARTUP_SECONDS, "start")
+        try:
+            self.wait_for(self.queue("delivery.benchmark.warm_up"), STARTUP_SECONDS, "start")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """SIGTERM (the sentinel stops its workers), then SIGKILL whatever of the cluster is left: a cluster left
+        running would go on sweeping the database's campaigns with this run's sandbox address."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # the sentinel stops its workers
-            try:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
         self.log.close()
 
     def queue(self, func: str, *args: Any) -> str:
@@ -414,6 +424,7 @@ class Checks:
     duplicates: int  # fans saved more than once
     unsaved: int  # recorded delivered, but the sandbox saw no save
     unrecorded: int  # saved in the sandbox, but not recorded delivered
+    reasons: list[tuple[str, int]] = field(default_factory=list)  # the commonest reasons fans were not delivered
 
     @property
     def pending(self) -> int:
@@ -449,4 +460,7 @@ def check_engine(sandbox: SandboxProcess, campaign_id: int, seeded: int) -> Chec
         duplicates=sum(1 for count in saves.values() if count > 1),
         unsaved=len(delivered - set(saves)),
         unrecorded=len(set(saves) - delivered),
+        reasons=Counter(
+            subscriptions.exclude(status=Subscription.Status.DELIVERED).values_list("last_error", flat=True)
+        ).most_common(3),
     )

@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 # A run waits in place for work due within this many seconds; later work is left to the minute sweeper.
 MAX_INLINE_WAIT_SECONDS = 30.0
 RATE_LIMIT_RETRIES = 5
+SPREAD_PACE_WINDOW_SECONDS = 30.0  # a firing window's pace is counted over at most this many seconds
 WAIT = "wait"  # an outcome that is not an attempt: the release is not out in the fan's market yet
 
 
@@ -116,10 +117,14 @@ class Permits:
     async def take(self) -> None:
         if self.limiter.unlimited:
             return
-        async with self.lock:
+        async with self.lock:  # first come, first served: asyncio's lock wakes its waiters in order
             while self.available <= 0 or time.monotonic() - self.granted_at > self.limiter.slot_seconds:
-                self.available = await self.transport.blocking(self.limiter.acquire, self.block)
-                self.granted_at = time.monotonic()
+                # The store is asked without waiting there: the wait is on the loop, the executor stays free.
+                granted, wait = await self.transport.blocking(self.limiter.try_acquire, self.block)
+                if granted:
+                    self.available, self.granted_at = granted, time.monotonic()
+                else:
+                    await asyncio.sleep(wait)
             self.available -= 1
 
     async def pause(self, seconds: float) -> None:
@@ -152,6 +157,7 @@ class Run:
         self.availability: dict[tuple[str, str], tuple[bool, float]] = {}
         self.slots = asyncio.Semaphore(settings.DELIVERY_CONCURRENCY)
         self.rotated: queue.SimpleQueue = queue.SimpleQueue()  # (subscription, token, future) to store
+        self.batch_size = settings.DELIVERY_BATCH_SIZE
         self.fan_permits = self.spread_permits()
 
     # --- per service ----------------------------------------------------------------------------------
@@ -162,15 +168,20 @@ class Run:
         return self.services[key]
 
     def spread_permits(self) -> Permits | None:
-        """With a firing window, fans start at an even pace across it, first come first served."""
-        minutes = self.campaign.spread_minutes
-        if not minutes:
+        """With a firing window, fans start at an even pace across it, first come first served.
+
+        The pace is a limiter shared by every run of the campaign: the campaign's fans over the window, counted
+        over a rolling half of the window (30 s at most, so that a big campaign flows evenly, not in bursts)."""
+        seconds = self.campaign.spread_minutes * settings.DELIVERY_SPREAD_MINUTE_SECONDS
+        if not seconds:
             return None
         total = Subscription.objects.filter(campaign=self.campaign).count()
-        window = 30.0
-        limit = max(1, math.ceil(total * window / (minutes * 60)))
-        limiter = RateLimiter(f"campaign-{self.campaign.pk}-spread", limit, window)
+        window = min(SPREAD_PACE_WINDOW_SECONDS, seconds / 2)
+        limit = max(1, math.ceil(total * window / seconds))
+        limiter = RateLimiter(f"campaign-{self.campaign.pk}-spread", limit, window, slot_seconds=window / 30)
         block = min(settings.DELIVERY_PERMIT_BLOCK, max(1, limit // limiter.slots_per_window))  # ≤ one slot's share
+        # A claimed batch must start well within its lease (the next one is claimed while one is in flight).
+        self.batch_size = max(1, min(self.batch_size, int(total / seconds * settings.DELIVERY_LEASE_SECONDS / 4)))
         return Permits(limiter, self.transport, block)
 
     def resolve(self, service: Service) -> ServiceError | None:
@@ -213,7 +224,7 @@ class Run:
         lease_until = timezone.now() + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
         with transaction.atomic():
             candidates = self.due().order_by("created_at", "pk").select_for_update(skip_locked=True)
-            ids = list(candidates.values_list("pk", flat=True)[: settings.DELIVERY_BATCH_SIZE])
+            ids = list(candidates.values_list("pk", flat=True)[: self.batch_size])
             if not ids:
                 return []
             # The due conditions are checked again by the UPDATE itself: a row another worker claimed in

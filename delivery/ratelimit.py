@@ -12,7 +12,8 @@ Workers take permits from one shared counter before they call:
   full adds to the counter too; that only records that it came too late.
 - Back-off. `pause(seconds)` stores "nobody calls before T" (on a 429); every acquire checks it.
 
-Take permits in blocks (`acquire(64)`): one round trip to the backend per block, not per call.
+Take permits in blocks (`acquire(64)`): one round trip to the backend per block, not per call. `try_acquire`
+answers at once with the permits or the time to wait, for callers that wait in their own way (an event loop).
 The database backend counts with its own statements: call `acquire` outside a transaction, or the slot's row
 stays locked for every other worker until that transaction ends.
 """
@@ -190,6 +191,13 @@ class RateLimiter:
             if wait is None:
                 return granted
             time.sleep(wait)
+
+    def try_acquire(self, n: int = 1) -> tuple[int, float]:
+        """One try, without waiting: (permits granted, 0), or (0, seconds after which to try again)."""
+        if self.unlimited:
+            return n, 0.0
+        granted, wait = self._attempt(n, None)
+        return (granted, 0.0) if wait is None else (0, wait)
 
     def _attempt(self, n: int, deadline: float | None) -> tuple[int, float | None]:
         """One try: (granted, None) when done, (0, seconds) to try again after that wait."""

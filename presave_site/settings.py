@@ -218,6 +218,8 @@ DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=1000)  # subscripti
 DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=128)  # calls in flight per run
 DELIVERY_PERMIT_BLOCK = env.int("DELIVERY_PERMIT_BLOCK", default=32)  # rate-limit permits taken at once
 DELIVERY_PARALLEL_RUNS = env.int("DELIVERY_PARALLEL_RUNS", default=2)  # runs one campaign is split into
+# How long one minute of a campaign's firing window (Campaign.spread_minutes) lasts: 60; tests shorten it.
+DELIVERY_SPREAD_MINUTE_SECONDS = env.float("DELIVERY_SPREAD_MINUTE_SECONDS", default=60.0)
 DELIVERY_AVAILABILITY_RECHECK_SECONDS = env.int("DELIVERY_AVAILABILITY_RECHECK_SECONDS", default=900)
 DELIVERY_AVAILABILITY_WAIT_HOURS = env.int("DELIVERY_AVAILABILITY_WAIT_HOURS", default=72)
 for _name in ("DELIVERY_BATCH_SIZE", "DELIVERY_CONCURRENCY", "DELIVERY_PERMIT_BLOCK", "DELIVERY_PARALLEL_RUNS"):

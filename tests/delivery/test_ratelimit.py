@@ -127,6 +127,20 @@ def test_blocks_are_granted_in_part_when_the_slot_has_less_left(new_backend, key
         }
 
 
+def test_try_acquire_answers_at_once_with_the_wait_until_the_next_slot(new_backend, key):
+    limiter = RateLimiter(key, 30, 2, backend=new_backend())  # 10 permits a slot
+    with time_machine.travel(FROZEN_AT, tick=False):
+        assert limiter.try_acquire(7) == (7, 0.0)
+        assert limiter.try_acquire(7) == (3, 0.0)
+        granted, wait = limiter.try_acquire(1)
+    assert granted == 0
+    assert 0.75 <= wait <= 0.75 + 0.05  # FROZEN_AT is a quarter into its slot; plus up to 5% jitter
+    limiter.pause(5)
+    granted, wait = limiter.try_acquire(1)
+    assert granted == 0 and wait == pytest.approx(5, abs=0.2)
+    assert RateLimiter(key, 0).try_acquire(64) == (64, 0.0)
+
+
 def test_steady_demand_uses_the_limit_and_never_exceeds_it_in_any_window(new_backend, key):
     limiter = RateLimiter(key, 30, 3, backend=new_backend(), slot_seconds=0.1)
     start = time.time()

@@ -214,6 +214,8 @@ class Command(BaseCommand):
             f"subscriptions: {statuses}; pending {checks.pending}, missing {checks.missing}",
             not (checks.pending or checks.missing),
         )
+        for reason, count in checks.reasons:
+            self.say(f"       not delivered, {count}×: {reason or '(no reason recorded)'}")
         self.show_check(f"duplicates: {checks.duplicates} fans saved more than once", not checks.duplicates)
         self.show_check(f"recorded delivered but never saved: {checks.unsaved}", not checks.unsaved)
         self.show_check(f"saved but not recorded delivered: {checks.unrecorded}", not checks.unrecorded)
