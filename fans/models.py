@@ -54,7 +54,11 @@ class Subscription(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["fan", "campaign"], name="one_subscription_per_fan")]
-        indexes = [models.Index(fields=["campaign", "status", "next_attempt_at"], name="subscription_due")]
+        indexes = [
+            models.Index(fields=["campaign", "status", "next_attempt_at"], name="subscription_due"),
+            # The console's pre-saves per day and last 24 hours (releases/analytics.py, releases/dashboard.py).
+            models.Index(fields=["campaign", "created_at"], name="subscription_by_campaign_day"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.fan} → {self.campaign.slug} ({self.status})"

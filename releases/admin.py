@@ -36,12 +36,6 @@ DELIVER_PERMISSION = "deliver_campaign"
 EXPORT_PERMISSION = "releases.export_subscribers"
 STAFF_STATUSES = {Campaign.Status.DRAFT, Campaign.Status.LIVE}
 
-# The four delivery figures of a campaign, as annotations on Campaign: one aggregate query per page.
-KPIS = {
-    f"kpi_{status}": Count("subscriptions", filter=Q(subscriptions__status=status))
-    for status in Subscription.Status.values
-}
-
 
 def utc(moment: dt.datetime | None) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
@@ -109,7 +103,7 @@ def export_response(request: HttpRequest, name: str, *, campaign=None, artist=No
     if artist is not None:
         details["artist"] = artist.name
     audit.record(request.user, AuditEntry.Action.EXPORT, campaign=campaign, rows=rows, **details)
-    return exports.csv_response(name, exports.export_rows(subscriptions, signups), excel=excel)
+    return exports.csv_response(name, exports.export_querysets(subscriptions, signups), excel=excel)
 
 
 SPOTIFY_LINK = re.compile(
@@ -366,7 +360,8 @@ class CampaignAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
-        return super().get_queryset(request).annotate(**KPIS, scheduled_at=scheduled_time_subquery())
+        queryset = super().get_queryset(request)
+        return queryset.annotate(**analytics.kpi_annotations(), scheduled_at=scheduled_time_subquery())
 
     def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> list[str]:
         if obj is not None and obj.status not in STAFF_STATUSES:

@@ -6,23 +6,27 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from delivery.engine import firing_times
 from fans.models import Subscription
+from releases.analytics import kpi_annotations
 from releases.models import Campaign
 
 Status = Subscription.Status
 
 
 def totals(campaigns: QuerySet[Campaign]) -> dict[str, int]:
-    """The four statuses and the last 24 hours' pre-saves over `campaigns`, in one query."""
+    """The four statuses and the last 24 hours' pre-saves over `campaigns`."""
     since = timezone.now() - dt.timedelta(hours=24)
-    return Subscription.objects.filter(campaign__in=campaigns).aggregate(
-        **{status: Count("pk", filter=Q(status=status)) for status in Status.values},
-        last_24h=Count("pk", filter=Q(created_at__gte=since)),
+    figures = campaigns.order_by().aggregate(
+        **{status: Sum(f"kpi_{status}", default=0) for status in Status.values},
     )
+    recent = Subscription.objects.filter(campaign__in=campaigns.values("pk"), created_at__gte=since)
+    figures["last_24h"] = recent.count()
+    return figures
 
 
 @dataclass
@@ -33,15 +37,13 @@ class Row:
 
 def live_and_upcoming() -> QuerySet[Campaign]:
     """Campaigns delivering now, and live campaigns, soonest release first."""
+    since = timezone.now() - dt.timedelta(hours=24)
+    recent = Subscription.objects.filter(campaign=OuterRef("pk"), created_at__gte=since).order_by()
+    last_24h = Coalesce(Subquery(recent.values("campaign").annotate(n=Count("pk")).values("n")[:1]), 0)
     return (
         Campaign.objects.filter(status__in=[Campaign.Status.LIVE, Campaign.Status.DELIVERING])
         .select_related("release__artist")
-        .annotate(
-            **{f"kpi_{status}": Count("subscriptions", filter=Q(subscriptions__status=status)) for status in Status},
-            kpi_last_24h=Count(
-                "subscriptions", filter=Q(subscriptions__created_at__gte=timezone.now() - dt.timedelta(hours=24))
-            ),
-        )
+        .annotate(**kpi_annotations(), kpi_last_24h=last_24h)
         .order_by("release__release_at", "slug")
     )
 

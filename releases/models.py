@@ -234,3 +234,21 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.username}: {self.get_action_display()}"
+
+
+class CampaignTally(models.Model):
+    """Running counts per campaign (subscriptions by status, funnel events by kind), kept by PostgreSQL
+    statement-level triggers (releases/migrations/0007_campaign_tallies.py) so the console reads a handful of
+    rows instead of counting a million. `campaign_id` is a plain column: the triggers may write while Django
+    deletes a campaign's rows, and a foreign key would refuse that order.
+    """
+
+    campaign_id = models.BigIntegerField()
+    key = models.CharField(max_length=40, help_text="subscription:<status> or funnel:<kind>")
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign_id", "key"], name="one_tally_per_key")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.key}: {self.count}"

@@ -1,0 +1,65 @@
+"""The live progress partial during a real delivery: a django-q2 worker delivering to the sandbox over HTTP."""
+
+import re
+import time
+
+import pytest
+from django.urls import reverse
+
+from fans.models import Credential, Fan, Subscription
+from tests.conftest import make_campaign, make_subscription
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SLOW = {"DELIVERY_CONCURRENCY": "2", "DELIVERY_BATCH_SIZE": "4", "DELIVERY_PARALLEL_RUNS": "1"}
+
+
+def seed_fans(campaign, sandbox, count: int) -> None:
+    for i in range(count):
+        user = f"progress{i:02d}"
+        sandbox.control("POST", "users", {"id": user, "display_name": user, "country": "GB"})
+        make_subscription(campaign, sandbox, user)
+
+
+def broken_token_fan(campaign) -> Subscription:
+    """A fan whose stored token the service does not know: delivery ends revoked, never retried."""
+    fan = Fan.objects.create(service="spotify", service_user_id="ghost", display_name="Ghost")
+    subscription = Subscription.objects.create(fan=fan, campaign=campaign)
+    credential = Credential(subscription=subscription, authorized_at=subscription.created_at)
+    credential.store("not-a-token-the-sandbox-issued")
+    credential.save()
+    return subscription
+
+
+def figures(html: str) -> dict:
+    done = int(re.search(r'data-done="(\d+)"', html).group(1))
+    total = int(re.search(r'data-total="(\d+)"', html).group(1))
+    running = re.search(r'data-running="(\w+)"', html).group(1) == "yes"
+    failures = re.search(r'class="progress-failures">(\d+)<', html)
+    return {"done": done, "total": total, "running": running, "failures": int(failures.group(1)) if failures else 0}
+
+
+def test_progress_partial_counts_up_during_a_real_delivery(staff_client, sandbox, start_worker):
+    campaign = make_campaign()
+    seed_fans(campaign, sandbox, 20)
+    broken_token_fan(campaign)
+    sandbox.faults(latency_ms=150)
+    start_worker(**SLOW)
+    url = reverse("admin:releases_campaign_progress", args=[campaign.pk])
+
+    staff_client.post(reverse("admin:releases_campaign_deliver_now", args=[campaign.pk]))
+    samples, previous = [], {}
+    while not samples or samples[-1]["running"]:
+        assert len(samples) < 400, "the delivery never finished"
+        html = staff_client.get(url, previous, HTTP_HX_REQUEST="true").content.decode()
+        samples.append(figures(html))
+        if samples[-1]["running"]:  # the next request carries this one's count and time, as htmx does
+            previous = {"done": samples[-1]["done"], "at": re.search(r"at=([\d.]+)", html).group(1)}
+            assert "/s" in html or "measuring the rate" in html
+        time.sleep(0.25)
+
+    dones = [s["done"] for s in samples]
+    assert dones == sorted(dones), "done only goes up"
+    assert any(0 < s["done"] < 21 and s["running"] for s in samples), f"seen mid-way: {dones}"
+    assert samples[-1] == {"done": 21, "total": 21, "running": False, "failures": 1}
+    assert 'hx-trigger="every' not in html, "polling stops when the delivery is over"
+    assert Subscription.objects.filter(campaign=campaign, status="delivered").count() == 20

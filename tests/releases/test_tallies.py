@@ -1,0 +1,68 @@
+"""CampaignTally: PostgreSQL triggers keep each campaign's counts equal to counting the rows, whatever writes."""
+
+import pytest
+from django.db.models import Count
+
+from fans.models import Fan, FunnelEvent, Subscription
+from releases import analytics
+from releases.models import CampaignTally
+from tests.conftest import make_campaign
+
+pytestmark = pytest.mark.django_db
+
+
+def counted(campaign) -> dict[str, int]:
+    counts = {
+        f"subscription:{status}": n
+        for status, n in Subscription.objects.filter(campaign=campaign).values_list("status").annotate(Count("pk"))
+    }
+    for kind, n in FunnelEvent.objects.filter(campaign=campaign).values_list("kind").annotate(Count("pk")):
+        counts[f"funnel:{kind}"] = n
+    return counts
+
+
+def tallied(campaign) -> dict[str, int]:
+    return {
+        key: count
+        for key, count in CampaignTally.objects.filter(campaign_id=campaign.pk).values_list("key", "count")
+        if count
+    }
+
+
+def test_tallies_follow_inserts_updates_deletes_and_bulk_writes():
+    campaign, other = make_campaign(slug="one"), make_campaign(slug="two")
+    fans = Fan.objects.bulk_create(Fan(service="spotify", service_user_id=f"fan{i}") for i in range(12))
+    Subscription.objects.bulk_create(Subscription(fan=fan, campaign=campaign) for fan in fans[:10])
+    Subscription.objects.create(fan=fans[10], campaign=other)
+    Subscription.objects.bulk_create(  # a duplicate is skipped, and not counted
+        [Subscription(fan=fans[0], campaign=campaign), Subscription(fan=fans[11], campaign=campaign)],
+        ignore_conflicts=True,
+    )
+    FunnelEvent.objects.bulk_create(FunnelEvent(campaign=campaign, kind="view") for _ in range(7))
+    FunnelEvent.objects.create(campaign=campaign, kind="authorize")
+    expected = {"subscription:pending": 11, "funnel:view": 7, "funnel:authorize": 1}
+    assert tallied(campaign) == counted(campaign) == expected
+
+    Subscription.objects.filter(campaign=campaign, fan__in=fans[:4]).update(status="delivered")
+    Subscription.objects.filter(campaign=campaign, fan=fans[4]).update(status="failed")
+    Subscription.objects.filter(campaign=campaign, fan=fans[5]).update(attempts=3)  # no status change
+    Subscription.objects.filter(campaign=campaign, fan=fans[6]).delete()
+    FunnelEvent.objects.filter(campaign=campaign)[:1].get().delete()
+    assert tallied(campaign) == counted(campaign)
+    assert analytics.kpis(campaign) == {"pending": 5, "delivered": 4, "failed": 1, "revoked": 0}
+    assert tallied(other) == {"subscription:pending": 1}
+
+    Fan.objects.filter(pk=fans[7].pk).delete()  # cascades to the subscription
+    assert tallied(campaign) == counted(campaign)
+
+
+def test_deleting_a_campaign_removes_its_tallies():
+    campaign = make_campaign()
+    fan = Fan.objects.create(service="spotify", service_user_id="fan")
+    Subscription.objects.create(fan=fan, campaign=campaign)
+    FunnelEvent.objects.create(campaign=campaign, kind="view")
+    campaign_id = campaign.pk
+
+    campaign.delete()
+
+    assert not CampaignTally.objects.filter(campaign_id=campaign_id).exists()
