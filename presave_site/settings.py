@@ -196,7 +196,7 @@ MUSICKIT_CSP_ORIGINS = env.list("MUSICKIT_CSP_ORIGINS", default=["https://*.appl
 # The developer token's lifetime (Apple allows at most 15,777,000 s, six months); renewed this long before expiry.
 APPLE_MUSIC_TOKEN_SECONDS = env.int("APPLE_MUSIC_TOKEN_SECONDS", default=12 * 3600)
 APPLE_MUSIC_TOKEN_RENEW_SECONDS = env.int("APPLE_MUSIC_TOKEN_RENEW_SECONDS", default=3600)
-# Catalog look-ups by UPC/ISRC use this storefront when the fan's is unknown.
+# Releases are looked up (UPC/ISRC) in each fan's storefront; this one when the fan's market is unknown.
 APPLE_MUSIC_STOREFRONT = env.str("APPLE_MUSIC_STOREFRONT", default="us").lower()
 # Apple does not publish its limit; every worker together stays under this many calls per window.
 APPLE_MUSIC_RATE_LIMIT = env.int("APPLE_MUSIC_RATE_LIMIT", default=300)

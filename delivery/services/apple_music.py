@@ -101,8 +101,8 @@ class AppleMusic(Service):
         super().__init__()
         self.api_url = settings.APPLE_MUSIC_API_URL
         self.storefront = settings.APPLE_MUSIC_STOREFRONT
-        # release pk → (resource type "albums"/"songs", catalog id), found by resolve_release for this client's life
-        self.found: dict[int, tuple[str, str]] = {}
+        # (release pk, storefront) → catalog id, as found by catalog_id for this client's life
+        self.found: dict[tuple[int, str], str] = {}
 
     @classmethod
     def is_enabled(cls) -> bool:
@@ -165,35 +165,30 @@ class AppleMusic(Service):
     def can_deliver(self, release: Release) -> bool:
         return bool(release.isrc if release.kind == "track" else release.upc)
 
-    def resolve_release(self, release: Release) -> str:
-        """developer.apple.com/documentation/applemusicapi/get-multiple-catalog-albums-by-upc
+    def catalog_id(self, release: Release, storefront: str) -> str | None:
+        """The release's catalog id in `storefront`, None while it is not there.
+        developer.apple.com/documentation/applemusicapi/get-multiple-catalog-albums-by-upc
         (GET /v1/catalog/{storefront}/albums?filter[upc]=) and …/get-multiple-catalog-songs-by-isrc
-        (GET /v1/catalog/{storefront}/songs?filter[isrc]=), in the default storefront."""
-        if release.pk in self.found:
-            return self.found[release.pk][1]
-        if release.kind == "track":
-            kind, name, value = "songs", "isrc", release.isrc
-        else:
-            kind, name, value = "albums", "upc", release.upc
-        call = self._call("resolve", "GET", f"/v1/catalog/{self.storefront}/{kind}", params={f"filter[{name}]": value})
+        (GET /v1/catalog/{storefront}/songs?filter[isrc]=). Found ids are kept for this client's life."""
+        key = (release.pk, storefront)
+        if key in self.found:
+            return self.found[key]
+        kind, name, value = _lookup(release)
+        call = self._call("resolve", "GET", f"/v1/catalog/{storefront}/{kind}", params={f"filter[{name}]": value})
         data = _json_object(self.run(call)).get("data") or []
         if not data or not isinstance(data[0], dict) or not data[0].get("id"):
-            raise ServiceError(f"Apple Music does not know this release yet ({name} {value}).")
-        self.found[release.pk] = (kind, str(data[0]["id"]))
-        return self.found[release.pk][1]
+            return None
+        self.found[key] = str(data[0]["id"])
+        return self.found[key]
+
+    def resolve_release(self, release: Release) -> str:
+        """Apple's catalog answers per storefront, so each fan's storefront is asked (`is_available`); this is
+        the id in the default storefront (APPLE_MUSIC_STOREFRONT), or "" when it is not there."""
+        return self.catalog_id(release, self.storefront) or ""
 
     def is_available(self, release: Release, market: str) -> bool:
-        """developer.apple.com/documentation/applemusicapi/get-a-catalog-album (…/get-a-catalog-song) in the
-        fan's storefront: 404 while it is not available there."""
-        self.resolve_release(release)
-        kind, catalog_id = self.found[release.pk]
-        try:
-            self.run(self._call("availability", "GET", f"/v1/catalog/{_storefront(market)}/{kind}/{catalog_id}"))
-        except ServiceError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        """Whether the fan's storefront has the release (found by UPC/ISRC there)."""
+        return self.catalog_id(release, _storefront(market)) is not None
 
     # Release day
 
@@ -204,11 +199,14 @@ class AppleMusic(Service):
         Apple Music has no artist follow."""
         if not campaign.save_release:
             return []
-        self.resolve_release(campaign.release)
-        kind, catalog_id = self.found[campaign.release.pk]
+        storefront = _storefront(market)
+        catalog_id = self.catalog_id(campaign.release, storefront)
+        if catalog_id is None:
+            raise ServiceError(f"The release is not in Apple Music's {storefront.upper()} storefront.")
+        kind = _lookup(campaign.release)[0]
         return [
             self._call("save", "POST", "/v1/me/library", access_token, params={f"ids[{kind}]": catalog_id}),
-            self._call("verify", "GET", f"/v1/catalog/{_storefront(market)}/{kind}/{catalog_id}/library", access_token),
+            self._call("verify", "GET", f"/v1/catalog/{storefront}/{kind}/{catalog_id}/library", access_token),
         ]
 
     def _call(
@@ -254,6 +252,13 @@ class AppleMusic(Service):
             raise ServiceError(f"Apple Music had a server error ({status}).", status=status)
         message = f"Apple Music rejected the {call.name}: {detail or 'error'} ({status})."
         raise ServiceError(message, permanent=True, status=status)
+
+
+def _lookup(release: Release) -> tuple[str, str, str]:
+    """(resource type, filter, value): albums by UPC, a track's song by ISRC."""
+    if release.kind == "track":
+        return "songs", "isrc", release.isrc
+    return "albums", "upc", release.upc
 
 
 def _storefront(market: str) -> str:

@@ -184,3 +184,18 @@ def test_a_real_worker_delivers_apple_music_and_spotify_fans_alike(client, sandb
         ("spotify", "delivered"),
     }
     assert sandbox.library("chloe")["saved"] == [ALBUM]
+
+
+@pytest.mark.django_db
+def test_catalog_ids_are_looked_up_in_each_fans_storefront(sandbox, settings):
+    campaign = make_campaign()
+    in_gb = apple_subscription(campaign, sandbox, "alice")
+    in_us = apple_subscription(campaign, sandbox, "bob")
+    Subscription.objects.filter(pk=in_us.pk).update(market="US")
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+    assert settings.APPLE_MUSIC_STOREFRONT == "us", "the default storefront does not have it"
+
+    engine.deliver_campaign(campaign.pk)
+    in_gb.refresh_from_db(), in_us.refresh_from_db()
+    assert in_gb.status == "delivered" and sandbox.library("alice")["saved"] == [ALBUM]
+    assert in_us.status == "pending" and "not available on Apple Music in US" in in_us.last_error
