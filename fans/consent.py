@@ -23,7 +23,7 @@ REVOKE_ANY_TIME = (
     "pre-save and deletes the permission we hold."
 )
 WHAT_WE_KEEP = (
-    "We keep your {service} name and account id{email}, a record of what you agreed to and when, and the "
+    "We keep {identity}{email}, a record of what you agreed to and when, and the "
     "permission itself, locked with encryption. Nothing else from your account."
 )
 EMAIL_SIGNUP_CONSENT = (
@@ -54,5 +54,7 @@ def service_consent(service: Service, campaign: Campaign) -> ServiceConsent:
         label=service.label,
         always=service.scope_descriptions(base),
         with_email=service.scope_descriptions(extra),
-        what_we_keep=WHAT_WE_KEEP.format(service=service.label, email=WHAT_WE_KEEP_EMAIL if extra else ""),
+        what_we_keep=WHAT_WE_KEEP.format(
+            identity=service.identity_kept.format(label=service.label), email=WHAT_WE_KEEP_EMAIL if extra else ""
+        ),
     )

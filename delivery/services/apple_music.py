@@ -148,6 +148,7 @@ class AppleMusic(Service):
         raise ServiceError("Apple Music has no token refresh.", permanent=True)
 
     staff_rules = STAFF_RULES
+    identity_kept = "an anonymous id for your {label} sign-in (Apple shares no name, email or account id)"
 
     def staff_warnings(self, campaign: Campaign) -> list[str]:
         release = campaign.release

@@ -129,6 +129,8 @@ class Service:
     authorization_lifetime: ClassVar[dt.timedelta | None] = None
     # What staff should know when offering this service (shown under the campaign form's services).
     staff_rules: ClassVar[str] = ""
+    # Who the fan is to us, in the consent's "We keep …" sentence (fans/consent.py).
+    identity_kept: ClassVar[str] = "your {label} name and account id"
 
     def __init__(self) -> None:
         self.timeout = settings.SERVICE_TIMEOUT_SECONDS

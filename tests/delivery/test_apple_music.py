@@ -199,3 +199,14 @@ def test_catalog_ids_are_looked_up_in_each_fans_storefront(sandbox, settings):
     in_gb.refresh_from_db(), in_us.refresh_from_db()
     assert in_gb.status == "delivered" and sandbox.library("alice")["saved"] == [ALBUM]
     assert in_us.status == "pending" and "not available on Apple Music in US" in in_us.last_error
+
+
+@pytest.mark.django_db
+def test_consent_says_what_apple_music_really_shares(sandbox):
+    from fans import consent
+
+    campaign = make_campaign()
+    words = consent.service_consent(get_service("apple_music"), campaign)
+    assert words.always == ["Add this release to your Apple Music library on release day."]
+    assert words.with_email == [] and "Apple shares no name, email or account id" in words.what_we_keep
+    assert "Deezer name and account id" in consent.service_consent(get_service("deezer"), campaign).what_we_keep
