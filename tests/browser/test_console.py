@@ -15,10 +15,13 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
 @pytest.fixture
-def console(django_db_setup, live_server, label_staff, settings):
-    """The live server's admin, logged in as label staff. List it before `page` (see test_presave_flow)."""
+def console(django_db_setup, live_server, settings, django_user_model):
+    """The live server, with label staff to log in as. List it before `page` (see test_presave_flow)."""
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     settings.PUBLIC_BASE_URL = live_server.url
+    django_user_model.objects.create_user(
+        "lena", "lena@label.test", "staff-password-1", is_staff=True, is_superuser=True
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     return live_server.url
 
@@ -51,7 +54,7 @@ def test_dashboard_and_campaign_page_render_with_charts(console, page, sandbox):
 
     dashboard.get_by_role("link", name="Nova Lark — First Light").click()
     chart = page.locator("svg.chart")
-    assert chart.is_visible()
+    chart.wait_for(state="visible")
     assert chart.locator("rect.bar").count() == 30
     box = chart.bounding_box()
     assert box["width"] > 400 and box["height"] > 80, "the chart is drawn at a readable size"
@@ -93,4 +96,5 @@ def test_progress_bar_advances_during_a_delivery_without_a_reload(console, page,
     assert page.evaluate("window.stillTheSamePage") is True, "updated in place by htmx, no reload"
     assert progress.get_attribute("data-done") == "24"
     assert "24 of 24 done" in " ".join(progress.inner_text().split())
+    assert progress.locator(".kpi-delivered dd").inner_text() == "24", "the KPIs refresh with the bar"
     assert Subscription.objects.filter(campaign=campaign, status="delivered").count() == 24
