@@ -30,6 +30,15 @@ class LoadResult:
             return self.latencies_ms[0]
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(p) - 1]
 
+    def __add__(self, other: LoadResult) -> LoadResult:
+        return LoadResult(
+            self.url,
+            self.requests + other.requests,
+            self.errors + other.errors,
+            self.seconds + other.seconds,
+            self.latencies_ms + other.latencies_ms,
+        )
+
 
 async def _load(url: str, *, seconds: float, concurrency: int, headers: dict[str, str]) -> LoadResult:
     latencies: list[float] = []
@@ -62,5 +71,6 @@ async def _load(url: str, *, seconds: float, concurrency: int, headers: dict[str
 
 
 def load(url: str, *, seconds: float, concurrency: int, headers: dict[str, str] | None = None) -> LoadResult:
-    """GET `url` from `concurrency` simulated users for `seconds`; no cookies kept (every request is new)."""
+    """GET `url` from `concurrency` simulated users for `seconds`. No cookie is kept: only the `headers` given
+    (a Cookie header makes a returning visitor)."""
     return asyncio.run(_load(url, seconds=seconds, concurrency=concurrency, headers=headers or {}))

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.locmem import LocMemCache
 
 from fans.errors import NotFound
 from releases.models import Campaign, ReleaseLink
@@ -39,6 +41,36 @@ class CampaignPage:
     @property
     def release(self):
         return self.campaign.release
+
+
+class ObjectCache(LocMemCache):
+    """The `pages` cache without Redis: Django's local-memory cache, keeping values as they are instead of
+    pickling them (a warm page view would unpickle twice). Only for values nobody mutates: the CampaignPage
+    (a frozen dataclass whose models the views only read) and HTML strings."""
+
+    def get(self, key, default=None, version=None):
+        key = self.make_key(key, version=version)
+        with self._lock:
+            if self._has_expired(key):
+                self._delete(key)
+                return default
+            return self._cache[key]
+
+    def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None) -> None:
+        key = self.make_key(key, version=version)
+        with self._lock:
+            self._set(key, value, timeout)
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None) -> bool:
+        key = self.make_key(key, version=version)
+        with self._lock:
+            if self._has_expired(key):
+                self._set(key, value, timeout)
+                return True
+            return False
+
+    def incr(self, key, delta=1, version=None):
+        raise NotImplementedError("ObjectCache holds pages, not counters.")
 
 
 def key(slug: str) -> str:

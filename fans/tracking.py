@@ -58,6 +58,7 @@ class Visit:
     country: str = ""
     device: str = ""
     in_app_browser: str = ""
+    in_app: inapp.InAppBrowser | None = None
 
 
 def tracking_refused(request: HttpRequest) -> bool:
@@ -126,6 +127,7 @@ def visit(request: HttpRequest, *, may_set_cookie: bool = False, params=None) ->
     user_agent = request.headers.get("User-Agent", "")[: inapp.USER_AGENT_MAX]
     found = inapp.detect(user_agent)
     result = Visit(
+        in_app=found,
         utm=utm_values(request.GET if params is None else params),
         referrer_domain=referrer_domain(request),
         country=request_country(request),

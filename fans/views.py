@@ -20,7 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
-from fans import authorization, inapp, pagecache, pages, privacy, revocation, signups, smartlink, tracking
+from fans import authorization, pagecache, pages, privacy, revocation, signups, smartlink, tracking
 from fans.errors import FanFlowError, NotFound
 from fans.forms import EmailSignupForm
 from fans.geo import request_country
@@ -81,7 +81,7 @@ def campaign_context(request: HttpRequest, page: pagecache.CampaignPage, seen: t
         page,
         country=seen.country,
         preferred=request.COOKIES.get(smartlink.PREFERENCE_COOKIE, "")[:20],
-        in_app=inapp.detect(request.headers.get("User-Agent", "")),
+        in_app=seen.in_app,
         page_url=settings.PUBLIC_BASE_URL + page.campaign.get_absolute_url(),
         utm=seen.utm,
         **extra,
@@ -98,7 +98,7 @@ def campaign(request: HttpRequest, slug: str) -> HttpResponse:
         page,
         country=seen.country,
         preferred=request.COOKIES.get(smartlink.PREFERENCE_COOKIE, "")[:20],
-        in_app=inapp.detect(request.headers.get("User-Agent", "")),
+        in_app=seen.in_app,
     )
     html = pages.fill_campaign_html(html, csrf_token=get_token(request), utm=seen.utm, countdown=countdown)
     if not tracking.is_bot(request):

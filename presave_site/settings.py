@@ -269,7 +269,7 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "presave_cache"},
-        "pages": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pages"},
+        "pages": {"BACKEND": "fans.pagecache.ObjectCache", "LOCATION": "pages"},
     }
 PAGE_CACHE_SECONDS = env.int("PAGE_CACHE_SECONDS", default=60)
 SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
