@@ -24,11 +24,21 @@ from PIL import Image, ImageDraw, ImageFont
 from delivery.sandbox import demo_catalog as catalog
 from delivery.scheduling import sync_schedule
 from delivery.services import SERVICES
-from releases.models import Artist, Campaign, Release
+from releases.models import Artist, Campaign, Release, ReleaseLink
 
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "presave-demo"
 LONDON = "Europe/London"
+
+
+# Where Glass Harbour can be heard once it is out (the smart link); made-up addresses on the real sites.
+DEMO_LINKS = {
+    "apple_music": "https://music.apple.com/gb/album/glass-harbour/1700000001",
+    "deezer": "https://www.deezer.com/album/600000001",
+    "youtube_music": "https://music.youtube.com/playlist?list=OLAK5uy_glassharbourdemo",
+    "amazon_music": "https://music.amazon.com/albums/B0GLASSHRB",
+    "tidal": "https://tidal.com/browse/album/300000001",
+}
 
 
 def draw_cover(title: str, artist: str, top: str, bottom: str, size: int = 800) -> bytes:
@@ -131,6 +141,8 @@ class Command(BaseCommand):
                 colours=("#3a1c71", "#ffaf7b"),
             )
 
+            for platform, url in DEMO_LINKS.items():  # the smart link's buttons once it is out
+                ReleaseLink.objects.update_or_create(release=glass_harbour, platform=platform, defaults={"url": url})
             first_light = self.campaign(
                 "glass-harbour",
                 glass_harbour,
