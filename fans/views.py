@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 from django_ratelimit.decorators import ratelimit
 
 from fans import authorization, pagecache, pages, privacy, revocation, signups, smartlink, tracking
@@ -88,7 +88,7 @@ def campaign_context(request: HttpRequest, page: pagecache.CampaignPage, seen: t
     )
 
 
-@require_GET
+@require_safe
 @shows_problems
 def campaign(request: HttpRequest, slug: str) -> HttpResponse:
     """The campaign page: warm, its only database query is the page view's INSERT (fans/pagecache.py)."""
@@ -101,7 +101,7 @@ def campaign(request: HttpRequest, slug: str) -> HttpResponse:
         in_app=seen.in_app,
     )
     html = pages.fill_campaign_html(html, csrf_token=get_token(request), utm=seen.utm, countdown=countdown)
-    if not tracking.is_bot(request):
+    if request.method == "GET" and not tracking.is_bot(request):
         tracking.record_view(page.campaign, seen)
     return tracking.remember_visitor(HttpResponse(html), seen)
 
