@@ -137,8 +137,19 @@ DIMENSIONS = {
 }
 
 
+BLANK_LABELS = {"source": "direct / unknown", "country": "unknown", "device": "unknown"}
+BLANK_LABELS["in_app_browser"] = "none (a real browser)"
+
+
 def breakdown(campaign: Campaign, dimension: str, limit: int = 8) -> list[Row]:
     """Views and authorizations by one dimension, biggest first."""
+    if tallied():
+        counts: dict[str, dict[str, int]] = {}
+        for kind in (Kind.VIEW, Kind.AUTHORIZE):
+            for value, count in tallies(campaign, f"funnel:{kind}:{dimension}:").items():
+                counts.setdefault(value or BLANK_LABELS[dimension], {})[kind] = count
+        rows = [Row(value, c.get(Kind.VIEW, 0), c.get(Kind.AUTHORIZE, 0)) for value, c in counts.items()]
+        return sorted(rows, key=lambda row: (-row.views, -row.authorizations, row.value))[:limit]
     _, expression = DIMENSIONS[dimension]
     rows = (
         FunnelEvent.objects.filter(campaign=campaign, kind__in=[Kind.VIEW, Kind.AUTHORIZE])
@@ -161,6 +172,12 @@ def presaves_per_day(campaign: Campaign, days: int = 30) -> list[tuple[dt.date, 
     """Pre-saves per day for the last `days` days (today included), zeros filled in."""
     today = timezone.now().date()
     start = today - dt.timedelta(days=days - 1)
+    if tallied():
+        found = CampaignTally.objects.filter(
+            campaign_id=campaign.pk, key__gte=f"day:{start.isoformat()}", key__lte=f"day:{today.isoformat()}"
+        ).values_list("key", "count")
+        counts = {dt.date.fromisoformat(key.removeprefix("day:")): count for key, count in found}
+        return [(start + dt.timedelta(days=i), counts.get(start + dt.timedelta(days=i), 0)) for i in range(days)]
     counts = dict(
         Subscription.objects.filter(campaign=campaign, created_at__date__gte=start)
         .annotate(day=TruncDate("created_at"))

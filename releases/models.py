@@ -244,7 +244,9 @@ class CampaignTally(models.Model):
     """
 
     campaign_id = models.BigIntegerField()
-    key = models.CharField(max_length=40, help_text="subscription:<status> or funnel:<kind>")
+    key = models.CharField(
+        max_length=200, help_text="subscription:<status>, day:<date>, funnel:<kind>, funnel:<kind>:<dimension>:<value>"
+    )
     count = models.BigIntegerField(default=0)
 
     class Meta:

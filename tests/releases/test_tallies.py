@@ -2,6 +2,7 @@
 
 import pytest
 from django.db.models import Count
+from django.db.models.functions import TruncDate
 
 from fans.models import Fan, FunnelEvent, Subscription
 from releases import analytics
@@ -12,12 +13,23 @@ pytestmark = pytest.mark.django_db
 
 
 def counted(campaign) -> dict[str, int]:
-    counts = {
-        f"subscription:{status}": n
-        for status, n in Subscription.objects.filter(campaign=campaign).values_list("status").annotate(Count("pk"))
-    }
-    for kind, n in FunnelEvent.objects.filter(campaign=campaign).values_list("kind").annotate(Count("pk")):
-        counts[f"funnel:{kind}"] = n
+    """The tallies' keys, counted from the rows."""
+    counts: dict[str, int] = {}
+    subscriptions = Subscription.objects.filter(campaign=campaign)
+    for status, n in subscriptions.values_list("status").annotate(Count("pk")):
+        counts[f"subscription:{status}"] = n
+    for day, n in subscriptions.annotate(day=TruncDate("created_at")).values_list("day").annotate(Count("pk")):
+        counts[f"day:{day.isoformat()}"] = n
+    for event in FunnelEvent.objects.filter(campaign=campaign):
+        keys = [
+            f"funnel:{event.kind}",
+            f"funnel:{event.kind}:source:{event.utm_source or event.referrer_domain}",
+            f"funnel:{event.kind}:country:{event.country}",
+            f"funnel:{event.kind}:device:{event.device}",
+            f"funnel:{event.kind}:in_app_browser:{event.in_app_browser}",
+        ]
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
     return counts
 
 
@@ -29,6 +41,10 @@ def tallied(campaign) -> dict[str, int]:
     }
 
 
+def status_and_kind(counts: dict[str, int]) -> dict[str, int]:
+    return {key: n for key, n in counts.items() if key.count(":") == 1 and not key.startswith("day:")}
+
+
 def test_tallies_follow_inserts_updates_deletes_and_bulk_writes():
     campaign, other = make_campaign(slug="one"), make_campaign(slug="two")
     fans = Fan.objects.bulk_create(Fan(service="spotify", service_user_id=f"fan{i}") for i in range(12))
@@ -38,10 +54,16 @@ def test_tallies_follow_inserts_updates_deletes_and_bulk_writes():
         [Subscription(fan=fans[0], campaign=campaign), Subscription(fan=fans[11], campaign=campaign)],
         ignore_conflicts=True,
     )
-    FunnelEvent.objects.bulk_create(FunnelEvent(campaign=campaign, kind="view") for _ in range(7))
-    FunnelEvent.objects.create(campaign=campaign, kind="authorize")
+    FunnelEvent.objects.bulk_create(
+        FunnelEvent(campaign=campaign, kind="view", utm_source="tiktok" if i % 2 else "", referrer_domain="x.test")
+        for i in range(7)
+    )
+    FunnelEvent.objects.create(campaign=campaign, kind="authorize", country="GB", device="mobile")
     expected = {"subscription:pending": 11, "funnel:view": 7, "funnel:authorize": 1}
-    assert tallied(campaign) == counted(campaign) == expected
+    assert tallied(campaign) == counted(campaign)
+    assert status_and_kind(tallied(campaign)) == expected
+    assert tallied(campaign)["funnel:view:source:tiktok"] == 3
+    assert tallied(campaign)["funnel:view:source:x.test"] == 4
 
     Subscription.objects.filter(campaign=campaign, fan__in=fans[:4]).update(status="delivered")
     Subscription.objects.filter(campaign=campaign, fan=fans[4]).update(status="failed")
@@ -50,7 +72,7 @@ def test_tallies_follow_inserts_updates_deletes_and_bulk_writes():
     FunnelEvent.objects.filter(campaign=campaign)[:1].get().delete()
     assert tallied(campaign) == counted(campaign)
     assert analytics.kpis(campaign) == {"pending": 5, "delivered": 4, "failed": 1, "revoked": 0}
-    assert tallied(other) == {"subscription:pending": 1}
+    assert status_and_kind(tallied(other)) == {"subscription:pending": 1}
 
     Fan.objects.filter(pk=fans[7].pk).delete()  # cascades to the subscription
     assert tallied(campaign) == counted(campaign)
