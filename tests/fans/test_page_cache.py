@@ -1,9 +1,14 @@
 """The campaign page is served from cache: a warm view makes one database query (the page view's INSERT),
 and staff edits to the campaign, release, artist or links show at once."""
 
+import datetime as dt
+import re
+
 import pytest
+import time_machine
 from django.core.cache import caches
 from django.urls import reverse
+from django.utils import timezone
 
 from fans.models import FunnelEvent
 from releases.models import ReleaseLink
@@ -60,8 +65,6 @@ def test_staff_edits_show_at_once(client, campaign):
 
 
 def test_a_new_link_and_a_new_slug_show_at_once(client):
-    import datetime as dt
-
     campaign = make_campaign(release_in=-dt.timedelta(days=1))
     client.get(url(campaign))
 
@@ -82,3 +85,27 @@ def test_a_campaign_back_to_draft_disappears_at_once(client, campaign):
     campaign.save()
 
     assert client.get(url(campaign)).status_code == 404
+
+
+def test_the_countdown_is_fresh_on_every_cached_view(client, campaign):
+    def hours_left() -> str:
+        html = client.get(url(campaign)).content.decode()
+        return re.search(r'data-unit="hours">(\d+)<', html).group(1)
+
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        before = hours_left()
+    with time_machine.travel(start + dt.timedelta(hours=1), tick=False):
+        after = hours_left()
+
+    assert (int(before) - int(after)) % 24 == 1
+
+
+def test_the_page_turns_into_the_smart_link_at_release_time_without_an_edit(client):
+    campaign = make_campaign(release_in=dt.timedelta(minutes=5))
+    assert "Pre-save on Spotify" in client.get(url(campaign)).content.decode()
+
+    with time_machine.travel(timezone.now() + dt.timedelta(minutes=6)):
+        html = client.get(url(campaign)).content.decode()
+
+    assert "Listen on Spotify" in html and "Pre-save on Spotify" not in html
