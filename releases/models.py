@@ -179,8 +179,19 @@ class Campaign(models.Model):
         return reverse("fans:campaign", args=[self.slug])
 
     def clean(self) -> None:
-        if self.follow_artist and self.release_id and not self.release.artist.spotify_uri:
-            raise ValidationError({"follow_artist": "Following needs the artist's Spotify URI."})
+        if self.follow_artist and self.release_id:
+            artist = self.release.artist
+            missing = [(cls.label, needs) for cls in self.offered_services() if (needs := cls().follow_needs(artist))]
+            if missing:
+                raise ValidationError(
+                    {
+                        "follow_artist": [
+                            f"Following the artist on {label} needs {needs}. Add it to the artist, or don't offer "
+                            f"{label} in this campaign."
+                            for label, needs in missing
+                        ]
+                    }
+                )
 
     def firing_time(self, market: str = "") -> dt.datetime:
         """When delivery fires for fans in `market` ("" or unknown: the campaign's default market)."""

@@ -33,6 +33,8 @@ from delivery.services.base import (
     TokenRevoked,
     Tokens,
     bearer,
+    catalog_lookup,
+    parse_retry_after,
 )
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ ONE_TRACK_WARNING = (
 NO_FOLLOW_WARNING = "Apple Music has no artist follow: fans who choose Apple Music get the release only."
 NO_ID_WARNING = "Apple Music finds the release by its {name}, and this release has none: Apple Music fans would fail."
 RETRY_AFTER_SECONDS = 5.0  # when a 429 names no Retry-After
+RESOURCE_TYPES = {"album": "albums", "track": "songs"}  # catalog_lookup's kind → Apple's resource type
 
 _developer_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}  # (key id, team id, key digest) → (jwt, exp)
 _developer_tokens_lock = threading.Lock()
@@ -96,6 +99,9 @@ def forget_developer_token() -> None:
 class AppleMusic(Service):
     key = "apple_music"
     label = "Apple Music"
+    scope_words = SCOPE_WORDS
+    staff_rules = STAFF_RULES
+    identity_kept = "an anonymous id for your {label} sign-in (Apple shares no name, email or account id)"
 
     def __init__(self) -> None:
         super().__init__()
@@ -114,9 +120,6 @@ class AppleMusic(Service):
         """MusicKit has no scopes: authorizing lets the app use the fan's library. Apple shares no email."""
         return ["library"]
 
-    def scope_descriptions(self, scopes: list[str]) -> list[str]:
-        return [SCOPE_WORDS[scope] for scope in scopes if scope in SCOPE_WORDS]
-
     def authorize_url(self, *, redirect_uri: str, state: str, scopes: list[str], code_challenge: str) -> str:
         """Our own MusicKit page (fans/musickit.py) for this pending authorization."""
         return f"{settings.PUBLIC_BASE_URL}{reverse('fans:musickit')}?{urlencode({'state': state})}"
@@ -132,7 +135,7 @@ class AppleMusic(Service):
 
         This also proves the Music-User-Token works. Apple shares no account id or name: the fan is known by a
         digest of the token (a new authorization is a new fan)."""
-        body = _json_object(self.run(self._call("profile", "GET", "/v1/me/storefront", access_token)))
+        body = self.json_object(self.run(self._call("profile", "GET", "/v1/me/storefront", access_token)))
         data = body.get("data") or [{}]
         storefront = str(data[0].get("id", "")) if isinstance(data[0], dict) else ""
         return Profile(
@@ -140,15 +143,6 @@ class AppleMusic(Service):
             display_name="Apple Music listener",
             country=storefront.upper()[:2],
         )
-
-    def refresh_call(self, refresh_token: str) -> None:
-        return None
-
-    def parse_tokens(self, reply: Reply) -> Tokens:
-        raise ServiceError("Apple Music has no token refresh.", permanent=True)
-
-    staff_rules = STAFF_RULES
-    identity_kept = "an anonymous id for your {label} sign-in (Apple shares no name, email or account id)"
 
     def staff_warnings(self, campaign: Campaign) -> list[str]:
         release = campaign.release
@@ -163,9 +157,6 @@ class AppleMusic(Service):
 
     # Catalog
 
-    def can_deliver(self, release: Release) -> bool:
-        return bool(release.isrc if release.kind == "track" else release.upc)
-
     def catalog_id(self, release: Release, storefront: str) -> str | None:
         """The release's catalog id in `storefront`, None while it is not there.
         developer.apple.com/documentation/applemusicapi/get-multiple-catalog-albums-by-upc
@@ -174,9 +165,10 @@ class AppleMusic(Service):
         key = (release.pk, storefront)
         if key in self.found:
             return self.found[key]
-        kind, name, value = _lookup(release)
-        call = self._call("resolve", "GET", f"/v1/catalog/{storefront}/{kind}", params={f"filter[{name}]": value})
-        data = _json_object(self.run(call)).get("data") or []
+        kind, code, value = catalog_lookup(release)
+        path = f"/v1/catalog/{storefront}/{RESOURCE_TYPES[kind]}"
+        call = self._call("resolve", "GET", path, params={f"filter[{code}]": value})
+        data = self.json_object(self.run(call)).get("data") or []
         if not data or not isinstance(data[0], dict) or not data[0].get("id"):
             return None
         self.found[key] = str(data[0]["id"])
@@ -204,7 +196,7 @@ class AppleMusic(Service):
         catalog_id = self.catalog_id(campaign.release, storefront)
         if catalog_id is None:
             raise ServiceError(f"The release is not in Apple Music's {storefront.upper()} storefront.")
-        kind = _lookup(campaign.release)[0]
+        kind = RESOURCE_TYPES[catalog_lookup(campaign.release)[0]]
         return [
             self._call("save", "POST", "/v1/me/library", access_token, params={f"ids[{kind}]": catalog_id}),
             self._call("verify", "GET", f"/v1/catalog/{storefront}/{kind}/{catalog_id}/library", access_token),
@@ -223,7 +215,7 @@ class AppleMusic(Service):
     def check(self, call: Call, reply: Reply) -> Reply:
         if reply.status >= 400:
             self.raise_for_reply(call, reply)
-        if call.name == "verify" and not _json_object(reply).get("data"):
+        if call.name == "verify" and not self.json_object(reply).get("data"):
             raise ServiceError("Apple Music accepted the add, but the release is not in the fan's library.")
         return reply
 
@@ -232,15 +224,13 @@ class AppleMusic(Service):
         (`{"errors": [{"status", "code", "title", "detail"}]}`): 401 is about our developer token (made anew,
         then retried); 403 about the fan's Music-User-Token (they must authorize again)."""
         status = reply.status
-        try:
-            body = reply.json()
-        except ValueError:
-            body = None
+        body = reply.json_or_none()
         errors = body.get("errors") if isinstance(body, dict) else None
         first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
         detail = str(first.get("detail") or first.get("title") or "")[:200]
         if status == 429:
-            raise RateLimited(_retry_after(reply.headers.get("Retry-After")), "Rate limited by Apple Music.")
+            retry_after = parse_retry_after(reply.headers.get("Retry-After"), RETRY_AFTER_SECONDS)
+            raise RateLimited(retry_after, "Rate limited by Apple Music.")
         if status == 401:
             forget_developer_token()
             raise ServiceError("Apple Music refused our developer token (401); a new one is made.", status=status)
@@ -255,30 +245,6 @@ class AppleMusic(Service):
         raise ServiceError(message, permanent=True, status=status)
 
 
-def _lookup(release: Release) -> tuple[str, str, str]:
-    """(resource type, filter, value): albums by UPC, a track's song by ISRC."""
-    if release.kind == "track":
-        return "songs", "isrc", release.isrc
-    return "albums", "upc", release.upc
-
-
 def _storefront(market: str) -> str:
     """Apple's storefront ids are lower-case ISO 3166-1 alpha-2 codes."""
     return (market or settings.APPLE_MUSIC_STOREFRONT).lower()
-
-
-def _retry_after(value: str | None) -> float:
-    try:
-        return max(0.0, float(value)) if value else RETRY_AFTER_SECONDS
-    except ValueError:
-        return RETRY_AFTER_SECONDS
-
-
-def _json_object(reply: Reply) -> dict:
-    try:
-        body = reply.json()
-    except ValueError:
-        raise ServiceError("Apple Music answered with something that is not JSON.") from None
-    if not isinstance(body, dict):
-        raise ServiceError("Apple Music answered with an unexpected JSON shape.")
-    return body

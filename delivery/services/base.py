@@ -17,7 +17,7 @@ import requests
 from django.conf import settings
 
 if TYPE_CHECKING:
-    from releases.models import Campaign, Release
+    from releases.models import Artist, Campaign, Release
 
 # A release-day call that fails to connect or times out is worth retrying; these are the words staff see.
 TIMEOUT_MESSAGE = "{label} did not answer in time."
@@ -107,6 +107,13 @@ class Reply:
         """The decoded JSON body; ValueError when it is not JSON."""
         return json.loads(self.body or b"null")
 
+    def json_or_none(self) -> Any:
+        """The decoded JSON body, None when it is not JSON (for reading error answers)."""
+        try:
+            return self.json()
+        except ValueError:
+            return None
+
 
 def basic_auth(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
@@ -114,6 +121,22 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
 
 def bearer(access_token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {access_token}"}
+
+
+def catalog_lookup(release: Release) -> tuple[str, str, str]:
+    """How a service finds a release without an id of its own: (kind, code, value), that is
+    ("track", "isrc", the ISRC) for a one-track release and ("album", "upc", the UPC) otherwise."""
+    if release.kind == "track":
+        return "track", "isrc", release.isrc
+    return "album", "upc", release.upc
+
+
+def parse_retry_after(value: str | None, default: float) -> float:
+    """A 429's Retry-After in seconds (`default` when absent or not a number)."""
+    try:
+        return max(0.0, float(value)) if value else default
+    except ValueError:
+        return default
 
 
 class Service:
@@ -131,6 +154,8 @@ class Service:
     staff_rules: ClassVar[str] = ""
     # Who the fan is to us, in the consent's "We keep …" sentence (fans/consent.py).
     identity_kept: ClassVar[str] = "your {label} name and account id"
+    # The fan's words for each scope this service asks for (the consent's list).
+    scope_words: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self) -> None:
         self.timeout = settings.SERVICE_TIMEOUT_SECONDS
@@ -145,7 +170,7 @@ class Service:
         raise NotImplementedError
 
     def scope_descriptions(self, scopes: list[str]) -> list[str]:
-        raise NotImplementedError
+        return [self.scope_words[scope] for scope in scopes if scope in self.scope_words]
 
     def authorize_url(self, *, redirect_uri: str, state: str, scopes: list[str], code_challenge: str) -> str:
         raise NotImplementedError
@@ -163,12 +188,14 @@ class Service:
 
     # Release day (the worker)
     def refresh_call(self, refresh_token: str) -> Call | None:
-        """The call that turns the stored token into an access token; None for a service without a refresh
-        flow (Deezer's offline_access, Apple Music's Music-User-Token), whose stored token is the access token."""
-        raise NotImplementedError
+        """The call that turns the stored token into an access token; None (the default) for a service without
+        a refresh flow (Deezer's offline_access, Apple Music's Music-User-Token), whose stored token is the
+        access token."""
+        return None
 
     def parse_tokens(self, reply: Reply) -> Tokens:
-        raise NotImplementedError
+        """The tokens in a `refresh_call` (or exchange) answer."""
+        raise ServiceError(f"{self.label} has no token refresh.", permanent=True)
 
     def delivery_calls(self, access_token: str, campaign: Campaign, market: str = "") -> list[Call]:
         """The library actions the campaign promised, in order (save the release, follow the artist), for a fan
@@ -177,8 +204,15 @@ class Service:
         raise NotImplementedError
 
     def can_deliver(self, release: Release) -> bool:
-        """Whether the release carries what this service needs to save it (e.g. its URI, UPC or ISRC)."""
-        raise NotImplementedError
+        """Whether the release carries what this service needs to save it: by default its UPC (a track: its
+        ISRC), see `catalog_lookup`."""
+        return bool(catalog_lookup(release)[2])
+
+    def follow_needs(self, artist: Artist) -> str:
+        """What this service still lacks to follow `artist` on release day, in words for staff ("the artist's
+        Spotify URI"); "" when nothing is missing, or when the service has no artist follow (its
+        `staff_warnings` say so). Campaign.clean refuses "follow the artist" while an offered service lacks it."""
+        return ""
 
     def resolve_release(self, release: Release) -> str:
         """The release's id on this service, found by its URI, else its UPC (albums) or ISRC (tracks);
@@ -228,3 +262,13 @@ class Service:
 
     def raise_for_reply(self, call: Call, reply: Reply) -> None:
         raise NotImplementedError
+
+    def json_object(self, reply: Reply) -> dict:
+        """The reply's JSON object body; a ServiceError when the service answered something else."""
+        try:
+            body = reply.json()
+        except ValueError:
+            raise ServiceError(f"{self.label} answered with something that is not JSON.") from None
+        if not isinstance(body, dict):
+            raise ServiceError(f"{self.label} answered with an unexpected JSON shape.")
+        return body

@@ -16,7 +16,17 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 
-from delivery.services.base import Call, Profile, RateLimited, Reply, Service, ServiceError, TokenRevoked, Tokens
+from delivery.services.base import (
+    Call,
+    Profile,
+    RateLimited,
+    Reply,
+    Service,
+    ServiceError,
+    TokenRevoked,
+    Tokens,
+    catalog_lookup,
+)
 
 if TYPE_CHECKING:
     from releases.models import Campaign, Release
@@ -38,6 +48,7 @@ QUOTA_RETRY_AFTER_SECONDS = 5.0  # the quota counts requests over 5 seconds
 class Deezer(Service):
     key = "deezer"
     label = "Deezer"
+    scope_words = SCOPE_WORDS
 
     def __init__(self) -> None:
         super().__init__()
@@ -58,9 +69,6 @@ class Deezer(Service):
             perms.append("email")
         return perms
 
-    def scope_descriptions(self, scopes: list[str]) -> list[str]:
-        return [SCOPE_WORDS[scope] for scope in scopes if scope in SCOPE_WORDS]
-
     def authorize_url(self, *, redirect_uri: str, state: str, scopes: list[str], code_challenge: str) -> str:
         """developers.deezer.com/api/oauth (auth.php: app_id, redirect_uri, perms; no PKCE)"""
         query = {"app_id": self.app_id, "redirect_uri": redirect_uri, "perms": ",".join(scopes), "state": state}
@@ -76,7 +84,7 @@ class Deezer(Service):
             f"{self.connect_url}/oauth/access_token.php",
             params={"app_id": self.app_id, "secret": self.secret, "code": code, "output": "json"},
         )
-        body = _json_object(self.run(call))
+        body = self.json_object(self.run(call))
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
             raise ServiceError("Deezer's token answer was not understood.")
@@ -93,16 +101,10 @@ class Deezer(Service):
         reason = params.get("error_reason", "") or params.get("error", "")
         return "access_denied" if reason == "user_denied" else reason
 
-    def refresh_call(self, refresh_token: str) -> None:
-        return None
-
-    def parse_tokens(self, reply: Reply) -> Tokens:
-        raise ServiceError("Deezer has no token refresh.", permanent=True)
-
     def profile(self, access_token: str) -> Profile:
         """developers.deezer.com/api/user (GET /user/me: id, name, email with the email permission, country)"""
         call = Call("profile", "GET", f"{self.api_url}/user/me", params={"access_token": access_token})
-        body = _json_object(self.run(call))
+        body = self.json_object(self.run(call))
         if not body.get("id"):
             raise ServiceError("Deezer's profile answer had no user id.")
         return Profile(
@@ -112,18 +114,16 @@ class Deezer(Service):
             country=str(body.get("country") or ""),
         )
 
-    def can_deliver(self, release: Release) -> bool:
-        return bool(release.isrc if release.kind == "track" else release.upc)
-
     def resolve_release(self, release: Release) -> str:
         """developers.deezer.com/api/album (GET /album/upc:<upc>) and developers.deezer.com/api/track
         (GET /track/isrc:<isrc>); the answer names the artist to follow too."""
         found = self.found.get(release.pk)
         if found:
             return found[1]
-        kind, lookup = ("track", f"isrc:{release.isrc}") if release.kind == "track" else ("album", f"upc:{release.upc}")
+        kind, code, value = catalog_lookup(release)
+        lookup = f"{code}:{value}"
         try:
-            body = _json_object(self.run(Call("resolve", "GET", f"{self.api_url}/{kind}/{lookup}")))
+            body = self.json_object(self.run(Call("resolve", "GET", f"{self.api_url}/{kind}/{lookup}")))
         except ServiceError as exc:
             if exc.permanent:  # DataException 800: no such UPC/ISRC (yet)
                 raise ServiceError(f"Deezer does not know this release yet ({lookup}).") from None
@@ -139,7 +139,7 @@ class Deezer(Service):
         (`available`, for the album as a whole)."""
         self.resolve_release(release)
         kind, item_id, _ = self.found[release.pk]
-        body = _json_object(self.run(Call("availability", "GET", f"{self.api_url}/{kind}/{item_id}")))
+        body = self.json_object(self.run(Call("availability", "GET", f"{self.api_url}/{kind}/{item_id}")))
         if kind == "track":
             return market in (body.get("available_countries") or [])
         return body.get("available") is not False
@@ -165,10 +165,7 @@ class Deezer(Service):
         """Errors come with HTTP 200 inside the body; library writes must answer `true`."""
         if reply.status >= 400:
             self.raise_for_reply(call, reply)
-        try:
-            body = reply.json()
-        except ValueError:
-            body = None
+        body = reply.json_or_none()
         if isinstance(body, dict) and "error" in body:
             self.raise_for_reply(call, reply)
         if call.method == "POST" and body is not True:
@@ -178,10 +175,7 @@ class Deezer(Service):
     def raise_for_reply(self, call: Call, reply: Reply) -> None:
         """developers.deezer.com/api/errors: OAuthException and code 300 mean the fan's token is gone; code 4
         is the quota (wait and retry); 700 is "service busy"; the rest are final."""
-        try:
-            body = reply.json()
-        except ValueError:
-            body = None
+        body = reply.json_or_none()
         error = body.get("error") if isinstance(body, dict) else None
         error = error if isinstance(error, dict) else {}
         kind, message = str(error.get("type", "")), str(error.get("message", ""))[:200]
@@ -201,13 +195,3 @@ class Deezer(Service):
             raise TokenRevoked(message, status=status)
         detail = message or kind or f"HTTP {status}"
         raise ServiceError(f"Deezer rejected the {call.name}: {detail} (code {code}).", permanent=True, status=status)
-
-
-def _json_object(reply: Reply) -> dict:
-    try:
-        body = reply.json()
-    except ValueError:
-        raise ServiceError("Deezer answered with something that is not JSON.") from None
-    if not isinstance(body, dict):
-        raise ServiceError("Deezer answered with an unexpected JSON shape.")
-    return body

@@ -24,11 +24,14 @@ from delivery.services.base import (
     Tokens,
     basic_auth,
     bearer,
+    catalog_lookup,
+    parse_retry_after,
 )
 
 if TYPE_CHECKING:
-    from releases.models import Campaign, Release
+    from releases.models import Artist, Campaign, Release
 
+RETRY_AFTER_SECONDS = 1.0  # when a 429 names no Retry-After
 SCOPE_WORDS = {
     "user-library-modify": "Save this release to your Spotify library on release day.",
     "user-follow-modify": "Follow the artist on Spotify.",
@@ -42,6 +45,7 @@ class Spotify(Service):
     # Refresh tokens expire six months after the fan authorized, however often they are refreshed.
     # developer.spotify.com/blog/2026-06-18-refresh-token-expiration
     authorization_lifetime = dt.timedelta(days=182)
+    scope_words = SCOPE_WORDS
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,9 +67,6 @@ class Spotify(Service):
         if email_opt_in:
             scopes.append("user-read-email")
         return scopes
-
-    def scope_descriptions(self, scopes: list[str]) -> list[str]:
-        return [SCOPE_WORDS[scope] for scope in scopes if scope in SCOPE_WORDS]
 
     def authorize_url(self, *, redirect_uri: str, state: str, scopes: list[str], code_challenge: str) -> str:
         """developer.spotify.com/documentation/web-api/tutorials/code-pkce-flow"""
@@ -107,7 +108,7 @@ class Spotify(Service):
         )
 
     def parse_tokens(self, reply: Reply) -> Tokens:
-        body = _json_object(reply)
+        body = self.json_object(reply)
         try:
             return Tokens(
                 access_token=body["access_token"],
@@ -123,7 +124,7 @@ class Spotify(Service):
 
         `account_id` (May 2026) is the stable key where present; `email` and `country` may be absent.
         """
-        body = _json_object(self.run(Call("profile", "GET", f"{self.api_url}/v1/me", headers=bearer(access_token))))
+        body = self.json_object(self.run(Call("profile", "GET", f"{self.api_url}/v1/me", headers=bearer(access_token))))
         user_id = body.get("account_id") or body.get("id")
         if not user_id:
             raise ServiceError("Spotify's profile answer had no user id.")
@@ -136,6 +137,9 @@ class Spotify(Service):
 
     def can_deliver(self, release: Release) -> bool:
         return bool(release.spotify_uri or release.upc or release.isrc)
+
+    def follow_needs(self, artist: Artist) -> str:
+        return "" if artist.spotify_uri else "the artist's Spotify URI"
 
     def listen_url(self, release: Release) -> str:
         """open.spotify.com/album/<id> or /track/<id>, from the release's Spotify URI."""
@@ -156,8 +160,8 @@ class Spotify(Service):
                 calls.append(self._put(access_token, "save", f"/v1/me/{kind}s", ids=spotify_id))
             else:
                 calls.append(self._put(access_token, "save", "/v1/me/library", uris=release.spotify_uri))
-        if campaign.follow_artist:
-            artist_uri = release.artist.spotify_uri
+        artist_uri = release.artist.spotify_uri
+        if campaign.follow_artist and artist_uri:  # without it Campaign.clean refuses to offer Spotify a follow
             if self.legacy_library:
                 artist_id = artist_uri.rsplit(":", 1)[1]
                 calls.append(self._put(access_token, "follow", "/v1/me/following", type="artist", ids=artist_id))
@@ -180,7 +184,8 @@ class Spotify(Service):
         """developer.spotify.com/documentation/web-api/reference/search (q=upc:… type=album; q=isrc:… type=track)"""
         if release.spotify_uri:
             return release.spotify_uri
-        kind, query = ("track", f"isrc:{release.isrc}") if release.kind == "track" else ("album", f"upc:{release.upc}")
+        kind, code, value = catalog_lookup(release)
+        query = f"{code}:{value}"
         call = Call(
             "resolve",
             "GET",
@@ -188,7 +193,7 @@ class Spotify(Service):
             params={"q": query, "type": kind, "limit": "1"},
             headers=bearer(self.app_token()),
         )
-        items = (_json_object(self.run(call)).get(f"{kind}s") or {}).get("items") or []
+        items = (self.json_object(self.run(call)).get(f"{kind}s") or {}).get("items") or []
         if not items or not items[0].get("uri"):
             raise ServiceError(f"Spotify does not know this release yet ({query}).")
         release.spotify_uri = str(items[0]["uri"])
@@ -207,7 +212,7 @@ class Spotify(Service):
             headers=bearer(self.app_token()),
         )
         try:
-            body = _json_object(self.run(call))
+            body = self.json_object(self.run(call))
         except ServiceError as exc:
             if exc.status == 404:
                 return False
@@ -222,10 +227,7 @@ class Spotify(Service):
         (developer.spotify.com/documentation/web-api/concepts/api-calls#response-status-codes).
         """
         status = reply.status
-        try:
-            body = reply.json()
-        except ValueError:
-            body = None
+        body = reply.json_or_none()
         body = body if isinstance(body, dict) else {}
         error = body.get("error")
         if isinstance(error, dict):
@@ -233,7 +235,7 @@ class Spotify(Service):
         else:
             code, detail = str(error or ""), str(body.get("error_description", ""))
         if status == 429:
-            retry_after = _parse_retry_after(reply.headers.get("Retry-After"))
+            retry_after = parse_retry_after(reply.headers.get("Retry-After"), RETRY_AFTER_SECONDS)
             reason = "Spotify quota exceeded." if code == "QUOTA_EXCEEDED" else "Rate limited by Spotify."
             raise RateLimited(retry_after, reason)
         if code == "invalid_grant":
@@ -254,20 +256,3 @@ class Spotify(Service):
             raise ServiceError(message, permanent=True, status=status)
         message = f"Spotify rejected the request: {detail or code or 'error'} ({status})."
         raise ServiceError(message, permanent=True, status=status)
-
-
-def _json_object(reply: Reply) -> dict:
-    try:
-        body = reply.json()
-    except ValueError:
-        raise ServiceError("Spotify answered with something that is not JSON.") from None
-    if not isinstance(body, dict):
-        raise ServiceError("Spotify answered with an unexpected JSON shape.")
-    return body
-
-
-def _parse_retry_after(value: str | None) -> float:
-    try:
-        return max(0.0, float(value)) if value else 1.0
-    except ValueError:
-        return 1.0

@@ -136,6 +136,33 @@ def test_release_is_found_by_upc_and_by_isrc(sandbox):
 
 
 @pytest.mark.django_db
+def test_follow_uses_the_deezer_artist_named_by_the_track_lookup(sandbox):
+    """Our artist has no Deezer id: the artist to follow is the one Deezer names for the release (here a
+    one-track release by The Paper Tides, found by its ISRC), with no Spotify URI needed."""
+    campaign = make_campaign(follow_artist=True, services=["deezer"])
+    release = campaign.release
+    release.kind, release.isrc, release.upc, release.spotify_uri = "track", demo_catalog.PAPER_TIDES_TRACK_ISRC, "", ""
+    release.save()
+    release.artist.spotify_uri = ""
+    release.artist.save()
+    campaign.full_clean()  # Deezer needs nothing more to follow
+    token = sandbox.authorize_deezer("alice")
+    deezer = get_service("deezer")
+
+    calls = deezer.delivery_calls(token, campaign, "GB")
+
+    assert [(call.name, call.url.rsplit("/", 1)[1]) for call in calls] == [("save", "tracks"), ("follow", "artists")]
+    assert calls[0].params["track_id"] == str(numeric_id("track", demo_catalog.PAPER_TIDES_TRACK_ID))
+    assert calls[1].params["artist_id"] == str(numeric_id("artist", demo_catalog.PAPER_TIDES_ARTIST_ID))
+    for call in calls:
+        deezer.run(call)
+    assert sandbox.library("alice") == {
+        "saved": [f"deezer:track:{demo_catalog.PAPER_TIDES_TRACK_ID}"],
+        "following": [f"deezer:artist:{demo_catalog.PAPER_TIDES_ARTIST_ID}"],
+    }
+
+
+@pytest.mark.django_db
 def test_each_service_has_its_own_rate_limit_from_its_settings(settings):
     from delivery.ratelimit import limiter_for
 

@@ -228,7 +228,10 @@ def test_follow_artist_without_the_artists_spotify_uri_is_a_form_error(staff_cli
     response = staff_client.post(change_url(campaign), form_data(campaign, follow_artist="on"))
 
     assert response.status_code == 200
-    assert "Following needs the artist's Spotify URI." in response.context["adminform"].form.errors["follow_artist"]
+    assert response.context["adminform"].form.errors["follow_artist"] == [
+        "Following the artist on Spotify needs the artist's Spotify URI. Add it to the artist, or don't offer "
+        "Spotify in this campaign."
+    ]
 
 
 def test_staff_choose_only_draft_or_live(staff_client, campaign):

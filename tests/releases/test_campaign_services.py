@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from delivery.services.apple_music import NO_FOLLOW_WARNING, ONE_TRACK_WARNING
-from releases.models import Campaign
+from releases.models import Artist, Campaign
 from tests.conftest import make_campaign
 from tests.releases.test_campaign_admin import form_data
 
@@ -76,3 +76,36 @@ def test_change_page_shows_each_services_clicks_authorizations_and_deliveries(st
     assert rows["Spotify"].statuses["delivered"] == 1 and rows["Spotify"].clicks == 0
     html = staff_client.get(change_url(campaign)).content.decode()
     assert "By service" in html and '<th scope="row">Apple Music</th>' in html
+
+
+def test_follow_the_artist_asks_only_what_the_offered_services_need(staff_client, sandbox):
+    campaign = make_campaign()
+    Artist.objects.filter(pk=campaign.release.artist_id).update(spotify_uri="")
+
+    with_spotify = staff_client.post(change_url(campaign), form_data(campaign, follow_artist="on"))
+    assert with_spotify.status_code == 200, "no services ticked: every enabled service is offered, Spotify too"
+    errors = with_spotify.context["adminform"].form.errors["follow_artist"]
+    assert errors == [
+        "Following the artist on Spotify needs the artist's Spotify URI. Add it to the artist, or don't offer "
+        "Spotify in this campaign."
+    ]
+    assert "Following the artist on Spotify needs the artist&#x27;s Spotify URI" in with_spotify.content.decode()
+
+    without = staff_client.post(
+        change_url(campaign), form_data(campaign, follow_artist="on", services=["apple_music", "deezer"])
+    )
+    assert without.status_code == 302, without.context["adminform"].form.errors
+    assert Campaign.objects.get().follow_artist, "Deezer follows by the artist it finds with the release"
+
+
+def test_each_service_says_what_it_needs_to_follow_the_artist(db):
+    from delivery.services import SERVICES
+
+    artist = Artist(name="Nova Lark", spotify_uri="")
+    assert {key: cls().follow_needs(artist) for key, cls in SERVICES.items()} == {
+        "spotify": "the artist's Spotify URI",
+        "apple_music": "",
+        "deezer": "",
+    }
+    artist.spotify_uri = "spotify:artist:0TnOYISbd1XYRBk9myaseg"
+    assert SERVICES["spotify"]().follow_needs(artist) == ""
