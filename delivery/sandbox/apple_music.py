@@ -21,8 +21,9 @@ from pathlib import Path
 import jwt
 from aiohttp import web
 
-from delivery.sandbox.deezer import _chosen_user
-from delivery.sandbox.faults import Kind, fault_middleware
+from delivery.sandbox.faults import Kind
+from delivery.sandbox.login_page import chosen_user
+from delivery.sandbox.service_app import ServiceApiError, make_service_app
 from delivery.sandbox.state import AccessToken, Album, MusicKitKey, SandboxState, Track
 
 PREFIX = "/apple_music"
@@ -30,63 +31,63 @@ KEY = "apple_music"
 MAX_TOKEN_SECONDS = 15_777_000  # six months
 TOKEN_PREFIX = "AmUT"
 MUSICKIT_JS = Path(__file__).with_name("musickit_standin.js")
-KINDS = {"albums": "album", "songs": "song"}
+KINDS = {"albums": "album", "songs": "song"}  # Apple's resource types, and its word for one of them
+CATALOG_KINDS = {"albums": "album", "songs": "track"}  # … and the sandbox catalog's
+CODES = {"albums": "upc", "songs": "isrc"}  # the filter[…] that finds them by code
+UNKNOWN = {404: "Resource Not Found", 405: "Method Not Allowed"}
 
 
-class AppleError(Exception):
+class AppleError(ServiceApiError):
     def __init__(self, status: int, code: str, title: str, detail: str = "") -> None:
         super().__init__(title)
         self.status, self.code, self.title, self.detail = status, code, title, detail
 
+    def response(self, request: web.Request) -> web.Response:
+        return error_response(self.status, self.title, detail=self.detail, code=self.code, headers=_cors(request))
+
 
 def error_response(
-    status: int, message: str, *, reason: str | None = None, headers: Mapping[str, str] | None = None
+    status: int,
+    message: str,
+    *,
+    reason: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    detail: str = "",
+    code: str = "",
 ) -> web.Response:
-    body = {
-        "errors": [{"id": secrets.token_hex(8).upper(), "title": message, "status": str(status), "code": f"{status}00"}]
-    }
-    return web.json_response(body, status=status, headers=headers)
+    """`{"errors": [{"id", "title", "detail", "status", "code"}]}`."""
+    error = {"id": secrets.token_hex(8).upper(), "title": message, "status": str(status), "code": code or f"{status}00"}
+    if detail:
+        error["detail"] = detail
+    return web.json_response({"errors": [error]}, status=status, headers=headers)
 
 
 def catalog_id(kind: str, item_id: str) -> str:
-    """Apple's numeric catalog id for a catalog item of the sandbox."""
+    """Apple's numeric catalog id for a catalog item of the sandbox (`kind`: album, song)."""
     digest = hashlib.sha256(f"apple:{kind}:{item_id}".encode()).digest()
     return str(1_000_000_000 + int.from_bytes(digest[:8], "big") % 900_000_000)
 
 
+def catalog_id_of(kind: str, item_id: str) -> str:
+    """Apple's catalog id for the sandbox catalog's `kind` (album, track, artist) of item."""
+    return catalog_id("song" if kind == "track" else kind, item_id)
+
+
 def make_apple_music_app(state: SandboxState) -> web.Application:
-    apple = AppleMusicService(state)
-    app = web.Application(middlewares=[fault_middleware(state, apple.classify, error_response), render_errors])
-    app.add_routes(apple.routes())
-    return app
-
-
-@web.middleware
-async def render_errors(request: web.Request, handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except AppleError as error:
-        body = {
-            "errors": [
-                {
-                    "id": secrets.token_hex(8).upper(),
-                    "title": error.title,
-                    "detail": error.detail,
-                    "status": str(error.status),
-                    "code": error.code,
-                }
-            ]
-        }
-        return web.json_response(body, status=error.status, headers=_cors(request))
-    except web.HTTPNotFound:
-        if request.path.startswith(f"{PREFIX}/api/"):
-            return error_response(404, "Resource Not Found")
-        raise
+    """The sub-application to mount at PREFIX."""
+    return make_service_app(
+        state,
+        AppleMusicService(state),
+        fault_error=error_response,
+        api_path=f"{PREFIX}/api/",
+        unknown=lambda status: error_response(status, UNKNOWN[status]),
+    )
 
 
 class AppleMusicService:
     def __init__(self, state: SandboxState) -> None:
         self.state = state
+        state.use_service_ids(KEY, lambda kind, catalog_id: catalog_id_of(kind, catalog_id))
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -95,8 +96,7 @@ class AppleMusicService:
             web.options("/musickit/authorize", self.preflight),
             web.get("/api/v1/me/storefront", self.storefront),
             web.post("/api/v1/me/library", self.add_to_library),
-            web.get("/api/v1/catalog/{storefront}/albums", self.albums_by_upc),
-            web.get("/api/v1/catalog/{storefront}/songs", self.songs_by_isrc),
+            web.get("/api/v1/catalog/{storefront}/{kind:albums|songs}", self.by_code),
             web.get("/api/v1/catalog/{storefront}/{kind}/{id}", self.catalog_item),
             web.get("/api/v1/catalog/{storefront}/{kind}/{id}/library", self.library_relationship),
         ]
@@ -177,7 +177,7 @@ class AppleMusicService:
         if not isinstance(body, dict):
             raise AppleError(400, "40000", "Bad Request", "The body must be a JSON object")
         key = self._developer(str(body.get("developerToken", "")))
-        user_id = _chosen_user(self.state, "", str(body.get("user", "")))
+        user_id = chosen_user(self.state, "", str(body.get("user", "")))
         if user_id is None:
             raise AppleError(400, "40000", "Bad Request", "Type a name to sign in as")
         token = authorize_user(self.state, user_id, key)
@@ -210,27 +210,18 @@ class AppleMusicService:
                     self.state.save(token.user_id or "", uri, "POST /v1/me/library")
         return web.Response(status=202)
 
-    async def albums_by_upc(self, request: web.Request) -> web.Response:
-        """GET /v1/catalog/{storefront}/albums?filter[upc]=.
-        developer.apple.com/documentation/applemusicapi/get-multiple-catalog-albums-by-upc"""
+    async def by_code(self, request: web.Request) -> web.Response:
+        """GET /v1/catalog/{storefront}/albums?filter[upc]= and …/songs?filter[isrc]=.
+        developer.apple.com/documentation/applemusicapi/get-multiple-catalog-albums-by-upc and
+        …/get-multiple-catalog-songs-by-isrc"""
         self._bearer(request)
-        upc = request.query.get("filter[upc]", "")
-        if not upc:
-            raise AppleError(400, "40000", "Bad Request", "filter[upc] is required")
-        storefront = request.match_info["storefront"]
-        albums = [self.state.albums[i] for i in self.state.albums_by_upc.get(upc, [])]
-        return web.json_response({"data": [self._album(a, storefront) for a in albums if _in(a, storefront)]})
-
-    async def songs_by_isrc(self, request: web.Request) -> web.Response:
-        """GET /v1/catalog/{storefront}/songs?filter[isrc]=.
-        developer.apple.com/documentation/applemusicapi/get-multiple-catalog-songs-by-isrc"""
-        self._bearer(request)
-        isrc = request.query.get("filter[isrc]", "").upper()
-        if not isrc:
-            raise AppleError(400, "40000", "Bad Request", "filter[isrc] is required")
-        storefront = request.match_info["storefront"]
-        tracks = [self.state.tracks[i] for i in self.state.tracks_by_isrc.get(isrc, [])]
-        return web.json_response({"data": [self._song(t, storefront) for t in tracks if _in(t, storefront)]})
+        kind, storefront = request.match_info["kind"], request.match_info["storefront"]
+        name = f"filter[{CODES[kind]}]"
+        code = request.query.get(name, "")
+        if not code:
+            raise AppleError(400, "40000", "Bad Request", f"{name} is required")
+        items = [item for item in self.state.find_by_code(CATALOG_KINDS[kind], code) if _in(item, storefront)]
+        return web.json_response({"data": [self._render(item, storefront) for item in items]})
 
     async def catalog_item(self, request: web.Request) -> web.Response:
         """GET /v1/catalog/{storefront}/albums/{id} (…/songs/{id}): 404 where it is not available.
@@ -240,8 +231,7 @@ class AppleMusicService:
         item = self._item(kind, request.match_info["id"])
         if item is None or not _in(item, storefront):
             raise AppleError(404, "40400", "Resource Not Found", "Resource with requested id was not found")
-        render = self._album if kind == "albums" else self._song
-        return web.json_response({"data": [render(item, storefront)]})
+        return web.json_response({"data": [self._render(item, storefront)]})
 
     async def library_relationship(self, request: web.Request) -> web.Response:
         """GET /v1/catalog/{storefront}/albums/{id}/library: the fan's library copy, if they have one.
@@ -264,12 +254,11 @@ class AppleMusicService:
         return (self.state.albums if kind == "albums" else self.state.tracks).get(item_id)
 
     def _find(self, kind: str, value: str) -> str | None:
-        catalog = {"albums": self.state.albums, "songs": self.state.tracks}.get(kind, {})
-        singular = KINDS.get(kind, "")
-        for item_id in catalog:
-            if catalog_id(singular, item_id) == value:
-                return item_id
-        return None
+        """The catalog id of the album or song (`kind`: albums, songs) Apple knows as `value` (one dict lookup)."""
+        return self.state.find_by_service_id(KEY, CATALOG_KINDS.get(kind, ""), value)
+
+    def _render(self, item: Album | Track, storefront: str) -> dict:
+        return self._album(item, storefront) if isinstance(item, Album) else self._song(item, storefront)
 
     def _album(self, album: Album, storefront: str) -> dict:
         apple_id = catalog_id("album", album.id)

@@ -18,8 +18,8 @@ from aiohttp import web
 from yarl import URL
 
 from delivery.sandbox import login_page
-from delivery.sandbox.faults import Kind, fault_middleware
-from delivery.sandbox.spotify import _slug
+from delivery.sandbox.faults import Kind
+from delivery.sandbox.service_app import ServiceApiError, make_service_app
 from delivery.sandbox.state import AccessToken, Album, Artist, Client, SandboxState, Track
 
 PREFIX = "/deezer"
@@ -38,12 +38,21 @@ PERMS = {
 CODE_PREFIX = "fr"
 TOKEN_PREFIX = "frDZ"
 SERVER_ERROR_CODE = 700  # "Service busy"
+CODES = {"album": "upc", "track": "isrc"}  # what /album/upc:… and /track/isrc:… look up
+NO_DATA = ("DataException", "no data", 800)  # an unknown id, UPC, ISRC or path
 
 
-class DeezerError(Exception):
+class DeezerError(ServiceApiError):
     def __init__(self, kind: str, message: str, code: int) -> None:
         super().__init__(message)
         self.kind, self.message, self.code = kind, message, code
+
+    def response(self, request: web.Request) -> web.Response:
+        return web.json_response(error_body(self.kind, self.message, self.code))
+
+
+def no_data() -> DeezerError:
+    return DeezerError(*NO_DATA)
 
 
 def error_body(kind: str, message: str, code: int) -> dict:
@@ -66,27 +75,20 @@ def numeric_id(kind: str, catalog_id: str) -> int:
 
 
 def make_deezer_app(state: SandboxState) -> web.Application:
-    deezer = DeezerService(state)
-    app = web.Application(middlewares=[fault_middleware(state, deezer.classify, fault_error), render_errors])
-    app.add_routes(deezer.routes())
-    return app
-
-
-@web.middleware
-async def render_errors(request: web.Request, handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except DeezerError as error:
-        return web.json_response(error_body(error.kind, error.message, error.code))
-    except web.HTTPNotFound:
-        if request.path.startswith(f"{PREFIX}/api/"):
-            return web.json_response(error_body("DataException", "no data", 800))
-        raise
+    """The sub-application to mount at PREFIX; unknown API paths answer "no data", as Deezer does."""
+    return make_service_app(
+        state,
+        DeezerService(state),
+        fault_error=fault_error,
+        api_path=f"{PREFIX}/api/",
+        unknown=lambda status: web.json_response(error_body(*NO_DATA)),
+    )
 
 
 class DeezerService:
     def __init__(self, state: SandboxState) -> None:
         self.state = state
+        state.use_service_ids(KEY, lambda kind, catalog_id: str(numeric_id(kind, catalog_id)))
         self.codes: dict[str, tuple[str, str, str]] = {}  # code → (app id, user id, perms)
 
     def routes(self) -> list[web.RouteDef]:
@@ -128,22 +130,20 @@ class DeezerService:
         params = {name: str(query[name]) for name in ("app_id", "redirect_uri", "perms", "state") if name in query}
         app = self._app(params.get("app_id", ""))
         if app is None:
-            raise _page_error("Wrong app_id")
+            raise login_page.page_error("Wrong app_id")
         if not app.accepts_redirect_uri(params.get("redirect_uri", "")):
-            raise _page_error("Wrong redirect_uri")
+            raise login_page.page_error("Wrong redirect_uri")
         perms = [perm for perm in params.get("perms", "").split(",") if perm]
         if any(perm not in PERMS for perm in perms):
-            raise _page_error("Wrong perms")
+            raise login_page.page_error("Wrong perms")
         return params
 
     def _page(self, params: dict[str, str], error: str = "", status: int = 200) -> web.Response:
-        users = list(self.state.users.values())
         html = login_page.login_page(
             client_name="Presave (sandbox Deezer app)",
             params=params,
             scope_words=[PERMS[perm] for perm in params.get("perms", "").split(",") if perm],
-            users=users[: login_page.MAX_LISTED_USERS],
-            user_count=len(users),
+            users=list(self.state.users.values()),
             error=error,
             service="Deezer",
             action=f"{PREFIX}/connect/oauth/decide",
@@ -157,7 +157,7 @@ class DeezerService:
         back = {"state": params["state"]} if "state" in params else {}
         if form.get("decision") != "agree":
             raise web.HTTPFound(URL(params["redirect_uri"]).update_query(error_reason="user_denied", **back))
-        user_id = _chosen_user(self.state, str(form.get("user", "")), str(form.get("new_user", "")))
+        user_id = login_page.chosen_user(self.state, str(form.get("user", "")), str(form.get("new_user", "")))
         if user_id is None:
             return self._page(params, error="Choose a user, or type a name for a new one.", status=400)
         code = CODE_PREFIX + hashlib.sha256(f"{user_id}:{len(self.codes)}:{self.state.now()}".encode()).hexdigest()
@@ -214,22 +214,22 @@ class DeezerService:
 
     async def add_album(self, request: web.Request) -> web.Response:
         """POST /user/me/albums?album_id= → true. developers.deezer.com/api/user/albums"""
-        return self._write(request, "album", self.state.albums)
+        return self._write(request, "album")
 
     async def add_track(self, request: web.Request) -> web.Response:
         """POST /user/me/tracks?track_id= → true. developers.deezer.com/api/user/tracks"""
-        return self._write(request, "track", self.state.tracks)
+        return self._write(request, "track")
 
     async def follow_artist(self, request: web.Request) -> web.Response:
         """POST /user/me/artists?artist_id= → true. developers.deezer.com/api/user/artists"""
-        return self._write(request, "artist", self.state.artists)
+        return self._write(request, "artist")
 
-    def _write(self, request: web.Request, kind: str, catalog: Mapping[str, object]) -> web.Response:
+    def _write(self, request: web.Request, kind: str) -> web.Response:
         token = self._token(request, "manage_library")
         raw = request.query.get(f"{kind}_id", "")
         if not raw:
             raise DeezerError("ParameterException", f"Missing parameters: {kind}_id", 501)
-        catalog_id = self._catalog_id(kind, catalog, raw)
+        catalog_id = self._catalog_id(kind, raw)
         self.state.save(token.user_id or "", f"{KEY}:{kind}:{catalog_id}", f"POST /user/me/{kind}s")
         return web.json_response(True)
 
@@ -247,29 +247,29 @@ class DeezerService:
 
     async def album(self, request: web.Request) -> web.Response:
         """GET /album/<id> or /album/upc:<upc>. developers.deezer.com/api/album"""
-        raw = request.match_info["id"]
-        if raw.startswith("upc:"):
-            ids = self.state.albums_by_upc.get(raw[4:], [])
-            if not ids:
-                raise DeezerError("DataException", "no data", 800)
-            return web.json_response(self._album(self.state.albums[ids[0]]))
-        return web.json_response(self._album(self.state.albums[self._catalog_id("album", self.state.albums, raw)]))
+        return web.json_response(self._album(self.state.albums[self._in_path(request, "album")]))
 
     async def track(self, request: web.Request) -> web.Response:
         """GET /track/<id> or /track/isrc:<isrc>. developers.deezer.com/api/track"""
-        raw = request.match_info["id"]
-        if raw.startswith("isrc:"):
-            ids = self.state.tracks_by_isrc.get(raw[5:].upper(), [])
-            if not ids:
-                raise DeezerError("DataException", "no data", 800)
-            return web.json_response(self._track(self.state.tracks[ids[0]]))
-        return web.json_response(self._track(self.state.tracks[self._catalog_id("track", self.state.tracks, raw)]))
+        return web.json_response(self._track(self.state.tracks[self._in_path(request, "track")]))
 
-    def _catalog_id(self, kind: str, catalog: Mapping[str, object], raw: str) -> str:
-        for catalog_id in catalog:
-            if str(numeric_id(kind, catalog_id)) == raw:
-                return catalog_id
-        raise DeezerError("DataException", "no data", 800)
+    def _in_path(self, request: web.Request, kind: str) -> str:
+        """The catalog id of the album or track in the path: its Deezer id, or `upc:<upc>` (`isrc:<isrc>`)."""
+        raw = request.match_info["id"]
+        code, sep, value = raw.partition(":")
+        if not sep:
+            return self._catalog_id(kind, raw)
+        found = self.state.find_by_code(kind, value) if code == CODES[kind] else []
+        if not found:
+            raise no_data()
+        return found[0].id
+
+    def _catalog_id(self, kind: str, deezer_id: str) -> str:
+        """The catalog id of the album, track or artist Deezer knows as `deezer_id` (one dict lookup)."""
+        catalog_id = self.state.find_by_service_id(KEY, kind, deezer_id)
+        if catalog_id is None:
+            raise no_data()
+        return catalog_id
 
     def _artist(self, artist_id: str) -> dict:
         artist: Artist | None = self.state.artists.get(artist_id)
@@ -307,18 +307,3 @@ def authorize_user(state: SandboxState, user_id: str, perms: str) -> AccessToken
     """A fan who already agreed: mint a lasting token (the control API's direct authorization)."""
     app = state.service_apps[KEY]
     return state.issue_lasting_token(KEY, app.id, user_id, perms, TOKEN_PREFIX)
-
-
-def _chosen_user(state: SandboxState, user_id: str, new_user: str) -> str | None:
-    if new_user.strip():
-        slug = _slug(new_user)
-        if not slug:
-            return None
-        if slug not in state.users:
-            state.add_user(slug, new_user.strip())
-        return slug
-    return user_id if user_id in state.users else None
-
-
-def _page_error(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=login_page.error_page(message), content_type="text/html")

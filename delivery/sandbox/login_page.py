@@ -1,4 +1,5 @@
-"""The sandbox's Spotify login and consent page, and its error page. No JavaScript.
+"""The sandbox's login and consent page (Spotify's and Deezer's), its error page, and who logged in. No
+JavaScript.
 
 Browser tests rely on these stable hooks: radios `input[name=user][value=<id>]`, the text field
 `input[name=new_user]`, and the buttons `#agree` and `#cancel`.
@@ -6,10 +7,14 @@ Browser tests rely on these stable hooks: radios `input[name=user][value=<id>]`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 
-from delivery.sandbox.state import User
+from aiohttp import web
+
+from delivery.sandbox.state import SandboxState, User
 
 MAX_LISTED_USERS = 50
 
@@ -33,13 +38,13 @@ def login_page(
     client_name: str,
     params: Mapping[str, str],
     scope_words: Iterable[str],
-    users: Iterable[User],
-    user_count: int,
+    users: Sequence[User],
     error: str = "",
     service: str = "Spotify",
     action: str = "/spotify/accounts/authorize/decide",
 ) -> str:
-    """The page /authorize shows: what the app asks for, who logs in, Agree or Cancel (posted to `action`)."""
+    """The page /authorize shows: what the app asks for, who logs in (the first MAX_LISTED_USERS of `users`),
+    Agree or Cancel (posted to `action`)."""
     hidden = "".join(
         f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">' for name, value in params.items()
     )
@@ -47,9 +52,9 @@ def login_page(
     radios = "".join(
         f'<label><input type="radio" name="user" value="{escape(user.id)}"> {escape(user.display_name)} '
         f"<small>{escape(user.email)} · {escape(user.country)}</small></label>"
-        for user in users
+        for user in users[:MAX_LISTED_USERS]
     )
-    more = user_count - MAX_LISTED_USERS
+    more = len(users) - MAX_LISTED_USERS
     if more > 0:
         radios += f'<p class="muted">…and {more} more: type a name below to log in as one of them.</p>'
     error_html = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
@@ -74,6 +79,30 @@ def login_page(
 def error_page(message: str) -> str:
     """Spotify's accounts service shows errors it cannot send back to the app as a plain page."""
     return _document(f'<h1>Oops! Something went wrong</h1><p class="error">{escape(message)}</p>')
+
+
+def page_error(message: str) -> web.HTTPBadRequest:
+    """The error page as a 400, to raise from a handler."""
+    return web.HTTPBadRequest(text=error_page(message), content_type="text/html")
+
+
+def chosen_user(state: SandboxState, user_id: str, new_user: str) -> str | None:
+    """The user who logged in: a typed name (created when new) wins over a chosen radio; None when neither
+    names one."""
+    if new_user.strip():
+        user_slug = slug(new_user)
+        if not user_slug:
+            return None
+        if user_slug not in state.users:
+            state.add_user(user_slug, new_user.strip())
+        return user_slug
+    return user_id if user_id in state.users else None
+
+
+def slug(name: str) -> str:
+    """A user id from a typed name: "Dana Fox" → "dana-fox"."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
 
 
 def _document(body: str) -> str:

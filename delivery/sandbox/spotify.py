@@ -11,7 +11,6 @@ import base64
 import hashlib
 import hmac
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -22,7 +21,8 @@ from multidict import MultiDictProxy
 from yarl import URL
 
 from delivery.sandbox import login_page
-from delivery.sandbox.faults import Handler, Kind, fault_middleware
+from delivery.sandbox.faults import Kind
+from delivery.sandbox.service_app import ServiceApiError, make_service_app
 from delivery.sandbox.state import (
     ACCESS_TOKEN_SECONDS,
     AUTHORIZATION_LIFETIME_SECONDS,
@@ -74,11 +74,12 @@ AUTHORIZE_PARAMS = (
 LIBRARY_MAX_URIS = 40
 SEARCH_TYPES = ("album", "artist", "track")
 MARKET = re.compile(r"[A-Z]{2}")
+GATEWAY_ERRORS = {404: "Service not found", 405: "Method not allowed"}
 
 Item = TypeVar("Item", Album, Track, Artist)
 
 
-class ApiError(Exception):
+class ApiError(ServiceApiError):
     """A Web API error: `{"error": {"status", "message"}}`.
     developer.spotify.com/documentation/web-api/concepts/api-calls#response-status-codes"""
 
@@ -86,13 +87,19 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers
 
+    def response(self, request: web.Request) -> web.Response:
+        return api_error(self.status, self.message, headers=self.headers)
 
-class OAuthError(Exception):
+
+class OAuthError(ServiceApiError):
     """An Accounts service error: `{"error", "error_description"}` (RFC 6749 section 5.2)."""
 
     def __init__(self, error: str, description: str, status: int = 400) -> None:
         super().__init__(description)
         self.error, self.description, self.status = error, description, status
+
+    def response(self, request: web.Request) -> web.Response:
+        return web.json_response({"error": self.error, "error_description": self.description}, status=self.status)
 
 
 def api_error(
@@ -105,30 +112,14 @@ def api_error(
 
 
 def make_spotify_app(state: SandboxState) -> web.Application:
-    """The sub-application to mount at PREFIX."""
-    spotify = SpotifyService(state)
-    app = web.Application(middlewares=[fault_middleware(state, spotify.classify, api_error), render_errors])
-    app.add_routes(spotify.routes())
-    return app
-
-
-@web.middleware
-async def render_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn raised errors into Spotify's bodies; unknown API paths answer like Spotify's gateway."""
-    try:
-        return await handler(request)
-    except ApiError as error:
-        return api_error(error.status, error.message, headers=error.headers)
-    except OAuthError as error:
-        return web.json_response({"error": error.error, "error_description": error.description}, status=error.status)
-    except web.HTTPNotFound:
-        if request.path.startswith(API_PATH):
-            return api_error(404, "Service not found")
-        raise
-    except web.HTTPMethodNotAllowed:
-        if request.path.startswith(API_PATH):
-            return api_error(405, "Method not allowed")
-        raise
+    """The sub-application to mount at PREFIX; unknown API paths answer like Spotify's gateway."""
+    return make_service_app(
+        state,
+        SpotifyService(state),
+        fault_error=api_error,
+        api_path=API_PATH,
+        unknown=lambda status: api_error(status, GATEWAY_ERRORS[status]),
+    )
 
 
 @dataclass(frozen=True)
@@ -201,7 +192,7 @@ class SpotifyService:
         auth = self._authorize_request(form)
         if form.get("decision") != "agree":
             raise web.HTTPFound(_redirect(auth, error="access_denied"))
-        user_id = self._chosen_user(str(form.get("user", "")), str(form.get("new_user", "")))
+        user_id = login_page.chosen_user(self.state, str(form.get("user", "")), str(form.get("new_user", "")))
         if user_id is None:
             return self._login_page(auth, error="Choose a user, or type a name for a new one.", status=400)
         code = self.state.issue_code(auth.client.id, user_id, auth.redirect_uri, auth.scope, auth.code_challenge)
@@ -213,43 +204,30 @@ class SpotifyService:
         values = {name: str(params[name]) for name in AUTHORIZE_PARAMS if name in params}
         client = self.state.clients.get(values.get("client_id", ""))
         if client is None:
-            raise _page_error("INVALID_CLIENT: Invalid client")
+            raise login_page.page_error("INVALID_CLIENT: Invalid client")
         redirect_uri = values.get("redirect_uri", "")
         if not client.accepts_redirect_uri(redirect_uri):
-            raise _page_error("INVALID_CLIENT: Invalid redirect URI")
+            raise login_page.page_error("INVALID_CLIENT: Invalid redirect URI")
         scope = " ".join(values.get("scope", "").split())
         auth = AuthorizeRequest(client, values, redirect_uri, values.get("state"), scope, values.get("code_challenge"))
         if values.get("response_type") != "code":
             raise web.HTTPFound(_redirect(auth, error="unsupported_response_type"))
         if any(name not in SCOPES for name in scope.split()):
-            raise _page_error("Illegal scope")
+            raise login_page.page_error("Illegal scope")
         method = values.get("code_challenge_method")
         if (method is not None or auth.code_challenge is not None) and (method != "S256" or not auth.code_challenge):
             raise web.HTTPFound(_redirect(auth, error="invalid_request"))
         return auth
 
     def _login_page(self, auth: AuthorizeRequest, *, error: str = "", status: int = 200) -> web.Response:
-        users = list(self.state.users.values())
         html = login_page.login_page(
             client_name=auth.client.name,
             params=auth.params,
             scope_words=[SCOPES[name] for name in auth.scope.split()],
-            users=users[: login_page.MAX_LISTED_USERS],
-            user_count=len(users),
+            users=list(self.state.users.values()),
             error=error,
         )
         return web.Response(text=html, content_type="text/html", status=status)
-
-    def _chosen_user(self, user_id: str, new_user: str) -> str | None:
-        """The user who logged in: a typed name (created when new) wins over a chosen radio."""
-        if new_user.strip():
-            slug = _slug(new_user)
-            if not slug:
-                return None
-            if slug not in self.state.users:
-                self.state.add_user(slug, new_user.strip())
-            return slug
-        return user_id if user_id in self.state.users else None
 
     # Accounts service: tokens
 
@@ -562,10 +540,9 @@ class SpotifyService:
 
     def _search(self, kind: str, words: list[str], filters: dict[str, str]) -> list[Album | Track | Artist]:
         state = self.state
-        if kind == "album" and "upc" in filters:
-            return [state.albums[i] for i in state.albums_by_upc.get(filters["upc"], [])]
-        if kind == "track" and "isrc" in filters:
-            return [state.tracks[i] for i in state.tracks_by_isrc.get(filters["isrc"].upper(), [])]
+        code = {"album": "upc", "track": "isrc"}.get(kind)
+        if code is not None and code in filters:
+            return state.find_by_code(kind, filters[code])
         if filters or not words:
             return []
         items: Iterable[Album | Track | Artist] = {
@@ -790,10 +767,6 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, message, {"WWW-Authenticate": challenge})
 
 
-def _page_error(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=login_page.error_page(message), content_type="text/html")
-
-
 def _redirect(auth: AuthorizeRequest, **params: str) -> URL:
     """The app's redirect URI with `params` and the app's `state` added to its query."""
     if auth.state is not None:
@@ -814,11 +787,6 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
 def _s256(verifier: str) -> str:
     """The PKCE S256 challenge of `verifier` (RFC 7636 section 4.2)."""
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-
-
-def _slug(name: str) -> str:
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
 
 
 def _api_base(request: web.Request) -> str:

@@ -13,6 +13,7 @@ import secrets
 import string
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 AUTH_CODE_SECONDS = 10 * 60
@@ -213,6 +214,11 @@ class SandboxState:
     albums_by_upc: dict[str, list[str]] = field(default_factory=dict)
     tracks_by_isrc: dict[str, list[str]] = field(default_factory=dict)
     album_tracks: dict[str, list[str]] = field(default_factory=dict)
+    # Other services' own ids for catalog items (Apple's catalog ids, Deezer's numeric ids): each service
+    # derives them from the catalog id (`id_schemes`, set by `use_service_ids`), and `service_ids` finds the
+    # catalog id back in one lookup; both indexes are kept in step as the catalog grows.
+    id_schemes: dict[str, Callable[[str, str], str]] = field(default_factory=dict)
+    service_ids: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (service, kind, its id) → id
     artist_followers: Counter[str] = field(default_factory=Counter)
     libraries: dict[str, Library] = field(default_factory=dict)
     writes: list[Write] = field(default_factory=list)
@@ -223,7 +229,7 @@ class SandboxState:
     def reset(self) -> None:
         """Forget everything except the registered clients: faults off, no users, catalog or logs."""
         for f in fields(self):
-            if f.name not in ("clients", "service_apps", "musickit_keys"):
+            if f.name not in ("clients", "service_apps", "musickit_keys", "id_schemes"):
                 setattr(self, f.name, f.default_factory())  # type: ignore[misc]
 
     def now(self) -> float:
@@ -332,6 +338,7 @@ class SandboxState:
 
     def add_artist(self, artist: Artist) -> None:
         self.artists[artist.id] = artist
+        self._index_service_ids("artist", artist.id)
 
     def add_album(self, album: Album) -> None:
         old = self.albums.get(album.id)
@@ -339,6 +346,7 @@ class SandboxState:
             self.albums_by_upc[old.upc].remove(old.id)
         self.albums[album.id] = album
         self.albums_by_upc.setdefault(album.upc, []).append(album.id)
+        self._index_service_ids("album", album.id)
 
     def add_track(self, track: Track) -> None:
         old = self.tracks.get(track.id)
@@ -348,6 +356,31 @@ class SandboxState:
         self.tracks[track.id] = track
         self.tracks_by_isrc.setdefault(track.isrc, []).append(track.id)
         self.album_tracks.setdefault(track.album_id, []).append(track.id)
+        self._index_service_ids("track", track.id)
+
+    def find_by_code(self, kind: str, code: str) -> list[Album] | list[Track]:
+        """The albums whose UPC is `code` (kind "album") or the tracks whose ISRC is `code` ("track")."""
+        if kind == "album":
+            return [self.albums[i] for i in self.albums_by_upc.get(code, [])]
+        return [self.tracks[i] for i in self.tracks_by_isrc.get(code.upper(), [])]
+
+    # Other services' ids
+
+    def use_service_ids(self, service: str, derive: Callable[[str, str], str]) -> None:
+        """Index `service`'s ids for every catalog item, now and as items are added; `derive(kind, catalog id)`
+        makes one (kind: album, track or artist)."""
+        self.id_schemes[service] = derive
+        for kind, catalog in (("artist", self.artists), ("album", self.albums), ("track", self.tracks)):
+            for item_id in catalog:
+                self.service_ids[(service, kind, derive(kind, item_id))] = item_id
+
+    def find_by_service_id(self, service: str, kind: str, service_id: str) -> str | None:
+        """The catalog id of the `kind` item that `service` knows as `service_id`; None when there is none."""
+        return self.service_ids.get((service, kind, service_id))
+
+    def _index_service_ids(self, kind: str, item_id: str) -> None:
+        for service, derive in self.id_schemes.items():
+            self.service_ids[(service, kind, derive(kind, item_id))] = item_id
 
     # Libraries and follows
 

@@ -139,3 +139,30 @@ def test_overview_page_names_every_services_saves(apple):
     )
     page = requests.get(f"{apple.url}/_sandbox/", timeout=10)
     assert page.status_code == 200 and "Glass Harbour (song, apple_music)" in page.text
+
+
+def test_catalog_added_later_is_found_by_apple_id_and_upc_and_unknown_paths_answer_apples_errors(apple):
+    """Apple catalog ids are kept in an index as the catalog grows (no scan per request)."""
+    album = apple.control(
+        "POST",
+        "catalog/albums",
+        {
+            "name": "Late Addition",
+            "upc": "5012345678924",
+            "artist_id": demo_catalog.PAPER_TIDES_ARTIST_ID,
+            "release_date": "2026-12-11",
+        },
+    )
+    apple_id = catalog_id("album", album["id"])
+
+    by_upc = get(apple, "/v1/catalog/gb/albums", **{"filter[upc]": "5012345678924"}).json()
+    assert [item["id"] for item in by_upc["data"]] == [apple_id]
+    assert get(apple, f"/v1/catalog/gb/albums/{apple_id}").json()["data"][0]["attributes"]["name"] == "Late Addition"
+    assert get(apple, f"/v1/catalog/gb/songs/{apple_id}").status_code == 404, "an album's id is no song's"
+
+    unknown = get(apple, "/v1/no/such/path")
+    assert unknown.status_code == 404 and unknown.json()["errors"][0]["title"] == "Resource Not Found"
+    wrong_method = requests.delete(
+        f"{apple.apple_music_api_url}/v1/me/library", headers={"Authorization": f"Bearer {developer_token()}"}
+    )
+    assert wrong_method.status_code == 405 and wrong_method.json()["errors"][0]["status"] == "405"

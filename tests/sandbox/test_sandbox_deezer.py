@@ -111,3 +111,36 @@ def test_quota_is_code_4_in_a_200_and_server_faults_keep_their_status(deezer):
     deezer.control("POST", "faults", {"rate_limit": None, "error_rate": 1.0})
     failed = api(deezer, "GET", "/user/me", access_token=token)
     assert failed.status_code in (500, 502, 503) and failed.json()["error"]["code"] == 700
+
+
+def test_catalog_added_later_is_found_by_deezer_id_upc_isrc_and_unknown_paths_say_no_data(deezer):
+    """Deezer ids are kept in an index as the catalog grows (no scan per request)."""
+    album = deezer.control(
+        "POST",
+        "catalog/albums",
+        {
+            "name": "Late Addition",
+            "upc": "5012345678924",
+            "artist_id": demo_catalog.PAPER_TIDES_ARTIST_ID,
+            "release_date": "2026-12-11",
+        },
+    )
+    track = deezer.control(
+        "POST", "catalog/tracks", {"name": "Late Song", "isrc": "GBSBX2600099", "album_id": album["id"]}
+    )
+    album_id, track_id = numeric_id("album", album["id"]), numeric_id("track", track["id"])
+
+    assert api(deezer, "GET", f"/album/{album_id}").json()["upc"] == "5012345678924"
+    assert api(deezer, "GET", "/album/upc:5012345678924").json()["id"] == album_id
+    by_isrc = api(deezer, "GET", "/track/isrc:gbsbx2600099").json()
+    assert by_isrc["id"] == track_id
+    assert by_isrc["artist"]["id"] == numeric_id("artist", demo_catalog.PAPER_TIDES_ARTIST_ID)
+    assert api(deezer, "GET", f"/track/{track_id}").json()["isrc"] == "GBSBX2600099"
+    no_data = {"error": {"type": "DataException", "message": "no data", "code": 800}}
+    for path in (f"/album/{track_id}", "/album/isrc:GBSBX2600099", "/track/upc:5012345678924", "/no/such/path"):
+        answer = api(deezer, "GET", path)
+        assert (answer.status_code, answer.json()) == (200, no_data), path
+
+    token = deezer.authorize_deezer("alice")
+    assert api(deezer, "POST", "/user/me/tracks", track_id=track_id, access_token=token).json() is True
+    assert deezer.library("alice")["saved"] == [f"deezer:track:{track['id']}"]
