@@ -51,12 +51,13 @@ class UTCText(Func):
     output_field = CharField()
 
     def as_postgresql(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, template="to_char(%(expressions)s AT TIME ZONE 'UTC', "
-                           "'YYYY-MM-DD HH24:MI:SS')", **extra)  # fmt: skip
+        template = "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
+        return self.as_sql(compiler, connection, template=template, **extra)
 
-    def as_sql(self, compiler, connection, template=None, **extra):
-        return super().as_sql(compiler, connection, template=template or "strftime('%%Y-%%m-%%d %%H:%%M:%%S', "
-                              "%(expressions)s)", **extra)  # fmt: skip
+    def as_sqlite(self, compiler, connection, **extra):
+        # SQLite stores UTC text; the format is a parameter (a literal % would upset DEBUG's query logging).
+        formatted = Func(Value("%Y-%m-%d %H:%M:%S"), *self.get_source_expressions(), function="strftime")
+        return formatted.as_sql(compiler, connection, **extra)
 
 
 def safe(name: str) -> Case:

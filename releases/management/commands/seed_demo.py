@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import random
 import zoneinfo
 
 from django.conf import settings
@@ -27,6 +28,7 @@ from delivery.services import SERVICES
 from releases.models import Artist, Campaign, Release, ReleaseLink
 
 ADMIN_USERNAME = "admin"
+DEMO_ROLES = {"label": "Label staff", "manager": "Manager"}  # usernames → groups, same password
 ADMIN_PASSWORD = "presave-demo"
 LONDON = "Europe/London"
 
@@ -172,14 +174,60 @@ class Command(BaseCommand):
                 page_text="Not announced yet: this draft page is only visible to label staff.",
             )
 
+            self.seed_roles()
+            self.seed_traffic(first_light, now)
+
         delivery_at = first_light.release.release_at
         self.stdout.write(
             self.style.SUCCESS(
                 f"Seeded 2 artists, 3 releases and 3 campaigns; glass-harbour releases at "
                 f"{delivery_at:%H:%M:%S} UTC (in {release_in_minutes} min). "
-                f"Admin login: {ADMIN_USERNAME} / {ADMIN_PASSWORD}"
+                f"Admin login: {ADMIN_USERNAME} / {ADMIN_PASSWORD} (also {' and '.join(DEMO_ROLES)}, same password)"
             )
         )
+
+    def seed_roles(self) -> None:
+        """One user per role (the groups come from a migration), with the demo's password."""
+        from django.contrib.auth.models import Group
+
+        for username, group in DEMO_ROLES.items():
+            user, _ = get_user_model().objects.get_or_create(
+                username=username, defaults={"email": f"{username}@label.example"}
+            )
+            user.is_staff, user.is_superuser = True, False
+            user.set_password(ADMIN_PASSWORD)
+            user.save()
+            user.groups.set([Group.objects.get(name=group)])
+
+    def seed_traffic(self, campaign: Campaign, now: dt.datetime) -> None:
+        """Two weeks of page views, clicks and authorizations, so the console's funnel and breakdowns show."""
+        from fans.models import EmailSignup, FunnelEvent
+
+        if FunnelEvent.objects.filter(campaign=campaign).exists():
+            return
+        rng = random.Random(7)  # noqa: S311 - demo data
+        sources = [("instagram", "", "instagram"), ("tiktok", "", "tiktok"), ("", "news.example", ""), ("", "", "")]
+        events = []
+        for day in range(14):
+            for _ in range(rng.randint(10, 40)):
+                utm, referrer, in_app = rng.choice(sources)
+                steps = ["view"] + (["click"] if rng.random() < 0.5 else [])
+                steps += ["authorize"] if len(steps) == 2 and rng.random() < 0.6 else []
+                common = {
+                    "campaign": campaign,
+                    "utm_source": utm,
+                    "referrer_domain": referrer,
+                    "in_app_browser": in_app,
+                    "country": rng.choice(["GB", "US", "DE", "FR", "SE"]),
+                    "device": rng.choice(["mobile", "mobile", "desktop", "tablet"]),
+                    "created_at": now - dt.timedelta(days=day, minutes=rng.randint(0, 1400)),
+                }
+                events += [FunnelEvent(kind=kind, **common) for kind in steps]
+        FunnelEvent.objects.bulk_create(events)
+        for address in ("mira@fans.example", "jon@fans.example"):
+            EmailSignup.objects.get_or_create(
+                campaign=campaign, email=address, defaults={"wording_version": "demo", "country": "GB"}
+            )
 
     def seed_admin(self) -> None:
         user, _ = get_user_model().objects.get_or_create(
