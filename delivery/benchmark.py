@@ -21,18 +21,21 @@ import contextlib
 import datetime as dt
 import itertools
 import json
+import multiprocessing
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import requests
@@ -238,15 +241,76 @@ def _send(http: requests.Session, method: str, url: str, **kwargs: Any) -> reque
     return response
 
 
-def run_ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int) -> Phase:
-    """`concurrency` fans in flight with aiohttp, each refreshed then saved; nothing else."""
-    ok, seconds = asyncio.run(_ceiling(sandbox, tokens, concurrency))
-    return Phase("ceiling", len(tokens), seconds, ok, f"aiohttp, {concurrency} in flight, no DB, no encryption")
+def run_ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int, processes: int = 1) -> Phase:
+    """`concurrency` fans in flight with aiohttp, each refreshed then saved; nothing else. In `processes`
+    processes (the fans and the calls in flight shared between them), to compare like with like with an engine
+    that runs in that many worker processes."""
+    urls = (sandbox.accounts_url, sandbox.api_url)
+    if processes == 1:
+        ok, seconds = asyncio.run(_ceiling(*urls, tokens, concurrency))
+    else:
+        ok, seconds = _ceiling_in_processes(urls, tokens, concurrency, processes)
+    across = f" across {processes} processes" if processes > 1 else ""
+    return Phase("ceiling", len(tokens), seconds, ok, f"aiohttp, {concurrency} in flight{across}, no DB, no encryption")
 
 
-async def _ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int) -> tuple[int, float]:
+def _ceiling_in_processes(urls: tuple[str, str], tokens: list[str], concurrency: int, processes: int):
+    """Spawned processes each take their share of the fans, report ready, and start together on a signal."""
+    context = multiprocessing.get_context("spawn")
+    go, messages = context.Event(), context.Queue()
+    children = [
+        context.Process(
+            target=ceiling_process,
+            args=(*urls, tokens[i::processes], max(1, concurrency // processes), go, messages),
+            daemon=True,
+        )
+        for i in range(processes)
+    ]
+    for child in children:
+        child.start()
+    try:
+        _collect(messages, children, "ready")
+        started = time.perf_counter()
+        go.set()
+        delivered = _collect(messages, children, "done")
+        seconds = time.perf_counter() - started
+    finally:
+        for child in children:
+            child.join(timeout=10)
+            if child.is_alive():
+                child.kill()
+    return sum(delivered), seconds
+
+
+def _collect(messages, children: list, kind: str) -> list:
+    received = []
+    while len(received) < len(children):
+        try:
+            message_kind, payload = messages.get(timeout=1)
+        except queue.Empty:
+            if not any(child.is_alive() for child in children):
+                raise BenchmarkError("Every ceiling process exited before reporting.") from None
+            continue
+        if message_kind == "error":
+            raise BenchmarkError(f"A ceiling process failed:\n{payload}")
+        if message_kind == kind:
+            received.append(payload)
+    return received
+
+
+def ceiling_process(accounts_url: str, api_url: str, tokens: list[str], concurrency: int, go, messages) -> None:
+    """One process of the ceiling (the target of a spawned multiprocessing.Process)."""
+    try:
+        messages.put(("ready", None))
+        go.wait()
+        messages.put(("done", asyncio.run(_ceiling(accounts_url, api_url, tokens, concurrency))[0]))
+    except BaseException:
+        messages.put(("error", traceback.format_exc()))
+
+
+async def _ceiling(accounts_url: str, api_url: str, tokens: list[str], concurrency: int) -> tuple[int, float]:
     secret = base64.b64encode(f"{DEFAULT_CLIENT_ID}:{DEFAULT_CLIENT_SECRET}".encode()).decode()
-    client = {"Authorization": f"Basic {secret}"}
+    client = {"Authorization": f"Basic {secret}", "Content-Type": "application/x-www-form-urlencoded"}
     timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS)
     pending = iter(tokens)  # one iterator shared by every worker of this one event loop
     delivered = 0
@@ -265,12 +329,12 @@ async def _ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int)
     async def work(http: aiohttp.ClientSession) -> None:
         nonlocal delivered
         for token in pending:
-            form = {"grant_type": "refresh_token", "refresh_token": token}
-            status, body = await send(http, "POST", f"{sandbox.accounts_url}/api/token", data=form, headers=client)
+            form = urlencode({"grant_type": "refresh_token", "refresh_token": token}).encode()  # as the engine does
+            status, body = await send(http, "POST", f"{accounts_url}/api/token", data=form, headers=client)
             if status != 200:
                 continue
             headers = {"Authorization": f"Bearer {json.loads(body)['access_token']}"}
-            url = f"{sandbox.api_url}/v1/me/library"
+            url = f"{api_url}/v1/me/library"
             status, _ = await send(http, "PUT", url, params={"uris": ALBUM_URI}, headers=headers)
             delivered += status == 200
 
@@ -425,6 +489,22 @@ class Checks:
     unsaved: int  # recorded delivered, but the sandbox saw no save
     unrecorded: int  # saved in the sandbox, but not recorded delivered
     reasons: list[tuple[str, int]] = field(default_factory=list)  # the commonest reasons fans were not delivered
+
+    @classmethod
+    def combined(cls, checks: list[Checks]) -> Checks:
+        """The checks of several campaigns (rounds) as one."""
+        statuses, reasons = Counter(), Counter()
+        for check in checks:
+            statuses.update(check.statuses)
+            reasons.update(dict(check.reasons))
+        return cls(
+            seeded=sum(check.seeded for check in checks),
+            statuses=dict(statuses),
+            duplicates=sum(check.duplicates for check in checks),
+            unsaved=sum(check.unsaved for check in checks),
+            unrecorded=sum(check.unrecorded for check in checks),
+            reasons=reasons.most_common(3),
+        )
 
     @property
     def pending(self) -> int:

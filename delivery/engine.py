@@ -238,22 +238,16 @@ class Run:
                 "attempts",
                 "market",
                 "fan__service",
+                "credential__subscription_id",
                 "credential__kek_id",
                 "credential__wrapped_key",
                 "credential__ciphertext",
             )
         )
+        sealed = ["subscription_id", "kek_id", "wrapped_key", "ciphertext"]  # the rest of the row stays deferred
         return [
-            Claim(
-                pk,
-                attempts,
-                market,
-                service,
-                None
-                if kek_id is None
-                else Credential(subscription_id=pk, kek_id=kek_id, wrapped_key=wrapped_key, ciphertext=ciphertext),
-            )
-            for pk, attempts, market, service, kek_id, wrapped_key, ciphertext in rows
+            Claim(pk, attempts, market, service, None if row[0] is None else Credential.from_db(None, sealed, row))
+            for pk, attempts, market, service, *row in rows
         ]
 
     def seconds_until_next_due(self) -> float | None:

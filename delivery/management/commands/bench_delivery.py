@@ -71,7 +71,14 @@ class Command(BaseCommand):
             help="Run the engine as production does: a qcluster with K worker processes, each running the "
             "delivery task on the campaign (2, like Q_WORKERS' default); 0: one run in this process.",
         )
-        parser.add_argument("--keep", action="store_true", help="Keep the benchmark campaign's rows.")
+        parser.add_argument(
+            "--rounds",
+            type=positive,
+            default=1,
+            help="Time the ceiling and the engine this many times, alternately, each on fans of its own, and "
+            "report each by its best round (1). On a shared machine, other work only ever slows a round down.",
+        )
+        parser.add_argument("--keep", action="store_true", help="Keep the benchmark campaigns' rows.")
         parser.add_argument(
             "--all-phases", action="store_true", help="Run baseline and ceiling under --rate-limit too."
         )
@@ -93,7 +100,8 @@ class Command(BaseCommand):
         self.say(f"Engine: {engine_settings}; in {where}")
         self.say(
             f"Machine: {os.cpu_count()} cores, shared by the sandbox, PostgreSQL and the phase being timed "
-            "(the ceiling is one aiohttp process against the same sandbox on the same cores)"
+            f"(the ceiling: {max(workers, 1)} bare aiohttp process(es), as many as the engine's, against the same "
+            "sandbox on the same cores)"
         )
         with benchmark.SandboxProcess(options["latency_ms"]) as sandbox:
             overrides = {
@@ -119,44 +127,67 @@ class Command(BaseCommand):
         )
 
     def run_phases(self, sandbox: benchmark.SandboxProcess, slug: str, environment: dict, run_unpaced: bool, options):
-        fans, rate_limit = options["fans"], options["rate_limit"]
-        ids = {
-            phase: [f"{slug}-{phase[0]}{i:05d}" for i in range(count)]
-            for phase, count in (("engine", fans), ("ceiling", fans), ("baseline", options["baseline_fans"]))
-        }
+        """Seed, then time the baseline once and, each round, the ceiling then the engine (each round on fans of
+        its own: refresh tokens rotate). Each of the ceiling and the engine is reported by its best round."""
+        fans, rate_limit, rounds = options["fans"], options["rate_limit"], options["rounds"]
         started = time.perf_counter()
-        tokens = {phase: sandbox.mint(user_ids) for phase, user_ids in ids.items() if run_unpaced or phase == "engine"}
-        campaign = benchmark.seed_campaign(slug, tokens["engine"])
+        baseline_ids = [f"{slug}-b-{i:05d}" for i in range(options["baseline_fans"])]
+        baseline_tokens = sandbox.mint(baseline_ids) if run_unpaced else {}
+        ceiling_tokens = [
+            sandbox.mint([f"{slug}-c{r}-{i:05d}" for i in range(fans)]) if run_unpaced else {} for r in range(rounds)
+        ]
+        campaigns = [
+            benchmark.seed_campaign(f"{slug}-{r}", sandbox.mint([f"{slug}-e{r}-{i:05d}" for i in range(fans)]))
+            for r in range(rounds)
+        ]
         seconds = time.perf_counter() - started
-        self.say(f"Seeded {sum(map(len, tokens.values()))} sandbox fans and {fans} subscriptions in {seconds:.1f} s")
+        minted = len(baseline_tokens) + sum(map(len, ceiling_tokens)) + fans * rounds
+        self.say(f"Seeded {minted} sandbox fans and {fans * rounds} subscriptions in {seconds:.1f} s")
 
-        phases: dict[str, Phase | None] = {"baseline": None, "ceiling": None}
+        baseline, results = None, []  # results: (ceiling, engine, calls) per round
         try:
             if rate_limit is not None and run_unpaced:
                 sandbox.control("POST", "faults", {"rate_limit": rate_limit})
             if run_unpaced:
-                phases["baseline"] = benchmark.run_baseline(sandbox, list(tokens["baseline"].values()))
-                phases["ceiling"] = benchmark.run_ceiling(
-                    sandbox, list(tokens["ceiling"].values()), options["concurrency"]
-                )
-            if rate_limit is not None:
-                sandbox.control("POST", "faults", {"rate_limit": rate_limit})
-                benchmark.wait_for_empty_window(sandbox)
-            before = sandbox.counters()
-            try:
-                phases["engine"] = benchmark.run_engine(campaign.pk, options["workers"], environment)
-            except Exception:  # noqa: BLE001 - reported; the checks below then show what was left undone
-                self.stderr.write(f"The engine failed:\n{traceback.format_exc()}")
-                phases["engine"] = Phase("engine", fans, 0.0, 0, "failed: see above")
-            after = sandbox.counters()
-            calls = {name: after[name] - before[name] for name in ("requests", "rate_limited")}
-            checks = benchmark.check_engine(sandbox, campaign.pk, fans)
+                baseline = benchmark.run_baseline(sandbox, list(baseline_tokens.values()))
+            for r, campaign in enumerate(campaigns):
+                ceiling = None
+                if run_unpaced:
+                    ceiling = benchmark.run_ceiling(
+                        sandbox, list(ceiling_tokens[r].values()), options["concurrency"], max(options["workers"], 1)
+                    )
+                if rate_limit is not None:
+                    sandbox.control("POST", "faults", {"rate_limit": rate_limit})
+                    benchmark.wait_for_empty_window(sandbox)
+                before = sandbox.counters()
+                try:
+                    engine = benchmark.run_engine(campaign.pk, options["workers"], environment)
+                except Exception:  # noqa: BLE001 - reported; the checks below then show what was left undone
+                    self.stderr.write(f"The engine failed:\n{traceback.format_exc()}")
+                    engine = Phase("engine", fans, 0.0, 0, "failed: see above")
+                after = sandbox.counters()
+                calls = {name: after[name] - before[name] for name in ("requests", "rate_limited")}
+                results.append((ceiling, engine, calls))
+                if rounds > 1:
+                    versus = f", {engine.rate / ceiling.rate:.0%} of that round's ceiling" if ceiling else ""
+                    ceiling_rate = f"ceiling {ceiling.rate:.1f} fans/s, " if ceiling else ""
+                    self.say(f"  round {r + 1}: {ceiling_rate}engine {engine.rate:.1f} fans/s{versus}")
+            checks = benchmark.Checks.combined(
+                [benchmark.check_engine(sandbox, campaign.pk, fans) for campaign in campaigns]
+            )
         finally:
             if options["keep"]:
-                self.say(f"Kept campaign {slug} (pk {campaign.pk}) and its {fans} fans.")
+                self.say(f"Kept campaigns {slug}-0… and their fans.")
             else:
-                benchmark.delete_campaign(campaign, f"{slug}-")
-        return phases, checks, calls
+                for campaign in campaigns:
+                    benchmark.delete_campaign(campaign, f"{slug}-")
+        best_ceiling = max((c for c, _, _ in results if c), key=lambda phase: phase.rate, default=None)
+        _, best_engine, calls = max(results, key=lambda result: result[1].rate)
+        if rounds > 1:
+            for phase in (best_ceiling, best_engine):
+                if phase is not None:
+                    phase.note += f"; best of {rounds} rounds"
+        return {"baseline": baseline, "ceiling": best_ceiling, "engine": best_engine}, checks, calls
 
     def report(self, phases: dict[str, Phase | None], checks: benchmark.Checks, calls: dict, options) -> None:
         self.say("")
