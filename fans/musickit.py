@@ -5,7 +5,7 @@ authorization as for any service and is sent here (AppleMusic.authorize_url). Th
 MUSICKIT_JS_URL, configures it with our developer token and, when the fan presses the button, calls
 `authorize()` (Apple's sign-in window). static/js/musickit.js then posts the Music-User-Token, the session-bound
 `state` and the CSRF token to `receive_token`, which completes the authorization like an OAuth callback
-(fans.authorization.complete): sealed token in the vault, consent record, thank-you page.
+(fans.views.finish_authorization): sealed token in the vault, consent record, funnel step, thank-you page.
 
 Works on phones: everything is one full page and a POST; no pop-up of ours.
 """
@@ -16,16 +16,15 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from delivery.services import ServiceError
 from delivery.services.apple_music import AppleMusic, developer_token
-from fans import authorization, consent, tracking
+from fans import authorization, consent
 from fans.errors import ServiceUnavailable
-from fans.models import FunnelEvent
-from fans.views import limited, shows_problems
+from fans.views import finish_authorization, limited, shows_problems
 
 SERVICE = AppleMusic.key
 TOKEN_FIELD = "music_user_token"
@@ -83,24 +82,7 @@ def receive_token(request: HttpRequest) -> HttpResponse:
         params["error"] = "access_denied"
     else:
         params["code"] = request.POST.get(TOKEN_FIELD, "")[:MAX_TOKEN_LENGTH]
-    presaved = authorization.complete(
-        request.session,
-        service_key=SERVICE,
-        params=params,
-        ip_address=request.META.get("REMOTE_ADDR"),
-        user_agent=request.headers.get("User-Agent", ""),
-    )
-    subscription = presaved.subscription
-    slug = subscription.campaign.slug
-    tracking.record(  # the funnel's "authorized", as fans.views.oauth_callback records it for OAuth services
-        FunnelEvent.Kind.AUTHORIZE,
-        subscription.campaign,
-        tracking.visit(request),
-        service=SERVICE,
-        subscription=subscription,
-        utm=tracking.utm_for_authorization(request.session, slug),
-    )
-    return redirect("fans:thanks", slug)
+    return finish_authorization(request, SERVICE, params)
 
 
 def _origin(url: str) -> str:

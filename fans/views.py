@@ -9,6 +9,7 @@ shows the 429 page (`rate_limited`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import wraps
 
 from django.conf import settings
@@ -170,10 +171,16 @@ def presave(request: HttpRequest, slug: str, service: str) -> HttpResponse:
 @limited(rate=click_rate, method=("GET",))
 @shows_problems
 def oauth_callback(request: HttpRequest, service: str) -> HttpResponse:
+    return finish_authorization(request, service, request.GET)
+
+
+def finish_authorization(request: HttpRequest, service: str, params: Mapping[str, str]) -> HttpResponse:
+    """The end of a sign-in with any service (an OAuth callback's query, or the Music-User-Token fans.musickit
+    received): complete the pending authorization, record the funnel's "authorized", show the thank-you page."""
     presaved = authorization.complete(
         request.session,
         service_key=service,
-        params=request.GET,
+        params=params,
         ip_address=request.META.get("REMOTE_ADDR"),
         user_agent=request.headers.get("User-Agent", ""),
     )

@@ -247,6 +247,24 @@ def page(browser):
     context.close()
 
 
+ARTIFACTS = ROOT / "tests" / "artifacts"  # the browser tests' screenshots
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def site(django_db_setup, live_server, sandbox, settings) -> str:
+    """Our live server's URL, with PUBLIC_BASE_URL pointing at it and the sandbox ready.
+
+    Playwright's sync API keeps an event loop running in this thread, and Django refuses ORM calls there
+    unless DJANGO_ALLOW_ASYNC_UNSAFE is set (Playwright's own advice for Django). Asking for
+    django_db_setup creates the test database before the loop starts: list `site` before `page`.
+    """
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    settings.PUBLIC_BASE_URL = live_server.url
+    ARTIFACTS.mkdir(exist_ok=True)
+    return live_server.url
+
+
 # --- Personas and objects ----------------------------------------------------------------------------------
 @pytest.fixture
 def label_staff(django_user_model):

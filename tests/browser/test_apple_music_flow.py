@@ -7,20 +7,9 @@ from django.urls import reverse
 from delivery import engine
 from delivery.sandbox import demo_catalog
 from fans.models import ConsentRecord, Credential, Subscription
-from tests.browser.test_presave_flow import ARTIFACTS, PHONE
-from tests.conftest import make_campaign
+from tests.conftest import ARTIFACTS, PHONE, make_campaign
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def site(django_db_setup, live_server, sandbox, settings):
-    import os
-
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    settings.PUBLIC_BASE_URL = live_server.url
-    ARTIFACTS.mkdir(exist_ok=True)
-    return live_server.url
 
 
 def test_fan_pre_adds_with_apple_music_on_a_phone(site, browser, sandbox):

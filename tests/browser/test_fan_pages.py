@@ -3,7 +3,6 @@ country, and the privacy self-service (export and erasure). Screenshots go to te
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,9 @@ from django.urls import reverse
 
 from fans.models import ConsentRecord, EmailSignup, Fan, FunnelEvent, Subscription
 from releases.models import ReleaseLink
-from tests.conftest import make_campaign
+from tests.conftest import ARTIFACTS, PHONE, make_campaign
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-PHONE = {"width": 390, "height": 844}
 INSTAGRAM_ANDROID = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/UQ1A.240205.004; wv) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Version/4.0 Chrome/131.0.6778.39 Mobile Safari/537.36 Instagram 357.0.0.25.101 Android (34/14; 420dpi; "
@@ -25,15 +22,6 @@ TIKTOK_IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 "
     "musical_ly_35.1.0 JsSdk/2.0 NetType/WIFI Channel/App Store ByteLocale/en Region/GB"
 )
-
-
-@pytest.fixture
-def site(django_db_setup, live_server, sandbox, settings):
-    """Our live server (see tests/browser/test_presave_flow.py: list `site` before `page`)."""
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    settings.PUBLIC_BASE_URL = live_server.url
-    ARTIFACTS.mkdir(exist_ok=True)
-    return live_server.url
 
 
 def phone_context(browser, **options):

@@ -1,32 +1,14 @@
 """A fan pre-saves in Chromium: campaign page → sandbox login → thank-you page, with screenshots."""
 
 import datetime as dt
-import os
-from pathlib import Path
 
 import pytest
 from django.urls import reverse
 
 from fans.models import ConsentRecord, Credential, Fan, Subscription
-from tests.conftest import make_campaign
+from tests.conftest import ARTIFACTS, PHONE, make_campaign
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def site(django_db_setup, live_server, sandbox, settings):
-    """Our live server, registered with the sandbox as the redirect URI's host.
-
-    Playwright's sync API keeps an event loop running in this thread, and Django refuses ORM calls there
-    unless DJANGO_ALLOW_ASYNC_UNSAFE is set (Playwright's own advice for Django). Asking for
-    django_db_setup creates the test database before the loop starts: list `site` before `page`.
-    """
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    settings.PUBLIC_BASE_URL = live_server.url
-    ARTIFACTS.mkdir(exist_ok=True)
-    return live_server.url
 
 
 def test_fan_presaves_with_spotify_and_can_revoke(site, page, sandbox):
