@@ -10,6 +10,7 @@ import requests
 from delivery.sandbox import demo_catalog
 from delivery.sandbox.apple_music import catalog_id
 from tests.conftest import MUSICKIT_KEY_ID, MUSICKIT_PRIVATE_KEY, MUSICKIT_TEAM_ID, _musickit_key
+from tests.sandbox.test_sandbox_deezer import add_late_album
 
 ALBUM = catalog_id("album", demo_catalog.NOVA_LARK_ALBUM_ID)
 
@@ -143,16 +144,7 @@ def test_overview_page_names_every_services_saves(apple):
 
 def test_catalog_added_later_is_found_by_apple_id_and_upc_and_unknown_paths_answer_apples_errors(apple):
     """Apple catalog ids are kept in an index as the catalog grows (no scan per request)."""
-    album = apple.control(
-        "POST",
-        "catalog/albums",
-        {
-            "name": "Late Addition",
-            "upc": "5012345678924",
-            "artist_id": demo_catalog.PAPER_TIDES_ARTIST_ID,
-            "release_date": "2026-12-11",
-        },
-    )
+    album = add_late_album(apple)
     apple_id = catalog_id("album", album["id"])
 
     by_upc = get(apple, "/v1/catalog/gb/albums", **{"filter[upc]": "5012345678924"}).json()

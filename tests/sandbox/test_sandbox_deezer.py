@@ -18,6 +18,12 @@ def deezer(sandbox_server):
     return sandbox_server
 
 
+def add_late_album(sandbox) -> dict:
+    """An album added to the catalog after the sandbox started (UPC 5012345678924, by The Paper Tides)."""
+    body = {"name": "Late Addition", "upc": "5012345678924", "release_date": "2026-12-11"}
+    return sandbox.control("POST", "catalog/albums", {**body, "artist_id": demo_catalog.PAPER_TIDES_ARTIST_ID})
+
+
 def api(deezer, method: str, path: str, **params) -> requests.Response:
     return requests.request(method, f"{deezer.deezer_api_url}{path}", params=params, timeout=10)
 
@@ -115,16 +121,7 @@ def test_quota_is_code_4_in_a_200_and_server_faults_keep_their_status(deezer):
 
 def test_catalog_added_later_is_found_by_deezer_id_upc_isrc_and_unknown_paths_say_no_data(deezer):
     """Deezer ids are kept in an index as the catalog grows (no scan per request)."""
-    album = deezer.control(
-        "POST",
-        "catalog/albums",
-        {
-            "name": "Late Addition",
-            "upc": "5012345678924",
-            "artist_id": demo_catalog.PAPER_TIDES_ARTIST_ID,
-            "release_date": "2026-12-11",
-        },
-    )
+    album = add_late_album(deezer)
     track = deezer.control(
         "POST", "catalog/tracks", {"name": "Late Song", "isrc": "GBSBX2600099", "album_id": album["id"]}
     )
