@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from delivery.services import SERVICES
 from delivery.services.apple_music import NO_FOLLOW_WARNING, ONE_TRACK_WARNING
 from releases.models import Artist, Campaign
 from tests.conftest import make_campaign
@@ -95,12 +96,13 @@ def test_follow_the_artist_asks_only_what_the_offered_services_need(staff_client
         change_url(campaign), form_data(campaign, follow_artist="on", services=["apple_music", "deezer"])
     )
     assert without.status_code == 302, without.context["adminform"].form.errors
-    assert Campaign.objects.get().follow_artist, "Deezer follows by the artist it finds with the release"
+    campaign = Campaign.objects.get()
+    assert campaign.follow_artist, "Deezer follows by the artist it finds with the release"
+    spotify_calls = SERVICES["spotify"]().delivery_calls("access-token", campaign)
+    assert [call.name for call in spotify_calls] == ["save"], "Spotify, if offered again later, saves only"
 
 
 def test_each_service_says_what_it_needs_to_follow_the_artist(db):
-    from delivery.services import SERVICES
-
     artist = Artist(name="Nova Lark", spotify_uri="")
     assert {key: cls().follow_needs(artist) for key, cls in SERVICES.items()} == {
         "spotify": "the artist's Spotify URI",
