@@ -106,8 +106,9 @@ class Command(BaseCommand):
                 load(url, seconds=warmup, concurrency=options["concurrency"], headers=sent)
             results: dict[str, LoadResult] = {}
             slice_seconds = options["seconds"] / options["rounds"]
-            for _ in range(options["rounds"]):
-                for name, url, sent in runs:
+            for round_number in range(options["rounds"]):
+                shift = round_number % len(runs)  # each URL takes each place in the order in turn
+                for name, url, sent in runs[shift:] + runs[:shift]:
                     result = load(url, seconds=slice_seconds, concurrency=options["concurrency"], headers=sent)
                     results[name] = results[name] + result if name in results else result
             return results
