@@ -75,7 +75,8 @@ def on_campaign_change(campaign_id: int) -> None:
 
 # --- Recipients -----------------------------------------------------------------------------------------------
 def plan_recipients(campaign: Campaign) -> int:
-    """One ReleaseEmail row per address that asked for the email; returns how many rows are new."""
+    """One ReleaseEmail row per address that asked for the email, written 1,000 at a time; returns how many
+    rows are new."""
     consents = (
         ConsentRecord.objects.filter(campaign=campaign, email_opt_in=True, revoked_at__isnull=True)
         .exclude(subscription__isnull=True)
@@ -83,17 +84,19 @@ def plan_recipients(campaign: Campaign) -> int:
         .values_list("pk", "subscription__fan__email")
     )
     signups = EmailSignup.objects.filter(campaign=campaign, unsubscribed_at__isnull=True).values_list("pk", "email")
-    rows, seen = [], set()
-    for pk, email in consents.iterator(chunk_size=2000):
-        if email.lower() not in seen:
-            seen.add(email.lower())
-            rows.append(ReleaseEmail(campaign=campaign, email=email, consent_id=pk))
-    for pk, email in signups.iterator(chunk_size=2000):
-        if email.lower() not in seen:
-            seen.add(email.lower())
-            rows.append(ReleaseEmail(campaign=campaign, email=email, signup_id=pk))
     before = ReleaseEmail.objects.filter(campaign=campaign).count()
-    ReleaseEmail.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    seen: set[str] = set()
+    rows: list[ReleaseEmail] = []
+    for source, field in ((consents, "consent_id"), (signups, "signup_id")):
+        for pk, email in source.iterator(chunk_size=2000):
+            if email.lower() in seen:
+                continue
+            seen.add(email.lower())
+            rows.append(ReleaseEmail(campaign=campaign, email=email, **{field: pk}))
+            if len(rows) == 1000:
+                ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True)
+                rows = []
+    ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True)
     return ReleaseEmail.objects.filter(campaign=campaign).count() - before
 
 
@@ -165,6 +168,8 @@ def send_release_emails(campaign_id: int) -> str:
 
 
 def send_batch(campaign: Campaign, destinations: list[smartlink.Destination]) -> int:
+    """Send up to BATCH_SIZE unsent emails over one connection; they are marked sent when the batch commits
+    (a crash mid-batch sends that batch again: at least once, never skipped)."""
     with transaction.atomic():
         batch = list(
             ReleaseEmail.objects.select_for_update(skip_locked=True)
