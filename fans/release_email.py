@@ -13,7 +13,9 @@ redirects only to one of the campaign's own listening links (fans.smartlink), ne
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import smtplib
 
 from django.conf import settings
 from django.core import signing
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 SEND_TASK = "fans.release_email.send_release_emails"
 SCHEDULE_NAME_PREFIX = "release-email-"
 BATCH_SIZE = 100  # messages per SMTP connection and per transaction
+RETRY_MINUTES = 5  # after the mail server failed
 SALTS = {"open": "fans.release_email.open", "click": "fans.release_email.click", "unsubscribe": "fans.release_email.u"}
 
 
@@ -162,9 +165,31 @@ def send_release_emails(campaign_id: int) -> str:
     plan_recipients(campaign)
     destinations = smartlink.destinations(campaign.release, campaign.release.links.all())
     sent = 0
-    while batch_sent := send_batch(campaign, destinations):
-        sent += batch_sent
+    try:
+        while batch_sent := send_batch(campaign, destinations):
+            sent += batch_sent
+    except (smtplib.SMTPException, OSError) as exc:  # the mail server is down or refused us: try again later
+        retry_at = schedule_retry(campaign)
+        logger.warning("Release email for campaign %s stopped after %s sent (%s); retrying at %s",
+                       campaign_id, sent, type(exc).__name__, retry_at)  # fmt: skip
+        return f"release email for campaign {campaign_id}: sent {sent}, mail server failed, retry at {retry_at}"
     return f"release email for campaign {campaign_id}: sent {sent}"
+
+
+def schedule_retry(campaign: Campaign):
+    """A ONCE schedule to run the task again in RETRY_MINUTES (one per campaign: its name is unique)."""
+    retry_at = timezone.now() + dt.timedelta(minutes=RETRY_MINUTES)
+    Schedule.objects.update_or_create(
+        name=f"{schedule_name(campaign.pk)}-retry",
+        defaults={
+            "func": SEND_TASK,
+            "args": repr((campaign.pk,)),
+            "schedule_type": Schedule.ONCE,
+            "repeats": 1,
+            "next_run": retry_at,
+        },
+    )
+    return retry_at
 
 
 def send_batch(campaign: Campaign, destinations: list[smartlink.Destination]) -> int:

@@ -151,6 +151,22 @@ def test_campaign_page_shows_opens_and_clicks(out_campaign, staff_client, client
     assert '<span class="email-clicked">1</span> clicked' in page
 
 
+@pytest.mark.django_db
+def test_a_mail_server_that_refuses_schedules_a_retry_and_loses_nobody(out_campaign, settings, mailoutbox):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 2  # nothing listens there
+
+    summary = release_email.send_release_emails(out_campaign.pk)
+
+    assert "mail server failed" in summary
+    retry = Schedule.objects.get(name=f"{release_email.schedule_name(out_campaign.pk)}-retry")
+    assert retry.func == release_email.SEND_TASK and retry.next_run > timezone.now()
+    assert ReleaseEmail.objects.filter(sent_at__isnull=True).count() == 2, "nothing marked sent"
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert "sent 2" in release_email.send_release_emails(out_campaign.pk)  # what the retry runs
+
+
 def test_the_email_prefix_is_reserved():
     assert "e" in RESERVED_SLUGS
 
