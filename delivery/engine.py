@@ -55,6 +55,7 @@ MAX_INLINE_WAIT_SECONDS = 30.0
 RATE_LIMIT_RETRIES = 5
 SPREAD_PACE_WINDOW_SECONDS = 30.0  # a firing window's pace is counted over at most this many seconds
 WAIT = "wait"  # an outcome that is not an attempt: the release is not out in the fan's market yet
+GAVE_UP = "Gave up after"  # begins the error of a transient failure out of attempts (Retry failed finds these)
 
 
 @dataclass(slots=True)
@@ -375,7 +376,7 @@ class Run:
             result = DeliveryAttempt.Outcome.FAILED
         elif subscription.attempts + 1 >= settings.DELIVERY_MAX_ATTEMPTS:
             result = DeliveryAttempt.Outcome.FAILED
-            message = f"Gave up after {subscription.attempts + 1} attempts: {message}"
+            message = f"{GAVE_UP} {subscription.attempts + 1} attempts: {message}"
         else:
             result = DeliveryAttempt.Outcome.RETRY
         retry_in = exc.retry_after if exc.retry_after is not None else backoff_seconds(subscription.attempts)

@@ -1,8 +1,9 @@
 """Retry failed: put back in the queue the failures that may succeed on another try, never the others.
 
 Retryable means the engine gave up after transient errors (timeouts, 5xx, rate limits) and used up its
-attempts (delivery/engine.py `classify`). Revoked authorizations and permanent errors (the release is not on
-the service, the fan's account can't save) would fail the same way again, so they stay as they are.
+attempts: it begins those errors with `delivery.engine.GAVE_UP`. Revoked authorizations and permanent errors
+(the release is not on the service, the fan's account can't save) would fail the same way again, so they stay
+as they are.
 """
 
 from __future__ import annotations
@@ -11,17 +12,16 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from delivery.engine import GAVE_UP
 from delivery.scheduling import deliver_now
 from fans.models import Subscription
 from releases.models import Campaign
-
-GAVE_UP_PREFIX = "Gave up after"  # how the engine words a failure that ran out of attempts
 
 
 def retryable_failures(campaign: Campaign) -> QuerySet[Subscription]:
     return Subscription.objects.filter(
         Q(campaign=campaign, status=Subscription.Status.FAILED)
-        & Q(attempts__gte=settings.DELIVERY_MAX_ATTEMPTS, last_error__startswith=GAVE_UP_PREFIX)
+        & Q(attempts__gte=settings.DELIVERY_MAX_ATTEMPTS, last_error__startswith=GAVE_UP)
     )
 
 
