@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.http import HttpRequest
 
 from delivery.models import DeliveryAttempt
+from presave_site.readonly_admin import ReadOnlyAdminMixin
 
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(admin.ModelAdmin):
+class DeliveryAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["at", "fan", "campaign", "call", "outcome", "http_status", "message"]
     list_filter = ["outcome", "call"]
     list_select_related = ["subscription__fan", "subscription__campaign"]
@@ -28,12 +28,3 @@ class DeliveryAttemptAdmin(admin.ModelAdmin):
     @admin.display(description="campaign", ordering="subscription__campaign__slug")
     def campaign(self, attempt: DeliveryAttempt) -> str:
         return attempt.subscription.campaign.slug
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

@@ -25,7 +25,6 @@ import multiprocessing
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import aiohttp
 import requests
@@ -46,6 +45,8 @@ from django.utils import timezone
 from delivery.sandbox import demo_catalog
 from delivery.sandbox.client import SandboxClient
 from delivery.sandbox.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from presave_site import benchmarking
+from presave_site.benchmarking import free_port
 
 ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
 SCOPE = "user-library-modify"
@@ -124,12 +125,6 @@ class SandboxProcess(SandboxClient):
 
     def counters(self) -> dict[str, Any]:
         return self.control("GET", "counters")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def batched(items: list, size: int) -> Iterator[list]:
@@ -465,12 +460,9 @@ def warm_up() -> str:
 
 def database_url() -> str:
     """This process's database as a DATABASE_URL (the test database's, under pytest)."""
-    db = connection.settings_dict
     if connection.vendor != "postgresql":
         raise BenchmarkError("The engine's workers need PostgreSQL; use --workers 0 to run the engine in process.")
-    user = quote(db["USER"] or "", safe="")
-    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
-    return f"postgres://{user}{password}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return benchmarking.database_url()
 
 
 def wait_for_empty_window(sandbox: SandboxProcess) -> None:

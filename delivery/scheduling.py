@@ -5,7 +5,8 @@ All three run one function, `delivery.tasks.deliver_campaign`.
 
 from __future__ import annotations
 
-from django.db import transaction
+from datetime import datetime
+
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
@@ -19,23 +20,31 @@ def schedule_name(campaign_id: int) -> str:
     return f"{SCHEDULE_NAME_PREFIX}{campaign_id}"
 
 
+def schedule_once(name: str, func: str, campaign_id: int, at: datetime) -> Schedule:
+    """Create or move the named ONCE schedule that runs `func(campaign_id)` at `at`.
+
+    The unique name prevents double scheduling; with repeats 1 it fires once, then stays visible in the admin.
+    """
+    schedule, _ = Schedule.objects.update_or_create(
+        name=name,
+        defaults={
+            "func": func,
+            "args": repr((campaign_id,)),
+            "schedule_type": Schedule.ONCE,
+            "repeats": 1,
+            "next_run": at,
+        },
+    )
+    return schedule
+
+
 def sync_schedule(campaign: Campaign) -> Schedule | None:
     """Create, move or remove the campaign's ONCE schedule so it fires at the release time."""
     name = schedule_name(campaign.pk)
     if campaign.status != Campaign.Status.LIVE:
         Schedule.objects.filter(name=name).delete()
         return None
-    schedule, _ = Schedule.objects.update_or_create(
-        name=name,
-        defaults={
-            "func": DELIVER_TASK,
-            "args": repr((campaign.pk,)),
-            "schedule_type": Schedule.ONCE,
-            "repeats": 1,  # ONCE with repeats 1: fires once, then stays visible in the admin
-            "next_run": campaign.first_firing_time(),
-        },
-    )
-    return schedule
+    return schedule_once(name, DELIVER_TASK, campaign.pk, campaign.first_firing_time())
 
 
 def scheduled_time(campaign: Campaign):
@@ -46,13 +55,3 @@ def scheduled_time(campaign: Campaign):
 def deliver_now(campaign: Campaign) -> str:
     """Queue the campaign's delivery at once; returns the django-q2 task id."""
     return async_task(DELIVER_TASK, campaign.pk, task_name=f"{schedule_name(campaign.pk)}-now")
-
-
-def on_campaign_change(campaign_id: int) -> None:
-    transaction.on_commit(lambda: _sync_by_id(campaign_id))
-
-
-def _sync_by_id(campaign_id: int) -> None:
-    campaign = Campaign.objects.select_related("release").filter(pk=campaign_id).first()
-    if campaign is not None:
-        sync_schedule(campaign)

@@ -16,6 +16,7 @@ from django.utils.safestring import mark_safe
 from delivery.models import DeliveryAttempt
 from delivery.services import service_choices
 from fans.models import ConsentRecord, Fan, Subscription
+from presave_site.readonly_admin import ReadOnlyAdminMixin
 from releases.models import Campaign
 
 
@@ -52,19 +53,6 @@ class CampaignFilter(admin.SimpleListFilter):
         if self.value():
             return queryset.filter(campaign_id=self.value())
         return queryset
-
-
-class ReadOnlyAdminMixin:
-    """Viewable by staff with the view (or change) permission; never added, changed or deleted here."""
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):

@@ -4,8 +4,9 @@ Who gets it: fans who pre-saved and ticked the email box (ConsentRecord.email_op
 fan's email) and the email-only sign-ups (EmailSignup, not unsubscribed), once per address.
 
 When: a django-q2 `Schedule.ONCE` named `release-email-<campaign id>` at the release time, kept in step with
-the campaign by releases/signals.py, beside the delivery schedule. The task is idempotent: one ReleaseEmail
-row per address, claimed with `select_for_update(skip_locked=True)` and marked sent in the same transaction.
+the campaign by releases/signals.py, beside the delivery schedule (both made by `delivery.scheduling
+.schedule_once`). The task is idempotent: one ReleaseEmail row per address, claimed with
+`select_for_update(skip_locked=True)` and marked sent in the same transaction.
 
 Links: every link carries the row's id signed with django.core.signing (salted per purpose); a click
 redirects only to one of the campaign's own listening links (fans.smartlink), never to a URL from the request.
@@ -27,6 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
+from delivery.scheduling import schedule_once
 from fans import smartlink
 from fans.models import ConsentRecord, EmailSignup, ReleaseEmail
 from releases.models import Campaign
@@ -54,26 +56,7 @@ def sync_schedule(campaign: Campaign) -> Schedule | None:
         return None
     if release_at <= timezone.now():
         return Schedule.objects.filter(name=name).first()  # out already: never re-arm a sent email
-    schedule, _ = Schedule.objects.update_or_create(
-        name=name,
-        defaults={
-            "func": SEND_TASK,
-            "args": repr((campaign.pk,)),
-            "schedule_type": Schedule.ONCE,
-            "repeats": 1,
-            "next_run": release_at,
-        },
-    )
-    return schedule
-
-
-def on_campaign_change(campaign_id: int) -> None:
-    def sync() -> None:
-        campaign = Campaign.objects.select_related("release").filter(pk=campaign_id).first()
-        if campaign is not None:
-            sync_schedule(campaign)
-
-    transaction.on_commit(sync)
+    return schedule_once(name, SEND_TASK, campaign.pk, release_at)
 
 
 # --- Recipients -----------------------------------------------------------------------------------------------
@@ -179,16 +162,7 @@ def send_release_emails(campaign_id: int) -> str:
 def schedule_retry(campaign: Campaign):
     """A ONCE schedule to run the task again in RETRY_MINUTES (one per campaign: its name is unique)."""
     retry_at = timezone.now() + dt.timedelta(minutes=RETRY_MINUTES)
-    Schedule.objects.update_or_create(
-        name=f"{schedule_name(campaign.pk)}-retry",
-        defaults={
-            "func": SEND_TASK,
-            "args": repr((campaign.pk,)),
-            "schedule_type": Schedule.ONCE,
-            "repeats": 1,
-            "next_run": retry_at,
-        },
-    )
+    schedule_once(f"{schedule_name(campaign.pk)}-retry", SEND_TASK, campaign.pk, retry_at)
     return retry_at
 
 

@@ -28,6 +28,7 @@ from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now, scheduled_tim
 from delivery.services import SERVICES, enabled_services, staff_warnings
 from fans.models import Subscription
 from fans.reserved import validate_campaign_slug
+from presave_site.readonly_admin import ReadOnlyAdminMixin
 from releases import analytics, audit, charts, exports, retry
 from releases.models import Artist, AuditEntry, Campaign, Release, ReleaseLink, validate_timezone
 from releases.progress import progress
@@ -92,18 +93,14 @@ def at_risk_count(campaign: Campaign) -> int:
 
 def export_response(request: HttpRequest, name: str, *, campaign=None, artist=None) -> HttpResponse:
     """The streamed CSV of one campaign's or one artist's subscribers, written to the audit log."""
-    if campaign is not None:
-        subscriptions, signups = Q(campaign=campaign), Q(campaign=campaign)
-    else:
-        subscriptions = Q(campaign__release__artist=artist)
-        signups = Q(campaign__release__artist=artist)
+    campaigns = Q(campaign=campaign) if campaign is not None else Q(campaign__release__artist=artist)
     excel = request.GET.get("excel") == "1"
-    rows = exports.row_count(subscriptions, signups)
     details = {"format": "excel" if excel else "utf-8"}
     if artist is not None:
         details["artist"] = artist.name
+    rows = exports.row_count(campaigns)
     audit.record(request.user, AuditEntry.Action.EXPORT, campaign=campaign, rows=rows, **details)
-    return exports.csv_response(name, exports.export_querysets(subscriptions, signups), excel=excel)
+    return exports.csv_response(name, exports.export_querysets(campaigns), excel=excel)
 
 
 SPOTIFY_LINK = re.compile(
@@ -470,7 +467,7 @@ class CampaignAdmin(admin.ModelAdmin):
             raise Http404("No such campaign.")
         return campaign
 
-    # --- Deliver now ---------------------------------------------------------------------------------------
+    # --- Deliver now and Retry failed: a confirm page, then a POST ----------------------------------------
     @admin.action(description="Deliver now to the selected campaigns' fans", permissions=["deliver"])
     def deliver_now_action(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         started, drafts = 0, []
@@ -478,9 +475,7 @@ class CampaignAdmin(admin.ModelAdmin):
             if campaign.status == Campaign.Status.DRAFT:
                 drafts.append(campaign.slug)
                 continue
-            deliver_now(campaign)
-            self.log_change(request, campaign, "Started delivery now.")
-            audit.record(request.user, AuditEntry.Action.DELIVER_NOW, campaign=campaign, rows=campaign.kpi_pending)
+            self.start_delivery(request, campaign)
             started += 1
         if drafts:
             self.message_user(
@@ -490,68 +485,79 @@ class CampaignAdmin(admin.ModelAdmin):
             )
         self.message_user(request, f"Delivery started for {started} campaign(s).", messages.SUCCESS)
 
-    def deliver_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+    def start_delivery(self, request: HttpRequest, campaign: Campaign) -> None:
+        deliver_now(campaign)
+        self.log_change(request, campaign, "Started delivery now.")
+        audit.record(request.user, AuditEntry.Action.DELIVER_NOW, campaign=campaign, rows=campaign.kpi_pending)
+
+    def deliverable_campaign(self, request: HttpRequest, object_id: str) -> Campaign | None:
+        """The campaign (None if there is none), provided the user may deliver it."""
         campaign = self.get_object(request, unquote(object_id))
+        if campaign is not None and not self.has_deliver_permission(request, campaign):
+            raise PermissionDenied
+        return campaign
+
+    def confirm_page(self, request: HttpRequest, campaign: Campaign, template: str, **context) -> HttpResponse:
+        """A confirm page (templates/admin/releases/campaign/confirm.html and the pages extending it)."""
+        context = {
+            **self.admin_site.each_context(request),
+            "subtitle": str(campaign),
+            "opts": self.opts,
+            "campaign": campaign,
+            "change_url": self.url("change", campaign),
+            **context,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, f"admin/releases/campaign/{template}", context)
+
+    def deliver_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        campaign = self.deliverable_campaign(request, object_id)
         if campaign is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_deliver_permission(request, campaign):
-            raise PermissionDenied
-        change_url = self.url("change", campaign)
         is_draft = campaign.status == Campaign.Status.DRAFT
         if request.method == "POST":
             if is_draft:
                 self.message_user(request, "A draft campaign can't be delivered; make it live first.", messages.ERROR)
-                return HttpResponseRedirect(change_url)
-            deliver_now(campaign)
-            self.log_change(request, campaign, "Started delivery now.")
-            audit.record(request.user, AuditEntry.Action.DELIVER_NOW, campaign=campaign, rows=campaign.kpi_pending)
-            self.message_user(
-                request,
-                f"Delivery of “{campaign}” started for {campaign.kpi_pending} pending subscription(s).",
-                messages.SUCCESS,
-            )
-            return HttpResponseRedirect(change_url)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Deliver now?",
-            "subtitle": str(campaign),
-            "opts": self.opts,
-            "campaign": campaign,
-            "is_draft": is_draft,
-            "pending": campaign.kpi_pending,
-            "release_utc": utc(campaign.release.release_at),
-            "change_url": change_url,
-            "last_deliver": audit.last_entry(campaign, AuditEntry.Action.DELIVER_NOW),
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/releases/campaign/deliver_now_confirm.html", context)
+            else:
+                self.start_delivery(request, campaign)
+                self.message_user(
+                    request,
+                    f"Delivery of “{campaign}” started for {campaign.kpi_pending} pending subscription(s).",
+                    messages.SUCCESS,
+                )
+            return HttpResponseRedirect(self.url("change", campaign))
+        return self.confirm_page(
+            request,
+            campaign,
+            "deliver_now_confirm.html",
+            title="Deliver now?",
+            is_draft=is_draft,
+            can_confirm=not is_draft,
+            pending=campaign.kpi_pending,
+            release_utc=utc(campaign.release.release_at),
+            last_deliver=audit.last_entry(campaign, AuditEntry.Action.DELIVER_NOW),
+        )
 
-    # --- Retry failed --------------------------------------------------------------------------------------
     def retry_failed_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        campaign = self.get_object(request, unquote(object_id))
+        campaign = self.deliverable_campaign(request, object_id)
         if campaign is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_deliver_permission(request, campaign):
-            raise PermissionDenied
-        change_url = self.url("change", campaign)
         if request.method == "POST":
             count = retry.retry_failed(campaign)
             audit.record(request.user, AuditEntry.Action.RETRY_FAILED, campaign=campaign, rows=count)
             self.log_change(request, campaign, f"Re-queued {count} failed subscription(s).")
             self.message_user(request, f"Re-queued {count} failed subscription(s) for delivery.", messages.SUCCESS)
-            return HttpResponseRedirect(change_url)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Retry failed deliveries?",
-            "subtitle": str(campaign),
-            "opts": self.opts,
-            "campaign": campaign,
-            "retryable": retry.retryable_failures(campaign).count(),
-            "failed": campaign.kpi_failed,
-            "change_url": change_url,
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/releases/campaign/retry_failed_confirm.html", context)
+            return HttpResponseRedirect(self.url("change", campaign))
+        retryable = retry.retryable_failures(campaign).count()
+        return self.confirm_page(
+            request,
+            campaign,
+            "retry_failed_confirm.html",
+            title="Retry failed deliveries?",
+            retryable=retryable,
+            can_confirm=retryable > 0,
+            failed=campaign.kpi_failed,
+        )
 
     # --- Live progress (htmx partial) -------------------------------------------------------------------------
     def progress_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -577,7 +583,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 # --- Audit log (managers) --------------------------------------------------------------------------------
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["at", "username", "action", "campaign", "rows", "details"]
     list_filter = ["action", "campaign"]
     list_select_related = ["campaign__release"]
@@ -585,12 +591,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
     date_hierarchy = "at"
     fields = ["at", "user", "username", "action", "campaign", "rows", "details"]
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

@@ -69,60 +69,46 @@ def safe(name: str) -> Case:
     )
 
 
-def subscription_rows(campaign_filter: Q) -> QuerySet:
+def csv_rows(queryset: QuerySet, **cells) -> QuerySet:
+    """The queryset as rows of HEADER's columns, each cell text from `cells` (by column name) or blank."""
+    columns = {f"x_{name}": cells.get(name, Value("")) for name in HEADER}
+    return queryset.annotate(**columns).order_by("campaign_id", "pk").values_list(*columns)
+
+
+def subscription_rows(campaigns: Q) -> QuerySet:
     opted_in = Exists(ConsentRecord.objects.filter(subscription=OuterRef("pk"), email_opt_in=True))
-    return (
-        Subscription.objects.filter(campaign_filter)
+    subscriptions = (
+        Subscription.objects.filter(campaigns)
         .annotate(opted_in=opted_in)
         .annotate(shared_email=Case(When(opted_in=True, then=F("fan__email")), default=Value("")))
-        .annotate(
-            x_campaign=safe("campaign__slug"),
-            x_source=Value("pre-save"),
-            x_fan=safe("fan__display_name"),
-            x_service=safe("fan__service"),
-            x_status=F("status"),
-            x_market=safe("market"),
-            x_country=safe("fan__country"),
-            x_subscribed_at=UTCText("created_at"),
-            x_delivered_at=UTCText("delivered_at"),
-            x_attempts=Cast("attempts", CharField()),
-            x_last_error=safe("last_error"),
-            x_email_opt_in=Case(When(opted_in=True, then=Value("yes")), default=Value("no")),
-            x_email=safe("shared_email"),
-        )
-        .order_by("campaign_id", "pk")
-        .values_list(*(f"x_{name}" for name in HEADER))
+    )
+    return csv_rows(
+        subscriptions,
+        campaign=safe("campaign__slug"),
+        source=Value("pre-save"),
+        fan=safe("fan__display_name"),
+        service=safe("fan__service"),
+        status=F("status"),
+        market=safe("market"),
+        country=safe("fan__country"),
+        subscribed_at=UTCText("created_at"),
+        delivered_at=UTCText("delivered_at"),
+        attempts=Cast("attempts", CharField()),
+        last_error=safe("last_error"),
+        email_opt_in=Case(When(opted_in=True, then=Value("yes")), default=Value("no")),
+        email=safe("shared_email"),
     )
 
 
-def signup_rows(campaign_filter: Q) -> QuerySet:
-    return (
-        EmailSignup.objects.filter(campaign_filter, unsubscribed_at__isnull=True)
-        .annotate(
-            x_campaign=safe("campaign__slug"),
-            x_source=Value("email-only sign-up"),
-            x_country=safe("country"),
-            x_subscribed_at=UTCText("created_at"),
-            x_email=safe("email"),
-            blank=Value(""),
-            yes=Value("yes"),
-        )
-        .order_by("campaign_id", "pk")
-        .values_list(
-            "x_campaign",
-            "x_source",
-            "blank",
-            "blank",
-            "blank",
-            "blank",
-            "x_country",
-            "x_subscribed_at",
-            "blank",
-            "blank",
-            "blank",
-            "yes",
-            "x_email",
-        )  # fmt: skip
+def signup_rows(campaigns: Q) -> QuerySet:
+    return csv_rows(
+        EmailSignup.objects.filter(campaigns, unsubscribed_at__isnull=True),
+        campaign=safe("campaign__slug"),
+        source=Value("email-only sign-up"),
+        country=safe("country"),
+        subscribed_at=UTCText("created_at"),
+        email_opt_in=Value("yes"),
+        email=safe("email"),
     )
 
 
@@ -171,13 +157,15 @@ def csv_chunks(querysets: list[QuerySet], *, excel: bool = False) -> Iterator[by
     yield b"".join(pending)
 
 
-def export_querysets(campaign_filter: Q, signup_filter: Q) -> list[QuerySet]:
-    return [subscription_rows(campaign_filter), signup_rows(signup_filter)]
+def export_querysets(campaigns: Q) -> list[QuerySet]:
+    """The rows of the subscriptions and email-only sign-ups of the campaigns `campaigns` (a filter on
+    `campaign`) selects."""
+    return [subscription_rows(campaigns), signup_rows(campaigns)]
 
 
-def row_count(campaign_filter: Q, signup_filter: Q) -> int:
-    subscriptions = Subscription.objects.filter(campaign_filter).count()
-    return subscriptions + EmailSignup.objects.filter(signup_filter, unsubscribed_at__isnull=True).count()
+def row_count(campaigns: Q) -> int:
+    subscriptions = Subscription.objects.filter(campaigns).count()
+    return subscriptions + EmailSignup.objects.filter(campaigns, unsubscribed_at__isnull=True).count()
 
 
 def csv_response(name: str, querysets: list[QuerySet], *, excel: bool = False) -> StreamingHttpResponse:

@@ -1,29 +1,36 @@
 """Keep each campaign's release-time schedules (delivery, release-day email) in step with the campaign and its
 release."""
 
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from releases.models import Campaign, CampaignTally, Release
 
 
-@receiver(post_save, sender=Campaign)
-def campaign_saved(sender, instance: Campaign, **kwargs) -> None:
-    from delivery.scheduling import on_campaign_change
+def sync_schedules_on_commit(campaign_id: int) -> None:
+    """Once the change is committed, put the campaign's delivery and release-day email schedules in step."""
+    from delivery import scheduling
     from fans import release_email
 
-    on_campaign_change(instance.pk)
-    release_email.on_campaign_change(instance.pk)
+    def sync() -> None:
+        campaign = Campaign.objects.select_related("release").filter(pk=campaign_id).first()
+        if campaign is not None:
+            scheduling.sync_schedule(campaign)
+            release_email.sync_schedule(campaign)
+
+    transaction.on_commit(sync)
+
+
+@receiver(post_save, sender=Campaign)
+def campaign_saved(sender, instance: Campaign, **kwargs) -> None:
+    sync_schedules_on_commit(instance.pk)
 
 
 @receiver(post_save, sender=Release)
 def release_saved(sender, instance: Release, **kwargs) -> None:
-    from delivery.scheduling import on_campaign_change
-    from fans import release_email
-
     for campaign_id in instance.campaigns.values_list("pk", flat=True):
-        on_campaign_change(campaign_id)
-        release_email.on_campaign_change(campaign_id)
+        sync_schedules_on_commit(campaign_id)
 
 
 @receiver(post_delete, sender=Campaign)

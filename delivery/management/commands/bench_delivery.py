@@ -21,18 +21,12 @@ from django.utils import timezone
 from delivery import benchmark
 from delivery.benchmark import Phase
 from delivery.sandbox.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from presave_site.benchmarking import positive
 
 SPEEDUP_TARGET, SPEEDUP_LATENCY_MS = 100, 50
 CEILING_TARGET = 0.70
 LIMIT_USED_TARGET, LIMITED_TARGET = 0.90, 0.01
 ENGINE_SETTINGS = ("DELIVERY_CONCURRENCY", "DELIVERY_BATCH_SIZE", "DELIVERY_PERMIT_BLOCK")
-
-
-def positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
 
 
 class Command(BaseCommand):

@@ -12,10 +12,8 @@ Run it on PostgreSQL:
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,11 +21,11 @@ import urllib.request
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connection
-from django.utils import timezone
 
 from fans.loadgen import LoadResult, load
-from releases.models import Artist, Campaign, Release
+from presave_site.benchmarking import database_url, free_port, positive
+from releases import benchmark
+from releases.models import Campaign
 
 RATIO_TARGET = 0.75
 RETURNING_COOKIES = "csrftoken=Bench0csrf0secret0of0thirty0two0; fv=bench-visitor-id-0123456789"
@@ -35,27 +33,6 @@ PHONE_UA = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
     "Version/18.1 Mobile/15E148 Safari/604.1"
 )
-
-
-def positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 class Command(BaseCommand):
@@ -81,10 +58,7 @@ class Command(BaseCommand):
             self.report(results, options)
         finally:
             if made:
-                release = campaign.release
-                campaign.delete()  # its FunnelEvents go with it
-                release.delete()
-                release.artist.delete()
+                benchmark.drop(campaign)  # its FunnelEvents go with it
 
     def measure(self, campaign: Campaign, options: dict) -> dict[str, LoadResult]:
         port = free_port()
@@ -125,16 +99,7 @@ class Command(BaseCommand):
             if campaign is None:
                 raise CommandError(f"No visible campaign with slug {slug!r}.")
             return campaign, False
-        release_at = timezone.now() + dt.timedelta(days=14)
-        artist = Artist.objects.create(name="Bench Artist")
-        release = Release.objects.create(
-            artist=artist,
-            title="Bench Release",
-            release_date=release_at.date(),
-            release_time=release_at.time().replace(microsecond=0),
-        )
-        slug = f"bench-{int(time.time())}"
-        return Campaign.objects.create(release=release, slug=slug, status=Campaign.Status.LIVE), True
+        return benchmark.make_campaign(str(int(time.time()))), True
 
     def start_server(self, port: int, workers: int, threads: int) -> subprocess.Popen:
         env = {

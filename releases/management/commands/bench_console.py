@@ -17,17 +17,11 @@ import time
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
+from presave_site.benchmarking import positive
 from releases import benchmark
 
 EXPORT_SECONDS, EXPORT_RSS_MB = 30.0, 100.0
 PAGE_MS, PAGE_RATIO = 100.0, 3.0
-
-
-def positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
 
 
 class Command(BaseCommand):
