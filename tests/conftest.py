@@ -328,3 +328,21 @@ def make_subscription(campaign, sandbox: Sandbox, user_id: str, *, scope: str | 
     credential.store(tokens["refresh_token"])
     credential.save()
     return subscription
+
+
+def make_consent(subscription, **fields):
+    """The ConsentRecord a fan's pre-save of `subscription` leaves (wording v1 unless `fields` say otherwise),
+    with its revoke token issued."""
+    from fans.models import ConsentRecord
+
+    fan = subscription.fan
+    record = ConsentRecord(
+        subscription=subscription,
+        campaign=subscription.campaign,
+        service=fan.service,
+        service_user_id=fan.service_user_id,
+        **{"wording_version": "v1", **fields},
+    )
+    record.issue_revoke_token()
+    record.save()
+    return record

@@ -9,7 +9,7 @@ from django.utils import timezone
 from delivery.models import DeliveryAttempt
 from delivery.services import service_choices
 from fans.models import ConsentRecord, Credential, Fan, Subscription
-from tests.conftest import make_campaign
+from tests.conftest import make_campaign, make_consent
 
 pytestmark = pytest.mark.django_db
 
@@ -113,16 +113,7 @@ def test_detail_shows_the_attempt_history_and_the_consent_records(staff_client, 
             http_status=503,
             message=message,
         )
-    consent = ConsentRecord(
-        subscription=subscription,
-        campaign=subscription.campaign,
-        service="spotify",
-        service_user_id="bob",
-        scopes=["user-library-modify"],
-        wording_version="2026-11",
-    )
-    consent.issue_revoke_token()
-    consent.save()
+    make_consent(subscription, scopes=["user-library-modify"], wording_version="2026-11")
     credential = Credential(subscription=subscription, authorized_at=timezone.now() - dt.timedelta(days=3))
     credential.store("a-refresh-token")
     credential.save()
@@ -177,16 +168,7 @@ def test_fan_list_searches_by_name_and_email(staff_client, subscriptions):
 
 
 def opt_in(subscription: Subscription) -> None:
-    record = ConsentRecord(
-        subscription=subscription,
-        campaign=subscription.campaign,
-        service="spotify",
-        service_user_id=subscription.fan.service_user_id,
-        wording_version="2026-11",
-        email_opt_in=True,
-    )
-    record.issue_revoke_token()
-    record.save()
+    make_consent(subscription, wording_version="2026-11", email_opt_in=True)
 
 
 def test_changelist_filters_by_market_and_email_opt_in(staff_client, subscriptions):

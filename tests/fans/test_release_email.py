@@ -17,7 +17,7 @@ from fans import release_email
 from fans.models import ConsentRecord, EmailSignup, Fan, ReleaseEmail, Subscription
 from fans.reserved import RESERVED_SLUGS
 from releases.models import Campaign, ReleaseLink
-from tests.conftest import make_campaign, wait_for
+from tests.conftest import make_campaign, make_consent, wait_for
 
 SPOTIFY_LINK = f"https://open.spotify.com/album/{demo_catalog.NOVA_LARK_ALBUM_ID}"
 DEEZER_LINK = "https://www.deezer.com/album/123456"
@@ -26,19 +26,8 @@ DEEZER_LINK = "https://www.deezer.com/album/123456"
 def pre_save(campaign, user_id: str, email: str, *, opt_in: bool, revoked: bool = False) -> ConsentRecord:
     fan = Fan.objects.create(service="spotify", service_user_id=user_id, display_name=user_id, email=email)
     subscription = Subscription.objects.create(fan=fan, campaign=campaign)
-    record = ConsentRecord(
-        subscription=subscription,
-        campaign=campaign,
-        service="spotify",
-        service_user_id=user_id,
-        email=email,
-        wording_version="v1",
-        email_opt_in=opt_in,
-        revoked_at=timezone.now() if revoked else None,
-    )
-    record.issue_revoke_token()
-    record.save()
-    return record
+    revoked_at = timezone.now() if revoked else None
+    return make_consent(subscription, email=email, email_opt_in=opt_in, revoked_at=revoked_at)
 
 
 def sign_up(campaign, email: str, *, unsubscribed: bool = False) -> EmailSignup:

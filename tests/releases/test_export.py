@@ -8,10 +8,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from fans.models import ConsentRecord, EmailSignup, Fan, Subscription
+from fans.models import EmailSignup, Fan, Subscription
 from releases import exports
 from releases.models import Campaign, Release
-from tests.conftest import make_campaign
+from tests.conftest import make_campaign, make_consent
 from tests.releases.personas import member_of
 
 pytestmark = pytest.mark.django_db
@@ -29,17 +29,7 @@ def subscribe(campaign, user_id: str, *, name: str = "", email: str = "", opt_in
     )
     subscription = Subscription.objects.create(fan=fan, campaign=campaign, market="GB", **fields)
     if opt_in is not None:
-        record = ConsentRecord(
-            subscription=subscription,
-            campaign=campaign,
-            service="spotify",
-            service_user_id=user_id,
-            email=email,
-            wording_version="v1",
-            email_opt_in=opt_in,
-        )
-        record.issue_revoke_token()
-        record.save()
+        make_consent(subscription, email=email, email_opt_in=opt_in)
     return subscription
 
 
