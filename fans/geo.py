@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
 from django.http import HttpRequest
 
@@ -10,13 +12,19 @@ from releases import markets
 UNKNOWN_COUNTRIES = {"XX", "T1"}  # Cloudflare: unknown, Tor
 
 
+@functools.lru_cache(maxsize=8)
+def meta_key(header: str) -> str:
+    """Where WSGI puts a header in request.META: CF-IPCountry → HTTP_CF_IPCOUNTRY."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
 def request_country(request: HttpRequest) -> str:
     """A two-letter country code, or "" when the request does not tell."""
     if settings.COUNTRY_HEADER:
-        code = markets.normalize(request.headers.get(settings.COUNTRY_HEADER, ""))
+        code = markets.normalize(request.META.get(meta_key(settings.COUNTRY_HEADER), ""))
         if code and code not in UNKNOWN_COUNTRIES:
             return code
-    for item in request.headers.get("Accept-Language", "")[:200].split(","):
+    for item in request.META.get("HTTP_ACCEPT_LANGUAGE", "")[:200].split(","):
         tag = item.split(";")[0].strip()
         parts = tag.replace("_", "-").split("-")
         if len(parts) >= 2 and (code := markets.normalize(parts[-1])):

@@ -46,7 +46,7 @@ class CampaignPage:
 class ObjectCache(LocMemCache):
     """The `pages` cache without Redis: Django's local-memory cache, keeping values as they are instead of
     pickling them (a warm page view would unpickle twice). Only for values nobody mutates: the CampaignPage
-    (a frozen dataclass whose models the views only read) and HTML strings."""
+    (a frozen dataclass whose models the views only read) and the pages' HTML pieces (copied before filling)."""
 
     def get(self, key, default=None, version=None):
         key = self.make_key(key, version=version)

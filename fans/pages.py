@@ -180,15 +180,16 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
 
 # The campaign page rendered once per variant and cached: per-request parts are slots ----------------------------
 
-CSRF_SLOT = "\x00csrf\x00"
-UTM_SLOT = "\x00utm\x00"
+SLOT = "\x00"  # slots are "\x00name\x00": the cached page is kept split on SLOT, names at the odd places
+CSRF_SLOT = f"{SLOT}csrf{SLOT}"
+UTM_SLOT = f"{SLOT}utm{SLOT}"
 
 
 def campaign_html(
     page: CampaignPage, *, country: str, preferred: str, in_app: inapp.InAppBrowser | None
-) -> tuple[str, Countdown | None]:
-    """The campaign page's HTML with slots for the CSRF token, the UTM fields and the countdown, and the
-    countdown to fill them with. From the `pages` cache, keyed by what makes two renderings differ (the
+) -> tuple[list[str], Countdown | None]:
+    """The campaign page's HTML split around its slots (the CSRF token, the UTM fields and the countdown), and
+    the countdown to fill them with. From the `pages` cache, keyed by what makes two renderings differ (the
     page's stamp, its state, the in-app browser, the smart-link order); rendered on a miss."""
     release = page.release
     is_out, accepting = release.is_out, page.campaign.accepts_presaves
@@ -199,8 +200,8 @@ def campaign_html(
     state = "out" if is_out else ("open" if accepting else "closed")
     key = f"fans:html:{page.stamp}:{state}:{in_app.key + in_app.os if in_app else ''}:{order}"
     cache = caches[CACHE_ALIAS]
-    html = cache.get(key)
-    if html is None:
+    parts = cache.get(key)
+    if parts is None:
         page_url = settings.PUBLIC_BASE_URL + page.campaign.get_absolute_url()
         context = campaign_context(page, country=country, preferred=preferred, in_app=in_app, page_url=page_url)
         slotted = {
@@ -209,18 +210,24 @@ def campaign_html(
             "utm_slot": UTM_SLOT,
             "countdown": CountdownSlots() if context["countdown"] else None,
         }
-        html = render_to_string("fans/campaign.html", slotted)
-        cache.set(key, html, settings.PAGE_CACHE_SECONDS)
-    return html, (Countdown(release.release_at) if not is_out else None)
+        # Forms strip NUL characters from what staff type, so the only ones in the page are the slots'.
+        parts = render_to_string("fans/campaign.html", slotted).split(SLOT)
+        cache.set(key, parts, settings.PAGE_CACHE_SECONDS)
+    return parts, (Countdown(release.release_at) if not is_out else None)
 
 
-def fill_campaign_html(html: str, *, csrf_token: str, utm: dict[str, str], countdown: Countdown | None) -> str:
-    html = html.replace(CSRF_SLOT, escape(csrf_token))
-    fields = "".join(
-        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">' for name, value in sorted(utm.items())
-    )
-    html = html.replace(UTM_SLOT, fields)
+def fill_campaign_html(parts: list[str], *, csrf_token: str, utm: dict[str, str], countdown: Countdown | None) -> str:
+    """The page with its slots filled: one join over the cached pieces."""
+    slots = {
+        "csrf": escape(csrf_token),
+        "utm": "".join(
+            f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
+            for name, value in sorted(utm.items())
+        ),
+    }
     if countdown is not None:
-        for value, unit in countdown.parts:
-            html = html.replace(f"\x00countdown:{unit}\x00", value)
-    return html
+        slots.update((f"countdown:{unit}", value) for value, unit in countdown.parts)
+    filled = parts.copy()
+    for index in range(1, len(parts), 2):
+        filled[index] = slots.get(parts[index], "")
+    return "".join(filled)

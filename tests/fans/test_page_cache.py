@@ -1,5 +1,6 @@
-"""The campaign page is served from cache: a warm view makes one database query (the page view's INSERT),
-and staff edits to the campaign, release, artist or links show at once."""
+"""The campaign page is served from cache: a warm view makes one database query (the page views' batch, one
+COPY; tests write a batch at each view), its CSRF tokens (fans/csrf.py) are Django's, checked by Django, and
+staff edits to the campaign, release, artist or links show at once."""
 
 import datetime as dt
 import re
@@ -7,6 +8,8 @@ import re
 import pytest
 import time_machine
 from django.core.cache import caches
+from django.middleware.csrf import _unmask_cipher_token
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -26,15 +29,20 @@ def url(campaign):
     return reverse("fans:campaign", args=[campaign.slug])
 
 
-def test_a_warm_page_view_makes_one_query_the_tracking_insert(client, campaign, django_assert_num_queries):
+def test_a_warm_page_view_makes_one_query_the_tracking_copy(client, campaign, django_assert_num_queries):
     client.get(url(campaign))  # cold: loads and caches
 
     with django_assert_num_queries(1) as captured:
         response = client.get(url(campaign))
 
     assert response.status_code == 200
-    assert captured.captured_queries[0]["sql"].startswith('INSERT INTO "fans_funnelevent"')
+    assert captured.captured_queries[0]["sql"].startswith('COPY "fans_funnelevent"')  # the page views' batch
     assert FunnelEvent.objects.filter(kind="view").count() == 2
+
+
+def page_token_in(page) -> str:
+    html = page if isinstance(page, str) else page.content.decode()
+    return html.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
 
 
 def test_each_cached_page_carries_a_fresh_valid_csrf_token(client, campaign):
@@ -42,10 +50,35 @@ def test_each_cached_page_carries_a_fresh_valid_csrf_token(client, campaign):
     other = type(client)(enforce_csrf_checks=True)
 
     html = other.get(url(campaign)).content.decode()
-    token = html.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+    token = page_token_in(html)
     response = other.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), {"csrfmiddlewaretoken": token})
 
     assert response.status_code == 302  # accepted: on to the service's sign-in
+
+
+def test_a_returning_visitor_keeps_its_csrf_cookie_and_gets_a_fresh_mask(campaign):
+    strict = Client(enforce_csrf_checks=True)
+    first = strict.get(url(campaign))
+    secret = first.cookies["csrftoken"].value
+
+    second = strict.get(url(campaign))
+    tokens = [page_token_in(response) for response in (first, second)]
+
+    assert "csrftoken" not in second.cookies  # a valid cookie is not sent again
+    assert tokens[0] != tokens[1] and all(len(token) == 64 for token in tokens)  # a new mask each time (BREACH)
+    assert {_unmask_cipher_token(token) for token in tokens} == {secret}
+    response = strict.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), {"csrfmiddlewaretoken": tokens[1]})
+    assert response.status_code == 302
+
+
+def test_a_forged_or_stale_csrf_token_is_refused(campaign):
+    strict = Client(enforce_csrf_checks=True)
+    token = page_token_in(strict.get(url(campaign)))
+    strict.cookies["csrftoken"] = "A" * 32  # another secret than the one the token carries
+
+    response = strict.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), {"csrfmiddlewaretoken": token})
+
+    assert response.status_code == 403
 
 
 def test_staff_edits_show_at_once(client, campaign):

@@ -1,0 +1,43 @@
+"""The campaign page's CSRF token, made cheaply.
+
+The campaign page is the one page fans view at volume, and Django's `get_token` is most of its per-visitor
+cost: it draws each character of a new secret and of the mask with its own `secrets.choice` (an `os.urandom`
+call per character, 64 for a new visitor) and re-sends the year-long CSRF cookie at every view to renew it.
+`page_token` makes the same masked token from one `os.urandom` call per string, and has CsrfViewMiddleware
+send the cookie only to a browser that has no valid one.
+
+The token is Django's own format (django.middleware.csrf: a random mask, then the secret with each character
+shifted by the mask's, both over CSRF_ALLOWED_CHARS), so CsrfViewMiddleware checks the page's forms as it
+checks any; tests/fans/test_page_cache.py posts one back. The mask is still new at every response (BREACH),
+each character uniformly drawn (bytes that would bias the modulo are dropped).
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.http import HttpRequest
+from django.middleware.csrf import CSRF_ALLOWED_CHARS, CSRF_SECRET_LENGTH
+
+_CHARS = CSRF_ALLOWED_CHARS
+_INDEX = {char: index for index, char in enumerate(_CHARS)}
+_UNBIASED = 256 - 256 % len(_CHARS)  # bytes below this map uniformly onto the characters
+
+
+def random_chars(count: int = CSRF_SECRET_LENGTH) -> str:
+    """`count` characters of CSRF_ALLOWED_CHARS, each uniformly random (os.urandom, rejection sampling)."""
+    chars: list[str] = []
+    while len(chars) < count:
+        chars.extend(_CHARS[byte % len(_CHARS)] for byte in os.urandom(count + 8) if byte < _UNBIASED)
+    return "".join(chars[:count])
+
+
+def page_token(request: HttpRequest) -> str:
+    """A freshly masked CSRF token for `request`'s forms. A browser without a valid CSRF cookie gets a new
+    secret, which CsrfViewMiddleware sets as the cookie; a valid cookie is left as it is."""
+    secret = request.META.get("CSRF_COOKIE")
+    if not secret:
+        secret = random_chars()
+        request.META.update({"CSRF_COOKIE": secret, "CSRF_COOKIE_NEEDS_UPDATE": True})
+    mask = random_chars()
+    return mask + "".join(_CHARS[(_INDEX[s] + _INDEX[m]) % len(_CHARS)] for s, m in zip(secret, mask, strict=True))
