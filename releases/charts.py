@@ -16,12 +16,11 @@ PAD_LEFT, PAD_BOTTOM, PAD_TOP = 40, 22, 10
 
 
 def nice_ceiling(value: int) -> int:
-    """The smallest of 1, 2, 5 × 10^n that is ≥ value (the y axis top)."""
-    if value <= 0:
-        return 1
+    """The smallest of 2, 4, 10 × 10^n that is ≥ value (the y axis top): its half, the middle line, is a whole
+    number too."""
     magnitude = 1
     while True:
-        for step in (1, 2, 5):
+        for step in (2, 4, 10):
             if step * magnitude >= value:
                 return step * magnitude
         magnitude *= 10
