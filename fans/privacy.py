@@ -3,12 +3,21 @@ everything (GDPR erasure).
 
 A fan reaches these pages through a signed link (django.core.signing, salted, with a maximum age): the
 thank-you page makes one for the fan who just authorized, the revoke pages for the fan whose one-click token
-was used, and emails may carry one (`link_for_fan`, `link_for_email`). The link names the subject (a Fan or an
-email address) and proves nothing else: it is only shown to whoever proved they are that subject.
+was used, and every email carries one for its address (`link_for_fan`, `link_for_email`; the release-day
+email: fans/release_email.py). The link names the subject (a Fan or an email address) and proves nothing
+else: it is only shown to whoever proved they are that subject (signed in to the account, or received mail at
+the address).
+
+What a subject covers: a fan, its subscriptions, the consent records of its account and the email sign-ups
+of its address; an email address, its email sign-ups, the consent records that carry that address and the
+pre-saves those consents were given for.
 
 Erasure deletes the Fan (and with it subscriptions and sealed tokens), blanks the personal fields of the
 consent records (keeping that a consent of this wording was given and when, without who), deletes the email
-sign-ups of the fan's address and unlinks funnel events from subscriptions: anonymous counts remain.
+sign-ups of the fan's address and unlinks funnel events from subscriptions: anonymous counts remain. Erasing
+by an email address cancels the pre-saves its consents were given for (their stored tokens destroyed) and
+removes the address from fan records, instead of deleting the streaming account's Fan, which the address
+does not prove control of.
 """
 
 from __future__ import annotations
@@ -87,17 +96,25 @@ def subject_from(token: str) -> Subject:
 
 
 def subscriptions(subject: Subject):
-    if subject.fan is None:
+    if subject.fan is not None:
+        found = subject.fan.subscriptions.all()
+    elif subject.email:
+        found = Subscription.objects.filter(
+            pk__in=ConsentRecord.objects.filter(email__iexact=subject.email).values("subscription_id")
+        )
+    else:
         return Subscription.objects.none()
-    return subject.fan.subscriptions.select_related("campaign__release__artist").order_by("created_at")
+    return found.select_related("campaign__release__artist").order_by("created_at")
 
 
 def consents(subject: Subject):
-    if subject.fan is None:
+    if subject.fan is not None:
+        found = ConsentRecord.objects.filter(service=subject.fan.service, service_user_id=subject.fan.service_user_id)
+    elif subject.email:
+        found = ConsentRecord.objects.filter(email__iexact=subject.email)
+    else:
         return ConsentRecord.objects.none()
-    return ConsentRecord.objects.filter(
-        service=subject.fan.service, service_user_id=subject.fan.service_user_id
-    ).select_related("campaign__release")
+    return found.select_related("campaign__release")
 
 
 def email_signups(subject: Subject):
@@ -189,6 +206,10 @@ def erase(subject: Subject) -> dict[str, int]:
     with transaction.atomic():
         subs = list(subscriptions(subject).values_list("pk", flat=True))
         unlinked = FunnelEvent.objects.filter(subscription__in=subs).update(subscription=None)
+        if subject.fan is None and subject.email:
+            for pk in subs:  # the save stops, the stored token goes; the Fan row is the account's, not the address's
+                revocation.revoke_subscription(pk)
+            Fan.objects.filter(email__iexact=subject.email).update(email="")
         consents(subject).filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         blanked = consents(subject).update(
             subscription=None,

@@ -8,7 +8,8 @@ the campaign by releases/signals.py, beside the delivery schedule (both made by 
 .schedule_once`). The task is idempotent: one ReleaseEmail row per address, claimed with
 `select_for_update(skip_locked=True)` and marked sent in the same transaction.
 
-Links: every link carries the row's id signed with django.core.signing (salted per purpose); a click
+Links: the privacy self-service link names the recipient's address (fans.privacy.link_for_email); every other
+link carries the row's id signed with django.core.signing (salted per purpose); a click
 redirects only to one of the campaign's own listening links (fans.smartlink), never to a URL from the request.
 """
 
@@ -29,7 +30,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from delivery.scheduling import schedule_once
-from fans import smartlink
+from fans import privacy, smartlink
 from fans.models import ConsentRecord, EmailSignup, ReleaseEmail
 from releases.models import Campaign
 
@@ -124,6 +125,7 @@ def message(email: ReleaseEmail, campaign: Campaign, destinations: list[smartlin
         "links": [(d.label, click_url(email, d.key)) for d in destinations],
         "page_url": absolute(campaign.get_absolute_url()),
         "unsubscribe_url": unsubscribe_url(email),
+        "privacy_url": absolute(privacy.link_for_email(email.email)),  # see, download or erase what we hold
         "open_url": open_url(email),
     }
     subject = f"It's out: {release.title} by {release.artist} — listen now"

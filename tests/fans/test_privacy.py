@@ -9,10 +9,11 @@ import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
-from fans import privacy
+from fans import privacy, release_email
 from fans.models import ConsentRecord, Credential, EmailSignup, Fan, FunnelEvent, Subscription
 from tests.conftest import make_campaign
 from tests.fans.test_oauth_callback import presave
+from tests.fans.test_release_email import links_in, path_of, pre_save, sign_up
 
 pytestmark = pytest.mark.django_db
 
@@ -172,3 +173,55 @@ def test_an_email_link_covers_that_addresss_sign_ups(client, db):
     client.post(link + "erase/")
 
     assert not EmailSignup.objects.exists()
+
+
+@pytest.fixture
+def out_campaign(db):
+    """Out now: Opted pre-saved with emails, Declined without, and an email-only sign-up."""
+    campaign = make_campaign(release_in=dt.timedelta(minutes=-5), status="done")
+    pre_save(campaign, "opted", "opted@fan.test", opt_in=True)
+    pre_save(campaign, "declined", "declined@fan.test", opt_in=False)
+    sign_up(campaign, "inbox@fan.test")
+    return campaign
+
+
+def test_the_release_day_email_links_to_what_we_hold_for_its_address(out_campaign, client, mailoutbox):
+    release_email.send_release_emails(out_campaign.pk)
+    by_address = {message.to[0]: message for message in mailoutbox}
+
+    for address, shown in (("opted@fan.test", "First Light"), ("inbox@fan.test", "inbox@fan.test")):
+        message = by_address[address]
+        link = link_in(message)
+        assert link in message.alternatives[0][0]  # the HTML part carries it too
+        page = client.get(path_of(link))
+        assert page.status_code == 200 and shown in page.content.decode()
+    assert 'data-subscription="' in client.get(path_of(link_in(by_address["opted@fan.test"]))).content.decode()
+
+
+def test_an_email_link_erases_the_consents_that_carry_its_address(out_campaign, client, mailoutbox):
+    opted = ConsentRecord.objects.get(service_user_id="opted")
+    credential = Credential(subscription=opted.subscription, authorized_at=timezone.now())
+    credential.store("a-refresh-token")
+    credential.save()
+    others = {c.pk: c.email for c in ConsentRecord.objects.exclude(pk=opted.pk)}
+    release_email.send_release_emails(out_campaign.pk)
+    link = path_of(link_in(next(m for m in mailoutbox if m.to == ["opted@fan.test"])))
+
+    export = json.loads(client.get(link + "export.json").content)
+    assert [c["email"] for c in export["consents"]] == ["opted@fan.test"]
+    assert [s["campaign"] for s in export["subscriptions"]] == [out_campaign.slug]
+    response = client.post(link + "erase/")
+
+    assert response.status_code == 200
+    opted.refresh_from_db()
+    assert (opted.service_user_id, opted.display_name, opted.email, opted.user_agent) == ("", "", "", "")
+    assert opted.ip_address is None and opted.subscription is None and opted.revoked_at is not None
+    subscription = Subscription.objects.get(fan__service_user_id="opted")
+    assert subscription.status == "revoked" and not Credential.objects.filter(subscription=subscription).exists()
+    assert not Fan.objects.filter(email__iexact="opted@fan.test").exists()
+    assert not EmailSignup.objects.filter(email__iexact="opted@fan.test").exists()
+    assert {c.pk: c.email for c in ConsentRecord.objects.exclude(pk=opted.pk)} == others  # nobody else's
+
+
+def link_in(message) -> str:
+    return next(url for url in links_in(message) if "/privacy/" in url)
