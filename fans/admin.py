@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
 from django.utils.html import format_html, format_html_join
@@ -16,6 +16,7 @@ from django.utils.safestring import mark_safe
 from delivery.models import DeliveryAttempt
 from delivery.services import service_choices
 from fans.models import ConsentRecord, Fan, Subscription
+from presave_site.admin_filters import ConditionFilter
 from presave_site.readonly_admin import ReadOnlyAdminMixin
 from releases.models import Campaign
 
@@ -106,20 +107,13 @@ class MarketFilter(admin.SimpleListFilter):
         return queryset
 
 
-class EmailOptInFilter(admin.SimpleListFilter):
+class EmailOptInFilter(ConditionFilter):
     title = "email opt-in"
     parameter_name = "email_opt_in"
 
-    def lookups(self, request, model_admin):
-        return [("yes", "Opted in to email"), ("no", "Not opted in")]
-
-    def queryset(self, request, queryset):
+    def conditions(self):
         opted_in = Exists(ConsentRecord.objects.filter(subscription=OuterRef("pk"), email_opt_in=True))
-        if self.value() == "yes":
-            return queryset.filter(opted_in)
-        if self.value() == "no":
-            return queryset.filter(~opted_in)
-        return queryset
+        return {"yes": ("Opted in to email", opted_in), "no": ("Not opted in", ~opted_in)}
 
 
 ATTEMPT_WORDS = {
@@ -220,19 +214,12 @@ class SubscriptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 # --- Consent records -------------------------------------------------------------------------------------
-class RevokedFilter(admin.SimpleListFilter):
+class RevokedFilter(ConditionFilter):
     title = "revoked"
     parameter_name = "revoked"
 
-    def lookups(self, request, model_admin):
-        return [("yes", "Revoked"), ("no", "Not revoked")]
-
-    def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.filter(revoked_at__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(revoked_at__isnull=True)
-        return queryset
+    def conditions(self):
+        return {"yes": ("Revoked", Q(revoked_at__isnull=False)), "no": ("Not revoked", Q(revoked_at__isnull=True))}
 
 
 @admin.register(ConsentRecord)

@@ -28,6 +28,7 @@ from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now, scheduled_tim
 from delivery.services import SERVICES, enabled_services, staff_warnings
 from fans.models import Subscription
 from fans.reserved import validate_campaign_slug
+from presave_site.admin_filters import ConditionFilter
 from presave_site.readonly_admin import ReadOnlyAdminMixin
 from releases import analytics, audit, charts, exports, retry
 from releases.models import Artist, AuditEntry, Campaign, Release, ReleaseLink, validate_timezone
@@ -315,20 +316,16 @@ class CampaignAdminForm(forms.ModelForm):
         return cleaned
 
 
-class ReleaseStateFilter(admin.SimpleListFilter):
+class ReleaseStateFilter(ConditionFilter):
     title = "release"
     parameter_name = "release_state"
 
-    def lookups(self, request, model_admin):
-        return [("upcoming", "Not out yet"), ("out", "Out")]
-
-    def queryset(self, request, queryset):
+    def conditions(self):
         now = timezone.now()
-        if self.value() == "upcoming":
-            return queryset.filter(release__release_at__gt=now)
-        if self.value() == "out":
-            return queryset.filter(release__release_at__lte=now)
-        return queryset
+        return {
+            "upcoming": ("Not out yet", Q(release__release_at__gt=now)),
+            "out": ("Out", Q(release__release_at__lte=now)),
+        }
 
 
 @admin.register(Campaign)

@@ -109,6 +109,11 @@ def funnel(campaign: Campaign, delivered: int | None = None) -> list[Step]:
     return steps
 
 
+def percent(part: int, whole: int) -> str:
+    """`part` of `whole` as a whole percentage; a dash when there is no whole."""
+    return f"{part / whole:.0%}" if whole else "—"
+
+
 @dataclass(frozen=True)
 class Row:
     value: str
@@ -117,7 +122,7 @@ class Row:
 
     @property
     def conversion(self) -> str:
-        return f"{self.authorizations / self.views:.0%}" if self.views else "—"
+        return percent(self.authorizations, self.views)
 
 
 TRAFFIC_SOURCE = Case(
@@ -213,11 +218,11 @@ class EmailStats:
 
     @property
     def open_rate(self) -> str:
-        return f"{self.opened / self.sent:.0%}" if self.sent else "—"
+        return percent(self.opened, self.sent)
 
     @property
     def click_rate(self) -> str:
-        return f"{self.clicked / self.sent:.0%}" if self.sent else "—"
+        return percent(self.clicked, self.sent)
 
 
 def email_stats(campaign: Campaign) -> EmailStats | None:

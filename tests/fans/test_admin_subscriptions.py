@@ -194,3 +194,16 @@ def test_changelist_rows_show_recent_attempts_in_words(staff_client, subscriptio
     html = staff_client.get(CHANGELIST, {"q": "bob"}).content.decode()
     assert html.count("save: will try again") == 2, "the three most recent attempts"
     assert "save: gave up" in html
+
+
+def test_consent_records_filter_by_revoked(staff_client, subscriptions):
+    make_consent(subscriptions["alice"])
+    make_consent(subscriptions["bob"], revoked_at=timezone.now())
+    changelist = reverse("admin:fans_consentrecord_changelist")
+
+    def listed(value: str) -> list[str]:
+        response = staff_client.get(changelist, {"revoked": value})
+        return [record.service_user_id for record in response.context["cl"].result_list]
+
+    assert listed("yes") == ["bob"]
+    assert listed("no") == ["alice"]

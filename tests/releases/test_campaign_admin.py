@@ -273,3 +273,15 @@ def test_market_must_be_two_letters(staff_client, campaign):
     response = staff_client.post(change_url(campaign), form_data(campaign, default_market="u1"))
     assert response.status_code == 200
     assert "A market is a two-letter country code" in response.content.decode()
+
+
+def test_changelist_filters_by_whether_the_release_is_out(staff_client):
+    make_campaign(slug="coming")
+    make_campaign(slug="gone-out", release_in=dt.timedelta(days=-1), status="done")
+
+    def listed(value: str) -> list[str]:
+        response = staff_client.get(CHANGELIST, {"release_state": value})
+        return [campaign.slug for campaign in response.context["cl"].result_list]
+
+    assert listed("upcoming") == ["coming"]
+    assert listed("out") == ["gone-out"]
