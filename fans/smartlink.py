@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from delivery.services import enabled_services
-from releases.models import Release, ReleaseLink
+from releases.models import Release, ReleaseLink, is_web_url
 
 PREFERENCE_COOKIE = "fans_platform"
 PREFERENCE_MAX_AGE = 365 * 86_400
@@ -53,7 +53,11 @@ class Destination:
 
 def destinations(release: Release, links: Iterable[ReleaseLink]) -> list[Destination]:
     """Every place to listen: the label's links, then enabled services' own listen URLs not already there."""
-    found = {link.platform: Destination(link.platform, link.get_platform_display(), link.url) for link in links}
+    found = {
+        link.platform: Destination(link.platform, link.get_platform_display(), link.url)
+        for link in links
+        if is_web_url(link.url)  # a row that slipped past validation never becomes a button or a redirect
+    }
     for cls in enabled_services():
         if cls.key not in found and (url := cls().listen_url(release)):
             found[cls.key] = Destination(cls.key, cls.label, url)

@@ -21,6 +21,14 @@ def validate_timezone(name: str) -> None:
         ) from None
 
 
+WEB_SCHEMES = ("http", "https")
+
+
+def is_web_url(url: str) -> bool:
+    """Whether `url` is a web page a fan may be sent to (never javascript:, data:, ftp:…)."""
+    return url.lower().startswith(tuple(f"{scheme}://" for scheme in WEB_SCHEMES))
+
+
 upc_validator = RegexValidator(r"^\d{12,13}$", "A UPC/EAN has 12 or 13 digits.")
 isrc_validator = RegexValidator(
     r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$", "An ISRC looks like GBAYE2600001 (country, registrant, year, number)."
@@ -117,6 +125,11 @@ class ReleaseLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_platform_display()}: {self.url}"
+
+    def clean(self) -> None:
+        # URLField also accepts ftp://; fans are only ever sent to web pages.
+        if self.url and not is_web_url(self.url):
+            raise ValidationError({"url": "Enter a web address starting with https:// (or http://)."})
 
 
 class Campaign(models.Model):

@@ -86,3 +86,21 @@ def test_a_forged_preference_cookie_changes_nothing(client, released):
     client.cookies[smartlink.PREFERENCE_COOKIE] = "<script>" * 50
 
     assert order(client, released, HTTP_CF_IPCOUNTRY="FR")[0] == "deezer"
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(document.cookie)", "JavaScript:alert(1)", "ftp://files.example/a"])
+def test_a_link_that_is_not_a_web_page_gets_no_button_and_no_redirect(client, released, url):
+    # A row saved before validation existed, or written by a script: never a button, never a redirect to it.
+    ReleaseLink.objects.create(release=released.release, platform="tidal", url=url)
+
+    assert "tidal" not in order(client, released)
+    assert client.get(reverse("fans:listen", args=[released.slug, "tidal"])).status_code == 404
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "ftp://files.example/album", "data:text/html,hi"])
+def test_staff_cannot_save_a_link_that_is_not_a_web_page(staff_client, released, url):
+    from django.core.exceptions import ValidationError
+
+    link = ReleaseLink(release=released.release, platform="tidal", url=url)
+    with pytest.raises(ValidationError, match="http"):
+        link.full_clean()
