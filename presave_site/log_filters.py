@@ -1,18 +1,21 @@
-"""A logging filter that keeps tokens and authorization codes out of every log line."""
+"""A logging filter that keeps tokens and authorization codes out of every log line, tracebacks included."""
 
 import logging
 import re
 
+SECRET_NAMES = r"code|state|access_token|refresh_token|client_secret|code_verifier|token|secret|music_user_token"
 SECRET_PATTERN = re.compile(
-    r"(?P<key>\b(?:code|state|access_token|refresh_token|client_secret|code_verifier|token|secret|music_user_token)=)"
+    rf"(?P<key>\b(?:{SECRET_NAMES})=)"
     r"[^&\s\"']+"
+    rf"|(?P<json>\"(?:{SECRET_NAMES}|id_token|developer_token)\"\s*:\s*\")[^\"]*(?=\")"
     r"|(?P<scheme>\b(?:Bearer|Basic|Music-User-Token:)\s+)[A-Za-z0-9._~+/=-]+",
     re.IGNORECASE,
 )
+_formatter = logging.Formatter()
 
 
 def redact(text: str) -> str:
-    return SECRET_PATTERN.sub(lambda m: (m.group("key") or m.group("scheme")) + "[redacted]", text)
+    return SECRET_PATTERN.sub(lambda m: (m.group("key") or m.group("json") or m.group("scheme")) + "[redacted]", text)
 
 
 class RedactSecrets(logging.Filter):
@@ -21,4 +24,12 @@ class RedactSecrets(logging.Filter):
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, ()
+        # An exception's text (aiohttp's and requests' errors carry the URL, Deezer's token is in its query
+        # string) is formatted here once, redacted; handlers' formatters use exc_text when it is set.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True

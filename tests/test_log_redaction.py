@@ -33,3 +33,25 @@ def test_apple_music_and_deezer_tokens_are_redacted():
     assert redact("POST /user/me/albums?album_id=1&access_token=frDZabc") == (
         "POST /user/me/albums?album_id=1&access_token=[redacted]"
     )
+
+
+def test_tracebacks_are_redacted_too():
+    # aiohttp's and requests' errors carry the URL, and Deezer's token travels in its query string.
+    record = None
+    try:
+        raise RuntimeError("400, message='Bad Request', url='https://api.deezer.com/user/me?access_token=frDZsecret'")
+    except RuntimeError:
+        import sys
+
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "call failed", (), sys.exc_info())
+    assert RedactSecrets().filter(record)
+    output = logging.Formatter().format(record)
+    assert "frDZsecret" not in output
+    assert "access_token=[redacted]" in output
+
+
+def test_tokens_in_json_bodies_are_redacted():
+    body = '{"access_token": "BQDsecret", "token_type": "Bearer", "refresh_token":"AQDsecret", "expires_in": 3600}'
+    cleaned = redact(body)
+    assert "BQDsecret" not in cleaned and "AQDsecret" not in cleaned
+    assert '"expires_in": 3600' in cleaned
