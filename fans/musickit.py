@@ -81,7 +81,7 @@ def receive_token(request: HttpRequest) -> HttpResponse:
     if request.POST.get("error") == "access_denied":
         params["error"] = "access_denied"
     else:
-        params["code"] = request.POST.get(TOKEN_FIELD, "")[:MAX_TOKEN_LENGTH]
+        params["code"] = request.POST.get(TOKEN_FIELD, "")[: MAX_TOKEN_LENGTH + 1]  # too long: refused
     return finish_authorization(request, SERVICE, params)
 
 

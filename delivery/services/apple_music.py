@@ -14,6 +14,7 @@ This project adds everything on release day, after checking the release is out i
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -54,6 +55,7 @@ ONE_TRACK_WARNING = (
 )
 NO_FOLLOW_WARNING = "Apple Music has no artist follow: fans who choose Apple Music get the release only."
 NO_ID_WARNING = "Apple Music finds the release by its {name}, and this release has none: Apple Music fans would fail."
+MUSIC_USER_TOKEN_SHAPE = re.compile(r"[\x21-\x7e]+")
 RETRY_AFTER_SECONDS = 5.0  # when a 429 names no Retry-After
 RESOURCE_TYPES = {"album": "albums", "track": "songs"}  # catalog_lookup's kind → Apple's resource type
 
@@ -126,7 +128,8 @@ class AppleMusic(Service):
 
     def exchange_code(self, *, code: str, redirect_uri: str, code_verifier: str) -> Tokens:
         """The "code" is the Music-User-Token MusicKit JS gave the page; it lasts until the fan takes it back."""
-        if not code or len(code) > 4096:
+        # It travels in a request header: only visible ASCII (no space, line break or NUL) can be one.
+        if not code or len(code) > 4096 or not MUSIC_USER_TOKEN_SHAPE.fullmatch(code):
             raise TokenRevoked("MusicKit gave no usable Music-User-Token.")
         return Tokens(access_token=code, refresh_token=code, expires_in=0, scope="library")
 

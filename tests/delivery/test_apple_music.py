@@ -108,6 +108,16 @@ def test_musickit_page_needs_a_pending_authorization_and_csrf(client, sandbox):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("posted", ["abc\r\nX-Injected: 1", " ", "\U0001f3b5", "\x00abc", "x" * 5000])
+def test_a_malformed_music_user_token_is_a_clear_400_and_saves_nothing(client, sandbox, posted):
+    # It would go into a request header: a line break, a space or a non-ASCII character must not reach requests.
+    response = presave_with_apple_music(client, make_campaign(), posted)
+    assert response.status_code == 400
+    assert "already used or has expired" in response.content.decode()
+    assert not Subscription.objects.exists() and not Credential.objects.exists()
+
+
+@pytest.mark.django_db
 def test_refusing_in_musickit_saves_nothing(client, sandbox):
     campaign = make_campaign()
     start = client.post(reverse("fans:presave", args=[campaign.slug, "apple_music"]))
