@@ -62,7 +62,9 @@ def progress(campaign: Campaign, previous_done: int | None = None, previous_at: 
     total = sum(counts.values())
     done = total - counts["pending"]
     rate = None
-    if previous_done is not None and previous_at is not None and 0 < now - previous_at < 600:
+    # The previous reading comes back from the page's query string: only a plausible one gives a rate.
+    plausible = previous_done is not None and previous_at is not None and 0 <= previous_done <= total
+    if plausible and 0 < now - previous_at < 600:
         rate = max(done - previous_done, 0) / (now - previous_at)
     return Progress(
         running=campaign.status == Campaign.Status.DELIVERING or (counts["pending"] > 0 and just_started(campaign)),

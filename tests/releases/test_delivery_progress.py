@@ -63,3 +63,28 @@ def test_progress_partial_counts_up_during_a_real_delivery(staff_client, sandbox
     assert samples[-1] == {"done": 21, "total": 21, "running": False, "failures": 1}
     assert 'hx-trigger="every' not in html, "polling stops when the delivery is over"
     assert Subscription.objects.filter(campaign=campaign, status="delivered").count() == 20
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"done": "-" + "9" * 400, "at": "now-1"},  # an int too large for a float
+        {"done": "1", "at": "nan"},
+        {"done": "1", "at": "inf"},
+        {"done": "\x00", "at": "1e999"},
+        {"done": "", "at": ""},
+    ],
+)
+def test_a_forged_previous_reading_is_ignored_never_a_500(staff_client, query):
+    campaign = make_campaign()
+    if query["at"] == "now-1":
+        query = {**query, "at": str(time.time() - 1)}
+    response = staff_client.get(reverse("admin:releases_campaign_progress", args=[campaign.pk]), query)
+    assert response.status_code == 200
+    assert figures(response.content.decode())["total"] == 0
+
+
+def test_the_progress_partial_needs_a_staff_login(client):
+    campaign = make_campaign()
+    response = client.get(reverse("admin:releases_campaign_progress", args=[campaign.pk]))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
