@@ -20,16 +20,19 @@ from django.http import HttpRequest
 from django.middleware.csrf import CSRF_ALLOWED_CHARS, CSRF_SECRET_LENGTH
 
 _CHARS = CSRF_ALLOWED_CHARS
-_INDEX = {char: index for index, char in enumerate(_CHARS)}
-_UNBIASED = 256 - 256 % len(_CHARS)  # bytes below this map uniformly onto the characters
+_UNBIASED = 256 - 256 % len(_CHARS)  # bytes below this map uniformly onto the characters; the rest are dropped
+_BYTE_TO_CHAR = bytes(ord(_CHARS[byte % len(_CHARS)]) for byte in range(256))
+_DROPPED = bytes(range(_UNBIASED, 256))
+# secret character + mask character → token character: Django's (index + index) % len(CSRF_ALLOWED_CHARS)
+_SHIFTED = {(s, m): _CHARS[(i + j) % len(_CHARS)] for i, s in enumerate(_CHARS) for j, m in enumerate(_CHARS)}
 
 
 def random_chars(count: int = CSRF_SECRET_LENGTH) -> str:
     """`count` characters of CSRF_ALLOWED_CHARS, each uniformly random (os.urandom, rejection sampling)."""
-    chars: list[str] = []
+    chars = b""
     while len(chars) < count:
-        chars.extend(_CHARS[byte % len(_CHARS)] for byte in os.urandom(count + 8) if byte < _UNBIASED)
-    return "".join(chars[:count])
+        chars += os.urandom(count + 8).translate(_BYTE_TO_CHAR, _DROPPED)
+    return chars[:count].decode("ascii")
 
 
 def page_token(request: HttpRequest) -> str:
@@ -40,4 +43,4 @@ def page_token(request: HttpRequest) -> str:
         secret = random_chars()
         request.META.update({"CSRF_COOKIE": secret, "CSRF_COOKIE_NEEDS_UPDATE": True})
     mask = random_chars()
-    return mask + "".join(_CHARS[(_INDEX[s] + _INDEX[m]) % len(_CHARS)] for s, m in zip(secret, mask, strict=True))
+    return mask + "".join(map(_SHIFTED.__getitem__, zip(secret, mask, strict=True)))
