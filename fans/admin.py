@@ -6,6 +6,7 @@ Credentials are not in the admin at all: staff see only when a fan authorized an
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import HttpRequest
@@ -21,6 +22,11 @@ from presave_site.readonly_admin import ReadOnlyAdminMixin
 from releases.models import Campaign
 
 
+def is_id(value: str) -> bool:
+    """Whether a query-string value can be a primary key (ASCII digits: "²".isdigit() is true too)."""
+    return value.isascii() and value.isdigit() and len(value) <= 18
+
+
 class ServiceFilter(admin.SimpleListFilter):
     """Filter by streaming service, with the choices from the service registry."""
 
@@ -33,6 +39,8 @@ class ServiceFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
+            if self.value() not in dict(service_choices()):
+                raise IncorrectLookupParameters("No such service.")  # the admin answers ?e=1, not a 500
             return queryset.filter(**{self.field: self.value()})
         return queryset
 
@@ -52,6 +60,8 @@ class CampaignFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
+            if not is_id(self.value()):
+                raise IncorrectLookupParameters("No such campaign.")  # the admin answers ?e=1, not a 500
             return queryset.filter(campaign_id=self.value())
         return queryset
 
@@ -96,7 +106,7 @@ class MarketFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         rows = Subscription.objects.exclude(market="")
         campaign = request.GET.get("campaign", "")
-        if campaign.isdigit():
+        if is_id(campaign):
             rows = rows.filter(campaign_id=campaign)
         markets = rows.order_by("market").values_list("market", flat=True).distinct()[:250]
         return [(market, market) for market in markets]
