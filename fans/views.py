@@ -15,12 +15,13 @@ from functools import wraps
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 from django_ratelimit.decorators import ratelimit
 
-from fans import authorization, csrf, pagecache, pages, privacy, revocation, signups, smartlink, tracking
+from fans import authorization, pagecache, pages, privacy, revocation, signups, smartlink, tracking
 from fans.errors import FanFlowError, NotFound
 from fans.forms import EmailSignupForm
 from fans.geo import request_country
@@ -92,7 +93,7 @@ def campaign_context(request: HttpRequest, page: pagecache.CampaignPage, seen: t
 @shows_problems
 def campaign(request: HttpRequest, slug: str) -> HttpResponse:
     """The campaign page: warm, it reads no database row, and at most one query writes the buffered page views
-    (fans/pagecache.py, fans/tracking.py). Its CSRF token comes from fans.csrf (Django's format, made cheaply)."""
+    (fans/pagecache.py, fans/tracking.py). Its CSRF token is Django's own (get_token), freshly masked."""
     page = pagecache.campaign_page(slug)
     seen = tracking.visit(request, may_set_cookie=True)
     parts, countdown = pages.campaign_html(
@@ -101,7 +102,7 @@ def campaign(request: HttpRequest, slug: str) -> HttpResponse:
         preferred=request.COOKIES.get(smartlink.PREFERENCE_COOKIE, "")[:20],
         in_app=seen.in_app,
     )
-    html = pages.fill_campaign_html(parts, csrf_token=csrf.page_token(request), utm=seen.utm, countdown=countdown)
+    html = pages.fill_campaign_html(parts, csrf_token=get_token(request), utm=seen.utm, countdown=countdown)
     if request.method == "GET" and not tracking.is_bot(request):
         tracking.record_view(page.campaign, seen)
     response = HttpResponse(html)
