@@ -226,3 +226,21 @@ def test_odd_filter_values_in_the_console_never_make_a_500(staff_client, campaig
     assert response.status_code in (200, 302, 400)
     if response.status_code == 302:
         assert response["Location"].endswith("?e=1"), "the admin's own 'bad filter' answer"
+
+
+@pytest.mark.parametrize(
+    "query", [{"created_at__year": "9" * 20}, {"created_at__year": "-1"}, {"created_at__month": "13"}]
+)
+@pytest.mark.parametrize(
+    "changelist",
+    ["admin:fans_subscription_changelist", "admin:fans_fan_changelist", "admin:releases_campaign_changelist"],
+)
+def test_a_date_out_of_range_in_the_console_is_a_400(staff_client, changelist, query):
+    assert staff_client.get(reverse(changelist), query).status_code == 400
+
+
+def test_plausible_dates_still_filter(staff_client, campaign):
+    year = str(timezone.now().year)
+    assert (
+        staff_client.get(reverse("admin:releases_campaign_changelist"), {"created_at__year": year}).status_code == 200
+    )
