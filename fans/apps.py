@@ -6,4 +6,9 @@ class FansConfig(AppConfig):
     verbose_name = "Fans and consent"
 
     def ready(self) -> None:
-        from fans import signals  # noqa: F401
+        from django.conf import settings
+
+        from fans import signals, vault  # noqa: F401
+
+        # Malformed keys stop the process at start-up (web and workers), not at a fan's first sign-in.
+        vault.parse_keys(settings.TOKEN_ENCRYPTION_KEYS)

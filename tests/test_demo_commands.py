@@ -127,3 +127,20 @@ def test_production_without_secret_key_fails_naming_it():
     )
     assert result.returncode != 0
     assert "ImproperlyConfigured: SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("keys", "words"),
+    [("garbage", "look like 'key-id:base64-of-32-bytes'"), ("prod:c2hvcnQ=", "must be 32 bytes, not 5")],
+)
+def test_malformed_token_encryption_keys_stop_the_start_naming_the_problem(keys, words):
+    result = manage(
+        "check",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        TOKEN_ENCRYPTION_KEYS=keys,
+        DATABASE_URL=os.environ["DATABASE_URL"],
+    )
+    assert result.returncode != 0
+    assert words in result.stderr
+    assert "c2hvcnQ=" not in result.stderr, "the key itself is never shown"
