@@ -4,6 +4,7 @@ Every setting has a safe default for the demo. With DEBUG off (production) a mis
 the process at start-up instead of falling back to a development value.
 """
 
+import re
 from pathlib import Path
 
 import environ
@@ -279,6 +280,10 @@ RATELIMIT_VIEW = "fans.views.rate_limited"
 RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
 FANS_WRITE_RATE = env.str("FANS_WRITE_RATE", default="20/m")  # pre-save, email sign-up, revoke, erase: per IP
 FANS_CLICK_RATE = env.str("FANS_CLICK_RATE", default="120/m")  # smart-link clicks, callbacks, exports: per IP
+for _name in ("FANS_WRITE_RATE", "FANS_CLICK_RATE"):
+    # django-ratelimit reads the rate at the first request: a malformed one would be a 500 on every write.
+    if not re.fullmatch(r"\d+/\d*[smhd]", globals()[_name]):
+        raise ImproperlyConfigured(f"{_name} looks like 20/m (a count per s, m, h or d; 5/10m for per 10 minutes).")
 # Page views are written in batches of this many, or when the oldest waiting is this old (fans/tracking.py).
 FUNNEL_BATCH_SIZE = env.int("FUNNEL_BATCH_SIZE", default=50)
 FUNNEL_FLUSH_SECONDS = env.float("FUNNEL_FLUSH_SECONDS", default=5.0)

@@ -144,3 +144,10 @@ def test_malformed_token_encryption_keys_stop_the_start_naming_the_problem(keys,
     assert result.returncode != 0
     assert words in result.stderr
     assert "c2hvcnQ=" not in result.stderr, "the key itself is never shown"
+
+
+@pytest.mark.parametrize("setting", ["FANS_WRITE_RATE", "FANS_CLICK_RATE"])
+def test_a_malformed_rate_limit_stops_the_start_naming_it(setting):
+    result = manage("check", DEBUG="true", **{setting: "lots"})
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {setting} looks like 20/m" in result.stderr
