@@ -253,6 +253,9 @@ class Service:
             raise ServiceError(TIMEOUT_MESSAGE.format(label=self.label)) from None
         except requests.ConnectionError:
             raise ServiceError(CONNECTION_MESSAGE.format(label=self.label)) from None
+        except requests.RequestException as exc:  # redirect loops, broken chunking…: the service answered badly
+            # The message is our own: requests' names the URL, and Deezer's token is in its query string.
+            raise ServiceError(f"{self.label} answered with a broken HTTP response ({type(exc).__name__}).") from None
         return self.check(call, Reply(response.status_code, response.headers, response.content))
 
     def check(self, call: Call, reply: Reply) -> Reply:

@@ -327,3 +327,40 @@ def test_refresh_token_is_not_stored_or_shown_in_plaintext(client, campaign, san
         body = page.content.decode()
         assert refresh_token not in body
         assert query["code"] not in body
+
+
+@pytest.fixture
+def redirect_loop():
+    """A real HTTP server that answers every request with a redirect to itself (a broken proxy in front of
+    a service): requests gives up with TooManyRedirects, which is neither a timeout nor a connection error."""
+    import http.server
+    import threading
+
+    class Loop(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.do_GET()
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Loop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_a_service_answering_with_a_redirect_loop_is_502_not_500(client, campaign, sandbox, settings, redirect_loop):
+    query = sandbox_login(start_presave(client, campaign))
+    settings.SPOTIFY_ACCOUNTS_URL = redirect_loop
+
+    response = client.get(CALLBACK, query)
+
+    assert response.status_code == 502
+    assert f'href="{campaign.get_absolute_url()}"' in response.content.decode()
+    assert no_rows()
