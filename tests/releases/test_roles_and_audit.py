@@ -132,3 +132,27 @@ def test_audit_log_is_read_only_for_managers_and_hidden_from_label_staff(client)
     assert client.get(reverse("admin:releases_auditentry_add")).status_code == 403
     entry = AuditEntry.objects.get()
     assert client.post(reverse("admin:releases_auditentry_delete", args=[entry.pk]), {"post": "yes"}).status_code == 403
+
+
+def test_staff_without_any_permission_get_403_on_every_console_action(client):
+    from django.contrib.auth.models import User
+
+    campaign = make_campaign()
+    subscribe(campaign, "failed-fan", status="failed", attempts=5, last_error="Spotify timed out.")
+    nobody = User.objects.create_user("nobody", "nobody@label.test", "staff-password-4", is_staff=True)
+    client.force_login(nobody)
+    for name in ["progress", "export", "deliver_now", "retry_failed"]:
+        url = reverse(f"admin:releases_campaign_{name}", args=[campaign.pk])
+        assert client.get(url).status_code == 403, name
+        assert client.post(url).status_code == 403, name
+    assert client.get(reverse("admin:releases_artist_export", args=[campaign.release.artist.pk])).status_code == 403
+    assert not AuditEntry.objects.exists()
+    assert Subscription.objects.get().status == "failed"
+
+
+def test_anonymous_visitors_are_sent_to_the_login_from_every_console_action(client):
+    campaign = make_campaign()
+    for name in ["progress", "export", "deliver_now", "retry_failed"]:
+        response = client.post(reverse(f"admin:releases_campaign_{name}", args=[campaign.pk]))
+        assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), name
+    assert not AuditEntry.objects.exists()
