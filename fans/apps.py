@@ -8,7 +8,7 @@ class FansConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from fans import signals, vault  # noqa: F401
+        from fans import checks, signals, vault  # noqa: F401
 
         # Malformed keys stop the process at start-up (web and workers), not at a fan's first sign-in.
         vault.parse_keys(settings.TOKEN_ENCRYPTION_KEYS)

@@ -151,3 +151,27 @@ def test_a_malformed_rate_limit_stops_the_start_naming_it(setting):
     result = manage("check", DEBUG="true", **{setting: "lots"})
     assert result.returncode != 0
     assert f"ImproperlyConfigured: {setting} looks like 20/m" in result.stderr
+
+
+def production_env(**extra: str) -> dict[str, str]:
+    return {
+        "DEBUG": "false",
+        "HTTPS": "true",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "TOKEN_ENCRYPTION_KEYS": "prod:" + base64.b64encode(os.urandom(32)).decode(),
+        "ALLOWED_HOSTS": "presave.example",
+        "PUBLIC_BASE_URL": "https://presave.example",
+        "DATABASE_URL": os.environ["DATABASE_URL"],
+        **extra,
+    }
+
+
+def test_behind_a_proxy_the_deploy_checks_ask_for_the_header_with_the_fans_address():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **production_env(BEHIND_TLS_PROXY="true"))
+    assert result.returncode != 0
+    assert "fans.W001" in result.stderr + result.stdout and "RATELIMIT_IP_META_KEY" in result.stderr + result.stdout
+
+    env = production_env(BEHIND_TLS_PROXY="true", RATELIMIT_IP_META_KEY="HTTP_X_REAL_IP")
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout

@@ -1,0 +1,21 @@
+"""Deployment checks for the fan pages (`manage.py check --deploy`)."""
+
+from django.conf import settings
+from django.core.checks import Tags, Warning, register
+
+
+@register(Tags.security, deploy=True)
+def rate_limits_see_the_fans_address(app_configs, **kwargs) -> list[Warning]:
+    """Behind a proxy every request comes from the proxy's address: without the header naming the fan's own,
+    the per-IP limits (FANS_WRITE_RATE) would be shared by every fan, and a busy release day would be 429s."""
+    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None) and not settings.RATELIMIT_IP_META_KEY:
+        return [
+            Warning(
+                "BEHIND_TLS_PROXY is on but RATELIMIT_IP_META_KEY is not set: every fan would share the proxy's "
+                "address, and so one rate limit.",
+                hint="Set RATELIMIT_IP_META_KEY to the header your proxy puts the client's address in, "
+                "e.g. HTTP_X_REAL_IP or HTTP_CF_CONNECTING_IP.",
+                id="fans.W001",
+            )
+        ]
+    return []
