@@ -55,3 +55,13 @@ def test_tokens_in_json_bodies_are_redacted():
     cleaned = redact(body)
     assert "BQDsecret" not in cleaned and "AQDsecret" not in cleaned
     assert '"expires_in": 3600' in cleaned
+
+
+def test_service_errors_quoting_the_service_never_carry_a_token():
+    # Their message becomes DeliveryAttempt.message and the subscription's last_error, shown to staff.
+    from delivery.services import ServiceError, TokenRevoked
+
+    error = ServiceError("Deezer rejected the save: Cannot POST /user/me/albums?access_token=frDZsecret (code 0).")
+    assert "frDZsecret" not in error.message and "frDZsecret" not in str(error)
+    assert "access_token=[redacted]" in error.message
+    assert "BQDsecret" not in TokenRevoked("The fan's authorization is no longer valid (Bearer BQDsecret).").message

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import requests
 from django.conf import settings
 
+from presave_site.log_filters import redact
+
 if TYPE_CHECKING:
     from releases.models import Artist, Campaign, Release
 
@@ -40,6 +42,9 @@ class ServiceError(Exception):
         retry_after: float | None = None,
         status: int | None = None,
     ) -> None:
+        # Messages quote the service's own error words, which go to DeliveryAttempt.message, last_error, the
+        # console, CSVs and logs: a service (or a proxy) echoing the request must not put a token there.
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.permanent = permanent or revoked
