@@ -39,7 +39,7 @@ def authorize_page(request: HttpRequest) -> HttpResponse:
     authorization.enabled_service(SERVICE)
     campaign = authorization.pending_campaign(request.session, state, SERVICE)
     try:
-        token = developer_token()
+        token = developer_token(origin=_origin(settings.PUBLIC_BASE_URL))
     except ServiceError as exc:
         raise ServiceUnavailable(
             "Apple Music sign-in isn't available right now. Please try again later.",

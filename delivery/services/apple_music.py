@@ -59,17 +59,21 @@ MUSIC_USER_TOKEN_SHAPE = re.compile(r"[\x21-\x7e]+")
 RETRY_AFTER_SECONDS = 5.0  # when a 429 names no Retry-After
 RESOURCE_TYPES = {"album": "albums", "track": "songs"}  # catalog_lookup's kind → Apple's resource type
 
-_developer_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}  # (key id, team id, key digest) → (jwt, exp)
+# (key id, team id, key digest, origin) → (jwt, exp)
+_developer_tokens: dict[tuple[str, str, str, str], tuple[str, float]] = {}
 _developer_tokens_lock = threading.Lock()
 
 
-def developer_token(*, now: float | None = None) -> str:
+def developer_token(*, now: float | None = None, origin: str = "") -> str:
     """The app's developer token: an ES256 JWT, header `kid`, claims `iss` (team id), `iat`, `exp`; made from
     the MusicKit private key, cached, and made anew APPLE_MUSIC_TOKEN_RENEW_SECONDS before it expires.
-    developer.apple.com/documentation/applemusicapi/generating-developer-tokens"""
+    developer.apple.com/documentation/applemusicapi/generating-developer-tokens
+
+    `origin`: for the token our MusicKit page embeds (public by necessity), the `origin` claim Apple recommends
+    for web clients, so the token works only on our own pages; the server's own token has none."""
     key_id, team_id = settings.APPLE_MUSIC_KEY_ID, settings.APPLE_MUSIC_TEAM_ID
     private_key = settings.APPLE_MUSIC_PRIVATE_KEY.replace("\\n", "\n")
-    cache_key = (key_id, team_id, hashlib.sha256(private_key.encode()).hexdigest())
+    cache_key = (key_id, team_id, hashlib.sha256(private_key.encode()).hexdigest(), origin)
     now = time.time() if now is None else now
     with _developer_tokens_lock:
         cached = _developer_tokens.get(cache_key)
@@ -79,7 +83,7 @@ def developer_token(*, now: float | None = None) -> str:
         expires = issued + settings.APPLE_MUSIC_TOKEN_SECONDS
         try:
             token = jwt.encode(
-                {"iss": team_id, "iat": issued, "exp": expires},
+                {"iss": team_id, "iat": issued, "exp": expires, **({"origin": [origin]} if origin else {})},
                 private_key,
                 algorithm="ES256",
                 headers={"kid": key_id},

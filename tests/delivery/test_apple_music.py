@@ -220,3 +220,17 @@ def test_consent_says_what_apple_music_really_shares(sandbox):
     assert words.always == ["Add this release to your Apple Music library on release day."]
     assert words.with_email == [] and "Apple shares no name, email or account id" in words.what_we_keep
     assert "Deezer name and account id" in consent.service_consent(get_service("deezer"), campaign).what_we_keep
+
+
+@pytest.mark.django_db
+def test_the_token_the_musickit_page_embeds_is_short_lived_and_bound_to_our_origin(client, sandbox, settings):
+    campaign = make_campaign()
+    start = client.post(reverse("fans:presave", args=[campaign.slug, "apple_music"]))
+    page = client.get(start["Location"])
+    assert page["Cache-Control"].startswith("max-age=0") and "no-store" in page["Cache-Control"]
+
+    embedded = jwt.decode(page.context["developer_token"], MUSICKIT_PUBLIC_KEY, algorithms=["ES256"])
+    assert embedded["origin"] == [settings.PUBLIC_BASE_URL], "Apple's recommended claim for web clients"
+    assert embedded["exp"] - embedded["iat"] <= 12 * 3600
+    server = jwt.decode(developer_token(), MUSICKIT_PUBLIC_KEY, algorithms=["ES256"])
+    assert "origin" not in server, "the worker's calls carry no Origin"
