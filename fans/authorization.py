@@ -71,12 +71,7 @@ def enabled_service(key: str) -> Service:
 
 def visible_campaign(slug: str) -> Campaign:
     """A campaign the public may see (anything but a draft), or a 404."""
-    campaign = (
-        Campaign.objects.select_related("release__artist")
-        .exclude(status=Campaign.Status.DRAFT)
-        .filter(slug=slug)
-        .first()
-    )
+    campaign = Campaign.objects.public().filter(slug=slug).first()
     if campaign is None:
         raise NotFound("There's no pre-save at this address. Check the link, or ask the artist for a new one.")
     return campaign

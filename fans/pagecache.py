@@ -78,12 +78,7 @@ def key(slug: str) -> str:
 
 
 def load(slug: str) -> CampaignPage | None:
-    campaign = (
-        Campaign.objects.select_related("release__artist")
-        .exclude(status=Campaign.Status.DRAFT)
-        .filter(slug=slug)
-        .first()
-    )
+    campaign = Campaign.objects.public().filter(slug=slug).first()
     if campaign is None:
         return None
     links = list(ReleaseLink.objects.filter(release_id=campaign.release_id))

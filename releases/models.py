@@ -1,5 +1,7 @@
 """Artists, their releases, and the pre-save campaigns that promote them."""
 
+from __future__ import annotations
+
 import datetime as dt
 import zoneinfo
 
@@ -132,6 +134,12 @@ class ReleaseLink(models.Model):
             raise ValidationError({"url": "Enter a web address starting with https:// (or http://)."})
 
 
+class CampaignQuerySet(models.QuerySet):
+    def public(self) -> CampaignQuerySet:
+        """The campaigns the public may see (anything but a draft), with their release and artist."""
+        return self.select_related("release__artist").exclude(status=Campaign.Status.DRAFT)
+
+
 class Campaign(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -177,6 +185,8 @@ class Campaign(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CampaignQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

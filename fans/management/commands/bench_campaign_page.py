@@ -95,7 +95,7 @@ class Command(BaseCommand):
 
     def campaign(self, slug: str) -> tuple[Campaign, bool]:
         if slug:
-            campaign = Campaign.objects.filter(slug=slug).exclude(status=Campaign.Status.DRAFT).first()
+            campaign = Campaign.objects.public().filter(slug=slug).first()
             if campaign is None:
                 raise CommandError(f"No visible campaign with slug {slug!r}.")
             return campaign, False
