@@ -12,7 +12,30 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+class Env(environ.Env):
+    """django-environ, where a number that doesn't parse, or is below what makes sense, stops the start with a
+    message naming the setting (instead of a bare ValueError, or a nonsense value taken silently)."""
+
+    def int(self, var, default=environ.Env.NOTSET, *, minimum=0):
+        return self._number(int, var, default, minimum)
+
+    def float(self, var, default=environ.Env.NOTSET, *, minimum=0.0):
+        return self._number(float, var, default, minimum)
+
+    def _number(self, cast, var, default, minimum):
+        try:
+            value = self.get_value(var, cast=cast, default=default)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{var} must be a whole number" if cast is int else f"{var} must be a number"
+            ) from None
+        if value < minimum:
+            raise ImproperlyConfigured(f"{var} must be at least {minimum}, not {value}.")
+        return value
+
+
+env = Env()
 environ.Env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
 
@@ -157,7 +180,7 @@ CONTENT_SECURITY_POLICY = {
 TOKEN_ENCRYPTION_KEYS = secret("TOKEN_ENCRYPTION_KEYS", "dev:ZGV2LW9ubHktdG9rZW4ta2V5LWRvLW5vdC11c2UtISE=")
 
 # --- Streaming services ---------------------------------------------------------------------------
-SERVICE_TIMEOUT_SECONDS = env.float("SERVICE_TIMEOUT_SECONDS", default=10.0)
+SERVICE_TIMEOUT_SECONDS = env.float("SERVICE_TIMEOUT_SECONDS", default=10.0, minimum=0.01)
 SPOTIFY_CLIENT_ID = env.str("SPOTIFY_CLIENT_ID", default="")
 SPOTIFY_CLIENT_SECRET = secret("SPOTIFY_CLIENT_SECRET", "") if SPOTIFY_CLIENT_ID else ""
 SPOTIFY_ENABLED = env.bool("SPOTIFY_ENABLED", default=bool(SPOTIFY_CLIENT_ID))
@@ -168,7 +191,7 @@ SPOTIFY_LIBRARY_API = env.str("SPOTIFY_LIBRARY_API", default="library")
 # Spotify limits calls per app over a rolling 30-second window and does not publish the number: every worker
 # together stays under this many calls per window (delivery/ratelimit.py), pacing evenly across it.
 SPOTIFY_RATE_LIMIT = env.int("SPOTIFY_RATE_LIMIT", default=600)
-SPOTIFY_RATE_WINDOW_SECONDS = env.float("SPOTIFY_RATE_WINDOW_SECONDS", default=30.0)
+SPOTIFY_RATE_WINDOW_SECONDS = env.float("SPOTIFY_RATE_WINDOW_SECONDS", default=30.0, minimum=0.01)
 if SPOTIFY_LIBRARY_API not in {"library", "legacy"}:
     raise ImproperlyConfigured("SPOTIFY_LIBRARY_API must be 'library' or 'legacy'.")
 if SPOTIFY_ENABLED and not (SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET):
@@ -183,7 +206,7 @@ DEEZER_CONNECT_URL = env.str("DEEZER_CONNECT_URL", default="https://connect.deez
 DEEZER_API_URL = env.str("DEEZER_API_URL", default="https://api.deezer.com").rstrip("/")
 # Deezer's simple API quota: 50 requests per 5 seconds (error code 4 beyond it).
 DEEZER_RATE_LIMIT = env.int("DEEZER_RATE_LIMIT", default=50)
-DEEZER_RATE_WINDOW_SECONDS = env.float("DEEZER_RATE_WINDOW_SECONDS", default=5.0)
+DEEZER_RATE_WINDOW_SECONDS = env.float("DEEZER_RATE_WINDOW_SECONDS", default=5.0, minimum=0.01)
 
 # Apple Music: a MusicKit private key (.p8, ES256) signs the developer token (delivery/services/apple_music.py);
 # fans authorize with MusicKit JS on our own page (fans/musickit.py). Enabled when the key is configured.
@@ -196,13 +219,13 @@ MUSICKIT_JS_URL = env.str("MUSICKIT_JS_URL", default="https://js-cdn.music.apple
 # Origins the MusicKit page may also talk to (MusicKit JS calls Apple's APIs and opens its sign-in window).
 MUSICKIT_CSP_ORIGINS = env.list("MUSICKIT_CSP_ORIGINS", default=["https://*.apple.com"])
 # The developer token's lifetime (Apple allows at most 15,777,000 s, six months); renewed this long before expiry.
-APPLE_MUSIC_TOKEN_SECONDS = env.int("APPLE_MUSIC_TOKEN_SECONDS", default=12 * 3600)
+APPLE_MUSIC_TOKEN_SECONDS = env.int("APPLE_MUSIC_TOKEN_SECONDS", default=12 * 3600, minimum=1)
 APPLE_MUSIC_TOKEN_RENEW_SECONDS = env.int("APPLE_MUSIC_TOKEN_RENEW_SECONDS", default=3600)
 # Releases are looked up (UPC/ISRC) in each fan's storefront; this one when the fan's market is unknown.
 APPLE_MUSIC_STOREFRONT = env.str("APPLE_MUSIC_STOREFRONT", default="us").lower()
 # Apple does not publish its limit; every worker together stays under this many calls per window.
 APPLE_MUSIC_RATE_LIMIT = env.int("APPLE_MUSIC_RATE_LIMIT", default=300)
-APPLE_MUSIC_RATE_WINDOW_SECONDS = env.float("APPLE_MUSIC_RATE_WINDOW_SECONDS", default=30.0)
+APPLE_MUSIC_RATE_WINDOW_SECONDS = env.float("APPLE_MUSIC_RATE_WINDOW_SECONDS", default=30.0, minimum=0.01)
 if not 0 < APPLE_MUSIC_TOKEN_SECONDS <= 15_777_000:
     raise ImproperlyConfigured("APPLE_MUSIC_TOKEN_SECONDS must be between 1 and 15777000 (six months).")
 if not 0 <= APPLE_MUSIC_TOKEN_RENEW_SECONDS < APPLE_MUSIC_TOKEN_SECONDS:
@@ -212,16 +235,16 @@ if not 0 <= APPLE_MUSIC_TOKEN_RENEW_SECONDS < APPLE_MUSIC_TOKEN_SECONDS:
 COUNTRY_HEADER = env.str("COUNTRY_HEADER", default="CF-IPCountry")
 
 # --- Delivery -------------------------------------------------------------------------------------
-DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
+DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5, minimum=1)
 DELIVERY_RETRY_BASE_SECONDS = env.float("DELIVERY_RETRY_BASE_SECONDS", default=2.0)
 DELIVERY_MAX_RETRY_AFTER_SECONDS = env.float("DELIVERY_MAX_RETRY_AFTER_SECONDS", default=120.0)
-DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=120)
-DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=1000)  # subscriptions claimed at once
-DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=128)  # calls in flight per run
-DELIVERY_PERMIT_BLOCK = env.int("DELIVERY_PERMIT_BLOCK", default=32)  # rate-limit permits taken at once
-DELIVERY_PARALLEL_RUNS = env.int("DELIVERY_PARALLEL_RUNS", default=2)  # runs one campaign is split into
+DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=120, minimum=1)
+DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=1000, minimum=1)  # subscriptions claimed at once
+DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=128, minimum=1)  # calls in flight per run
+DELIVERY_PERMIT_BLOCK = env.int("DELIVERY_PERMIT_BLOCK", default=32, minimum=1)  # rate-limit permits taken at once
+DELIVERY_PARALLEL_RUNS = env.int("DELIVERY_PARALLEL_RUNS", default=2, minimum=1)  # runs one campaign is split into
 # How long one minute of a campaign's firing window (Campaign.spread_minutes) lasts: 60; tests shorten it.
-DELIVERY_SPREAD_MINUTE_SECONDS = env.float("DELIVERY_SPREAD_MINUTE_SECONDS", default=60.0)
+DELIVERY_SPREAD_MINUTE_SECONDS = env.float("DELIVERY_SPREAD_MINUTE_SECONDS", default=60.0, minimum=0.01)
 DELIVERY_AVAILABILITY_RECHECK_SECONDS = env.int("DELIVERY_AVAILABILITY_RECHECK_SECONDS", default=900)
 DELIVERY_AVAILABILITY_WAIT_HOURS = env.int("DELIVERY_AVAILABILITY_WAIT_HOURS", default=72)
 for _name in ("DELIVERY_BATCH_SIZE", "DELIVERY_CONCURRENCY", "DELIVERY_PERMIT_BLOCK", "DELIVERY_PARALLEL_RUNS"):
@@ -232,14 +255,16 @@ for _name in ("DELIVERY_BATCH_SIZE", "DELIVERY_CONCURRENCY", "DELIVERY_PERMIT_BL
 REDIS_URL = env.str("REDIS_URL", default="")
 Q_CLUSTER = {
     "name": env.str("Q_CLUSTER_NAME", default="presave"),
-    "workers": env.int("Q_WORKERS", default=2),
-    "timeout": env.int("Q_TIMEOUT", default=1800),
-    "retry": env.int("Q_RETRY", default=1900),  # > timeout: a task is handed out again only after it timed out
+    "workers": env.int("Q_WORKERS", default=2, minimum=1),
+    "timeout": env.int("Q_TIMEOUT", default=1800, minimum=1),
+    "retry": env.int(
+        "Q_RETRY", default=1900, minimum=1
+    ),  # > timeout: a task is handed out again only after it timed out
     "max_attempts": env.int("Q_MAX_ATTEMPTS", default=0),
     "catch_up": False,
     "ack_failures": True,
     "save_limit": 500,
-    "poll": env.float("Q_POLL", default=0.5),
+    "poll": env.float("Q_POLL", default=0.5, minimum=0.01),
     "guard_cycle": env.float("Q_GUARD_CYCLE", default=0.5),
     "scheduler": True,
     "label": "Background tasks",
@@ -285,7 +310,7 @@ for _name in ("FANS_WRITE_RATE", "FANS_CLICK_RATE"):
     if not re.fullmatch(r"\d+/\d*[smhd]", globals()[_name]):
         raise ImproperlyConfigured(f"{_name} looks like 20/m (a count per s, m, h or d; 5/10m for per 10 minutes).")
 # Page views are written in batches of this many, or when the oldest waiting is this old (fans/tracking.py).
-FUNNEL_BATCH_SIZE = env.int("FUNNEL_BATCH_SIZE", default=50)
+FUNNEL_BATCH_SIZE = env.int("FUNNEL_BATCH_SIZE", default=50, minimum=1)
 FUNNEL_FLUSH_SECONDS = env.float("FUNNEL_FLUSH_SECONDS", default=5.0)
 PRIVACY_LINK_MAX_AGE = env.int("PRIVACY_LINK_MAX_AGE", default=7 * 86_400)  # seconds a privacy link works
 
@@ -298,7 +323,7 @@ vars().update(env.email_url_config(_email_url))
 if _email_url.startswith("filemail:"):  # django-environ drops the path's leading slash: filemail:///var/mail
     EMAIL_FILE_PATH = "/" + EMAIL_FILE_PATH.lstrip("/")  # noqa: F821 - set by the update above
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Pre-save <noreply@localhost>")
-EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20, minimum=1)
 
 # --- Logging: nothing that looks like a token or an authorization code reaches a log line. -------------
 LOGGING = {

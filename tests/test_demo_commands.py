@@ -153,6 +153,21 @@ def test_a_malformed_rate_limit_stops_the_start_naming_it(setting):
     assert f"ImproperlyConfigured: {setting} looks like 20/m" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("setting", "value", "words"),
+    [
+        ("PAGE_CACHE_SECONDS", "abc", "PAGE_CACHE_SECONDS must be a whole number"),
+        ("SERVICE_TIMEOUT_SECONDS", "soon", "SERVICE_TIMEOUT_SECONDS must be a number"),
+        ("DELIVERY_MAX_ATTEMPTS", "-3", "DELIVERY_MAX_ATTEMPTS must be at least 1, not -3"),
+        ("DELIVERY_CONCURRENCY", "0", "DELIVERY_CONCURRENCY must be at least 1, not 0"),
+    ],
+)
+def test_a_number_setting_that_makes_no_sense_stops_the_start_naming_it(setting, value, words):
+    result = manage("check", DEBUG="true", **{setting: value})
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {words}" in result.stderr
+
+
 def production_env(**extra: str) -> dict[str, str]:
     return {
         "DEBUG": "false",
