@@ -5,26 +5,11 @@ from __future__ import annotations
 import pytest
 import requests
 
-CLIENT = ("sandbox-client-id", "sandbox-client-secret")
-
-
-@pytest.fixture
-def sb(sandbox_server):
-    sandbox_server.control("POST", "reset")
-    return sandbox_server
+from tests.sandbox.conftest import CLIENT, refresh
 
 
 def bulk_authorize(sb, body: dict) -> requests.Response:
     return requests.post(f"{sb.url}/_sandbox/users/bulk-authorize", json=body, timeout=10)
-
-
-def refresh(sb, refresh_token: str) -> requests.Response:
-    return requests.post(
-        f"{sb.accounts_url}/api/token",
-        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-        auth=CLIENT,
-        timeout=5,
-    )
 
 
 def test_bulk_authorize_creates_users_whose_tokens_refresh(sb):

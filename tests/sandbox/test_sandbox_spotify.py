@@ -25,20 +25,13 @@ from delivery.sandbox.demo_catalog import (
     PAPER_TIDES_ALBUM_ID,
 )
 from delivery.sandbox.server import start_in_thread
+from tests.sandbox.conftest import CLIENT, refresh
 
-CLIENT = ("sandbox-client-id", "sandbox-client-secret")
 REDIRECT_URI = "http://127.0.0.1:8000/fans/spotify/callback"
 ALBUM_URI = f"spotify:album:{NOVA_LARK_ALBUM_ID}"
 TRACK_URI = f"spotify:track:{NOVA_LARK_TRACK_1_ID}"
 ARTIST_URI = f"spotify:artist:{NOVA_LARK_ARTIST_ID}"
 SAVE_SCOPES = "user-library-modify user-library-read user-follow-modify user-follow-read"
-
-
-@pytest.fixture
-def sb(sandbox_server):
-    """The shared sandbox, back in its demo world with faults off."""
-    sandbox_server.control("POST", "reset")
-    return sandbox_server
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -84,15 +77,6 @@ def exchange(sb, code: str, *, verifier: str | None = None, basic: bool = True, 
     if not basic:
         form["client_id"] = CLIENT[0]
     return requests.post(f"{sb.accounts_url}/api/token", data=form, auth=CLIENT if basic else None, timeout=5)
-
-
-def refresh(sb, refresh_token: str) -> requests.Response:
-    return requests.post(
-        f"{sb.accounts_url}/api/token",
-        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-        auth=CLIENT,
-        timeout=5,
-    )
 
 
 def api(sb, method: str, path: str, token: str | None, **kwargs) -> requests.Response:
