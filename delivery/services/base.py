@@ -148,7 +148,7 @@ class Service:
     """The interface one streaming service implements (see delivery/services/spotify.py).
 
     Release-day work is described as `Call`s (`refresh_call`, `delivery_calls`) so that the bulk engine can
-    run them concurrently; `refresh` runs the same call on its own.
+    run them concurrently.
     """
 
     key: ClassVar[str]
@@ -227,12 +227,6 @@ class Service:
     def is_available(self, release: Release, market: str) -> bool:
         """Whether the release can be played in `market` (ISO 3166-1 alpha-2) yet."""
         raise NotImplementedError
-
-    def refresh(self, refresh_token: str) -> Tokens:
-        call = self.refresh_call(refresh_token)
-        if call is None:
-            return Tokens(access_token=refresh_token, refresh_token=None, expires_in=0)
-        return self.parse_tokens(self.run(call))
 
     def staff_warnings(self, campaign: Campaign) -> list[str]:
         """What may go wrong with this campaign on this service, in words for the campaign's staff."""

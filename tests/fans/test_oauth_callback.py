@@ -122,7 +122,8 @@ def test_presave_records_fan_subscription_sealed_token_and_consent(client, campa
 def test_stored_token_can_be_refreshed_on_release_day(client, campaign, sandbox):
     presave(client, campaign)
 
-    tokens = get_service("spotify").refresh(Credential.objects.get().reveal())
+    spotify = get_service("spotify")
+    tokens = spotify.parse_tokens(spotify.run(spotify.refresh_call(Credential.objects.get().reveal())))
 
     assert tokens.access_token
     assert "user-library-modify" in tokens.scope.split()
