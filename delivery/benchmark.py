@@ -42,6 +42,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from delivery.gctuning import tuned_for_delivery
 from delivery.sandbox import demo_catalog
 from delivery.sandbox.client import SandboxClient
 from delivery.sandbox.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
@@ -298,7 +299,8 @@ def ceiling_process(accounts_url: str, api_url: str, tokens: list[str], concurre
     try:
         messages.put(("ready", None))
         go.wait()
-        messages.put(("done", asyncio.run(_ceiling(accounts_url, api_url, tokens, concurrency))[0]))
+        with tuned_for_delivery():  # the engine's collector settings: like for like
+            messages.put(("done", asyncio.run(_ceiling(accounts_url, api_url, tokens, concurrency))[0]))
     except BaseException:
         messages.put(("error", traceback.format_exc()))
 
@@ -379,6 +381,7 @@ class Cluster:
             "Q_WORKERS": str(workers),
             "Q_POLL": str(CLUSTER_POLL_SECONDS),
             "DELIVERY_PARALLEL_RUNS": str(workers),
+            "CONN_MAX_AGE": "60",  # persistent connections, as in production (README: Production)
         }
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - kept open while the cluster runs, closed by stop()
         self.process: subprocess.Popen | None = None

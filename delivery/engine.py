@@ -40,6 +40,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from delivery import bulk
+from delivery.gctuning import tuned_for_delivery
 from delivery.models import DeliveryAttempt
 from delivery.ratelimit import RateLimiter, limiter_for
 from delivery.services import RateLimited, Service, ServiceError, get_service
@@ -500,7 +501,10 @@ def deliver_campaign(campaign_id: int, *, fan_out: bool = True) -> RunReport:
     campaign.status = Campaign.Status.DELIVERING
     if fan_out:
         queue_helpers(campaign)
-    with AsyncTransport(concurrency=settings.DELIVERY_CONCURRENCY, timeout=settings.SERVICE_TIMEOUT_SECONDS) as t:
+    with (
+        tuned_for_delivery(),
+        AsyncTransport(concurrency=settings.DELIVERY_CONCURRENCY, timeout=settings.SERVICE_TIMEOUT_SECONDS) as t,
+    ):
         report = Run(campaign, t).run()
     logger.info("Delivery run: %s", report.summary())
     return report
