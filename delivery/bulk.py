@@ -1,27 +1,56 @@
 """The engine's per-batch writes: one statement for a whole batch of fans, whatever its size.
 
 On PostgreSQL (production) a batch's rows travel as a few arrays (`unnest`): a short statement with a handful
-of parameters, where Django's bulk_create or bulk_update would send one parameter per field per row and the
-driver would parse a statement as long as the batch. Elsewhere (SQLite, the demo) Django's bulk operations do
-the same job.
+of parameters, where Django's bulk operations or a `pk__in` filter would send one parameter per field per row
+and the driver would quote each and parse a statement as long as the batch. Elsewhere (SQLite, the demo)
+Django's bulk operations do the same job. Rows are plain tuples: a batch makes no model instances.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import NamedTuple
+from uuid import UUID
 
 from django.db import connection
+from django.db.models import F
 
 from delivery.models import DeliveryAttempt
-from fans.models import Credential
+from fans.models import Credential, Subscription
+from fans.vault import Sealed
+
+Status = Subscription.Status
 
 
-def update_credentials(credentials: list[Credential], now: datetime) -> None:
-    """Store re-sealed credentials (kek_id, wrapped_key, ciphertext). An UPDATE, not an upsert: a credential
+class Settled(NamedTuple):
+    """What a batch's outcome does to its subscription."""
+
+    subscription_id: int
+    status: str  # the Subscription.Status it ends in (pending: it will be tried again)
+    message: str  # last_error
+    attempted: bool  # counts as an attempt (a fan waiting for the release to come out does not)
+    retry_in: float | None  # seconds until the next try, for a fan still pending
+
+
+class Attempt(NamedTuple):
+    subscription_id: int
+    call: str
+    outcome: str  # a DeliveryAttempt.Outcome
+    http_status: int | None
+    message: str
+
+
+def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> None:
+    """Store re-sealed credentials, as (subscription id, sealed token). An UPDATE, not an upsert: a credential
     deleted meanwhile (the fan revoked) stays deleted."""
-    if not credentials:
+    if not sealed:
         return
     if connection.vendor != "postgresql":
+        credentials = [
+            Credential(subscription_id=pk, kek_id=s.kek_id, wrapped_key=s.wrapped_key, ciphertext=s.ciphertext)
+            for pk, s in sealed
+        ]
         for credential in credentials:
             credential.updated_at = now
         Credential.objects.bulk_update(credentials, ["kek_id", "wrapped_key", "ciphertext", "updated_at"])
@@ -35,20 +64,74 @@ def update_credentials(credentials: list[Credential], now: datetime) -> None:
             "AS v(subscription_id, kek_id, wrapped_key, ciphertext) WHERE c.subscription_id = v.subscription_id",
             [
                 now,
-                [credential.subscription_id for credential in credentials],
-                [credential.kek_id for credential in credentials],
-                [bytes(credential.wrapped_key) for credential in credentials],
-                [bytes(credential.ciphertext) for credential in credentials],
+                [pk for pk, _ in sealed],
+                [s.kek_id for _, s in sealed],
+                [s.wrapped_key for _, s in sealed],
+                [s.ciphertext for _, s in sealed],
             ],
         )
 
 
-def insert_attempts(attempts: list[DeliveryAttempt]) -> None:
-    """Insert delivery attempts that share their time (`at`)."""
+def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> None:
+    """Write outcomes and release their leases, only on subscriptions still pending under `owner`'s lease: a
+    lease that expired and was taken over is not this run's to record any more."""
+    if not settled:
+        return
+    if connection.vendor != "postgresql":
+        _settle_by_groups(owner, settled, now)
+        return
+    table = connection.ops.quote_name(Subscription._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS s SET status = v.status, last_error = v.message, "  # noqa: S608 - our table
+            "attempts = s.attempts + v.attempted::integer, "
+            "delivered_at = CASE WHEN v.status = %s THEN %s ELSE s.delivered_at END, "
+            "next_attempt_at = CASE WHEN v.retry_in IS NULL THEN s.next_attempt_at "
+            "ELSE %s + make_interval(secs => v.retry_in) END, "
+            "leased_by = NULL, lease_expires_at = NULL, updated_at = %s "
+            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::boolean[], %s::float8[]) "
+            "AS v(id, status, message, attempted, retry_in) "
+            "WHERE s.id = v.id AND s.leased_by = %s AND s.status = %s",
+            [
+                Status.DELIVERED,
+                now,
+                now,
+                now,
+                [row.subscription_id for row in settled],
+                [row.status for row in settled],
+                [row.message for row in settled],
+                [row.attempted for row in settled],
+                [row.retry_in for row in settled],
+                owner,
+                Status.PENDING,
+            ],
+        )
+
+
+def _settle_by_groups(owner: UUID, settled: list[Settled], now: datetime) -> None:
+    """settle_subscriptions with Django's UPDATE: one per kind of outcome (retry times rounded to group)."""
+    mine = Subscription.objects.filter(leased_by=owner, status=Status.PENDING)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for row in settled:
+        retry_in = None if row.retry_in is None else round(row.retry_in, 1)
+        groups[(row.status, row.message, row.attempted, retry_in)].append(row.subscription_id)
+    for (status, message, attempted, retry_in), ids in groups.items():
+        changes = {"status": status, "last_error": message, "leased_by": None, "lease_expires_at": None}
+        if attempted:
+            changes["attempts"] = F("attempts") + 1
+        if status == Status.DELIVERED:
+            changes["delivered_at"] = now
+        if retry_in is not None:
+            changes["next_attempt_at"] = now + timedelta(seconds=retry_in)
+        mine.filter(pk__in=ids).update(updated_at=now, **changes)
+
+
+def insert_attempts(attempts: list[Attempt], at: datetime) -> None:
+    """Insert delivery attempts that share their time."""
     if not attempts:
         return
     if connection.vendor != "postgresql":
-        DeliveryAttempt.objects.bulk_create(attempts)
+        DeliveryAttempt.objects.bulk_create(DeliveryAttempt(at=at, **row._asdict()) for row in attempts)
         return
     table = connection.ops.quote_name(DeliveryAttempt._meta.db_table)
     with connection.cursor() as cursor:
@@ -57,12 +140,5 @@ def insert_attempts(attempts: list[DeliveryAttempt]) -> None:
             "SELECT v.subscription_id, %s, v.call, v.outcome, v.http_status, v.message "
             "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::integer[], %s::text[]) "
             "AS v(subscription_id, call, outcome, http_status, message)",
-            [
-                attempts[0].at,
-                [attempt.subscription_id for attempt in attempts],
-                [attempt.call for attempt in attempts],
-                [attempt.outcome for attempt in attempts],
-                [attempt.http_status for attempt in attempts],
-                [attempt.message for attempt in attempts],
-            ],
+            [at, *(list(column) for column in zip(*attempts, strict=True))],
         )

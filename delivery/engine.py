@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Min, Q, Value
+from django.db.models import Count, Min, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
@@ -45,7 +45,8 @@ from delivery.models import DeliveryAttempt
 from delivery.ratelimit import RateLimiter, limiter_for
 from delivery.services import RateLimited, Service, ServiceError, get_service
 from delivery.transport import AsyncTransport
-from fans.models import Credential, Subscription
+from fans import vault
+from fans.models import Credential, Subscription, credential_aad
 from fans.vault import VaultError
 from releases.models import Campaign
 
@@ -67,7 +68,7 @@ class Claim:
     attempts: int
     market: str
     service: str
-    credential: Credential | None  # None when the fan's authorization is gone
+    sealed: vault.Sealed | None  # the fan's sealed refresh token; None when the authorization is gone
 
 
 @dataclass
@@ -240,16 +241,14 @@ class Run:
                 "attempts",
                 "market",
                 "fan__service",
-                "credential__subscription_id",
                 "credential__kek_id",
                 "credential__wrapped_key",
                 "credential__ciphertext",
             )
         )
-        sealed = ["subscription_id", "kek_id", "wrapped_key", "ciphertext"]  # the rest of the row stays deferred
         return [
-            Claim(pk, attempts, market, service, None if row[0] is None else Credential.from_db(None, sealed, row))
-            for pk, attempts, market, service, *row in rows
+            Claim(pk, attempts, market, service, vault.Sealed(kek_id, bytes(key), bytes(ct)) if kek_id else None)
+            for pk, attempts, market, service, kek_id, key, ct in rows
         ]
 
     def seconds_until_next_due(self) -> float | None:
@@ -291,8 +290,7 @@ class Run:
 
     def before_calls(self, subscription: Claim) -> Outcome | str:
         """What can be settled without calling out, else the fan's decrypted refresh token."""
-        credential = subscription.credential
-        if credential is None:
+        if subscription.sealed is None:
             return Outcome(subscription, DeliveryAttempt.Outcome.REVOKED, "refresh", "No stored authorization.")
         service = self.service(subscription.service)
         if not service.can_deliver(self.release):
@@ -306,7 +304,7 @@ class Run:
         except ServiceError as exc:
             return self.classify(subscription, "availability", exc)
         try:
-            return credential.reveal()
+            return vault.unseal(subscription.sealed, aad=credential_aad(subscription.pk))
         except VaultError:
             message = "The stored authorization could not be decrypted (is its encryption key still configured?)."
             return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "refresh", message)
@@ -396,55 +394,30 @@ class Run:
                 handed.append(self.rotated.get_nowait())
             except queue.Empty:
                 break
-        credentials = []
-        for subscription, refresh_token, _ in handed:
-            subscription.credential.store(refresh_token)
-            credentials.append(subscription.credential)
+        sealed = [(sub.pk, vault.seal(token, aad=credential_aad(sub.pk))) for sub, token, _ in handed]
         stored = [future for _, _, future in handed]
         try:
-            bulk.update_credentials(credentials, timezone.now())
+            bulk.update_credentials(sealed, timezone.now())
         except Exception as exc:  # noqa: BLE001 - the fans waiting on it learn of it, and are retried
             self.transport.loop.call_soon_threadsafe(_settle, stored, exc)
             return
         self.transport.loop.call_soon_threadsafe(_settle, stored, None)
 
     def record(self, outcomes: list[Outcome]) -> None:
-        """Write the batch's outcomes: one UPDATE per kind of outcome, only where this run holds the lease."""
+        """Write the batch's outcomes (one UPDATE, only where this run holds the lease) and its attempts."""
         now = timezone.now()
-        mine = Subscription.objects.filter(leased_by=self.owner, status=Subscription.Status.PENDING)
-        released = {"leased_by": None, "lease_expires_at": None}
-        attempted = {**released, "attempts": F("attempts") + 1}
-        groups: dict[tuple[str, str, float], list[int]] = defaultdict(list)
-        for o in outcomes:
-            # Retries of one kind share a time, so they group; jitter still spreads them from other groups.
-            retry_in = round(o.retry_in_seconds, 1) if o.result in (DeliveryAttempt.Outcome.RETRY, WAIT) else 0.0
-            groups[(o.result, o.message, retry_in)].append(o.subscription.pk)
+        settled = [settled_row(o) for o in outcomes]
         with transaction.atomic():
-            for (result, message, retry_in), ids in groups.items():
-                rows = mine.filter(pk__in=ids)
-                if result == DeliveryAttempt.Outcome.DELIVERED:
-                    rows.update(status=Subscription.Status.DELIVERED, delivered_at=now, last_error="", **attempted)
-                elif result == WAIT:
-                    rows.update(last_error=message, next_attempt_at=now + timedelta(seconds=retry_in), **released)
-                elif result == DeliveryAttempt.Outcome.RETRY:
-                    rows.update(last_error=message, next_attempt_at=now + timedelta(seconds=retry_in), **attempted)
-                else:  # failed or revoked: the Subscription.Status of the same name
-                    rows.update(status=result, last_error=message, **attempted)
+            bulk.settle_subscriptions(self.owner, settled, now)
             revoked = [o.subscription.pk for o in outcomes if o.result == DeliveryAttempt.Outcome.REVOKED]
             Credential.objects.filter(subscription_id__in=revoked, subscription__status="revoked").delete()
             bulk.insert_attempts(
                 [
-                    DeliveryAttempt(
-                        subscription_id=o.subscription.pk,
-                        at=now,
-                        call=o.call,
-                        outcome=o.result,
-                        http_status=o.http_status,
-                        message=o.message,
-                    )
+                    bulk.Attempt(o.subscription.pk, o.call, o.result, o.http_status, o.message)
                     for o in outcomes
                     if o.result != WAIT
-                ]
+                ],
+                now,
             )
         for o in outcomes:
             self.report.add(o.result)
@@ -473,6 +446,18 @@ class Run:
                 status=Campaign.Status.DONE
             )
         return self.report
+
+
+def settled_row(o: Outcome) -> bulk.Settled:
+    """What an outcome does to its subscription: delivered, failed and revoked are final; a retry or a wait
+    stays pending until its time (a wait is not an attempt)."""
+    Result = DeliveryAttempt.Outcome
+    if o.result == WAIT:
+        return bulk.Settled(o.subscription.pk, Subscription.Status.PENDING, o.message, False, o.retry_in_seconds)
+    if o.result == Result.RETRY:
+        return bulk.Settled(o.subscription.pk, Subscription.Status.PENDING, o.message, True, o.retry_in_seconds)
+    message = "" if o.result == Result.DELIVERED else o.message
+    return bulk.Settled(o.subscription.pk, o.result, message, True, None)  # the Subscription.Status of its name
 
 
 def _settle(futures: list[asyncio.Future], error: Exception | None) -> None:

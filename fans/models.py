@@ -64,6 +64,11 @@ class Subscription(models.Model):
         return f"{self.fan} → {self.campaign.slug} ({self.status})"
 
 
+def credential_aad(subscription_id: int) -> bytes:
+    """The vault's associated data for a subscription's credential: its sealed token opens in this row only."""
+    return f"fans.Credential:{subscription_id}".encode()
+
+
 class Credential(models.Model):
     """The fan's refresh token for one subscription, sealed by the token vault (fans/vault.py).
 
@@ -85,7 +90,7 @@ class Credential(models.Model):
 
     @property
     def aad(self) -> bytes:
-        return f"fans.Credential:{self.subscription_id}".encode()
+        return credential_aad(self.subscription_id)
 
     @property
     def sealed(self) -> vault.Sealed:
