@@ -37,8 +37,12 @@ class Subscription(models.Model):
         FAILED = "failed", "Failed"
         REVOKED = "revoked", "Revoked"
 
-    fan = models.ForeignKey(Fan, on_delete=models.CASCADE, related_name="subscriptions")
-    campaign = models.ForeignKey("releases.Campaign", on_delete=models.CASCADE, related_name="subscriptions")
+    # No index of their own: one_subscription_per_fan (fan, campaign) and subscription_due (campaign, …) lead
+    # with them, and every index is one more write each time release day updates a subscription.
+    fan = models.ForeignKey(Fan, on_delete=models.CASCADE, related_name="subscriptions", db_index=False)
+    campaign = models.ForeignKey(
+        "releases.Campaign", on_delete=models.CASCADE, related_name="subscriptions", db_index=False
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     market = models.CharField(
         max_length=2, blank=True, help_text="The fan's market: from the service profile, else seen at sign-up."
@@ -157,7 +161,9 @@ class FunnelEvent(models.Model):
         EMAIL_OPTIN = "email_optin", "Email opt-in"
         LISTEN_CLICK = "listen_click", "Smart-link click"
 
-    campaign = models.ForeignKey("releases.Campaign", on_delete=models.CASCADE, related_name="funnel_events")
+    campaign = models.ForeignKey(  # indexed by funnel_by_campaign, which leads with it
+        "releases.Campaign", on_delete=models.CASCADE, related_name="funnel_events", db_index=False
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     service = models.CharField(max_length=20, blank=True, help_text="The service or platform clicked, if any.")
     visitor = models.CharField(max_length=64, blank=True, help_text="Daily-salted hash; never an IP address.")
