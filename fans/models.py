@@ -60,6 +60,12 @@ class Subscription(models.Model):
         constraints = [models.UniqueConstraint(fields=["fan", "campaign"], name="one_subscription_per_fan")]
         indexes = [
             models.Index(fields=["campaign", "status", "next_attempt_at"], name="subscription_due"),
+            # The delivery queue: a run claims a campaign's pending fans first come, first served, and walks
+            # only those still pending (not past every fan already delivered, as the claims of a million-fan
+            # campaign would otherwise do).
+            models.Index(
+                fields=["campaign", "created_at", "id"], name="subscription_queue", condition=models.Q(status="pending")
+            ),
             # The console's pre-saves per day and last 24 hours (releases/analytics.py, releases/dashboard.py).
             models.Index(fields=["campaign", "created_at"], name="subscription_by_campaign_day"),
         ]
