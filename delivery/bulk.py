@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 from uuid import UUID
 
-from django.db import connection
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, QuerySet
 
 from delivery.models import DeliveryAttempt
-from fans.models import Credential, Subscription
+from fans.models import Credential, Fan, Subscription
 from fans.vault import Sealed
 
 Status = Subscription.Status
@@ -39,6 +39,45 @@ class Attempt(NamedTuple):
     outcome: str  # a DeliveryAttempt.Outcome
     http_status: int | None
     message: str
+
+
+# What a claim returns of each subscription: enough to deliver it, no model instance.
+CLAIMED = (
+    "pk",
+    "attempts",
+    "market",
+    "fan__service",
+    "credential__kek_id",
+    "credential__wrapped_key",
+    "credential__ciphertext",
+)
+
+
+def claim(due: QuerySet, limit: int, owner: UUID, lease_until: datetime) -> list[tuple]:
+    """Lease up to `limit` of the `due` subscriptions (in its order) to `owner`, skipping rows another run has
+    locked, and return them as CLAIMED tuples. On PostgreSQL one statement: an UPDATE of the rows a
+    `SELECT … FOR UPDATE SKIP LOCKED` picks (the job-queue pattern: no row is leased twice), returning each with
+    its fan's service and sealed token."""
+    with transaction.atomic():
+        if connection.vendor != "postgresql":
+            ids = list(due.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
+            # The due conditions are checked again by the UPDATE itself: a row another worker claimed in the
+            # meantime is not taken over.
+            due.filter(pk__in=ids).update(leased_by=owner, lease_expires_at=lease_until)
+            leased = Subscription.objects.filter(pk__in=ids, leased_by=owner).order_by("created_at", "pk")
+            return list(leased.values_list(*CLAIMED))
+        picked, params = due.select_for_update(skip_locked=True).values("pk")[:limit].query.sql_with_params()
+    names = {model: connection.ops.quote_name(model._meta.db_table) for model in (Subscription, Fan, Credential)}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH leased AS (UPDATE {names[Subscription]} AS s SET leased_by = %s, lease_expires_at = %s "  # noqa: S608
+            f"WHERE s.id IN ({picked}) RETURNING s.id, s.attempts, s.market, s.fan_id, s.created_at) "
+            f"SELECT l.id, l.attempts, l.market, f.service, c.kek_id, c.wrapped_key, c.ciphertext FROM leased AS l "
+            f"JOIN {names[Fan]} AS f ON f.id = l.fan_id "
+            f"LEFT JOIN {names[Credential]} AS c ON c.subscription_id = l.id ORDER BY l.created_at, l.id",
+            [owner, lease_until, *params],
+        )
+        return cursor.fetchall()
 
 
 def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> None:

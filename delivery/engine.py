@@ -224,28 +224,9 @@ class Run:
         return Subscription.objects.filter(due_now(), campaign=self.campaign)
 
     def claim(self) -> list[Claim]:
+        """Lease the next batch of due subscriptions, first come first served, skipping rows other runs hold."""
         lease_until = timezone.now() + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-        with transaction.atomic():
-            candidates = self.due().order_by("created_at", "pk").select_for_update(skip_locked=True)
-            ids = list(candidates.values_list("pk", flat=True)[: self.batch_size])
-            if not ids:
-                return []
-            # The due conditions are checked again by the UPDATE itself: a row another worker claimed in
-            # the meantime is not taken over.
-            self.due().filter(pk__in=ids).update(leased_by=self.owner, lease_expires_at=lease_until)
-        rows = (
-            Subscription.objects.filter(pk__in=ids, leased_by=self.owner)
-            .order_by("created_at", "pk")
-            .values_list(
-                "pk",
-                "attempts",
-                "market",
-                "fan__service",
-                "credential__kek_id",
-                "credential__wrapped_key",
-                "credential__ciphertext",
-            )
-        )
+        rows = bulk.claim(self.due().order_by("created_at", "pk"), self.batch_size, self.owner, lease_until)
         return [
             Claim(pk, attempts, market, service, vault.Sealed(kek_id, bytes(key), bytes(ct)) if kek_id else None)
             for pk, attempts, market, service, kek_id, key, ct in rows
