@@ -67,17 +67,14 @@ def claim(due: QuerySet, limit: int, owner: UUID, lease_until: datetime) -> list
             leased = Subscription.objects.filter(pk__in=ids, leased_by=owner).order_by("created_at", "pk")
             return list(leased.values_list(*CLAIMED))
         picked, params = due.select_for_update(skip_locked=True).values("pk")[:limit].query.sql_with_params()
-    names = {model: connection.ops.quote_name(model._meta.db_table) for model in (Subscription, Fan, Credential)}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH leased AS (UPDATE {names[Subscription]} AS s SET leased_by = %s, lease_expires_at = %s "  # noqa: S608
-            f"WHERE s.id IN ({picked}) RETURNING s.id, s.attempts, s.market, s.fan_id, s.created_at) "
-            f"SELECT l.id, l.attempts, l.market, f.service, c.kek_id, c.wrapped_key, c.ciphertext FROM leased AS l "
-            f"JOIN {names[Fan]} AS f ON f.id = l.fan_id "
-            f"LEFT JOIN {names[Credential]} AS c ON c.subscription_id = l.id ORDER BY l.created_at, l.id",
-            [owner, lease_until, *params],
-        )
-        return cursor.fetchall()
+    return _execute(
+        f"WITH leased AS (UPDATE {_table(Subscription)} AS s SET leased_by = %s, lease_expires_at = %s "  # noqa: S608
+        f"WHERE s.id IN ({picked}) RETURNING s.id, s.attempts, s.market, s.fan_id, s.created_at) "
+        f"SELECT l.id, l.attempts, l.market, f.service, c.kek_id, c.wrapped_key, c.ciphertext FROM leased AS l "
+        f"JOIN {_table(Fan)} AS f ON f.id = l.fan_id "
+        f"LEFT JOIN {_table(Credential)} AS c ON c.subscription_id = l.id ORDER BY l.created_at, l.id",
+        [owner, lease_until, *params],
+    )
 
 
 def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> None:
@@ -94,21 +91,19 @@ def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> None:
             credential.updated_at = now
         Credential.objects.bulk_update(credentials, ["kek_id", "wrapped_key", "ciphertext", "updated_at"])
         return
-    table = connection.ops.quote_name(Credential._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS c SET kek_id = v.kek_id, wrapped_key = v.wrapped_key, "  # noqa: S608 - our table
-            "ciphertext = v.ciphertext, updated_at = %s "
-            "FROM unnest(%s::bigint[], %s::text[], %s::bytea[], %s::bytea[]) "
-            "AS v(subscription_id, kek_id, wrapped_key, ciphertext) WHERE c.subscription_id = v.subscription_id",
-            [
-                now,
-                [pk for pk, _ in sealed],
-                [s.kek_id for _, s in sealed],
-                [s.wrapped_key for _, s in sealed],
-                [s.ciphertext for _, s in sealed],
-            ],
-        )
+    _execute(
+        f"UPDATE {_table(Credential)} AS c SET kek_id = v.kek_id, wrapped_key = v.wrapped_key, "  # noqa: S608
+        "ciphertext = v.ciphertext, updated_at = %s "
+        "FROM unnest(%s::bigint[], %s::text[], %s::bytea[], %s::bytea[]) "
+        "AS v(subscription_id, kek_id, wrapped_key, ciphertext) WHERE c.subscription_id = v.subscription_id",
+        [
+            now,
+            [pk for pk, _ in sealed],
+            [s.kek_id for _, s in sealed],
+            [s.wrapped_key for _, s in sealed],
+            [s.ciphertext for _, s in sealed],
+        ],
+    )
 
 
 def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> None:
@@ -119,32 +114,30 @@ def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> 
     if connection.vendor != "postgresql":
         _settle_by_groups(owner, settled, now)
         return
-    table = connection.ops.quote_name(Subscription._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS s SET status = v.status, last_error = v.message, "  # noqa: S608 - our table
-            "attempts = s.attempts + v.attempted::integer, "
-            "delivered_at = CASE WHEN v.status = %s THEN %s ELSE s.delivered_at END, "
-            "next_attempt_at = CASE WHEN v.retry_in IS NULL THEN s.next_attempt_at "
-            "ELSE %s + make_interval(secs => v.retry_in) END, "
-            "leased_by = NULL, lease_expires_at = NULL, updated_at = %s "
-            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::boolean[], %s::float8[]) "
-            "AS v(id, status, message, attempted, retry_in) "
-            "WHERE s.id = v.id AND s.leased_by = %s AND s.status = %s",
-            [
-                Status.DELIVERED,
-                now,
-                now,
-                now,
-                [row.subscription_id for row in settled],
-                [row.status for row in settled],
-                [row.message for row in settled],
-                [row.attempted for row in settled],
-                [row.retry_in for row in settled],
-                owner,
-                Status.PENDING,
-            ],
-        )
+    _execute(
+        f"UPDATE {_table(Subscription)} AS s SET status = v.status, last_error = v.message, "  # noqa: S608 - our table
+        "attempts = s.attempts + v.attempted::integer, "
+        "delivered_at = CASE WHEN v.status = %s THEN %s ELSE s.delivered_at END, "
+        "next_attempt_at = CASE WHEN v.retry_in IS NULL THEN s.next_attempt_at "
+        "ELSE %s + make_interval(secs => v.retry_in) END, "
+        "leased_by = NULL, lease_expires_at = NULL, updated_at = %s "
+        "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::boolean[], %s::float8[]) "
+        "AS v(id, status, message, attempted, retry_in) "
+        "WHERE s.id = v.id AND s.leased_by = %s AND s.status = %s",
+        [
+            Status.DELIVERED,
+            now,
+            now,
+            now,
+            [row.subscription_id for row in settled],
+            [row.status for row in settled],
+            [row.message for row in settled],
+            [row.attempted for row in settled],
+            [row.retry_in for row in settled],
+            owner,
+            Status.PENDING,
+        ],
+    )
 
 
 def _settle_by_groups(owner: UUID, settled: list[Settled], now: datetime) -> None:
@@ -172,12 +165,21 @@ def insert_attempts(attempts: list[Attempt], at: datetime) -> None:
     if connection.vendor != "postgresql":
         DeliveryAttempt.objects.bulk_create(DeliveryAttempt(at=at, **row._asdict()) for row in attempts)
         return
-    table = connection.ops.quote_name(DeliveryAttempt._meta.db_table)
+    _execute(
+        f"INSERT INTO {_table(DeliveryAttempt)} (subscription_id, at, call, outcome, http_status, message) "  # noqa: S608
+        "SELECT v.subscription_id, %s, v.call, v.outcome, v.http_status, v.message "
+        "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::integer[], %s::text[]) "
+        "AS v(subscription_id, call, outcome, http_status, message)",
+        [at, *(list(column) for column in zip(*attempts, strict=True))],
+    )
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _execute(sql: str, params: list) -> list[tuple]:
+    """Run one statement on the default connection; its rows, if it returns any."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (subscription_id, at, call, outcome, http_status, message) "  # noqa: S608
-            "SELECT v.subscription_id, %s, v.call, v.outcome, v.http_status, v.message "
-            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::integer[], %s::text[]) "
-            "AS v(subscription_id, call, outcome, http_status, message)",
-            [at, *(list(column) for column in zip(*attempts, strict=True))],
-        )
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
