@@ -70,8 +70,9 @@ def claim(due: QuerySet, limit: int, owner: UUID, lease_until: datetime) -> list
     return _execute(
         f"WITH leased AS (UPDATE {_table(Subscription)} AS s SET leased_by = %s, lease_expires_at = %s "  # noqa: S608
         f"WHERE s.id IN ({picked}) RETURNING s.id, s.attempts, s.market, s.fan_id, s.created_at) "
-        f"SELECT l.id, l.attempts, l.market, f.service, c.kek_id, c.wrapped_key, c.ciphertext FROM leased AS l "
-        f"JOIN {_table(Fan)} AS f ON f.id = l.fan_id "
+        # The fan's service by its key, one lookup per claimed row (a join would hash the whole fans table).
+        f"SELECT l.id, l.attempts, l.market, (SELECT f.service FROM {_table(Fan)} AS f WHERE f.id = l.fan_id), "
+        f"c.kek_id, c.wrapped_key, c.ciphertext FROM leased AS l "
         f"LEFT JOIN {_table(Credential)} AS c ON c.subscription_id = l.id ORDER BY l.created_at, l.id",
         [owner, lease_until, *params],
     )
@@ -108,53 +109,34 @@ def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> None:
 
 def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> None:
     """Write outcomes and release their leases, only on subscriptions still pending under `owner`'s lease: a
-    lease that expired and was taken over is not this run's to record any more."""
-    if not settled:
-        return
-    if connection.vendor != "postgresql":
-        _settle_by_groups(owner, settled, now)
-        return
-    _execute(
-        f"UPDATE {_table(Subscription)} AS s SET status = v.status, last_error = v.message, "  # noqa: S608 - our table
-        "attempts = s.attempts + v.attempted::integer, "
-        "delivered_at = CASE WHEN v.status = %s THEN %s ELSE s.delivered_at END, "
-        "next_attempt_at = CASE WHEN v.retry_in IS NULL THEN s.next_attempt_at "
-        "ELSE %s + make_interval(secs => v.retry_in) END, "
-        "leased_by = NULL, lease_expires_at = NULL, updated_at = %s "
-        "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::boolean[], %s::float8[]) "
-        "AS v(id, status, message, attempted, retry_in) "
-        "WHERE s.id = v.id AND s.leased_by = %s AND s.status = %s",
-        [
-            Status.DELIVERED,
-            now,
-            now,
-            now,
-            [row.subscription_id for row in settled],
-            [row.status for row in settled],
-            [row.message for row in settled],
-            [row.attempted for row in settled],
-            [row.retry_in for row in settled],
-            owner,
-            Status.PENDING,
-        ],
-    )
-
-
-def _settle_by_groups(owner: UUID, settled: list[Settled], now: datetime) -> None:
-    """settle_subscriptions with Django's UPDATE: one per kind of outcome (retry times rounded to group)."""
+    lease that expired and was taken over is not this run's to record any more. One UPDATE per kind of outcome
+    (retry times rounded to a tenth of a second so that they group), each naming its rows by id."""
     mine = Subscription.objects.filter(leased_by=owner, status=Status.PENDING)
     groups: dict[tuple, list[int]] = defaultdict(list)
     for row in settled:
         retry_in = None if row.retry_in is None else round(row.retry_in, 1)
         groups[(row.status, row.message, row.attempted, retry_in)].append(row.subscription_id)
     for (status, message, attempted, retry_in), ids in groups.items():
+        next_attempt_at = None if retry_in is None else now + timedelta(seconds=retry_in)
+        if connection.vendor == "postgresql":
+            # `id = ANY(array)`: one parameter, where `pk__in` sends (and the driver quotes) one per row. Rows
+            # are found by id whatever the planner believes of `leased_by` (always NULL when it last looked).
+            _execute(
+                f"UPDATE {_table(Subscription)} SET status = %s, last_error = %s, "  # noqa: S608 - our table
+                "attempts = attempts + %s, delivered_at = CASE WHEN %s THEN %s ELSE delivered_at END, "
+                "next_attempt_at = coalesce(%s, next_attempt_at), leased_by = NULL, lease_expires_at = NULL, "
+                "updated_at = %s WHERE id = ANY(%s::bigint[]) AND leased_by = %s AND status = %s",
+                [status, message, int(attempted), status == Status.DELIVERED, now, next_attempt_at, now, ids]
+                + [owner, Status.PENDING],
+            )
+            continue
         changes = {"status": status, "last_error": message, "leased_by": None, "lease_expires_at": None}
         if attempted:
             changes["attempts"] = F("attempts") + 1
         if status == Status.DELIVERED:
             changes["delivered_at"] = now
-        if retry_in is not None:
-            changes["next_attempt_at"] = now + timedelta(seconds=retry_in)
+        if next_attempt_at is not None:
+            changes["next_attempt_at"] = next_attempt_at
         mine.filter(pk__in=ids).update(updated_at=now, **changes)
 
 
