@@ -196,16 +196,6 @@ def delete_campaign(campaign, fan_prefix: str) -> None:
 CHURNED_TABLES = ("fans_fan", "fans_subscription", "fans_credential", "delivery_deliveryattempt")
 
 
-def tidy_tables() -> None:
-    """VACUUM and ANALYZE the tables a benchmark fills, updates and empties (PostgreSQL), as autovacuum does in
-    production: without it, each run's dead rows slow the next run down, and the planner judges a freshly
-    seeded campaign by stale statistics."""
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM (ANALYZE) {', '.join(CHURNED_TABLES)}")
-
-
 # --- The phases -------------------------------------------------------------------------------------------
 @dataclass
 class Phase:

@@ -1,5 +1,6 @@
 """What the benchmark commands (bench_console, bench_delivery, bench_campaign_page) share: a positive-number
-argument type, a free loopback port for a server they start, and this database as a DATABASE_URL for it."""
+argument type, a free loopback port for a server they start, this database as a DATABASE_URL for it, and a
+tidy-up of the tables they fill and empty."""
 
 from __future__ import annotations
 
@@ -31,3 +32,13 @@ def database_url() -> str:
     user = quote(db["USER"] or "", safe="")
     password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
     return f"postgres://{user}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def tidy(tables: tuple[str, ...]) -> None:
+    """VACUUM and ANALYZE tables a benchmark filled, changed and emptied (PostgreSQL, outside a transaction), as
+    autovacuum does in production: without it each run's dead rows slow the next run down, and the planner
+    judges freshly seeded rows by stale statistics."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM (ANALYZE) {', '.join(tables)}")

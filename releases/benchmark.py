@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from fans.models import ConsentRecord, Fan, FunnelEvent, Subscription
+from presave_site.benchmarking import tidy
 from releases import analytics, exports
 from releases.models import Artist, Campaign, Release
 
@@ -244,3 +245,4 @@ def drop(campaign: Campaign) -> None:
         campaign.delete()
         release.delete()
         artist.delete()
+    tidy(("fans_fan", "fans_subscription", "fans_consentrecord", "fans_funnelevent"))

@@ -21,7 +21,7 @@ from django.utils import timezone
 from delivery import benchmark
 from delivery.benchmark import Phase
 from delivery.sandbox.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
-from presave_site.benchmarking import positive
+from presave_site.benchmarking import positive, tidy
 
 SPEEDUP_TARGET, SPEEDUP_LATENCY_MS = 100, 50
 CEILING_TARGET = 0.70
@@ -134,7 +134,7 @@ class Command(BaseCommand):
             benchmark.seed_campaign(f"{slug}-{r}", sandbox.mint([f"{slug}-e{r}-{i:05d}" for i in range(fans)]))
             for r in range(rounds)
         ]
-        benchmark.tidy_tables()
+        tidy(benchmark.CHURNED_TABLES)
         seconds = time.perf_counter() - started
         minted = len(baseline_tokens) + sum(map(len, ceiling_tokens)) + fans * rounds
         self.say(f"Seeded {minted} sandbox fans and {fans * rounds} subscriptions in {seconds:.1f} s")
@@ -176,7 +176,7 @@ class Command(BaseCommand):
             else:
                 for campaign in campaigns:
                     benchmark.delete_campaign(campaign, f"{slug}-")
-                benchmark.tidy_tables()
+                tidy(benchmark.CHURNED_TABLES)
         best_ceiling = max((c for c, _, _ in results if c), key=lambda phase: phase.rate, default=None)
         _, best_engine, calls = max(results, key=lambda result: result[1].rate)
         if rounds > 1:
