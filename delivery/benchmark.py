@@ -246,7 +246,8 @@ def run_ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int, pr
     that runs in that many worker processes."""
     urls = (sandbox.accounts_url, sandbox.api_url)
     if processes == 1:
-        ok, seconds = asyncio.run(_ceiling(*urls, tokens, concurrency))
+        with tuned_for_delivery():  # the engine's collector settings, as in ceiling_process
+            ok, seconds = asyncio.run(_ceiling(*urls, tokens, concurrency))
     else:
         ok, seconds = _ceiling_in_processes(urls, tokens, concurrency, processes)
     across = f" across {processes} processes" if processes > 1 else ""

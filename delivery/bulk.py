@@ -55,9 +55,7 @@ CLAIMED = (
 
 def claim(due: QuerySet, limit: int, owner: UUID, lease_until: datetime) -> list[tuple]:
     """Lease up to `limit` of the `due` subscriptions (in its order) to `owner`, skipping rows another run has
-    locked, and return them as CLAIMED tuples. On PostgreSQL one statement: an UPDATE of the rows a
-    `SELECT … FOR UPDATE SKIP LOCKED` picks (the job-queue pattern: no row is leased twice), returning each with
-    its fan's service and sealed token."""
+    locked, and return them as CLAIMED tuples. On PostgreSQL one statement (`claim_statement`)."""
     with transaction.atomic():
         if connection.vendor != "postgresql":
             ids = list(due.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
@@ -66,16 +64,25 @@ def claim(due: QuerySet, limit: int, owner: UUID, lease_until: datetime) -> list
             due.filter(pk__in=ids).update(leased_by=owner, lease_expires_at=lease_until)
             leased = Subscription.objects.filter(pk__in=ids, leased_by=owner).order_by("created_at", "pk")
             return list(leased.values_list(*CLAIMED))
-        picked, params = due.select_for_update(skip_locked=True).values("pk")[:limit].query.sql_with_params()
-    return _execute(
+        sql, params = claim_statement(due, limit, owner, lease_until)
+    return _execute(sql, params)
+
+
+def claim_statement(due: QuerySet, limit: int, owner: UUID, lease_until: datetime) -> tuple[str, list]:
+    """The PostgreSQL claim: an UPDATE of the rows a `SELECT … FOR UPDATE SKIP LOCKED` picks (the job-queue
+    pattern: no row is leased twice), returning each with its fan's service and sealed token. The picked ids
+    are gathered first (`ARRAY(…)`, run once) and the UPDATE finds them by primary key: an `IN (…)` join may
+    be planned as a scan of the whole table, at every claim. Called inside a transaction (FOR UPDATE)."""
+    picked, params = due.select_for_update(skip_locked=True).values("pk")[:limit].query.sql_with_params()
+    sql = (
         f"WITH leased AS (UPDATE {_table(Subscription)} AS s SET leased_by = %s, lease_expires_at = %s "  # noqa: S608
-        f"WHERE s.id IN ({picked}) RETURNING s.id, s.attempts, s.market, s.fan_id, s.created_at) "
+        f"WHERE s.id = ANY(ARRAY({picked})) RETURNING s.id, s.attempts, s.market, s.fan_id, s.created_at) "
         # The fan's service by its key, one lookup per claimed row (a join would hash the whole fans table).
         f"SELECT l.id, l.attempts, l.market, (SELECT f.service FROM {_table(Fan)} AS f WHERE f.id = l.fan_id), "
         f"c.kek_id, c.wrapped_key, c.ciphertext FROM leased AS l "
-        f"LEFT JOIN {_table(Credential)} AS c ON c.subscription_id = l.id ORDER BY l.created_at, l.id",
-        [owner, lease_until, *params],
+        f"LEFT JOIN {_table(Credential)} AS c ON c.subscription_id = l.id ORDER BY l.created_at, l.id"
     )
+    return sql, [owner, lease_until, *params]
 
 
 def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> None:

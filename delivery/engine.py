@@ -226,11 +226,21 @@ class Run:
     def claim(self) -> list[Claim]:
         """Lease the next batch of due subscriptions, first come first served, skipping rows other runs hold."""
         lease_until = timezone.now() + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-        rows = bulk.claim(self.due().order_by("created_at", "pk"), self.batch_size, self.owner, lease_until)
+        rows = bulk.claim(self.due().order_by("created_at", "pk"), self.claim_size(), self.owner, lease_until)
         return [
             Claim(pk, attempts, market, service, vault.Sealed(kek_id, bytes(key), bytes(ct)) if kek_id else None)
             for pk, attempts, market, service, kek_id, key, ct in rows
         ]
+
+    def claim_size(self) -> int:
+        """A full batch while plenty is due; near the end, a share of what is left, so that the campaign's runs
+        finish together instead of one of them working through a last full batch alone."""
+        runs = settings.DELIVERY_PARALLEL_RUNS
+        if runs == 1:
+            return self.batch_size
+        left = self.due()[: self.batch_size * runs].count()  # a bounded count: a walk of the queue's head
+        share = max(settings.DELIVERY_CONCURRENCY, math.ceil(left / runs))
+        return min(self.batch_size, share)
 
     def seconds_until_next_due(self) -> float | None:
         """How long until pending work becomes due (retry time or someone's lease); None if none is left."""
