@@ -8,7 +8,8 @@ a campaign, and a worker killed mid-run only delays its batch until the lease ex
 2. each fan's token is refreshed, many fans in flight at once (delivery/transport.py); a rotated refresh token
    is handed to the run's thread, stored (one upsert for many fans), and only then does that fan's save go
    out (the old token may already be dead);
-3. while a batch is in flight, the run's thread claims and prepares the next one, and records the last;
+3. while a batch is in flight, the run's thread claims and prepares the next one, starts it as the batch's
+   last fans finish (the calls in flight never drain between batches), and records the last one;
 4. outcomes are recorded with a few grouped, conditional writes: only the lease holder may record.
 
 Every call takes a permit from the service's shared rate limiter (delivery/ratelimit.py), so all workers
@@ -89,6 +90,7 @@ class Batch:
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     ready: list[tuple[Claim, str]] = field(default_factory=list)
     future: concurrent.futures.Future | None = None
+    unfinished: int = 0  # fans of `ready` not done yet (counted down on the transport's loop)
 
 
 @dataclass
@@ -265,17 +267,23 @@ class Run:
 
     def start(self, batch: Batch) -> None:
         """Send the batch's fans on their way on the transport's loop; `finish` collects them."""
-        batch.future = self.transport.start(self.gather(self.deliver_fan(sub, token) for sub, token in batch.ready))
+        batch.unfinished = len(batch.ready)
+        batch.future = self.transport.start(
+            self.gather(self.deliver_fan(sub, token, batch) for sub, token in batch.ready)
+        )
 
     def finish(self, batch: Batch, then: Batch | None = None) -> None:
-        """Store rotated tokens as the batch's fans hand them over, until every fan is done; then, while
-        `then` (the next batch) is already in flight, record this one."""
+        """Store rotated tokens as the batch's fans hand them over, until every fan is done; then record the
+        batch while `then` (the next one) is in flight. `then` starts as soon as fewer of this batch's fans are
+        left than the calls a run keeps in flight: the transport never drains between batches."""
         while not batch.future.done():
+            if then is not None and then.future is None and batch.unfinished < settings.DELIVERY_CONCURRENCY:
+                self.start(then)
             self.store_rotated_tokens(timeout=0.005)
         self.store_rotated_tokens(timeout=0)
         for outcome in batch.future.result():
             batch.outcomes[outcome.subscription.pk] = outcome
-        if then is not None:
+        if then is not None and then.future is None:
             self.start(then)
         self.record([batch.outcomes[subscription.pk] for subscription in batch.subscriptions])
 
@@ -331,7 +339,14 @@ class Run:
                 await permits.pause(exc.retry_after)
         raise AssertionError("unreachable")
 
-    async def deliver_fan(self, subscription: Claim, refresh_token: str) -> Outcome:
+    async def deliver_fan(self, subscription: Claim, refresh_token: str, batch: Batch) -> Outcome:
+        """Deliver one fan of `batch`, and count it off the batch's unfinished fans."""
+        try:
+            return await self.deliver(subscription, refresh_token)
+        finally:
+            batch.unfinished -= 1
+
+    async def deliver(self, subscription: Claim, refresh_token: str) -> Outcome:
         """Refresh, hand a rotated refresh token to the run's thread and wait until it is stored, then act."""
         service = self.services[subscription.service]
         if self.fan_permits is not None:

@@ -109,6 +109,27 @@ def test_rotated_refresh_token_is_stored_and_used_next_time(sandbox, campaign):
     assert subscription.attempts == 2
 
 
+def test_batches_in_flight_together_each_record_their_own_fans(sandbox, campaign, settings):
+    """Batches of two, four calls in flight: each batch starts while the one before still has fans out."""
+    settings.DELIVERY_BATCH_SIZE = 2
+    settings.DELIVERY_CONCURRENCY = 4
+    users = [f"fan{i}" for i in range(7)]
+    for user in users:
+        sandbox.control("POST", "users", {"id": user})
+    subscriptions = [make_subscription(campaign, sandbox, user) for user in users]
+    sandbox.control("POST", "users/fan3/revoke")
+
+    report = engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert report.counts == {"delivered": 6, "revoked": 1}
+    for user in users:
+        assert len(sandbox.writes(user)) == (0 if user == "fan3" else 1)
+    statuses = {s.pk: s.status for s in Subscription.objects.filter(campaign=campaign)}
+    assert [statuses[s.pk] for s in subscriptions] == ["delivered"] * 3 + ["revoked"] + ["delivered"] * 3
+    assert DeliveryAttempt.objects.filter(subscription__campaign=campaign).count() == 7
+    assert not Subscription.objects.filter(campaign=campaign, leased_by__isnull=False).exists()
+
+
 def test_server_errors_are_retried_then_failed_with_the_reason(sandbox, campaign, settings):
     settings.DELIVERY_MAX_ATTEMPTS = 3
     subscription = make_subscription(campaign, sandbox, "alice")
