@@ -29,3 +29,14 @@ def test_benchmark_delivers_every_fan_once_and_cleans_up(workers, rounds):
     if rounds > 1:  # the target is judged by the rounds' own engine/ceiling shares
         assert "rounds' engine/ceiling: " in output and "of ceiling, median round" in output
     assert not Campaign.objects.exists() and not Subscription.objects.exists() and not Fan.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_benchmark_warns_of_campaigns_already_delivering(campaign):
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.DELIVERING)
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command("bench_delivery", fans=5, baseline_fans=2, latency_ms=0, workers=0, stdout=out, stderr=err)
+
+    assert f"Warning: 1 campaign(s) in this database are delivering ({campaign.slug})" in err.getvalue()
+    assert "checks passed" in out.getvalue().splitlines()[-1]

@@ -95,6 +95,7 @@ class Command(BaseCommand):
         options["concurrency"] = options["concurrency"] or settings.DELIVERY_CONCURRENCY * max(workers, 1)
         where = f"a qcluster of {workers} worker processes" if workers else "this process"
         self.say(f"Engine: {engine_settings}; in {where}")
+        self.warn_of_other_deliveries()
         self.say(
             f"Machine: {os.cpu_count()} cores, shared by the sandbox, PostgreSQL and the phase being timed "
             f"(the ceiling: {max(workers, 1)} bare aiohttp process(es), as many as the engine's, against the same "
@@ -122,6 +123,23 @@ class Command(BaseCommand):
             f"bench_delivery: engine delivered {engine.ok} of {engine.fans} fans in {engine.seconds:.2f} s "
             f"({engine.rate:.1f} fans/s); checks passed."
         )
+
+    def warn_of_other_deliveries(self) -> None:
+        """A campaign left delivering in this database (an interrupted run, say) is swept up every minute by
+        the benchmark's cluster, or any other on this database: its fans would share the machine with the
+        phases being timed."""
+        from releases.models import Campaign
+
+        delivering = list(Campaign.objects.filter(status=Campaign.Status.DELIVERING).values_list("slug", flat=True))
+        if delivering:
+            names = ", ".join(delivering[:5]) + (", …" if len(delivering) > 5 else "")
+            self.stderr.write(
+                self.style.WARNING(
+                    f"Warning: {len(delivering)} campaign(s) in this database are delivering ({names}); the "
+                    "minute sweeper of the benchmark's cluster (or of any other on this database) delivers them "
+                    "meanwhile, and the figures suffer. Use a database of its own for benchmarks."
+                )
+            )
 
     def run_phases(self, sandbox: benchmark.SandboxProcess, slug: str, environment: dict, run_unpaced: bool, options):
         """Seed, then time the baseline once and, each round, the ceiling then the engine (each round on fans of
