@@ -37,11 +37,13 @@ def test_deliveries_are_spread_over_the_window_first_come_first_served(sandbox, 
     assert report.counts == {"delivered": len(FANS)}
     saved = save_times(sandbox)
     assert sorted(saved, key=saved.get) == FANS, "fans are served in the order they signed up"
-    times = [saved[user] for user in FANS]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
-    assert min(gaps) > 0.4, f"one fan a second, not in bursts: {gaps}"
+    times = [saved[user] - saved[FANS[0]] for user in FANS]
+    # One fan a second, never ahead of that pace: the n-th fan goes no sooner than about n seconds after the
+    # first (a fan held up on a busy machine may go late, and the next one on time: that is no burst).
+    early = [(n, round(at, 2)) for n, at in enumerate(times) if at < n - 0.6]
+    assert not early, f"fans ahead of one a second (fan, seconds after the first): {early}; all: {times}"
     # Six fans paced one a second over the 6 s window: the last starts at least 4 s after the run did.
-    assert times[-1] - started > 4.0
+    assert saved[FANS[-1]] - started > 4.0
 
 
 def test_without_a_window_every_fan_goes_at_once(sandbox, settings):
