@@ -114,8 +114,8 @@ class Command(BaseCommand):
             environment = {name: str(value) for name, value in overrides.items()}  # for the cluster's processes
             environment["SPOTIFY_RATE_LIMIT"] = str(rate_limit or 0)  # 0: unlimited
             with override_settings(**overrides):
-                phases, checks, calls = self.run_phases(sandbox, slug, environment, run_unpaced, options)
-        self.report(phases, checks, calls, options)
+                phases, checks, calls, shares = self.run_phases(sandbox, slug, environment, run_unpaced, options)
+        self.report(phases, checks, calls, shares, options)
         if checks.failures:
             raise CommandError(f"bench_delivery: correctness check failed: {'; '.join(checks.failures)}.")
         engine = phases["engine"]
@@ -161,7 +161,6 @@ class Command(BaseCommand):
         self.say(f"Seeded {minted} sandbox fans and {fans * rounds} subscriptions in {seconds:.1f} s")
 
         baseline, results = None, []  # results: (ceiling, engine, calls) per round
-        self.round_shares = []  # each round's engine against the ceiling timed just before it
         try:
             if rate_limit is not None and run_unpaced:
                 sandbox.control("POST", "faults", {"rate_limit": rate_limit})
@@ -185,10 +184,9 @@ class Command(BaseCommand):
                 after = sandbox.counters()
                 calls = {name: after[name] - before[name] for name in ("requests", "rate_limited")}
                 results.append((ceiling, engine, calls))
-                if ceiling and ceiling.rate:
-                    self.round_shares.append(engine.rate / ceiling.rate)
                 if rounds > 1:
-                    versus = f", {engine.rate / ceiling.rate:.0%} of that round's ceiling" if ceiling else ""
+                    share = round_share(ceiling, engine)
+                    versus = f", {share:.0%} of that round's ceiling" if share is not None else ""
                     ceiling_rate = f"ceiling {ceiling.rate:.1f} fans/s, " if ceiling else ""
                     self.say(f"  round {r + 1}: {ceiling_rate}engine {engine.rate:.1f} fans/s{versus}")
             checks = benchmark.Checks.combined(
@@ -207,9 +205,13 @@ class Command(BaseCommand):
             for phase in (best_ceiling, best_engine):
                 if phase is not None:
                     phase.note += f"; best of {rounds} rounds"
-        return {"baseline": baseline, "ceiling": best_ceiling, "engine": best_engine}, checks, calls
+        # Each round's engine against the ceiling timed just before it.
+        shares = [share for ceiling, engine, _ in results if (share := round_share(ceiling, engine)) is not None]
+        return {"baseline": baseline, "ceiling": best_ceiling, "engine": best_engine}, checks, calls, shares
 
-    def report(self, phases: dict[str, Phase | None], checks: benchmark.Checks, calls: dict, options) -> None:
+    def report(
+        self, phases: dict[str, Phase | None], checks: benchmark.Checks, calls: dict, shares: list[float], options
+    ) -> None:
         self.say("")
         self.say(f"  {'phase':<10}{'fans':>7}{'seconds':>10}{'fans/s':>10}   how")
         for name, phase in phases.items():
@@ -235,12 +237,12 @@ class Command(BaseCommand):
             )
         if ceiling and ceiling.rate:
             share, what = engine.rate / ceiling.rate, "of ceiling"
-            if len(self.round_shares) > 1:
+            if len(shares) > 1:
                 # This machine's speed drifts by a fifth within a minute: a round's ceiling and engine, timed
                 # back to back, drift together; the best of each may come from minutes apart.
-                share, what = statistics.median(self.round_shares), "of ceiling, median round"
+                share, what = statistics.median(shares), "of ceiling, median round"
                 self.say(
-                    f"  rounds' engine/ceiling: {', '.join(f'{r:.0%}' for r in self.round_shares)}; "
+                    f"  rounds' engine/ceiling: {', '.join(f'{r:.0%}' for r in shares)}; "
                     f"best engine / best ceiling {engine.rate / ceiling.rate:.0%}"
                 )
             self.show_target(
@@ -292,3 +294,8 @@ class Command(BaseCommand):
     def say(self, text: str) -> None:
         self.stdout.write(text)
         self.stdout.flush()
+
+
+def round_share(ceiling: Phase | None, engine: Phase) -> float | None:
+    """The engine's rate as a share of the ceiling's (None when the ceiling was not run or measured nothing)."""
+    return engine.rate / ceiling.rate if ceiling and ceiling.rate else None
