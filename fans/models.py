@@ -192,10 +192,19 @@ class FunnelEvent(models.Model):
         return f"{self.get_kind_display()} of {self.campaign_id} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
+class EmailSignupQuerySet(models.QuerySet):
+    def receiving(self):
+        """Confirmed and not unsubscribed: the sign-ups that get the release email and appear in exports."""
+        return self.filter(confirmed_at__isnull=False, unsubscribed_at__isnull=True)
+
+
 class EmailSignup(models.Model):
     """A fan who asked only to be emailed when the release is out (no streaming account involved): the
     fallback in in-app browsers and for services not enabled. Fans who pre-saved and ticked the email box
-    are found through their ConsentRecord (email_opt_in) instead.
+    are found through their ConsentRecord (email_opt_in) instead: their address comes from the service.
+
+    Double opt-in: anyone can type any address, so a sign-up counts (release email, exports, counts) only
+    once its address has been confirmed by the link we mail to it (fans/signups.py).
     """
 
     campaign = models.ForeignKey("releases.Campaign", on_delete=models.CASCADE, related_name="email_signups")
@@ -203,7 +212,12 @@ class EmailSignup(models.Model):
     country = models.CharField(max_length=2, blank=True)
     wording_version = models.CharField(max_length=40, help_text="The consent wording the fan saw.")
     created_at = models.DateTimeField(default=timezone.now)
+    confirmed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the address was confirmed by the link mailed to it."
+    )
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = EmailSignupQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -176,6 +176,7 @@ def export(subject: Subject) -> dict:
                 "country": e.country,
                 "wording_version": e.wording_version,
                 "created_at": e.created_at.isoformat(),
+                "confirmed_at": e.confirmed_at.isoformat() if e.confirmed_at else None,
                 "unsubscribed_at": e.unsubscribed_at.isoformat() if e.unsubscribed_at else None,
             }
             for e in email_signups(subject)

@@ -1,7 +1,8 @@
 """The release-day email: "it's out — listen now", to every fan who asked for it, with tracked links.
 
 Who gets it: fans who pre-saved and ticked the email box (ConsentRecord.email_opt_in, not revoked, with the
-fan's email) and the email-only sign-ups (EmailSignup, not unsubscribed), once per address.
+fan's email) and the email-only sign-ups whose address was confirmed (EmailSignup.objects.receiving()), once
+per address.
 
 When: a django-q2 `Schedule.ONCE` named `release-email-<campaign id>` at the release time, kept in step with
 the campaign by releases/signals.py, beside the delivery schedule (both made by `delivery.scheduling
@@ -70,7 +71,7 @@ def plan_recipients(campaign: Campaign) -> int:
         .exclude(subscription__fan__email="")
         .values_list("pk", "subscription__fan__email")
     )
-    signups = EmailSignup.objects.filter(campaign=campaign, unsubscribed_at__isnull=True).values_list("pk", "email")
+    signups = EmailSignup.objects.receiving().filter(campaign=campaign).values_list("pk", "email")
     before = ReleaseEmail.objects.filter(campaign=campaign).count()
     seen: set[str] = set()
     rows: list[ReleaseEmail] = []

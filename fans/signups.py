@@ -1,30 +1,119 @@
-"""The "email me when it's out" fallback: an email address and an explicit consent, nothing else."""
+"""The "email me when it's out" fallback: an email address and an explicit consent, nothing else.
+
+Double opt-in: anyone can type anyone's address, so a sign-up counts only once the address is confirmed.
+`sign_up` records it and queues `send_confirmation` (a django-q2 task: the fan's page never waits on the mail
+server); the email carries a signed link (`confirm_url`) that opens a page with one button; pressing it
+confirms (`confirm`). Link scanners in mailboxes fetch links without pressing buttons, so they confirm nothing.
+Until confirmed, a sign-up gets no release email and is in no export or count (EmailSignup.objects.receiving).
+"""
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core import signing
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
+from django_q.tasks import async_task
 
-from fans import consent
-from fans.errors import CampaignClosed
+from fans import consent, privacy
+from fans.errors import CampaignClosed, FanFlowError
 from fans.models import EmailSignup
 from releases.models import Campaign
 
+CONFIRM_TASK = "fans.signups.send_confirmation"
+CONFIRM_SALT = "fans.signups.confirm"
+
+
+class ConfirmLinkExpired(FanFlowError):
+    status = 410
+    title = "This link has expired"
+
+
+class BadConfirmLink(FanFlowError):
+    status = 400
+    title = "This link isn't valid"
+
 
 def sign_up(campaign: Campaign, email: str, *, country: str = "") -> EmailSignup:
-    """Record (or renew) `email`'s sign-up for `campaign`, with the wording version the fan agreed to."""
+    """Record (or renew) `email`'s sign-up for `campaign`, with the wording version the fan agreed to, and mail
+    a confirmation link unless the address is confirmed already. An address that had unsubscribed must
+    confirm again."""
     if not (campaign.accepts_presaves and campaign.offer_email_optin):
         raise CampaignClosed(
             "This release is out or its sign-up has ended, so there's nothing to email you about.",
             retry_url=campaign.get_absolute_url(),
         )
-    signup, _ = EmailSignup.objects.update_or_create(
-        campaign=campaign,
-        email=email.strip().lower(),
-        defaults={
-            "country": country,
-            "wording_version": consent.WORDING_VERSION,
-            "created_at": timezone.now(),
-            "unsubscribed_at": None,
-        },
-    )
+    fields = {"country": country, "wording_version": consent.WORDING_VERSION, "created_at": timezone.now()}
+    with transaction.atomic():
+        signup, created = EmailSignup.objects.select_for_update().get_or_create(
+            campaign=campaign, email=email.strip().lower(), defaults=fields
+        )
+        if not created:
+            if signup.unsubscribed_at is not None:
+                signup.confirmed_at = None
+            for name, value in {**fields, "unsubscribed_at": None}.items():
+                setattr(signup, name, value)
+            signup.save()
+        if signup.confirmed_at is None:
+            transaction.on_commit(lambda: async_task(CONFIRM_TASK, signup.pk))
     return signup
+
+
+def confirm_url(signup: EmailSignup) -> str:
+    token = signing.dumps({"signup": signup.pk, "email": signup.email}, salt=CONFIRM_SALT, compress=True)
+    return settings.PUBLIC_BASE_URL + reverse("fans:confirm_email", args=[token])
+
+
+def send_confirmation(signup_id: int) -> str:
+    """The task: mail the confirmation link (nothing if the sign-up is gone, confirmed or unsubscribed).
+    A mail server failure raises, and django-q2 runs the task again later."""
+    signup = EmailSignup.objects.select_related("campaign__release__artist").filter(pk=signup_id).first()
+    if signup is None or signup.confirmed_at is not None or signup.unsubscribed_at is not None:
+        return "nothing to send"
+    release = signup.campaign.release
+    context = {
+        "release": release,
+        "artist": release.artist,
+        "confirm_url": confirm_url(signup),
+        "page_url": settings.PUBLIC_BASE_URL + signup.campaign.get_absolute_url(),
+        "privacy_url": settings.PUBLIC_BASE_URL + privacy.link_for_email(signup.email),
+    }
+    EmailMessage(
+        subject=f"Confirm your email for {release.title} by {release.artist}",
+        body=render_to_string("email/confirm_signup.txt", context),
+        to=[signup.email],
+    ).send()
+    return f"confirmation sent for sign-up {signup_id}"
+
+
+def signup_for(token: str) -> EmailSignup:
+    """The sign-up a confirmation link names; an expired link is a 410, a forged or damaged one a 400."""
+    try:
+        payload = signing.loads(token[:2000], salt=CONFIRM_SALT, max_age=settings.EMAIL_CONFIRM_LINK_MAX_AGE)
+    except signing.SignatureExpired:
+        raise ConfirmLinkExpired(
+            "For your safety confirmation links work for a limited time. Sign up again on the release's page "
+            "for a new one."
+        ) from None
+    except signing.BadSignature:
+        raise BadConfirmLink("This link is damaged or incomplete. Check it was copied whole.") from None
+    signup = None
+    if isinstance(payload, dict) and isinstance(payload.get("signup"), int):
+        signup = (
+            EmailSignup.objects.select_related("campaign__release__artist")
+            .filter(pk=payload["signup"], email=payload.get("email"))
+            .first()
+        )
+    if signup is None:
+        raise BadConfirmLink("This sign-up no longer exists: it was erased or never finished. Sign up again.")
+    return signup
+
+
+def confirm(signup: EmailSignup) -> None:
+    """Confirm the address (again is harmless); a sign-up that unsubscribed since stays unsubscribed."""
+    EmailSignup.objects.filter(pk=signup.pk, confirmed_at__isnull=True, unsubscribed_at__isnull=True).update(
+        confirmed_at=timezone.now()
+    )

@@ -25,6 +25,7 @@ urlpatterns = [
     path("e/o/<str:token>.gif", email_views.email_open, name="email_open"),
     path("e/c/<str:token>/", email_views.email_click, name="email_click"),
     path("e/u/<str:token>/", email_views.email_unsubscribe, name="email_unsubscribe"),
+    path("e/confirm/<str:token>/", views.confirm_email, name="confirm_email"),
     # Campaign pages.
     path("<slug:slug>/", views.campaign, name="campaign"),
     path("<slug:slug>/presave/<str:service>/", views.presave, name="presave"),

@@ -121,9 +121,22 @@ def email_signup(request: HttpRequest, slug: str) -> HttpResponse:
     seen = tracking.visit(request, params=request.POST)
     if not form.is_valid():
         return render(request, "fans/campaign.html", campaign_context(request, page, seen, email_form=form), status=400)
-    signups.sign_up(page.campaign, form.cleaned_data["email"], country=seen.country)
+    signup = signups.sign_up(page.campaign, form.cleaned_data["email"], country=seen.country)
     tracking.record(Kind.EMAIL_OPTIN, page.campaign, seen)
-    return render(request, "fans/email_thanks.html", {"campaign": page.campaign, "release": release})
+    return render(request, "fans/email_thanks.html", {"campaign": page.campaign, "release": release, "signup": signup})
+
+
+@require_http_methods(["GET", "POST"])
+@limited()
+@never_cache
+@shows_problems
+def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
+    """The link in the confirmation email: GET asks (mail scanners prefetch links), the button POSTs."""
+    signup = signups.signup_for(token)
+    if request.method == "POST":
+        signups.confirm(signup)
+        signup.refresh_from_db()
+    return render(request, "fans/email_confirm.html", {"signup": signup, "release": signup.campaign.release})
 
 
 @require_GET

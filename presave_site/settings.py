@@ -313,6 +313,8 @@ for _name in ("FANS_WRITE_RATE", "FANS_CLICK_RATE"):
 FUNNEL_BATCH_SIZE = env.int("FUNNEL_BATCH_SIZE", default=50, minimum=1)
 FUNNEL_FLUSH_SECONDS = env.float("FUNNEL_FLUSH_SECONDS", default=5.0)
 PRIVACY_LINK_MAX_AGE = env.int("PRIVACY_LINK_MAX_AGE", default=7 * 86_400)  # seconds a privacy link works
+# Seconds the link that confirms an email-only sign-up works (fans/signups.py: double opt-in).
+EMAIL_CONFIRM_LINK_MAX_AGE = env.int("EMAIL_CONFIRM_LINK_MAX_AGE", default=14 * 86_400, minimum=60)
 
 # --- Email (the release-day email, fans/release_email.py) ---------------------------------------------
 # EMAIL_URL picks the backend: consolemail:// (the demo: printed), filemail:///path, or in production

@@ -102,7 +102,7 @@ def subscription_rows(campaigns: Q) -> QuerySet:
 
 def signup_rows(campaigns: Q) -> QuerySet:
     return csv_rows(
-        EmailSignup.objects.filter(campaigns, unsubscribed_at__isnull=True),
+        EmailSignup.objects.receiving().filter(campaigns),
         campaign=safe("campaign__slug"),
         source=Value("email-only sign-up"),
         country=safe("country"),
@@ -165,7 +165,7 @@ def export_querysets(campaigns: Q) -> list[QuerySet]:
 
 def row_count(campaigns: Q) -> int:
     subscriptions = Subscription.objects.filter(campaigns).count()
-    return subscriptions + EmailSignup.objects.filter(campaigns, unsubscribed_at__isnull=True).count()
+    return subscriptions + EmailSignup.objects.receiving().filter(campaigns).count()
 
 
 def csv_response(name: str, querysets: list[QuerySet], *, excel: bool = False) -> StreamingHttpResponse:

@@ -3,11 +3,14 @@ country, and the privacy self-service (export and erasure). Screenshots go to te
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.urls import reverse
 
+from fans import signups
 from fans.models import ConsentRecord, EmailSignup, Fan, FunnelEvent, Subscription
 from releases.models import ReleaseLink
 from tests.conftest import ARTIFACTS, PHONE, make_campaign
@@ -34,7 +37,7 @@ def csp_violations(page) -> list[str]:
     return found
 
 
-def test_instagram_on_android_explains_and_offers_the_browser_and_an_email(site, browser, sandbox):
+def test_instagram_on_android_explains_and_offers_the_browser_and_an_email(site, browser, sandbox, mailoutbox):
     campaign = make_campaign(subtitle="The debut album")
     context = phone_context(browser, user_agent=INSTAGRAM_ANDROID)
     try:
@@ -56,11 +59,19 @@ def test_instagram_on_android_explains_and_offers_the_browser_and_an_email(site,
         phone.locator("input[name=consent]").check()
         phone.get_by_role("button", name="Email me when it's out").click()
 
-        assert phone.get_by_role("heading", name="We'll email you.").is_visible()
+        assert phone.get_by_role("heading", name="Check your inbox.").is_visible()
         signup = EmailSignup.objects.get()
-        assert (signup.email, signup.campaign_id) == ("fan@example.test", campaign.pk)
+        assert (signup.email, signup.campaign_id, signup.confirmed_at) == ("fan@example.test", campaign.pk, None)
         event = FunnelEvent.objects.get(kind="email_optin")
         assert (event.in_app_browser, event.utm_source, event.device) == ("instagram", "instagram", "mobile")
+
+        signups.send_confirmation(signup.pk)  # what the worker does with the task the sign-up queued
+        link = re.search(r"https?://\S+/e/confirm/\S+/", mailoutbox[0].body).group(0)
+        phone.goto(site + urlsplit(link).path)
+        phone.get_by_role("button", name="Yes, email me when it's out").click()
+        assert phone.get_by_role("heading", name="You're on the list.").is_visible()
+        signup.refresh_from_db()
+        assert signup.confirmed_at is not None
         assert violations == []
     finally:
         context.close()

@@ -143,7 +143,7 @@ def test_signing_up_records_the_email_the_wording_and_the_funnel_step(client, ca
     )
 
     assert response.status_code == 200
-    assert "We'll email you." in response.content.decode()
+    assert "Check your inbox." in response.content.decode()
     signup = EmailSignup.objects.get()
     assert (signup.campaign, signup.email, signup.country) == (campaign, "fan@example.test", "DE")
     assert signup.wording_version == consent.WORDING_VERSION

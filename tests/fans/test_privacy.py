@@ -61,6 +61,7 @@ def test_the_export_is_everything_we_hold_as_json_without_tokens(client, alice):
     assert all(s["stored_permission"] for s in data["subscriptions"])
     assert len(data["consents"]) == 2 and data["consents"][0]["scopes"]
     assert [e["campaign"] for e in data["email_signups"]] == ["third-light"]
+    assert data["email_signups"][0]["confirmed_at"] is None
     assert data["funnel_events_linked"] == 2  # the two authorizations
     for credential in Credential.objects.all():
         assert bytes(credential.ciphertext).hex() not in response.content.decode()

@@ -30,9 +30,13 @@ def pre_save(campaign, user_id: str, email: str, *, opt_in: bool, revoked: bool 
     return make_consent(subscription, email=email, email_opt_in=opt_in, revoked_at=revoked_at)
 
 
-def sign_up(campaign, email: str, *, unsubscribed: bool = False) -> EmailSignup:
+def sign_up(campaign, email: str, *, unsubscribed: bool = False, confirmed: bool = True) -> EmailSignup:
     return EmailSignup.objects.create(
-        campaign=campaign, email=email, wording_version="v1", unsubscribed_at=timezone.now() if unsubscribed else None
+        campaign=campaign,
+        email=email,
+        wording_version="v1",
+        confirmed_at=timezone.now() if confirmed else None,
+        unsubscribed_at=timezone.now() if unsubscribed else None,
     )
 
 
@@ -47,6 +51,7 @@ def out_campaign(db):
     sign_up(campaign, "inbox@fan.test")
     sign_up(campaign, "OPTED@fan.test")  # the same person twice: one email
     sign_up(campaign, "gone@fan.test", unsubscribed=True)
+    sign_up(campaign, "typed@fan.test", confirmed=False)  # never confirmed: anyone may have typed it
     return campaign
 
 

@@ -18,7 +18,16 @@ def migrate(target: tuple[str, str]) -> None:
     MigrationExecutor(connection).migrate([target])
 
 
+@pytest.fixture
+def back_to_the_latest_after():
+    """The later tests need every migration applied again, whatever this one migrated back to."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("back_to_the_latest_after")
 def test_every_upcoming_non_draft_campaign_gets_its_release_email_schedule():
     migrate(BEFORE)
     live = make_campaign(slug="live")

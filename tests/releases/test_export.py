@@ -50,10 +50,15 @@ def test_rows_carry_status_service_market_dates_and_only_opted_in_emails(manager
     subscribe(campaign, "opted", email="opted@fan.test", opt_in=True, status="delivered", delivered_at=timezone.now())
     subscribe(campaign, "declined", email="declined@fan.test", opt_in=False)
     subscribe(campaign, "no-consent-row", email="quiet@fan.test")
-    EmailSignup.objects.create(campaign=campaign, email="inbox@fan.test", wording_version="v1", country="FR")
+    confirmed = timezone.now()
     EmailSignup.objects.create(
-        campaign=campaign, email="gone@fan.test", wording_version="v1", unsubscribed_at=timezone.now()
+        campaign=campaign, email="inbox@fan.test", wording_version="v1", country="FR", confirmed_at=confirmed
     )
+    EmailSignup.objects.create(
+        campaign=campaign, email="gone@fan.test", wording_version="v1", confirmed_at=confirmed,
+        unsubscribed_at=timezone.now(),
+    )  # fmt: skip
+    EmailSignup.objects.create(campaign=campaign, email="typed@fan.test", wording_version="v1")  # unconfirmed
 
     rows = export(manager_client, campaign_export_url(campaign))
 
@@ -70,7 +75,9 @@ def test_rows_carry_status_service_market_dates_and_only_opted_in_emails(manager
     assert (opted["email_opt_in"], opted["email"]) == ("yes", "opted@fan.test")
     assert by_fan["declined"]["email"] == "" and by_fan["no-consent-row"]["email"] == ""
     signups = [row for row in rows if row["source"] == "email-only sign-up"]
-    assert [(row["email"], row["country"]) for row in signups] == [("inbox@fan.test", "FR")], "unsubscribed left out"
+    assert [(row["email"], row["country"]) for row in signups] == [("inbox@fan.test", "FR")], (
+        "unsubscribed and unconfirmed left out"
+    )
 
 
 @pytest.mark.parametrize("name", ['=HYPERLINK("http://evil")', "+1+2", "-2+3", "@SUM(A1)", "\tTabbed", "\rReturned"])

@@ -226,7 +226,9 @@ class Command(BaseCommand):
         FunnelEvent.objects.bulk_create(events)
         for address in ("mira@fans.example", "jon@fans.example"):
             EmailSignup.objects.get_or_create(
-                campaign=campaign, email=address, defaults={"wording_version": "demo", "country": "GB"}
+                campaign=campaign,
+                email=address,
+                defaults={"wording_version": "demo", "country": "GB", "confirmed_at": timezone.now()},
             )
 
     def seed_admin(self) -> None:

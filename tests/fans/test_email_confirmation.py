@@ -1,0 +1,163 @@
+"""Double opt-in for email-only sign-ups: a sign-up counts only once its address is confirmed by the link mailed
+to it. The mail goes out from a real django-q2 worker; the link opens a page whose button confirms."""
+
+from __future__ import annotations
+
+import html
+import re
+from urllib.parse import urlsplit
+
+import pytest
+from django.core import signing
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from fans import release_email, signups
+from fans.models import EmailSignup
+from releases.exports import row_count
+from tests.conftest import make_campaign, wait_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sign_up(client, django_capture_on_commit_callbacks):
+    """Sign up through the page; the confirmation task is queued when the sign-up commits (on_commit)."""
+
+    def post(campaign, email: str = "fan@example.test"):
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(reverse("fans:email_signup", args=[campaign.slug]), {"email": email, "consent": "1"})
+
+    return post
+
+
+def confirmation_path(message) -> str:
+    return urlsplit(re.search(r"https?://\S+/e/confirm/\S+/", message.body).group(0)).path
+
+
+def test_a_sign_up_waits_for_its_address_to_be_confirmed(sign_up, campaign):
+    response = sign_up(campaign)
+
+    assert response.status_code == 200
+    assert "We've sent a link to <strong>fan@example.test</strong>" in response.content.decode()
+    signup = EmailSignup.objects.get()
+    assert signup.confirmed_at is None
+    assert [task.task["func"] for task in OrmQ.objects.all()] == [signups.CONFIRM_TASK]
+    assert not EmailSignup.objects.receiving().exists()
+    assert row_count(Q(campaign=campaign)) == 0, "an unconfirmed address is in no export"
+
+
+def test_the_link_asks_and_the_button_confirms(client, sign_up, campaign, mailoutbox):
+    sign_up(campaign)
+    signup = EmailSignup.objects.get()
+
+    assert signups.send_confirmation(signup.pk).startswith("confirmation sent")
+    (message,) = mailoutbox
+    assert message.to == ["fan@example.test"]
+    assert message.subject == f"Confirm your email for {campaign.release.title} by {campaign.release.artist}"
+    assert "/privacy/" in message.body, "every email links to what we hold"
+    path = confirmation_path(message)
+
+    page = client.get(path)  # a mailbox's link scanner does this much: nothing changes
+    assert page.status_code == 200 and 'id="confirm-email"' in page.content.decode()
+    signup.refresh_from_db()
+    assert signup.confirmed_at is None
+
+    done = client.post(path)
+    assert done.status_code == 200 and "You're on the list." in done.content.decode()
+    signup.refresh_from_db()
+    assert signup.confirmed_at is not None
+    assert client.post(path).status_code == 200, "confirming twice is harmless"
+    assert signups.send_confirmation(signup.pk) == "nothing to send"
+
+
+def test_only_confirmed_sign_ups_get_the_release_email(client, sign_up, mailoutbox):
+    campaign = make_campaign()
+    sign_up(campaign, "confirmed@fan.test")
+    sign_up(campaign, "typed@fan.test")
+    confirmed = EmailSignup.objects.get(email="confirmed@fan.test")
+    signups.send_confirmation(confirmed.pk)
+    client.post(confirmation_path(mailoutbox[0]))
+    mailoutbox.clear()
+
+    release_email.send_release_emails(campaign.pk)
+
+    assert [m.to for m in mailoutbox] == [["confirmed@fan.test"]]
+
+
+def test_an_address_that_unsubscribed_must_confirm_again(sign_up, campaign):
+    sign_up(campaign)
+    EmailSignup.objects.update(confirmed_at=timezone.now(), unsubscribed_at=timezone.now())
+
+    sign_up(campaign)
+
+    signup = EmailSignup.objects.get()
+    assert (signup.confirmed_at, signup.unsubscribed_at) == (None, None)
+    assert OrmQ.objects.count() == 2
+
+
+def test_a_confirmed_address_signing_up_again_stays_confirmed(sign_up, campaign):
+    sign_up(campaign)
+    EmailSignup.objects.update(confirmed_at=timezone.now())
+
+    response = sign_up(campaign)
+
+    assert "We'll email you." in response.content.decode()
+    assert EmailSignup.objects.get().confirmed_at is not None
+    assert OrmQ.objects.count() == 1, "no second confirmation email"
+
+
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [
+        ("nonsense", 400),
+        (signing.dumps({"signup": 1, "email": "x@y.test"}, salt="another-purpose"), 400),
+        (signing.dumps({"signup": 999999, "email": "x@y.test"}, salt=signups.CONFIRM_SALT), 400),
+        (signing.dumps(["not", "a", "dict"], salt=signups.CONFIRM_SALT), 400),
+        ("A" * 5000, 400),
+    ],
+    ids=["garbage", "other-salt", "no-such-sign-up", "wrong-shape", "huge"],
+)
+def test_bad_confirmation_links_are_clear_4xx(client, token, status):
+    for method in (client.get, client.post):
+        response = method(reverse("fans:confirm_email", args=[token]))
+        assert response.status_code == status
+        assert "This link isn't valid" in html.unescape(response.content.decode())
+
+
+def test_a_link_naming_another_address_confirms_nothing(client, sign_up, campaign):
+    sign_up(campaign)
+    signup = EmailSignup.objects.get()
+    forged = signing.dumps({"signup": signup.pk, "email": "attacker@evil.test"}, salt="fans.signups.confirm")
+
+    assert client.post(reverse("fans:confirm_email", args=[forged])).status_code == 400
+    signup.refresh_from_db()
+    assert signup.confirmed_at is None
+
+
+def test_an_expired_link_is_a_410(client, sign_up, campaign, settings, mailoutbox):
+    sign_up(campaign)
+    signups.send_confirmation(EmailSignup.objects.get().pk)
+    settings.EMAIL_CONFIRM_LINK_MAX_AGE = -1
+
+    response = client.post(confirmation_path(mailoutbox[0]))
+
+    assert response.status_code == 410
+    assert EmailSignup.objects.get().confirmed_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_mails_the_confirmation(client, sign_up, start_worker, tmp_path):
+    campaign = make_campaign()
+    start_worker(EMAIL_URL=f"filemail://{tmp_path}")
+
+    sign_up(campaign)
+
+    mailed = wait_for(lambda: list(tmp_path.glob("*.log")), message="the worker to mail the confirmation")
+    body = mailed[0].read_text()
+    assert "To: fan@example.test" in body
+    path = urlsplit(re.search(r"https?://\S+/e/confirm/\S+/", body).group(0)).path
+    assert client.post(path).status_code == 200
+    assert EmailSignup.objects.get().confirmed_at is not None
