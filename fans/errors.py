@@ -44,6 +44,20 @@ class CodeRejected(FanFlowError):
     title = "This sign-in link was already used"
 
 
+class LinkExpired(FanFlowError):
+    """A signed link (fans/links.py) older than its maximum age."""
+
+    status = 410
+    title = "This link has expired"
+
+
+class BadLink(FanFlowError):
+    """A signed link that is forged, damaged, or names what no longer exists."""
+
+    status = 400
+    title = "This link isn't valid"
+
+
 class CampaignClosed(FanFlowError):
     status = 410
     title = "This pre-save has closed"

@@ -30,21 +30,11 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from fans import revocation
-from fans.errors import FanFlowError, NotFound
+from fans import links, revocation
+from fans.errors import BadLink, NotFound
 from fans.models import ConsentRecord, EmailSignup, Fan, FunnelEvent, Subscription
 
 SALT = "fans.privacy"
-
-
-class LinkExpired(FanFlowError):
-    status = 410
-    title = "This link has expired"
-
-
-class BadLink(FanFlowError):
-    status = 400
-    title = "This link isn't valid"
 
 
 @dataclass(frozen=True)
@@ -74,17 +64,13 @@ def link_for_email(email: str) -> str:
 
 def subject_from(token: str) -> Subject:
     """The subject a link names; an expired link is a 410, a forged or damaged one a 400, a gone one a 404."""
-    try:
-        payload = signing.loads(token[:2000], salt=SALT, max_age=settings.PRIVACY_LINK_MAX_AGE)
-    except signing.SignatureExpired:
-        raise LinkExpired(
-            "For your safety these links work for a limited time. Use the link in your latest email, "
-            "or the cancel link from your thank-you page, to get a new one."
-        ) from None
-    except signing.BadSignature:
-        raise BadLink("This link is damaged or incomplete. Check it was copied whole.") from None
-    if not isinstance(payload, dict):
-        raise BadLink("This link is damaged or incomplete. Check it was copied whole.")
+    payload = links.load(
+        token,
+        salt=SALT,
+        max_age=settings.PRIVACY_LINK_MAX_AGE,
+        expired="For your safety these links work for a limited time. Use the link in your latest email, "
+        "or the cancel link from your thank-you page, to get a new one.",
+    )
     if isinstance(payload.get("fan"), int):
         fan = Fan.objects.filter(pk=payload["fan"]).first()
         if fan is None:
@@ -92,7 +78,7 @@ def subject_from(token: str) -> Subject:
         return Subject(fan=fan)
     if isinstance(payload.get("email"), str) and payload["email"]:
         return Subject(email=payload["email"])
-    raise BadLink("This link is damaged or incomplete. Check it was copied whole.")
+    raise BadLink(links.DAMAGED)
 
 
 def subscriptions(subject: Subject):

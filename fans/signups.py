@@ -18,23 +18,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from fans import consent, privacy
-from fans.errors import CampaignClosed, FanFlowError
+from fans import consent, links, privacy
+from fans.errors import BadLink, CampaignClosed
 from fans.models import EmailSignup
 from releases.models import Campaign
 
 CONFIRM_TASK = "fans.signups.send_confirmation"
 CONFIRM_SALT = "fans.signups.confirm"
-
-
-class ConfirmLinkExpired(FanFlowError):
-    status = 410
-    title = "This link has expired"
-
-
-class BadConfirmLink(FanFlowError):
-    status = 400
-    title = "This link isn't valid"
 
 
 def sign_up(campaign: Campaign, email: str, *, country: str = "") -> EmailSignup:
@@ -91,24 +81,22 @@ def send_confirmation(signup_id: int) -> str:
 
 def signup_for(token: str) -> EmailSignup:
     """The sign-up a confirmation link names; an expired link is a 410, a forged or damaged one a 400."""
-    try:
-        payload = signing.loads(token[:2000], salt=CONFIRM_SALT, max_age=settings.EMAIL_CONFIRM_LINK_MAX_AGE)
-    except signing.SignatureExpired:
-        raise ConfirmLinkExpired(
-            "For your safety confirmation links work for a limited time. Sign up again on the release's page "
-            "for a new one."
-        ) from None
-    except signing.BadSignature:
-        raise BadConfirmLink("This link is damaged or incomplete. Check it was copied whole.") from None
+    payload = links.load(
+        token,
+        salt=CONFIRM_SALT,
+        max_age=settings.EMAIL_CONFIRM_LINK_MAX_AGE,
+        expired="For your safety confirmation links work for a limited time. Sign up again on the release's "
+        "page for a new one.",
+    )
     signup = None
-    if isinstance(payload, dict) and isinstance(payload.get("signup"), int):
+    if isinstance(payload.get("signup"), int):
         signup = (
             EmailSignup.objects.select_related("campaign__release__artist")
             .filter(pk=payload["signup"], email=payload.get("email"))
             .first()
         )
     if signup is None:
-        raise BadConfirmLink("This sign-up no longer exists: it was erased or never finished. Sign up again.")
+        raise BadLink("This sign-up no longer exists: it was erased or never finished. Sign up again.")
     return signup
 
 
