@@ -20,8 +20,8 @@ def schedule_name(campaign_id: int) -> str:
     return f"{SCHEDULE_NAME_PREFIX}{campaign_id}"
 
 
-def schedule_once(name: str, func: str, campaign_id: int, at: datetime) -> Schedule:
-    """Create or move the named ONCE schedule that runs `func(campaign_id)` at `at`.
+def schedule_once(name: str, func: str, object_id: int, at: datetime) -> Schedule:
+    """Create or move the named ONCE schedule that runs `func(object_id)` (a campaign's, a sign-up's) at `at`.
 
     The unique name prevents double scheduling; with repeats 1 it fires once, then stays visible in the admin.
     """
@@ -29,7 +29,7 @@ def schedule_once(name: str, func: str, campaign_id: int, at: datetime) -> Sched
         name=name,
         defaults={
             "func": func,
-            "args": repr((campaign_id,)),
+            "args": repr((object_id,)),
             "schedule_type": Schedule.ONCE,
             "repeats": 1,
             "next_run": at,

@@ -9,6 +9,10 @@ Until confirmed, a sign-up gets no release email and is in no export or count (E
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import smtplib
+
 from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMessage
@@ -18,12 +22,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from delivery.scheduling import schedule_once
 from fans import consent, links, privacy
 from fans.errors import BadLink, CampaignClosed
 from fans.models import EmailSignup
 from releases.models import Campaign
 
+logger = logging.getLogger(__name__)
+
 CONFIRM_TASK = "fans.signups.send_confirmation"
+RETRY_MINUTES = 5  # after the mail server failed
 CONFIRM_SALT = "fans.signups.confirm"
 
 
@@ -58,8 +66,8 @@ def confirm_url(signup: EmailSignup) -> str:
 
 
 def send_confirmation(signup_id: int) -> str:
-    """The task: mail the confirmation link (nothing if the sign-up is gone, confirmed or unsubscribed).
-    A mail server failure raises, and django-q2 runs the task again later."""
+    """The task: mail the confirmation link (nothing if the sign-up is gone, confirmed or unsubscribed). When
+    the mail server fails, a ONCE schedule runs it again in RETRY_MINUTES."""
     signup = EmailSignup.objects.select_related("campaign__release__artist").filter(pk=signup_id).first()
     if signup is None or signup.confirmed_at is not None or signup.unsubscribed_at is not None:
         return "nothing to send"
@@ -71,11 +79,18 @@ def send_confirmation(signup_id: int) -> str:
         "page_url": settings.PUBLIC_BASE_URL + signup.campaign.get_absolute_url(),
         "privacy_url": settings.PUBLIC_BASE_URL + privacy.link_for_email(signup.email),
     }
-    EmailMessage(
-        subject=f"Confirm your email for {release.title} by {release.artist}",
-        body=render_to_string("email/confirm_signup.txt", context),
-        to=[signup.email],
-    ).send()
+    try:
+        EmailMessage(
+            subject=f"Confirm your email for {release.title} by {release.artist}",
+            body=render_to_string("email/confirm_signup.txt", context),
+            to=[signup.email],
+        ).send()
+    except (smtplib.SMTPException, OSError) as exc:  # the mail server is down or refused us: try again later
+        retry_at = timezone.now() + dt.timedelta(minutes=RETRY_MINUTES)
+        schedule_once(f"confirm-email-{signup_id}", CONFIRM_TASK, signup_id, retry_at)
+        reason = type(exc).__name__
+        logger.warning("Confirmation for sign-up %s not sent (%s); retrying at %s", signup_id, reason, retry_at)
+        return f"confirmation for sign-up {signup_id}: mail server failed, retry at {retry_at}"
     return f"confirmation sent for sign-up {signup_id}"
 
 

@@ -12,7 +12,7 @@ from django.core import signing
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
-from django_q.models import OrmQ
+from django_q.models import OrmQ, Schedule
 
 from fans import release_email, signups
 from fans.models import EmailSignup
@@ -161,3 +161,19 @@ def test_a_real_worker_mails_the_confirmation(client, sign_up, start_worker, tmp
     path = urlsplit(re.search(r"https?://\S+/e/confirm/\S+/", body).group(0)).path
     assert client.post(path).status_code == 200
     assert EmailSignup.objects.get().confirmed_at is not None
+
+
+def test_a_mail_server_that_refuses_schedules_another_try(sign_up, campaign, settings, mailoutbox):
+    sign_up(campaign)
+    signup = EmailSignup.objects.get()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 2  # nothing listens there
+
+    assert "mail server failed" in signups.send_confirmation(signup.pk)
+
+    retry = Schedule.objects.get(name=f"confirm-email-{signup.pk}")
+    assert (retry.func, retry.args) == (signups.CONFIRM_TASK, repr((signup.pk,)))
+    assert retry.next_run > timezone.now()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert signups.send_confirmation(signup.pk).startswith("confirmation sent")  # what the retry runs
+    assert mailoutbox[0].to == ["fan@example.test"]
