@@ -38,10 +38,16 @@ def test_deliveries_are_spread_over_the_window_first_come_first_served(sandbox, 
     saved = save_times(sandbox)
     assert sorted(saved, key=saved.get) == FANS, "fans are served in the order they signed up"
     times = [saved[user] - saved[FANS[0]] for user in FANS]
-    # One fan a second, never ahead of that pace: the n-th fan goes no sooner than about n seconds after the
-    # first (a fan held up on a busy machine may go late, and the next one on time: that is no burst).
-    early = [(n, round(at, 2)) for n, at in enumerate(times) if at < n - 0.6]
-    assert not early, f"fans ahead of one a second (fan, seconds after the first): {early}; all: {times}"
+    # One fan a second, never ahead of that pace: fan j goes about j - i seconds after fan i. A fan held up on a
+    # busy machine (its permit on time, its call late) may go with the next one, which is on time: two
+    # together, less than a second apart, happened on CI. Three or more within a second would be a burst.
+    early = [
+        (i, j, round(times[j] - times[i], 2))
+        for i in range(len(FANS))
+        for j in range(i + 1, len(FANS))
+        if times[j] - times[i] < (j - i) - 1.2
+    ]
+    assert not early, f"fans ahead of one a second (fan, later fan, seconds apart): {early}; all: {times}"
     # Six fans paced one a second over the 6 s window: the last starts at least 4 s after the run did.
     assert saved[FANS[-1]] - started > 4.0
 
