@@ -5,6 +5,7 @@ Double opt-in: anyone can type anyone's address, so a sign-up counts only once t
 server); the email carries a signed link (`confirm_url`) that opens a page with one button; pressing it
 confirms (`confirm`). Link scanners in mailboxes fetch links without pressing buttons, so they confirm nothing.
 Until confirmed, a sign-up gets no release email and is in no export or count (EmailSignup.objects.receiving).
+A sign-up not confirmed while its link worked is deleted by a daily task (`forget_unconfirmed`).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def send_confirmation(signup_id: int) -> str:
         "confirm_url": confirm_url(signup),
         "page_url": settings.PUBLIC_BASE_URL + signup.campaign.get_absolute_url(),
         "privacy_url": settings.PUBLIC_BASE_URL + privacy.link_for_email(signup.email),
+        "days": max(1, settings.EMAIL_CONFIRM_LINK_MAX_AGE // 86_400),
     }
     try:
         EmailMessage(
@@ -113,6 +115,14 @@ def signup_for(token: str) -> EmailSignup:
     if signup is None:
         raise BadLink("This sign-up no longer exists: it was erased or never finished. Sign up again.")
     return signup
+
+
+def forget_unconfirmed() -> str:
+    """The daily task: delete the sign-ups whose confirmation link expired unused (a re-sign-up renews
+    created_at, and with it the time its new link works)."""
+    expired = timezone.now() - dt.timedelta(seconds=settings.EMAIL_CONFIRM_LINK_MAX_AGE)
+    deleted, _ = EmailSignup.objects.filter(confirmed_at__isnull=True, created_at__lt=expired).delete()
+    return f"forgot {deleted} unconfirmed email sign-up(s)"
 
 
 def confirm(signup: EmailSignup) -> None:

@@ -3,11 +3,14 @@ to it. The mail goes out from a real django-q2 worker; the link opens a page who
 
 from __future__ import annotations
 
+import datetime as dt
 import html
+import importlib
 import re
 from urllib.parse import urlsplit
 
 import pytest
+from django.apps import apps as django_apps
 from django.core import signing
 from django.db.models import Q
 from django.urls import reverse
@@ -177,3 +180,31 @@ def test_a_mail_server_that_refuses_schedules_another_try(sign_up, campaign, set
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert signups.send_confirmation(signup.pk).startswith("confirmation sent")  # what the retry runs
     assert mailoutbox[0].to == ["fan@example.test"]
+
+
+def test_sign_ups_left_unconfirmed_are_forgotten_once_their_link_expired(campaign, settings):
+    settings.EMAIL_CONFIRM_LINK_MAX_AGE = 14 * 86_400
+    long_ago = timezone.now() - dt.timedelta(days=15)
+    EmailSignup.objects.create(campaign=campaign, email="never@fan.test", wording_version="v", created_at=long_ago)
+    EmailSignup.objects.create(campaign=campaign, email="recent@fan.test", wording_version="v")
+    EmailSignup.objects.create(
+        campaign=campaign, email="kept@fan.test", wording_version="v", created_at=long_ago, confirmed_at=long_ago
+    )
+
+    assert signups.forget_unconfirmed() == "forgot 1 unconfirmed email sign-up(s)"
+
+    assert sorted(EmailSignup.objects.values_list("email", flat=True)) == ["kept@fan.test", "recent@fan.test"]
+
+
+def test_a_daily_schedule_runs_the_forgetting():
+    migration = importlib.import_module("fans.migrations.0011_forget_unconfirmed_schedule")
+    Schedule.objects.filter(name=migration.NAME).delete()  # a transactional test may have flushed it already
+
+    migration.create_schedule(django_apps, None)
+
+    schedule = Schedule.objects.get(name="fans-forget-unconfirmed-signups")
+    assert (schedule.func, schedule.schedule_type, schedule.repeats) == (
+        "fans.signups.forget_unconfirmed",
+        Schedule.DAILY,
+        -1,
+    )
