@@ -60,6 +60,7 @@ def test_instagram_on_android_explains_and_offers_the_browser_and_an_email(site,
         phone.get_by_role("button", name="Email me when it's out").click()
 
         assert phone.get_by_role("heading", name="Check your inbox.").is_visible()
+        phone.screenshot(path=ARTIFACTS / "email-check-inbox-phone.png", full_page=True)
         signup = EmailSignup.objects.get()
         assert (signup.email, signup.campaign_id, signup.confirmed_at) == ("fan@example.test", campaign.pk, None)
         event = FunnelEvent.objects.get(kind="email_optin")
@@ -68,6 +69,7 @@ def test_instagram_on_android_explains_and_offers_the_browser_and_an_email(site,
         signups.send_confirmation(signup.pk)  # what the worker does with the task the sign-up queued
         link = re.search(r"https?://\S+/e/confirm/\S+/", mailoutbox[0].body).group(0)
         phone.goto(site + urlsplit(link).path)
+        phone.screenshot(path=ARTIFACTS / "email-confirm-phone.png", full_page=True)
         phone.get_by_role("button", name="Yes, email me when it's out").click()
         assert phone.get_by_role("heading", name="You're on the list.").is_visible()
         signup.refresh_from_db()
