@@ -16,6 +16,7 @@ import smtplib
 
 from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -33,13 +34,15 @@ logger = logging.getLogger(__name__)
 
 CONFIRM_TASK = "fans.signups.send_confirmation"
 RETRY_MINUTES = 5  # after the mail server failed
+RESEND_SECONDS = 300  # one confirmation email per sign-up in this long, however often the address is typed
 CONFIRM_SALT = "fans.signups.confirm"
 
 
 def sign_up(campaign: Campaign, email: str, *, country: str = "") -> EmailSignup:
     """Record (or renew) `email`'s sign-up for `campaign`, with the wording version the fan agreed to, and mail
-    a confirmation link unless the address is confirmed already. An address that had unsubscribed must
-    confirm again."""
+    a confirmation link unless the address is confirmed already, or was sent one in the last RESEND_SECONDS
+    (the sign-up form is limited per IP; this limits what reaches one inbox). An address that had unsubscribed
+    must confirm again."""
     if not (campaign.accepts_presaves and campaign.offer_email_optin):
         raise CampaignClosed(
             "This release is out or its sign-up has ended, so there's nothing to email you about.",
@@ -56,7 +59,7 @@ def sign_up(campaign: Campaign, email: str, *, country: str = "") -> EmailSignup
             for name, value in {**fields, "unsubscribed_at": None}.items():
                 setattr(signup, name, value)
             signup.save()
-        if signup.confirmed_at is None:
+        if signup.confirmed_at is None and cache.add(f"fans:confirm-sent:{signup.pk}", True, RESEND_SECONDS):
             transaction.on_commit(lambda: async_task(CONFIRM_TASK, signup.pk))
     return signup
 

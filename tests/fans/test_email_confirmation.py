@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.apps import apps as django_apps
 from django.core import signing
+from django.core.cache import cache
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -95,12 +96,23 @@ def test_only_confirmed_sign_ups_get_the_release_email(client, sign_up, mailoutb
 def test_an_address_that_unsubscribed_must_confirm_again(sign_up, campaign):
     sign_up(campaign)
     EmailSignup.objects.update(confirmed_at=timezone.now(), unsubscribed_at=timezone.now())
+    cache.clear()  # as RESEND_SECONDS later
 
     sign_up(campaign)
 
     signup = EmailSignup.objects.get()
     assert (signup.confirmed_at, signup.unsubscribed_at) == (None, None)
     assert OrmQ.objects.count() == 2
+
+
+def test_an_inbox_gets_one_confirmation_however_often_its_address_is_typed(sign_up, campaign):
+    for _ in range(5):
+        sign_up(campaign)
+    assert OrmQ.objects.count() == 1
+
+    cache.clear()  # as RESEND_SECONDS later
+    sign_up(campaign)
+    assert OrmQ.objects.count() == 2, "a later sign-up gets a new link"
 
 
 def test_a_confirmed_address_signing_up_again_stays_confirmed_and_the_page_tells_nothing(sign_up, campaign):
