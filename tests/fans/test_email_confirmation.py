@@ -135,8 +135,8 @@ def article(response) -> str:
     ("token", "status"),
     [
         ("nonsense", 400),
-        (signing.dumps({"signup": 1, "email": "x@y.test"}, salt="another-purpose"), 400),
-        (signing.dumps({"signup": 999999, "email": "x@y.test"}, salt=signups.CONFIRM_SALT), 400),
+        (signing.dumps({"signup": 1}, salt="another-purpose"), 400),
+        (signing.dumps({"signup": 999999}, salt=signups.CONFIRM_SALT), 400),
         (signing.dumps(["not", "a", "dict"], salt=signups.CONFIRM_SALT), 400),
         ("A" * 5000, 400),
     ],
@@ -149,14 +149,13 @@ def test_bad_confirmation_links_are_clear_4xx(client, token, status):
         assert "This link isn't valid" in html.unescape(response.content.decode())
 
 
-def test_a_link_naming_another_address_confirms_nothing(client, sign_up, campaign):
+def test_the_link_carries_no_address(sign_up, campaign, mailoutbox):
     sign_up(campaign)
     signup = EmailSignup.objects.get()
-    forged = signing.dumps({"signup": signup.pk, "email": "attacker@evil.test"}, salt="fans.signups.confirm")
+    signups.send_confirmation(signup.pk)
 
-    assert client.post(reverse("fans:confirm_email", args=[forged])).status_code == 400
-    signup.refresh_from_db()
-    assert signup.confirmed_at is None
+    token = confirmation_path(mailoutbox[0]).split("/")[3]
+    assert signing.loads(token, salt=signups.CONFIRM_SALT) == {"signup": signup.pk}, "URLs get logged"
 
 
 def test_an_expired_link_is_a_410(client, sign_up, campaign, settings, mailoutbox):
