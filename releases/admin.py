@@ -436,6 +436,7 @@ class CampaignAdmin(admin.ModelAdmin):
                     "presaves_chart": charts.daily_bars(analytics.presaves_per_day(obj), title="Pre-saves per day"),
                     "failure_reasons": analytics.failure_reasons(obj),
                     "email_stats": analytics.email_stats(obj),
+                    "email_signups": analytics.email_signups(obj),
                 }
             )
         return super().render_change_form(request, context, add, change, form_url, obj)

@@ -8,7 +8,7 @@ import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
-from fans.models import Fan, FunnelEvent, Subscription
+from fans.models import EmailSignup, Fan, FunnelEvent, Subscription
 from releases import analytics, progress
 from tests.conftest import make_campaign
 
@@ -117,3 +117,22 @@ def test_progress_partial_survives_junk_parameters(staff_client, busy_campaign):
     url = reverse("admin:releases_campaign_progress", args=[busy_campaign.pk])
     assert staff_client.get(url, {"done": "x", "at": "nan-ish"}).status_code == 200
     assert staff_client.get(reverse("admin:releases_campaign_progress", args=[999999])).status_code == 404
+
+
+def test_campaign_page_counts_email_sign_ups_by_confirmation(staff_client):
+    campaign = make_campaign()
+    now = timezone.now()
+    for email, confirmed, unsubscribed in [
+        ("a@fan.test", now, None),
+        ("b@fan.test", now, None),
+        ("c@fan.test", None, None),
+        ("d@fan.test", now, now),
+    ]:
+        EmailSignup.objects.create(
+            campaign=campaign, email=email, wording_version="v", confirmed_at=confirmed, unsubscribed_at=unsubscribed
+        )
+
+    assert analytics.email_signups(campaign) == {"confirmed": 2, "awaiting": 1, "unsubscribed": 1}
+    page = staff_client.get(reverse("admin:releases_campaign_change", args=[campaign.pk])).content.decode()
+    assert '<span class="signups-confirmed">2</span> confirmed' in page
+    assert '<span class="signups-awaiting">1</span> awaiting confirmation' in page
