@@ -226,3 +226,14 @@ def test_a_daily_schedule_runs_the_forgetting():
         Schedule.DAILY,
         -1,
     )
+
+
+def test_a_link_opened_after_unsubscribing_confirms_nothing(client, sign_up, campaign, mailoutbox):
+    sign_up(campaign)
+    signups.send_confirmation(EmailSignup.objects.get().pk)
+    EmailSignup.objects.update(unsubscribed_at=timezone.now())
+
+    response = client.post(confirmation_path(mailoutbox[0]))
+
+    assert response.status_code == 200 and "You're unsubscribed" in html.unescape(response.content.decode())
+    assert EmailSignup.objects.get().confirmed_at is None
