@@ -4,8 +4,10 @@ import datetime as dt
 import re
 
 import pytest
+from django.core import signing
 from django.urls import reverse
 
+from fans import signups
 from fans.models import EmailSignup
 from tests.conftest import make_campaign
 
@@ -31,6 +33,7 @@ def public_gets(campaign, released) -> list[str]:
         reverse("fans:privacy", args=["bad"]),
         reverse("fans:privacy_export", args=["bad"]),
         reverse("fans:privacy_erase", args=["bad"]),
+        reverse("fans:confirm_email", args=["bad"]),
         reverse("fans:health"),
     ]
 
@@ -95,6 +98,11 @@ def test_forms_need_a_csrf_token(campaign):
     email = {"email": "fan@example.test", "consent": "1"}
     assert strict.post(reverse("fans:email_signup", args=[campaign.slug]), email).status_code == 403
     assert not EmailSignup.objects.exists()
+    signup = EmailSignup.objects.create(campaign=campaign, email="fan@example.test", wording_version="v")
+    confirm = reverse("fans:confirm_email", args=[signing.dumps({"signup": signup.pk}, salt=signups.CONFIRM_SALT)])
+    assert strict.post(confirm).status_code == 403
+    signup.refresh_from_db()
+    assert signup.confirmed_at is None
 
 
 def test_the_page_sends_a_strict_content_security_policy_and_secure_headers(client, campaign):
