@@ -41,6 +41,7 @@ SEND_TASK = "fans.release_email.send_release_emails"
 SCHEDULE_NAME_PREFIX = "release-email-"
 BATCH_SIZE = 100  # messages per SMTP connection and per transaction
 RETRY_MINUTES = 5  # after the mail server failed
+MAIL_SERVER_ERRORS = (smtplib.SMTPException, OSError)  # the mail server is down or refused us: try again later
 SALTS = {"open": "fans.release_email.open", "click": "fans.release_email.click", "unsubscribe": "fans.release_email.u"}
 
 
@@ -154,18 +155,19 @@ def send_release_emails(campaign_id: int) -> str:
     try:
         while batch_sent := send_batch(campaign, destinations):
             sent += batch_sent
-    except (smtplib.SMTPException, OSError) as exc:  # the mail server is down or refused us: try again later
-        retry_at = schedule_retry(campaign)
+    except MAIL_SERVER_ERRORS as exc:
+        retry_at = schedule_retry(f"{schedule_name(campaign.pk)}-retry", SEND_TASK, campaign.pk)
         logger.warning("Release email for campaign %s stopped after %s sent (%s); retrying at %s",
                        campaign_id, sent, type(exc).__name__, retry_at)  # fmt: skip
         return f"release email for campaign {campaign_id}: sent {sent}, mail server failed, retry at {retry_at}"
     return f"release email for campaign {campaign_id}: sent {sent}"
 
 
-def schedule_retry(campaign: Campaign):
-    """A ONCE schedule to run the task again in RETRY_MINUTES (one per campaign: its name is unique)."""
+def schedule_retry(name: str, task: str, object_id: int) -> dt.datetime:
+    """After the mail server failed: a ONCE schedule named `name` (one at a time) that runs `task(object_id)`
+    again in RETRY_MINUTES. Serves this module's task and the sign-up confirmation (fans/signups.py)."""
     retry_at = timezone.now() + dt.timedelta(minutes=RETRY_MINUTES)
-    schedule_once(f"{schedule_name(campaign.pk)}-retry", SEND_TASK, campaign.pk, retry_at)
+    schedule_once(name, task, object_id, retry_at)
     return retry_at
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import smtplib
 
 from django.conf import settings
 from django.core import signing
@@ -24,8 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from delivery.scheduling import schedule_once
-from fans import consent, links, privacy
+from fans import consent, links, privacy, release_email
 from fans.errors import BadLink, CampaignClosed
 from fans.models import EmailSignup
 from releases.models import Campaign
@@ -33,7 +31,6 @@ from releases.models import Campaign
 logger = logging.getLogger(__name__)
 
 CONFIRM_TASK = "fans.signups.send_confirmation"
-RETRY_MINUTES = 5  # after the mail server failed
 RESEND_SECONDS = 300  # one confirmation email per sign-up in this long, however often the address is typed
 CONFIRM_SALT = "fans.signups.confirm"
 
@@ -66,12 +63,12 @@ def sign_up(campaign: Campaign, email: str, *, country: str = "") -> EmailSignup
 
 def confirm_url(signup: EmailSignup) -> str:
     token = signing.dumps({"signup": signup.pk}, salt=CONFIRM_SALT)  # no address in the URL: URLs get logged
-    return settings.PUBLIC_BASE_URL + reverse("fans:confirm_email", args=[token])
+    return release_email.absolute(reverse("fans:confirm_email", args=[token]))
 
 
 def send_confirmation(signup_id: int) -> str:
     """The task: mail the confirmation link (nothing if the sign-up is gone, confirmed or unsubscribed). When
-    the mail server fails, a ONCE schedule runs it again in RETRY_MINUTES."""
+    the mail server fails, a ONCE schedule runs it again (release_email.schedule_retry)."""
     signup = EmailSignup.objects.select_related("campaign__release__artist").filter(pk=signup_id).first()
     if signup is None or signup.confirmed_at is not None or signup.unsubscribed_at is not None:
         return "nothing to send"
@@ -80,8 +77,8 @@ def send_confirmation(signup_id: int) -> str:
         "release": release,
         "artist": release.artist,
         "confirm_url": confirm_url(signup),
-        "page_url": settings.PUBLIC_BASE_URL + signup.campaign.get_absolute_url(),
-        "privacy_url": settings.PUBLIC_BASE_URL + privacy.link_for_email(signup.email),
+        "page_url": release_email.absolute(signup.campaign.get_absolute_url()),
+        "privacy_url": release_email.absolute(privacy.link_for_email(signup.email)),
         "days": max(1, settings.EMAIL_CONFIRM_LINK_MAX_AGE // 86_400),
     }
     try:
@@ -90,9 +87,8 @@ def send_confirmation(signup_id: int) -> str:
             body=render_to_string("email/confirm_signup.txt", context),
             to=[signup.email],
         ).send()
-    except (smtplib.SMTPException, OSError) as exc:  # the mail server is down or refused us: try again later
-        retry_at = timezone.now() + dt.timedelta(minutes=RETRY_MINUTES)
-        schedule_once(f"confirm-email-{signup_id}", CONFIRM_TASK, signup_id, retry_at)
+    except release_email.MAIL_SERVER_ERRORS as exc:
+        retry_at = release_email.schedule_retry(f"confirm-email-{signup_id}", CONFIRM_TASK, signup_id)
         reason = type(exc).__name__
         logger.warning("Confirmation for sign-up %s not sent (%s); retrying at %s", signup_id, reason, retry_at)
         return f"confirmation for sign-up {signup_id}: mail server failed, retry at {retry_at}"
