@@ -193,9 +193,11 @@ class FunnelEvent(models.Model):
 
 
 class EmailSignupQuerySet(models.QuerySet):
+    # Confirmed and not unsubscribed: the sign-ups that get the release email and appear in exports and counts.
+    RECEIVING = models.Q(confirmed_at__isnull=False, unsubscribed_at__isnull=True)
+
     def receiving(self):
-        """Confirmed and not unsubscribed: the sign-ups that get the release email and appear in exports."""
-        return self.filter(confirmed_at__isnull=False, unsubscribed_at__isnull=True)
+        return self.filter(self.RECEIVING)
 
 
 class EmailSignup(models.Model):

@@ -15,7 +15,7 @@ from django.db.models import Case, CharField, Count, F, OuterRef, Q, Subquery, S
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from fans.models import EmailSignup, FunnelEvent, ReleaseEmail, Subscription
+from fans.models import EmailSignup, EmailSignupQuerySet, FunnelEvent, ReleaseEmail, Subscription
 from releases.models import Campaign, CampaignTally
 
 Kind = FunnelEvent.Kind
@@ -243,7 +243,7 @@ def email_stats(campaign: Campaign) -> EmailStats | None:
 def email_signups(campaign: Campaign) -> dict[str, int]:
     """The email-only sign-ups: confirmed (they get the release-day email), awaiting confirmation, unsubscribed."""
     return EmailSignup.objects.filter(campaign=campaign).aggregate(
-        confirmed=Count("pk", filter=Q(confirmed_at__isnull=False, unsubscribed_at__isnull=True)),
+        confirmed=Count("pk", filter=EmailSignupQuerySet.RECEIVING),
         awaiting=Count("pk", filter=Q(confirmed_at__isnull=True, unsubscribed_at__isnull=True)),
         unsubscribed=Count("pk", filter=Q(unsubscribed_at__isnull=False)),
     )
