@@ -16,7 +16,7 @@ import logging
 from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -82,11 +82,13 @@ def send_confirmation(signup_id: int) -> str:
         "days": max(1, settings.EMAIL_CONFIRM_LINK_MAX_AGE // 86_400),
     }
     try:
-        EmailMessage(
+        mail = EmailMultiAlternatives(
             subject=f"Confirm your email for {release.title} by {release.artist}",
             body=render_to_string("email/confirm_signup.txt", context),
             to=[signup.email],
-        ).send()
+        )
+        mail.attach_alternative(render_to_string("email/confirm_signup.html", context), "text/html")
+        mail.send()
     except release_email.MAIL_SERVER_ERRORS as exc:
         retry_at = release_email.schedule_retry(f"confirm-email-{signup_id}", CONFIRM_TASK, signup_id)
         reason = type(exc).__name__

@@ -65,6 +65,11 @@ def test_the_link_asks_and_the_button_confirms(client, sign_up, campaign, mailou
     assert message.subject == f"Confirm your email for {campaign.release.title} by {campaign.release.artist}"
     assert "/privacy/" in message.body, "every email links to what we hold"
     path = confirmation_path(message)
+    ((page_html, kind),) = message.alternatives  # the same words and link for mail apps that show HTML
+    assert kind == "text/html"
+    link = re.search(r"https?://\S+/e/confirm/\S+/", message.body).group(0)
+    assert f'href="{link}"' in page_html
+    assert "/privacy/" in page_html and "Open the page to confirm" in page_html
 
     page = client.get(path)  # a mailbox's link scanner does this much: nothing changes
     assert page.status_code == 200 and 'id="confirm-email"' in page.content.decode()
@@ -91,6 +96,17 @@ def test_only_confirmed_sign_ups_get_the_release_email(client, sign_up, mailoutb
     release_email.send_release_emails(campaign.pk)
 
     assert [m.to for m in mailoutbox] == [["confirmed@fan.test"]]
+
+
+def test_the_html_part_escapes_what_staff_typed(sign_up, campaign, mailoutbox):
+    campaign.release.title = '<img src=x onerror="alert(1)">'
+    campaign.release.save()
+    sign_up(campaign)
+
+    signups.send_confirmation(EmailSignup.objects.get().pk)
+
+    ((page_html, _),) = mailoutbox[0].alternatives
+    assert "<img src=x" not in page_html and "&lt;img src=x" in page_html
 
 
 def test_an_address_that_unsubscribed_must_confirm_again(sign_up, campaign):
