@@ -15,12 +15,14 @@ from releases.models import Campaign
 def test_benchmark_serves_both_urls_under_gunicorn_and_cleans_up():
     out = io.StringIO()
 
-    call_command("bench_campaign_page", seconds=1, rounds=1, concurrency=2, workers=1, threads=2, stdout=out)
+    call_command("bench_campaign_page", seconds=1, rounds=2, concurrency=2, workers=1, threads=2, stdout=out)
 
     output = out.getvalue()
     for name in ("trivial", "campaign", "returning"):
         line = next(line for line in output.splitlines() if line.strip().startswith(name))
         assert re.search(r"\d+ req/s\s+p50\s+[\d.]+ ms\s+p99\s+[\d.]+ ms\s+[1-9]\d* requests, 0 errors", line), line
-    assert re.search(r"ratio campaign/trivial: \d\.\d\d \(new visitors; (meets|below) the target of 0.75\)", output)
+    assert re.search(r"ratio campaign/trivial: \d\.\d\d \(new visitors; (meets|below) the target of 0.75;", output)
     assert re.search(r"ratio returning/trivial: \d\.\d\d \(returning visitors; (meets|below) the", output)
+    # judged by the median of the rounds' own ratios, each round printed
+    assert re.search(r"median of the rounds: \d\.\d\d, \d\.\d\d; all rounds pooled: \d\.\d\d\)", output)
     assert not Campaign.objects.exists() and not FunnelEvent.objects.exists()
