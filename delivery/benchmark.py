@@ -47,7 +47,7 @@ from delivery.sandbox import demo_catalog
 from delivery.sandbox.client import SandboxClient
 from delivery.sandbox.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from presave_site import benchmarking
-from presave_site.benchmarking import free_port
+from presave_site.benchmarking import Stopwatch, free_port
 
 ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
 SCOPE = "user-library-modify"
@@ -205,10 +205,16 @@ class Phase:
     ok: int
     note: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: float | None = None  # the whole machine's, while the phase ran (see benchmarking.Stopwatch)
 
     @property
     def rate(self) -> float:
         return self.fans / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_per_fan(self) -> float | None:
+        """The machine's CPU time per fan, in microseconds."""
+        return self.cpu_seconds / self.fans * 1e6 if self.cpu_seconds is not None and self.fans else None
 
 
 def run_baseline(sandbox: SandboxProcess, tokens: list[str]) -> Phase:
@@ -216,7 +222,8 @@ def run_baseline(sandbox: SandboxProcess, tokens: list[str]) -> Phase:
     http = requests.Session()
     auth = (DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
     ok = 0
-    started = time.perf_counter()
+    watch = Stopwatch()
+    watch.start()
     for token in tokens:
         form = {"grant_type": "refresh_token", "refresh_token": token}
         answer = _send(http, "POST", f"{sandbox.accounts_url}/api/token", data=form, auth=auth)
@@ -225,9 +232,10 @@ def run_baseline(sandbox: SandboxProcess, tokens: list[str]) -> Phase:
         headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
         saved = _send(http, "PUT", f"{sandbox.api_url}/v1/me/library", params={"uris": ALBUM_URI}, headers=headers)
         ok += saved.status_code == 200
-    seconds = time.perf_counter() - started
+    watch.stop()
     http.close()
-    return Phase("baseline", len(tokens), seconds, ok, "requests, one fan at a time")
+    note = "requests, one fan at a time"
+    return Phase("baseline", len(tokens), watch.seconds, ok, note, cpu_seconds=watch.cpu_seconds)
 
 
 def _send(http: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
@@ -245,16 +253,22 @@ def run_ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int, pr
     processes (the fans and the calls in flight shared between them), to compare like with like with an engine
     that runs in that many worker processes."""
     urls = (sandbox.accounts_url, sandbox.api_url)
+    watch = Stopwatch()
     if processes == 1:
         with tuned_for_delivery():  # the engine's collector settings, as in ceiling_process
-            ok, seconds = asyncio.run(_ceiling(*urls, tokens, concurrency))
+            watch.start()
+            ok = asyncio.run(_ceiling(*urls, tokens, concurrency))
+            watch.stop()
     else:
-        ok, seconds = _ceiling_in_processes(urls, tokens, concurrency, processes)
+        ok = _ceiling_in_processes(urls, tokens, concurrency, processes, watch)
     across = f" across {processes} processes" if processes > 1 else ""
-    return Phase("ceiling", len(tokens), seconds, ok, f"aiohttp, {concurrency} in flight{across}, no DB, no encryption")
+    note = f"aiohttp, {concurrency} in flight{across}, no DB, no encryption"
+    return Phase("ceiling", len(tokens), watch.seconds, ok, note, cpu_seconds=watch.cpu_seconds)
 
 
-def _ceiling_in_processes(urls: tuple[str, str], tokens: list[str], concurrency: int, processes: int):
+def _ceiling_in_processes(
+    urls: tuple[str, str], tokens: list[str], concurrency: int, processes: int, watch: Stopwatch
+) -> int:
     """Spawned processes each take their share of the fans, report ready, and start together on a signal."""
     context = multiprocessing.get_context("spawn")
     go, messages = context.Event(), context.Queue()
@@ -270,16 +284,16 @@ def _ceiling_in_processes(urls: tuple[str, str], tokens: list[str], concurrency:
         child.start()
     try:
         _collect(messages, children, "ready")
-        started = time.perf_counter()
+        watch.start()
         go.set()
         delivered = _collect(messages, children, "done")
-        seconds = time.perf_counter() - started
+        watch.stop()
     finally:
         for child in children:
             child.join(timeout=10)
             if child.is_alive():
                 child.kill()
-    return sum(delivered), seconds
+    return sum(delivered)
 
 
 def _collect(messages, children: list, kind: str) -> list:
@@ -304,12 +318,13 @@ def ceiling_process(accounts_url: str, api_url: str, tokens: list[str], concurre
         messages.put(("ready", None))
         go.wait()
         with tuned_for_delivery():  # the engine's collector settings: like for like
-            messages.put(("done", asyncio.run(_ceiling(accounts_url, api_url, tokens, concurrency))[0]))
+            messages.put(("done", asyncio.run(_ceiling(accounts_url, api_url, tokens, concurrency))))
     except BaseException:
         messages.put(("error", traceback.format_exc()))
 
 
-async def _ceiling(accounts_url: str, api_url: str, tokens: list[str], concurrency: int) -> tuple[int, float]:
+async def _ceiling(accounts_url: str, api_url: str, tokens: list[str], concurrency: int) -> int:
+    """Deliver `tokens`' fans with `concurrency` in flight; how many were saved."""
     secret = base64.b64encode(f"{DEFAULT_CLIENT_ID}:{DEFAULT_CLIENT_SECRET}".encode()).decode()
     client = {"Authorization": f"Basic {secret}", "Content-Type": "application/x-www-form-urlencoded"}
     timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS)
@@ -341,10 +356,8 @@ async def _ceiling(accounts_url: str, api_url: str, tokens: list[str], concurren
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        started = time.perf_counter()
         await asyncio.gather(*(work(http) for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
-    return delivered, seconds
+    return delivered
 
 
 def run_engine(campaign_id: int, workers: int, environment: dict[str, str]) -> Phase:
@@ -355,22 +368,23 @@ def run_engine(campaign_id: int, workers: int, environment: dict[str, str]) -> P
 
     subscriptions = Subscription.objects.filter(campaign_id=campaign_id)
     fans = subscriptions.count()
+    watch = Stopwatch()
     if workers == 0:
         from delivery.engine import deliver_campaign
 
-        started = time.perf_counter()
+        watch.start()
         report = deliver_campaign(campaign_id, fan_out=False)
-        seconds = time.perf_counter() - started
+        watch.stop()
         counts = dict(report.counts)
         note = "deliver_campaign, in this process (1 run)"
     else:
         with Cluster(environment, workers) as cluster:
-            started = time.perf_counter()
+            watch.start()
             cluster.deliver(campaign_id)
-            seconds = time.perf_counter() - started
+            watch.stop()
         counts = dict(Counter(subscriptions.values_list("status", flat=True)))
         note = f"qcluster, {workers} worker processes, a run each"
-    return Phase("engine", fans, seconds, counts.get("delivered", 0), note, counts)
+    return Phase("engine", fans, watch.seconds, counts.get("delivered", 0), note, counts, watch.cpu_seconds)
 
 
 class Cluster:

@@ -89,25 +89,30 @@ def claim_statement(due: QuerySet, limit: int, owner: UUID, lease_until: datetim
     return sql, [owner, lease_until, *params]
 
 
-def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> None:
-    """Store re-sealed credentials, as (subscription id, sealed token). An UPDATE, not an upsert: a credential
-    deleted meanwhile (the fan revoked) stays deleted."""
+def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> set[int]:
+    """Store re-sealed credentials, as (subscription id, sealed token); returns the subscription ids whose
+    credential was there to update. An UPDATE, not an upsert: a credential deleted meanwhile (the fan revoked,
+    or erased their data) stays deleted."""
     if not sealed:
-        return
+        return set()
     if connection.vendor != "postgresql":
+        kept = Credential.objects.filter(subscription_id__in=[pk for pk, _ in sealed])
+        kept = set(kept.values_list("subscription_id", flat=True))
         credentials = [
             Credential(subscription_id=pk, kek_id=s.kek_id, wrapped_key=s.wrapped_key, ciphertext=s.ciphertext)
             for pk, s in sealed
+            if pk in kept
         ]
         for credential in credentials:
             credential.updated_at = now
         Credential.objects.bulk_update(credentials, ["kek_id", "wrapped_key", "ciphertext", "updated_at"])
-        return
-    _execute(
+        return kept
+    rows = _execute(
         f"UPDATE {_table(Credential)} AS c SET kek_id = v.kek_id, wrapped_key = v.wrapped_key, "  # noqa: S608
         "ciphertext = v.ciphertext, updated_at = %s "
         "FROM unnest(%s::bigint[], %s::text[], %b::bytea[], %b::bytea[]) "  # %b: bytes sent as binary
-        "AS v(subscription_id, kek_id, wrapped_key, ciphertext) WHERE c.subscription_id = v.subscription_id",
+        "AS v(subscription_id, kek_id, wrapped_key, ciphertext) WHERE c.subscription_id = v.subscription_id "
+        "RETURNING c.subscription_id",
         [
             now,
             [pk for pk, _ in sealed],
@@ -116,6 +121,7 @@ def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> None:
             [s.ciphertext for _, s in sealed],
         ],
     )
+    return {pk for (pk,) in rows}
 
 
 def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> None:
@@ -152,17 +158,27 @@ def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> 
 
 
 def insert_attempts(attempts: list[Attempt], at: datetime) -> None:
-    """Insert delivery attempts that share their time."""
+    """Insert delivery attempts that share their time, for the subscriptions that still exist.
+
+    A fan may erase their data (fans/privacy.py deletes their subscriptions) while the engine's calls for them
+    are out: their attempts are dropped, not inserted to fail the batch's foreign-key check at commit (the
+    whole batch unrecorded, its fans delivered again when the lease expires). Called inside a transaction: on
+    PostgreSQL the subscriptions are locked (FOR KEY SHARE, as the foreign-key check would) so that a deletion
+    waits for the commit, and a deletion that got there first is seen as such."""
     if not attempts:
         return
-    if connection.vendor != "postgresql":
-        DeliveryAttempt.objects.bulk_create(DeliveryAttempt(at=at, **row._asdict()) for row in attempts)
+    if connection.vendor != "postgresql":  # SQLite: the transaction already holds the database's write lock
+        ids = {row.subscription_id for row in attempts}
+        existing = set(Subscription.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        rows = (DeliveryAttempt(at=at, **row._asdict()) for row in attempts if row.subscription_id in existing)
+        DeliveryAttempt.objects.bulk_create(rows)
         return
     _execute(
         f"INSERT INTO {_table(DeliveryAttempt)} (subscription_id, at, call, outcome, http_status, message) "  # noqa: S608
         "SELECT v.subscription_id, %s, v.call, v.outcome, v.http_status, v.message "
         "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::integer[], %s::text[]) "
-        "AS v(subscription_id, call, outcome, http_status, message)",
+        "AS v(subscription_id, call, outcome, http_status, message) "
+        f"JOIN {_table(Subscription)} AS s ON s.id = v.subscription_id FOR KEY SHARE OF s",
         [at, *(list(column) for column in zip(*attempts, strict=True))],
     )
 

@@ -44,7 +44,7 @@ from delivery import bulk
 from delivery.gctuning import tuned_for_delivery
 from delivery.models import DeliveryAttempt
 from delivery.ratelimit import RateLimiter, limiter_for
-from delivery.services import RateLimited, Service, ServiceError, get_service
+from delivery.services import RateLimited, Service, ServiceError, TokenRevoked, get_service
 from delivery.transport import AsyncTransport
 from fans import vault
 from fans.models import Credential, Subscription, credential_aad
@@ -59,6 +59,7 @@ RATE_LIMIT_RETRIES = 5
 SPREAD_PACE_WINDOW_SECONDS = 30.0  # a firing window's pace is counted over at most this many seconds
 WAIT = "wait"  # an outcome that is not an attempt: the release is not out in the fan's market yet
 GAVE_UP = "Gave up after"  # begins the error of a transient failure out of attempts (Retry failed finds these)
+WITHDRAWN = "The fan withdrew the pre-save while it was being delivered: nothing was saved."
 
 
 @dataclass(slots=True)
@@ -401,13 +402,13 @@ class Run:
             except queue.Empty:
                 break
         sealed = [(sub.pk, vault.seal(token, aad=credential_aad(sub.pk))) for sub, token, _ in handed]
-        stored = [future for _, _, future in handed]
         try:
-            bulk.update_credentials(sealed, timezone.now())
+            kept = bulk.update_credentials(sealed, timezone.now())
         except Exception as exc:  # noqa: BLE001 - the fans waiting on it learn of it, and are retried
-            self.transport.loop.call_soon_threadsafe(_settle, stored, exc)
-            return
-        self.transport.loop.call_soon_threadsafe(_settle, stored, None)
+            settled = [(future, exc) for _, _, future in handed]
+        else:  # a credential gone meanwhile: the fan revoked (or erased their data) while the refresh was out
+            settled = [(future, None if sub.pk in kept else TokenRevoked(WITHDRAWN)) for sub, _, future in handed]
+        self.transport.loop.call_soon_threadsafe(_settle, settled)
 
     def record(self, outcomes: list[Outcome]) -> None:
         """Write the batch's outcomes (one UPDATE, only where this run holds the lease) and its attempts."""
@@ -466,9 +467,9 @@ def settled_row(o: Outcome) -> bulk.Settled:
     return bulk.Settled(o.subscription.pk, o.result, message, True, None)  # the Subscription.Status of its name
 
 
-def _settle(futures: list[asyncio.Future], error: Exception | None) -> None:
-    """On the loop: let the fans whose rotated tokens were stored (or failed to be) go on."""
-    for future in futures:
+def _settle(settled: list[tuple[asyncio.Future, Exception | None]]) -> None:
+    """On the loop: let the fans whose rotated tokens were stored go on, and those whose were not learn why."""
+    for future, error in settled:
         if not future.done():
             future.set_exception(error) if error else future.set_result(None)
 

@@ -191,7 +191,9 @@ def revoke_one(subject: Subject, subscription_id: int) -> Subscription:
 def erase(subject: Subject) -> dict[str, int]:
     """Erase everything about `subject`; returns what was erased, by kind. Anonymous counts stay."""
     with transaction.atomic():
-        subs = list(subscriptions(subject).values_list("pk", flat=True))
+        # Locked first: a delivery run recording one of them (it locks them too) is waited for, so that what is
+        # deleted below includes the delivery attempts it writes, instead of the erasure failing on them.
+        subs = list(subscriptions(subject).select_for_update(of=("self",)).values_list("pk", flat=True))
         unlinked = FunnelEvent.objects.filter(subscription__in=subs).update(subscription=None)
         if subject.fan is None and subject.email:
             for pk in subs:  # the save stops, the stored token goes; the Fan row is the account's, not the address's

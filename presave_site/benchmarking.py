@@ -1,10 +1,12 @@
 """What the benchmark commands (bench_console, bench_delivery, bench_campaign_page) share: a positive-number
-argument type, a free loopback port for a server they start, this database as a DATABASE_URL for it, and a
-tidy-up of the tables they fill and empty."""
+argument type, a free loopback port for a server they start, this database as a DATABASE_URL for it, a
+stopwatch that also reads the machine's CPU time, and a tidy-up of the tables they fill and empty."""
 
 from __future__ import annotations
 
+import os
 import socket
+import time
 from urllib.parse import quote
 
 from django.db import connection
@@ -22,6 +24,36 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def machine_cpu_seconds() -> float | None:
+    """The CPU time every process of the machine has used so far, all cores together (Linux's /proc/stat: user,
+    nice, system, irq and softirq), in seconds; None where there is no /proc/stat."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:8]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = ticks
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+class Stopwatch:
+    """Wall time and the whole machine's CPU time between `start` and `stop`. On a machine whose every process
+    serves the benchmark (its server, PostgreSQL, the phase timed), the CPU per unit of work says what a phase
+    costs even when other work on a shared host makes its wall time drift."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.cpu_seconds: float | None = None
+
+    def start(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), machine_cpu_seconds()
+
+    def stop(self) -> None:
+        self.seconds = time.perf_counter() - self._wall
+        cpu = machine_cpu_seconds()
+        self.cpu_seconds = None if cpu is None or self._cpu is None else cpu - self._cpu
 
 
 def database_url() -> str:

@@ -1,11 +1,13 @@
 """`manage.py bench_delivery` end to end with tiny numbers: a correctness check, never a timing one."""
 
 import io
+import time
 
 import pytest
 from django.core.management import call_command
 
 from fans.models import Fan, Subscription
+from presave_site.benchmarking import Stopwatch
 from releases.models import Campaign
 
 
@@ -28,6 +30,9 @@ def test_benchmark_delivers_every_fan_once_and_cleans_up(workers, rounds):
     assert "checks passed" in output.splitlines()[-1]
     if rounds > 1:  # the target is judged by the rounds' own engine/ceiling shares
         assert "rounds' engine/ceiling: " in output and "of ceiling, median round" in output
+        # …and each round's CPU per fan is shown beside it (the machine's, from /proc/stat)
+        assert output.count("µs CPU a fan") == 2 * rounds and "by CPU a fan, ceiling/engine: " in output
+    assert "CPU µs/fan" in output
     assert not Campaign.objects.exists() and not Subscription.objects.exists() and not Fan.objects.exists()
 
 
@@ -40,3 +45,15 @@ def test_benchmark_warns_of_campaigns_already_delivering(campaign):
 
     assert f"Warning: 1 campaign(s) in this database are delivering ({campaign.slug})" in err.getvalue()
     assert "checks passed" in out.getvalue().splitlines()[-1]
+
+
+def test_stopwatch_counts_the_machines_cpu_time():
+    watch = Stopwatch()
+    watch.start()
+    spin_until = time.thread_time() + 0.3
+    while time.thread_time() < spin_until:  # this process's own CPU: the machine's is at least that
+        pass
+    watch.stop()
+
+    assert watch.seconds >= 0.3
+    assert watch.cpu_seconds >= 0.25  # /proc/stat counts in clock ticks (10 ms)

@@ -1,13 +1,17 @@
 """Release day with real django-q2 workers: the schedule fires, Deliver now races it, a worker crashes."""
 
 import datetime as dt
+import threading
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from delivery import scheduling
+from delivery import bulk, engine, scheduling
+from delivery.models import DeliveryAttempt
 from delivery.sandbox import demo_catalog
+from fans import privacy, revocation
 from fans.models import Subscription
 from releases.models import Campaign
 from tests.conftest import make_campaign, make_subscription, wait_for
@@ -162,3 +166,92 @@ def test_two_clusters_on_the_redis_broker_share_a_campaign_without_double_delive
     assert_each_delivered_once(campaign, sandbox, users)
     worked = [c for c in clusters if "Processed" in c.output()]
     assert len(worked) == 2, "both clusters took delivery runs from the Redis queue"
+
+
+def test_a_fan_erased_while_their_calls_are_in_flight_costs_the_batch_nothing(sandbox):
+    """GDPR erasure deletes the fan's subscription (and its delivery log) while the engine's calls for it are
+    out: the batch's record must still be written for everyone else, or their leases expire and they are
+    delivered again."""
+    campaign = make_campaign()
+    users = many_fans(campaign, sandbox, "erase", 4)
+    gone = Subscription.objects.get(campaign=campaign, fan__service_user_id=users[1])
+    sandbox.control("POST", "faults", {"latency_ms": 700})
+    erased = []
+
+    def erase_when_claimed() -> None:
+        try:
+            wait_for(lambda: Subscription.objects.filter(pk=gone.pk, leased_by__isnull=False).exists(), timeout=10)
+            erased.append(privacy.erase(privacy.Subject(fan=gone.fan)))
+        finally:
+            connection.close()
+
+    eraser = threading.Thread(target=erase_when_claimed)
+    eraser.start()
+    engine.deliver_campaign(campaign.pk)
+    eraser.join()
+
+    assert erased and erased[0]["subscriptions"] == 1
+    assert not Subscription.objects.filter(pk=gone.pk).exists()
+    assert sandbox.writes(users[1]) == []  # erased while the refresh was out: the save never went
+    assert not DeliveryAttempt.objects.filter(subscription_id=gone.pk).exists()
+    kept = [user for user in users if user != users[1]]
+    assert_each_delivered_once(campaign, sandbox, kept)
+    assert DeliveryAttempt.objects.filter(subscription__campaign=campaign, outcome="delivered").count() == 3
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+
+
+def test_a_fan_who_revokes_while_their_refresh_is_out_is_not_saved(sandbox):
+    campaign = make_campaign()
+    users = many_fans(campaign, sandbox, "undo", 3)
+    withdrawn = Subscription.objects.get(campaign=campaign, fan__service_user_id=users[0])
+    sandbox.control("POST", "faults", {"latency_ms": 700})
+
+    def revoke_when_claimed() -> None:
+        try:
+            wait_for(lambda: Subscription.objects.filter(pk=withdrawn.pk, leased_by__isnull=False).exists(), 10)
+            revocation.revoke_subscription(withdrawn.pk)
+        finally:
+            connection.close()
+
+    revoker = threading.Thread(target=revoke_when_claimed)
+    revoker.start()
+    engine.deliver_campaign(campaign.pk)
+    revoker.join()
+
+    withdrawn.refresh_from_db()
+    assert withdrawn.status == Subscription.Status.REVOKED
+    assert sandbox.writes(users[0]) == []
+    attempt = DeliveryAttempt.objects.get(subscription=withdrawn)
+    assert (attempt.outcome, attempt.call, attempt.message) == ("revoked", "refresh", engine.WITHDRAWN)
+    others = Subscription.objects.filter(campaign=campaign).exclude(pk=withdrawn.pk)
+    assert set(others.values_list("status", flat=True)) == {"delivered"}
+    assert all(len(sandbox.writes(user)) == 1 for user in users[1:])
+
+
+def test_an_erasure_waits_for_a_batch_being_recorded(sandbox):
+    """The other way round: the engine is recording a batch (its delivery attempts written, not committed)
+    when the fan erases their data. The erasure waits for the record and deletes its attempts with the rest."""
+    campaign = make_campaign()
+    make_subscription(campaign, sandbox, "alice")
+    subscription = Subscription.objects.get(campaign=campaign)
+    written, commit = threading.Event(), threading.Event()
+
+    def record_a_batch() -> None:
+        try:
+            with transaction.atomic():
+                bulk.insert_attempts([bulk.Attempt(subscription.pk, "save", "delivered", 200, "")], timezone.now())
+                written.set()
+                commit.wait(10)
+        finally:
+            connection.close()
+
+    recorder = threading.Thread(target=record_a_batch)
+    recorder.start()
+    assert written.wait(10)
+    threading.Timer(0.5, commit.set).start()  # the erasure below is waiting by then
+    erased = privacy.erase(privacy.Subject(fan=subscription.fan))
+    recorder.join()
+
+    assert commit.is_set() and erased["subscriptions"] == 1
+    assert not Subscription.objects.filter(pk=subscription.pk).exists()
+    assert not DeliveryAttempt.objects.exists()

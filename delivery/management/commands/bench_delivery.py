@@ -187,8 +187,12 @@ class Command(BaseCommand):
                 if rounds > 1:
                     share = round_share(ceiling, engine)
                     versus = f", {share:.0%} of that round's ceiling" if share is not None else ""
-                    ceiling_rate = f"ceiling {ceiling.rate:.1f} fans/s, " if ceiling else ""
-                    self.say(f"  round {r + 1}: {ceiling_rate}engine {engine.rate:.1f} fans/s{versus}")
+                    cpu_share = round_share(ceiling, engine, by="cpu")
+                    versus += f" (by CPU a fan: {cpu_share:.0%})" if cpu_share is not None else ""
+                    ceiling_rate = f"ceiling {ceiling.rate:.1f} fans/s{cpu_note(ceiling)}, " if ceiling else ""
+                    self.say(
+                        f"  round {r + 1}: {ceiling_rate}engine {engine.rate:.1f} fans/s{cpu_note(engine)}{versus}"
+                    )
             checks = benchmark.Checks.combined(
                 [benchmark.check_engine(sandbox, campaign.pk, fans) for campaign in campaigns]
             )
@@ -206,20 +210,32 @@ class Command(BaseCommand):
                 if phase is not None:
                     phase.note += f"; best of {rounds} rounds"
         # Each round's engine against the ceiling timed just before it.
-        shares = [share for ceiling, engine, _ in results if (share := round_share(ceiling, engine)) is not None]
+        shares = {
+            by: [share for ceiling, engine, _ in results if (share := round_share(ceiling, engine, by)) is not None]
+            for by in ("rate", "cpu")
+        }
         return {"baseline": baseline, "ceiling": best_ceiling, "engine": best_engine}, checks, calls, shares
 
     def report(
-        self, phases: dict[str, Phase | None], checks: benchmark.Checks, calls: dict, shares: list[float], options
+        self,
+        phases: dict[str, Phase | None],
+        checks: benchmark.Checks,
+        calls: dict,
+        shares: dict[str, list[float]],
+        options,
     ) -> None:
         self.say("")
-        self.say(f"  {'phase':<10}{'fans':>7}{'seconds':>10}{'fans/s':>10}   how")
+        self.say(f"  {'phase':<10}{'fans':>7}{'seconds':>10}{'fans/s':>10}{'CPU µs/fan':>12}   how")
         for name, phase in phases.items():
             if phase is None:
-                self.say(f"  {name:<10}{'n/a':>7}{'':>10}{'':>10}   skipped: it does not pace (--all-phases runs it)")
+                skipped = "skipped: it does not pace (--all-phases runs it)"
+                self.say(f"  {name:<10}{'n/a':>7}{'':>10}{'':>10}{'':>12}   {skipped}")
                 continue
             short = f" ({phase.fans - phase.ok} not delivered)" if phase.ok < phase.fans else ""
-            self.say(f"  {name:<10}{phase.fans:>7}{phase.seconds:>10.2f}{phase.rate:>10.1f}   {phase.note}{short}")
+            cpu = f"{phase.cpu_per_fan:.0f}" if phase.cpu_per_fan is not None else "n/a"
+            self.say(
+                f"  {name:<10}{phase.fans:>7}{phase.seconds:>10.2f}{phase.rate:>10.1f}{cpu:>12}   {phase.note}{short}"
+            )
         if phases["engine"].counts:
             outcomes = ", ".join(f"{name} {count}" for name, count in sorted(phases["engine"].counts.items()))
             self.say(f"  engine outcomes: {outcomes}")
@@ -237,13 +253,20 @@ class Command(BaseCommand):
             )
         if ceiling and ceiling.rate:
             share, what = engine.rate / ceiling.rate, "of ceiling"
-            if len(shares) > 1:
+            if len(shares["rate"]) > 1:
                 # This machine's speed drifts by a fifth within a minute: a round's ceiling and engine, timed
                 # back to back, drift together; the best of each may come from minutes apart.
-                share, what = statistics.median(shares), "of ceiling, median round"
+                share, what = statistics.median(shares["rate"]), "of ceiling, median round"
                 self.say(
-                    f"  rounds' engine/ceiling: {', '.join(f'{r:.0%}' for r in shares)}; "
+                    f"  rounds' engine/ceiling: {', '.join(f'{r:.0%}' for r in shares['rate'])}; "
                     f"best engine / best ceiling {engine.rate / ceiling.rate:.0%}"
+                )
+            if shares["cpu"]:
+                # Not the verdict (the target is about speed), but steadier: what the whole machine spent per
+                # fan, the ceiling's over the engine's, where both phases keep every core busy.
+                self.say(
+                    f"  by CPU a fan, ceiling/engine: {', '.join(f'{r:.0%}' for r in shares['cpu'])}; "
+                    f"median {statistics.median(shares['cpu']):.0%}"
                 )
             self.show_target(
                 f"{share:.0%} {what}",
@@ -296,6 +319,14 @@ class Command(BaseCommand):
         self.stdout.flush()
 
 
-def round_share(ceiling: Phase | None, engine: Phase) -> float | None:
-    """The engine's rate as a share of the ceiling's (None when the ceiling was not run or measured nothing)."""
+def round_share(ceiling: Phase | None, engine: Phase, by: str = "rate") -> float | None:
+    """The engine's rate as a share of the ceiling's; `by="cpu"`: the ceiling's CPU time per fan as a share of
+    the engine's (None when the ceiling was not run or measured nothing)."""
+    if by == "cpu":
+        costs = (ceiling.cpu_per_fan if ceiling else None, engine.cpu_per_fan)
+        return costs[0] / costs[1] if all(costs) else None
     return engine.rate / ceiling.rate if ceiling and ceiling.rate else None
+
+
+def cpu_note(phase: Phase) -> str:
+    return f" ({phase.cpu_per_fan:.0f} µs CPU a fan)" if phase.cpu_per_fan is not None else ""
