@@ -1,7 +1,10 @@
 """CampaignTally: PostgreSQL triggers keep each campaign's counts equal to counting the rows, whatever writes."""
 
+import datetime as dt
+import uuid
+
 import pytest
-from django.db.models import Count
+from django.db.models import Case, Count, F, Value, When
 from django.db.models.functions import TruncDate
 
 from fans.models import Fan, FunnelEvent, Subscription
@@ -88,3 +91,29 @@ def test_deleting_a_campaign_removes_its_tallies():
     campaign.delete()
 
     assert not CampaignTally.objects.filter(campaign_id=campaign_id).exists()
+
+
+def test_an_update_is_counted_by_what_it_changes_whatever_else_it_touches():
+    """One statement mixing rows whose counted columns change with rows that only change something else (as
+    the delivery engine's claims do: the lease only), a subscription moved to another campaign, and funnel
+    events whose breakdown values change."""
+    campaign, other = make_campaign(slug="one"), make_campaign(slug="two")
+    fans = Fan.objects.bulk_create(Fan(service="spotify", service_user_id=f"fan{i}") for i in range(6))
+    Subscription.objects.bulk_create(Subscription(fan=fan, campaign=campaign) for fan in fans)
+    FunnelEvent.objects.bulk_create(FunnelEvent(campaign=campaign, kind="view", country="GB") for _ in range(3))
+    before = tallied(campaign)
+
+    Subscription.objects.filter(campaign=campaign).update(leased_by=uuid.uuid4())  # counts nothing
+    assert tallied(campaign) == before == counted(campaign)
+
+    Subscription.objects.filter(campaign=campaign).update(
+        status=Case(When(fan__in=fans[:2], then=Value("delivered")), default=F("status")), attempts=F("attempts") + 1
+    )
+    Subscription.objects.filter(fan=fans[5]).update(campaign=other)
+    Subscription.objects.filter(fan=fans[4]).update(created_at=F("created_at") - dt.timedelta(days=3))
+    FunnelEvent.objects.filter(pk=FunnelEvent.objects.first().pk).update(country="FR", utm_source="tiktok")
+
+    assert tallied(campaign) == counted(campaign)
+    assert tallied(other) == counted(other)
+    assert analytics.kpis(campaign) == {"pending": 3, "delivered": 2, "failed": 0, "revoked": 0}
+    assert tallied(campaign)["funnel:view:country:FR"] == 1 and tallied(campaign)["funnel:view:country:GB"] == 2
