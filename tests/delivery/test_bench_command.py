@@ -1,14 +1,18 @@
 """`manage.py bench_delivery` end to end with tiny numbers: a correctness check, never a timing one."""
 
+import datetime as dt
 import io
 import time
 
 import pytest
 from django.core.management import call_command
+from django_q.models import Schedule
 
+from delivery import benchmark
 from fans.models import Fan, Subscription
 from presave_site.benchmarking import Stopwatch
 from releases.models import Campaign
+from tests.conftest import make_campaign
 
 
 @pytest.mark.django_db(transaction=True)
@@ -43,7 +47,7 @@ def test_benchmark_warns_of_campaigns_already_delivering(campaign):
 
     call_command("bench_delivery", fans=5, baseline_fans=2, latency_ms=0, workers=0, stdout=out, stderr=err)
 
-    assert f"Warning: 1 campaign(s) in this database are delivering ({campaign.slug})" in err.getvalue()
+    assert f"Warning: 1 campaign(s) in this database are delivering or due to ({campaign.slug})" in err.getvalue()
     assert "checks passed" in out.getvalue().splitlines()[-1]
 
 
@@ -57,3 +61,25 @@ def test_stopwatch_counts_the_machines_cpu_time():
 
     assert watch.seconds >= 0.3
     assert watch.cpu_seconds >= 0.25  # /proc/stat counts in clock ticks (10 ms)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_seeded_campaign_has_no_schedule_a_running_cluster_would_fire():
+    """The benchmark times the engine itself: a release-time schedule (due at once) would let any cluster on
+    the database deliver the campaign meanwhile."""
+    campaign = benchmark.seed_campaign("bench-seeded", {"fan-a": "token-a", "fan-b": "token-b"})
+
+    assert campaign.status == Campaign.Status.LIVE and campaign.subscriptions.count() == 2
+    assert not Schedule.objects.filter(name__endswith=f"-{campaign.pk}").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_benchmark_warns_of_a_live_campaign_whose_delivery_is_due():
+    campaign = make_campaign(slug="left-live", release_in=dt.timedelta(minutes=-5))  # its schedule: due
+    make_campaign(slug="weeks-away")  # due in two weeks: no warning
+    assert Schedule.objects.filter(name__endswith=f"-{campaign.pk}", repeats=1).exists()
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command("bench_delivery", fans=5, baseline_fans=2, latency_ms=0, workers=0, stdout=out, stderr=err)
+
+    assert "Warning: 1 campaign(s) in this database are delivering or due to (left-live)" in err.getvalue()

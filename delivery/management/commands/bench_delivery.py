@@ -13,9 +13,11 @@ import os
 import statistics
 import time
 import traceback
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q
 from django.test.utils import override_settings
 from django.utils import timezone
 
@@ -126,18 +128,32 @@ class Command(BaseCommand):
 
     def warn_of_other_deliveries(self) -> None:
         """A campaign left delivering in this database (an interrupted run, say) is swept up every minute by
-        the benchmark's cluster, or any other on this database: its fans would share the machine with the
-        phases being timed."""
+        the benchmark's cluster, or any other on this database, and a live one whose release-time delivery is
+        due is fired by its scheduler: their fans would share the machine with the phases being timed."""
+        from django_q.models import Schedule
+
+        from delivery.scheduling import DELIVER_TASK, SCHEDULE_NAME_PREFIX
         from releases.models import Campaign
 
-        delivering = list(Campaign.objects.filter(status=Campaign.Status.DELIVERING).values_list("slug", flat=True))
+        # Due within the hour and not fired yet (a ONCE schedule that fired has no repeats left).
+        due = Schedule.objects.filter(func=DELIVER_TASK, next_run__lte=timezone.now() + timedelta(hours=1))
+        due_ids = [
+            int(name.removeprefix(SCHEDULE_NAME_PREFIX))
+            for name in due.exclude(repeats=0).values_list("name", flat=True)
+            if name.removeprefix(SCHEDULE_NAME_PREFIX).isdigit()
+        ]
+        delivering = list(
+            Campaign.objects.filter(
+                Q(status=Campaign.Status.DELIVERING) | Q(pk__in=due_ids, status=Campaign.Status.LIVE)
+            ).values_list("slug", flat=True)
+        )
         if delivering:
             names = ", ".join(delivering[:5]) + (", …" if len(delivering) > 5 else "")
             self.stderr.write(
                 self.style.WARNING(
-                    f"Warning: {len(delivering)} campaign(s) in this database are delivering ({names}); the "
-                    "minute sweeper of the benchmark's cluster (or of any other on this database) delivers them "
-                    "meanwhile, and the figures suffer. Use a database of its own for benchmarks."
+                    f"Warning: {len(delivering)} campaign(s) in this database are delivering or due to ({names}); "
+                    "the sweeper and scheduler of the benchmark's cluster (or of any other on this database) "
+                    "deliver them meanwhile, and the figures suffer. Use a database of its own for benchmarks."
                 )
             )
 
