@@ -10,7 +10,10 @@ class DeliveryAttempt(models.Model):
         FAILED = "failed", "Failed"
         REVOKED = "revoked", "Revoked"
 
-    subscription = models.ForeignKey(  # indexed by attempt_by_subscription, which leads with it
+    # Indexed by attempt_by_subscription, which leads with it. On PostgreSQL the constraint also cascades in the
+    # database (migration 0005: attempts committed while Django deletes): a migration that alters this field and
+    # recreates the constraint must add ON DELETE CASCADE back.
+    subscription = models.ForeignKey(
         "fans.Subscription", on_delete=models.CASCADE, related_name="attempts_log", db_index=False
     )
     at = models.DateTimeField()

@@ -1,5 +1,6 @@
 """Release day with real django-q2 workers: the schedule fires, Deliver now races it, a worker crashes."""
 
+import contextlib
 import datetime as dt
 import threading
 
@@ -12,7 +13,7 @@ from delivery import bulk, engine, scheduling
 from delivery.models import DeliveryAttempt
 from delivery.sandbox import demo_catalog
 from fans import privacy, revocation
-from fans.models import Subscription
+from fans.models import Fan, Subscription
 from releases.models import Campaign
 from tests.conftest import make_campaign, make_subscription, wait_for
 
@@ -228,12 +229,10 @@ def test_a_fan_who_revokes_while_their_refresh_is_out_is_not_saved(sandbox):
     assert all(len(sandbox.writes(user)) == 1 for user in users[1:])
 
 
-def test_an_erasure_waits_for_a_batch_being_recorded(sandbox):
-    """The other way round: the engine is recording a batch (its delivery attempts written, not committed)
-    when the fan erases their data. The erasure waits for the record and deletes its attempts with the rest."""
-    campaign = make_campaign()
-    make_subscription(campaign, sandbox, "alice")
-    subscription = Subscription.objects.get(campaign=campaign)
+@contextlib.contextmanager
+def batch_being_recorded(subscription):
+    """The engine recording a batch in another thread: its delivery attempt for `subscription` written, not yet
+    committed, when the block starts; committed half a second later (whatever the block is waiting for)."""
     written, commit = threading.Event(), threading.Event()
 
     def record_a_batch() -> None:
@@ -248,10 +247,37 @@ def test_an_erasure_waits_for_a_batch_being_recorded(sandbox):
     recorder = threading.Thread(target=record_a_batch)
     recorder.start()
     assert written.wait(10)
-    threading.Timer(0.5, commit.set).start()  # the erasure below is waiting by then
-    erased = privacy.erase(privacy.Subject(fan=subscription.fan))
+    threading.Timer(0.5, commit.set).start()
+    yield
     recorder.join()
+    assert commit.is_set()
 
-    assert commit.is_set() and erased["subscriptions"] == 1
+
+def test_an_erasure_waits_for_a_batch_being_recorded(sandbox):
+    """The other way round: the engine is recording a batch (its delivery attempts written, not committed)
+    when the fan erases their data. The erasure waits for the record and deletes its attempts with the rest."""
+    campaign = make_campaign()
+    make_subscription(campaign, sandbox, "alice")
+    subscription = Subscription.objects.get(campaign=campaign)
+
+    with batch_being_recorded(subscription):
+        erased = privacy.erase(privacy.Subject(fan=subscription.fan))
+
+    assert erased["subscriptions"] == 1
+    assert not Subscription.objects.filter(pk=subscription.pk).exists()
+    assert not DeliveryAttempt.objects.exists()
+
+
+def test_staff_deleting_a_fan_while_their_batch_is_recorded(sandbox):
+    """Django's cascade (the admin's delete) collects the delivery log it can see, then deletes; an attempt the
+    engine commits meanwhile goes with the subscription too (the database cascades it), instead of failing
+    the deletion at commit."""
+    campaign = make_campaign()
+    make_subscription(campaign, sandbox, "alice")
+    subscription = Subscription.objects.get(campaign=campaign)
+
+    with batch_being_recorded(subscription):
+        Fan.objects.filter(pk=subscription.fan_id).delete()
+
     assert not Subscription.objects.filter(pk=subscription.pk).exists()
     assert not DeliveryAttempt.objects.exists()
