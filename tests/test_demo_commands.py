@@ -190,3 +190,16 @@ def test_behind_a_proxy_the_deploy_checks_ask_for_the_header_with_the_fans_addre
     result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_the_engine_delivers_on_the_demos_sqlite_database(tmp_path):
+    """The demo's zero-setup database is SQLite, where the engine's batch writes take Django's bulk operations
+    instead of PostgreSQL's arrays (delivery/bulk.py): a whole delivery, checked by the benchmark's checks."""
+    env = {"DEBUG": "true", "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}"}
+    assert manage("migrate", "-v", "0", **env).returncode == 0
+
+    ran = manage("bench_delivery", "--fans", "20", "--baseline-fans", "2", "--latency-ms", "0", "--workers", "0", **env)
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "OK   subscriptions: delivered 20, failed 0, revoked 0; pending 0, missing 0" in ran.stdout
+    assert "checks passed" in ran.stdout

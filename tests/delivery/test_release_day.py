@@ -169,6 +169,26 @@ def test_two_clusters_on_the_redis_broker_share_a_campaign_without_double_delive
     assert len(worked) == 2, "both clusters took delivery runs from the Redis queue"
 
 
+def deliver_while_claimed(campaign, subscription, action):
+    """Deliver `campaign`, running `action()` in another thread as soon as `subscription` is claimed (slow the
+    sandbox down first, so that its calls are still out); returns what `action` returned."""
+    results = []
+
+    def act() -> None:
+        try:
+            wait_for(lambda: Subscription.objects.filter(pk=subscription.pk, leased_by__isnull=False).exists(), 10)
+            results.append(action())
+        finally:
+            connection.close()
+
+    actor = threading.Thread(target=act)
+    actor.start()
+    engine.deliver_campaign(campaign.pk)
+    actor.join()
+    assert results, "the action did not run while the subscription was claimed"
+    return results[0]
+
+
 def test_a_fan_erased_while_their_calls_are_in_flight_costs_the_batch_nothing(sandbox):
     """GDPR erasure deletes the fan's subscription (and its delivery log) while the engine's calls for it are
     out: the batch's record must still be written for everyone else, or their leases expire and they are
@@ -177,21 +197,10 @@ def test_a_fan_erased_while_their_calls_are_in_flight_costs_the_batch_nothing(sa
     users = many_fans(campaign, sandbox, "erase", 4)
     gone = Subscription.objects.get(campaign=campaign, fan__service_user_id=users[1])
     sandbox.control("POST", "faults", {"latency_ms": 700})
-    erased = []
 
-    def erase_when_claimed() -> None:
-        try:
-            wait_for(lambda: Subscription.objects.filter(pk=gone.pk, leased_by__isnull=False).exists(), timeout=10)
-            erased.append(privacy.erase(privacy.Subject(fan=gone.fan)))
-        finally:
-            connection.close()
+    erased = deliver_while_claimed(campaign, gone, lambda: privacy.erase(privacy.Subject(fan=gone.fan)))
 
-    eraser = threading.Thread(target=erase_when_claimed)
-    eraser.start()
-    engine.deliver_campaign(campaign.pk)
-    eraser.join()
-
-    assert erased and erased[0]["subscriptions"] == 1
+    assert erased["subscriptions"] == 1
     assert not Subscription.objects.filter(pk=gone.pk).exists()
     assert sandbox.writes(users[1]) == []  # erased while the refresh was out: the save never went
     assert not DeliveryAttempt.objects.filter(subscription_id=gone.pk).exists()
@@ -207,17 +216,7 @@ def test_a_fan_who_revokes_while_their_refresh_is_out_is_not_saved(sandbox):
     withdrawn = Subscription.objects.get(campaign=campaign, fan__service_user_id=users[0])
     sandbox.control("POST", "faults", {"latency_ms": 700})
 
-    def revoke_when_claimed() -> None:
-        try:
-            wait_for(lambda: Subscription.objects.filter(pk=withdrawn.pk, leased_by__isnull=False).exists(), 10)
-            revocation.revoke_subscription(withdrawn.pk)
-        finally:
-            connection.close()
-
-    revoker = threading.Thread(target=revoke_when_claimed)
-    revoker.start()
-    engine.deliver_campaign(campaign.pk)
-    revoker.join()
+    assert deliver_while_claimed(campaign, withdrawn, lambda: revocation.revoke_subscription(withdrawn.pk))
 
     withdrawn.refresh_from_db()
     assert withdrawn.status == Subscription.Status.REVOKED

@@ -280,10 +280,8 @@ class Command(BaseCommand):
             if shares["cpu"]:
                 # Not the verdict (the target is about speed), but steadier: what the whole machine spent per
                 # fan, the ceiling's over the engine's, where both phases keep every core busy.
-                self.say(
-                    f"  by CPU a fan, ceiling/engine: {', '.join(f'{r:.0%}' for r in shares['cpu'])}; "
-                    f"median {statistics.median(shares['cpu']):.0%}"
-                )
+                median = f"; median {statistics.median(shares['cpu']):.0%}" if len(shares["cpu"]) > 1 else ""
+                self.say(f"  by CPU a fan, ceiling/engine: {', '.join(f'{r:.0%}' for r in shares['cpu'])}{median}")
             self.show_target(
                 f"{share:.0%} {what}",
                 f"≥{CEILING_TARGET:.0%} at 0 ms, no limit",
