@@ -403,7 +403,7 @@ class Run:
                 break
         sealed = [(sub.pk, vault.seal(token, aad=credential_aad(sub.pk))) for sub, token, _ in handed]
         try:
-            kept = bulk.update_credentials(sealed, timezone.now())
+            kept = bulk.retried_on_conflict(lambda: bulk.update_credentials(sealed, timezone.now()))
         except Exception as exc:  # noqa: BLE001 - the fans waiting on it learn of it, and are retried
             settled = [(future, exc) for _, _, future in handed]
         else:  # a credential gone meanwhile: the fan revoked (or erased their data) while the refresh was out
@@ -411,21 +411,25 @@ class Run:
         self.transport.loop.call_soon_threadsafe(_settle, settled)
 
     def record(self, outcomes: list[Outcome]) -> None:
-        """Write the batch's outcomes (one UPDATE, only where this run holds the lease) and its attempts."""
+        """Write the batch's outcomes (one UPDATE, only where this run holds the lease) and its attempts, in one
+        transaction, written again if PostgreSQL rolls it back to break a deadlock: a batch left unrecorded
+        would be delivered again when its lease expires."""
         now = timezone.now()
         settled = [settled_row(o) for o in outcomes]
-        with transaction.atomic():
-            bulk.settle_subscriptions(self.owner, settled, now)
-            revoked = [o.subscription.pk for o in outcomes if o.result == DeliveryAttempt.Outcome.REVOKED]
-            Credential.objects.filter(subscription_id__in=revoked, subscription__status="revoked").delete()
-            bulk.insert_attempts(
-                [
-                    bulk.Attempt(o.subscription.pk, o.call, o.result, o.http_status, o.message)
-                    for o in outcomes
-                    if o.result != WAIT
-                ],
-                now,
-            )
+        revoked = [o.subscription.pk for o in outcomes if o.result == DeliveryAttempt.Outcome.REVOKED]
+        attempts = [
+            bulk.Attempt(o.subscription.pk, o.call, o.result, o.http_status, o.message)
+            for o in outcomes
+            if o.result != WAIT
+        ]
+
+        def write() -> None:
+            with transaction.atomic():
+                bulk.settle_subscriptions(self.owner, settled, now)
+                Credential.objects.filter(subscription_id__in=revoked, subscription__status="revoked").delete()
+                bulk.insert_attempts(attempts, now)
+
+        bulk.retried_on_conflict(write)
         for o in outcomes:
             self.report.add(o.result)
 
