@@ -403,7 +403,7 @@ class Run:
                 break
         sealed = [(sub.pk, vault.seal(token, aad=credential_aad(sub.pk))) for sub, token, _ in handed]
         try:
-            kept = bulk.retried_on_conflict(lambda: bulk.update_credentials(sealed, timezone.now()))
+            kept = bulk.retried_write(lambda: bulk.update_credentials(sealed, timezone.now()))
         except Exception as exc:  # noqa: BLE001 - the fans waiting on it learn of it, and are retried
             settled = [(future, exc) for _, _, future in handed]
         else:  # a credential gone meanwhile: the fan revoked (or erased their data) while the refresh was out
@@ -412,8 +412,8 @@ class Run:
 
     def record(self, outcomes: list[Outcome]) -> None:
         """Write the batch's outcomes (one UPDATE, only where this run holds the lease) and its attempts, in one
-        transaction, written again if PostgreSQL rolls it back to break a deadlock: a batch left unrecorded
-        would be delivered again when its lease expires."""
+        transaction, written again if PostgreSQL rolls it back to break a deadlock or the connection drops (each
+        statement is idempotent): a batch left unrecorded would be delivered again when its lease expires."""
         now = timezone.now()
         settled = [settled_row(o) for o in outcomes]
         revoked = [o.subscription.pk for o in outcomes if o.result == DeliveryAttempt.Outcome.REVOKED]
@@ -429,7 +429,7 @@ class Run:
                 Credential.objects.filter(subscription_id__in=revoked, subscription__status="revoked").delete()
                 bulk.insert_attempts(attempts, now)
 
-        bulk.retried_on_conflict(write)
+        bulk.retried_write(write)
         for o in outcomes:
             self.report.add(o.result)
 

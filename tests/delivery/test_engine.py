@@ -1,9 +1,12 @@
 """The delivery engine against the sandbox over HTTP: outcomes, retries, revocation, token rotation."""
 
+import datetime as dt
+
 import pytest
 import requests
+from django.utils import timezone
 
-from delivery import engine
+from delivery import bulk, engine
 from delivery.models import DeliveryAttempt
 from delivery.sandbox import demo_catalog
 from fans.models import Credential, Subscription
@@ -229,3 +232,17 @@ def test_no_token_reaches_a_log_record(sandbox, campaign, caplog):
     assert caplog.records, "logging was captured"
     for secret in (refresh_token, rotated):
         assert secret not in caplog.text
+
+
+def test_a_batchs_attempts_written_again_are_not_doubled(sandbox, campaign):
+    """After a dropped connection the engine writes a batch's record again, not knowing whether the first write
+    was committed: the attempts share their time, and the same attempt is not inserted twice."""
+    subscription = make_subscription(campaign, sandbox, "alice")
+    attempts, at = [bulk.Attempt(subscription.pk, "save", "delivered", 200, "")], timezone.now()
+
+    bulk.insert_attempts(attempts, at)
+    bulk.insert_attempts(attempts, at)
+    assert DeliveryAttempt.objects.filter(subscription=subscription).count() == 1
+
+    bulk.insert_attempts(attempts, at + dt.timedelta(seconds=1))  # a later attempt is one more
+    assert DeliveryAttempt.objects.filter(subscription=subscription).count() == 2

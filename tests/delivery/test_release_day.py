@@ -282,33 +282,47 @@ def test_staff_deleting_a_fan_while_their_batch_is_recorded(sandbox):
     assert not DeliveryAttempt.objects.exists()
 
 
-def test_a_batch_whose_record_deadlocks_is_recorded_again_not_delivered_again(sandbox):
-    """Another transaction (staff retrying failures, an erasure…) locks two of a batch's subscriptions in the
-    other order while the engine records the batch: PostgreSQL breaks the deadlock by aborting the engine's
-    record (it waited first). The record is written again, instead of the run dying with the batch unrecorded
-    and its fans delivered again when the lease expires."""
-    campaign = make_campaign()
-    users = many_fans(campaign, sandbox, "lock", 2)
-    first, second = Subscription.objects.filter(campaign=campaign).order_by("pk")
-    sandbox.control("POST", "faults", {"latency_ms": 500})
-
-    def lock_against_the_record() -> bool:
-        with transaction.atomic():
-            Subscription.objects.select_for_update().filter(pk=second.pk).exists()
-            with connection.cursor() as cursor:  # until the engine's record waits for `second`
-                wait_for(lambda: waiting_for_a_lock(cursor), timeout=10, interval=0.05)
-            Subscription.objects.select_for_update().filter(pk=first.pk).exists()  # held by the record: deadlock
-        return True
-
-    assert deliver_while_claimed(campaign, second, lock_against_the_record)
-
-    assert_each_delivered_once(campaign, sandbox, users)
-    assert DeliveryAttempt.objects.filter(subscription__campaign=campaign, outcome="delivered").count() == 2
-
-
 def waiting_for_a_lock(cursor) -> bool:
     cursor.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
         "AND pid <> pg_backend_pid()"
     )
     return cursor.fetchone()[0] > 0
+
+
+def deadlock(cursor, first) -> None:
+    """Lock the row the record holds: PostgreSQL aborts the record (it waited first) to break the cycle."""
+    Subscription.objects.select_for_update().filter(pk=first.pk).exists()
+
+
+def drop_the_connection(cursor, first) -> None:
+    """Cut the waiting record's connection, as a database restart or a proxy would."""
+    cursor.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+
+
+@pytest.mark.parametrize("interrupt", [deadlock, drop_the_connection], ids=["deadlock", "dropped-connection"])
+def test_a_batch_whose_record_is_interrupted_is_recorded_again_not_delivered_again(sandbox, interrupt):
+    """Another transaction (staff retrying failures, an erasure…) holds one of a batch's subscriptions while the
+    engine records the batch, then the record is interrupted: a deadlock, or its connection dropped. The record
+    is written again, instead of the run dying with the batch unrecorded and its fans delivered again when the
+    lease expires."""
+    campaign = make_campaign()
+    users = many_fans(campaign, sandbox, "cut", 2)
+    first, second = Subscription.objects.filter(campaign=campaign).order_by("pk")
+    sandbox.control("POST", "faults", {"latency_ms": 500})
+
+    def hold_then_interrupt() -> bool:
+        with transaction.atomic():
+            Subscription.objects.select_for_update().filter(pk=second.pk).exists()
+            with connection.cursor() as cursor:  # until the engine's record waits for `second`
+                wait_for(lambda: waiting_for_a_lock(cursor), timeout=10, interval=0.05)
+                interrupt(cursor, first)
+        return True
+
+    assert deliver_while_claimed(campaign, second, hold_then_interrupt)
+
+    assert_each_delivered_once(campaign, sandbox, users)
+    assert DeliveryAttempt.objects.filter(subscription__campaign=campaign, outcome="delivered").count() == 2
