@@ -209,8 +209,8 @@ def retried_write(write: Callable[[], T]) -> T:
             return write()
         except (OperationalError, InterfaceError) as exc:
             sqlstate = getattr(exc.__cause__, "sqlstate", None) or ""
-            conflict, dropped = sqlstate.startswith("40"), sqlstate[:2] == "08" or sqlstate[:4] == "57P0"
-            dropped = dropped or not sqlstate
+            conflict = sqlstate.startswith("40")
+            dropped = not sqlstate or sqlstate.startswith(("08", "57P0"))
             if attempt == WRITE_TRIES or connection.in_atomic_block or not (conflict or dropped):
                 raise
             logger.warning("A batch write did not go through (%s); writing it again.", sqlstate or "connection lost")

@@ -137,11 +137,8 @@ class Command(BaseCommand):
 
         # Due within the hour and not fired yet (a ONCE schedule that fired has no repeats left).
         due = Schedule.objects.filter(func=DELIVER_TASK, next_run__lte=timezone.now() + timedelta(hours=1))
-        due_ids = [
-            int(name.removeprefix(SCHEDULE_NAME_PREFIX))
-            for name in due.exclude(repeats=0).values_list("name", flat=True)
-            if name.removeprefix(SCHEDULE_NAME_PREFIX).isdigit()
-        ]
+        names = due.exclude(repeats=0).values_list("name", flat=True)
+        due_ids = [int(pk) for name in names if (pk := name.removeprefix(SCHEDULE_NAME_PREFIX)).isdigit()]
         delivering = list(
             Campaign.objects.filter(
                 Q(status=Campaign.Status.DELIVERING) | Q(pk__in=due_ids, status=Campaign.Status.LIVE)
