@@ -449,14 +449,27 @@ class Cluster:
         return async_task(func, *args)
 
     def deliver(self, campaign_id: int) -> None:
-        """Queue the delivery task and return when no fan of the campaign is pending any more."""
+        """Queue the delivery task and return when no fan of the campaign is pending any more.
+
+        The wait shares the cores with the phase it times, so it costs as little as it can: one plain query
+        every 50 ms, and the task's state read once a second. (Two ORM queries at each turn took ~0.6 ms of
+        Python each time: ~15 µs a fan of the engine's phase, as much as a fifth of what the run thread costs.)
+        """
         from fans.models import Subscription
 
         task_id = self.queue("delivery.tasks.deliver_campaign", campaign_id)
-        pending = Subscription.objects.filter(campaign_id=campaign_id, status=Subscription.Status.PENDING)
-        while pending.exists():
-            self.check(task_id, "deliver")
-            time.sleep(0.05)
+        table = connection.ops.quote_name(Subscription._meta.db_table)
+        any_pending = f"SELECT 1 FROM {table} WHERE campaign_id = %s AND status = %s LIMIT 1"  # noqa: S608
+        checked = time.monotonic()
+        with connection.cursor() as cursor:
+            while True:
+                cursor.execute(any_pending, [campaign_id, Subscription.Status.PENDING])
+                if cursor.fetchone() is None:
+                    return
+                if time.monotonic() - checked >= 1:
+                    self.check(task_id, "deliver")
+                    checked = time.monotonic()
+                time.sleep(0.05)
 
     def wait_for(self, task_id: str, seconds: float, what: str) -> None:
         deadline = time.monotonic() + seconds
