@@ -7,8 +7,8 @@ that lets the server bind the parameters, sent and read in PostgreSQL's binary f
 bytes, where Django's cursor (client-side binding, text) escapes every byte going out and parses hex coming
 back, row by row (measured: 19 µs a row for a batch of rotated tokens, 2 µs in binary). Elsewhere (SQLite,
 the demo) Django's bulk operations do the same job. Rows are plain tuples: a batch makes no model instances.
-A batch's write that PostgreSQL rolls back to break a deadlock, or whose connection drops, is written again
-(`retried_write`): each is idempotent.
+A claim, or a batch's write, that PostgreSQL rolls back to break a deadlock, or whose connection drops or cannot
+be made (a restart, a failover), is made again (`retried_write`): each is harmless to repeat.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import NamedTuple, TypeVar
 from uuid import UUID
 
 import psycopg
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, QuerySet
 
@@ -193,31 +194,50 @@ def insert_attempts(attempts: list[Attempt], at: datetime) -> None:
     )
 
 
-WRITE_TRIES = 5
+CONFLICT_TRIES = 5
 CONFLICT_WAIT_SECONDS = 0.05  # then twice as long at each try: 0.05, 0.1, 0.2, 0.4 s
-RECONNECT_WAIT_SECONDS = 0.5  # 0.5, 1, 2, 4 s: a database restarting, a proxy reconnecting
+RECONNECT_WAIT_SECONDS = 0.5  # then twice as long at each try, up to RECONNECT_WAIT_MAX_SECONDS
+RECONNECT_WAIT_MAX_SECONDS = 5.0
 
 
 def retried_write(write: Callable[[], T]) -> T:
     """Run `write`, a whole transaction (called outside any), again when it did not go through for a reason
-    that passes: PostgreSQL rolled it back to break a deadlock or a serialization conflict (SQLSTATE class 40),
-    or the connection dropped (class 08, the server shutting down: 57P01–57P03, or no SQLSTATE at all: the
-    client saw the connection die). Such a write must be idempotent: after a dropped connection it may have
-    been committed already. Other errors go up as they are."""
-    for attempt in range(1, WRITE_TRIES + 1):
+    that passes: PostgreSQL rolled it back to break a deadlock or a serialization conflict (SQLSTATE class 40;
+    up to CONFLICT_TRIES times), or the connection dropped or could not be made (class 08, the server shutting
+    down or starting: 57P01–57P03, or no SQLSTATE at all: the client saw the connection die or be refused),
+    for as long as `outage_seconds()` allows: a restart, a failover. Such a write must be harmless to repeat:
+    after a dropped connection it may have been committed already. Other errors go up as they are."""
+    conflicts, reconnects, deadline = 0, 0, None
+    while True:
         try:
             return write()
         except (OperationalError, InterfaceError) as exc:
             sqlstate = getattr(exc.__cause__, "sqlstate", None) or ""
             conflict = sqlstate.startswith("40")
             dropped = not sqlstate or sqlstate.startswith(("08", "57P0"))
-            if attempt == WRITE_TRIES or connection.in_atomic_block or not (conflict or dropped):
+            if connection.in_atomic_block or not (conflict or dropped):
                 raise
-            logger.warning("A batch write did not go through (%s); writing it again.", sqlstate or "connection lost")
-            if dropped:
+            if conflict:
+                conflicts += 1
+                if conflicts == CONFLICT_TRIES:
+                    raise
+                wait = CONFLICT_WAIT_SECONDS * 2 ** (conflicts - 1)
+            else:
+                deadline = deadline or time.monotonic() + outage_seconds()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                wait = min(RECONNECT_WAIT_SECONDS * 2**reconnects, RECONNECT_WAIT_MAX_SECONDS, left)
+                reconnects += 1
                 connection.close()  # the next query connects again
-            time.sleep((CONFLICT_WAIT_SECONDS if conflict else RECONNECT_WAIT_SECONDS) * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")
+            logger.warning("A batch write did not go through (%s); writing it again.", sqlstate or "connection lost")
+            time.sleep(wait)
+
+
+def outage_seconds() -> float:
+    """How long a write waits for the database to come back: DELIVERY_DATABASE_OUTAGE_SECONDS, at most half the
+    lease (a batch whose lease ran out meanwhile could be taken over by another run and delivered again)."""
+    return min(settings.DELIVERY_DATABASE_OUTAGE_SECONDS, settings.DELIVERY_LEASE_SECONDS / 2)
 
 
 def _table(model) -> str:

@@ -227,9 +227,18 @@ class Run:
         return Subscription.objects.filter(due_now(), campaign=self.campaign)
 
     def claim(self) -> list[Claim]:
-        """Lease the next batch of due subscriptions, first come first served, skipping rows other runs hold."""
-        lease_until = timezone.now() + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-        rows = bulk.claim(self.due().order_by("created_at", "pk"), self.claim_size(), self.owner, lease_until)
+        """Lease the next batch of due subscriptions, first come first served, skipping rows other runs hold.
+
+        The batch before is usually in flight meanwhile, so a claim the database cannot take (a restart, a
+        failover) is made again until it comes back, rather than ending the run with that batch unrecorded. (A
+        claim committed just before its connection dropped leaves its rows leased to this run, which never saw
+        them: they are claimed again when the lease runs out.)"""
+
+        def lease() -> list[tuple]:
+            lease_until = timezone.now() + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+            return bulk.claim(self.due().order_by("created_at", "pk"), self.claim_size(), self.owner, lease_until)
+
+        rows = bulk.retried_write(lease)
         return [
             Claim(pk, attempts, market, service, vault.Sealed(kek_id, bytes(key), bytes(ct)) if kek_id else None)
             for pk, attempts, market, service, kek_id, key, ct in rows

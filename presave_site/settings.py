@@ -239,6 +239,9 @@ DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5, minimum=1)
 DELIVERY_RETRY_BASE_SECONDS = env.float("DELIVERY_RETRY_BASE_SECONDS", default=2.0)
 DELIVERY_MAX_RETRY_AFTER_SECONDS = env.float("DELIVERY_MAX_RETRY_AFTER_SECONDS", default=120.0)
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=120, minimum=1)
+# How long a run waits for the database to come back (a restart, a failover) before it gives up; at most half
+# the lease, so that the batch it holds is not taken over meanwhile.
+DELIVERY_DATABASE_OUTAGE_SECONDS = env.float("DELIVERY_DATABASE_OUTAGE_SECONDS", default=60.0, minimum=0)
 DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=1000, minimum=1)  # subscriptions claimed at once
 DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=128, minimum=1)  # calls in flight per run
 DELIVERY_PERMIT_BLOCK = env.int("DELIVERY_PERMIT_BLOCK", default=32, minimum=1)  # rate-limit permits taken at once

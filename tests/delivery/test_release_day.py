@@ -3,6 +3,7 @@
 import contextlib
 import datetime as dt
 import threading
+import time
 
 import pytest
 from django.db import connection, transaction
@@ -16,6 +17,7 @@ from fans import privacy, revocation
 from fans.models import Fan, Subscription
 from releases.models import Campaign
 from tests.conftest import make_campaign, make_subscription, wait_for
+from tests.outage import database_proxy, through
 
 ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
 
@@ -290,12 +292,12 @@ def waiting_for_a_lock(cursor) -> bool:
     return cursor.fetchone()[0] > 0
 
 
-def deadlock(cursor, first) -> None:
+def deadlock(cursor, first, proxy) -> None:
     """Lock the row the record holds: PostgreSQL aborts the record (it waited first) to break the cycle."""
     Subscription.objects.select_for_update().filter(pk=first.pk).exists()
 
 
-def drop_the_connection(cursor, first) -> None:
+def drop_the_connection(cursor, first, proxy) -> None:
     """Cut the waiting record's connection, as a database restart or a proxy would."""
     cursor.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
@@ -303,26 +305,59 @@ def drop_the_connection(cursor, first) -> None:
     )
 
 
-@pytest.mark.parametrize("interrupt", [deadlock, drop_the_connection], ids=["deadlock", "dropped-connection"])
+def database_outage(cursor, first, proxy) -> None:
+    """The database goes away for 9 s, as in a failover: longer than the ~8 s a record used to wait."""
+    proxy.cut(9)
+
+
+@pytest.mark.parametrize(
+    "interrupt",
+    [deadlock, drop_the_connection, database_outage],
+    ids=["deadlock", "dropped-connection", "database-outage"],
+)
 def test_a_batch_whose_record_is_interrupted_is_recorded_again_not_delivered_again(sandbox, interrupt):
     """Another transaction (staff retrying failures, an erasure…) holds one of a batch's subscriptions while the
-    engine records the batch, then the record is interrupted: a deadlock, or its connection dropped. The record
-    is written again, instead of the run dying with the batch unrecorded and its fans delivered again when the
-    lease expires."""
+    engine records the batch, then the record is interrupted: a deadlock, its connection dropped, or the
+    database away for a while. The record is written again, instead of the run dying with the batch unrecorded
+    and its fans delivered again when the lease expires."""
     campaign = make_campaign()
     users = many_fans(campaign, sandbox, "cut", 2)
     first, second = Subscription.objects.filter(campaign=campaign).order_by("pk")
     sandbox.control("POST", "faults", {"latency_ms": 500})
 
-    def hold_then_interrupt() -> bool:
-        with transaction.atomic():
-            Subscription.objects.select_for_update().filter(pk=second.pk).exists()
-            with connection.cursor() as cursor:  # until the engine's record waits for `second`
-                wait_for(lambda: waiting_for_a_lock(cursor), timeout=10, interval=0.05)
-                interrupt(cursor, first)
-        return True
+    with database_proxy() as proxy:
 
-    assert deliver_while_claimed(campaign, second, hold_then_interrupt)
+        def hold_then_interrupt() -> bool:
+            with transaction.atomic():
+                Subscription.objects.select_for_update().filter(pk=second.pk).exists()
+                with connection.cursor() as cursor:  # until the engine's record waits for `second`
+                    wait_for(lambda: waiting_for_a_lock(cursor), timeout=10, interval=0.05)
+                    interrupt(cursor, first, proxy)
+            return True
+
+        with through(proxy):  # the engine's connection, not the other transaction's
+            assert deliver_while_claimed(campaign, second, hold_then_interrupt)
 
     assert_each_delivered_once(campaign, sandbox, users)
     assert DeliveryAttempt.objects.filter(subscription__campaign=campaign, outcome="delivered").count() == 2
+
+
+def test_a_claim_made_while_the_database_is_away_is_made_again_when_it_is_back(sandbox):
+    """The run claims its next batch while the one before is in flight: a claim that meets a restart or a
+    failover waits for the database instead of ending the run (and leaving that batch unrecorded)."""
+    campaign = make_campaign()
+    many_fans(campaign, sandbox, "away", 2)
+    run = engine.Run(campaign, transport=None)  # claims only: no call goes out
+
+    with database_proxy() as proxy, through(proxy):
+        connection.ensure_connection()
+        proxy.cut(3)
+        started = time.monotonic()
+        claimed = run.claim()
+        waited = time.monotonic() - started
+
+    assert waited >= 2.5, "the claim went through the outage"
+    assert sorted(c.pk for c in claimed) == sorted(
+        Subscription.objects.filter(campaign=campaign).values_list("pk", flat=True)
+    )
+    assert set(Subscription.objects.filter(campaign=campaign).values_list("leased_by", flat=True)) == {run.owner}
