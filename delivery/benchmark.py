@@ -213,6 +213,7 @@ class Phase:
     note: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     cpu_seconds: float | None = None  # the whole machine's, while the phase ran (see benchmarking.Stopwatch)
+    shape: str = ""  # the ceiling's: its processes and calls in flight
 
     @property
     def rate(self) -> float:
@@ -255,6 +256,26 @@ def _send(http: requests.Session, method: str, url: str, **kwargs: Any) -> reque
     return response
 
 
+BARE_LOOP_IN_FLIGHT = 64  # the bare loop of the issue's own figures: aiohttp, one process, 64 in flight
+
+
+def ceiling_shapes(concurrency: int | None, workers: int) -> list[tuple[int, int]]:
+    """The (processes, calls in flight) shapes of the bare loop that a round times, taking the faster as the
+    machine's ceiling: one process with BARE_LOOP_IN_FLIGHT, and the engine's own shape (a process per worker,
+    DELIVERY_CONCURRENCY per run). On two cores, shared with the sandbox and PostgreSQL, the first is the
+    faster by a fifth or more: more processes and calls in flight only add switching. With `concurrency`,
+    just the engine's shape with that many in flight."""
+    processes = max(workers, 1)
+    if concurrency:
+        return [(processes, concurrency)]
+    shapes = [(1, BARE_LOOP_IN_FLIGHT), (processes, settings.DELIVERY_CONCURRENCY * processes)]
+    return list(dict.fromkeys(shapes))
+
+
+def shape_words(processes: int, in_flight: int) -> str:
+    return f"{processes} process{'es' if processes > 1 else ''} × {in_flight} in flight"
+
+
 def run_ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int, processes: int = 1) -> Phase:
     """`concurrency` fans in flight with aiohttp, each refreshed then saved; nothing else. In `processes`
     processes (the fans and the calls in flight shared between them), to compare like with like with an engine
@@ -270,7 +291,8 @@ def run_ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int, pr
         ok = _ceiling_in_processes(urls, tokens, concurrency, processes, watch)
     across = f" across {processes} processes" if processes > 1 else ""
     note = f"aiohttp, {concurrency} in flight{across}, no DB, no encryption"
-    return Phase("ceiling", len(tokens), watch.seconds, ok, note, cpu_seconds=watch.cpu_seconds)
+    shape = shape_words(processes, concurrency)
+    return Phase("ceiling", len(tokens), watch.seconds, ok, note, cpu_seconds=watch.cpu_seconds, shape=shape)
 
 
 def _ceiling_in_processes(

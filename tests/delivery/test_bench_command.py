@@ -36,6 +36,10 @@ def test_benchmark_delivers_every_fan_once_and_cleans_up(workers, rounds):
         assert "rounds' engine/ceiling: " in output and "of ceiling, median round" in output
         # …and each round's CPU per fan is shown beside it (the machine's, from /proc/stat)
         assert output.count("µs CPU a fan") == 2 * rounds and "by CPU a fan, ceiling/engine: " in output
+        # …against the faster of the bare loop's shapes, both timed in every round (workers=0: one process)
+        rounds_lines = [line for line in output.splitlines() if line.startswith("  round ")]
+        assert all("1 process × 64 in flight" in line and "1 process × 128 in flight" in line for line in rounds_lines)
+        assert len(rounds_lines) == rounds
     assert "CPU µs/fan" in output
     assert not Campaign.objects.exists() and not Subscription.objects.exists() and not Fan.objects.exists()
 
@@ -83,3 +87,12 @@ def test_benchmark_warns_of_a_live_campaign_whose_delivery_is_due():
     call_command("bench_delivery", fans=5, baseline_fans=2, latency_ms=0, workers=0, stdout=out, stderr=err)
 
     assert "Warning: 1 campaign(s) in this database are delivering or due to (left-live)" in err.getvalue()
+
+
+def test_the_ceiling_is_the_faster_of_the_bare_loop_and_the_engine_s_own_shape(settings):
+    settings.DELIVERY_CONCURRENCY = 128
+    assert benchmark.ceiling_shapes(None, workers=2) == [(1, 64), (2, 256)]
+    assert benchmark.ceiling_shapes(None, workers=0) == [(1, 64), (1, 128)]
+    settings.DELIVERY_CONCURRENCY = 64
+    assert benchmark.ceiling_shapes(None, workers=1) == [(1, 64)]  # one shape, timed once
+    assert benchmark.ceiling_shapes(300, workers=2) == [(2, 300)]  # --concurrency: the engine's shape only

@@ -50,8 +50,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--concurrency",
             type=positive,
-            help="Requests in flight in the ceiling loop (default: as many as the engine's runs together, "
-            "DELIVERY_CONCURRENCY per run).",
+            help="Requests in flight in the ceiling loop, in as many processes as the engine has workers. Default: "
+            "the best of two shapes, timed each round: one process with 64 in flight (the bare loop of the "
+            "issue's own figures), and as many processes as the engine's workers with as many in flight as the "
+            "engine's runs together (DELIVERY_CONCURRENCY per run).",
         )
         parser.add_argument(
             "--rate-limit",
@@ -94,14 +96,14 @@ class Command(BaseCommand):
             f"{name}={getattr(settings, name)}" for name in ENGINE_SETTINGS if hasattr(settings, name)
         )
         workers = options["workers"]
-        options["concurrency"] = options["concurrency"] or settings.DELIVERY_CONCURRENCY * max(workers, 1)
+        options["ceiling_shapes"] = benchmark.ceiling_shapes(options["concurrency"], workers)
         where = f"a qcluster of {workers} worker processes" if workers else "this process"
         self.say(f"Engine: {engine_settings}; in {where}")
         self.warn_of_other_deliveries()
+        shapes = " or ".join(benchmark.shape_words(*shape) for shape in options["ceiling_shapes"])
         self.say(
             f"Machine: {os.cpu_count()} cores, shared by the sandbox, PostgreSQL and the phase being timed "
-            f"(the ceiling: {max(workers, 1)} bare aiohttp process(es), as many as the engine's, against the same "
-            "sandbox on the same cores)"
+            f"(the ceiling: bare aiohttp, {shapes}, the faster each round, against the same sandbox on the same cores)"
         )
         with benchmark.SandboxProcess(options["latency_ms"]) as sandbox:
             overrides = {
@@ -161,8 +163,10 @@ class Command(BaseCommand):
         started = time.perf_counter()
         baseline_ids = [f"{slug}-b-{i:05d}" for i in range(options["baseline_fans"])]
         baseline_tokens = sandbox.mint(baseline_ids) if run_unpaced else {}
-        ceiling_tokens = [
-            sandbox.mint([f"{slug}-c{r}-{i:05d}" for i in range(fans)]) if run_unpaced else {} for r in range(rounds)
+        shapes = options["ceiling_shapes"] if run_unpaced else []
+        ceiling_tokens = [  # per round, per ceiling shape
+            [sandbox.mint([f"{slug}-c{r}s{s}-{i:05d}" for i in range(fans)]) for s in range(len(shapes))]
+            for r in range(rounds)
         ]
         campaigns = [
             benchmark.seed_campaign(f"{slug}-{r}", sandbox.mint([f"{slug}-e{r}-{i:05d}" for i in range(fans)]))
@@ -170,7 +174,7 @@ class Command(BaseCommand):
         ]
         tidy(benchmark.CHURNED_TABLES)
         seconds = time.perf_counter() - started
-        minted = len(baseline_tokens) + sum(map(len, ceiling_tokens)) + fans * rounds
+        minted = len(baseline_tokens) + fans * rounds * (len(shapes) + 1)
         self.say(f"Seeded {minted} sandbox fans and {fans * rounds} subscriptions in {seconds:.1f} s")
 
         baseline, results = None, []  # results: (ceiling, engine, calls) per round
@@ -180,11 +184,14 @@ class Command(BaseCommand):
             if run_unpaced:
                 baseline = benchmark.run_baseline(sandbox, list(baseline_tokens.values()))
             for r, campaign in enumerate(campaigns):
-                ceiling = None
+                ceiling, others = None, ""
                 if run_unpaced:
-                    ceiling = benchmark.run_ceiling(
-                        sandbox, list(ceiling_tokens[r].values()), options["concurrency"], max(options["workers"], 1)
-                    )
+                    # Each shape on fans of its own, in turn first: the round's ceiling is the fastest.
+                    order = [(shapes[s], ceiling_tokens[r][s]) for s in range(len(shapes))]
+                    order = order[r % len(order) :] + order[: r % len(order)]
+                    timed = [benchmark.run_ceiling(sandbox, list(t.values()), n, p) for (p, n), t in order]
+                    ceiling = max(timed, key=lambda phase: phase.rate)
+                    others = "".join(f"; {p.shape}: {p.rate:.1f}" for p in timed if p is not ceiling)
                 if rate_limit is not None:
                     sandbox.control("POST", "faults", {"rate_limit": rate_limit})
                     benchmark.wait_for_empty_window(sandbox)
@@ -202,7 +209,11 @@ class Command(BaseCommand):
                     versus = f", {share:.0%} of that round's ceiling" if share is not None else ""
                     cpu_share = round_share(ceiling, engine, by="cpu")
                     versus += f" (by CPU a fan: {cpu_share:.0%})" if cpu_share is not None else ""
-                    ceiling_rate = f"ceiling {ceiling.rate:.1f} fans/s{cpu_note(ceiling)}, " if ceiling else ""
+                    ceiling_rate = (
+                        f"ceiling {ceiling.rate:.1f} fans/s ({ceiling.shape}{others}){cpu_note(ceiling)}, "
+                        if ceiling
+                        else ""
+                    )
                     self.say(
                         f"  round {r + 1}: {ceiling_rate}engine {engine.rate:.1f} fans/s{cpu_note(engine)}{versus}"
                     )
