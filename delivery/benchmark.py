@@ -214,6 +214,7 @@ class Phase:
     counts: dict[str, int] = field(default_factory=dict)
     cpu_seconds: float | None = None  # the whole machine's, while the phase ran (see benchmarking.Stopwatch)
     shape: str = ""  # the ceiling's: its processes and calls in flight
+    watch: Stopwatch | None = None  # what timed it: also each process's CPU meanwhile
 
     @property
     def rate(self) -> float:
@@ -223,6 +224,25 @@ class Phase:
     def cpu_per_fan(self) -> float | None:
         """The machine's CPU time per fan, in microseconds."""
         return self.cpu_seconds / self.fans * 1e6 if self.cpu_seconds is not None and self.fans else None
+
+    def cpu_per_fan_by_part(self, sandbox_pid: int) -> dict[str, float]:
+        """Where the machine's CPU time went, in microseconds a fan: the client (this command and what it started:
+        the bare loop's processes, the engine's cluster), PostgreSQL, the sandbox, and the rest of the machine."""
+        if self.watch is None or not self.fans:
+            return {}
+        me = os.getpid()
+
+        def part(pid: int, processes: dict) -> str | None:
+            if pid == sandbox_pid:
+                return "sandbox"
+            if processes[pid].name == "postgres":
+                return "PostgreSQL"
+            while pid not in (me, 0, 1) and pid in processes:  # the client: this process and its descendants
+                pid = processes[pid].ppid
+            return "client" if pid == me else None
+
+        parts = self.watch.cpu_by_part(part)
+        return {name: parts.get(name, 0.0) / self.fans * 1e6 for name in ("client", "PostgreSQL", "sandbox", "rest")}
 
 
 def run_baseline(sandbox: SandboxProcess, tokens: list[str]) -> Phase:
@@ -243,7 +263,7 @@ def run_baseline(sandbox: SandboxProcess, tokens: list[str]) -> Phase:
     watch.stop()
     http.close()
     note = "requests, one fan at a time"
-    return Phase("baseline", len(tokens), watch.seconds, ok, note, cpu_seconds=watch.cpu_seconds)
+    return Phase("baseline", len(tokens), watch.seconds, ok, note, cpu_seconds=watch.cpu_seconds, watch=watch)
 
 
 def _send(http: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
@@ -292,7 +312,9 @@ def run_ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int, pr
     across = f" across {processes} processes" if processes > 1 else ""
     note = f"aiohttp, {concurrency} in flight{across}, no DB, no encryption"
     shape = shape_words(processes, concurrency)
-    return Phase("ceiling", len(tokens), watch.seconds, ok, note, cpu_seconds=watch.cpu_seconds, shape=shape)
+    return Phase(
+        "ceiling", len(tokens), watch.seconds, ok, note, cpu_seconds=watch.cpu_seconds, shape=shape, watch=watch
+    )
 
 
 def _ceiling_in_processes(
@@ -413,7 +435,9 @@ def run_engine(campaign_id: int, workers: int, environment: dict[str, str]) -> P
             watch.stop()
         counts = dict(Counter(subscriptions.values_list("status", flat=True)))
         note = f"qcluster, {workers} worker processes, a run each"
-    return Phase("engine", fans, watch.seconds, counts.get("delivered", 0), note, counts, watch.cpu_seconds)
+    return Phase(
+        "engine", fans, watch.seconds, counts.get("delivered", 0), note, counts, watch.cpu_seconds, watch=watch
+    )
 
 
 class Cluster:

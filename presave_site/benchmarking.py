@@ -4,9 +4,13 @@ stopwatch that also reads the machine's CPU time, and a tidy-up of the tables th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import NamedTuple
 from urllib.parse import quote
 
 from django.db import connection
@@ -38,22 +42,67 @@ def machine_cpu_seconds() -> float | None:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+class ProcessCPU(NamedTuple):
+    ppid: int
+    name: str  # the executable's (Linux's comm: "postgres" for every PostgreSQL backend)
+    seconds: float  # user + system, all its threads
+
+
+def processes_cpu() -> dict[int, ProcessCPU]:
+    """Every live process's CPU time so far, by pid (Linux's /proc/<pid>/stat); empty where there is none."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    line = stat.read()
+            except OSError:  # ended meanwhile
+                continue
+            fields = line[line.rindex(")") + 2 :].split()  # state, ppid, …, utime (12th), stime (13th)
+            name = line[line.index("(") + 1 : line.rindex(")")]
+            found[int(entry.name)] = ProcessCPU(int(fields[1]), name, (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
 class Stopwatch:
     """Wall time and the whole machine's CPU time between `start` and `stop`. On a machine whose every process
     serves the benchmark (its server, PostgreSQL, the phase timed), the CPU per unit of work says what a phase
-    costs even when other work on a shared host makes its wall time drift."""
+    costs even when other work on a shared host makes its wall time drift. `processes` holds what each process
+    alive at `stop` used meanwhile, to tell which part of the machine's CPU went where."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.cpu_seconds: float | None = None
+        self.processes: dict[int, ProcessCPU] = {}
 
     def start(self) -> None:
+        self._processes = processes_cpu()
         self._wall, self._cpu = time.perf_counter(), machine_cpu_seconds()
 
     def stop(self) -> None:
         self.seconds = time.perf_counter() - self._wall
         cpu = machine_cpu_seconds()
         self.cpu_seconds = None if cpu is None or self._cpu is None else cpu - self._cpu
+        before = self._processes
+        self.processes = {
+            pid: p._replace(seconds=p.seconds - (before[pid].seconds if pid in before else 0.0))
+            for pid, p in processes_cpu().items()
+        }
+
+    def cpu_by_part(self, part: Callable[[int, dict[int, ProcessCPU]], str | None]) -> dict[str, float]:
+        """The machine's CPU time between start and stop, split by `part(pid, processes)` (None: the rest of
+        the machine, which also holds processes that ended before `stop`, and the kernel's own work)."""
+        parts: dict[str, float] = defaultdict(float)
+        for pid, process in self.processes.items():
+            name = part(pid, self.processes)
+            if name is not None:
+                parts[name] += process.seconds
+        if self.cpu_seconds is not None:
+            parts["rest"] = max(self.cpu_seconds - sum(parts.values()), 0.0)
+        return dict(parts)
 
 
 def database_url() -> str:

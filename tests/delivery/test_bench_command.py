@@ -2,6 +2,7 @@
 
 import datetime as dt
 import io
+import os
 import time
 
 import pytest
@@ -41,6 +42,7 @@ def test_benchmark_delivers_every_fan_once_and_cleans_up(workers, rounds):
         assert all("1 process × 64 in flight" in line and "1 process × 128 in flight" in line for line in rounds_lines)
         assert len(rounds_lines) == rounds
     assert "CPU µs/fan" in output
+    assert "engine CPU µs a fan by part: client " in output and "ceiling CPU µs a fan by part: client " in output
     assert not Campaign.objects.exists() and not Subscription.objects.exists() and not Fan.objects.exists()
 
 
@@ -65,6 +67,11 @@ def test_stopwatch_counts_the_machines_cpu_time():
 
     assert watch.seconds >= 0.3
     assert watch.cpu_seconds >= 0.25  # /proc/stat counts in clock ticks (10 ms)
+    # …and what each process used meanwhile: this one spun, and its share is told apart from the rest
+    assert watch.processes[os.getpid()].seconds >= 0.25
+    parts = watch.cpu_by_part(lambda pid, processes: "me" if pid == os.getpid() else None)
+    assert parts["me"] >= 0.25 and parts["rest"] >= 0
+    assert parts["me"] + parts["rest"] == pytest.approx(watch.cpu_seconds, abs=0.05)  # read a tick apart
 
 
 @pytest.mark.django_db(transaction=True)

@@ -119,7 +119,7 @@ class Command(BaseCommand):
             environment["SPOTIFY_RATE_LIMIT"] = str(rate_limit or 0)  # 0: unlimited
             with override_settings(**overrides):
                 phases, checks, calls, shares = self.run_phases(sandbox, slug, environment, run_unpaced, options)
-        self.report(phases, checks, calls, shares, options)
+        self.report(phases, checks, calls, shares, options, sandbox_pid=sandbox.process.pid)
         if checks.failures:
             raise CommandError(f"bench_delivery: correctness check failed: {'; '.join(checks.failures)}.")
         engine = phases["engine"]
@@ -247,6 +247,7 @@ class Command(BaseCommand):
         calls: dict,
         shares: dict[str, list[float]],
         options,
+        sandbox_pid: int,
     ) -> None:
         self.say("")
         self.say(f"  {'phase':<10}{'fans':>7}{'seconds':>10}{'fans/s':>10}{'CPU µs/fan':>12}   how")
@@ -263,6 +264,11 @@ class Command(BaseCommand):
         if phases["engine"].counts:
             outcomes = ", ".join(f"{name} {count}" for name, count in sorted(phases["engine"].counts.items()))
             self.say(f"  engine outcomes: {outcomes}")
+        for name, phase in phases.items():
+            parts = phase.cpu_per_fan_by_part(sandbox_pid) if phase else {}
+            if parts:
+                where = ", ".join(f"{part} {micros:.0f}" for part, micros in parts.items())
+                self.say(f"  {name} CPU µs a fan by part: {where}")
 
         self.say("")
         self.say("Targets")
