@@ -2,6 +2,7 @@
 cleaned UTM values, referrer domain, country, device and in-app browser; no IP; a daily-salted visitor hash."""
 
 import datetime as dt
+import time
 
 import pytest
 import time_machine
@@ -9,7 +10,7 @@ from django.urls import reverse
 
 from fans import tracking
 from fans.models import FunnelEvent, Subscription
-from tests.conftest import make_campaign
+from tests.conftest import make_campaign, wait_for
 from tests.fans.test_oauth_callback import CALLBACK, sandbox_login
 
 pytestmark = pytest.mark.django_db
@@ -146,15 +147,30 @@ def test_page_views_are_written_in_batches(client, campaign, settings, django_as
         tracking.views.flush()
 
 
-def test_waiting_page_views_are_written_after_a_while(client, campaign, settings):
+@pytest.mark.django_db(transaction=True)  # the timer writes on a connection of its own
+def test_waiting_page_views_are_written_after_a_while_without_another_view(client, campaign, settings):
+    """A quiet page: its one view is written FUNNEL_FLUSH_SECONDS later by the buffer's timer, not left
+    uncounted until the next visitor comes."""
+    settings.FUNNEL_BATCH_SIZE = 100
+    settings.FUNNEL_FLUSH_SECONDS = 0.3
+    url = reverse("fans:campaign", args=[campaign.slug])
+    try:
+        client.get(url)
+        assert not FunnelEvent.objects.exists()
+        wait_for(lambda: FunnelEvent.objects.filter(kind="view").count() == 1, timeout=5, interval=0.05)
+        assert tracking.views.timer is None
+    finally:
+        tracking.views.flush()
+
+
+def test_a_view_after_a_while_writes_those_waiting(client, campaign, settings):
     settings.FUNNEL_BATCH_SIZE = 100
     settings.FUNNEL_FLUSH_SECONDS = 0.2
     url = reverse("fans:campaign", args=[campaign.slug])
     try:
         client.get(url)
+        tracking.views.timer.cancel()  # the timer's connection would not see this test's campaign (uncommitted)
         assert not FunnelEvent.objects.exists()
-        import time
-
         time.sleep(0.25)
         client.get(url)  # the oldest waited long enough: both are written
         assert FunnelEvent.objects.count() == 2
