@@ -32,7 +32,11 @@ class DatabaseProxy:
             if time.monotonic() < self.down_until:
                 client.close()  # the client sees the server close the connection: no SQLSTATE, as in an outage
                 continue
-            server = socket.create_connection(self.upstream)
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:  # PostgreSQL itself unreachable: the client sees its connection close
+                client.close()
+                continue
             with self.lock:
                 self.pairs.append((client, server))
             for source, sink in ((client, server), (server, client)):
