@@ -266,12 +266,8 @@ class ViewBuffer:
 
     def flush_on_time(self) -> None:
         """The timer's: write what waits, on this thread's own database connection, then close it."""
-        with self.lock:
-            batch, self.rows = self.rows, []
-            self.timer = None
         try:
-            if batch:
-                self.write(batch)
+            self.flush()
         finally:
             connection.close()
 
