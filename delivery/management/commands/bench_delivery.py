@@ -187,7 +187,7 @@ class Command(BaseCommand):
                 ceiling, others = None, ""
                 if run_unpaced:
                     # Each shape on fans of its own, in turn first: the round's ceiling is the fastest.
-                    order = [(shapes[s], ceiling_tokens[r][s]) for s in range(len(shapes))]
+                    order = list(zip(shapes, ceiling_tokens[r], strict=True))
                     order = order[r % len(order) :] + order[: r % len(order)]
                     timed = [benchmark.run_ceiling(sandbox, list(t.values()), n, p) for (p, n), t in order]
                     ceiling = max(timed, key=lambda phase: phase.rate)
