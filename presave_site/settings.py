@@ -4,8 +4,10 @@ Every setting has a safe default for the demo. With DEBUG off (production) a mis
 the process at start-up instead of falling back to a development value.
 """
 
+import logging
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -34,6 +36,45 @@ class Env(environ.Env):
             raise ImproperlyConfigured(f"{var} must be at least {minimum}, not {value}.")
         return value
 
+    def bool(self, var, default=environ.Env.NOTSET):
+        """true/false (or yes/no, on/off, 1/0): anything else stops the start, where django-environ would read
+        a typo as false (HTTPS=ture: no secure cookies in production)."""
+        value = self.get_value(var, cast=str, default=default)
+        if isinstance(value, bool):
+            return value
+        word = value.strip().lower()
+        if word not in BOOLEAN_WORDS:
+            raise ImproperlyConfigured(f"{var} must be true or false, not {value[:20]!r}.")
+        return BOOLEAN_WORDS[word]
+
+    def base_url(self, var, default):
+        """An http(s) base address without its trailing slash; anything else stops the start naming it."""
+        value = self.str(var, default=default).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+            raise ImproperlyConfigured(f"{var} must be an http:// or https:// address, like {default}.")
+        return value
+
+    def database(self, var, default):
+        """DATABASE_URL for PostgreSQL (production, the tests) or SQLite (the demo). The value is never shown in
+        a message: it may hold a password."""
+        url = self.str(var, default=default)
+        if urlsplit(url).scheme not in DATABASE_SCHEMES:
+            raise ImproperlyConfigured(
+                f"{var} must look like postgres://user:password@host:5432/name (or sqlite:///path for the demo)."
+            )
+        config = self.db_url_config(url)
+        if not config.get("NAME"):
+            raise ImproperlyConfigured(f"{var} names no database (postgres://user@host:5432/name).")
+        return config
+
+
+BOOLEAN_WORDS = {
+    **dict.fromkeys(("true", "yes", "on", "1"), True),
+    **dict.fromkeys(("false", "no", "off", "0", ""), False),
+}
+DATABASE_SCHEMES = {"postgres", "postgresql", "pgsql", "sqlite"}
+
 
 env = Env()
 environ.Env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
@@ -58,7 +99,7 @@ def secret(name: str, dev_default: str) -> str:
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = secret("SECRET_KEY", "dev-only-insecure-secret-key-do-not-use-in-production")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
-PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+PUBLIC_BASE_URL = env.base_url("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 HTTPS = env.bool("HTTPS", default=not DEBUG)
 
 INSTALLED_APPS = [
@@ -110,7 +151,7 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'presave.sqlite3'}")}
+DATABASES = {"default": env.database("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'presave.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The demo's web server, worker and scheduler share one file: take the write lock up front, and wait.
@@ -184,8 +225,8 @@ SERVICE_TIMEOUT_SECONDS = env.float("SERVICE_TIMEOUT_SECONDS", default=10.0, min
 SPOTIFY_CLIENT_ID = env.str("SPOTIFY_CLIENT_ID", default="")
 SPOTIFY_CLIENT_SECRET = secret("SPOTIFY_CLIENT_SECRET", "") if SPOTIFY_CLIENT_ID else ""
 SPOTIFY_ENABLED = env.bool("SPOTIFY_ENABLED", default=bool(SPOTIFY_CLIENT_ID))
-SPOTIFY_ACCOUNTS_URL = env.str("SPOTIFY_ACCOUNTS_URL", default="https://accounts.spotify.com").rstrip("/")
-SPOTIFY_API_URL = env.str("SPOTIFY_API_URL", default="https://api.spotify.com").rstrip("/")
+SPOTIFY_ACCOUNTS_URL = env.base_url("SPOTIFY_ACCOUNTS_URL", default="https://accounts.spotify.com")
+SPOTIFY_API_URL = env.base_url("SPOTIFY_API_URL", default="https://api.spotify.com")
 # "library": the unified PUT /v1/me/library (February 2026); "legacy": /v1/me/albums, /tracks, /following.
 SPOTIFY_LIBRARY_API = env.str("SPOTIFY_LIBRARY_API", default="library")
 # Spotify limits calls per app over a rolling 30-second window and does not publish the number: every worker
@@ -202,8 +243,8 @@ if SPOTIFY_ENABLED and not (SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET):
 DEEZER_APP_ID = env.str("DEEZER_APP_ID", default="")
 DEEZER_SECRET = secret("DEEZER_SECRET", "") if DEEZER_APP_ID else ""
 DEEZER_ENABLED = bool(DEEZER_APP_ID and DEEZER_SECRET)
-DEEZER_CONNECT_URL = env.str("DEEZER_CONNECT_URL", default="https://connect.deezer.com").rstrip("/")
-DEEZER_API_URL = env.str("DEEZER_API_URL", default="https://api.deezer.com").rstrip("/")
+DEEZER_CONNECT_URL = env.base_url("DEEZER_CONNECT_URL", default="https://connect.deezer.com")
+DEEZER_API_URL = env.base_url("DEEZER_API_URL", default="https://api.deezer.com")
 # Deezer's simple API quota: 50 requests per 5 seconds (error code 4 beyond it).
 DEEZER_RATE_LIMIT = env.int("DEEZER_RATE_LIMIT", default=50)
 DEEZER_RATE_WINDOW_SECONDS = env.float("DEEZER_RATE_WINDOW_SECONDS", default=5.0, minimum=0.01)
@@ -214,8 +255,8 @@ APPLE_MUSIC_KEY_ID = env.str("APPLE_MUSIC_KEY_ID", default="")
 APPLE_MUSIC_TEAM_ID = env.str("APPLE_MUSIC_TEAM_ID", default="")
 APPLE_MUSIC_PRIVATE_KEY = secret("APPLE_MUSIC_PRIVATE_KEY", "") if APPLE_MUSIC_KEY_ID else ""
 APPLE_MUSIC_ENABLED = bool(APPLE_MUSIC_KEY_ID and APPLE_MUSIC_TEAM_ID and APPLE_MUSIC_PRIVATE_KEY)
-APPLE_MUSIC_API_URL = env.str("APPLE_MUSIC_API_URL", default="https://api.music.apple.com").rstrip("/")
-MUSICKIT_JS_URL = env.str("MUSICKIT_JS_URL", default="https://js-cdn.music.apple.com/musickit/v3/musickit.js")
+APPLE_MUSIC_API_URL = env.base_url("APPLE_MUSIC_API_URL", default="https://api.music.apple.com")
+MUSICKIT_JS_URL = env.base_url("MUSICKIT_JS_URL", default="https://js-cdn.music.apple.com/musickit/v3/musickit.js")
 # Origins the MusicKit page may also talk to (MusicKit JS calls Apple's APIs and opens its sign-in window).
 MUSICKIT_CSP_ORIGINS = env.list("MUSICKIT_CSP_ORIGINS", default=["https://*.apple.com"])
 # The developer token's lifetime (Apple allows at most 15,777,000 s, six months); renewed this long before expiry.
@@ -256,6 +297,8 @@ for _name in ("DELIVERY_BATCH_SIZE", "DELIVERY_CONCURRENCY", "DELIVERY_PERMIT_BL
 
 # --- django-q2 ------------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL and urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
+    raise ImproperlyConfigured("REDIS_URL must look like redis://host:6379/0 (rediss:// with TLS), or be empty.")
 Q_CLUSTER = {
     "name": env.str("Q_CLUSTER_NAME", default="presave"),
     "workers": env.int("Q_WORKERS", default=2, minimum=1),
@@ -334,6 +377,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Pre-save <noreply@lo
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20, minimum=1)
 
 # --- Logging: nothing that looks like a token or an authorization code reaches a log line. -------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+if LOG_LEVEL not in logging.getLevelNamesMapping():
+    raise ImproperlyConfigured("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -342,7 +388,7 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"], "formatter": "plain"},
     },
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django-q": {"handlers": ["console"], "level": "INFO", "propagate": False},

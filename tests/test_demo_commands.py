@@ -168,6 +168,42 @@ def test_a_number_setting_that_makes_no_sense_stops_the_start_naming_it(setting,
     assert f"ImproperlyConfigured: {words}" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("setting", "value", "words"),
+    [
+        ("HTTPS", "ture", "HTTPS must be true or false, not 'ture'"),
+        ("DEBUG", "maybe", "DEBUG must be true or false, not 'maybe'"),
+        ("DATABASE_URL", "mysqlx://owner:hunter2-db@db.example/presave", "DATABASE_URL must look like postgres://"),
+        ("DATABASE_URL", "postgres://owner:hunter2-db@db.example", "DATABASE_URL names no database"),
+        ("PUBLIC_BASE_URL", "presave.example", "PUBLIC_BASE_URL must be an http:// or https:// address"),
+        ("SPOTIFY_API_URL", "api.spotify.com/v1", "SPOTIFY_API_URL must be an http:// or https:// address"),
+        ("REDIS_URL", "127.0.0.1:6379", "REDIS_URL must look like redis://host:6379/0"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    ],
+)
+def test_a_malformed_setting_stops_the_start_naming_it_and_never_showing_a_password(setting, value, words):
+    """Before: a typo in HTTPS read as false (no secure cookies, no redirect to https, in production), a
+    malformed DATABASE_URL was a KeyError (or a warning quoting its password), a base address without its
+    scheme failed at the first call to the service, a bad REDIS_URL at the worker's start."""
+    result = manage("check", **{"DEBUG": "true", setting: value})
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {words}" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(("value", "secure"), [("Yes", "True"), ("off", "False"), ("1", "True"), ("false", "False")])
+def test_a_yes_or_no_setting_takes_the_usual_words(value, secure):
+    result = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.SESSION_COOKIE_SECURE)",
+        DEBUG="true",
+        HTTPS=value,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == secure  # after the shell's own "objects imported" line
+
+
 def production_env(**extra: str) -> dict[str, str]:
     return {
         "DEBUG": "false",
