@@ -17,6 +17,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -64,7 +65,8 @@ class Command(BaseCommand):
     def measure(self, campaign: Campaign, options: dict) -> list[dict[str, LoadResult]]:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        server = self.start_server(port, options["workers"], options["threads"])
+        static_root = tempfile.TemporaryDirectory(prefix="bench-static-")  # the pages' HTML only: none is served
+        server = self.start_server(port, options["workers"], options["threads"], static_root.name)
         headers = {"User-Agent": PHONE_UA}
         try:
             self.wait_until_up(base + "/health/", server)
@@ -96,6 +98,7 @@ class Command(BaseCommand):
                 server.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 server.kill()
+            static_root.cleanup()
 
     def campaign(self, slug: str) -> tuple[Campaign, bool]:
         if slug:
@@ -105,7 +108,7 @@ class Command(BaseCommand):
             return campaign, False
         return benchmark.make_campaign(str(int(time.time()))), True
 
-    def start_server(self, port: int, workers: int, threads: int) -> subprocess.Popen:
+    def start_server(self, port: int, workers: int, threads: int, static_root: str) -> subprocess.Popen:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "presave_site.settings"),
@@ -115,6 +118,7 @@ class Command(BaseCommand):
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "LOG_LEVEL": "WARNING",
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "STATIC_ROOT": static_root,  # an empty one: WhiteNoise warns at start-up when there is none
         }
         command = [
             sys.executable,
