@@ -14,7 +14,9 @@ from delivery.services import Service
 if TYPE_CHECKING:
     from releases.models import Campaign
 
-WORDING_VERSION = "2026-11-v3"  # v2: the email-only sign-up (EMAIL_SIGNUP_CONSENT); v3: Deezer and Apple Music
+# v2: the email-only sign-up (EMAIL_SIGNUP_CONSENT); v3: Deezer and Apple Music; v4: WHAT_WE_KEEP names the
+# fan's country and the consent's IP address and browser, which fans.authorization has always kept
+WORDING_VERSION = "2026-11-v4"
 
 EMAIL_OPT_IN_LABEL = "Also email me when it drops"
 EMAIL_ONLY_IF_TICKED = "Only if you tick “{label}”:"
@@ -23,8 +25,9 @@ REVOKE_ANY_TIME = (
     "pre-save and deletes the permission we hold."
 )
 WHAT_WE_KEEP = (
-    "We keep {identity}{email}, a record of what you agreed to and when, and the "
-    "permission itself, locked with encryption. Nothing else from your account."
+    "We keep {identity}{email}, your country, a record of what you agreed to and when (with your "
+    "IP address and browser details, as proof), and the permission itself, locked with encryption. Nothing else "
+    "from your account."
 )
 EMAIL_SIGNUP_CONSENT = (
     "Email me once when {title} by {artist} is out. Use my address for nothing else; "

@@ -14,10 +14,10 @@ pre-saves those consents were given for.
 
 Erasure deletes the Fan (and with it subscriptions and sealed tokens), blanks the personal fields of the
 consent records (keeping that a consent of this wording was given and when, without who), deletes the email
-sign-ups of the fan's address and unlinks funnel events from subscriptions: anonymous counts remain. Erasing
-by an email address cancels the pre-saves its consents were given for (their stored tokens destroyed) and
-removes the address from fan records, instead of deleting the streaming account's Fan, which the address
-does not prove control of.
+sign-ups and the release-day emails (address, opens, clicks) of the fan's address and consents, and unlinks
+funnel events from subscriptions: anonymous counts remain. Erasing by an email address cancels the pre-saves
+its consents were given for (their stored tokens destroyed) and removes the address from fan records, instead
+of deleting the streaming account's Fan, which the address does not prove control of.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
 from fans import links, revocation
 from fans.errors import BadLink, NotFound
-from fans.models import ConsentRecord, EmailSignup, Fan, FunnelEvent, Subscription
+from fans.models import ConsentRecord, EmailSignup, Fan, FunnelEvent, ReleaseEmail, Subscription
 
 SALT = "fans.privacy"
 
@@ -112,6 +113,16 @@ def email_signups(subject: Subject):
     return query.select_related("campaign__release")
 
 
+def release_emails(subject: Subject):
+    """The release-day emails to the subject's addresses, or sent for its consents (with their opens and clicks)."""
+    if subject.fan is None and not subject.emails:
+        return ReleaseEmail.objects.none()
+    found = Q(consent__in=consents(subject).values("pk"))
+    for email in subject.emails:
+        found |= Q(email__iexact=email)
+    return ReleaseEmail.objects.filter(found).select_related("campaign")
+
+
 def export(subject: Subject) -> dict:
     """Everything we hold about `subject`, as JSON-ready data. Tokens are named, never revealed."""
     fan = subject.fan
@@ -167,6 +178,18 @@ def export(subject: Subject) -> dict:
             }
             for e in email_signups(subject)
         ],
+        "release_emails": [
+            {
+                "campaign": e.campaign.slug,
+                "email": e.email,
+                "sent_at": e.sent_at.isoformat() if e.sent_at else None,
+                "opened_at": e.opened_at.isoformat() if e.opened_at else None,
+                "clicked_at": e.clicked_at.isoformat() if e.clicked_at else None,
+                "clicks": e.clicks,
+                "unsubscribed_at": e.unsubscribed_at.isoformat() if e.unsubscribed_at else None,
+            }
+            for e in release_emails(subject)
+        ],
         "funnel_events_linked": FunnelEvent.objects.filter(subscription__in=[s.pk for s in subs]).count(),
     }
 
@@ -195,6 +218,7 @@ def erase(subject: Subject) -> dict[str, int]:
         # deleted below includes the delivery attempts it writes, instead of the erasure failing on them.
         subs = list(subscriptions(subject).select_for_update(of=("self",)).values_list("pk", flat=True))
         unlinked = FunnelEvent.objects.filter(subscription__in=subs).update(subscription=None)
+        mailed, _ = release_emails(subject).delete()  # before the consents that find them are blanked
         if subject.fan is None and subject.email:
             for pk in subs:  # the save stops, the stored token goes; the Fan row is the account's, not the address's
                 revocation.revoke_subscription(pk)
@@ -216,6 +240,7 @@ def erase(subject: Subject) -> dict[str, int]:
         "subscriptions": len(subs),
         "consents": blanked,
         "email_signups": signups,
+        "release_emails": mailed,
         "funnel_events_unlinked": unlinked,
         "fans": fans,
     }

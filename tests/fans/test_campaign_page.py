@@ -9,8 +9,10 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from delivery.sandbox import demo_catalog
 from delivery.services.spotify import SCOPE_WORDS
+from fans.models import ConsentRecord, Fan
 from fans.reserved import RESERVED_SLUGS, validate_campaign_slug
 from tests.conftest import make_campaign
+from tests.delivery.test_deezer import presave_with_deezer
 
 pytestmark = pytest.mark.django_db
 
@@ -186,3 +188,13 @@ def test_reserved_slug_is_refused_with_a_clear_message(slug):
         validate_campaign_slug(slug)
 
     assert "a path the site itself uses" in error.value.messages[0]
+
+
+def test_the_page_names_everything_a_presave_keeps(client, campaign, sandbox):
+    presave_with_deezer(client, campaign, "alice")
+    fan, record = Fan.objects.get(), ConsentRecord.objects.get()
+    assert fan.country and record.ip_address  # kept beside the account's name and id
+
+    kept = re.search(r'<p class="muted">(We keep [^<]*)</p>', get_page(client, campaign).content.decode()).group(1)
+
+    assert "country" in kept and "IP address" in kept and "browser" in kept

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from fans import privacy, release_email
-from fans.models import ConsentRecord, Credential, EmailSignup, Fan, FunnelEvent, Subscription
+from fans.models import ConsentRecord, Credential, EmailSignup, Fan, FunnelEvent, ReleaseEmail, Subscription
 from tests.conftest import make_campaign
 from tests.fans.test_oauth_callback import presave
 from tests.fans.test_release_email import links_in, path_of, pre_save, sign_up
@@ -226,3 +226,39 @@ def test_an_email_link_erases_the_consents_that_carry_its_address(out_campaign, 
 
 def link_in(message) -> str:
     return next(url for url in links_in(message) if "/privacy/" in url)
+
+
+def test_erasing_deletes_the_release_day_emails_to_the_address(out_campaign, client):
+    sign_up(out_campaign, "other@fan.test")
+    release_email.send_release_emails(out_campaign.pk)
+    opted = Fan.objects.get(service_user_id="opted")
+    assert set(ReleaseEmail.objects.values_list("email", flat=True)) == {
+        "opted@fan.test",
+        "inbox@fan.test",
+        "other@fan.test",
+    }
+
+    client.post(reverse("fans:privacy_erase", args=[privacy.sign({"fan": opted.pk})]))
+    client.post(privacy.link_for_email("Inbox@fan.test") + "erase/")
+
+    assert list(ReleaseEmail.objects.values_list("email", flat=True)) == ["other@fan.test"]  # nobody else's
+
+
+def test_the_export_includes_the_release_day_emails_to_the_address(out_campaign, client):
+    release_email.send_release_emails(out_campaign.pk)
+    ReleaseEmail.objects.filter(email="inbox@fan.test").update(opened_at=timezone.now(), clicks=2)
+
+    export = json.loads(client.get(privacy.link_for_email("inbox@fan.test") + "export.json").content)
+
+    assert [(e["campaign"], e["email"], e["clicks"]) for e in export["release_emails"]] == [
+        (out_campaign.slug, "inbox@fan.test", 2)
+    ]
+    assert export["release_emails"][0]["opened_at"] is not None
+
+
+def test_the_privacy_notice_names_what_a_presave_and_the_release_email_keep(client, db):
+    html = client.get(reverse("fans:privacy_notice")).content.decode()
+
+    kept = html.split("When you pre-save", 1)[1].split("When you visit", 1)[0]
+    assert "your country" in kept and "IP address" in kept
+    assert "opened" in html and "clicked" in html  # the release-day email's pixel and tracked links
