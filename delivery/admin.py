@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.contrib import admin
 
 from delivery.models import DeliveryAttempt
+from presave_site.admin_input import HandMadeInput
 from presave_site.readonly_admin import ReadOnlyAdminMixin
 
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DeliveryAttemptAdmin(HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["at", "fan", "campaign", "call", "outcome", "http_status", "message"]
     list_filter = ["outcome", "call"]
     list_select_related = ["subscription__fan", "subscription__campaign"]

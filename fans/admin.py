@@ -18,13 +18,9 @@ from delivery.models import DeliveryAttempt
 from delivery.services import service_choices
 from fans.models import ConsentRecord, Fan, Subscription
 from presave_site.admin_filters import ConditionFilter
+from presave_site.admin_input import HandMadeInput, is_id
 from presave_site.readonly_admin import ReadOnlyAdminMixin
 from releases.models import Campaign
-
-
-def is_id(value: str) -> bool:
-    """Whether a query-string value can be a primary key (ASCII digits: "²".isdigit() is true too)."""
-    return value.isascii() and value.isdigit() and len(value) <= 18
 
 
 class ServiceFilter(admin.SimpleListFilter):
@@ -85,7 +81,7 @@ class FanSubscriptionInline(ReadOnlyInline):
 
 
 @admin.register(Fan)
-class FanAdmin(admin.ModelAdmin):
+class FanAdmin(HandMadeInput, admin.ModelAdmin):
     list_display = ["__str__", "service", "service_user_id", "email", "country", "created_at"]
     list_filter = [ServiceFilter, "country"]
     search_fields = ["display_name", "email", "service_user_id"]
@@ -122,7 +118,9 @@ class EmailOptInFilter(ConditionFilter):
     parameter_name = "email_opt_in"
 
     def conditions(self):
-        opted_in = Exists(ConsentRecord.objects.filter(subscription=OuterRef("pk"), email_opt_in=True))
+        opted_in = Exists(
+            ConsentRecord.objects.filter(subscription=OuterRef("pk"), email_opt_in=True, revoked_at__isnull=True)
+        )
         return {"yes": ("Opted in to email", opted_in), "no": ("Not opted in", ~opted_in)}
 
 
@@ -148,7 +146,7 @@ class ConsentRecordInline(ReadOnlyInline):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SubscriptionAdmin(HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "fan",
         "campaign",
@@ -233,7 +231,7 @@ class RevokedFilter(ConditionFilter):
 
 
 @admin.register(ConsentRecord)
-class ConsentRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConsentRecordAdmin(HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
     """What each fan agreed to: evidence, so nobody edits or deletes it here."""
 
     list_display = [

@@ -29,6 +29,7 @@ from delivery.services import SERVICES, enabled_services, staff_warnings
 from fans.models import Subscription
 from fans.reserved import validate_campaign_slug
 from presave_site.admin_filters import ConditionFilter
+from presave_site.admin_input import HandMadeInput
 from presave_site.readonly_admin import ReadOnlyAdminMixin
 from releases import analytics, audit, charts, exports, retry
 from releases.models import Artist, AuditEntry, Campaign, Release, ReleaseLink, validate_timezone
@@ -37,6 +38,7 @@ from releases.progress import progress
 DELIVER_PERMISSION = "deliver_campaign"
 EXPORT_PERMISSION = "releases.export_subscribers"
 STAFF_STATUSES = {Campaign.Status.DRAFT, Campaign.Status.LIVE}
+RELEASE_YEARS = range(1900, 3000)
 
 
 def utc(moment: dt.datetime | None) -> str:
@@ -129,7 +131,7 @@ class ArtistAdminForm(forms.ModelForm):
 
 
 @admin.register(Artist)
-class ArtistAdmin(admin.ModelAdmin):
+class ArtistAdmin(HandMadeInput, admin.ModelAdmin):
     form = ArtistAdminForm
     list_display = ["name", "spotify_uri", "release_count", "created_at"]
     search_fields = ["name", "spotify_uri"]
@@ -183,6 +185,17 @@ class ReleaseAdminForm(forms.ModelForm):
         ]
         field_classes = {"spotify_uri": SpotifyLinkField}
 
+    def clean_release_date(self) -> dt.date:
+        # Far from the ends of Python's calendar: the release instant in UTC or in any market, and the dates
+        # the console counts back from it, must exist (9999-12-31 in Los Angeles is in the year 10000 in UTC).
+        day = self.cleaned_data["release_date"]
+        if not RELEASE_YEARS[0] <= day.year <= RELEASE_YEARS[-1]:
+            raise ValidationError(
+                "Enter a release date between the years %(first)s and %(last)s.",
+                params={"first": RELEASE_YEARS[0], "last": RELEASE_YEARS[-1]},
+            )
+        return day
+
     def clean(self) -> dict:
         cleaned = super().clean()
         release_at = self.new_release_at(cleaned)
@@ -220,7 +233,7 @@ class ReleaseLinkInline(admin.TabularInline):
 
 
 @admin.register(Release)
-class ReleaseAdmin(admin.ModelAdmin):
+class ReleaseAdmin(HandMadeInput, admin.ModelAdmin):
     form = ReleaseAdminForm
     inlines = [ReleaseLinkInline]
     list_display = ["cover_thumbnail", "title", "artist", "kind", "local_release_time", "release_utc"]
@@ -329,7 +342,7 @@ class ReleaseStateFilter(ConditionFilter):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
     form = CampaignAdminForm
     list_display = [
         "slug_with_link",
@@ -581,7 +594,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 # --- Audit log (managers) --------------------------------------------------------------------------------
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEntryAdmin(HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["at", "username", "action", "campaign", "rows", "details"]
     list_filter = ["action", "campaign"]
     list_select_related = ["campaign__release"]

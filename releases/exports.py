@@ -5,8 +5,8 @@ with `COPY (…) TO STDOUT WITH CSV` (psycopg 3's `cursor.copy`): the database w
 bytes on in 64 KB chunks. Other databases (the SQLite demo) read the same query through a server-side
 iterator and Python's csv module.
 
-Emails appear only where the fan opted in to share theirs (ConsentRecord.email_opt_in), plus the email-only
-sign-ups (fans.EmailSignup), marked as such.
+Emails appear only where the fan opted in to share theirs and has not withdrawn that consent (ConsentRecord
+email_opt_in, not revoked), plus the email-only sign-ups (fans.EmailSignup), marked as such.
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def csv_rows(queryset: QuerySet, **cells) -> QuerySet:
 
 
 def subscription_rows(campaigns: Q) -> QuerySet:
-    opted_in = Exists(ConsentRecord.objects.filter(subscription=OuterRef("pk"), email_opt_in=True))
+    opted_in = Exists(
+        ConsentRecord.objects.filter(subscription=OuterRef("pk"), email_opt_in=True, revoked_at__isnull=True)
+    )
     subscriptions = (
         Subscription.objects.filter(campaigns)
         .annotate(opted_in=opted_in)

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from delivery.models import DeliveryAttempt
 from delivery.services import service_choices
+from fans import revocation
 from fans.models import ConsentRecord, Credential, Fan, Subscription
 from tests.conftest import make_campaign, make_consent
 
@@ -182,6 +183,15 @@ def test_changelist_filters_by_market_and_email_opt_in(staff_client, subscriptio
     assert market_filter.lookup_choices == [("GB", "GB"), ("US", "US")]
 
 
+def test_email_opt_in_filter_leaves_out_withdrawn_consents(staff_client, subscriptions):
+    opt_in(subscriptions["alice"])
+    opt_in(subscriptions["bob"])
+    revocation.revoke_subscription(subscriptions["bob"].pk)
+
+    assert listed(staff_client.get(CHANGELIST, {"email_opt_in": "yes"})) == ["alice"]
+    assert listed(staff_client.get(CHANGELIST, {"email_opt_in": "no"})) == ["bob", "chloe"]
+
+
 def test_changelist_rows_show_recent_attempts_in_words(staff_client, subscriptions):
     for minutes, outcome in [(4, "retry"), (3, "retry"), (2, "retry"), (1, "failed")]:
         DeliveryAttempt.objects.create(
@@ -226,6 +236,30 @@ def test_odd_filter_values_in_the_console_never_make_a_500(staff_client, campaig
     assert response.status_code in (200, 302, 400)
     if response.status_code == 302:
         assert response["Location"].endswith("?e=1"), "the admin's own 'bad filter' answer"
+
+
+@pytest.mark.parametrize(
+    ("changelist", "query"),
+    [
+        ("admin:fans_subscription_changelist", {"last_error__regex": "("}),  # PostgreSQL can't compile it
+        ("admin:fans_fan_changelist", {"display_name__iregex": "["}),
+        ("admin:releases_campaign_changelist", {"slug__regex": "("}),
+        ("admin:releases_auditentry_changelist", {"username__regex": ")"}),
+        ("admin:delivery_deliveryattempt_changelist", {"message__regex": "("}),
+        ("admin:fans_consentrecord_changelist", {"ip_address": "not-an-ip"}),  # PostgreSQL's inet refuses it
+    ],
+)
+def test_a_lookup_the_database_would_refuse_is_a_400(staff_client, campaign, changelist, query):
+    assert staff_client.get(reverse(changelist), query).status_code == 400
+
+
+def test_consent_records_cannot_be_searched_by_their_revoke_token_hash(staff_client, subscriptions):
+    consent = make_consent(subscriptions["alice"])
+    changelist = reverse("admin:fans_consentrecord_changelist")
+
+    response = staff_client.get(changelist, {"revoke_token_hash__startswith": consent.revoke_token_hash[:1]})
+
+    assert response.status_code == 400, "no guessing the hash one character at a time"
 
 
 @pytest.mark.parametrize(

@@ -126,6 +126,22 @@ def test_action_queues_live_campaigns_and_skips_drafts(staff_client, db):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("changelist", "action"),
+    [(CHANGELIST, "deliver_now_action"), (reverse("admin:releases_artist_changelist"), "delete_selected")],
+)
+def test_an_action_on_ids_that_are_not_ids_is_a_message_not_a_500(staff_client, campaign, changelist, action):
+    response = staff_client.post(
+        changelist, {"action": action, "_selected_action": [campaign.pk, "1 OR 1=1"]}, follow=True
+    )
+
+    assert response.status_code == 200
+    assert "No such items: nothing was changed." in text(response)
+    assert not OrmQ.objects.exists()
+    assert Campaign.objects.filter(pk=campaign.pk).exists()
+
+
+@pytest.mark.django_db
 def test_confirm_page_for_a_missing_campaign_redirects_with_a_message(staff_client):
     response = staff_client.get(reverse("admin:releases_campaign_deliver_now", args=[999999]), follow=True)
     assert response.status_code == 200

@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from fans import revocation
 from fans.models import EmailSignup, Fan, Subscription
 from releases import exports
 from releases.models import Campaign, Release
@@ -78,6 +79,21 @@ def test_rows_carry_status_service_market_dates_and_only_opted_in_emails(manager
     assert [(row["email"], row["country"]) for row in signups] == [("inbox@fan.test", "FR")], (
         "unsubscribed and unconfirmed left out"
     )
+
+
+def test_a_fan_who_withdrew_consent_is_exported_without_their_email(manager_client):
+    campaign = make_campaign()
+    withdrawn = subscribe(campaign, "changed-mind", email="changed@fan.test", opt_in=True)
+    delivered = subscribe(campaign, "kept-album", email="kept@fan.test", opt_in=True, status="delivered")
+    for subscription in (withdrawn, delivered):
+        revocation.revoke_subscription(subscription.pk)
+
+    rows = export(manager_client, campaign_export_url(campaign))
+
+    assert sorted((row["fan"], row["email_opt_in"], row["email"]) for row in rows) == [
+        ("changed-mind", "no", ""),
+        ("kept-album", "no", ""),
+    ]
 
 
 @pytest.mark.parametrize("name", ['=HYPERLINK("http://evil")', "+1+2", "-2+3", "@SUM(A1)", "\tTabbed", "\rReturned"])

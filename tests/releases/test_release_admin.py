@@ -87,6 +87,24 @@ def test_malformed_identifier_is_an_error_on_its_field(staff_client, artist, fie
 
 
 @pytest.mark.parametrize(
+    ("day", "time", "zone"),
+    [
+        ("9999-12-31", "23:00", "America/Los_Angeles"),  # its UTC instant is past the year 9999
+        ("0001-01-01", "00:00", "Etc/GMT-14"),  # … or before the year 1
+        ("0001-03-01", "00:00", "UTC"),  # the campaign page's "authorization expires first" would be before year 1
+    ],
+)
+def test_a_release_date_out_of_range_is_an_error_on_its_field(staff_client, artist, day, time, zone):
+    response = staff_client.post(ADD, form_data(artist, release_date=day, release_time=time, timezone=zone))
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["release_date"] == [
+        "Enter a release date between the years 1900 and 2999."
+    ]
+    assert not Release.objects.exists()
+
+
+@pytest.mark.parametrize(
     "link",
     [
         "https://open.spotify.com/album/4aawyAB9vmqN3uQ7FjRGTy",
