@@ -97,6 +97,22 @@ def claim_statement(due: QuerySet, limit: int, owner: UUID, lease_until: datetim
     return sql, [owner, lease_until, *params]
 
 
+def renew_leases(ids: list[int], owner: UUID, lease_until: datetime) -> None:
+    """Extend `owner`'s lease on the subscriptions `ids` that it still holds (pending, leased to it): a batch
+    whose calls are still out stays its run's, however long the service keeps it waiting."""
+    if not ids:
+        return
+    if connection.vendor != "postgresql":
+        held = Subscription.objects.filter(pk__in=ids, leased_by=owner, status=Status.PENDING)
+        held.update(lease_expires_at=lease_until)
+        return
+    _execute(
+        f"UPDATE {_table(Subscription)} SET lease_expires_at = %s "  # noqa: S608 - our table
+        "WHERE id = ANY(%s::bigint[]) AND leased_by = %s AND status = %s",
+        [lease_until, ids, owner, Status.PENDING],
+    )
+
+
 def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> set[int]:
     """Store re-sealed credentials, as (subscription id, sealed token); returns the subscription ids whose
     credential was there to update. An UPDATE, not an upsert: a credential deleted meanwhile (the fan revoked,

@@ -129,13 +129,20 @@ class Permits:
                 granted, wait = await self.transport.blocking(self.limiter.try_acquire, self.block)
                 if granted:
                     self.available, self.granted_at = granted, time.monotonic()
+                elif wait > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:  # a long Retry-After: try this fan later
+                    raise RateLimited(wait, "Rate limited: the service asked every worker to wait.")
                 else:
                     await asyncio.sleep(wait)
             self.available -= 1
 
-    async def pause(self, seconds: float) -> None:
+    async def pause(self, seconds: float, *, wait: bool = True) -> None:
+        """Nobody sharing the limiter calls for `seconds`. Without a limiter (a limit of 0) there is nobody to
+        tell: with `wait`, this call waits on its own."""
         self.available = 0
-        await self.transport.blocking(self.limiter.pause, seconds)
+        if not self.limiter.unlimited:
+            await self.transport.blocking(self.limiter.pause, seconds)
+        elif wait:  # no shared pause for `take` to wait out: the service's wait is still due
+            await asyncio.sleep(seconds)
 
 
 def due_now() -> Q:
@@ -165,6 +172,7 @@ class Run:
         self.rotated: queue.SimpleQueue = queue.SimpleQueue()  # (subscription, token, future) to store
         self.batch_size = settings.DELIVERY_BATCH_SIZE
         self.fan_permits = self.spread_permits()
+        self.renewed_at = time.monotonic()  # when this run last extended its leases (`renew_leases`)
 
     # --- per service ----------------------------------------------------------------------------------
     def service(self, key: str) -> Service:
@@ -207,7 +215,11 @@ class Run:
         if known and time.monotonic() - known[1] < settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS:
             return known[0]
         # The limiter's store is only touched from the transport's own thread (never inside a transaction).
-        self.transport.submit(self.transport.blocking(self.permits[service.key].limiter.acquire, 1))
+        limiter = self.permits[service.key].limiter
+        paused_until = self.transport.submit(self.transport.blocking(limiter.paused_until))
+        if paused_until and paused_until - time.time() > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:
+            raise RateLimited(paused_until - time.time(), "Rate limited: the service asked every worker to wait.")
+        self.transport.submit(self.transport.blocking(limiter.acquire, 1))
         available = service.is_available(self.release, market)
         self.availability[key] = (available, time.monotonic())
         return available
@@ -290,12 +302,24 @@ class Run:
             if then is not None and then.future is None and batch.unfinished < settings.DELIVERY_CONCURRENCY:
                 self.start(then)
             self.store_rotated_tokens(timeout=0.005)
+            self.renew_leases(batch, then)
         self.store_rotated_tokens(timeout=0)
         for outcome in batch.future.result():
             batch.outcomes[outcome.subscription.pk] = outcome
         if then is not None and then.future is None:
             self.start(then)
         self.record([batch.outcomes[subscription.pk] for subscription in batch.subscriptions])
+
+    def renew_leases(self, *batches: Batch | None) -> None:
+        """Every quarter of a lease, extend the leases of the batches out (or claimed ahead): one slowed down by
+        the rate limit, a Retry-After or a slow service must not be claimed, and delivered again, by another run
+        while its calls are out. A run that dies stops renewing: its batches are claimed when the lease runs out."""
+        if time.monotonic() - self.renewed_at < settings.DELIVERY_LEASE_SECONDS / 4:
+            return
+        ids = [sub.pk for batch in batches if batch is not None for sub in batch.subscriptions]
+        lease_until = timezone.now() + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+        bulk.retried_write(lambda: bulk.renew_leases(ids, self.owner, lease_until))
+        self.renewed_at = time.monotonic()
 
     def before_calls(self, subscription: Claim) -> Outcome | str:
         """What can be settled without calling out, else the fan's decrypted refresh token."""
@@ -345,6 +369,7 @@ class Run:
                     return await self.transport.run(service, call)
             except RateLimited as exc:
                 if attempt == RATE_LIMIT_RETRIES or exc.retry_after > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:
+                    await permits.pause(exc.retry_after, wait=False)  # the others wait; this fan is tried later
                     raise
                 await permits.pause(exc.retry_after)
         raise AssertionError("unreachable")
@@ -359,10 +384,10 @@ class Run:
     async def deliver(self, subscription: Claim, refresh_token: str) -> Outcome:
         """Refresh, hand a rotated refresh token to the run's thread and wait until it is stored, then act."""
         service = self.services[subscription.service]
-        if self.fan_permits is not None:
-            await self.fan_permits.take()
         name = "refresh"
         try:
+            if self.fan_permits is not None:
+                await self.fan_permits.take()
             access_token = refresh_token  # a service without a refresh flow stores the access token itself
             refresh = service.refresh_call(refresh_token)
             if refresh is not None:

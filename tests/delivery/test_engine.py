@@ -220,6 +220,20 @@ def test_rate_limit_is_honoured_with_retry_after(sandbox, campaign, settings):
         assert len(sandbox.writes(user)) == 1
 
 
+def test_retry_after_is_waited_out_without_a_rate_limit_of_our_own(sandbox, campaign, settings):
+    """SPOTIFY_RATE_LIMIT = 0 turns our own pacing off, not the service's: a 429's Retry-After is still waited."""
+    settings.SPOTIFY_RATE_LIMIT = 0
+    settings.DELIVERY_MAX_RETRY_AFTER_SECONDS = 60
+    make_subscription(campaign, sandbox, "alice")
+    sandbox.faults(rate_limit=3)  # availability (app token, album) and the refresh; the save waits 30 s
+
+    engine.deliver_campaign(campaign.pk)
+
+    assert sandbox.control("GET", "counters")["rate_limited"] <= 2, "the 429 was waited out, not called again"
+    assert set(Subscription.objects.values_list("status", flat=True)) == {"delivered"}
+    assert not DeliveryAttempt.objects.exclude(outcome="delivered").exists()
+
+
 def test_no_token_reaches_a_log_record(sandbox, campaign, caplog):
     caplog.set_level("DEBUG")
     subscription = make_subscription(campaign, sandbox, "alice")

@@ -361,3 +361,44 @@ def test_a_claim_made_while_the_database_is_away_is_made_again_when_it_is_back(s
         Subscription.objects.filter(campaign=campaign).values_list("pk", flat=True)
     )
     assert set(Subscription.objects.filter(campaign=campaign).values_list("leased_by", flat=True)) == {run.owner}
+
+
+def test_a_batch_slower_than_its_lease_is_not_taken_over_by_another_run(sandbox, settings):
+    """A batch held up by the service (its rate limit, a Retry-After, latency) for longer than the lease stays
+    its run's while its calls are out: another run must not claim it and save its fans a second time."""
+    settings.DELIVERY_LEASE_SECONDS = 4
+    campaign = make_campaign()
+    (user,) = many_fans(campaign, sandbox, "slow", 1)
+    sandbox.faults(latency_ms=1500)  # availability 3 s, then refresh and save 1.5 s each: 6 s in all
+
+    def first_run() -> None:
+        try:
+            engine.deliver_campaign(campaign.pk, fan_out=False)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=first_run)
+    first.start()
+    time.sleep(4.5)  # the claim's lease ran out; the first run's calls are still out
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    first.join()
+
+    assert_each_delivered_once(campaign, sandbox, [user])
+
+
+def test_a_retry_after_too_long_to_wait_in_place_still_stops_every_fan(sandbox, settings):
+    """A Retry-After longer than a run waits in place puts the refused fan off until then, and every other fan
+    (in any run) too: nobody calls the service again before the time it asked for."""
+    settings.DELIVERY_MAX_RETRY_AFTER_SECONDS = 1  # the sandbox asks for up to 30 s
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    settings.DELIVERY_BATCH_SIZE, settings.DELIVERY_CONCURRENCY = 1, 1  # one fan after the other
+    campaign = make_campaign()
+    users = many_fans(campaign, sandbox, "wait", 3)
+    sandbox.faults(rate_limit=5)  # availability (2 calls), the first fan, the second's refresh; then 429s
+
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert sandbox.control("GET", "counters")["rate_limited"] == 1, "after the 429 nobody called Spotify"
+    statuses = dict(Subscription.objects.values_list("fan__service_user_id", "status"))
+    assert statuses == {users[0]: "delivered", users[1]: "failed", users[2]: "failed"}
+    assert len(sandbox.writes(users[0])) == 1 and sandbox.writes(users[2]) == []
