@@ -60,6 +60,7 @@ SPREAD_PACE_WINDOW_SECONDS = 30.0  # a firing window's pace is counted over at m
 WAIT = "wait"  # an outcome that is not an attempt: the release is not out in the fan's market yet
 GAVE_UP = "Gave up after"  # begins the error of a transient failure out of attempts (Retry failed finds these)
 WITHDRAWN = "The fan withdrew the pre-save while it was being delivered: nothing was saved."
+PAUSED = "Rate limited: the service asked every worker to wait."
 
 
 @dataclass(slots=True)
@@ -81,6 +82,7 @@ class Outcome:
     message: str = ""
     http_status: int | None = None
     retry_in_seconds: float = 0.0
+    attempted: bool = True  # counts toward DELIVERY_MAX_ATTEMPTS (a wait for the service's pause does not)
 
 
 @dataclass
@@ -130,7 +132,7 @@ class Permits:
                 if granted:
                     self.available, self.granted_at = granted, time.monotonic()
                 elif wait > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:  # a long Retry-After: try this fan later
-                    raise RateLimited(wait, "Rate limited: the service asked every worker to wait.")
+                    raise RateLimited(wait, PAUSED)
                 else:
                     await asyncio.sleep(wait)
             self.available -= 1
@@ -173,6 +175,7 @@ class Run:
         self.batch_size = settings.DELIVERY_BATCH_SIZE
         self.fan_permits = self.spread_permits()
         self.renewed_at = time.monotonic()  # when this run last extended its leases (`renew_leases`)
+        self.paused_until: dict[str, float | None] = {}  # per service: when its pause ends (`check_not_paused`)
 
     # --- per service ----------------------------------------------------------------------------------
     def service(self, key: str) -> Service:
@@ -208,6 +211,16 @@ class Run:
                 self.resolved[service.key] = exc
         return self.resolved[service.key]
 
+    def check_not_paused(self, service: Service) -> None:
+        """RateLimited when the service asked every worker to pause for longer than a run waits in place: its
+        fans are put off until then without a call (the limiter's store is read once per batch and service)."""
+        if service.key not in self.paused_until:
+            limiter = self.permits[service.key].limiter
+            self.paused_until[service.key] = self.transport.submit(self.transport.blocking(limiter.paused_until))
+        paused_until = self.paused_until[service.key]
+        if paused_until and paused_until - time.time() > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:
+            raise RateLimited(paused_until - time.time(), PAUSED)
+
     def is_available(self, service: Service, market: str) -> bool:
         """Whether the release is out in `market`, asked of the service at most once per recheck interval."""
         key = (service.key, market)
@@ -215,11 +228,7 @@ class Run:
         if known and time.monotonic() - known[1] < settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS:
             return known[0]
         # The limiter's store is only touched from the transport's own thread (never inside a transaction).
-        limiter = self.permits[service.key].limiter
-        paused_until = self.transport.submit(self.transport.blocking(limiter.paused_until))
-        if paused_until and paused_until - time.time() > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:
-            raise RateLimited(paused_until - time.time(), "Rate limited: the service asked every worker to wait.")
-        self.transport.submit(self.transport.blocking(limiter.acquire, 1))
+        self.transport.submit(self.transport.blocking(self.permits[service.key].limiter.acquire, 1))
         available = service.is_available(self.release, market)
         self.availability[key] = (available, time.monotonic())
         return available
@@ -279,6 +288,7 @@ class Run:
     def prepare(self, batch: list[Claim]) -> Batch:
         """Settle what needs no call, and decrypt the rest's refresh tokens (on the run's thread)."""
         prepared = Batch(batch)
+        self.paused_until = {}  # the services' pauses, read again for each batch (`check_not_paused`)
         for subscription in batch:
             outcome_or_token = self.before_calls(subscription)
             if isinstance(outcome_or_token, Outcome):
@@ -329,9 +339,10 @@ class Run:
         if not service.can_deliver(self.release):
             message = f"The release has no {service.label} identifier, UPC or ISRC to find it by."
             return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "resolve", message)
+        market = subscription.market or self.campaign.default_market
         try:
+            self.check_not_paused(service)
             unresolved = self.resolve(service)
-            market = subscription.market or self.campaign.default_market
             if unresolved is not None or not self.is_available(service, market):
                 return self.waiting(subscription, service, market)
         except ServiceError as exc:
@@ -343,8 +354,7 @@ class Run:
             return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "refresh", message)
 
     def waiting(self, subscription: Claim, service: Service, market: str) -> Outcome:
-        give_up_at = self.campaign.firing_time(market) + timedelta(hours=settings.DELIVERY_AVAILABILITY_WAIT_HOURS)
-        if timezone.now() >= give_up_at:
+        if self.past_waiting_time(subscription):
             hours = settings.DELIVERY_AVAILABILITY_WAIT_HOURS
             message = (
                 f"The release was still not available on {service.label} in {market} "
@@ -410,17 +420,27 @@ class Run:
             logger.error("Unexpected %s delivering subscription %s", type(exc).__name__, subscription.pk)
             exc = ServiceError(f"Unexpected error ({type(exc).__name__}).")
         message = exc.message
+        # The service's own rate limit (429) says nothing about the fan: their delivery waits for the time the
+        # service asked, without using up an attempt, until DELIVERY_AVAILABILITY_WAIT_HOURS after the release.
+        rate_limited = isinstance(exc, RateLimited) and not self.past_waiting_time(subscription)
         if exc.revoked:
             result = DeliveryAttempt.Outcome.REVOKED
         elif exc.permanent:
             result = DeliveryAttempt.Outcome.FAILED
-        elif subscription.attempts + 1 >= settings.DELIVERY_MAX_ATTEMPTS:
+        elif subscription.attempts + 1 >= settings.DELIVERY_MAX_ATTEMPTS and not rate_limited:
             result = DeliveryAttempt.Outcome.FAILED
             message = f"{GAVE_UP} {subscription.attempts + 1} attempts: {message}"
         else:
             result = DeliveryAttempt.Outcome.RETRY
         retry_in = exc.retry_after if exc.retry_after is not None else backoff_seconds(subscription.attempts)
-        return Outcome(subscription, result, call, message[:500], exc.status, retry_in)
+        return Outcome(subscription, result, call, message[:500], exc.status, retry_in, attempted=not rate_limited)
+
+    def past_waiting_time(self, subscription: Claim) -> bool:
+        """Whether the fan's release time in their market is DELIVERY_AVAILABILITY_WAIT_HOURS past: how long a
+        fan waits for the service (the release to come out there, or its rate limit to lift)."""
+        market = subscription.market or self.campaign.default_market
+        waited = timezone.now() - self.campaign.firing_time(market)
+        return waited >= timedelta(hours=settings.DELIVERY_AVAILABILITY_WAIT_HOURS)
 
     def store_rotated_tokens(self, *, timeout: float) -> None:
         """Seal and store the rotated refresh tokens handed over so far (one UPDATE), then let their fans go on.
@@ -500,7 +520,7 @@ def settled_row(o: Outcome) -> bulk.Settled:
     if o.result == WAIT:
         return bulk.Settled(o.subscription.pk, Subscription.Status.PENDING, o.message, False, o.retry_in_seconds)
     if o.result == Result.RETRY:
-        return bulk.Settled(o.subscription.pk, Subscription.Status.PENDING, o.message, True, o.retry_in_seconds)
+        return bulk.Settled(o.subscription.pk, Subscription.Status.PENDING, o.message, o.attempted, o.retry_in_seconds)
     message = "" if o.result == Result.DELIVERED else o.message
     return bulk.Settled(o.subscription.pk, o.result, message, True, None)  # the Subscription.Status of its name
 

@@ -12,6 +12,7 @@ from django_q.models import Schedule
 
 from delivery import bulk, engine, scheduling
 from delivery.models import DeliveryAttempt
+from delivery.ratelimit import limiter_for
 from delivery.sandbox import demo_catalog
 from fans import privacy, revocation
 from fans.models import Fan, Subscription
@@ -386,9 +387,11 @@ def test_a_batch_slower_than_its_lease_is_not_taken_over_by_another_run(sandbox,
     assert_each_delivered_once(campaign, sandbox, [user])
 
 
-def test_a_retry_after_too_long_to_wait_in_place_still_stops_every_fan(sandbox, settings):
-    """A Retry-After longer than a run waits in place puts the refused fan off until then, and every other fan
-    (in any run) too: nobody calls the service again before the time it asked for."""
+def test_a_retry_after_too_long_to_wait_in_place_stops_every_fan_and_costs_none_an_attempt(sandbox, settings):
+    """A Retry-After longer than a call waits in place puts the refused fan off until then, and every other fan
+    (in any run) too: nobody calls the service again before the time it asked for. The service's rate limit
+    says nothing about the fans: none of them uses up an attempt (with one attempt allowed, none fails), and
+    the run delivers them when the pause is over (it waits in place for work due within 30 s)."""
     settings.DELIVERY_MAX_RETRY_AFTER_SECONDS = 1  # the sandbox asks for up to 30 s
     settings.DELIVERY_MAX_ATTEMPTS = 1
     settings.DELIVERY_BATCH_SIZE, settings.DELIVERY_CONCURRENCY = 1, 1  # one fan after the other
@@ -399,6 +402,51 @@ def test_a_retry_after_too_long_to_wait_in_place_still_stops_every_fan(sandbox, 
     engine.deliver_campaign(campaign.pk, fan_out=False)
 
     assert sandbox.control("GET", "counters")["rate_limited"] == 1, "after the 429 nobody called Spotify"
-    statuses = dict(Subscription.objects.values_list("fan__service_user_id", "status"))
-    assert statuses == {users[0]: "delivered", users[1]: "failed", users[2]: "failed"}
-    assert len(sandbox.writes(users[0])) == 1 and sandbox.writes(users[2]) == []
+    assert_each_delivered_once(campaign, sandbox, users)
+    assert set(Subscription.objects.values_list("attempts", flat=True)) == {1}, "the wait was no attempt"
+    outcomes = {
+        user: list(
+            DeliveryAttempt.objects.filter(subscription__fan__service_user_id=user)
+            .order_by("pk")
+            .values_list("outcome", "http_status")
+        )
+        for user in users
+    }
+    assert outcomes[users[1]][0] == ("retry", 429), "the refused call is on the fan's record"
+
+
+def test_fans_claimed_while_the_service_has_everyone_paused_are_put_off_without_a_call(sandbox, settings):
+    """A run that starts (or claims a batch) during a long pause the service asked for calls nothing: its fans
+    wait for the pause's end, using up no attempt, and the run ends instead of waiting in place."""
+    settings.DELIVERY_MAX_RETRY_AFTER_SECONDS = 1
+    campaign = make_campaign()
+    many_fans(campaign, sandbox, "paused", 3)
+    limiter_for("spotify").pause(120)  # a 429 with Retry-After: 120 seen by another worker
+    started = timezone.now()
+
+    report = engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert sandbox.control("GET", "counters")["requests"] == 0
+    assert report.counts == {"retry": 3}
+    for status, attempts, next_at in Subscription.objects.values_list("status", "attempts", "next_attempt_at"):
+        assert (status, attempts) == ("pending", 0)
+        assert started + dt.timedelta(seconds=100) < next_at < started + dt.timedelta(seconds=140)
+    assert timezone.now() - started < dt.timedelta(seconds=20), "the run did not wait the pause out in place"
+
+
+def test_a_fan_still_rate_limited_long_after_the_release_fails_with_the_reason(sandbox, settings):
+    """The wait for the service's rate limit to lift has the same bound as the wait for a release to come out:
+    from DELIVERY_AVAILABILITY_WAIT_HOURS after the fan's release time, a 429 uses up an attempt like any
+    passing failure, and the fan out of attempts fails with the reason."""
+    settings.DELIVERY_MAX_RETRY_AFTER_SECONDS = 1
+    settings.DELIVERY_AVAILABILITY_WAIT_HOURS = 0
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=5))
+    many_fans(campaign, sandbox, "late", 1)
+    sandbox.faults(rate_limit=3)  # availability (2 calls) and the refresh; the save is refused
+
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    subscription = Subscription.objects.get()
+    assert (subscription.status, subscription.attempts) == ("failed", 1)
+    assert subscription.last_error == "Gave up after 1 attempts: Rate limited by Spotify."
