@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from releases.models import Campaign
 
 # v2: the email-only sign-up (EMAIL_SIGNUP_CONSENT); v3: Deezer and Apple Music; v4: WHAT_WE_KEEP names the
-# fan's country and the consent's IP address and browser, which fans.authorization has always kept
+# fan's country and the consent's IP address and browser, which fans.authorization has always kept, and both
+# email consents say that the release-day email notes its opens and clicks (fans/release_email.py)
 WORDING_VERSION = "2026-11-v4"
 
 EMAIL_OPT_IN_LABEL = "Also email me when it drops"
@@ -30,10 +31,12 @@ WHAT_WE_KEEP = (
     "from your account."
 )
 EMAIL_SIGNUP_CONSENT = (
-    "Email me once when {title} by {artist} is out. Use my address for nothing else; "
-    "every email has a link to stop and to erase it."
+    "Email me once when {title} by {artist} is out, noting whether it is opened and its links clicked. Use my "
+    "address for nothing else; every email has a link to stop and to erase it."
 )
-WHAT_WE_KEEP_EMAIL = " (and your email address, if you tick the box)"
+WHAT_WE_KEEP_EMAIL = (
+    " (and your email address, if you tick the box, with whether our email to it is opened and its links clicked)"
+)
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ def campaign(request: HttpRequest, slug: str) -> HttpResponse:
     """The campaign page: warm, it reads no database row, and at most one query writes the buffered page views
     (fans/pagecache.py, fans/tracking.py). Its CSRF token is Django's own (get_token), freshly masked."""
     page = pagecache.campaign_page(slug)
-    seen = tracking.visit(request, may_set_cookie=True)
+    counted = request.method == "GET" and not tracking.is_bot(request)  # a HEAD or a link preview is no visit
+    seen = tracking.visit(request, may_set_cookie=counted)
     parts, countdown = pages.campaign_html(
         page,
         country=seen.country,
@@ -103,7 +104,7 @@ def campaign(request: HttpRequest, slug: str) -> HttpResponse:
         in_app=seen.in_app,
     )
     html = pages.fill_campaign_html(parts, csrf_token=get_token(request), utm=seen.utm, countdown=countdown)
-    if request.method == "GET" and not tracking.is_bot(request):
+    if counted:
         tracking.record_view(page.campaign, seen)
     response = HttpResponse(html)
     response["Vary"] = "Cookie"  # the CSRF token comes from the cookie: never one visitor's page for another

@@ -13,6 +13,7 @@ from fans.models import ConsentRecord, Fan
 from fans.reserved import RESERVED_SLUGS, validate_campaign_slug
 from tests.conftest import make_campaign
 from tests.delivery.test_deezer import presave_with_deezer
+from tests.fans.test_in_app_browsers import UAS
 
 pytestmark = pytest.mark.django_db
 
@@ -198,3 +199,13 @@ def test_the_page_names_everything_a_presave_keeps(client, campaign, sandbox):
     kept = re.search(r'<p class="muted">(We keep [^<]*)</p>', get_page(client, campaign).content.decode()).group(1)
 
     assert "country" in kept and "IP address" in kept and "browser" in kept
+
+
+def test_both_email_consents_say_the_email_notes_its_opens_and_clicks(client, campaign):
+    """The release-day email carries an open pixel and counted links (fans/release_email.py): a fan ticking
+    either email box is told so, not "nothing else"."""
+    kept = re.search(r'<p class="muted">(We keep [^<]*)</p>', get_page(client, campaign).content.decode()).group(1)
+    assert "your email address, if you tick the box, with whether our email to it is opened" in kept
+
+    in_instagram = client.get(campaign.get_absolute_url(), headers={"user-agent": UAS["instagram"]})
+    assert "noting whether it is opened and its links clicked" in in_instagram.content.decode()  # email-only

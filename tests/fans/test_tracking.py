@@ -71,12 +71,15 @@ def test_do_not_track_and_global_privacy_control_set_no_cookie(client, campaign,
     assert FunnelEvent.objects.get().visitor == ""
 
 
-def test_link_preview_fetchers_are_not_counted_as_views(client, campaign):
-    view(client, campaign, HTTP_USER_AGENT="facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)")
+def test_link_preview_fetchers_are_not_counted_as_views_nor_given_a_visitor_id(client, campaign):
+    preview = view(
+        client, campaign, HTTP_USER_AGENT="facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)"
+    )
     head = client.head(reverse("fans:campaign", args=[campaign.slug]))
 
     assert head.status_code == 200 and head.content == b""
     assert not FunnelEvent.objects.exists()
+    assert tracking.VISITOR_COOKIE not in preview.cookies and tracking.VISITOR_COOKIE not in head.cookies
 
 
 @pytest.mark.parametrize(
