@@ -122,9 +122,13 @@ def absolute_media_url(url: str) -> str:
 
 
 def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
-    """The thank-you page for the pre-save this browser just completed; None when it completed none."""
+    """The thank-you page for the pre-save this browser just completed; None when it completed none, or the fan
+    has cancelled it or erased their data since (the page would say "you're in")."""
     presaved = session.get(THANKS_KEY, {}).get(campaign.slug)
     if not presaved or presaved.get("service") not in SERVICES:
+        return None
+    consent_record = _consent_for_revoke_token(presaved["revoke_token"])
+    if consent_record is None or consent_record.revoked_at is not None:
         return None
     release = campaign.release
     return {
@@ -135,7 +139,7 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
         "service_label": SERVICES[presaved["service"]].label,
         "revoke_token": presaved["revoke_token"],
         "email_opt_in": presaved.get("email_opt_in", False),
-        "privacy_url": _privacy_url_for_revoke_token(presaved["revoke_token"]),
+        "privacy_url": privacy.link_for_fan(consent_record.subscription.fan) if consent_record.subscription else "",
         "email_shared": presaved.get("email_shared", False),
     }
 
@@ -156,13 +160,8 @@ def revoke_context(consent_record: ConsentRecord, **extra) -> dict:
     }
 
 
-def _privacy_url_for_revoke_token(token: str) -> str:
-    consent_record = (
-        ConsentRecord.objects.select_related("subscription__fan").filter(revoke_token_hash=hash_token(token)).first()
-    )
-    if consent_record is None or consent_record.subscription is None:
-        return ""
-    return privacy.link_for_fan(consent_record.subscription.fan)
+def _consent_for_revoke_token(token: str) -> ConsentRecord | None:
+    return ConsentRecord.objects.select_related("subscription__fan").filter(revoke_token_hash=hash_token(token)).first()
 
 
 def privacy_context(subject: privacy.Subject, token: str) -> dict:

@@ -262,3 +262,14 @@ def test_the_privacy_notice_names_what_a_presave_and_the_release_email_keep(clie
     kept = html.split("When you pre-save", 1)[1].split("When you visit", 1)[0]
     assert "your country" in kept and "IP address" in kept
     assert "opened" in html and "clicked" in html  # the release-day email's pixel and tracked links
+
+
+def test_after_erasing_everything_the_thank_you_page_no_longer_says_you_are_in(client, alice):
+    campaign = Subscription.objects.first().campaign
+    thanks = reverse("fans:thanks", args=[campaign.slug])
+    assert client.get(thanks).status_code == 200
+
+    client.post(reverse("fans:privacy_erase", args=[privacy.sign({"fan": alice.pk})]))
+
+    response = client.get(thanks)
+    assert response.status_code == 302 and response["Location"] == campaign.get_absolute_url()
