@@ -18,6 +18,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from delivery.services import ServiceError
@@ -71,6 +72,7 @@ def authorize_page(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@sensitive_post_parameters(TOKEN_FIELD, "state")  # error reports (DEBUG pages, error trackers) show no token
 @require_POST
 @never_cache
 @limited()

@@ -194,7 +194,8 @@ class AppleMusicService:
         )
 
     async def add_to_library(self, request: web.Request) -> web.Response:
-        """POST /v1/me/library?ids[albums]=…&ids[songs]=… → 202, no body; unknown ids are silently ignored.
+        """POST /v1/me/library?ids[albums]=…&ids[songs]=… → 202, no body; ids it can't add (unknown, or not in
+        the fan's own storefront) are silently ignored.
         developer.apple.com/documentation/applemusicapi/add-a-resource-to-a-library"""
         token = self._user(request)
         ids = {kind: request.query.get(f"ids[{kind}]", "") for kind in KINDS}
@@ -202,11 +203,12 @@ class AppleMusicService:
             raise AppleError(400, "40000", "Bad Request", "ids[albums] or ids[songs] is required")
         if self.state.faults.apple_ignores_library_adds:
             return web.Response(status=202)
+        storefront = self.state.users[token.user_id or ""].country
         for kind, raw in ids.items():
             for value in filter(None, raw.split(",")):
-                item_id = self._find(kind, value)
-                if item_id is not None:
-                    uri = f"{KEY}:{KINDS[kind]}:{item_id}"
+                item = self._item(kind, value)
+                if item is not None and _in(item, storefront):
+                    uri = f"{KEY}:{KINDS[kind]}:{item.id}"
                     self.state.save(token.user_id or "", uri, "POST /v1/me/library")
         return web.Response(status=202)
 

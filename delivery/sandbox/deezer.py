@@ -108,8 +108,12 @@ class DeezerService:
     async def classify(self, request: web.Request) -> tuple[Kind, str | None]:
         path = request.path
         if path.startswith(f"{PREFIX}/api/"):
+            # The quota counts the app's public catalog lookups (no token) as well as its fans' calls.
             token = self.state.access_tokens.get(request.query.get("access_token", ""))
-            return Kind.API, token.client_id if token and token.service == KEY else None
+            if token and token.service == KEY:
+                return Kind.API, token.client_id
+            app = self.state.service_apps.get(KEY)
+            return Kind.API, app.id if app else None
         app_id = request.query.get("app_id", "")
         kind = Kind.TOKEN if path.endswith("access_token.php") else Kind.PAGE
         return kind, app_id if self._app(app_id) else None

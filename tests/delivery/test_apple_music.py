@@ -108,6 +108,16 @@ def test_musickit_page_needs_a_pending_authorization_and_csrf(client, sandbox):
 
 
 @pytest.mark.django_db
+def test_an_error_report_of_the_musickit_post_hides_the_music_user_token(client, sandbox):
+    from django.views.debug import SafeExceptionReporterFilter
+
+    token = sandbox.authorize_apple_music("chloe")
+    response = presave_with_apple_music(client, make_campaign(), token)
+    posted = SafeExceptionReporterFilter().get_post_parameters(response.wsgi_request)
+    assert posted["music_user_token"] == posted["state"] == "********************"
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("posted", ["abc\r\nX-Injected: 1", " ", "\U0001f3b5", "\x00abc", "x" * 5000])
 def test_a_malformed_music_user_token_is_a_clear_400_and_saves_nothing(client, sandbox, posted):
     # It would go into a request header: a line break, a space or a non-ASCII character must not reach requests.
@@ -149,6 +159,20 @@ def test_an_add_apple_silently_ignored_is_retried_then_recorded_as_failed(sandbo
     assert subscription.last_error.startswith("Gave up after") and "not in the fan's library" in subscription.last_error
     attempts = DeliveryAttempt.objects.filter(subscription=subscription)
     assert {a.call for a in attempts} == {"verify"} and attempts.count() == settings.DELIVERY_MAX_ATTEMPTS
+
+
+@pytest.mark.django_db
+def test_an_add_outside_the_fans_storefront_is_not_counted_as_delivered(sandbox, settings):
+    """The market we hold is not the fan's storefront (Apple adds from the storefront only): the 202 is not
+    taken at its word."""
+    campaign = make_campaign()
+    subscription = apple_subscription(campaign, sandbox, "alice")  # storefront gb
+    Subscription.objects.filter(pk=subscription.pk).update(market="US")
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["US"]})
+    engine.deliver_campaign(campaign.pk)
+    subscription.refresh_from_db()
+    assert subscription.status == "failed" and "not in the fan's library" in subscription.last_error
+    assert sandbox.library("alice")["saved"] == []
 
 
 @pytest.mark.django_db

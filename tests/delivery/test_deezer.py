@@ -136,6 +136,14 @@ def test_release_is_found_by_upc_and_by_isrc(sandbox):
 
 
 @pytest.mark.django_db
+def test_quota_on_a_catalog_lookup_is_waited_out_not_called_unknown(sandbox):
+    deezer = get_service("deezer")
+    sandbox.faults(rate_limit=0)
+    with pytest.raises(RateLimited):
+        deezer.resolve_release(make_campaign().release)
+
+
+@pytest.mark.django_db
 def test_follow_uses_the_deezer_artist_named_by_the_track_lookup(sandbox):
     """Our artist has no Deezer id: the artist to follow is the one Deezer names for the release (here a
     one-track release by The Paper Tides, found by its ISRC), with no Spotify URI needed."""

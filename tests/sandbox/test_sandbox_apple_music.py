@@ -79,6 +79,21 @@ def test_library_add_answers_202_and_the_relationship_shows_it(apple):
     assert library_album["type"] == "library-albums" and library_album["id"].startswith("l.")
 
 
+def test_an_album_not_in_the_fans_storefront_is_silently_not_added(apple):
+    """Apple adds what the fan's own storefront has: other ids are ignored, with the same 202."""
+    apple.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["US"]})
+    user_token = apple.authorize_apple_music("alice")  # storefront gb
+    added = requests.post(
+        f"{apple.apple_music_api_url}/v1/me/library",
+        params={"ids[albums]": ALBUM},
+        headers={"Authorization": f"Bearer {developer_token()}", "Music-User-Token": user_token},
+        timeout=10,
+    )
+    assert added.status_code == 202 and added.content == b""
+    assert apple.library("alice")["saved"] == []
+    assert get(apple, f"/v1/catalog/us/albums/{ALBUM}/library", user_token=user_token).json()["data"] == []
+
+
 def test_music_user_token_is_required_and_dies_on_revoke(apple):
     assert get(apple, "/v1/me/storefront").status_code == 403
     user_token = apple.authorize_apple_music("bob")

@@ -119,6 +119,13 @@ def test_quota_is_code_4_in_a_200_and_server_faults_keep_their_status(deezer):
     assert failed.status_code in (500, 502, 503) and failed.json()["error"]["code"] == 700
 
 
+def test_quota_counts_calls_without_a_token_too(deezer):
+    """Deezer's quota (50 requests in 5 seconds) counts the app's public catalog lookups as well."""
+    deezer.control("POST", "faults", {"rate_limit": 0})
+    limited = api(deezer, "GET", f"/album/upc:{demo_catalog.NOVA_LARK_ALBUM_UPC}")
+    assert limited.status_code == 200 and limited.json()["error"]["code"] == 4
+
+
 def test_catalog_added_later_is_found_by_deezer_id_upc_isrc_and_unknown_paths_say_no_data(deezer):
     """Deezer ids are kept in an index as the catalog grows (no scan per request)."""
     album = add_late_album(deezer)
