@@ -24,7 +24,8 @@ from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.functions import Lower
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -50,6 +51,10 @@ def schedule_name(campaign_id: int) -> str:
     return f"{SCHEDULE_NAME_PREFIX}{campaign_id}"
 
 
+def retry_schedule_name(campaign_id: int) -> str:
+    return f"{schedule_name(campaign_id)}-retry"
+
+
 def sync_schedule(campaign: Campaign) -> Schedule | None:
     """Fire at the release time for a live campaign; drafts have none; a schedule that fired stays as it is."""
     name = schedule_name(campaign.pk)
@@ -58,7 +63,11 @@ def sync_schedule(campaign: Campaign) -> Schedule | None:
         Schedule.objects.filter(name=name, repeats__gt=0).delete()
         return None
     if release_at <= timezone.now():
-        return Schedule.objects.filter(name=name).first()  # out already: never re-arm a sent email
+        # Out already: never re-arm a sent email (nor make one for a campaign out before it had any), but one
+        # still waiting for a later release time fires now.
+        schedule = Schedule.objects.filter(name=name).first()
+        if schedule is None or schedule.repeats == 0:
+            return schedule
     return schedule_once(name, SEND_TASK, campaign.pk, release_at)
 
 
@@ -73,8 +82,9 @@ def plan_recipients(campaign: Campaign) -> int:
         .values_list("pk", "subscription__fan__email")
     )
     signups = EmailSignup.objects.receiving().filter(campaign=campaign).values_list("pk", "email")
-    before = ReleaseEmail.objects.filter(campaign=campaign).count()
-    seen: set[str] = set()
+    planned = ReleaseEmail.objects.filter(campaign=campaign).values_list("email", flat=True)
+    before = planned.count()
+    seen = {email.lower() for email in planned.iterator(chunk_size=2000)}  # an earlier run's, in whatever case
     rows: list[ReleaseEmail] = []
     for source, field in ((consents, "consent_id"), (signups, "signup_id")):
         for pk, email in source.iterator(chunk_size=2000):
@@ -149,17 +159,30 @@ def send_release_emails(campaign_id: int) -> str:
     campaign = Campaign.objects.select_related("release__artist").filter(pk=campaign_id).first()
     if campaign is None or campaign.status == Campaign.Status.DRAFT:
         return "nothing to send"
+    if not campaign.release.is_out:  # a run queued before the release was moved later: its schedule moved too
+        return f"release email for campaign {campaign_id}: not out yet"
     plan_recipients(campaign)
     destinations = smartlink.destinations(campaign.release, campaign.release.links.all())
-    sent = 0
+    sent, refused = 0, {}
     try:
-        while batch_sent := send_batch(campaign, destinations):
+        while True:
+            batch_sent, taken = send_batch(campaign, destinations, refused)
+            if not taken:
+                break
             sent += batch_sent
     except MAIL_SERVER_ERRORS as exc:
-        retry_at = schedule_retry(f"{schedule_name(campaign.pk)}-retry", SEND_TASK, campaign.pk)
+        retry_at = schedule_retry(retry_schedule_name(campaign.pk), SEND_TASK, campaign.pk)
         logger.warning("Release email for campaign %s stopped after %s sent (%s); retrying at %s",
                        campaign_id, sent, type(exc).__name__, retry_at)  # fmt: skip
         return f"release email for campaign {campaign_id}: sent {sent}, mail server failed, retry at {retry_at}"
+    if refused:
+        # 4xx: the server may take them later; 5xx: it never will (those stay unsent).
+        later = "not retried"
+        if any(code < 500 for code in refused.values()):
+            later = f"retry at {schedule_retry(retry_schedule_name(campaign.pk), SEND_TASK, campaign.pk)}"
+        logger.warning("Release email for campaign %s: the mail server refused %s address(es); %s",
+                       campaign_id, len(refused), later)  # fmt: skip
+        return f"release email for campaign {campaign_id}: sent {sent}, refused {len(refused)}, {later}"
     return f"release email for campaign {campaign_id}: sent {sent}"
 
 
@@ -171,21 +194,52 @@ def schedule_retry(name: str, task: str, object_id: int) -> dt.datetime:
     return retry_at
 
 
-def send_batch(campaign: Campaign, destinations: list[smartlink.Destination]) -> int:
-    """Send up to BATCH_SIZE unsent emails over one connection; they are marked sent when the batch commits
-    (a crash mid-batch sends that batch again: at least once, never skipped)."""
+def still_wanted() -> Q:
+    """The planned emails whose address still asks for one: its consent is neither revoked nor withdrawn, or the
+    address has a confirmed sign-up not unsubscribed (a fan may revoke or erase between planning and a retry)."""
+    signup = EmailSignup.objects.receiving().filter(campaign=OuterRef("campaign"), email=Lower(OuterRef("email")))
+    return (
+        Q(consent__email_opt_in=True, consent__revoked_at__isnull=True)
+        | Q(signup__confirmed_at__isnull=False, signup__unsubscribed_at__isnull=True)
+        | Q(Exists(signup))
+    )
+
+
+def send_batch(
+    campaign: Campaign, destinations: list[smartlink.Destination], refused: dict[int, int]
+) -> tuple[int, int]:
+    """Send up to BATCH_SIZE unsent emails over one connection; returns how many were sent, and taken.
+
+    They are marked sent when the batch commits, also when the mail server fails mid-batch (the error is raised
+    after the commit, so the retry sends only the rest); one whose address the server refuses stays unsent and
+    goes into `refused` (row id → SMTP code), skipped by the run's later batches. A crash mid-batch sends that
+    batch again: at least once, never skipped."""
     with transaction.atomic():
         batch = list(
-            ReleaseEmail.objects.select_for_update(skip_locked=True)
-            .filter(Q(campaign=campaign, sent_at__isnull=True, unsubscribed_at__isnull=True))
+            ReleaseEmail.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(campaign=campaign, sent_at__isnull=True, unsubscribed_at__isnull=True)
+            .filter(still_wanted())
+            .exclude(pk__in=list(refused))
             .order_by("pk")[:BATCH_SIZE]
         )
         if not batch:
-            return 0
-        with get_connection() as connection:
-            connection.send_messages([message(email, campaign, destinations) for email in batch])
-        ReleaseEmail.objects.filter(pk__in=[email.pk for email in batch]).update(sent_at=timezone.now())
-    return len(batch)
+            return 0, 0
+        sent, failure = [], None
+        try:
+            with get_connection() as connection:
+                for email in batch:
+                    try:
+                        connection.send_messages([message(email, campaign, destinations)])
+                    except smtplib.SMTPRecipientsRefused as exc:
+                        refused[email.pk] = max(code for code, _reply in exc.recipients.values())
+                    else:
+                        sent.append(email.pk)
+        except MAIL_SERVER_ERRORS as exc:
+            failure = exc
+        ReleaseEmail.objects.filter(pk__in=sent).update(sent_at=timezone.now())
+    if failure is not None:
+        raise failure
+    return len(sent), len(batch)
 
 
 # --- What fans do with it -----------------------------------------------------------------------------------
@@ -227,8 +281,11 @@ def unsubscribe(email: ReleaseEmail) -> None:
     now = timezone.now()
     with transaction.atomic():
         ReleaseEmail.objects.filter(pk=email.pk, unsubscribed_at__isnull=True).update(unsubscribed_at=now)
-        if email.signup_id:
-            EmailSignup.objects.filter(pk=email.signup_id, unsubscribed_at__isnull=True).update(unsubscribed_at=now)
+        # The address's sign-up ends too when the email went out for the fan's pre-save (one email per address).
+        address_signup = Q(campaign_id=email.campaign_id, email=email.email.lower())
+        EmailSignup.objects.filter(Q(pk=email.signup_id) | address_signup, unsubscribed_at__isnull=True).update(
+            unsubscribed_at=now
+        )
         consent = ConsentRecord.objects.filter(pk=email.consent_id).first() if email.consent_id else None
         if consent is not None:
             same_fan = Q(pk=consent.pk) | Q(subscription_id=consent.subscription_id, subscription__isnull=False)

@@ -4,6 +4,7 @@ release."""
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+from django_q.models import Schedule
 
 from releases.models import Campaign, CampaignTally, Release
 
@@ -35,5 +36,15 @@ def release_saved(sender, instance: Release, **kwargs) -> None:
 
 @receiver(post_delete, sender=Campaign)
 def campaign_deleted(sender, instance: Campaign, **kwargs) -> None:
-    """The tallies' campaign_id is not a foreign key (see CampaignTally): remove them with the campaign."""
+    """The tallies' campaign_id is not a foreign key (see CampaignTally): remove them with the campaign; its
+    schedules (delivery, release-day email and its retry) go once the deletion is committed."""
+    from delivery import scheduling
+    from fans import release_email
+
     CampaignTally.objects.filter(campaign_id=instance.pk).delete()
+    names = [
+        scheduling.schedule_name(instance.pk),
+        release_email.schedule_name(instance.pk),
+        release_email.retry_schedule_name(instance.pk),
+    ]
+    transaction.on_commit(lambda: Schedule.objects.filter(name__in=names).delete())

@@ -21,6 +21,7 @@ MIDNIGHT = dt.time(0, 0)
         ("DE", dt.datetime(2026, 12, 3, 23, 0, tzinfo=dt.UTC)),
         ("AU", dt.datetime(2026, 12, 3, 13, 0, tzinfo=dt.UTC)),  # Sydney, daylight saving
         ("FR", dt.datetime(2026, 12, 3, 23, 0, tzinfo=dt.UTC)),  # from the system's zone table
+        ("XK", dt.datetime(2026, 12, 3, 23, 0, tzinfo=dt.UTC)),  # Kosovo: not in the zone table
     ],
 )
 def test_release_goes_live_at_local_midnight(market, utc):

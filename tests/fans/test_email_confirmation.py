@@ -10,6 +10,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
+import time_machine
 from django.apps import apps as django_apps
 from django.core import signing
 from django.core.cache import cache
@@ -93,7 +94,8 @@ def test_only_confirmed_sign_ups_get_the_release_email(client, sign_up, mailoutb
     client.post(confirmation_path(mailoutbox[0]))
     mailoutbox.clear()
 
-    release_email.send_release_emails(campaign.pk)
+    with time_machine.travel(campaign.release.release_at + dt.timedelta(minutes=1)):  # the release is out
+        release_email.send_release_emails(campaign.pk)
 
     assert [m.to for m in mailoutbox] == [["confirmed@fan.test"]]
 

@@ -3,6 +3,8 @@ unsubscribe, its schedule at the release time, and a real worker sending it."""
 
 import datetime as dt
 import re
+import socketserver
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,7 +15,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from delivery.sandbox import demo_catalog
-from fans import release_email
+from fans import release_email, revocation
 from fans.models import ConsentRecord, EmailSignup, Fan, ReleaseEmail, Subscription
 from fans.reserved import RESERVED_SLUGS
 from releases.models import Campaign, ReleaseLink
@@ -205,3 +207,144 @@ def test_a_real_worker_sends_the_email_at_the_release_time(start_worker, tmp_pat
     written = "".join(path.read_text() for path in tmp_path.iterdir())
     assert "To: opted@fan.test" in written and "To: inbox@fan.test" in written
     assert all(e.sent_at >= campaign.release.release_at for e in ReleaseEmail.objects.all())
+
+
+class SMTPHandler(socketserver.StreamRequestHandler):
+    """Just enough SMTP for Django's backend: the server's `refuse` (address → code) and `fail_after` (messages
+    taken before it answers 451 to the next) set what it refuses; `received` lists who it took mail for."""
+
+    def reply(self, line: str) -> None:
+        self.wfile.write(f"{line}\r\n".encode())
+
+    def handle(self) -> None:
+        server, recipients = self.server, []
+        self.reply("220 test ESMTP")
+        while line := self.rfile.readline():
+            verb, _, argument = line.decode().strip().partition(" ")
+            verb = verb.upper()
+            if verb == "MAIL" and server.fail_after is not None and len(server.received) >= server.fail_after:
+                self.reply("451 4.3.0 Try again later")
+            elif verb == "MAIL":
+                recipients = []
+                self.reply("250 OK")
+            elif verb == "RCPT":
+                address = argument.split(":", 1)[1].strip().strip("<>")
+                if address in server.refuse:
+                    self.reply(f"{server.refuse[address]} No such mailbox")
+                else:
+                    recipients.append(address)
+                    self.reply("250 OK")
+            elif verb == "DATA":
+                self.reply("354 Go ahead")
+                while self.rfile.readline() not in (b".\r\n", b""):
+                    pass
+                server.received.extend(recipients)
+                self.reply("250 Queued")
+            elif verb == "QUIT":
+                self.reply("221 Bye")
+                return
+            else:  # EHLO, RSET, NOOP
+                self.reply("250 OK")
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server on a local port, and the SMTP backend pointed at it."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SMTPHandler)
+    server.daemon_threads = True
+    server.refuse, server.fail_after, server.received = {}, None, []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", server.server_address[1], 5
+    settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = "", ""
+    settings.EMAIL_USE_TLS, settings.EMAIL_USE_SSL = False, False
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.django_db
+def test_the_mail_server_failing_mid_batch_sends_nobody_twice(out_campaign, smtp_server):
+    smtp_server.fail_after = 1
+
+    assert "mail server failed" in release_email.send_release_emails(out_campaign.pk)
+
+    assert smtp_server.received == ["opted@fan.test"]
+    assert list(ReleaseEmail.objects.filter(sent_at__isnull=False).values_list("email", flat=True)) == [
+        "opted@fan.test"
+    ], "what the server took is marked sent"
+    smtp_server.fail_after = None
+    assert "sent 1" in release_email.send_release_emails(out_campaign.pk)  # what the retry runs
+    assert sorted(smtp_server.received) == ["inbox@fan.test", "opted@fan.test"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("code, retried", [(550, False), (450, True)])
+def test_an_address_the_mail_server_refuses_holds_up_nobody(out_campaign, smtp_server, code, retried):
+    smtp_server.refuse["opted@fan.test"] = code
+
+    summary = release_email.send_release_emails(out_campaign.pk)
+
+    assert smtp_server.received == ["inbox@fan.test"], "the others are sent, once"
+    assert "sent 1, refused 1" in summary
+    assert ReleaseEmail.objects.get(email="opted@fan.test").sent_at is None
+    retry = Schedule.objects.filter(name=release_email.retry_schedule_name(out_campaign.pk))
+    assert retry.exists() == retried, "a mailbox that does not exist (5xx) is not tried every few minutes"
+    release_email.send_release_emails(out_campaign.pk)
+    assert smtp_server.received == ["inbox@fan.test"]
+
+
+@pytest.mark.django_db
+def test_a_fan_who_revokes_before_the_retry_is_mailed_only_if_their_sign_up_still_asks(
+    out_campaign, settings, mailoutbox
+):
+    quits = pre_save(out_campaign, "quits", "quits@fan.test", opt_in=True)
+    both = pre_save(out_campaign, "both", "Both@Fan.test", opt_in=True)
+    sign_up(out_campaign, "both@fan.test")  # sign-ups are stored in lower case
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 2  # nothing listens there
+    assert "mail server failed" in release_email.send_release_emails(out_campaign.pk)
+
+    for consent in (quits, both):  # the privacy page's per-campaign button, before the retry
+        revocation.revoke_subscription(consent.subscription_id)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    release_email.send_release_emails(out_campaign.pk)
+
+    assert sorted(m.to[0] for m in mailoutbox) == ["Both@Fan.test", "inbox@fan.test", "opted@fan.test"]
+
+
+@pytest.mark.django_db
+def test_a_fan_with_a_pre_save_and_a_sign_up_gets_one_email_however_often_it_runs(out_campaign, mailoutbox):
+    both = pre_save(out_campaign, "both", "Both@Fan.test", opt_in=True)
+    sign_up(out_campaign, "both@fan.test")
+    release_email.send_release_emails(out_campaign.pk)
+    assert [m.to for m in mailoutbox].count(["Both@Fan.test"]) == 1
+
+    revocation.revoke_subscription(both.subscription_id)  # the sign-up still asks, and has had its email
+    release_email.send_release_emails(out_campaign.pk)  # django-q2 runs it again
+
+    assert [m.to[0].lower() for m in mailoutbox].count("both@fan.test") == 1
+
+
+@pytest.mark.django_db
+def test_unsubscribing_ends_the_sign_up_of_a_fan_who_also_pre_saved(out_campaign, client, mailoutbox):
+    pre_save(out_campaign, "both", "both@fan.test", opt_in=True)
+    sign_up(out_campaign, "both@fan.test")
+    release_email.send_release_emails(out_campaign.pk)
+    message = next(m for m in mailoutbox if m.to == ["both@fan.test"])
+
+    client.post(path_of(next(url for url in links_in(message) if "/e/u/" in url)))
+
+    assert EmailSignup.objects.get(email="both@fan.test").unsubscribed_at is not None
+    assert not EmailSignup.objects.receiving().filter(email="both@fan.test").exists(), "in no export any more"
+
+
+@pytest.mark.django_db
+def test_a_run_left_from_before_the_release_was_moved_later_sends_nothing(out_campaign, mailoutbox):
+    release = out_campaign.release
+    release.release_date += dt.timedelta(days=7)  # postponed after the scheduler had queued the task
+    release.save()
+
+    assert release_email.send_release_emails(out_campaign.pk).endswith("not out yet")
+
+    assert mailoutbox == [] and not ReleaseEmail.objects.exists()
