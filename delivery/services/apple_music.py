@@ -229,7 +229,8 @@ class AppleMusic(Service):
     def raise_for_reply(self, call: Call, reply: Reply) -> None:
         """developer.apple.com/documentation/applemusicapi/http-status-codes and …/handling-requests-and-responses
         (`{"errors": [{"status", "code", "title", "detail"}]}`): 401 is about our developer token (made anew,
-        then retried); 403 about the fan's Music-User-Token (they must authorize again)."""
+        then retried); 403 about the fan's Music-User-Token (they must authorize again) when the call carried one,
+        else about our app (retried, never a fan's revocation)."""
         status = reply.status
         body = reply.json_or_none()
         errors = body.get("errors") if isinstance(body, dict) else None
@@ -241,9 +242,11 @@ class AppleMusic(Service):
         if status == 401:
             forget_developer_token()
             raise ServiceError("Apple Music refused our developer token (401); a new one is made.", status=status)
-        if status == 403:
+        if status == 403 and "Music-User-Token" in call.headers:
             message = f"The fan's Apple Music authorization is no longer valid ({detail or 'forbidden'})."
             raise TokenRevoked(message, status=status)
+        if status == 403:  # a catalog call carries no fan's token: our app was refused, not the fan
+            raise ServiceError(f"Apple Music refused our app's request ({detail or 'forbidden'}, 403).", status=status)
         if call.name == "verify" and status == 404:
             raise ServiceError("Apple Music accepted the add, but the release is not in the fan's library.", status=404)
         if status >= 500:

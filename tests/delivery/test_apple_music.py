@@ -14,6 +14,7 @@ from delivery.models import DeliveryAttempt
 from delivery.sandbox import demo_catalog
 from delivery.services import ServiceError, TokenRevoked, get_service
 from delivery.services.apple_music import developer_token
+from delivery.services.base import Call, Reply
 from fans.models import ConsentRecord, Credential, Fan, FunnelEvent, Subscription
 from tests.conftest import MUSICKIT_KEY_ID, MUSICKIT_PUBLIC_KEY, MUSICKIT_TEAM_ID, make_campaign, wait_for
 
@@ -70,6 +71,22 @@ def test_developer_token_refused_is_retryable_and_made_anew(sandbox, settings, d
     assert refused.value.status == 401 and not refused.value.permanent and not refused.value.revoked
     settings.APPLE_MUSIC_TEAM_ID = MUSICKIT_TEAM_ID
     assert apple.resolve_release(campaign.release)
+
+
+def test_a_403_on_a_call_without_a_fans_token_revokes_nobody(sandbox, settings, db):
+    """A catalog call (resolve, availability) carries no Music-User-Token: Apple's 403 there is about our app,
+    and must not end every fan's pre-save as revoked (their tokens destroyed)."""
+    apple = get_service("apple_music")
+    body = b'{"errors": [{"status": "403", "code": "40300", "title": "Forbidden"}]}'
+    catalog = Call("availability", "GET", f"{settings.APPLE_MUSIC_API_URL}/v1/catalog/us/albums/1", headers={})
+    personal = Call("save", "POST", f"{settings.APPLE_MUSIC_API_URL}/v1/me/library",
+                    headers={"Music-User-Token": "fan-token"})  # fmt: skip
+
+    with pytest.raises(ServiceError) as refused:
+        apple.check(catalog, Reply(403, {}, body))
+    assert refused.value.status == 403 and not refused.value.revoked and not refused.value.permanent
+    with pytest.raises(TokenRevoked):
+        apple.check(personal, Reply(403, {}, body))
 
 
 @pytest.mark.django_db
