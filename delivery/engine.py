@@ -339,7 +339,7 @@ class Run:
         if not service.can_deliver(self.release):
             message = f"The release has no {service.label} identifier, UPC or ISRC to find it by."
             return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "resolve", message)
-        market = subscription.market or self.campaign.default_market
+        market = self.market_of(subscription)
         try:
             self.check_not_paused(service)
             unresolved = self.resolve(service)
@@ -407,7 +407,7 @@ class Run:
                     stored = self.transport.loop.create_future()
                     self.rotated.put((subscription, tokens.refresh_token, stored))
                     await stored
-            market = subscription.market or self.campaign.default_market
+            market = self.market_of(subscription)
             for call in service.delivery_calls(access_token, self.campaign, market):
                 name = call.name
                 await self.call(service, call)
@@ -435,11 +435,13 @@ class Run:
         retry_in = exc.retry_after if exc.retry_after is not None else backoff_seconds(subscription.attempts)
         return Outcome(subscription, result, call, message[:500], exc.status, retry_in, attempted=not rate_limited)
 
+    def market_of(self, subscription: Claim) -> str:
+        return subscription.market or self.campaign.default_market
+
     def past_waiting_time(self, subscription: Claim) -> bool:
         """Whether the fan's release time in their market is DELIVERY_AVAILABILITY_WAIT_HOURS past: how long a
         fan waits for the service (the release to come out there, or its rate limit to lift)."""
-        market = subscription.market or self.campaign.default_market
-        waited = timezone.now() - self.campaign.firing_time(market)
+        waited = timezone.now() - self.campaign.firing_time(self.market_of(subscription))
         return waited >= timedelta(hours=settings.DELIVERY_AVAILABILITY_WAIT_HOURS)
 
     def store_rotated_tokens(self, *, timeout: float) -> None:

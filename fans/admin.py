@@ -118,9 +118,7 @@ class EmailOptInFilter(ConditionFilter):
     parameter_name = "email_opt_in"
 
     def conditions(self):
-        opted_in = Exists(
-            ConsentRecord.objects.filter(subscription=OuterRef("pk"), email_opt_in=True, revoked_at__isnull=True)
-        )
+        opted_in = Exists(ConsentRecord.objects.sharing_email().filter(subscription=OuterRef("pk")))
         return {"yes": ("Opted in to email", opted_in), "no": ("Not opted in", ~opted_in)}
 
 

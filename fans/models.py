@@ -120,6 +120,14 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class ConsentRecordQuerySet(models.QuerySet):
+    # Opted in to email and not withdrawn: the consents whose address gets the release email and is exported.
+    SHARING_EMAIL = models.Q(email_opt_in=True, revoked_at__isnull=True)
+
+    def sharing_email(self):
+        return self.filter(self.SHARING_EMAIL)
+
+
 class ConsentRecord(models.Model):
     """What a fan agreed to, when, and how: one row per authorization, never edited but for revocation."""
 
@@ -139,6 +147,8 @@ class ConsentRecord(models.Model):
     revoke_token_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ConsentRecordQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

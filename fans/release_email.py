@@ -76,7 +76,8 @@ def plan_recipients(campaign: Campaign) -> int:
     """One ReleaseEmail row per address that asked for the email, written 1,000 at a time; returns how many
     rows are new."""
     consents = (
-        ConsentRecord.objects.filter(campaign=campaign, email_opt_in=True, revoked_at__isnull=True)
+        ConsentRecord.objects.sharing_email()
+        .filter(campaign=campaign)
         .exclude(subscription__isnull=True)
         .exclude(subscription__fan__email="")
         .values_list("pk", "subscription__fan__email")
@@ -199,8 +200,8 @@ def still_wanted() -> Q:
     address has a confirmed sign-up not unsubscribed (a fan may revoke or erase between planning and a retry)."""
     signup = EmailSignup.objects.receiving().filter(campaign=OuterRef("campaign"), email=Lower(OuterRef("email")))
     return (
-        Q(consent__email_opt_in=True, consent__revoked_at__isnull=True)
-        | Q(signup__confirmed_at__isnull=False, signup__unsubscribed_at__isnull=True)
+        Q(consent__in=ConsentRecord.objects.sharing_email())
+        | Q(signup__in=EmailSignup.objects.receiving())
         | Q(Exists(signup))
     )
 

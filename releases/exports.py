@@ -76,9 +76,7 @@ def csv_rows(queryset: QuerySet, **cells) -> QuerySet:
 
 
 def subscription_rows(campaigns: Q) -> QuerySet:
-    opted_in = Exists(
-        ConsentRecord.objects.filter(subscription=OuterRef("pk"), email_opt_in=True, revoked_at__isnull=True)
-    )
+    opted_in = Exists(ConsentRecord.objects.sharing_email().filter(subscription=OuterRef("pk")))
     subscriptions = (
         Subscription.objects.filter(campaigns)
         .annotate(opted_in=opted_in)
