@@ -291,9 +291,6 @@ DELIVERY_PARALLEL_RUNS = env.int("DELIVERY_PARALLEL_RUNS", default=2, minimum=1)
 DELIVERY_SPREAD_MINUTE_SECONDS = env.float("DELIVERY_SPREAD_MINUTE_SECONDS", default=60.0, minimum=0.01)
 DELIVERY_AVAILABILITY_RECHECK_SECONDS = env.int("DELIVERY_AVAILABILITY_RECHECK_SECONDS", default=900)
 DELIVERY_AVAILABILITY_WAIT_HOURS = env.int("DELIVERY_AVAILABILITY_WAIT_HOURS", default=72)
-for _name in ("DELIVERY_BATCH_SIZE", "DELIVERY_CONCURRENCY", "DELIVERY_PERMIT_BLOCK", "DELIVERY_PARALLEL_RUNS"):
-    if globals()[_name] < 1:
-        raise ImproperlyConfigured(f"{_name} must be at least 1.")
 
 # --- django-q2 ------------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
