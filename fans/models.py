@@ -245,6 +245,12 @@ class ReleaseEmail(models.Model):
 
     campaign = models.ForeignKey("releases.Campaign", on_delete=models.CASCADE, related_name="release_emails")
     email = models.EmailField()
+    market = models.CharField(
+        max_length=2,
+        blank=True,
+        help_text="Whose local release time the email waits for on a per-market campaign: the fan's market, "
+        "else the country seen at sign-up (blank: the campaign's default market).",
+    )
     consent = models.ForeignKey(
         ConsentRecord, on_delete=models.SET_NULL, null=True, blank=True, related_name="release_emails"
     )

@@ -4,10 +4,14 @@ Who gets it: fans who pre-saved and ticked the email box (ConsentRecord.email_op
 fan's email) and the email-only sign-ups whose address was confirmed (EmailSignup.objects.receiving()), once
 per address.
 
-When: a django-q2 `Schedule.ONCE` named `release-email-<campaign id>` at the release time, kept in step with
-the campaign by releases/signals.py, beside the delivery schedule (both made by `delivery.scheduling
-.schedule_once`). The task is idempotent: one ReleaseEmail row per address, claimed with
-`select_for_update(skip_locked=True)` and marked sent in the same transaction.
+When: a django-q2 `Schedule.ONCE` named `release-email-<campaign id>` at the campaign's first firing time, kept
+in step with the campaign by releases/signals.py, beside the delivery schedule (both made by `delivery.scheduling
+.schedule_once`). Each address waits for the release to be out where it is: its market (the fan's, as the
+delivery engine uses it, or the country seen at sign-up; else the campaign's default) names its local release
+time on a per-market campaign, so a fan in New York is not told "it's out" at Auckland's midnight. A run sends
+what is due and leaves one follow-up schedule (`release-email-<id>-next`) for the next market's time, or to
+retry after the mail server failed, whichever comes first. The task is idempotent: one ReleaseEmail row per
+address, claimed with `select_for_update(skip_locked=True)` and marked sent in the same transaction.
 
 Links: the privacy self-service link names the recipient's address (fans.privacy.link_for_email); every other
 link carries the row's id signed with django.core.signing (salted per purpose); a click
@@ -34,6 +38,7 @@ from django_q.models import Schedule
 from delivery.scheduling import schedule_once
 from fans import privacy, smartlink
 from fans.models import ConsentRecord, EmailSignup, ReleaseEmail
+from releases import markets
 from releases.models import Campaign
 
 logger = logging.getLogger(__name__)
@@ -42,6 +47,7 @@ SEND_TASK = "fans.release_email.send_release_emails"
 SCHEDULE_NAME_PREFIX = "release-email-"
 BATCH_SIZE = 100  # messages per SMTP connection and per transaction
 RETRY_MINUTES = 5  # after the mail server failed
+RETRY_AFTER = dt.timedelta(minutes=RETRY_MINUTES)  # also the sign-up confirmation's (fans/signups.py)
 MAIL_SERVER_ERRORS = (smtplib.SMTPException, OSError)  # the mail server is down or refused us: try again later
 SALTS = {"open": "fans.release_email.open", "click": "fans.release_email.click", "unsubscribe": "fans.release_email.u"}
 
@@ -51,14 +57,16 @@ def schedule_name(campaign_id: int) -> str:
     return f"{SCHEDULE_NAME_PREFIX}{campaign_id}"
 
 
-def retry_schedule_name(campaign_id: int) -> str:
-    return f"{schedule_name(campaign_id)}-retry"
+def next_run_schedule_name(campaign_id: int) -> str:
+    """The follow-up run's schedule: the next market's release time, or a retry after the mail server failed."""
+    return f"{schedule_name(campaign_id)}-next"
 
 
 def sync_schedule(campaign: Campaign) -> Schedule | None:
-    """Fire at the release time for a live campaign; drafts have none; a schedule that fired stays as it is."""
+    """Fire at the first firing time (the release time, or on a per-market campaign the first market's) for a
+    live campaign; drafts have none; a schedule that fired stays as it is."""
     name = schedule_name(campaign.pk)
-    release_at = campaign.release.release_at
+    release_at = campaign.first_firing_time()
     if campaign.status == Campaign.Status.DRAFT:
         Schedule.objects.filter(name=name, repeats__gt=0).delete()
         return None
@@ -73,26 +81,26 @@ def sync_schedule(campaign: Campaign) -> Schedule | None:
 
 # --- Recipients -----------------------------------------------------------------------------------------------
 def plan_recipients(campaign: Campaign) -> int:
-    """One ReleaseEmail row per address that asked for the email, written 1,000 at a time; returns how many
-    rows are new."""
+    """One ReleaseEmail row per address that asked for the email, with the market it waits for, written 1,000 at
+    a time; returns how many rows are new."""
     consents = (
         ConsentRecord.objects.sharing_email()
         .filter(campaign=campaign)
         .exclude(subscription__isnull=True)
         .exclude(subscription__fan__email="")
-        .values_list("pk", "subscription__fan__email")
+        .values_list("pk", "subscription__fan__email", "subscription__market")
     )
-    signups = EmailSignup.objects.receiving().filter(campaign=campaign).values_list("pk", "email")
+    signups = EmailSignup.objects.receiving().filter(campaign=campaign).values_list("pk", "email", "country")
     planned = ReleaseEmail.objects.filter(campaign=campaign).values_list("email", flat=True)
     before = planned.count()
     seen = {email.lower() for email in planned.iterator(chunk_size=2000)}  # an earlier run's, in whatever case
     rows: list[ReleaseEmail] = []
     for source, field in ((consents, "consent_id"), (signups, "signup_id")):
-        for pk, email in source.iterator(chunk_size=2000):
+        for pk, email, market in source.iterator(chunk_size=2000):
             if email.lower() in seen:
                 continue
             seen.add(email.lower())
-            rows.append(ReleaseEmail(campaign=campaign, email=email, **{field: pk}))
+            rows.append(ReleaseEmail(campaign=campaign, email=email, market=markets.normalize(market), **{field: pk}))
             if len(rows) == 1000:
                 ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True)
                 rows = []
@@ -160,39 +168,58 @@ def send_release_emails(campaign_id: int) -> str:
     campaign = Campaign.objects.select_related("release__artist").filter(pk=campaign_id).first()
     if campaign is None or campaign.status == Campaign.Status.DRAFT:
         return "nothing to send"
-    if not campaign.release.is_out:  # a run queued before the release was moved later: its schedule moved too
-        return f"release email for campaign {campaign_id}: not out yet"
+    if campaign.first_firing_time() > timezone.now():  # queued before the release was moved later: its schedule
+        return f"release email for campaign {campaign_id}: not out yet"  # moved too
     plan_recipients(campaign)
+    due, next_market_at = due_markets(campaign)
     destinations = smartlink.destinations(campaign.release, campaign.release.links.all())
     sent, refused = 0, {}
     try:
         while True:
-            batch_sent, taken = send_batch(campaign, destinations, refused)
+            batch_sent, taken = send_batch(campaign, destinations, refused, due)
             if not taken:
                 break
             sent += batch_sent
     except MAIL_SERVER_ERRORS as exc:
-        retry_at = schedule_retry(retry_schedule_name(campaign.pk), SEND_TASK, campaign.pk)
+        retry_at = follow_up(campaign.pk, timezone.now() + RETRY_AFTER, next_market_at)
         logger.warning("Release email for campaign %s stopped after %s sent (%s); retrying at %s",
                        campaign_id, sent, type(exc).__name__, retry_at)  # fmt: skip
         return f"release email for campaign {campaign_id}: sent {sent}, mail server failed, retry at {retry_at}"
+    retry = any(code < 500 for code in refused.values())  # 4xx: the server may take them later; 5xx: never
+    next_run = follow_up(campaign.pk, timezone.now() + RETRY_AFTER if retry else None, next_market_at)
+    summary = f"release email for campaign {campaign_id}: sent {sent}"
     if refused:
-        # 4xx: the server may take them later; 5xx: it never will (those stay unsent).
-        later = "not retried"
-        if any(code < 500 for code in refused.values()):
-            later = f"retry at {schedule_retry(retry_schedule_name(campaign.pk), SEND_TASK, campaign.pk)}"
+        later = f"retry at {next_run}" if retry else "not retried"
         logger.warning("Release email for campaign %s: the mail server refused %s address(es); %s",
                        campaign_id, len(refused), later)  # fmt: skip
-        return f"release email for campaign {campaign_id}: sent {sent}, refused {len(refused)}, {later}"
-    return f"release email for campaign {campaign_id}: sent {sent}"
+        summary += f", refused {len(refused)}, {later}"
+    if next_market_at is not None:
+        summary += f", the next market's at {next_market_at}"
+    return summary
 
 
-def schedule_retry(name: str, task: str, object_id: int) -> dt.datetime:
-    """After the mail server failed: a ONCE schedule named `name` (one at a time) that runs `task(object_id)`
-    again in RETRY_MINUTES. Serves this module's task and the sign-up confirmation (fans/signups.py)."""
-    retry_at = timezone.now() + dt.timedelta(minutes=RETRY_MINUTES)
-    schedule_once(name, task, object_id, retry_at)
-    return retry_at
+def due_markets(campaign: Campaign) -> tuple[list[str], dt.datetime | None]:
+    """The markets of the unsent emails whose local release time has come, and the soonest time of the others
+    (None if none waits). On a campaign that fires at one instant every market is due at once."""
+    now = timezone.now()
+    unsent = ReleaseEmail.objects.filter(campaign=campaign, sent_at__isnull=True, unsubscribed_at__isnull=True)
+    due, later = [], []
+    for market in unsent.values_list("market", flat=True).distinct().order_by():
+        at = campaign.firing_time(market)
+        if at <= now:
+            due.append(market)
+        else:
+            later.append(at)
+    return due, min(later, default=None)
+
+
+def follow_up(campaign_id: int, *times: dt.datetime | None) -> dt.datetime | None:
+    """Leave the campaign's one follow-up run at the soonest of `times` (None: not needed; no time, no run); that
+    run sends what is due then and leaves the next follow-up."""
+    at = min((t for t in times if t is not None), default=None)
+    if at is not None:
+        schedule_once(next_run_schedule_name(campaign_id), SEND_TASK, campaign_id, at)
+    return at
 
 
 def still_wanted() -> Q:
@@ -207,9 +234,10 @@ def still_wanted() -> Q:
 
 
 def send_batch(
-    campaign: Campaign, destinations: list[smartlink.Destination], refused: dict[int, int]
+    campaign: Campaign, destinations: list[smartlink.Destination], refused: dict[int, int], markets_due: list[str]
 ) -> tuple[int, int]:
-    """Send up to BATCH_SIZE unsent emails over one connection; returns how many were sent, and taken.
+    """Send up to BATCH_SIZE unsent emails of the `markets_due` over one connection; returns how many were sent,
+    and taken.
 
     They are marked sent when the batch commits, also when the mail server fails mid-batch (the error is raised
     after the commit, so the retry sends only the rest); one whose address the server refuses stays unsent and
@@ -218,7 +246,7 @@ def send_batch(
     with transaction.atomic():
         batch = list(
             ReleaseEmail.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(campaign=campaign, sent_at__isnull=True, unsubscribed_at__isnull=True)
+            .filter(campaign=campaign, sent_at__isnull=True, unsubscribed_at__isnull=True, market__in=markets_due)
             .filter(still_wanted())
             .exclude(pk__in=list(refused))
             .order_by("pk")[:BATCH_SIZE]

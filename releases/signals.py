@@ -45,6 +45,6 @@ def campaign_deleted(sender, instance: Campaign, **kwargs) -> None:
     names = [
         scheduling.schedule_name(instance.pk),
         release_email.schedule_name(instance.pk),
-        release_email.retry_schedule_name(instance.pk),
+        release_email.next_run_schedule_name(instance.pk),
     ]
     transaction.on_commit(lambda: Schedule.objects.filter(name__in=names).delete())

@@ -18,6 +18,7 @@ from delivery.sandbox import demo_catalog
 from fans import release_email, revocation
 from fans.models import ConsentRecord, EmailSignup, Fan, ReleaseEmail, Subscription
 from fans.reserved import RESERVED_SLUGS
+from releases import markets
 from releases.models import Campaign, ReleaseLink
 from tests.conftest import make_campaign, make_consent, wait_for
 
@@ -25,17 +26,22 @@ SPOTIFY_LINK = f"https://open.spotify.com/album/{demo_catalog.NOVA_LARK_ALBUM_ID
 DEEZER_LINK = "https://www.deezer.com/album/123456"
 
 
-def pre_save(campaign, user_id: str, email: str, *, opt_in: bool, revoked: bool = False) -> ConsentRecord:
+def pre_save(
+    campaign, user_id: str, email: str, *, opt_in: bool, revoked: bool = False, market: str = ""
+) -> ConsentRecord:
     fan = Fan.objects.create(service="spotify", service_user_id=user_id, display_name=user_id, email=email)
-    subscription = Subscription.objects.create(fan=fan, campaign=campaign)
+    subscription = Subscription.objects.create(fan=fan, campaign=campaign, market=market)
     revoked_at = timezone.now() if revoked else None
     return make_consent(subscription, email=email, email_opt_in=opt_in, revoked_at=revoked_at)
 
 
-def sign_up(campaign, email: str, *, unsubscribed: bool = False, confirmed: bool = True) -> EmailSignup:
+def sign_up(
+    campaign, email: str, *, unsubscribed: bool = False, confirmed: bool = True, country: str = ""
+) -> EmailSignup:
     return EmailSignup.objects.create(
         campaign=campaign,
         email=email,
+        country=country,
         wording_version="v1",
         confirmed_at=timezone.now() if confirmed else None,
         unsubscribed_at=timezone.now() if unsubscribed else None,
@@ -155,7 +161,7 @@ def test_a_mail_server_that_refuses_schedules_a_retry_and_loses_nobody(out_campa
     summary = release_email.send_release_emails(out_campaign.pk)
 
     assert "mail server failed" in summary
-    retry = Schedule.objects.get(name=f"{release_email.schedule_name(out_campaign.pk)}-retry")
+    retry = Schedule.objects.get(name=release_email.next_run_schedule_name(out_campaign.pk))
     assert retry.func == release_email.SEND_TASK and retry.next_run > timezone.now()
     assert ReleaseEmail.objects.filter(sent_at__isnull=True).count() == 2, "nothing marked sent"
 
@@ -288,7 +294,7 @@ def test_an_address_the_mail_server_refuses_holds_up_nobody(out_campaign, smtp_s
     assert smtp_server.received == ["inbox@fan.test"], "the others are sent, once"
     assert "sent 1, refused 1" in summary
     assert ReleaseEmail.objects.get(email="opted@fan.test").sent_at is None
-    retry = Schedule.objects.filter(name=release_email.retry_schedule_name(out_campaign.pk))
+    retry = Schedule.objects.filter(name=release_email.next_run_schedule_name(out_campaign.pk))
     assert retry.exists() == retried, "a mailbox that does not exist (5xx) is not tried every few minutes"
     release_email.send_release_emails(out_campaign.pk)
     assert smtp_server.received == ["inbox@fan.test"]
@@ -348,3 +354,48 @@ def test_a_run_left_from_before_the_release_was_moved_later_sends_nothing(out_ca
     assert release_email.send_release_emails(out_campaign.pk).endswith("not out yet")
 
     assert mailoutbox == [] and not ReleaseEmail.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_per_market_campaign_mails_each_fan_when_the_release_is_out_where_they_are(mailoutbox):
+    """Out in Auckland an hour ago; London (13 hours later, the campaign's default market) and New York (18
+    hours later) are still waiting: only the fan in New Zealand is told it's out, and a follow-up run is left
+    for London's midnight."""
+    nz_release = timezone.now().astimezone(markets.zone_for("NZ")) - dt.timedelta(hours=1)
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET, default_market="GB", status="delivering")
+    release = campaign.release
+    release.release_date, release.release_time = nz_release.date(), nz_release.time().replace(microsecond=0)
+    release.save()
+    pre_save(campaign, "kiwi", "kiwi@fan.test", opt_in=True, market="NZ")
+    pre_save(campaign, "yankee", "yankee@fan.test", opt_in=True, market="US")
+    sign_up(campaign, "inbox-nz@fan.test", country="nz")  # the country seen at sign-up
+    sign_up(campaign, "unknown@fan.test")  # no country: the campaign's default market, GB
+
+    summary = release_email.send_release_emails(campaign.pk)
+
+    assert sorted(m.to[0] for m in mailoutbox) == ["inbox-nz@fan.test", "kiwi@fan.test"]
+    follow_up = Schedule.objects.get(name=release_email.next_run_schedule_name(campaign.pk))
+    assert follow_up.next_run == campaign.firing_time("GB"), "the next market to go live: London"
+    assert "the next market's at" in summary
+    assert dict(ReleaseEmail.objects.values_list("email", "market"))["unknown@fan.test"] == ""
+
+    release.release_date -= dt.timedelta(days=1)  # a day on: out everywhere
+    release.save()
+    release_email.send_release_emails(campaign.pk)
+
+    assert sorted(m.to[0] for m in mailoutbox) == [
+        "inbox-nz@fan.test",
+        "kiwi@fan.test",
+        "unknown@fan.test",
+        "yankee@fan.test",
+    ], "each address once"
+
+
+@pytest.mark.django_db
+def test_a_per_market_campaigns_email_is_scheduled_for_the_first_market_to_go_live():
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET)
+
+    schedule = release_email.sync_schedule(campaign)
+
+    assert schedule.next_run == campaign.first_firing_time() < campaign.release.release_at
+    assert release_email.send_release_emails(campaign.pk).endswith("not out yet")

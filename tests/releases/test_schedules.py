@@ -23,11 +23,11 @@ def committed(django_capture_on_commit_callbacks):
 def test_deleting_a_campaign_removes_its_schedules(committed):
     with committed():
         campaign = make_campaign()
-    release_email.schedule_retry(release_email.retry_schedule_name(campaign.pk), release_email.SEND_TASK, campaign.pk)
+    release_email.follow_up(campaign.pk, timezone.now() + release_email.RETRY_AFTER)
     names = [
         scheduling.schedule_name(campaign.pk),
         release_email.schedule_name(campaign.pk),
-        release_email.retry_schedule_name(campaign.pk),
+        release_email.next_run_schedule_name(campaign.pk),
     ]
     assert Schedule.objects.filter(name__in=names).count() == 3
 
