@@ -460,8 +460,15 @@ class Run:
         sealed = [(sub.pk, vault.seal(token, aad=credential_aad(sub.pk))) for sub, token, _ in handed]
         try:
             kept = bulk.retried_write(lambda: bulk.update_credentials(sealed, timezone.now()))
-        except Exception as exc:  # noqa: BLE001 - the fans waiting on it learn of it, and are retried
-            settled = [(future, exc) for _, _, future in handed]
+        except Exception as exc:  # noqa: BLE001 - the database is away for longer than a write waits
+            # The old refresh tokens are dead and the new ones cannot be kept: without their saves now, these fans
+            # would never get them. The saves go ahead with the access tokens in hand; the stored authorizations
+            # stay the old ones (should a save fail, its retry meets invalid_grant: revoked, as it would have been).
+            logger.error(
+                "%s rotated refresh token%s could not be stored (%s); delivering those fans anyway",
+                len(handed), pluralize(len(handed)), type(exc).__name__,
+            )  # fmt: skip
+            settled = [(future, None) for _, _, future in handed]
         else:  # a credential gone meanwhile: the fan revoked (or erased their data) while the refresh was out
             settled = [(future, None if sub.pk in kept else TokenRevoked(WITHDRAWN)) for sub, _, future in handed]
         self.transport.loop.call_soon_threadsafe(_settle, settled)

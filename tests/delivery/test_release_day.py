@@ -15,7 +15,7 @@ from delivery.models import DeliveryAttempt
 from delivery.ratelimit import limiter_for
 from delivery.sandbox import demo_catalog
 from fans import privacy, revocation
-from fans.models import Fan, Subscription
+from fans.models import Credential, Fan, Subscription
 from releases.models import Campaign
 from tests.conftest import make_campaign, make_subscription, wait_for
 from tests.outage import database_proxy, through
@@ -341,6 +341,37 @@ def test_a_batch_whose_record_is_interrupted_is_recorded_again_not_delivered_aga
 
     assert_each_delivered_once(campaign, sandbox, users)
     assert DeliveryAttempt.objects.filter(subscription__campaign=campaign, outcome="delivered").count() == 2
+
+
+def test_fans_whose_rotated_tokens_cannot_be_stored_are_still_delivered(sandbox, settings):
+    """The refresh rotated the fans' tokens (the old ones are dead), then the database goes away for longer than
+    the write of the new ones waits: their saves go ahead with the access tokens in hand, instead of the fans
+    being retried with dead tokens and marked revoked, never saved."""
+    settings.DELIVERY_DATABASE_OUTAGE_SECONDS = 2
+    campaign = make_campaign()
+    users = many_fans(campaign, sandbox, "stale", 2)
+    first, second = Subscription.objects.filter(campaign=campaign).order_by("pk")
+    originals = {c.subscription_id: c.ciphertext for c in Credential.objects.filter(subscription__campaign=campaign)}
+    sandbox.faults(latency_ms=300)
+
+    with database_proxy() as proxy:
+
+        def hold_then_cut() -> bool:
+            with transaction.atomic():  # the rotated tokens' write waits for this lock, then loses its connection
+                Credential.objects.select_for_update().filter(subscription=second).exists()
+                with connection.cursor() as cursor:
+                    wait_for(lambda: waiting_for_a_lock(cursor), timeout=10, interval=0.05)
+                    drop_the_connection(cursor, first, proxy)  # the write is rolled back, not committed later
+                    proxy.cut(3)  # longer than the write waits (2 s), shorter than that and the record's wait
+            return True
+
+        with through(proxy):
+            assert deliver_while_claimed(campaign, second, hold_then_cut)
+
+    assert_each_delivered_once(campaign, sandbox, users)
+    stored = {c.subscription_id: c.ciphertext for c in Credential.objects.filter(subscription__campaign=campaign)}
+    assert stored[second.pk] == originals[second.pk], "its rotated token was never stored"
+    assert set(Subscription.objects.filter(campaign=campaign).values_list("attempts", flat=True)) == {1}
 
 
 def test_a_claim_made_while_the_database_is_away_is_made_again_when_it_is_back(sandbox):
