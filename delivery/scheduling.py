@@ -1,15 +1,19 @@
 """When delivery runs: the release-time Schedule, Deliver now, and the sweeper that resumes unfinished work.
 
-All three run one function, `delivery.tasks.deliver_campaign`.
+All three run one function, `delivery.tasks.deliver_campaign`. When the release time moves, the fans' planned
+times are forgotten (`forget_plans`) and planned again by the next run.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from django.db.models import Q
+from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
+from fans.models import Subscription
 from releases.models import Campaign
 
 DELIVER_TASK = "delivery.tasks.deliver_campaign"
@@ -55,3 +59,20 @@ def scheduled_time(campaign: Campaign):
 def deliver_now(campaign: Campaign) -> str:
     """Queue the campaign's delivery at once; returns the django-q2 task id."""
     return async_task(DELIVER_TASK, campaign.pk, task_name=f"{schedule_name(campaign.pk)}-now")
+
+
+def forget_plans(campaign_ids: list[int]) -> int:
+    """After a release's time or a campaign's firing changed: the subscriptions no run has tried yet nor holds
+    lose the times planned for them (`engine.Run.plan`), so that the next run plans them by the new times (for
+    a campaign being delivered, the minute sweeper starts one). A release postponed after its first market
+    fired is then not delivered elsewhere at the old times. Returns how many lost their time."""
+    now = timezone.now()
+    unheld = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+    planned = Subscription.objects.filter(
+        unheld,
+        campaign_id__in=campaign_ids,
+        status=Subscription.Status.PENDING,
+        attempts=0,
+        next_attempt_at__isnull=False,
+    )
+    return planned.update(next_attempt_at=None, updated_at=now)

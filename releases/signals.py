@@ -1,8 +1,8 @@
-"""Keep each campaign's release-time schedules (delivery, release-day email) in step with the campaign and its
-release."""
+"""Keep each campaign's release-time schedules (delivery, release-day email), and its fans' planned delivery
+times, in step with the campaign and its release."""
 
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django_q.models import Schedule
 
@@ -23,14 +23,37 @@ def sync_schedules_on_commit(campaign_id: int) -> None:
     transaction.on_commit(sync)
 
 
+# What decides when each fan's delivery fires (Campaign.firing_time).
+FIRING_FIELDS = {Release: ("release_date", "release_time", "timezone"), Campaign: ("firing", "default_market")}
+
+
+@receiver(pre_save, sender=Release)
+@receiver(pre_save, sender=Campaign)
+def note_firing_change(sender, instance, **kwargs) -> None:
+    """Whether this save moves the firing times (compared with the row as stored), for the receivers below."""
+    fields = FIRING_FIELDS[sender]
+    stored = sender.objects.filter(pk=instance.pk).values_list(*fields).first() if instance.pk else None
+    instance._firing_moved = stored is not None and stored != tuple(getattr(instance, name) for name in fields)
+
+
+def forget_plans_if_moved(instance, campaign_ids: list[int]) -> None:
+    from delivery import scheduling
+
+    if getattr(instance, "_firing_moved", False):
+        scheduling.forget_plans(campaign_ids)
+
+
 @receiver(post_save, sender=Campaign)
 def campaign_saved(sender, instance: Campaign, **kwargs) -> None:
+    forget_plans_if_moved(instance, [instance.pk])
     sync_schedules_on_commit(instance.pk)
 
 
 @receiver(post_save, sender=Release)
 def release_saved(sender, instance: Release, **kwargs) -> None:
-    for campaign_id in instance.campaigns.values_list("pk", flat=True):
+    campaign_ids = list(instance.campaigns.values_list("pk", flat=True))
+    forget_plans_if_moved(instance, campaign_ids)
+    for campaign_id in campaign_ids:
         sync_schedules_on_commit(campaign_id)
 
 

@@ -55,6 +55,31 @@ def test_each_market_fires_at_its_own_local_midnight(sandbox):
     assert Subscription.objects.get(pk=tokyo.pk).delivered_at < Subscription.objects.get(pk=london.pk).delivered_at
 
 
+def test_a_release_postponed_after_the_first_market_fired_reaches_the_others_at_the_new_time(sandbox):
+    """Out in Tokyo, then the label moves the release a week later: London's fans, planned for the old
+    midnight, are planned again for the new one instead of being delivered a week early."""
+    campaign = per_market_campaign()
+    tokyo = subscribe(campaign, sandbox, "alice", "JP")
+    london = subscribe(campaign, sandbox, "bob", "GB")
+    with time_machine.travel(dt.datetime(2026, 12, 3, 15, 0, 30, tzinfo=dt.UTC), tick=True):  # midnight in Tokyo
+        engine.deliver_campaign(campaign.pk)
+        assert status_of(tokyo) == "delivered" and status_of(london) == "pending"
+        release = Release.objects.get(pk=campaign.release_id)
+        release.release_date = FRIDAY + dt.timedelta(days=7)
+        release.save()
+
+    with time_machine.travel(dt.datetime(2026, 12, 4, 0, 0, 30, tzinfo=dt.UTC), tick=True):  # the old midnight
+        engine.deliver_campaign(campaign.pk)
+        assert status_of(london) == "pending" and Subscription.objects.get(pk=london.pk).attempts == 0
+        moved = Campaign.objects.select_related("release").get(pk=campaign.pk)
+        assert engine.firing_times(moved) == [("GB", dt.datetime(2026, 12, 11, tzinfo=dt.UTC), 1)]
+
+    with time_machine.travel(dt.datetime(2026, 12, 11, 0, 0, 30, tzinfo=dt.UTC), tick=True):  # the new one
+        engine.deliver_campaign(campaign.pk)
+        assert status_of(london) == "delivered"
+    assert len(sandbox.writes("bob")) == 1
+
+
 def test_schedule_of_a_per_market_campaign_fires_with_the_first_market(sandbox, django_capture_on_commit_callbacks):
     from delivery.scheduling import scheduled_time
 
