@@ -40,7 +40,8 @@ def sign_up(campaign: Campaign, email: str, *, country: str = "") -> EmailSignup
     """Record (or renew) `email`'s sign-up for `campaign`, with the wording version the fan agreed to, and mail
     a confirmation link unless the address is confirmed already, or was sent one in the last RESEND_SECONDS
     (the sign-up form is limited per IP; this limits what reaches one inbox). An address that had unsubscribed
-    must confirm again."""
+    must confirm again. A confirmed sign-up is left as it is: whoever types the address again (anyone can)
+    must not rewrite what its owner agreed to, and when."""
     if not (campaign.accepts_presaves and campaign.offer_email_optin):
         raise CampaignClosed(
             "This release is out or its sign-up has ended, so there's nothing to email you about.",
@@ -51,7 +52,8 @@ def sign_up(campaign: Campaign, email: str, *, country: str = "") -> EmailSignup
         signup, created = EmailSignup.objects.select_for_update().get_or_create(
             campaign=campaign, email=email.strip().lower(), defaults=fields
         )
-        if not created:
+        receiving = signup.confirmed_at is not None and signup.unsubscribed_at is None
+        if not created and not receiving:  # a confirmed sign-up keeps the record of what its owner confirmed
             if signup.unsubscribed_at is not None:
                 signup.confirmed_at = None
             for name, value in {**fields, "unsubscribed_at": None}.items():

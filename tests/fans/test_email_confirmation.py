@@ -135,13 +135,16 @@ def test_an_inbox_gets_one_confirmation_however_often_its_address_is_typed(sign_
 
 def test_a_confirmed_address_signing_up_again_stays_confirmed_and_the_page_tells_nothing(sign_up, campaign):
     unconfirmed = article(sign_up(campaign))
-    EmailSignup.objects.update(confirmed_at=timezone.now())
+    agreed = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    EmailSignup.objects.update(confirmed_at=timezone.now(), wording_version="v-agreed", created_at=agreed)
 
     confirmed = article(sign_up(campaign))
 
     # The same words either way: the page must not tell whoever typed an address whether its owner signed up.
     assert confirmed == unconfirmed
-    assert EmailSignup.objects.get().confirmed_at is not None
+    signup = EmailSignup.objects.get()
+    assert signup.confirmed_at is not None
+    assert (signup.wording_version, signup.created_at) == ("v-agreed", agreed), "the record of what was agreed"
     assert OrmQ.objects.count() == 1, "no second confirmation email"
 
 
