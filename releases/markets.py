@@ -36,6 +36,7 @@ RELEASE_ZONES = {
     "EC": "America/Guayaquil",
     "UA": "Europe/Kyiv",
     "XK": "Europe/Belgrade",  # Kosovo: a market with no code of its own in the tz database's zone.tab
+    "FM": "Pacific/Pohnpei",  # Micronesia: its capital's (zone.tab lists Chuuk, an hour behind, first)
 }
 
 # Where a release goes live first: local midnight on the international date line's west side.

@@ -1,6 +1,8 @@
 """Markets: local release times, and the country a fan's request comes from."""
 
 import datetime as dt
+import zoneinfo
+from pathlib import Path
 
 import pytest
 from django.test import RequestFactory
@@ -22,10 +24,30 @@ MIDNIGHT = dt.time(0, 0)
         ("AU", dt.datetime(2026, 12, 3, 13, 0, tzinfo=dt.UTC)),  # Sydney, daylight saving
         ("FR", dt.datetime(2026, 12, 3, 23, 0, tzinfo=dt.UTC)),  # from the system's zone table
         ("XK", dt.datetime(2026, 12, 3, 23, 0, tzinfo=dt.UTC)),  # Kosovo: not in the zone table
+        ("FM", dt.datetime(2026, 12, 3, 13, 0, tzinfo=dt.UTC)),  # Micronesia: Palikir (UTC+11), not Chuuk
     ],
 )
 def test_release_goes_live_at_local_midnight(market, utc):
     assert markets.local_release_instant(FRIDAY, MIDNIGHT, market) == utc
+
+
+def test_every_market_of_several_time_zones_has_its_capitals():
+    """Where the zone table's first zone for a country keeps another time than the rest of it, the country is
+    named in RELEASE_ZONES (its capital's zone), or is one checked to be its capital's."""
+    first_is_the_capitals = {"CN", "GL", "KI", "MN", "PF", "PG", "UM", "AQ"}  # Beijing, Nuuk, Tarawa, …
+    on = dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
+    zones: dict[str, list[str]] = {}
+    table = next(Path(folder) / "zone.tab" for folder in zoneinfo.TZPATH if (Path(folder) / "zone.tab").exists())
+    for line in table.read_text().splitlines():
+        if line and not line.startswith("#"):
+            country, _coordinates, zone, *_ = line.split("\t")
+            zones.setdefault(country, []).append(zone)
+    unsure = {
+        country
+        for country, names in zones.items()
+        if len({on.astimezone(zoneinfo.ZoneInfo(name)).utcoffset() for name in names}) > 1
+    }
+    assert unsure - set(markets.RELEASE_ZONES) <= first_is_the_capitals
 
 
 def test_earliest_release_instant_is_before_every_market():
