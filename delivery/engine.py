@@ -547,13 +547,19 @@ def backoff_seconds(attempts_so_far: int) -> float:
     return base + random.uniform(0, base * (2**attempts_so_far))  # noqa: S311 - jitter, not security
 
 
-def deliver_campaign(campaign_id: int, *, fan_out: bool = True) -> RunReport:
-    """Deliver a campaign's due subscriptions. With `fan_out`, first queue helper runs for other workers."""
+def deliver_campaign(campaign_id: int, *, fan_out: bool = True, on_schedule: bool = False) -> RunReport:
+    """Deliver a campaign's due subscriptions. With `fan_out`, first queue helper runs for other workers.
+
+    `on_schedule`: called by the release-time schedule, which does not deliver a campaign that has not started
+    before its release time (moved later while this task waited in the queue, or was run again by django-q2).
+    Deliver now does: staff asked for it."""
     campaign = Campaign.objects.select_related("release__artist").filter(pk=campaign_id).first()
     if campaign is None:
         return RunReport(campaign_id, note="the campaign no longer exists")
     if campaign.status == Campaign.Status.DRAFT:
         return RunReport(campaign_id, note="the campaign is a draft")
+    if on_schedule and campaign.status == Campaign.Status.LIVE and campaign.first_firing_time() > timezone.now():
+        return RunReport(campaign_id, note=f"not yet: the release time moved to {campaign.first_firing_time()}")
     Campaign.objects.filter(pk=campaign_id, status__in=[Campaign.Status.LIVE, Campaign.Status.DONE]).update(
         status=Campaign.Status.DELIVERING
     )

@@ -1,7 +1,8 @@
 """When delivery runs: the release-time Schedule, Deliver now, and the sweeper that resumes unfinished work.
 
-All three run one function, `delivery.tasks.deliver_campaign`. When the release time moves, the fans' planned
-times are forgotten (`forget_plans`) and planned again by the next run.
+All three run one function, `delivery.tasks.deliver_campaign` (the schedule through `deliver_on_schedule`,
+which does not start before the release time, should the release have moved after the schedule fired). When
+the release time moves, the fans' planned times are forgotten (`forget_plans`) and planned again by the next run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fans.models import Subscription
 from releases.models import Campaign
 
 DELIVER_TASK = "delivery.tasks.deliver_campaign"
+SCHEDULED_TASK = "delivery.tasks.deliver_on_schedule"
 SCHEDULE_NAME_PREFIX = "deliver-campaign-"
 
 
@@ -48,7 +50,7 @@ def sync_schedule(campaign: Campaign) -> Schedule | None:
     if campaign.status != Campaign.Status.LIVE:
         Schedule.objects.filter(name=name).delete()
         return None
-    return schedule_once(name, DELIVER_TASK, campaign.pk, campaign.first_firing_time())
+    return schedule_once(name, SCHEDULED_TASK, campaign.pk, campaign.first_firing_time())
 
 
 def scheduled_time(campaign: Campaign):

@@ -10,6 +10,12 @@ def deliver_campaign(campaign_id: int, fan_out: bool = True) -> str:
     return engine.deliver_campaign(campaign_id, fan_out=fan_out).summary()
 
 
+def deliver_on_schedule(campaign_id: int) -> str:
+    """The release-time Schedule's task: `deliver_campaign`, unless the release was moved later after the
+    schedule queued this task (the schedule moved with it, and fires again at the new time)."""
+    return engine.deliver_campaign(campaign_id, on_schedule=True).summary()
+
+
 def resume_deliveries() -> str:
     """The sweeper: resume campaigns whose delivery has due work no live worker holds (e.g. after a crash)."""
     return engine.resume_deliveries()

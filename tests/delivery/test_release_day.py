@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from delivery import bulk, engine, scheduling
+from delivery import bulk, engine, scheduling, tasks
 from delivery.models import DeliveryAttempt
 from delivery.ratelimit import limiter_for
 from delivery.sandbox import demo_catalog
@@ -52,7 +52,7 @@ def test_going_live_schedules_delivery_at_the_release_time():
     campaign.save()
     schedule = Schedule.objects.get(name=scheduling.schedule_name(campaign.pk))
     assert schedule.next_run == campaign.release.release_at
-    assert schedule.schedule_type == Schedule.ONCE and schedule.func == "delivery.tasks.deliver_campaign"
+    assert schedule.schedule_type == Schedule.ONCE and schedule.func == "delivery.tasks.deliver_on_schedule"
 
     release = campaign.release
     release.release_date += dt.timedelta(days=1)
@@ -62,6 +62,22 @@ def test_going_live_schedules_delivery_at_the_release_time():
     campaign.status = Campaign.Status.DRAFT
     campaign.save()
     assert scheduling.scheduled_time(campaign) is None, "back to draft: nothing fires"
+
+
+def test_a_scheduled_run_left_from_before_the_release_moved_delivers_nothing_early(sandbox):
+    """The schedule fired and its task waited in the queue (busy workers on a Friday midnight) while staff moved
+    the release a week later: that task delivers nothing. Deliver now still delivers at once: staff asked."""
+    campaign = make_campaign(release_in=dt.timedelta(days=7))  # moved: live, and out in a week
+    make_subscription(campaign, sandbox, "alice")
+
+    summary = tasks.deliver_on_schedule(campaign.pk)
+
+    assert "not yet" in summary
+    assert Subscription.objects.get(campaign=campaign).status == "pending" and not sandbox.writes("alice")
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.LIVE
+
+    tasks.deliver_campaign(campaign.pk)  # what Deliver now queues
+    assert Subscription.objects.get(campaign=campaign).status == "delivered"
 
 
 def test_schedule_fires_at_release_time_in_a_real_worker(sandbox, start_worker):

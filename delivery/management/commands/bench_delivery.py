@@ -134,11 +134,11 @@ class Command(BaseCommand):
         due is fired by its scheduler: their fans would share the machine with the phases being timed."""
         from django_q.models import Schedule
 
-        from delivery.scheduling import DELIVER_TASK, SCHEDULE_NAME_PREFIX
+        from delivery.scheduling import SCHEDULE_NAME_PREFIX, SCHEDULED_TASK
         from releases.models import Campaign
 
         # Due within the hour and not fired yet (a ONCE schedule that fired has no repeats left).
-        due = Schedule.objects.filter(func=DELIVER_TASK, next_run__lte=timezone.now() + timedelta(hours=1))
+        due = Schedule.objects.filter(func=SCHEDULED_TASK, next_run__lte=timezone.now() + timedelta(hours=1))
         names = due.exclude(repeats=0).values_list("name", flat=True)
         due_ids = [int(pk) for name in names if (pk := name.removeprefix(SCHEDULE_NAME_PREFIX)).isdigit()]
         delivering = list(
