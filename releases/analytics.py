@@ -215,6 +215,7 @@ class EmailStats:
     clicked: int
     clicks: int
     unsubscribed: int
+    unsent: int  # planned, not sent: waiting for the release time in their market, or refused by the mail server
 
     @property
     def open_rate(self) -> str:
@@ -234,6 +235,7 @@ def email_stats(campaign: Campaign) -> EmailStats | None:
         clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
         clicks=Sum("clicks", default=0),
         unsubscribed=Count("pk", filter=Q(unsubscribed_at__isnull=False)),
+        unsent=Count("pk", filter=Q(sent_at__isnull=True, unsubscribed_at__isnull=True)),
     )
     if not figures.pop("planned"):
         return None

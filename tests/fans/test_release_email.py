@@ -357,7 +357,7 @@ def test_a_run_left_from_before_the_release_was_moved_later_sends_nothing(out_ca
 
 
 @pytest.mark.django_db
-def test_a_per_market_campaign_mails_each_fan_when_the_release_is_out_where_they_are(mailoutbox):
+def test_a_per_market_campaign_mails_each_fan_when_the_release_is_out_where_they_are(mailoutbox, staff_client):
     """Out in Auckland an hour ago; London (13 hours later, the campaign's default market) and New York (18
     hours later) are still waiting: only the fan in New Zealand is told it's out, and a follow-up run is left
     for London's midnight."""
@@ -378,6 +378,9 @@ def test_a_per_market_campaign_mails_each_fan_when_the_release_is_out_where_they
     assert follow_up.next_run == campaign.firing_time("GB"), "the next market to go live: London"
     assert "the next market's at" in summary
     assert dict(ReleaseEmail.objects.values_list("email", "market"))["unknown@fan.test"] == ""
+    page = staff_client.get(reverse("admin:releases_campaign_change", args=[campaign.pk])).content.decode()
+    assert '<span class="email-sent">2</span> sent' in page
+    assert '<span class="email-unsent">2</span> not sent yet (waiting for the release time in their market' in page
 
     release.release_date -= dt.timedelta(days=1)  # a day on: out everywhere
     release.save()
