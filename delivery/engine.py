@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Min, Q, Value
+from django.db.models import Count, Exists, Min, OuterRef, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
@@ -245,7 +245,10 @@ class Run:
             unplanned.filter(market=market).update(next_attempt_at=self.campaign.firing_time(market))
 
     def due(self):
-        return Subscription.objects.filter(due_now(), campaign=self.campaign)
+        due = Subscription.objects.filter(due_now(), campaign=self.campaign)
+        if self.campaign.firing == Campaign.Firing.PER_MARKET:  # planned only: never before the fan's market
+            due = due.filter(next_attempt_at__isnull=False)
+        return due
 
     def claim(self) -> list[Claim]:
         """Lease the next batch of due subscriptions, first come first served, skipping rows other runs hold.
@@ -499,9 +502,9 @@ class Run:
     # --- the whole run --------------------------------------------------------------------------------
     def run(self) -> RunReport:
         """Claim, prepare and start the next batch while the current one is in flight, then record it."""
-        self.plan()
         current: Batch | None = None
         while True:
+            self.plan()  # per market: fans who pre-saved since (where it is not out yet) wait for their own time
             batch = self.claim()
             upcoming = self.prepare(batch) if batch else None
             if current is not None:
@@ -515,10 +518,7 @@ class Run:
             if wait is None or wait > MAX_INLINE_WAIT_SECONDS:
                 break
             time.sleep(max(wait, 0.05))
-        if not Subscription.objects.filter(campaign=self.campaign, status=Subscription.Status.PENDING).exists():
-            Campaign.objects.filter(pk=self.campaign.pk, status=Campaign.Status.DELIVERING).update(
-                status=Campaign.Status.DONE
-            )
+        finish_campaigns([self.campaign])
         return self.report
 
 
@@ -585,12 +585,25 @@ def queue_helpers(campaign: Campaign) -> int:
 
 
 def resume_deliveries() -> str:
-    """Queue a run for every delivering campaign with due work that no live lease holds."""
+    """Queue a run for every delivering campaign with due work that no live lease holds; mark done the ones with
+    nothing left to do (a per-market campaign, once the release is out in its last market)."""
     due = Subscription.objects.filter(due_now(), campaign__status=Campaign.Status.DELIVERING)
     campaign_ids = sorted(set(due.values_list("campaign_id", flat=True).distinct()))
     for campaign_id in campaign_ids:
         async_task("delivery.tasks.deliver_campaign", campaign_id)
-    return f"resumed {len(campaign_ids)} campaign(s)"
+    pending = Subscription.objects.filter(campaign=OuterRef("pk"), status=Subscription.Status.PENDING)
+    idle = Campaign.objects.filter(status=Campaign.Status.DELIVERING).exclude(Exists(pending))
+    done = finish_campaigns(idle.select_related("release"))
+    return f"resumed {len(campaign_ids)} campaign(s)" + (f", {done} done" if done else "")
+
+
+def finish_campaigns(campaigns) -> int:
+    """Mark done each delivering campaign of `campaigns` that has no pending subscription and takes no more
+    pre-saves (Campaign.closed_everywhere); returns how many."""
+    ids = [campaign.pk for campaign in campaigns if campaign.closed_everywhere()]
+    pending = Subscription.objects.filter(campaign=OuterRef("pk"), status=Subscription.Status.PENDING)
+    finished = Campaign.objects.filter(pk__in=ids, status=Campaign.Status.DELIVERING).exclude(Exists(pending))
+    return finished.update(status=Campaign.Status.DONE)
 
 
 def firing_times(campaign: Campaign) -> list[tuple[str, datetime, int]]:

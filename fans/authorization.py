@@ -77,8 +77,9 @@ def visible_campaign(slug: str) -> Campaign:
     return campaign
 
 
-def open_campaign(campaign: Campaign) -> Campaign:
-    if not campaign.accepts_presaves:
+def open_campaign(campaign: Campaign, market: str = "") -> Campaign:
+    """`campaign`, if a fan in `market` (the country seen on the page; "" for the default) may pre-save."""
+    if not campaign.accepts_presaves_in(market):
         raise CampaignClosed(
             "This release is out or its pre-save has ended, so there's nothing left to pre-save.",
             retry_url=campaign.get_absolute_url(),
@@ -103,7 +104,7 @@ def code_challenge(verifier: str) -> str:
 def start(session: SessionBase, *, slug: str, service_key: str, email_opt_in: bool, seen_country: str = "") -> str:
     """Remember a new pending authorization in `session`; returns the service's authorization URL."""
     service = enabled_service(service_key)
-    campaign = open_campaign(visible_campaign(slug))
+    campaign = open_campaign(visible_campaign(slug), markets.normalize(seen_country))
     email_opt_in = bool(email_opt_in and campaign.offer_email_optin)
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)  # 86 characters: within PKCE's 43–128
@@ -137,7 +138,7 @@ def pending_campaign(session: SessionBase, state: str, service_key: str) -> Camp
     campaign = Campaign.objects.select_related("release__artist").filter(pk=entry["campaign"]).first()
     if campaign is None:
         raise NotFound("This pre-save no longer exists.")
-    return open_campaign(campaign)
+    return open_campaign(campaign, markets.normalize(entry.get("seen_country", "")))
 
 
 def _pending(session: SessionBase) -> dict[str, dict]:
@@ -181,7 +182,7 @@ def complete(
         raise FanFlowError(f"{service.label} couldn't complete the sign-in. Please try again.", retry_url=retry_url)
     if campaign is None or campaign.status == Campaign.Status.DRAFT:
         raise NotFound("This pre-save no longer exists.")
-    open_campaign(campaign)
+    open_campaign(campaign, markets.normalize(entry.get("seen_country", "")))
     code = params.get("code", "")
     if not code:
         raise BadAuthorizationState(

@@ -68,11 +68,13 @@ def campaign_context(
     utm: dict[str, str] | None = None,
     email_form=None,
 ) -> dict:
-    """The campaign page: before the release a pre-save page, after it a smart link (fans/smartlink.py)."""
+    """The campaign page: before the release a pre-save page, after it a smart link (fans/smartlink.py). On a
+    per-market campaign, "before" and "after" are the visitor's: their `country` is their market."""
     campaign, release = page.campaign, page.release
-    accepting = campaign.accepts_presaves
+    accepting = campaign.accepts_presaves_in(country)
     services = [consent.service_consent(cls(), campaign) for cls in campaign.offered_services()] if accepting else []
-    is_out = release.is_out
+    is_out = campaign.is_out_in(country)
+    release_at, release_zone = campaign.firing_time(country), campaign.release_zone(country)
     offer_email = offer_email_fallback(campaign, accepting, in_app, services) or (
         email_form is not None and accepting and campaign.offer_email_optin
     )
@@ -82,10 +84,12 @@ def campaign_context(
         "campaign": campaign,
         "release": release,
         "artist": release.artist,
-        "release_local": local_release_time(release),
+        "release_at": release_at,
+        "release_zone": release_zone,
+        "release_local": release_at.astimezone(zoneinfo.ZoneInfo(release_zone)),
         "is_out": is_out,
         "accepting": accepting,
-        "countdown": Countdown(release.release_at) if not is_out else None,
+        "countdown": Countdown(release_at) if not is_out else None,
         "services": services,
         "listen_links": smartlink.ordered(
             smartlink.destinations(release, page.links), country=country, preferred=preferred
@@ -189,15 +193,18 @@ def campaign_html(
 ) -> tuple[list[str], Countdown | None]:
     """The campaign page's HTML split around its slots (the CSRF token, the UTM fields and the countdown), and
     the countdown to fill them with. From the `pages` cache, keyed by what makes two renderings differ (the
-    page's stamp, its state, the in-app browser, the smart-link order); rendered on a miss."""
-    release = page.release
-    is_out, accepting = release.is_out, page.campaign.accepts_presaves
+    page's stamp, its state, the in-app browser, the smart-link order, and per market the release time in the
+    visitor's market); rendered on a miss."""
+    release, campaign = page.release, page.campaign
+    is_out, accepting = campaign.is_out_in(country), campaign.accepts_presaves_in(country)
+    release_at = campaign.firing_time(country)  # per market, the visitor's: part of what the page says
     order = ""
     if is_out:
         links = smartlink.ordered(smartlink.destinations(release, page.links), country=country, preferred=preferred)
         order = ",".join(link.key for link in links)
     state = "out" if is_out else ("open" if accepting else "closed")
-    key = f"fans:html:{page.stamp}:{state}:{in_app.key + in_app.os if in_app else ''}:{order}"
+    browser = in_app.key + in_app.os if in_app else ""
+    key = f"fans:html:{page.stamp}:{state}:{browser}:{order}:{release_at.timestamp():.0f}"
     cache = caches[CACHE_ALIAS]
     parts = cache.get(key)
     if parts is None:
@@ -212,7 +219,7 @@ def campaign_html(
         # Forms strip NUL characters from what staff type, so the only ones in the page are the slots'.
         parts = render_to_string("fans/campaign.html", slotted).split(SLOT)
         cache.set(key, parts, settings.PAGE_CACHE_SECONDS)
-    return parts, (Countdown(release.release_at) if not is_out else None)
+    return parts, (Countdown(release_at) if not is_out else None)
 
 
 def fill_campaign_html(parts: list[str], *, csrf_token: str, utm: dict[str, str], countdown: Countdown | None) -> str:

@@ -199,8 +199,10 @@ def send_release_emails(campaign_id: int) -> str:
 
 
 def due_markets(campaign: Campaign) -> tuple[list[str], dt.datetime | None]:
-    """The markets of the unsent emails whose local release time has come, and the soonest time of the others
-    (None if none waits). On a campaign that fires at one instant every market is due at once."""
+    """The markets of the unsent emails whose local release time has come, and when the next run is needed
+    (None if never): the soonest time of the others, or on a per-market campaign still taking sign-ups where
+    the release is not out, the next market's time (an address may arrive from there meanwhile). On a campaign
+    that fires at one instant every market is due at once."""
     now = timezone.now()
     unsent = ReleaseEmail.objects.filter(campaign=campaign, sent_at__isnull=True, unsubscribed_at__isnull=True)
     due, later = [], []
@@ -210,6 +212,9 @@ def due_markets(campaign: Campaign) -> tuple[list[str], dt.datetime | None]:
             due.append(market)
         else:
             later.append(at)
+    if campaign.offer_email_optin and not campaign.closed_everywhere():
+        release = campaign.release
+        later.extend(filter(None, [markets.next_release_instant(release.release_date, release.release_time, now)]))
     return due, min(later, default=None)
 
 

@@ -27,6 +27,7 @@ from delivery.scheduling import schedule_once
 from fans import consent, links, privacy, release_email
 from fans.errors import BadLink, CampaignClosed
 from fans.models import EmailSignup
+from releases import markets
 from releases.models import Campaign
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def sign_up(campaign: Campaign, email: str, *, country: str = "") -> EmailSignup
     (the sign-up form is limited per IP; this limits what reaches one inbox). An address that had unsubscribed
     must confirm again. A confirmed sign-up is left as it is: whoever types the address again (anyone can)
     must not rewrite what its owner agreed to, and when."""
-    if not (campaign.accepts_presaves and campaign.offer_email_optin):
+    if not (campaign.accepts_presaves_in(markets.normalize(country)) and campaign.offer_email_optin):
         raise CampaignClosed(
             "This release is out or its sign-up has ended, so there's nothing to email you about.",
             retry_url=campaign.get_absolute_url(),

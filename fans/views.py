@@ -146,10 +146,10 @@ def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
 def listen(request: HttpRequest, slug: str, platform: str) -> HttpResponse:
     """A smart-link click: count it, remember the platform, and redirect to that campaign's own link only."""
     page = pagecache.campaign_page(slug)
-    destination = smartlink.find(smartlink.destinations(page.release, page.links), platform)
-    if destination is None or not page.release.is_out:
-        raise NotFound("This release has no link for that platform.", retry_url=page.campaign.get_absolute_url())
     seen = tracking.visit(request)
+    destination = smartlink.find(smartlink.destinations(page.release, page.links), platform)
+    if destination is None or not page.campaign.is_out_in(seen.country):  # per market: out where the fan is
+        raise NotFound("This release has no link for that platform.", retry_url=page.campaign.get_absolute_url())
     tracking.record(Kind.LISTEN_CLICK, page.campaign, seen, service=destination.key)
     response = HttpResponseRedirect(destination.url)
     response.set_cookie(

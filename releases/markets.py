@@ -39,8 +39,9 @@ RELEASE_ZONES = {
     "FM": "Pacific/Pohnpei",  # Micronesia: its capital's (zone.tab lists Chuuk, an hour behind, first)
 }
 
-# Where a release goes live first: local midnight on the international date line's west side.
+# Where a release goes live first: local midnight on the international date line's west side; and last.
 EARLIEST_ZONE = "Pacific/Kiritimati"  # UTC+14
+LATEST_ZONE = "Etc/GMT+12"  # UTC-12 (Baker Island): no market is later
 
 
 @functools.cache
@@ -79,3 +80,18 @@ def earliest_release_instant(release_date: dt.date, release_time: dt.time) -> dt
     """The first instant the release is live anywhere on Earth."""
     local = dt.datetime.combine(release_date, release_time, tzinfo=zoneinfo.ZoneInfo(EARLIEST_ZONE))
     return local.astimezone(dt.UTC)
+
+
+def latest_release_instant(release_date: dt.date, release_time: dt.time) -> dt.datetime:
+    """The instant the release is live everywhere on Earth (the last market's local time)."""
+    local = dt.datetime.combine(release_date, release_time, tzinfo=zoneinfo.ZoneInfo(LATEST_ZONE))
+    return local.astimezone(dt.UTC)
+
+
+def next_release_instant(release_date: dt.date, release_time: dt.time, after: dt.datetime) -> dt.datetime | None:
+    """The first instant after `after` at which the release goes live in some market; None once it is out in
+    every market (markets: the system's zone table and RELEASE_ZONES)."""
+    instants = (
+        local_release_instant(release_date, release_time, market) for market in {*_zone_table(), *RELEASE_ZONES}
+    )
+    return min((instant for instant in instants if instant > after), default=None)

@@ -236,9 +236,34 @@ class Campaign(models.Model):
 
         return [cls for cls in enabled_services() if not self.services or cls.key in self.services]
 
-    @property
-    def accepts_presaves(self) -> bool:
-        return self.status == self.Status.LIVE and not self.release.is_out
+    def last_firing_time(self) -> dt.datetime:
+        """When the release is out everywhere: the release time, or in per-market mode the last market's."""
+        release = self.release
+        if self.firing == self.Firing.INSTANT:
+            return release.release_at
+        return markets.latest_release_instant(release.release_date, release.release_time)
+
+    def release_zone(self, market: str = "") -> str:
+        """The time zone the release time is told in to fans in `market`: the release's, or per market the
+        market's own (it goes out at the same local time everywhere)."""
+        if self.firing == self.Firing.INSTANT:
+            return self.release.timezone
+        return markets.zone_for(market or self.default_market).key
+
+    def is_out_in(self, market: str = "") -> bool:
+        """Whether the release is out for fans in `market` ("" or unknown: the campaign's default market)."""
+        return self.firing_time(market) <= timezone.now()
+
+    def closed_everywhere(self) -> bool:
+        """Whether, once delivering, no fan anywhere may pre-save any more (so that the campaign may be done): one
+        that fires at one instant takes none from then on; a per-market one until it is out in the last market."""
+        return self.firing == self.Firing.INSTANT or self.last_firing_time() <= timezone.now()
+
+    def accepts_presaves_in(self, market: str = "") -> bool:
+        """Whether a fan in `market` may pre-save: the campaign is live and the release not out there yet. A
+        per-market campaign goes on taking pre-saves while it is delivering to the markets already out."""
+        statuses = [self.Status.LIVE] + ([self.Status.DELIVERING] if self.firing == self.Firing.PER_MARKET else [])
+        return self.status in statuses and not self.is_out_in(market)
 
 
 class AuditEntry(models.Model):

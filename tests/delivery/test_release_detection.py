@@ -51,6 +51,10 @@ def test_each_market_fires_at_its_own_local_midnight(sandbox):
     with time_machine.travel(dt.datetime(2026, 12, 4, 0, 0, 30, tzinfo=dt.UTC), tick=True):  # midnight in London
         engine.deliver_campaign(campaign.pk)
         assert status_of(london) == status_of(unknown) == "delivered"
+        assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DELIVERING, "New York is still to come"
+
+    with time_machine.travel(dt.datetime(2026, 12, 5, 12, 0, 30, tzinfo=dt.UTC), tick=True):  # out everywhere
+        assert engine.resume_deliveries() == "resumed 0 campaign(s), 1 done"
         assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
     assert Subscription.objects.get(pk=tokyo.pk).delivered_at < Subscription.objects.get(pk=london.pk).delivered_at
 
@@ -147,3 +151,19 @@ def test_release_the_service_does_not_know_waits(sandbox):
     subscription.refresh_from_db()
     assert subscription.status == "pending"
     assert subscription.last_error.startswith("Waiting")
+
+
+def test_a_fan_who_pre_saves_while_other_markets_are_delivered_waits_for_their_own(sandbox):
+    """Friday 01:00 UTC: out in London, not yet in New York. A fan there pre-saves while the campaign delivers:
+    the run plans them for New York's midnight instead of delivering at once."""
+    campaign = per_market_campaign()
+    london = subscribe(campaign, sandbox, "alice", "GB")
+    with time_machine.travel(dt.datetime(2026, 12, 4, 1, 0, tzinfo=dt.UTC), tick=True):
+        engine.deliver_campaign(campaign.pk)
+        new_york = subscribe(campaign, sandbox, "bob", "US")  # the page still takes pre-saves from New York
+        engine.deliver_campaign(campaign.pk)
+        assert status_of(london) == "delivered" and status_of(new_york) == "pending"
+        assert Subscription.objects.get(pk=new_york.pk).next_attempt_at == dt.datetime(2026, 12, 4, 5, tzinfo=dt.UTC)
+    with time_machine.travel(dt.datetime(2026, 12, 4, 5, 0, 30, tzinfo=dt.UTC), tick=True):
+        engine.deliver_campaign(campaign.pk)
+        assert status_of(new_york) == "delivered"

@@ -1,18 +1,22 @@
 """After the release the campaign URL is a smart link: the label's links and the services' own, ordered by the
-fan's country and last choice; clicks go through our redirect, which only goes to that campaign's links."""
+fan's country and last choice; clicks go through our redirect, which only goes to that campaign's links. On a
+per-market campaign, "after the release" is where the fan is."""
 
 import datetime as dt
 import re
 
 import pytest
+import time_machine
 from django.urls import reverse
 
-from fans import smartlink
+from fans import signups, smartlink
+from fans.errors import CampaignClosed
 from fans.models import FunnelEvent
-from releases.models import ReleaseLink
+from releases.models import Campaign, ReleaseLink
 from tests.conftest import make_campaign
 
 pytestmark = pytest.mark.django_db
+FRIDAY = dt.date(2026, 12, 4)
 LINKS = {
     "apple_music": "https://music.apple.com/gb/album/first-light/1234567890",
     "deezer": "https://www.deezer.com/album/123456",
@@ -104,3 +108,45 @@ def test_staff_cannot_save_a_link_that_is_not_a_web_page(staff_client, released,
     link = ReleaseLink(release=released.release, platform="tidal", url=url)
     with pytest.raises(ValidationError, match="http"):
         link.full_clean()
+
+
+@pytest.fixture
+def per_market_delivering():
+    """Out at midnight where each fan is (London's time zone for the release), first markets fired already."""
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET, default_market="GB", status="delivering")
+    release = campaign.release
+    release.release_date, release.release_time, release.timezone = FRIDAY, dt.time(0, 0), "Europe/London"
+    release.save()
+    ReleaseLink.objects.create(release=release, platform="deezer", url=LINKS["deezer"])
+    return campaign
+
+
+def test_a_per_market_campaign_is_a_smart_link_where_it_is_out_and_a_pre_save_where_it_is_not(
+    client, per_market_delivering
+):
+    """Friday 02:00 UTC: out in London and Auckland, five hours to go in New York. Fans there can still
+    pre-save (the campaign is delivering to the others), with a countdown to their own midnight."""
+    page = reverse("fans:campaign", args=[per_market_delivering.slug])
+    listen = reverse("fans:listen", args=[per_market_delivering.slug, "deezer"])
+    with time_machine.travel(dt.datetime(2026, 12, 4, 2, 0, tzinfo=dt.UTC), tick=False):
+        new_york = client.get(page, HTTP_CF_IPCOUNTRY="US").content.decode()
+        auckland = client.get(page, HTTP_CF_IPCOUNTRY="NZ").content.decode()
+        closed_for_us = client.get(listen, HTTP_CF_IPCOUNTRY="US").status_code
+        opened_for_nz = client.get(listen, HTTP_CF_IPCOUNTRY="NZ").status_code
+        started = client.post(
+            reverse("fans:presave", args=[per_market_delivering.slug, "spotify"]), HTTP_CF_IPCOUNTRY="US"
+        )
+
+    assert "Pre-save on Spotify" in new_york and "Out now" not in new_york
+    assert 'data-countdown="2026-12-04T05:00:00+00:00"' in new_york, "New York's midnight"
+    assert "(America/New_York)" in new_york
+    assert "Out now" in auckland and "Pre-save on Spotify" not in auckland
+    assert (closed_for_us, opened_for_nz) == (404, 302)
+    assert started.status_code == 302 and "/authorize" in started["Location"], "fans in New York may still pre-save"
+
+
+def test_a_per_market_campaign_takes_email_sign_ups_only_where_the_release_is_not_out(per_market_delivering):
+    with time_machine.travel(dt.datetime(2026, 12, 4, 2, 0, tzinfo=dt.UTC), tick=False):
+        assert signups.sign_up(per_market_delivering, "ny@fan.test", country="US").country == "US"
+        with pytest.raises(CampaignClosed):
+            signups.sign_up(per_market_delivering, "london@fan.test", country="GB")
