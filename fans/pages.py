@@ -54,10 +54,6 @@ class CountdownSlots:
     parts = [(f"\x00countdown:{unit}\x00", unit) for unit in ("days", "hours", "minutes", "seconds")]
 
 
-def local_release_time(release: Release) -> dt.datetime:
-    return release.release_at.astimezone(zoneinfo.ZoneInfo(release.timezone))
-
-
 def campaign_context(
     page: CampaignPage,
     *,
@@ -135,11 +131,14 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
     if consent_record is None or consent_record.revoked_at is not None:
         return None
     release = campaign.release
+    market = consent_record.subscription.market if consent_record.subscription else ""
+    release_zone = campaign.release_zone(market)
     return {
         "campaign": campaign,
         "release": release,
         "artist": release.artist,
-        "release_local": local_release_time(release),
+        "release_local": campaign.firing_time(market).astimezone(zoneinfo.ZoneInfo(release_zone)),  # the fan's
+        "release_zone": release_zone,
         "service_label": SERVICES[presaved["service"]].label,
         "revoke_token": presaved["revoke_token"],
         "email_opt_in": presaved.get("email_opt_in", False),

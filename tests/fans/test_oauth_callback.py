@@ -19,6 +19,7 @@ from delivery.sandbox.state import base62_id
 from delivery.services import get_service
 from fans import consent
 from fans.models import ConsentRecord, Credential, Fan, Subscription, hash_token
+from releases.models import Campaign
 from tests.conftest import make_campaign
 
 pytestmark = pytest.mark.django_db
@@ -365,3 +366,15 @@ def test_a_service_answering_with_a_redirect_loop_is_502_not_500(client, campaig
     assert response.status_code == 502
     assert f'href="{campaign.get_absolute_url()}"' in response.content.decode()
     assert no_rows()
+
+
+def test_the_thanks_page_of_a_per_market_campaign_tells_the_release_time_where_the_fan_is(client, sandbox):
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET, default_market="GB")
+    started = client.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), HTTP_CF_IPCOUNTRY="US")
+    thanks_url = client.get(CALLBACK, sandbox_login(started["Location"]))["Location"]
+
+    html = client.get(thanks_url).content.decode()
+
+    assert Subscription.objects.get().market == "US"
+    release = campaign.release
+    assert f"at {release.release_time:%H:%M}" in html and "(America/New_York)" in html, "New York's own time"
