@@ -20,6 +20,7 @@ from fans.models import ConsentRecord, Fan, Subscription
 from presave_site.admin_filters import ConditionFilter
 from presave_site.admin_input import HandMadeInput, is_id
 from presave_site.readonly_admin import ReadOnlyAdminMixin
+from releases.admin import EXPORT_PERMISSION
 from releases.models import Campaign
 
 
@@ -137,10 +138,26 @@ class DeliveryAttemptInline(ReadOnlyInline):
     verbose_name_plural = "attempt history"
 
 
-class ConsentRecordInline(ReadOnlyInline):
+class ConsentEvidence:
+    """A consent's IP address and browser are evidence for a dispute, not marketing data: only managers (who may
+    export subscribers, releases.admin.EXPORT_PERMISSION) see them; label staff see what the fan agreed to."""
+
+    EVIDENCE = ("ip_address", "user_agent")
+
+    def get_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        fields = super().get_fields(request, obj)
+        if request.user.has_perm(EXPORT_PERMISSION):
+            return fields
+        return [name for name in fields if name not in self.EVIDENCE]
+
+
+class ConsentRecordInline(ConsentEvidence, ReadOnlyInline):
     model = ConsentRecord
     fields = ["created_at", "scopes", "wording_version", "email_opt_in", "ip_address", "revoked_at"]
     show_change_link = True
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        return self.get_fields(request, obj)
 
 
 @admin.register(Subscription)
@@ -229,7 +246,7 @@ class RevokedFilter(ConditionFilter):
 
 
 @admin.register(ConsentRecord)
-class ConsentRecordAdmin(HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConsentRecordAdmin(ConsentEvidence, HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
     """What each fan agreed to: evidence, so nobody edits or deletes it here."""
 
     list_display = [

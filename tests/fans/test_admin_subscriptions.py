@@ -11,6 +11,7 @@ from delivery.services import service_choices
 from fans import revocation
 from fans.models import ConsentRecord, Credential, Fan, Subscription
 from tests.conftest import make_campaign, make_consent
+from tests.releases.personas import member_of
 
 pytestmark = pytest.mark.django_db
 
@@ -278,3 +279,23 @@ def test_plausible_dates_still_filter(staff_client, campaign):
     assert (
         staff_client.get(reverse("admin:releases_campaign_changelist"), {"created_at__year": year}).status_code == 200
     )
+
+
+def test_only_managers_see_where_and_with_what_a_fan_consented(client, subscriptions):
+    """The IP address and browser of a consent are evidence for a dispute: managers see them, label staff
+    (who run campaigns) do not, on the consent's page nor in the subscription's list of consents."""
+    alice = subscriptions["alice"]
+    record = make_consent(alice, ip_address="203.0.113.7", user_agent="Mozilla/5.0 (Evidence)")
+    pages = [change_url(alice), reverse("admin:fans_consentrecord_change", args=[record.pk])]
+
+    client.force_login(member_of("Label staff", "lena-staff"))
+    for page in pages:
+        response = client.get(page)
+        html = response.content.decode()
+        assert response.status_code == 200 and "203.0.113.7" not in html and "Evidence" not in html, page
+        assert "wording" in html.lower(), "what the fan agreed to is still shown"
+
+    client.force_login(member_of("Manager", "mo-manager"))
+    assert "203.0.113.7" in client.get(pages[0]).content.decode()
+    html = client.get(pages[1]).content.decode()
+    assert "203.0.113.7" in html and "Mozilla/5.0 (Evidence)" in html
