@@ -244,6 +244,11 @@ class Run:
         for market in unplanned.values_list("market", flat=True).distinct().order_by():
             unplanned.filter(market=market).update(next_attempt_at=self.campaign.firing_time(market))
 
+    def still_delivering(self) -> bool:
+        """Whether the campaign is still being delivered: a release postponed meanwhile puts it back to live
+        (releases/signals.py), and the run claims no more (the batches out are finished and recorded)."""
+        return Campaign.objects.filter(pk=self.campaign.pk, status=Campaign.Status.DELIVERING).exists()
+
     def due(self):
         due = Subscription.objects.filter(due_now(), campaign=self.campaign)
         if self.campaign.firing == Campaign.Firing.PER_MARKET:  # planned only: never before the fan's market
@@ -505,7 +510,8 @@ class Run:
         current: Batch | None = None
         while True:
             self.plan()  # per market: fans who pre-saved since (where it is not out yet) wait for their own time
-            batch = self.claim()
+            delivering = self.still_delivering()
+            batch = self.claim() if delivering else []
             upcoming = self.prepare(batch) if batch else None
             if current is not None:
                 self.finish(current, then=upcoming)
@@ -514,6 +520,8 @@ class Run:
             current = upcoming
             if current is not None:
                 continue
+            if not delivering:
+                break
             wait = self.seconds_until_next_due()
             if wait is None or wait > MAX_INLINE_WAIT_SECONDS:
                 break

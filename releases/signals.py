@@ -4,6 +4,7 @@ times, in step with the campaign and its release."""
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
+from django.utils import timezone
 from django_q.models import Schedule
 
 from releases.models import Campaign, CampaignTally, Release
@@ -37,10 +38,18 @@ def note_firing_change(sender, instance, **kwargs) -> None:
 
 
 def forget_plans_if_moved(instance, campaign_ids: list[int]) -> None:
+    """A moved release time: fans not tried yet lose their planned times (the next run plans them again), and a
+    campaign that fires at one instant, delivering already, goes back to live when its release moved later
+    (postponed): its runs stop claiming, pre-saves reopen, and its schedule fires at the new time."""
     from delivery import scheduling
 
-    if getattr(instance, "_firing_moved", False):
-        scheduling.forget_plans(campaign_ids)
+    if not getattr(instance, "_firing_moved", False):
+        return
+    scheduling.forget_plans(campaign_ids)
+    delivering = Campaign.objects.filter(
+        pk__in=campaign_ids, firing=Campaign.Firing.INSTANT, status=Campaign.Status.DELIVERING
+    )
+    delivering.filter(release__release_at__gt=timezone.now()).update(status=Campaign.Status.LIVE)
 
 
 @receiver(post_save, sender=Campaign)

@@ -16,7 +16,7 @@ from delivery.ratelimit import limiter_for
 from delivery.sandbox import demo_catalog
 from fans import privacy, revocation
 from fans.models import Credential, Fan, Subscription
-from releases.models import Campaign
+from releases.models import Campaign, Release
 from tests.conftest import make_campaign, make_subscription, wait_for
 from tests.outage import database_proxy, through
 
@@ -388,6 +388,33 @@ def test_fans_whose_rotated_tokens_cannot_be_stored_are_still_delivered(sandbox,
     stored = {c.subscription_id: c.ciphertext for c in Credential.objects.filter(subscription__campaign=campaign)}
     assert stored[second.pk] == originals[second.pk], "its rotated token was never stored"
     assert set(Subscription.objects.filter(campaign=campaign).values_list("attempts", flat=True)) == {1}
+
+
+def test_a_release_postponed_while_it_is_delivered_stops_the_run_and_waits_for_the_new_time(sandbox, settings):
+    """Staff move the release a week later while its delivery runs (a leak, a late master): the run finishes
+    the fans whose calls are out, claims no more, and the campaign is live again, scheduled for the new time
+    and taking pre-saves; nobody else is saved before then."""
+    settings.DELIVERY_BATCH_SIZE, settings.DELIVERY_CONCURRENCY = 1, 1  # one fan after the other
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
+    users = many_fans(campaign, sandbox, "moved", 4)
+    first = Subscription.objects.filter(campaign=campaign).order_by("pk").first()
+    sandbox.faults(latency_ms=400)
+
+    def postpone() -> bool:
+        release = Release.objects.get(pk=campaign.release_id)
+        release.release_date += dt.timedelta(days=7)
+        release.save()
+        return True
+
+    assert deliver_while_claimed(campaign, first, postpone)
+
+    saved = [user for user in users if sandbox.writes(user)]
+    assert 1 <= len(saved) <= 2, "only the fans whose calls were out (and the one claimed ahead)"
+    moved = Campaign.objects.select_related("release").get(pk=campaign.pk)
+    assert moved.status == Campaign.Status.LIVE and moved.accepts_presaves_in()
+    assert scheduling.scheduled_time(moved) == moved.release.release_at
+    assert tasks.deliver_on_schedule(campaign.pk).startswith(f"campaign {campaign.pk}: nothing due (not yet")
+    assert [user for user in users if sandbox.writes(user)] == saved
 
 
 def test_a_claim_made_while_the_database_is_away_is_made_again_when_it_is_back(sandbox):
