@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
 from django.utils.html import format_html, format_html_join
@@ -149,6 +150,13 @@ class ConsentEvidence:
         if request.user.has_perm(EXPORT_PERMISSION):
             return fields
         return [name for name in fields if name not in self.EVIDENCE]
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        """Nor may they filter by it: `?ip_address=…` would tell whether a fan consented from an address."""
+        hidden = request is None or not request.user.has_perm(EXPORT_PERMISSION)
+        if hidden and lookup.split(LOOKUP_SEP)[0] in self.EVIDENCE:
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
 
 class ConsentRecordInline(ConsentEvidence, ReadOnlyInline):

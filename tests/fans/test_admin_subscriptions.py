@@ -295,7 +295,11 @@ def test_only_managers_see_where_and_with_what_a_fan_consented(client, subscript
         assert response.status_code == 200 and "203.0.113.7" not in html and "Evidence" not in html, page
         assert "wording" in html.lower(), "what the fan agreed to is still shown"
 
+    by_address = reverse("admin:fans_consentrecord_changelist") + "?ip_address=203.0.113.7"
+    assert client.get(by_address).status_code == 400, "nor may they ask whether a fan consented from an address"
+
     client.force_login(member_of("Manager", "mo-manager"))
+    assert client.get(by_address).context["cl"].result_count == 1
     assert "203.0.113.7" in client.get(pages[0]).content.decode()
     html = client.get(pages[1]).content.decode()
     assert "203.0.113.7" in html and "Mozilla/5.0 (Evidence)" in html
