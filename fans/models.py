@@ -258,6 +258,11 @@ class ReleaseEmail(models.Model):
         EmailSignup, on_delete=models.SET_NULL, null=True, blank=True, related_name="release_emails"
     )
     sent_at = models.DateTimeField(null=True, blank=True)
+    refusal = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The mail server's permanent refusal of the address (a 5xx): it is not tried again.",
+    )
     opened_at = models.DateTimeField(null=True, blank=True, help_text="First open (tracking pixel).")
     clicked_at = models.DateTimeField(null=True, blank=True, help_text="First click on a listening link.")
     clicks = models.PositiveIntegerField(default=0)

@@ -204,7 +204,9 @@ def due_markets(campaign: Campaign) -> tuple[list[str], dt.datetime | None]:
     the release is not out, the next market's time (an address may arrive from there meanwhile). On a campaign
     that fires at one instant every market is due at once."""
     now = timezone.now()
-    unsent = ReleaseEmail.objects.filter(campaign=campaign, sent_at__isnull=True, unsubscribed_at__isnull=True)
+    unsent = ReleaseEmail.objects.filter(
+        campaign=campaign, sent_at__isnull=True, unsubscribed_at__isnull=True, refusal=""
+    )
     due, later = [], []
     for market in unsent.values_list("market", flat=True).distinct().order_by():
         at = campaign.firing_time(market)
@@ -246,31 +248,38 @@ def send_batch(
 
     They are marked sent when the batch commits, also when the mail server fails mid-batch (the error is raised
     after the commit, so the retry sends only the rest); one whose address the server refuses stays unsent and
-    goes into `refused` (row id → SMTP code), skipped by the run's later batches. A crash mid-batch sends that
-    batch again: at least once, never skipped."""
+    goes into `refused` (row id → SMTP code), skipped by the run's later batches, and when the refusal is
+    permanent (5xx) its row keeps it (`refusal`) and is never tried again. A crash mid-batch sends that batch
+    again: at least once, never skipped."""
     with transaction.atomic():
         batch = list(
             ReleaseEmail.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(campaign=campaign, sent_at__isnull=True, unsubscribed_at__isnull=True, market__in=markets_due)
+            .filter(refusal="")
             .filter(still_wanted())
             .exclude(pk__in=list(refused))
             .order_by("pk")[:BATCH_SIZE]
         )
         if not batch:
             return 0, 0
-        sent, failure = [], None
+        sent, failure, refusals = [], None, {}
         try:
             with get_connection() as connection:
                 for email in batch:
                     try:
                         connection.send_messages([message(email, campaign, destinations)])
                     except smtplib.SMTPRecipientsRefused as exc:
-                        refused[email.pk] = max(code for code, _reply in exc.recipients.values())
+                        code, reply = max(exc.recipients.values())
+                        refused[email.pk] = code
+                        if code >= 500:  # permanent: recorded, and never asked again
+                            refusals[email.pk] = f"{code} {reply.decode(errors='replace')}"[:200]
                     else:
                         sent.append(email.pk)
         except MAIL_SERVER_ERRORS as exc:
             failure = exc
         ReleaseEmail.objects.filter(pk__in=sent).update(sent_at=timezone.now())
+        for pk, refusal in refusals.items():
+            ReleaseEmail.objects.filter(pk=pk).update(refusal=refusal)
     if failure is not None:
         raise failure
     return len(sent), len(batch)

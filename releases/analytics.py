@@ -215,7 +215,8 @@ class EmailStats:
     clicked: int
     clicks: int
     unsubscribed: int
-    unsent: int  # planned, not sent: waiting for the release time in their market, or refused by the mail server
+    unsent: int  # planned, not sent yet: waiting for the release time in their market, or for the mail server
+    refused: int  # addresses the mail server refuses for good (a 5xx): never tried again
 
     @property
     def open_rate(self) -> str:
@@ -235,7 +236,8 @@ def email_stats(campaign: Campaign) -> EmailStats | None:
         clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
         clicks=Sum("clicks", default=0),
         unsubscribed=Count("pk", filter=Q(unsubscribed_at__isnull=False)),
-        unsent=Count("pk", filter=Q(sent_at__isnull=True, unsubscribed_at__isnull=True)),
+        unsent=Count("pk", filter=Q(sent_at__isnull=True, unsubscribed_at__isnull=True, refusal="")),
+        refused=Count("pk", filter=~Q(refusal="")),
     )
     if not figures.pop("planned"):
         return None

@@ -19,7 +19,7 @@ from delivery.sandbox import demo_catalog
 from fans import release_email, revocation
 from fans.models import ConsentRecord, EmailSignup, Fan, ReleaseEmail, Subscription
 from fans.reserved import RESERVED_SLUGS
-from releases import markets
+from releases import analytics, markets
 from releases.models import Campaign, ReleaseLink
 from tests.conftest import make_campaign, make_consent, wait_for
 
@@ -218,7 +218,8 @@ def test_a_real_worker_sends_the_email_at_the_release_time(start_worker, tmp_pat
 
 class SMTPHandler(socketserver.StreamRequestHandler):
     """Just enough SMTP for Django's backend: the server's `refuse` (address → code) and `fail_after` (messages
-    taken before it answers 451 to the next) set what it refuses; `received` lists who it took mail for."""
+    taken before it answers 451 to the next) set what it refuses; `received` lists who it took mail for, and
+    `asked` every recipient it was asked to take."""
 
     def reply(self, line: str) -> None:
         self.wfile.write(f"{line}\r\n".encode())
@@ -236,6 +237,7 @@ class SMTPHandler(socketserver.StreamRequestHandler):
                 self.reply("250 OK")
             elif verb == "RCPT":
                 address = argument.split(":", 1)[1].strip().strip("<>")
+                server.asked.append(address)
                 if address in server.refuse:
                     self.reply(f"{server.refuse[address]} No such mailbox")
                 else:
@@ -259,7 +261,7 @@ def smtp_server(settings):
     """A real SMTP server on a local port, and the SMTP backend pointed at it."""
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SMTPHandler)
     server.daemon_threads = True
-    server.refuse, server.fail_after, server.received = {}, None, []
+    server.refuse, server.fail_after, server.received, server.asked = {}, None, [], []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", server.server_address[1], 5
@@ -294,11 +296,15 @@ def test_an_address_the_mail_server_refuses_holds_up_nobody(out_campaign, smtp_s
 
     assert smtp_server.received == ["inbox@fan.test"], "the others are sent, once"
     assert "sent 1, refused 1" in summary
-    assert ReleaseEmail.objects.get(email="opted@fan.test").sent_at is None
+    refused = ReleaseEmail.objects.get(email="opted@fan.test")
+    assert refused.sent_at is None and refused.refusal == ("" if retried else f"{code} No such mailbox")
     retry = Schedule.objects.filter(name=release_email.next_run_schedule_name(out_campaign.pk))
     assert retry.exists() == retried, "a mailbox that does not exist (5xx) is not tried every few minutes"
     release_email.send_release_emails(out_campaign.pk)
     assert smtp_server.received == ["inbox@fan.test"]
+    assert smtp_server.asked.count("opted@fan.test") == (2 if retried else 1), "a 5xx is final: never asked again"
+    stats = analytics.email_stats(out_campaign)
+    assert (stats.refused, stats.unsent) == ((0, 1) if retried else (1, 0))
 
 
 @pytest.mark.django_db
