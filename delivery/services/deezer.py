@@ -43,6 +43,7 @@ QUOTA = 4
 TOKEN_INVALID = 300
 SERVICE_BUSY = 700
 QUOTA_RETRY_AFTER_SECONDS = 5.0  # the quota counts requests over 5 seconds
+COMPILATION_ARTIST = "Various Artists"  # the artist Deezer files compilations under: never followed
 
 
 class Deezer(Service):
@@ -128,9 +129,12 @@ class Deezer(Service):
             if exc.permanent:  # DataException 800: no such UPC/ISRC (yet)
                 raise ServiceError(f"Deezer does not know this release yet ({lookup}).") from None
             raise
-        item_id, artist_id = body.get("id"), (body.get("artist") or {}).get("id")
+        artist = body.get("artist") or {}
+        item_id, artist_id = body.get("id"), artist.get("id")
         if not item_id:
             raise ServiceError(f"Deezer does not know this release yet ({lookup}).")
+        if str(artist.get("name") or "").strip().casefold() == COMPILATION_ARTIST.casefold():
+            artist_id = None  # a compilation: following "Various Artists" is nobody's wish
         self.found[release.pk] = (kind, str(item_id), str(artist_id or ""))
         return str(item_id)
 

@@ -182,3 +182,20 @@ def test_each_service_has_its_own_rate_limit_from_its_settings(settings):
         ("apple_music", 300, 30.0),
         ("deezer", 50, 5.0),
     ]
+
+
+@pytest.mark.django_db
+def test_a_compilation_is_saved_but_various_artists_is_never_followed(sandbox):
+    """Deezer files a compilation under its artist "Various Artists": the campaign's follow would follow that."""
+    various = sandbox.control("POST", "catalog/artists", {"name": "Various Artists"})["id"]
+    upc = "5012345678917"
+    compilation = {"name": "Harbour Sessions", "upc": upc, "artist_id": various, "release_date": "2026-12-04"}
+    sandbox.control("POST", "catalog/albums", {**compilation, "album_type": "compilation"})
+    campaign = make_campaign(follow_artist=True)
+    release = campaign.release
+    release.upc, release.title = upc, "Harbour Sessions"
+    release.save()
+
+    calls = get_service("deezer").delivery_calls(sandbox.authorize_deezer("alice"), campaign)
+
+    assert [call.name for call in calls] == ["save"]
