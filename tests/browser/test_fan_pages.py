@@ -9,10 +9,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from fans import signups
 from fans.models import ConsentRecord, EmailSignup, Fan, FunnelEvent, Subscription
-from releases.models import ReleaseLink
+from releases import markets
+from releases.models import Campaign, ReleaseLink
 from tests.conftest import ARTIFACTS, PHONE, make_campaign
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -123,6 +125,37 @@ def test_the_smart_link_is_ordered_by_country_and_remembers_the_choice(site, bro
         assert buttons.first.inner_text() == "Listen on YouTube Music"
     finally:
         context.close()
+
+
+def test_a_per_market_campaign_out_in_auckland_is_still_a_pre_save_in_new_york(site, browser, sandbox):
+    """An hour after Auckland's midnight: a fan there gets the smart link, a fan in New York (their browser
+    says en-US, and they sit in Paris) the pre-save, counting down to New York's midnight, told in their own
+    time too."""
+    auckland_midnight = timezone.now().astimezone(markets.zone_for("NZ")) - dt.timedelta(hours=1)
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET, default_market="GB", status="delivering")
+    release = campaign.release
+    release.release_date, release.release_time = (
+        auckland_midnight.date(),
+        auckland_midnight.time().replace(microsecond=0),
+    )
+    release.save()
+    ReleaseLink.objects.create(release=release, platform="deezer", url="https://www.deezer.com/album/123456")
+    for locale, timezone_id in (("en-US", "Europe/Paris"), ("en-NZ", "Pacific/Auckland")):
+        context = browser.new_context(locale=locale, timezone_id=timezone_id)
+        try:
+            fan = context.new_page()
+            fan.goto(site + campaign.get_absolute_url())
+            if locale == "en-US":
+                assert fan.get_by_role("button", name="Pre-save on Spotify").is_visible()
+                assert "(America/New_York)" in fan.locator(".release-date").inner_text()
+                assert "where you are" in fan.locator("[data-local-time]").inner_text()
+                hours = int(fan.locator("[data-unit=hours]").inner_text())
+                assert 16 <= hours <= 18, "New York's midnight is 17 hours after Auckland's in the northern winter"
+            else:
+                assert fan.get_by_role("heading", name="Out now").is_visible()
+                assert fan.get_by_role("link", name="Listen on Deezer").is_visible()
+        finally:
+            context.close()
 
 
 def test_a_fan_downloads_their_data_and_erases_everything(site, page, sandbox):
