@@ -79,11 +79,12 @@ def release_too_far_out(release: Release, now: dt.datetime | None = None) -> lis
 
 
 def at_risk_count(campaign: Campaign) -> int:
-    """Pending subscriptions whose authorization expires (by its service's lifetime) before the release."""
+    """Pending subscriptions whose authorization expires (by its service's lifetime) before the release (per
+    market, before the last market's time: a day's margin for the markets that come earlier)."""
     expiring = [
         Q(
             fan__service=key,
-            credential__authorized_at__lt=campaign.release.release_at - service.authorization_lifetime,
+            credential__authorized_at__lt=campaign.last_firing_time() - service.authorization_lifetime,
         )
         for key, service in SERVICES.items()
         if service.authorization_lifetime is not None

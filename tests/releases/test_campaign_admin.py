@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from delivery import scheduling
+from delivery.services import get_service
 from fans.models import Credential, Fan, Subscription
 from releases.models import Artist, Campaign
 from tests.conftest import make_campaign
@@ -161,6 +162,21 @@ def test_change_page_counts_pending_subscriptions_whose_authorization_expires_fi
 
     assert response.context["at_risk"] == 1
     assert "1 pending subscription at risk" in response.content.decode()
+
+
+def test_a_per_market_campaign_counts_authorizations_that_expire_before_the_last_market(staff_client, db):
+    """Per market, the release reaches the last markets (UTC-12) half a day after its own time zone's (UTC): an
+    authorization that runs out two hours after the release's own time is at risk there."""
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET, default_market="GB", release_in=dt.timedelta(days=30))
+    lifetime = get_service("spotify").authorization_lifetime
+    credential = Credential(
+        subscription=subscribe(campaign, "tight", "pending"),
+        authorized_at=campaign.release.release_at - lifetime + dt.timedelta(hours=2),  # out after the release time
+    )
+    credential.store("not-a-real-token")
+    credential.save()
+
+    assert staff_client.get(change_url(campaign)).context["at_risk"] == 1
 
 
 def test_deliver_now_button_is_not_offered_for_a_draft(staff_client, db):
