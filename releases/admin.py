@@ -62,18 +62,19 @@ def public_url(campaign: Campaign) -> str:
     return settings.PUBLIC_BASE_URL + campaign.get_absolute_url()
 
 
-def release_too_far_out(release: Release, now: dt.datetime | None = None) -> list[str]:
-    """Warnings for each enabled service whose authorizations expire before the release comes out."""
+def release_too_far_out(campaign: Campaign, now: dt.datetime | None = None) -> list[str]:
+    """Warnings for each enabled service whose authorizations expire before the release comes out (per
+    market, in the last market)."""
     now = now or timezone.now()
+    away = campaign.last_firing_time() - now
     warnings = []
     for service in enabled_services():
         lifetime = service.authorization_lifetime
-        if lifetime is not None and release.release_at - now > lifetime:
+        if lifetime is not None and away > lifetime:
             warnings.append(
                 f"Fans who pre-save now will have to authorize again: {service.label} authorizations expire "
                 f"{lifetime.days} days after the fan gives them, and the release is "
-                f"{(release.release_at - now).days} days away. Open the campaign later, or ask fans to "
-                "come back closer to the release."
+                f"{away.days} days away. Open the campaign later, or ask fans to come back closer to the release."
             )
     return warnings
 
@@ -428,7 +429,7 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
                     "release_utc": utc(obj.release.release_at),
                     "release_local": local_release_time(obj.release) if obj.release.timezone != "UTC" else "",
                     "scheduled_utc": utc(scheduled) if scheduled else None,
-                    "release_warnings": release_too_far_out(obj.release) + staff_warnings(obj),
+                    "release_warnings": release_too_far_out(obj) + staff_warnings(obj),
                     "at_risk": at_risk_count(obj),
                     "market_firing": [(market, utc(at), count) for market, at, count in firing_times(obj)]
                     if obj.firing == Campaign.Firing.PER_MARKET

@@ -144,6 +144,17 @@ def test_change_page_warns_when_the_release_is_beyond_the_authorization_lifetime
     assert "Fans who pre-save now will have to authorize again" in response.content.decode()
 
 
+def test_a_per_market_campaign_is_too_far_out_when_its_last_market_is(staff_client, db):
+    lifetime = get_service("spotify").authorization_lifetime
+    release_in = lifetime - dt.timedelta(hours=6)  # within the lifetime here, not in the last markets (UTC-12)
+    instant = make_campaign(release_in=release_in)
+    per_market = make_campaign(slug="per-market", release_in=release_in, firing=Campaign.Firing.PER_MARKET)
+
+    warning = "Fans who pre-save now will have to authorize again"
+    assert warning not in staff_client.get(change_url(instant)).content.decode()
+    assert warning in staff_client.get(change_url(per_market)).content.decode()
+
+
 def test_change_page_counts_pending_subscriptions_whose_authorization_expires_first(staff_client, db):
     campaign = make_campaign(release_in=dt.timedelta(days=100))
     for user_id, status, authorized_days_ago in [
