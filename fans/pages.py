@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -80,9 +79,8 @@ def campaign_context(
         "campaign": campaign,
         "release": release,
         "artist": release.artist,
-        "release_at": release_at,
+        "release_at": release_at,  # told in `release_zone` by the template's {% timezone %}
         "release_zone": release_zone,
-        "release_local": release_at.astimezone(zoneinfo.ZoneInfo(release_zone)),
         "is_out": is_out,
         "accepting": accepting,
         "countdown": Countdown(release_at) if not is_out else None,
@@ -132,13 +130,12 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
         return None
     release = campaign.release
     market = consent_record.subscription.market if consent_record.subscription else ""
-    release_zone = campaign.release_zone(market)
     return {
         "campaign": campaign,
         "release": release,
         "artist": release.artist,
-        "release_local": campaign.firing_time(market).astimezone(zoneinfo.ZoneInfo(release_zone)),  # the fan's
-        "release_zone": release_zone,
+        "release_at": campaign.firing_time(market),  # the fan's, told in `release_zone`
+        "release_zone": campaign.release_zone(market),
         "service_label": SERVICES[presaved["service"]].label,
         "revoke_token": presaved["revoke_token"],
         "email_opt_in": presaved.get("email_opt_in", False),
