@@ -239,6 +239,14 @@ class EmailSignup(models.Model):
         return f"{self.email} for {self.campaign_id}"
 
 
+class ReleaseEmailQuerySet(models.QuerySet):
+    # Still to send: not sent, not unsubscribed, not refused for good by the mail server.
+    UNSENT = models.Q(sent_at__isnull=True, unsubscribed_at__isnull=True, refusal="")
+
+    def unsent(self):
+        return self.filter(self.UNSENT)
+
+
 class ReleaseEmail(models.Model):
     """The release-day "it's out" email to one address for one campaign: sent once, then its opens, clicks and
     unsubscription. Links in the email carry this row's id, signed (fans/release_email.py)."""
@@ -268,6 +276,8 @@ class ReleaseEmail(models.Model):
     clicks = models.PositiveIntegerField(default=0)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ReleaseEmailQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["campaign", "email"], name="one_release_email_per_address")]

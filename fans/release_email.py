@@ -204,9 +204,7 @@ def due_markets(campaign: Campaign) -> tuple[list[str], dt.datetime | None]:
     the release is not out, the next market's time (an address may arrive from there meanwhile). On a campaign
     that fires at one instant every market is due at once."""
     now = timezone.now()
-    unsent = ReleaseEmail.objects.filter(
-        campaign=campaign, sent_at__isnull=True, unsubscribed_at__isnull=True, refusal=""
-    )
+    unsent = ReleaseEmail.objects.unsent().filter(campaign=campaign)
     due, later = [], []
     for market in unsent.values_list("market", flat=True).distinct().order_by():
         at = campaign.firing_time(market)
@@ -253,9 +251,9 @@ def send_batch(
     again: at least once, never skipped."""
     with transaction.atomic():
         batch = list(
-            ReleaseEmail.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(campaign=campaign, sent_at__isnull=True, unsubscribed_at__isnull=True, market__in=markets_due)
-            .filter(refusal="")
+            ReleaseEmail.objects.unsent()
+            .select_for_update(skip_locked=True, of=("self",))
+            .filter(campaign=campaign, market__in=markets_due)
             .filter(still_wanted())
             .exclude(pk__in=list(refused))
             .order_by("pk")[:BATCH_SIZE]

@@ -15,7 +15,7 @@ from django.db.models import Case, CharField, Count, F, OuterRef, Q, Subquery, S
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from fans.models import EmailSignup, EmailSignupQuerySet, FunnelEvent, ReleaseEmail, Subscription
+from fans.models import EmailSignup, EmailSignupQuerySet, FunnelEvent, ReleaseEmail, ReleaseEmailQuerySet, Subscription
 from releases.models import Campaign, CampaignTally
 
 Kind = FunnelEvent.Kind
@@ -236,7 +236,7 @@ def email_stats(campaign: Campaign) -> EmailStats | None:
         clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
         clicks=Sum("clicks", default=0),
         unsubscribed=Count("pk", filter=Q(unsubscribed_at__isnull=False)),
-        unsent=Count("pk", filter=Q(sent_at__isnull=True, unsubscribed_at__isnull=True, refusal="")),
+        unsent=Count("pk", filter=ReleaseEmailQuerySet.UNSENT),
         refused=Count("pk", filter=~Q(refusal="")),
     )
     if not figures.pop("planned"):
