@@ -566,8 +566,9 @@ def deliver_campaign(campaign_id: int, *, fan_out: bool = True, on_schedule: boo
         return RunReport(campaign_id, note="the campaign no longer exists")
     if campaign.status == Campaign.Status.DRAFT:
         return RunReport(campaign_id, note="the campaign is a draft")
-    if on_schedule and campaign.status == Campaign.Status.LIVE and campaign.first_firing_time() > timezone.now():
-        return RunReport(campaign_id, note=f"not yet: the release time moved to {campaign.first_firing_time()}")
+    fires_at = campaign.first_firing_time()
+    if on_schedule and campaign.status == Campaign.Status.LIVE and fires_at > timezone.now():
+        return RunReport(campaign_id, note=f"not yet: the release time moved to {fires_at}")
     Campaign.objects.filter(pk=campaign_id, status__in=[Campaign.Status.LIVE, Campaign.Status.DONE]).update(
         status=Campaign.Status.DELIVERING
     )
@@ -599,9 +600,7 @@ def resume_deliveries() -> str:
     campaign_ids = sorted(set(due.values_list("campaign_id", flat=True).distinct()))
     for campaign_id in campaign_ids:
         async_task("delivery.tasks.deliver_campaign", campaign_id)
-    pending = Subscription.objects.filter(campaign=OuterRef("pk"), status=Subscription.Status.PENDING)
-    idle = Campaign.objects.filter(status=Campaign.Status.DELIVERING).exclude(Exists(pending))
-    done = finish_campaigns(idle.select_related("release"))
+    done = finish_campaigns(Campaign.objects.filter(status=Campaign.Status.DELIVERING).select_related("release"))
     return f"resumed {len(campaign_ids)} campaign(s)" + (f", {done} done" if done else "")
 
 
