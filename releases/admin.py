@@ -82,11 +82,9 @@ def release_too_far_out(campaign: Campaign, now: dt.datetime | None = None) -> l
 def at_risk_count(campaign: Campaign) -> int:
     """Pending subscriptions whose authorization expires (by its service's lifetime) before the release (per
     market, before the last market's time: a day's margin for the markets that come earlier)."""
+    out_everywhere = campaign.last_firing_time()
     expiring = [
-        Q(
-            fan__service=key,
-            credential__authorized_at__lt=campaign.last_firing_time() - service.authorization_lifetime,
-        )
+        Q(fan__service=key, credential__authorized_at__lt=out_everywhere - service.authorization_lifetime)
         for key, service in SERVICES.items()
         if service.authorization_lifetime is not None
     ]

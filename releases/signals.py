@@ -37,7 +37,7 @@ def note_firing_change(sender, instance, **kwargs) -> None:
     instance._firing_moved = stored is not None and stored != tuple(getattr(instance, name) for name in fields)
 
 
-def forget_plans_if_moved(instance, campaign_ids: list[int]) -> None:
+def follow_moved_firing(instance, campaign_ids: list[int]) -> None:
     """A moved release time: fans not tried yet lose their planned times (the next run plans them again), and a
     campaign that fires at one instant, delivering already, goes back to live when its release moved later
     (postponed): its runs stop claiming, pre-saves reopen, and its schedule fires at the new time."""
@@ -54,14 +54,14 @@ def forget_plans_if_moved(instance, campaign_ids: list[int]) -> None:
 
 @receiver(post_save, sender=Campaign)
 def campaign_saved(sender, instance: Campaign, **kwargs) -> None:
-    forget_plans_if_moved(instance, [instance.pk])
+    follow_moved_firing(instance, [instance.pk])
     sync_schedules_on_commit(instance.pk)
 
 
 @receiver(post_save, sender=Release)
 def release_saved(sender, instance: Release, **kwargs) -> None:
     campaign_ids = list(instance.campaigns.values_list("pk", flat=True))
-    forget_plans_if_moved(instance, campaign_ids)
+    follow_moved_firing(instance, campaign_ids)
     for campaign_id in campaign_ids:
         sync_schedules_on_commit(campaign_id)
 
