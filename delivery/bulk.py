@@ -43,6 +43,7 @@ class Settled(NamedTuple):
     message: str  # last_error
     attempted: bool  # counts as an attempt (a fan waiting for the release to come out does not)
     retry_in: float | None  # seconds until the next try, for a fan still pending
+    done_calls: str | None  # the library actions done so far; None leaves them as they were
 
 
 class Attempt(NamedTuple):
@@ -58,6 +59,7 @@ CLAIMED = (
     "pk",
     "attempts",
     "market",
+    "done_calls",
     "fan__service",
     "credential__kek_id",
     "credential__wrapped_key",
@@ -88,9 +90,11 @@ def claim_statement(due: QuerySet, limit: int, owner: UUID, lease_until: datetim
     picked, params = due.select_for_update(skip_locked=True).values("pk")[:limit].query.sql_with_params()
     sql = (
         f"WITH leased AS (UPDATE {_table(Subscription)} AS s SET leased_by = %s, lease_expires_at = %s "  # noqa: S608
-        f"WHERE s.id = ANY(ARRAY({picked})) RETURNING s.id, s.attempts, s.market, s.fan_id, s.created_at) "
+        f"WHERE s.id = ANY(ARRAY({picked})) "
+        "RETURNING s.id, s.attempts, s.market, s.done_calls, s.fan_id, s.created_at) "
         # The fan's service by its key, one lookup per claimed row (a join would hash the whole fans table).
-        f"SELECT l.id, l.attempts, l.market, (SELECT f.service FROM {_table(Fan)} AS f WHERE f.id = l.fan_id), "
+        "SELECT l.id, l.attempts, l.market, l.done_calls, "
+        f"(SELECT f.service FROM {_table(Fan)} AS f WHERE f.id = l.fan_id), "
         f"c.kek_id, c.wrapped_key, c.ciphertext FROM leased AS l "
         f"LEFT JOIN {_table(Credential)} AS c ON c.subscription_id = l.id ORDER BY l.created_at, l.id"
     )
@@ -156,8 +160,8 @@ def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> 
     groups: dict[tuple, list[int]] = defaultdict(list)
     for row in settled:
         retry_in = None if row.retry_in is None else round(row.retry_in, 1)
-        groups[(row.status, row.message, row.attempted, retry_in)].append(row.subscription_id)
-    for (status, message, attempted, retry_in), ids in groups.items():
+        groups[(row.status, row.message, row.attempted, retry_in, row.done_calls)].append(row.subscription_id)
+    for (status, message, attempted, retry_in, done_calls), ids in groups.items():
         next_attempt_at = None if retry_in is None else now + timedelta(seconds=retry_in)
         if connection.vendor == "postgresql":
             # `id = ANY(array)`: one parameter, where `pk__in` sends (and the driver quotes) one per row. Rows
@@ -165,10 +169,11 @@ def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> 
             _execute(
                 f"UPDATE {_table(Subscription)} SET status = %s, last_error = %s, "  # noqa: S608 - our table
                 "attempts = attempts + %s, delivered_at = CASE WHEN %s THEN %s ELSE delivered_at END, "
-                "next_attempt_at = coalesce(%s, next_attempt_at), leased_by = NULL, lease_expires_at = NULL, "
+                "next_attempt_at = coalesce(%s, next_attempt_at), done_calls = coalesce(%s, done_calls), "
+                "leased_by = NULL, lease_expires_at = NULL, "
                 "updated_at = %s WHERE id = ANY(%s::bigint[]) AND leased_by = %s AND status = %s",
-                [status, message, int(attempted), status == Status.DELIVERED, now, next_attempt_at, now, ids]
-                + [owner, Status.PENDING],
+                [status, message, int(attempted), status == Status.DELIVERED, now, next_attempt_at, done_calls]
+                + [now, ids, owner, Status.PENDING],
             )
             continue
         changes = {"status": status, "last_error": message, "leased_by": None, "lease_expires_at": None}
@@ -178,6 +183,8 @@ def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> 
             changes["delivered_at"] = now
         if next_attempt_at is not None:
             changes["next_attempt_at"] = next_attempt_at
+        if done_calls is not None:
+            changes["done_calls"] = done_calls
         mine.filter(pk__in=ids).update(updated_at=now, **changes)
 
 

@@ -72,6 +72,7 @@ class Claim:
     market: str
     service: str
     sealed: vault.Sealed | None  # the fan's sealed refresh token; None when the authorization is gone
+    done_calls: str  # the library actions an earlier try did ("save"): this one skips them
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Outcome:
     http_status: int | None = None
     retry_in_seconds: float = 0.0
     attempted: bool = True  # counts toward DELIVERY_MAX_ATTEMPTS (a wait for the service's pause does not)
+    done_calls: str | None = None  # the library actions done so far (Subscription.done_calls); None: as they were
 
 
 @dataclass
@@ -269,8 +271,8 @@ class Run:
 
         rows = bulk.retried_write(lease)
         return [
-            Claim(pk, attempts, market, service, vault.Sealed(kek_id, bytes(key), bytes(ct)) if kek_id else None)
-            for pk, attempts, market, service, kek_id, key, ct in rows
+            Claim(pk, attempts, market, service, vault.Sealed(kek_id, bytes(key), bytes(ct)) if kek_id else None, done)
+            for pk, attempts, market, done, service, kek_id, key, ct in rows
         ]
 
     def claim_size(self) -> int:
@@ -403,6 +405,7 @@ class Run:
         """Refresh, hand a rotated refresh token to the run's thread and wait until it is stored, then act."""
         service = self.services[subscription.service]
         name = "refresh"
+        done = subscription.done_calls.split()
         try:
             if self.fan_permits is not None:
                 await self.fan_permits.take()
@@ -417,10 +420,16 @@ class Run:
                     await stored
             market = self.market_of(subscription)
             for call in service.delivery_calls(access_token, self.campaign, market):
+                if call.name in done:
+                    continue  # done by an earlier try: a save that went through is not sent again
                 name = call.name
                 await self.call(service, call)
+                if call.once:
+                    done.append(call.name)
         except Exception as exc:  # noqa: BLE001 - sorted by classify(); one fan never stops the run
-            return self.classify(subscription, name, exc)
+            outcome = self.classify(subscription, name, exc)
+            outcome.done_calls = " ".join(done)
+            return outcome
         return Outcome(subscription, DeliveryAttempt.Outcome.DELIVERED, name)
 
     def classify(self, subscription: Claim, call: str, exc: Exception) -> Outcome:
@@ -534,12 +543,13 @@ def settled_row(o: Outcome) -> bulk.Settled:
     """What an outcome does to its subscription: delivered, failed and revoked are final; a retry or a wait
     stays pending until its time (a wait is not an attempt)."""
     Result = DeliveryAttempt.Outcome
+    pk, done = o.subscription.pk, o.done_calls
     if o.result == WAIT:
-        return bulk.Settled(o.subscription.pk, Subscription.Status.PENDING, o.message, False, o.retry_in_seconds)
+        return bulk.Settled(pk, Subscription.Status.PENDING, o.message, False, o.retry_in_seconds, done)
     if o.result == Result.RETRY:
-        return bulk.Settled(o.subscription.pk, Subscription.Status.PENDING, o.message, o.attempted, o.retry_in_seconds)
+        return bulk.Settled(pk, Subscription.Status.PENDING, o.message, o.attempted, o.retry_in_seconds, done)
     message = "" if o.result == Result.DELIVERED else o.message
-    return bulk.Settled(o.subscription.pk, o.result, message, True, None)  # the Subscription.Status of its name
+    return bulk.Settled(pk, o.result, message, True, None, done)  # the Subscription.Status of its name
 
 
 def _settle(settled: list[tuple[asyncio.Future, Exception | None]]) -> None:

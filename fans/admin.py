@@ -190,7 +190,7 @@ class SubscriptionAdmin(HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
         ("Authorization", {"fields": ["authorized_at", "token_stored"]}),
         (
             "Delivery",
-            {"fields": ["attempts", "last_error", "next_attempt_at", "lease_expires_at", "delivered_at"]},
+            {"fields": ["attempts", "last_error", "done_calls", "next_attempt_at", "lease_expires_at", "delivered_at"]},
         ),
     ]
     readonly_fields = ["authorized_at", "token_stored"]

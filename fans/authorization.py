@@ -303,7 +303,8 @@ def _pending_subscription(fan: Fan, campaign: Campaign, market: str) -> Subscrip
             subscription.attempts = 0
             subscription.last_error = ""
             subscription.next_attempt_at = None
-            fields += ["status", "attempts", "last_error", "next_attempt_at"]
+            subscription.done_calls = ""  # a new authorization is a new promise: everything is done anew
+            fields += ["status", "attempts", "last_error", "next_attempt_at", "done_calls"]
         subscription.save(update_fields=fields)
     return subscription
 

@@ -49,6 +49,13 @@ class Subscription(models.Model):
     )
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
+    done_calls = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        db_default="",  # rows written by COPY (the console's benchmark) or by hand get it too
+        help_text='Library actions already done for this fan ("save follow"): a later try does only the rest.',
+    )
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Retry no earlier than this.")
     lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="A worker holds it until then.")
     leased_by = models.UUIDField(null=True, blank=True, editable=False)

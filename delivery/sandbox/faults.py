@@ -73,6 +73,9 @@ def fault_middleware(state: SandboxState, classify: Classifier, error: ErrorResp
                     return error(429, "Too many requests", reason="QUOTA_EXCEEDED", headers={"Retry-After": str(wait)})
                 return error(429, "API rate limit exceeded", headers={"Retry-After": str(wait)})
         if kind is not Kind.PAGE:
+            if faults.errors_matching and faults.errors_matching in f"{request.path}?{request.query_string}":
+                counters.server_errors += 1  # one endpoint down (say the follow, "spotify:artist:"), the rest up
+                return error(503, SERVER_ERRORS[503])
             if faults.timeout_rate and state.rng.random() < faults.timeout_rate:
                 # Nothing is done: a client that gave up and retries sees exactly one effect.
                 counters.timeouts += 1

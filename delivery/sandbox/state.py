@@ -184,6 +184,7 @@ class Faults:
     latency_ms: float = 0.0
     error_rate: float = 0.0  # share of API and token requests answered 500/502/503
     timeout_rate: float = 0.0  # share of API and token requests that hang for hang_seconds
+    errors_matching: str = ""  # API and token requests whose path or query contains this text answer 503
     hang_seconds: float = 30.0
     rate_limit: int | None = None  # requests per client app per rolling 30 s window; None: unlimited
     quota_exceeded: bool = False  # 429s carry reason QUOTA_EXCEEDED

@@ -196,7 +196,7 @@ class AppleMusic(Service):
         """developer.apple.com/documentation/applemusicapi/add-a-resource-to-a-library
         (POST /v1/me/library?ids[albums]= → 202; ids it can't add are silently ignored), then the check that it
         is there: …/get-a-catalog-album-s-relationship-directly-by-name (GET …/albums/{id}/library).
-        Apple Music has no artist follow."""
+        Apple Music has no artist follow. Neither call is `once`: a retry after a failed check adds again."""
         if not campaign.save_release:
             return []
         storefront = _storefront(market)

@@ -97,6 +97,9 @@ class Call:
     params: dict[str, str] = field(default_factory=dict)
     form: dict[str, str] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # A library write whose success stands: once done, a later try of the same fan skips it (a save that went
+    # through is not sent again because the follow after it failed). Subscription.done_calls keeps the names.
+    once: bool = False
 
     def __repr__(self) -> str:  # headers and form carry secrets
         return f"Call({self.name!r}, {self.method} {self.url})"

@@ -161,7 +161,7 @@ class Deezer(Service):
         return calls
 
     def _post(self, access_token: str, name: str, path: str, **params: str) -> Call:
-        return Call(name, "POST", f"{self.api_url}{path}", params={**params, "access_token": access_token})
+        return Call(name, "POST", f"{self.api_url}{path}", params={**params, "access_token": access_token}, once=True)
 
     # The one place that turns Deezer's answers into success or a ServiceError
 

@@ -170,7 +170,7 @@ class Spotify(Service):
         return calls
 
     def _put(self, access_token: str, name: str, path: str, **params: str) -> Call:
-        return Call(name, "PUT", f"{self.api_url}{path}", params=params, headers=bearer(access_token))
+        return Call(name, "PUT", f"{self.api_url}{path}", params=params, headers=bearer(access_token), once=True)
 
     # Catalog reads with the app's own token (client credentials)
     def app_token(self) -> str:

@@ -8,6 +8,7 @@ import jwt
 import pytest
 import time_machine
 from django.urls import reverse
+from django.utils import timezone
 
 from delivery import engine, scheduling
 from delivery.models import DeliveryAttempt
@@ -176,6 +177,26 @@ def test_an_add_apple_silently_ignored_is_retried_then_recorded_as_failed(sandbo
     assert subscription.last_error.startswith("Gave up after") and "not in the fan's library" in subscription.last_error
     attempts = DeliveryAttempt.objects.filter(subscription=subscription)
     assert {a.call for a in attempts} == {"verify"} and attempts.count() == settings.DELIVERY_MAX_ATTEMPTS
+
+
+@pytest.mark.django_db
+def test_an_add_the_check_found_missing_is_sent_again_at_the_next_try(sandbox, settings):
+    """Apple's save is not a `once` call: after a failed check the next try adds again (and then finds it)."""
+    settings.DELIVERY_RETRY_BASE_SECONDS = 3600  # the retry is not due within this run
+    campaign = make_campaign()
+    subscription = apple_subscription(campaign, sandbox, "alice")
+    sandbox.faults(apple_ignores_library_adds=True)
+    engine.deliver_campaign(campaign.pk)
+    subscription.refresh_from_db()
+    assert (subscription.status, subscription.attempts, subscription.done_calls) == ("pending", 1, "")
+
+    sandbox.faults(apple_ignores_library_adds=False)
+    Subscription.objects.filter(pk=subscription.pk).update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    assert subscription.status == "delivered"
+    assert sandbox.library("alice")["saved"] == [ALBUM]
 
 
 @pytest.mark.django_db

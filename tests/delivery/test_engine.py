@@ -11,6 +11,7 @@ from delivery.models import DeliveryAttempt
 from delivery.sandbox import demo_catalog
 from fans.models import Credential, Subscription
 from releases.models import Campaign
+from releases.retry import retry_failed
 from tests.conftest import make_campaign, make_subscription
 
 ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
@@ -147,6 +148,35 @@ def test_server_errors_are_retried_then_failed_with_the_reason(sandbox, campaign
     outcomes = list(DeliveryAttempt.objects.filter(subscription=subscription).order_by("at", "pk"))
     assert [a.outcome for a in outcomes] == ["retry", "retry", "failed"]
     assert all(a.http_status and a.http_status >= 500 for a in outcomes)
+
+
+def test_a_save_that_went_through_is_not_sent_again_when_the_follow_after_it_failed(sandbox, db, settings):
+    settings.DELIVERY_MAX_ATTEMPTS = 3
+    campaign = make_campaign(follow_artist=True)
+    subscription = make_subscription(campaign, sandbox, "alice")
+    sandbox.faults(errors_matching="spotify:artist:")  # the follow is down, the save is up
+
+    engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.FAILED
+    assert subscription.done_calls == "save"
+    attempts = DeliveryAttempt.objects.filter(subscription=subscription).order_by("at", "pk")
+    assert [(a.call, a.outcome, a.http_status) for a in attempts] == [
+        ("follow", "retry", 503),
+        ("follow", "retry", 503),
+        ("follow", "failed", 503),
+    ]
+    assert [w["uri"] for w in sandbox.writes("alice")] == [ALBUM_URI], "saved once, not at every try"
+
+    sandbox.faults(errors_matching="")
+    assert retry_failed(campaign) == 1
+    engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.DELIVERED
+    assert [w["uri"] for w in sandbox.writes("alice")] == [ALBUM_URI, ARTIST_URI]
+    assert sandbox.library("alice") == {"saved": [ALBUM_URI], "following": [ARTIST_URI]}
 
 
 def test_passing_server_errors_end_in_delivery(sandbox, campaign, settings):

@@ -164,12 +164,13 @@ def test_presaving_twice_keeps_one_subscription_and_two_consent_records(client, 
 
 def test_presaving_again_after_revoking_makes_the_subscription_pending_again(client, campaign, sandbox):
     presave(client, campaign)
-    Subscription.objects.update(status="revoked", attempts=3, last_error="revoked by fan")
+    Subscription.objects.update(status="revoked", attempts=3, last_error="revoked by fan", done_calls="save")
 
     presave(client, campaign)
 
     subscription = Subscription.objects.get()
     assert (subscription.status, subscription.attempts, subscription.last_error) == ("pending", 0, "")
+    assert subscription.done_calls == "", "a new authorization is a new promise: every action is done anew"
 
 
 def test_two_pending_presaves_in_one_session_both_complete(client, campaign, sandbox):

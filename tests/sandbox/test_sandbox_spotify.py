@@ -584,6 +584,20 @@ def test_error_rate_one_answers_api_and_token_requests_with_5xx(sb):
     assert sb.control("GET", "counters")["server_errors"] == 2
 
 
+def test_errors_matching_takes_down_one_endpoint_and_leaves_the_rest(sb):
+    tokens = tokens_for(sb)
+    sb.faults(errors_matching="spotify:artist:")
+
+    follow = api(sb, "PUT", "/v1/me/library", tokens["access_token"], params={"uris": ARTIST_URI})
+    save = api(sb, "PUT", "/v1/me/library", tokens["access_token"], params={"uris": ALBUM_URI})
+
+    assert follow.status_code == 503 and follow.json()["error"]["status"] == 503
+    assert save.status_code == 200
+    assert [w["uri"] for w in sb.writes("alice")] == [ALBUM_URI]
+    bad = requests.post(f"{sb.url}/_sandbox/faults", json={"errors_matching": 3}, timeout=5)
+    assert bad.status_code == 400 and "errors_matching must be a text" in bad.json()["error"]
+
+
 def test_seeded_faults_repeat_exactly(sb):
     token = tokens_for(sb)["access_token"]
 
