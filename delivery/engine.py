@@ -430,7 +430,7 @@ class Run:
             outcome = self.classify(subscription, name, exc)
             outcome.done_calls = " ".join(done)
             return outcome
-        return Outcome(subscription, DeliveryAttempt.Outcome.DELIVERED, name)
+        return Outcome(subscription, DeliveryAttempt.Outcome.DELIVERED, name, service.delivery_note(self.campaign))
 
     def classify(self, subscription: Claim, call: str, exc: Exception) -> Outcome:
         if not isinstance(exc, ServiceError):

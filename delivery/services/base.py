@@ -211,6 +211,10 @@ class Service:
         """
         raise NotImplementedError
 
+    def delivery_note(self, campaign: Campaign) -> str:
+        """A promised action `delivery_calls` leaves out, in words for the delivery log ("" when none is)."""
+        return ""
+
     def can_deliver(self, release: Release) -> bool:
         """Whether the release carries what this service needs to save it: by default its UPC (a track: its
         ISRC), see `catalog_lookup`."""

@@ -160,6 +160,11 @@ class Deezer(Service):
             calls.append(self._post(access_token, "follow", "/user/me/artists", artist_id=artist_id))
         return calls
 
+    def delivery_note(self, campaign: Campaign) -> str:
+        if campaign.follow_artist and not self.found.get(campaign.release.pk, ("", "", ""))[2]:
+            return "Not followed: Deezer names no artist for this release (a compilation's is never followed)."
+        return ""
+
     def _post(self, access_token: str, name: str, path: str, **params: str) -> Call:
         return Call(name, "POST", f"{self.api_url}{path}", params={**params, "access_token": access_token}, once=True)
 

@@ -7,8 +7,10 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import pytest
 import requests
 from django.urls import reverse
+from django.utils import timezone
 
-from delivery import scheduling
+from delivery import engine, scheduling
+from delivery.models import DeliveryAttempt
 from delivery.sandbox import demo_catalog
 from delivery.sandbox.deezer import numeric_id
 from delivery.services import RateLimited, ServiceError, TokenRevoked, get_service
@@ -199,3 +201,15 @@ def test_a_compilation_is_saved_but_various_artists_is_never_followed(sandbox):
     calls = get_service("deezer").delivery_calls(sandbox.authorize_deezer("alice"), campaign)
 
     assert [call.name for call in calls] == ["save"]
+
+    # On release day the fan gets the save, and their delivery log says why there was no follow.
+    fan = Fan.objects.create(service="deezer", service_user_id=str(numeric_id("user", "bob")), display_name="Bob")
+    subscription = Subscription.objects.create(fan=fan, campaign=campaign, market="GB")
+    credential = Credential(subscription=subscription, authorized_at=timezone.now())
+    credential.store(sandbox.authorize_deezer("bob"))
+    credential.save()
+    engine.deliver_campaign(campaign.pk)
+    attempt = DeliveryAttempt.objects.get(subscription=subscription)
+    assert attempt.outcome == "delivered"
+    assert attempt.message.startswith("Not followed: Deezer names no artist for this release")
+    assert sandbox.library("bob")["following"] == []
