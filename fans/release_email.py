@@ -81,31 +81,43 @@ def sync_schedule(campaign: Campaign) -> Schedule | None:
 
 # --- Recipients -----------------------------------------------------------------------------------------------
 def plan_recipients(campaign: Campaign) -> int:
-    """One ReleaseEmail row per address that asked for the email, with the market it waits for, written 1,000 at
-    a time; returns how many rows are new."""
+    """One ReleaseEmail row per address that asked for the email and has none yet (whatever its case), with the
+    market it waits for, written 1,000 at a time; returns how many rows it wrote. The database leaves out the
+    addresses already planned (an anti-join), so a follow-up run reads only those that arrived since, not the
+    whole list again (a per-market campaign runs once per market while sign-ups are open)."""
+    planned = ReleaseEmail.objects.annotate(lowered=Lower("email")).filter(
+        campaign=campaign, lowered=Lower(OuterRef("address"))
+    )
     consents = (
         ConsentRecord.objects.sharing_email()
         .filter(campaign=campaign)
         .exclude(subscription__isnull=True)
         .exclude(subscription__fan__email="")
-        .values_list("pk", "subscription__fan__email", "subscription__market")
+        .annotate(address=F("subscription__fan__email"))
+        .filter(~Exists(planned))
+        .values_list("pk", "address", "subscription__market")
     )
-    signups = EmailSignup.objects.receiving().filter(campaign=campaign).values_list("pk", "email", "country")
-    planned = ReleaseEmail.objects.filter(campaign=campaign).values_list("email", flat=True)
-    before = planned.count()
-    seen = {email.lower() for email in planned.iterator(chunk_size=2000)}  # an earlier run's, in whatever case
+    signups = (
+        EmailSignup.objects.receiving()
+        .filter(campaign=campaign)
+        .annotate(address=F("email"))
+        .filter(~Exists(planned))
+        .values_list("pk", "address", "country")
+    )
+    seen: set[str] = set()
     rows: list[ReleaseEmail] = []
+    written = 0
     for source, field in ((consents, "consent_id"), (signups, "signup_id")):
         for pk, email, market in source.iterator(chunk_size=2000):
-            if email.lower() in seen:
+            if email.lower() in seen:  # a fan with a pre-save and a sign-up, say: one email
                 continue
             seen.add(email.lower())
             rows.append(ReleaseEmail(campaign=campaign, email=email, market=markets.normalize(market), **{field: pk}))
             if len(rows) == 1000:
-                ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True)
+                written += len(ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True))
                 rows = []
-    ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True)
-    return ReleaseEmail.objects.filter(campaign=campaign).count() - before
+    written += len(ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True))
+    return written
 
 
 # --- Links ------------------------------------------------------------------------------------------------------

@@ -412,3 +412,18 @@ def test_a_per_market_campaigns_email_is_scheduled_for_the_first_market_to_go_li
 
     assert schedule.next_run == campaign.first_firing_time() < campaign.release.release_at
     assert release_email.send_release_emails(campaign.pk).endswith("not out yet")
+
+
+@pytest.mark.django_db
+def test_a_later_run_plans_only_the_addresses_that_arrived_since_in_any_case(out_campaign, mailoutbox):
+    release_email.send_release_emails(out_campaign.pk)
+    first = set(ReleaseEmail.objects.values_list("pk", "email"))
+
+    pre_save(out_campaign, "later", "Later@Fan.test", opt_in=True)
+    sign_up(out_campaign, "later@fan.test")  # the same address: one email
+    sign_up(out_campaign, "Inbox@Fan.test")  # planned (and mailed) by the first run, in another case
+    release_email.send_release_emails(out_campaign.pk)
+
+    rows = set(ReleaseEmail.objects.values_list("pk", "email"))
+    assert first < rows and {email for _, email in rows - first} == {"Later@Fan.test"}
+    assert sorted(m.to[0] for m in mailoutbox) == ["Later@Fan.test", "inbox@fan.test", "opted@fan.test"]
