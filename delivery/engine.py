@@ -44,7 +44,7 @@ from delivery import bulk
 from delivery.gctuning import tuned_for_delivery
 from delivery.models import DeliveryAttempt
 from delivery.ratelimit import RateLimiter, limiter_for
-from delivery.services import RateLimited, Service, ServiceError, TokenRevoked, get_service
+from delivery.services import Service, ServiceError, ServicePaused, TokenRevoked, get_service
 from delivery.transport import AsyncTransport
 from fans import vault
 from fans.models import Credential, Subscription, credential_aad
@@ -60,7 +60,7 @@ SPREAD_PACE_WINDOW_SECONDS = 30.0  # a firing window's pace is counted over at m
 WAIT = "wait"  # an outcome that is not an attempt: the release is not out in the fan's market yet
 GAVE_UP = "Gave up after"  # begins the error of a transient failure out of attempts (Retry failed finds these)
 WITHDRAWN = "The fan withdrew the pre-save while it was being delivered: nothing was saved."
-PAUSED = "Rate limited: the service asked every worker to wait."
+PAUSED = "Paused: the service asked every worker to wait (its rate limit, or it refused our app's credentials)."
 
 
 @dataclass(slots=True)
@@ -134,7 +134,7 @@ class Permits:
                 if granted:
                     self.available, self.granted_at = granted, time.monotonic()
                 elif wait > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:  # a long Retry-After: try this fan later
-                    raise RateLimited(wait, PAUSED)
+                    raise ServicePaused(wait, PAUSED)
                 else:
                     await asyncio.sleep(wait)
             self.available -= 1
@@ -209,19 +209,28 @@ class Run:
             try:
                 service.resolve_release(self.release)
                 self.resolved[service.key] = None
+            except ServicePaused:
+                raise  # the service refuses us for a while: it said nothing about the release
             except ServiceError as exc:
                 self.resolved[service.key] = exc
         return self.resolved[service.key]
 
     def check_not_paused(self, service: Service) -> None:
-        """RateLimited when the service asked every worker to pause for longer than a run waits in place: its
+        """ServicePaused when the service asked every worker to pause for longer than a run waits in place: its
         fans are put off until then without a call (the limiter's store is read once per batch and service)."""
         if service.key not in self.paused_until:
             limiter = self.permits[service.key].limiter
             self.paused_until[service.key] = self.transport.submit(self.transport.blocking(limiter.paused_until))
         paused_until = self.paused_until[service.key]
         if paused_until and paused_until - time.time() > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:
-            raise RateLimited(paused_until - time.time(), PAUSED)
+            raise ServicePaused(paused_until - time.time(), PAUSED)
+
+    def pause(self, service: Service, seconds: float) -> None:
+        """Nobody calls `service` for `seconds`: every worker sharing its limiter, and this run's next fans."""
+        limiter = self.permits[service.key].limiter
+        if not limiter.unlimited:
+            self.transport.submit(self.transport.blocking(limiter.pause, seconds))
+        self.paused_until[service.key] = time.time() + seconds
 
     def is_available(self, service: Service, market: str) -> bool:
         """Whether the release is out in `market`, asked of the service at most once per recheck interval."""
@@ -352,9 +361,15 @@ class Run:
         market = self.market_of(subscription)
         try:
             self.check_not_paused(service)
+        except ServicePaused as exc:
+            return self.classify(subscription, "availability", exc)
+        try:
             unresolved = self.resolve(service)
             if unresolved is not None or not self.is_available(service, market):
                 return self.waiting(subscription, service, market)
+        except ServicePaused as exc:  # a 429, or our app refused: the next fans are put off without a call
+            self.pause(service, exc.retry_after)
+            return self.classify(subscription, "availability", exc)
         except ServiceError as exc:
             return self.classify(subscription, "availability", exc)
         try:
@@ -387,7 +402,7 @@ class Run:
             try:
                 async with self.slots:
                     return await self.transport.run(service, call)
-            except RateLimited as exc:
+            except ServicePaused as exc:
                 if attempt == RATE_LIMIT_RETRIES or exc.retry_after > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:
                     await permits.pause(exc.retry_after, wait=False)  # the others wait; this fan is tried later
                     raise
@@ -437,20 +452,21 @@ class Run:
             logger.error("Unexpected %s delivering subscription %s", type(exc).__name__, subscription.pk)
             exc = ServiceError(f"Unexpected error ({type(exc).__name__}).")
         message = exc.message
-        # The service's own rate limit (429) says nothing about the fan: their delivery waits for the time the
-        # service asked, without using up an attempt, until DELIVERY_AVAILABILITY_WAIT_HOURS after the release.
-        rate_limited = isinstance(exc, RateLimited) and not self.past_waiting_time(subscription)
+        # The service's own rate limit (429), or its refusal of our app's credentials, says nothing about the fan:
+        # their delivery waits for the time the pause asks, without using up an attempt, until
+        # DELIVERY_AVAILABILITY_WAIT_HOURS after the release.
+        paused = isinstance(exc, ServicePaused) and not self.past_waiting_time(subscription)
         if exc.revoked:
             result = DeliveryAttempt.Outcome.REVOKED
         elif exc.permanent:
             result = DeliveryAttempt.Outcome.FAILED
-        elif subscription.attempts + 1 >= settings.DELIVERY_MAX_ATTEMPTS and not rate_limited:
+        elif subscription.attempts + 1 >= settings.DELIVERY_MAX_ATTEMPTS and not paused:
             result = DeliveryAttempt.Outcome.FAILED
             message = f"{GAVE_UP} {subscription.attempts + 1} attempts: {message}"
         else:
             result = DeliveryAttempt.Outcome.RETRY
         retry_in = exc.retry_after if exc.retry_after is not None else backoff_seconds(subscription.attempts)
-        return Outcome(subscription, result, call, message[:500], exc.status, retry_in, attempted=not rate_limited)
+        return Outcome(subscription, result, call, message[:500], exc.status, retry_in, attempted=not paused)
 
     def market_of(self, subscription: Claim) -> str:
         return subscription.market or self.campaign.default_market

@@ -4,7 +4,15 @@
 """
 
 from delivery.services.apple_music import AppleMusic
-from delivery.services.base import Profile, RateLimited, Service, ServiceError, TokenRevoked, Tokens
+from delivery.services.base import (
+    Profile,
+    RateLimited,
+    Service,
+    ServiceError,
+    ServicePaused,
+    TokenRevoked,
+    Tokens,
+)
 from delivery.services.deezer import Deezer
 from delivery.services.spotify import Spotify
 
@@ -34,6 +42,7 @@ __all__ = [
     "RateLimited",
     "Service",
     "ServiceError",
+    "ServicePaused",
     "TokenRevoked",
     "Tokens",
     "enabled_services",

@@ -58,9 +58,22 @@ class TokenRevoked(ServiceError):
         super().__init__(message, revoked=True, **kwargs)
 
 
-class RateLimited(ServiceError):
+class ServicePaused(ServiceError):
+    """The service refuses every call of ours for `retry_after` seconds: its rate limit, or our app's own
+    credentials. Not the fan's failure: every worker waits, and the fans wait without using up an attempt."""
+
+    def __init__(self, retry_after: float, message: str, **kwargs) -> None:
+        super().__init__(message, retry_after=retry_after, **kwargs)
+
+
+class RateLimited(ServicePaused):
     def __init__(self, retry_after: float, message: str = "Rate limited by the service.", **kwargs) -> None:
-        super().__init__(message, retry_after=retry_after, status=429, **kwargs)
+        super().__init__(retry_after, message, status=429, **kwargs)
+
+
+# How long every worker waits after a service refused our app's credentials, before one call tries them again
+# (staff fix the setting and restart the workers meanwhile; the fans wait, they do not fail).
+APP_REFUSED_PAUSE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)

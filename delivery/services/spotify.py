@@ -14,12 +14,14 @@ from urllib.parse import urlencode
 from django.conf import settings
 
 from delivery.services.base import (
+    APP_REFUSED_PAUSE_SECONDS,
     Call,
     Profile,
     RateLimited,
     Reply,
     Service,
     ServiceError,
+    ServicePaused,
     TokenRevoked,
     Tokens,
     basic_auth,
@@ -241,9 +243,9 @@ class Spotify(Service):
         if code == "invalid_grant":
             message = f"The fan's Spotify authorization is no longer valid ({detail or 'invalid_grant'})."
             raise TokenRevoked(message, status=status)
-        if code == "invalid_client":
-            message = "Spotify rejected our app's credentials (check SPOTIFY_CLIENT_ID/SECRET)."
-            raise ServiceError(message, permanent=True, status=status)
+        if code == "invalid_client":  # our app's fault, not the fan's: every worker waits, the fans too
+            message = "Spotify rejected our app's credentials (check SPOTIFY_CLIENT_ID/SECRET); delivery waits."
+            raise ServicePaused(APP_REFUSED_PAUSE_SECONDS, message, status=status)
         if status == 401 and call.name == "refresh":
             raise TokenRevoked("Spotify refused to refresh the fan's authorization (401).", status=status)
         if status >= 500:

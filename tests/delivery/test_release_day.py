@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from delivery import bulk, engine, scheduling, tasks
-from delivery.models import DeliveryAttempt
+from delivery.models import DeliveryAttempt, RateLimitPause
 from delivery.ratelimit import limiter_for
 from delivery.sandbox import demo_catalog
 from fans import privacy, revocation
@@ -506,6 +506,36 @@ def test_fans_claimed_while_the_service_has_everyone_paused_are_put_off_without_
         assert (status, attempts) == ("pending", 0)
         assert started + dt.timedelta(seconds=100) < next_at < started + dt.timedelta(seconds=140)
     assert timezone.now() - started < dt.timedelta(seconds=20), "the run did not wait the pause out in place"
+
+
+def test_our_apps_credentials_refused_on_release_day_pause_every_fan_and_fail_none(sandbox, settings):
+    """A wrong client secret on release day is our app's problem, not the fans': Spotify answers invalid_client,
+    every worker pauses, no fan fails or uses up an attempt (with one allowed, none fails), and no more calls go
+    out. Once the secret is put right the fans are delivered when the pause is over."""
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    campaign = make_campaign()
+    users = many_fans(campaign, sandbox, "secret", 3)
+    settings.SPOTIFY_CLIENT_SECRET = "not-our-secret"
+    started = timezone.now()
+
+    report = engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert report.counts == {"retry": 3}
+    assert sandbox.control("GET", "counters")["token_requests"] == 1, "one refused call, then everyone waited"
+    for status, attempts, error, next_at in Subscription.objects.values_list(
+        "status", "attempts", "last_error", "next_attempt_at"
+    ):
+        assert (status, attempts) == ("pending", 0)
+        assert error.startswith(("Spotify rejected our app's credentials", "Paused: the service asked"))
+        assert next_at > started + dt.timedelta(seconds=240)
+    assert limiter_for("spotify").paused_until() > time.time() + 240
+
+    settings.SPOTIFY_CLIENT_SECRET = "sandbox-client-secret"  # put right; five minutes later:
+    RateLimitPause.objects.all().delete()
+    Subscription.objects.update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert_each_delivered_once(campaign, sandbox, users)
 
 
 def test_a_fan_still_rate_limited_long_after_the_release_fails_with_the_reason(sandbox, settings):
