@@ -25,12 +25,14 @@ from django.conf import settings
 from django.urls import reverse
 
 from delivery.services.base import (
+    APP_REFUSED_PAUSE_SECONDS,
     Call,
     Profile,
     RateLimited,
     Reply,
     Service,
     ServiceError,
+    ServicePaused,
     TokenRevoked,
     Tokens,
     bearer,
@@ -57,6 +59,7 @@ NO_FOLLOW_WARNING = "Apple Music has no artist follow: fans who choose Apple Mus
 NO_ID_WARNING = "Apple Music finds the release by its {name}, and this release has none: Apple Music fans would fail."
 MUSIC_USER_TOKEN_SHAPE = re.compile(r"[\x21-\x7e]+")
 RETRY_AFTER_SECONDS = 5.0  # when a 429 names no Retry-After
+FRESH_TOKEN_SECONDS = 60  # a developer token refused this soon after it was made: the settings are wrong
 RESOURCE_TYPES = {"album": "albums", "track": "songs"}  # catalog_lookup's kind → Apple's resource type
 
 # (key id, team id, key digest, origin) → (jwt, exp)
@@ -241,6 +244,12 @@ class AppleMusic(Service):
             raise RateLimited(retry_after, "Rate limited by Apple Music.")
         if status == 401:
             forget_developer_token()
+            if _made_just_now(call):  # a new token refused too: our MusicKit settings are wrong
+                message = (
+                    "Apple Music refused our developer token (check APPLE_MUSIC_KEY_ID, APPLE_MUSIC_TEAM_ID and "
+                    "APPLE_MUSIC_PRIVATE_KEY); delivery waits."
+                )
+                raise ServicePaused(APP_REFUSED_PAUSE_SECONDS, message, status=status)
             raise ServiceError("Apple Music refused our developer token (401); a new one is made.", status=status)
         if status == 403 and "Music-User-Token" in call.headers:
             message = f"The fan's Apple Music authorization is no longer valid ({detail or 'forbidden'})."
@@ -253,6 +262,17 @@ class AppleMusic(Service):
             raise ServiceError(f"Apple Music had a server error ({status}).", status=status)
         message = f"Apple Music rejected the {call.name}: {detail or 'error'} ({status})."
         raise ServiceError(message, permanent=True, status=status)
+
+
+def _made_just_now(call: Call) -> bool:
+    """Whether the call's developer token was made in the last FRESH_TOKEN_SECONDS (its `iat`, read unverified:
+    it is our own token, and only its age is wanted)."""
+    token = call.headers.get("Authorization", "").removeprefix("Bearer ")
+    try:
+        issued = jwt.decode(token, options={"verify_signature": False}).get("iat")
+    except jwt.PyJWTError:
+        return False
+    return isinstance(issued, int | float) and time.time() - issued < FRESH_TOKEN_SECONDS
 
 
 def _storefront(market: str) -> str:

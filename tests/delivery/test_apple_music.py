@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from delivery import engine, scheduling
-from delivery.models import DeliveryAttempt
+from delivery.models import DeliveryAttempt, RateLimitPause
 from delivery.sandbox import demo_catalog
 from delivery.services import ServiceError, TokenRevoked, get_service
 from delivery.services.apple_music import developer_token
@@ -72,6 +72,33 @@ def test_developer_token_refused_is_retryable_and_made_anew(sandbox, settings, d
     assert refused.value.status == 401 and not refused.value.permanent and not refused.value.revoked
     settings.APPLE_MUSIC_TEAM_ID = MUSICKIT_TEAM_ID
     assert apple.resolve_release(campaign.release)
+
+
+@pytest.mark.django_db(transaction=True)  # the pause is written by the transport's thread, and cleared here
+def test_musickit_settings_apple_refuses_on_release_day_pause_every_fan_and_fail_none(sandbox, settings):
+    """A developer token refused as soon as it was made means our MusicKit settings are wrong, not the fans'
+    authorizations: every worker pauses, no fan fails or uses up an attempt, and the fans are delivered once
+    the setting is put right."""
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    campaign = make_campaign()
+    subscriptions = [apple_subscription(campaign, sandbox, user) for user in ("alice", "bob")]
+    settings.APPLE_MUSIC_TEAM_ID = "SOMEONEELSE"  # a token Apple does not accept (iss)
+
+    report = engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert report.counts == {"retry": 2}
+    assert sandbox.control("GET", "counters")["api_requests"] == 1, "one refused call, then everyone waited"
+    errors = set(Subscription.objects.values_list("status", "attempts", "last_error"))
+    assert ("pending", 0, "Apple Music refused our developer token (check APPLE_MUSIC_KEY_ID, "
+            "APPLE_MUSIC_TEAM_ID and APPLE_MUSIC_PRIVATE_KEY); delivery waits.") in errors  # fmt: skip
+
+    settings.APPLE_MUSIC_TEAM_ID = MUSICKIT_TEAM_ID  # put right; five minutes later:
+    RateLimitPause.objects.all().delete()
+    Subscription.objects.update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert {s.status for s in Subscription.objects.filter(pk__in=[s.pk for s in subscriptions])} == {"delivered"}
+    assert sandbox.library("alice")["saved"] == sandbox.library("bob")["saved"] == [ALBUM]
 
 
 def test_a_403_on_a_call_without_a_fans_token_revokes_nobody(sandbox, settings, db):
