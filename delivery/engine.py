@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 # A run waits in place for work due within this many seconds; later work is left to the minute sweeper.
 MAX_INLINE_WAIT_SECONDS = 30.0
 RATE_LIMIT_RETRIES = 5
+MISSING_KEY_RETRY_SECONDS = 300.0  # a fan whose token's vault key is not configured is tried again after this
 SPREAD_PACE_WINDOW_SECONDS = 30.0  # a firing window's pace is counted over at most this many seconds
 WAIT = "wait"  # an outcome that is not an attempt: the release is not out in the fan's market yet
 GAVE_UP = "Gave up after"  # begins the error of a transient failure out of attempts (Retry failed finds these)
@@ -178,6 +179,7 @@ class Run:
         self.fan_permits = self.spread_permits()
         self.renewed_at = time.monotonic()  # when this run last extended its leases (`renew_leases`)
         self.paused_until: dict[str, float | None] = {}  # per service: when its pause ends (`check_not_paused`)
+        self.missing_keys: set[str] = set()  # vault keys this run found missing (logged once each)
 
     # --- per service ----------------------------------------------------------------------------------
     def service(self, key: str) -> Service:
@@ -374,9 +376,31 @@ class Run:
             return self.classify(subscription, "availability", exc)
         try:
             return vault.unseal(subscription.sealed, aad=credential_aad(subscription.pk))
+        except vault.MissingKey:
+            return self.key_missing(subscription)
         except VaultError:
-            message = "The stored authorization could not be decrypted (is its encryption key still configured?)."
+            message = "The stored authorization could not be decrypted (it was damaged, or moved to another row)."
             return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "refresh", message)
+
+    def key_missing(self, subscription: Claim) -> Outcome:
+        """The key that sealed the fan's token was taken out of TOKEN_ENCRYPTION_KEYS (a rotation finished before
+        `rewrap_tokens` ran, say): the fan waits for it to be put back, using up no attempt, until
+        DELIVERY_AVAILABILITY_WAIT_HOURS after their release time."""
+        kek_id = subscription.sealed.kek_id
+        message = f"The key {kek_id!r} that sealed this fan's authorization is not in TOKEN_ENCRYPTION_KEYS."
+        if self.past_waiting_time(subscription):
+            return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "refresh", message)
+        if kek_id not in self.missing_keys:
+            self.missing_keys.add(kek_id)
+            logger.error("Campaign %s: fans wait for key %r, not in TOKEN_ENCRYPTION_KEYS", self.campaign.pk, kek_id)
+        return Outcome(
+            subscription,
+            DeliveryAttempt.Outcome.RETRY,
+            "refresh",
+            f"{message} The fan waits until it is put back.",
+            retry_in_seconds=MISSING_KEY_RETRY_SECONDS,
+            attempted=False,
+        )
 
     def waiting(self, subscription: Claim, service: Service, market: str) -> Outcome:
         if self.past_waiting_time(subscription):

@@ -26,6 +26,10 @@ class VaultError(Exception):
     """A sealed token could not be opened (wrong key, tampered data, or moved to another row)."""
 
 
+class MissingKey(VaultError):
+    """The key that sealed a token is not in TOKEN_ENCRYPTION_KEYS: a setting to put right, not a broken token."""
+
+
 @dataclass(frozen=True)
 class Sealed:
     kek_id: str
@@ -66,7 +70,7 @@ def kek(kek_id: str) -> bytes:
     for kid, key in parse_keys(settings.TOKEN_ENCRYPTION_KEYS):
         if kid == kek_id:
             return key
-    raise VaultError(f"No key-encryption key with id {kek_id!r} is configured.")
+    raise MissingKey(f"No key-encryption key with id {kek_id!r} is configured.")
 
 
 def new_key_spec() -> str:

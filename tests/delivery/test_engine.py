@@ -215,14 +215,44 @@ def test_fan_without_stored_authorization_is_revoked(sandbox, campaign):
     assert subscription.status == Subscription.Status.REVOKED
 
 
-def test_token_sealed_under_a_removed_key_fails_with_a_readable_reason(sandbox, campaign, settings):
-    settings.TOKEN_ENCRYPTION_KEYS = "gone:Z29uZWdvbmVnb25lZ29uZWdvbmVnb25lZ29uZWdvbmU="
+GONE = "gone:Z29uZWdvbmVnb25lZ29uZWdvbmVnb25lZ29uZWdvbmU="
+NEW_KEY = "test-a:YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE="
+
+
+def test_a_token_sealed_under_a_key_taken_out_waits_for_it_and_fails_nobody(sandbox, campaign, settings):
+    """A key rotation finished before `rewrap_tokens` ran: a setting to put right, not the fans' failure."""
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    settings.TOKEN_ENCRYPTION_KEYS = GONE
     subscription = make_subscription(campaign, sandbox, "alice")
-    settings.TOKEN_ENCRYPTION_KEYS = "test-a:YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE="
+    settings.TOKEN_ENCRYPTION_KEYS = NEW_KEY
+
     engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    assert (subscription.status, subscription.attempts) == ("pending", 0)
+    assert subscription.last_error == (
+        "The key 'gone' that sealed this fan's authorization is not in TOKEN_ENCRYPTION_KEYS. "
+        "The fan waits until it is put back."
+    )
+    assert sandbox.writes("alice") == []
+
+    settings.TOKEN_ENCRYPTION_KEYS = f"{NEW_KEY},{GONE}"  # put back, as the old key of a rotation
+    Subscription.objects.filter(pk=subscription.pk).update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.DELIVERED
+
+
+def test_a_damaged_token_fails_with_a_readable_reason(sandbox, campaign):
+    subscription = make_subscription(campaign, sandbox, "alice")
+    Credential.objects.filter(pk=subscription.pk).update(ciphertext=b"\x00" * 60)
+
+    engine.deliver_campaign(campaign.pk)
+
     subscription.refresh_from_db()
     assert subscription.status == Subscription.Status.FAILED
-    assert "could not be decrypted" in subscription.last_error
+    assert subscription.last_error.startswith("The stored authorization could not be decrypted")
 
 
 def test_draft_campaign_is_not_delivered(sandbox, db):
