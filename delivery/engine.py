@@ -357,10 +357,10 @@ class Run:
         if subscription.sealed is None:
             return Outcome(subscription, DeliveryAttempt.Outcome.REVOKED, "refresh", "No stored authorization.")
         service = self.service(subscription.service)
-        if not service.can_deliver(self.release):
-            message = f"The release has no {service.label} identifier, UPC or ISRC to find it by."
-            return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "resolve", message)
         market = self.market_of(subscription)
+        if not service.can_deliver(self.release):  # staff can add one: the fan waits, as for a release not out
+            unfindable = f"the release has no {service.label} identifier, UPC or ISRC to find it by"
+            return self.waiting(subscription, service, market, unfindable)
         try:
             self.check_not_paused(service)
         except ServicePaused as exc:
@@ -402,15 +402,17 @@ class Run:
             attempted=False,
         )
 
-    def waiting(self, subscription: Claim, service: Service, market: str) -> Outcome:
+    def waiting(self, subscription: Claim, service: Service, market: str, why: str = "") -> Outcome:
+        """The fan waits for the release to come out on `service` in `market` (or for `why` to be put right),
+        until DELIVERY_AVAILABILITY_WAIT_HOURS after their release time; then fails."""
         if self.past_waiting_time(subscription):
             hours = settings.DELIVERY_AVAILABILITY_WAIT_HOURS
-            message = (
-                f"The release was still not available on {service.label} in {market} "
-                f"{hours} hour{pluralize(hours)} after its release time."
+            still = why.replace("the release has", "the release still had") or (
+                f"the release was still not available on {service.label} in {market}"
             )
+            message = f"{still[0].upper()}{still[1:]} {hours} hour{pluralize(hours)} after its release time."
             return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "availability", message)
-        message = f"Waiting: the release is not available on {service.label} in {market} yet."
+        message = f"Waiting: {why or f'the release is not available on {service.label} in {market} yet'}."
         # Never sooner than a run waits in place: a waiting fan ends this run's part in it.
         retry_in = max(settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS, MAX_INLINE_WAIT_SECONDS + 1)
         return Outcome(subscription, WAIT, "availability", message, retry_in_seconds=retry_in)

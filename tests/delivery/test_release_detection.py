@@ -167,3 +167,45 @@ def test_a_fan_who_pre_saves_while_other_markets_are_delivered_waits_for_their_o
     with time_machine.travel(dt.datetime(2026, 12, 4, 5, 0, 30, tzinfo=dt.UTC), tick=True):
         engine.deliver_campaign(campaign.pk)
         assert status_of(new_york) == "delivered"
+
+
+def test_a_release_with_nothing_to_find_it_by_waits_for_staff_to_add_it(sandbox, db, settings):
+    """No Spotify URI, UPC or ISRC: the campaign's setting to put right, not the fans' failure. The fan waits;
+    once staff add the UPC, the next run delivers."""
+    campaign = make_campaign()
+    release = campaign.release
+    release.spotify_uri, release.upc = "", ""
+    release.save()
+    subscription = make_subscription(campaign, sandbox, "alice")
+
+    engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    assert (subscription.status, subscription.attempts) == ("pending", 0)
+    assert subscription.last_error == ("Waiting: the release has no Spotify identifier, UPC or ISRC to find it by.")
+
+    release.upc = demo_catalog.NOVA_LARK_ALBUM_UPC
+    release.save()
+    Subscription.objects.filter(pk=subscription.pk).update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.DELIVERED
+    assert sandbox.library("alice")["saved"] == [f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"]
+
+
+def test_a_release_still_with_nothing_to_find_it_by_after_the_wait_fails_with_the_reason(sandbox, db, settings):
+    settings.DELIVERY_AVAILABILITY_WAIT_HOURS = 1
+    campaign = make_campaign(release_in=-dt.timedelta(hours=2))
+    release = campaign.release
+    release.spotify_uri, release.upc = "", ""
+    release.save()
+    subscription = make_subscription(campaign, sandbox, "alice")
+
+    engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.FAILED
+    assert subscription.last_error == (
+        "The release still had no Spotify identifier, UPC or ISRC to find it by 1 hour after its release time."
+    )
