@@ -169,14 +169,19 @@ def test_a_fan_who_pre_saves_while_other_markets_are_delivered_waits_for_their_o
         assert status_of(new_york) == "delivered"
 
 
-def test_a_release_with_nothing_to_find_it_by_waits_for_staff_to_add_it(sandbox, db, settings):
-    """No Spotify URI, UPC or ISRC: the campaign's setting to put right, not the fans' failure. The fan waits;
-    once staff add the UPC, the next run delivers."""
-    campaign = make_campaign()
+def nothing_to_find_it_by(sandbox, *, release_in: dt.timedelta):
+    """A campaign whose release has no Spotify URI, UPC or ISRC, and alice's pre-save of it."""
+    campaign = make_campaign(release_in=release_in)
     release = campaign.release
     release.spotify_uri, release.upc = "", ""
     release.save()
-    subscription = make_subscription(campaign, sandbox, "alice")
+    return campaign, make_subscription(campaign, sandbox, "alice")
+
+
+def test_a_release_with_nothing_to_find_it_by_waits_for_staff_to_add_it(sandbox, db, settings):
+    """No Spotify URI, UPC or ISRC: the campaign's setting to put right, not the fans' failure. The fan waits;
+    once staff add the UPC, the next run delivers."""
+    campaign, subscription = nothing_to_find_it_by(sandbox, release_in=dt.timedelta(days=14))
 
     engine.deliver_campaign(campaign.pk)
 
@@ -184,6 +189,7 @@ def test_a_release_with_nothing_to_find_it_by_waits_for_staff_to_add_it(sandbox,
     assert (subscription.status, subscription.attempts) == ("pending", 0)
     assert subscription.last_error == ("Waiting: the release has no Spotify identifier, UPC or ISRC to find it by.")
 
+    release = campaign.release
     release.upc = demo_catalog.NOVA_LARK_ALBUM_UPC
     release.save()
     Subscription.objects.filter(pk=subscription.pk).update(next_attempt_at=timezone.now())
@@ -196,11 +202,7 @@ def test_a_release_with_nothing_to_find_it_by_waits_for_staff_to_add_it(sandbox,
 
 def test_a_release_still_with_nothing_to_find_it_by_after_the_wait_fails_with_the_reason(sandbox, db, settings):
     settings.DELIVERY_AVAILABILITY_WAIT_HOURS = 1
-    campaign = make_campaign(release_in=-dt.timedelta(hours=2))
-    release = campaign.release
-    release.spotify_uri, release.upc = "", ""
-    release.save()
-    subscription = make_subscription(campaign, sandbox, "alice")
+    campaign, subscription = nothing_to_find_it_by(sandbox, release_in=-dt.timedelta(hours=2))
 
     engine.deliver_campaign(campaign.pk)
 
