@@ -50,6 +50,7 @@ class Subscription(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
     done_calls = models.CharField(
+        "library actions done",
         max_length=100,
         blank=True,
         default="",

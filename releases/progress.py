@@ -12,11 +12,20 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from delivery.ratelimit import limiter_for
 from releases.analytics import kpis
 from releases.models import AuditEntry, Campaign
 
 # After Deliver now or Retry failed, the page follows the delivery even before a worker has picked it up.
 JUST_STARTED = dt.timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A service every worker is waiting for: it asked us to wait (429), or refused our app's credentials."""
+
+    label: str
+    until: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class Progress:
     pending: int
     measured_at: float  # epoch seconds
     rate: float | None  # subscriptions settled per second since the previous refresh
+    pauses: tuple[Pause, ...] = ()  # while running: the campaign's services every worker is waiting for
 
     @property
     def done(self) -> int:
@@ -66,8 +76,9 @@ def progress(campaign: Campaign, previous_done: int | None = None, previous_at: 
     plausible = previous_done is not None and previous_at is not None and 0 <= previous_done <= total
     if plausible and 0 < now - previous_at < 600:
         rate = max(done - previous_done, 0) / (now - previous_at)
+    running = campaign.status == Campaign.Status.DELIVERING or (counts["pending"] > 0 and just_started(campaign))
     return Progress(
-        running=campaign.status == Campaign.Status.DELIVERING or (counts["pending"] > 0 and just_started(campaign)),
+        running=running,
         total=total,
         delivered=counts["delivered"],
         failed=counts["failed"],
@@ -75,7 +86,18 @@ def progress(campaign: Campaign, previous_done: int | None = None, previous_at: 
         pending=counts["pending"],
         measured_at=now,
         rate=rate,
+        pauses=pauses(campaign) if running else (),
     )
+
+
+def pauses(campaign: Campaign) -> tuple[Pause, ...]:
+    """The campaign's services paused for every worker (one read of the limiter's store each), longest first."""
+    found = []
+    for service in campaign.offered_services():
+        until = limiter_for(service.key).paused_until()
+        if until is not None and until > time.time() + 1:
+            found.append(Pause(service.label, dt.datetime.fromtimestamp(until, dt.UTC)))
+    return tuple(sorted(found, key=lambda pause: pause.until, reverse=True))
 
 
 def just_started(campaign: Campaign) -> bool:

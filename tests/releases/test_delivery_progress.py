@@ -1,11 +1,14 @@
 """The live progress partial during a real delivery: a django-q2 worker delivering to the sandbox over HTTP."""
 
+import datetime as dt
 import re
 import time
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
+from delivery.ratelimit import limiter_for
 from fans.models import Credential, Fan, Subscription
 from tests.conftest import make_campaign, make_subscription
 
@@ -88,3 +91,18 @@ def test_the_progress_partial_needs_a_staff_login(client):
     campaign = make_campaign()
     response = client.get(reverse("admin:releases_campaign_progress", args=[campaign.pk]))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_progress_says_when_a_service_has_every_worker_waiting(staff_client, db):
+    """A 429 with a long Retry-After, or our app's credentials refused: staff see that the service is paused and
+    until when, rather than a count that no longer moves."""
+    campaign = make_campaign(status="delivering")
+    url = reverse("admin:releases_campaign_progress", args=[campaign.pk])
+    assert "is paused" not in staff_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+
+    limiter_for("spotify").pause(300)
+    html = staff_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+
+    until = timezone.localtime(timezone.now() + dt.timedelta(seconds=300))
+    assert "<strong>Spotify is paused:</strong> every worker waits until" in html
+    assert until.strftime("%H:%M") in html or (until - dt.timedelta(seconds=1)).strftime("%H:%M") in html
