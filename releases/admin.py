@@ -26,6 +26,7 @@ from django_q.models import Schedule
 from delivery.engine import firing_times
 from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now, scheduled_time
 from delivery.services import SERVICES, enabled_services, staff_warnings
+from delivery.workers import clusters_running
 from fans.models import Subscription
 from fans.reserved import validate_campaign_slug
 from presave_site.admin_filters import ConditionFilter
@@ -38,6 +39,7 @@ from releases.progress import progress
 DELIVER_PERMISSION = "deliver_campaign"
 EXPORT_PERMISSION = "releases.export_subscribers"
 STAFF_STATUSES = {Campaign.Status.DRAFT, Campaign.Status.LIVE}
+RUNS_ON_WORKERS = {Campaign.Status.LIVE, Campaign.Status.DELIVERING}  # what still needs a worker to happen
 RELEASE_YEARS = range(1900, 3000)
 
 
@@ -433,6 +435,7 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
                     if obj.firing == Campaign.Firing.PER_MARKET
                     else [],
                     "can_deliver": self.has_deliver_permission(request, obj) and obj.status != Campaign.Status.DRAFT,
+                    "no_workers": obj.status in RUNS_ON_WORKERS and not clusters_running(),
                     "can_export": request.user.has_perm(EXPORT_PERMISSION),
                     "deliver_now_url": self.url("deliver_now", obj),
                     "retry_failed_url": self.url("retry_failed", obj),

@@ -10,7 +10,7 @@ from delivery import scheduling
 from delivery.services import get_service
 from fans.models import Credential, Fan, Subscription
 from releases.models import Artist, Campaign
-from tests.conftest import make_campaign
+from tests.conftest import make_campaign, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -312,3 +312,20 @@ def test_changelist_filters_by_whether_the_release_is_out(staff_client):
 
     assert listed("upcoming") == ["coming"]
     assert listed("out") == ["gone-out"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_campaign_page_warns_while_no_worker_is_running(staff_client, start_worker):
+    """Release day needs a django-q2 cluster: staff see at once when none is running, and when one stops."""
+    campaign = make_campaign()
+    url = reverse("admin:releases_campaign_change", args=[campaign.pk])
+    warning = "No worker is running"
+
+    def warned() -> bool:
+        return warning in staff_client.get(url).content.decode()
+
+    assert warned()
+    worker = start_worker()
+    wait_for(lambda: not warned(), message="the cluster reporting in")
+    worker.stop()
+    wait_for(warned, message="the stopped cluster dropping out")
