@@ -24,9 +24,11 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from delivery import services
 from delivery.services import SERVICES, Profile, RateLimited, Service, ServiceError, TokenRevoked, Tokens
 from fans import consent
 from fans.errors import (
+    AccountNotAllowed,
     BadAuthorizationState,
     CampaignClosed,
     CodeRejected,
@@ -201,6 +203,14 @@ def complete(
     except TokenRevoked:
         raise CodeRejected(
             "This sign-in link was already used or has expired, please try again.", retry_url=retry_url
+        ) from None
+    except services.AccountNotAllowed:
+        raise AccountNotAllowed(
+            f"The label's {service.label} app is still in {service.label}'s test mode, which lets in only a few "
+            "listed accounts, and yours isn't one of them, so nothing was saved. You can still get an email "
+            "when it's out.",
+            retry_url=retry_url,
+            email_campaign=campaign if campaign.offer_email_optin else None,
         ) from None
     except RateLimited:
         raise ServiceBusy(

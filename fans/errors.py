@@ -12,10 +12,11 @@ class FanFlowError(Exception):
     status = 400
     title = "Something went wrong"
 
-    def __init__(self, message: str, *, retry_url: str = "", title: str = "") -> None:
+    def __init__(self, message: str, *, retry_url: str = "", title: str = "", email_campaign=None) -> None:
         super().__init__(message)
         self.message = message
         self.retry_url = retry_url
+        self.email_campaign = email_campaign  # a campaign whose "email me when it's out" the page offers instead
         if title:
             self.title = title
 
@@ -61,6 +62,13 @@ class BadLink(FanFlowError):
 class CampaignClosed(FanFlowError):
     status = 410
     title = "This pre-save has closed"
+
+
+class AccountNotAllowed(FanFlowError):
+    """The service lets the label's app serve only its registered test users, and the fan is not one."""
+
+    status = 403
+    title = "This pre-save can't use your account yet"
 
 
 class ServiceUnavailable(FanFlowError):

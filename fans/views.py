@@ -51,7 +51,11 @@ def shows_problems(view):
         try:
             return view(request, *args, **kwargs)
         except FanFlowError as problem:
-            return render(request, "fans/problem.html", {"problem": problem}, status=problem.status)
+            context = {"problem": problem}
+            if problem.email_campaign is not None:  # the fan can still ask for an email when it's out
+                release = problem.email_campaign.release
+                context["email_form"] = EmailSignupForm(consent_label=pages.email_consent_words(release))
+            return render(request, "fans/problem.html", context, status=problem.status)
 
     return wrapper
 

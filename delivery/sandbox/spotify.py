@@ -329,6 +329,9 @@ class SpotifyService:
             raise _unauthorized("The access token expired")
         if user and token.user_id is None:
             raise ApiError(403, "Insufficient client scope")
+        listed = self.state.faults.registered_users if self.state.faults.development_mode else None
+        if user and listed is not None and token.user_id not in listed:  # the sign-in worked; the API refuses
+            raise ApiError(403, "User not registered in the Developer Dashboard")
         _require_scopes(token, scopes)
         return token
 

@@ -190,6 +190,9 @@ class Faults:
     quota_exceeded: bool = False  # 429s carry reason QUOTA_EXCEEDED
     rotate_refresh_tokens: bool = True
     development_mode: bool = True  # hide fields Spotify removed in development mode (February 2026)
+    # Development mode's user list (the app's Developer Dashboard, at most 5 users since February 2026): when
+    # set, Web API calls with another user's token answer 403 "User not registered in the Developer Dashboard".
+    registered_users: list[str] | None = None
     clock_offset_seconds: float = 0.0  # moves the sandbox's clock for expiry checks
     apple_ignores_library_adds: bool = False  # Apple's library add answers 202 and adds nothing (pre-order gone)
     seed: int | None = None

@@ -5,6 +5,7 @@
 
 from delivery.services.apple_music import AppleMusic
 from delivery.services.base import (
+    AccountNotAllowed,
     Profile,
     RateLimited,
     Service,
@@ -38,6 +39,7 @@ def staff_warnings(campaign) -> list[str]:
 
 __all__ = [
     "SERVICES",
+    "AccountNotAllowed",
     "Profile",
     "RateLimited",
     "Service",

@@ -58,6 +58,14 @@ class TokenRevoked(ServiceError):
         super().__init__(message, revoked=True, **kwargs)
 
 
+class AccountNotAllowed(ServiceError):
+    """The service serves this app's registered test users only (Spotify's development mode: at most five,
+    listed in its Developer Dashboard), and the fan is not one of them: nothing can be saved for them."""
+
+    def __init__(self, message: str, **kwargs) -> None:
+        super().__init__(message, permanent=True, **kwargs)
+
+
 class ServicePaused(ServiceError):
     """The service refuses every call of ours for `retry_after` seconds: its rate limit, or our app's own
     credentials. Not the fan's failure: every worker waits, and the fans wait without using up an attempt."""

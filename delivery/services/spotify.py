@@ -15,6 +15,7 @@ from django.conf import settings
 
 from delivery.services.base import (
     APP_REFUSED_PAUSE_SECONDS,
+    AccountNotAllowed,
     Call,
     Profile,
     RateLimited,
@@ -253,6 +254,9 @@ class Spotify(Service):
         if status == 401:
             # An access token we just received was refused: the next attempt refreshes and learns the truth.
             raise ServiceError("Spotify refused the access token (401).", status=status)
+        if status == 403 and "not registered in the developer dashboard" in detail.lower():
+            message = "Spotify's development mode: this fan is not one of the users listed in our app's dashboard."
+            raise AccountNotAllowed(message, status=status)
         if status == 403:
             message = f"Spotify refused the action: {detail or 'forbidden'} (403)."
             raise ServiceError(message, permanent=True, status=status)

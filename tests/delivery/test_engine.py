@@ -179,6 +179,22 @@ def test_a_save_that_went_through_is_not_sent_again_when_the_follow_after_it_fai
     assert sandbox.library("alice") == {"saved": [ALBUM_URI], "following": [ARTIST_URI]}
 
 
+def test_a_fan_spotifys_development_mode_does_not_serve_fails_with_the_reason(sandbox, campaign):
+    alice = make_subscription(campaign, sandbox, "alice")
+    bob = make_subscription(campaign, sandbox, "bob")
+    sandbox.faults(registered_users=["alice"])  # the app's dashboard lists alice only
+
+    engine.deliver_campaign(campaign.pk)
+
+    alice.refresh_from_db()
+    bob.refresh_from_db()
+    assert alice.status == Subscription.Status.DELIVERED
+    assert (bob.status, bob.attempts) == (Subscription.Status.FAILED, 1), "not retried: it would fail again"
+    assert bob.last_error == (
+        "Spotify's development mode: this fan is not one of the users listed in our app's dashboard."
+    )
+
+
 def test_passing_server_errors_end_in_delivery(sandbox, campaign, settings):
     settings.DELIVERY_MAX_ATTEMPTS = 12
     for user in FANS:

@@ -5,6 +5,7 @@ login page, whose form we fill in as a fan would.
 """
 
 import datetime as dt
+import re
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
@@ -18,7 +19,7 @@ from django.utils import timezone
 from delivery.sandbox.state import base62_id
 from delivery.services import get_service
 from fans import consent
-from fans.models import ConsentRecord, Credential, Fan, Subscription, hash_token
+from fans.models import ConsentRecord, Credential, EmailSignup, Fan, Subscription, hash_token
 from releases.models import Campaign
 from tests.conftest import make_campaign
 
@@ -171,6 +172,30 @@ def test_presaving_again_after_revoking_makes_the_subscription_pending_again(cli
     subscription = Subscription.objects.get()
     assert (subscription.status, subscription.attempts, subscription.last_error) == ("pending", 0, "")
     assert subscription.done_calls == "", "a new authorization is a new promise: every action is done anew"
+
+
+def test_a_fan_spotifys_development_mode_does_not_let_in_is_told_why_and_offered_the_email(client, campaign, sandbox):
+    """A label without Spotify's extended quota: its app serves only the accounts listed in its dashboard. The
+    sign-in works, then every API call answers 403: the fan is told why, nothing is saved, and the page offers
+    "email me when it's out", which works from there."""
+    sandbox.faults(registered_users=["bob"])
+
+    _, response = presave(client, campaign, user="alice")
+
+    assert response.status_code == 403
+    html = response.content.decode().replace("&#x27;", "'")
+    assert "This pre-save can't use your account yet" in html
+    assert "test mode, which lets in only a few listed accounts" in html
+    assert no_rows()
+    signup = reverse("fans:email_signup", args=[campaign.slug])
+    assert f'action="{signup}"' in html and 'name="csrfmiddlewaretoken"' in html
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+    answer = client.post(signup, {"email": "alice@fan.test", "consent": "1", "csrfmiddlewaretoken": token})
+    assert answer.status_code == 200
+    assert EmailSignup.objects.get().email == "alice@fan.test"
+
+    _, listed = presave(client, campaign, user="bob")
+    assert listed.status_code == 302, "a listed account pre-saves as usual"
 
 
 def test_two_pending_presaves_in_one_session_both_complete(client, campaign, sandbox):

@@ -598,6 +598,22 @@ def test_errors_matching_takes_down_one_endpoint_and_leaves_the_rest(sb):
     assert bad.status_code == 400 and "errors_matching must be a text" in bad.json()["error"]
 
 
+def test_development_mode_refuses_the_api_to_users_not_registered_with_the_app(sb):
+    sb.faults(registered_users=["bob"])
+    alice, bob = tokens_for(sb, "alice"), tokens_for(sb, "bob")  # the sign-in itself works for anyone
+
+    refused = api(sb, "GET", "/v1/me", alice["access_token"])
+
+    assert refused.status_code == 403
+    assert refused.json() == {"error": {"status": 403, "message": "User not registered in the Developer Dashboard"}}
+    assert api(sb, "GET", "/v1/me", bob["access_token"]).status_code == 200
+    assert refresh(sb, alice["refresh_token"]).status_code == 200, "the Accounts service is not the Web API"
+    sb.faults(development_mode=False)  # an app with extended quota serves everyone
+    assert api(sb, "GET", "/v1/me", alice["access_token"]).status_code == 200
+    bad = requests.post(f"{sb.url}/_sandbox/faults", json={"registered_users": "bob"}, timeout=5)
+    assert bad.status_code == 400 and "registered_users must be a list" in bad.json()["error"]
+
+
 def test_seeded_faults_repeat_exactly(sb):
     token = tokens_for(sb)["access_token"]
 
