@@ -48,7 +48,6 @@ from delivery.services import Service, ServiceError, ServicePaused, TokenRevoked
 from delivery.transport import AsyncTransport
 from fans import vault
 from fans.models import Credential, Subscription, credential_aad
-from fans.vault import VaultError
 from releases.models import Campaign
 
 logger = logging.getLogger(__name__)
@@ -378,7 +377,7 @@ class Run:
             return vault.unseal(subscription.sealed, aad=credential_aad(subscription.pk))
         except vault.MissingKey:
             return self.key_missing(subscription)
-        except VaultError:
+        except vault.VaultError:
             message = "The stored authorization could not be decrypted (it was damaged, or moved to another row)."
             return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "refresh", message)
 

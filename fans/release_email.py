@@ -82,7 +82,8 @@ def sync_schedule(campaign: Campaign) -> Schedule | None:
 # --- Recipients -----------------------------------------------------------------------------------------------
 def plan_recipients(campaign: Campaign) -> int:
     """One ReleaseEmail row per address that asked for the email and has none yet (whatever its case), with the
-    market it waits for, written 1,000 at a time; returns how many rows it wrote. The database leaves out the
+    market it waits for, written 1,000 at a time; returns how many it planned (a row another run wrote meanwhile
+    is skipped by the database's unique constraint). The database leaves out the
     addresses already planned (an anti-join), so a follow-up run reads only those that arrived since, not the
     whole list again (a per-market campaign runs once per market while sign-ups are open)."""
     planned = ReleaseEmail.objects.annotate(lowered=Lower("email")).filter(
