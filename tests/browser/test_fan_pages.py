@@ -186,3 +186,33 @@ def test_a_fan_downloads_their_data_and_erases_everything(site, page, sandbox):
     record = ConsentRecord.objects.get()
     assert (record.display_name, record.email, record.user_agent, record.ip_address) == ("", "", "", None)
     assert FunnelEvent.objects.filter(kind="authorize", subscription__isnull=True).count() == 1
+
+
+def test_a_fan_spotifys_development_mode_turns_away_can_still_ask_for_the_email(site, browser, sandbox):
+    """The label's Spotify app has no extended quota and does not list this fan: after the sign-in they read
+    why, and sign up for the email on the same page, on a phone."""
+    campaign = make_campaign(subtitle="The debut album")
+    sandbox.faults(registered_users=["bob"])
+    context = phone_context(browser)
+    try:
+        phone = context.new_page()
+        violations = csp_violations(phone)
+        phone.goto(site + campaign.get_absolute_url())
+        phone.get_by_role("button", name="Pre-save on Spotify").click()
+        phone.wait_for_url(f"{sandbox.accounts_url}/authorize*")
+        phone.check("input[name=user][value=alice]")
+        phone.click("#agree")
+        phone.wait_for_url(f"{site}{reverse('fans:oauth_callback', args=['spotify'])}*")
+
+        assert phone.get_by_role("heading", name="This pre-save can't use your account yet").is_visible()
+        assert not Subscription.objects.exists()
+        phone.screenshot(path=ARTIFACTS / "spotify-development-mode-phone.png", full_page=True)
+        phone.get_by_label("Your email address").fill("alice@example.test")
+        phone.locator("input[name=consent]").check()
+        phone.get_by_role("button", name="Email me when it's out").click()
+
+        assert phone.get_by_role("heading", name="Check your inbox.").is_visible()
+        assert EmailSignup.objects.get().email == "alice@example.test"
+        assert violations == []
+    finally:
+        context.close()
