@@ -234,10 +234,12 @@ class Run:
         self.paused_until[service.key] = time.time() + seconds
 
     def is_available(self, service: Service, market: str) -> bool:
-        """Whether the release is out in `market`, asked of the service at most once per recheck interval."""
+        """Whether the release is out in `market`: asked of the service at most once per recheck interval while
+        it is not, and not again in this run once it is (a release out stays out; each check is a call made
+        on the run's thread while the calls of the batch in flight wait for it)."""
         key = (service.key, market)
         known = self.availability.get(key)
-        if known and time.monotonic() - known[1] < settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS:
+        if known and (known[0] or time.monotonic() - known[1] < settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS):
             return known[0]
         # The limiter's store is only touched from the transport's own thread (never inside a transaction).
         self.transport.submit(self.transport.blocking(self.permits[service.key].limiter.acquire, 1))

@@ -116,6 +116,22 @@ def test_release_not_yet_out_in_a_market_waits_then_delivers(sandbox, settings):
     assert sandbox.library("bob")["saved"] == [ALBUM_URI]
 
 
+def test_a_market_found_out_is_not_asked_about_again_in_the_run(sandbox, settings):
+    """Each check is a call made on the run's thread while the batch in flight waits: a market where the
+    release is out is not checked again, however often the recheck interval allows."""
+    settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS = 0
+    settings.DELIVERY_BATCH_SIZE = 1  # three batches, three looks at the market
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
+    for user in ("alice", "bob", "chloe"):
+        subscribe(campaign, sandbox, user, "GB")
+    before = sandbox.control("GET", "counters")["api_requests"]
+
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert set(Subscription.objects.values_list("status", flat=True)) == {"delivered"}
+    assert sandbox.control("GET", "counters")["api_requests"] - before == 1 + 3, "one check, three saves"
+
+
 def test_release_that_never_comes_out_fails_after_the_wait(sandbox, settings):
     settings.DELIVERY_AVAILABILITY_WAIT_HOURS = 1
     campaign = make_campaign(release_in=-dt.timedelta(hours=2))
