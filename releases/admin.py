@@ -451,6 +451,8 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
                     "by_service": analytics.by_service(obj),
                     "presaves_chart": charts.daily_bars(analytics.presaves_per_day(obj), title="Pre-saves per day"),
                     "failure_reasons": analytics.failure_reasons(obj),
+                    "waiting_reasons": analytics.waiting_reasons(obj) if counts["pending"] else ([], False),
+                    "waiting_sample": f"{analytics.WAITING_SAMPLE:,}",
                     "email_stats": analytics.email_stats(obj),
                     "email_signups": analytics.email_signups(obj),
                 }

@@ -8,6 +8,7 @@ million fans; on SQLite (the demo) they are counted directly.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass
 
 from django.db import connection
@@ -206,6 +207,18 @@ def failure_reasons(campaign: Campaign, limit: int = 10) -> list[tuple[str, str,
         .order_by("-n", "reason")[:limit]
     )
     return [(reason or "Unknown error", status, count) for reason, status, count in rows]
+
+
+WAITING_SAMPLE = 10_000  # pending fans read to say why they wait: a bounded walk of the pending fans' index
+
+
+def waiting_reasons(campaign: Campaign, limit: int = 5) -> tuple[list[tuple[str, int]], bool]:
+    """Why the fans still pending were put off at their last try (the release not out in their market, a pause
+    the service asked for, a passing error to retry, a setting to put right), biggest first; and whether they
+    were counted over a sample (the first WAITING_SAMPLE of them) rather than all."""
+    pending = Subscription.objects.filter(campaign=campaign, status=Status.PENDING).exclude(last_error="")
+    errors = list(pending.values_list("last_error", flat=True)[:WAITING_SAMPLE])
+    return Counter(errors).most_common(limit), len(errors) == WAITING_SAMPLE
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,25 @@ def test_failure_reasons_are_grouped_with_counts(busy_campaign):
     ]
 
 
+def test_the_page_says_why_fans_are_still_waiting(staff_client, busy_campaign, settings):
+    for i in range(3):
+        subscribe(busy_campaign, f"japan{i}", last_error="Waiting: the release is not available on Spotify in JP yet.")
+    subscribe(busy_campaign, "paused", last_error="Spotify rejected our app's credentials (check …); delivery waits.")
+
+    assert analytics.waiting_reasons(busy_campaign) == (
+        [
+            ("Waiting: the release is not available on Spotify in JP yet.", 3),
+            ("Spotify rejected our app's credentials (check …); delivery waits.", 1),
+        ],
+        False,
+    )
+    response = staff_client.get(reverse("admin:releases_campaign_change", args=[busy_campaign.pk]))
+    text = html.unescape(response.content.decode())
+    assert "Why fans are still waiting" in text
+    assert "<td>Waiting: the release is not available on Spotify in JP yet.</td>" in text
+    assert 'status__exact=pending">3</a>' in text
+
+
 def test_presaves_per_day_fills_in_empty_days(busy_campaign):
     days = analytics.presaves_per_day(busy_campaign, days=5)
     today = timezone.now().date()
