@@ -11,6 +11,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from delivery.engine import firing_times
+from delivery.workers import clusters_running
 from fans.models import Subscription
 from releases.analytics import kpi_annotations
 from releases.models import Campaign
@@ -54,4 +55,9 @@ def dashboard(limit: int = 20) -> dict:
         Row(campaign, firing_times(campaign) if campaign.firing == Campaign.Firing.PER_MARKET else [])
         for campaign in campaigns[:limit]
     ]
-    return {"rows": rows, "totals": totals(campaigns), "now": timezone.now()}
+    return {
+        "rows": rows,
+        "totals": totals(campaigns),
+        "now": timezone.now(),
+        "no_workers": bool(rows) and not clusters_running(),  # live campaigns need a cluster to be delivered
+    }

@@ -316,16 +316,18 @@ def test_changelist_filters_by_whether_the_release_is_out(staff_client):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_campaign_page_warns_while_no_worker_is_running(staff_client, start_worker):
-    """Release day needs a django-q2 cluster: staff see at once when none is running, and when one stops."""
+    """Release day needs a django-q2 cluster: staff see at once when none is running, and when one stops (on the
+    campaign's page and on the dashboard)."""
     campaign = make_campaign()
-    url = reverse("admin:releases_campaign_change", args=[campaign.pk])
-    warning = "No worker is running"
+    campaign_page, dashboard = reverse("admin:releases_campaign_change", args=[campaign.pk]), reverse("admin:index")
 
-    def warned() -> bool:
-        return warning in staff_client.get(url).content.decode()
+    def warned(url: str = campaign_page) -> bool:
+        return "No worker is running" in staff_client.get(url).content.decode()
 
-    assert warned()
+    assert warned() and warned(dashboard)
     worker = start_worker()
     wait_for(lambda: not warned(), message="the cluster reporting in")
+    assert not warned(dashboard)
     worker.stop()
     wait_for(warned, message="the stopped cluster dropping out")
+    assert warned(dashboard)
