@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import math
 import queue
@@ -60,6 +61,7 @@ SPREAD_PACE_WINDOW_SECONDS = 30.0  # a firing window's pace is counted over at m
 WAIT = "wait"  # an outcome that is not an attempt: the release is not out in the fan's market yet
 GAVE_UP = "Gave up after"  # begins the error of a transient failure out of attempts (Retry failed finds these)
 WITHDRAWN = "The fan withdrew the pre-save while it was being delivered: nothing was saved."
+REPORT_TASK = "releases.report.send_delivery_report"  # the release-day report to staff (releases/report.py)
 PAUSED = "Paused: the service asked every worker to wait (its rate limit, or it refused our app's credentials)."
 
 
@@ -659,11 +661,19 @@ def resume_deliveries() -> str:
 
 def finish_campaigns(campaigns) -> int:
     """Mark done each delivering campaign of `campaigns` that has no pending subscription and takes no more
-    pre-saves (Campaign.closed_everywhere); returns how many."""
-    ids = [campaign.pk for campaign in campaigns if campaign.closed_everywhere()]
+    pre-saves (Campaign.closed_everywhere), and queue its release-day report (once: only the update that marked
+    it done does); returns how many."""
     pending = Subscription.objects.filter(campaign=OuterRef("pk"), status=Subscription.Status.PENDING)
-    finished = Campaign.objects.filter(pk__in=ids, status=Campaign.Status.DELIVERING).exclude(Exists(pending))
-    return finished.update(status=Campaign.Status.DONE)
+    done = 0
+    for campaign in campaigns:
+        if not campaign.closed_everywhere():
+            continue
+        finished = Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.DELIVERING).exclude(Exists(pending))
+        if finished.update(status=Campaign.Status.DONE):
+            done += 1
+            if settings.DELIVERY_REPORT_EMAILS:
+                transaction.on_commit(functools.partial(async_task, REPORT_TASK, campaign.pk))
+    return done
 
 
 def firing_times(campaign: Campaign) -> list[tuple[str, datetime, int]]:

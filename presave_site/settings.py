@@ -10,7 +10,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.validators import validate_email
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -371,6 +372,13 @@ vars().update(env.email_url_config(_email_url))
 if _email_url.startswith("filemail:"):  # django-environ drops the path's leading slash: filemail:///var/mail
     EMAIL_FILE_PATH = "/" + EMAIL_FILE_PATH.lstrip("/")  # noqa: F821 - set by the update above
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Pre-save <noreply@localhost>")
+# Staff addresses that get the release-day report when a campaign's delivery is done (releases/report.py).
+DELIVERY_REPORT_EMAILS = env.list("DELIVERY_REPORT_EMAILS", default=[])
+for _address in DELIVERY_REPORT_EMAILS:
+    try:
+        validate_email(_address)
+    except ValidationError:
+        raise ImproperlyConfigured(f"DELIVERY_REPORT_EMAILS: {_address[:80]!r} is not an email address.") from None
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20, minimum=1)
 
 # --- Logging: nothing that looks like a token or an authorization code reaches a log line. -------------

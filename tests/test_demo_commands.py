@@ -179,6 +179,7 @@ def test_a_number_setting_that_makes_no_sense_stops_the_start_naming_it(setting,
         ("SPOTIFY_API_URL", "api.spotify.com/v1", "SPOTIFY_API_URL must be an http:// or https:// address"),
         ("REDIS_URL", "127.0.0.1:6379", "REDIS_URL must look like redis://host:6379/0"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+        ("DELIVERY_REPORT_EMAILS", "label@example.test,the label", "DELIVERY_REPORT_EMAILS: 'the label' is not an"),
     ],
 )
 def test_a_malformed_setting_stops_the_start_naming_it_and_never_showing_a_password(setting, value, words):

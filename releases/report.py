@@ -1,0 +1,38 @@
+"""The release-day report: when a campaign's delivery is done, the label's staff get one email with how it went
+(delivered, failed, revoked, why deliveries failed, and what Retry failed would re-queue), so nobody has to sit
+in front of the console at midnight. Counts and service messages only: no fan's name, address or token.
+
+Sent to DELIVERY_REPORT_EMAILS (none: no report), by a django-q2 task queued once, by the run or the sweeper
+whose update marked the campaign done (`delivery.engine.finish_campaigns`, `REPORT_TASK`)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from releases import analytics, retry
+from releases.models import Campaign
+
+
+def send_delivery_report(campaign_id: int) -> str:
+    """The task: mail the report of a done campaign to DELIVERY_REPORT_EMAILS."""
+    campaign = Campaign.objects.select_related("release__artist").filter(pk=campaign_id).first()
+    if campaign is None or not settings.DELIVERY_REPORT_EMAILS:
+        return "no report to send"
+    counts = analytics.kpis(campaign)
+    release = campaign.release
+    context = {
+        "campaign": campaign,
+        "release": release,
+        "counts": counts,
+        "total": sum(counts.values()),
+        "failure_reasons": analytics.failure_reasons(campaign, limit=5),
+        "retryable": retry.retryable_failures(campaign).count() if counts["failed"] else 0,
+        "admin_url": settings.PUBLIC_BASE_URL + reverse("admin:releases_campaign_change", args=[campaign.pk]),
+    }
+    subject = f"Delivered: {release.title} by {release.artist} — {counts['delivered']:,} of {context['total']:,} fans"
+    body = render_to_string("email/delivery_report.txt", context)
+    EmailMessage(subject=subject, body=body, to=settings.DELIVERY_REPORT_EMAILS).send()
+    return f"delivery report for campaign {campaign_id} sent to {len(settings.DELIVERY_REPORT_EMAILS)} address(es)"

@@ -1,0 +1,58 @@
+"""The release-day report: once a campaign's delivery is done, staff get one email saying how it went."""
+
+import pytest
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from delivery import engine
+from fans.models import Credential, Fan, Subscription
+from releases import report
+from releases.models import Campaign
+from tests.conftest import make_campaign, make_subscription
+
+pytestmark = pytest.mark.django_db
+STAFF = ["label@example.test", "manager@example.test"]
+
+
+def queued_reports() -> list[int]:
+    return [task.task["args"][0] for task in OrmQ.objects.all() if task.func() == engine.REPORT_TASK]
+
+
+def test_a_done_campaign_mails_its_staff_one_report_with_counts_and_reasons(
+    sandbox, settings, mailoutbox, django_capture_on_commit_callbacks
+):
+    settings.DELIVERY_REPORT_EMAILS = STAFF
+    campaign = make_campaign(release_in=-timezone.timedelta(minutes=1), status="delivering")
+    for user in ("alice", "bob"):
+        make_subscription(campaign, sandbox, user)
+    ghost = Fan.objects.create(service="spotify", service_user_id="ghost", display_name="Ghost Fan")
+    revoked = Subscription.objects.create(fan=ghost, campaign=campaign)
+    credential = Credential(subscription=revoked, authorized_at=timezone.now())
+    credential.store("a-token-the-sandbox-never-issued")
+    credential.save()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        engine.deliver_campaign(campaign.pk, fan_out=False)
+        engine.finish_campaigns(Campaign.objects.filter(pk=campaign.pk))  # the sweeper, after the run: no more
+
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+    assert queued_reports() == [campaign.pk], "queued once, by the update that marked the campaign done"
+    assert report.send_delivery_report(campaign.pk).endswith("sent to 2 address(es)")
+    (mail,) = mailoutbox
+    assert mail.to == STAFF
+    assert mail.subject == "Delivered: First Light by Nova Lark — 2 of 3 fans"
+    assert "Delivered: 2 of 3 fans" in mail.body and "Revoked:   1" in mail.body
+    assert f"/admin/releases/campaign/{campaign.pk}/change/" in mail.body
+    assert "Ghost" not in mail.body and "a-token" not in mail.body, "counts and reasons only: no fan's data"
+
+
+def test_no_report_is_queued_without_addresses(sandbox, settings, django_capture_on_commit_callbacks):
+    settings.DELIVERY_REPORT_EMAILS = []
+    campaign = make_campaign(release_in=-timezone.timedelta(minutes=1), status="delivering")
+    make_subscription(campaign, sandbox, "alice")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+    assert queued_reports() == []
