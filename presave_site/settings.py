@@ -373,7 +373,7 @@ if _email_url.startswith("filemail:"):  # django-environ drops the path's leadin
     EMAIL_FILE_PATH = "/" + EMAIL_FILE_PATH.lstrip("/")  # noqa: F821 - set by the update above
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Pre-save <noreply@localhost>")
 # Staff addresses that get the release-day report when a campaign's delivery is done (releases/report.py).
-DELIVERY_REPORT_EMAILS = env.list("DELIVERY_REPORT_EMAILS", default=[])
+DELIVERY_REPORT_EMAILS = [a.strip() for a in env.list("DELIVERY_REPORT_EMAILS", default=[]) if a.strip()]
 for _address in DELIVERY_REPORT_EMAILS:
     try:
         validate_email(_address)
