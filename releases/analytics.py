@@ -215,10 +215,11 @@ WAITING_SAMPLE = 10_000  # pending fans read to say why they wait: a bounded wal
 def waiting_reasons(campaign: Campaign, limit: int = 5) -> tuple[list[tuple[str, int]], bool]:
     """Why the fans still pending were put off at their last try (the release not out in their market, a pause
     the service asked for, a passing error to retry, a setting to put right), biggest first; and whether they
-    were counted over a sample (the first WAITING_SAMPLE of them) rather than all."""
-    pending = Subscription.objects.filter(campaign=campaign, status=Status.PENDING).exclude(last_error="")
-    errors = list(pending.values_list("last_error", flat=True)[:WAITING_SAMPLE])
-    return Counter(errors).most_common(limit), len(errors) == WAITING_SAMPLE
+    were counted over a sample (WAITING_SAMPLE of the pending fans, tried or not: a bounded read however big
+    the campaign) rather than all."""
+    pending = Subscription.objects.filter(campaign=campaign, status=Status.PENDING)
+    sample = list(pending.values_list("last_error", flat=True)[:WAITING_SAMPLE])
+    return Counter(error for error in sample if error).most_common(limit), len(sample) == WAITING_SAMPLE
 
 
 @dataclass(frozen=True)
