@@ -181,6 +181,7 @@ class Run:
         self.renewed_at = time.monotonic()  # when this run last extended its leases (`renew_leases`)
         self.paused_until: dict[str, float | None] = {}  # per service: when its pause ends (`check_not_paused`)
         self.missing_keys: set[str] = set()  # vault keys this run found missing (logged once each)
+        self.logged_pauses: set[tuple[str, str]] = set()  # (service, reason) of the pauses this run logged
 
     # --- per service ----------------------------------------------------------------------------------
     def service(self, key: str) -> Service:
@@ -228,12 +229,21 @@ class Run:
         if paused_until and paused_until - time.time() > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:
             raise ServicePaused(paused_until - time.time(), PAUSED)
 
-    def pause(self, service: Service, seconds: float) -> None:
-        """Nobody calls `service` for `seconds`: every worker sharing its limiter, and this run's next fans."""
+    def pause(self, service: Service, exc: ServicePaused) -> None:
+        """Nobody calls `service` for the pause's time: every worker sharing its limiter, and this run's next fans."""
         limiter = self.permits[service.key].limiter
         if not limiter.unlimited:
-            self.transport.submit(self.transport.blocking(limiter.pause, seconds))
-        self.paused_until[service.key] = time.time() + seconds
+            self.transport.submit(self.transport.blocking(limiter.pause, exc.retry_after))
+        self.paused_until[service.key] = time.time() + exc.retry_after
+        self.log_pause(service, exc)
+
+    def log_pause(self, service: Service, exc: ServicePaused) -> None:
+        """Tell the operators, once per run and reason, that every worker waits for `service` (the fans' last
+        errors say it too, one by one)."""
+        if (service.key, exc.message) not in self.logged_pauses:
+            self.logged_pauses.add((service.key, exc.message))
+            logger.warning("Campaign %s: every worker waits %.0f s for %s: %s",
+                           self.campaign.pk, exc.retry_after, service.label, exc.message)  # fmt: skip
 
     def is_available(self, service: Service, market: str) -> bool:
         """Whether the release is out in `market`: asked of the service at most once per recheck interval while
@@ -373,7 +383,7 @@ class Run:
             if unresolved is not None or not self.is_available(service, market):
                 return self.waiting(subscription, service, market)
         except ServicePaused as exc:  # a 429, or our app refused: the next fans are put off without a call
-            self.pause(service, exc.retry_after)
+            self.pause(service, exc)
             return self.classify(subscription, "availability", exc)
         except ServiceError as exc:
             return self.classify(subscription, "availability", exc)
@@ -434,6 +444,7 @@ class Run:
             except ServicePaused as exc:
                 if attempt == RATE_LIMIT_RETRIES or exc.retry_after > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:
                     await permits.pause(exc.retry_after, wait=False)  # the others wait; this fan is tried later
+                    self.log_pause(service, exc)
                     raise
                 await permits.pause(exc.retry_after)
         raise AssertionError("unreachable")

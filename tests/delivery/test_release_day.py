@@ -508,7 +508,7 @@ def test_fans_claimed_while_the_service_has_everyone_paused_are_put_off_without_
     assert timezone.now() - started < dt.timedelta(seconds=20), "the run did not wait the pause out in place"
 
 
-def test_our_apps_credentials_refused_on_release_day_pause_every_fan_and_fail_none(sandbox, settings):
+def test_our_apps_credentials_refused_on_release_day_pause_every_fan_and_fail_none(sandbox, settings, caplog):
     """A wrong client secret on release day is our app's problem, not the fans': Spotify answers invalid_client,
     every worker pauses, no fan fails or uses up an attempt (with one allowed, none fails), and no more calls go
     out. Once the secret is put right the fans are delivered when the pause is over."""
@@ -529,6 +529,12 @@ def test_our_apps_credentials_refused_on_release_day_pause_every_fan_and_fail_no
         assert error.startswith(("Spotify rejected our app's credentials", "Paused: the service asked"))
         assert next_at > started + dt.timedelta(seconds=240)
     assert limiter_for("spotify").paused_until() > time.time() + 240
+    logged = [r.getMessage() for r in caplog.records if "every worker waits" in r.getMessage()]
+    assert logged == [
+        f"Campaign {campaign.pk}: every worker waits 300 s for Spotify: Spotify rejected our app's credentials "
+        "(check SPOTIFY_CLIENT_ID/SECRET); delivery waits."
+    ], "the operators are told once, with what to check"
+    assert "not-our-secret" not in caplog.text
 
     settings.SPOTIFY_CLIENT_SECRET = "sandbox-client-secret"  # put right; five minutes later:
     RateLimitPause.objects.all().delete()
