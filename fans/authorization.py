@@ -205,12 +205,13 @@ def complete(
             "This sign-in link was already used or has expired, please try again.", retry_url=retry_url
         ) from None
     except services.AccountNotAllowed:
+        email = campaign.offer_email_optin
         raise AccountNotAllowed(
             f"The label's {service.label} app is still in {service.label}'s test mode, which lets in only a few "
-            "listed accounts, and yours isn't one of them, so nothing was saved. You can still get an email "
-            "when it's out.",
+            "listed accounts, and yours isn't one of them, so nothing was saved."
+            + (" You can still get an email when it's out." if email else ""),
             retry_url=retry_url,
-            email_campaign=campaign if campaign.offer_email_optin else None,
+            email_campaign=campaign if email else None,
         ) from None
     except RateLimited:
         raise ServiceBusy(

@@ -198,6 +198,17 @@ def test_a_fan_spotifys_development_mode_does_not_let_in_is_told_why_and_offered
     assert listed.status_code == 302, "a listed account pre-saves as usual"
 
 
+def test_without_the_email_opt_in_the_development_mode_page_promises_no_email(client, sandbox):
+    campaign = make_campaign(offer_email_optin=False)
+    sandbox.faults(registered_users=["bob"])
+
+    _, response = presave(client, campaign, user="alice")
+
+    html = response.content.decode().replace("&#x27;", "'")
+    assert response.status_code == 403 and "yours isn't one of them, so nothing was saved." in html
+    assert "get an email" not in html and 'id="email-signup"' not in html
+
+
 def test_two_pending_presaves_in_one_session_both_complete(client, campaign, sandbox):
     other = make_campaign(slug="second-light")
     first_url = start_presave(client, campaign)
