@@ -7,13 +7,21 @@ whose update marked the campaign done (`delivery.engine.finish_campaigns`, `REPO
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 
+from delivery.engine import REPORT_TASK
+from delivery.scheduling import schedule_once
+from fans.release_email import MAIL_SERVER_ERRORS, RETRY_AFTER
 from releases import analytics, retry
 from releases.models import Campaign
+
+logger = logging.getLogger(__name__)
 
 
 def send_delivery_report(campaign_id: int) -> str:
@@ -34,5 +42,12 @@ def send_delivery_report(campaign_id: int) -> str:
     }
     subject = f"Delivered: {release.title} by {release.artist} — {counts['delivered']:,} of {context['total']:,} fans"
     body = render_to_string("email/delivery_report.txt", context)
-    EmailMessage(subject=subject, body=body, to=settings.DELIVERY_REPORT_EMAILS).send()
+    try:
+        EmailMessage(subject=subject, body=body, to=settings.DELIVERY_REPORT_EMAILS).send()
+    except MAIL_SERVER_ERRORS as exc:  # tried again later, as the fans' emails are
+        retry_at = timezone.now() + RETRY_AFTER
+        schedule_once(f"delivery-report-{campaign_id}", REPORT_TASK, campaign_id, retry_at)
+        logger.warning("Delivery report of campaign %s not sent (%s); retrying at %s",
+                       campaign_id, type(exc).__name__, retry_at)  # fmt: skip
+        return f"delivery report for campaign {campaign_id}: mail server failed, retry at {retry_at}"
     return f"delivery report for campaign {campaign_id} sent to {len(settings.DELIVERY_REPORT_EMAILS)} address(es)"

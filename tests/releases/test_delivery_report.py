@@ -2,7 +2,7 @@
 
 import pytest
 from django.utils import timezone
-from django_q.models import OrmQ
+from django_q.models import OrmQ, Schedule
 
 from delivery import engine
 from fans.models import Credential, Fan, Subscription
@@ -56,3 +56,18 @@ def test_no_report_is_queued_without_addresses(sandbox, settings, django_capture
 
     assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
     assert queued_reports() == []
+
+
+def test_a_report_the_mail_server_refuses_is_sent_again_later(settings, mailoutbox):
+    settings.DELIVERY_REPORT_EMAILS = STAFF
+    campaign = make_campaign(status="done")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 2  # nothing listens there
+
+    assert "mail server failed" in report.send_delivery_report(campaign.pk)
+
+    retry = Schedule.objects.get(name=f"delivery-report-{campaign.pk}")
+    assert retry.func == engine.REPORT_TASK and retry.next_run > timezone.now()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert report.send_delivery_report(campaign.pk).endswith("sent to 2 address(es)")  # what the retry runs
+    assert len(mailoutbox) == 1
