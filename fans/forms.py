@@ -1,4 +1,5 @@
-"""The one form a fan fills in by hand: the "email me when it's out" fallback, with explicit consent."""
+"""The forms a fan fills in by hand: the "email me when it's out" fallback, with explicit consent, and the
+request for a fresh privacy link."""
 
 from django import forms
 
@@ -12,4 +13,12 @@ class EmailSignupForm(forms.Form):
     def __init__(self, *args, consent_label: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["consent"].label = consent_label
+        self.fields["email"].widget.attrs.update({"autocomplete": "email", "inputmode": "email"})
+
+
+class PrivacyLinkForm(forms.Form):
+    email = forms.EmailField(max_length=254, label="Your email address")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.fields["email"].widget.attrs.update({"autocomplete": "email", "inputmode": "email"})

@@ -70,7 +70,7 @@ def subject_from(token: str) -> Subject:
         salt=SALT,
         max_age=settings.PRIVACY_LINK_MAX_AGE,
         expired="For your safety these links work for a limited time. Use the link in your latest email, "
-        "or the cancel link from your thank-you page, to get a new one.",
+        "the cancel link from your thank-you page, or ask for a fresh link by email on our privacy page.",
     )
     if isinstance(payload.get("fan"), int):
         fan = Fan.objects.filter(pk=payload["fan"]).first()

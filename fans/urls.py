@@ -17,6 +17,7 @@ urlpatterns = [
     path("revoke/<str:token>/", views.revoke, name="revoke"),
     path("health/", views.health, name="health"),
     path("privacy/", views.privacy_notice, name="privacy_notice"),
+    path("privacy/link/", views.privacy_link, name="privacy_link"),  # before the token pattern: "link" is none
     path("privacy/<str:token>/", views.privacy_overview, name="privacy"),
     path("privacy/<str:token>/export.json", views.privacy_export, name="privacy_export"),
     path("privacy/<str:token>/revoke/<int:subscription_id>/", views.privacy_revoke, name="privacy_revoke"),

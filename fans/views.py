@@ -21,9 +21,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 from django_ratelimit.decorators import ratelimit
 
-from fans import authorization, pagecache, pages, privacy, revocation, signups, smartlink, tracking
+from fans import authorization, pagecache, pages, privacy, privacy_email, revocation, signups, smartlink, tracking
 from fans.errors import FanFlowError, NotFound
-from fans.forms import EmailSignupForm
+from fans.forms import EmailSignupForm, PrivacyLinkForm
 from fans.geo import request_country
 from fans.models import FunnelEvent
 
@@ -250,7 +250,19 @@ def revoke(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_GET
 def privacy_notice(request: HttpRequest) -> HttpResponse:
-    return render(request, "fans/privacy_notice.html")
+    return render(request, "fans/privacy_notice.html", {"link_form": PrivacyLinkForm()})
+
+
+@require_POST
+@limited()
+@shows_problems
+def privacy_link(request: HttpRequest) -> HttpResponse:
+    """A fresh privacy link by email, for a fan whose link expired: the same answer whatever we hold."""
+    form = PrivacyLinkForm(request.POST)
+    if not form.is_valid():
+        return render(request, "fans/privacy_notice.html", {"link_form": form}, status=400)
+    privacy_email.request_link(form.cleaned_data["email"])
+    return render(request, "fans/privacy_link_sent.html", {"email": form.cleaned_data["email"]})
 
 
 # Privacy self-service -----------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import pytest
 import time_machine
 from django.urls import reverse
 from django.utils import timezone
+from django_q.models import OrmQ
 
-from fans import privacy, release_email
+from fans import privacy, privacy_email, release_email
 from fans.models import ConsentRecord, Credential, EmailSignup, Fan, FunnelEvent, ReleaseEmail, Subscription
 from tests.conftest import make_campaign
 from tests.fans.test_oauth_callback import presave
@@ -150,6 +151,50 @@ def test_an_expired_link_is_a_clear_410(client, alice, settings):
     assert response.status_code == 410
     assert "This link has expired" in response.content.decode()
     assert Fan.objects.filter(pk=alice.pk).exists()
+
+
+def queued_privacy_links() -> list[str]:
+    return [task.task["args"][0] for task in OrmQ.objects.all() if task.func() == privacy_email.SEND_TASK]
+
+
+def test_a_fan_whose_link_expired_gets_a_fresh_one_by_email(client, mailoutbox):
+    """An old release-day email's link has expired: the 410 page points to the privacy page, where typing the
+    address mails a fresh link to it, and that link works."""
+    campaign = make_campaign()
+    sign_up(campaign, "Inbox@Fan.test")
+    with time_machine.travel(timezone.now() - dt.timedelta(days=400)):
+        old = privacy.link_for_email("inbox@fan.test")
+    expired = client.get(old)
+    assert expired.status_code == 410 and "privacy page" in expired.content.decode()
+
+    form = client.get(reverse("fans:privacy_notice")).content.decode()
+    assert f'action="{reverse("fans:privacy_link")}"' in form and 'name="csrfmiddlewaretoken"' in form
+    response = client.post(reverse("fans:privacy_link"), {"email": " INBOX@fan.test "})
+
+    assert response.status_code == 200 and "Check your inbox." in response.content.decode()
+    assert queued_privacy_links() == ["inbox@fan.test"]
+    assert privacy_email.send_link("inbox@fan.test") == "privacy link sent"  # what the worker runs
+    (mail,) = mailoutbox
+    assert mail.to == ["inbox@fan.test"]
+    fresh = path_of(links_in(mail)[0])
+    page = client.get(fresh)
+    assert page.status_code == 200 and "Inbox@Fan.test" in page.content.decode()
+
+
+def test_an_address_we_hold_nothing_about_gets_the_same_page_and_no_mail(client):
+    known = client.post(reverse("fans:privacy_link"), {"email": "nobody@fan.test"})
+
+    assert known.status_code == 200 and "If we hold anything about" in known.content.decode()
+    assert queued_privacy_links() == [], "nobody is mailed about what we don't hold"
+
+
+@pytest.mark.parametrize("email", ["not an address", "", "a@" + "b" * 300 + ".test", "x@y.test\x00"])
+def test_a_bad_address_for_a_fresh_link_is_a_clear_400(client, email):
+    response = client.post(reverse("fans:privacy_link"), {"email": email})
+
+    assert response.status_code == 400
+    assert 'id="privacy-email-error"' in response.content.decode()
+    assert queued_privacy_links() == []
 
 
 def test_the_revoke_page_links_to_what_we_hold(client, sandbox):

@@ -1,0 +1,56 @@
+"""A fresh privacy link by email: a fan whose link expired (an old release-day email's, say) types their
+address on the privacy page and gets a new one there. Only the owner of the address receives it, so it proves
+what every email's link proves (fans/privacy.py); the page says the same whether we hold anything or not, and
+the mail goes only to an address we hold something about (nobody is mailed about what we don't hold)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.template.loader import render_to_string
+from django_q.tasks import async_task
+
+from fans import privacy, release_email
+from fans.models import ConsentRecord, EmailSignup, Fan
+
+logger = logging.getLogger(__name__)
+
+SEND_TASK = "fans.privacy_email.send_link"
+
+
+def request_link(email: str) -> None:
+    """Queue the mail of a fresh link to `email` if we hold anything about it (the fan's page never waits on
+    the mail server)."""
+    email = email.strip().lower()
+    if holds_anything(email):
+        async_task(SEND_TASK, email)
+
+
+def holds_anything(email: str) -> bool:
+    """Whether an email sign-up, a consent record or a streaming account carries `email` (in any case)."""
+    return (
+        EmailSignup.objects.filter(email__iexact=email).exists()
+        or ConsentRecord.objects.filter(email__iexact=email).exists()
+        or Fan.objects.filter(email__iexact=email).exists()
+    )
+
+
+def send_link(email: str) -> str:
+    """The task: mail `email` a privacy link made now (it works PRIVACY_LINK_MAX_AGE from now)."""
+    context = {
+        "privacy_url": release_email.absolute(privacy.link_for_email(email)),
+        "days": max(1, settings.PRIVACY_LINK_MAX_AGE // 86_400),
+    }
+    mail = EmailMessage(
+        subject="Your link to what we hold about you",
+        body=render_to_string("email/privacy_link.txt", context),
+        to=[email],
+    )
+    try:
+        mail.send()
+    except release_email.MAIL_SERVER_ERRORS as exc:  # the page told the fan to ask again if nothing comes
+        logger.warning("Privacy link not sent (%s)", type(exc).__name__)  # no address in the log
+        return "privacy link: mail server failed"
+    return "privacy link sent"
