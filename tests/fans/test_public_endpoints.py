@@ -87,6 +87,8 @@ def test_posts_with_bad_input_are_4xx(client, campaign, released):
     assert client.post(reverse("fans:privacy_revoke", args=["bad", 1])).status_code == 400
     assert client.put(reverse("fans:campaign", args=[campaign.slug])).status_code == 405
     assert client.get(reverse("fans:email_signup", args=[campaign.slug])).status_code == 405
+    assert client.post(reverse("fans:privacy_link"), {"email": HUGE}).status_code == 400
+    assert client.get(reverse("fans:privacy_link")).status_code == 405
 
 
 def test_forms_need_a_csrf_token(campaign):
@@ -103,6 +105,7 @@ def test_forms_need_a_csrf_token(campaign):
     assert strict.post(confirm).status_code == 403
     signup.refresh_from_db()
     assert signup.confirmed_at is None
+    assert strict.post(reverse("fans:privacy_link"), {"email": "fan@example.test"}).status_code == 403
 
 
 def test_the_page_sends_a_strict_content_security_policy_and_secure_headers(client, campaign):
