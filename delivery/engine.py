@@ -230,10 +230,9 @@ class Run:
             raise ServicePaused(paused_until - time.time(), PAUSED)
 
     def pause(self, service: Service, exc: ServicePaused) -> None:
-        """Nobody calls `service` for the pause's time: every worker sharing its limiter, and this run's next fans."""
-        limiter = self.permits[service.key].limiter
-        if not limiter.unlimited:
-            self.transport.submit(self.transport.blocking(limiter.pause, exc.retry_after))
+        """Nobody calls `service` for the pause's time: every worker sharing its limiter (`Permits.pause`, as a
+        call's long pause does), and this run's next fans."""
+        self.transport.submit(self.permits[service.key].pause(exc.retry_after, wait=False))
         self.paused_until[service.key] = time.time() + exc.retry_after
         self.log_pause(service, exc)
 
