@@ -47,7 +47,7 @@ SEND_TASK = "fans.release_email.send_release_emails"
 SCHEDULE_NAME_PREFIX = "release-email-"
 BATCH_SIZE = 100  # messages per SMTP connection and per transaction
 RETRY_MINUTES = 5  # after the mail server failed
-RETRY_AFTER = dt.timedelta(minutes=RETRY_MINUTES)  # also the sign-up confirmation's (fans/signups.py)
+RETRY_AFTER = dt.timedelta(minutes=RETRY_MINUTES)  # also the one-off emails' (`retry_later`)
 MAIL_SERVER_ERRORS = (smtplib.SMTPException, OSError)  # the mail server is down or refused us: try again later
 SALTS = {"open": "fans.release_email.open", "click": "fans.release_email.click", "unsubscribe": "fans.release_email.u"}
 
@@ -209,6 +209,15 @@ def send_release_emails(campaign_id: int) -> str:
     if next_market_at is not None:
         summary += f", the next market's at {next_market_at}"
     return summary
+
+
+def retry_later(name: str, task: str, object_id: int) -> dt.datetime:
+    """After the mail server failed: a ONCE schedule named `name` (one at a time) that runs `task(object_id)`
+    again after RETRY_AFTER; returns when. Serves the one-off emails (fans/signups.py's confirmation,
+    releases/report.py's report); this module's own runs leave their follow-up with `follow_up`."""
+    retry_at = timezone.now() + RETRY_AFTER
+    schedule_once(name, task, object_id, retry_at)
+    return retry_at
 
 
 def due_markets(campaign: Campaign) -> tuple[list[str], dt.datetime | None]:

@@ -23,7 +23,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from delivery.scheduling import schedule_once
 from fans import consent, links, privacy, release_email
 from fans.errors import BadLink, CampaignClosed
 from fans.models import EmailSignup
@@ -72,7 +71,7 @@ def confirm_url(signup: EmailSignup) -> str:
 
 def send_confirmation(signup_id: int) -> str:
     """The task: mail the confirmation link (nothing if the sign-up is gone, confirmed or unsubscribed). When
-    the mail server fails, a ONCE schedule runs it again after release_email.RETRY_AFTER."""
+    the mail server fails, a ONCE schedule runs it again (release_email.retry_later)."""
     signup = EmailSignup.objects.select_related("campaign__release__artist").filter(pk=signup_id).first()
     if signup is None or signup.confirmed_at is not None or signup.unsubscribed_at is not None:
         return "nothing to send"
@@ -94,8 +93,7 @@ def send_confirmation(signup_id: int) -> str:
         mail.attach_alternative(render_to_string("email/confirm_signup.html", context), "text/html")
         mail.send()
     except release_email.MAIL_SERVER_ERRORS as exc:
-        retry_at = timezone.now() + release_email.RETRY_AFTER
-        schedule_once(f"confirm-email-{signup_id}", CONFIRM_TASK, signup_id, retry_at)
+        retry_at = release_email.retry_later(f"confirm-email-{signup_id}", CONFIRM_TASK, signup_id)
         reason = type(exc).__name__
         logger.warning("Confirmation for sign-up %s not sent (%s); retrying at %s", signup_id, reason, retry_at)
         return f"confirmation for sign-up {signup_id}: mail server failed, retry at {retry_at}"

@@ -13,11 +13,9 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
 
 from delivery.engine import REPORT_TASK
-from delivery.scheduling import schedule_once
-from fans.release_email import MAIL_SERVER_ERRORS, RETRY_AFTER
+from fans import release_email
 from releases import analytics, retry
 from releases.models import Campaign
 
@@ -44,9 +42,8 @@ def send_delivery_report(campaign_id: int) -> str:
     body = render_to_string("email/delivery_report.txt", context)
     try:
         EmailMessage(subject=subject, body=body, to=settings.DELIVERY_REPORT_EMAILS).send()
-    except MAIL_SERVER_ERRORS as exc:  # tried again later, as the fans' emails are
-        retry_at = timezone.now() + RETRY_AFTER
-        schedule_once(f"delivery-report-{campaign_id}", REPORT_TASK, campaign_id, retry_at)
+    except release_email.MAIL_SERVER_ERRORS as exc:  # tried again later, as the fans' emails are
+        retry_at = release_email.retry_later(f"delivery-report-{campaign_id}", REPORT_TASK, campaign_id)
         logger.warning("Delivery report of campaign %s not sent (%s); retrying at %s",
                        campaign_id, type(exc).__name__, retry_at)  # fmt: skip
         return f"delivery report for campaign {campaign_id}: mail server failed, retry at {retry_at}"
