@@ -13,7 +13,7 @@ from django.template.loader import render_to_string
 from django_q.tasks import async_task
 
 from fans import privacy, release_email
-from fans.models import ConsentRecord, EmailSignup, Fan
+from fans.models import Fan
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +29,11 @@ def request_link(email: str) -> None:
 
 
 def holds_anything(email: str) -> bool:
-    """Whether an email sign-up, a consent record or a streaming account carries `email` (in any case)."""
-    return (
-        EmailSignup.objects.filter(email__iexact=email).exists()
-        or ConsentRecord.objects.filter(email__iexact=email).exists()
-        or Fan.objects.filter(email__iexact=email).exists()
-    )
+    """Whether the link would show or erase anything: what fans/privacy.py finds for the address (its consent
+    records, email sign-ups and release-day emails), or a streaming account carrying it (in any case)."""
+    subject = privacy.Subject(email=email)
+    found = (privacy.consents(subject), privacy.email_signups(subject), privacy.release_emails(subject))
+    return any(query.exists() for query in found) or Fan.objects.filter(email__iexact=email).exists()
 
 
 def send_link(email: str) -> str:
