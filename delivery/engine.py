@@ -58,7 +58,7 @@ MAX_INLINE_WAIT_SECONDS = 30.0
 RATE_LIMIT_RETRIES = 5
 MISSING_KEY_RETRY_SECONDS = 300.0  # a fan whose token's vault key is not configured is tried again after this
 SPREAD_PACE_WINDOW_SECONDS = 30.0  # a firing window's pace is counted over at most this many seconds
-WAIT = "wait"  # an outcome that is not an attempt: the release is not out in the fan's market yet
+WAIT = "wait"  # an outcome that is not an attempt: the fan waits for something put right (Run.wait_for)
 GAVE_UP = "Gave up after"  # begins the error of a transient failure out of attempts (Retry failed finds these)
 WITHDRAWN = "The fan withdrew the pre-save while it was being delivered: nothing was saved."
 REPORT_TASK = "releases.report.send_delivery_report"  # the release-day report to staff (releases/report.py)
@@ -371,8 +371,14 @@ class Run:
         service = self.service(subscription.service)
         market = self.market_of(subscription)
         if not service.can_deliver(self.release):  # staff can add one: the fan waits, as for a release not out
-            unfindable = f"the release has no {service.label} identifier, UPC or ISRC to find it by"
-            return self.waiting(subscription, service, market, unfindable)
+            missing = f"no {service.label} identifier, UPC or ISRC to find it by"
+            return self.wait_for(
+                subscription,
+                "availability",
+                f"Waiting: the release has {missing}.",
+                f"The release still had {missing} {self.waiting_time_words()}.",
+                self.availability_recheck_seconds(),
+            )
         try:
             self.check_not_paused(service)
         except ServicePaused as exc:
@@ -380,54 +386,61 @@ class Run:
         try:
             unresolved = self.resolve(service)
             if unresolved is not None or not self.is_available(service, market):
-                return self.waiting(subscription, service, market)
+                where = f"available on {service.label} in {market}"
+                return self.wait_for(
+                    subscription,
+                    "availability",
+                    f"Waiting: the release is not {where} yet.",
+                    f"The release was still not {where} {self.waiting_time_words()}.",
+                    self.availability_recheck_seconds(),
+                )
         except ServicePaused as exc:  # a 429, or our app refused: the next fans are put off without a call
             self.pause(service, exc)
             return self.classify(subscription, "availability", exc)
         except ServiceError as exc:
             return self.classify(subscription, "availability", exc)
+        return self.unseal(subscription)
+
+    def unseal(self, subscription: Claim) -> Outcome | str:
+        """The fan's refresh token, decrypted; a wait when the key that sealed it was taken out of
+        TOKEN_ENCRYPTION_KEYS (a rotation finished before `rewrap_tokens` ran, say: it can be put back)."""
         try:
             return vault.unseal(subscription.sealed, aad=credential_aad(subscription.pk))
         except vault.MissingKey:
-            return self.key_missing(subscription)
+            kek_id = subscription.sealed.kek_id
+            if kek_id not in self.missing_keys:  # logged once per run and key
+                self.missing_keys.add(kek_id)
+                logger.error("Campaign %s: fans wait for key %r, not in TOKEN_ENCRYPTION_KEYS",
+                             self.campaign.pk, kek_id)  # fmt: skip
+            missing = f"The key {kek_id!r} that sealed this fan's authorization"
+            return self.wait_for(
+                subscription,
+                "refresh",
+                f"{missing} is not in TOKEN_ENCRYPTION_KEYS. The fan waits until it is put back.",
+                f"{missing} was still not in TOKEN_ENCRYPTION_KEYS {self.waiting_time_words()}.",
+                MISSING_KEY_RETRY_SECONDS,
+            )
         except vault.VaultError:
             message = "The stored authorization could not be decrypted (it was damaged, or moved to another row)."
             return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "refresh", message)
 
-    def key_missing(self, subscription: Claim) -> Outcome:
-        """The key that sealed the fan's token was taken out of TOKEN_ENCRYPTION_KEYS (a rotation finished before
-        `rewrap_tokens` ran, say): the fan waits for it to be put back, using up no attempt, until
-        DELIVERY_AVAILABILITY_WAIT_HOURS after their release time."""
-        kek_id = subscription.sealed.kek_id
-        message = f"The key {kek_id!r} that sealed this fan's authorization is not in TOKEN_ENCRYPTION_KEYS."
+    def wait_for(self, subscription: Claim, call: str, waiting: str, gave_up: str, retry_in: float) -> Outcome:
+        """The fan waits for what is not theirs to put right (the release to come out in their market, an
+        identifier staff add, a vault key put back), trying again after `retry_in` seconds, using up no attempt,
+        until DELIVERY_AVAILABILITY_WAIT_HOURS after their release time; then fails with `gave_up`."""
         if self.past_waiting_time(subscription):
-            return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "refresh", message)
-        if kek_id not in self.missing_keys:
-            self.missing_keys.add(kek_id)
-            logger.error("Campaign %s: fans wait for key %r, not in TOKEN_ENCRYPTION_KEYS", self.campaign.pk, kek_id)
-        return Outcome(
-            subscription,
-            DeliveryAttempt.Outcome.RETRY,
-            "refresh",
-            f"{message} The fan waits until it is put back.",
-            retry_in_seconds=MISSING_KEY_RETRY_SECONDS,
-            attempted=False,
-        )
+            return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, call, gave_up)
+        return Outcome(subscription, WAIT, call, waiting, retry_in_seconds=retry_in)
 
-    def waiting(self, subscription: Claim, service: Service, market: str, why: str = "") -> Outcome:
-        """The fan waits for the release to come out on `service` in `market` (or for `why` to be put right),
-        until DELIVERY_AVAILABILITY_WAIT_HOURS after their release time; then fails."""
-        if self.past_waiting_time(subscription):
-            hours = settings.DELIVERY_AVAILABILITY_WAIT_HOURS
-            still = why.replace("the release has", "the release still had") or (
-                f"the release was still not available on {service.label} in {market}"
-            )
-            message = f"{still[0].upper()}{still[1:]} {hours} hour{pluralize(hours)} after its release time."
-            return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, "availability", message)
-        message = f"Waiting: {why or f'the release is not available on {service.label} in {market} yet'}."
-        # Never sooner than a run waits in place: a waiting fan ends this run's part in it.
-        retry_in = max(settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS, MAX_INLINE_WAIT_SECONDS + 1)
-        return Outcome(subscription, WAIT, "availability", message, retry_in_seconds=retry_in)
+    @staticmethod
+    def waiting_time_words() -> str:
+        hours = settings.DELIVERY_AVAILABILITY_WAIT_HOURS
+        return f"{hours} hour{pluralize(hours)} after its release time"
+
+    @staticmethod
+    def availability_recheck_seconds() -> float:
+        """Never sooner than a run waits in place: a waiting fan ends this run's part in it."""
+        return max(settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS, MAX_INLINE_WAIT_SECONDS + 1)
 
     @staticmethod
     async def gather(coroutines) -> list:

@@ -251,6 +251,7 @@ def test_a_token_sealed_under_a_key_taken_out_waits_for_it_and_fails_nobody(sand
         "The fan waits until it is put back."
     )
     assert sandbox.writes("alice") == []
+    assert not DeliveryAttempt.objects.filter(subscription=subscription).exists()  # a wait, not an attempt
 
     settings.TOKEN_ENCRYPTION_KEYS = f"{NEW_KEY},{GONE}"  # put back, as the old key of a rotation
     Subscription.objects.filter(pk=subscription.pk).update(next_attempt_at=timezone.now())
@@ -258,6 +259,23 @@ def test_a_token_sealed_under_a_key_taken_out_waits_for_it_and_fails_nobody(sand
 
     subscription.refresh_from_db()
     assert subscription.status == Subscription.Status.DELIVERED
+
+
+def test_a_key_still_missing_after_the_wait_fails_with_the_reason(sandbox, db, settings):
+    settings.DELIVERY_AVAILABILITY_WAIT_HOURS = 1
+    settings.TOKEN_ENCRYPTION_KEYS = GONE
+    subscription = make_subscription(make_campaign(release_in=-dt.timedelta(hours=2)), sandbox, "alice")
+    settings.TOKEN_ENCRYPTION_KEYS = NEW_KEY
+
+    engine.deliver_campaign(subscription.campaign_id)
+
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.FAILED
+    assert subscription.last_error == (
+        "The key 'gone' that sealed this fan's authorization was still not in TOKEN_ENCRYPTION_KEYS "
+        "1 hour after its release time."
+    )
+    assert sandbox.writes("alice") == []
 
 
 def test_a_damaged_token_fails_with_a_readable_reason(sandbox, campaign):
