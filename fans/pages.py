@@ -18,7 +18,7 @@ from fans.authorization import THANKS_KEY
 from fans.forms import EmailSignupForm
 from fans.models import ConsentRecord, hash_token
 from fans.pagecache import CACHE_ALIAS, CampaignPage
-from releases.models import Campaign, Release
+from releases.models import Campaign, Release, SeenFrom
 
 
 @dataclass(frozen=True)
@@ -62,14 +62,16 @@ def campaign_context(
     page_url: str = "",
     utm: dict[str, str] | None = None,
     email_form=None,
+    seen: SeenFrom | None = None,
 ) -> dict:
     """The campaign page: before the release a pre-save page, after it a smart link (fans/smartlink.py). On a
-    per-market campaign, "before" and "after" are the visitor's: their `country` is their market."""
+    per-market campaign, "before" and "after" are the visitor's: their `country` is their market (`seen`: the
+    campaign as seen from there, when the caller has it already)."""
     campaign, release = page.campaign, page.release
-    accepting = campaign.accepts_presaves_in(country)
+    seen = seen or campaign.seen_from(country)
+    accepting, is_out, release_at = seen.accepting, seen.is_out, seen.release_at
     services = [consent.service_consent(cls(), campaign) for cls in campaign.offered_services()] if accepting else []
-    is_out = campaign.is_out_in(country)
-    release_at, release_zone = campaign.firing_time(country), campaign.release_zone(country)
+    release_zone = campaign.release_zone(country)
     offer_email = offer_email_fallback(campaign, accepting, in_app, services) or (
         email_form is not None and accepting and campaign.offer_email_optin
     )
@@ -192,20 +194,21 @@ def campaign_html(
     page's stamp, its state, the in-app browser, the smart-link order, and per market the release time in the
     visitor's market); rendered on a miss."""
     release, campaign = page.release, page.campaign
-    is_out, accepting = campaign.is_out_in(country), campaign.accepts_presaves_in(country)
-    release_at = campaign.firing_time(country)  # per market, the visitor's: part of what the page says
+    seen = campaign.seen_from(country)  # per market, the visitor's release time: part of what the page says
     order = ""
-    if is_out:
+    if seen.is_out:
         links = smartlink.ordered(smartlink.destinations(release, page.links), country=country, preferred=preferred)
         order = ",".join(link.key for link in links)
-    state = "out" if is_out else ("open" if accepting else "closed")
+    state = "out" if seen.is_out else ("open" if seen.accepting else "closed")
     browser = in_app.key + in_app.os if in_app else ""
-    key = f"fans:html:{page.stamp}:{state}:{browser}:{order}:{release_at.timestamp():.0f}"
+    key = f"fans:html:{page.stamp}:{state}:{browser}:{order}:{seen.release_at.timestamp():.0f}"
     cache = caches[CACHE_ALIAS]
     parts = cache.get(key)
     if parts is None:
         page_url = settings.PUBLIC_BASE_URL + page.campaign.get_absolute_url()
-        context = campaign_context(page, country=country, preferred=preferred, in_app=in_app, page_url=page_url)
+        context = campaign_context(
+            page, country=country, preferred=preferred, in_app=in_app, page_url=page_url, seen=seen
+        )
         slotted = {
             **context,
             "csrf_token": CSRF_SLOT,
@@ -215,7 +218,7 @@ def campaign_html(
         # Forms strip NUL characters from what staff type, so the only ones in the page are the slots'.
         parts = render_to_string("fans/campaign.html", slotted).split(SLOT)
         cache.set(key, parts, settings.PAGE_CACHE_SECONDS)
-    return parts, (Countdown(release_at) if not is_out else None)
+    return parts, (Countdown(seen.release_at) if not seen.is_out else None)
 
 
 def fill_campaign_html(parts: list[str], *, csrf_token: str, utm: dict[str, str], countdown: Countdown | None) -> str:

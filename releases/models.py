@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -250,9 +251,19 @@ class Campaign(models.Model):
             return self.release.timezone
         return markets.zone_for(market or self.default_market).key
 
+    def seen_from(self, market: str = "") -> SeenFrom:
+        """The campaign as fans in `market` ("" or unknown: the campaign's default market) see it now: their
+        release time, whether the release is out for them, whether they may pre-save. One reading of the clock
+        for all three, so that a page never says both "not out yet" and "closed"."""
+        release_at = self.firing_time(market)
+        is_out = release_at <= timezone.now()
+        # A per-market campaign goes on taking pre-saves while it is delivering to the markets already out.
+        statuses = [self.Status.LIVE] + ([self.Status.DELIVERING] if self.firing == self.Firing.PER_MARKET else [])
+        return SeenFrom(release_at, is_out, accepting=self.status in statuses and not is_out)
+
     def is_out_in(self, market: str = "") -> bool:
         """Whether the release is out for fans in `market` ("" or unknown: the campaign's default market)."""
-        return self.firing_time(market) <= timezone.now()
+        return self.seen_from(market).is_out
 
     def closed_everywhere(self) -> bool:
         """Whether, once delivering, no fan anywhere may pre-save any more (so that the campaign may be done): one
@@ -262,8 +273,16 @@ class Campaign(models.Model):
     def accepts_presaves_in(self, market: str = "") -> bool:
         """Whether a fan in `market` may pre-save: the campaign is live and the release not out there yet. A
         per-market campaign goes on taking pre-saves while it is delivering to the markets already out."""
-        statuses = [self.Status.LIVE] + ([self.Status.DELIVERING] if self.firing == self.Firing.PER_MARKET else [])
-        return self.status in statuses and not self.is_out_in(market)
+        return self.seen_from(market).accepting
+
+
+@dataclass(frozen=True)
+class SeenFrom:
+    """A campaign as the fans of one market see it at one moment (Campaign.seen_from)."""
+
+    release_at: dt.datetime
+    is_out: bool
+    accepting: bool  # whether they may pre-save
 
 
 class AuditEntry(models.Model):
