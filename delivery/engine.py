@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import math
@@ -57,6 +58,7 @@ logger = logging.getLogger(__name__)
 MAX_INLINE_WAIT_SECONDS = 30.0
 RATE_LIMIT_RETRIES = 5
 MISSING_KEY_RETRY_SECONDS = 300.0  # a fan whose token's vault key is not configured is tried again after this
+AVAILABILITY_CHECKS_AT_ONCE = 16  # markets asked about at once (`Run.check_markets`)
 SPREAD_PACE_WINDOW_SECONDS = 30.0  # a firing window's pace is counted over at most this many seconds
 WAIT = "wait"  # an outcome that is not an attempt: the fan waits for something put right (Run.wait_for)
 GAVE_UP = "Gave up after"  # begins the error of a transient failure out of attempts (Retry failed finds these)
@@ -244,14 +246,21 @@ class Run:
             logger.warning("Campaign %s: every worker waits %.0f s for %s: %s",
                            self.campaign.pk, exc.retry_after, service.label, exc.message)  # fmt: skip
 
-    def is_available(self, service: Service, market: str) -> bool:
-        """Whether the release is out in `market`: asked of the service at most once per recheck interval while
-        it is not, and not again in this run once it is (a release out stays out; each check is a call made
-        on the run's thread while the calls of the batch in flight wait for it)."""
-        key = (service.key, market)
-        known = self.availability.get(key)
+    def known_availability(self, service: Service, market: str) -> bool | None:
+        """What this run knows of whether the release is out in `market`: a release out stays out, one not out
+        is asked about again after DELIVERY_AVAILABILITY_RECHECK_SECONDS; None when it is to be asked."""
+        known = self.availability.get((service.key, market))
         if known and (known[0] or time.monotonic() - known[1] < settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS):
             return known[0]
+        return None
+
+    def is_available(self, service: Service, market: str) -> bool:
+        """Whether the release is out in `market`: asked of the service when this run does not know
+        (`known_availability`; `check_markets` asks for a batch's markets all at once beforehand)."""
+        known = self.known_availability(service, market)
+        if known is not None:
+            return known
+        key = (service.key, market)
         # The limiter's store is only touched from the transport's own thread (never inside a transaction).
         self.transport.submit(self.transport.blocking(self.permits[service.key].limiter.acquire, 1))
         available = service.is_available(self.release, market)
@@ -322,6 +331,7 @@ class Run:
         """Settle what needs no call, and decrypt the rest's refresh tokens (on the run's thread)."""
         prepared = Batch(batch)
         self.paused_until = {}  # the services' pauses, read again for each batch (`check_not_paused`)
+        self.check_markets(batch)
         for subscription in batch:
             outcome_or_token = self.before_calls(subscription)
             if isinstance(outcome_or_token, Outcome):
@@ -329,6 +339,28 @@ class Run:
             else:
                 prepared.ready.append((subscription, outcome_or_token))
         return prepared
+
+    def check_markets(self, batch: list[Claim]) -> None:
+        """Ask the services, all at once, whether the release is out in the batch's markets this run does not know
+        about: an instant campaign's first batch holds fans of many markets (on Apple Music, a storefront each),
+        and a check after another would hold the batch back by a call per market. Only the answers are kept; a
+        market whose check failed is asked again by the first of its fans (`before_calls`), which sorts out why."""
+        wanted = []
+        for service_key, market in {(s.service, self.market_of(s)) for s in batch if s.sealed is not None}:
+            service = self.service(service_key)
+            if service.can_deliver(self.release) and self.known_availability(service, market) is None:
+                wanted.append((service, market))
+        if len(wanted) < 2:
+            return
+        for service in {service for service, _ in wanted}:
+            with contextlib.suppress(ServiceError):  # a pause: `before_calls` sorts it out, fan by fan
+                self.check_not_paused(service)
+                self.resolve(service)  # on this thread: it may store the identifier it found
+        wanted = [(service, market) for service, market in wanted if self.resolved.get(service.key, True) is None]
+        workers = min(len(wanted), AVAILABILITY_CHECKS_AT_ONCE)
+        with concurrent.futures.ThreadPoolExecutor(workers or 1, thread_name_prefix="availability") as checks:
+            for service, market in wanted:
+                checks.submit(self.is_available, service, market)  # an error: asked again, fan by fan
 
     def start(self, batch: Batch) -> None:
         """Send the batch's fans on their way on the transport's loop; `finish` collects them."""

@@ -57,12 +57,24 @@ def fault_middleware(state: SandboxState, classify: Classifier, error: ErrorResp
     @web.middleware
     async def inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
         kind, client_id = await classify(request)
-        counters, faults = state.counters, state.faults
+        counters = state.counters
         counters.requests += 1
         if kind is Kind.API:
             counters.api_requests += 1
         elif kind is Kind.TOKEN:
             counters.token_requests += 1
+        if kind is Kind.PAGE:
+            return await faulty(request, handler, kind, client_id)
+        counters.in_flight += 1
+        counters.most_in_flight = max(counters.most_in_flight, counters.in_flight)
+        try:
+            return await faulty(request, handler, kind, client_id)
+        finally:
+            counters.in_flight -= 1
+
+    async def faulty(request: web.Request, handler: Handler, kind: Kind, client_id: str | None) -> web.StreamResponse:
+        """The request answered through the switched-on faults."""
+        counters, faults = state.counters, state.faults
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         if client_id is not None:

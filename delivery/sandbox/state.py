@@ -175,6 +175,8 @@ class Counters:
     timeouts: int = 0
     writes: int = 0
     writes_per_user: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0  # API and token requests being answered now
+    most_in_flight: int = 0  # the most at once since the counters were cleared (a client's concurrency, seen)
 
 
 @dataclass

@@ -7,6 +7,7 @@ the project's sandbox (delivery/sandbox/).
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -58,6 +59,7 @@ class Spotify(Service):
         self.client_secret = settings.SPOTIFY_CLIENT_SECRET
         self.legacy_library = settings.SPOTIFY_LIBRARY_API == "legacy"
         self._app_token: tuple[str, float] | None = None  # (token, monotonic expiry) for catalog reads
+        self._app_token_lock = threading.Lock()  # markets are checked from several threads at once
 
     @classmethod
     def is_enabled(cls) -> bool:
@@ -178,10 +180,12 @@ class Spotify(Service):
     # Catalog reads with the app's own token (client credentials)
     def app_token(self) -> str:
         """developer.spotify.com/documentation/web-api/tutorials/client-credentials-flow"""
-        if self._app_token is None or self._app_token[1] <= time.monotonic():
-            tokens = self.parse_tokens(self.run(self._token_call("app-token", {"grant_type": "client_credentials"})))
-            self._app_token = (tokens.access_token, time.monotonic() + tokens.expires_in - 60)
-        return self._app_token[0]
+        with self._app_token_lock:
+            if self._app_token is None or self._app_token[1] <= time.monotonic():
+                call = self._token_call("app-token", {"grant_type": "client_credentials"})
+                tokens = self.parse_tokens(self.run(call))
+                self._app_token = (tokens.access_token, time.monotonic() + tokens.expires_in - 60)
+            return self._app_token[0]
 
     def resolve_release(self, release: Release) -> str:
         """developer.spotify.com/documentation/web-api/reference/search (q=upc:… type=album; q=isrc:… type=track)"""

@@ -116,6 +116,27 @@ def test_release_not_yet_out_in_a_market_waits_then_delivers(sandbox, settings):
     assert sandbox.library("bob")["saved"] == [ALBUM_URI]
 
 
+def test_a_batch_s_markets_are_asked_about_all_at_once(sandbox, settings):
+    """An instant campaign's first batch holds fans of many markets: asked one after another, the batch would
+    wait a call's time per market before its first fan; the checks go out together."""
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+    markets = ["JP", "US", "DE", "FR", "BR", "AU"]
+    fans = []
+    for market in markets:
+        user = f"fan-{market.lower()}"
+        sandbox.control("POST", "users", {"id": user, "display_name": user, "country": market})
+        fans.append(subscribe(campaign, sandbox, user, market))
+    sandbox.faults(latency_ms=300)  # each check takes this long: long enough for the checks in flight to meet
+
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert sandbox.control("GET", "counters")["most_in_flight"] == len(markets)
+    for fan, market in zip(fans, markets, strict=True):
+        waiting = Subscription.objects.get(pk=fan.pk)
+        assert waiting.last_error == f"Waiting: the release is not available on Spotify in {market} yet."
+
+
 def test_a_market_found_out_is_not_asked_about_again_in_the_run(sandbox, settings):
     """Each check is a call made on the run's thread while the batch in flight waits: a market where the
     release is out is not checked again, however often the recheck interval allows."""
