@@ -669,8 +669,8 @@ def deliver_campaign(campaign_id: int, *, fan_out: bool = True, on_schedule: boo
     """Deliver a campaign's due subscriptions. With `fan_out`, first queue helper runs for other workers.
 
     `on_schedule`: called by the release-time schedule, which does not deliver a campaign that has not started
-    before its release time (moved later while this task waited in the queue, or was run again by django-q2).
-    Deliver now does: staff asked for it."""
+    before its release time (moved later while this task waited in the queue, or was run again by django-q2),
+    nor one done already (Deliver now delivered it before its release time). Deliver now does: staff asked."""
     campaign = Campaign.objects.select_related("release__artist").filter(pk=campaign_id).first()
     if campaign is None:
         return RunReport(campaign_id, note="the campaign no longer exists")
@@ -679,6 +679,10 @@ def deliver_campaign(campaign_id: int, *, fan_out: bool = True, on_schedule: boo
     fires_at = campaign.first_firing_time()
     if on_schedule and campaign.status == Campaign.Status.LIVE and fires_at > timezone.now():
         return RunReport(campaign_id, note=f"not yet: the release time moved to {fires_at}")
+    pending = Subscription.objects.filter(campaign=campaign, status=Subscription.Status.PENDING)
+    if on_schedule and campaign.status == Campaign.Status.DONE and not pending.exists():
+        # Opened again, it would only be marked done again, and its release-day report sent twice.
+        return RunReport(campaign_id, note="already delivered (Deliver now)")
     Campaign.objects.filter(pk=campaign_id, status__in=[Campaign.Status.LIVE, Campaign.Status.DONE]).update(
         status=Campaign.Status.DELIVERING
     )

@@ -71,3 +71,23 @@ def test_a_report_the_mail_server_refuses_is_sent_again_later(settings, mailoutb
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert report.send_delivery_report(campaign.pk).endswith("sent to 2 address(es)")  # what the retry runs
     assert len(mailoutbox) == 1
+
+
+def test_the_release_time_schedule_after_deliver_now_sends_no_second_report(
+    sandbox, settings, django_capture_on_commit_callbacks
+):
+    """Deliver now delivered the campaign before its release time; the schedule then fires on a done campaign."""
+    settings.DELIVERY_REPORT_EMAILS = STAFF
+    campaign = make_campaign(release_in=timezone.timedelta(minutes=2))
+    make_subscription(campaign, sandbox, "alice")
+    with django_capture_on_commit_callbacks(execute=True):
+        engine.deliver_campaign(campaign.pk, fan_out=False)  # Deliver now
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+    assert queued_reports() == [campaign.pk]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = engine.deliver_campaign(campaign.pk, on_schedule=True).summary()  # the release time comes
+
+    assert "already delivered" in summary
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+    assert queued_reports() == [campaign.pk], "one report, not two"
