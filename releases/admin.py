@@ -552,6 +552,9 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
             pending=campaign.kpi_pending,
             release_utc=utc(campaign.release.release_at),
             last_deliver=audit.last_entry(campaign, AuditEntry.Action.DELIVER_NOW),
+            # At one instant, delivering ends the pre-save: before the release time, that is a choice to warn of.
+            closes_presaves=campaign.firing == Campaign.Firing.INSTANT and campaign.accepts_presaves_in(),
+            per_market=campaign.firing == Campaign.Firing.PER_MARKET,
         )
 
     def retry_failed_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -1,5 +1,6 @@
 """Deliver now from the admin: the confirm page, the permission, the action, and a real worker delivering."""
 
+import datetime as dt
 import html
 
 import pytest
@@ -69,6 +70,19 @@ def test_get_of_the_confirm_page_changes_nothing(staff_client, campaign):
     assert "Yes, deliver now" in text(response)
     assert not OrmQ.objects.exists()
     assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.LIVE
+
+
+@pytest.mark.django_db
+def test_the_confirm_page_warns_that_delivering_before_the_release_closes_the_pre_save(staff_client, db):
+    before = make_campaign(slug="before")  # out in two weeks, fires at one instant
+    after = make_campaign(slug="after", release_in=-dt.timedelta(minutes=5))
+    per_market = make_campaign(slug="per-market", firing=Campaign.Firing.PER_MARKET)
+
+    assert "This closes the pre-save before its release time." in text(staff_client.get(deliver_now_url(before)))
+    assert "closes the pre-save" not in text(staff_client.get(deliver_now_url(after)))
+    per_market_page = " ".join(text(staff_client.get(deliver_now_url(per_market))).split())
+    assert "closes the pre-save" not in per_market_page
+    assert "Fans in markets still to come can go on pre-saving." in per_market_page
 
 
 @pytest.mark.django_db
