@@ -31,6 +31,7 @@ class Pause:
 @dataclass(frozen=True)
 class Progress:
     running: bool
+    started: bool  # a delivery has run or runs: before, fans who cancelled are no delivery's outcome
     total: int
     delivered: int
     failed: int
@@ -79,6 +80,7 @@ def progress(campaign: Campaign, previous_done: int | None = None, previous_at: 
     running = campaign.status == Campaign.Status.DELIVERING or (counts["pending"] > 0 and just_started(campaign))
     return Progress(
         running=running,
+        started=running or campaign.status in (Campaign.Status.DELIVERING, Campaign.Status.DONE),
         total=total,
         delivered=counts["delivered"],
         failed=counts["failed"],

@@ -106,3 +106,17 @@ def test_progress_says_when_a_service_has_every_worker_waiting(staff_client, db)
     until = timezone.localtime(timezone.now() + dt.timedelta(seconds=300))
     assert "<strong>Spotify is paused:</strong> every worker waits until" in html
     assert until.strftime("%H:%M") in html or (until - dt.timedelta(seconds=1)).strftime("%H:%M") in html
+
+
+@pytest.mark.django_db
+def test_before_any_delivery_a_fan_who_cancelled_shows_no_progress_bar(staff_client, sandbox):
+    campaign = make_campaign()
+    make_subscription(campaign, sandbox, "alice")
+    cancelled = make_subscription(campaign, sandbox, "bob")
+    Subscription.objects.filter(pk=cancelled.pk).update(status=Subscription.Status.REVOKED)
+    url = reverse("admin:releases_campaign_progress", args=[campaign.pk])
+
+    html = staff_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+
+    assert "<progress" not in html and "not delivered" not in html
+    assert re.search(r'<div class="kpi-revoked"><dt>Revoked</dt><dd>1</dd>', html), "the count stays in the KPIs"
