@@ -188,7 +188,9 @@ def complete(
     code = params.get("code", "")
     if not code:
         raise BadAuthorizationState(
-            f"{service.label} sent you back without a sign-in code. Please try again.", retry_url=retry_url
+            f"{service.label} sent you back without a sign-in code. Please try again.",
+            retry_url=retry_url,
+            title="The sign-in didn't finish",
         )
 
     email_opt_in = bool(entry.get("email_opt_in"))

@@ -17,6 +17,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 from django_ratelimit.decorators import ratelimit
@@ -71,6 +73,26 @@ def rate_limited(request: HttpRequest, exception=None) -> HttpResponse:
     response = render(request, "fans/problem.html", {"problem": problem}, status=429)
     response["Retry-After"] = "60"
     return response
+
+
+def csrf_failed(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """settings.CSRF_FAILURE_VIEW: a form posted without its CSRF cookie or with an old token, as the 403
+    problem page. Django logs `reason` (django.security.csrf, a warning); the page never shows it. The console
+    keeps Django's own page, which tells staff more with DEBUG on."""
+    if request.path.startswith(reverse("admin:index")):
+        return django_csrf_failure(request, reason=reason)
+    match = request.resolver_match
+    slug = match.kwargs.get("slug") if match and match.namespace == "fans" else None
+    problem = FanFlowError(
+        "The security check of the page you came from didn't match what your browser sent back. That happens when "
+        "cookies are blocked, when the page was open for a long time, or inside an app's built-in browser. Nothing "
+        "was saved or shared. Go back, reload the page and try again; if it keeps happening, open the page in your "
+        "usual browser, or allow cookies for this site.",
+        title="The security check didn't match",
+        retry_url=reverse("fans:campaign", args=[slug]) if slug else "",
+    )
+    problem.status = 403
+    return render(request, "fans/problem.html", {"problem": problem}, status=403)
 
 
 def health(request: HttpRequest) -> HttpResponse:

@@ -193,6 +193,7 @@ X_FRAME_OPTIONS = "DENY"
 if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PUBLIC_BASE_URL])
+CSRF_FAILURE_VIEW = "fans.views.csrf_failed"  # the 403 problem page; the console keeps Django's own
 
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
