@@ -64,6 +64,24 @@ def test_dashboard_and_campaign_page_render_with_charts(console, page, sandbox):
     page.screenshot(path=ARTIFACTS / "admin-campaign-insights.png", full_page=True)
 
 
+def test_the_console_fits_a_phone_s_width(console, page, sandbox):
+    """On a phone, wide tables scroll inside their box (as Django's change lists do), not the whole page."""
+    campaign = make_campaign(slug="glass-harbour")
+    make_subscription(campaign, sandbox, "alice")
+    FunnelEvent.objects.bulk_create(
+        [FunnelEvent(campaign=campaign, kind="view", utm_source="a-long-newsletter-name", device="mobile")] * 3
+    )
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, console)
+    widths = {"dashboard": page.evaluate("document.documentElement.scrollWidth")}
+    page.goto(console + reverse("admin:releases_campaign_change", args=[campaign.pk]))
+    page.locator("svg.chart").wait_for(state="visible")
+    widths["campaign page"] = page.evaluate("document.documentElement.scrollWidth")
+    page.screenshot(path=ARTIFACTS / "admin-campaign-phone.png", full_page=True)
+
+    assert widths == {"dashboard": 390, "campaign page": 390}
+
+
 def test_progress_bar_advances_during_a_delivery_without_a_reload(console, page, sandbox, start_worker):
     campaign = make_campaign(slug="glass-harbour")
     for i in range(24):
