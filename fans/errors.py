@@ -35,7 +35,7 @@ class BadAuthorizationState(FanFlowError):
     """The callback's `state` is missing, unknown to this browser, already used or too old."""
 
     status = 400
-    title = "This sign-in didn't start here"
+    title = "This sign-in can't be finished"
 
 
 class CodeRejected(FanFlowError):

@@ -5,6 +5,7 @@ login page, whose form we fill in as a fan would.
 """
 
 import datetime as dt
+import html
 import re
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urljoin, urlsplit
@@ -246,6 +247,7 @@ def test_callback_without_our_state_is_400_and_saves_nothing(client, campaign, s
     response = client.get(CALLBACK, query)
 
     assert response.status_code == 400
+    assert "This sign-in can't be finished" in html.unescape(response.content.decode()), "a title for every case"
     assert no_rows()
 
 
