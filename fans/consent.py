@@ -1,6 +1,6 @@
 """What a fan agrees to when pre-saving, in the words the campaign page shows, and the version of those words.
 
-Every ConsentRecord stores WORDING_VERSION: change any wording here, in a service's scope descriptions
+Every ConsentRecord stores WORDING_VERSION: change any wording here, in a service's action or scope descriptions
 (delivery/services/<service>.py) or in templates/fans/campaign.html, and bump it.
 """
 
@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 
 # v2: the email-only sign-up (EMAIL_SIGNUP_CONSENT); v3: Deezer and Apple Music; v4: WHAT_WE_KEEP names the
 # fan's country and the consent's IP address and browser, which fans.authorization has always kept, and both
-# email consents say that the release-day email notes its opens and clicks (fans/release_email.py)
-WORDING_VERSION = "2026-11-v4"
+# email consents say that the release-day email notes its opens and clicks (fans/release_email.py); v5: each
+# service's list names only what it will do for the campaign (Service.actions): no save on a campaign that only
+# follows, and Deezer's follow only where the campaign offers it
+WORDING_VERSION = "2026-11-v5"
 
 EMAIL_OPT_IN_LABEL = "Also email me when it drops"
 EMAIL_ONLY_IF_TICKED = "Only if you tick “{label}”:"
@@ -58,7 +60,7 @@ def service_consent(service: Service, campaign: Campaign) -> ServiceConsent:
     return ServiceConsent(
         key=service.key,
         label=service.label,
-        always=service.scope_descriptions(base),
+        always=service.scope_descriptions(base) + service.action_descriptions(campaign),
         with_email=service.scope_descriptions(extra),
         what_we_keep=WHAT_WE_KEEP.format(
             identity=service.identity_kept.format(label=service.label), email=WHAT_WE_KEEP_EMAIL if extra else ""

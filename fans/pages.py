@@ -11,6 +11,7 @@ from django.core.cache import caches
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
+from django.utils.timesince import timeuntil
 
 from delivery.services import SERVICES
 from fans import consent, inapp, privacy, smartlink
@@ -132,13 +133,19 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
         return None
     release = campaign.release
     market = consent_record.subscription.market if consent_record.subscription else ""
+    service = SERVICES[presaved["service"]]()
+    actions = service.actions(campaign)  # what the consent said, and what release day will do
+    now = timezone.now()
     return {
         "campaign": campaign,
         "release": release,
         "artist": release.artist,
         "release_at": campaign.firing_time(market),  # the fan's, told in `release_zone`
         "release_zone": campaign.release_zone(market),
-        "service_label": SERVICES[presaved["service"]].label,
+        "service_label": service.label,
+        "saves": "save" in actions,
+        "follows": "follow" in actions,
+        "privacy_link_lasts": timeuntil(now + dt.timedelta(seconds=settings.PRIVACY_LINK_MAX_AGE), now),
         "revoke_token": presaved["revoke_token"],
         "email_opt_in": presaved.get("email_opt_in", False),
         "privacy_url": privacy.link_for_fan(consent_record.subscription.fan) if consent_record.subscription else "",

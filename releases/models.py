@@ -203,6 +203,10 @@ class Campaign(models.Model):
         return reverse("fans:campaign", args=[self.slug])
 
     def clean(self) -> None:
+        if not self.save_release and not self.follow_artist:
+            raise ValidationError(
+                {"save_release": "A pre-save must save the release, follow the artist, or both: tick at least one."}
+            )
         if self.follow_artist and self.release_id:
             artist = self.release.artist
             missing = [(cls.label, needs) for cls in self.offered_services() if (needs := cls().follow_needs(artist))]
@@ -213,6 +217,18 @@ class Campaign(models.Model):
                             f"Following the artist on {label} needs {needs}. Add it to the artist, or don't offer "
                             f"{label} in this campaign."
                             for label, needs in missing
+                        ]
+                    }
+                )
+            idle = [cls.label for cls in self.offered_services() if not cls().actions(self)]
+            if idle:  # a campaign that only follows, offering a service that can't follow
+                raise ValidationError(
+                    {
+                        "services": [
+                            f"{label} can't follow artists, so its fans would get nothing from a pre-save that only "
+                            f"follows the artist. Save the release too, or don't offer {label} (tick only the "
+                            "services to offer)."
+                            for label in idle
                         ]
                     }
                 )

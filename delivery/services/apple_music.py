@@ -43,8 +43,8 @@ from delivery.services.base import (
 if TYPE_CHECKING:
     from releases.models import Campaign, Release
 
-SCOPE_WORDS = {
-    "library": "Add this release to your Apple Music library on release day.",
+ACTION_WORDS = {
+    "save": "Add this release to your Apple Music library on release day.",
 }
 STAFF_RULES = (
     "Apple Music: a pre-add needs the release available for pre-order on Apple Music (found by its UPC, or ISRC "
@@ -108,7 +108,8 @@ def forget_developer_token() -> None:
 class AppleMusic(Service):
     key = "apple_music"
     label = "Apple Music"
-    scope_words = SCOPE_WORDS
+    action_words = ACTION_WORDS
+    can_follow = False
     staff_rules = STAFF_RULES
     identity_kept = "an anonymous id for your {label} sign-in (Apple shares no name, email or account id)"
 
@@ -200,7 +201,7 @@ class AppleMusic(Service):
         (POST /v1/me/library?ids[albums]= → 202; ids it can't add are silently ignored), then the check that it
         is there: …/get-a-catalog-album-s-relationship-directly-by-name (GET …/albums/{id}/library).
         Apple Music has no artist follow. Neither call is `once`: a retry after a failed check adds again."""
-        if not campaign.save_release:
+        if "save" not in self.actions(campaign):
             return []
         storefront = _storefront(market)
         catalog_id = self.catalog_id(campaign.release, storefront)

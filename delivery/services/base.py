@@ -183,7 +183,11 @@ class Service:
     staff_rules: ClassVar[str] = ""
     # Who the fan is to us, in the consent's "We keep …" sentence (fans/consent.py).
     identity_kept: ClassVar[str] = "your {label} name and account id"
-    # The fan's words for each scope this service asks for (the consent's list).
+    # Whether this service can follow an artist for the fan at all (Apple Music can't).
+    can_follow: ClassVar[bool] = True
+    # The fan's words for each release-day action this service takes, "save" and "follow" (the consent's list).
+    action_words: ClassVar[Mapping[str, str]] = {}
+    # The fan's words for each other scope this service asks for (the consent's list).
     scope_words: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self) -> None:
@@ -194,9 +198,25 @@ class Service:
     def is_enabled(cls) -> bool:
         raise NotImplementedError
 
+    def actions(self, campaign: Campaign) -> list[str]:
+        """What this service does for `campaign`'s fans on release day, in order: "save" (the release to the
+        fan's library) when the campaign saves it, "follow" (the artist) when the campaign follows and this
+        service can follow this artist. The one rule behind the scopes asked for, the consent's words, the
+        thank-you page and `delivery_calls`."""
+        actions = []
+        if campaign.save_release:
+            actions.append("save")
+        if campaign.follow_artist and self.can_follow and not self.follow_needs(campaign.release.artist):
+            actions.append("follow")
+        return actions
+
     # Authorization (the fan's browser, then our callback)
     def scopes_for(self, campaign: Campaign, *, email_opt_in: bool) -> list[str]:
+        """Exactly what `actions(campaign)` needs, and the email when the fan ticked the box."""
         raise NotImplementedError
+
+    def action_descriptions(self, campaign: Campaign) -> list[str]:
+        return [self.action_words[action] for action in self.actions(campaign)]
 
     def scope_descriptions(self, scopes: list[str]) -> list[str]:
         return [self.scope_words[scope] for scope in scopes if scope in self.scope_words]

@@ -31,10 +31,13 @@ from delivery.services.base import (
 if TYPE_CHECKING:
     from releases.models import Campaign, Release
 
+ACTION_WORDS = {  # both through manage_library
+    "save": "Add this release to your Deezer favourites on release day.",
+    "follow": "Follow the artist on Deezer on release day.",
+}
 SCOPE_WORDS = {
     "basic_access": "See your Deezer name and account id.",
     "offline_access": "Keep this permission until you take it back, so we can act on release day.",
-    "manage_library": "Add this release to your Deezer favourites on release day (and follow the artist, if offered).",
     "email": "Read your email address, so we can email you when it drops.",
 }
 
@@ -49,6 +52,7 @@ COMPILATION_ARTIST = "Various Artists"  # the artist Deezer files compilations u
 class Deezer(Service):
     key = "deezer"
     label = "Deezer"
+    action_words = ACTION_WORDS
     scope_words = SCOPE_WORDS
 
     def __init__(self) -> None:
@@ -65,7 +69,9 @@ class Deezer(Service):
         return settings.DEEZER_ENABLED
 
     def scopes_for(self, campaign: Campaign, *, email_opt_in: bool) -> list[str]:
-        perms = ["basic_access", "offline_access", "manage_library"]
+        perms = ["basic_access", "offline_access"]
+        if self.actions(campaign):  # adding favourites and following artists are both manage_library
+            perms.append("manage_library")
         if email_opt_in:
             perms.append("email")
         return perms
@@ -153,10 +159,11 @@ class Deezer(Service):
         favourites), developers.deezer.com/api/user/artists (POST artist_id: follow). Each answers `true`."""
         self.resolve_release(campaign.release)
         kind, item_id, artist_id = self.found[campaign.release.pk]
+        actions = self.actions(campaign)
         calls = []
-        if campaign.save_release:
+        if "save" in actions:
             calls.append(self._post(access_token, "save", f"/user/me/{kind}s", **{f"{kind}_id": item_id}))
-        if campaign.follow_artist and artist_id:
+        if "follow" in actions and artist_id:
             calls.append(self._post(access_token, "follow", "/user/me/artists", artist_id=artist_id))
         return calls
 

@@ -36,9 +36,14 @@ if TYPE_CHECKING:
     from releases.models import Artist, Campaign, Release
 
 RETRY_AFTER_SECONDS = 1.0  # when a 429 names no Retry-After
+ACTION_WORDS = {
+    "save": "Save this release to your Spotify library on release day.",
+    "follow": "Follow the artist on Spotify.",
+}
+# The scope each action needs. A follow asks user-follow-modify through /v1/me/library (an artist URI) as through
+# the legacy /v1/me/following: the sandbox requires it for an artist URI (the reference leaves that scope open ⚠).
+ACTION_SCOPES = {"save": "user-library-modify", "follow": "user-follow-modify"}
 SCOPE_WORDS = {
-    "user-library-modify": "Save this release to your Spotify library on release day.",
-    "user-follow-modify": "Follow the artist on Spotify.",
     "user-read-email": "Read your email address, so we can email you when it drops.",
 }
 
@@ -49,6 +54,7 @@ class Spotify(Service):
     # Refresh tokens expire six months after the fan authorized, however often they are refreshed.
     # developer.spotify.com/blog/2026-06-18-refresh-token-expiration
     authorization_lifetime = dt.timedelta(days=182)
+    action_words = ACTION_WORDS
     scope_words = SCOPE_WORDS
 
     def __init__(self) -> None:
@@ -66,9 +72,7 @@ class Spotify(Service):
         return settings.SPOTIFY_ENABLED
 
     def scopes_for(self, campaign: Campaign, *, email_opt_in: bool) -> list[str]:
-        scopes = ["user-library-modify"]
-        if campaign.follow_artist:
-            scopes.append("user-follow-modify")
+        scopes = [ACTION_SCOPES[action] for action in self.actions(campaign)]
         if email_opt_in:
             scopes.append("user-read-email")
         return scopes
@@ -158,15 +162,16 @@ class Spotify(Service):
         the artist's URI to follow); with SPOTIFY_LIBRARY_API=legacy: .../save-albums-user, .../save-tracks-user
         and .../follow-artists-users (PUT /v1/me/following?type=artist)."""
         release = campaign.release
+        actions = self.actions(campaign)
         calls = []
-        if campaign.save_release:
+        if "save" in actions:
             kind, spotify_id = release.spotify_uri.split(":")[1:]
             if self.legacy_library:
                 calls.append(self._put(access_token, "save", f"/v1/me/{kind}s", ids=spotify_id))
             else:
                 calls.append(self._put(access_token, "save", "/v1/me/library", uris=release.spotify_uri))
-        artist_uri = release.artist.spotify_uri
-        if campaign.follow_artist and artist_uri:  # without it Campaign.clean refuses to offer Spotify a follow
+        if "follow" in actions:  # only with the artist's URI (follow_needs)
+            artist_uri = release.artist.spotify_uri
             if self.legacy_library:
                 artist_id = artist_uri.rsplit(":", 1)[1]
                 calls.append(self._put(access_token, "follow", "/v1/me/following", type="artist", ids=artist_id))

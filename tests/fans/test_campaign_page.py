@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from delivery.sandbox import demo_catalog
-from delivery.services.spotify import SCOPE_WORDS
+from delivery.services.spotify import ACTION_WORDS, SCOPE_WORDS
 from fans.models import ConsentRecord, Fan
 from fans.reserved import RESERVED_SLUGS, validate_campaign_slug
 from tests.conftest import make_campaign
@@ -84,7 +84,7 @@ def test_no_email_box_when_the_campaign_does_not_offer_it(client):
 def test_page_says_in_plain_words_what_the_fan_allows(client, campaign):
     html = get_page(client, campaign).content.decode()
 
-    assert SCOPE_WORDS["user-library-modify"] in html
+    assert ACTION_WORDS["save"] in html
     # Reading the email is only asked for when the box is ticked, and the page says so.
     only_if = html.index("Only if you tick")
     assert html.index(SCOPE_WORDS["user-read-email"]) > only_if
@@ -95,8 +95,8 @@ def test_follow_words_only_when_the_campaign_follows_the_artist(client):
     plain = make_campaign(slug="no-follow")
     following = make_campaign(slug="with-follow", follow_artist=True)
 
-    assert SCOPE_WORDS["user-follow-modify"] not in get_page(client, plain).content.decode()
-    assert SCOPE_WORDS["user-follow-modify"] in get_page(client, following).content.decode()
+    assert ACTION_WORDS["follow"] not in get_page(client, plain).content.decode()
+    assert ACTION_WORDS["follow"] in get_page(client, following).content.decode()
 
 
 def test_release_time_is_shown_in_the_release_time_zone(client, campaign):

@@ -1,0 +1,110 @@
+"""What a fan is told they allow, the scopes asked for, the thank-you page and release day all say the same:
+save only when the campaign saves, follow only when it follows and the service can."""
+
+import re
+from html import unescape
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from django.urls import reverse
+
+from delivery import engine
+from delivery.sandbox import demo_catalog
+from delivery.services import get_service
+from delivery.services.deezer import ACTION_WORDS as DEEZER_WORDS
+from delivery.services.spotify import ACTION_WORDS as SPOTIFY_WORDS
+from fans import consent
+from fans.models import ConsentRecord
+from tests.conftest import make_campaign, make_subscription
+from tests.delivery.test_apple_music import presave_with_apple_music
+from tests.fans.test_oauth_callback import presave, start_presave
+
+pytestmark = pytest.mark.django_db
+
+ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
+ARTIST_URI = f"spotify:artist:{demo_catalog.NOVA_LARK_ARTIST_ID}"
+
+
+def what_you_allow(client, campaign) -> str:
+    html = client.get(reverse("fans:campaign", args=[campaign.slug])).content.decode()
+    return unescape(html.split('<section class="consent"')[1].split("</section>")[0])
+
+
+def lead(html: str) -> str:
+    """The thank-you page's sentence about release day, in plain text."""
+    words = re.sub(r"<[^>]+>", "", html.split('<p class="lead">')[1].split("</p>")[0])
+    return " ".join(unescape(words).split())
+
+
+def test_a_campaign_that_only_follows_asks_spotify_for_the_follow_only_and_says_so(client, sandbox):
+    campaign = make_campaign(save_release=False, follow_artist=True, services=["spotify"])
+
+    allowed = what_you_allow(client, campaign)
+    assert SPOTIFY_WORDS["follow"] in allowed and SPOTIFY_WORDS["save"] not in allowed
+    scope = dict(parse_qsl(urlsplit(start_presave(client, campaign)).query))["scope"]
+    assert scope == "user-follow-modify"
+
+    _, response = presave(client, campaign)
+    assert ConsentRecord.objects.get().scopes == ["user-follow-modify"]
+    thanks = lead(client.get(response["Location"]).content.decode())
+    assert "we'll follow Nova Lark on Spotify for you, as First Light comes out." in thanks
+    assert "library" not in thanks
+
+    engine.deliver_campaign(campaign.pk)
+    library = sandbox.library("alice")
+    assert (library["saved"], library["following"]) == ([], [ARTIST_URI])
+
+
+def test_the_legacy_library_api_follows_with_the_follow_scope_only(sandbox, settings):
+    settings.SPOTIFY_LIBRARY_API = "legacy"
+    campaign = make_campaign(save_release=False, follow_artist=True, services=["spotify"])
+    assert get_service("spotify").scopes_for(campaign, email_opt_in=False) == ["user-follow-modify"]
+
+    make_subscription(campaign, sandbox, "bob", scope="user-follow-modify")
+    engine.deliver_campaign(campaign.pk)
+    assert sandbox.library("bob")["following"] == [ARTIST_URI]
+    assert {write["endpoint"] for write in sandbox.writes("bob")} == {"PUT /v1/me/following"}
+
+
+def test_deezer_names_the_follow_only_where_the_campaign_offers_it(client, sandbox):
+    deezer = get_service("deezer")
+    plain = make_campaign(slug="no-follow", services=["deezer"])
+    following = make_campaign(slug="with-follow", follow_artist=True, services=["deezer"])
+    only_following = make_campaign(slug="only-follow", save_release=False, follow_artist=True, services=["deezer"])
+
+    assert not any("follow" in words.lower() for words in consent.service_consent(deezer, plain).always)
+    assert "follow" not in what_you_allow(client, plain).lower()
+    assert DEEZER_WORDS["save"] in what_you_allow(client, plain)
+    assert consent.service_consent(deezer, following).always[-2:] == [DEEZER_WORDS["save"], DEEZER_WORDS["follow"]]
+    assert consent.service_consent(deezer, only_following).always[-1] == DEEZER_WORDS["follow"]
+    assert DEEZER_WORDS["save"] not in what_you_allow(client, only_following)
+    assert "manage_library" in deezer.scopes_for(only_following, email_opt_in=False)
+
+
+def test_the_apple_music_thank_you_page_promises_no_follow_where_spotifys_does(client, sandbox):
+    campaign = make_campaign(follow_artist=True, services=["spotify", "apple_music"])
+
+    response = presave_with_apple_music(client, campaign, sandbox.authorize_apple_music("chloe"))
+
+    assert response.status_code == 302 and response["Location"] == reverse("fans:thanks", args=[campaign.slug])
+    thanks = lead(client.get(response["Location"]).content.decode())
+    assert "we'll save First Light by Nova Lark to your Apple Music library." in thanks
+    assert "follow" not in thanks
+    assert "follow" not in " ".join(consent.service_consent(get_service("apple_music"), campaign).always).lower()
+
+    _, response = presave(client, campaign)
+    thanks = lead(client.get(response["Location"]).content.decode())
+    assert "we'll save First Light by Nova Lark to your Spotify library and follow Nova Lark for you." in thanks
+
+
+def test_the_thank_you_page_says_the_privacy_link_can_cancel_too(client, campaign, sandbox):
+    _, response = presave(client, campaign)
+
+    html = client.get(response["Location"]).content.decode()
+
+    box = unescape(html.split('<section class="revoke-box"')[1].split("</section>")[0])
+    assert "only copy" not in box
+    assert "The link below, to what we hold about you, can cancel it too for 1\xa0week." in box
+    privacy_url = re.search(r'class="privacy-link" href="([^"]+)"', html).group(1)
+    privacy_page = client.get(privacy_url).content.decode()
+    assert "Cancel this pre-save" in privacy_page, "the privacy page can cancel it, as the thank-you page says"
