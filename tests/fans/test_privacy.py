@@ -48,6 +48,17 @@ def test_the_thank_you_page_links_to_what_we_hold(client, alice):
     assert "Download my data (JSON)" in html
 
 
+def test_each_pre_save_says_how_release_day_went_in_words_true_of_a_follow_too(client, alice):
+    delivered, waiting = Subscription.objects.filter(fan=alice).order_by("pk")
+    Subscription.objects.filter(pk=delivered.pk).update(status=Subscription.Status.DELIVERED)
+
+    html = " ".join(client.get(privacy_link_from_thanks(client, waiting.campaign)).content.decode().split())
+
+    assert "First Light</strong> by Nova Lark: done on release day." in html
+    assert "First Light</strong> by Nova Lark: waiting for release day." in html  # the second campaign
+    assert "saved to your library" not in html, "a pre-save may only follow the artist"
+
+
 def test_the_export_is_everything_we_hold_as_json_without_tokens(client, alice):
     token = privacy.sign({"fan": alice.pk})
 
