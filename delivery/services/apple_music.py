@@ -56,7 +56,6 @@ ONE_TRACK_WARNING = (
     "Music. Fans who choose Apple Music get it added to their library on release day instead."
 )
 NO_FOLLOW_WARNING = "Apple Music has no artist follow: fans who choose Apple Music get the release only."
-NO_ID_WARNING = "Apple Music finds the release by its {name}, and this release has none: Apple Music fans would fail."
 MUSIC_USER_TOKEN_SHAPE = re.compile(r"[\x21-\x7e]+")
 RETRY_AFTER_SECONDS = 5.0  # when a 429 names no Retry-After
 FRESH_TOKEN_SECONDS = 60  # a developer token refused this soon after it was made: the settings are wrong
@@ -157,9 +156,7 @@ class AppleMusic(Service):
 
     def staff_warnings(self, campaign: Campaign) -> list[str]:
         release = campaign.release
-        warnings = []
-        if not self.can_deliver(release):
-            warnings.append(NO_ID_WARNING.format(name="ISRC" if release.kind == "track" else "UPC"))
+        warnings = super().staff_warnings(campaign)
         if release.kind == "track":
             warnings.append(ONE_TRACK_WARNING)
         if campaign.follow_artist:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
 from django.conf import settings
+from django.template.defaultfilters import pluralize
 
 from presave_site.log_filters import redact
 
@@ -277,8 +278,20 @@ class Service:
         raise NotImplementedError
 
     def staff_warnings(self, campaign: Campaign) -> list[str]:
-        """What may go wrong with this campaign on this service, in words for the campaign's staff."""
-        return []
+        """What may go wrong with this campaign on this service, in words for the campaign's staff (here: a release
+        this service can't find; services add their own)."""
+        if self.can_deliver(campaign.release):
+            return []
+        hours = settings.DELIVERY_AVAILABILITY_WAIT_HOURS
+        return [
+            f"{self.label} finds the release by its {self.release_identifiers(campaign.release)}, and this release "
+            f"has none: its {self.label} fans will wait on release day, and fail {hours} hour{pluralize(hours)} "
+            "later, unless one is added."
+        ]
+
+    def release_identifiers(self, release: Release) -> str:
+        """What `can_deliver` looks for, in staff's words."""
+        return catalog_lookup(release)[1].upper()
 
     # Public pages
     def listen_url(self, release: Release) -> str:

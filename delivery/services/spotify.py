@@ -147,6 +147,9 @@ class Spotify(Service):
     def can_deliver(self, release: Release) -> bool:
         return bool(release.spotify_uri or release.upc or release.isrc)
 
+    def release_identifiers(self, release: Release) -> str:
+        return "Spotify URI, UPC or ISRC"
+
     def follow_needs(self, artist: Artist) -> str:
         return "" if artist.spotify_uri else "the artist's Spotify URI"
 

@@ -1,5 +1,7 @@
 """The campaign admin's services: checkboxes of the enabled services, Apple Music's rules and warnings."""
 
+import html
+
 import pytest
 from django.urls import reverse
 
@@ -57,6 +59,26 @@ def test_apple_music_warnings_for_a_one_track_single_with_follow(staff_client, s
     Campaign.objects.filter(pk=campaign.pk).update(services=["spotify"])
     html = staff_client.get(change_url(campaign)).content.decode()
     assert NO_FOLLOW_WARNING not in html, "only the offered services warn"
+
+
+def test_every_service_warns_when_the_release_has_nothing_it_finds_it_by(staff_client, sandbox, settings):
+    settings.DELIVERY_AVAILABILITY_WAIT_HOURS = 72
+    campaign = make_campaign()
+    release = campaign.release
+    release.spotify_uri, release.upc = "", ""
+    release.save()
+
+    page = html.unescape(staff_client.get(change_url(campaign)).content.decode())
+
+    for label, identifiers in [("Spotify", "Spotify URI, UPC or ISRC"), ("Apple Music", "UPC"), ("Deezer", "UPC")]:
+        assert (
+            f"{label} finds the release by its {identifiers}, and this release has none: its {label} fans will wait "
+            "on release day, and fail 72 hours later, unless one is added."
+        ) in page
+
+    release.upc = "5012345678900"
+    release.save()
+    assert "finds the release by" not in staff_client.get(change_url(campaign)).content.decode()
 
 
 def test_change_page_shows_each_services_clicks_authorizations_and_deliveries(staff_client, sandbox, client):
