@@ -65,6 +65,13 @@ def normalize(market: str) -> str:
     return market if MARKET_PATTERN.match(market) else ""
 
 
+def is_known(market: str) -> bool:
+    """Whether `market` is a country this module knows the release clock of (else: UTC, a guess). Without the
+    system's tz database (zone.tab) none can be checked, and every code passes."""
+    table = _zone_table()
+    return market in RELEASE_ZONES or market in table or not table
+
+
 def zone_for(market: str) -> zoneinfo.ZoneInfo:
     name = RELEASE_ZONES.get(market) or _zone_table().get(market) or "UTC"
     return zoneinfo.ZoneInfo(name)

@@ -7,7 +7,7 @@ import zoneinfo
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -37,6 +37,15 @@ isrc_validator = RegexValidator(
     r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$", "An ISRC looks like GBAYE2600001 (country, registrant, year, number)."
 )
 market_validator = RegexValidator(r"^[A-Z]{2}$", "A market is a two-letter country code such as US or GB.")
+SPREAD_MAX_MINUTES = 24 * 60
+
+
+def validate_known_market(value: str) -> None:
+    """A default market must be a country whose release clock we know: an unknown code would fire at UTC."""
+    if markets.MARKET_PATTERN.match(value or "") and not markets.is_known(value):
+        raise ValidationError(f"{value} is not a country code we know. Use one such as US, GB or DE.")
+
+
 spotify_artist_validator = RegexValidator(
     r"^spotify:artist:[0-9A-Za-z]{22}$",
     "Paste the artist's Spotify URI, e.g. spotify:artist:0OdUWJ0sBjDrqHygGUXeCF.",
@@ -170,12 +179,13 @@ class Campaign(models.Model):
     default_market = models.CharField(
         max_length=2,
         default="US",
-        validators=[market_validator],
+        validators=[market_validator, validate_known_market],
         help_text="The market of fans whose country is unknown (two letters, e.g. US).",
     )
     spread_minutes = models.PositiveIntegerField(
         "firing window (minutes)",
         default=0,
+        validators=[MaxValueValidator(SPREAD_MAX_MINUTES, f"At most {SPREAD_MAX_MINUTES} minutes (a day).")],
         help_text="Spread the deliveries over this many minutes after firing (0: as fast as the service allows).",
     )
     services = models.JSONField(

@@ -302,6 +302,22 @@ def test_market_must_be_two_letters(staff_client, campaign):
     assert "A market is a two-letter country code" in response.content.decode()
 
 
+def test_market_must_be_a_country_we_know_the_release_clock_of(staff_client, campaign):
+    response = staff_client.post(change_url(campaign), form_data(campaign, default_market="ZZ"))
+    assert response.status_code == 200
+    assert "ZZ is not a country code we know." in response.content.decode()
+
+    known = staff_client.post(change_url(campaign), form_data(campaign, default_market="XK"))  # Kosovo: ours
+    assert known.status_code == 302
+
+
+def test_the_firing_window_is_at_most_a_day(staff_client, campaign):
+    response = staff_client.post(change_url(campaign), form_data(campaign, spread_minutes=24 * 60 + 1))
+    assert response.status_code == 200
+    assert "At most 1440 minutes (a day)." in response.content.decode()
+    assert staff_client.post(change_url(campaign), form_data(campaign, spread_minutes=24 * 60)).status_code == 302
+
+
 def test_changelist_filters_by_whether_the_release_is_out(staff_client):
     make_campaign(slug="coming")
     make_campaign(slug="gone-out", release_in=dt.timedelta(days=-1), status="done")
