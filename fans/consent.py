@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 # fan's country and the consent's IP address and browser, which fans.authorization has always kept, and both
 # email consents say that the release-day email notes its opens and clicks (fans/release_email.py); v5: each
 # service's list names only what it will do for the campaign (Service.actions): no save on a campaign that only
-# follows, and Deezer's follow only where the campaign offers it
-WORDING_VERSION = "2026-11-v5"
+# follows, and Deezer's follow only where the campaign offers it; v6: a service that shares no email address
+# (Apple Music) says the email box does nothing with it (NO_EMAIL_SHARED)
+WORDING_VERSION = "2026-11-v6"
 
 EMAIL_OPT_IN_LABEL = "Also email me when it drops"
 EMAIL_ONLY_IF_TICKED = "Only if you tick “{label}”:"
@@ -36,6 +37,10 @@ EMAIL_SIGNUP_CONSENT = (
     "Email me once when {title} by {artist} is out, noting whether it is opened and its links clicked. Use my "
     "address for nothing else; every email has a link to stop and to erase it."
 )
+NO_EMAIL_SHARED = (
+    "{label} doesn't share your email address with us, so ticking “{box}” gets you no email when you pre-save "
+    "with {label}."
+)
 WHAT_WE_KEEP_EMAIL = (
     " (and your email address, if you tick the box, with whether our email to it is opened and its links clicked)"
 )
@@ -49,6 +54,7 @@ class ServiceConsent:
     label: str
     always: list[str]  # what the fan allows in any case
     with_email: list[str]  # what ticking the email box adds
+    no_email: str  # where the campaign offers the box and this service shares no address: that the box does nothing
     what_we_keep: str
 
 
@@ -62,6 +68,9 @@ def service_consent(service: Service, campaign: Campaign) -> ServiceConsent:
         label=service.label,
         always=service.scope_descriptions(base) + service.action_descriptions(campaign),
         with_email=service.scope_descriptions(extra),
+        no_email=NO_EMAIL_SHARED.format(label=service.label, box=EMAIL_OPT_IN_LABEL)
+        if campaign.offer_email_optin and not extra
+        else "",
         what_we_keep=WHAT_WE_KEEP.format(
             identity=service.identity_kept.format(label=service.label), email=WHAT_WE_KEEP_EMAIL if extra else ""
         ),

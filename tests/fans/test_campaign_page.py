@@ -1,6 +1,7 @@
 """The public campaign page: what a fan sees before pre-saving, and after the release is out."""
 
 import datetime as dt
+import html
 import re
 
 import pytest
@@ -79,6 +80,17 @@ def test_no_email_box_when_the_campaign_does_not_offer_it(client):
 
     assert 'name="email_opt_in"' not in html
     assert SCOPE_WORDS["user-read-email"] not in html
+
+
+def test_a_service_that_shares_no_email_says_the_box_does_nothing_with_it(client, sandbox):
+    """Apple Music never shares the fan's address: the fan learns it before choosing, not on the thank-you page."""
+    note = "Apple Music doesn't share your email address with us, so ticking “Also email me when it drops” gets you "
+    page = " ".join(html.unescape(get_page(client, make_campaign()).content.decode()).split())
+    assert note in page
+    assert "Spotify doesn't share" not in page and "Deezer doesn't share" not in page
+
+    page = html.unescape(get_page(client, make_campaign(slug="no-box", offer_email_optin=False)).content.decode())
+    assert "doesn't share your email" not in page
 
 
 def test_page_says_in_plain_words_what_the_fan_allows(client, campaign):
