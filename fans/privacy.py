@@ -8,13 +8,17 @@ email: fans/release_email.py). The link names the subject (a Fan or an email add
 else: it is only shown to whoever proved they are that subject (signed in to the account, or received mail at
 the address).
 
-What a subject covers: a fan, its subscriptions, the consent records of its account and the email sign-ups
-of its address; an email address, its email sign-ups, the consent records that carry that address and the
-pre-saves those consents were given for.
+What a subject covers: a fan, its subscriptions, the consent records of its account and the release-day
+emails sent for those consents; an email address, its email sign-ups, the consent records that carry that
+address, the pre-saves those consents were given for and the release-day emails sent to it. A fan's link does
+not cover what is filed under the address its streaming service reports (the fan's `email`): services do not
+verify that address, so signing in to an account proves nothing about it, and anyone could open an account in
+someone else's name to read or erase that person's sign-ups. What is filed under an address is reached by a
+link mailed to it (the privacy page's form, fans/privacy_email.py).
 
 Erasure deletes the Fan (and with it subscriptions and sealed tokens), blanks the personal fields of the
-consent records (keeping that a consent of this wording was given and when, without who), deletes the email
-sign-ups and the release-day emails (address, opens, clicks) of the fan's address and consents, and unlinks
+consent records (keeping that a consent of this wording was given and when, without who), deletes the
+release-day emails (address, opens, clicks) the subject covers and an address's email sign-ups, and unlinks
 funnel events from subscriptions: anonymous counts remain. Erasing by an email address cancels the pre-saves
 its consents were given for (their stored tokens destroyed) and removes the address from fan records, instead
 of deleting the streaming account's Fan, which the address does not prove control of.
@@ -43,11 +47,7 @@ class Subject:
     """Whom a privacy link is about: a fan (one streaming account) or an email address."""
 
     fan: Fan | None = None
-    email: str = ""
-
-    @property
-    def emails(self) -> list[str]:
-        return [e for e in {self.email, self.fan.email if self.fan else ""} if e]
+    email: str = ""  # an address subject's (a link mailed to it); never a fan's own, unverified address
 
 
 def sign(payload: dict) -> str:
@@ -105,21 +105,20 @@ def consents(subject: Subject):
 
 
 def email_signups(subject: Subject):
-    if not subject.emails:
+    """An address subject's email sign-ups (a fan subject has none: see the module's docstring)."""
+    if not subject.email:
         return EmailSignup.objects.none()
-    query = EmailSignup.objects.none()
-    for email in subject.emails:
-        query = query | EmailSignup.objects.filter(email__iexact=email)
-    return query.select_related("campaign__release")
+    return EmailSignup.objects.filter(email__iexact=subject.email).select_related("campaign__release")
 
 
 def release_emails(subject: Subject):
-    """The release-day emails to the subject's addresses, or sent for its consents (with their opens and clicks)."""
-    if subject.fan is None and not subject.emails:
+    """The release-day emails sent for the subject's consents, and to an address subject's address (with their
+    opens and clicks)."""
+    if subject.fan is None and not subject.email:
         return ReleaseEmail.objects.none()
     found = Q(consent__in=consents(subject).values("pk"))
-    for email in subject.emails:
-        found |= Q(email__iexact=email)
+    if subject.email:
+        found |= Q(email__iexact=subject.email)
     return ReleaseEmail.objects.filter(found).select_related("campaign")
 
 

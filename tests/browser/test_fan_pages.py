@@ -170,7 +170,7 @@ def test_a_fan_downloads_their_data_and_erases_everything(site, page, sandbox):
 
     page.get_by_role("link", name="See, download or erase what we hold about you").click()
     assert page.get_by_role("heading", name="What we hold about you").is_visible()
-    assert page.get_by_text("alice@sandbox.test").is_visible()
+    assert page.get_by_text("alice@sandbox.test", exact=True).is_visible()
     page.screenshot(path=ARTIFACTS / "privacy.png", full_page=True)
 
     with page.expect_download() as download:
