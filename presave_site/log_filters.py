@@ -8,14 +8,19 @@ SECRET_PATTERN = re.compile(
     rf"(?P<key>\b(?:{SECRET_NAMES})=)"
     r"[^&\s\"']+"
     rf"|(?P<json>\"(?:{SECRET_NAMES}|id_token|developer_token)\"\s*:\s*\")[^\"]*(?=\")"
-    r"|(?P<scheme>\b(?:Bearer|Basic|Music-User-Token:)\s+)[A-Za-z0-9._~+/=-]+",
+    r"|(?P<scheme>\b(?:Bearer|Basic|Music-User-Token:)\s+)[A-Za-z0-9._~+/=-]+"
+    # Fans' links carry their secret in the path (fans/urls.py), which Django logs with every 4xx: a revoke token,
+    # a signed privacy or email link.
+    r"|(?P<path>/(?:revoke|privacy|e/[ocu]|e/confirm)/)(?!link(?:/|$|\s))[^/\s\"'?]+",
     re.IGNORECASE,
 )
 _formatter = logging.Formatter()
 
 
 def redact(text: str) -> str:
-    return SECRET_PATTERN.sub(lambda m: (m.group("key") or m.group("json") or m.group("scheme")) + "[redacted]", text)
+    return SECRET_PATTERN.sub(
+        lambda m: (m.group("key") or m.group("json") or m.group("scheme") or m.group("path")) + "[redacted]", text
+    )
 
 
 class RedactSecrets(logging.Filter):

@@ -1,6 +1,10 @@
 """Secrets never reach a log line: the filter on every handler redacts codes, tokens and auth headers."""
 
+import io
 import logging
+
+import pytest
+from django.test import Client
 
 from presave_site.log_filters import RedactSecrets, redact
 
@@ -65,3 +69,32 @@ def test_service_errors_quoting_the_service_never_carry_a_token():
     assert "frDZsecret" not in error.message and "frDZsecret" not in str(error)
     assert "access_token=[redacted]" in error.message
     assert "BQDsecret" not in TokenRevoked("The fan's authorization is no longer valid (Bearer BQDsecret).").message
+
+
+def test_the_secrets_fans_links_carry_in_their_path_are_redacted():
+    assert redact("Forbidden (CSRF cookie not set.): /revoke/rKnCabc-_Thg/") == (
+        "Forbidden (CSRF cookie not set.): /revoke/[redacted]/"
+    )
+    assert redact("Too Many Requests: /privacy/eyJmYW4iOjF9:1v:sig/export.json") == (
+        "Too Many Requests: /privacy/[redacted]/export.json"
+    )
+    for path in ("/e/o/abc.gif", "/e/c/abc/", "/e/u/abc/", "/e/confirm/abc/"):
+        assert "abc" not in redact(f"Not Found: {path}")
+    assert redact("Bad Request: /privacy/link/") == "Bad Request: /privacy/link/"  # a fixed address, no secret
+    assert redact("Not Found: /first-light/presave/spotify/") == "Not Found: /first-light/presave/spotify/"
+
+
+@pytest.mark.django_db
+def test_a_refused_post_to_a_revoke_link_logs_its_path_without_the_token():
+    """Django logs every 4xx with its path; an in-app browser that drops cookies makes this one (CSRF)."""
+    console = next(h for h in logging.getLogger().handlers if any(isinstance(f, RedactSecrets) for f in h.filters))
+    stream = io.StringIO()
+    previous = console.setStream(stream)
+    try:
+        response = Client(enforce_csrf_checks=True).post("/revoke/the-fans-secret-revoke-token/")
+    finally:
+        console.setStream(previous)
+
+    assert response.status_code == 403
+    assert "/revoke/[redacted]/" in stream.getvalue()
+    assert "the-fans-secret-revoke-token" not in stream.getvalue()
