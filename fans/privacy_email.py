@@ -5,15 +5,18 @@ the mail goes only to an address we hold something about (nobody is mailed about
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
 from django_q.tasks import async_task
 
 from fans import privacy, release_email
 from fans.models import Fan
+from fans.signups import RESEND_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -22,10 +25,13 @@ SEND_TASK = "fans.privacy_email.send_link"
 
 def request_link(email: str) -> None:
     """Queue the mail of a fresh link to `email` if we hold anything about it (the fan's page never waits on
-    the mail server)."""
+    the mail server), at most once per RESEND_SECONDS: the form is limited per IP; this limits what reaches one
+    inbox, however many connections type the address."""
     email = email.strip().lower()
     if holds_anything(email):
-        async_task(SEND_TASK, email)
+        sent_key = "fans:privacy-link-sent:" + hashlib.sha256(email.encode()).hexdigest()[:32]  # no address kept
+        if cache.add(sent_key, True, RESEND_SECONDS):
+            async_task(SEND_TASK, email)
 
 
 def holds_anything(email: str) -> bool:

@@ -213,6 +213,15 @@ def test_a_fan_whose_link_expired_gets_a_fresh_one_by_email(client, mailoutbox):
     assert page.status_code == 200 and "Inbox@Fan.test" in page.content.decode()
 
 
+def test_asking_again_and_again_mails_one_inbox_once_in_five_minutes(client):
+    sign_up(make_campaign(), "inbox@fan.test")
+    pages = [client.post(reverse("fans:privacy_link"), {"email": "inbox@fan.test"}) for _ in range(5)]
+
+    assert {page.status_code for page in pages} == {200}
+    assert all("Check your inbox." in page.content.decode() for page in pages), "the page says the same each time"
+    assert queued_privacy_links() == ["inbox@fan.test"]
+
+
 def test_an_address_we_hold_nothing_about_gets_the_same_page_and_no_mail(client):
     known = client.post(reverse("fans:privacy_link"), {"email": "nobody@fan.test"})
 
