@@ -36,8 +36,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from delivery.scheduling import schedule_once
-from fans import privacy, smartlink
-from fans.models import ConsentRecord, EmailSignup, ReleaseEmail
+from fans import privacy, revocation, smartlink
+from fans.models import ConsentRecord, EmailSignup, Fan, ReleaseEmail
 from releases import markets
 from releases.models import Campaign
 
@@ -353,3 +353,5 @@ def unsubscribe(email: ReleaseEmail) -> None:
         if consent is not None:
             same_fan = Q(pk=consent.pk) | Q(subscription_id=consent.subscription_id, subscription__isnull=False)
             ConsentRecord.objects.filter(same_fan, campaign_id=consent.campaign_id).update(email_opt_in=False)
+            if consent.subscription_id is not None:
+                revocation.forget_unshared_emails(Fan.objects.filter(subscriptions=consent.subscription_id))

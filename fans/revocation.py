@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from fans.errors import NotFound
-from fans.models import ConsentRecord, Credential, Subscription, hash_token
+from fans.models import ConsentRecord, Credential, Fan, Subscription, hash_token
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,11 @@ def _withdraw(subscription: Subscription, now) -> None:
         subscription.next_attempt_at = None
         subscription.save(update_fields=["status", "next_attempt_at", "updated_at"])
     Credential.objects.filter(subscription=subscription).delete()
+    forget_unshared_emails(Fan.objects.filter(pk=subscription.fan_id))
+
+
+def forget_unshared_emails(fans: QuerySet[Fan]) -> None:
+    """A fan's address is kept only while one of their consents still shares it (opted in, not withdrawn): once
+    none does (revoked, unsubscribed), nobody may look the fan up by it, nor is it mailed or exported."""
+    sharing = ConsentRecord.objects.sharing_email().filter(subscription__fan=OuterRef("pk"))
+    fans.exclude(email="").exclude(Exists(sharing)).update(email="")

@@ -138,6 +138,7 @@ def test_unsubscribe_asks_on_get_and_unsubscribes_on_post(out_campaign, client, 
         assert done.status_code == 200 and "unsubscribed" in done.content.decode()
     assert EmailSignup.objects.get(email="inbox@fan.test").unsubscribed_at is not None
     assert not ConsentRecord.objects.get(service_user_id="opted").email_opt_in, "the email consent is withdrawn"
+    assert Fan.objects.get(service_user_id="opted").email == "", "and the address with it: no consent shares it"
     assert client.get("/e/u/forged:token/").status_code == 404
 
 

@@ -5,8 +5,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from fans import consent
-from fans.models import ConsentRecord, Credential, Subscription
-from tests.conftest import make_subscription
+from fans.models import ConsentRecord, Credential, Fan, Subscription
+from tests.conftest import make_campaign, make_subscription
 
 pytestmark = pytest.mark.django_db
 
@@ -123,3 +123,19 @@ def test_unknown_token_is_not_found(client, campaign, sandbox, method):
     assert response.status_code == 404
     assert "doesn't match any pre-save" in text(response)
     assert Subscription.objects.get().status == "pending"
+
+
+def test_the_fans_address_goes_with_their_last_email_consent(client, sandbox):
+    """Staff look fans up by address in the console: an address whose every email consent was withdrawn is
+    no longer held (nor shown, searched, mailed or exported)."""
+    first, second = make_campaign(), make_campaign(slug="second-light")
+    one, one_token = presaved(first, sandbox)
+    two, two_token = presaved(second, sandbox)
+    ConsentRecord.objects.update(email_opt_in=True, email="alice@sandbox.test")
+    Fan.objects.update(email="alice@sandbox.test")
+
+    client.post(revoke_url(one_token))
+    assert Fan.objects.get().email == "alice@sandbox.test", "the other pre-save still shares it"
+
+    client.post(revoke_url(two_token))
+    assert Fan.objects.get().email == ""
