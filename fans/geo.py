@@ -1,8 +1,10 @@
-"""Which country a fan's request comes from: a proxy's country header, else the browser's language region."""
+"""Where a fan's request comes from: its country (a proxy's country header, else the browser's language region)
+and its client's IP address."""
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -30,3 +32,13 @@ def request_country(request: HttpRequest) -> str:
         if len(parts) >= 2 and (code := markets.normalize(parts[-1])):
             return code
     return ""
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's IP address: behind a proxy, from the header RATELIMIT_IP_META_KEY names (the address the
+    rate limits count), else REMOTE_ADDR; None when that is no IP address."""
+    value = request.META.get(settings.RATELIMIT_IP_META_KEY or "REMOTE_ADDR") or ""
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None

@@ -26,7 +26,7 @@ from django_ratelimit.decorators import ratelimit
 from fans import authorization, pagecache, pages, privacy, privacy_email, revocation, signups, smartlink, tracking
 from fans.errors import FanFlowError, NotFound
 from fans.forms import EmailSignupForm, PrivacyLinkForm
-from fans.geo import request_country
+from fans.geo import client_ip, request_country
 from fans.models import FunnelEvent
 
 Kind = FunnelEvent.Kind
@@ -225,7 +225,7 @@ def finish_authorization(request: HttpRequest, service: str, params: Mapping[str
         request.session,
         service_key=service,
         params=params,
-        ip_address=request.META.get("REMOTE_ADDR"),
+        ip_address=client_ip(request),  # behind a proxy, the client's, not the proxy's
         user_agent=request.headers.get("User-Agent", ""),
     )
     subscription = presaved.subscription

@@ -348,6 +348,12 @@ SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 RATELIMIT_VIEW = "fans.views.rate_limited"
 # Behind a proxy, the client's address is in a header, e.g. HTTP_CF_CONNECTING_IP or HTTP_X_REAL_IP.
 RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
+if RATELIMIT_IP_META_KEY and RATELIMIT_IP_META_KEY.upper() == "HTTP_X_FORWARDED_FOR":
+    raise ImproperlyConfigured(
+        "RATELIMIT_IP_META_KEY=HTTP_X_FORWARDED_FOR: that header lists one address per proxy, and a client can "
+        "add its own; use a header your proxy sets to the client's address alone, e.g. HTTP_X_REAL_IP or "
+        "HTTP_CF_CONNECTING_IP."
+    )
 FANS_WRITE_RATE = env.str("FANS_WRITE_RATE", default="20/m")  # pre-save, email sign-up, revoke, erase: per IP
 FANS_CLICK_RATE = env.str("FANS_CLICK_RATE", default="120/m")  # smart-link clicks, callbacks, exports: per IP
 for _name in ("FANS_WRITE_RATE", "FANS_CLICK_RATE"):

@@ -180,6 +180,7 @@ def test_a_number_setting_that_makes_no_sense_stops_the_start_naming_it(setting,
         ("REDIS_URL", "127.0.0.1:6379", "REDIS_URL must look like redis://host:6379/0"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
         ("DELIVERY_REPORT_EMAILS", "label@example.test,the label", "DELIVERY_REPORT_EMAILS: 'the label' is not an"),
+        ("RATELIMIT_IP_META_KEY", "HTTP_X_FORWARDED_FOR", "RATELIMIT_IP_META_KEY=HTTP_X_FORWARDED_FOR: that header"),
     ],
 )
 def test_a_malformed_setting_stops_the_start_naming_it_and_never_showing_a_password(setting, value, words):

@@ -20,6 +20,7 @@ from django.utils import timezone
 from delivery.sandbox.state import base62_id
 from delivery.services import get_service
 from fans import consent
+from fans.geo import client_ip
 from fans.models import ConsentRecord, Credential, EmailSignup, Fan, Subscription, hash_token
 from releases.models import Campaign
 from tests.conftest import make_campaign
@@ -120,6 +121,23 @@ def test_presave_records_fan_subscription_sealed_token_and_consent(client, campa
     revoke_path = html.split('class="revoke-link" href="')[1].split('"')[0]
     token = revoke_path.rstrip("/").rsplit("/", 1)[1]
     assert hash_token(token) == record.revoke_token_hash
+
+
+def test_behind_a_proxy_the_consent_records_the_client_s_address(client, campaign, sandbox, settings):
+    """The proxy's header the rate limits count (RATELIMIT_IP_META_KEY) is the fan's address, not the proxy's."""
+    settings.RATELIMIT_IP_META_KEY = "HTTP_X_REAL_IP"
+    client.defaults.update(HTTP_X_REAL_IP="203.0.113.9", REMOTE_ADDR="10.0.0.2")
+
+    _, response = presave(client, campaign)
+
+    assert response.status_code == 302
+    assert ConsentRecord.objects.get().ip_address == "203.0.113.9"
+
+
+def test_a_proxy_header_holding_no_address_records_none(rf, settings):
+    settings.RATELIMIT_IP_META_KEY = "HTTP_X_REAL_IP"
+    assert client_ip(rf.get("/", HTTP_X_REAL_IP="not an address")) is None
+    assert client_ip(rf.get("/", HTTP_X_REAL_IP=" 2001:db8::1 ")) == "2001:db8::1"
 
 
 def test_stored_token_can_be_refreshed_on_release_day(client, campaign, sandbox):
