@@ -356,7 +356,8 @@ if RATELIMIT_IP_META_KEY and RATELIMIT_IP_META_KEY.upper() == "HTTP_X_FORWARDED_
     )
 FANS_WRITE_RATE = env.str("FANS_WRITE_RATE", default="20/m")  # pre-save, email sign-up, revoke, erase: per IP
 FANS_CLICK_RATE = env.str("FANS_CLICK_RATE", default="120/m")  # smart-link clicks, callbacks, exports: per IP
-for _name in ("FANS_WRITE_RATE", "FANS_CLICK_RATE"):
+ADMIN_LOGIN_RATE = env.str("ADMIN_LOGIN_RATE", default="10/m")  # console sign-in attempts: per IP
+for _name in ("FANS_WRITE_RATE", "FANS_CLICK_RATE", "ADMIN_LOGIN_RATE"):
     # django-ratelimit reads the rate at the first request: a malformed one would be a 500 on every write.
     if not re.fullmatch(r"\d+/\d*[smhd]", globals()[_name]):
         raise ImproperlyConfigured(f"{_name} looks like 20/m (a count per s, m, h or d; 5/10m for per 10 minutes).")

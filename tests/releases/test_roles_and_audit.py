@@ -156,3 +156,18 @@ def test_anonymous_visitors_are_sent_to_the_login_from_every_console_action(clie
         response = client.post(reverse(f"admin:releases_campaign_{name}", args=[campaign.pk]))
         assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), name
     assert not AuditEntry.objects.exists()
+
+
+def test_console_sign_in_attempts_are_limited_per_ip(client, settings, label_staff):
+    """A password guesser gets the 429 page; within the limit, signing in works as ever."""
+    settings.ADMIN_LOGIN_RATE = "3/m"
+    login = reverse("admin:login")
+    wrong = [client.post(login, {"username": label_staff.username, "password": "guess"}) for _ in range(2)]
+    assert [a.status_code for a in wrong] == [200, 200]
+    assert "Please enter the correct username and password" in wrong[0].content.decode()
+    right = client.post(login, {"username": label_staff.username, "password": "staff-password-1"})
+    assert right.status_code == 302
+
+    refused = client.post(login, {"username": label_staff.username, "password": "guess"})
+
+    assert refused.status_code == 429 and "Too many tries" in refused.content.decode()
