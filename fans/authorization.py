@@ -107,6 +107,8 @@ def start(session: SessionBase, *, slug: str, service_key: str, email_opt_in: bo
     """Remember a new pending authorization in `session`; returns the service's authorization URL."""
     service = enabled_service(service_key)
     campaign = open_campaign(visible_campaign(slug), markets.normalize(seen_country))
+    if type(service) not in campaign.offered_services():  # a hand-made form: the page offers no such button
+        raise NotFound(f"This pre-save isn't offered on {service.label}. Go back and pick one of the page's buttons.")
     email_opt_in = bool(email_opt_in and campaign.offer_email_optin)
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)  # 86 characters: within PKCE's 43–128

@@ -219,7 +219,7 @@ class Campaign(models.Model):
             )
         if self.follow_artist and self.release_id:
             artist = self.release.artist
-            missing = [(cls.label, needs) for cls in self.offered_services() if (needs := cls().follow_needs(artist))]
+            missing = [(cls.label, needs) for cls in self.selected_services() if (needs := cls().follow_needs(artist))]
             if missing:
                 raise ValidationError(
                     {
@@ -230,7 +230,7 @@ class Campaign(models.Model):
                         ]
                     }
                 )
-            idle = [cls.label for cls in self.offered_services() if not cls().actions(self)]
+            idle = [cls.label for cls in self.selected_services() if not cls().actions(self)]
             if idle:  # a campaign that only follows, offering a service that can't follow
                 raise ValidationError(
                     {
@@ -257,11 +257,18 @@ class Campaign(models.Model):
             return release.release_at
         return markets.earliest_release_instant(release.release_date, release.release_time)
 
-    def offered_services(self) -> list:
-        """The enabled service classes this campaign offers fans, in registry order."""
+    def selected_services(self) -> list:
+        """The enabled service classes this campaign names (every enabled one when it names none), in registry
+        order: what `clean` checks."""
         from delivery.services import enabled_services
 
         return [cls for cls in enabled_services() if not self.services or cls.key in self.services]
+
+    def offered_services(self) -> list:
+        """The selected services fans are offered: those with something to do for this campaign (Service.actions).
+        `clean` refuses a selection with one that has nothing to do; this also keeps out a service switched on
+        after the campaign was saved (Apple Music, which can't follow, on a campaign that only follows)."""
+        return [cls for cls in self.selected_services() if cls().actions(self)]
 
     def last_firing_time(self) -> dt.datetime:
         """When the release is out everywhere: the release time, or in per-market mode the last market's."""

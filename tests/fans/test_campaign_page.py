@@ -177,6 +177,31 @@ def test_presave_on_a_disabled_service_is_not_found(client, campaign, settings):
     assert "Pre-save on Spotify" not in get_page(client, campaign).content.decode()
 
 
+def test_presave_on_a_service_the_campaign_does_not_offer_is_not_found(client, sandbox):
+    campaign = make_campaign(services=["spotify"])
+
+    response = client.post(reverse("fans:presave", args=[campaign.slug, "deezer"]))
+
+    assert response.status_code == 404
+    assert "This pre-save isn't offered on Deezer." in html.unescape(response.content.decode())
+    assert client.post(reverse("fans:presave", args=[campaign.slug, "spotify"])).status_code == 302
+
+
+def test_a_service_switched_on_later_with_nothing_to_do_is_not_offered(client, sandbox, settings):
+    """Saved when Apple Music was off, a campaign that only follows must not offer it once it is on: Apple Music
+    can't follow, so its fans would get nothing."""
+    settings.APPLE_MUSIC_ENABLED = False
+    campaign = make_campaign(save_release=False, follow_artist=True)
+    campaign.full_clean()  # valid then: no service it offers has nothing to do
+    settings.APPLE_MUSIC_ENABLED = True
+
+    page = get_page(client, campaign).content.decode()
+
+    assert "Pre-save on Spotify" in page and "Pre-save on Deezer" in page
+    assert "Pre-save on Apple Music" not in page
+    assert client.post(reverse("fans:presave", args=[campaign.slug, "apple_music"])).status_code == 404
+
+
 def _fixed_first_segments(patterns, prefix=""):
     for pattern in patterns:
         route = prefix + str(pattern.pattern)
