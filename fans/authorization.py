@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from delivery import services
 from delivery.services import SERVICES, Profile, RateLimited, Service, ServiceError, TokenRevoked, Tokens
-from fans import consent
+from fans import consent, vault
 from fans.errors import (
     AccountNotAllowed,
     BadAuthorizationState,
@@ -46,6 +46,13 @@ logger = logging.getLogger(__name__)
 
 PENDING_KEY = "fans.pending_authorizations"
 THANKS_KEY = "fans.presaved"
+
+
+def thanks_aad(consent_id: int) -> bytes:
+    """What binds a revoke token sealed in the session to its consent record."""
+    return f"fans.thanks:{consent_id}".encode()
+
+
 PENDING_SECONDS = 10 * 60
 MAX_PENDING = 10  # per session: the oldest are dropped beyond this
 USER_AGENT_MAX = 500
@@ -254,7 +261,10 @@ def complete(
         **session.get(THANKS_KEY, {}),
         campaign.slug: {
             "service": service.key,
-            "revoke_token": revoke_token,
+            # Sealed: a copy of the session table must not hand out tokens that cancel pre-saves and lead to
+            # the fans' privacy pages (the consent record keeps only the token's hash).
+            "consent": record.pk,
+            "sealed_revoke_token": vault.seal_text(revoke_token, aad=thanks_aad(record.pk)),
             "email_opt_in": email_opt_in,
             "email_shared": bool(email_opt_in and profile.email),
         },

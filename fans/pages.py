@@ -14,8 +14,8 @@ from django.utils.html import escape
 from django.utils.timesince import timeuntil
 
 from delivery.services import SERVICES
-from fans import consent, inapp, privacy, smartlink
-from fans.authorization import THANKS_KEY
+from fans import consent, inapp, privacy, smartlink, vault
+from fans.authorization import THANKS_KEY, thanks_aad
 from fans.forms import EmailSignupForm
 from fans.models import ConsentRecord, hash_token
 from fans.pagecache import CACHE_ALIAS, CampaignPage
@@ -128,7 +128,8 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
     presaved = session.get(THANKS_KEY, {}).get(campaign.slug)
     if not presaved or presaved.get("service") not in SERVICES:
         return None
-    consent_record = _consent_for_revoke_token(presaved["revoke_token"])
+    revoke_token = _revoke_token(presaved)
+    consent_record = _consent_for_revoke_token(revoke_token) if revoke_token else None
     if consent_record is None or consent_record.revoked_at is not None:
         return None
     release = campaign.release
@@ -146,7 +147,7 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
         "saves": "save" in actions,
         "follows": "follow" in actions,
         "privacy_link_lasts": timeuntil(now + dt.timedelta(seconds=settings.PRIVACY_LINK_MAX_AGE), now),
-        "revoke_token": presaved["revoke_token"],
+        "revoke_token": revoke_token,
         "email_opt_in": presaved.get("email_opt_in", False),
         "privacy_url": privacy.link_for_fan(consent_record.subscription.fan) if consent_record.subscription else "",
         "email_shared": presaved.get("email_shared", False),
@@ -167,6 +168,17 @@ def revoke_context(consent_record: ConsentRecord, **extra) -> dict:
         "privacy_url": privacy.link_for_fan(subscription.fan) if subscription is not None else "",
         **extra,
     }
+
+
+def _revoke_token(presaved: dict) -> str:
+    """The revoke token the session keeps sealed (fans.authorization.complete); "" when it no longer opens (its
+    vault key was taken out). Sessions from before the sealing keep it as it was given."""
+    if "sealed_revoke_token" not in presaved:
+        return presaved.get("revoke_token", "")
+    try:
+        return vault.unseal_text(presaved["sealed_revoke_token"], aad=thanks_aad(presaved.get("consent", 0)))
+    except vault.VaultError:
+        return ""
 
 
 def _consent_for_revoke_token(token: str) -> ConsentRecord | None:

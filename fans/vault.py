@@ -4,6 +4,8 @@ Each token gets its own random 256-bit data key. The token is encrypted with the
 is wrapped by the current key-encryption key (KEK) from TOKEN_ENCRYPTION_KEYS. Both encryptions take the
 row's identity as associated data, so a ciphertext copied into another row does not decrypt.
 Rotating KEKs re-wraps only the data keys (`manage.py rewrap_tokens`); token ciphertexts stay as they are.
+`seal_text` seals a secret kept in a JSON store the same way: the revoke token the session keeps for the
+thank-you page (fans/authorization.py).
 """
 
 from __future__ import annotations
@@ -107,6 +109,22 @@ def seal(token: str, *, aad: bytes) -> Sealed:
 def unseal(sealed: Sealed, *, aad: bytes) -> str:
     data_key = _decrypt(kek(sealed.kek_id), sealed.wrapped_key, _wrap_aad(sealed.kek_id, aad))
     return _decrypt(data_key, sealed.ciphertext, aad).decode()
+
+
+def seal_text(secret: str, *, aad: bytes) -> str:
+    """`seal`, as one string (key id, wrapped key and ciphertext, URL-safe base64) for a JSON store: the session."""
+    sealed = seal(secret, aad=aad)
+    parts = (sealed.wrapped_key, sealed.ciphertext)
+    return ".".join([sealed.kek_id, *(base64.urlsafe_b64encode(part).decode() for part in parts)])
+
+
+def unseal_text(text: str, *, aad: bytes) -> str:
+    try:
+        kek_id, wrapped_key, ciphertext = text.rsplit(".", 2)
+        sealed = Sealed(kek_id, base64.urlsafe_b64decode(wrapped_key), base64.urlsafe_b64decode(ciphertext))
+    except (ValueError, binascii.Error):
+        raise VaultError("The sealed text is damaged.") from None
+    return unseal(sealed, aad=aad)
 
 
 def rewrap(sealed: Sealed, *, aad: bytes) -> Sealed:

@@ -20,6 +20,7 @@ from django.utils import timezone
 from delivery.sandbox.state import base62_id
 from delivery.services import get_service
 from fans import consent
+from fans.authorization import THANKS_KEY
 from fans.geo import client_ip
 from fans.models import ConsentRecord, Credential, EmailSignup, Fan, Subscription, hash_token
 from releases.models import Campaign
@@ -121,6 +122,24 @@ def test_presave_records_fan_subscription_sealed_token_and_consent(client, campa
     revoke_path = html.split('class="revoke-link" href="')[1].split('"')[0]
     token = revoke_path.rstrip("/").rsplit("/", 1)[1]
     assert hash_token(token) == record.revoke_token_hash
+    with connection.cursor() as cursor:  # what a copy of the session table would hand out
+        cursor.execute("SELECT session_data FROM django_session")
+        (stored,) = cursor.fetchone()
+    assert token not in client.session.load() and token not in str(dict(client.session)) and token not in stored
+
+
+def test_a_session_from_before_the_sealing_still_shows_its_cancel_link(client, campaign, sandbox):
+    """Sessions made before revoke tokens were sealed keep theirs as they were given, for two weeks at most."""
+    _, response = presave(client, campaign)
+    token = ConsentRecord.objects.get().issue_revoke_token()
+    ConsentRecord.objects.update(revoke_token_hash=hash_token(token))
+    session = client.session
+    session[THANKS_KEY] = {campaign.slug: {"service": "spotify", "revoke_token": token}}
+    session.save()
+
+    html = client.get(response["Location"]).content.decode()
+
+    assert reverse("fans:revoke", args=[token]) in html
 
 
 def test_behind_a_proxy_the_consent_records_the_client_s_address(client, campaign, sandbox, settings):

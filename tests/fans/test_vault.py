@@ -45,6 +45,16 @@ def test_tampered_ciphertext_does_not_open():
         vault.unseal(broken, aad=b"r")
 
 
+def test_sealed_text_opens_with_its_associated_data_only_and_damaged_text_is_a_vault_error():
+    text = vault.seal_text("revoke-me", aad=b"fans.thanks:7")
+
+    assert "revoke-me" not in text
+    assert vault.unseal_text(text, aad=b"fans.thanks:7") == "revoke-me"
+    for damaged, aad in [(text, b"fans.thanks:8"), (text[:-4] + "AAAA", b"fans.thanks:7"), ("no dots", b"x")]:
+        with pytest.raises(vault.VaultError):
+            vault.unseal_text(damaged, aad=aad)
+
+
 def test_repr_never_shows_the_token():
     assert TOKEN not in repr(vault.seal(TOKEN, aad=b"r"))
 
