@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from delivery import services
 from delivery.services import SERVICES, Profile, RateLimited, Service, ServiceError, TokenRevoked, Tokens
-from fans import consent, vault
+from fans import consent, revocation, vault
 from fans.errors import (
     AccountNotAllowed,
     BadAuthorizationState,
@@ -256,6 +256,9 @@ def complete(
         )
         revoke_token = record.issue_revoke_token()
         record.save()
+        # The fan's latest answer to the email box is theirs: an earlier consent for this pre-save shares no more.
+        ConsentRecord.objects.filter(subscription=subscription).exclude(pk=record.pk).update(email_opt_in=False)
+        revocation.forget_unshared_emails(Fan.objects.filter(pk=fan.pk))
 
     session[THANKS_KEY] = {
         **session.get(THANKS_KEY, {}),

@@ -349,9 +349,15 @@ def unsubscribe(email: ReleaseEmail) -> None:
         EmailSignup.objects.filter(Q(pk=email.signup_id) | address_signup, unsubscribed_at__isnull=True).update(
             unsubscribed_at=now
         )
-        consent = ConsentRecord.objects.filter(pk=email.consent_id).first() if email.consent_id else None
-        if consent is not None:
-            same_fan = Q(pk=consent.pk) | Q(subscription_id=consent.subscription_id, subscription__isnull=False)
-            ConsentRecord.objects.filter(same_fan, campaign_id=consent.campaign_id).update(email_opt_in=False)
-            if consent.subscription_id is not None:
-                revocation.forget_unshared_emails(Fan.objects.filter(subscriptions=consent.subscription_id))
+        # Every consent of the campaign carrying the address is withdrawn (a fan who pre-saved on two services
+        # got one email), and those given with the email's own consent (its pre-save's others).
+        carrying = Q(email__iexact=email.email)
+        if email.consent_id:
+            consent = ConsentRecord.objects.filter(pk=email.consent_id).first()
+            carrying |= Q(pk=email.consent_id)
+            if consent is not None and consent.subscription_id is not None:
+                carrying |= Q(subscription_id=consent.subscription_id)
+        withdrawn = ConsentRecord.objects.filter(carrying, campaign_id=email.campaign_id)
+        fan_ids = list(withdrawn.exclude(subscription=None).values_list("subscription__fan_id", flat=True))
+        withdrawn.update(email_opt_in=False)
+        revocation.forget_unshared_emails(Fan.objects.filter(pk__in=fan_ids))

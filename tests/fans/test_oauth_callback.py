@@ -201,6 +201,17 @@ def test_presaving_twice_keeps_one_subscription_and_two_consent_records(client, 
     assert Credential.objects.get().reveal() != first_token  # replaced by the newer authorization
 
 
+def test_pre_saving_again_without_the_email_box_takes_the_earlier_yes_back(client, campaign, sandbox):
+    """The fan's latest answer counts: no export, no release-day email, no address kept."""
+    presave(client, campaign, email_opt_in=True)
+    assert Fan.objects.get().email == "alice@sandbox.test"
+
+    presave(client, campaign, email_opt_in=False)
+
+    assert not ConsentRecord.objects.sharing_email().exists()
+    assert Fan.objects.get().email == ""
+
+
 def test_presaving_again_after_revoking_makes_the_subscription_pending_again(client, campaign, sandbox):
     presave(client, campaign)
     Subscription.objects.update(status="revoked", attempts=3, last_error="revoked by fan", done_calls="save")

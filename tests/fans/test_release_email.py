@@ -143,6 +143,21 @@ def test_unsubscribe_asks_on_get_and_unsubscribes_on_post(out_campaign, client, 
 
 
 @pytest.mark.django_db
+def test_unsubscribing_withdraws_every_consent_of_the_campaign_that_carries_the_address(client, mailoutbox):
+    """A fan who pre-saved on two services gets one email; its unsubscribe ends both consents' email."""
+    campaign = make_campaign(release_in=dt.timedelta(minutes=-5), status="done")
+    spotify = pre_save(campaign, "alice-spotify", "alice@fan.test", opt_in=True)
+    deezer = pre_save(campaign, "alice-deezer", "Alice@Fan.test", opt_in=True)
+    release_email.send_release_emails(campaign.pk)
+    (message,) = mailoutbox
+
+    client.post(path_of(next(url for url in links_in(message) if "/e/u/" in url)))
+
+    assert not ConsentRecord.objects.filter(pk__in=[spotify.pk, deezer.pk], email_opt_in=True).exists()
+    assert set(Fan.objects.values_list("email", flat=True)) == {""}
+
+
+@pytest.mark.django_db
 def test_campaign_page_shows_opens_and_clicks(out_campaign, staff_client, client, mailoutbox):
     release_email.send_release_emails(out_campaign.pk)
     message = next(m for m in mailoutbox if m.to == ["opted@fan.test"])
