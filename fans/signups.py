@@ -125,8 +125,17 @@ def forget_unconfirmed() -> str:
     return f"forgot {deleted} unconfirmed email sign-up(s)"
 
 
+def too_late(signup: EmailSignup) -> bool:
+    """Whether the release is out already where the sign-up is: confirming now would promise an email that its
+    release day has sent (the fan is sent to the page, which is the listening links by then)."""
+    return signup.confirmed_at is None and signup.campaign.is_out_in(markets.normalize(signup.country))
+
+
 def confirm(signup: EmailSignup) -> None:
-    """Confirm the address (again is harmless); a sign-up that unsubscribed since stays unsubscribed."""
+    """Confirm the address (again is harmless), unless it is `too_late`; a sign-up that unsubscribed since stays
+    unsubscribed."""
+    if too_late(signup):
+        return
     EmailSignup.objects.filter(pk=signup.pk, confirmed_at__isnull=True, unsubscribed_at__isnull=True).update(
         confirmed_at=timezone.now()
     )

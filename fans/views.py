@@ -163,7 +163,8 @@ def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         signups.confirm(signup)
         signup.refresh_from_db()
-    return render(request, "fans/email_confirm.html", {"signup": signup, "release": signup.campaign.release})
+    context = {"signup": signup, "release": signup.campaign.release, "too_late": signups.too_late(signup)}
+    return render(request, "fans/email_confirm.html", context)
 
 
 @require_GET

@@ -85,6 +85,24 @@ def test_the_link_asks_and_the_button_confirms(client, sign_up, campaign, mailou
     assert signups.send_confirmation(signup.pk) == "nothing to send"
 
 
+def test_a_link_opened_once_the_release_is_out_confirms_nothing_and_says_so(client, sign_up, mailoutbox):
+    """The release-day email has gone: confirming would promise one that never comes (and count as receiving it)."""
+    campaign = make_campaign(slug="soon", release_in=dt.timedelta(days=2))
+    sign_up(campaign)
+    signup = EmailSignup.objects.get()
+    signups.send_confirmation(signup.pk)
+    path = confirmation_path(mailoutbox[0])
+
+    with time_machine.travel(campaign.release.release_at + dt.timedelta(hours=1)):
+        asked = html.unescape(client.get(path).content.decode())
+        done = html.unescape(client.post(path).content.decode())
+
+    assert "It's out already" in asked and 'id="confirm-email"' not in asked
+    assert "It's out already" in done and "You're on the list." not in done
+    signup.refresh_from_db()
+    assert signup.confirmed_at is None
+
+
 def test_only_confirmed_sign_ups_get_the_release_email(client, sign_up, mailoutbox):
     campaign = make_campaign()
     sign_up(campaign, "confirmed@fan.test")
