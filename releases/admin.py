@@ -32,7 +32,7 @@ from fans.reserved import validate_campaign_slug
 from presave_site.admin_filters import ConditionFilter
 from presave_site.admin_input import HandMadeInput
 from presave_site.readonly_admin import ReadOnlyAdminMixin
-from releases import analytics, audit, charts, exports, retry
+from releases import analytics, audit, charts, exports, markets, retry
 from releases.models import Artist, AuditEntry, Campaign, Release, ReleaseLink, validate_timezone
 from releases.progress import progress
 
@@ -201,16 +201,19 @@ class ReleaseAdminForm(forms.ModelForm):
     def clean(self) -> dict:
         cleaned = super().clean()
         release_at = self.new_release_at(cleaned)
-        if (
-            release_at is not None
-            and self.instance.pk
-            and release_at != self.instance.release_at
-            and release_at <= timezone.now()
-            and self.instance.campaigns.filter(status=Campaign.Status.LIVE).exists()
+        if release_at is None or not self.instance.pk or release_at == self.instance.release_at:
+            return cleaned
+        live = self.instance.campaigns.filter(status=Campaign.Status.LIVE)
+        # A per-market campaign fires first where local time is furthest ahead (UTC+14), hours before the release's.
+        first = markets.earliest_release_instant(cleaned["release_date"], cleaned["release_time"])
+        if (release_at <= timezone.now() and live.exists()) or (
+            first <= timezone.now() and live.filter(firing=Campaign.Firing.PER_MARKET).exists()
         ):
             raise ValidationError(
-                "This release has a live campaign: moving its release time into the past would start "
-                "delivering to fans at once. Set a future time, or use Deliver now on the campaign."
+                "This release has a live campaign: moving its release time into the past (for a per-market "
+                "campaign, its first market's: %(first)s) would start delivering to fans at once. Set a later "
+                "time, or use Deliver now on the campaign.",
+                params={"first": utc(first)},
             )
         return cleaned
 

@@ -4,8 +4,9 @@ import datetime as dt
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from releases.models import Artist, Release
+from releases.models import Artist, Campaign, Release
 from tests.conftest import make_campaign
 
 pytestmark = pytest.mark.django_db
@@ -143,6 +144,31 @@ def test_moving_a_live_campaigns_release_into_the_past_is_refused(staff_client, 
     assert response.status_code == 200
     assert "would start delivering to fans at once" in str(response.context["adminform"].form.non_field_errors())
     assert Release.objects.get(pk=release.pk).release_at == release.release_at
+
+
+def test_a_per_market_campaign_s_release_may_not_move_where_its_first_market_is_past(staff_client, db):
+    """Twelve hours from now in London is already past in Kiribati (UTC+14), where a per-market campaign fires
+    first; the same time is fine for a campaign that fires at one instant."""
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET)
+    release = campaign.release
+    soon = timezone.now().astimezone(dt.UTC) + dt.timedelta(hours=12)
+    data = form_data(
+        release.artist,
+        title=release.title,
+        upc=release.upc,
+        spotify_uri=release.spotify_uri,
+        release_date=soon.date().isoformat(),
+        release_time=soon.strftime("%H:%M"),
+        timezone="UTC",
+    )
+    url = reverse("admin:releases_release_change", args=[release.pk])
+
+    refused = staff_client.post(url, data)
+
+    errors = str(refused.context["adminform"].form.non_field_errors())
+    assert refused.status_code == 200 and "for a per-market campaign, its first market" in errors
+    Campaign.objects.filter(pk=campaign.pk).update(firing=Campaign.Firing.INSTANT)
+    assert staff_client.post(url, data).status_code == 302
 
 
 def test_a_draft_campaigns_release_may_move_into_the_past(staff_client, db):
