@@ -1,5 +1,5 @@
 """The release-day report: when a campaign's delivery is done, the label's staff get one email with how it went
-(delivered, failed, revoked, why deliveries failed, and what Retry failed would re-queue), so nobody has to sit
+(delivered, failed, revoked, why fans were not delivered, and what Retry failed would re-queue), so nobody has to sit
 in front of the console at midnight. Counts and service messages only: no fan's name, address or token.
 
 Sent to DELIVERY_REPORT_EMAILS (none: no report), by a django-q2 task queued once, by the run or the sweeper

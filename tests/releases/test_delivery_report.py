@@ -42,6 +42,7 @@ def test_a_done_campaign_mails_its_staff_one_report_with_counts_and_reasons(
     assert mail.to == STAFF
     assert mail.subject == "Delivered: First Light by Nova Lark — 2 of 3 fans"
     assert "Delivered: 2 of 3 fans" in mail.body and "Revoked:   1" in mail.body
+    assert "Why fans weren't delivered (failed or revoked):" in mail.body, "a revoked fan is no failure"
     assert f"/admin/releases/campaign/{campaign.pk}/change/" in mail.body
     assert "Ghost" not in mail.body and "a-token" not in mail.body, "counts and reasons only: no fan's data"
 
