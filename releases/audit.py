@@ -10,6 +10,8 @@ from releases.models import AuditEntry, Campaign
 def record(
     user: AbstractBaseUser, action: str, *, campaign: Campaign | None = None, rows: int = 0, **details
 ) -> AuditEntry:
+    if campaign is not None:  # kept in words: the entry outlives the campaign (its link is emptied on delete)
+        details = {"campaign": campaign.slug, **details}
     return AuditEntry.objects.create(
         user=user if user.is_authenticated else None,
         username=user.get_username(),

@@ -69,6 +69,9 @@ def test_manager_exports_and_the_export_is_audited(client):
         campaign,
         2,
     )
+    campaign.delete()
+    entry.refresh_from_db()
+    assert entry.campaign is None and entry.details["campaign"] == campaign.slug, "what was exported stays known"
 
 
 def test_deliver_now_is_audited_and_shows_who_pressed_it(client):
