@@ -186,7 +186,10 @@ def _consent_for_revoke_token(token: str) -> ConsentRecord | None:
 
 
 def privacy_context(subject: privacy.Subject, token: str) -> dict:
-    subscriptions = list(privacy.subscriptions(subject))
+    subscriptions = list(privacy.subscriptions(subject).select_related("fan"))
+    for subscription in subscriptions:  # a fan may have pre-saved one release on two services
+        service = SERVICES.get(subscription.fan.service)
+        subscription.service_label = service.label if service else subscription.fan.service
     return {
         "subject": subject,
         "fan": subject.fan,

@@ -1,6 +1,7 @@
 """Fan privacy self-service: see, download, revoke one campaign, erase everything, by a signed link."""
 
 import datetime as dt
+import html
 import json
 import re
 
@@ -54,8 +55,8 @@ def test_each_pre_save_says_how_release_day_went_in_words_true_of_a_follow_too(c
 
     html = " ".join(client.get(privacy_link_from_thanks(client, waiting.campaign)).content.decode().split())
 
-    assert "First Light</strong> by Nova Lark: done on release day." in html
-    assert "First Light</strong> by Nova Lark: waiting for release day." in html  # the second campaign
+    assert "First Light</strong> by Nova Lark, on Spotify: done on release day." in html
+    assert "First Light</strong> by Nova Lark, on Spotify: waiting for release day." in html  # the second campaign
     assert "saved to your library" not in html, "a pre-save may only follow the artist"
 
 
@@ -255,8 +256,15 @@ def test_an_email_link_covers_that_addresss_sign_ups(client, db):
     campaign = make_campaign()
     EmailSignup.objects.create(campaign=campaign, email="carol@example.test", wording_version="v")
 
+    other = make_campaign(slug="second-light")
+    EmailSignup.objects.create(
+        campaign=other, email="carol@example.test", wording_version="v", unsubscribed_at=timezone.now()
+    )
+
     link = privacy.link_for_email("Carol@Example.test")
-    assert "carol@example.test" in client.get(link).content.decode()
+    page = html.unescape(client.get(link).content.decode())
+    assert "carol@example.test" in page
+    assert page.count("(unsubscribed: we won't email it)") == 1 and page.count("(not confirmed") == 1
     client.post(link + "erase/")
 
     assert not EmailSignup.objects.exists()
