@@ -46,7 +46,7 @@ from delivery import bulk
 from delivery.gctuning import tuned_for_delivery
 from delivery.models import DeliveryAttempt
 from delivery.ratelimit import RateLimiter, limiter_for
-from delivery.services import Service, ServiceError, ServicePaused, TokenRevoked, get_service
+from delivery.services import ReleaseNotFound, Service, ServiceError, ServicePaused, TokenRevoked, get_service
 from delivery.transport import AsyncTransport
 from fans import vault
 from fans.models import Credential, Subscription, credential_aad
@@ -176,6 +176,7 @@ class Run:
         self.permits: dict[str, Permits] = {}
         self.resolved: dict[str, ServiceError | None] = {}  # per service: None, or why the release wasn't found
         self.availability: dict[tuple[str, str], tuple[bool, float]] = {}
+        self.failed_checks: dict[tuple[str, str], ServiceError] = {}  # per batch: (service, market or "")
         self.slots = asyncio.Semaphore(settings.DELIVERY_CONCURRENCY)
         self.rotated: queue.SimpleQueue = queue.SimpleQueue()  # (subscription, token, future) to store
         self.batch_size = settings.DELIVERY_BATCH_SIZE
@@ -209,17 +210,29 @@ class Run:
         self.batch_size = max(1, min(self.batch_size, int(total / seconds * settings.DELIVERY_LEASE_SECONDS / 4)))
         return Permits(limiter, self.transport, block)
 
-    def resolve(self, service: Service) -> ServiceError | None:
-        """Once per run and service: find the release on the service (by URI, else UPC/ISRC)."""
+    def resolve(self, service: Service) -> ReleaseNotFound | None:
+        """Once per run and service: find the release on the service (by URI, else UPC/ISRC); why not, when the
+        service does not know it (yet). A passing error (a 5xx, a timeout, a pause) goes up, as `failed_checks`
+        keeps it for the batch."""
         if service.key not in self.resolved:
             try:
-                service.resolve_release(self.release)
+                self.checked((service.key, ""), service.resolve_release, self.release)
                 self.resolved[service.key] = None
-            except ServicePaused:
-                raise  # the service refuses us for a while: it said nothing about the release
-            except ServiceError as exc:
+            except ReleaseNotFound as exc:
                 self.resolved[service.key] = exc
         return self.resolved[service.key]
+
+    def checked(self, key: tuple[str, str], check, *args):
+        """`check(*args)`, unless it failed already for this batch: its error again, without a call (the batch's
+        next fans would each call a service that is failing)."""
+        if key in self.failed_checks:
+            raise self.failed_checks[key]
+        try:
+            return check(*args)
+        except ServiceError as exc:
+            if not isinstance(exc, ReleaseNotFound):
+                self.failed_checks[key] = exc
+            raise
 
     def check_not_paused(self, service: Service) -> None:
         """ServicePaused when the service asked every worker to pause for longer than a run waits in place: its
@@ -261,11 +274,14 @@ class Run:
         if known is not None:
             return known
         key = (service.key, market)
-        # The limiter's store is only touched from the transport's own thread (never inside a transaction).
-        self.transport.submit(self.transport.blocking(self.permits[service.key].limiter.acquire, 1))
-        available = service.is_available(self.release, market)
+        available = self.checked(key, self.ask_availability, service, market)
         self.availability[key] = (available, time.monotonic())
         return available
+
+    def ask_availability(self, service: Service, market: str) -> bool:
+        # The limiter's store is only touched from the transport's own thread (never inside a transaction).
+        self.transport.submit(self.transport.blocking(self.permits[service.key].limiter.acquire, 1))
+        return service.is_available(self.release, market)
 
     # --- claiming -------------------------------------------------------------------------------------
     def plan(self) -> None:
@@ -331,6 +347,7 @@ class Run:
         """Settle what needs no call, and decrypt the rest's refresh tokens (on the run's thread)."""
         prepared = Batch(batch)
         self.paused_until = {}  # the services' pauses, read again for each batch (`check_not_paused`)
+        self.failed_checks = {}  # the release's lookups and availability checks that failed, asked again
         self.check_markets(batch)
         for subscription in batch:
             outcome_or_token = self.before_calls(subscription)

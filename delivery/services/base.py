@@ -54,6 +54,11 @@ class ServiceError(Exception):
         self.status = status
 
 
+class ReleaseNotFound(ServiceError):
+    """The service does not know the release (yet): its fans wait for it, as for a release not out. Any other
+    error while looking it up (a 5xx, a timeout) is a passing one, tried again like any call."""
+
+
 class TokenRevoked(ServiceError):
     def __init__(self, message: str = "The fan's authorization was revoked or has expired.", **kwargs) -> None:
         super().__init__(message, revoked=True, **kwargs)

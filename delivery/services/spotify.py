@@ -20,6 +20,7 @@ from delivery.services.base import (
     Call,
     Profile,
     RateLimited,
+    ReleaseNotFound,
     Reply,
     Service,
     ServiceError,
@@ -210,7 +211,7 @@ class Spotify(Service):
         )
         items = (self.json_object(self.run(call)).get(f"{kind}s") or {}).get("items") or []
         if not items or not items[0].get("uri"):
-            raise ServiceError(f"Spotify does not know this release yet ({query}).")
+            raise ReleaseNotFound(f"Spotify does not know this release yet ({query}).")
         release.spotify_uri = str(items[0]["uri"])
         type(release).objects.filter(pk=release.pk).update(spotify_uri=release.spotify_uri)
         return release.spotify_uri

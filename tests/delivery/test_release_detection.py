@@ -248,3 +248,37 @@ def test_a_release_still_with_nothing_to_find_it_by_after_the_wait_fails_with_th
     assert subscription.last_error == (
         "The release still had no Spotify identifier, UPC or ISRC to find it by 1 hour after its release time."
     )
+
+
+def deezer_subscription(campaign, sandbox, user: str) -> Subscription:
+    from fans.models import Credential, Fan
+
+    fan = Fan.objects.create(service="deezer", service_user_id=user, display_name=user)
+    subscription = Subscription.objects.create(fan=fan, campaign=campaign, market="GB")
+    credential = Credential(subscription=subscription, authorized_at=timezone.now())
+    credential.store(sandbox.authorize_deezer(user))
+    credential.save()
+    return subscription
+
+
+def test_a_passing_error_finding_the_release_is_retried_not_taken_for_a_release_not_out(sandbox, settings):
+    """Deezer finds the release by its UPC: a 503 there says nothing about the release. Its fans are tried again
+    with backoff (an attempt each, naming the error), the batch asking once, not told "not available yet"."""
+    settings.DELIVERY_RETRY_BASE_SECONDS = 60  # their retry is the next run's, not this one's
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1), services=["deezer"])
+    fans = [deezer_subscription(campaign, sandbox, user) for user in ("alice", "bob", "chloe")]
+    sandbox.faults(errors_matching="upc:")
+
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert sandbox.control("GET", "counters")["server_errors"] == 1, "one lookup for the batch"
+    for fan in fans:
+        waiting = Subscription.objects.get(pk=fan.pk)
+        assert (waiting.status, waiting.attempts) == ("pending", 1)
+        assert "Deezer" in waiting.last_error and not waiting.last_error.startswith("Waiting")
+        assert waiting.attempts_log.get().http_status == 503, "the attempt says what the service answered"
+
+    sandbox.faults(errors_matching="")
+    Subscription.objects.update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    assert {status_of(fan) for fan in fans} == {"delivered"}
