@@ -105,6 +105,7 @@ def test_progress_says_when_a_service_has_every_worker_waiting(staff_client, db)
 
     until = timezone.localtime(timezone.now() + dt.timedelta(seconds=300))
     assert "<strong>Spotify is paused:</strong> every worker waits until" in html
+    assert "the workers' log names which" in " ".join(html.split()), "not the fans' errors: those in flight have none"
     assert until.strftime("%H:%M") in html or (until - dt.timedelta(seconds=1)).strftime("%H:%M") in html
 
 
