@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Exists, Min, OuterRef, Q, Value
 from django.db.models.functions import Coalesce, Greatest
@@ -728,11 +729,15 @@ def resume_deliveries() -> str:
     """Queue a run for every delivering campaign with due work that no live lease holds; mark done the ones with
     nothing left to do (a per-market campaign, once the release is out in its last market)."""
     due = Subscription.objects.filter(due_now(), campaign__status=Campaign.Status.DELIVERING)
-    campaign_ids = sorted(set(due.values_list("campaign_id", flat=True).distinct()))
-    for campaign_id in campaign_ids:
-        async_task("delivery.tasks.deliver_campaign", campaign_id)
+    resumed = 0
+    for campaign_id in sorted(set(due.values_list("campaign_id", flat=True).distinct())):
+        # One run queued per campaign in a lease's time: sweeps that waited in the queue behind busy workers run
+        # together, and each would queue another run.
+        if cache.add(f"delivery:resumed:{campaign_id}", True, settings.DELIVERY_LEASE_SECONDS):
+            async_task("delivery.tasks.deliver_campaign", campaign_id)
+            resumed += 1
     done = finish_campaigns(Campaign.objects.filter(status=Campaign.Status.DELIVERING).select_related("release"))
-    return f"resumed {len(campaign_ids)} campaign(s)" + (f", {done} done" if done else "")
+    return f"resumed {resumed} campaign(s)" + (f", {done} done" if done else "")
 
 
 def finish_campaigns(campaigns) -> int:

@@ -165,6 +165,7 @@ def test_sweeper_resumes_a_delivery_left_behind(sandbox, start_worker):
     from delivery.tasks import resume_deliveries
 
     assert resume_deliveries() == "resumed 1 campaign(s)"
+    assert resume_deliveries() == "resumed 0 campaign(s)", "sweeps that waited together queue one run"
     start_worker()
     wait_for(lambda: all_settled(campaign), timeout=60, message="the resumed delivery")
     assert Subscription.objects.get(pk=subscription.pk).status == "delivered"
