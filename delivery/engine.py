@@ -60,6 +60,8 @@ MAX_INLINE_WAIT_SECONDS = 30.0
 RATE_LIMIT_RETRIES = 5
 MISSING_KEY_RETRY_SECONDS = 300.0  # a fan whose token's vault key is not configured is tried again after this
 AVAILABILITY_CHECKS_AT_ONCE = 16  # markets asked about at once (`Run.check_markets`)
+RECORDED_EVERY_SECONDS = 15  # under a rate limit, a batch's worth of fans (`Run.paced_batch_size`)
+MIN_PACED_BATCH = 16
 SPREAD_PACE_WINDOW_SECONDS = 30.0  # a firing window's pace is counted over at most this many seconds
 WAIT = "wait"  # an outcome that is not an attempt: the fan waits for something put right (Run.wait_for)
 GAVE_UP = "Gave up after"  # begins the error of a transient failure out of attempts (Retry failed finds these)
@@ -180,7 +182,7 @@ class Run:
         self.failed_checks: dict[tuple[str, str], ServiceError] = {}  # per batch: (service, market or "")
         self.slots = asyncio.Semaphore(settings.DELIVERY_CONCURRENCY)
         self.rotated: queue.SimpleQueue = queue.SimpleQueue()  # (subscription, token, future) to store
-        self.batch_size = settings.DELIVERY_BATCH_SIZE
+        self.batch_size = min(settings.DELIVERY_BATCH_SIZE, self.paced_batch_size())
         self.fan_permits = self.spread_permits()
         self.renewed_at = time.monotonic()  # when this run last extended its leases (`renew_leases`)
         self.paused_until: dict[str, float | None] = {}  # per service: when its pause ends (`check_not_paused`)
@@ -193,6 +195,17 @@ class Run:
             self.services[key] = get_service(key)
             self.permits[key] = Permits(limiter_for(key), self.transport, settings.DELIVERY_PERMIT_BLOCK)
         return self.services[key]
+
+    def paced_batch_size(self) -> int:
+        """Under a rate limit, a batch of about RECORDED_EVERY_SECONDS of fans at the slowest service's pace (two
+        calls a fan, three with a follow): a batch is recorded, and the console's progress moves, when its last
+        fan is done, and a full batch at a low limit took minutes."""
+        limiters = [limiter_for(cls.key) for cls in self.campaign.offered_services()]
+        paces = [limiter.limit / limiter.window_seconds for limiter in limiters if not limiter.unlimited]
+        if not paces:
+            return settings.DELIVERY_BATCH_SIZE
+        calls_per_fan = 3 if self.campaign.follow_artist else 2
+        return max(MIN_PACED_BATCH, int(min(paces) / calls_per_fan * RECORDED_EVERY_SECONDS))
 
     def spread_permits(self) -> Permits | None:
         """With a firing window, fans start at an even pace across it, first come first served.

@@ -52,6 +52,7 @@ def test_runs_share_the_last_of_the_queue(mostly_delivered, settings):
     settings.DELIVERY_PARALLEL_RUNS = 2
     settings.DELIVERY_BATCH_SIZE = 1500
     settings.DELIVERY_CONCURRENCY = 100
+    settings.SPOTIFY_RATE_LIMIT = 0  # no limit: batches are not paced (`Run.paced_batch_size`)
     run = Run(mostly_delivered, transport=None)  # claims only: no call goes out
     due = Subscription.objects.filter(due_now(), campaign=mostly_delivered)
     assert due.count() == 4000

@@ -12,8 +12,11 @@ import redis
 import time_machine
 from django.db import connection
 
+from delivery import engine
 from delivery.models import RateLimitSlot
 from delivery.ratelimit import DatabaseBackend, RateLimiter, RedisBackend, limiter_for
+from delivery.transport import AsyncTransport
+from tests.conftest import make_campaign
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 FROZEN_AT = 1_900_000_000.25  # an instant well inside its slot, for tests that must stay in one slot
@@ -223,3 +226,18 @@ def test_the_limiter_for_a_service_follows_settings(settings):
 
     del settings.SPOTIFY_RATE_LIMIT, settings.SPOTIFY_RATE_WINDOW_SECONDS
     assert (limiter_for("spotify").limit, limiter_for("spotify").window_seconds) == (600, 30)
+
+
+@pytest.mark.django_db
+def test_under_a_rate_limit_a_batch_is_about_fifteen_seconds_of_fans(settings):
+    """A batch is recorded, and the console's progress moves, when its last fan is done: under a low limit a
+    full batch took minutes, with the progress bar standing still."""
+    settings.SPOTIFY_RATE_LIMIT, settings.SPOTIFY_RATE_WINDOW_SECONDS = 300, 30  # 10 calls a second
+    settings.DELIVERY_BATCH_SIZE = 1000
+    campaign = make_campaign(services=["spotify"])
+    with AsyncTransport(concurrency=4, timeout=5) as transport:
+        assert engine.Run(campaign, transport).batch_size == 75  # 5 fans a second (refresh, save), 15 s
+        campaign.follow_artist = True
+        assert engine.Run(campaign, transport).batch_size == 50  # three calls a fan
+        settings.SPOTIFY_RATE_LIMIT = 0  # no limit: full batches
+        assert engine.Run(campaign, transport).batch_size == 1000
