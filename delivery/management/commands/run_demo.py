@@ -53,6 +53,7 @@ def demo_musickit_key(directory: Path) -> tuple[Path, Path]:
 
 
 STOP_SECONDS = 10
+RESTART_AFTER_SECONDS = 10  # a worker that exits sooner is not started again: it would only exit again
 
 
 class ChildExited(Exception):
@@ -64,14 +65,25 @@ class ChildExited(Exception):
 class Child:
     """One child process whose output lines are copied to `write`, prefixed with its name."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], write: Callable[[str, str], None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        write: Callable[[str, str], None],
+        *,
+        restart: bool = False,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.env = env
         self.write = write
+        self.restart = restart  # started again when it exits after running a while (as a supervisor would)
         self.process: subprocess.Popen | None = None
+        self.started_at = 0.0
 
     def start(self) -> None:
+        self.started_at = time.monotonic()
         self.process = subprocess.Popen(  # noqa: S603 (our own manage.py commands)
             self.argv,
             cwd=settings.BASE_DIR,
@@ -160,7 +172,9 @@ class Command(BaseCommand):
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         children = [
             Child("sandbox", [*manage, *sandbox_argv], env, self.write_line),
-            Child("worker", [*manage, "qcluster"], env, self.write_line),
+            # A worker killed mid-delivery is started again, as production's supervisor would; the sandbox is
+            # not (it keeps its fans' tokens in memory only), nor the web server.
+            Child("worker", [*manage, "qcluster"], env, self.write_line, restart=True),
             Child("web", [*manage, "runserver", f"127.0.0.1:{web_port}", "--noreload"], env, self.write_line),
         ]
         self.lock = threading.Lock()
@@ -177,7 +191,7 @@ class Command(BaseCommand):
             while True:
                 for child in children:
                     if child.exited():
-                        raise ChildExited(child)
+                        self.restart_or_stop(child)
                 time.sleep(0.5)
         except KeyboardInterrupt:
             self.say("Stopping the demo…")
@@ -193,6 +207,21 @@ class Command(BaseCommand):
         if failure:
             raise CommandError(failure)
         self.say("Demo stopped: sandbox, worker and web server have exited.")
+
+    def restart_or_stop(self, child: Child) -> None:
+        """Start a restartable child again, unless it exited as soon as it started (a setting to put right): then,
+        as for the others, the demo stops."""
+        if not child.restart or time.monotonic() - child.started_at < RESTART_AFTER_SECONDS:
+            raise ChildExited(child)
+        self.say(
+            self.style.WARNING(
+                f"{child.name} exited with code {child.process.returncode}: starting it again (the fans it had "
+                "claimed are taken up again when their lease runs out)."
+            )
+        )
+        child.kill()  # what is left of its group: a cluster's workers
+        child.process.wait()
+        child.start()
 
     def wait_until_answers(self, url: str, name: str, children: list[Child]) -> None:
         deadline = time.monotonic() + STARTUP_SECONDS
