@@ -177,7 +177,7 @@ class Run:
         self.report = RunReport(campaign.pk)
         self.services: dict[str, Service] = {}
         self.permits: dict[str, Permits] = {}
-        self.resolved: dict[str, ServiceError | None] = {}  # per service: None, or why the release wasn't found
+        self.resolved: dict[str, ReleaseNotFound | None] = {}  # per service: None, or why the release wasn't found
         self.availability: dict[tuple[str, str], tuple[bool, float]] = {}
         self.failed_checks: dict[tuple[str, str], ServiceError] = {}  # per batch: (service, market or "")
         self.slots = asyncio.Semaphore(settings.DELIVERY_CONCURRENCY)

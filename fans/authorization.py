@@ -46,16 +46,14 @@ logger = logging.getLogger(__name__)
 
 PENDING_KEY = "fans.pending_authorizations"
 THANKS_KEY = "fans.presaved"
+PENDING_SECONDS = 10 * 60
+MAX_PENDING = 10  # per session: the oldest are dropped beyond this
+USER_AGENT_MAX = 500
 
 
 def thanks_aad(consent_id: int) -> bytes:
     """What binds a revoke token sealed in the session to its consent record."""
     return f"fans.thanks:{consent_id}".encode()
-
-
-PENDING_SECONDS = 10 * 60
-MAX_PENDING = 10  # per session: the oldest are dropped beyond this
-USER_AGENT_MAX = 500
 
 
 @dataclass(frozen=True)
@@ -257,8 +255,7 @@ def complete(
         revoke_token = record.issue_revoke_token()
         record.save()
         # The fan's latest answer to the email box is theirs: an earlier consent for this pre-save shares no more.
-        ConsentRecord.objects.filter(subscription=subscription).exclude(pk=record.pk).update(email_opt_in=False)
-        revocation.forget_unshared_emails(Fan.objects.filter(pk=fan.pk))
+        revocation.stop_sharing_email(ConsentRecord.objects.filter(subscription=subscription).exclude(pk=record.pk))
 
     session[THANKS_KEY] = {
         **session.get(THANKS_KEY, {}),

@@ -37,7 +37,7 @@ from django_q.models import Schedule
 
 from delivery.scheduling import schedule_once
 from fans import privacy, revocation, smartlink
-from fans.models import ConsentRecord, EmailSignup, Fan, ReleaseEmail
+from fans.models import ConsentRecord, EmailSignup, ReleaseEmail
 from releases import markets
 from releases.models import Campaign
 
@@ -357,7 +357,4 @@ def unsubscribe(email: ReleaseEmail) -> None:
             carrying |= Q(pk=email.consent_id)
             if consent is not None and consent.subscription_id is not None:
                 carrying |= Q(subscription_id=consent.subscription_id)
-        withdrawn = ConsentRecord.objects.filter(carrying, campaign_id=email.campaign_id)
-        fan_ids = list(withdrawn.exclude(subscription=None).values_list("subscription__fan_id", flat=True))
-        withdrawn.update(email_opt_in=False)
-        revocation.forget_unshared_emails(Fan.objects.filter(pk__in=fan_ids))
+        revocation.stop_sharing_email(ConsentRecord.objects.filter(carrying, campaign_id=email.campaign_id))

@@ -94,6 +94,14 @@ def _withdraw(subscription: Subscription, now) -> None:
     forget_unshared_emails(Fan.objects.filter(pk=subscription.fan_id))
 
 
+def stop_sharing_email(consents: QuerySet[ConsentRecord]) -> None:
+    """`consents` share their fan's address no more (an unsubscribe, or the fan's later answer without the email
+    box); an address that no consent shares any more is forgotten."""
+    fan_ids = list(consents.exclude(subscription=None).values_list("subscription__fan_id", flat=True))
+    consents.update(email_opt_in=False)
+    forget_unshared_emails(Fan.objects.filter(pk__in=fan_ids))
+
+
 def forget_unshared_emails(fans: QuerySet[Fan]) -> None:
     """A fan's address is kept only while one of their consents still shares it (opted in, not withdrawn): once
     none does (revoked, unsubscribed), nobody may look the fan up by it, nor is it mailed or exported."""

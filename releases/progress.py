@@ -80,7 +80,7 @@ def progress(campaign: Campaign, previous_done: int | None = None, previous_at: 
     running = campaign.status == Campaign.Status.DELIVERING or (counts["pending"] > 0 and just_started(campaign))
     return Progress(
         running=running,
-        started=running or campaign.status in (Campaign.Status.DELIVERING, Campaign.Status.DONE),
+        started=running or campaign.status == Campaign.Status.DONE,
         total=total,
         delivered=counts["delivered"],
         failed=counts["failed"],

@@ -169,7 +169,7 @@ class Deezer(Service):
         return calls
 
     def delivery_note(self, campaign: Campaign) -> str:
-        if campaign.follow_artist and not self.found.get(campaign.release.pk, ("", "", ""))[2]:
+        if "follow" in self.actions(campaign) and not self.found.get(campaign.release.pk, ("", "", ""))[2]:
             return "Not followed: Deezer names no artist for this release (a compilation's is never followed)."
         return ""
 
