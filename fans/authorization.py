@@ -25,7 +25,16 @@ from django.urls import reverse
 from django.utils import timezone
 
 from delivery import services
-from delivery.services import SERVICES, Profile, RateLimited, Service, ServiceError, TokenRevoked, Tokens
+from delivery.services import (
+    SERVICES,
+    Profile,
+    RateLimited,
+    Service,
+    ServiceError,
+    ServicePaused,
+    TokenRevoked,
+    Tokens,
+)
 from fans import consent, revocation, vault
 from fans.errors import (
     AccountNotAllowed,
@@ -226,6 +235,16 @@ def complete(
         raise ServiceBusy(
             f"{service.label} is busy right now (lots of fans at once). Wait a minute and try again.",
             retry_url=retry_url,
+        ) from None
+    except ServicePaused as exc:  # the service refuses our app itself (its credentials, its owner's account)
+        logger.error("%s sign-in refused the app: %s", service.label, exc.message)
+        email = campaign.offer_email_optin
+        raise ServiceUnavailable(
+            f"{service.label} isn't letting fans sign in to this pre-save right now, so nothing was saved. The "
+            "problem is on the label's side, not yours. Try again later"
+            + (", or get an email when it's out." if email else "."),
+            retry_url=retry_url,
+            email_campaign=campaign if email else None,
         ) from None
     except ServiceError as exc:
         logger.warning("%s sign-in failed: %s", service.label, exc.message)

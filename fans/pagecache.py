@@ -24,6 +24,7 @@ from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.locmem import LocMemCache
 
+from fans import consent
 from fans.errors import NotFound
 from releases.models import Campaign, ReleaseLink
 
@@ -74,7 +75,9 @@ class ObjectCache(LocMemCache):
 
 
 def key(slug: str) -> str:
-    return f"fans:campaign:v1:{slug}"
+    """The page's cache key. It names the consent wording (fans.consent.WORDING_VERSION): pages a shared cache
+    kept from before a deploy that changed the words are not shown, since each consent records the version."""
+    return f"fans:campaign:{consent.WORDING_VERSION}:{slug}"
 
 
 def load(slug: str) -> CampaignPage | None:

@@ -36,7 +36,9 @@ upc_validator = RegexValidator(r"^\d{12,13}$", "A UPC/EAN has 12 or 13 digits.")
 isrc_validator = RegexValidator(
     r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$", "An ISRC looks like GBAYE2600001 (country, registrant, year, number)."
 )
-market_validator = RegexValidator(r"^[A-Z]{2}$", "A market is a two-letter country code such as US or GB.")
+market_validator = RegexValidator(
+    markets.MARKET_PATTERN.pattern, "A market is a two-letter country code such as US or GB."
+)
 SPREAD_MAX_MINUTES = 24 * 60
 
 

@@ -91,6 +91,26 @@ class ApiError(ServiceApiError):
         return api_error(self.status, self.message, headers=self.headers)
 
 
+class PlainRefusal(ServiceApiError):
+    """A 403 Spotify answers in plain text, not JSON (client libraries report failing to decode it):
+    "User not registered in the Developer Dashboard" (github.com/zmb3/spotify/issues/232, 46 bytes) and
+    "Active premium subscription required for the owner of the app…" (github.com/zmb3/spotify/issues/301)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def response(self, request: web.Request) -> web.Response:
+        return web.Response(status=403, text=self.message, content_type="text/plain")
+
+
+NOT_REGISTERED = "User not registered in the Developer Dashboard"
+OWNER_PREMIUM_REQUIRED = (
+    "Active premium subscription required for the owner of the app. When the subscription status changes, it can "
+    "take a few hours before requests are allowed again."
+)
+
+
 class OAuthError(ServiceApiError):
     """An Accounts service error: `{"error", "error_description"}` (RFC 6749 section 5.2)."""
 
@@ -327,11 +347,13 @@ class SpotifyService:
             raise _unauthorized("Invalid access token")
         if token.expires_at <= self.state.now():
             raise _unauthorized("The access token expired")
+        if self.state.faults.owner_premium_lapsed:  # development mode's apps need their owner on Premium
+            raise PlainRefusal(OWNER_PREMIUM_REQUIRED)
         if user and token.user_id is None:
             raise ApiError(403, "Insufficient client scope")
         listed = self.state.faults.registered_users if self.state.faults.development_mode else None
         if user and listed is not None and token.user_id not in listed:  # the sign-in worked; the API refuses
-            raise ApiError(403, "User not registered in the Developer Dashboard")
+            raise PlainRefusal(NOT_REGISTERED)
         _require_scopes(token, scopes)
         return token
 

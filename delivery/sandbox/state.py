@@ -193,8 +193,12 @@ class Faults:
     rotate_refresh_tokens: bool = True
     development_mode: bool = True  # hide fields Spotify removed in development mode (February 2026)
     # Development mode's user list (the app's Developer Dashboard, at most 5 users since February 2026): when
-    # set, Web API calls with another user's token answer 403 "User not registered in the Developer Dashboard".
+    # set, Web API calls with another user's token answer 403 "User not registered in the Developer Dashboard"
+    # (in plain text, as Spotify does).
     registered_users: list[str] | None = None
+    # The app owner's Premium lapsed (development mode needs it since February 2026): every Web API call
+    # answers 403 in plain text, until it is switched off.
+    owner_premium_lapsed: bool = False
     clock_offset_seconds: float = 0.0  # moves the sandbox's clock for expiry checks
     apple_ignores_library_adds: bool = False  # Apple's library add answers 202 and adds nothing (pre-order gone)
     seed: int | None = None

@@ -149,6 +149,12 @@ class Reply:
         except ValueError:
             return None
 
+    def text(self, limit: int = 200) -> str:
+        """The body as one line of text, at most `limit` characters: for error answers in plain text. A page of
+        markup (a proxy's error page) gives ""."""
+        text = " ".join(self.body[: limit * 4].decode("utf-8", "replace").split())[:limit]
+        return "" if text.startswith("<") else text
+
 
 def basic_auth(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}

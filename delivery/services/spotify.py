@@ -7,6 +7,7 @@ the project's sandbox (delivery/sandbox/).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -37,6 +38,14 @@ if TYPE_CHECKING:
     from releases.models import Artist, Campaign, Release
 
 RETRY_AFTER_SECONDS = 1.0  # when a 429 names no Retry-After
+APP_CALLS = frozenset({"app-token", "resolve", "availability"})  # made with our app's token, no fan's
+# Development mode's 403s, worded differently over the years and sent as plain text or JSON: "User not registered
+# in the Developer Dashboard", "User not approved for app", "…the user may not be registered", "The user is not
+# registered for this application…" (github.com/zmb3/spotify/issues/232, spotipy-dev/spotipy/issues/688).
+NOT_REGISTERED = re.compile(r"not (be )?registered|not approved for app", re.IGNORECASE)
+# The app owner's Premium lapsed: "Active premium subscription required for the owner of the app…" (plain text,
+# github.com/zmb3/spotify/issues/301; developer.spotify.com's February 2026 migration guide).
+OWNER_PREMIUM_REQUIRED = re.compile(r"premium subscription required for the owner", re.IGNORECASE)
 ACTION_WORDS = {
     "save": "Save this release to your Spotify library on release day.",
     "follow": "Follow the artist on Spotify.",
@@ -240,16 +249,20 @@ class Spotify(Service):
 
         Accounts errors: {"error": "invalid_grant", "error_description": "..."} (developer.spotify.com/
         documentation/web-api/tutorials/refreshing-tokens); Web API errors: {"error": {"status", "message"}}
-        (developer.spotify.com/documentation/web-api/concepts/api-calls#response-status-codes).
+        (developer.spotify.com/documentation/web-api/concepts/api-calls#response-status-codes); a few 403s come
+        in plain text (NOT_REGISTERED, OWNER_PREMIUM_REQUIRED). A 403 on a call made with our app's token
+        (APP_CALLS) is about the app, never a fan's failure.
         """
         status = reply.status
         body = reply.json_or_none()
-        body = body if isinstance(body, dict) else {}
-        error = body.get("error")
+        error = body.get("error") if isinstance(body, dict) else None
         if isinstance(error, dict):
             code, detail = str(error.get("reason", "")), str(error.get("message", ""))
-        else:
+        elif isinstance(body, dict):
             code, detail = str(error or ""), str(body.get("error_description", ""))
+        else:  # some refusals come in plain text (PlainRefusal in the sandbox)
+            code, detail = "", reply.text()
+        detail = detail[:200]
         if status == 429:
             retry_after = parse_retry_after(reply.headers.get("Retry-After"), RETRY_AFTER_SECONDS)
             reason = "Spotify quota exceeded." if code == "QUOTA_EXCEEDED" else "Rate limited by Spotify."
@@ -267,9 +280,18 @@ class Spotify(Service):
         if status == 401:
             # An access token we just received was refused: the next attempt refreshes and learns the truth.
             raise ServiceError("Spotify refused the access token (401).", status=status)
-        if status == 403 and "not registered in the developer dashboard" in detail.lower():
+        if status == 403 and OWNER_PREMIUM_REQUIRED.search(detail):  # our app's fault, not the fan's: all wait
+            message = (
+                "Spotify refuses every call of our app: the Spotify account that owns it has no Premium "
+                "subscription any more (development mode needs one). Renew it; Spotify can take a few hours to "
+                "notice. Delivery waits."
+            )
+            raise ServicePaused(APP_REFUSED_PAUSE_SECONDS, message, status=status)
+        if status == 403 and NOT_REGISTERED.search(detail):
             message = "Spotify's development mode: this fan is not one of the users listed in our app's dashboard."
             raise AccountNotAllowed(message, status=status)
+        if status == 403 and call.name in APP_CALLS:  # made with our app's token: never the fan's failure
+            raise ServiceError(f"Spotify refused our app's request ({detail or 'forbidden'}, 403).", status=status)
         if status == 403:
             message = f"Spotify refused the action: {detail or 'forbidden'} (403)."
             raise ServiceError(message, permanent=True, status=status)

@@ -545,6 +545,32 @@ def test_our_apps_credentials_refused_on_release_day_pause_every_fan_and_fail_no
     assert_each_delivered_once(campaign, sandbox, users)
 
 
+def test_the_app_owners_lapsed_premium_pauses_every_fan_and_fails_none(sandbox, settings, caplog):
+    """Spotify's development mode needs the app owner on Premium; when it lapses every Web API call answers a
+    plain-text 403 ("Active premium subscription required for the owner of the app…") for hours. That is the
+    label's to mend, not the fans' failure: every worker pauses, no fan uses up an attempt, the operators read
+    what to do; once it is renewed the fans are delivered."""
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    campaign = make_campaign()
+    users = many_fans(campaign, sandbox, "premium", 3)
+    sandbox.faults(owner_premium_lapsed=True)
+
+    report = engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert report.counts == {"retry": 3}
+    assert sandbox.control("GET", "counters")["api_requests"] == 1, "one refused call, then everyone waited"
+    assert set(Subscription.objects.values_list("status", "attempts")) == {("pending", 0)}
+    assert limiter_for("spotify").paused_until() > time.time() + 240
+    assert any("no Premium subscription any more" in r.getMessage() for r in caplog.records)
+
+    sandbox.faults(owner_premium_lapsed=False)  # renewed; once the pause is over:
+    RateLimitPause.objects.all().delete()
+    Subscription.objects.update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert_each_delivered_once(campaign, sandbox, users)
+
+
 def test_a_fan_still_rate_limited_long_after_the_release_fails_with_the_reason(sandbox, settings):
     """The wait for the service's rate limit to lift has the same bound as the wait for a release to come out:
     from DELIVERY_AVAILABILITY_WAIT_HOURS after the fan's release time, a 429 uses up an attempt like any

@@ -258,6 +258,20 @@ def test_without_the_email_opt_in_the_development_mode_page_promises_no_email(cl
     assert "get an email" not in html and 'id="email-signup"' not in html
 
 
+def test_a_sign_in_while_spotify_refuses_the_label_app_offers_the_email_and_blames_nobody(client, campaign, sandbox):
+    """The app owner's Premium lapsed (Spotify's development mode): every Web API call answers a plain-text 403
+    for hours. The fan is not told "in a moment", nothing is kept, and the email is offered instead."""
+    sandbox.faults(owner_premium_lapsed=True)
+
+    _, response = presave(client, campaign, user="alice")
+
+    assert response.status_code == 502
+    html = response.content.decode().replace("&#x27;", "'")
+    assert "isn't letting fans sign in to this pre-save right now" in html and "in a moment" not in html
+    assert "get an email when it's out" in html and 'id="email-signup"' in html
+    assert no_rows()
+
+
 def test_two_pending_presaves_in_one_session_both_complete(client, campaign, sandbox):
     other = make_campaign(slug="second-light")
     first_url = start_presave(client, campaign)

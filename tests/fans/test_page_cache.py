@@ -13,8 +13,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from fans import consent
 from fans.models import FunnelEvent
-from releases.models import ReleaseLink
+from releases.models import Campaign, ReleaseLink
 from tests.conftest import make_campaign
 
 pytestmark = pytest.mark.django_db
@@ -94,6 +95,16 @@ def test_staff_edits_show_at_once(client, campaign):
     campaign.release.artist.name = "Nova Lark & Friends"
     campaign.release.artist.save()
     assert "Nova Lark &amp; Friends" in client.get(url(campaign)).content.decode()
+
+
+def test_a_deploy_changing_the_consent_wording_never_shows_a_page_cached_with_the_old(client, campaign, monkeypatch):
+    client.get(url(campaign))
+    Campaign.objects.filter(pk=campaign.pk).update(subtitle="Written without a signal")  # as if by the new code
+    assert "Written without a signal" not in client.get(url(campaign)).content.decode()  # the cached page
+
+    monkeypatch.setattr(consent, "WORDING_VERSION", consent.WORDING_VERSION + "-next")  # the deploy's new words
+
+    assert "Written without a signal" in client.get(url(campaign)).content.decode()  # built anew, with them
 
 
 def test_a_new_link_and_a_new_slug_show_at_once(client):

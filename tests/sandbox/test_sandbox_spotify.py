@@ -604,14 +604,33 @@ def test_development_mode_refuses_the_api_to_users_not_registered_with_the_app(s
 
     refused = api(sb, "GET", "/v1/me", alice["access_token"])
 
-    assert refused.status_code == 403
-    assert refused.json() == {"error": {"status": 403, "message": "User not registered in the Developer Dashboard"}}
+    assert refused.status_code == 403  # in plain text, as Spotify answers it (not its usual JSON error)
+    assert (refused.headers["Content-Type"].split(";")[0], refused.text) == (
+        "text/plain",
+        "User not registered in the Developer Dashboard",
+    )
     assert api(sb, "GET", "/v1/me", bob["access_token"]).status_code == 200
     assert refresh(sb, alice["refresh_token"]).status_code == 200, "the Accounts service is not the Web API"
     sb.faults(development_mode=False)  # an app with extended quota serves everyone
     assert api(sb, "GET", "/v1/me", alice["access_token"]).status_code == 200
     bad = requests.post(f"{sb.url}/_sandbox/faults", json={"registered_users": "bob"}, timeout=5)
     assert bad.status_code == 400 and "registered_users must be a list" in bad.json()["error"]
+
+
+def test_an_app_whose_owner_lost_premium_is_refused_every_web_api_call_in_plain_text(sb):
+    alice = tokens_for(sb, "alice")
+    app = requests.post(
+        f"{sb.accounts_url}/api/token", data={"grant_type": "client_credentials"}, auth=CLIENT, timeout=5
+    ).json()["access_token"]
+    sb.faults(owner_premium_lapsed=True)
+
+    for token in (alice["access_token"], app):
+        refused = api(sb, "GET", f"/v1/albums/{NOVA_LARK_ALBUM_ID}", token)
+        assert refused.status_code == 403 and refused.headers["Content-Type"].startswith("text/plain")
+        assert refused.text.startswith("Active premium subscription required for the owner of the app.")
+    assert refresh(sb, alice["refresh_token"]).status_code == 200, "the Accounts service is not the Web API"
+    sb.faults(owner_premium_lapsed=False)
+    assert api(sb, "GET", "/v1/me", alice["access_token"]).status_code == 200
 
 
 def test_seeded_faults_repeat_exactly(sb):
