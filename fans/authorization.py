@@ -55,6 +55,10 @@ logger = logging.getLogger(__name__)
 
 PENDING_KEY = "fans.pending_authorizations"
 THANKS_KEY = "fans.presaved"
+# The states of the sign-ins this session completed (the latest COMPLETED_KEPT), with their campaign's slug: the
+# callback opened again (a reload, the back button) shows the thank-you page, not "start again".
+COMPLETED_KEY = "fans.completed"
+COMPLETED_KEPT = 10
 PENDING_SECONDS = 10 * 60
 MAX_PENDING = 10  # per session: the oldest are dropped beyond this
 USER_AGENT_MAX = 500
@@ -63,6 +67,14 @@ USER_AGENT_MAX = 500
 def thanks_aad(consent_id: int) -> bytes:
     """What binds a revoke token sealed in the session to its consent record."""
     return f"fans.thanks:{consent_id}".encode()
+
+
+class AlreadyCompleted(Exception):
+    """The callback of a sign-in this session already completed, opened again: `slug` names its campaign."""
+
+    def __init__(self, slug: str) -> None:
+        super().__init__(slug)
+        self.slug = slug
 
 
 @dataclass(frozen=True)
@@ -266,7 +278,7 @@ def complete(
             display_name=profile.display_name[:200],
             email=profile.email if email_opt_in else "",
             ip_address=ip_address or None,
-            user_agent=user_agent[:USER_AGENT_MAX],
+            user_agent=user_agent.replace("\x00", "")[:USER_AGENT_MAX],  # PostgreSQL's text holds no NUL
             scopes=tokens.scope.split() or requested,
             wording_version=consent.WORDING_VERSION,
             email_opt_in=email_opt_in,
@@ -276,6 +288,9 @@ def complete(
         # The fan's latest answer to the email box is theirs: an earlier consent for this pre-save shares no more.
         revocation.stop_sharing_email(ConsentRecord.objects.filter(subscription=subscription).exclude(pk=record.pk))
 
+    completed = session.get(COMPLETED_KEY, {})
+    completed = dict(list(completed.items())[-(COMPLETED_KEPT - 1) :]) if isinstance(completed, dict) else {}
+    session[COMPLETED_KEY] = {**completed, params.get("state", ""): campaign.slug}
     session[THANKS_KEY] = {
         **session.get(THANKS_KEY, {}),
         campaign.slug: {
@@ -297,13 +312,17 @@ def _take_pending(session: SessionBase, state: str, service_key: str) -> dict:
         raise BadAuthorizationState(
             "The sign-in came back without its security check. Please start again from the pre-save page."
         )
+    completed = session.get(COMPLETED_KEY, {})
+    if isinstance(completed, dict) and isinstance(completed.get(state), str):
+        raise AlreadyCompleted(completed[state])
     stored = session.get(PENDING_KEY, {})
-    entry = stored.pop(state, None)
-    if entry is not None:
+    entry = stored.get(state)
+    if isinstance(entry, dict) and entry.get("service") == service_key:  # a stray callback uses nothing up
+        stored.pop(state)
         # Saved now, whatever happens next (the session middleware skips saving on 5xx): one try per state.
         session[PENDING_KEY] = stored
         session.save()
-    if entry is None or entry.get("service") != service_key:
+    else:
         raise BadAuthorizationState(
             "This sign-in didn't start in this browser, or it was already used. "
             "Please start again from the pre-save page."

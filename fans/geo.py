@@ -42,3 +42,16 @@ def client_ip(request: HttpRequest) -> str | None:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
         return None
+
+
+def rate_limit_key(group: str, request: HttpRequest) -> str:
+    """What django-ratelimit counts a request under: its client's address (`client_ip`), IPv6 by /64 network
+    (one subscriber's block, as django-ratelimit's own "ip" key does). A request whose proxy header is missing or
+    not an address (a probe that bypassed the proxy) is counted with every other such request, never a 500 as
+    the "ip" key raises."""
+    ip = client_ip(request)
+    if ip is None:
+        return "no-client-address"
+    if ":" in ip:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
+    return ip

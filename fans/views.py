@@ -26,7 +26,7 @@ from django_ratelimit.decorators import ratelimit
 from fans import authorization, pagecache, pages, privacy, privacy_email, revocation, signups, smartlink, tracking
 from fans.errors import FanFlowError, NotFound
 from fans.forms import EmailSignupForm, PrivacyLinkForm
-from fans.geo import client_ip, request_country
+from fans.geo import client_ip, rate_limit_key, request_country
 from fans.models import FunnelEvent
 
 Kind = FunnelEvent.Kind
@@ -42,7 +42,7 @@ def click_rate(group: str, request: HttpRequest) -> str:
 
 def limited(rate=write_rate, method=("POST",)):
     """Rate limit a view per client IP (settings.RATELIMIT_IP_META_KEY says where the IP is)."""
-    return ratelimit(key="ip", rate=rate, method=list(method), block=True)
+    return ratelimit(key=rate_limit_key, rate=rate, method=list(method), block=True)
 
 
 def shows_problems(view):
@@ -222,13 +222,16 @@ def oauth_callback(request: HttpRequest, service: str) -> HttpResponse:
 def finish_authorization(request: HttpRequest, service: str, params: Mapping[str, str]) -> HttpResponse:
     """The end of a sign-in with any service (an OAuth callback's query, or the Music-User-Token fans.musickit
     received): complete the pending authorization, record the funnel's "authorized", show the thank-you page."""
-    presaved = authorization.complete(
-        request.session,
-        service_key=service,
-        params=params,
-        ip_address=client_ip(request),  # behind a proxy, the client's, not the proxy's
-        user_agent=request.headers.get("User-Agent", ""),
-    )
+    try:
+        presaved = authorization.complete(
+            request.session,
+            service_key=service,
+            params=params,
+            ip_address=client_ip(request),  # behind a proxy, the client's, not the proxy's
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    except authorization.AlreadyCompleted as done:  # a reload of the callback: nothing to do again
+        return redirect("fans:thanks", done.slug)
     subscription = presaved.subscription
     slug = subscription.campaign.slug
     tracking.record(

@@ -6,6 +6,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django_ratelimit.decorators import ratelimit
 
+from fans.geo import rate_limit_key
+
 admin.site.site_header = "Pre-save console"
 admin.site.site_title = "Pre-save console"
 admin.site.index_title = "Campaigns, releases and fans"
@@ -16,7 +18,7 @@ def admin_login_rate(group: str, request) -> str:
 
 
 # The console's sign-in, limited per IP (a password guesser gets the 429 page): before the admin's own URLs.
-admin_login = ratelimit(key="ip", rate=admin_login_rate, method=["POST"], block=True)(admin.site.login)
+admin_login = ratelimit(key=rate_limit_key, rate=admin_login_rate, method=["POST"], block=True)(admin.site.login)
 
 urlpatterns = [
     path("admin/login/", admin_login),

@@ -33,6 +33,25 @@ def phone_context(browser, **options):
     return browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, **options)
 
 
+OUTLINE_CONTRAST = """element => {
+    const rgb = color => color.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number);
+    const luminance = color => {
+        const linear = v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+        const [r, g, b] = rgb(color).map(v => linear(v / 255));
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    let behind = element.parentElement;
+    while (getComputedStyle(behind).backgroundColor === "rgba(0, 0, 0, 0)") behind = behind.parentElement;
+    const [a, b] = [getComputedStyle(element).borderTopColor, getComputedStyle(behind).backgroundColor].map(luminance);
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+def outline_contrast(locator) -> float:
+    """The contrast ratio of an element's border against the background it sits on."""
+    return locator.evaluate(OUTLINE_CONTRAST)
+
+
 def csp_violations(page) -> list[str]:
     found: list[str] = []
     page.on("console", lambda message: found.append(message.text) if "Content Security Policy" in message.text else 0)
@@ -77,6 +96,30 @@ def test_instagram_on_android_explains_and_offers_the_browser_and_an_email(site,
         signup.refresh_from_db()
         assert signup.confirmed_at is not None
         assert violations == []
+    finally:
+        context.close()
+
+
+def test_a_mistyped_email_opens_the_page_at_the_form_with_the_focus_and_the_tick_kept(site, browser, sandbox):
+    """Sent back with an error, a phone must not show the top of the page as if all went well: the page opens at
+    the form with its error, the title says so, what was typed and ticked stays."""
+    campaign = make_campaign()
+    context = phone_context(browser, user_agent=INSTAGRAM_ANDROID)
+    try:
+        phone = context.new_page()
+        phone.goto(site + campaign.get_absolute_url())
+        phone.get_by_label("Your email address").fill("fan@gmail")
+        phone.locator("input[name=consent]").check()
+        phone.get_by_role("button", name="Email me when it's out").click()
+
+        phone.wait_for_load_state()
+        assert phone.title().startswith("Error: ")
+        box = phone.locator("#id_email").bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"], "the field is on the screen"
+        assert phone.locator("#email-error").inner_text()
+        assert phone.locator("input[name=consent]").is_checked()
+        assert phone.get_by_label("Your email address").input_value() == "fan@gmail"
+        assert not EmailSignup.objects.exists()
     finally:
         context.close()
 
@@ -206,6 +249,8 @@ def test_a_fan_spotifys_development_mode_turns_away_can_still_ask_for_the_email(
 
         assert phone.get_by_role("heading", name="This pre-save can't use your account yet").is_visible()
         assert not Subscription.objects.exists()
+        back = phone.get_by_role("link", name="Back to the pre-save page")  # a quiet button: its border is all
+        assert outline_contrast(back) >= 3, "a control's outline must stand out (WCAG 1.4.11)"
         phone.screenshot(path=ARTIFACTS / "spotify-development-mode-phone.png", full_page=True)
         phone.get_by_label("Your email address").fill("alice@example.test")
         phone.locator("input[name=consent]").check()

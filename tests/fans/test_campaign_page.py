@@ -93,6 +93,17 @@ def test_a_service_that_shares_no_email_says_the_box_does_nothing_with_it(client
     assert "doesn't share your email" not in page
 
 
+def test_each_presave_button_is_described_by_what_the_fan_allows_with_that_service(client, sandbox):
+    """The words come after the buttons on the page: a screen reader reads them with the button's name."""
+    page = get_page(client, make_campaign()).content.decode()
+    buttons = re.findall(r'<button[^>]*aria-describedby="([^"]+)"[^>]*>Pre-save on ([^<]+)</button>', page)
+
+    assert [label for _, label in buttons] == ["Spotify", "Apple Music", "Deezer"]
+    for described_by, label in buttons:
+        block = page.split(f'id="{described_by}"', 1)[1].split('<div class="consent-service"', 1)[0]
+        assert f"With {label}" in html.unescape(block) and "<li>" in block
+
+
 def test_page_says_in_plain_words_what_the_fan_allows(client, campaign):
     html = get_page(client, campaign).content.decode()
 

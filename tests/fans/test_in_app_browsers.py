@@ -87,7 +87,7 @@ def test_instagram_on_android_gets_an_open_in_browser_link_and_the_email_fallbac
     assert 'href="intent://presave.example/first-light/#Intent;scheme=https;' in html
     assert "Open in your browser" in html
     assert "Pre-save on Spotify" in html  # still offered: a plain form POST and a full-page redirect
-    assert 'action="/first-light/email/"' in html
+    assert 'action="/first-light/email/#email-signup"' in html
     assert "target=" not in html and "window.open" not in html  # no pop-ups
 
 

@@ -237,7 +237,7 @@ def test_a_fan_spotifys_development_mode_does_not_let_in_is_told_why_and_offered
     assert "test mode, which lets in only a few listed accounts" in html
     assert no_rows()
     signup = reverse("fans:email_signup", args=[campaign.slug])
-    assert f'action="{signup}"' in html and 'name="csrfmiddlewaretoken"' in html
+    assert f'action="{signup}#email-signup"' in html and 'name="csrfmiddlewaretoken"' in html
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
     answer = client.post(signup, {"email": "alice@fan.test", "consent": "1", "csrfmiddlewaretoken": token})
     assert answer.status_code == 200
@@ -324,15 +324,46 @@ def test_callback_in_another_browser_is_400(client, campaign, sandbox, django_us
     assert no_rows()
 
 
-def test_replayed_callback_is_400_and_keeps_one_subscription(client, campaign, sandbox):
+def test_the_callback_opened_again_shows_the_thank_you_page_and_keeps_one_subscription(client, campaign, sandbox):
+    """A reload or the back button after a pre-save: the fan is not told to start again."""
     query, first = presave(client, campaign)
     assert first.status_code == 302
 
     replay = client.get(CALLBACK, query)
 
-    assert replay.status_code == 400
+    assert (replay.status_code, replay["Location"]) == (302, first["Location"])
+    assert client.get(replay["Location"]).status_code == 200
     assert Subscription.objects.count() == 1
     assert ConsentRecord.objects.count() == 1
+    assert sandbox.control("GET", "counters")["token_requests"] == 1, "the code was not sent again"
+
+
+def test_a_replayed_callback_in_another_browser_is_400(client, campaign, sandbox):
+    from django.test import Client
+
+    query, first = presave(client, campaign)
+
+    assert Client().get(CALLBACK, query).status_code == 400
+    assert Subscription.objects.count() == 1
+
+
+def test_a_callback_to_the_wrong_service_uses_nothing_up(client, campaign, sandbox):
+    query = sandbox_login(start_presave(client, campaign))
+
+    stray = client.get(reverse("fans:oauth_callback", args=["deezer"]), query)
+    right = client.get(CALLBACK, query)
+
+    assert stray.status_code in (400, 404) and right.status_code == 302
+    assert Subscription.objects.count() == 1
+
+
+def test_a_nul_in_the_user_agent_is_dropped_not_a_500(client, campaign, sandbox):
+    query = sandbox_login(start_presave(client, campaign))
+
+    response = client.get(CALLBACK, query, HTTP_USER_AGENT="Mozilla\x00evil")
+
+    assert response.status_code == 302
+    assert ConsentRecord.objects.get().user_agent == "Mozillaevil"
 
 
 def test_used_code_with_a_fresh_state_is_400(client, campaign, sandbox):

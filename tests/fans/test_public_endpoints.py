@@ -152,6 +152,23 @@ def test_writing_too_fast_gets_a_clear_429(client, campaign, settings):
     assert EmailSignup.objects.count() == 2
 
 
+def test_behind_a_proxy_the_limit_counts_the_clients_address_and_an_odd_header_is_no_500(client, campaign, settings):
+    """RATELIMIT_IP_META_KEY names the proxy's header; a request without it, or with something else than one
+    address in it (a probe that bypassed the proxy), must still be answered, and is counted all the same."""
+    settings.RATELIMIT_IP_META_KEY = "HTTP_X_REAL_IP"
+    settings.FANS_WRITE_RATE = "2/m"
+    url = reverse("fans:email_signup", args=[campaign.slug])
+
+    def post(i: int, **headers) -> int:
+        return client.post(url, {"email": f"fan{i}@example.test", "consent": "1"}, **headers).status_code
+
+    assert [post(i, HTTP_X_REAL_IP="203.0.113.7") for i in range(3)] == [200, 200, 429]
+    assert post(3, HTTP_X_REAL_IP="203.0.113.8") == 200, "another client has its own count"
+    assert [post(4), post(5, HTTP_X_REAL_IP="garbage"), post(6, HTTP_X_REAL_IP="1.2.3.4, 5.6.7.8")] == [200, 200, 429]
+    v6 = [post(7 + i, HTTP_X_REAL_IP=f"2001:db8:1:2::{i + 1}") for i in range(3)]
+    assert v6 == [200, 200, 429], "one IPv6 /64 is one subscriber"
+
+
 def test_health_is_plain_ok(client, db):
     response = client.get(reverse("fans:health"))
 

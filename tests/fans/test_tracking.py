@@ -131,7 +131,7 @@ def test_a_replayed_callback_records_no_second_authorization(client, sandbox):
 
     replay = client.get(CALLBACK, query)
 
-    assert replay.status_code == 400
+    assert replay.status_code == 302  # back to the thank-you page
     assert FunnelEvent.objects.filter(kind="authorize").count() == 1
 
 
