@@ -223,6 +223,7 @@ def complete(
 
     email_opt_in = bool(entry.get("email_opt_in"))
     requested = service.scopes_for(campaign, email_opt_in=email_opt_in)
+    email_instead = campaign if campaign.offer_email_optin else None  # offered when the service can't take the fan
     try:
         tokens = service.exchange_code(
             code=code, redirect_uri=redirect_uri(service.key), code_verifier=entry["code_verifier"]
@@ -235,13 +236,12 @@ def complete(
             "This sign-in link was already used or has expired, please try again.", retry_url=retry_url
         ) from None
     except services.AccountNotAllowed:
-        email = campaign.offer_email_optin
         raise AccountNotAllowed(
             f"The label's {service.label} app is still in {service.label}'s test mode, which lets in only a few "
             "listed accounts, and yours isn't one of them, so nothing was saved."
-            + (" You can still get an email when it's out." if email else ""),
+            + (" You can still get an email when it's out." if email_instead else ""),
             retry_url=retry_url,
-            email_campaign=campaign if email else None,
+            email_campaign=email_instead,
         ) from None
     except RateLimited:
         raise ServiceBusy(
@@ -250,13 +250,12 @@ def complete(
         ) from None
     except ServicePaused as exc:  # the service refuses our app itself (its credentials, its owner's account)
         logger.error("%s sign-in refused the app: %s", service.label, exc.message)
-        email = campaign.offer_email_optin
         raise ServiceUnavailable(
             f"{service.label} isn't letting fans sign in to this pre-save right now, so nothing was saved. The "
             "problem is on the label's side, not yours. Try again later"
-            + (", or get an email when it's out." if email else "."),
+            + (", or get an email when it's out." if email_instead else "."),
             retry_url=retry_url,
-            email_campaign=campaign if email else None,
+            email_campaign=email_instead,
         ) from None
     except ServiceError as exc:
         logger.warning("%s sign-in failed: %s", service.label, exc.message)
