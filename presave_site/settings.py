@@ -81,16 +81,28 @@ env = Env()
 environ.Env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
 
+def env_or_file(name: str, default: str = "") -> str:
+    """`NAME`, or the content of the file named by `NAME_FILE` (a secret mounted by Docker, systemd or Kubernetes).
+
+    Every `<NAME>_FILE` setting is read here: a file that can't be read, or is empty, stops the start naming it.
+    """
+    file_name = env.str(f"{name}_FILE", default="")
+    if not file_name:
+        return env.str(name, default=default)
+    try:
+        value = Path(file_name).read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name}_FILE={file_name!r} cannot be read: {exc.strerror}.") from None
+    except UnicodeDecodeError:
+        raise ImproperlyConfigured(f"{name}_FILE={file_name!r} is not UTF-8 text.") from None
+    if not value:
+        raise ImproperlyConfigured(f"{name}_FILE={file_name!r} is empty.")
+    return value
+
+
 def secret(name: str, dev_default: str) -> str:
     """A secret from `NAME` or the file named by `NAME_FILE`; required unless DEBUG is on."""
-    file_name = env.str(f"{name}_FILE", default="")
-    if file_name:
-        try:
-            return Path(file_name).read_text().strip()
-        except OSError as exc:
-            raise ImproperlyConfigured(f"{name}_FILE={file_name!r} cannot be read: {exc.strerror}") from None
-    value = env.str(name, default="")
-    if value:
+    if value := env_or_file(name):
         return value
     if DEBUG:
         return dev_default
@@ -374,8 +386,7 @@ EMAIL_CONFIRM_LINK_MAX_AGE = env.int("EMAIL_CONFIRM_LINK_MAX_AGE", default=14 * 
 # --- Email (the release-day email, fans/release_email.py) ---------------------------------------------
 # EMAIL_URL picks the backend: consolemail:// (the demo: printed), filemail:///path, or in production
 # smtp+tls://user:password@host:587 (django-environ's email_url). A password may come from EMAIL_URL_FILE.
-_email_file = env.str("EMAIL_URL_FILE", default="")
-_email_url = Path(_email_file).read_text().strip() if _email_file else env.str("EMAIL_URL", default="consolemail://")
+_email_url = env_or_file("EMAIL_URL", default="consolemail://")
 vars().update(env.email_url_config(_email_url))
 if _email_url.startswith("filemail:"):  # django-environ drops the path's leading slash: filemail:///var/mail
     EMAIL_FILE_PATH = "/" + EMAIL_FILE_PATH.lstrip("/")  # noqa: F821 - set by the update above
