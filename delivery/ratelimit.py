@@ -30,14 +30,13 @@ from typing import Protocol
 
 import redis
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.utils import timezone
 
 from delivery.models import RateLimitPause, RateLimitSlot
 
 SLOT_SECONDS = 1.0
-DEFAULT_LIMIT = 600  # calls per window: Spotify publishes no number, so stay well below what apps report
-DEFAULT_WINDOW_SECONDS = 30.0
 KEEP_WINDOWS = 2  # slots older than this many windows are forgotten
 JITTER = 0.05  # share of a slot a waiting worker adds at random, so the workers don't all come back at once
 
@@ -155,7 +154,7 @@ class RateLimiter:
         self,
         key: str,
         limit: int | None,
-        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        window_seconds: float,
         *,
         backend: Backend | None = None,
         slot_seconds: float = SLOT_SECONDS,
@@ -260,12 +259,17 @@ def _backend(redis_url: str) -> Backend:
 
 def default_backend() -> Backend:
     """Redis when `REDIS_URL` is set, else the database; one per process."""
-    return _backend(getattr(settings, "REDIS_URL", ""))
+    return _backend(settings.REDIS_URL)
 
 
 def limiter_for(service_key: str) -> RateLimiter:
-    """The limiter shared by every call to a service: `<SERVICE>_RATE_LIMIT` per `<SERVICE>_RATE_WINDOW_SECONDS`."""
-    prefix = service_key.upper()
-    limit = getattr(settings, f"{prefix}_RATE_LIMIT", DEFAULT_LIMIT)
-    window = getattr(settings, f"{prefix}_RATE_WINDOW_SECONDS", DEFAULT_WINDOW_SECONDS)
+    """The limiter shared by every call to a service: `<SERVICE>_RATE_LIMIT` per `<SERVICE>_RATE_WINDOW_SECONDS`.
+
+    The settings are the one source of the limits: a service without them is a mistake, not a default.
+    """
+    limit_name, window_name = f"{service_key.upper()}_RATE_LIMIT", f"{service_key.upper()}_RATE_WINDOW_SECONDS"
+    try:
+        limit, window = getattr(settings, limit_name), getattr(settings, window_name)
+    except AttributeError:
+        raise ImproperlyConfigured(f"No rate limit for {service_key!r}: set {limit_name} and {window_name}.") from None
     return RateLimiter(service_key, limit, window)

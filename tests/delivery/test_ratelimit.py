@@ -10,11 +10,13 @@ import uuid
 import pytest
 import redis
 import time_machine
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
 from delivery import engine
 from delivery.models import RateLimitSlot
 from delivery.ratelimit import DatabaseBackend, RateLimiter, RedisBackend, limiter_for
+from delivery.services import SERVICES
 from delivery.transport import AsyncTransport
 from tests.conftest import make_campaign
 
@@ -141,7 +143,7 @@ def test_try_acquire_answers_at_once_with_the_wait_until_the_next_slot(new_backe
     limiter.pause(5)
     granted, wait = limiter.try_acquire(1)
     assert granted == 0 and wait == pytest.approx(5, abs=0.2)
-    assert RateLimiter(key, 0).try_acquire(64) == (64, 0.0)
+    assert RateLimiter(key, 0, 1).try_acquire(64) == (64, 0.0)
 
 
 def test_steady_demand_uses_the_limit_and_never_exceeds_it_in_any_window(new_backend, key):
@@ -195,13 +197,13 @@ def test_acquire_waits_out_a_pause(key):
 def test_an_unlimited_limiter_never_calls_its_backend(key):
     nowhere = RedisBackend("redis://127.0.0.1:1/0")  # any call would fail to connect
     for limit in (0, None):
-        limiter = RateLimiter(key, limit, backend=nowhere)
+        limiter = RateLimiter(key, limit, 1, backend=nowhere)
         limiter.pause(10)
         assert limiter.acquire(64) == 64
         assert limiter.acquire(64, max_wait=0) == 64
         assert limiter.paused_until() is None
         assert limiter.stats()["granted"] is None
-    assert RateLimiter(key, None).backend is None  # no database either: this test has no access to it
+    assert RateLimiter(key, None, 1).backend is None  # no database either: this test has no access to it
 
 
 def test_old_slots_are_forgotten_as_the_database_backend_goes(transactional_db, key):
@@ -224,8 +226,23 @@ def test_the_limiter_for_a_service_follows_settings(settings):
     settings.REDIS_URL = REDIS_URL
     assert isinstance(limiter_for("spotify").backend, RedisBackend)
 
-    del settings.SPOTIFY_RATE_LIMIT, settings.SPOTIFY_RATE_WINDOW_SECONDS
-    assert (limiter_for("spotify").limit, limiter_for("spotify").window_seconds) == (600, 30)
+
+def test_every_service_has_its_limit_in_settings_and_a_service_without_one_stops_loudly(settings):
+    """The settings are the one source of the limits: a service without them used to get 600 calls per 30 s
+    silently (the limiter's own copy of Spotify's default)."""
+    for key in SERVICES:
+        limiter = limiter_for(key)
+        prefix = key.upper()
+        assert (limiter.limit, limiter.window_seconds) == (
+            getattr(settings, f"{prefix}_RATE_LIMIT"),
+            getattr(settings, f"{prefix}_RATE_WINDOW_SECONDS"),
+        )
+
+    del settings.SPOTIFY_RATE_WINDOW_SECONDS
+    with pytest.raises(ImproperlyConfigured, match="set SPOTIFY_RATE_LIMIT and SPOTIFY_RATE_WINDOW_SECONDS"):
+        limiter_for("spotify")
+    with pytest.raises(ImproperlyConfigured, match="No rate limit for 'tidal'"):
+        limiter_for("tidal")
 
 
 @pytest.mark.django_db
