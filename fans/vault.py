@@ -75,9 +75,10 @@ def kek(kek_id: str) -> bytes:
     raise MissingKey(f"No key-encryption key with id {kek_id!r} is configured.")
 
 
-def new_key_spec() -> str:
-    """A fresh KEK in the settings format (used by the demo set-up and the docs)."""
-    return base64.b64encode(os.urandom(32)).decode()
+def new_key_spec(kid: str) -> str:
+    """A fresh KEK as a TOKEN_ENCRYPTION_KEYS item, "kid:base64-of-32-bytes" (bin/write-demo-env and .env.example
+    use it; importing this module needs no Django set-up)."""
+    return f"{kid}:{base64.b64encode(os.urandom(32)).decode()}"
 
 
 def _encrypt(key: bytes, plaintext: bytes, aad: bytes) -> bytes:

@@ -1,6 +1,7 @@
 """`manage.py run_demo`: the sandbox, a worker cluster and the web server together; a killed worker comes back."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from fans.vault import parse_keys
 from presave_site.benchmarking import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,3 +65,24 @@ def test_a_worker_killed_mid_demo_is_started_again_and_the_demo_goes_on(worker_e
     finally:
         demo.send_signal(signal.SIGTERM)
         demo.wait(timeout=30)
+
+
+def test_the_demo_env_holds_fresh_secrets_and_leaves_the_services_to_run_demo(tmp_path):
+    """bin/write-demo-env writes secrets only: where the sandbox and the site live is run_demo's to say (its
+    --sandbox-port and --web-port), where the .env's Spotify addresses and PUBLIC_BASE_URL were overridden."""
+    (tmp_path / "bin").mkdir()
+    shutil.copy(settings.BASE_DIR / "bin" / "write-demo-env", tmp_path / "bin")
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    subprocess.run(  # noqa: S603 (our own script), S607
+        ["bash", str(tmp_path / "bin" / "write-demo-env")],
+        env={**os.environ, "PYTHONPATH": str(settings.BASE_DIR)},  # the project's packages, as from its folder
+        check=True,
+        capture_output=True,
+    )
+
+    lines = (tmp_path / ".env").read_text().splitlines()
+    values = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    assert set(values) == {"DEBUG", "SECRET_KEY", "TOKEN_ENCRYPTION_KEYS", "DELIVERY_REPORT_EMAILS"}
+    assert values["DEBUG"] == "true" and len(values["SECRET_KEY"]) >= 50
+    ((kid, key),) = parse_keys(values["TOKEN_ENCRYPTION_KEYS"])  # fans.vault.new_key_spec made it
+    assert kid == "demo"

@@ -2,7 +2,9 @@
 
 The web server and worker talk to the sandbox for Spotify, Apple Music and Deezer. Apple Music's developer
 token needs a MusicKit key: the demo makes its own (var/demo-musickit.p8, never a real key) and tells the sandbox
-its public half; Deezer uses the sandbox's registered app.
+its public half; Spotify and Deezer use the sandbox's registered apps. This command is the one place the demo
+points the site at the sandbox: bin/write-demo-env writes only the secrets, so another --sandbox-port or
+--web-port is all it takes.
 
 Each runs as a child process in its own process group, its output prefixed with its name. Ctrl-C (or SIGTERM)
 stops them all; if one of them exits on its own, the others are stopped too and the command fails.
@@ -25,10 +27,12 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from delivery.sandbox import deezer as sandbox_deezer
+from delivery.sandbox import server as sandbox_server
+
 STARTUP_SECONDS = 60
 DEMO_MUSICKIT_KEY_ID = "DEMOKEY001"
 DEMO_MUSICKIT_TEAM_ID = "DEMOTEAM01"
-DEMO_DEEZER_APP_ID, DEMO_DEEZER_SECRET = "100001", "sandbox-deezer-secret"  # the sandbox's defaults
 
 
 def demo_musickit_key(directory: Path) -> tuple[Path, Path]:
@@ -140,7 +144,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--web-port", type=int, default=8000, help="Port of the web server (default 8000).")
         parser.add_argument(
-            "--sandbox-port", type=int, default=8765, help="Port of the service sandbox (default 8765)."
+            "--sandbox-port",
+            type=int,
+            default=sandbox_server.DEFAULT_PORT,
+            help=f"Port of the service sandbox (default {sandbox_server.DEFAULT_PORT}).",
         )
 
     def handle(self, *args, web_port: int, sandbox_port: int, **options) -> None:
@@ -150,10 +157,16 @@ class Command(BaseCommand):
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
+            # The sandbox's registered apps (it is started with its defaults, below); a secret's *_FILE would win.
+            "SPOTIFY_CLIENT_ID": sandbox_server.DEFAULT_CLIENT_ID,
+            "SPOTIFY_CLIENT_SECRET": sandbox_server.DEFAULT_CLIENT_SECRET,
+            "SPOTIFY_CLIENT_SECRET_FILE": "",
+            "SPOTIFY_ENABLED": "true",
             "SPOTIFY_ACCOUNTS_URL": f"{sandbox}/spotify/accounts",
             "SPOTIFY_API_URL": f"{sandbox}/spotify/api",
-            "DEEZER_APP_ID": DEMO_DEEZER_APP_ID,
-            "DEEZER_SECRET": DEMO_DEEZER_SECRET,
+            "DEEZER_APP_ID": sandbox_deezer.DEFAULT_APP_ID,
+            "DEEZER_SECRET": sandbox_deezer.DEFAULT_SECRET,
+            "DEEZER_SECRET_FILE": "",
             "DEEZER_CONNECT_URL": f"{sandbox}/deezer/connect",
             "DEEZER_API_URL": f"{sandbox}/deezer/api",
             "APPLE_MUSIC_KEY_ID": DEMO_MUSICKIT_KEY_ID,
@@ -165,7 +178,6 @@ class Command(BaseCommand):
         }
         sandbox_argv = [
             *("run_sandbox", "--port", str(sandbox_port)),
-            *("--deezer-app-id", DEMO_DEEZER_APP_ID, "--deezer-secret", DEMO_DEEZER_SECRET),
             *("--musickit-key-id", DEMO_MUSICKIT_KEY_ID, "--musickit-team-id", DEMO_MUSICKIT_TEAM_ID),
             *("--musickit-public-key", str(public_key)),
         ]
