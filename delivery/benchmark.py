@@ -500,9 +500,10 @@ class Cluster:
         every 50 ms, and the task's state read once a second. (Two ORM queries at each turn took ~0.6 ms of
         Python each time: ~15 µs a fan of the engine's phase, as much as a fifth of what the run thread costs.)
         """
+        from delivery.scheduling import DELIVER_TASK
         from fans.models import Subscription
 
-        task_id = self.queue("delivery.tasks.deliver_campaign", campaign_id)
+        task_id = self.queue(DELIVER_TASK, campaign_id)
         table = connection.ops.quote_name(Subscription._meta.db_table)
         any_pending = f"SELECT 1 FROM {table} WHERE campaign_id = %s AND status = %s LIMIT 1"  # noqa: S608
         checked = time.monotonic()

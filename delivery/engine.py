@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Exists, Min, OuterRef, Q, Value
 from django.db.models.functions import Coalesce, Greatest
@@ -719,6 +718,8 @@ def deliver_campaign(campaign_id: int, *, fan_out: bool = True, on_schedule: boo
     )
     campaign.status = Campaign.Status.DELIVERING
     if fan_out:
+        from delivery.scheduling import queue_helpers  # here: delivery.scheduling imports the engine
+
         queue_helpers(campaign)
     with (
         tuned_for_delivery(),
@@ -727,30 +728,6 @@ def deliver_campaign(campaign_id: int, *, fan_out: bool = True, on_schedule: boo
         report = Run(campaign, t).run()
     logger.info("Delivery run: %s", report.summary())
     return report
-
-
-def queue_helpers(campaign: Campaign) -> int:
-    """Split a big campaign across workers: queue up to DELIVERY_PARALLEL_RUNS - 1 more runs of it."""
-    due = Subscription.objects.filter(due_now(), campaign=campaign)[: settings.DELIVERY_BATCH_SIZE * 2].count()
-    helpers = settings.DELIVERY_PARALLEL_RUNS - 1 if due > settings.DELIVERY_BATCH_SIZE else 0
-    for _ in range(helpers):
-        async_task("delivery.tasks.deliver_campaign", campaign.pk, False)
-    return helpers
-
-
-def resume_deliveries() -> str:
-    """Queue a run for every delivering campaign with due work that no live lease holds; mark done the ones with
-    nothing left to do (a per-market campaign, once the release is out in its last market)."""
-    due = Subscription.objects.filter(due_now(), campaign__status=Campaign.Status.DELIVERING)
-    resumed = 0
-    for campaign_id in sorted(set(due.values_list("campaign_id", flat=True).distinct())):
-        # One run queued per campaign in a lease's time: sweeps that waited in the queue behind busy workers run
-        # together, and each would queue another run.
-        if cache.add(f"delivery:resumed:{campaign_id}", True, settings.DELIVERY_LEASE_SECONDS):
-            async_task("delivery.tasks.deliver_campaign", campaign_id)
-            resumed += 1
-    done = finish_campaigns(Campaign.objects.filter(status=Campaign.Status.DELIVERING).select_related("release"))
-    return f"resumed {resumed} campaign(s)" + (f", {done} done" if done else "")
 
 
 def finish_campaigns(campaigns) -> int:

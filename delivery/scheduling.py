@@ -1,19 +1,23 @@
-"""When delivery runs: the release-time Schedule, Deliver now, and the sweeper that resumes unfinished work.
+"""What queues the delivery engine's runs: the release-time Schedule, Deliver now, the helper runs that share a
+big campaign across workers, and the minute sweeper that resumes unfinished work.
 
-All three run one function, `delivery.tasks.deliver_campaign` (the schedule through `deliver_on_schedule`,
-which does not start before the release time, should the release have moved after the schedule fired). When
-the release time moves, the fans' planned times are forgotten (`forget_plans`) and planned again by the next run.
+All of them run one task, `DELIVER_TASK` (the schedule through `deliver_on_schedule`, which does not start
+before the release time, should the release have moved after the schedule fired). When the release time
+moves, the fans' planned times are forgotten (`forget_plans`) and planned again by the next run.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
+from delivery.engine import due_now, finish_campaigns
 from fans.models import Subscription
 from releases.models import Campaign
 
@@ -61,6 +65,33 @@ def scheduled_time(campaign: Campaign):
 def deliver_now(campaign: Campaign) -> str:
     """Queue the campaign's delivery at once; returns the django-q2 task id."""
     return async_task(DELIVER_TASK, campaign.pk, task_name=f"{schedule_name(campaign.pk)}-now")
+
+
+def queue_helpers(campaign: Campaign) -> int:
+    """Split a big campaign across workers: queue up to DELIVERY_PARALLEL_RUNS - 1 more runs of it."""
+    due = Subscription.objects.filter(due_now(), campaign=campaign)[: settings.DELIVERY_BATCH_SIZE * 2].count()
+    helpers = settings.DELIVERY_PARALLEL_RUNS - 1 if due > settings.DELIVERY_BATCH_SIZE else 0
+    for _ in range(helpers):
+        async_task(DELIVER_TASK, campaign.pk, False)
+    return helpers
+
+
+def resume_deliveries() -> str:
+    """The minute sweeper (the `delivery-sweeper` Schedule, stored by migration 0002, runs it through
+    `delivery.tasks.resume_deliveries`).
+
+    Queue a run for every delivering campaign with due work that no live lease holds; mark done the ones with
+    nothing left to do (a per-market campaign, once the release is out in its last market)."""
+    due = Subscription.objects.filter(due_now(), campaign__status=Campaign.Status.DELIVERING)
+    resumed = 0
+    for campaign_id in sorted(set(due.values_list("campaign_id", flat=True).distinct())):
+        # One run queued per campaign in a lease's time: sweeps that waited in the queue behind busy workers run
+        # together, and each would queue another run.
+        if cache.add(f"delivery:resumed:{campaign_id}", True, settings.DELIVERY_LEASE_SECONDS):
+            async_task(DELIVER_TASK, campaign_id)
+            resumed += 1
+    done = finish_campaigns(Campaign.objects.filter(status=Campaign.Status.DELIVERING).select_related("release"))
+    return f"resumed {resumed} campaign(s)" + (f", {done} done" if done else "")
 
 
 def forget_plans(campaign_ids: list[int]) -> int:

@@ -1,10 +1,11 @@
 """django-q2 task entry points. Tasks may run more than once: each one is idempotent."""
 
-from delivery import engine
+from delivery import engine, scheduling
 
 
 def deliver_campaign(campaign_id: int, fan_out: bool = True) -> str:
-    """Deliver every due subscription of a campaign (the release-time Schedule, Deliver now, the sweeper).
+    """Deliver every due subscription of a campaign: the task Deliver now and the sweeper queue, and the helper
+    runs (`fan_out` False).
 
     With `fan_out`, the run first queues helper runs so that several workers share a big campaign."""
     return engine.deliver_campaign(campaign_id, fan_out=fan_out).summary()
@@ -18,4 +19,4 @@ def deliver_on_schedule(campaign_id: int) -> str:
 
 def resume_deliveries() -> str:
     """The sweeper: resume campaigns whose delivery has due work no live worker holds (e.g. after a crash)."""
-    return engine.resume_deliveries()
+    return scheduling.resume_deliveries()

@@ -2,10 +2,13 @@
 
 import contextlib
 import datetime as dt
+import importlib
+import pydoc
 import threading
 import time
 
 import pytest
+from django.apps import apps
 from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import Schedule
@@ -169,6 +172,17 @@ def test_sweeper_resumes_a_delivery_left_behind(sandbox, start_worker):
     start_worker()
     wait_for(lambda: all_settled(campaign), timeout=60, message="the resumed delivery")
     assert Subscription.objects.get(pk=subscription.pk).status == "delivered"
+
+
+def test_the_sweepers_stored_schedule_still_names_the_sweeper():
+    """The sweeper's Schedule row, stored once by a migration, names its task by dotted path: the path must go on
+    finding the sweeper wherever its code lives."""
+    sweeper_migration = importlib.import_module("delivery.migrations.0002_sweeper_schedule")
+    sweeper_migration.create_sweeper(apps, schema_editor=None)
+    task = pydoc.locate(Schedule.objects.get(name="delivery-sweeper").func)  # as django-q2's worker finds it
+
+    assert task is tasks.resume_deliveries
+    assert task() == "resumed 0 campaign(s)"
 
 
 def test_two_clusters_on_the_redis_broker_share_a_campaign_without_double_delivery(sandbox, start_worker):

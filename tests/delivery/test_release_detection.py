@@ -6,7 +6,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from delivery import engine
+from delivery import engine, scheduling
 from delivery.sandbox import demo_catalog
 from fans.models import Subscription
 from releases.models import Campaign, Release
@@ -54,7 +54,7 @@ def test_each_market_fires_at_its_own_local_midnight(sandbox):
         assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DELIVERING, "New York is still to come"
 
     with time_machine.travel(dt.datetime(2026, 12, 5, 12, 0, 30, tzinfo=dt.UTC), tick=True):  # out everywhere
-        assert engine.resume_deliveries() == "resumed 0 campaign(s), 1 done"
+        assert scheduling.resume_deliveries() == "resumed 0 campaign(s), 1 done"
         assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
     assert Subscription.objects.get(pk=tokyo.pk).delivered_at < Subscription.objects.get(pk=london.pk).delivered_at
 
