@@ -6,16 +6,20 @@ a campaign, and a worker killed mid-run only delays its batch until the lease ex
 
 1. markets where the release is not out yet wait (checked on the service, not assumed);
 2. each fan's token is refreshed, many fans in flight at once (delivery/transport.py); a rotated refresh token
-   is handed to the run's thread, stored (one upsert for many fans), and only then does that fan's save go
+   is handed to the run's thread, stored (one UPDATE for many fans), and only then does that fan's save go
    out (the old token may already be dead);
 3. while a batch is in flight, the run's thread claims and prepares the next one, starts it as the batch's
-   last fans finish (the calls in flight never drain between batches), and records the last one;
+   last fans finish (the calls in flight never drain between batches), then records the batch;
 4. outcomes are recorded with a few grouped, conditional writes: only the lease holder may record.
 
 Every call takes a permit from the service's shared rate limiter (delivery/ratelimit.py), so all workers
-together pace themselves under the limit; a 429 pauses them all for the Retry-After the service asked.
+together pace themselves under the limit; a 429 (or the service refusing our app's credentials) pauses them all
+for the time the service asked.
 Failures are sorted by meaning: a revoked authorization is final and its token destroyed; 5xx, timeouts and
 connection errors are retried later with exponential backoff and jitter, up to DELIVERY_MAX_ATTEMPTS.
+
+What queues runs (the release-time Schedule, Deliver now, helper runs, the minute sweeper) is in
+delivery/scheduling.py; the django-q2 tasks are in delivery/tasks.py.
 """
 
 from __future__ import annotations
@@ -198,7 +202,7 @@ class Run:
     def paced_batch_size(self) -> int:
         """Under a rate limit, a batch of about RECORDED_EVERY_SECONDS of fans at the slowest service's pace (two
         calls a fan, three with a follow): a batch is recorded, and the console's progress moves, when its last
-        fan is done, and a full batch at a low limit took minutes."""
+        fan is done, and a full batch at a low limit would take minutes."""
         limiters = [limiter_for(cls.key) for cls in self.campaign.offered_services()]
         paces = [limiter.limit / limiter.window_seconds for limiter in limiters if not limiter.unlimited]
         if not paces:
@@ -210,7 +214,8 @@ class Run:
         """With a firing window, fans start at an even pace across it, first come first served.
 
         The pace is a limiter shared by every run of the campaign: the campaign's fans over the window, counted
-        over a rolling half of the window (30 s at most, so that a big campaign flows evenly, not in bursts)."""
+        over a rolling half of the window (30 s at most, so that a big campaign flows evenly, not in bursts).
+        Also shrinks `batch_size` so that a batch claimed at that pace starts well within its lease."""
         seconds = self.campaign.spread_minutes * settings.DELIVERY_SPREAD_MINUTE_SECONDS
         if not seconds:
             return None
@@ -373,8 +378,8 @@ class Run:
     def check_markets(self, batch: list[Claim]) -> None:
         """Ask the services, all at once, whether the release is out in the batch's markets this run does not know
         about: an instant campaign's first batch holds fans of many markets (on Apple Music, a storefront each),
-        and a check after another would hold the batch back by a call per market. Only the answers are kept; a
-        market whose check failed is asked again by the first of its fans (`before_calls`), which sorts out why."""
+        and a check after another would hold the batch back by a call per market. A check that failed is not
+        asked again for this batch: its fans get its error (`checked`), sorted fan by fan in `before_calls`."""
         wanted = []
         for service_key, market in {(s.service, self.market_of(s)) for s in batch if s.sealed is not None}:
             service = self.service(service_key)
@@ -390,7 +395,7 @@ class Run:
         workers = min(len(wanted), AVAILABILITY_CHECKS_AT_ONCE)
         with concurrent.futures.ThreadPoolExecutor(workers or 1, thread_name_prefix="availability") as checks:
             for service, market in wanted:
-                checks.submit(self.is_available, service, market)  # an error: asked again, fan by fan
+                checks.submit(self.is_available, service, market)  # an error: kept for the batch's fans
 
     def start(self, batch: Batch) -> None:
         """Send the batch's fans on their way on the transport's loop; `finish` collects them."""
@@ -427,7 +432,8 @@ class Run:
         self.renewed_at = time.monotonic()
 
     def before_calls(self, subscription: Claim) -> Outcome | str:
-        """What can be settled without calling out, else the fan's decrypted refresh token."""
+        """What can be settled before the fan's own calls (no authorization, the release not found or not out in
+        their market, the service paused, a vault key missing), else the fan's decrypted refresh token."""
         if subscription.sealed is None:
             return Outcome(subscription, DeliveryAttempt.Outcome.REVOKED, "refresh", "No stored authorization.")
         service = self.service(subscription.service)
