@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import operator
 import re
-import zoneinfo
 
 from django import forms
 from django.conf import settings
@@ -25,15 +22,15 @@ from django_q.models import Schedule
 
 from delivery.engine import firing_times
 from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now, scheduled_time
-from delivery.services import SERVICES, enabled_services, staff_warnings
+from delivery.services import enabled_services, staff_warnings
 from delivery.workers import clusters_running
 from fans.models import Subscription
 from fans.reserved import validate_campaign_slug
 from presave_site.admin_filters import ConditionFilter
 from presave_site.admin_input import HandMadeInput
 from presave_site.readonly_admin import ReadOnlyAdminMixin
-from releases import analytics, audit, charts, exports, markets, retry
-from releases.models import Artist, AuditEntry, Campaign, Release, ReleaseLink, validate_timezone
+from releases import analytics, audit, charts, expiry, exports, markets, retry
+from releases.models import SPOTIFY_ID, Artist, AuditEntry, Campaign, Release, ReleaseLink, validate_timezone
 from releases.progress import progress
 
 DELIVER_PERMISSION = "deliver_campaign"
@@ -60,42 +57,6 @@ def scheduled_time_subquery() -> Subquery:
     return Subquery(Schedule.objects.filter(name=name).values("next_run")[:1])
 
 
-def public_url(campaign: Campaign) -> str:
-    return settings.PUBLIC_BASE_URL + campaign.get_absolute_url()
-
-
-def release_too_far_out(campaign: Campaign, now: dt.datetime | None = None) -> list[str]:
-    """Warnings for each enabled service whose authorizations expire before the release comes out (per
-    market, in the last market)."""
-    now = now or timezone.now()
-    away = campaign.last_firing_time() - now
-    warnings = []
-    for service in enabled_services():
-        lifetime = service.authorization_lifetime
-        if lifetime is not None and away > lifetime:
-            warnings.append(
-                f"Fans who pre-save now will have to authorize again: {service.label} authorizations expire "
-                f"{lifetime.days} days after the fan gives them, and the release is "
-                f"{away.days} days away. Open the campaign later, or ask fans to come back closer to the release."
-            )
-    return warnings
-
-
-def at_risk_count(campaign: Campaign) -> int:
-    """Pending subscriptions whose authorization expires (by its service's lifetime) before the release (per
-    market, before the last market's time: a day's margin for the markets that come earlier)."""
-    out_everywhere = campaign.last_firing_time()
-    expiring = [
-        Q(fan__service=key, credential__authorized_at__lt=out_everywhere - service.authorization_lifetime)
-        for key, service in SERVICES.items()
-        if service.authorization_lifetime is not None
-    ]
-    if not expiring:
-        return 0
-    pending = campaign.subscriptions.filter(status=Subscription.Status.PENDING)
-    return pending.filter(functools.reduce(operator.or_, expiring)).count()
-
-
 def export_response(request: HttpRequest, name: str, *, campaign=None, artist=None) -> HttpResponse:
     """The streamed CSV of one campaign's or one artist's subscribers, written to the audit log."""
     campaigns = Q(campaign=campaign) if campaign is not None else Q(campaign__release__artist=artist)
@@ -109,7 +70,7 @@ def export_response(request: HttpRequest, name: str, *, campaign=None, artist=No
 
 
 SPOTIFY_LINK = re.compile(
-    r"^https?://open\.spotify\.com/(?:intl-[a-z-]+/)?(?P<kind>artist|album|track)/(?P<id>[0-9A-Za-z]{22})/?(?:[?#].*)?$"
+    rf"^https?://open\.spotify\.com/(?:intl-[a-z-]+/)?(?P<kind>artist|album|track)/(?P<id>{SPOTIFY_ID})/?(?:[?#].*)?$"
 )
 
 
@@ -226,7 +187,7 @@ class ReleaseAdminForm(forms.ModelForm):
             validate_timezone(zone)
         except ValidationError:
             return None  # the field's own validator reports it
-        return dt.datetime.combine(day, time, tzinfo=zoneinfo.ZoneInfo(zone)).astimezone(dt.UTC)
+        return markets.instant(day, time, zone)
 
 
 class ReleaseLinkInline(admin.TabularInline):
@@ -389,7 +350,7 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
         return format_html(
             '{}<br><a href="{}" target="_blank" rel="noopener">public page ↗</a>',
             campaign.slug,
-            public_url(campaign),
+            campaign.public_url(),
         )
 
     @admin.display(description="release / delivery", ordering="release__release_at")
@@ -428,12 +389,12 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
             context.update(
                 {
                     "kpis": [(label, counts[status]) for status, label in Subscription.Status.choices],
-                    "public_url": public_url(obj),
+                    "public_url": obj.public_url(),
                     "release_utc": utc(obj.release.release_at),
                     "release_local": local_release_time(obj.release) if obj.release.timezone != "UTC" else "",
                     "scheduled_utc": utc(scheduled) if scheduled else None,
-                    "release_warnings": release_too_far_out(obj) + staff_warnings(obj),
-                    "at_risk": at_risk_count(obj),
+                    "release_warnings": expiry.release_too_far_out(obj) + staff_warnings(obj),
+                    "at_risk": expiry.at_risk_count(obj),
                     "market_firing": [(market, utc(at), count) for market, at, count in firing_times(obj)]
                     if obj.firing == Campaign.Firing.PER_MARKET
                     else [],

@@ -15,7 +15,7 @@ from pathlib import Path
 
 MARKET_PATTERN = re.compile(r"^[A-Z]{2}$")
 
-# Countries with several time zones: the zone releases follow there (and markets zone.tab does not list).
+# The zone releases follow in countries with several time zones, and in markets zone.tab does not list.
 RELEASE_ZONES = {
     "US": "America/New_York",
     "CA": "America/Toronto",
@@ -77,22 +77,24 @@ def zone_for(market: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
 
 
+def instant(day: dt.date, time: dt.time, zone: str) -> dt.datetime:
+    """The UTC instant of the local `day` and `time` in the time zone named `zone` (e.g. Europe/London)."""
+    return dt.datetime.combine(day, time, tzinfo=zoneinfo.ZoneInfo(zone)).astimezone(dt.UTC)
+
+
 def local_release_instant(release_date: dt.date, release_time: dt.time, market: str) -> dt.datetime:
     """The UTC instant the release goes live in `market` (its local date and time there)."""
-    local = dt.datetime.combine(release_date, release_time, tzinfo=zone_for(market))
-    return local.astimezone(dt.UTC)
+    return instant(release_date, release_time, zone_for(market).key)
 
 
 def earliest_release_instant(release_date: dt.date, release_time: dt.time) -> dt.datetime:
     """The first instant the release is live anywhere on Earth."""
-    local = dt.datetime.combine(release_date, release_time, tzinfo=zoneinfo.ZoneInfo(EARLIEST_ZONE))
-    return local.astimezone(dt.UTC)
+    return instant(release_date, release_time, EARLIEST_ZONE)
 
 
 def latest_release_instant(release_date: dt.date, release_time: dt.time) -> dt.datetime:
     """The instant the release is live everywhere on Earth (the last market's local time)."""
-    local = dt.datetime.combine(release_date, release_time, tzinfo=zoneinfo.ZoneInfo(LATEST_ZONE))
-    return local.astimezone(dt.UTC)
+    return instant(release_date, release_time, LATEST_ZONE)
 
 
 def next_release_instant(release_date: dt.date, release_time: dt.time, after: dt.datetime) -> dt.datetime | None:

@@ -6,6 +6,7 @@ import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
@@ -48,12 +49,13 @@ def validate_known_market(value: str) -> None:
         raise ValidationError(f"{value} is not a country code we know. Use one such as US, GB or DE.")
 
 
+SPOTIFY_ID = "[0-9A-Za-z]{22}"  # base-62: https://developer.spotify.com/documentation/web-api/concepts/spotify-uris-ids
 spotify_artist_validator = RegexValidator(
-    r"^spotify:artist:[0-9A-Za-z]{22}$",
+    f"^spotify:artist:{SPOTIFY_ID}$",
     "Paste the artist's Spotify URI, e.g. spotify:artist:0OdUWJ0sBjDrqHygGUXeCF.",
 )
 spotify_release_validator = RegexValidator(
-    r"^spotify:(album|track):[0-9A-Za-z]{22}$",
+    f"^spotify:(album|track):{SPOTIFY_ID}$",
     "Paste the release's Spotify URI, e.g. spotify:album:4aawyAB9vmqN3uQ7FjRGTy.",
 )
 
@@ -98,7 +100,7 @@ class Release(models.Model):
         return f"{self.artist} — {self.title}"
 
     def save(self, *args, **kwargs) -> None:
-        self.release_at = self.compute_release_at()
+        self.release_at = markets.instant(self.release_date, self.release_time, self.timezone)
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
@@ -106,10 +108,6 @@ class Release(models.Model):
             raise ValidationError({"isrc": "A track needs its ISRC."})
         if self.spotify_uri.startswith("spotify:track:") and self.kind != self.Kind.TRACK:
             raise ValidationError({"spotify_uri": "This is a track URI; the release is not a track."})
-
-    def compute_release_at(self) -> dt.datetime:
-        local = dt.datetime.combine(self.release_date, self.release_time, tzinfo=zoneinfo.ZoneInfo(self.timezone))
-        return local.astimezone(dt.UTC)
 
     @property
     def is_out(self) -> bool:
@@ -213,6 +211,10 @@ class Campaign(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("fans:campaign", args=[self.slug])
+
+    def public_url(self) -> str:
+        """The public page's full address, for links that leave the site (the console, emails)."""
+        return settings.PUBLIC_BASE_URL + self.get_absolute_url()
 
     def clean(self) -> None:
         if not self.save_release and not self.follow_artist:

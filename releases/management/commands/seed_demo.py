@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from delivery.sandbox import demo_catalog as catalog
 from delivery.scheduling import sync_schedule
 from delivery.services import SERVICES
+from releases import markets
 from releases.models import Artist, Campaign, Release, ReleaseLink
 
 ADMIN_USERNAME = "admin"
@@ -245,7 +246,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def midnight(day: dt.date, tz: str) -> dt.datetime:
-        return dt.datetime.combine(day, dt.time(0, 0), tzinfo=zoneinfo.ZoneInfo(tz))
+        return markets.instant(day, dt.time(0, 0), tz)
 
     def release(
         self,
