@@ -57,16 +57,9 @@ def scheduled_time_subquery() -> Subquery:
     return Subquery(Schedule.objects.filter(name=name).values("next_run")[:1])
 
 
-def export_response(request: HttpRequest, name: str, *, campaign=None, artist=None) -> HttpResponse:
-    """The streamed CSV of one campaign's or one artist's subscribers, written to the audit log."""
-    campaigns = Q(campaign=campaign) if campaign is not None else Q(campaign__release__artist=artist)
-    excel = request.GET.get("excel") == "1"
-    details = {"format": "excel" if excel else "utf-8"}
-    if artist is not None:
-        details["artist"] = artist.name
-    rows = exports.row_count(campaigns)
-    audit.record(request.user, AuditEntry.Action.EXPORT, campaign=campaign, rows=rows, **details)
-    return exports.csv_response(name, exports.export_querysets(campaigns), excel=excel)
+def export_response(request: HttpRequest, name: str, **which) -> HttpResponse:
+    """The streamed CSV of the subscribers of `which` (campaign= or artist=), in Excel's flavour on ?excel=1."""
+    return exports.audited_export(request.user, name, excel=request.GET.get("excel") == "1", **which)
 
 
 SPOTIFY_LINK = re.compile(
@@ -164,12 +157,9 @@ class ReleaseAdminForm(forms.ModelForm):
         release_at = self.new_release_at(cleaned)
         if release_at is None or not self.instance.pk or release_at == self.instance.release_at:
             return cleaned
-        live = self.instance.campaigns.filter(status=Campaign.Status.LIVE)
         # A per-market campaign fires first where local time is furthest ahead (UTC+14), hours before the release's.
         first = markets.earliest_release_instant(cleaned["release_date"], cleaned["release_time"])
-        if (release_at <= timezone.now() and live.exists()) or (
-            first <= timezone.now() and live.filter(firing=Campaign.Firing.PER_MARKET).exists()
-        ):
+        if self.instance.moving_starts_delivery(release_at, first):
             raise ValidationError(
                 "This release has a live campaign: moving its release time into the past (for a per-market "
                 "campaign, its first market's: %(first)s) would start delivering to fans at once. Set a later "
@@ -409,7 +399,7 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
                     + f"?campaign={obj.pk}",
                     "last_deliver": last_deliver,
                     "progress": progress(obj),
-                    "retryable": retry.retryable_failures(obj).count() if counts["failed"] else 0,
+                    "retryable": retry.retryable_count(obj, failed=counts["failed"]),
                     "funnel": analytics.funnel(obj, delivered=counts["delivered"]),
                     "breakdowns": analytics.breakdowns(obj),
                     "by_service": analytics.by_service(obj),
@@ -531,7 +521,7 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
             self.log_change(request, campaign, f"Re-queued {count} failed subscription(s).")
             self.message_user(request, f"Re-queued {count} failed subscription(s) for delivery.", messages.SUCCESS)
             return HttpResponseRedirect(self.url("change", campaign))
-        retryable = retry.retryable_failures(campaign).count()
+        retryable = retry.retryable_count(campaign)
         return self.confirm_page(
             request,
             campaign,

@@ -1,8 +1,9 @@
 """A campaign's figures for the console: KPIs, the funnel, traffic breakdowns, pre-saves per day, failures.
 
-Every figure is an aggregate query in the database (no rows pulled into Python). The KPIs and the funnel's
-counts come from CampaignTally on PostgreSQL (kept by triggers), so they cost the same at ten thousand or a
-million fans; on SQLite (the demo) they are counted directly.
+Every figure is an aggregate query in the database (no rows pulled into Python), but why pending fans wait: a
+bounded sample of them (WAITING_SAMPLE). The KPIs and the funnel's counts come from CampaignTally on PostgreSQL
+(kept by triggers), so they cost the same at ten thousand or a million fans; on SQLite (the demo) they are
+counted directly.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def kpi_annotations(prefix: str = "kpi_") -> dict:
     }
 
 
+FUNNEL_KINDS = {"views": Kind.VIEW, "clicks": Kind.CLICK, "authorizations": Kind.AUTHORIZE}
+
+
 def funnel_counts(campaign: Campaign) -> dict[str, int]:
     if tallied():
         counts = tallies(campaign, "funnel:")
@@ -73,9 +77,6 @@ def funnel_counts(campaign: Campaign) -> dict[str, int]:
     return FunnelEvent.objects.filter(campaign=campaign).aggregate(
         **{name: Count("pk", filter=Q(kind=kind)) for name, kind in FUNNEL_KINDS.items()}
     )
-
-
-FUNNEL_KINDS = {"views": Kind.VIEW, "clicks": Kind.CLICK, "authorizations": Kind.AUTHORIZE}
 
 
 @dataclass(frozen=True)
@@ -126,25 +127,32 @@ class Row:
         return percent(self.authorizations, self.views)
 
 
+# What a breakdown's row says where the event has no value for the dimension.
+BLANK_LABELS = {
+    "source": "direct / unknown",
+    "country": "unknown",
+    "device": "unknown",
+    "in_app_browser": "none (a real browser)",
+}
+
+
+def or_blank_label(field: str) -> Case:
+    """The event's `field` (a dimension of its own name), or the dimension's blank label."""
+    return Case(When(**{field: ""}, then=Value(BLANK_LABELS[field])), default=F(field))
+
+
 TRAFFIC_SOURCE = Case(
     When(~Q(utm_source=""), then=F("utm_source")),
     When(~Q(referrer_domain=""), then=F("referrer_domain")),
-    default=Value("direct / unknown"),
+    default=Value(BLANK_LABELS["source"]),
     output_field=CharField(),
 )
 DIMENSIONS = {
     "source": ("Traffic source (UTM or referrer)", TRAFFIC_SOURCE),
-    "country": ("Country", Case(When(country="", then=Value("unknown")), default=F("country"))),
-    "device": ("Device", Case(When(device="", then=Value("unknown")), default=F("device"))),
-    "in_app_browser": (
-        "In-app browser",
-        Case(When(in_app_browser="", then=Value("none (a real browser)")), default=F("in_app_browser")),
-    ),
+    "country": ("Country", or_blank_label("country")),
+    "device": ("Device", or_blank_label("device")),
+    "in_app_browser": ("In-app browser", or_blank_label("in_app_browser")),
 }
-
-
-BLANK_LABELS = {"source": "direct / unknown", "country": "unknown", "device": "unknown"}
-BLANK_LABELS["in_app_browser"] = "none (a real browser)"
 
 
 def breakdown(campaign: Campaign, dimension: str, limit: int = 8) -> list[Row]:
@@ -183,15 +191,16 @@ def presaves_per_day(campaign: Campaign, days: int = 30) -> list[tuple[dt.date, 
             campaign_id=campaign.pk, key__gte=f"day:{start.isoformat()}", key__lte=f"day:{today.isoformat()}"
         ).values_list("key", "count")
         counts = {dt.date.fromisoformat(key.removeprefix("day:")): count for key, count in found}
-        return [(start + dt.timedelta(days=i), counts.get(start + dt.timedelta(days=i), 0)) for i in range(days)]
-    counts = dict(
-        Subscription.objects.filter(campaign=campaign, created_at__date__gte=start)
-        .annotate(day=TruncDate("created_at"))
-        .values_list("day")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    return [(start + dt.timedelta(days=i), counts.get(start + dt.timedelta(days=i), 0)) for i in range(days)]
+    else:
+        counts = dict(
+            Subscription.objects.filter(campaign=campaign, created_at__date__gte=start)
+            .annotate(day=TruncDate("created_at"))
+            .values_list("day")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+    days_shown = [start + dt.timedelta(days=i) for i in range(days)]
+    return [(day, counts.get(day, 0)) for day in days_shown]
 
 
 REVOKED_REASON = "Authorization revoked by the fan (or expired)"
@@ -289,7 +298,7 @@ def by_service(campaign: Campaign) -> list[ServiceRow]:
         )
         .order_by()
     )
-    funnel_counts = {service: (clicks, authorizations) for service, clicks, authorizations in events}
+    funnel_by_service = {service: (clicks, authorizations) for service, clicks, authorizations in events}
     statuses: dict[str, dict[str, int]] = {}
     for service, status, count in (
         Subscription.objects.filter(campaign=campaign)
@@ -298,12 +307,12 @@ def by_service(campaign: Campaign) -> list[ServiceRow]:
         .order_by()
     ):
         statuses.setdefault(service, dict.fromkeys(Status.values, 0))[status] = count
-    keys = [key for key in SERVICES if key in funnel_counts or key in statuses]
-    keys += sorted((set(funnel_counts) | set(statuses)) - set(keys))
+    keys = [key for key in SERVICES if key in funnel_by_service or key in statuses]
+    keys += sorted((set(funnel_by_service) | set(statuses)) - set(keys))
     return [
         ServiceRow(
             SERVICES[key].label if key in SERVICES else key,
-            *funnel_counts.get(key, (0, 0)),
+            *funnel_by_service.get(key, (0, 0)),
             statuses.get(key, dict.fromkeys(Status.values, 0)),
         )
         for key in keys

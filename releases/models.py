@@ -113,6 +113,15 @@ class Release(models.Model):
     def is_out(self) -> bool:
         return self.release_at <= timezone.now()
 
+    def moving_starts_delivery(self, release_at: dt.datetime, first: dt.datetime) -> bool:
+        """Whether moving the release to `release_at` (its first market's time: `first`) would have a live campaign
+        start delivering at once: it is past, or, for a per-market campaign, the first market's time is."""
+        now = timezone.now()
+        live = self.campaigns.filter(status=Campaign.Status.LIVE)
+        return (release_at <= now and live.exists()) or (
+            first <= now and live.filter(firing=Campaign.Firing.PER_MARKET).exists()
+        )
+
 
 class ReleaseLink(models.Model):
     """Where fans can listen once the release is out: one link per platform, shown on the smart link page."""

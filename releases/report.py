@@ -35,7 +35,7 @@ def send_delivery_report(campaign_id: int) -> str:
         "counts": counts,
         "total": sum(counts.values()),
         "failure_reasons": analytics.failure_reasons(campaign, limit=5),
-        "retryable": retry.retryable_failures(campaign).count() if counts["failed"] else 0,
+        "retryable": retry.retryable_count(campaign, failed=counts["failed"]),
         "admin_url": settings.PUBLIC_BASE_URL + reverse("admin:releases_campaign_change", args=[campaign.pk]),
     }
     subject = f"Delivered: {release.title} by {release.artist} — {counts['delivered']:,} of {context['total']:,} fans"

@@ -25,6 +25,12 @@ def retryable_failures(campaign: Campaign) -> QuerySet[Subscription]:
     )
 
 
+def retryable_count(campaign: Campaign, failed: int | None = None) -> int:
+    """How many failures Retry failed would re-queue. `failed`, the campaign's failed count when it is known,
+    spares the query when nothing failed."""
+    return 0 if failed == 0 else retryable_failures(campaign).count()
+
+
 def retry_failed(campaign: Campaign) -> int:
     """Re-queue the campaign's retryable failures and start a delivery run; returns how many were re-queued."""
     count = retryable_failures(campaign).update(
