@@ -37,7 +37,7 @@ from delivery.services import (
 )
 from fans import consent, revocation, vault
 from fans.errors import (
-    AccountNotAllowed,
+    AccountNotListed,
     BadAuthorizationState,
     CampaignClosed,
     CodeRejected,
@@ -236,7 +236,7 @@ def complete(
             "This sign-in link was already used or has expired, please try again.", retry_url=retry_url
         ) from None
     except services.AccountNotAllowed:
-        raise AccountNotAllowed(
+        raise AccountNotListed(
             f"The label's {service.label} app is still in {service.label}'s test mode, which lets in only a few "
             "listed accounts, and yours isn't one of them, so nothing was saved."
             + (" You can still get an email when it's out." if email_instead else ""),

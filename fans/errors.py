@@ -64,7 +64,7 @@ class CampaignClosed(FanFlowError):
     title = "This pre-save has closed"
 
 
-class AccountNotAllowed(FanFlowError):
+class AccountNotListed(FanFlowError):
     """The service lets the label's app serve only its registered test users, and the fan is not one."""
 
     status = 403
