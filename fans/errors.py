@@ -26,6 +26,20 @@ class NotFound(FanFlowError):
     title = "Page not found"
 
 
+class SecurityCheckFailed(FanFlowError):
+    """A form posted without its CSRF cookie or with an old token (settings.CSRF_FAILURE_VIEW)."""
+
+    status = 403
+    title = "The security check didn't match"
+
+
+class TooManyRequests(FanFlowError):
+    """Over a rate limit (settings.RATELIMIT_VIEW)."""
+
+    status = 429
+    title = "Too many tries"
+
+
 class ConsentDenied(FanFlowError):
     status = 403
     title = "You didn't give permission"

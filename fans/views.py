@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_ratelimit.decorators import ratelimit
 
 from fans import authorization, pagecache, pages, privacy, privacy_email, revocation, signups, smartlink, tracking
-from fans.errors import FanFlowError, NotFound
+from fans.errors import FanFlowError, NotFound, SecurityCheckFailed, TooManyRequests
 from fans.forms import EmailSignupForm, PrivacyLinkForm
 from fans.geo import client_ip, rate_limit_key, request_country
 from fans.models import FunnelEvent
@@ -64,13 +64,11 @@ def shows_problems(view):
 
 def rate_limited(request: HttpRequest, exception=None) -> HttpResponse:
     """settings.RATELIMIT_VIEW: the clear 429 page."""
-    problem = FanFlowError(
+    problem = TooManyRequests(
         "Lots of requests came from your connection in a short time, so we paused it. Wait a minute, then try "
-        "again. Nothing you did before this was lost.",
-        title="Too many tries",
+        "again. Nothing you did before this was lost."
     )
-    problem.status = 429
-    response = render(request, "fans/problem.html", {"problem": problem}, status=429)
+    response = render(request, "fans/problem.html", {"problem": problem}, status=problem.status)
     response["Retry-After"] = "60"
     return response
 
@@ -83,16 +81,14 @@ def csrf_failed(request: HttpRequest, reason: str = "") -> HttpResponse:
         return django_csrf_failure(request, reason=reason)
     match = request.resolver_match
     slug = match.kwargs.get("slug") if match and match.namespace == "fans" else None
-    problem = FanFlowError(
+    problem = SecurityCheckFailed(
         "The security check of the page you came from didn't match what your browser sent back. That happens when "
         "cookies are blocked, when the page was open for a long time, or inside an app's built-in browser. Nothing "
         "was saved or shared. Go back, reload the page and try again; if it keeps happening, open the page in your "
         "usual browser, or allow cookies for this site.",
-        title="The security check didn't match",
         retry_url=reverse("fans:campaign", args=[slug]) if slug else "",
     )
-    problem.status = 403
-    return render(request, "fans/problem.html", {"problem": problem}, status=403)
+    return render(request, "fans/problem.html", {"problem": problem}, status=problem.status)
 
 
 def health(request: HttpRequest) -> HttpResponse:
