@@ -100,8 +100,7 @@ def campaign_context(
         "utm": sorted((utm or {}).items()),
         "utm_slot": "",
         "offer_email": offer_email,
-        "email_form": email_form
-        or (EmailSignupForm(consent_label=email_consent_words(release)) if offer_email else None),
+        "email_form": email_form,
         "email_opt_in_label": consent.EMAIL_OPT_IN_LABEL,
         "email_only_if_ticked": consent.EMAIL_ONLY_IF_TICKED.format(label=consent.EMAIL_OPT_IN_LABEL),
         "revoke_any_time": consent.REVOKE_ANY_TIME,

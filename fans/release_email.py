@@ -46,8 +46,7 @@ logger = logging.getLogger(__name__)
 SEND_TASK = "fans.release_email.send_release_emails"
 SCHEDULE_NAME_PREFIX = "release-email-"
 BATCH_SIZE = 100  # messages per SMTP connection and per transaction
-RETRY_MINUTES = 5  # after the mail server failed
-RETRY_AFTER = dt.timedelta(minutes=RETRY_MINUTES)  # also the one-off emails' (`retry_later`)
+RETRY_AFTER = dt.timedelta(minutes=5)  # after the mail server failed; also the one-off emails' (`retry_later`)
 MAIL_SERVER_ERRORS = (smtplib.SMTPException, OSError)  # the mail server is down or refused us: try again later
 SALTS = {"open": "fans.release_email.open", "click": "fans.release_email.click", "unsubscribe": "fans.release_email.u"}
 
