@@ -156,13 +156,12 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
 def revoke_context(consent_record: ConsentRecord, **extra) -> dict:
     campaign = consent_record.campaign
     subscription = consent_record.subscription
-    service = SERVICES.get(consent_record.service)
     return {
         "consent": consent_record,
         "campaign": campaign,
         "release": campaign.release,
         "artist": campaign.release.artist,
-        "service_label": service.label if service else consent_record.service,
+        "service_label": consent_record.get_service_display(),
         "subscription": subscription,
         "privacy_url": privacy.link_for_fan(subscription.fan) if subscription is not None else "",
         **extra,
@@ -187,12 +186,11 @@ def _consent_for_revoke_token(token: str) -> ConsentRecord | None:
 def privacy_context(subject: privacy.Subject, token: str) -> dict:
     subscriptions = list(privacy.subscriptions(subject).select_related("fan"))
     for subscription in subscriptions:  # a fan may have pre-saved one release on two services
-        service = SERVICES.get(subscription.fan.service)
-        subscription.service_label = service.label if service else subscription.fan.service
+        subscription.service_label = subscription.fan.get_service_display()
     return {
         "subject": subject,
         "fan": subject.fan,
-        "service_label": SERVICES[subject.fan.service].label if subject.fan and subject.fan.service in SERVICES else "",
+        "service_label": subject.fan.get_service_display() if subject.fan else "",
         "subscriptions": subscriptions,
         "consents": list(privacy.consents(subject)),
         "email_signups": list(privacy.email_signups(subject)),
