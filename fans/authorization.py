@@ -69,6 +69,17 @@ def thanks_aad(consent_id: int) -> bytes:
     return f"fans.thanks:{consent_id}".encode()
 
 
+def thanks_revoke_token(presaved: dict) -> str:
+    """The revoke token a session's THANKS_KEY entry keeps sealed (`complete`); "" when it no longer opens (its
+    vault key was taken out). Sessions from before the sealing keep it as it was given."""
+    if "sealed_revoke_token" not in presaved:
+        return presaved.get("revoke_token", "")
+    try:
+        return vault.unseal_text(presaved["sealed_revoke_token"], aad=thanks_aad(presaved.get("consent", 0)))
+    except vault.VaultError:
+        return ""
+
+
 class AlreadyCompleted(Exception):
     """The callback of a sign-in this session already completed, opened again: `slug` names its campaign."""
 

@@ -14,10 +14,11 @@ from django.utils.html import escape
 from django.utils.timesince import timeuntil
 
 from delivery.services import SERVICES
-from fans import consent, inapp, privacy, smartlink, vault
-from fans.authorization import THANKS_KEY, thanks_aad
+from fans import consent, inapp, privacy, revocation, smartlink
+from fans.authorization import THANKS_KEY, thanks_revoke_token
+from fans.errors import NotFound
 from fans.forms import EmailSignupForm
-from fans.models import ConsentRecord, hash_token
+from fans.models import ConsentRecord
 from fans.pagecache import CACHE_ALIAS, CampaignPage
 from releases.models import Campaign, Release, SeenFrom
 
@@ -127,9 +128,14 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
     presaved = session.get(THANKS_KEY, {}).get(campaign.slug)
     if not presaved or presaved.get("service") not in SERVICES:
         return None
-    revoke_token = _revoke_token(presaved)
-    consent_record = _consent_for_revoke_token(revoke_token) if revoke_token else None
-    if consent_record is None or consent_record.revoked_at is not None:
+    revoke_token = thanks_revoke_token(presaved)
+    if not revoke_token:
+        return None
+    try:
+        consent_record = revocation.find_consent(revoke_token)
+    except NotFound:
+        return None
+    if consent_record.revoked_at is not None:
         return None
     release = campaign.release
     market = consent_record.subscription.market if consent_record.subscription else ""
@@ -166,21 +172,6 @@ def revoke_context(consent_record: ConsentRecord, **extra) -> dict:
         "privacy_url": privacy.link_for_fan(subscription.fan) if subscription is not None else "",
         **extra,
     }
-
-
-def _revoke_token(presaved: dict) -> str:
-    """The revoke token the session keeps sealed (fans.authorization.complete); "" when it no longer opens (its
-    vault key was taken out). Sessions from before the sealing keep it as it was given."""
-    if "sealed_revoke_token" not in presaved:
-        return presaved.get("revoke_token", "")
-    try:
-        return vault.unseal_text(presaved["sealed_revoke_token"], aad=thanks_aad(presaved.get("consent", 0)))
-    except vault.VaultError:
-        return ""
-
-
-def _consent_for_revoke_token(token: str) -> ConsentRecord | None:
-    return ConsentRecord.objects.select_related("subscription__fan").filter(revoke_token_hash=hash_token(token)).first()
 
 
 def privacy_context(subject: privacy.Subject, token: str) -> dict:

@@ -31,7 +31,7 @@ class Revocation:
 def find_consent(token: str) -> ConsentRecord:
     """The consent record `token` revokes, or a 404."""
     consent = (
-        ConsentRecord.objects.select_related("campaign__release__artist", "subscription")
+        ConsentRecord.objects.select_related("campaign__release__artist", "subscription__fan")
         .filter(revoke_token_hash=hash_token(token))
         .first()
     )
