@@ -108,14 +108,6 @@ def enabled_service(key: str) -> Service:
     return cls()
 
 
-def visible_campaign(slug: str) -> Campaign:
-    """A campaign the public may see (anything but a draft), or a 404."""
-    campaign = Campaign.objects.public().filter(slug=slug).first()
-    if campaign is None:
-        raise NotFound("There's no pre-save at this address. Check the link, or ask the artist for a new one.")
-    return campaign
-
-
 def open_campaign(campaign: Campaign, market: str = "") -> Campaign:
     """`campaign`, if a fan in `market` (the country seen on the page; "" for the default) may pre-save."""
     if not campaign.accepts_presaves_in(market):
@@ -140,10 +132,13 @@ def code_challenge(verifier: str) -> str:
 # Start -----------------------------------------------------------------------------------------------------
 
 
-def start(session: SessionBase, *, slug: str, service_key: str, email_opt_in: bool, seen_country: str = "") -> str:
-    """Remember a new pending authorization in `session`; returns the service's authorization URL."""
+def start(
+    session: SessionBase, *, campaign: Campaign, service_key: str, email_opt_in: bool, seen_country: str = ""
+) -> str:
+    """Remember a new pending authorization in `session` for the public `campaign` (fans.pagecache's); returns
+    the service's authorization URL."""
     service = enabled_service(service_key)
-    campaign = open_campaign(visible_campaign(slug), markets.normalize(seen_country))
+    open_campaign(campaign, markets.normalize(seen_country))
     if type(service) not in campaign.offered_services():  # a hand-made form: the page offers no such button
         raise NotFound(f"This pre-save isn't offered on {service.label}. Go back and pick one of the page's buttons.")
     email_opt_in = bool(email_opt_in and campaign.offer_email_optin)

@@ -31,6 +31,7 @@ from releases.models import Campaign, ReleaseLink
 CACHE_ALIAS = "pages"
 _MISSING = "missing"
 SLUG_MAX = Campaign._meta.get_field("slug").max_length
+NO_SUCH_PAGE = "There's no pre-save at this address. Check the link, or ask the artist for a new one."
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def load(slug: str) -> CampaignPage | None:
 def campaign_page(slug: str) -> CampaignPage:
     """The visible campaign at `slug` and its links, from the cache when warm; a 404 otherwise."""
     if len(slug) > SLUG_MAX:
-        raise NotFound("There's no pre-save at this address. Check the link, or ask the artist for a new one.")
+        raise NotFound(NO_SUCH_PAGE)
     cache = caches[CACHE_ALIAS]
     page = cache.get(key(slug))
     if page is None:
@@ -99,7 +100,7 @@ def campaign_page(slug: str) -> CampaignPage:
         # Unknown slugs are remembered briefly too, so a flood of bad addresses stays off the database.
         cache.set(key(slug), page, settings.PAGE_CACHE_SECONDS if page != _MISSING else 10)
     if page == _MISSING:
-        raise NotFound("There's no pre-save at this address. Check the link, or ask the artist for a new one.")
+        raise NotFound(NO_SUCH_PAGE)
     return page
 
 

@@ -193,14 +193,14 @@ def listen(request: HttpRequest, slug: str, platform: str) -> HttpResponse:
 @limited()
 @shows_problems
 def presave(request: HttpRequest, slug: str, service: str) -> HttpResponse:
+    page = pagecache.campaign_page(slug)
     url = authorization.start(
         request.session,
-        slug=slug,
+        campaign=page.campaign,
         service_key=service,
         email_opt_in=request.POST.get("email_opt_in") == "1",
         seen_country=request_country(request),
     )
-    page = pagecache.campaign_page(slug)
     seen = tracking.visit(request, params=request.POST)
     tracking.keep_utm_for_authorization(request.session, slug, seen)
     tracking.record(Kind.CLICK, page.campaign, seen, service=service)
@@ -245,7 +245,7 @@ def finish_authorization(request: HttpRequest, service: str, params: Mapping[str
 @never_cache
 @shows_problems
 def thanks(request: HttpRequest, slug: str) -> HttpResponse:
-    campaign = authorization.visible_campaign(slug)
+    campaign = pagecache.campaign_page(slug).campaign
     context = pages.thanks_context(request.session, campaign)
     if context is None:
         return redirect(campaign)
