@@ -57,6 +57,17 @@ def test_draft_campaign_is_not_found(client):
     assert "First Light" not in response.content.decode()
 
 
+def test_a_draft_takes_no_presave_and_has_no_thank_you_page(client):
+    draft = make_campaign(slug="secret-album", status="draft")
+
+    start = client.post(reverse("fans:presave", args=[draft.slug, "spotify"]))
+    thanks = client.get(reverse("fans:thanks", args=[draft.slug]))
+
+    assert start.status_code == thanks.status_code == 404
+    assert "no pre-save at this address" in start.content.decode()
+    assert "no pre-save at this address" in thanks.content.decode()
+
+
 def test_unknown_slug_is_not_found_with_the_problem_page(client, db):
     response = client.get("/no-such-campaign/")
 
