@@ -1,11 +1,12 @@
-"""The campaign page's data, cached so that a warm page view reads no database row.
+"""Everything cached about a campaign page, so that a warm page view reads no database row.
 
-Two things are cached, never a CSRF token or anything about a visitor: the page's data (the campaign with its
-release and artist, and the release's links), and the page rendered once per variant (state, in-app browser,
-smart-link order) with slots for the per-request parts, which fans.pages.fill_campaign_html fills at each
-request: the CSRF token, the UTM fields and the countdown. A warm view then writes one FunnelEvent: that INSERT
-is its one database query. Each load of the data gets a new `stamp`, which names its rendered variants, so
-dropping the data drops them too.
+Two things are cached, never a CSRF token or anything about a visitor: the page's data (`campaign_page`: the
+campaign with its release and artist, and the release's links), and the page rendered once per variant
+(`campaign_html`: state, in-app browser, smart-link order, the visitor's release time) from fans.pages'
+context, with slots for the per-request parts, which `fill_campaign_html` fills at each request: the CSRF token,
+the UTM fields and the countdown. A warm view's page view waits in fans.tracking's ViewBuffer, written with
+others in one query: most warm views make no query at all, none more than one. Each load of the data gets a new
+`stamp`, which names its rendered variants, so dropping the data retires them too.
 
 The cache is the `pages` alias (presave_site/settings.py): Redis when REDIS_URL is set, so every server
 process sees an edit at once; otherwise each process's memory, where an edit reaches the process that saved
@@ -23,9 +24,12 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.locmem import LocMemCache
+from django.template.loader import render_to_string
+from django.utils.html import escape
 
-from fans import consent
+from fans import consent, inapp, smartlink
 from fans.errors import NotFound
+from fans.pages import Countdown, campaign_context
 from releases.models import Campaign, ReleaseLink
 
 CACHE_ALIAS = "pages"
@@ -106,3 +110,69 @@ def campaign_page(slug: str) -> CampaignPage:
 
 def forget(slugs: Iterable[str]) -> None:
     caches[CACHE_ALIAS].delete_many([key(slug) for slug in set(slugs) if slug])
+
+
+# The page rendered once per variant: per-request parts are slots ------------------------------------------
+
+SLOT = "\x00"  # slots are "\x00name\x00": the cached page is kept split on SLOT, names at the odd places
+CSRF_SLOT = f"{SLOT}csrf{SLOT}"
+UTM_SLOT = f"{SLOT}utm{SLOT}"
+
+
+class CountdownSlots:
+    """Stands in for a Countdown when the page is rendered once for the cache: each value is a slot that
+    `fill_campaign_html` replaces with the time left at each request."""
+
+    parts = [(f"\x00countdown:{unit}\x00", unit) for unit in ("days", "hours", "minutes", "seconds")]
+
+
+def campaign_html(
+    page: CampaignPage, *, country: str, preferred: str, in_app: inapp.InAppBrowser | None
+) -> tuple[list[str], Countdown | None]:
+    """The campaign page's HTML split around its slots (the CSRF token, the UTM fields and the countdown), and
+    the countdown to fill them with. From the `pages` cache, keyed by what makes two renderings differ (the
+    page's stamp, its state, the in-app browser, the smart-link order, and per market the release time in the
+    visitor's market); rendered on a miss."""
+    release, campaign = page.release, page.campaign
+    seen = campaign.seen_from(country)  # per market, the visitor's release time: part of what the page says
+    order = ""
+    if seen.is_out:
+        links = smartlink.ordered(smartlink.destinations(release, page.links), country=country, preferred=preferred)
+        order = ",".join(link.key for link in links)
+    state = "out" if seen.is_out else ("open" if seen.accepting else "closed")
+    browser = in_app.key + in_app.os if in_app else ""
+    html_key = f"fans:html:{page.stamp}:{state}:{browser}:{order}:{seen.release_at.timestamp():.0f}"
+    cache = caches[CACHE_ALIAS]
+    parts = cache.get(html_key)
+    if parts is None:
+        page_url = settings.PUBLIC_BASE_URL + page.campaign.get_absolute_url()
+        context = campaign_context(
+            page, country=country, preferred=preferred, in_app=in_app, page_url=page_url, seen=seen
+        )
+        slotted = {
+            **context,
+            "csrf_token": CSRF_SLOT,
+            "utm_slot": UTM_SLOT,
+            "countdown": CountdownSlots() if context["countdown"] else None,
+        }
+        # Forms strip NUL characters from what staff type, so the only ones in the page are the slots'.
+        parts = render_to_string("fans/campaign.html", slotted).split(SLOT)
+        cache.set(html_key, parts, settings.PAGE_CACHE_SECONDS)
+    return parts, (Countdown(seen.release_at) if not seen.is_out else None)
+
+
+def fill_campaign_html(parts: list[str], *, csrf_token: str, utm: dict[str, str], countdown: Countdown | None) -> str:
+    """The page with its slots filled: one join over the cached pieces."""
+    slots = {
+        "csrf": escape(csrf_token),
+        "utm": "".join(
+            f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
+            for name, value in sorted(utm.items())
+        ),
+    }
+    if countdown is not None:
+        slots.update((f"countdown:{unit}", value) for value, unit in countdown.parts)
+    filled = parts.copy()
+    for index in range(1, len(parts), 2):
+        filled[index] = slots.get(parts[index], "")
+    return "".join(filled)

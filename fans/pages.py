@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
-from django.core.cache import caches
-from django.template.loader import render_to_string
 from django.utils import timezone
-from django.utils.html import escape
 from django.utils.timesince import timeuntil
 
 from delivery.services import SERVICES
@@ -19,8 +17,10 @@ from fans.authorization import THANKS_KEY, thanks_revoke_token
 from fans.errors import NotFound
 from fans.forms import EmailSignupForm
 from fans.models import ConsentRecord
-from fans.pagecache import CACHE_ALIAS, CampaignPage
 from releases.models import Campaign, Release, SeenFrom
+
+if TYPE_CHECKING:
+    from fans.pagecache import CampaignPage
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,6 @@ class Countdown:
             (f"{minutes:02d}", "minutes"),
             (f"{seconds:02d}", "seconds"),
         ]
-
-
-class CountdownSlots:
-    """Stands in for a Countdown when the page is rendered once for the cache: each value is a slot that
-    `fill_campaign_html` replaces with the time left at each request."""
-
-    parts = [(f"\x00countdown:{unit}\x00", unit) for unit in ("days", "hours", "minutes", "seconds")]
 
 
 def campaign_context(
@@ -187,62 +180,3 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         "email_signups": list(privacy.email_signups(subject)),
         "token": token,
     }
-
-
-# The campaign page rendered once per variant and cached: per-request parts are slots ----------------------------
-
-SLOT = "\x00"  # slots are "\x00name\x00": the cached page is kept split on SLOT, names at the odd places
-CSRF_SLOT = f"{SLOT}csrf{SLOT}"
-UTM_SLOT = f"{SLOT}utm{SLOT}"
-
-
-def campaign_html(
-    page: CampaignPage, *, country: str, preferred: str, in_app: inapp.InAppBrowser | None
-) -> tuple[list[str], Countdown | None]:
-    """The campaign page's HTML split around its slots (the CSRF token, the UTM fields and the countdown), and
-    the countdown to fill them with. From the `pages` cache, keyed by what makes two renderings differ (the
-    page's stamp, its state, the in-app browser, the smart-link order, and per market the release time in the
-    visitor's market); rendered on a miss."""
-    release, campaign = page.release, page.campaign
-    seen = campaign.seen_from(country)  # per market, the visitor's release time: part of what the page says
-    order = ""
-    if seen.is_out:
-        links = smartlink.ordered(smartlink.destinations(release, page.links), country=country, preferred=preferred)
-        order = ",".join(link.key for link in links)
-    state = "out" if seen.is_out else ("open" if seen.accepting else "closed")
-    browser = in_app.key + in_app.os if in_app else ""
-    key = f"fans:html:{page.stamp}:{state}:{browser}:{order}:{seen.release_at.timestamp():.0f}"
-    cache = caches[CACHE_ALIAS]
-    parts = cache.get(key)
-    if parts is None:
-        page_url = settings.PUBLIC_BASE_URL + page.campaign.get_absolute_url()
-        context = campaign_context(
-            page, country=country, preferred=preferred, in_app=in_app, page_url=page_url, seen=seen
-        )
-        slotted = {
-            **context,
-            "csrf_token": CSRF_SLOT,
-            "utm_slot": UTM_SLOT,
-            "countdown": CountdownSlots() if context["countdown"] else None,
-        }
-        # Forms strip NUL characters from what staff type, so the only ones in the page are the slots'.
-        parts = render_to_string("fans/campaign.html", slotted).split(SLOT)
-        cache.set(key, parts, settings.PAGE_CACHE_SECONDS)
-    return parts, (Countdown(seen.release_at) if not seen.is_out else None)
-
-
-def fill_campaign_html(parts: list[str], *, csrf_token: str, utm: dict[str, str], countdown: Countdown | None) -> str:
-    """The page with its slots filled: one join over the cached pieces."""
-    slots = {
-        "csrf": escape(csrf_token),
-        "utm": "".join(
-            f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
-            for name, value in sorted(utm.items())
-        ),
-    }
-    if countdown is not None:
-        slots.update((f"countdown:{unit}", value) for value, unit in countdown.parts)
-    filled = parts.copy()
-    for index in range(1, len(parts), 2):
-        filled[index] = slots.get(parts[index], "")
-    return "".join(filled)

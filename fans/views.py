@@ -119,13 +119,13 @@ def campaign(request: HttpRequest, slug: str) -> HttpResponse:
     page = pagecache.campaign_page(slug)
     counted = request.method == "GET" and not tracking.is_bot(request)  # a HEAD or a link preview is no visit
     seen = tracking.visit(request, may_set_cookie=counted)
-    parts, countdown = pages.campaign_html(
+    parts, countdown = pagecache.campaign_html(
         page,
         country=seen.country,
         preferred=request.COOKIES.get(smartlink.PREFERENCE_COOKIE, "")[:20],
         in_app=seen.in_app,
     )
-    html = pages.fill_campaign_html(parts, csrf_token=get_token(request), utm=seen.utm, countdown=countdown)
+    html = pagecache.fill_campaign_html(parts, csrf_token=get_token(request), utm=seen.utm, countdown=countdown)
     if counted:
         tracking.record_view(page.campaign, seen)
     response = HttpResponse(html)
