@@ -47,4 +47,4 @@ def email_unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     if done:
         release_email.unsubscribe(email)
     context = {"email": email, "release": email.campaign.release, "token": token, "done": done}
-    return render(request, "email/unsubscribe.html", context)
+    return render(request, "fans/unsubscribe.html", context)
