@@ -6,6 +6,7 @@ import ipaddress
 
 from django.contrib import messages
 from django.contrib.admin import helpers
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.db import models
 from django.db.models import QuerySet
 from django.db.models.constants import LOOKUP_SEP
@@ -28,11 +29,21 @@ def is_ip(value: str) -> bool:
     return True
 
 
+class KeysOnlyAutocompleteSelect(AutocompleteSelect):
+    """Django's autocomplete widget, re-showing a form posted by hand with something that is no key (artist=abc):
+    Django's looks the value up as it is, and a non-number raises ValueError, a 500 in place of "Select a valid
+    choice". The field still says that; the widget shows nothing chosen."""
+
+    def optgroups(self, name, value, attr=None):
+        return super().optgroups(name, [v for v in value if is_id(str(v))], attr)
+
+
 class HandMadeInput:
     """A ModelAdmin mixin for addresses and forms the console never makes itself, edited by hand: a 400 or a
     message, not a 500 and not an oracle. Actions act on ids only; the query string may not filter by a
     regular expression (PostgreSQL refuses a bad one, and a slow one runs on), by a field the admin leaves
-    out (`exclude`, such as a revoke token's hash), or by an IP address that isn't one."""
+    out (`exclude`, such as a revoke token's hash), or by an IP address that isn't one; an autocomplete field
+    posted with something that is no key is refused by its field, not a 500 (KeysOnlyAutocompleteSelect)."""
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
         name, *lookups = lookup.split(LOOKUP_SEP)
@@ -43,6 +54,11 @@ class HandMadeInput:
         if compared_as_ip and not all(is_ip(part) for part in value.split(",")):
             return False
         return super().lookup_allowed(lookup, value, request)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name in self.get_autocomplete_fields(request) and "widget" not in kwargs:
+            kwargs["widget"] = KeysOnlyAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def response_action(self, request: HttpRequest, queryset: QuerySet):
         if not all(is_id(pk) for pk in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)):

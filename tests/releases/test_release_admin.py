@@ -74,7 +74,12 @@ def test_change_page_renders(staff_client, campaign):
             "Paste the release's Spotify URI",
         ),
         ("spotify_uri", "spotify:album:short", "Paste the release's Spotify URI"),
+        ("upc", "١٢٣٤٥٦٧٨٩٠١٢", "A UPC/EAN has 12 or 13 digits."),  # Arabic-Indic digits: no lookup finds them
+        ("isrc", "GBAYE٢٦٠٠٠٠١", "An ISRC looks like GBAYE2600001"),
         ("timezone", "Mars/Olympus", "is not a time zone name"),
+        ("timezone", "localtime", "is not a time zone name"),  # the server's own zone: no market's clock
+        ("timezone", "Factory", "is not a time zone name"),
+        ("timezone", "posixrules", "is not a time zone name"),
     ],
 )
 def test_malformed_identifier_is_an_error_on_its_field(staff_client, artist, field, value, message):
@@ -84,6 +89,16 @@ def test_malformed_identifier_is_an_error_on_its_field(staff_client, artist, fie
     errors = response.context["adminform"].form.errors
     assert list(errors) == [field]
     assert message in errors[field][0]
+    assert not Release.objects.exists()
+
+
+@pytest.mark.parametrize("value", ["abc", "1.0", "\x00", "²"])
+def test_an_artist_that_is_no_key_is_an_error_on_its_field_not_a_500(staff_client, artist, value):
+    """Only a form made by hand sends this; Django's autocomplete widget looked it up as it was (ValueError)."""
+    response = staff_client.post(ADD, {**form_data(artist), "artist": value})
+
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["artist"]
     assert not Release.objects.exists()
 
 
