@@ -34,13 +34,12 @@ import queue
 import random
 import time
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, Min, OuterRef, Q, Value
+from django.db.models import Exists, Min, OuterRef, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
@@ -751,12 +750,3 @@ def finish_campaigns(campaigns) -> int:
             if settings.DELIVERY_REPORT_EMAILS:
                 transaction.on_commit(functools.partial(async_task, REPORT_TASK, campaign.pk))
     return done
-
-
-def firing_times(campaign: Campaign) -> list[tuple[str, datetime, int]]:
-    """(market, firing time, pending fans) for each market of the campaign's pending fans, soonest first."""
-    pending = Subscription.objects.filter(campaign=campaign, status=Subscription.Status.PENDING)
-    counts = defaultdict(int)
-    for market, count in pending.values_list("market").annotate(n=Count("pk")).order_by():
-        counts[market or campaign.default_market] += count
-    return sorted(((m, campaign.firing_time(m), n) for m, n in counts.items()), key=lambda row: (row[1], row[0]))

@@ -145,7 +145,7 @@ def campaign_html(
     cache = caches[CACHE_ALIAS]
     parts = cache.get(html_key)
     if parts is None:
-        page_url = settings.PUBLIC_BASE_URL + page.campaign.get_absolute_url()
+        page_url = page.campaign.public_url()
         context = campaign_context(
             page, country=country, preferred=preferred, in_app=in_app, page_url=page_url, seen=seen
         )

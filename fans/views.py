@@ -105,7 +105,7 @@ def campaign_context(request: HttpRequest, page: pagecache.CampaignPage, seen: t
         country=seen.country,
         preferred=request.COOKIES.get(smartlink.PREFERENCE_COOKIE, "")[:20],
         in_app=seen.in_app,
-        page_url=settings.PUBLIC_BASE_URL + page.campaign.get_absolute_url(),
+        page_url=page.campaign.public_url(),
         utm=seen.utm,
         **extra,
     )

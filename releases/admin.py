@@ -20,7 +20,6 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django_q.models import Schedule
 
-from delivery.engine import firing_times
 from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now, scheduled_time
 from delivery.services import enabled_services, staff_warnings
 from delivery.workers import clusters_running
@@ -385,7 +384,7 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
                     "scheduled_utc": utc(scheduled) if scheduled else None,
                     "release_warnings": expiry.release_too_far_out(obj) + staff_warnings(obj),
                     "at_risk": expiry.at_risk_count(obj),
-                    "market_firing": [(market, utc(at), count) for market, at, count in firing_times(obj)]
+                    "market_firing": [(market, utc(at), count) for market, at, count in analytics.firing_times(obj)]
                     if obj.firing == Campaign.Firing.PER_MARKET
                     else [],
                     "can_deliver": self.has_deliver_permission(request, obj) and obj.status != Campaign.Status.DRAFT,

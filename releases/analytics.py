@@ -9,7 +9,7 @@ counted directly.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from django.db import connection
@@ -317,3 +317,13 @@ def by_service(campaign: Campaign) -> list[ServiceRow]:
         )
         for key in keys
     ]
+
+
+def firing_times(campaign: Campaign) -> list[tuple[str, dt.datetime, int]]:
+    """(market, firing time, pending fans) for each market of the campaign's pending fans, soonest first: the
+    console's per-market schedule (a fan without a market fires with the campaign's default)."""
+    pending = Subscription.objects.filter(campaign=campaign, status=Subscription.Status.PENDING)
+    counts = defaultdict(int)
+    for market, count in pending.values_list("market").annotate(n=Count("pk")).order_by():
+        counts[market or campaign.default_market] += count
+    return sorted(((m, campaign.firing_time(m), n) for m, n in counts.items()), key=lambda row: (row[1], row[0]))

@@ -10,10 +10,9 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from delivery.engine import firing_times
 from delivery.workers import clusters_running
 from fans.models import Subscription
-from releases.analytics import kpi_annotations
+from releases.analytics import firing_times, kpi_annotations
 from releases.models import Campaign
 
 Status = Subscription.Status

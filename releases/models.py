@@ -226,7 +226,7 @@ class Campaign(models.Model):
         return reverse("fans:campaign", args=[self.slug])
 
     def public_url(self) -> str:
-        """The public page's full address, for links that leave the site (the console, emails)."""
+        """The public page's full address: for links that leave the site (the console, emails) and share tags."""
         return settings.PUBLIC_BASE_URL + self.get_absolute_url()
 
     def clean(self) -> None:

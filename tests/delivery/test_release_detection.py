@@ -9,6 +9,7 @@ from django.utils import timezone
 from delivery import engine, scheduling
 from delivery.sandbox import demo_catalog
 from fans.models import Subscription
+from releases import analytics
 from releases.models import Campaign, Release
 from tests.conftest import make_campaign, make_subscription
 
@@ -46,7 +47,7 @@ def test_each_market_fires_at_its_own_local_midnight(sandbox):
         engine.deliver_campaign(campaign.pk)
         assert status_of(tokyo) == "delivered"
         assert status_of(london) == status_of(unknown) == "pending"
-        assert engine.firing_times(campaign) == [("GB", dt.datetime(2026, 12, 4, tzinfo=dt.UTC), 2)]
+        assert analytics.firing_times(campaign) == [("GB", dt.datetime(2026, 12, 4, tzinfo=dt.UTC), 2)]
 
     with time_machine.travel(dt.datetime(2026, 12, 4, 0, 0, 30, tzinfo=dt.UTC), tick=True):  # midnight in London
         engine.deliver_campaign(campaign.pk)
@@ -76,7 +77,7 @@ def test_a_release_postponed_after_the_first_market_fired_reaches_the_others_at_
         engine.deliver_campaign(campaign.pk)
         assert status_of(london) == "pending" and Subscription.objects.get(pk=london.pk).attempts == 0
         moved = Campaign.objects.select_related("release").get(pk=campaign.pk)
-        assert engine.firing_times(moved) == [("GB", dt.datetime(2026, 12, 11, tzinfo=dt.UTC), 1)]
+        assert analytics.firing_times(moved) == [("GB", dt.datetime(2026, 12, 11, tzinfo=dt.UTC), 1)]
 
     with time_machine.travel(dt.datetime(2026, 12, 11, 0, 0, 30, tzinfo=dt.UTC), tick=True):  # the new one
         engine.deliver_campaign(campaign.pk)
