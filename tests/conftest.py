@@ -267,10 +267,25 @@ def site(django_db_setup, live_server, sandbox, settings) -> str:
 
 # --- Personas and objects ----------------------------------------------------------------------------------
 @pytest.fixture
-def label_staff(django_user_model):
-    return django_user_model.objects.create_user(
-        "lena", "lena@label.test", "staff-password-1", is_staff=True, is_superuser=True
-    )
+def label_staff(db):
+    """A member of the "Label staff" role, with exactly the permissions the roles migration grants it."""
+    from tests.releases.personas import member_of
+
+    return member_of("Label staff", "lena")
+
+
+@pytest.fixture
+def manager(db):
+    """A member of the "Manager" role: label staff's permissions, the export and the audit log."""
+    from tests.releases.personas import member_of
+
+    return member_of("Manager", "mo")
+
+
+@pytest.fixture
+def superuser(django_user_model):
+    """Every permission: for what neither role may do (deleting a campaign, say)."""
+    return django_user_model.objects.create_superuser("sam", "sam@label.test", "superuser-password-1")
 
 
 def make_campaign(

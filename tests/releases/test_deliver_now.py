@@ -141,13 +141,17 @@ def test_action_queues_live_campaigns_and_skips_drafts(staff_client, db):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("changelist", "action"),
-    [(CHANGELIST, "deliver_now_action"), (reverse("admin:releases_artist_changelist"), "delete_selected")],
+    ("persona", "changelist", "action"),
+    [
+        ("label_staff", CHANGELIST, "deliver_now_action"),
+        ("superuser", reverse("admin:releases_artist_changelist"), "delete_selected"),  # neither role deletes artists
+    ],
 )
-def test_an_action_on_ids_that_are_not_ids_is_a_message_not_a_500(staff_client, campaign, changelist, action):
-    response = staff_client.post(
-        changelist, {"action": action, "_selected_action": [campaign.pk, "1 OR 1=1"]}, follow=True
-    )
+def test_an_action_on_ids_that_are_not_ids_is_a_message_not_a_500(
+    request, client, campaign, persona, changelist, action
+):
+    client.force_login(request.getfixturevalue(persona))
+    response = client.post(changelist, {"action": action, "_selected_action": [campaign.pk, "1 OR 1=1"]}, follow=True)
 
     assert response.status_code == 200
     assert "No such items: nothing was changed." in text(response)

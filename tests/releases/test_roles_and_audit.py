@@ -8,7 +8,7 @@ from django.urls import reverse
 from fans.models import Fan, Subscription
 from releases.models import AuditEntry
 from tests.conftest import make_campaign
-from tests.releases.personas import member_of
+from tests.releases.personas import PASSWORD, member_of
 
 pytestmark = pytest.mark.django_db
 
@@ -168,7 +168,7 @@ def test_console_sign_in_attempts_are_limited_per_ip(client, settings, label_sta
     wrong = [client.post(login, {"username": label_staff.username, "password": "guess"}) for _ in range(2)]
     assert [a.status_code for a in wrong] == [200, 200]
     assert "Please enter the correct username and password" in wrong[0].content.decode()
-    right = client.post(login, {"username": label_staff.username, "password": "staff-password-1"})
+    right = client.post(login, {"username": label_staff.username, "password": PASSWORD})
     assert right.status_code == 302
 
     refused = client.post(login, {"username": label_staff.username, "password": "guess"})
