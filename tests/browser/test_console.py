@@ -9,19 +9,18 @@ from django.urls import reverse
 
 from fans.models import FunnelEvent, Subscription
 from tests.conftest import make_campaign, make_subscription
+from tests.releases.personas import PASSWORD, member_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
 @pytest.fixture
-def console(django_db_setup, live_server, settings, django_user_model):
+def console(django_db_setup, live_server, settings):
     """The live server, with label staff to log in as. List it before `page` (see test_presave_flow)."""
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     settings.PUBLIC_BASE_URL = live_server.url
-    django_user_model.objects.create_user(
-        "lena", "lena@label.test", "staff-password-1", is_staff=True, is_superuser=True
-    )
+    member_of("Label staff", "lena")
     ARTIFACTS.mkdir(exist_ok=True)
     return live_server.url
 
@@ -29,7 +28,7 @@ def console(django_db_setup, live_server, settings, django_user_model):
 def log_in(page, base: str) -> None:
     page.goto(base + reverse("admin:login"))
     page.fill("#id_username", "lena")
-    page.fill("#id_password", "staff-password-1")
+    page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_url(base + reverse("admin:index"))
 
