@@ -58,12 +58,6 @@ def form_data(campaign: Campaign | None = None, **overrides) -> dict:
     return {key: value for key, value in data.items() if value is not False}
 
 
-@pytest.fixture
-def staff_client(client, label_staff):
-    client.force_login(label_staff)
-    return client
-
-
 def test_changelist_shows_the_four_kpis_from_subscription_rows(staff_client, campaign):
     subscribe_mix(campaign)
     other = make_campaign(slug="second-wave")
