@@ -214,6 +214,19 @@ def start_worker(worker_env):
         worker.stop()
 
 
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run manage.py with only `env` (and PATH/HOME) as its environment: no test settings leak in."""
+    clean_env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "ENV_FILE": "/dev/null"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean_env, "DJANGO_SETTINGS_MODULE": "presave_site.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, message: str = "condition"):
     """Poll until `predicate()` is truthy; fail with `message` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
