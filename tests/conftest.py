@@ -18,11 +18,12 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from delivery.sandbox import deezer, server
 from delivery.sandbox.client import SandboxClient
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-DEEZER_APP_ID, DEEZER_SECRET = "100001", "sandbox-deezer-secret"  # the sandbox's registered Deezer app
+DEEZER_APP_ID, DEEZER_SECRET = deezer.DEFAULT_APP_ID, deezer.DEFAULT_SECRET  # the sandbox's registered Deezer app
 MUSICKIT_KEY_ID, MUSICKIT_TEAM_ID = "SANDBOXKEY", "SANDBOXTEAM"  # a MusicKit key made for this test session
 
 
@@ -66,6 +67,8 @@ def pytest_collection_modifyitems(items):
 class Sandbox(SandboxClient):
     """The running sandbox, with the control calls tests use most."""
 
+    spotify_client = (server.DEFAULT_CLIENT_ID, server.DEFAULT_CLIENT_SECRET)  # its registered Spotify app
+
     def faults(self, **switches) -> dict:
         return self.control("POST", "faults", switches)
 
@@ -77,7 +80,7 @@ class Sandbox(SandboxClient):
 
     def authorize(self, user_id: str, scope: str = "user-library-modify user-follow-modify") -> dict:
         """Mint tokens for a sandbox user directly (no login page), as a fan who pre-saved earlier."""
-        return self.control("POST", f"users/{user_id}/authorize", {"client_id": "sandbox-client-id", "scope": scope})
+        return self.control("POST", f"users/{user_id}/authorize", {"client_id": self.spotify_client[0], "scope": scope})
 
     def authorize_deezer(self, user_id: str, perms: str = "basic_access,offline_access,manage_library") -> str:
         """A lasting Deezer token for a sandbox user, as a fan who pre-saved earlier."""
@@ -113,9 +116,7 @@ class Sandbox(SandboxClient):
 
 @pytest.fixture(scope="session")
 def sandbox_server():
-    from delivery.sandbox.server import start_in_thread
-
-    url, stop = start_in_thread(
+    url, stop = server.start_in_thread(
         host="127.0.0.1",
         port=0,
         musickit_key_id=MUSICKIT_KEY_ID,

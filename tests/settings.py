@@ -2,6 +2,9 @@
 
 import os
 
+# The sandbox is plain aiohttp (no Django): importing it here, before the settings exist, is safe.
+from delivery.sandbox.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
 TEST_ENVIRONMENT = {
     "ENV_FILE": "/dev/null",  # never read the demo's .env
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/presave",
@@ -12,8 +15,8 @@ TEST_ENVIRONMENT = {
     "TOKEN_ENCRYPTION_KEYS": (
         "test-b:YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmI=,test-a:YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE="
     ),
-    "SPOTIFY_CLIENT_ID": "sandbox-client-id",
-    "SPOTIFY_CLIENT_SECRET": "sandbox-client-secret",
+    "SPOTIFY_CLIENT_ID": DEFAULT_CLIENT_ID,  # the sandbox's registered app
+    "SPOTIFY_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
     "SPOTIFY_ENABLED": "true",
     "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
     "DELIVERY_RETRY_BASE_SECONDS": "0.2",

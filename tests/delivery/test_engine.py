@@ -25,7 +25,7 @@ def refresh_with(sandbox, refresh_token: str) -> requests.Response:
     return requests.post(
         f"{sandbox.accounts_url}/api/token",
         data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-        auth=("sandbox-client-id", "sandbox-client-secret"),
+        auth=sandbox.spotify_client,
         timeout=5,
     )
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-CLIENT = ("sandbox-client-id", "sandbox-client-secret")
+from delivery.sandbox.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
+CLIENT = (DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
 
 
 @pytest.fixture
