@@ -51,8 +51,12 @@ class Env(environ.Env):
     def base_url(self, var, default):
         """An http(s) base address without its trailing slash; anything else stops the start naming it."""
         value = self.str(var, default=default).rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - a port that is no number, or out of range, raises here
+        except ValueError:
+            parts = None
+        if not parts or parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
             raise ImproperlyConfigured(f"{var} must be an http:// or https:// address, like {default}.")
         return value
 
@@ -64,7 +68,10 @@ class Env(environ.Env):
             raise ImproperlyConfigured(
                 f"{var} must look like postgres://user:password@host:5432/name (or sqlite:///path for the demo)."
             )
-        config = self.db_url_config(url)
+        try:
+            config = self.db_url_config(url)
+        except ValueError:  # a port that is no number or out of range
+            raise ImproperlyConfigured(f"{var} has a port that is not a number from 1 to 65535.") from None
         if not config.get("NAME"):
             raise ImproperlyConfigured(f"{var} names no database (postgres://user@host:5432/name).")
         return config
@@ -278,6 +285,8 @@ APPLE_MUSIC_TOKEN_SECONDS = env.int("APPLE_MUSIC_TOKEN_SECONDS", default=12 * 36
 APPLE_MUSIC_TOKEN_RENEW_SECONDS = env.int("APPLE_MUSIC_TOKEN_RENEW_SECONDS", default=3600)
 # Releases are looked up (UPC/ISRC) in each fan's storefront; this one when the fan's market is unknown.
 APPLE_MUSIC_STOREFRONT = env.str("APPLE_MUSIC_STOREFRONT", default="us").lower()
+if not re.fullmatch(r"[a-z]{2}", APPLE_MUSIC_STOREFRONT):
+    raise ImproperlyConfigured("APPLE_MUSIC_STOREFRONT must be a two-letter storefront such as us or gb.")
 # Apple does not publish its limit; every worker together stays under this many calls per window.
 APPLE_MUSIC_RATE_LIMIT = env.int("APPLE_MUSIC_RATE_LIMIT", default=300)
 APPLE_MUSIC_RATE_WINDOW_SECONDS = env.float("APPLE_MUSIC_RATE_WINDOW_SECONDS", default=30.0, minimum=0.01)
@@ -308,8 +317,13 @@ DELIVERY_AVAILABILITY_WAIT_HOURS = env.int("DELIVERY_AVAILABILITY_WAIT_HOURS", d
 
 # --- django-q2 ------------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL and urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
-    raise ImproperlyConfigured("REDIS_URL must look like redis://host:6379/0 (rediss:// with TLS), or be empty.")
+if REDIS_URL:
+    try:
+        _redis_ok = urlsplit(REDIS_URL).scheme in {"redis", "rediss", "unix"} and urlsplit(REDIS_URL).port != 0
+    except ValueError:  # a port that is no number, or out of range
+        _redis_ok = False
+    if not _redis_ok:
+        raise ImproperlyConfigured("REDIS_URL must look like redis://host:6379/0 (rediss:// with TLS), or be empty.")
 Q_CLUSTER = {
     "name": env.str("Q_CLUSTER_NAME", default="presave"),
     "workers": env.int("Q_WORKERS", default=2, minimum=1),
@@ -360,7 +374,12 @@ SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 RATELIMIT_VIEW = "fans.views.rate_limited"
 # Behind a proxy, the client's address is in a header, e.g. HTTP_CF_CONNECTING_IP or HTTP_X_REAL_IP.
 RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
-if RATELIMIT_IP_META_KEY and RATELIMIT_IP_META_KEY.upper() == "HTTP_X_FORWARDED_FOR":
+if RATELIMIT_IP_META_KEY and not re.fullmatch(r"HTTP_[A-Z0-9_]+|REMOTE_ADDR", RATELIMIT_IP_META_KEY):
+    raise ImproperlyConfigured(
+        f"RATELIMIT_IP_META_KEY={RATELIMIT_IP_META_KEY[:40]!r}: name the header as Django's request.META does, "
+        "HTTP_ and the header's name in capitals with _ for -: X-Real-IP is HTTP_X_REAL_IP."
+    )
+if RATELIMIT_IP_META_KEY == "HTTP_X_FORWARDED_FOR":
     raise ImproperlyConfigured(
         "RATELIMIT_IP_META_KEY=HTTP_X_FORWARDED_FOR: that header lists one address per proxy, and a client can "
         "add its own; use a header your proxy sets to the client's address alone, e.g. HTTP_X_REAL_IP or "
@@ -371,15 +390,17 @@ FANS_CLICK_RATE = env.str("FANS_CLICK_RATE", default="120/m")  # smart-link clic
 ADMIN_LOGIN_RATE = env.str("ADMIN_LOGIN_RATE", default="10/m")  # console sign-in attempts: per IP
 for _name in ("FANS_WRITE_RATE", "FANS_CLICK_RATE", "ADMIN_LOGIN_RATE"):
     # django-ratelimit reads the rate at the first request: a malformed one would be a 500 on every write.
-    if not re.fullmatch(r"\d+/\d*[smhd]", globals()[_name]):
-        raise ImproperlyConfigured(f"{_name} looks like 20/m (a count per s, m, h or d; 5/10m for per 10 minutes).")
+    if not re.fullmatch(r"[1-9][0-9]*/([1-9][0-9]*)?[smhd]", globals()[_name]):
+        raise ImproperlyConfigured(
+            f"{_name} looks like 20/m (a count of 1 or more per s, m, h or d; 5/10m for per 10 minutes)."
+        )
 # Page views are written in batches of this many, or when the oldest waiting is this old (fans/tracking.py).
 # 200: a COPY's statement-level tally trigger costs PostgreSQL ~31 µs a view in batches of 50, ~17 in 200, ~14
 # in 500 (measured alone); a crashed process loses the views it had not written yet, at most a batch or
 # FUNNEL_FLUSH_SECONDS' worth.
 FUNNEL_BATCH_SIZE = env.int("FUNNEL_BATCH_SIZE", default=200, minimum=1)
 FUNNEL_FLUSH_SECONDS = env.float("FUNNEL_FLUSH_SECONDS", default=5.0)
-PRIVACY_LINK_MAX_AGE = env.int("PRIVACY_LINK_MAX_AGE", default=7 * 86_400)  # seconds a privacy link works
+PRIVACY_LINK_MAX_AGE = env.int("PRIVACY_LINK_MAX_AGE", default=7 * 86_400, minimum=60)  # seconds a privacy link works
 # Seconds the link that confirms an email-only sign-up works (fans/signups.py: double opt-in).
 EMAIL_CONFIRM_LINK_MAX_AGE = env.int("EMAIL_CONFIRM_LINK_MAX_AGE", default=14 * 86_400, minimum=60)
 
@@ -387,7 +408,12 @@ EMAIL_CONFIRM_LINK_MAX_AGE = env.int("EMAIL_CONFIRM_LINK_MAX_AGE", default=14 * 
 # EMAIL_URL picks the backend: consolemail:// (the demo: printed), filemail:///path, or in production
 # smtp+tls://user:password@host:587 (django-environ's email_url). A password may come from EMAIL_URL_FILE.
 _email_url = env_or_file("EMAIL_URL", default="consolemail://")
-vars().update(env.email_url_config(_email_url))
+try:
+    vars().update(env.email_url_config(_email_url))
+except (ValueError, KeyError, ImproperlyConfigured):  # an unknown scheme, a port that is no number
+    raise ImproperlyConfigured(
+        "EMAIL_URL must look like smtp+tls://user:password@host:587, consolemail:// or filemail:///path."
+    ) from None
 if _email_url.startswith("filemail:"):  # django-environ drops the path's leading slash: filemail:///var/mail
     EMAIL_FILE_PATH = "/" + EMAIL_FILE_PATH.lstrip("/")  # noqa: F821 - set by the update above
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Pre-save <noreply@localhost>")

@@ -57,9 +57,17 @@ def test_malformed_token_encryption_keys_stop_the_start_naming_the_problem(keys,
     assert "c2hvcnQ=" not in result.stderr, "the key itself is never shown"
 
 
-@pytest.mark.parametrize("setting", ["FANS_WRITE_RATE", "FANS_CLICK_RATE"])
-def test_a_malformed_rate_limit_stops_the_start_naming_it(setting):
-    result = manage("check", DEBUG="true", **{setting: "lots"})
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("FANS_WRITE_RATE", "lots"),
+        ("FANS_CLICK_RATE", "lots"),
+        ("FANS_WRITE_RATE", "20/0m"),  # a period of 0: every limited request was a 500
+        ("ADMIN_LOGIN_RATE", "0/m"),  # none allowed: every sign-in was "too many tries"
+    ],
+)
+def test_a_malformed_rate_limit_stops_the_start_naming_it(setting, value):
+    result = manage("check", DEBUG="true", **{setting: value})
     assert result.returncode != 0
     assert f"ImproperlyConfigured: {setting} looks like 20/m" in result.stderr
 
@@ -92,6 +100,15 @@ def test_a_number_setting_that_makes_no_sense_stops_the_start_naming_it(setting,
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
         ("DELIVERY_REPORT_EMAILS", "label@example.test,the label", "DELIVERY_REPORT_EMAILS: 'the label' is not an"),
         ("RATELIMIT_IP_META_KEY", "HTTP_X_FORWARDED_FOR", "RATELIMIT_IP_META_KEY=HTTP_X_FORWARDED_FOR: that header"),
+        ("RATELIMIT_IP_META_KEY", "X-Real-IP", "RATELIMIT_IP_META_KEY='X-Real-IP': name the header as Django's"),
+        ("DATABASE_URL", "postgres://owner:hunter2-db@db.example:notaport/presave", "DATABASE_URL has a port that"),
+        ("DATABASE_URL", "postgres://owner:hunter2-db@db.example:99999/presave", "DATABASE_URL has a port that"),
+        ("EMAIL_URL", "smtp://owner:hunter2-mail@mail.example:notaport", "EMAIL_URL must look like smtp+tls://"),
+        ("EMAIL_URL", "hunter2-garbage", "EMAIL_URL must look like smtp+tls://"),
+        ("PUBLIC_BASE_URL", "http://[::1", "PUBLIC_BASE_URL must be an http:// or https:// address"),
+        ("REDIS_URL", "redis://cache.example:notaport/0", "REDIS_URL must look like redis://host:6379/0"),
+        ("APPLE_MUSIC_STOREFRONT", "", "APPLE_MUSIC_STOREFRONT must be a two-letter storefront"),
+        ("PRIVACY_LINK_MAX_AGE", "0", "PRIVACY_LINK_MAX_AGE must be at least 60, not 0"),
     ],
 )
 def test_a_malformed_setting_stops_the_start_naming_it_and_never_showing_a_password(setting, value, words):
