@@ -19,3 +19,19 @@ def rate_limits_see_the_fans_address(app_configs, **kwargs) -> list[Warning]:
             )
         ]
     return []
+
+
+@register(Tags.security, deploy=True)
+def email_goes_somewhere(app_configs, **kwargs) -> list[Warning]:
+    """The default EMAIL_URL (consolemail://, the demo's) prints every email to the process's output: in
+    production that is fans' addresses and their private links (privacy, unsubscribe) in the logs."""
+    if settings.EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend":
+        return [
+            Warning(
+                "EMAIL_URL is consolemail:// (the default): every email, with fans' addresses and their private "
+                "links, would be printed to the logs instead of sent.",
+                hint="Set EMAIL_URL to your mail server, e.g. smtp+tls://user:password@host:587 (or EMAIL_URL_FILE).",
+                id="fans.W002",
+            )
+        ]
+    return []

@@ -23,7 +23,18 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 from django_ratelimit.decorators import ratelimit
 
-from fans import authorization, pagecache, pages, privacy, privacy_email, revocation, signups, smartlink, tracking
+from fans import (
+    authorization,
+    pagecache,
+    pages,
+    privacy,
+    privacy_email,
+    retention,
+    revocation,
+    signups,
+    smartlink,
+    tracking,
+)
 from fans.errors import FanFlowError, NotFound, SecurityCheckFailed, TooManyRequests
 from fans.forms import EmailSignupForm, PrivacyLinkForm
 from fans.geo import client_ip, rate_limit_key, request_country
@@ -272,7 +283,7 @@ def revoke(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_GET
 def privacy_notice(request: HttpRequest) -> HttpResponse:
-    return render(request, "fans/privacy_notice.html", {"link_form": PrivacyLinkForm()})
+    return render(request, "fans/privacy_notice.html", {"link_form": PrivacyLinkForm(), "keep": retention.periods()})
 
 
 @require_POST
@@ -282,7 +293,8 @@ def privacy_link(request: HttpRequest) -> HttpResponse:
     """A fresh privacy link by email, for a fan whose link expired: the same answer whatever we hold."""
     form = PrivacyLinkForm(request.POST)
     if not form.is_valid():
-        return render(request, "fans/privacy_notice.html", {"link_form": form}, status=400)
+        context = {"link_form": form, "keep": retention.periods()}
+        return render(request, "fans/privacy_notice.html", context, status=400)
     privacy_email.request_link(form.cleaned_data["email"])
     return render(request, "fans/privacy_link_sent.html", {"email": form.cleaned_data["email"]})
 

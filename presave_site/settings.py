@@ -403,6 +403,11 @@ FUNNEL_FLUSH_SECONDS = env.float("FUNNEL_FLUSH_SECONDS", default=5.0)
 PRIVACY_LINK_MAX_AGE = env.int("PRIVACY_LINK_MAX_AGE", default=7 * 86_400, minimum=60)  # seconds a privacy link works
 # Seconds the link that confirms an email-only sign-up works (fans/signups.py: double opt-in).
 EMAIL_CONFIRM_LINK_MAX_AGE = env.int("EMAIL_CONFIRM_LINK_MAX_AGE", default=14 * 86_400, minimum=60)
+# How long personal data is kept once it has served (fans/retention.py, a daily task; the privacy notice says so).
+RETENTION_CONSENT_NETWORK_DAYS = env.int("RETENTION_CONSENT_NETWORK_DAYS", default=90, minimum=1)  # after release
+RETENTION_SETTLED_TOKEN_DAYS = env.int("RETENTION_SETTLED_TOKEN_DAYS", default=14, minimum=1)  # Retry failed's time
+RETENTION_VISITOR_HASH_DAYS = env.int("RETENTION_VISITOR_HASH_DAYS", default=30, minimum=1)
+RETENTION_ATTEMPT_DAYS = env.int("RETENTION_ATTEMPT_DAYS", default=180, minimum=1)
 
 # --- Email (the release-day email, fans/release_email.py) ---------------------------------------------
 # EMAIL_URL picks the backend: consolemail:// (the demo: printed), filemail:///path, or in production

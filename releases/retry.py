@@ -22,6 +22,7 @@ def retryable_failures(campaign: Campaign) -> QuerySet[Subscription]:
     return Subscription.objects.filter(
         Q(campaign=campaign, status=Subscription.Status.FAILED)
         & Q(attempts__gte=settings.DELIVERY_MAX_ATTEMPTS, last_error__startswith=GAVE_UP)
+        & Q(credential__isnull=False)  # its token forgotten (fans/retention.py): it could only end revoked
     )
 
 

@@ -24,9 +24,18 @@ def test_production_settings_pass_the_deploy_checks():
         ALLOWED_HOSTS="presave.example",
         PUBLIC_BASE_URL="https://presave.example",
         DATABASE_URL=os.environ["DATABASE_URL"],
+        EMAIL_URL="smtp+tls://presave:mail-password@mail.example:587",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_the_deploy_checks_refuse_emails_printed_to_the_logs():
+    """The default EMAIL_URL prints each email, fans' addresses and private links with it, to the output."""
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **production_env(EMAIL_URL="consolemail://"))
+
+    assert result.returncode != 0
+    assert "fans.W002" in result.stderr + result.stdout
 
 
 def test_production_without_secret_key_fails_naming_it():
@@ -143,6 +152,7 @@ def production_env(**extra: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "presave.example",
         "PUBLIC_BASE_URL": "https://presave.example",
         "DATABASE_URL": os.environ["DATABASE_URL"],
+        "EMAIL_URL": "smtp+tls://presave:mail-password@mail.example:587",
         **extra,
     }
 

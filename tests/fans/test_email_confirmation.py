@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import importlib
 import re
 from urllib.parse import urlsplit
 
 import pytest
 import time_machine
-from django.apps import apps as django_apps
 from django.core import signing
 from django.core.cache import cache
 from django.db.models import Q
@@ -251,20 +249,6 @@ def test_sign_ups_left_unconfirmed_are_forgotten_once_their_link_expired(campaig
     assert signups.forget_unconfirmed() == "forgot 1 unconfirmed email sign-up(s)"
 
     assert sorted(EmailSignup.objects.values_list("email", flat=True)) == ["kept@fan.test", "recent@fan.test"]
-
-
-def test_a_daily_schedule_runs_the_forgetting():
-    migration = importlib.import_module("fans.migrations.0011_forget_unconfirmed_schedule")
-    Schedule.objects.filter(name=migration.NAME).delete()  # a transactional test may have flushed it already
-
-    migration.create_schedule(django_apps, None)
-
-    schedule = Schedule.objects.get(name="fans-forget-unconfirmed-signups")
-    assert (schedule.func, schedule.schedule_type, schedule.repeats) == (
-        "fans.signups.forget_unconfirmed",
-        Schedule.DAILY,
-        -1,
-    )
 
 
 def test_a_link_opened_after_unsubscribing_confirms_nothing(client, sign_up, campaign, mailoutbox):
