@@ -1,12 +1,13 @@
 """Fan privacy self-service: see what we hold, download it (GDPR access), revoke one campaign, erase
 everything (GDPR erasure).
 
-A fan reaches these pages through a signed link (django.core.signing, salted, with a maximum age): the
-thank-you page makes one for the fan who just authorized, the revoke pages for the fan whose one-click token
-was used, and every email carries one for its address (`link_for_fan`, `link_for_email`; the release-day
-email: fans/release_email.py). The link names the subject (a Fan or an email address) and proves nothing
-else: it is only shown to whoever proved they are that subject (signed in to the account, or received mail at
-the address).
+A fan reaches these pages through a link that works PRIVACY_LINK_MAX_AGE: the thank-you page makes one for
+the fan who just authorized, the revoke pages for the fan whose one-click token was used, and every email
+carries one for its address (`link_for_fan`, `link_for_email`; the release-day email: fans/release_email.py).
+The link names the subject (a Fan or an email address) and proves nothing else: it is only shown to whoever
+proved they are that subject (signed in to the account, or received mail at the address). A fan's link is
+signed (django.core.signing, salted); an address's is sealed by the vault, so that the address can't be read
+from the URL (URLs get logged: proxies, browser history, mail scanners).
 
 What a subject covers: a fan, its subscriptions, the consent records of its account and the release-day
 emails sent for those consents; an email address, its email sign-ups, the consent records that carry that
@@ -19,27 +20,38 @@ link mailed to it (the privacy page's form, fans/privacy_email.py).
 Erasure deletes the Fan (and with it subscriptions and sealed tokens), blanks the personal fields of the
 consent records (keeping that a consent of this wording was given and when, without who), deletes the
 release-day emails (address, opens, clicks) the subject covers and an address's email sign-ups, and unlinks
-funnel events from subscriptions: anonymous counts remain. Erasing by an email address cancels the pre-saves
-its consents were given for (their stored tokens destroyed) and removes the address from fan records, instead
-of deleting the streaming account's Fan, which the address does not prove control of.
+funnel events from subscriptions: anonymous counts remain. Nothing left may lead back to the subject: the
+consent records keep only the day (their time to the millisecond matched the authorization's funnel event),
+their revoke links answer as links that never worked, and the funnel events of the same browser that day lose
+the visitor hash that tied them together. Erasing by an email address cancels the pre-saves its consents were
+given for (their stored tokens destroyed) and removes the address from fan records, instead of deleting the
+streaming account's Fan, which the address does not prove control of.
 """
 
 from __future__ import annotations
 
+import secrets
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import TruncDay
 from django.urls import reverse
 from django.utils import timezone
 
-from fans import links, revocation
-from fans.errors import BadLink, NotFound
-from fans.models import ConsentRecord, EmailSignup, Fan, FunnelEvent, ReleaseEmail, Subscription
+from fans import links, revocation, vault
+from fans.errors import BadLink, LinkExpired, NotFound
+from fans.models import ConsentRecord, Credential, EmailSignup, Fan, FunnelEvent, ReleaseEmail, Subscription
 
 SALT = "fans.privacy"
+EMAIL_LINK_AAD = b"fans.privacy:email-link"  # the vault's associated data: opens as an address link only
+EXPIRED = (
+    "For your safety these links work for a limited time. Use the link in your latest email, the cancel link "
+    "from your thank-you page, or ask for a fresh link by email on our privacy page."
+)
 
 
 @dataclass(frozen=True)
@@ -59,27 +71,37 @@ def link_for_fan(fan: Fan) -> str:
 
 
 def link_for_email(email: str) -> str:
-    """For emails sent to `email`: only its owner receives it."""
-    return reverse("fans:privacy", args=[sign({"email": email.lower()})])
+    """For emails sent to `email`: only its owner receives it. The address and the time the link was made are
+    sealed (vault.seal_text: the URL-safe characters of a path, no ":"), not only signed."""
+    sealed = vault.seal_text(f"{int(time.time())} {email.lower()}", aad=EMAIL_LINK_AAD)
+    return reverse("fans:privacy", args=[sealed])
 
 
 def subject_from(token: str) -> Subject:
     """The subject a link names; an expired link is a 410, a forged or damaged one a 400, a gone one a 404."""
-    payload = links.load(
-        token,
-        salt=SALT,
-        max_age=settings.PRIVACY_LINK_MAX_AGE,
-        expired="For your safety these links work for a limited time. Use the link in your latest email, "
-        "the cancel link from your thank-you page, or ask for a fresh link by email on our privacy page.",
-    )
+    if ":" not in token:  # a sealed address link: a signed one always has ":" (django.core.signing)
+        return Subject(email=_address_in(token))
+    payload = links.load(token, salt=SALT, max_age=settings.PRIVACY_LINK_MAX_AGE, expired=EXPIRED)
     if isinstance(payload.get("fan"), int):
         fan = Fan.objects.filter(pk=payload["fan"]).first()
         if fan is None:
             raise NotFound("We hold nothing about you any more: your data was erased.", title="Nothing held")
         return Subject(fan=fan)
-    if isinstance(payload.get("email"), str) and payload["email"]:
+    if isinstance(payload.get("email"), str) and payload["email"]:  # mailed before address links were sealed
         return Subject(email=payload["email"])
     raise BadLink(links.DAMAGED)
+
+
+def _address_in(token: str) -> str:
+    try:
+        made, _, email = vault.unseal_text(token[:2000], aad=EMAIL_LINK_AAD).partition(" ")
+    except vault.MissingKey:  # made with a key-encryption key retired since: older than the key's removal
+        raise LinkExpired(EXPIRED) from None
+    except vault.VaultError:
+        raise BadLink(links.DAMAGED) from None
+    if time.time() - int(made) > settings.PRIVACY_LINK_MAX_AGE:
+        raise LinkExpired(EXPIRED)
+    return email
 
 
 def subscriptions(subject: Subject):
@@ -122,10 +144,21 @@ def release_emails(subject: Subject):
     return ReleaseEmail.objects.filter(found).select_related("campaign")
 
 
+def funnel_events(subscription_ids: list[int]):
+    """The funnel events of these pre-saves (their authorizations) and of the same browser that day: the events
+    that carry the visitor hash of one of them (the page views, clicks, opt-ins and listening clicks around it),
+    but not another pre-save's."""
+    visitors = FunnelEvent.objects.filter(subscription__in=subscription_ids).exclude(visitor="").values("visitor")
+    return FunnelEvent.objects.filter(Q(subscription__in=subscription_ids) | Q(visitor__in=visitors, subscription=None))
+
+
 def export(subject: Subject) -> dict:
-    """Everything we hold about `subject`, as JSON-ready data. Tokens are named, never revealed."""
+    """Everything we hold about `subject`, as JSON-ready data. Tokens are named, never revealed; neither are
+    hashes (of revoke tokens, of visitors)."""
     fan = subject.fan
-    subs = list(subscriptions(subject))
+    subs = list(subscriptions(subject).prefetch_related("attempts_log"))
+    authorized = dict(Credential.objects.filter(subscription__in=subs).values_list("subscription", "authorized_at"))
+    events = funnel_events([s.pk for s in subs]).select_related("campaign").order_by("created_at", "pk")
     return {
         "exported_at": timezone.now().isoformat(),
         "fan": {
@@ -145,8 +178,22 @@ def export(subject: Subject) -> dict:
                 "status": s.status,
                 "market": s.market,
                 "created_at": s.created_at.isoformat(),
-                "delivered_at": s.delivered_at.isoformat() if s.delivered_at else None,
-                "stored_permission": "an encrypted token we cannot show" if _has_credential(s) else None,
+                "delivered_at": _time(s.delivered_at),
+                "stored_permission": "an encrypted token we cannot show" if s.pk in authorized else None,
+                "permission_given_at": _time(authorized.get(s.pk)),
+                "delivery_tries": s.attempts,
+                "library_actions_done": s.done_calls,
+                "last_error": s.last_error,
+                "delivery_attempts": [
+                    {
+                        "at": a.at.isoformat(),
+                        "call": a.call,
+                        "outcome": a.outcome,
+                        "http_status": a.http_status,
+                        "message": a.message,
+                    }
+                    for a in s.attempts_log.all()
+                ],
             }
             for s in subs
         ],
@@ -161,7 +208,7 @@ def export(subject: Subject) -> dict:
                 "ip_address": c.ip_address,
                 "user_agent": c.user_agent,
                 "created_at": c.created_at.isoformat(),
-                "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
+                "revoked_at": _time(c.revoked_at),
             }
             for c in consents(subject)
         ],
@@ -172,8 +219,8 @@ def export(subject: Subject) -> dict:
                 "country": e.country,
                 "wording_version": e.wording_version,
                 "created_at": e.created_at.isoformat(),
-                "confirmed_at": e.confirmed_at.isoformat() if e.confirmed_at else None,
-                "unsubscribed_at": e.unsubscribed_at.isoformat() if e.unsubscribed_at else None,
+                "confirmed_at": _time(e.confirmed_at),
+                "unsubscribed_at": _time(e.unsubscribed_at),
             }
             for e in email_signups(subject)
         ],
@@ -181,23 +228,38 @@ def export(subject: Subject) -> dict:
             {
                 "campaign": e.campaign.slug,
                 "email": e.email,
-                "sent_at": e.sent_at.isoformat() if e.sent_at else None,
-                "opened_at": e.opened_at.isoformat() if e.opened_at else None,
-                "clicked_at": e.clicked_at.isoformat() if e.clicked_at else None,
+                "market": e.market,
+                "sent_at": _time(e.sent_at),
+                "refused_by_mail_server": e.refusal,
+                "opened_at": _time(e.opened_at),
+                "clicked_at": _time(e.clicked_at),
                 "clicks": e.clicks,
-                "unsubscribed_at": e.unsubscribed_at.isoformat() if e.unsubscribed_at else None,
+                "unsubscribed_at": _time(e.unsubscribed_at),
             }
             for e in release_emails(subject)
         ],
-        "funnel_events_linked": FunnelEvent.objects.filter(subscription__in=[s.pk for s in subs]).count(),
+        "funnel_events": [
+            {
+                "campaign": e.campaign.slug,
+                "kind": e.kind,
+                "at": e.created_at.isoformat(),
+                "linked_by": "your pre-save" if e.subscription_id else "the same browser that day",
+                "service": e.service,
+                "utm_source": e.utm_source,
+                "utm_medium": e.utm_medium,
+                "utm_campaign": e.utm_campaign,
+                "referrer_domain": e.referrer_domain,
+                "country": e.country,
+                "device": e.device,
+                "in_app_browser": e.in_app_browser,
+            }
+            for e in events
+        ],
     }
 
 
-def _has_credential(subscription: Subscription) -> bool:
-    try:
-        return subscription.credential is not None
-    except Subscription.credential.RelatedObjectDoesNotExist:
-        return False
+def _time(value) -> str | None:
+    return value.isoformat() if value else None
 
 
 def revoke_one(subject: Subject, subscription_id: int) -> Subscription:
@@ -216,21 +278,30 @@ def erase(subject: Subject) -> dict[str, int]:
         # Locked first: a delivery run recording one of them (it locks them too) is waited for, so that what is
         # deleted below includes the delivery attempts it writes, instead of the erasure failing on them.
         subs = list(subscriptions(subject).select_for_update(of=("self",)).values_list("pk", flat=True))
-        unlinked = FunnelEvent.objects.filter(subscription__in=subs).update(subscription=None)
+        linked = FunnelEvent.objects.filter(subscription__in=subs)
+        visitors = set(linked.exclude(visitor="").values_list("visitor", flat=True))
+        untied = FunnelEvent.objects.filter(visitor__in=visitors).update(visitor="")  # everything of that browser
+        unlinked = linked.update(subscription=None)
         mailed, _ = release_emails(subject).delete()  # before the consents that find them are blanked
         if subject.fan is None and subject.email:
             for pk in subs:  # the save stops, the stored token goes; the Fan row is the account's, not the address's
                 revocation.revoke_subscription(pk)
             Fan.objects.filter(email__iexact=subject.email).update(email="")
         consents(subject).filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        blanked = consents(subject).update(
+        consent_ids = list(consents(subject).values_list("pk", flat=True))
+        blanked = ConsentRecord.objects.filter(pk__in=consent_ids).update(
             subscription=None,
             service_user_id="",
             display_name="",
             email="",
             ip_address=None,
             user_agent="",
+            created_at=TruncDay("created_at"),  # the day is enough: the console counts per day, from subscriptions
+            revoked_at=TruncDay("revoked_at"),
         )
+        # The old revoke link then answers as one that never worked: no hash of a token (64 hex digits) is this.
+        unusable = [ConsentRecord(pk=pk, revoke_token_hash=f"erased:{secrets.token_hex(28)}") for pk in consent_ids]
+        ConsentRecord.objects.bulk_update(unusable, ["revoke_token_hash"])
         signups, _ = email_signups(subject).delete()
         fans = 0
         if subject.fan is not None:
@@ -241,5 +312,6 @@ def erase(subject: Subject) -> dict[str, int]:
         "email_signups": signups,
         "release_emails": mailed,
         "funnel_events_unlinked": unlinked,
+        "funnel_events_untied": untied,
         "fans": fans,
     }

@@ -1,7 +1,10 @@
 """A fresh privacy link by email: a fan whose link expired (an old release-day email's, say) types their
 address on the privacy page and gets a new one there. Only the owner of the address receives it, so it proves
 what every email's link proves (fans/privacy.py); the page says the same whether we hold anything or not, and
-the mail goes only to an address we hold something about (nobody is mailed about what we don't hold)."""
+the mail goes only to an address we hold something about (nobody is mailed about what we don't hold).
+
+The task is given the address sealed (fans/vault.py): django-q2 keeps a task's arguments in its tables (queued,
+then succeeded or failed) long after the mail is sent, and after the address's data is erased."""
 
 from __future__ import annotations
 
@@ -14,13 +17,14 @@ from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
 from django_q.tasks import async_task
 
-from fans import privacy, release_email
+from fans import privacy, release_email, vault
 from fans.models import Fan
 from fans.signups import RESEND_SECONDS
 
 logger = logging.getLogger(__name__)
 
 SEND_TASK = "fans.privacy_email.send_link"
+TASK_AAD = b"fans.privacy_email.send_link:email"  # the vault's associated data: opens as this task's address only
 
 
 def request_link(email: str) -> None:
@@ -31,7 +35,7 @@ def request_link(email: str) -> None:
     if holds_anything(email):
         sent_key = "fans:privacy-link-sent:" + hashlib.sha256(email.encode()).hexdigest()[:32]  # no address kept
         if cache.add(sent_key, True, RESEND_SECONDS):
-            async_task(SEND_TASK, email)
+            async_task(SEND_TASK, vault.seal_text(email, aad=TASK_AAD))
 
 
 def holds_anything(email: str) -> bool:
@@ -42,8 +46,14 @@ def holds_anything(email: str) -> bool:
     return any(query.exists() for query in found) or Fan.objects.filter(email__iexact=email).exists()
 
 
-def send_link(email: str) -> str:
-    """The task: mail `email` a privacy link made now (it works PRIVACY_LINK_MAX_AGE from now)."""
+def send_link(sealed_email: str) -> str:
+    """The task: mail the address `request_link` sealed a privacy link made now (it works PRIVACY_LINK_MAX_AGE
+    from now)."""
+    try:
+        email = vault.unseal_text(sealed_email, aad=TASK_AAD)
+    except vault.VaultError as exc:  # a key retired since, or queued before addresses were sealed: ask again
+        logger.warning("Privacy link not sent (%s)", type(exc).__name__)
+        return "privacy link: the address did not open"
     context = {
         "privacy_url": release_email.absolute(privacy.link_for_email(email)),
         "days": max(1, settings.PRIVACY_LINK_MAX_AGE // 86_400),

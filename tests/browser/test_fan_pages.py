@@ -224,7 +224,7 @@ def test_a_fan_downloads_their_data_and_erases_everything(site, page, sandbox):
 
     page.get_by_role("link", name="Erase everything about me").click()
     page.click("#confirm-erase")
-    assert page.get_by_role("heading", name="Everything about you is erased").is_visible()
+    assert page.get_by_role("heading", name="Your account's data is erased").is_visible()
     assert not Fan.objects.exists() and not Subscription.objects.exists()
     record = ConsentRecord.objects.get()
     assert (record.display_name, record.email, record.user_agent, record.ip_address) == ("", "", "", None)

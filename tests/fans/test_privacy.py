@@ -1,21 +1,28 @@
-"""Fan privacy self-service: see, download, revoke one campaign, erase everything, by a signed link."""
+"""Fan privacy self-service: see, download, revoke one campaign, erase everything, by a signed or sealed link."""
 
+import base64
+import binascii
+import contextlib
 import datetime as dt
 import html
 import json
 import re
+import zlib
+from urllib.parse import urlsplit
 
 import pytest
 import time_machine
 from django.urls import reverse
 from django.utils import timezone
-from django_q.models import OrmQ
+from django_q.models import OrmQ, Task
 
-from fans import privacy, privacy_email, release_email
+from delivery.models import DeliveryAttempt
+from fans import privacy, privacy_email, release_email, vault
 from fans.models import ConsentRecord, Credential, EmailSignup, Fan, FunnelEvent, ReleaseEmail, Subscription
-from tests.conftest import make_campaign
+from tests.conftest import make_campaign, wait_for
 from tests.fans.test_oauth_callback import presave
 from tests.fans.test_release_email import links_in, path_of, pre_save, sign_up
+from tests.fans.test_tracking import IPHONE_SAFARI
 
 pytestmark = pytest.mark.django_db
 
@@ -74,9 +81,60 @@ def test_the_export_is_everything_we_hold_as_json_without_tokens(client, alice):
     assert all(s["stored_permission"] for s in data["subscriptions"])
     assert len(data["consents"]) == 2 and data["consents"][0]["scopes"]
     assert data["email_signups"] == [], "filed under her address, which her streaming service does not verify"
-    assert data["funnel_events_linked"] == 2  # the two authorizations
+    assert [(e["kind"], e["linked_by"]) for e in data["funnel_events"]] == [
+        ("view", "the same browser that day"),
+        ("click", "the same browser that day"),
+        ("authorize", "your pre-save"),
+        ("click", "the same browser that day"),
+        ("authorize", "your pre-save"),
+    ]
     for credential in Credential.objects.all():
         assert bytes(credential.ciphertext).hex() not in response.content.decode()
+
+
+def test_the_export_tells_how_release_day_went_and_where_the_fan_came_from(client, sandbox):
+    """GDPR art. 15: the delivery attempts and their errors, when the stored permission was given, the release-day
+    email's market and refusal, and the funnel events with what they recorded; no hash, no token."""
+    campaign = make_campaign()
+    client.get(
+        campaign.get_absolute_url() + "?utm_source=newsletter&utm_campaign=drop",
+        HTTP_REFERER="https://www.instagram.com/novalark",
+        HTTP_USER_AGENT=IPHONE_SAFARI,
+    )
+    presave(client, campaign, email_opt_in=True)
+    subscription = Subscription.objects.get()
+    Subscription.objects.filter(pk=subscription.pk).update(attempts=2, last_error="Spotify: 503", done_calls="save")
+    DeliveryAttempt.objects.create(
+        subscription=subscription, at=timezone.now(), call="follow", outcome="retry", http_status=503, message="Busy"
+    )
+    consent = ConsentRecord.objects.get()
+    ReleaseEmail.objects.create(
+        campaign=campaign, email="alice@sandbox.test", consent=consent, market="NZ", refusal="550 no such mailbox"
+    )
+
+    response = client.get(reverse("fans:privacy_export", args=[privacy.sign({"fan": subscription.fan_id})]))
+
+    data = json.loads(response.content)
+    (presaved,) = data["subscriptions"]
+    assert (presaved["delivery_tries"], presaved["last_error"], presaved["library_actions_done"]) == (
+        2,
+        "Spotify: 503",
+        "save",
+    )
+    assert presaved["permission_given_at"] == Credential.objects.get().authorized_at.isoformat()
+    assert [(a["call"], a["outcome"], a["http_status"], a["message"]) for a in presaved["delivery_attempts"]] == [
+        ("follow", "retry", 503, "Busy")
+    ]
+    (mailed,) = data["release_emails"]
+    assert (mailed["market"], mailed["refused_by_mail_server"]) == ("NZ", "550 no such mailbox")
+    view, click, authorize = data["funnel_events"]
+    assert (view["kind"], view["utm_source"], view["utm_campaign"]) == ("view", "newsletter", "drop")
+    assert (view["referrer_domain"], view["device"], view["in_app_browser"]) == ("instagram.com", "mobile", "")
+    assert (click["kind"], click["service"], authorize["kind"]) == ("click", "spotify", "authorize")
+    assert authorize["at"] == FunnelEvent.objects.get(kind="authorize").created_at.isoformat()
+    body = response.content.decode()
+    assert consent.revoke_token_hash not in body and FunnelEvent.objects.first().visitor not in body
+    assert bytes(Credential.objects.get().ciphertext).hex() not in body
 
 
 def test_revoking_one_campaign_leaves_the_other(client, alice):
@@ -116,7 +174,10 @@ def test_erasing_keeps_only_anonymous_counts(client, alice):
     response = client.post(reverse("fans:privacy_erase", args=[token]))
 
     assert response.status_code == 200
-    assert "Everything about you is erased" in response.content.decode()
+    page = " ".join(response.content.decode().split())
+    assert "Your account's data is erased" in page
+    assert "that sign-up is kept under your email address" in page, "what a fan's link can't reach"
+    assert f'<a href="{reverse("fans:privacy_notice")}#privacy-link">ask for a link by email</a>' in page
     assert not Fan.objects.exists() and not Subscription.objects.exists() and not Credential.objects.exists()
     assert EmailSignup.objects.filter(email__iexact="alice@sandbox.test").exists(), "the address's, not the fan's"
     for record in ConsentRecord.objects.all():
@@ -126,6 +187,35 @@ def test_erasing_keeps_only_anonymous_counts(client, alice):
     assert FunnelEvent.objects.count() == events_before  # anonymous counts kept
     assert not FunnelEvent.objects.filter(subscription__isnull=False).exists()
     assert client.get(reverse("fans:privacy", args=[token])).status_code == 404  # nothing held any more
+
+
+@pytest.mark.parametrize("by", ["the fan's link", "a link mailed to the address"])
+def test_after_erasing_nothing_left_leads_back_to_the_fan(client, alice, by):
+    """What a reviewer searched the tables for after an erasure: the old revoke link, the consent's time to the
+    microsecond (the authorization's funnel event's, give or take milliseconds), and the visitor hash that ties
+    that event to the day's page views, clicks and UTM values."""
+    thanks = client.get(reverse("fans:thanks", args=["second-light"])).content.decode()
+    revoke_url = re.search(r'href="(/revoke/[^"]+)"', thanks).group(1)
+    hers = set(FunnelEvent.objects.values_list("visitor", flat=True))
+    assert "" not in hers and len(hers) == 1
+    type(client)().get(make_campaign(slug="bobs").get_absolute_url())  # someone else's visit
+    events = FunnelEvent.objects.count()
+    if by == "the fan's link":
+        erase = reverse("fans:privacy_erase", args=[privacy.sign({"fan": alice.pk})])
+    else:
+        erase = privacy.link_for_email("alice@sandbox.test") + "erase/"
+
+    assert client.post(erase).status_code == 200
+
+    never_valid = client.get(reverse("fans:revoke", args=["x" * 43]))
+    for old in (client.get(revoke_url), client.post(revoke_url)):
+        assert (old.status_code, old.content) == (404, never_valid.content)
+    assert not FunnelEvent.objects.filter(visitor__in=hers).exists()
+    assert FunnelEvent.objects.filter(campaign__slug="bobs").exclude(visitor="").exists(), "not Bob's"
+    assert FunnelEvent.objects.count() == events and not FunnelEvent.objects.filter(subscription__isnull=False)
+    for record in ConsentRecord.objects.all():
+        for at in (record.created_at, record.revoked_at):
+            assert at == at.replace(hour=0, minute=0, second=0, microsecond=0), "the day only"
 
 
 def test_an_account_named_after_someone_else_s_address_reaches_none_of_that_address_s_data(client, sandbox):
@@ -187,7 +277,85 @@ def test_an_expired_link_is_a_clear_410(client, alice, settings):
 
 
 def queued_privacy_links() -> list[str]:
-    return [task.task["args"][0] for task in OrmQ.objects.all() if task.func() == privacy_email.SEND_TASK]
+    queued = [task.task["args"][0] for task in OrmQ.objects.all() if task.func() == privacy_email.SEND_TASK]
+    return [vault.unseal_text(sealed, aad=privacy_email.TASK_AAD) for sealed in queued]
+
+
+def readings(text: str):
+    """Every way `text` and its parts (between "/", ":" and ".") read: as they are, base64-decoded in either
+    alphabet, and decompressed (django.core.signing's compressed payloads)."""
+    yield text.encode()
+    for part in re.split(r"[/:.]", text):
+        for decode in (base64.urlsafe_b64decode, base64.b64decode):
+            with contextlib.suppress(binascii.Error, ValueError):
+                raw = decode(part + "=" * (-len(part) % 4))
+                yield raw
+                with contextlib.suppress(zlib.error):
+                    yield zlib.decompress(raw)
+
+
+def shows(text: str, address: str) -> bool:
+    return any(address.encode() in reading.lower() for reading in readings(text))
+
+
+def test_a_privacy_link_shows_the_address_in_no_form(client, settings):
+    """URLs get logged (proxies, browser history, mail scanners): the address is sealed, and the link stays
+    short enough for any email client. Links mailed before they were sealed work until they expire."""
+    settings.PUBLIC_BASE_URL = "https://presave.nova-lark-records.example"
+    address = "carol.whitfield-fan@mail.example.test"
+    sign_up(make_campaign(), address)
+    mailed_before = reverse("fans:privacy", args=[privacy.sign({"email": address})])
+
+    url = release_email.absolute(privacy.link_for_email(address.title()))
+
+    assert not shows(url, address) and not shows(url, "carol") and len(url) < 250, url
+    assert shows(mailed_before, address), "the old form: readable"
+    for link in (urlsplit(url).path, mailed_before):
+        page = client.get(link)
+        assert page.status_code == 200 and address in page.content.decode()
+    with time_machine.travel(timezone.now() + dt.timedelta(seconds=settings.PRIVACY_LINK_MAX_AGE + 60)):
+        assert client.get(urlsplit(url).path).status_code == 410
+        assert client.get(mailed_before).status_code == 410
+
+
+def test_a_sealed_address_opens_only_for_what_it_was_sealed_for(client, settings):
+    sign_up(make_campaign(), "carol@example.test")
+    link = privacy.link_for_email("carol@example.test")
+    token = link.split("/")[2]
+    for_the_task = vault.seal_text("carol@example.test", aad=privacy_email.TASK_AAD)
+
+    assert client.get(reverse("fans:privacy", args=[for_the_task])).status_code == 400
+    assert privacy_email.send_link(token) == "privacy link: the address did not open"
+    assert client.get(link[:-12] + "/").status_code == 400  # cut short
+    settings.TOKEN_ENCRYPTION_KEYS = settings.TOKEN_ENCRYPTION_KEYS.split(",", 1)[1]  # its key retired since
+    assert client.get(link).status_code == 410
+
+
+def test_the_queued_privacy_link_task_keeps_no_readable_address(client):
+    sign_up(make_campaign(), "inbox@fan.test")
+
+    client.post(reverse("fans:privacy_link"), {"email": "inbox@fan.test"})
+
+    (queued,) = OrmQ.objects.all()
+    assert not shows(queued.payload, "inbox") and "inbox" not in repr(queued.task)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_mails_the_privacy_link_and_keeps_no_address_in_its_results(client, start_worker, tmp_path):
+    """django-q2 keeps what a task was given and returned (succeeded or failed) long after the mail went."""
+    sign_up(make_campaign(), "inbox@fan.test")
+    client.post(reverse("fans:privacy_link"), {"email": "inbox@fan.test"})
+
+    start_worker(EMAIL_URL=f"filemail://{tmp_path}")
+
+    done = wait_for(lambda: Task.objects.filter(func=privacy_email.SEND_TASK).first(), message="the mailed link")
+    assert done.success and done.result == "privacy link sent"
+    assert "inbox" not in repr((done.name, done.args, done.kwargs, done.result))
+    (mail,) = [path.read_text() for path in tmp_path.iterdir()]
+    assert "To: inbox@fan.test" in mail
+    link = re.search(r"https?://\S+/privacy/\S+", mail).group(0)
+    page = client.get(urlsplit(link).path)
+    assert page.status_code == 200 and "inbox@fan.test" in page.content.decode()
 
 
 def test_a_fan_whose_link_expired_gets_a_fresh_one_by_email(client, mailoutbox):
@@ -206,7 +374,8 @@ def test_a_fan_whose_link_expired_gets_a_fresh_one_by_email(client, mailoutbox):
 
     assert response.status_code == 200 and "Check your inbox." in response.content.decode()
     assert queued_privacy_links() == ["inbox@fan.test"]
-    assert privacy_email.send_link("inbox@fan.test") == "privacy link sent"  # what the worker runs
+    (queued,) = OrmQ.objects.all()
+    assert privacy_email.send_link(*queued.task["args"]) == "privacy link sent"  # what the worker runs
     (mail,) = mailoutbox
     assert mail.to == ["inbox@fan.test"]
     fresh = path_of(links_in(mail)[0])
@@ -265,9 +434,10 @@ def test_an_email_link_covers_that_addresss_sign_ups(client, db):
     page = html.unescape(client.get(link).content.decode())
     assert "carol@example.test" in page
     assert page.count("(unsubscribed: we won't email it)") == 1 and page.count("(not confirmed") == 1
-    client.post(link + "erase/")
+    erased = client.post(link + "erase/")
 
     assert not EmailSignup.objects.exists()
+    assert "Everything under your address is erased" in erased.content.decode()
 
 
 @pytest.fixture
