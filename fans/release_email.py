@@ -13,8 +13,8 @@ what is due and leaves one follow-up schedule (`release-email-<id>-next`) for th
 retry after the mail server failed, whichever comes first. The task is idempotent: one ReleaseEmail row per
 address, claimed with `select_for_update(skip_locked=True)` and marked sent in the same transaction.
 
-Links: the privacy self-service link names the recipient's address (fans.privacy.link_for_email); every other
-link carries the row's id signed with django.core.signing (salted per purpose); a click
+Links: the privacy self-service link carries the recipient's address sealed (fans.privacy.link_for_email); every
+other link carries the row's id signed with django.core.signing (salted per purpose); a click
 redirects only to one of the campaign's own listening links (fans.smartlink), never to a URL from the request.
 """
 
