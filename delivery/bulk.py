@@ -44,6 +44,7 @@ class Settled(NamedTuple):
     attempted: bool  # counts as an attempt (a fan waiting for the release to come out does not)
     retry_in: float | None  # seconds until the next try, for a fan still pending
     done_calls: str | None  # the library actions done so far; None leaves them as they were
+    forget_token: bool = False  # the fan's credential is deleted with it: nothing will use it again
 
 
 class Attempt(NamedTuple):
@@ -155,23 +156,34 @@ def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> set[i
 def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> None:
     """Write outcomes and release their leases, only on subscriptions still pending under `owner`'s lease: a
     lease that expired and was taken over is not this run's to record any more. One UPDATE per kind of outcome
-    (retry times rounded to a tenth of a second so that they group), each naming its rows by id."""
+    (retry times rounded to a tenth of a second so that they group), each naming its rows by id. An outcome that
+    `forget_token`s deletes the credentials of the rows its UPDATE changed, in the same statement: a token goes
+    only with the record that nothing will use it again, and with no other run's."""
     mine = Subscription.objects.filter(leased_by=owner, status=Status.PENDING)
     groups: dict[tuple, list[int]] = defaultdict(list)
     for row in settled:
         retry_in = None if row.retry_in is None else round(row.retry_in, 1)
-        groups[(row.status, row.message, row.attempted, retry_in, row.done_calls)].append(row.subscription_id)
-    for (status, message, attempted, retry_in, done_calls), ids in groups.items():
+        key = (row.status, row.message, row.attempted, retry_in, row.done_calls, row.forget_token)
+        groups[key].append(row.subscription_id)
+    for (status, message, attempted, retry_in, done_calls, forget_token), ids in groups.items():
         next_attempt_at = None if retry_in is None else now + timedelta(seconds=retry_in)
         if connection.vendor == "postgresql":
             # `id = ANY(array)`: one parameter, where `pk__in` sends (and the driver quotes) one per row. Rows
             # are found by id whatever the planner believes of `leased_by` (always NULL when it last looked).
-            _execute(
+            sql = (
                 f"UPDATE {_table(Subscription)} SET status = %s, last_error = %s, "  # noqa: S608 - our table
                 "attempts = attempts + %s, delivered_at = CASE WHEN %s THEN %s ELSE delivered_at END, "
                 "next_attempt_at = coalesce(%s, next_attempt_at), done_calls = coalesce(%s, done_calls), "
                 "leased_by = NULL, lease_expires_at = NULL, "
-                "updated_at = %s WHERE id = ANY(%s::bigint[]) AND leased_by = %s AND status = %s",
+                "updated_at = %s WHERE id = ANY(%s::bigint[]) AND leased_by = %s AND status = %s"
+            )
+            if forget_token:  # the settled ids gathered first (`ARRAY(…)`), the credentials found by their key
+                sql = (
+                    f"WITH settled AS ({sql} RETURNING id) DELETE FROM {_table(Credential)} "  # noqa: S608
+                    "WHERE subscription_id = ANY(ARRAY(SELECT id FROM settled))"
+                )
+            _execute(
+                sql,
                 [status, message, int(attempted), status == Status.DELIVERED, now, next_attempt_at, done_calls]
                 + [now, ids, owner, Status.PENDING],
             )
@@ -185,7 +197,10 @@ def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> 
             changes["next_attempt_at"] = next_attempt_at
         if done_calls is not None:
             changes["done_calls"] = done_calls
-        mine.filter(pk__in=ids).update(updated_at=now, **changes)
+        rows = mine.filter(pk__in=ids)
+        forgotten = list(rows.values_list("pk", flat=True)) if forget_token else []
+        rows.update(updated_at=now, **changes)
+        Credential.objects.filter(subscription_id__in=forgotten).delete()
 
 
 def insert_attempts(attempts: list[Attempt], at: datetime) -> None:

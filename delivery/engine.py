@@ -17,6 +17,8 @@ together pace themselves under the limit; a 429 (or the service refusing our app
 for the time the service asked.
 Failures are sorted by meaning: a revoked authorization is final and its token destroyed; 5xx, timeouts and
 connection errors are retried later with exponential backoff and jitter, up to DELIVERY_MAX_ATTEMPTS.
+A fan's token is deleted with the record of their delivery, or of a failure no try can put right; a failure
+that gave up after passing errors keeps it for Retry failed.
 
 What queues runs (the release-time Schedule, Deliver now, helper runs, the minute sweeper) is in
 delivery/scheduling.py; the django-q2 tasks are in delivery/tasks.py.
@@ -52,7 +54,7 @@ from delivery.ratelimit import RateLimiter, limiter_for
 from delivery.services import ReleaseNotFound, Service, ServiceError, ServicePaused, TokenRevoked, get_service
 from delivery.transport import AsyncTransport
 from fans import vault
-from fans.models import Credential, Subscription, credential_aad
+from fans.models import Subscription, credential_aad
 from releases.models import Campaign
 
 logger = logging.getLogger(__name__)
@@ -626,12 +628,12 @@ class Run:
         self.transport.loop.call_soon_threadsafe(_settle, settled)
 
     def record(self, outcomes: list[Outcome]) -> None:
-        """Write the batch's outcomes (one UPDATE, only where this run holds the lease) and its attempts, in one
-        transaction, written again if PostgreSQL rolls it back to break a deadlock or the connection drops (each
-        statement is idempotent): a batch left unrecorded would be delivered again when its lease expires."""
+        """Write the batch's outcomes (one UPDATE per kind, only where this run holds the lease, deleting the
+        tokens of the fans it finished: `settled_row`) and its attempts, in one transaction, written again if
+        PostgreSQL rolls it back to break a deadlock or the connection drops (each statement is idempotent): a
+        batch left unrecorded would be delivered again when its lease expires."""
         now = timezone.now()
         settled = [settled_row(o) for o in outcomes]
-        revoked = [o.subscription.pk for o in outcomes if o.result == DeliveryAttempt.Outcome.REVOKED]
         attempts = [
             bulk.Attempt(o.subscription.pk, o.call, o.result, o.http_status, o.message)
             for o in outcomes
@@ -641,7 +643,6 @@ class Run:
         def write() -> None:
             with transaction.atomic():
                 bulk.settle_subscriptions(self.owner, settled, now)
-                Credential.objects.filter(subscription_id__in=revoked, subscription__status="revoked").delete()
                 bulk.insert_attempts(attempts, now)
 
         bulk.retried_write(write)
@@ -676,7 +677,9 @@ class Run:
 
 def settled_row(o: Outcome) -> bulk.Settled:
     """What an outcome does to its subscription: delivered, failed and revoked are final; a retry or a wait
-    stays pending until its time (a wait is not an attempt)."""
+    stays pending until its time (a wait is not an attempt). A final outcome deletes the fan's token (storage
+    limitation: it has no use after release day's work), except a failure that gave up after passing errors
+    (GAVE_UP), which Retry failed (releases/retry.py) puts back in the queue with that token."""
     Result = DeliveryAttempt.Outcome
     pk, done = o.subscription.pk, o.done_calls
     if o.result == WAIT:
@@ -684,7 +687,9 @@ def settled_row(o: Outcome) -> bulk.Settled:
     if o.result == Result.RETRY:
         return bulk.Settled(pk, Subscription.Status.PENDING, o.message, o.attempted, o.retry_in_seconds, done)
     message = "" if o.result == Result.DELIVERED else o.message
-    return bulk.Settled(pk, o.result, message, True, None, done)  # the Subscription.Status of its name
+    retryable = o.result == Result.FAILED and message.startswith(GAVE_UP)
+    # The Subscription.Status of the outcome's name.
+    return bulk.Settled(pk, o.result, message, True, None, done, forget_token=not retryable)
 
 
 def _settle(settled: list[tuple[asyncio.Future, Exception | None]]) -> None:

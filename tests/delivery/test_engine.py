@@ -1,18 +1,21 @@
 """The delivery engine against the sandbox over HTTP: outcomes, retries, revocation, token rotation."""
 
 import datetime as dt
+import uuid
 
 import pytest
 import requests
+from django.db import transaction
 from django.utils import timezone
 
 from delivery import bulk, engine
 from delivery.models import DeliveryAttempt
 from delivery.sandbox import demo_catalog
+from fans import privacy, revocation
 from fans.models import Credential, Subscription
 from releases.models import Campaign
 from releases.retry import retry_failed
-from tests.conftest import make_campaign, make_subscription
+from tests.conftest import make_campaign, make_consent, make_subscription
 
 ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
 ARTIST_URI = f"spotify:artist:{demo_catalog.NOVA_LARK_ARTIST_ID}"
@@ -95,22 +98,86 @@ def test_revoked_token_is_not_retried(sandbox, campaign):
     assert len(sandbox.writes("alice")) == 1
 
 
-def test_rotated_refresh_token_is_stored_and_used_next_time(sandbox, campaign):
+def test_rotated_refresh_token_is_stored_and_used_next_time(sandbox, campaign, settings):
+    settings.DELIVERY_MAX_ATTEMPTS = 1
     subscription = make_subscription(campaign, sandbox, "alice")
     original = subscription.credential.reveal()
+    sandbox.faults(errors_matching="spotify:album:")  # the refresh goes through, the save is down
 
     engine.deliver_campaign(campaign.pk)
 
-    rotated = Credential.objects.get(pk=subscription.pk).reveal()
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.FAILED and subscription.last_error.startswith(engine.GAVE_UP)
+    rotated = Credential.objects.get(pk=subscription.pk).reveal()  # a failure Retry failed re-queues keeps it
     assert rotated != original
     assert refresh_with(sandbox, original).json()["error"] == "invalid_grant", "the old token died"
 
-    # A later attempt can only succeed with the rotated token: the original one is dead.
-    Subscription.objects.filter(pk=subscription.pk).update(status="pending")
+    # Retry failed can only succeed with the rotated token: the original one is dead.
+    sandbox.faults(errors_matching="")
+    assert retry_failed(campaign) == 1
     engine.deliver_campaign(campaign.pk)
     subscription.refresh_from_db()
     assert subscription.status == Subscription.Status.DELIVERED
-    assert subscription.attempts == 2
+    assert [w["uri"] for w in sandbox.writes("alice")] == [ALBUM_URI]
+    assert not Credential.objects.filter(pk=subscription.pk).exists(), "delivered: the token is deleted"
+
+
+def test_delivered_and_revoked_fans_tokens_are_deleted_with_their_record(sandbox, campaign, settings):
+    """Storage limitation: a token has no use once the fan's release-day work is done. In batches of two, each
+    batch's record deletes its own fans' tokens, and nobody else's (a pre-save of a later release keeps its)."""
+    settings.DELIVERY_BATCH_SIZE = 2
+    subscriptions = [make_subscription(campaign, sandbox, user) for user in FANS]
+    later = make_subscription(make_campaign(slug="later-light", release_in=dt.timedelta(days=30)), sandbox, "alice")
+    sandbox.control("POST", "users/bob/revoke")
+
+    report = engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert report.counts == {"delivered": 2, "revoked": 1}
+    assert not Credential.objects.filter(subscription__in=subscriptions).exists()
+    assert Credential.objects.filter(subscription=later).exists()
+
+
+def test_a_fan_who_cancels_after_delivery_finds_no_token_held_and_nothing_fails(sandbox, campaign):
+    subscription = make_subscription(campaign, sandbox, "alice")
+    consent = make_consent(subscription)
+    revoke_token = consent.issue_revoke_token()
+    consent.save()
+    engine.deliver_campaign(campaign.pk)
+    subscription.refresh_from_db()
+    subject = privacy.Subject(fan=subscription.fan)
+    assert [s["stored_permission"] for s in privacy.export(subject)["subscriptions"]] == [None]
+
+    revoked = revocation.revoke(revoke_token)
+
+    assert revoked.delivered and not revoked.already_revoked
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.DELIVERED  # what happened stays recorded
+    assert subscription.consents.get().revoked_at is not None
+
+
+def test_only_the_lease_holders_committed_record_deletes_a_token(sandbox, campaign):
+    """A token goes with the record that the fan was delivered, in its transaction: not when that record is
+    rolled back (the connection dropped: the batch is recorded again), nor by a run whose lease ran out and
+    another run holds the fan now."""
+    subscription = make_subscription(campaign, sandbox, "alice")
+    holder, late = uuid.uuid4(), uuid.uuid4()
+    lease_until = timezone.now() + dt.timedelta(minutes=1)
+    Subscription.objects.filter(pk=subscription.pk).update(leased_by=holder, lease_expires_at=lease_until)
+    delivered = [bulk.Settled(subscription.pk, "delivered", "", True, None, None, forget_token=True)]
+
+    with pytest.raises(ConnectionError), transaction.atomic():
+        bulk.settle_subscriptions(holder, delivered, timezone.now())
+        raise ConnectionError("the connection dropped before the commit")
+    bulk.settle_subscriptions(late, delivered, timezone.now())
+
+    subscription.refresh_from_db()
+    assert (subscription.status, subscription.leased_by) == ("pending", holder)
+    assert Credential.objects.filter(subscription=subscription).exists()
+
+    bulk.settle_subscriptions(holder, delivered, timezone.now())
+    subscription.refresh_from_db()
+    assert subscription.status == "delivered"
+    assert not Credential.objects.filter(subscription=subscription).exists()
 
 
 def test_batches_in_flight_together_each_record_their_own_fans(sandbox, campaign, settings):
@@ -148,6 +215,7 @@ def test_server_errors_are_retried_then_failed_with_the_reason(sandbox, campaign
     outcomes = list(DeliveryAttempt.objects.filter(subscription=subscription).order_by("at", "pk"))
     assert [a.outcome for a in outcomes] == ["retry", "retry", "failed"]
     assert all(a.http_status and a.http_status >= 500 for a in outcomes)
+    assert Credential.objects.filter(subscription=subscription).exists(), "kept: Retry failed may re-queue it"
 
 
 def test_a_save_that_went_through_is_not_sent_again_when_the_follow_after_it_failed(sandbox, db, settings):
@@ -177,6 +245,7 @@ def test_a_save_that_went_through_is_not_sent_again_when_the_follow_after_it_fai
     assert subscription.status == Subscription.Status.DELIVERED
     assert [w["uri"] for w in sandbox.writes("alice")] == [ALBUM_URI, ARTIST_URI]
     assert sandbox.library("alice") == {"saved": [ALBUM_URI], "following": [ARTIST_URI]}
+    assert not Credential.objects.filter(subscription=subscription).exists()
 
 
 def test_a_fan_spotifys_development_mode_does_not_serve_fails_with_the_reason(sandbox, campaign):
@@ -193,6 +262,7 @@ def test_a_fan_spotifys_development_mode_does_not_serve_fails_with_the_reason(sa
     assert bob.last_error == (
         "Spotify's development mode: this fan is not one of the users listed in our app's dashboard."
     )
+    assert not Credential.objects.filter(subscription=bob).exists(), "failed for good: no token is kept"
 
 
 def test_passing_server_errors_end_in_delivery(sandbox, campaign, settings):
@@ -328,15 +398,20 @@ def test_retry_after_is_waited_out_without_a_rate_limit_of_our_own(sandbox, camp
     assert not DeliveryAttempt.objects.exclude(outcome="delivered").exists()
 
 
-def test_no_token_reaches_a_log_record(sandbox, campaign, caplog):
+def test_no_token_reaches_a_log_record(sandbox, campaign, caplog, settings):
     caplog.set_level("DEBUG")
+    settings.DELIVERY_MAX_ATTEMPTS = 4
     subscription = make_subscription(campaign, sandbox, "alice")
     refresh_token = subscription.credential.reveal()
-    sandbox.faults(error_rate=0.5, seed=3)
+    # Refreshes that fail now and then, saves that always do: the fan gives up after passing errors, and keeps
+    # the last rotated token for Retry failed (a delivered fan's is deleted).
+    sandbox.faults(error_rate=0.5, seed=2, errors_matching="spotify:album:")
 
     engine.deliver_campaign(campaign.pk)
 
     rotated = Credential.objects.get(pk=subscription.pk).reveal()
+    assert rotated != refresh_token
+    assert set(DeliveryAttempt.objects.values_list("call", flat=True)) == {"refresh", "save"}, "both failed"
     assert caplog.records, "logging was captured"
     for secret in (refresh_token, rotated):
         assert secret not in caplog.text

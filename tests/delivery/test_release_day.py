@@ -42,9 +42,11 @@ def many_fans(campaign, sandbox, prefix: str, count: int) -> list[str]:
 
 
 def assert_each_delivered_once(campaign, sandbox, users: list[str]) -> None:
+    """Every fan delivered, saved once, and their token deleted with the record."""
     assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {"delivered"}
     for user in users:
         assert len(sandbox.writes(user)) == 1, f"{user} was saved more than once"
+    assert not Credential.objects.filter(subscription__campaign=campaign).exists(), "a delivered fan's token is kept"
 
 
 def test_going_live_schedules_delivery_at_the_release_time():
@@ -155,6 +157,7 @@ def test_worker_killed_mid_delivery_loses_no_fan(sandbox, start_worker):
     assert len(repeated) <= in_flight, f"only the batches in flight may be repeated, not {repeated}"
     for user in users:
         assert sandbox.library(user)["saved"] == ([] if user in lost else [ALBUM_URI])
+    assert not Credential.objects.filter(subscription__campaign=campaign).exists(), "delivered or revoked: none kept"
 
 
 def test_sweeper_resumes_a_delivery_left_behind(sandbox, start_worker):
@@ -374,7 +377,7 @@ def test_a_batch_whose_record_is_interrupted_is_recorded_again_not_delivered_aga
     assert DeliveryAttempt.objects.filter(subscription__campaign=campaign, outcome="delivered").count() == 2
 
 
-def test_fans_whose_rotated_tokens_cannot_be_stored_are_still_delivered(sandbox, settings):
+def test_fans_whose_rotated_tokens_cannot_be_stored_are_still_delivered(sandbox, settings, caplog):
     """The refresh rotated the fans' tokens (the old ones are dead), then the database goes away for longer than
     the write of the new ones waits: their saves go ahead with the access tokens in hand, instead of the fans
     being retried with dead tokens and marked revoked, never saved."""
@@ -382,7 +385,6 @@ def test_fans_whose_rotated_tokens_cannot_be_stored_are_still_delivered(sandbox,
     campaign = make_campaign()
     users = many_fans(campaign, sandbox, "stale", 2)
     first, second = Subscription.objects.filter(campaign=campaign).order_by("pk")
-    originals = {c.subscription_id: c.ciphertext for c in Credential.objects.filter(subscription__campaign=campaign)}
     sandbox.faults(latency_ms=300)
 
     with database_proxy() as proxy:
@@ -400,8 +402,7 @@ def test_fans_whose_rotated_tokens_cannot_be_stored_are_still_delivered(sandbox,
             assert deliver_while_claimed(campaign, second, hold_then_cut)
 
     assert_each_delivered_once(campaign, sandbox, users)
-    stored = {c.subscription_id: c.ciphertext for c in Credential.objects.filter(subscription__campaign=campaign)}
-    assert stored[second.pk] == originals[second.pk], "its rotated token was never stored"
+    assert "could not be stored" in caplog.text, "its rotated token was never stored"
     assert set(Subscription.objects.filter(campaign=campaign).values_list("attempts", flat=True)) == {1}
 
 
