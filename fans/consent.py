@@ -19,8 +19,10 @@ if TYPE_CHECKING:
 # email consents say that the release-day email notes its opens and clicks (fans/release_email.py); v5: each
 # service's list names only what it will do for the campaign (Service.actions): no save on a campaign that only
 # follows, and Deezer's follow only where the campaign offers it; v6: a service that shares no email address
-# (Apple Music) says the email box does nothing with it (NO_EMAIL_SHARED)
-WORDING_VERSION = "2026-11-v6"
+# (Apple Music) says the email box does nothing with it (NO_EMAIL_SHARED); v7: Deezer's offline_access words
+# keep the permission until release day's work is done (delivery.engine deletes the token then), not until the
+# fan takes it back
+WORDING_VERSION = "2026-11-v7"
 
 EMAIL_OPT_IN_LABEL = "Also email me when it drops"
 EMAIL_ONLY_IF_TICKED = "Only if you tick “{label}”:"

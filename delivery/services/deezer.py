@@ -38,7 +38,7 @@ ACTION_WORDS = {  # both through manage_library
 }
 SCOPE_WORDS = {
     "basic_access": "See your Deezer name and account id.",
-    "offline_access": "Keep this permission until you take it back, so we can act on release day.",
+    "offline_access": "Keep this permission so we can act on release day, until that work is done or you take it back.",
     "email": "Read your email address, so we can email you when it drops.",
 }
 
