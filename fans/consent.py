@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # follows, and Deezer's follow only where the campaign offers it; v6: a service that shares no email address
 # (Apple Music) says the email box does nothing with it (NO_EMAIL_SHARED); v7: Deezer's offline_access words
 # keep the permission until release day's work is done (delivery.engine deletes the token then), not until the
-# fan takes it back
+# fan takes it back, and WHAT_WE_KEEP says so for every service
 WORDING_VERSION = "2026-11-v7"
 
 EMAIL_OPT_IN_LABEL = "Also email me when it drops"
@@ -32,8 +32,8 @@ REVOKE_ANY_TIME = (
 )
 WHAT_WE_KEEP = (
     "We keep {identity}{email}, your country, a record of what you agreed to and when (with your "
-    "IP address and browser details, as proof), and the permission itself, locked with encryption. Nothing else "
-    "from your account."
+    "IP address and browser details, as proof), and the permission itself, locked with encryption, until release "
+    "day's work is done. Nothing else from your account."
 )
 EMAIL_SIGNUP_CONSENT = (
     "Email me once when {title} by {artist} is out, noting whether it is opened and its links clicked. Use my "

@@ -4,8 +4,9 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.urls import reverse
+from django.utils import timezone
 
-from fans.models import Fan, Subscription
+from fans.models import Credential, Fan, Subscription
 from releases.models import AuditEntry
 from tests.conftest import make_campaign
 from tests.releases.personas import PASSWORD, member_of
@@ -95,6 +96,9 @@ def test_retry_failed_requeues_only_retryable_failures_and_is_audited(client):
         attempts=settings.DELIVERY_MAX_ATTEMPTS,
         last_error=f"Gave up after {settings.DELIVERY_MAX_ATTEMPTS} attempts: Spotify did not answer in time.",
     )
+    token = Credential(subscription=gave_up, authorized_at=timezone.now())  # kept for Retry failed
+    token.store("a refresh token")
+    token.save()
     permanent = subscribe(
         campaign, "forbidden", status="failed", attempts=1, last_error="Spotify refused the action: forbidden (403)."
     )
