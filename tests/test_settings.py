@@ -67,38 +67,16 @@ def test_malformed_token_encryption_keys_stop_the_start_naming_the_problem(keys,
 
 
 @pytest.mark.parametrize(
-    ("setting", "value"),
-    [
-        ("FANS_WRITE_RATE", "lots"),
-        ("FANS_CLICK_RATE", "lots"),
-        ("FANS_WRITE_RATE", "20/0m"),  # a period of 0: every limited request was a 500
-        ("ADMIN_LOGIN_RATE", "0/m"),  # none allowed: every sign-in was "too many tries"
-    ],
-)
-def test_a_malformed_rate_limit_stops_the_start_naming_it(setting, value):
-    result = manage("check", DEBUG="true", **{setting: value})
-    assert result.returncode != 0
-    assert f"ImproperlyConfigured: {setting} looks like 20/m" in result.stderr
-
-
-@pytest.mark.parametrize(
     ("setting", "value", "words"),
     [
+        ("FANS_WRITE_RATE", "lots", "FANS_WRITE_RATE looks like 20/m"),
+        ("FANS_CLICK_RATE", "lots", "FANS_CLICK_RATE looks like 20/m"),
+        ("FANS_WRITE_RATE", "20/0m", "FANS_WRITE_RATE looks like 20/m"),  # a period of 0: every write was a 500
+        ("ADMIN_LOGIN_RATE", "0/m", "ADMIN_LOGIN_RATE looks like 20/m"),  # none allowed: every sign-in a 429
         ("PAGE_CACHE_SECONDS", "abc", "PAGE_CACHE_SECONDS must be a whole number"),
         ("SERVICE_TIMEOUT_SECONDS", "soon", "SERVICE_TIMEOUT_SECONDS must be a number"),
         ("DELIVERY_MAX_ATTEMPTS", "-3", "DELIVERY_MAX_ATTEMPTS must be at least 1, not -3"),
         ("DELIVERY_CONCURRENCY", "0", "DELIVERY_CONCURRENCY must be at least 1, not 0"),
-    ],
-)
-def test_a_number_setting_that_makes_no_sense_stops_the_start_naming_it(setting, value, words):
-    result = manage("check", DEBUG="true", **{setting: value})
-    assert result.returncode != 0
-    assert f"ImproperlyConfigured: {words}" in result.stderr
-
-
-@pytest.mark.parametrize(
-    ("setting", "value", "words"),
-    [
         ("HTTPS", "ture", "HTTPS must be true or false, not 'ture'"),
         ("DEBUG", "maybe", "DEBUG must be true or false, not 'maybe'"),
         ("DATABASE_URL", "mysqlx://owner:hunter2-db@db.example/presave", "DATABASE_URL must look like postgres://"),
