@@ -375,6 +375,7 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
             scheduled = scheduled_time(obj)
             counts = {status: getattr(obj, f"kpi_{status}") for status in Subscription.Status.values}
             last_deliver = audit.last_entry(obj, AuditEntry.Action.DELIVER_NOW)
+            events = analytics.funnel_counts(obj)
             context.update(
                 {
                     "kpis": [(label, counts[status]) for status, label in Subscription.Status.choices],
@@ -399,7 +400,8 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
                     "last_deliver": last_deliver,
                     "progress": progress(obj),
                     "retryable": retry.retryable_count(obj, failed=counts["failed"]),
-                    "funnel": analytics.funnel(obj, delivered=counts["delivered"]),
+                    "funnel": analytics.funnel(obj, delivered=counts["delivered"], events=events),
+                    "visitors": events["visitors"],
                     "breakdowns": analytics.breakdowns(obj),
                     "by_service": analytics.by_service(obj),
                     "presaves_chart": charts.daily_bars(analytics.presaves_per_day(obj), title="Pre-saves per day"),

@@ -71,11 +71,14 @@ FUNNEL_KINDS = {"views": Kind.VIEW, "clicks": Kind.CLICK, "authorizations": Kind
 
 
 def funnel_counts(campaign: Campaign) -> dict[str, int]:
+    """Page views, button clicks and authorizations, and `visitors`: the browsers that viewed the page, each
+    counted once a day (the visitor hash's salt changes daily; browsers asking not to be tracked have none)."""
     if tallied():
         counts = tallies(campaign, "funnel:")
-        return {name: counts.get(kind, 0) for name, kind in FUNNEL_KINDS.items()}
+        return {name: counts.get(key, 0) for name, key in {**FUNNEL_KINDS, "visitors": "visitors"}.items()}
     return FunnelEvent.objects.filter(campaign=campaign).aggregate(
-        **{name: Count("pk", filter=Q(kind=kind)) for name, kind in FUNNEL_KINDS.items()}
+        **{name: Count("pk", filter=Q(kind=kind)) for name, kind in FUNNEL_KINDS.items()},
+        visitors=Count("visitor", filter=Q(kind=Kind.VIEW) & ~Q(visitor=""), distinct=True),
     )
 
 
@@ -91,9 +94,9 @@ class Step:
         return "—" if self.rate is None else f"{self.rate:.0%}"
 
 
-def funnel(campaign: Campaign, delivered: int | None = None) -> list[Step]:
+def funnel(campaign: Campaign, delivered: int | None = None, events: dict[str, int] | None = None) -> list[Step]:
     """Page views → button clicks → authorizations → delivered, each with its conversion from the step before."""
-    events = funnel_counts(campaign)
+    events = funnel_counts(campaign) if events is None else events
     if delivered is None:
         delivered = kpis(campaign)[Status.DELIVERED]
     counts = [

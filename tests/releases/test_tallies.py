@@ -117,3 +117,37 @@ def test_an_update_is_counted_by_what_it_changes_whatever_else_it_touches():
     assert tallied(other) == counted(other)
     assert analytics.kpis(campaign) == {"pending": 3, "delivered": 2, "failed": 0, "revoked": 0}
     assert tallied(campaign)["funnel:view:country:FR"] == 1 and tallied(campaign)["funnel:view:country:GB"] == 2
+
+
+def test_visitors_are_counted_once_a_day_whatever_the_batches_and_stay_when_their_ids_are_forgotten(staff_client):
+    """The visitor id is a daily-salted hash: a browser is one visitor a day. Counted as page views are written
+    (one COPY of a batch, or bulk inserts), and an id blanked later (retention, erasure) leaves the count."""
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from fans.tracking import VIEW_COLUMNS, ViewBuffer
+
+    campaign, other = make_campaign(slug="one"), make_campaign(slug="two")
+
+    def copied(c, *visitors):
+        blank = dict.fromkeys(VIEW_COLUMNS, "")
+        rows = [
+            {**blank, "campaign_id": c.pk, "kind": "view", "visitor": v, "created_at": timezone.now()} for v in visitors
+        ]
+        ViewBuffer().write([tuple(row[column] for column in VIEW_COLUMNS) for row in rows])
+
+    copied(campaign, "a" * 32, "a" * 32, "b" * 32, "")  # one statement: a twice, and a browser refusing tracking
+    FunnelEvent.objects.bulk_create(
+        FunnelEvent(campaign=campaign, kind="view", visitor=v) for v in ("a" * 32, "c" * 32)
+    )
+    copied(other, "a" * 32)  # another campaign's visitor is its own
+    FunnelEvent.objects.create(campaign=campaign, kind="click", visitor="d" * 32)  # not a view
+
+    assert [analytics.funnel_counts(c)["visitors"] for c in (campaign, other)] == [3, 1]
+    assert analytics.funnel_counts(campaign)["views"] == 6
+
+    FunnelEvent.objects.update(visitor="")
+
+    assert [analytics.funnel_counts(c)["visitors"] for c in (campaign, other)] == [3, 1]
+    page = staff_client.get(reverse("admin:releases_campaign_change", args=[campaign.pk])).content.decode()
+    assert "Visitors: <strong>3</strong>" in page

@@ -1,0 +1,65 @@
+"""The funnel's tally counts visitors too: each page view whose visitor (a daily-salted hash, so a browser once a
+day) the campaign had not seen adds one to `funnel:visitors`. Only inserts count: blanking a visitor later (the
+retention task, an erasure) leaves the count as it was, an anonymous figure. PostgreSQL only, like the other
+tallies; elsewhere the console counts distinct visitors with a query."""
+
+import importlib
+
+from django.db import migrations
+
+BREAKDOWNS = importlib.import_module("releases.migrations.0008_tally_breakdowns")
+FUNNEL = "releases_tally_funnel"
+# The visitors first seen in this statement: one row each (campaign, visitor), none already in the table before it.
+FIRST_SEEN = """
+    SELECT campaign_id, 'funnel:visitors' AS key, 1 AS n FROM (
+        SELECT DISTINCT n.campaign_id, n.visitor FROM new_rows AS n
+        WHERE n.kind = 'view' AND n.visitor <> '' AND NOT EXISTS (
+            SELECT 1 FROM fans_funnelevent AS e
+            WHERE e.campaign_id = n.campaign_id AND e.kind = 'view' AND e.visitor = n.visitor AND e.visitor <> ''
+              AND e.id NOT IN (SELECT id FROM new_rows)
+        )
+    ) AS first_seen"""
+
+
+def funnel_function(count_visitors: bool) -> str:
+    new, old = (BREAKDOWNS.rows(t, BREAKDOWNS.FUNNEL_KEYS, n) for t, n in (("new_rows", 1), ("old_rows", -1)))
+    inserted = new + (" UNION ALL " + FIRST_SEEN if count_visitors else "")
+    upsert = BREAKDOWNS.UPSERT.format
+    return f"""
+CREATE OR REPLACE FUNCTION {FUNNEL}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN {upsert(rows=inserted)}
+    ELSIF TG_OP = 'DELETE' THEN {upsert(rows=old)}
+    ELSE {upsert(rows=new + " UNION ALL " + old)}
+    END IF;
+    RETURN NULL;
+END $$;
+"""
+
+
+def count_visitors(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    schema_editor.execute(funnel_function(count_visitors=True))
+    schema_editor.execute(
+        "INSERT INTO releases_campaigntally (campaign_id, key, count) "
+        "SELECT campaign_id, 'funnel:visitors', count(DISTINCT visitor) FROM fans_funnelevent "
+        "WHERE kind = 'view' AND visitor <> '' GROUP BY 1 "
+        "ON CONFLICT (campaign_id, key) DO UPDATE SET count = EXCLUDED.count"
+    )
+
+
+def forget_visitors(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    schema_editor.execute(funnel_function(count_visitors=False))
+    schema_editor.execute("DELETE FROM releases_campaigntally WHERE key = 'funnel:visitors'")
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("releases", "0010_ascii_digits_in_upc_and_isrc"),
+        ("fans", "0018_funnel_visitor_days"),
+    ]
+
+    operations = [migrations.RunPython(count_visitors, forget_visitors)]
