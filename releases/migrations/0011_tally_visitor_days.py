@@ -25,23 +25,19 @@ FIRST_SEEN = """
 
 # PL/pgSQL keeps a statement's first plan: made while the table was small (a new campaign's first views), it
 # scans the whole table for every batch ever after, slower as the table grows. Index lookups it is, always.
-INDEX_LOOKUPS = "SET enable_seqscan = off "
+INDEX_LOOKUPS = "SET enable_seqscan = off"
 
 
 def funnel_function(count_visitors: bool) -> str:
-    new, old = (BREAKDOWNS.rows(t, BREAKDOWNS.FUNNEL_KEYS, n) for t, n in (("new_rows", 1), ("old_rows", -1)))
-    inserted = new + (" UNION ALL " + FIRST_SEEN if count_visitors else "")
-    upsert = BREAKDOWNS.UPSERT.format
-    return f"""
-CREATE OR REPLACE FUNCTION {FUNNEL}() RETURNS trigger LANGUAGE plpgsql {INDEX_LOOKUPS if count_visitors else ""}AS $$
-BEGIN
-    IF TG_OP = 'INSERT' THEN {upsert(rows=inserted)}
-    ELSIF TG_OP = 'DELETE' THEN {upsert(rows=old)}
-    ELSE {upsert(rows=new + " UNION ALL " + old)}
-    END IF;
-    RETURN NULL;
-END $$;
-"""
+    """Migration 0008's funnel function, its inserts also counting FIRST_SEEN when `count_visitors`."""
+    function = BREAKDOWNS.tally_function(FUNNEL, BREAKDOWNS.FUNNEL_KEYS)
+    if not count_visitors:
+        return function
+    new = BREAKDOWNS.rows("new_rows", BREAKDOWNS.FUNNEL_KEYS, 1)
+    inserts = f"IF TG_OP = 'INSERT' THEN {BREAKDOWNS.UPSERT.format(rows=new)}"
+    counted = f"IF TG_OP = 'INSERT' THEN {BREAKDOWNS.UPSERT.format(rows=new + ' UNION ALL ' + FIRST_SEEN)}"
+    assert inserts in function and "LANGUAGE plpgsql AS" in function
+    return function.replace(inserts, counted).replace("LANGUAGE plpgsql AS", f"LANGUAGE plpgsql {INDEX_LOOKUPS} AS")
 
 
 def count_visitors(apps, schema_editor):
