@@ -207,10 +207,14 @@ class Command(BaseCommand):
         if FunnelEvent.objects.filter(campaign=campaign).exists():
             return
         rng = random.Random(7)  # noqa: S311 - demo data
+        browsers = random.Random(11)  # noqa: S311 - who visits: its own draws, so the rest stays as it was
         sources = [("instagram", "", "instagram"), ("tiktok", "", "tiktok"), ("", "news.example", ""), ("", "", "")]
         events = []
         for day in range(14):
+            visitor = ""
             for _ in range(rng.randint(10, 40)):
+                if not visitor or browsers.random() > 0.2:  # a fifth come back the same day: one visitor
+                    visitor = f"{browsers.getrandbits(128):032x}"
                 utm, referrer, in_app = rng.choice(sources)
                 steps = ["view"] + (["click"] if rng.random() < 0.5 else [])
                 steps += ["authorize"] if len(steps) == 2 and rng.random() < 0.6 else []
@@ -222,6 +226,7 @@ class Command(BaseCommand):
                     "country": rng.choice(["GB", "US", "DE", "FR", "SE"]),
                     "device": rng.choice(["mobile", "mobile", "desktop", "tablet"]),
                     "created_at": now - dt.timedelta(days=day, minutes=rng.randint(0, 1400)),
+                    "visitor": visitor,
                 }
                 events += [FunnelEvent(kind=kind, **common) for kind in steps]
         FunnelEvent.objects.bulk_create(events)
