@@ -177,6 +177,12 @@ def pending_campaign(session: SessionBase, state: str, service_key: str) -> Camp
     return open_campaign(campaign, markets.normalize(entry.get("seen_country", "")))
 
 
+def _completed(session: SessionBase) -> dict[str, str]:
+    """The session's completed sign-ins, state → campaign slug (COMPLETED_KEY)."""
+    completed = session.get(COMPLETED_KEY, {})
+    return completed if isinstance(completed, dict) else {}
+
+
 def _pending(session: SessionBase) -> dict[str, dict]:
     """The session's pending authorizations, expired ones dropped."""
     now = timezone.now().timestamp()
@@ -293,9 +299,8 @@ def complete(
         # The fan's latest answer to the email box is theirs: an earlier consent for this pre-save shares no more.
         revocation.stop_sharing_email(ConsentRecord.objects.filter(subscription=subscription).exclude(pk=record.pk))
 
-    completed = session.get(COMPLETED_KEY, {})
-    completed = dict(list(completed.items())[-(COMPLETED_KEPT - 1) :]) if isinstance(completed, dict) else {}
-    session[COMPLETED_KEY] = {**completed, params.get("state", ""): campaign.slug}
+    kept = list(_completed(session).items())[-(COMPLETED_KEPT - 1) :]
+    session[COMPLETED_KEY] = {**dict(kept), params.get("state", ""): campaign.slug}
     session[THANKS_KEY] = {
         **session.get(THANKS_KEY, {}),
         campaign.slug: {
@@ -317,9 +322,8 @@ def _take_pending(session: SessionBase, state: str, service_key: str) -> dict:
         raise BadAuthorizationState(
             "The sign-in came back without its security check. Please start again from the pre-save page."
         )
-    completed = session.get(COMPLETED_KEY, {})
-    if isinstance(completed, dict) and isinstance(completed.get(state), str):
-        raise AlreadyCompleted(completed[state])
+    if isinstance(slug := _completed(session).get(state), str):
+        raise AlreadyCompleted(slug)
     stored = session.get(PENDING_KEY, {})
     entry = stored.get(state)
     if isinstance(entry, dict) and entry.get("service") == service_key:  # a stray callback uses nothing up

@@ -123,7 +123,7 @@ class CountdownSlots:
     """Stands in for a Countdown when the page is rendered once for the cache: each value is a slot that
     `fill_campaign_html` replaces with the time left at each request."""
 
-    parts = [(f"\x00countdown:{unit}\x00", unit) for unit in ("days", "hours", "minutes", "seconds")]
+    parts = [(f"{SLOT}countdown:{unit}{SLOT}", unit) for unit in ("days", "hours", "minutes", "seconds")]
 
 
 def campaign_html(

@@ -7,13 +7,23 @@ the process at start-up instead of falling back to a development value.
 import logging
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def url_parts(url: str) -> SplitResult | None:
+    """`url` split, or None when it does not parse, its port included (no number, or out of range)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return None
+    return parts
 
 
 class Env(environ.Env):
@@ -51,13 +61,17 @@ class Env(environ.Env):
     def base_url(self, var, default):
         """An http(s) base address without its trailing slash; anything else stops the start naming it."""
         value = self.str(var, default=default).rstrip("/")
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - a port that is no number, or out of range, raises here
-        except ValueError:
-            parts = None
+        parts = url_parts(value)
         if not parts or parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
             raise ImproperlyConfigured(f"{var} must be an http:// or https:// address, like {default}.")
+        return value
+
+    def redis_url(self, var):
+        """A Redis address (redis://, rediss:// with TLS, unix://), or "" for none; anything else stops the start."""
+        value = self.str(var, default="")
+        parts = url_parts(value)
+        if value and (not parts or parts.scheme not in {"redis", "rediss", "unix"} or parts.port == 0):
+            raise ImproperlyConfigured(f"{var} must look like redis://host:6379/0 (rediss:// with TLS), or be empty.")
         return value
 
     def database(self, var, default):
@@ -316,14 +330,7 @@ DELIVERY_AVAILABILITY_RECHECK_SECONDS = env.int("DELIVERY_AVAILABILITY_RECHECK_S
 DELIVERY_AVAILABILITY_WAIT_HOURS = env.int("DELIVERY_AVAILABILITY_WAIT_HOURS", default=72)
 
 # --- django-q2 ------------------------------------------------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
-    try:
-        _redis_ok = urlsplit(REDIS_URL).scheme in {"redis", "rediss", "unix"} and urlsplit(REDIS_URL).port != 0
-    except ValueError:  # a port that is no number, or out of range
-        _redis_ok = False
-    if not _redis_ok:
-        raise ImproperlyConfigured("REDIS_URL must look like redis://host:6379/0 (rediss:// with TLS), or be empty.")
+REDIS_URL = env.redis_url("REDIS_URL")
 Q_CLUSTER = {
     "name": env.str("Q_CLUSTER_NAME", default="presave"),
     "workers": env.int("Q_WORKERS", default=2, minimum=1),
