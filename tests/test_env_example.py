@@ -72,7 +72,8 @@ def settings_loaded_from(env_file: str) -> dict[str, str]:
     """Every upper-case setting, as repr, of presave_site.settings loaded with `env_file` (DEBUG on)."""
     script = (
         "import json, presave_site.settings as s; "
-        "print(json.dumps({k: repr(v) for k, v in vars(s).items() if k.isupper()}))"
+        "print(json.dumps({k: repr(sorted(v) if isinstance(v, (set, frozenset)) else v) "  # a set's order varies
+        "for k, v in vars(s).items() if k.isupper()}))"
     )
     result = subprocess.run(  # noqa: S603 (our own settings)
         [sys.executable, "-c", script],
