@@ -25,7 +25,8 @@ from delivery.services import ServiceError
 from delivery.services.apple_music import AppleMusic, developer_token
 from fans import authorization, consent
 from fans.errors import ServiceUnavailable
-from fans.views import finish_authorization, limited, shows_problems
+from fans.ratelimits import limited
+from fans.views import finish_authorization, shows_problems
 
 SERVICE = AppleMusic.key
 TOKEN_FIELD = "music_user_token"

@@ -2,8 +2,7 @@
 fans.pagecache or fans.pages, records the funnel step (fans.tracking), then renders.
 
 Every problem of the flow is a FanFlowError, shown by templates/fans/problem.html with its own status.
-Endpoints that write are rate limited per IP (django-ratelimit, on the shared `default` cache); going over
-shows the 429 page (`rate_limited`).
+Endpoints that write are rate limited per IP (fans/ratelimits.py); going over shows the 429 page.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from django.urls import reverse
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
-from django_ratelimit.decorators import ratelimit
 
 from fans import (
     authorization,
@@ -35,25 +33,13 @@ from fans import (
     smartlink,
     tracking,
 )
-from fans.errors import FanFlowError, NotFound, SecurityCheckFailed, TooManyRequests
+from fans.errors import FanFlowError, NotFound, SecurityCheckFailed
 from fans.forms import EmailSignupForm, PrivacyLinkForm
-from fans.geo import client_ip, rate_limit_key, request_country
+from fans.geo import client_ip, request_country
 from fans.models import FunnelEvent
+from fans.ratelimits import click_rate, limited
 
 Kind = FunnelEvent.Kind
-
-
-def write_rate(group: str, request: HttpRequest) -> str:
-    return settings.FANS_WRITE_RATE
-
-
-def click_rate(group: str, request: HttpRequest) -> str:
-    return settings.FANS_CLICK_RATE
-
-
-def limited(rate=write_rate, method=("POST",)):
-    """Rate limit a view per client IP (settings.RATELIMIT_IP_META_KEY says where the IP is)."""
-    return ratelimit(key=rate_limit_key, rate=rate, method=list(method), block=True)
 
 
 def shows_problems(view):
@@ -71,17 +57,6 @@ def shows_problems(view):
             return render(request, "fans/problem.html", context, status=problem.status)
 
     return wrapper
-
-
-def rate_limited(request: HttpRequest, exception=None) -> HttpResponse:
-    """settings.RATELIMIT_VIEW: the clear 429 page."""
-    problem = TooManyRequests(
-        "Lots of requests came from your connection in a short time, so we paused it. Wait a minute, then try "
-        "again. Nothing you did before this was lost."
-    )
-    response = render(request, "fans/problem.html", {"problem": problem}, status=problem.status)
-    response["Retry-After"] = "60"
-    return response
 
 
 def csrf_failed(request: HttpRequest, reason: str = "") -> HttpResponse:

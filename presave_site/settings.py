@@ -164,7 +164,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "django_ratelimit.middleware.RatelimitMiddleware",
 ]
 
 ROOT_URLCONF = "presave_site.urls"
@@ -378,7 +377,6 @@ else:
     }
 PAGE_CACHE_SECONDS = env.int("PAGE_CACHE_SECONDS", default=60)
 SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
-RATELIMIT_VIEW = "fans.views.rate_limited"
 # Behind a proxy, the client's address is in a header, e.g. HTTP_CF_CONNECTING_IP or HTTP_X_REAL_IP.
 RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
 if RATELIMIT_IP_META_KEY and not re.fullmatch(r"HTTP_[A-Z0-9_]+|REMOTE_ADDR", RATELIMIT_IP_META_KEY):

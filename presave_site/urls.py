@@ -4,21 +4,16 @@ from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
-from django_ratelimit.decorators import ratelimit
 
-from fans.geo import rate_limit_key
+from fans.ratelimits import admin_login_rate, limited
 
 admin.site.site_header = "Pre-save console"
 admin.site.site_title = "Pre-save console"
 admin.site.index_title = "Campaigns, releases and fans"
 
 
-def admin_login_rate(group: str, request) -> str:
-    return settings.ADMIN_LOGIN_RATE
-
-
 # The console's sign-in, limited per IP (a password guesser gets the 429 page): before the admin's own URLs.
-admin_login = ratelimit(key=rate_limit_key, rate=admin_login_rate, method=["POST"], block=True)(admin.site.login)
+admin_login = limited(rate=admin_login_rate)(admin.site.login)
 
 urlpatterns = [
     path("admin/login/", admin_login),

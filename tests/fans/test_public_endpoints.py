@@ -147,9 +147,28 @@ def test_writing_too_fast_gets_a_clear_429(client, campaign, settings):
     answers = [client.post(url, {"email": f"fan{i}@example.test", "consent": "1"}) for i in range(3)]
 
     assert [a.status_code for a in answers] == [200, 200, 429]
-    assert answers[2]["Retry-After"] == "60"
-    assert "Too many tries" in answers[2].content.decode()
+    assert 1 <= int(answers[2]["Retry-After"]) <= 60, "the rest of the minute"
+    page = answers[2].content.decode()
+    assert "Too many tries" in page and "Wait a minute, then try again" in page
     assert EmailSignup.objects.count() == 2
+
+
+def test_a_limit_per_hour_says_how_many_minutes_to_wait(client, campaign, settings):
+    """The 429 page and its Retry-After tell the time left in the window that was used up, not a fixed minute:
+    a fan (or a client honouring Retry-After) who came back after a minute would only be refused again."""
+    settings.FANS_WRITE_RATE = "1/2h"
+    url = reverse("fans:email_signup", args=[campaign.slug])
+
+    client.post(url, {"email": "fan@example.test", "consent": "1"})
+    refused = client.post(url, {"email": "fan2@example.test", "consent": "1"})
+
+    assert refused.status_code == 429
+    seconds = int(refused["Retry-After"])
+    assert 60 < seconds <= 7200
+    minutes = -(-seconds // 60)
+    expected = f"Wait {minutes} minutes" if minutes < 120 else "Wait 2 hours"
+    assert f"{expected}, then try again" in refused.content.decode()
+    assert EmailSignup.objects.count() == 1
 
 
 def test_behind_a_proxy_the_limit_counts_the_clients_address_and_an_odd_header_is_no_500(client, campaign, settings):

@@ -178,3 +178,4 @@ def test_console_sign_in_attempts_are_limited_per_ip(client, settings, label_sta
     refused = client.post(login, {"username": label_staff.username, "password": "guess"})
 
     assert refused.status_code == 429 and "Too many tries" in refused.content.decode()
+    assert 1 <= int(refused["Retry-After"]) <= 60
