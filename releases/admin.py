@@ -17,7 +17,9 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.functional import lazy
 from django.utils.html import format_html
+from django.utils.text import format_lazy
 from django_q.models import Schedule
 
 from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now, scheduled_time
@@ -228,10 +230,14 @@ class ReleaseAdmin(HandMadeInput, admin.ModelAdmin):
 
 
 # --- Campaigns -------------------------------------------------------------------------------------------
+base_url = lazy(lambda: settings.PUBLIC_BASE_URL, str)
+
+
 class CampaignAdminForm(forms.ModelForm):
     class Meta:
         model = Campaign
-        help_texts = {"slug": f"The public page's address: {settings.PUBLIC_BASE_URL}/your-slug/"}
+        # Lazy: read when the form is shown, so that it names the address the console's links use.
+        help_texts = {"slug": format_lazy("The public page's address: {}/your-slug/", base_url())}
         fields = [
             "release",
             "slug",

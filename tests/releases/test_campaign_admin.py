@@ -195,6 +195,16 @@ def test_add_page_renders(staff_client, db):
     assert staff_client.get(ADD).status_code == 200
 
 
+def test_the_slug_help_names_the_address_the_page_will_have(staff_client, campaign, settings):
+    """The slug's help text is read when the form is shown: it names the same site as the "Public page" link."""
+    settings.PUBLIC_BASE_URL = "https://presave.label.example"
+
+    html = staff_client.get(change_url(campaign)).content.decode()
+
+    assert "address: https://presave.label.example/your-slug/" in html
+    assert "https://presave.label.example/first-light/" in html
+
+
 def test_new_campaign_is_saved_and_scheduled(staff_client, campaign, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(ADD, form_data(campaign, slug="new-dawn", status="live"))
