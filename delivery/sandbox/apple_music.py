@@ -4,7 +4,8 @@
 (the small part the project uses: `MusicKit.configure`, `getInstance().authorize()`, the `musickitloaded`
 event). Every API request must carry a developer token signed with the configured MusicKit key: the sandbox
 checks its ES256 signature with the public key, its `kid`, `iss`, `iat` and `exp` (401 otherwise); personal
-endpoints also need a valid Music-User-Token (403 otherwise). Errors are `{"errors": [{"id", "title",
+endpoints also need a valid Music-User-Token (403 otherwise; 401 for the users a fault switch names, Apple's
+other answer to a token it no longer honours). Errors are `{"errors": [{"id", "title",
 "detail", "status", "code"}]}` (developer.apple.com/documentation/applemusicapi/handling-requests-and-responses).
 Catalog ids are numeric strings derived from the shared catalog; writes are logged as
 `apple_music:album:<catalog id>` (`song`).
@@ -95,6 +96,7 @@ class AppleMusicService:
             web.post("/musickit/authorize", self.musickit_authorize),
             web.options("/musickit/authorize", self.preflight),
             web.get("/api/v1/me/storefront", self.storefront),
+            web.get("/api/v1/storefronts/{id:[a-z]{2}}", self.storefront_by_id),
             web.post("/api/v1/me/library", self.add_to_library),
             web.get("/api/v1/catalog/{storefront}/{kind:albums|songs}", self.by_code),
             web.get("/api/v1/catalog/{storefront}/{kind}/{id}", self.catalog_item),
@@ -154,6 +156,8 @@ class AppleMusicService:
         token = self.state.access_tokens.get(request.headers.get("Music-User-Token", ""))
         if token is None or token.service != KEY:
             raise AppleError(403, "40300", "Forbidden", "Invalid authentication")
+        if token.user_id in (self.state.faults.apple_unauthorized_users or ()):
+            raise AppleError(401, "40100", "Unauthenticated", "Invalid Music-User-Token")
         return token
 
     # MusicKit JS stand-in
@@ -188,10 +192,13 @@ class AppleMusicService:
     async def storefront(self, request: web.Request) -> web.Response:
         """GET /v1/me/storefront. developer.apple.com/documentation/applemusicapi/get-a-user-s-storefront"""
         token = self._user(request)
-        country = self.state.users[token.user_id or ""].country.lower()
-        return web.json_response(
-            {"data": [{"id": country, "type": "storefronts", "href": f"/v1/storefronts/{country}", "attributes": {}}]}
-        )
+        return web.json_response({"data": [_storefront(self.state.users[token.user_id or ""].country.lower())]})
+
+    async def storefront_by_id(self, request: web.Request) -> web.Response:
+        """GET /v1/storefronts/{id}: a catalog call (the developer token only).
+        developer.apple.com/documentation/applemusicapi/get-a-storefront"""
+        self._bearer(request)
+        return web.json_response({"data": [_storefront(request.match_info["id"])]})
 
     async def add_to_library(self, request: web.Request) -> web.Response:
         """POST /v1/me/library?ids[albums]=…&ids[songs]=… → 202, no body; ids it can't add (unknown, or not in
@@ -301,6 +308,10 @@ def authorize_user(state: SandboxState, user_id: str, key: MusicKitKey | None = 
     """A fan who agreed in MusicKit's sign-in window: a Music-User-Token for the app (no expiry, no refresh)."""
     key = key or next(iter(state.musickit_keys.values()))
     return state.issue_lasting_token(KEY, key.key_id, user_id, "library", TOKEN_PREFIX)
+
+
+def _storefront(storefront: str) -> dict:
+    return {"id": storefront, "type": "storefronts", "href": f"/v1/storefronts/{storefront}", "attributes": {}}
 
 
 def _in(item: Album | Track, storefront: str) -> bool:

@@ -201,6 +201,9 @@ class Faults:
     owner_premium_lapsed: bool = False
     clock_offset_seconds: float = 0.0  # moves the sandbox's clock for expiry checks
     apple_ignores_library_adds: bool = False  # Apple's library add answers 202 and adds nothing (pre-order gone)
+    # Apple answers 401 to these users' Music-User-Tokens (their authorization no longer honoured: Apple's docs say
+    # the user must authorize again on a 401 or 403); the developer token is still accepted everywhere else.
+    apple_unauthorized_users: list[str] | None = None
     seed: int | None = None
 
 

@@ -4,7 +4,7 @@ Base URLs come from settings (APPLE_MUSIC_API_URL, MUSICKIT_JS_URL) so the same 
 project's sandbox (delivery/sandbox/apple_music.py). There is no OAuth redirect: the fan authorizes on our
 own MusicKit page (fans/musickit.py), which posts the Music-User-Token back; `authorize_url` points there.
 There is no refresh flow either: the Music-User-Token is what the vault keeps (`refresh_call` is None), and
-when Apple refuses it (403) the fan must authorize again.
+when Apple refuses it (403, or 401 while our developer token is still accepted) the fan must authorize again.
 
 Apple's rules for pre-adds (shown to staff in the campaign admin, `STAFF_RULES`): the release must be on
 pre-order in Apple Music; one-track singles usually cannot be pre-added, so those are added on release day.
@@ -59,6 +59,9 @@ NO_FOLLOW_WARNING = "Apple Music has no artist follow: fans who choose Apple Mus
 MUSIC_USER_TOKEN_SHAPE = re.compile(r"[\x21-\x7e]+")
 RETRY_AFTER_SECONDS = 5.0  # when a 429 names no Retry-After
 FRESH_TOKEN_SECONDS = 60  # a developer token refused this soon after it was made: the settings are wrong
+# How long the answer to "does Apple accept this developer token?" (`AppleMusic.developer_token_accepted`) is
+# kept: a burst of 401s to fans' calls costs one check, and a key revoked meanwhile is noticed soon after.
+DEVELOPER_TOKEN_CHECK_SECONDS = 10.0
 RESOURCE_TYPES = {"album": "albums", "track": "songs"}  # catalog_lookup's kind → Apple's resource type
 
 # (key id, team id, key digest, origin) → (jwt, exp)
@@ -118,6 +121,9 @@ class AppleMusic(Service):
         self.storefront = settings.APPLE_MUSIC_STOREFRONT
         # (release pk, storefront) → catalog id, as found by catalog_id for this client's life
         self.found: dict[tuple[int, str], str] = {}
+        # Authorization header → (whether Apple accepted it, monotonic time asked): `developer_token_accepted`
+        self.token_checks: dict[str, tuple[bool, float]] = {}
+        self.token_checks_lock = threading.Lock()
 
     @classmethod
     def is_enabled(cls) -> bool:
@@ -229,9 +235,11 @@ class AppleMusic(Service):
 
     def raise_for_reply(self, call: Call, reply: Reply) -> None:
         """developer.apple.com/documentation/applemusicapi/http-status-codes and …/handling-requests-and-responses
-        (`{"errors": [{"status", "code", "title", "detail"}]}`): 401 is about our developer token (made anew,
-        then retried); 403 about the fan's Music-User-Token (they must authorize again) when the call carried one,
-        else about our app (retried, never a fan's revocation)."""
+        (`{"errors": [{"status", "code", "title", "detail"}]}`): 401 and 403 on a call carrying the fan's
+        Music-User-Token may be about that token (they must authorize again); a 401 may also be about our developer
+        token, so Apple is asked which (`developer_token_accepted`). A 401 about our developer token: it is made
+        anew, then retried. A 403 on a call without a fan's token is about our app (retried, never a fan's
+        revocation)."""
         status = reply.status
         body = reply.json_or_none()
         errors = body.get("errors") if isinstance(body, dict) else None
@@ -240,6 +248,9 @@ class AppleMusic(Service):
         if status == 429:
             retry_after = parse_retry_after(reply.headers.get("Retry-After"), RETRY_AFTER_SECONDS)
             raise RateLimited(retry_after, "Rate limited by Apple Music.")
+        if status == 401 and "Music-User-Token" in call.headers and self.developer_token_accepted(call):
+            message = f"The fan's Apple Music authorization is no longer valid ({detail or 'unauthorized'})."
+            raise TokenRevoked(message, status=status)
         if status == 401:
             forget_developer_token()
             if _made_just_now(call):  # a new token refused too: our MusicKit settings are wrong
@@ -260,6 +271,36 @@ class AppleMusic(Service):
             raise ServiceError(f"Apple Music had a server error ({status}).", status=status)
         message = f"Apple Music rejected the {call.name}: {detail or 'error'} ({status})."
         raise ServiceError(message, permanent=True, status=status)
+
+    def developer_token_accepted(self, call: Call) -> bool:
+        """Whether Apple accepts the developer token `call` carried, asked with a catalog call that carries no
+        fan's token: developer.apple.com/documentation/applemusicapi/get-a-storefront (GET /v1/storefronts/{id}).
+        A 401 to a call with a Music-User-Token is about the fan when the developer token passes. The answer is
+        kept DEVELOPER_TOKEN_CHECK_SECONDS for that token, and asked once at a time (a batch's 401s arrive
+        together). Any answer but a success or a 401 (a 5xx, a 429, a timeout) goes up: nobody is revoked on it.
+
+        It is a blocking call, made on the release-day transport's loop too: at most once per
+        DEVELOPER_TOKEN_CHECK_SECONDS, and only after a 401."""
+        authorization = call.headers.get("Authorization", "")
+        with self.token_checks_lock:
+            known = self.token_checks.get(authorization)
+            if known is not None and time.monotonic() - known[1] < DEVELOPER_TOKEN_CHECK_SECONDS:
+                return known[0]
+            check = Call(
+                "developer token",
+                "GET",
+                f"{self.api_url}/v1/storefronts/{self.storefront.lower()}",
+                headers={"Authorization": authorization},
+            )
+            try:
+                self.run(check)
+                accepted = True
+            except ServiceError as exc:
+                if exc.status != 401:
+                    raise
+                accepted = False
+            self.token_checks[authorization] = (accepted, time.monotonic())
+            return accepted
 
 
 def _made_just_now(call: Call) -> bool:

@@ -253,6 +253,46 @@ def test_revoked_music_user_token_is_revoked(sandbox):
         get_service("apple_music").profile("AmUT-never-issued")
 
 
+@pytest.mark.django_db(transaction=True)  # a pause would be written by the transport's thread
+def test_a_fans_music_user_token_refused_with_401_revokes_that_fan_only(sandbox, settings):
+    """Apple answers 401 to the Music-User-Token of fans it no longer honours (its docs: they must authorize
+    again). Our developer token is accepted meanwhile: those fans are revoked, the others delivered, and nobody
+    waits for a pause meant for a refused developer token."""
+    campaign = make_campaign()
+    sandbox.control("POST", "users", {"id": "dana", "country": "GB"})
+    alice, bob, chloe, dana = (apple_subscription(campaign, sandbox, u) for u in ("alice", "bob", "chloe", "dana"))
+    sandbox.faults(apple_unauthorized_users=["bob", "dana"])
+
+    report = engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert report.counts == {"delivered": 2, "revoked": 2}
+    for revoked in (bob, dana):
+        revoked.refresh_from_db()
+        assert revoked.status == "revoked" and "no longer valid (Invalid Music-User-Token)" in revoked.last_error
+        assert not Credential.objects.filter(subscription=revoked).exists()
+    assert {s.status for s in Subscription.objects.filter(pk__in=[alice.pk, chloe.pk])} == {"delivered"}
+    assert sandbox.library("alice")["saved"] == sandbox.library("chloe")["saved"] == [ALBUM]
+    assert not RateLimitPause.objects.exists(), "no worker paused"
+    # The release looked up in two storefronts, two calls for each fan delivered, one for each fan revoked, and
+    # one check that Apple accepts our developer token: the two 401s came together and share it.
+    assert sandbox.control("GET", "counters")["api_requests"] == 2 + 2 * 2 + 2 + 1
+
+
+def test_a_401_to_a_fans_call_is_the_fans_only_while_apple_accepts_our_developer_token(sandbox, settings, db):
+    apple = get_service("apple_music")
+    body = b'{"errors": [{"status": "401", "code": "40100", "title": "Unauthenticated"}]}'
+
+    personal = apple._call("save", "POST", "/v1/me/library", "fan-token")
+    with pytest.raises(TokenRevoked):
+        apple.check(personal, Reply(401, {}, body))
+
+    settings.APPLE_MUSIC_TEAM_ID = "SOMEONEELSE"  # a developer token Apple does not accept (iss), made just now
+    personal = apple._call("save", "POST", "/v1/me/library", "fan-token")
+    with pytest.raises(ServiceError) as refused:
+        apple.check(personal, Reply(401, {}, body))
+    assert refused.value.retry_after and not refused.value.revoked, "every worker waits, no fan is revoked"
+
+
 @pytest.mark.django_db
 def test_release_not_out_in_the_fans_storefront_waits(sandbox):
     campaign = make_campaign()

@@ -102,6 +102,21 @@ def test_music_user_token_is_required_and_dies_on_revoke(apple):
     assert refused.status_code == 403 and refused.json()["errors"][0]["code"] == "40300"
 
 
+def test_a_music_user_token_apple_no_longer_honours_answers_401_by_a_fault_switch(apple):
+    """Apple's other answer to a Music-User-Token it no longer honours; the developer token is still accepted."""
+    bob, alice = apple.authorize_apple_music("bob"), apple.authorize_apple_music("alice")
+    apple.control("POST", "faults", {"apple_unauthorized_users": ["bob"]})
+    refused = get(apple, "/v1/me/storefront", user_token=bob)
+    assert refused.status_code == 401 and refused.json()["errors"][0]["code"] == "40100"
+    assert get(apple, "/v1/me/storefront", user_token=alice).status_code == 200
+    storefront = get(apple, "/v1/storefronts/us").json()["data"][0]
+    assert storefront["id"] == "us" and storefront["type"] == "storefronts"
+    assert get(apple, "/v1/storefronts/us", token=developer_token(iss="OTHERTEAM")).status_code == 401
+
+    bad = requests.post(f"{apple.url}/_sandbox/faults", json={"apple_unauthorized_users": "bob"}, timeout=5)
+    assert bad.status_code == 400 and "apple_unauthorized_users must be a list" in bad.json()["error"]
+
+
 def test_ignoring_library_adds_is_a_fault_switch(apple):
     user_token = apple.authorize_apple_music("alice")
     apple.control("POST", "faults", {"apple_ignores_library_adds": True})
