@@ -58,6 +58,11 @@ ONE_TRACK_WARNING = (
 NO_FOLLOW_WARNING = "Apple Music has no artist follow: fans who choose Apple Music get the release only."
 MUSIC_USER_TOKEN_SHAPE = re.compile(r"[\x21-\x7e]+")
 RETRY_AFTER_SECONDS = 5.0  # when a 429 names no Retry-After
+PRIVATE_KEY_UNREADABLE = (
+    "The Apple Music private key could not be read on this worker (check that APPLE_MUSIC_PRIVATE_KEY, or the file "
+    "APPLE_MUSIC_PRIVATE_KEY_FILE names, holds the MusicKit .p8 key whole, BEGIN and END lines included); "
+    "delivery waits."
+)
 FRESH_TOKEN_SECONDS = 60  # a developer token refused this soon after it was made: the settings are wrong
 # How long the answer to "does Apple accept this developer token?" (`AppleMusic.developer_token_accepted`) is
 # kept: a burst of 401s to fans' calls costs one check, and a key revoked meanwhile is noticed soon after.
@@ -71,7 +76,8 @@ _developer_tokens_lock = threading.Lock()
 
 def developer_token(*, now: float | None = None, origin: str = "") -> str:
     """The app's developer token: an ES256 JWT, header `kid`, claims `iss` (team id), `iat`, `exp`; made from
-    the MusicKit private key, cached, and made anew APPLE_MUSIC_TOKEN_RENEW_SECONDS before it expires.
+    the MusicKit private key, cached, and made anew APPLE_MUSIC_TOKEN_RENEW_SECONDS before it expires;
+    ServicePaused when the key can't be read (an empty or garbled APPLE_MUSIC_PRIVATE_KEY).
     developer.apple.com/documentation/applemusicapi/generating-developer-tokens
 
     `origin`: for the token our MusicKit page embeds (public by necessity), the `origin` claim Apple recommends
@@ -94,9 +100,9 @@ def developer_token(*, now: float | None = None, origin: str = "") -> str:
                 headers={"kid": key_id},
             )
         except (ValueError, TypeError, jwt.PyJWTError):
-            raise ServiceError(
-                "The Apple Music private key could not be read (check APPLE_MUSIC_PRIVATE_KEY).", permanent=True
-            ) from None
+            # Our app's credential, not the fans': they wait (and keep their tokens: Apple has no refresh, so a
+            # token deleted is a fan lost) until the key is put right, like a developer token Apple refuses.
+            raise ServicePaused(APP_REFUSED_PAUSE_SECONDS, PRIVATE_KEY_UNREADABLE) from None
         _developer_tokens[cache_key] = (token, expires)
         return token
 

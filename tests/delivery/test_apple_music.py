@@ -12,12 +12,20 @@ from django.utils import timezone
 
 from delivery import engine, scheduling
 from delivery.models import DeliveryAttempt, RateLimitPause
+from delivery.ratelimit import limiter_for
 from delivery.sandbox import demo_catalog
 from delivery.services import ServiceError, TokenRevoked, get_service
 from delivery.services.apple_music import developer_token
 from delivery.services.base import Call, Reply
 from fans.models import ConsentRecord, Credential, Fan, FunnelEvent, Subscription
-from tests.conftest import MUSICKIT_KEY_ID, MUSICKIT_PUBLIC_KEY, MUSICKIT_TEAM_ID, make_campaign, wait_for
+from tests.conftest import (
+    MUSICKIT_KEY_ID,
+    MUSICKIT_PRIVATE_KEY,
+    MUSICKIT_PUBLIC_KEY,
+    MUSICKIT_TEAM_ID,
+    make_campaign,
+    wait_for,
+)
 
 ALBUM = f"apple_music:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
 
@@ -93,6 +101,38 @@ def test_musickit_settings_apple_refuses_on_release_day_pause_every_fan_and_fail
             "APPLE_MUSIC_TEAM_ID and APPLE_MUSIC_PRIVATE_KEY); delivery waits.") in errors  # fmt: skip
 
     settings.APPLE_MUSIC_TEAM_ID = MUSICKIT_TEAM_ID  # put right; five minutes later:
+    RateLimitPause.objects.all().delete()
+    Subscription.objects.update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert {s.status for s in Subscription.objects.filter(pk__in=[s.pk for s in subscriptions])} == {"delivered"}
+    assert sandbox.library("alice")["saved"] == sandbox.library("bob")["saved"] == [ALBUM]
+
+
+@pytest.mark.django_db(transaction=True)  # the pause is written by the transport's thread, and cleared here
+@pytest.mark.parametrize(
+    "key", ["", "-----BEGIN PRIVATE KEY-----\ngarbled\n-----END PRIVATE KEY-----"], ids=["empty", "garbled"]
+)
+def test_a_musickit_key_the_worker_cannot_read_pauses_delivery_and_keeps_every_fans_token(sandbox, settings, key):
+    """Our own credential, not the fans': Apple has no refresh, so a token deleted is a fan lost. They wait,
+    using up no attempt, and are delivered once the key is put right."""
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    campaign = make_campaign()
+    subscriptions = [apple_subscription(campaign, sandbox, user) for user in ("alice", "bob")]
+    settings.APPLE_MUSIC_PRIVATE_KEY = key
+
+    report = engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert report.counts == {"retry": 2}
+    assert set(Subscription.objects.values_list("status", "attempts")) == {("pending", 0)}
+    errors = set(Subscription.objects.values_list("last_error", flat=True))
+    assert any("private key could not be read" in e and "APPLE_MUSIC_PRIVATE_KEY" in e for e in errors), errors
+    assert not any("garbled" in e for e in errors), "never the key itself"
+    assert Credential.objects.filter(subscription__in=subscriptions).count() == 2, "every fan keeps their token"
+    assert limiter_for("apple_music").paused_until() > time.time() + 240, "every worker waits"
+    assert sandbox.control("GET", "counters")["api_requests"] == 0
+
+    settings.APPLE_MUSIC_PRIVATE_KEY = MUSICKIT_PRIVATE_KEY  # put right; five minutes later:
     RateLimitPause.objects.all().delete()
     Subscription.objects.update(next_attempt_at=timezone.now())
     engine.deliver_campaign(campaign.pk, fan_out=False)
