@@ -153,6 +153,20 @@ def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> set[i
     return {pk for (pk,) in rows}
 
 
+def existing_credentials(ids: list[int]) -> set[int]:
+    """Which of the subscriptions `ids` still hold a credential: a fan who revoked, or erased their data, has
+    none any more (fans/revocation.py, fans/privacy.py)."""
+    if not ids:
+        return set()
+    if connection.vendor != "postgresql":
+        return set(Credential.objects.filter(subscription_id__in=ids).values_list("subscription_id", flat=True))
+    rows = _execute(
+        f"SELECT subscription_id FROM {_table(Credential)} WHERE subscription_id = ANY(%s::bigint[])",  # noqa: S608
+        [ids],
+    )
+    return {pk for (pk,) in rows}
+
+
 def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> None:
     """Write outcomes and release their leases, only on subscriptions still pending under `owner`'s lease: a
     lease that expired and was taken over is not this run's to record any more. One UPDATE per kind of outcome
@@ -204,19 +218,26 @@ def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> 
 
 
 def insert_attempts(attempts: list[Attempt], at: datetime) -> None:
-    """Insert delivery attempts that share their time, for the subscriptions that still exist.
+    """Insert delivery attempts that share their time, for the subscriptions that still exist; a delivered one
+    only for a subscription still pending (called before the batch's outcomes are written).
 
     A fan may erase their data (fans/privacy.py deletes their subscriptions) while the engine's calls for them
     are out: their attempts are dropped, not inserted to fail the batch's foreign-key check at commit (the
-    whole batch unrecorded, its fans delivered again when the lease expires). Called inside a transaction: on
+    whole batch unrecorded, its fans delivered again when the lease expires). A fan who revoked after the check
+    before their save (`Run.call`) stays revoked, and no attempt says otherwise. Called inside a transaction: on
     PostgreSQL the subscriptions are locked (FOR KEY SHARE, as the foreign-key check would) so that a deletion
-    waits for the commit, and a deletion that got there first is seen as such."""
+    or a revocation waits for the commit, and one that got there first is seen as such."""
     if not attempts:
         return
+    delivered, pending = DeliveryAttempt.Outcome.DELIVERED, Status.PENDING
     if connection.vendor != "postgresql":  # SQLite: the transaction already holds the database's write lock
         ids = {row.subscription_id for row in attempts}
-        existing = set(Subscription.objects.filter(pk__in=ids).values_list("pk", flat=True))
-        rows = (DeliveryAttempt(at=at, **row._asdict()) for row in attempts if row.subscription_id in existing)
+        status = dict(Subscription.objects.filter(pk__in=ids).values_list("pk", "status"))
+        rows = (
+            DeliveryAttempt(at=at, **row._asdict())
+            for row in attempts
+            if row.subscription_id in status and (row.outcome != delivered or status[row.subscription_id] == pending)
+        )
         DeliveryAttempt.objects.bulk_create(rows)
         return
     _execute(
@@ -225,10 +246,11 @@ def insert_attempts(attempts: list[Attempt], at: datetime) -> None:
         "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::integer[], %s::text[]) "
         "AS v(subscription_id, call, outcome, http_status, message) "
         f"JOIN {_table(Subscription)} AS s ON s.id = v.subscription_id "
+        "WHERE (v.outcome <> %s OR s.status = %s) "
         # Written again after a dropped connection, the batch's attempts are not doubled (they share `at`).
-        f"WHERE NOT EXISTS (SELECT FROM {_table(DeliveryAttempt)} AS a "
+        f"AND NOT EXISTS (SELECT FROM {_table(DeliveryAttempt)} AS a "
         "WHERE a.subscription_id = v.subscription_id AND a.at = %s) FOR KEY SHARE OF s",
-        [at, *(list(column) for column in zip(*attempts, strict=True)), at],
+        [at, *(list(column) for column in zip(*attempts, strict=True)), delivered, pending, at],
     )
 
 

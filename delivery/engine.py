@@ -7,7 +7,8 @@ a campaign, and a worker killed mid-run only delays its batch until the lease ex
 1. markets where the release is not out yet wait (checked on the service, not assumed);
 2. each fan's token is refreshed, many fans in flight at once (delivery/transport.py); a rotated refresh token
    is handed to the run's thread, stored (one UPDATE for many fans), and only then does that fan's save go
-   out (the old token may already be dead);
+   out (the old token may already be dead); every fan is handed over again just before their first library
+   write, and the run's thread checks in one statement for many fans that they are still subscribed;
 3. while a batch is in flight, the run's thread claims and prepares the next one, starts it as the batch's
    last fans finish (the calls in flight never drain between batches), then records the batch;
 4. outcomes are recorded with a few grouped, conditional writes: only the lease holder may record.
@@ -185,7 +186,8 @@ class Run:
         self.availability: dict[tuple[str, str], tuple[bool, float]] = {}
         self.failed_checks: dict[tuple[str, str], ServiceError] = {}  # per batch: (service, market or "")
         self.slots = asyncio.Semaphore(settings.DELIVERY_CONCURRENCY)
-        self.rotated: queue.SimpleQueue = queue.SimpleQueue()  # (subscription, token, future) to store
+        # (subscription, rotated refresh token or None, future): handed to the run's thread to store, or to check
+        self.handed: queue.SimpleQueue = queue.SimpleQueue()
         self.batch_size = min(settings.DELIVERY_BATCH_SIZE, self.paced_batch_size())
         self.fan_permits = self.spread_permits()
         self.renewed_at = time.monotonic()  # when this run last extended its leases (`renew_leases`)
@@ -406,15 +408,15 @@ class Run:
         )
 
     def finish(self, batch: Batch, then: Batch | None = None) -> None:
-        """Store rotated tokens as the batch's fans hand them over, until every fan is done; then record the
-        batch while `then` (the next one) is in flight. `then` starts as soon as fewer of this batch's fans are
-        left than the calls a run keeps in flight: the transport never drains between batches."""
+        """Answer the batch's fans as they are handed over (`settle_handed`), until every fan is done; then record
+        the batch while `then` (the next one) is in flight. `then` starts as soon as fewer of this batch's fans
+        are left than the calls a run keeps in flight: the transport never drains between batches."""
         while not batch.future.done():
             if then is not None and then.future is None and batch.unfinished < settings.DELIVERY_CONCURRENCY:
                 self.start(then)
-            self.store_rotated_tokens(timeout=0.005)
+            self.settle_handed(timeout=0.005)
             self.renew_leases(batch, then)
-        self.store_rotated_tokens(timeout=0)
+        self.settle_handed(timeout=0)
         for outcome in batch.future.result():
             batch.outcomes[outcome.subscription.pk] = outcome
         if then is not None and then.future is None:
@@ -515,12 +517,17 @@ class Run:
     async def gather(coroutines) -> list:
         return await asyncio.gather(*coroutines)
 
-    async def call(self, service: Service, call):
+    async def call(self, service: Service, call, *, still_subscribed: Claim | None = None):
+        """Run `call` under the rate limit and the run's concurrency. With `still_subscribed`, that fan's
+        authorization is checked (`hand_over`) once the call has its permit and its slot, just before it goes out:
+        a fan who cancelled or erased their data meanwhile gets TokenRevoked(WITHDRAWN), and nothing is sent."""
         permits = self.permits[service.key]
         for attempt in range(RATE_LIMIT_RETRIES + 1):
             await permits.take()
             try:
                 async with self.slots:
+                    if still_subscribed is not None:
+                        await self.hand_over(still_subscribed)
                     return await self.transport.run(service, call)
             except ServicePaused as exc:
                 if attempt == RATE_LIMIT_RETRIES or exc.retry_after > settings.DELIVERY_MAX_RETRY_AFTER_SECONDS:
@@ -537,8 +544,16 @@ class Run:
         finally:
             batch.unfinished -= 1
 
+    async def hand_over(self, subscription: Claim, rotated_token: str | None = None) -> None:
+        """Hand the fan to the run's thread and wait for its answer (`settle_handed`): their rotated refresh token
+        stored, or (None) their authorization found still there. TokenRevoked(WITHDRAWN) when it is gone."""
+        answered = self.transport.loop.create_future()
+        self.handed.put((subscription, rotated_token, answered))
+        await answered
+
     async def deliver(self, subscription: Claim, refresh_token: str) -> Outcome:
-        """Refresh, hand a rotated refresh token to the run's thread and wait until it is stored, then act."""
+        """Refresh, hand a rotated refresh token to the run's thread and wait until it is stored, then act: the
+        first library write goes out only once the run's thread found the fan still subscribed (`call`)."""
         service = self.services[subscription.service]
         name = "refresh"
         done = subscription.done_calls.split()
@@ -551,15 +566,15 @@ class Run:
                 tokens = service.parse_tokens(await self.call(service, refresh))
                 access_token = tokens.access_token
                 if tokens.refresh_token:
-                    stored = self.transport.loop.create_future()
-                    self.rotated.put((subscription, tokens.refresh_token, stored))
-                    await stored
+                    await self.hand_over(subscription, tokens.refresh_token)
             market = self.market_of(subscription)
+            checked = False
             for call in service.delivery_calls(access_token, self.campaign, market):
                 if call.name in done:
                     continue  # done by an earlier try: a save that went through is not sent again
                 name = call.name
-                await self.call(service, call)
+                await self.call(service, call, still_subscribed=None if checked else subscription)
+                checked = True
                 if call.once:
                     done.append(call.name)
         except Exception as exc:  # noqa: BLE001 - sorted by classify(); one fan never stops the run
@@ -598,20 +613,23 @@ class Run:
         waited = timezone.now() - self.campaign.firing_time(self.market_of(subscription))
         return waited >= timedelta(hours=settings.DELIVERY_AVAILABILITY_WAIT_HOURS)
 
-    def store_rotated_tokens(self, *, timeout: float) -> None:
-        """Seal and store the rotated refresh tokens handed over so far (one UPDATE), then let their fans go on.
+    def settle_handed(self, *, timeout: float) -> None:
+        """Answer the fans handed over so far (`hand_over`): seal and store the rotated refresh tokens (one
+        UPDATE), check that the others' authorizations are still there (one SELECT), then let them go on; a fan
+        whose authorization is gone revoked (or erased their data) while being delivered, and is not saved.
 
         Runs on the run's thread, which owns the database connection; waits up to `timeout` for the first."""
         try:
-            handed = [self.rotated.get(timeout=timeout) if timeout else self.rotated.get_nowait()]
+            handed = [self.handed.get(timeout=timeout) if timeout else self.handed.get_nowait()]
         except queue.Empty:
             return
         while len(handed) < settings.DELIVERY_BATCH_SIZE:
             try:
-                handed.append(self.rotated.get_nowait())
+                handed.append(self.handed.get_nowait())
             except queue.Empty:
                 break
-        sealed = [(sub.pk, vault.seal(token, aad=credential_aad(sub.pk))) for sub, token, _ in handed]
+        sealed = [(sub.pk, vault.seal(token, aad=credential_aad(sub.pk))) for sub, token, _ in handed if token]
+        checked = [sub.pk for sub, token, _ in handed if not token]
         try:
             kept = bulk.retried_write(lambda: bulk.update_credentials(sealed, timezone.now()))
         except Exception as exc:  # noqa: BLE001 - the database is away for longer than a write waits
@@ -620,11 +638,17 @@ class Run:
             # stay the old ones (should a save fail, its retry meets invalid_grant: revoked, as it would have been).
             logger.error(
                 "%s rotated refresh token%s could not be stored (%s); delivering those fans anyway",
-                len(handed), pluralize(len(handed)), type(exc).__name__,
+                len(sealed), pluralize(len(sealed)), type(exc).__name__,
             )  # fmt: skip
-            settled = [(future, None) for _, _, future in handed]
-        else:  # a credential gone meanwhile: the fan revoked (or erased their data) while the refresh was out
-            settled = [(future, None if sub.pk in kept else TokenRevoked(WITHDRAWN)) for sub, _, future in handed]
+            kept = {pk for pk, _ in sealed}
+        try:
+            kept |= bulk.retried_write(lambda: bulk.existing_credentials(checked))
+        except Exception as exc:  # noqa: BLE001 - nobody can revoke while the database is away either
+            logger.error("%s fan%s could not be checked (%s); delivering them anyway",
+                         len(checked), pluralize(len(checked)), type(exc).__name__)  # fmt: skip
+            kept.update(checked)
+        # A credential gone meanwhile: the fan revoked (or erased their data) while being delivered.
+        settled = [(future, None if sub.pk in kept else TokenRevoked(WITHDRAWN)) for sub, _, future in handed]
         self.transport.loop.call_soon_threadsafe(_settle, settled)
 
     def record(self, outcomes: list[Outcome]) -> None:
@@ -641,9 +665,9 @@ class Run:
         ]
 
         def write() -> None:
-            with transaction.atomic():
-                bulk.settle_subscriptions(self.owner, settled, now)
+            with transaction.atomic():  # the attempts first: a delivered one only for a fan still pending
                 bulk.insert_attempts(attempts, now)
+                bulk.settle_subscriptions(self.owner, settled, now)
 
         bulk.retried_write(write)
         for o in outcomes:
@@ -693,7 +717,7 @@ def settled_row(o: Outcome) -> bulk.Settled:
 
 
 def _settle(settled: list[tuple[asyncio.Future, Exception | None]]) -> None:
-    """On the loop: let the fans whose rotated tokens were stored go on, and those whose were not learn why."""
+    """On the loop: let the fans handed over go on, and those whose authorization is gone learn why."""
     for future, error in settled:
         if not future.done():
             future.set_exception(error) if error else future.set_result(None)

@@ -21,6 +21,7 @@ from fans import privacy, revocation
 from fans.models import Credential, Fan, Subscription
 from releases.models import Campaign, Release
 from tests.conftest import make_campaign, make_subscription, wait_for
+from tests.delivery.test_release_detection import deezer_subscription
 from tests.outage import database_proxy, through
 
 ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
@@ -263,6 +264,55 @@ def test_a_fan_who_revokes_while_their_refresh_is_out_is_not_saved(sandbox):
     others = Subscription.objects.filter(campaign=campaign).exclude(pk=withdrawn.pk)
     assert set(others.values_list("status", flat=True)) == {"delivered"}
     assert all(len(sandbox.writes(user)) == 1 for user in users[1:])
+
+
+@pytest.mark.parametrize("service", ["deezer", "spotify"])
+def test_a_fan_who_revokes_after_their_batch_started_is_not_saved(sandbox, settings, service):
+    """No rotated refresh token to store (Deezer and Apple Music have none, Spotify does not always rotate): the
+    fan is still checked just before their save goes out. One call at a time: the last fan cancels once the first
+    one's save is through, long after the batch was claimed and started."""
+    settings.DELIVERY_CONCURRENCY, settings.DELIVERY_PARALLEL_RUNS = 1, 1
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
+    users = ["alice", "bob", "chloe"]
+    if service == "deezer":
+        subscriptions = [deezer_subscription(campaign, sandbox, user) for user in users]
+    else:
+        subscriptions = [make_subscription(campaign, sandbox, user) for user in users]
+    withdrawn = subscriptions[-1]
+    sandbox.faults(latency_ms=500, rotate_refresh_tokens=False)
+
+    def cancel() -> bool:
+        wait_for(lambda: sandbox.writes(users[0]), 10, interval=0.05, message="the first fan's save")
+        return revocation.revoke_subscription(withdrawn.pk)
+
+    assert deliver_while_claimed(campaign, withdrawn, cancel)
+
+    assert sandbox.writes(users[-1]) == [], "saved after they cancelled"
+    withdrawn.refresh_from_db()
+    assert withdrawn.status == Subscription.Status.REVOKED
+    attempt = DeliveryAttempt.objects.get(subscription=withdrawn)
+    assert (attempt.outcome, attempt.call, attempt.message) == ("revoked", "save", engine.WITHDRAWN)
+    assert all(len(sandbox.writes(user)) == 1 for user in users[:-1])
+    others = Subscription.objects.filter(pk__in=[s.pk for s in subscriptions[:-1]])
+    assert set(others.values_list("status", flat=True)) == {"delivered"}
+
+
+def test_a_fan_who_revokes_as_their_batch_is_recorded_has_no_delivered_attempt(sandbox):
+    """A cancellation after the check, while the save is out, cannot stop the save; the record then keeps the
+    fan revoked and writes no delivered attempt for them (the others of the batch are recorded as usual)."""
+    campaign = make_campaign()
+    withdrawn, kept = make_subscription(campaign, sandbox, "alice"), make_subscription(campaign, sandbox, "bob")
+    run = engine.Run(campaign, transport=None)
+    claimed = run.claim()
+    revocation.revoke_subscription(withdrawn.pk)
+
+    run.record([engine.Outcome(claim, "delivered", "save") for claim in claimed])
+
+    withdrawn.refresh_from_db()
+    assert withdrawn.status == Subscription.Status.REVOKED
+    assert not DeliveryAttempt.objects.filter(subscription=withdrawn).exists()
+    assert Subscription.objects.get(pk=kept.pk).status == Subscription.Status.DELIVERED
+    assert DeliveryAttempt.objects.get(subscription=kept).outcome == "delivered"
 
 
 @contextlib.contextmanager
