@@ -118,6 +118,22 @@ def renew_leases(ids: list[int], owner: UUID, lease_until: datetime) -> None:
     )
 
 
+def release_leases(ids: list[int], owner: UUID) -> None:
+    """Give back `owner`'s leases on the subscriptions `ids` (those it still holds) without an outcome: they are
+    pending as they were, for the next run to claim."""
+    if not ids:
+        return
+    if connection.vendor != "postgresql":
+        held = Subscription.objects.filter(pk__in=ids, leased_by=owner, status=Status.PENDING)
+        held.update(leased_by=None, lease_expires_at=None)
+        return
+    _execute(
+        f"UPDATE {_table(Subscription)} SET leased_by = NULL, lease_expires_at = NULL "  # noqa: S608 - our table
+        "WHERE id = ANY(%s::bigint[]) AND leased_by = %s AND status = %s",
+        [ids, owner, Status.PENDING],
+    )
+
+
 def update_credentials(sealed: list[tuple[int, Sealed]], now: datetime) -> set[int]:
     """Store re-sealed credentials, as (subscription id, sealed token); returns the subscription ids whose
     credential was there to update. An UPDATE, not an upsert: a credential deleted meanwhile (the fan revoked,

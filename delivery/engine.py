@@ -108,6 +108,12 @@ class Batch:
     ready: list[tuple[Claim, str]] = field(default_factory=list)
     future: concurrent.futures.Future | None = None
     unfinished: int = 0  # fans of `ready` not done yet (counted down on the transport's loop)
+    given_back: bool = False  # not started: the campaign stopped being delivered meanwhile (`Run.start`)
+
+    @property
+    def waiting(self) -> bool:
+        """Claimed and prepared, neither started nor given back."""
+        return self.future is None and not self.given_back
 
 
 @dataclass
@@ -317,7 +323,8 @@ class Run:
 
     def still_delivering(self) -> bool:
         """Whether the campaign is still being delivered: a release postponed meanwhile puts it back to live
-        (releases/signals.py), and the run claims no more (the batches out are finished and recorded)."""
+        (releases/signals.py), and the run claims no more and starts no batch it claimed ahead (the batches out
+        are finished and recorded). Asked before each claim and before each batch starts."""
         return Campaign.objects.filter(pk=self.campaign.pk, status=Campaign.Status.DELIVERING).exists()
 
     def due(self):
@@ -401,7 +408,14 @@ class Run:
                 checks.submit(self.is_available, service, market)  # an error: kept for the batch's fans
 
     def start(self, batch: Batch) -> None:
-        """Send the batch's fans on their way on the transport's loop; `finish` collects them."""
+        """Send the batch's fans on their way on the transport's loop; `finish` collects them. A batch claimed and
+        prepared while staff stopped the delivery (postponed the release, set the campaign back to draft) is given
+        back instead: its leases released without a call, its fans pending as they were, no attempt recorded."""
+        if not self.still_delivering():
+            batch.given_back = True
+            ids = [subscription.pk for subscription in batch.subscriptions]
+            bulk.retried_write(lambda: bulk.release_leases(ids, self.owner))
+            return
         batch.unfinished = len(batch.ready)
         batch.future = self.transport.start(
             self.gather(self.deliver_fan(sub, token, batch) for sub, token in batch.ready)
@@ -412,14 +426,14 @@ class Run:
         the batch while `then` (the next one) is in flight. `then` starts as soon as fewer of this batch's fans
         are left than the calls a run keeps in flight: the transport never drains between batches."""
         while not batch.future.done():
-            if then is not None and then.future is None and batch.unfinished < settings.DELIVERY_CONCURRENCY:
+            if then is not None and then.waiting and batch.unfinished < settings.DELIVERY_CONCURRENCY:
                 self.start(then)
             self.settle_handed(timeout=0.005)
             self.renew_leases(batch, then)
         self.settle_handed(timeout=0)
         for outcome in batch.future.result():
             batch.outcomes[outcome.subscription.pk] = outcome
-        if then is not None and then.future is None:
+        if then is not None and then.waiting:
             self.start(then)
         self.record([batch.outcomes[subscription.pk] for subscription in batch.subscriptions])
 
@@ -686,7 +700,7 @@ class Run:
                 self.finish(current, then=upcoming)
             elif upcoming is not None:
                 self.start(upcoming)
-            current = upcoming
+            current = None if upcoming is None or upcoming.given_back else upcoming
             if current is not None:
                 continue
             if not delivering:
