@@ -101,9 +101,12 @@ class Outcome:
 
 @dataclass
 class Batch:
-    """Claimed subscriptions on their way: settled outcomes, fans ready to call, and the calls in flight."""
+    """Claimed subscriptions on their way: settled outcomes, fans ready to call, and the calls in flight; the
+    campaign and service clients it was prepared with (the run's may be replaced while its calls are out)."""
 
     subscriptions: list[Claim]
+    campaign: Campaign
+    services: dict[str, Service]
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     ready: list[tuple[Claim, str]] = field(default_factory=list)
     future: concurrent.futures.Future | None = None
@@ -205,6 +208,7 @@ class Run:
     def service(self, key: str) -> Service:
         if key not in self.services:
             self.services[key] = get_service(key)
+        if key not in self.permits:
             self.permits[key] = Permits(limiter_for(key), self.transport, settings.DELIVERY_PERMIT_BLOCK)
         return self.services[key]
 
@@ -321,6 +325,21 @@ class Run:
         for market in unplanned.values_list("market", flat=True).distinct().order_by():
             unplanned.filter(market=market).update(next_attempt_at=self.campaign.firing_time(market))
 
+    def reload(self) -> bool:
+        """The campaign, its release and artist as they are now (one query), before each claim: staff may correct
+        a UPC, ISRC or URI, or what the campaign does (save, follow), during a long delivery. When what finds the
+        release or what is done changed, what this run found on the services is forgotten: the next batches
+        look the release up again, on fresh service clients (the batches out keep theirs). Returns whether the
+        campaign is still being delivered (`still_delivering`)."""
+        campaign = Campaign.objects.select_related("release__artist").filter(pk=self.campaign.pk).first()
+        if campaign is None:
+            return False
+        if what_is_delivered(campaign) != what_is_delivered(self.campaign):
+            self.services = {}  # a new dict: the batches out keep the clients they were prepared with
+            self.resolved, self.availability = {}, {}
+        self.campaign, self.release = campaign, campaign.release
+        return campaign.status == Campaign.Status.DELIVERING
+
     def still_delivering(self) -> bool:
         """Whether the campaign is still being delivered: a release postponed meanwhile puts it back to live
         (releases/signals.py), and the run claims no more and starts no batch it claimed ahead (the batches out
@@ -373,7 +392,7 @@ class Run:
     # --- one batch ------------------------------------------------------------------------------------
     def prepare(self, batch: list[Claim]) -> Batch:
         """Settle what needs no call, and decrypt the rest's refresh tokens (on the run's thread)."""
-        prepared = Batch(batch)
+        prepared = Batch(batch, self.campaign, self.services)
         self.paused_until = {}  # the services' pauses, read again for each batch (`check_not_paused`)
         self.failed_checks = {}  # the release's lookups and availability checks that failed, asked again
         self.check_markets(batch)
@@ -554,7 +573,7 @@ class Run:
     async def deliver_fan(self, subscription: Claim, refresh_token: str, batch: Batch) -> Outcome:
         """Deliver one fan of `batch`, and count it off the batch's unfinished fans."""
         try:
-            return await self.deliver(subscription, refresh_token)
+            return await self.deliver(subscription, refresh_token, batch)
         finally:
             batch.unfinished -= 1
 
@@ -565,10 +584,10 @@ class Run:
         self.handed.put((subscription, rotated_token, answered))
         await answered
 
-    async def deliver(self, subscription: Claim, refresh_token: str) -> Outcome:
+    async def deliver(self, subscription: Claim, refresh_token: str, batch: Batch) -> Outcome:
         """Refresh, hand a rotated refresh token to the run's thread and wait until it is stored, then act: the
         first library write goes out only once the run's thread found the fan still subscribed (`call`)."""
-        service = self.services[subscription.service]
+        service, campaign = batch.services[subscription.service], batch.campaign
         name = "refresh"
         done = subscription.done_calls.split()
         try:
@@ -583,7 +602,7 @@ class Run:
                     await self.hand_over(subscription, tokens.refresh_token)
             market = self.market_of(subscription)
             checked = False
-            for call in service.delivery_calls(access_token, self.campaign, market):
+            for call in service.delivery_calls(access_token, campaign, market):
                 if call.name in done:
                     continue  # done by an earlier try: a save that went through is not sent again
                 name = call.name
@@ -595,7 +614,7 @@ class Run:
             outcome = self.classify(subscription, name, exc)
             outcome.done_calls = " ".join(done)
             return outcome
-        return Outcome(subscription, DeliveryAttempt.Outcome.DELIVERED, name, service.delivery_note(self.campaign))
+        return Outcome(subscription, DeliveryAttempt.Outcome.DELIVERED, name, service.delivery_note(campaign))
 
     def classify(self, subscription: Claim, call: str, exc: Exception) -> Outcome:
         if not isinstance(exc, ServiceError):
@@ -692,8 +711,8 @@ class Run:
         """Claim, prepare and start the next batch while the current one is in flight, then record it."""
         current: Batch | None = None
         while True:
+            delivering = self.reload()  # the campaign and its release as staff left them
             self.plan()  # per market: fans who pre-saved since (where it is not out yet) wait for their own time
-            delivering = self.still_delivering()
             batch = self.claim() if delivering else []
             upcoming = self.prepare(batch) if batch else None
             if current is not None:
@@ -711,6 +730,17 @@ class Run:
             time.sleep(max(wait, 0.05))
         finish_campaigns([self.campaign])
         return self.report
+
+
+def what_is_delivered(campaign: Campaign) -> tuple:
+    """What finds the campaign's release on the services and what is done for its fans (`Run.reload`)."""
+    release = campaign.release
+    artist = release.artist
+    return (
+        (release.pk, release.kind, release.upc, release.isrc, release.spotify_uri),
+        (artist.pk, artist.spotify_uri),
+        (campaign.save_release, campaign.follow_artist),
+    )
 
 
 def settled_row(o: Outcome) -> bulk.Settled:

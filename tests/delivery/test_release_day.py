@@ -517,6 +517,39 @@ def test_a_batch_claimed_ahead_is_given_back_when_staff_stop_the_delivery(sandbo
     assert Campaign.objects.get(pk=campaign.pk).status != Campaign.Status.DELIVERING
 
 
+def test_a_upc_corrected_mid_delivery_is_used_for_the_fans_claimed_after_it(sandbox, settings):
+    """Staff notice the release was given another album's UPC and correct it while the delivery runs (a firing
+    window, a rate limit: it may last hours): the fans claimed after the correction get the right album, not the
+    one the run found when it started. Batches of two, one call at a time."""
+    settings.DELIVERY_BATCH_SIZE, settings.DELIVERY_CONCURRENCY, settings.DELIVERY_PARALLEL_RUNS = 2, 1, 1
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1), services=["deezer"])
+    Release.objects.filter(pk=campaign.release_id).update(upc=demo_catalog.PAPER_TIDES_ALBUM_UPC)  # the wrong one
+    users = [f"upc{i}" for i in range(6)]
+    for user in users:
+        sandbox.control("POST", "users", {"id": user, "display_name": user, "country": "GB"})
+    subscriptions = [deezer_subscription(campaign, sandbox, user) for user in users]
+    sandbox.faults(latency_ms=500)
+
+    def correct_the_upc() -> bool:
+        wait_for(lambda: sandbox.writes(users[0]), 10, interval=0.05, message="the first fan's save")
+        release = Release.objects.get(pk=campaign.release_id)
+        release.upc = demo_catalog.NOVA_LARK_ALBUM_UPC
+        release.full_clean()
+        release.save()
+        return True
+
+    assert deliver_while_claimed(campaign, subscriptions[0], correct_the_upc)
+
+    def album_saved(user: str) -> str:
+        (write,) = sandbox.writes(user)
+        return "right" if demo_catalog.NOVA_LARK_ALBUM_ID in write["uri"] else "wrong"
+
+    assert [album_saved(user) for user in users[:2]] == ["wrong", "wrong"], "the first batch was out before"
+    # The second batch was claimed ahead, while the first one's calls were out: just before the correction.
+    assert [album_saved(user) for user in users[4:]] == ["right", "right"]
+    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {"delivered"}
+
+
 def test_a_claim_made_while_the_database_is_away_is_made_again_when_it_is_back(sandbox):
     """The run claims its next batch while the one before is in flight: a claim that meets a restart or a
     failover waits for the database instead of ending the run (and leaving that batch unrecorded)."""
