@@ -89,6 +89,7 @@ def test_instagram_on_android_gets_an_open_in_browser_link_and_the_email_fallbac
     assert "Pre-save on Spotify" in html  # still offered: a plain form POST and a full-page redirect
     assert 'action="/first-light/email/#email-signup"' in html
     assert "target=" not in html and "window.open" not in html  # no pop-ups
+    assert "{#" not in html and "#}" not in html, "a template comment shown to the fan as text"
 
 
 def test_tiktok_on_iphone_gets_steps_instead_of_a_link(client, campaign):
@@ -167,3 +168,21 @@ def test_no_email_sign_up_when_the_campaign_does_not_offer_emails(client):
 
     assert response.status_code == 410
     assert not EmailSignup.objects.exists()
+
+
+def test_no_template_has_a_comment_django_would_print():
+    """`{# … #}` is a comment on one line only: spread over several, Django prints it as page text (the email
+    form's once showed its notes to every fan in an in-app browser). Longer notes use {% comment %}."""
+    import re
+
+    from django.conf import settings
+
+    printed = [
+        f"{path.relative_to(settings.BASE_DIR)}:{text[: match.start()].count(chr(10)) + 1}"
+        for path in (settings.BASE_DIR / "templates").rglob("*.html")
+        for text in [path.read_text()]
+        for match in re.finditer(r"\{#(.*?)#\}", text, re.DOTALL)
+        if "\n" in match.group(1)
+    ]
+
+    assert printed == []
