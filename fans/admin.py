@@ -24,6 +24,10 @@ from presave_site.readonly_admin import ReadOnlyAdminMixin
 from releases.admin import EXPORT_PERMISSION
 from releases.models import Campaign
 
+# No "Show counts" on the fans' tables: Django counts a custom filter's choices with one subquery per row and
+# choice, which on a campaign's millions of rows keeps PostgreSQL busy for an hour (the filters' choices stay).
+NO_FACETS = admin.ShowFacets.NEVER
+
 
 class ServiceFilter(admin.SimpleListFilter):
     """Filter by streaming service, with the choices from the service registry."""
@@ -84,6 +88,7 @@ class FanSubscriptionInline(ReadOnlyInline):
 
 @admin.register(Fan)
 class FanAdmin(HandMadeInput, admin.ModelAdmin):
+    show_facets = NO_FACETS
     list_display = ["__str__", "service", "service_user_id", "email", "country", "created_at"]
     list_filter = [ServiceFilter, "country"]
     search_fields = ["display_name", "email", "service_user_id"]
@@ -170,6 +175,7 @@ class ConsentRecordInline(ConsentEvidence, ReadOnlyInline):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
+    show_facets = NO_FACETS
     list_display = [
         "fan",
         "campaign",
@@ -256,6 +262,8 @@ class RevokedFilter(ConditionFilter):
 @admin.register(ConsentRecord)
 class ConsentRecordAdmin(ConsentEvidence, HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
     """What each fan agreed to: evidence, so nobody edits or deletes it here."""
+
+    show_facets = NO_FACETS
 
     list_display = [
         "__str__",

@@ -114,6 +114,21 @@ def test_campaign_page_shows_funnel_chart_breakdowns_and_failures(staff_client, 
     assert 'id="delivery-progress"' in text
 
 
+def test_a_failure_reasons_count_links_to_the_fans_with_that_reason(staff_client, busy_campaign):
+    subscribe(busy_campaign, "other", status="failed", last_error="Gave up after 5 attempts: Spotify is down (503).")
+    response = staff_client.get(reverse("admin:releases_campaign_change", args=[busy_campaign.pk]))
+    section = html.unescape(response.content.decode()).split('class="failure-reasons"')[1].split("</section>")[0]
+
+    links = dict(re.findall(r"<td>([^<]+)</td><td><a href=\"([^\"]+)\">", section))
+    listed = {reason: staff_client.get(link).context["cl"].result_count for reason, link in links.items()}
+
+    assert listed == {
+        "Spotify refused the action: forbidden (403).": 3,
+        "Gave up after 5 attempts: Spotify is down (503).": 1,
+        analytics.REVOKED_REASON: 2,
+    }
+
+
 def test_progress_reports_done_total_failures_rate_and_time_left(staff_client, busy_campaign):
     busy_campaign.status = "delivering"
     busy_campaign.save()
