@@ -319,7 +319,7 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
     list_select_related = ["release__artist"]
     search_fields = ["slug", "release__title", "release__artist__name"]
     autocomplete_fields = ["release"]
-    actions = ["deliver_now_action"]
+    actions = []  # Deliver now is one campaign at a time, on its page, after a confirm page that says what it closes
     fieldsets = [
         (None, {"fields": ["release", "slug", "status"]}),
         ("Page", {"fields": ["subtitle", "page_text"]}),
@@ -445,23 +445,6 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
         return campaign
 
     # --- Deliver now and Retry failed: a confirm page, then a POST ----------------------------------------
-    @admin.action(description="Deliver now to the selected campaigns' fans", permissions=["deliver"])
-    def deliver_now_action(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
-        started, drafts = 0, []
-        for campaign in queryset:
-            if campaign.status == Campaign.Status.DRAFT:
-                drafts.append(campaign.slug)
-                continue
-            self.start_delivery(request, campaign)
-            started += 1
-        if drafts:
-            self.message_user(
-                request,
-                f"Not delivered: {', '.join(drafts)}. A draft campaign can't be delivered; make it live.",
-                messages.WARNING,
-            )
-        self.message_user(request, f"Delivery started for {started} campaign(s).", messages.SUCCESS)
-
     def start_delivery(self, request: HttpRequest, campaign: Campaign) -> None:
         deliver_now(campaign)
         self.log_change(request, campaign, "Started delivery now.")

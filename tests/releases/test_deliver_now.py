@@ -123,27 +123,25 @@ def test_a_draft_cannot_be_delivered(staff_client, db):
 
 
 @pytest.mark.django_db
-def test_action_queues_live_campaigns_and_skips_drafts(staff_client, db):
-    live = [make_campaign(slug=f"live-{i}") for i in range(2)]
-    draft = make_campaign(slug="still-a-draft", status="draft")
+def test_the_campaign_list_offers_no_bulk_deliver_now(staff_client, campaign):
+    """Delivering early closes a campaign's pre-saves for good: that is asked on a confirm page, one campaign at a
+    time. The list once had an action doing it at once for every ticked campaign; posting its name now does
+    nothing."""
+    assert "deliver_now_action" not in text(staff_client.get(CHANGELIST))
 
     response = staff_client.post(
-        CHANGELIST,
-        {"action": "deliver_now_action", "_selected_action": [c.pk for c in [*live, draft]]},
-        follow=True,
+        CHANGELIST, {"action": "deliver_now_action", "_selected_action": [campaign.pk]}, follow=True
     )
 
-    page = text(response)
-    assert "Delivery started for 2 campaign(s)." in page
-    assert "Not delivered: still-a-draft. A draft campaign can't be delivered" in page
-    assert OrmQ.objects.count() == 2
+    assert response.status_code == 200
+    assert not OrmQ.objects.exists()
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.LIVE
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("persona", "changelist", "action"),
     [
-        ("label_staff", CHANGELIST, "deliver_now_action"),
         ("superuser", reverse("admin:releases_artist_changelist"), "delete_selected"),  # neither role deletes artists
     ],
 )
