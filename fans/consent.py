@@ -21,14 +21,15 @@ if TYPE_CHECKING:
 # follows, and Deezer's follow only where the campaign offers it; v6: a service that shares no email address
 # (Apple Music) says the email box does nothing with it (NO_EMAIL_SHARED); v7: Deezer's offline_access words
 # keep the permission until release day's work is done (delivery.engine deletes the token then), not until the
-# fan takes it back, and WHAT_WE_KEEP says so for every service
-WORDING_VERSION = "2026-11-v7"
+# fan takes it back, and WHAT_WE_KEEP says so for every service; v8: REVOKE_ANY_TIME no longer says our emails
+# carry a cancel link (a pre-saving fan gets none before release day), and names the service's own settings
+WORDING_VERSION = "2026-11-v8"
 
 EMAIL_OPT_IN_LABEL = "Also email me when it drops"
 EMAIL_ONLY_IF_TICKED = "Only if you tick “{label}”:"
 REVOKE_ANY_TIME = (
-    "You can take this back any time: the thank-you page and our emails carry a link that cancels the "
-    "pre-save and deletes the permission we hold."
+    "You can take this back any time: the thank-you page gives you a link that cancels the pre-save and deletes "
+    "the permission we hold (keep it), or remove our app in your streaming account's settings."
 )
 WHAT_WE_KEEP = (
     "We keep {identity}{email}, your country, a record of what you agreed to and when (with your "

@@ -123,6 +123,7 @@ def test_page_says_in_plain_words_what_the_fan_allows(client, campaign):
     only_if = html.index("Only if you tick")
     assert html.index(SCOPE_WORDS["user-read-email"]) > only_if
     assert "take this back any time" in html
+    assert "our emails" not in html, "a pre-saving fan gets no email with a cancel link before release day"
 
 
 def test_follow_words_only_when_the_campaign_follows_the_artist(client):
