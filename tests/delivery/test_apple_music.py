@@ -183,6 +183,7 @@ def test_musickit_page_needs_a_pending_authorization_and_csrf(client, sandbox):
     html = page.content.decode()
     assert sandbox.musickit_js_url in html and page.context["developer_token"] in html
     assert sandbox.url in page["Content-Security-Policy"], "MusicKit JS may load and talk to its origin"
+    assert "<noscript>" in html and "sign-in needs JavaScript" in html, "without it the button stays greyed out"
 
     from django.test import Client
 

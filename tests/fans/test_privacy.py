@@ -526,6 +526,7 @@ def test_the_privacy_notice_names_what_a_presave_and_the_release_email_keep(clie
     kept = html.split("When you pre-save", 1)[1].split("When you visit", 1)[0]
     assert "your country" in kept and "IP address" in kept
     assert "opened" in html and "clicked" in html  # the release-day email's pixel and tracked links
+    assert "until you cancel or erase" not in html, "a cancelled pre-save's fan and consent record stay until erased"
 
 
 def test_after_erasing_everything_the_thank_you_page_no_longer_says_you_are_in(client, alice):

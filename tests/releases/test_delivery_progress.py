@@ -107,6 +107,7 @@ def test_progress_says_when_a_service_has_every_worker_waiting(staff_client, db)
     assert "<strong>Spotify is paused:</strong> every worker waits until" in html
     assert "the workers' log names which" in " ".join(html.split()), "not the fans' errors: those in flight have none"
     assert until.strftime("%H:%M") in html or (until - dt.timedelta(seconds=1)).strftime("%H:%M") in html
+    assert re.search(r"until\s+\d\d:\d\d:\d\d UTC,", html), "in UTC, as every time in the console says"
 
 
 @pytest.mark.django_db
