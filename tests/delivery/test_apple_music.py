@@ -101,12 +101,7 @@ def test_musickit_settings_apple_refuses_on_release_day_pause_every_fan_and_fail
             "APPLE_MUSIC_TEAM_ID and APPLE_MUSIC_PRIVATE_KEY); delivery waits.") in errors  # fmt: skip
 
     settings.APPLE_MUSIC_TEAM_ID = MUSICKIT_TEAM_ID  # put right; five minutes later:
-    RateLimitPause.objects.all().delete()
-    Subscription.objects.update(next_attempt_at=timezone.now())
-    engine.deliver_campaign(campaign.pk, fan_out=False)
-
-    assert {s.status for s in Subscription.objects.filter(pk__in=[s.pk for s in subscriptions])} == {"delivered"}
-    assert sandbox.library("alice")["saved"] == sandbox.library("bob")["saved"] == [ALBUM]
+    delivered_after_the_pause(campaign, subscriptions, sandbox)
 
 
 @pytest.mark.django_db(transaction=True)  # the pause is written by the transport's thread, and cleared here
@@ -133,12 +128,7 @@ def test_a_musickit_key_the_worker_cannot_read_pauses_delivery_and_keeps_every_f
     assert sandbox.control("GET", "counters")["api_requests"] == 0
 
     settings.APPLE_MUSIC_PRIVATE_KEY = MUSICKIT_PRIVATE_KEY  # put right; five minutes later:
-    RateLimitPause.objects.all().delete()
-    Subscription.objects.update(next_attempt_at=timezone.now())
-    engine.deliver_campaign(campaign.pk, fan_out=False)
-
-    assert {s.status for s in Subscription.objects.filter(pk__in=[s.pk for s in subscriptions])} == {"delivered"}
-    assert sandbox.library("alice")["saved"] == sandbox.library("bob")["saved"] == [ALBUM]
+    delivered_after_the_pause(campaign, subscriptions, sandbox)
 
 
 def test_a_403_on_a_call_without_a_fans_token_revokes_nobody(sandbox, settings, db):
@@ -404,3 +394,13 @@ def test_the_token_the_musickit_page_embeds_is_short_lived_and_bound_to_our_orig
     assert embedded["exp"] - embedded["iat"] <= 12 * 3600
     server = jwt.decode(developer_token(), MUSICKIT_PUBLIC_KEY, algorithms=["ES256"])
     assert "origin" not in server, "the worker's calls carry no Origin"
+
+
+def delivered_after_the_pause(campaign, subscriptions, sandbox) -> None:
+    """Five minutes later (the pause and the fans' wait cut short): alice and bob are delivered."""
+    RateLimitPause.objects.all().delete()
+    Subscription.objects.update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+
+    assert {s.status for s in Subscription.objects.filter(pk__in=[s.pk for s in subscriptions])} == {"delivered"}
+    assert sandbox.library("alice")["saved"] == sandbox.library("bob")["saved"] == [ALBUM]

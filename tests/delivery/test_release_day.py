@@ -483,6 +483,16 @@ def test_a_release_postponed_while_it_is_delivered_stops_the_run_and_waits_for_t
     assert [user for user in users if sandbox.writes(user)] == saved
 
 
+def six_slow_deezer_fans(campaign, sandbox, prefix: str) -> tuple[list[str], list[Subscription]]:
+    """Six Deezer fans of `campaign`, and the sandbox answering each call half a second late."""
+    users = [f"{prefix}{i}" for i in range(6)]
+    for user in users:
+        sandbox.control("POST", "users", {"id": user, "display_name": user, "country": "GB"})
+    subscriptions = [deezer_subscription(campaign, sandbox, user) for user in users]
+    sandbox.faults(latency_ms=500)
+    return users, subscriptions
+
+
 @pytest.mark.parametrize("stop", ["postpone", "draft"])
 def test_a_batch_claimed_ahead_is_given_back_when_staff_stop_the_delivery(sandbox, settings, stop):
     """Batches of two, one call at a time: the next batch is claimed and prepared while one is out. Staff stop
@@ -490,11 +500,7 @@ def test_a_batch_claimed_ahead_is_given_back_when_staff_stop_the_delivery(sandbo
     out: those fans are finished; the batch claimed ahead never starts, its fans pending, unleased, untried."""
     settings.DELIVERY_BATCH_SIZE, settings.DELIVERY_CONCURRENCY, settings.DELIVERY_PARALLEL_RUNS = 2, 1, 1
     campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
-    users = [f"stop{i}" for i in range(6)]
-    for user in users:
-        sandbox.control("POST", "users", {"id": user, "display_name": user, "country": "GB"})
-    subscriptions = [deezer_subscription(campaign, sandbox, user) for user in users]
-    sandbox.faults(latency_ms=500)
+    users, subscriptions = six_slow_deezer_fans(campaign, sandbox, "stop")
 
     def stop_the_delivery() -> bool:
         wait_for(lambda: sandbox.writes(users[0]), 10, interval=0.05, message="the first fan's save")
@@ -524,11 +530,7 @@ def test_a_upc_corrected_mid_delivery_is_used_for_the_fans_claimed_after_it(sand
     settings.DELIVERY_BATCH_SIZE, settings.DELIVERY_CONCURRENCY, settings.DELIVERY_PARALLEL_RUNS = 2, 1, 1
     campaign = make_campaign(release_in=-dt.timedelta(minutes=1), services=["deezer"])
     Release.objects.filter(pk=campaign.release_id).update(upc=demo_catalog.PAPER_TIDES_ALBUM_UPC)  # the wrong one
-    users = [f"upc{i}" for i in range(6)]
-    for user in users:
-        sandbox.control("POST", "users", {"id": user, "display_name": user, "country": "GB"})
-    subscriptions = [deezer_subscription(campaign, sandbox, user) for user in users]
-    sandbox.faults(latency_ms=500)
+    users, subscriptions = six_slow_deezer_fans(campaign, sandbox, "upc")
 
     def correct_the_upc() -> bool:
         wait_for(lambda: sandbox.writes(users[0]), 10, interval=0.05, message="the first fan's save")
