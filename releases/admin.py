@@ -230,14 +230,14 @@ class ReleaseAdmin(HandMadeInput, admin.ModelAdmin):
 
 
 # --- Campaigns -------------------------------------------------------------------------------------------
-base_url = lazy(lambda: settings.PUBLIC_BASE_URL, str)
+public_base_url = lazy(lambda: settings.PUBLIC_BASE_URL, str)
 
 
 class CampaignAdminForm(forms.ModelForm):
     class Meta:
         model = Campaign
         # Lazy: read when the form is shown, so that it names the address the console's links use.
-        help_texts = {"slug": format_lazy("The public page's address: {}/your-slug/", base_url())}
+        help_texts = {"slug": format_lazy("The public page's address: {}/your-slug/", public_base_url())}
         fields = [
             "release",
             "slug",
@@ -412,6 +412,7 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
                     "by_service": analytics.by_service(obj),
                     "presaves_chart": charts.daily_bars(analytics.presaves_per_day(obj), title="Pre-saves per day"),
                     "failure_reasons": analytics.failure_reasons(obj),
+                    "unknown_error": analytics.UNKNOWN_ERROR,
                     "waiting_reasons": analytics.waiting_reasons(obj) if counts["pending"] else ([], False),
                     "waiting_sample": f"{analytics.WAITING_SAMPLE:,}",
                     "email_stats": analytics.email_stats(obj),

@@ -207,6 +207,7 @@ def presaves_per_day(campaign: Campaign, days: int = 30) -> list[tuple[dt.date, 
 
 
 REVOKED_REASON = "Authorization revoked by the fan (or expired)"
+UNKNOWN_ERROR = "Unknown error"  # a failure recorded without its error: no last_error to list its fans by
 
 
 def failure_reasons(campaign: Campaign, limit: int = 10) -> list[tuple[str, str, int]]:
@@ -218,7 +219,7 @@ def failure_reasons(campaign: Campaign, limit: int = 10) -> list[tuple[str, str,
         .annotate(n=Count("pk"))
         .order_by("-n", "reason")[:limit]
     )
-    return [(reason or "Unknown error", status, count) for reason, status, count in rows]
+    return [(reason or UNKNOWN_ERROR, status, count) for reason, status, count in rows]
 
 
 WAITING_SAMPLE = 10_000  # pending fans read to say why they wait: a bounded walk of the pending fans' index
