@@ -16,7 +16,7 @@ from fans import consent, inapp, privacy, revocation, smartlink
 from fans.authorization import THANKS_KEY, thanks_revoke_token
 from fans.errors import NotFound
 from fans.forms import EmailSignupForm
-from fans.models import ConsentRecord
+from fans.models import ConsentRecord, ReleaseEmail, Subscription
 from releases.models import Campaign, Release, SeenFrom
 
 if TYPE_CHECKING:
@@ -170,13 +170,91 @@ def revoke_context(consent_record: ConsentRecord, **extra) -> dict:
 def privacy_context(subject: privacy.Subject, token: str) -> dict:
     subscriptions = list(privacy.subscriptions(subject).select_related("fan"))
     for subscription in subscriptions:  # a fan may have pre-saved one release on two services
-        subscription.service_label = subscription.fan.get_service_display()
+        service = SERVICES[subscription.fan.service]()
+        subscription.service_label = service.label
+        subscription.can_cancel = subscription.status in (Subscription.Status.PENDING, Subscription.Status.FAILED)
+        subscription.undo = undo_words(subscription, service) if subscription.status == "delivered" else []
+        subscription.email_to_come = subscription.status != "revoked" and privacy.email_to_come(subscription)
+    consents = list(privacy.consents(subject))
     return {
         "subject": subject,
         "fan": subject.fan,
         "service_label": subject.fan.get_service_display() if subject.fan else "",
+        "fan_email": fan_email_state(subject.fan, consents) if subject.fan else None,
         "subscriptions": subscriptions,
-        "consents": list(privacy.consents(subject)),
+        "consents": consents,
         "email_signups": list(privacy.email_signups(subject)),
+        "token": token,
+    }
+
+
+def undo_words(subscription: Subscription, service) -> list[str]:
+    """How the fan undoes in the service what release day did for this pre-save: we can't from here."""
+    campaign = subscription.campaign
+    release = campaign.release
+    done = subscription.done_calls.split() or service.actions(campaign)
+    words = {
+        "save": f"remove {release.title} from your {service.label} library",
+        "follow": f"unfollow {release.artist.name} on {service.label}",
+    }
+    return [words[action] for action in ("save", "follow") if action in done]
+
+
+@dataclass(frozen=True)
+class FanEmail:
+    """Why the privacy page shows no address for a fan: `kind` is "withdrawn" (with a cancelled pre-save),
+    "stopped" (the email's unsubscribe, or the privacy page's "Stop the email"), "not_shared" (the fan asked,
+    and the service shares no address) or "never" (the fan never ticked the box); `at` is when, if known."""
+
+    kind: str
+    at: dt.datetime | None = None
+
+
+def fan_email_state(fan, consents: list[ConsentRecord]) -> FanEmail | None:
+    """None while the fan's address is kept (a consent shares it); else why there is none, the latest reason."""
+    if fan.email:
+        return None
+    reasons = [FanEmail("withdrawn", c.revoked_at) for c in consents if c.email_opt_in and c.revoked_at]
+    stopped = ReleaseEmail.objects.filter(consent__in=[c.pk for c in consents], unsubscribed_at__isnull=False)
+    reasons += [FanEmail("stopped", at) for at in stopped.values_list("unsubscribed_at", flat=True)]
+    if reasons:
+        return max(reasons, key=lambda reason: reason.at)
+    if any(c.email_opt_in for c in consents):
+        return FanEmail("not_shared")
+    return FanEmail("never")
+
+
+def cancelled_words(subscription: Subscription, *, cancelled: bool) -> str:
+    """What the privacy page says after its "Cancel" button."""
+    release, label = subscription.campaign.release, SERVICES[subscription.fan.service].label
+    if subscription.status == Subscription.Status.DELIVERED:
+        undo = " and ".join(undo_words(subscription, SERVICES[subscription.fan.service]()))
+        how = f": to undo it, {undo}." if undo else "."
+        return f"{release.title} was already done on release day, so there was nothing to cancel{how}"
+    if not cancelled:
+        return f"Your pre-save of {release.title} on {label} was already cancelled: there's nothing more to do."
+    return (
+        f"Your pre-save of {release.title} on {label} is cancelled: nothing will be done on release day, we've "
+        "deleted the permission you gave us, and we won't email you about it."
+    )
+
+
+def stopped_email_words(subscription: Subscription) -> str:
+    return f"We won't email you about {subscription.campaign.release.title}: you'll get no email when it's out."
+
+
+def privacy_cancel_context(subscription: Subscription, token: str) -> dict:
+    """The privacy page's "Cancel this pre-save?" question."""
+    service = SERVICES[subscription.fan.service]()
+    release = subscription.campaign.release
+    return {
+        "subscription": subscription,
+        "campaign": subscription.campaign,
+        "release": release,
+        "artist": release.artist,
+        "service_label": service.label,
+        "actions": service.actions(subscription.campaign),
+        "undo": undo_words(subscription, service),
+        "email_to_come": privacy.email_to_come(subscription),
         "token": token,
     }

@@ -1,5 +1,5 @@
-"""Fan privacy self-service: see what we hold, download it (GDPR access), revoke one campaign, erase
-everything (GDPR erasure).
+"""Fan privacy self-service: see what we hold, download it (GDPR access), cancel a pre-save release day has not
+done yet or stop its email, erase everything (GDPR erasure).
 
 A fan reaches these pages through a link that works PRIVACY_LINK_MAX_AGE: the thank-you page makes one for
 the fan who just authorized, the revoke pages for the fan whose one-click token was used, and every email
@@ -42,9 +42,10 @@ from django.db.models.functions import TruncDay
 from django.urls import reverse
 from django.utils import timezone
 
-from fans import links, revocation, vault
+from fans import links, release_email, revocation, vault
 from fans.errors import BadLink, LinkExpired, NotFound
 from fans.models import ConsentRecord, Credential, EmailSignup, Fan, FunnelEvent, ReleaseEmail, Subscription
+from releases import markets
 
 SALT = "fans.privacy"
 EMAIL_LINK_AAD = b"fans.privacy:email-link"  # the vault's associated data: opens as an address link only
@@ -262,13 +263,54 @@ def _time(value) -> str | None:
     return value.isoformat() if value else None
 
 
-def revoke_one(subject: Subject, subscription_id: int) -> Subscription:
-    """Revoke the subject's own subscription `subscription_id` (someone else's is a 404)."""
-    subscription = subscriptions(subject).filter(pk=subscription_id).first()
+def revoke_one(subject: Subject, subscription_id: int) -> tuple[Subscription, bool]:
+    """Cancel the subject's own subscription `subscription_id` (someone else's is a 404); returns it and whether
+    this cancelled it. One done on release day has nothing left to cancel and is left as it is: its consents
+    stay (the fan's email among them; `stop_email` stops that alone)."""
+    subscription = own_subscription(subject, subscription_id)
+    if subscription.status == Subscription.Status.DELIVERED:
+        return subscription, False
+    cancelled = revocation.revoke_subscription(subscription.pk)
+    subscription.refresh_from_db()
+    return subscription, cancelled
+
+
+def own_subscription(subject: Subject, subscription_id: int) -> Subscription:
+    subscription = subscriptions(subject).select_related("fan").filter(pk=subscription_id).first()
     if subscription is None:
         raise NotFound("That pre-save isn't yours or no longer exists.")
-    revocation.revoke_subscription(subscription.pk)
-    subscription.refresh_from_db()
+    return subscription
+
+
+def email_to_come(subscription: Subscription) -> bool:
+    """Whether the release-day email this pre-save asked for is still to be sent: a consent of it shares the
+    fan's address, and no email to that address for the campaign was sent, refused or unsubscribed."""
+    address = subscription.fan.email
+    if not address or not subscription.consents.sharing_email().exists():
+        return False
+    planned = ReleaseEmail.objects.filter(campaign_id=subscription.campaign_id, email__iexact=address)
+    return not planned.exists() or planned.unsent().exists()
+
+
+def stop_email(subject: Subject, subscription_id: int) -> Subscription:
+    """No release-day email for this pre-save: recorded as the email's own unsubscribe link records it (the
+    campaign's email to the address is marked unsubscribed, made for that if not planned yet, and the consents
+    share the address no more). Nothing else of the pre-save changes. Again is harmless."""
+    subscription = own_subscription(subject, subscription_id)
+    if not email_to_come(subscription):
+        return subscription
+    address = subscription.fan.email
+    planned = ReleaseEmail.objects.filter(campaign_id=subscription.campaign_id, email__iexact=address).first()
+    if planned is None:
+        planned, _ = ReleaseEmail.objects.get_or_create(
+            campaign_id=subscription.campaign_id,
+            email=address,
+            defaults={
+                "consent": subscription.consents.sharing_email().first(),
+                "market": markets.normalize(subscription.market),
+            },
+        )
+    release_email.unsubscribe(planned)
     return subscription
 
 

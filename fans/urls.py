@@ -21,6 +21,7 @@ urlpatterns = [
     path("privacy/<str:token>/", views.privacy_overview, name="privacy"),
     path("privacy/<str:token>/export.json", views.privacy_export, name="privacy_export"),
     path("privacy/<str:token>/revoke/<int:subscription_id>/", views.privacy_revoke, name="privacy_revoke"),
+    path("privacy/<str:token>/stop-email/<int:subscription_id>/", views.privacy_stop_email, name="privacy_stop_email"),
     path("privacy/<str:token>/erase/", views.privacy_erase, name="privacy_erase"),
     # The release-day email's links (fans/release_email.py): one fixed prefix, /e/.
     path("e/o/<str:token>.gif", email_views.email_open, name="email_open"),

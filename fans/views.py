@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from functools import wraps
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
@@ -299,12 +300,29 @@ def privacy_export(request: HttpRequest, token: str) -> HttpResponse:
     return response
 
 
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 @never_cache
 @limited()
 @shows_problems
 def privacy_revoke(request: HttpRequest, token: str, subscription_id: int) -> HttpResponse:
-    privacy.revoke_one(privacy.subject_from(token), subscription_id)
+    """GET asks (a link scanner's GET changes nothing); POST cancels, and the privacy page says what happened."""
+    subject = privacy.subject_from(token)
+    if request.method == "POST":
+        subscription, cancelled = privacy.revoke_one(subject, subscription_id)
+        messages.success(request, pages.cancelled_words(subscription, cancelled=cancelled))
+        return redirect("fans:privacy", token)
+    subscription = privacy.own_subscription(subject, subscription_id)
+    return render(request, "fans/privacy_cancel.html", pages.privacy_cancel_context(subscription, token))
+
+
+@require_POST
+@never_cache
+@limited()
+@shows_problems
+def privacy_stop_email(request: HttpRequest, token: str, subscription_id: int) -> HttpResponse:
+    """The release-day email of one pre-save, stopped; the privacy page says so."""
+    subscription = privacy.stop_email(privacy.subject_from(token), subscription_id)
+    messages.success(request, pages.stopped_email_words(subscription))
     return redirect("fans:privacy", token)
 
 

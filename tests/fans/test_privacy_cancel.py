@@ -1,0 +1,127 @@
+"""The privacy page's per-pre-save actions say what they do: cancelling asks first and says afterwards what
+happened; a pre-save done on release day has nothing left to cancel (the page says how to undo it in the
+service), and only its email, while still to come, can be stopped."""
+
+import datetime as dt
+import html
+import re
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from fans import privacy, release_email
+from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
+from tests.conftest import make_campaign
+from tests.fans.test_release_email import pre_save
+
+pytestmark = pytest.mark.django_db
+
+
+def text_of(response) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.content.decode())).split())
+
+
+def privacy_url(fan) -> str:
+    return reverse("fans:privacy", args=[privacy.sign({"fan": fan.pk})])
+
+
+@pytest.fixture
+def delivered():
+    """Opted pre-saved with the email box ticked; release day saved it, and the email is still to come."""
+    campaign = make_campaign(release_in=dt.timedelta(minutes=-5), status="delivering")
+    consent = pre_save(campaign, "opted", "opted@fan.test", opt_in=True)
+    Subscription.objects.filter(pk=consent.subscription_id).update(status="delivered", delivered_at=timezone.now())
+    return consent.subscription
+
+
+@pytest.fixture
+def waiting():
+    """Opted pre-saved with the email box ticked; release day is to come."""
+    consent = pre_save(make_campaign(), "opted", "opted@fan.test", opt_in=True)
+    credential = Credential(subscription=consent.subscription, authorized_at=timezone.now())
+    credential.store("a-refresh-token")
+    credential.save()
+    return consent.subscription
+
+
+def test_a_pre_save_done_on_release_day_has_nothing_to_cancel_and_says_how_to_undo_it(client, delivered):
+    page = text_of(client.get(privacy_url(delivered.fan)))
+
+    assert "Cancel this pre-save" not in page
+    assert "done on release day" in page
+    assert "remove First Light from your Spotify library" in page  # how to undo it, in the service
+
+
+def test_posting_a_cancel_for_a_done_pre_save_changes_nothing_and_says_so(client, delivered):
+    url = privacy_url(delivered.fan)
+    token = url.split("/")[2]
+
+    response = client.post(reverse("fans:privacy_revoke", args=[token, delivered.pk]), follow=True)
+
+    consent = ConsentRecord.objects.get()
+    assert (consent.revoked_at, consent.email_opt_in) == (None, True), "the email the fan asked for is not dropped"
+    assert Fan.objects.get().email == "opted@fan.test"
+    assert "already done on release day, so there was nothing to cancel" in text_of(response)
+
+
+def test_a_done_pre_save_whose_email_is_to_come_offers_to_stop_the_email(client, delivered):
+    url = privacy_url(delivered.fan)
+    assert "Stop the email" in text_of(client.get(url))
+
+    response = client.post(reverse("fans:privacy_stop_email", args=[url.split("/")[2], delivered.pk]), follow=True)
+
+    page = text_of(response)
+    assert "We won't email you about First Light" in page
+    assert not ConsentRecord.objects.sharing_email().exists()
+    assert ReleaseEmail.objects.get().unsubscribed_at is not None  # recorded as the email's own link would
+    assert release_email.send_release_emails(delivered.campaign_id).startswith("release email")
+    assert ReleaseEmail.objects.get().sent_at is None
+    assert "Stop the email" not in page
+    assert "you didn't ask for emails" not in page
+    assert "none any more: you stopped the email on" in page
+
+
+def test_once_the_email_was_sent_too_nothing_is_offered(client, delivered, mailoutbox):
+    release_email.send_release_emails(delivered.campaign_id)
+    assert len(mailoutbox) == 1
+
+    page = text_of(client.get(privacy_url(delivered.fan)))
+
+    assert "Stop the email" not in page and "Cancel this pre-save" not in page
+
+
+def test_cancelling_asks_first_and_changes_nothing_until_confirmed(client, waiting):
+    token = privacy_url(waiting.fan).split("/")[2]
+
+    response = client.get(reverse("fans:privacy_revoke", args=[token, waiting.pk]))
+
+    assert response.status_code == 200
+    page = text_of(response)
+    assert "Cancel your pre-save?" in page
+    assert "we'll delete the permission you gave us" in page and "won't email you" in page
+    assert Subscription.objects.get().status == "pending" and Credential.objects.exists()
+
+
+def test_cancelling_says_afterwards_what_happened(client, waiting):
+    token = privacy_url(waiting.fan).split("/")[2]
+
+    response = client.post(reverse("fans:privacy_revoke", args=[token, waiting.pk]), follow=True)
+
+    assert response.redirect_chain == [(reverse("fans:privacy", args=[token]), 302)]
+    page = text_of(response)
+    assert "Your pre-save of First Light on Spotify is cancelled" in page
+    assert Subscription.objects.get().status == "revoked" and not Credential.objects.exists()
+    assert "cancelled" in page and "Cancel this pre-save" not in page
+
+
+def test_an_email_withdrawn_with_a_cancelled_pre_save_shows_as_withdrawn(client, waiting):
+    token = privacy_url(waiting.fan).split("/")[2]
+    client.post(reverse("fans:privacy_revoke", args=[token, waiting.pk]))
+
+    page = text_of(client.get(privacy_url(waiting.fan)))
+
+    assert "you didn't ask for emails" not in page
+    assert "Email none any more: withdrawn" in page
+    never_asked = pre_save(waiting.campaign, "declined", "", opt_in=False).subscription.fan
+    assert "Email none (you didn't ask for emails)" in text_of(client.get(privacy_url(never_asked)))
