@@ -176,6 +176,11 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         subscription.undo = undo_words(subscription, service) if subscription.status == "delivered" else []
         subscription.email_to_come = subscription.status != "revoked" and privacy.email_to_come(subscription)
     consents = list(privacy.consents(subject))
+    for consent_record in consents:
+        consent_record.words = privacy.consent_words(consent_record)
+    signups = list(privacy.email_signups(subject))
+    for signup in signups:
+        signup.words = privacy.email_signup_words(signup)
     return {
         "subject": subject,
         "fan": subject.fan,
@@ -183,7 +188,7 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         "fan_email": fan_email_state(subject.fan, consents) if subject.fan else None,
         "subscriptions": subscriptions,
         "consents": consents,
-        "email_signups": list(privacy.email_signups(subject)),
+        "email_signups": signups,
         "token": token,
     }
 

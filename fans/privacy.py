@@ -42,6 +42,8 @@ from django.db.models.functions import TruncDay
 from django.urls import reverse
 from django.utils import timezone
 
+from delivery.services import SERVICES
+from fans import consent as consent_text
 from fans import links, release_email, revocation, vault
 from fans.errors import BadLink, LinkExpired, NotFound
 from fans.models import ConsentRecord, Credential, EmailSignup, Fan, FunnelEvent, ReleaseEmail, Subscription
@@ -124,14 +126,30 @@ def consents(subject: Subject):
         found = ConsentRecord.objects.filter(email__iexact=subject.email)
     else:
         return ConsentRecord.objects.none()
-    return found.select_related("campaign__release")
+    return found.select_related("campaign__release__artist")
+
+
+def consent_words(consent: ConsentRecord) -> list[str]:
+    """What the fan agreed to, in the words the campaign page showed beside the button: what release day does
+    and what else the permission allows (the email box's words among them when it was ticked). Told from the
+    campaign and the scopes the consent recorded; its version label is ours, not the fan's."""
+    service_class = SERVICES.get(consent.service)
+    if service_class is None:
+        return []
+    service = service_class()
+    return service.action_descriptions(consent.campaign) + service.scope_descriptions(consent.scopes)
 
 
 def email_signups(subject: Subject):
     """An address subject's email sign-ups (a fan subject has none: see the module's docstring)."""
     if not subject.email:
         return EmailSignup.objects.none()
-    return EmailSignup.objects.filter(email__iexact=subject.email).select_related("campaign__release")
+    return EmailSignup.objects.filter(email__iexact=subject.email).select_related("campaign__release__artist")
+
+
+def email_signup_words(signup: EmailSignup) -> str:
+    release = signup.campaign.release
+    return consent_text.EMAIL_SIGNUP_CONSENT.format(title=release.title, artist=release.artist.name)
 
 
 def release_emails(subject: Subject):
@@ -203,7 +221,8 @@ def export(subject: Subject) -> dict:
                 "campaign": c.campaign.slug,
                 "service": c.service,
                 "scopes": c.scopes,
-                "wording_version": c.wording_version,
+                "words_agreed_to": consent_words(c),
+                "version_of_those_words": c.wording_version,
                 "email_opt_in": c.email_opt_in,
                 "email": c.email,
                 "ip_address": c.ip_address,
@@ -218,7 +237,8 @@ def export(subject: Subject) -> dict:
                 "campaign": e.campaign.slug,
                 "email": e.email,
                 "country": e.country,
-                "wording_version": e.wording_version,
+                "words_agreed_to": email_signup_words(e),
+                "version_of_those_words": e.wording_version,
                 "created_at": e.created_at.isoformat(),
                 "confirmed_at": _time(e.confirmed_at),
                 "unsubscribed_at": _time(e.unsubscribed_at),

@@ -39,6 +39,7 @@ def delivered():
 def waiting():
     """Opted pre-saved with the email box ticked; release day is to come."""
     consent = pre_save(make_campaign(), "opted", "opted@fan.test", opt_in=True)
+    ConsentRecord.objects.filter(pk=consent.pk).update(scopes=["user-library-modify", "user-read-email"])
     credential = Credential(subscription=consent.subscription, authorized_at=timezone.now())
     credential.store("a-refresh-token")
     credential.save()
@@ -125,3 +126,25 @@ def test_an_email_withdrawn_with_a_cancelled_pre_save_shows_as_withdrawn(client,
     assert "Email none any more: withdrawn" in page
     never_asked = pre_save(waiting.campaign, "declined", "", opt_in=False).subscription.fan
     assert "Email none (you didn't ask for emails)" in text_of(client.get(privacy_url(never_asked)))
+
+
+def test_what_the_fan_agreed_to_is_the_date_and_the_words_not_our_version_label(client, waiting):
+    page = text_of(client.get(privacy_url(waiting.fan)))
+
+    assert "v1" not in page and "wording" not in page  # make_consent's version label
+    assert "Save this release to your Spotify library on release day." in page
+    assert "Read your email address, so we can email you when it drops." in page  # the box the fan ticked
+    agreed = timezone.localtime(ConsentRecord.objects.get().created_at)
+    assert f"Agreed {agreed:%-d %B %Y}" in page
+
+
+def test_the_export_names_the_words_and_labels_their_version_plainly(client, waiting):
+    token = privacy_url(waiting.fan).split("/")[2]
+
+    consent = client.get(reverse("fans:privacy_export", args=[token])).json()["consents"][0]
+
+    assert consent["words_agreed_to"] == [
+        "Save this release to your Spotify library on release day.",
+        "Read your email address, so we can email you when it drops.",
+    ]
+    assert consent["version_of_those_words"] == "v1" and "wording_version" not in consent
