@@ -1,5 +1,5 @@
 """The fans' pages. Thin: each view asks fans.authorization, fans.revocation, fans.privacy, fans.signups,
-fans.pagecache or fans.pages, records the funnel step (fans.tracking), then renders.
+fans.pagecache, fans.preview or fans.pages, records the funnel step (fans.tracking), then renders.
 
 Every problem of the flow is a FanFlowError, shown by templates/fans/problem.html with its own status.
 Endpoints that write are rate limited per IP (fans/ratelimits.py); going over shows the 429 page.
@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
@@ -26,6 +27,7 @@ from fans import (
     authorization,
     pagecache,
     pages,
+    preview,
     privacy,
     privacy_email,
     retention,
@@ -102,8 +104,15 @@ def campaign_context(request: HttpRequest, page: pagecache.CampaignPage, seen: t
 @shows_problems
 def campaign(request: HttpRequest, slug: str) -> HttpResponse:
     """The campaign page: warm, it reads no database row, and at most one query writes the buffered page views
-    (fans/pagecache.py, fans/tracking.py). Its CSRF token is Django's own (get_token), freshly masked."""
-    page = pagecache.campaign_page(slug)
+    (fans/pagecache.py, fans/tracking.py). Its CSRF token is Django's own (get_token), freshly masked. A draft is
+    a 404, but for staff who may preview it (fans/preview.py)."""
+    try:
+        page = pagecache.campaign_page(slug)
+    except NotFound:
+        draft = preview.draft_page(slug) if preview.may_preview(request.user) else None
+        if draft is None:
+            raise
+        return campaign_preview(request, draft)
     counted = request.method == "GET" and not tracking.is_bot(request)  # a HEAD or a link preview is no visit
     seen = tracking.visit(request, may_set_cookie=counted)
     parts, countdown = pagecache.campaign_html(
@@ -119,6 +128,22 @@ def campaign(request: HttpRequest, slug: str) -> HttpResponse:
     response["Vary"] = "Cookie"  # the CSRF token comes from the cookie: never one visitor's page for another
     response["Cache-Control"] = "private"
     return tracking.remember_visitor(response, seen)
+
+
+def campaign_preview(request: HttpRequest, page: pagecache.CampaignPage) -> HttpResponse:
+    """A draft as fans will see it once live, for staff: rendered afresh, not cached, counted or indexed."""
+    seen = tracking.visit(request)  # read only: no visitor cookie, nothing recorded
+    context = pages.campaign_context(
+        page,
+        country=seen.country,
+        in_app=seen.in_app,
+        page_url=page.campaign.public_url(),
+        seen=preview.seen_once_live(page.campaign, seen.country),
+    )
+    response = render(request, "fans/campaign.html", {**context, "preview": True})
+    add_never_cache_headers(response)
+    response["X-Robots-Tag"] = "noindex"
+    return response
 
 
 @require_POST

@@ -261,3 +261,33 @@ def test_a_fan_spotifys_development_mode_turns_away_can_still_ask_for_the_email(
         assert violations == []
     finally:
         context.close()
+
+
+def test_label_staff_preview_a_draft_from_the_console_and_fans_get_a_404(site, browser, sandbox):
+    from tests.browser.test_console import log_in
+    from tests.releases.personas import member_of
+
+    member_of("Label staff", "lena")
+    draft = make_campaign(slug="low-tide-lights", status="draft", page_text="Not announced yet.")
+    context = browser.new_context()
+    try:
+        staff = context.new_page()
+        violations = csp_violations(staff)
+        log_in(staff, site)
+        staff.goto(site + reverse("admin:releases_campaign_change", args=[draft.pk]))
+        staff.get_by_role("link", name="View on site").click()
+        preview = staff
+        preview.wait_for_url(site + draft.get_absolute_url())
+        assert preview.get_by_role("heading", name="Preview — fans can't see this page yet").is_visible()
+        assert preview.get_by_role("button", name="Pre-save on Spotify").is_disabled()
+        preview.screenshot(path=ARTIFACTS / "campaign-preview.png", full_page=True)
+        preview.get_by_role("button", name="Pre-save on Spotify").click(force=True)  # switched off: stays put
+        assert preview.url == site + draft.get_absolute_url() and not Subscription.objects.exists()
+        assert not violations
+    finally:
+        context.close()
+    fan = browser.new_page()
+    try:
+        assert fan.goto(site + draft.get_absolute_url()).status == 404
+    finally:
+        fan.close()
