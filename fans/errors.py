@@ -6,11 +6,13 @@ from __future__ import annotations
 class FanFlowError(Exception):
     """A problem the fan sees on the problem page: a short `title`, a `message`, and the page's status.
 
-    `retry_url`, when set, is where the fan can start again (the campaign page).
+    `retry_url`, when set, is where the fan can start again (the campaign page). `is_error` is False for what the
+    fan chose themselves: the page then names no error code.
     """
 
     status = 400
     title = "Something went wrong"
+    is_error = True
 
     def __init__(self, message: str, *, retry_url: str = "", title: str = "", email_campaign=None) -> None:
         super().__init__(message)
@@ -41,8 +43,11 @@ class TooManyRequests(FanFlowError):
 
 
 class ConsentDenied(FanFlowError):
+    """The fan said no on the service's own screen: their choice, not an error (the status is for machines)."""
+
     status = 403
     title = "You didn't give permission"
+    is_error = False
 
 
 class BadAuthorizationState(FanFlowError):

@@ -18,6 +18,7 @@ RESERVED_SLUGS = frozenset(
         "static",
         "media",
         "e",  # the release-day email's open pixel, tracked clicks and unsubscribe (fans/email_views.py)
+        "favicon.ico",  # no slug has a dot: listed because the URLconf serves it (a test checks every fixed path)
         # Paths a later issue may want, kept free so a campaign never has to move.
         "about",
         "account",

@@ -17,8 +17,9 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
-from django.utils.cache import add_never_cache_headers
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
@@ -78,6 +79,15 @@ def csrf_failed(request: HttpRequest, reason: str = "") -> HttpResponse:
         retry_url=reverse("fans:campaign", args=[slug]) if slug else "",
     )
     return render(request, "fans/problem.html", {"problem": problem}, status=problem.status)
+
+
+@require_safe
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers ask for whatever a page names (the console's pages name none): the static
+    icon. Not a permanent redirect: the static URL may change with a deploy."""
+    response = HttpResponseRedirect(static("favicon.ico"))
+    patch_cache_control(response, public=True, max_age=86_400)
+    return response
 
 
 def health(request: HttpRequest) -> HttpResponse:

@@ -43,18 +43,25 @@
     update();
   }
 
+  // The day and time, as the hint and the comparison with the page's own words read them; `zone` undefined
+  // is the visitor's own time zone.
+  function dayAndTime(when, zone) {
+    var options = { weekday: "long", day: "numeric", month: "long", hour: "2-digit", minute: "2-digit" };
+    if (zone) options.timeZone = zone;
+    return new Intl.DateTimeFormat(undefined, options).format(when);
+  }
+
   function showLocalTime(el) {
     var when = new Date(el.getAttribute("data-local-time"));
     if (isNaN(when.getTime()) || !window.Intl) return;
-    var visitorZone = new Intl.DateTimeFormat().resolvedOptions().timeZone;
-    if (visitorZone === el.getAttribute("data-release-zone")) return; // the page already says it
-    var local = new Intl.DateTimeFormat(undefined, {
-      weekday: "long",
-      day: "numeric",
-      month: "long",
-      hour: "2-digit",
-      minute: "2-digit",
-    }).format(when);
+    var local = dayAndTime(when);
+    var shown = "";
+    try {
+      shown = dayAndTime(when, el.getAttribute("data-release-zone"));
+    } catch (unknownZone) {
+      // A zone this browser doesn't know (RangeError): tell the visitor's own time, which can't hurt.
+    }
+    if (local === shown) return; // the visitor's clock reads what the page already says (another zone's name)
     el.textContent = "That's " + local + " where you are.";
     el.hidden = false;
   }

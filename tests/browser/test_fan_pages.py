@@ -91,8 +91,10 @@ def test_instagram_on_android_explains_and_offers_the_browser_and_an_email(site,
         link = re.search(r"https?://\S+/e/confirm/\S+/", mailoutbox[0].body).group(0)
         phone.goto(site + urlsplit(link).path)
         phone.screenshot(path=ARTIFACTS / "email-confirm-phone.png", full_page=True)
+        assert phone.title().startswith("Confirm your email")
         phone.get_by_role("button", name="Yes, email me when it's out").click()
         assert phone.get_by_role("heading", name="You're on the list.").is_visible()
+        assert phone.title() == f"Email confirmed · {campaign.release.title}"  # the tab says it's done too
         signup.refresh_from_db()
         assert signup.confirmed_at is not None
         assert violations == []
@@ -291,3 +293,34 @@ def test_label_staff_preview_a_draft_from_the_console_and_fans_get_a_404(site, b
         assert fan.goto(site + draft.get_absolute_url()).status == 404
     finally:
         fan.close()
+
+
+def test_the_local_time_hint_shows_only_when_the_fan_s_clock_says_another_time(site, browser, sandbox):
+    campaign = make_campaign()
+    campaign.release.timezone = "Europe/Paris"
+    campaign.release.save()
+    for zone, shown in (("Europe/Berlin", False), ("America/New_York", True)):  # Berlin's clock is Paris's
+        context = browser.new_context(timezone_id=zone, locale="en-GB")
+        try:
+            fan = context.new_page()
+            fan.goto(site + campaign.get_absolute_url())
+            hint = fan.locator("[data-local-time]")
+            fan.wait_for_load_state("load")
+            assert hint.is_visible() is shown, zone
+            if shown:
+                assert "where you are" in hint.inner_text()
+        finally:
+            context.close()
+
+
+def test_a_page_view_asks_for_nothing_that_is_not_there_not_even_an_icon(site, page, sandbox):
+    missing = []
+    page.on("response", lambda response: missing.append(response.url) if response.status >= 400 else None)
+    campaign = make_campaign()
+
+    page.goto(site + campaign.get_absolute_url())
+    icon = page.evaluate("fetch(document.querySelector('link[rel=icon]').href).then(r => r.status)")
+    page.goto(site + "/favicon.ico")  # what a browser asks of a page that names no icon (the console's)
+
+    assert icon == 200 and missing == []
+    assert page.url == site + "/static/favicon.ico"

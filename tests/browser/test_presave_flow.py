@@ -81,6 +81,7 @@ def test_fan_who_cancels_on_spotify_sees_why_and_a_way_back(site, page, sandbox)
 
     page.wait_for_url(f"{site}{reverse('fans:oauth_callback', args=['spotify'])}*")
     assert page.get_by_role("heading", name="You didn't give permission").is_visible()
+    assert page.get_by_text("Error 403").count() == 0, "the fan's own choice is no error"
     page.screenshot(path=ARTIFACTS / "problem.png", full_page=True)
     page.get_by_role("link", name="Back to the pre-save page").click()
     page.wait_for_url(site + campaign.get_absolute_url())

@@ -75,8 +75,10 @@ def test_the_link_asks_and_the_button_confirms(client, sign_up, campaign, mailou
     signup.refresh_from_db()
     assert signup.confirmed_at is None
 
+    assert "<title>Confirm your email" in page.content.decode()
     done = client.post(path)
     assert done.status_code == 200 and "You're on the list." in done.content.decode()
+    assert "<title>Email confirmed · First Light" in done.content.decode(), "the page's title says it's done"
     signup.refresh_from_db()
     assert signup.confirmed_at is not None
     assert client.post(path).status_code == 200, "confirming twice is harmless"

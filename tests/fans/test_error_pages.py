@@ -2,8 +2,10 @@
 without its CSRF cookie, and the words of a few problem pages."""
 
 import html
+from pathlib import Path
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.template import loader
 from django.test import Client, RequestFactory
 from django.urls import reverse
@@ -108,3 +110,25 @@ def test_the_privacy_pages_read_well(client):
 
     assert "We keep the name and account id your music service gives you, your country" in notice
     assert "<strong>fan@example.test</strong>, we've sent a link to that address." in sent
+
+
+def test_saying_no_on_the_service_s_screen_is_no_error_page(client, campaign, sandbox):
+    from tests.fans.test_oauth_callback import presave
+
+    _, response = presave(client, campaign, decision="cancel")
+
+    page = text(response)
+    assert "Error 403" not in page and "Error" not in page.split("<title>")[1].split("</title>")[0]
+    assert "You chose Cancel on Spotify, so nothing was saved" in page
+    assert f'href="{campaign.get_absolute_url()}">Back to the pre-save page</a>' in page  # the way back
+
+
+def test_favicon_ico_is_the_site_s_icon_not_a_404(client, db):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 302 and response["Location"] == "/static/favicon.ico"
+    assert Path(finders.find("favicon.ico")).read_bytes().startswith(b"\x00\x00\x01\x00")  # an ICO file
+
+
+def test_every_page_names_its_icon(client, campaign):
+    assert '<link rel="icon" href="/static/favicon.ico"' in client.get(campaign.get_absolute_url()).content.decode()
