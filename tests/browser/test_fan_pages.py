@@ -324,3 +324,35 @@ def test_a_page_view_asks_for_nothing_that_is_not_there_not_even_an_icon(site, p
 
     assert icon == 200 and missing == []
     assert page.url == site + "/static/favicon.ico"
+
+
+def test_on_the_privacy_page_a_fan_cancels_one_pre_save_and_stops_the_email_of_one_already_done(site, page, sandbox):
+    waiting, done = make_campaign(), make_campaign(slug="second-light")
+    for campaign in (waiting, done):
+        page.goto(site + campaign.get_absolute_url())
+        page.locator("input[name=email_opt_in]").check()
+        page.get_by_role("button", name="Pre-save on Spotify").click()
+        page.wait_for_url(f"{sandbox.accounts_url}/authorize*")
+        page.check("input[name=user][value=alice]")
+        page.click("#agree")
+        page.wait_for_url(site + reverse("fans:thanks", args=[campaign.slug]))
+    Subscription.objects.filter(campaign=done).update(status="delivered", delivered_at=timezone.now())
+    page.get_by_role("link", name="See, download or erase what we hold about you").click()
+
+    done_item = page.locator(f"[data-subscription='{Subscription.objects.get(campaign=done).pk}']")
+    assert done_item.get_by_role("link", name="Cancel this pre-save").count() == 0
+    assert done_item.get_by_text("to undo it, remove First Light from your Spotify library").is_visible()
+    page.screenshot(path=ARTIFACTS / "privacy-actions.png", full_page=True)
+    done_item.get_by_role("button", name="Stop the email").click()
+    assert page.get_by_role("status").get_by_text("We won't email you about First Light").is_visible()
+
+    waiting_item = page.locator(f"[data-subscription='{Subscription.objects.get(campaign=waiting).pk}']")
+    waiting_item.get_by_role("link", name="Cancel this pre-save").click()
+    assert page.get_by_role("heading", name="Cancel your pre-save?").is_visible()
+    assert Subscription.objects.get(campaign=waiting).status == "pending", "asking changes nothing"
+    page.click("#confirm-cancel")
+    assert page.get_by_role("status").get_by_text("Your pre-save of First Light on Spotify is cancelled").is_visible()
+    assert page.get_by_text("none any more: withdrawn").is_visible()
+    page.screenshot(path=ARTIFACTS / "privacy-cancelled.png", full_page=True)
+    assert Subscription.objects.get(campaign=waiting).status == "revoked"
+    assert Subscription.objects.get(campaign=done).status == "delivered"
