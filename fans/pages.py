@@ -1,4 +1,5 @@
-"""What the fans' pages show: the campaign page, the thank-you page and the revoke pages, as template context."""
+"""What the fans' pages show: the campaign page, the thank-you page, the revoke pages and the privacy page, as
+template context."""
 
 from __future__ import annotations
 
