@@ -29,7 +29,7 @@ def privacy_url(fan) -> str:
 @pytest.fixture
 def delivered():
     """Opted pre-saved with the email box ticked; release day saved it, and the email is still to come."""
-    campaign = make_campaign(release_in=dt.timedelta(minutes=-5), status="delivering")
+    campaign = make_campaign(slug="out-now", release_in=dt.timedelta(minutes=-5), status="delivering")
     consent = pre_save(campaign, "opted", "opted@fan.test", opt_in=True)
     Subscription.objects.filter(pk=consent.subscription_id).update(status="delivered", delivered_at=timezone.now())
     return consent.subscription
@@ -37,8 +37,8 @@ def delivered():
 
 @pytest.fixture
 def waiting():
-    """Opted pre-saved with the email box ticked; release day is to come."""
-    consent = pre_save(make_campaign(), "opted", "opted@fan.test", opt_in=True)
+    """Keen pre-saved with the email box ticked; release day is to come."""
+    consent = pre_save(make_campaign(), "keen", "keen@fan.test", opt_in=True)
     ConsentRecord.objects.filter(pk=consent.pk).update(scopes=["user-library-modify", "user-read-email"])
     credential = Credential(subscription=consent.subscription, authorized_at=timezone.now())
     credential.store("a-refresh-token")
@@ -148,3 +148,14 @@ def test_the_export_names_the_words_and_labels_their_version_plainly(client, wai
         "Read your email address, so we can email you when it drops.",
     ]
     assert consent["version_of_those_words"] == "v1" and "wording_version" not in consent
+
+
+def test_someone_else_s_or_a_made_up_pre_save_is_a_404_and_a_bad_link_a_400(client, delivered, waiting):
+    token = privacy_url(waiting.fan).split("/")[2]
+
+    for name in ("privacy_revoke", "privacy_stop_email"):
+        assert client.post(reverse(f"fans:{name}", args=[token, delivered.pk])).status_code == 404
+        assert client.post(reverse(f"fans:{name}", args=[token, 10**30])).status_code == 404
+        assert client.post(reverse(f"fans:{name}", args=["x" * 3000, waiting.pk])).status_code == 400
+    assert client.get(reverse("fans:privacy_revoke", args=[token, delivered.pk])).status_code == 404
+    assert ConsentRecord.objects.sharing_email().count() == 2
