@@ -174,8 +174,9 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         service = SERVICES[subscription.fan.service]()
         subscription.service_label = service.label
         subscription.can_cancel = subscription.status in (Subscription.Status.PENDING, Subscription.Status.FAILED)
-        subscription.undo = undo_words(subscription, service) if subscription.status == "delivered" else []
-        subscription.email_to_come = subscription.status != "revoked" and privacy.email_to_come(subscription)
+        status = Subscription.Status(subscription.status)
+        subscription.undo = undo_words(subscription, service) if status == status.DELIVERED else []
+        subscription.email_to_come = status != status.REVOKED and privacy.email_to_come(subscription)
     consents = list(privacy.consents(subject))
     for consent_record in consents:
         consent_record.words = privacy.consent_words(consent_record)
