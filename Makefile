@@ -3,11 +3,16 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# The demo's ports: `make demo WEB_PORT=8001 SANDBOX_PORT=8766` when 8000 or 8765 is taken. Every address the demo
+# uses (PUBLIC_BASE_URL, OAuth redirect URIs, the services' sandbox URLs) follows them: run_demo sets them all.
+WEB_PORT ?= 8000
+SANDBOX_PORT ?= 8765
 
 .PHONY: help install demo test lint format clean distclean
 
 help:
 	@echo "make demo       install, write .env, migrate, seed and run the demo (Ctrl-C stops it)"
+	@echo "                (WEB_PORT=8001 SANDBOX_PORT=8766 for other ports than 8000 and 8765)"
 	@echo "make test       install, start PostgreSQL/Redis if needed, run the whole test suite"
 	@echo "                (PYTEST_ARGS='-k campaign' to run a part)"
 	@echo "make lint       ruff check and ruff format --check"
@@ -24,7 +29,7 @@ demo: install
 	$(PYTHON) manage.py migrate --noinput -v 0
 	$(PYTHON) manage.py createcachetable
 	$(PYTHON) manage.py seed_demo
-	$(PYTHON) manage.py run_demo
+	$(PYTHON) manage.py run_demo --web-port $(WEB_PORT) --sandbox-port $(SANDBOX_PORT)
 
 test: install
 	@bash bin/ensure-chromium

@@ -1,6 +1,8 @@
-"""`manage.py run_demo`: the sandbox, a worker cluster and the web server together; a killed worker comes back."""
+"""`manage.py run_demo` (and `make demo`): the sandbox, a worker cluster and the web server together, on the ports
+asked for; a killed worker comes back."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -8,15 +10,68 @@ import sys
 import threading
 import time
 import urllib.request
+from http.server import HTTPServer, SimpleHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import pytest
+import requests
 from django.conf import settings
 
+from fans.models import Subscription
 from fans.vault import parse_keys
 from presave_site.benchmarking import free_port
+from tests.conftest import make_campaign
+from tests.fans.test_oauth_callback import LoginForm
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+# Start run_demo with SIGINT at its default, as a terminal's foreground job has it, even when pytest itself was
+# started where SIGINT is ignored (a background job): an ignored signal stays ignored across exec.
+AS_IN_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+class Demo:
+    """A `manage.py run_demo` process, in its own session as a terminal's job is, with its output collected."""
+
+    def __init__(self, env: dict[str, str], web_port: int = 0, sandbox_port: int = 0) -> None:
+        self.web_port, self.sandbox_port = web_port or free_port(), sandbox_port or free_port()
+        argv = [
+            *(sys.executable, "-c", AS_IN_A_TERMINAL, sys.executable, "manage.py", "run_demo"),
+            *("--web-port", str(self.web_port), "--sandbox-port", str(self.sandbox_port)),
+        ]
+        self.process = subprocess.Popen(  # noqa: S603 (our own command)
+            argv,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.output: list[str] = []
+        self.reader = threading.Thread(
+            target=lambda: self.output.extend(line.decode() for line in self.process.stdout), daemon=True
+        )
+        self.reader.start()
+
+    def wait_for_output(self, words: str, seconds: float, times: int = 1) -> None:
+        deadline = time.monotonic() + seconds
+        while sum(words in line for line in self.output) < times:
+            assert self.process.poll() is None and time.monotonic() < deadline, "".join(self.output[-30:])
+            time.sleep(0.2)
+
+    def finish(self, seconds: float = 30) -> int:
+        """Wait for run_demo to exit on its own; its exit code, with every line it wrote read."""
+        self.process.wait(timeout=seconds)
+        self.reader.join(timeout=5)
+        return self.process.returncode
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.finish()
 
 
 def children_of(pid: int) -> list[tuple[int, str]]:
@@ -34,37 +89,107 @@ def children_of(pid: int) -> list[tuple[int, str]]:
     return found
 
 
-def test_a_worker_killed_mid_demo_is_started_again_and_the_demo_goes_on(worker_env):
-    web_port, sandbox_port = free_port(), free_port()
-    env = {**worker_env, "DEBUG": "true"}
-    demo = subprocess.Popen(  # noqa: S603 (our own command)
-        [sys.executable, "manage.py", "run_demo", "--web-port", str(web_port), "--sandbox-port", str(sandbox_port)],
-        cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    output: list[str] = []
-    threading.Thread(target=lambda: output.extend(line.decode() for line in demo.stdout), daemon=True).start()
+@pytest.fixture
+def demo_env(worker_env) -> dict[str, str]:
+    return {**worker_env, "DEBUG": "true"}
 
-    def wait_for_output(words: str, seconds: float, times: int = 1) -> None:
-        deadline = time.monotonic() + seconds
-        while sum(words in line for line in output) < times:
-            assert demo.poll() is None and time.monotonic() < deadline, "".join(output[-30:])
-            time.sleep(0.2)
 
+def test_make_demo_passes_the_ports_it_is_given_to_run_demo():
+    def run_demo_line(*variables: str) -> str:
+        dry_run = subprocess.run(  # noqa: S603, S607 (make, printing the commands it would run)
+            ["make", "-n", "demo", *variables], cwd=settings.BASE_DIR, capture_output=True, text=True, check=True
+        )
+        (line,) = [line for line in dry_run.stdout.splitlines() if "manage.py run_demo" in line]
+        return line
+
+    assert run_demo_line().endswith("manage.py run_demo --web-port 8000 --sandbox-port 8765")  # run_demo's defaults
+    assert run_demo_line("WEB_PORT=8001", "SANDBOX_PORT=8766").endswith("--web-port 8001 --sandbox-port 8766")
+
+
+def test_a_demo_on_other_ports_signs_fans_in_through_its_own_sandbox_whatever_env_says(demo_env, tmp_path):
+    """Everything the ports make (PUBLIC_BASE_URL and the redirect URI built from it, the sandbox's URLs) follows
+    the ports run_demo is given, over a .env written for the default ports and stale environment variables."""
+    make_campaign(slug="glass-harbour")
+    old_env = tmp_path / "old.env"
+    old_env.write_text(  # what bin/write-demo-env wrote for the default ports before run_demo set the addresses
+        "PUBLIC_BASE_URL=http://127.0.0.1:8000\n"
+        "SPOTIFY_ACCOUNTS_URL=http://127.0.0.1:8765/spotify/accounts\n"
+        "SPOTIFY_API_URL=http://127.0.0.1:8765/spotify/api\n"
+    )
+    env = {**demo_env, "ENV_FILE": str(old_env), "PUBLIC_BASE_URL": "http://127.0.0.1:8000"}
+    del env["SPOTIFY_API_URL"]  # the environment's SPOTIFY_ACCOUNTS_URL stays: the tests' own sandbox, elsewhere
+    demo = Demo(env)
+    web, sandbox = f"http://127.0.0.1:{demo.web_port}", f"http://127.0.0.1:{demo.sandbox_port}"
     try:
-        wait_for_output("The pre-save demo is running", 60)
+        demo.wait_for_output("The pre-save demo is running", 60)
+        fan = requests.Session()
+        page = fan.get(f"{web}/glass-harbour/", timeout=10)
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+
+        pressed = fan.post(
+            f"{web}/glass-harbour/presave/spotify/",
+            data={"csrfmiddlewaretoken": csrf},
+            allow_redirects=False,
+            timeout=10,
+        )
+        authorize = pressed.headers["Location"]
+        assert authorize.startswith(f"{sandbox}/spotify/accounts/authorize?")
+        assert dict(parse_qsl(urlsplit(authorize).query))["redirect_uri"] == f"{web}/oauth/spotify/callback/"
+
+        login = LoginForm()
+        login.feed(requests.get(authorize, timeout=10).text)
+        agreed = requests.post(
+            urljoin(authorize, login.action),
+            data={**login.hidden, "user": "alice", "decision": "agree"},
+            allow_redirects=False,
+            timeout=10,
+        )
+        callback = agreed.headers["Location"]
+        assert callback.startswith(f"{web}/oauth/spotify/callback/?code=")
+        thanks = fan.get(callback, timeout=10)  # our web server swaps the code at the demo's own sandbox
+        assert thanks.status_code == 200 and thanks.url == f"{web}/glass-harbour/thanks/"
+        assert Subscription.objects.get().status == Subscription.Status.PENDING
+    finally:
+        demo.stop()
+
+
+@pytest.mark.parametrize(("taken", "advice"), [("web", "make demo WEB_PORT="), ("sandbox", "make demo SANDBOX_PORT=")])
+def test_a_port_in_use_stops_run_demo_in_one_line_before_it_starts_anything(demo_env, taken, advice):
+    """Another server on the port (another checkout's demo, say) would answer the start-up checks: run_demo
+    printed its banner pointing at it, then failed with the web server's own error."""
+    other = HTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    busy = other.server_address[1]
+    ports = {"web_port": busy} if taken == "web" else {"sandbox_port": busy}
+    try:
+        demo = Demo(demo_env, **ports)
+        assert demo.finish() == 1
+    finally:
+        other.shutdown()
+        other.server_close()
+
+    output = "".join(demo.output)
+    assert output.count("\n") == 1, output
+    assert f"Port {busy} " in output and "is in use" in output and advice in output
+    assert "Traceback" not in output and "running" not in output
+
+
+def test_a_worker_killed_mid_demo_is_started_again_and_the_demo_goes_on(demo_env):
+    demo = Demo(demo_env)
+    try:
+        demo.wait_for_output("The pre-save demo is running", 60)
         time.sleep(11)  # a worker that exits as soon as it starts is not started again: this one ran a while
-        ((worker, _),) = [(pid, cmd) for pid, cmd in children_of(demo.pid) if "qcluster" in cmd]
-        clusters_started = sum("running." in line and "Q Cluster" in line for line in output)
+        ((worker, _),) = [(pid, cmd) for pid, cmd in children_of(demo.process.pid) if "qcluster" in cmd]
+        clusters_started = sum("running." in line and "Q Cluster" in line for line in demo.output)
         os.killpg(worker, signal.SIGKILL)  # the cluster and its workers, as `kill -9` of the whole worker
 
-        wait_for_output("worker exited with code -9: starting it again", 30)
-        wait_for_output("running.", 30, times=clusters_started + 1)  # the new cluster says it is up
-        assert demo.poll() is None
-        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/health/", timeout=5) as answer:  # noqa: S310
+        demo.wait_for_output("worker exited with code -9: starting it again", 30)
+        demo.wait_for_output("running.", 30, times=clusters_started + 1)  # the new cluster says it is up
+        assert demo.process.poll() is None
+        with urllib.request.urlopen(f"http://127.0.0.1:{demo.web_port}/health/", timeout=5) as answer:  # noqa: S310
             assert answer.status == 200
     finally:
-        demo.send_signal(signal.SIGTERM)
-        demo.wait(timeout=30)
+        demo.stop()
 
 
 def test_the_demo_env_holds_fresh_secrets_and_leaves_the_services_to_run_demo(tmp_path):

@@ -7,14 +7,18 @@ points the site at the sandbox: bin/write-demo-env writes only the secrets, so a
 --web-port is all it takes.
 
 Each runs as a child process in its own process group, its output prefixed with its name. Ctrl-C (or SIGTERM)
-stops them all; if one of them exits on its own, the others are stopped too and the command fails.
+stops them all; if one of them exits on its own, the others are stopped too and the command fails. Both ports are
+checked before anything starts.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -58,6 +62,34 @@ def demo_musickit_key(directory: Path) -> tuple[Path, Path]:
 
 STOP_SECONDS = 10
 RESTART_AFTER_SECONDS = 10  # a worker that exits sooner is not started again: it would only exit again
+
+
+def port(text: str) -> int:
+    """argparse type: a TCP port number."""
+    number = int(text)  # not a number: argparse says "invalid port value"
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{number} is not a port (1 to 65535)")
+    return number
+
+
+def port_problem(number: int) -> str | None:
+    """Why the demo can't listen on 127.0.0.1:`number`, or None when it can. Bound and let go at once, with the
+    SO_REUSEADDR our servers set: a port that a demo stopped a moment ago left in TIME_WAIT counts as free."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", number))
+        except OSError as exc:
+            return "is in use" if exc.errno == errno.EADDRINUSE else f"can't be used ({exc.strerror})"
+    return None
+
+
+def next_free_port(after: int, taken: set[int]) -> int:
+    """The first port above `after` that is free and not in `taken` (to suggest one that will work)."""
+    for number in range(after + 1, min(after + 100, 65536)):
+        if number not in taken and port_problem(number) is None:
+            return number
+    return after + 1
 
 
 class ChildExited(Exception):
@@ -142,15 +174,19 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--web-port", type=int, default=8000, help="Port of the web server (default 8000).")
+        parser.add_argument(
+            "--web-port", type=port, default=8000, help="Port of the web server (default 8000; make demo WEB_PORT=…)."
+        )
         parser.add_argument(
             "--sandbox-port",
-            type=int,
+            type=port,
             default=sandbox_server.DEFAULT_PORT,
-            help=f"Port of the service sandbox (default {sandbox_server.DEFAULT_PORT}).",
+            help=f"Port of the service sandbox (default {sandbox_server.DEFAULT_PORT}; make demo SANDBOX_PORT=…).",
         )
 
     def handle(self, *args, web_port: int, sandbox_port: int, **options) -> None:
+        self.lock = threading.Lock()
+        self.check_can_start(web_port, sandbox_port)
         web = f"http://127.0.0.1:{web_port}"
         sandbox = f"http://127.0.0.1:{sandbox_port}"
         private_key, public_key = demo_musickit_key(Path(settings.BASE_DIR) / "var")
@@ -158,6 +194,9 @@ class Command(BaseCommand):
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             # The sandbox's registered apps (it is started with its defaults, below); a secret's *_FILE would win.
+            # Every address comes from the two ports, whatever .env or the environment says (real environment
+            # variables win over .env, and these are the children's): a .env from a demo on other ports, or one
+            # written before run_demo took this over, can't send a fan's sign-in to the wrong place.
             "SPOTIFY_CLIENT_ID": sandbox_server.DEFAULT_CLIENT_ID,
             "SPOTIFY_CLIENT_SECRET": sandbox_server.DEFAULT_CLIENT_SECRET,
             "SPOTIFY_CLIENT_SECRET_FILE": "",
@@ -174,6 +213,7 @@ class Command(BaseCommand):
             "APPLE_MUSIC_PRIVATE_KEY_FILE": str(private_key),
             "APPLE_MUSIC_API_URL": f"{sandbox}/apple_music/api",
             "MUSICKIT_JS_URL": f"{sandbox}/apple_music/musickit.js",
+            # OAuth redirect URIs and the links in emails are built from it; CSRF_TRUSTED_ORIGINS defaults to it.
             "PUBLIC_BASE_URL": web,
         }
         sandbox_argv = [
@@ -181,15 +221,14 @@ class Command(BaseCommand):
             *("--musickit-key-id", DEMO_MUSICKIT_KEY_ID, "--musickit-team-id", DEMO_MUSICKIT_TEAM_ID),
             *("--musickit-public-key", str(public_key)),
         ]
-        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        manage, write = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")], self.write_line
         children = [
-            Child("sandbox", [*manage, *sandbox_argv], env, self.write_line),
+            Child("sandbox", [*manage, *sandbox_argv], env, write),
             # A worker killed mid-delivery is started again, as production's supervisor would; the sandbox is
             # not (it keeps its fans' tokens in memory only), nor the web server.
-            Child("worker", [*manage, "qcluster"], env, self.write_line, restart=True),
-            Child("web", [*manage, "runserver", f"127.0.0.1:{web_port}", "--noreload"], env, self.write_line),
+            Child("worker", [*manage, "qcluster"], env, write, restart=True),
+            Child("web", [*manage, "runserver", f"127.0.0.1:{web_port}", "--noreload"], env, write),
         ]
-        self.lock = threading.Lock()
         signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
         signal.signal(signal.SIGHUP, raise_keyboard_interrupt)
 
@@ -219,6 +258,22 @@ class Command(BaseCommand):
         if failure:
             raise CommandError(failure)
         self.say("Demo stopped: sandbox, worker and web server have exited.")
+
+    def check_can_start(self, web_port: int, sandbox_port: int) -> None:
+        """Fail in one line, before anything starts (or a banner points at someone else's server), when either port
+        is taken."""
+        if web_port == sandbox_port:
+            raise CommandError(f"The web server and the sandbox need a port each; both were given {web_port}.")
+        for number, what, variable, option in (
+            (web_port, "the web server's", "WEB_PORT", "--web-port"),
+            (sandbox_port, "the sandbox's", "SANDBOX_PORT", "--sandbox-port"),
+        ):
+            if problem := port_problem(number):
+                other = next_free_port(number, {web_port, sandbox_port})
+                raise CommandError(
+                    f"Port {number} ({what}) {problem}: choose another, e.g. make demo {variable}={other} "
+                    f"(manage.py run_demo {option} {other})."
+                )
 
     def restart_or_stop(self, child: Child) -> None:
         """Start a restartable child again, unless it exited as soon as it started (a setting to put right): then,
