@@ -8,11 +8,12 @@ PYTEST_ARGS ?=
 WEB_PORT ?= 8000
 SANDBOX_PORT ?= 8765
 
-.PHONY: help install demo test lint format clean distclean
+.PHONY: help install demo stop test lint format clean distclean
 
 help:
 	@echo "make demo       install, write .env, migrate, seed and run the demo (Ctrl-C stops it)"
 	@echo "                (WEB_PORT=8001 SANDBOX_PORT=8766 for other ports than 8000 and 8765)"
+	@echo "make stop       stop this checkout's demo, or what a crashed one left running (var/demo/*.pid)"
 	@echo "make test       install, start PostgreSQL/Redis if needed, run the whole test suite"
 	@echo "                (PYTEST_ARGS='-k campaign' to run a part)"
 	@echo "make lint       ruff check and ruff format --check"
@@ -30,6 +31,9 @@ demo: install
 	$(PYTHON) manage.py createcachetable
 	$(PYTHON) manage.py seed_demo
 	$(PYTHON) manage.py run_demo --web-port $(WEB_PORT) --sandbox-port $(SANDBOX_PORT)
+
+stop:
+	@if [ -d var/demo ]; then $(PYTHON) manage.py run_demo --stop; else echo "No demo of this checkout is running."; fi
 
 test: install
 	@bash bin/ensure-chromium

@@ -1,6 +1,7 @@
-"""`manage.py run_demo` (and `make demo`): the sandbox, a worker cluster and the web server together, on the ports
-asked for; a killed worker comes back."""
+"""`manage.py run_demo` (and `make demo` / `make stop`): the sandbox, a worker cluster and the web server together,
+on the ports asked for; a killed worker comes back; Ctrl-C, or make stop after a crash, leaves nothing running."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import pytest
 import requests
 from django.conf import settings
 
+from delivery.management.commands.run_demo import processes
 from fans.models import Subscription
 from fans.vault import parse_keys
 from presave_site.benchmarking import free_port
@@ -36,11 +38,12 @@ AS_IN_A_TERMINAL = (
 class Demo:
     """A `manage.py run_demo` process, in its own session as a terminal's job is, with its output collected."""
 
-    def __init__(self, env: dict[str, str], web_port: int = 0, sandbox_port: int = 0) -> None:
+    def __init__(self, env: dict[str, str], pid_dir: Path, web_port: int = 0, sandbox_port: int = 0) -> None:
         self.web_port, self.sandbox_port = web_port or free_port(), sandbox_port or free_port()
+        self.pid_dir = pid_dir
         argv = [
             *(sys.executable, "-c", AS_IN_A_TERMINAL, sys.executable, "manage.py", "run_demo"),
-            *("--web-port", str(self.web_port), "--sandbox-port", str(self.sandbox_port)),
+            *("--web-port", str(self.web_port), "--sandbox-port", str(self.sandbox_port), "--pid-dir", str(pid_dir)),
         ]
         self.process = subprocess.Popen(  # noqa: S603 (our own command)
             argv,
@@ -68,25 +71,23 @@ class Demo:
         self.reader.join(timeout=5)
         return self.process.returncode
 
+    def pid(self, name: str) -> int:
+        return int((self.pid_dir / f"{name}.pid").read_text())
+
+    def groups(self) -> set[int]:
+        """The process groups of its sandbox, worker and web server (each child leads its own)."""
+        return {self.pid(name) for name in ("sandbox", "worker", "web")}
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         self.finish()
 
 
-def children_of(pid: int) -> list[tuple[int, str]]:
-    """(pid, command line) of the processes whose parent is `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except (OSError, IndexError, ValueError):
-                continue
-            if parent == pid:
-                found.append((int(entry.name), command))
-    return found
+def left_in(groups: set[int]) -> list[str]:
+    """The command lines of the processes still running in `groups` (an exited one that no parent has reaped yet,
+    "<defunct>", runs nothing)."""
+    return [command for _, group, command in processes() if group in groups and not command.endswith("<defunct>")]
 
 
 @pytest.fixture
@@ -118,7 +119,7 @@ def test_a_demo_on_other_ports_signs_fans_in_through_its_own_sandbox_whatever_en
     )
     env = {**demo_env, "ENV_FILE": str(old_env), "PUBLIC_BASE_URL": "http://127.0.0.1:8000"}
     del env["SPOTIFY_API_URL"]  # the environment's SPOTIFY_ACCOUNTS_URL stays: the tests' own sandbox, elsewhere
-    demo = Demo(env)
+    demo = Demo(env, tmp_path / "pids")
     web, sandbox = f"http://127.0.0.1:{demo.web_port}", f"http://127.0.0.1:{demo.sandbox_port}"
     try:
         demo.wait_for_output("The pre-save demo is running", 60)
@@ -154,7 +155,7 @@ def test_a_demo_on_other_ports_signs_fans_in_through_its_own_sandbox_whatever_en
 
 
 @pytest.mark.parametrize(("taken", "advice"), [("web", "make demo WEB_PORT="), ("sandbox", "make demo SANDBOX_PORT=")])
-def test_a_port_in_use_stops_run_demo_in_one_line_before_it_starts_anything(demo_env, taken, advice):
+def test_a_port_in_use_stops_run_demo_in_one_line_before_it_starts_anything(demo_env, tmp_path, taken, advice):
     """Another server on the port (another checkout's demo, say) would answer the start-up checks: run_demo
     printed its banner pointing at it, then failed with the web server's own error."""
     other = HTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
@@ -162,7 +163,7 @@ def test_a_port_in_use_stops_run_demo_in_one_line_before_it_starts_anything(demo
     busy = other.server_address[1]
     ports = {"web_port": busy} if taken == "web" else {"sandbox_port": busy}
     try:
-        demo = Demo(demo_env, **ports)
+        demo = Demo(demo_env, tmp_path / "pids", **ports)
         assert demo.finish() == 1
     finally:
         other.shutdown()
@@ -171,21 +172,72 @@ def test_a_port_in_use_stops_run_demo_in_one_line_before_it_starts_anything(demo
     output = "".join(demo.output)
     assert output.count("\n") == 1, output
     assert f"Port {busy} " in output and "is in use" in output and advice in output
-    assert "Traceback" not in output and "running" not in output
+    assert "Traceback" not in output and "running" not in output and not (tmp_path / "pids").exists()
 
 
-def test_a_worker_killed_mid_demo_is_started_again_and_the_demo_goes_on(demo_env):
-    demo = Demo(demo_env)
+def test_ctrl_c_stops_the_sandbox_the_whole_cluster_and_the_web_server(demo_env, tmp_path):
+    demo = Demo(demo_env, tmp_path / "pids")
+    try:
+        demo.wait_for_output("The pre-save demo is running", 60)
+        groups = demo.groups()
+        assert sum("qcluster" in command for command in left_in(groups)) > 1  # the cluster and its workers
+
+        os.killpg(demo.process.pid, signal.SIGINT)  # a terminal's Ctrl-C: the foreground job's group
+        assert demo.finish() == 0, "".join(demo.output[-30:])
+    finally:
+        demo.stop()
+
+    assert "Demo stopped: sandbox, worker and web server have exited." in "".join(demo.output)
+    assert left_in(groups) == []
+    assert list((tmp_path / "pids").iterdir()) == []
+
+
+def test_make_stop_ends_exactly_what_a_killed_run_demo_left_running(demo_env, tmp_path):
+    demo, groups = Demo(demo_env, tmp_path / "pids"), set()
+    try:
+        demo.wait_for_output("The pre-save demo is running", 60)
+        groups = demo.groups()
+        demo.process.kill()  # run_demo dies at once; its children lead their own groups and live on
+        demo.process.wait(timeout=10)
+        time.sleep(1)
+        assert len(left_in(groups)) > 3
+
+        again = Demo(demo_env, tmp_path / "pids")  # on free ports: only the pid files stand in its way
+        assert again.finish() == 1
+        assert "A demo of this checkout is still running" in "".join(again.output)
+        assert "make stop" in "".join(again.output)
+
+        stop = subprocess.run(  # noqa: S603 (our own command)
+            [sys.executable, "manage.py", "run_demo", "--stop", "--pid-dir", str(tmp_path / "pids")],
+            cwd=settings.BASE_DIR,
+            env=demo_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert stop.returncode == 0, stop.stderr
+        assert stop.stdout == "Stopped the demo of this checkout (sandbox, worker, web).\n"
+        assert left_in(groups) == []
+        assert list((tmp_path / "pids").iterdir()) == []
+    finally:
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+
+
+def test_a_worker_killed_mid_demo_is_started_again_and_the_demo_goes_on(demo_env, tmp_path):
+    demo = Demo(demo_env, tmp_path / "pids")
     try:
         demo.wait_for_output("The pre-save demo is running", 60)
         time.sleep(11)  # a worker that exits as soon as it starts is not started again: this one ran a while
-        ((worker, _),) = [(pid, cmd) for pid, cmd in children_of(demo.process.pid) if "qcluster" in cmd]
+        worker = demo.pid("worker")
         clusters_started = sum("running." in line and "Q Cluster" in line for line in demo.output)
-        os.killpg(worker, signal.SIGKILL)  # the cluster and its workers, as `kill -9` of the whole worker
+        os.killpg(worker, signal.SIGKILL)  # the cluster and its workers: the README's kill -9 -- -$(cat …)
 
         demo.wait_for_output("worker exited with code -9: starting it again", 30)
         demo.wait_for_output("running.", 30, times=clusters_started + 1)  # the new cluster says it is up
         assert demo.process.poll() is None
+        assert demo.pid("worker") != worker  # the README's command reaches the new one too
         with urllib.request.urlopen(f"http://127.0.0.1:{demo.web_port}/health/", timeout=5) as answer:  # noqa: S310
             assert answer.status == 200
     finally:

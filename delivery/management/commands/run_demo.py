@@ -8,7 +8,9 @@ points the site at the sandbox: bin/write-demo-env writes only the secrets, so a
 
 Each runs as a child process in its own process group, its output prefixed with its name. Ctrl-C (or SIGTERM)
 stops them all; if one of them exits on its own, the others are stopped too and the command fails. Both ports are
-checked before anything starts.
+checked before anything starts. Each process's pid is written to var/demo/<name>.pid: should run_demo itself be
+killed, its children (in their own groups) live on, and `run_demo --stop` (make stop) ends exactly those, never
+another checkout's.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def demo_musickit_key(directory: Path) -> tuple[Path, Path]:
 
 STOP_SECONDS = 10
 RESTART_AFTER_SECONDS = 10  # a worker that exits sooner is not started again: it would only exit again
+PID_DIR = "var/demo"  # under the project folder
+DEMO = "run_demo"  # the name of run_demo's own pid file, beside its children's
 
 
 def port(text: str) -> int:
@@ -92,6 +96,75 @@ def next_free_port(after: int, taken: set[int]) -> int:
     return after + 1
 
 
+class PidFiles:
+    """The demo's processes, one `<name>.pid` file each (var/demo/run_demo.pid, sandbox.pid, worker.pid,
+    web.pid). A child leads its own process group, so its pid is also the group's id: `kill -9 -- -<pid>` ends
+    a cluster together with its worker processes."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def write(self, name: str, pid: int) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / f"{name}.pid").write_text(f"{pid}\n")
+
+    def read(self) -> dict[str, int]:
+        pids = {}
+        for path in sorted(self.directory.glob("*.pid")):
+            with contextlib.suppress(OSError, ValueError):
+                pids[path.stem] = int(path.read_text())
+        return pids
+
+    def clear(self) -> None:
+        for path in self.directory.glob("*.pid"):
+            path.unlink(missing_ok=True)
+
+    def running(self) -> dict[str, list[int]]:
+        """For each pid file, the live processes of this checkout's demo it stands for: run_demo itself, or the
+        members of a child's process group (a cluster's worker processes too). A pid that has since gone to
+        some other program (another checkout's demo, say) is left out: the children's command lines name this
+        checkout's manage.py by its full path."""
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        table = processes()
+        found = {}
+        for name, pid in self.read().items():
+            if name == DEMO:
+                members = [p for p, _, command in table if p == pid and "manage.py" in command and DEMO in command]
+            else:
+                members = [p for p, group, command in table if group == pid and manage in command]
+            if members:
+                found[name] = members
+        return found
+
+
+def processes() -> list[tuple[int, int, str]]:
+    """(pid, process group, command line) of every process, from ps (the same on Linux and macOS). -ww: whole
+    command lines, where COLUMNS or a terminal's width would cut them short of the checkout's path."""
+    argv = ["ps", "-ww", "-A", "-o", "pid=,pgid=,args="]
+    listing = subprocess.run(argv, capture_output=True, text=True, check=True).stdout  # noqa: S603, S607 (fixed)
+    table = []
+    for line in listing.splitlines():
+        fields = line.split(None, 2)
+        if len(fields) == 3 and fields[0].isdigit() and fields[1].isdigit():
+            table.append((int(fields[0]), int(fields[1]), fields[2]))
+    return table
+
+
+def signal_each(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+def wait_until(done: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 class ChildExited(Exception):
     def __init__(self, child: Child) -> None:
         super().__init__(f"{child.name} exited with code {child.process.returncode}")
@@ -107,6 +180,7 @@ class Child:
         argv: list[str],
         env: dict[str, str],
         write: Callable[[str, str], None],
+        pid_files: PidFiles,
         *,
         restart: bool = False,
     ) -> None:
@@ -114,6 +188,7 @@ class Child:
         self.argv = argv
         self.env = env
         self.write = write
+        self.pid_files = pid_files
         self.restart = restart  # started again when it exits after running a while (as a supervisor would)
         self.process: subprocess.Popen | None = None
         self.started_at = 0.0
@@ -129,6 +204,7 @@ class Child:
             stderr=subprocess.STDOUT,
             process_group=0,  # our own group: the terminal's Ctrl-C reaches only us, and we stop it in order
         )
+        self.pid_files.write(self.name, self.process.pid)
         threading.Thread(target=self.pump, name=f"{self.name}-output", daemon=True).start()
 
     def pump(self) -> None:
@@ -183,10 +259,26 @@ class Command(BaseCommand):
             default=sandbox_server.DEFAULT_PORT,
             help=f"Port of the service sandbox (default {sandbox_server.DEFAULT_PORT}; make demo SANDBOX_PORT=…).",
         )
+        parser.add_argument(
+            "--stop",
+            action="store_true",
+            help="Start nothing: stop this checkout's demo, or what a crashed one left running, by its pid files "
+            "(make stop).",
+        )
+        parser.add_argument(
+            "--pid-dir",
+            type=Path,
+            default=Path(PID_DIR),
+            help=f"Where the demo's processes write their pid files (default {PID_DIR}, in the project folder).",
+        )
 
-    def handle(self, *args, web_port: int, sandbox_port: int, **options) -> None:
+    def handle(self, *args, web_port: int, sandbox_port: int, stop: bool, pid_dir: Path, **options) -> None:
         self.lock = threading.Lock()
-        self.check_can_start(web_port, sandbox_port)
+        pid_files = PidFiles(Path(settings.BASE_DIR) / pid_dir)
+        if stop:
+            self.stop_running_demo(pid_files)
+            return
+        self.check_can_start(web_port, sandbox_port, pid_files)
         web = f"http://127.0.0.1:{web_port}"
         sandbox = f"http://127.0.0.1:{sandbox_port}"
         private_key, public_key = demo_musickit_key(Path(settings.BASE_DIR) / "var")
@@ -223,16 +315,17 @@ class Command(BaseCommand):
         ]
         manage, write = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")], self.write_line
         children = [
-            Child("sandbox", [*manage, *sandbox_argv], env, write),
+            Child("sandbox", [*manage, *sandbox_argv], env, write, pid_files),
             # A worker killed mid-delivery is started again, as production's supervisor would; the sandbox is
             # not (it keeps its fans' tokens in memory only), nor the web server.
-            Child("worker", [*manage, "qcluster"], env, write, restart=True),
-            Child("web", [*manage, "runserver", f"127.0.0.1:{web_port}", "--noreload"], env, write),
+            Child("worker", [*manage, "qcluster"], env, write, pid_files, restart=True),
+            Child("web", [*manage, "runserver", f"127.0.0.1:{web_port}", "--noreload"], env, write, pid_files),
         ]
         signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
         signal.signal(signal.SIGHUP, raise_keyboard_interrupt)
 
         failure = None
+        pid_files.write(DEMO, os.getpid())
         try:
             for child in children:
                 child.start()
@@ -255,15 +348,21 @@ class Command(BaseCommand):
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
             self.stop(children)
+            pid_files.clear()
         if failure:
             raise CommandError(failure)
         self.say("Demo stopped: sandbox, worker and web server have exited.")
 
-    def check_can_start(self, web_port: int, sandbox_port: int) -> None:
-        """Fail in one line, before anything starts (or a banner points at someone else's server), when either port
-        is taken."""
+    def check_can_start(self, web_port: int, sandbox_port: int, pid_files: PidFiles) -> None:
+        """Fail in one line, before anything starts (or a banner points at someone else's server), when a demo of
+        this checkout still runs or either port is taken."""
         if web_port == sandbox_port:
             raise CommandError(f"The web server and the sandbox need a port each; both were given {web_port}.")
+        if running := pid_files.running():
+            raise CommandError(
+                f"A demo of this checkout is still running ({', '.join(running)}; pid files in "
+                f"{pid_files.directory}): press Ctrl-C in its terminal, or run make stop (manage.py run_demo --stop)."
+            )
         for number, what, variable, option in (
             (web_port, "the web server's", "WEB_PORT", "--web-port"),
             (sandbox_port, "the sandbox's", "SANDBOX_PORT", "--sandbox-port"),
@@ -274,6 +373,30 @@ class Command(BaseCommand):
                     f"Port {number} ({what}) {problem}: choose another, e.g. make demo {variable}={other} "
                     f"(manage.py run_demo {option} {other})."
                 )
+
+    def stop_running_demo(self, pid_files: PidFiles) -> None:
+        """Stop this checkout's demo by its pid files: run_demo, if it still runs, stops its children itself (as
+        on Ctrl-C); children that a killed run_demo left behind are asked to stop, then killed."""
+        running = pid_files.running()
+        if not running:
+            pid_files.clear()
+            self.say("No demo of this checkout is running.")
+            return
+        if DEMO in running:
+            signal_each(running[DEMO], signal.SIGTERM)
+            if not wait_until(lambda: DEMO not in pid_files.running(), STOP_SECONDS + 5):
+                signal_each(running[DEMO], signal.SIGKILL)
+        # Only a child's group leader is asked: qcluster stops its own workers, but hangs if they are signalled too.
+        left = {name: members for name, members in pid_files.running().items() if name != DEMO}
+        leaders = pid_files.read()
+        signal_each([leaders[name] for name, members in left.items() if leaders[name] in members], signal.SIGTERM)
+        if not wait_until(lambda: not pid_files.running(), STOP_SECONDS):
+            for members in pid_files.running().values():
+                signal_each(members, signal.SIGKILL)
+            wait_until(lambda: not pid_files.running(), 5)
+        pid_files.clear()
+        stopped = ", ".join(name for name in (DEMO, "sandbox", "worker", "web") if name in running)
+        self.say(f"Stopped the demo of this checkout ({stopped}).")
 
     def restart_or_stop(self, child: Child) -> None:
         """Start a restartable child again, unless it exited as soon as it started (a setting to put right): then,
