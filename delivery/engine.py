@@ -112,6 +112,7 @@ class Batch:
     future: concurrent.futures.Future | None = None
     unfinished: int = 0  # fans of `ready` not done yet (counted down on the transport's loop)
     given_back: bool = False  # not started: the campaign stopped being delivered meanwhile (`Run.start`)
+    recorded: set[int] = field(default_factory=set)  # fans whose outcome is written (`Run.record_finished`)
 
     @property
     def waiting(self) -> bool:
@@ -197,6 +198,9 @@ class Run:
         self.slots = asyncio.Semaphore(settings.DELIVERY_CONCURRENCY)
         # (subscription, rotated refresh token or None, future): handed to the run's thread to store, or to check
         self.handed: queue.SimpleQueue = queue.SimpleQueue()
+        # (batch, outcome) of each fan whose calls are done, for the run's thread to write (`record_finished`)
+        self.finished: queue.SimpleQueue = queue.SimpleQueue()
+        self.recorded_at = time.monotonic()  # when this run last wrote the outcomes of fans done since
         self.batch_size = min(settings.DELIVERY_BATCH_SIZE, self.paced_batch_size())
         self.fan_permits = self.spread_permits()
         self.renewed_at = time.monotonic()  # when this run last extended its leases (`renew_leases`)
@@ -441,20 +445,43 @@ class Run:
         )
 
     def finish(self, batch: Batch, then: Batch | None = None) -> None:
-        """Answer the batch's fans as they are handed over (`settle_handed`), until every fan is done; then record
-        the batch while `then` (the next one) is in flight. `then` starts as soon as fewer of this batch's fans
-        are left than the calls a run keeps in flight: the transport never drains between batches."""
+        """Answer the batch's fans as they are handed over (`settle_handed`) and record those done
+        (`record_finished`), until every fan is done; then record the rest of the batch while `then` (the next
+        one) is in flight. `then` starts as soon as fewer of this batch's fans are left than the calls a run keeps
+        in flight: the transport never drains between batches."""
         while not batch.future.done():
             if then is not None and then.waiting and batch.unfinished < settings.DELIVERY_CONCURRENCY:
                 self.start(then)
             self.settle_handed(timeout=0.005)
             self.renew_leases(batch, then)
+            self.record_finished()
         self.settle_handed(timeout=0)
         for outcome in batch.future.result():
             batch.outcomes[outcome.subscription.pk] = outcome
         if then is not None and then.waiting:
             self.start(then)
-        self.record([batch.outcomes[subscription.pk] for subscription in batch.subscriptions])
+        rest = [batch.outcomes[sub.pk] for sub in batch.subscriptions if sub.pk not in batch.recorded]
+        batch.recorded.update(outcome.subscription.pk for outcome in rest)
+        self.record(rest)
+
+    def record_finished(self) -> None:
+        """Every DELIVERY_RECORD_SECONDS while calls are out, write the outcomes of the fans done since: a worker
+        killed mid-batch then repeats, once its leases expire, the calls that were in flight and the fans done in
+        the last moment before the kill, not every fan of its batches (a batch of a slow service takes minutes)."""
+        if time.monotonic() - self.recorded_at < settings.DELIVERY_RECORD_SECONDS:
+            return
+        self.recorded_at = time.monotonic()
+        done = []
+        while True:
+            try:
+                batch, outcome = self.finished.get_nowait()
+            except queue.Empty:
+                break
+            if outcome.subscription.pk not in batch.recorded:  # the batch's end may have written it already
+                batch.recorded.add(outcome.subscription.pk)
+                done.append(outcome)
+        if done:
+            self.record(done)
 
     def renew_leases(self, *batches: Batch | None) -> None:
         """Every quarter of a lease, extend the leases of the batches out (or claimed ahead): one slowed down by
@@ -573,9 +600,11 @@ class Run:
     async def deliver_fan(self, subscription: Claim, refresh_token: str, batch: Batch) -> Outcome:
         """Deliver one fan of `batch`, and count it off the batch's unfinished fans."""
         try:
-            return await self.deliver(subscription, refresh_token, batch)
+            outcome = await self.deliver(subscription, refresh_token, batch)
         finally:
             batch.unfinished -= 1
+        self.finished.put((batch, outcome))  # written within DELIVERY_RECORD_SECONDS (`record_finished`)
+        return outcome
 
     async def hand_over(self, subscription: Claim, rotated_token: str | None = None) -> None:
         """Hand the fan to the run's thread and wait for its answer (`settle_handed`): their rotated refresh token
@@ -685,10 +714,11 @@ class Run:
         self.transport.loop.call_soon_threadsafe(_settle, settled)
 
     def record(self, outcomes: list[Outcome]) -> None:
-        """Write the batch's outcomes (one UPDATE per kind, only where this run holds the lease, deleting the
-        tokens of the fans it finished: `settled_row`) and its attempts, in one transaction, written again if
-        PostgreSQL rolls it back to break a deadlock or the connection drops (each statement is idempotent): a
-        batch left unrecorded would be delivered again when its lease expires."""
+        """Write outcomes, a batch's fans done so far (`record_finished`) or the rest of it (`finish`): one UPDATE
+        per kind, only where this run holds the lease, deleting the tokens of the fans it finished (`settled_row`),
+        and their attempts, in one transaction, written again if PostgreSQL rolls it back to break a deadlock or
+        the connection drops (each statement is idempotent): a fan left unrecorded would be delivered again when
+        its lease expires."""
         now = timezone.now()
         settled = [settled_row(o) for o in outcomes]
         attempts = [

@@ -321,6 +321,9 @@ DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=120, minimum=
 DELIVERY_DATABASE_OUTAGE_SECONDS = env.float("DELIVERY_DATABASE_OUTAGE_SECONDS", default=60.0, minimum=0)
 DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=1000, minimum=1)  # subscriptions claimed at once
 DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=128, minimum=1)  # calls in flight per run
+# How often a run writes the outcomes of the fans done since, while its batch's calls are out: a worker killed
+# mid-batch repeats the calls in flight and the fans done in the last this-many seconds, not its whole batch.
+DELIVERY_RECORD_SECONDS = env.float("DELIVERY_RECORD_SECONDS", default=0.5, minimum=0.01)
 DELIVERY_PERMIT_BLOCK = env.int("DELIVERY_PERMIT_BLOCK", default=32, minimum=1)  # rate-limit permits taken at once
 DELIVERY_PARALLEL_RUNS = env.int("DELIVERY_PARALLEL_RUNS", default=2, minimum=1)  # runs one campaign is split into
 # How long one minute of a campaign's firing window (Campaign.spread_minutes) lasts: 60; tests shorten it.

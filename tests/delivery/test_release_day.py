@@ -158,6 +158,44 @@ def test_worker_killed_mid_delivery_loses_no_fan(sandbox, start_worker):
     assert len(repeated) <= in_flight, f"only the batches in flight may be repeated, not {repeated}"
     for user in users:
         assert sandbox.library(user)["saved"] == ([] if user in lost else [ALBUM_URI])
+
+
+def test_a_worker_killed_mid_batch_repeats_only_its_last_moment_not_the_whole_batch(sandbox, start_worker):
+    """One batch holds every fan; the fans it finished are written while its other calls are out
+    (DELIVERY_RECORD_SECONDS), so a kill repeats the calls in flight and the last moment's fans, not the batch."""
+    campaign = make_campaign(release_in=dt.timedelta(days=1))
+    users = many_fans(campaign, sandbox, "slow", 40)
+    sandbox.faults(latency_ms=100)
+    env = {
+        "DELIVERY_BATCH_SIZE": "40",
+        "DELIVERY_CONCURRENCY": "4",
+        "DELIVERY_PARALLEL_RUNS": "1",
+        "DELIVERY_LEASE_SECONDS": "3",
+        "DELIVERY_RECORD_SECONDS": "0.2",
+        "Q_WORKERS": "1",
+    }
+    first = start_worker(**env)
+    scheduling.deliver_now(campaign)
+
+    wait_for(lambda: len(sandbox.writes()) >= 24, timeout=60, message="most of the batch saved")
+    first.kill()
+    saved_at_kill = len(sandbox.writes())
+    assert saved_at_kill < len(users), "the kill happened mid-batch"
+    recorded_at_kill = Subscription.objects.filter(campaign=campaign, status="delivered").count()
+    assert recorded_at_kill > 0, "fans done while the batch was out are written before its end"
+
+    start_worker(**env)
+    scheduling.deliver_now(campaign)
+    wait_for(lambda: all_settled(campaign), timeout=90, message="the run after the crash")
+
+    repeated = [user for user in users if len(sandbox.writes(user)) > 1]
+    # In flight at the kill: 4 calls; done since the last write: what 4 calls in flight finish in 0.2 s (a fan
+    # is two calls of 100 ms: about 4 fans), with room for a slow machine. The batch had 24 saved or more.
+    assert len(repeated) <= 4 + 8, f"more than the calls in flight and the last moment repeated: {repeated}"
+    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) <= {
+        "delivered",
+        "revoked",
+    }
     assert not Credential.objects.filter(subscription__campaign=campaign).exists(), "delivered or revoked: none kept"
 
 
