@@ -53,6 +53,7 @@ from delivery.gctuning import tuned_for_delivery
 from delivery.models import DeliveryAttempt
 from delivery.ratelimit import RateLimiter, limiter_for
 from delivery.services import ReleaseNotFound, Service, ServiceError, ServicePaused, TokenRevoked, get_service
+from delivery.services.base import Call, DeliveryCalls, Reply
 from delivery.transport import AsyncTransport
 from fans import vault
 from fans.models import Subscription, credential_aad
@@ -218,13 +219,13 @@ class Run:
 
     def paced_batch_size(self) -> int:
         """Under a rate limit, a batch of about RECORDED_EVERY_SECONDS of fans at the slowest service's pace (two
-        calls a fan, three with a follow): a batch is recorded, and the console's progress moves, when its last
-        fan is done, and a full batch at a low limit would take minutes."""
+        calls a fan, one more with a follow, two more with a playlist): a batch is recorded, and the console's
+        progress moves, when its last fan is done, and a full batch at a low limit would take minutes."""
         limiters = [limiter_for(cls.key) for cls in self.campaign.offered_services()]
         paces = [limiter.limit / limiter.window_seconds for limiter in limiters if not limiter.unlimited]
         if not paces:
             return settings.DELIVERY_BATCH_SIZE
-        calls_per_fan = 3 if self.campaign.follow_artist else 2
+        calls_per_fan = 2 + self.campaign.follow_artist + 2 * bool(self.campaign.playlist_name)  # make it, fill it
         return max(MIN_PACED_BATCH, int(min(paces) / calls_per_fan * RECORDED_EVERY_SECONDS))
 
     def spread_permits(self) -> Permits | None:
@@ -246,12 +247,12 @@ class Run:
         return Permits(limiter, self.transport, block)
 
     def resolve(self, service: Service) -> ReleaseNotFound | None:
-        """Once per run and service: find the release on the service (by URI, else UPC/ISRC); why not, when the
-        service does not know it (yet). A passing error (a 5xx, a timeout, a pause) goes up, as `failed_checks`
-        keeps it for the batch."""
+        """Once per run and service: find the release on the service (by URI, else UPC/ISRC), and what else its
+        calls need (`Service.prepare_delivery`: a playlist's tracks); why not, when the service does not know it
+        (yet). A passing error (a 5xx, a timeout, a pause) goes up, as `failed_checks` keeps it for the batch."""
         if service.key not in self.resolved:
             try:
-                self.checked((service.key, ""), service.resolve_release, self.release)
+                self.checked((service.key, ""), service.prepare_delivery, self.campaign)
                 self.resolved[service.key] = None
             except ReleaseNotFound as exc:
                 self.resolved[service.key] = exc
@@ -631,14 +632,17 @@ class Run:
                     await self.hand_over(subscription, tokens.refresh_token)
             market = self.market_of(subscription)
             checked = False
-            for call in service.delivery_calls(access_token, campaign, market):
+            calls = service.delivery_calls(access_token, campaign, market, done=tuple(done))
+            reply = None
+            while (call := next_call(calls, reply)) is not None:
+                reply = None  # what the service's next call is built from (None: skipped)
                 if call.name in done:
                     continue  # done by an earlier try: a save that went through is not sent again
                 name = call.name
-                await self.call(service, call, still_subscribed=None if checked else subscription)
+                reply = await self.call(service, call, still_subscribed=None if checked else subscription)
                 checked = True
                 if call.once:
-                    done.append(call.name)
+                    done.append(call.done_as(reply) if call.done_as else call.name)
         except Exception as exc:  # noqa: BLE001 - sorted by classify(); one fan never stops the run
             outcome = self.classify(subscription, name, exc)
             outcome.done_calls = " ".join(done)
@@ -769,7 +773,7 @@ def what_is_delivered(campaign: Campaign) -> tuple:
     return (
         (release.pk, release.kind, release.upc, release.isrc, release.spotify_uri),
         (artist.pk, artist.spotify_uri),
-        (campaign.save_release, campaign.follow_artist),
+        (campaign.save_release, campaign.follow_artist, campaign.playlist_name),
     )
 
 
@@ -788,6 +792,14 @@ def settled_row(o: Outcome) -> bulk.Settled:
     retryable = o.result == Result.FAILED and message.startswith(GAVE_UP)
     # The Subscription.Status of the outcome's name.
     return bulk.Settled(pk, o.result, message, True, None, done, forget_token=not retryable)
+
+
+def next_call(calls: DeliveryCalls, reply: Reply | None) -> Call | None:
+    """The service's next delivery call, built knowing `reply` (the answer to the one before); None when done."""
+    try:
+        return calls.send(reply)
+    except StopIteration:
+        return None
 
 
 def _settle(settled: list[tuple[asyncio.Future, Exception | None]]) -> None:

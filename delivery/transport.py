@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from delivery.services.base import CONNECTION_MESSAGE, TIMEOUT_MESSAGE, Call, Re
 
 T = TypeVar("T")
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+JSON_CONTENT_TYPE = "application/json"
 
 
 class AsyncTransport:
@@ -53,6 +55,8 @@ class AsyncTransport:
         headers, body = call.headers, None
         if call.form is not None:  # encoded here: aiohttp's FormData costs more per call than the request itself
             headers, body = {**call.headers, "Content-Type": FORM_CONTENT_TYPE}, urlencode(call.form).encode()
+        elif call.json is not None:
+            headers, body = {**call.headers, "Content-Type": JSON_CONTENT_TYPE}, json.dumps(call.json).encode()
         try:
             async with self.session.request(
                 call.method, call.url, params=call.params, data=body, headers=headers

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 # (Apple Music) says the email box does nothing with it (NO_EMAIL_SHARED); v7: Deezer's offline_access words
 # keep the permission until release day's work is done (delivery.engine deletes the token then), not until the
 # fan takes it back, and WHAT_WE_KEEP says so for every service; v8: REVOKE_ANY_TIME no longer says our emails
-# carry a cancel link (a pre-saving fan gets none before release day), and names the service's own settings
-WORDING_VERSION = "2026-11-v8"
+# carry a cancel link (a pre-saving fan gets none before release day), and names the service's own settings;
+# v9: a campaign may add the release to a private playlist it names, made in the fan's account (Spotify only: its
+# list names the playlist and asks playlist-modify-private, the other services' lists don't change)
+WORDING_VERSION = "2026-11-v9"
 
 EMAIL_OPT_IN_LABEL = "Also email me when it drops"
 EMAIL_ONLY_IF_TICKED = "Only if you tick “{label}”:"

@@ -145,6 +145,7 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
         "service_label": service.label,
         "saves": "save" in actions,
         "follows": "follow" in actions,
+        "playlist": campaign.playlist_name if "playlist" in actions else "",
         "privacy_link_lasts": timeuntil(now + dt.timedelta(seconds=settings.PRIVACY_LINK_MAX_AGE), now),
         "revoke_token": revoke_token,
         "email_opt_in": presaved.get("email_opt_in", False),

@@ -246,6 +246,7 @@ class CampaignAdminForm(forms.ModelForm):
             "page_text",
             "save_release",
             "follow_artist",
+            "playlist_name",
             "offer_email_optin",
             "firing",
             "default_market",
@@ -323,7 +324,10 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["release", "slug", "status"]}),
         ("Page", {"fields": ["subtitle", "page_text"]}),
-        ("What a pre-save does", {"fields": ["services", "save_release", "follow_artist", "offer_email_optin"]}),
+        (
+            "What a pre-save does",
+            {"fields": ["services", "save_release", "follow_artist", "playlist_name", "offer_email_optin"]},
+        ),
         ("Release day", {"fields": ["firing", "default_market", "spread_minutes"]}),
     ]
 

@@ -62,6 +62,12 @@ spotify_release_validator = RegexValidator(
     f"^spotify:(album|track):{SPOTIFY_ID}$",
     "Paste the release's Spotify URI, e.g. spotify:album:4aawyAB9vmqN3uQ7FjRGTy.",
 )
+PLAYLIST_NAME_MAX = 100  # the lead's limit: it fits the fans' apps' playlist lists, and every service's own
+playlist_name_validator = RegexValidator(  # a line break or a NUL would reach the fans' accounts as it is
+    r"[\x00-\x1f\x7f-\x9f]",
+    "A playlist name can't hold line breaks, tabs or other control characters.",
+    inverse_match=True,
+)
 
 
 class Artist(models.Model):
@@ -157,6 +163,11 @@ class ReleaseLink(models.Model):
             raise ValidationError({"url": "Enter a web address starting with https:// (or http://)."})
 
 
+# What a service can't do, and what a campaign that does only that does, in the words of Campaign.clean.
+CANNOT_WORDS = {"follow": "follow artists", "playlist": "add releases to playlists"}
+ONLY_WORDS = {"follow": "follows the artist", "playlist": "adds the release to a playlist"}
+
+
 class CampaignQuerySet(models.QuerySet):
     def public(self) -> CampaignQuerySet:
         """The campaigns the public may see (anything but a draft), with their release and artist."""
@@ -180,6 +191,15 @@ class Campaign(models.Model):
     page_text = models.TextField(blank=True)
     save_release = models.BooleanField("save the release to the fan's library", default=True)
     follow_artist = models.BooleanField("follow the artist", default=False)
+    playlist_name = models.CharField(
+        "add the release to a playlist named",
+        max_length=PLAYLIST_NAME_MAX,
+        blank=True,
+        validators=[playlist_name_validator],
+        help_text="Blank: no playlist. Otherwise, on release day we create a private playlist with this name in each "
+        "fan's own account and add the release's tracks to it, e.g. “Glass Harbour — Pre-saves”. Spotify only: "
+        "Apple Music and Deezer fans get the rest.",
+    )
     offer_email_optin = models.BooleanField("offer the “email me when it drops” opt-in", default=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT, db_index=True)
     firing = models.CharField(
@@ -230,11 +250,17 @@ class Campaign(models.Model):
         return settings.PUBLIC_BASE_URL + self.get_absolute_url()
 
     def clean(self) -> None:
-        if not self.save_release and not self.follow_artist:
+        self.playlist_name = self.playlist_name.strip()
+        if not self.save_release and not self.follow_artist and not self.playlist_name:
             raise ValidationError(
-                {"save_release": "A pre-save must save the release, follow the artist, or both: tick at least one."}
+                {
+                    "save_release": "A pre-save must save the release, follow the artist or add it to a playlist: "
+                    "tick or fill in at least one."
+                }
             )
-        if self.follow_artist and self.release_id:
+        if not self.release_id:
+            return
+        if self.follow_artist:
             artist = self.release.artist
             missing = [(cls.label, needs) for cls in self.selected_services() if (needs := cls().follow_needs(artist))]
             if missing:
@@ -247,18 +273,20 @@ class Campaign(models.Model):
                         ]
                     }
                 )
-            idle = [cls.label for cls in self.selected_services() if not cls().actions(self)]
-            if idle:  # a campaign that only follows, offering a service that can't follow
-                raise ValidationError(
-                    {
-                        "services": [
-                            f"{label} can't follow artists, so its fans would get nothing from a pre-save that only "
-                            f"follows the artist. Save the release too, or don't offer {label} (tick only the "
-                            "services to offer)."
-                            for label in idle
-                        ]
-                    }
-                )
+        idle = [cls.label for cls in self.selected_services() if not cls().actions(self)]
+        if idle:  # a campaign that does not save, offering a service that can do none of what it does instead
+            asked = [action for action, on in (("follow", self.follow_artist), ("playlist", self.playlist_name)) if on]
+            cannot = " or ".join(CANNOT_WORDS[action] for action in asked)
+            only = " and ".join(ONLY_WORDS[action] for action in asked)
+            raise ValidationError(
+                {
+                    "services": [
+                        f"{label} can't {cannot}, so its fans would get nothing from a pre-save that only {only}. "
+                        f"Save the release too, or don't offer {label} (tick only the services to offer)."
+                        for label in idle
+                    ]
+                }
+            )
 
     def firing_time(self, market: str = "") -> dt.datetime:
         """When delivery fires for fans in `market` ("" or unknown: the campaign's default market)."""

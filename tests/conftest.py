@@ -75,6 +75,10 @@ class Sandbox(SandboxClient):
     def library(self, user_id: str) -> dict:
         return self.control("GET", f"users/{user_id}/library")
 
+    def playlists(self, user_id: str) -> list:
+        """The Spotify playlists the user made, oldest first, each with its items."""
+        return self.control("GET", f"users/{user_id}/playlists")
+
     def writes(self, user_id: str | None = None) -> list:
         return self.control("GET", "writes" + (f"?user={user_id}" if user_id else ""))
 

@@ -54,6 +54,7 @@ def make_control_app(state: SandboxState) -> web.Application:
             web.post("/users/{id}/age", control.age_user),
             web.post("/users/{id}/authorize", control.authorize_user),
             web.get("/users/{id}/library", control.user_library),
+            web.get("/users/{id}/playlists", control.user_playlists),
             web.post("/deezer/users/{id}/authorize", control.authorize_deezer_user),
             web.post("/apple_music/users/{id}/authorize", control.authorize_apple_music_user),
             web.post("/catalog/artists", control.add_artist),
@@ -191,6 +192,14 @@ class Control:
         """GET /_sandbox/users/<id>/library → {"saved": [album/track URIs], "following": [artist URIs]}"""
         library = self.state.library(self._user(request).id)
         return web.json_response({"saved": list(library.saved), "following": list(library.following)})
+
+    async def user_playlists(self, request: web.Request) -> web.Response:
+        """GET /_sandbox/users/<id>/playlists → the Spotify playlists the user made, oldest first:
+        [{"id", "name", "public", "collaborative", "description", "items": [track URIs, duplicates kept]}]"""
+        library = self.state.library(self._user(request).id)
+        shown = ("id", "name", "public", "collaborative", "description", "items")
+        playlists = [asdict(self.state.playlists[playlist_id]) for playlist_id in library.playlists]
+        return web.json_response([{key: playlist[key] for key in shown} for playlist in playlists])
 
     def _grant_request(self, body: Mapping[str, Any]) -> tuple[str, str]:
         """The client id and scope of a direct authorization, checked (default: the first client, all scopes)."""

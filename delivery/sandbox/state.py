@@ -153,6 +153,21 @@ class Track:
 class Library:
     saved: dict[str, float] = field(default_factory=dict)  # album/track URI → when saved
     following: dict[str, float] = field(default_factory=dict)  # artist URI → when followed
+    playlists: list[str] = field(default_factory=list)  # ids of the playlists the user made, oldest first
+
+
+@dataclass
+class Playlist:
+    """A Spotify playlist: its items are track URIs in order, duplicates kept (Spotify adds what it is sent)."""
+
+    id: str
+    owner_id: str
+    name: str
+    public: bool
+    collaborative: bool
+    description: str
+    items: list[str] = field(default_factory=list)
+    version: int = 1  # counted up by each change: the snapshot id's source
 
 
 @dataclass
@@ -234,6 +249,7 @@ class SandboxState:
     service_ids: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (service, kind, its id) → id
     artist_followers: Counter[str] = field(default_factory=Counter)
     libraries: dict[str, Library] = field(default_factory=dict)
+    playlists: dict[str, Playlist] = field(default_factory=dict)  # by id
     writes: list[Write] = field(default_factory=list)
     counters: Counters = field(default_factory=Counters)
     # client id → monotonic times of that app's requests inside the rate-limit window
@@ -418,6 +434,24 @@ class SandboxState:
         else:
             library.saved.pop(uri, None)
         self._log(user_id, uri, endpoint)
+
+    def create_playlist(
+        self, user_id: str, name: str, *, public: bool, collaborative: bool, description: str, endpoint: str
+    ) -> Playlist:
+        """A new playlist of `user_id`'s (logged as a write of its URI)."""
+        playlist_id = "".join(secrets.choice(BASE62) for _ in range(22))
+        playlist = Playlist(playlist_id, user_id, name, public, collaborative, description)
+        self.playlists[playlist_id] = playlist
+        self.library(user_id).playlists.append(playlist_id)
+        self._log(user_id, f"spotify:playlist:{playlist_id}", endpoint)
+        return playlist
+
+    def add_to_playlist(self, user_id: str, playlist: Playlist, uris: list[str], endpoint: str) -> None:
+        """Append `uris` to `playlist` as `user_id` (each logged as a write)."""
+        playlist.items.extend(uris)
+        playlist.version += 1
+        for uri in uris:
+            self._log(user_id, uri, endpoint)
 
     def contains(self, user_id: str, uri: str) -> bool:
         library = self.library(user_id)

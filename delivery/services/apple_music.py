@@ -17,6 +17,7 @@ import hashlib
 import re
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -27,6 +28,7 @@ from django.urls import reverse
 from delivery.services.base import (
     APP_REFUSED_PAUSE_SECONDS,
     Call,
+    DeliveryCalls,
     Profile,
     RateLimited,
     Reply,
@@ -205,22 +207,22 @@ class AppleMusic(Service):
 
     # Release day
 
-    def delivery_calls(self, access_token: str, campaign: Campaign, market: str = "") -> list[Call]:
+    def delivery_calls(
+        self, access_token: str, campaign: Campaign, market: str = "", *, done: Sequence[str] = ()
+    ) -> DeliveryCalls:
         """developer.apple.com/documentation/applemusicapi/add-a-resource-to-a-library
         (POST /v1/me/library?ids[albums]= → 202; ids it can't add are silently ignored), then the check that it
         is there: …/get-a-catalog-album-s-relationship-directly-by-name (GET …/albums/{id}/library).
         Apple Music has no artist follow. Neither call is `once`: a retry after a failed check adds again."""
         if "save" not in self.actions(campaign):
-            return []
+            return
         storefront = _storefront(market)
         catalog_id = self.catalog_id(campaign.release, storefront)
         if catalog_id is None:
             raise ServiceError(f"The release is not in Apple Music's {storefront.upper()} storefront.")
         kind = RESOURCE_TYPES[catalog_lookup(campaign.release)[0]]
-        return [
-            self._call("save", "POST", "/v1/me/library", access_token, params={f"ids[{kind}]": catalog_id}),
-            self._call("verify", "GET", f"/v1/catalog/{storefront}/{kind}/{catalog_id}/library", access_token),
-        ]
+        yield self._call("save", "POST", "/v1/me/library", access_token, params={f"ids[{kind}]": catalog_id})
+        yield self._call("verify", "GET", f"/v1/catalog/{storefront}/{kind}/{catalog_id}/library", access_token)
 
     def _call(
         self, name: str, method: str, path: str, music_user_token: str = "", params: dict[str, str] | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -123,10 +123,14 @@ class Call:
     url: str
     params: dict[str, str] = field(default_factory=dict)
     form: dict[str, str] | None = None
+    json: dict[str, Any] | None = None  # a JSON body
     headers: dict[str, str] = field(default_factory=dict)
     # A library write whose success stands: once done, a later try of the same fan skips it (a save that went
     # through is not sent again because the follow after it failed). Subscription.done_calls keeps the names.
     once: bool = False
+    # What a `once` call's success is recorded as, from its answer (default: its name): Spotify's playlist
+    # creation keeps the new playlist's id, so that a later try adds to that one instead of making another.
+    done_as: Callable[[Reply], str] | None = None
 
     def __repr__(self) -> str:  # headers and form carry secrets
         return f"Call({self.name!r}, {self.method} {self.url})"
@@ -154,6 +158,10 @@ class Reply:
         markup (a proxy's error page) gives ""."""
         text = " ".join(self.body[: limit * 4].decode("utf-8", "replace").split())[:limit]
         return "" if text.startswith("<") else text
+
+
+# What `Service.delivery_calls` gives: calls, each sent its reply (None when skipped).
+DeliveryCalls = Generator[Call, Reply | None, None]
 
 
 def basic_auth(user: str, password: str) -> dict[str, str]:
@@ -197,7 +205,10 @@ class Service:
     identity_kept: ClassVar[str] = "your {label} name and account id"
     # Whether this service can follow an artist for the fan at all (Apple Music can't).
     can_follow: ClassVar[bool] = True
-    # The fan's words for each release-day action this service takes, "save" and "follow" (the consent's list).
+    # Whether it can make a playlist in the fan's account and add the release to it (only Spotify does).
+    can_add_to_playlist: ClassVar[bool] = False
+    # The fan's words for each release-day action this service takes, "save", "follow" and "playlist" (the
+    # consent's list); "{playlist}" stands for the campaign's playlist name.
     action_words: ClassVar[Mapping[str, str]] = {}
     # The fan's words for each other scope this service asks for (the consent's list).
     scope_words: ClassVar[Mapping[str, str]] = {}
@@ -213,13 +224,16 @@ class Service:
     def actions(self, campaign: Campaign) -> list[str]:
         """What this service does for `campaign`'s fans on release day, in order: "save" (the release to the
         fan's library) when the campaign saves it, "follow" (the artist) when the campaign follows and this
-        service can follow this artist. The one rule behind the scopes asked for, the consent's words, the
-        thank-you page and `delivery_calls`."""
+        service can follow this artist, "playlist" (add the release to a playlist of the fan's, made for it) when
+        the campaign names a playlist and this service can. The one rule behind the scopes asked for, the
+        consent's words, the thank-you page and `delivery_calls`."""
         actions = []
         if campaign.save_release:
             actions.append("save")
         if campaign.follow_artist and self.can_follow and not self.follow_needs(campaign.release.artist):
             actions.append("follow")
+        if campaign.playlist_name and self.can_add_to_playlist:
+            actions.append("playlist")
         return actions
 
     # Authorization (the fan's browser, then our callback)
@@ -228,7 +242,7 @@ class Service:
         raise NotImplementedError
 
     def action_descriptions(self, campaign: Campaign) -> list[str]:
-        return [self.action_words[action] for action in self.actions(campaign)]
+        return [self.action_words[action].format(playlist=campaign.playlist_name) for action in self.actions(campaign)]
 
     def scope_descriptions(self, scopes: list[str]) -> list[str]:
         return [self.scope_words[scope] for scope in scopes if scope in self.scope_words]
@@ -258,11 +272,20 @@ class Service:
         """The tokens in a `refresh_call` (or exchange) answer."""
         raise ServiceError(f"{self.label} has no token refresh.", permanent=True)
 
-    def delivery_calls(self, access_token: str, campaign: Campaign, market: str = "") -> list[Call]:
-        """The library actions the campaign promised, in order (save the release, follow the artist), for a fan
-        in `market` (ISO 3166-1 alpha-2). A call whose answer shows the action did not happen raises from `check`.
-        """
+    def delivery_calls(
+        self, access_token: str, campaign: Campaign, market: str = "", *, done: Sequence[str] = ()
+    ) -> DeliveryCalls:
+        """The library actions the campaign promised, in order (save the release, follow the artist, the
+        playlist), for a fan in `market` (ISO 3166-1 alpha-2): a generator of `Call`s, sent each call's reply
+        (None for a `once` call the engine skipped, its name being in `done`), so that a call can be built from the
+        answer to the one before it. `done`: what earlier tries of this fan did (Subscription.done_calls). A call
+        whose answer shows the action did not happen raises from `check`."""
         raise NotImplementedError
+
+    def prepare_delivery(self, campaign: Campaign) -> None:
+        """Find the release (`resolve_release`), and what else the campaign's `delivery_calls` need from the
+        catalog: once per delivery run, on the run's own thread, before its fans' calls."""
+        self.resolve_release(campaign.release)
 
     def delivery_note(self, campaign: Campaign) -> str:
         """A promised action `delivery_calls` leaves out, in words for the delivery log ("" when none is)."""
@@ -290,11 +313,17 @@ class Service:
 
     def staff_warnings(self, campaign: Campaign) -> list[str]:
         """What may go wrong with this campaign on this service, in words for the campaign's staff (here: a release
-        this service can't find; services add their own)."""
+        this service can't find, a playlist it can't make; services add their own)."""
+        warnings = []
+        if campaign.playlist_name and not self.can_add_to_playlist:
+            warnings.append(
+                f"{self.label} can't add the release to a playlist: its fans get the rest of the pre-save, without "
+                "the playlist."
+            )
         if self.can_deliver(campaign.release):
-            return []
+            return warnings
         hours = settings.DELIVERY_AVAILABILITY_WAIT_HOURS
-        return [
+        return warnings + [
             f"{self.label} finds the release by its {self.release_identifiers(campaign.release)}, and this release "
             f"has none: its {self.label} fans will wait on release day, and fail {hours} hour{pluralize(hours)} "
             "later, unless one is added."
@@ -317,6 +346,7 @@ class Service:
                 call.url,
                 params=call.params,
                 data=call.form,
+                json=call.json,
                 headers=call.headers,
                 timeout=self.timeout,
             )

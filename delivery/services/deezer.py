@@ -10,7 +10,7 @@ Deezer answers most errors with HTTP 200 and a body `{"error": {"type", "message
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -18,6 +18,7 @@ from django.conf import settings
 
 from delivery.services.base import (
     Call,
+    DeliveryCalls,
     Profile,
     RateLimited,
     ReleaseNotFound,
@@ -155,18 +156,18 @@ class Deezer(Service):
             return market in (body.get("available_countries") or [])
         return body.get("available") is not False
 
-    def delivery_calls(self, access_token: str, campaign: Campaign, market: str = "") -> list[Call]:
+    def delivery_calls(
+        self, access_token: str, campaign: Campaign, market: str = "", *, done: Sequence[str] = ()
+    ) -> DeliveryCalls:
         """developers.deezer.com/api/user/albums and .../user/tracks (POST album_id / track_id: add to
         favourites), developers.deezer.com/api/user/artists (POST artist_id: follow). Each answers `true`."""
         self.resolve_release(campaign.release)
         kind, item_id, artist_id = self.found[campaign.release.pk]
         actions = self.actions(campaign)
-        calls = []
         if "save" in actions:
-            calls.append(self._post(access_token, "save", f"/user/me/{kind}s", **{f"{kind}_id": item_id}))
+            yield self._post(access_token, "save", f"/user/me/{kind}s", **{f"{kind}_id": item_id})
         if "follow" in actions and artist_id:
-            calls.append(self._post(access_token, "follow", "/user/me/artists", artist_id=artist_id))
-        return calls
+            yield self._post(access_token, "follow", "/user/me/artists", artist_id=artist_id)
 
     def delivery_note(self, campaign: Campaign) -> str:
         if "follow" in self.actions(campaign) and not self.found.get(campaign.release.pk, ("", "", ""))[2]:

@@ -10,6 +10,7 @@ import datetime as dt
 import re
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -19,6 +20,7 @@ from delivery.services.base import (
     APP_REFUSED_PAUSE_SECONDS,
     AccountNotAllowed,
     Call,
+    DeliveryCalls,
     Profile,
     RateLimited,
     ReleaseNotFound,
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from releases.models import Artist, Campaign, Release
 
 RETRY_AFTER_SECONDS = 1.0  # when a 429 names no Retry-After
-APP_CALLS = frozenset({"app-token", "resolve", "availability"})  # made with our app's token, no fan's
+APP_CALLS = frozenset({"app-token", "resolve", "availability", "album-tracks"})  # made with our app's token
 # Development mode's 403s, worded differently over the years and sent as plain text or JSON: "User not registered
 # in the Developer Dashboard", "User not approved for app", "…the user may not be registered", "The user is not
 # registered for this application…" (github.com/zmb3/spotify/issues/232, spotipy-dev/spotipy/issues/688).
@@ -49,10 +51,18 @@ OWNER_PREMIUM_REQUIRED = re.compile(r"premium subscription required for the owne
 ACTION_WORDS = {
     "save": "Save this release to your Spotify library on release day.",
     "follow": "Follow the artist on Spotify.",
+    "playlist": "Create a private playlist “{playlist}” in your Spotify account on release day, and add this release "
+    "to it.",
 }
 # The scope each action needs. A follow asks user-follow-modify through /v1/me/library (an artist URI) as through
 # the legacy /v1/me/following: the sandbox requires it for an artist URI (the reference leaves that scope open ⚠).
-ACTION_SCOPES = {"save": "user-library-modify", "follow": "user-follow-modify"}
+# The playlist needs no read scope: a later try finds the playlist an earlier one made by the id it kept
+# (`PLAYLIST_MADE`), where listing the fan's playlists would need playlist-read-private (all their private ones).
+ACTION_SCOPES = {"save": "user-library-modify", "follow": "user-follow-modify", "playlist": "playlist-modify-private"}
+PLAYLIST_MADE = "playlist-made:"  # + the playlist's id, in Subscription.done_calls once it is created
+PLAYLIST_MAX_URIS = 100  # per add: developer.spotify.com/documentation/web-api/reference/add-items-to-playlist
+ALBUM_TRACKS_PAGE = 50
+MISSING_SCOPE = "Insufficient client scope"  # Spotify's 403 for a token without the scope an endpoint needs
 SCOPE_WORDS = {
     "user-read-email": "Read your email address, so we can email you when it drops.",
 }
@@ -64,6 +74,7 @@ class Spotify(Service):
     # Refresh tokens expire six months after the fan authorized, however often they are refreshed.
     # developer.spotify.com/blog/2026-06-18-refresh-token-expiration
     authorization_lifetime = dt.timedelta(days=182)
+    can_add_to_playlist = True
     action_words = ACTION_WORDS
     scope_words = SCOPE_WORDS
 
@@ -75,6 +86,7 @@ class Spotify(Service):
         self.client_secret = settings.SPOTIFY_CLIENT_SECRET
         self.legacy_library = settings.SPOTIFY_LIBRARY_API == "legacy"
         self._app_token: tuple[str, float] | None = None  # (token, monotonic expiry) for catalog reads
+        self.track_uris: dict[str, list[str]] = {}  # release URI → its tracks' URIs (`prepare_delivery`)
         self._app_token_lock = threading.Lock()  # markets are checked from several threads at once
 
     @classmethod
@@ -170,27 +182,66 @@ class Spotify(Service):
         kind, spotify_id = release.spotify_uri.split(":")[1:]
         return f"https://open.spotify.com/{kind}/{spotify_id}"
 
-    def delivery_calls(self, access_token: str, campaign: Campaign, market: str = "") -> list[Call]:
+    def delivery_calls(
+        self, access_token: str, campaign: Campaign, market: str = "", *, done: Sequence[str] = ()
+    ) -> DeliveryCalls:
         """developer.spotify.com/documentation/web-api/reference/save-library-items (PUT /v1/me/library, with
         the artist's URI to follow); with SPOTIFY_LIBRARY_API=legacy: .../save-albums-user, .../save-tracks-user
-        and .../follow-artists-users (PUT /v1/me/following?type=artist)."""
+        and .../follow-artists-users (PUT /v1/me/following?type=artist); then the playlist (`playlist_calls`)."""
         release = campaign.release
         actions = self.actions(campaign)
-        calls = []
         if "save" in actions:
             kind, spotify_id = release.spotify_uri.split(":")[1:]
             if self.legacy_library:
-                calls.append(self._put(access_token, "save", f"/v1/me/{kind}s", ids=spotify_id))
+                yield self._put(access_token, "save", f"/v1/me/{kind}s", ids=spotify_id)
             else:
-                calls.append(self._put(access_token, "save", "/v1/me/library", uris=release.spotify_uri))
+                yield self._put(access_token, "save", "/v1/me/library", uris=release.spotify_uri)
         if "follow" in actions:  # only with the artist's URI (follow_needs)
             artist_uri = release.artist.spotify_uri
             if self.legacy_library:
                 artist_id = artist_uri.rsplit(":", 1)[1]
-                calls.append(self._put(access_token, "follow", "/v1/me/following", type="artist", ids=artist_id))
+                yield self._put(access_token, "follow", "/v1/me/following", type="artist", ids=artist_id)
             else:
-                calls.append(self._put(access_token, "follow", "/v1/me/library", uris=artist_uri))
-        return calls
+                yield self._put(access_token, "follow", "/v1/me/library", uris=artist_uri)
+        if "playlist" in actions and "playlist" not in done:
+            yield from self.playlist_calls(access_token, campaign, done)
+
+    def playlist_calls(self, access_token: str, campaign: Campaign, done: Sequence[str]) -> DeliveryCalls:
+        """developer.spotify.com/documentation/web-api/reference/create-playlist (POST /v1/me/playlists → 201,
+        the playlist), then .../add-items-to-playlist (POST /v1/playlists/{id}/items, 100 URIs at most → 201).
+
+        The action is done ("playlist") once the release's tracks are in. The creation is kept with the new
+        playlist's id (PLAYLIST_MADE), so a try after a failed add adds to that playlist instead of making another."""
+        made = [entry.removeprefix(PLAYLIST_MADE) for entry in done if entry.startswith(PLAYLIST_MADE)]
+        if made:
+            playlist_id = made[0]
+        else:
+            body = {"name": campaign.playlist_name, "public": False, "description": self.playlist_description(campaign)}
+            created = yield self._post_json(
+                access_token, "playlist-create", "/v1/me/playlists", body, done_as=self.playlist_made
+            )
+            playlist_id = self.playlist_made(created).removeprefix(PLAYLIST_MADE)
+        uris = self.release_tracks(campaign.release.spotify_uri)
+        chunks = [uris[start : start + PLAYLIST_MAX_URIS] for start in range(0, len(uris), PLAYLIST_MAX_URIS)]
+        for number, chunk in enumerate(chunks, 1):
+            # An album of more than 100 tracks takes several adds: each is done once, the last completes the action.
+            name = "playlist" if number == len(chunks) else f"playlist-items:{number}"
+            yield self._post_json(access_token, name, f"/v1/playlists/{playlist_id}/items", {"uris": chunk})
+
+    def playlist_description(self, campaign: Campaign) -> str:
+        release = campaign.release
+        return f"{release.title} by {release.artist.name}, added on release day because you pre-saved it."
+
+    def playlist_made(self, reply: Reply | None) -> str:
+        """What the creation's answer is recorded as: PLAYLIST_MADE and the new playlist's id."""
+        playlist_id = self.json_object(reply).get("id") if reply is not None else None
+        if not playlist_id or not isinstance(playlist_id, str):
+            raise ServiceError("Spotify's answer to the playlist's creation had no playlist id.")
+        return PLAYLIST_MADE + playlist_id
+
+    def _post_json(self, access_token: str, name: str, path: str, body: dict, **options) -> Call:
+        url = f"{self.api_url}{path}"
+        return Call(name, "POST", url, json=body, headers=bearer(access_token), once=True, **options)
 
     def _put(self, access_token: str, name: str, path: str, **params: str) -> Call:
         return Call(name, "PUT", f"{self.api_url}{path}", params=params, headers=bearer(access_token), once=True)
@@ -224,6 +275,40 @@ class Spotify(Service):
         release.spotify_uri = str(items[0]["uri"])
         type(release).objects.filter(pk=release.pk).update(spotify_uri=release.spotify_uri)
         return release.spotify_uri
+
+    def prepare_delivery(self, campaign: Campaign) -> None:
+        """The release, and for a playlist its tracks (`release_tracks`): looked up once per run, not per fan."""
+        uri = self.resolve_release(campaign.release)
+        if "playlist" in self.actions(campaign):
+            self.release_tracks(uri)
+
+    def release_tracks(self, uri: str) -> list[str]:
+        """The URIs of the release's tracks, in order: a track's own, an album's from
+        developer.spotify.com/documentation/web-api/reference/get-an-albums-tracks (GET /v1/albums/{id}/tracks,
+        50 a page). Kept for this client's life."""
+        if uri in self.track_uris:
+            return self.track_uris[uri]
+        kind, spotify_id = uri.split(":")[1:]
+        uris = [uri] if kind == "track" else []
+        offset = 0
+        while kind == "album":
+            call = Call(
+                "album-tracks",
+                "GET",
+                f"{self.api_url}/v1/albums/{spotify_id}/tracks",
+                params={"limit": str(ALBUM_TRACKS_PAGE), "offset": str(offset)},
+                headers=bearer(self.app_token()),
+            )
+            page = self.json_object(self.run(call))
+            items = [item for item in page.get("items") or [] if isinstance(item, dict) and item.get("uri")]
+            uris += [str(item["uri"]) for item in items]
+            offset += ALBUM_TRACKS_PAGE
+            if not items or not page.get("next"):
+                break
+        if not uris:  # an album announced before its tracks: its fans wait, as for a release not out
+            raise ReleaseNotFound(f"Spotify lists no tracks for this album yet ({uri}).")
+        self.track_uris[uri] = uris
+        return uris
 
     def is_available(self, release: Release, market: str) -> bool:
         """developer.spotify.com/documentation/web-api/reference/get-an-album (…/get-track) with `market`:
@@ -292,6 +377,13 @@ class Spotify(Service):
             raise AccountNotAllowed(message, status=status)
         if status == 403 and call.name in APP_CALLS:  # made with our app's token: never the fan's failure
             raise ServiceError(f"Spotify refused our app's request ({detail or 'forbidden'}, 403).", status=status)
+        if status == 403 and detail == MISSING_SCOPE:  # the campaign added an action after the fan agreed
+            action = call.name.split("-")[0]  # playlist-create is the playlist's
+            message = (
+                f"Spotify refused the {action}: the fan's permission doesn't cover it (they pre-saved before the "
+                f"campaign offered it; {MISSING_SCOPE}, 403)."
+            )
+            raise ServiceError(message, permanent=True, status=status)
         if status == 403:
             message = f"Spotify refused the action: {detail or 'forbidden'} (403)."
             raise ServiceError(message, permanent=True, status=status)
