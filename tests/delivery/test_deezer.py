@@ -159,7 +159,7 @@ def test_follow_uses_the_deezer_artist_named_by_the_track_lookup(sandbox):
     token = sandbox.authorize_deezer("alice")
     deezer = get_service("deezer")
 
-    calls = deezer.delivery_calls(token, campaign, "GB")
+    calls = list(deezer.delivery_calls(token, campaign, "GB"))
 
     assert [(call.name, call.url.rsplit("/", 1)[1]) for call in calls] == [("save", "tracks"), ("follow", "artists")]
     assert calls[0].params["track_id"] == str(numeric_id("track", demo_catalog.PAPER_TIDES_TRACK_ID))
@@ -198,7 +198,7 @@ def test_a_compilation_is_saved_but_various_artists_is_never_followed(sandbox):
     release.upc, release.title = upc, "Harbour Sessions"
     release.save()
 
-    calls = get_service("deezer").delivery_calls(sandbox.authorize_deezer("alice"), campaign)
+    calls = list(get_service("deezer").delivery_calls(sandbox.authorize_deezer("alice"), campaign))
 
     assert [call.name for call in calls] == ["save"]
 

@@ -1,4 +1,5 @@
-"""A campaign must do something for every fan it offers a pre-save: save the release, follow the artist, or both."""
+"""A campaign must do something for every fan it offers a pre-save: save the release, follow the artist, add it
+to a playlist, or several."""
 
 import pytest
 from django.urls import reverse
@@ -22,9 +23,9 @@ def test_a_campaign_that_neither_saves_nor_follows_is_refused(staff_client, sand
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert errors["save_release"] == [
-        "A pre-save must save the release, follow the artist, or both: tick at least one."
+        "A pre-save must save the release, follow the artist or add it to a playlist: tick or fill in at least one."
     ]
-    assert "A pre-save must save the release, follow the artist, or both" in response.content.decode()
+    assert "A pre-save must save the release, follow the artist or add it to a playlist" in response.content.decode()
     assert Campaign.objects.get().save_release, "nothing saved"
 
 
