@@ -558,19 +558,8 @@ class SpotifyService:
             or (not playlist.collaborative and "playlist-read-private" in token.scopes)
         ]
         api = _api_base(request)
-        href = f"{api}/me/playlists"
-        page = visible[offset : offset + limit]
-        return web.json_response(
-            {
-                "href": f"{href}?offset={offset}&limit={limit}",
-                "items": [self._playlist(playlist, api) for playlist in page],
-                "limit": limit,
-                "next": f"{href}?offset={offset + limit}&limit={limit}" if offset + limit < len(visible) else None,
-                "offset": offset,
-                "previous": f"{href}?offset={max(0, offset - limit)}&limit={limit}" if offset else None,
-                "total": len(visible),
-            }
-        )
+        page = [self._playlist(playlist, api) for playlist in visible[offset : offset + limit]]
+        return web.json_response(_paging(f"{api}/me/playlists", page, offset, limit, len(visible)))
 
     async def add_playlist_items(self, request: web.Request) -> web.Response:
         """POST /v1/playlists/{id}/items {"uris": [...]} (or ?uris=), 100 at most → 201 {"snapshot_id"}.
@@ -634,18 +623,8 @@ class SpotifyService:
         _check_market(album.available_markets, market)
         api = _api_base(request)
         track_ids = self.state.album_tracks.get(album.id, [])
-        href = f"{api}/albums/{album.id}/tracks"
-        return web.json_response(
-            {
-                "href": f"{href}?offset={offset}&limit={limit}",
-                "items": [self._simple_track(self.state.tracks[i], api) for i in track_ids[offset : offset + limit]],
-                "limit": limit,
-                "next": f"{href}?offset={offset + limit}&limit={limit}" if offset + limit < len(track_ids) else None,
-                "offset": offset,
-                "previous": f"{href}?offset={max(0, offset - limit)}&limit={limit}" if offset else None,
-                "total": len(track_ids),
-            }
-        )
+        page = [self._simple_track(self.state.tracks[i], api) for i in track_ids[offset : offset + limit]]
+        return web.json_response(_paging(f"{api}/albums/{album.id}/tracks", page, offset, limit, len(track_ids)))
 
     async def get_album(self, request: web.Request) -> web.Response:
         """GET /v1/albums/{id}[?market=].
@@ -839,6 +818,24 @@ def _library_scopes(kinds: set[str], *, write: bool) -> set[str]:
 def _require_scopes(token: AccessToken, scopes: Iterable[str]) -> None:
     if not token.scopes.issuperset(scopes):
         raise ApiError(403, "Insufficient client scope")
+
+
+def _paging(href: str, items: list, offset: int, limit: int, total: int) -> dict[str, object]:
+    """A paging object of `items`, the page at `offset` of `total` at `href`.
+    developer.spotify.com/documentation/web-api/concepts/api-calls#pagination"""
+
+    def at(start: int) -> str:
+        return f"{href}?offset={start}&limit={limit}"
+
+    return {
+        "href": at(offset),
+        "items": items,
+        "limit": limit,
+        "next": at(offset + limit) if offset + limit < total else None,
+        "offset": offset,
+        "previous": at(max(0, offset - limit)) if offset else None,
+        "total": total,
+    }
 
 
 def _playlist_scope(public: bool) -> str:
