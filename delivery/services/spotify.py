@@ -225,7 +225,8 @@ class Spotify(Service):
         chunks = [uris[start : start + PLAYLIST_MAX_URIS] for start in range(0, len(uris), PLAYLIST_MAX_URIS)]
         for number, chunk in enumerate(chunks, 1):
             # An album of more than 100 tracks takes several adds: each is done once, the last completes the action.
-            name = "playlist" if number == len(chunks) else f"playlist-items:{number}"
+            # Short names: Subscription.done_calls holds 100 characters (four adds fit beside save, follow and id).
+            name = "playlist" if number == len(chunks) else f"playlist:{number}"
             yield self._post_json(access_token, name, f"/v1/playlists/{playlist_id}/items", {"uris": chunk})
 
     def playlist_description(self, campaign: Campaign) -> str:
@@ -378,7 +379,7 @@ class Spotify(Service):
         if status == 403 and call.name in APP_CALLS:  # made with our app's token: never the fan's failure
             raise ServiceError(f"Spotify refused our app's request ({detail or 'forbidden'}, 403).", status=status)
         if status == 403 and detail == MISSING_SCOPE:  # the campaign added an action after the fan agreed
-            action = call.name.split("-")[0]  # playlist-create is the playlist's
+            action = re.split(r"[-:]", call.name)[0]  # playlist-create and playlist:2 are the playlist's
             message = (
                 f"Spotify refused the {action}: the fan's permission doesn't cover it (they pre-saved before the "
                 f"campaign offered it; {MISSING_SCOPE}, 403)."
