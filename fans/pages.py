@@ -204,8 +204,9 @@ def undo_words(subscription: Subscription, service) -> list[str]:
     words = {
         "save": f"remove {release.title} from your {service.label} library",
         "follow": f"unfollow {release.artist.name} on {service.label}",
+        "playlist": f"delete the playlist “{campaign.playlist_name}” in your {service.label} account",
     }
-    return [words[action] for action in ("save", "follow") if action in done]
+    return [words[action] for action in words if action in done]
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,17 @@ def test_a_pre_save_done_on_release_day_has_nothing_to_cancel_and_says_how_to_un
     assert "remove First Light from your Spotify library" in page  # how to undo it, in the service
 
 
+def test_a_done_pre_save_with_a_playlist_says_to_delete_the_playlist_too(client, delivered):
+    type(delivered.campaign).objects.update(playlist_name="Glass Harbour — Pre-saves")
+
+    page = text_of(client.get(privacy_url(delivered.fan)))
+
+    assert (
+        "to undo it, remove First Light from your Spotify library and delete the playlist “Glass Harbour — "
+        "Pre-saves” in your Spotify account."
+    ) in page
+
+
 def test_posting_a_cancel_for_a_done_pre_save_changes_nothing_and_says_so(client, delivered):
     url = privacy_url(delivered.fan)
     token = url.split("/")[2]
