@@ -62,8 +62,8 @@ spotify_release_validator = RegexValidator(
     f"^spotify:(album|track):{SPOTIFY_ID}$",
     "Paste the release's Spotify URI, e.g. spotify:album:4aawyAB9vmqN3uQ7FjRGTy.",
 )
-PLAYLIST_NAME_MAX = 100  # the lead's limit: it fits the fans' apps' playlist lists, and every service's own
-playlist_name_validator = RegexValidator(  # a line break or a NUL would reach the fans' accounts as it is
+PLAYLIST_NAME_MAX = 100  # characters
+playlist_name_validator = RegexValidator(  # a line break or a tab would reach every fan's account as it is
     r"[\x00-\x1f\x7f-\x9f]",
     "A playlist name can't hold line breaks, tabs or other control characters.",
     inverse_match=True,
