@@ -480,9 +480,15 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
         if campaign is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         is_draft = campaign.status == Campaign.Status.DRAFT
+        # Done with nothing pending: a run would only mark it done again and mail the release-day report twice.
+        nothing_to_deliver = campaign.status == Campaign.Status.DONE and not campaign.kpi_pending
         if request.method == "POST":
             if is_draft:
                 self.message_user(request, "A draft campaign can't be delivered; make it live first.", messages.ERROR)
+            elif nothing_to_deliver:
+                self.message_user(
+                    request, f"Nothing to deliver: “{campaign}” is done, no fan is pending.", messages.INFO
+                )
             else:
                 self.start_delivery(request, campaign)
                 self.message_user(
@@ -497,7 +503,8 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
             "deliver_now_confirm.html",
             title="Deliver now?",
             is_draft=is_draft,
-            can_confirm=not is_draft,
+            nothing_to_deliver=nothing_to_deliver,
+            can_confirm=not is_draft and not nothing_to_deliver,
             pending=campaign.kpi_pending,
             release_utc=utc(campaign.release.release_at),
             last_deliver=audit.last_entry(campaign, AuditEntry.Action.DELIVER_NOW),

@@ -162,3 +162,24 @@ def test_confirm_page_for_a_missing_campaign_redirects_with_a_message(staff_clie
     response = staff_client.get(reverse("admin:releases_campaign_deliver_now", args=[999999]), follow=True)
     assert response.status_code == 200
     assert "doesn’t exist" in text(response)
+
+
+@pytest.mark.django_db
+def test_deliver_now_on_a_done_campaign_queues_nothing_and_says_so(staff_client, db):
+    """A done campaign with nothing pending: a run would mark it done again and mail the release-day report twice."""
+    from fans.models import Fan
+
+    campaign = make_campaign(status=Campaign.Status.DONE, release_in=-dt.timedelta(hours=1))
+    fan = Fan.objects.create(service="spotify", service_user_id="ada")
+    Subscription.objects.create(fan=fan, campaign=campaign, status=Subscription.Status.DELIVERED)
+
+    confirm = staff_client.get(deliver_now_url(campaign))
+    assert "Nothing to deliver" in text(confirm)
+    assert "Yes, deliver now" not in text(confirm)
+
+    response = staff_client.post(deliver_now_url(campaign), follow=True)
+
+    assert "Nothing to deliver: “First Light (first-light)” is done" in text(response)
+    assert "started" not in text(response)
+    assert not OrmQ.objects.exists()  # no run, so no second report
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
