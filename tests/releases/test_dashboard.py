@@ -69,3 +69,28 @@ def test_dashboard_queries_do_not_grow_with_subscriptions(staff_client):
     with CaptureQueriesContext(connection) as many:
         staff_client.get(INDEX)
     assert len(many) == len(few)
+
+
+def test_dashboard_queries_do_not_grow_with_per_market_campaigns(staff_client):
+    """Each per-market campaign's firing times come from one query for them all, not one query each."""
+    first = make_campaign(slug="per-market-0", firing="per_market", default_market="US")
+    subscribe(first, "jp-0", market="JP")
+    with CaptureQueriesContext(connection) as few:
+        staff_client.get(INDEX)
+    for i in range(1, 4):
+        campaign = make_campaign(slug=f"per-market-{i}", firing="per_market", default_market="GB")
+        subscribe(campaign, f"jp-{i}", market="JP")
+        subscribe(campaign, f"nowhere-{i}")  # no market: the campaign's default, GB
+
+    with CaptureQueriesContext(connection) as many:
+        response = staff_client.get(INDEX)
+
+    assert len(many) == len(few)
+    rows = {
+        row.campaign.slug: [(market, count) for market, _, count in row.market_times]
+        for row in response.context["rows"]
+    }
+    assert rows == {
+        "per-market-0": [("JP", 1)],
+        **{f"per-market-{i}": [("JP", 1), ("GB", 1)] for i in range(1, 4)},
+    }
