@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from delivery.ratelimit import limiter_for
-from releases.analytics import kpis
+from releases.analytics import firing_times, kpis
 from releases.models import AuditEntry, Campaign
 
 # After Deliver now or Retry failed, the page follows the delivery even before a worker has picked it up.
@@ -40,6 +40,10 @@ class Progress:
     measured_at: float  # epoch seconds
     rate: float | None  # subscriptions settled per second since the previous refresh
     pauses: tuple[Pause, ...] = ()  # while running: the campaign's services every worker is waiting for
+    # Per market, while running: pending fans whose market hasn't reached the release time (no work yet), and
+    # the next market to reach it with its time.
+    waiting: int = 0
+    next_market: tuple[str, dt.datetime] | None = None
 
     @property
     def done(self) -> int:
@@ -54,13 +58,20 @@ class Progress:
         return round(100 * self.done / self.total) if self.total else 100
 
     @property
+    def due(self) -> int:
+        """The pending fans there is work for now: the estimate counts only them."""
+        return self.pending - self.waiting
+
+    @property
     def seconds_left(self) -> float | None:
-        if not self.pending:
+        if not self.due:
             return 0.0
-        return self.pending / self.rate if self.rate else None
+        return self.due / self.rate if self.rate else None
 
     @property
     def time_left(self) -> str:
+        if not self.due and self.waiting:
+            return "none due now"
         seconds = self.seconds_left
         if seconds is None:
             return "estimating…"
@@ -89,7 +100,21 @@ def progress(campaign: Campaign, previous_done: int | None = None, previous_at: 
         measured_at=now,
         rate=rate,
         pauses=pauses(campaign) if running else (),
+        **(waiting_for_markets(campaign) if running and counts["pending"] else {}),
     )
+
+
+def waiting_for_markets(campaign: Campaign) -> dict:
+    """A per-market campaign's pending fans whose market hasn't reached the release time, and the next market to:
+    one grouped count of the pending fans, and only until the release is out in the last market."""
+    now = timezone.now()
+    if campaign.firing != Campaign.Firing.PER_MARKET or campaign.last_firing_time() <= now:
+        return {}
+    later = [(market, at, count) for market, at, count in firing_times(campaign) if at > now]
+    if not later:
+        return {}
+    market, at, _ = later[0]
+    return {"waiting": sum(count for *_, count in later), "next_market": (market, at)}
 
 
 def pauses(campaign: Campaign) -> tuple[Pause, ...]:

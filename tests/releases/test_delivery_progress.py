@@ -122,3 +122,28 @@ def test_before_any_delivery_a_fan_who_cancelled_shows_no_progress_bar(staff_cli
 
     assert "<progress" not in html and "not delivered" not in html
     assert re.search(r'<div class="kpi-revoked"><dt>Revoked</dt><dd>1</dd>', html), "the count stays in the KPIs"
+
+
+@pytest.mark.django_db
+def test_time_left_counts_only_the_fans_due_and_says_who_waits_for_their_market(staff_client, db):
+    """Per market, fans whose market has not reached the release time aren't work yet: the estimate leaves them
+    out, and the partial says how many wait and for which market next."""
+    from releases.progress import progress
+
+    # Out in Tokyo (local 3 hours from now there is 6 hours ago in UTC), not yet in New York nor London.
+    campaign = make_campaign(status="delivering", firing="per_market", release_in=dt.timedelta(hours=3))
+    for i, (market, status) in enumerate([("JP", "delivered")] * 2 + [("JP", "pending")] * 4 + [("US", "pending")] * 5):
+        fan = Fan.objects.create(service="spotify", service_user_id=f"fan{i}")
+        Subscription.objects.create(fan=fan, campaign=campaign, market=market, status=status)
+    fan = Fan.objects.create(service="spotify", service_user_id="unknown-market")  # the default market, US
+    Subscription.objects.create(fan=fan, campaign=campaign)
+
+    reading = progress(campaign, previous_done=0, previous_at=time.time() - 2)
+
+    assert reading.pending == 10 and reading.waiting == 6 and reading.due == 4
+    assert reading.seconds_left == pytest.approx(4 / reading.rate)
+    us_time = campaign.firing_time("US")
+    assert reading.next_market == ("US", us_time)
+    url = reverse("admin:releases_campaign_progress", args=[campaign.pk])
+    html = " ".join(staff_client.get(url, {"done": 0, "at": time.time() - 2}).content.decode().split())
+    assert f"6 fans wait for their market's release time (next: US at {us_time:%Y-%m-%d %H:%M} UTC)" in html
