@@ -8,8 +8,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.constants import LOOKUP_SEP
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
 from django.utils.html import format_html, format_html_join
@@ -17,7 +18,7 @@ from django.utils.safestring import mark_safe
 
 from delivery.models import DeliveryAttempt
 from delivery.services import service_choices
-from fans.models import ConsentRecord, Fan, Subscription
+from fans.models import ConsentRecord, ConsentRecordQuerySet, Fan, ReleaseEmail, Subscription
 from presave_site.admin_filters import ConditionFilter
 from presave_site.admin_input import HandMadeInput, is_id
 from presave_site.readonly_admin import ReadOnlyAdminMixin
@@ -76,6 +77,47 @@ class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
         return self.fields
 
 
+# --- Withdrawn addresses ---------------------------------------------------------------------------------
+# A consent's address once the fan withdrew it (cancelled the pre-save, unsubscribed, or pre-saved again without
+# the email box): the record keeps it, as evidence of what was agreed and for the fan's own privacy requests by
+# address (fans/privacy.py), but label staff neither see it nor find the fan by it. The fan's own address is
+# forgotten at withdrawal already (fans.revocation.forget_unshared_emails).
+WITHDRAWN_EMAIL = ~Q(email="") & ~ConsentRecordQuerySet.SHARING_EMAIL
+# When: the revocation; else the unsubscription from the release email sent for it, or to its address for the
+# campaign (one email per address); else the consent that replaced it (the same pre-save, answered again without
+# the email box). Index lookups each (ReleaseEmail's consent, its (campaign, email) pair; the subscription).
+UNSUBSCRIBED = ReleaseEmail.objects.filter(unsubscribed_at__isnull=False).values("unsubscribed_at")
+WITHDRAWN_AT = Coalesce(
+    "revoked_at",
+    Subquery(UNSUBSCRIBED.filter(consent=OuterRef("pk"))[:1]),
+    Subquery(UNSUBSCRIBED.filter(campaign=OuterRef("campaign"), email=OuterRef("email"))[:1]),
+    Subquery(
+        ConsentRecord.objects.filter(subscription=OuterRef("subscription"), created_at__gt=OuterRef("created_at"))
+        .order_by("created_at")
+        .values("created_at")[:1]
+    ),
+)
+
+
+def withdrawn(at) -> str:
+    return f"withdrawn on {at:%Y-%m-%d}" if at else "withdrawn"
+
+
+class SharedEmailSearch:
+    """Search by address finds only the rows whose address is still shared; no hand-made filter by it either."""
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if search_term.strip():
+            found |= queryset.filter(ConsentRecordQuerySet.SHARING_EMAIL, email__icontains=search_term.strip())
+        return found, may_have_duplicates
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        if lookup.split(LOOKUP_SEP)[0] == "email":
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
+
 # --- Fans ------------------------------------------------------------------------------------------------
 class FanSubscriptionInline(ReadOnlyInline):
     model = Subscription
@@ -89,15 +131,34 @@ class FanSubscriptionInline(ReadOnlyInline):
 @admin.register(Fan)
 class FanAdmin(HandMadeInput, admin.ModelAdmin):
     show_facets = NO_FACETS
-    list_display = ["__str__", "service", "service_user_id", "email", "country", "created_at"]
+    list_display = ["__str__", "service", "service_user_id", "email_address", "country", "created_at"]
     list_filter = [ServiceFilter, "country"]
+    # A fan's address is kept only while a consent shares it (fans.revocation.forget_unshared_emails).
     search_fields = ["display_name", "email", "service_user_id"]
-    fields = ["service", "service_user_id", "display_name", "email", "country", "created_at", "updated_at"]
+    fields = ["service", "service_user_id", "display_name", "email_address", "country", "created_at", "updated_at"]
     readonly_fields = fields
     inlines = [FanSubscriptionInline]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Fan]:
+        withdrawals = (
+            ConsentRecord.objects.filter(WITHDRAWN_EMAIL, subscription__fan=OuterRef("pk"))
+            .annotate(at=WITHDRAWN_AT)
+            .order_by(F("at").desc(nulls_last=True))
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(email_withdrawn=Exists(withdrawals), email_withdrawn_at=Subquery(withdrawals.values("at")[:1]))
+        )
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # fans come from the service's sign-in, never from the admin
+
+    @admin.display(description="email", ordering="email")
+    def email_address(self, fan: Fan) -> str:
+        if fan.email or not fan.email_withdrawn:
+            return fan.email
+        return withdrawn(fan.email_withdrawn_at)
 
 
 class MarketFilter(admin.SimpleListFilter):
@@ -260,7 +321,7 @@ class RevokedFilter(ConditionFilter):
 
 
 @admin.register(ConsentRecord)
-class ConsentRecordAdmin(ConsentEvidence, HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConsentRecordAdmin(ConsentEvidence, SharedEmailSearch, HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
     """What each fan agreed to: evidence, so nobody edits or deletes it here."""
 
     show_facets = NO_FACETS
@@ -276,7 +337,7 @@ class ConsentRecordAdmin(ConsentEvidence, HandMadeInput, ReadOnlyAdminMixin, adm
     ]
     list_filter = [ServiceFilter, "email_opt_in", RevokedFilter, CampaignFilter]
     list_select_related = ["campaign__release"]
-    search_fields = ["display_name", "email", "service_user_id"]
+    search_fields = ["display_name", "service_user_id"]  # and the address while shared: SharedEmailSearch
     date_hierarchy = "created_at"
     fields = [
         "campaign",
@@ -284,7 +345,7 @@ class ConsentRecordAdmin(ConsentEvidence, HandMadeInput, ReadOnlyAdminMixin, adm
         "service",
         "service_user_id",
         "display_name",
-        "email",
+        "email_address",
         "scopes",
         "wording_version",
         "email_opt_in",
@@ -293,4 +354,14 @@ class ConsentRecordAdmin(ConsentEvidence, HandMadeInput, ReadOnlyAdminMixin, adm
         "created_at",
         "revoked_at",
     ]
+    readonly_fields = ["email_address"]
     exclude = ["revoke_token_hash"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ConsentRecord]:
+        return super().get_queryset(request).annotate(email_withdrawn_at=WITHDRAWN_AT)
+
+    @admin.display(description="email")
+    def email_address(self, consent: ConsentRecord) -> str:
+        if consent.email and not (consent.email_opt_in and consent.revoked_at is None):
+            return withdrawn(consent.email_withdrawn_at)
+        return consent.email

@@ -1,0 +1,74 @@
+"""A fan who withdrew their email consent: label staff neither find them by the address nor see it in the console;
+the consent itself stays as evidence of what was agreed, and when it was withdrawn."""
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from fans import release_email, revocation
+from fans.models import ConsentRecord, Fan, ReleaseEmail, Subscription
+from tests.conftest import make_consent
+
+pytestmark = pytest.mark.django_db
+
+CONSENTS = reverse("admin:fans_consentrecord_changelist")
+FANS = reverse("admin:fans_fan_changelist")
+
+
+def opted_in(campaign, user_id: str) -> ConsentRecord:
+    address = f"{user_id}@fans.test"
+    fan = Fan.objects.create(service="spotify", service_user_id=user_id, display_name=user_id.title(), email=address)
+    subscription = Subscription.objects.create(fan=fan, campaign=campaign)
+    return make_consent(subscription, email=address, email_opt_in=True, display_name=user_id.title())
+
+
+def found(client, changelist: str, query: str) -> list[str]:
+    return [row.service_user_id for row in client.get(changelist, {"q": query}).context["cl"].result_list]
+
+
+def pages(consent: ConsentRecord) -> list[str]:
+    return [
+        CONSENTS,
+        reverse("admin:fans_consentrecord_change", args=[consent.pk]),
+        FANS,
+        reverse("admin:fans_fan_change", args=[consent.subscription.fan_id]),
+    ]
+
+
+def test_a_fan_who_cancelled_is_not_found_by_their_address_nor_shown_it(staff_client, campaign):
+    consent = opted_in(campaign, "alice")
+    revocation.revoke_subscription(consent.subscription_id)
+    today = f"withdrawn on {timezone.now():%Y-%m-%d}"
+
+    assert found(staff_client, CONSENTS, "alice@fans.test") == []
+    assert found(staff_client, FANS, "alice@fans.test") == []
+    assert staff_client.get(CONSENTS, {"email": "alice@fans.test"}).status_code == 400, "nor by a hand-made filter"
+    for page in pages(consent):
+        html = staff_client.get(page).content.decode()
+        assert "alice@fans.test" not in html, page
+        if "/change/" in page:
+            assert today in html, page
+    assert found(staff_client, CONSENTS, "Alice") == ["alice"], "the consent stays, as evidence"
+
+
+def test_a_fan_who_unsubscribed_from_email_is_not_found_by_their_address(staff_client, campaign):
+    consent = opted_in(campaign, "bob")
+    mailed = ReleaseEmail.objects.create(campaign=campaign, email="bob@fans.test", consent=consent)
+    release_email.unsubscribe(mailed)  # the link in the release-day email
+    today = f"withdrawn on {timezone.now():%Y-%m-%d}"
+
+    assert found(staff_client, CONSENTS, "bob@fans.test") == []
+    for page in pages(consent):
+        html = staff_client.get(page).content.decode()
+        assert "bob@fans.test" not in html, page
+        if "/change/" in page:
+            assert today in html, page
+
+
+def test_an_address_still_shared_is_found_and_shown(staff_client, campaign):
+    consent = opted_in(campaign, "chloe")
+
+    assert found(staff_client, CONSENTS, "chloe@fans.test") == ["chloe"]
+    assert found(staff_client, FANS, "chloe@fans.test") == ["chloe"]
+    for page in pages(consent)[1:]:  # the consents' list has no address column
+        assert "chloe@fans.test" in staff_client.get(page).content.decode(), page
