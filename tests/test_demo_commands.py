@@ -92,3 +92,50 @@ def test_the_engine_delivers_on_the_demos_sqlite_database(tmp_path):
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "OK   subscriptions: delivered 20, failed 0, revoked 0; pending 0, missing 0" in ran.stdout
     assert "checks passed" in ran.stdout
+
+
+@pytest.mark.parametrize("username", ["admin", "label", "manager"])
+def test_seeding_again_keeps_staff_logged_in(db, media_root, client, username):
+    """Setting the same password again makes a new hash (a new salt), and Django logs out every session whose
+    password hash no longer matches: re-seeding the demo must not."""
+    seed()
+    assert client.login(username=username, password="presave-demo")
+    assert client.get("/admin/").status_code == 200
+
+    seed()
+
+    assert client.get("/admin/").status_code == 200, "still logged in"
+
+
+def funnel_of(campaign) -> dict[str, int]:
+    from django.db.models import Count, Q
+
+    from fans.models import FunnelEvent
+
+    return FunnelEvent.objects.filter(campaign=campaign).aggregate(
+        **{kind: Count("pk", filter=Q(kind=kind)) for kind in ("view", "click", "authorize")}
+    )
+
+
+def test_the_seeded_funnel_authorizes_only_the_demos_real_pre_saves(db, media_root):
+    from fans.models import Fan, FunnelEvent, Subscription
+
+    seed()
+    campaign = Campaign.objects.get(slug="glass-harbour")
+    fresh = funnel_of(campaign)
+    assert fresh["authorize"] == 0, "no pre-save yet: no authorization"
+    assert fresh["view"] > fresh["click"] > 0, "but page views and clicks, for the charts"
+
+    for i, service in enumerate(["spotify", "spotify", "deezer", "apple_music"]):
+        fan = Fan.objects.create(service=service, service_user_id=f"demo-fan-{i}")
+        Subscription.objects.create(fan=fan, campaign=campaign, market="GB")
+    FunnelEvent.objects.create(campaign=campaign, kind="authorize")  # an earlier seed's made-up authorization
+    seed()
+    seed()  # and again: nothing doubles
+
+    funnel = funnel_of(campaign)
+    assert funnel["authorize"] == Subscription.objects.filter(campaign=campaign).count() == 4
+    authorized = FunnelEvent.objects.filter(campaign=campaign, kind="authorize")
+    assert sorted(authorized.values_list("service", flat=True)) == ["apple_music", "deezer", "spotify", "spotify"]
+    assert set(authorized.values_list("subscription__campaign", flat=True)) == {campaign.pk}
+    assert funnel["click"] - fresh["click"] == 4 and funnel["view"] - fresh["view"] == 4, "each came by the page"

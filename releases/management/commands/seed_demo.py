@@ -3,7 +3,12 @@ campaigns: `glass-harbour` (live, releasing in a few minutes), `folded-maps` (li
 `low-tide-lights` (a draft).
 
 Idempotent: objects are found by name and slug and updated. Re-running moves `glass-harbour`'s release time to
-now + --release-in-minutes, so the demo always shows the release-day schedule firing.
+now + --release-in-minutes, so the demo always shows the release-day schedule firing, and keeps the staff logged
+in (their passwords are set only when they differ: a new hash would end every session).
+
+The funnel's authorizations are the demo's real pre-saves: those made in the demo record their own, and a
+pre-save found without one gets it, with the page view and click before it. Around them, page views and clicks
+that went no further, so the console's charts have something to show.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ ADMIN_USERNAME = "admin"
 DEMO_ROLES = {"label": "Label staff", "manager": "Manager"}  # usernames → groups, same password
 ADMIN_PASSWORD = "presave-demo"
 LONDON = "Europe/London"
+TRAFFIC_SOURCES = [("instagram", "", "instagram"), ("tiktok", "", "tiktok"), ("", "news.example", ""), ("", "", "")]
+DEMO_COUNTRIES = ["GB", "US", "DE", "FR", "SE"]
 
 
 # Where Glass Harbour can be heard once it is out (the smart link); made-up addresses on the real sites.
@@ -70,6 +77,13 @@ def draw_cover(title: str, artist: str, top: str, bottom: str, size: int = 800) 
     out = io.BytesIO()
     image.save(out, "JPEG", quality=90)
     return out.getvalue()
+
+
+def keep_or_set_password(user, password: str) -> None:
+    """Set `password` unless it is the user's already: set again, it would hash with a new salt, and Django ends
+    every session whose stored password hash no longer matches (re-seeding would log the staff out)."""
+    if not user.has_usable_password() or not user.check_password(password):
+        user.set_password(password)
 
 
 def next_friday(after: dt.date, weeks: int) -> dt.date:
@@ -183,7 +197,8 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"Seeded 2 artists, 3 releases and 3 campaigns; glass-harbour releases at "
                 f"{delivery_at:%H:%M:%S} UTC (in {release_in_minutes} min). "
-                f"Admin login: {ADMIN_USERNAME} / {ADMIN_PASSWORD} (also {' and '.join(DEMO_ROLES)}, same password)"
+                f"Admin login: {ADMIN_USERNAME} / {ADMIN_PASSWORD} (also {' and '.join(DEMO_ROLES)}, same password; "
+                "whoever is logged in stays logged in)"
             )
         )
 
@@ -196,39 +211,27 @@ class Command(BaseCommand):
                 username=username, defaults={"email": f"{username}@label.example"}
             )
             user.is_staff, user.is_superuser = True, False
-            user.set_password(ADMIN_PASSWORD)
+            keep_or_set_password(user, ADMIN_PASSWORD)
             user.save()
             user.groups.set([Group.objects.get(name=group)])
 
     def seed_traffic(self, campaign: Campaign, now: dt.datetime) -> None:
-        """Two weeks of page views, clicks and authorizations, so the console's funnel and breakdowns show."""
+        """The funnel: each real pre-save's authorization (with its view and click), and views and clicks around
+        them that went no further, two weeks of them, so the console's funnel and breakdowns show."""
         from fans.models import EmailSignup, FunnelEvent
 
-        if FunnelEvent.objects.filter(campaign=campaign).exists():
-            return
         rng = random.Random(7)  # noqa: S311 - demo data
         browsers = random.Random(11)  # noqa: S311 - who visits: its own draws, so the rest stays as it was
-        sources = [("instagram", "", "instagram"), ("tiktok", "", "tiktok"), ("", "news.example", ""), ("", "", "")]
-        events = []
-        for day in range(14):
-            visitor = ""
-            for _ in range(rng.randint(10, 40)):
-                if not visitor or browsers.random() > 0.2:  # a fifth come back the same day: one visitor
-                    visitor = f"{browsers.getrandbits(128):032x}"
-                utm, referrer, in_app = rng.choice(sources)
-                steps = ["view"] + (["click"] if rng.random() < 0.5 else [])
-                steps += ["authorize"] if len(steps) == 2 and rng.random() < 0.6 else []
-                common = {
-                    "campaign": campaign,
-                    "utm_source": utm,
-                    "referrer_domain": referrer,
-                    "in_app_browser": in_app,
-                    "country": rng.choice(["GB", "US", "DE", "FR", "SE"]),
-                    "device": rng.choice(["mobile", "mobile", "desktop", "tablet"]),
-                    "created_at": now - dt.timedelta(days=day, minutes=rng.randint(0, 1400)),
-                    "visitor": visitor,
-                }
-                events += [FunnelEvent(kind=kind, **common) for kind in steps]
+        # Earlier seeds made up authorizations (no service, no pre-save): the funnel's must be the pre-saves'.
+        FunnelEvent.objects.filter(
+            campaign=campaign, kind=FunnelEvent.Kind.AUTHORIZE, service="", subscription=None
+        ).delete()
+        events = (
+            []
+            if FunnelEvent.objects.filter(campaign=campaign).exists()
+            else self.passers_by(campaign, now, rng, browsers)
+        )
+        events += self.presave_trails(campaign, rng, browsers)
         FunnelEvent.objects.bulk_create(events)
         for address in ("mira@fans.example", "jon@fans.example"):
             EmailSignup.objects.get_or_create(
@@ -237,12 +240,70 @@ class Command(BaseCommand):
                 defaults={"wording_version": "demo", "country": "GB", "confirmed_at": timezone.now()},
             )
 
+    @staticmethod
+    def visit(campaign: Campaign, rng: random.Random, visitor: str, at: dt.datetime, country: str) -> dict:
+        utm, referrer, in_app = rng.choice(TRAFFIC_SOURCES)
+        return {
+            "campaign": campaign,
+            "utm_source": utm,
+            "referrer_domain": referrer,
+            "in_app_browser": in_app,
+            "country": country,
+            "device": rng.choice(["mobile", "mobile", "desktop", "tablet"]),
+            "created_at": at,
+            "visitor": visitor,
+        }
+
+    def passers_by(self, campaign: Campaign, now: dt.datetime, rng: random.Random, browsers: random.Random) -> list:
+        """Two weeks of page views, a third of them clicking a button, none signing in: the visitors who did are
+        the real pre-saves (`presave_trails`)."""
+        from fans.models import FunnelEvent
+
+        events, visitor = [], ""
+        for day in range(14):
+            for _ in range(rng.randint(4, 10)):
+                if not visitor or browsers.random() > 0.2:  # a fifth come back the same day: one visitor
+                    visitor = f"{browsers.getrandbits(128):032x}"
+                at = now - dt.timedelta(days=day, minutes=rng.randint(0, 1400))
+                common = self.visit(campaign, rng, visitor, at, rng.choice(DEMO_COUNTRIES))
+                events.append(FunnelEvent(kind=FunnelEvent.Kind.VIEW, **common))
+                if rng.random() < 0.35:
+                    service = rng.choice(list(SERVICES))
+                    events.append(FunnelEvent(kind=FunnelEvent.Kind.CLICK, service=service, **common))
+        return events
+
+    def presave_trails(self, campaign: Campaign, rng: random.Random, browsers: random.Random) -> list:
+        """For each pre-save without its authorization in the funnel (made before this seed, or by hand): the page
+        view, the button click and the authorization that led to it, from one visitor, minutes before it."""
+        from fans.models import FunnelEvent, Subscription
+
+        unrecorded = (
+            Subscription.objects.filter(campaign=campaign)
+            .exclude(funnel_events__kind=FunnelEvent.Kind.AUTHORIZE)
+            .select_related("fan")
+        )
+        events = []
+        for subscription in unrecorded:
+            service, at = subscription.fan.service, subscription.created_at
+            visitor = f"{browsers.getrandbits(128):032x}"
+            common = self.visit(campaign, rng, visitor, at, subscription.market or subscription.fan.country)
+            events += [
+                FunnelEvent(kind=FunnelEvent.Kind.VIEW, **{**common, "created_at": at - dt.timedelta(minutes=3)}),
+                FunnelEvent(
+                    kind=FunnelEvent.Kind.CLICK,
+                    service=service,
+                    **{**common, "created_at": at - dt.timedelta(minutes=2)},
+                ),
+                FunnelEvent(kind=FunnelEvent.Kind.AUTHORIZE, service=service, subscription=subscription, **common),
+            ]
+        return events
+
     def seed_admin(self) -> None:
         user, _ = get_user_model().objects.get_or_create(
             username=ADMIN_USERNAME, defaults={"email": "admin@label.example"}
         )
         user.is_staff = user.is_superuser = user.is_active = True
-        user.set_password(ADMIN_PASSWORD)
+        keep_or_set_password(user, ADMIN_PASSWORD)
         user.save()
 
     def artist(self, name: str, spotify_id: str) -> Artist:
