@@ -10,6 +10,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.utils import timezone
 
 from delivery.ratelimit import limiter_for
@@ -18,6 +19,7 @@ from releases.models import AuditEntry, Campaign
 
 # After Deliver now or Retry failed, the page follows the delivery even before a worker has picked it up.
 JUST_STARTED = dt.timedelta(minutes=2)
+WAITING_SECONDS = 15  # how long the count of fans waiting for their market is reused
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Progress:
     @property
     def due(self) -> int:
         """The pending fans there is work for now: the estimate counts only them."""
-        return self.pending - self.waiting
+        return max(self.pending - self.waiting, 0)  # two readings: a pre-save may come between them
 
     @property
     def seconds_left(self) -> float | None:
@@ -105,16 +107,21 @@ def progress(campaign: Campaign, previous_done: int | None = None, previous_at: 
 
 
 def waiting_for_markets(campaign: Campaign) -> dict:
-    """A per-market campaign's pending fans whose market hasn't reached the release time, and the next market to:
-    one grouped count of the pending fans, and only until the release is out in the last market."""
+    """A per-market campaign's pending fans whose market hasn't reached the release time, and the next market to,
+    until the release is out in the last market. One grouped count of the pending fans, kept WAITING_SECONDS
+    (never past the next market's time): the partial refreshes every 1.5 s, and these change only as markets
+    fire or fans pre-save."""
     now = timezone.now()
     if campaign.firing != Campaign.Firing.PER_MARKET or campaign.last_firing_time() <= now:
         return {}
-    later = [(market, at, count) for market, at, count in firing_times(campaign) if at > now]
-    if not later:
-        return {}
-    market, at, _ = later[0]
-    return {"waiting": sum(count for *_, count in later), "next_market": (market, at)}
+    key = f"progress:waiting:{campaign.pk}"
+    found = cache.get(key)
+    if found is None or (found and found["next_market"][1] <= now):
+        later = [(market, at, count) for market, at, count in firing_times(campaign) if at > now]
+        found = {"waiting": sum(count for *_, count in later), "next_market": later[0][:2]} if later else {}
+        next_time = later[0][1] if later else campaign.last_firing_time()
+        cache.set(key, found, max(1, min(WAITING_SECONDS, (next_time - now).total_seconds())))
+    return found
 
 
 def pauses(campaign: Campaign) -> tuple[Pause, ...]:
