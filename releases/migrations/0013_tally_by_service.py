@@ -100,6 +100,6 @@ def stop_counting_by_service(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("releases", "0011_tally_visitor_days")]
+    dependencies = [("releases", "0012_campaign_playlist_name")]
 
     operations = [migrations.RunPython(count_by_service, stop_counting_by_service)]
