@@ -289,40 +289,9 @@ class ServiceRow:
 
 
 def by_service(campaign: Campaign) -> list[ServiceRow]:
-    """Per streaming service: button clicks, authorizations and fans by delivery status. From the tallies (keys
-    funnel:<kind>:service:<service> and service:<service>:<status>, releases/migrations/0012) on PostgreSQL: a
-    handful of rows at any size; counted from the rows elsewhere."""
+    """Per streaming service: button clicks, authorizations and fans by delivery status (two aggregates)."""
     from delivery.services import SERVICES
 
-    if tallied():
-        clicks, authorizations = (tallies(campaign, f"funnel:{kind}:service:") for kind in (Kind.CLICK, Kind.AUTHORIZE))
-        funnel_by_service = {
-            service: (clicks.get(service, 0), authorizations.get(service, 0))
-            for service in clicks.keys() | authorizations.keys()
-            if clicks.get(service) or authorizations.get(service)
-        }
-        statuses: dict[str, dict[str, int]] = {}
-        for key, count in tallies(campaign, "service:").items():
-            service, _, status = key.rpartition(":")
-            if count and status in Status.values:
-                statuses.setdefault(service, dict.fromkeys(Status.values, 0))[status] = count
-    else:
-        funnel_by_service, statuses = counted_by_service(campaign)
-    keys = [key for key in SERVICES if key in funnel_by_service or key in statuses]
-    keys += sorted((set(funnel_by_service) | set(statuses)) - set(keys))
-    return [
-        ServiceRow(
-            SERVICES[key].label if key in SERVICES else key,
-            *funnel_by_service.get(key, (0, 0)),
-            statuses.get(key, dict.fromkeys(Status.values, 0)),
-        )
-        for key in keys
-    ]
-
-
-def counted_by_service(campaign: Campaign) -> tuple[dict[str, tuple[int, int]], dict[str, dict[str, int]]]:
-    """by_service's figures counted from the rows (two aggregates): {service: (clicks, authorizations)} and
-    {service: {status: fans}}."""
     events = (
         FunnelEvent.objects.filter(campaign=campaign, kind__in=[Kind.CLICK, Kind.AUTHORIZE])
         .exclude(service="")
@@ -342,7 +311,16 @@ def counted_by_service(campaign: Campaign) -> tuple[dict[str, tuple[int, int]], 
         .order_by()
     ):
         statuses.setdefault(service, dict.fromkeys(Status.values, 0))[status] = count
-    return funnel_by_service, statuses
+    keys = [key for key in SERVICES if key in funnel_by_service or key in statuses]
+    keys += sorted((set(funnel_by_service) | set(statuses)) - set(keys))
+    return [
+        ServiceRow(
+            SERVICES[key].label if key in SERVICES else key,
+            *funnel_by_service.get(key, (0, 0)),
+            statuses.get(key, dict.fromkeys(Status.values, 0)),
+        )
+        for key in keys
+    ]
 
 
 def firing_times(campaign: Campaign) -> list[tuple[str, dt.datetime, int]]:
