@@ -181,6 +181,7 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
     consents = list(privacy.consents(subject))
     for consent_record in consents:
         consent_record.words = privacy.consent_words(consent_record)
+        consent_record.stopped_words, consent_record.email_stopped_at = privacy.stopped_email(consent_record)
     signups = list(privacy.email_signups(subject))
     for signup in signups:
         signup.words = privacy.email_signup_words(signup)

@@ -30,6 +30,7 @@ streaming account's Fan, which the address does not prove control of.
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import time
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Min, Q
 from django.db.models.functions import TruncDay
 from django.urls import reverse
 from django.utils import timezone
@@ -138,6 +139,24 @@ def consent_words(consent: ConsentRecord) -> list[str]:
         return []
     service = service_class()
     return service.action_descriptions(consent.campaign) + service.scope_descriptions(consent.scopes)
+
+
+def stopped_email(consent: ConsentRecord) -> tuple[list[str], dt.datetime | None]:
+    """The words of `consent_words` that let us email the fan (what ticking the email box added), when the fan
+    has stopped that email since (the email's unsubscribe link, or "Stop the email"), and when, if we know;
+    ([], None) while the consent shares the address, or never did, or was withdrawn (which says so itself)."""
+    service_class = SERVICES.get(consent.service)
+    if consent.email_opt_in or consent.revoked_at is not None or service_class is None:
+        return [], None
+    service = service_class()
+    campaign = consent.campaign
+    box = set(service.scopes_for(campaign, email_opt_in=True)) - set(service.scopes_for(campaign, email_opt_in=False))
+    words = service.scope_descriptions([scope for scope in consent.scopes if scope in box])
+    if not words:
+        return [], None
+    stopped = ReleaseEmail.objects.filter(campaign_id=consent.campaign_id, unsubscribed_at__isnull=False)
+    mailed_to = (Q(consent=consent) | Q(email__iexact=consent.email)) if consent.email else Q(consent=consent)
+    return words, stopped.filter(mailed_to).aggregate(at=Min("unsubscribed_at"))["at"]
 
 
 def email_signups(subject: Subject):

@@ -170,3 +170,17 @@ def test_someone_else_s_or_a_made_up_pre_save_is_a_404_and_a_bad_link_a_400(clie
         assert client.post(reverse(f"fans:{name}", args=["x" * 3000, waiting.pk])).status_code == 400
     assert client.get(reverse("fans:privacy_revoke", args=[token, delivered.pk])).status_code == 404
     assert ConsentRecord.objects.sharing_email().count() == 2
+
+
+def test_after_stop_the_email_the_words_the_fan_agreed_to_mark_the_email_stopped_with_the_date(client, waiting):
+    url = privacy_url(waiting.fan)
+    read_email = "Read your email address, so we can email you when it drops."
+    assert f"{read_email} (you stopped" not in text_of(client.get(url))
+
+    client.post(reverse("fans:privacy_stop_email", args=[url.split("/")[2], waiting.pk]))
+
+    page = text_of(client.get(url))
+    stopped = timezone.localtime(ReleaseEmail.objects.get().unsubscribed_at)
+    assert f"{read_email} (you stopped the email on {stopped:%-d %B %Y})" in page
+    assert f"none any more: you stopped the email on {stopped:%-d %B %Y}" in page  # as the Email line says it
+    assert "Save this release to your Spotify library on release day. (you stopped" not in page
