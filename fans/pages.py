@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.timesince import timeuntil
 
@@ -154,18 +155,40 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
     }
 
 
-def revoke_context(consent_record: ConsentRecord, **extra) -> dict:
+def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled: bool = False) -> dict:
+    """The one-click revoke link's pages (the thank-you page's, an email's), in the privacy page's words and
+    partials: a pre-save release day has done has nothing left to cancel (how to undo it in the service, and
+    "Stop the email" while its email is still to come, through the privacy page's own button); otherwise what
+    cancelling will do (`token`: the question's form posts to it) or, afterwards, what it did (`cancelled`: this
+    request cancelled it)."""
     campaign = consent_record.campaign
     subscription = consent_record.subscription
-    return {
+    context = {
         "consent": consent_record,
         "campaign": campaign,
         "release": campaign.release,
         "artist": campaign.release.artist,
         "service_label": consent_record.get_service_display(),
         "subscription": subscription,
-        "privacy_url": privacy.link_for_fan(subscription.fan) if subscription is not None else "",
-        **extra,
+        "token": token,
+        "privacy_url": "",
+        "delivered": False,
+        "cancelled": cancelled,
+    }
+    if subscription is None:  # its pre-save is gone (erased): only the consent's own state is known
+        return context
+    service = SERVICES[subscription.fan.service]()
+    delivered = subscription.status == Subscription.Status.DELIVERED
+    privacy_token = privacy.token_for_fan(subscription.fan)
+    return {
+        **context,
+        "delivered": delivered,
+        "actions": service.actions(campaign),
+        "undo": undo_words(subscription, service) if delivered else [],
+        "email_to_come": privacy.email_to_come(subscription),
+        "privacy_token": privacy_token,
+        "privacy_url": reverse("fans:privacy", args=[privacy_token]),
+        "what_happened": "" if delivered or token else cancelled_words(subscription, cancelled=cancelled),
     }
 
 
@@ -267,4 +290,5 @@ def privacy_cancel_context(subscription: Subscription, token: str) -> dict:
         "undo": undo_words(subscription, service),
         "email_to_come": privacy.email_to_come(subscription),
         "token": token,
+        "privacy_token": token,
     }

@@ -70,8 +70,13 @@ def sign(payload: dict) -> str:
     return signing.dumps(payload, salt=SALT, compress=True)
 
 
+def token_for_fan(fan: Fan) -> str:
+    """The token of `fan`'s privacy link: its pages' addresses (the page, "Stop the email", …) all carry it."""
+    return sign({"fan": fan.pk})
+
+
 def link_for_fan(fan: Fan) -> str:
-    return reverse("fans:privacy", args=[sign({"fan": fan.pk})])
+    return reverse("fans:privacy", args=[token_for_fan(fan)])
 
 
 def link_for_email(email: str) -> str:

@@ -1,8 +1,10 @@
 """A fan takes back a pre-save with the one-click token from the thank-you page or an email.
 
-Revoking withdraws every consent given for that subscription, stops the release-day save (unless it has
-already happened: a save can't be undone from here, and the pages say so), and destroys the stored token.
-Doing it twice is harmless.
+Revoking withdraws every consent given for that subscription (the fan's email opt-in with them), stops the
+release-day save and destroys the stored token. A pre-save release day has done is left as it is, as the privacy
+page leaves it (fans/privacy.py `revoke_one`): there is nothing left to cancel, a save can't be undone from here
+(the pages say how to undo it in the service), and withdrawing its consents would only drop, unasked, the email
+the fan asked for (its own "Stop the email" does that). Doing it twice is harmless.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from fans.models import ConsentRecord, Credential, Fan, Subscription, hash_token
 class Revocation:
     consent: ConsentRecord
     already_revoked: bool  # nothing changed: it had been revoked before
-    delivered: bool  # the release was saved before the revocation; that stays
+    delivered: bool  # nothing changed: release day had done it, there was nothing left to cancel
 
     @property
     def campaign(self):
         return self.consent.campaign
+
+    @property
+    def cancelled(self) -> bool:
+        return not (self.already_revoked or self.delivered)
 
 
 def find_consent(token: str) -> ConsentRecord:
@@ -49,7 +55,9 @@ def is_delivered(consent: ConsentRecord) -> bool:
 
 
 def revoke(token: str) -> Revocation:
-    """Revoke the consent named by `token` and its subscription; destroy the credential. Idempotent."""
+    """Revoke the consent named by `token` and its subscription; destroy the credential. Idempotent. A pre-save
+    release day has done is left as it is (checked under the lock: release day may have come since the fan
+    was asked)."""
     found = find_consent(token)
     with transaction.atomic():
         consent = ConsentRecord.objects.select_for_update().get(pk=found.pk)
@@ -60,14 +68,15 @@ def revoke(token: str) -> Revocation:
             else None
         )
         consent.subscription = subscription
-        delivered = subscription is not None and subscription.status == Subscription.Status.DELIVERED
+        if subscription is not None and subscription.status == Subscription.Status.DELIVERED:
+            return Revocation(consent, already_revoked=consent.revoked_at is not None, delivered=True)
         if consent.revoked_at is not None:
-            return Revocation(consent, already_revoked=True, delivered=delivered)
+            return Revocation(consent, already_revoked=True, delivered=False)
         consent.revoked_at = timezone.now()
         consent.save(update_fields=["revoked_at"])
         if subscription is not None:
             _withdraw(subscription, consent.revoked_at)
-    return Revocation(consent, already_revoked=False, delivered=delivered)
+    return Revocation(consent, already_revoked=False, delivered=False)
 
 
 def revoke_subscription(subscription_id: int) -> bool:

@@ -279,17 +279,15 @@ def thanks(request: HttpRequest, slug: str) -> HttpResponse:
 @limited()
 @shows_problems
 def revoke(request: HttpRequest, token: str) -> HttpResponse:
-    """GET asks (link scanners prefetch GETs, so it changes nothing); POST revokes."""
+    """GET asks (link scanners prefetch GETs, so it changes nothing); POST cancels. A pre-save release day has
+    done has nothing left to cancel: both answer how to undo it instead, as the privacy page does."""
     if request.method == "POST":
         done = revocation.revoke(token)
-        context = pages.revoke_context(done.consent, already_revoked=done.already_revoked, delivered=done.delivered)
-        return render(request, "fans/revoked.html", context)
+        return render(request, "fans/revoked.html", pages.revoke_context(done.consent, cancelled=done.cancelled))
     consent = revocation.find_consent(token)
-    if consent.revoked_at is not None:
-        context = pages.revoke_context(consent, already_revoked=True, delivered=revocation.is_delivered(consent))
-        return render(request, "fans/revoked.html", context)
-    context = pages.revoke_context(consent, token=token, delivered=revocation.is_delivered(consent))
-    return render(request, "fans/revoke_confirm.html", context)
+    if consent.revoked_at is not None or revocation.is_delivered(consent):
+        return render(request, "fans/revoked.html", pages.revoke_context(consent))
+    return render(request, "fans/revoke_confirm.html", pages.revoke_context(consent, token=token))
 
 
 @require_GET

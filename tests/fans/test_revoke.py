@@ -1,11 +1,16 @@
-"""Revoking a pre-save with the one-click link: GET asks, POST revokes, twice is harmless."""
+"""Revoking a pre-save with the one-click link: GET asks, POST revokes, twice is harmless. A pre-save release
+day has done has nothing left to cancel: the link says how to undo it, and offers the privacy page's "Stop the
+email" while its email is still to come."""
+
+import html
+import re
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from fans import consent
-from fans.models import ConsentRecord, Credential, Fan, Subscription
+from fans import consent, privacy
+from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
 from tests.conftest import make_campaign, make_subscription
 
 pytestmark = pytest.mark.django_db
@@ -98,20 +103,95 @@ def test_revoking_withdraws_every_consent_of_the_subscription(client, campaign, 
     assert "Already cancelled" in text(client.get(revoke_url(newer_token)))
 
 
-def test_delivered_presave_says_it_was_already_saved(client, campaign, sandbox):
-    subscription, token = presaved(campaign, sandbox)
+def asked_for_email(campaign, *, status: str = "pending") -> tuple[Subscription, str]:
+    """Opted pre-saved with the email box ticked (the email still to come); returns it and the revoke token."""
+    fan = Fan.objects.create(service="spotify", service_user_id="opted", display_name="Opted", email="opted@fan.test")
+    delivered_at = timezone.now() if status == "delivered" else None
+    subscription = Subscription.objects.create(fan=fan, campaign=campaign, status=status, delivered_at=delivered_at)
+    record = ConsentRecord(
+        subscription=subscription,
+        campaign=campaign,
+        service="spotify",
+        service_user_id="opted",
+        scopes=["user-library-modify", "user-read-email"],
+        email="opted@fan.test",
+        email_opt_in=True,
+        wording_version=consent.WORDING_VERSION,
+    )
+    token = record.issue_revoke_token()
+    record.save()
+    return subscription, token
+
+
+def words(response) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.content.decode())).split())
+
+
+def test_a_pre_save_done_on_release_day_has_nothing_to_cancel_and_says_how_to_undo_it(client, campaign):
+    """As on the privacy page: no cancel button, and posting anyway (an old tab) withdraws nothing, not even
+    the email the fan asked for."""
+    subscription, token = asked_for_email(campaign, status="delivered")
+
+    asked = client.get(revoke_url(token))
+    answered = client.post(revoke_url(token))
+
+    for response in (asked, answered):
+        page = words(response)
+        assert response.status_code == 200
+        assert "Already done on release day" in page and "so there's nothing left to cancel" in page
+        assert "to undo it, remove First Light from your Spotify library" in page
+        assert 'id="confirm-revoke"' not in text(response) and "cancelled" not in page
+    record = ConsentRecord.objects.get()
+    assert (record.revoked_at, record.email_opt_in) == (None, True)
+    assert Fan.objects.get().email == "opted@fan.test"
+    subscription.refresh_from_db()
+    assert subscription.status == "delivered"
+
+
+def test_a_done_pre_save_s_link_stops_the_email_with_the_privacy_page_s_button(client, campaign):
+    subscription, token = asked_for_email(campaign, status="delivered")
+    html_text = text(client.get(revoke_url(token)))
+    stop = re.search(r'<form method="post" action="(/privacy/([^/"]+)/stop-email/(\d+)/)">', html_text)
+    assert stop and "Stop the email" in html_text
+    fan_token = stop[2]
+    assert privacy.subject_from(fan_token).fan == subscription.fan and int(stop[3]) == subscription.pk
+
+    response = client.post(stop[1], follow=True)
+
+    assert response.redirect_chain == [(reverse("fans:privacy", args=[fan_token]), 302)]
+    assert "We won't email you about First Light" in words(response)
+    assert ReleaseEmail.objects.get().unsubscribed_at is not None
+    assert not ConsentRecord.objects.sharing_email().exists()
+    again = words(client.get(revoke_url(token)))
+    assert "Already done on release day" in again and "Stop the email" not in again
+
+
+def test_the_question_says_the_email_goes_with_the_pre_save_and_the_answer_what_happened(client, campaign, sandbox):
+    _, opted_token = asked_for_email(campaign)
+    _, declined_token = presaved(make_campaign(slug="second-light"), sandbox, "alice")
+
+    asked = words(client.get(revoke_url(opted_token)))
+    assert "We won't save First Light by Nova Lark to your Spotify library on release day" in asked
+    assert "The email you asked for goes with it: we won't email you when it's out." in asked
+    assert "The email you asked for" not in words(client.get(revoke_url(declined_token)))
+
+    answered = words(client.post(revoke_url(opted_token)))
+
+    assert "Your pre-save of First Light on Spotify is cancelled" in answered
+    assert "we won't email you about it" in answered
+    assert not ConsentRecord.objects.sharing_email().exists()
+    assert Fan.objects.get(service_user_id="opted").email == ""
+
+
+def test_release_day_coming_between_the_question_and_the_answer_cancels_nothing(client, campaign):
+    subscription, token = asked_for_email(campaign)
+    assert 'id="confirm-revoke"' in text(client.get(revoke_url(token)))
     Subscription.objects.filter(pk=subscription.pk).update(status="delivered", delivered_at=timezone.now())
 
-    confirm = client.get(revoke_url(token))
-    done = client.post(revoke_url(token))
+    page = words(client.post(revoke_url(token)))
 
-    assert "was already saved to your Spotify library" in text(confirm)
-    assert "can't undo that" in text(confirm)
-    assert "already saved to your Spotify library before you cancelled" in text(done)
-    subscription.refresh_from_db()
-    assert subscription.status == "delivered"  # what happened stays recorded
-    assert ConsentRecord.objects.get().revoked_at is not None
-    assert not Credential.objects.filter(subscription=subscription).exists()
+    assert "Already done on release day" in page and "Stop the email" in page
+    assert ConsentRecord.objects.sharing_email().count() == 1
 
 
 @pytest.mark.parametrize("method", ["get", "post"])

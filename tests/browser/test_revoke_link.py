@@ -1,0 +1,57 @@
+"""The thank-you page's one-click revoke link in Chromium, in the privacy page's words: before release day it
+asks, saying the email goes too, then says what happened; after it, nothing is cancelled (how to undo it in the
+service instead) and only the email, still to come, can be stopped."""
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from fans.models import ConsentRecord, Fan, ReleaseEmail, Subscription
+from tests.conftest import ARTIFACTS, make_campaign
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def pre_save_with_the_email_box(page, site, sandbox, campaign) -> str:
+    """Alice pre-saves `campaign` with the email box ticked; returns the thank-you page's revoke link."""
+    page.goto(site + campaign.get_absolute_url())
+    page.locator("input[name=email_opt_in]").check()
+    page.get_by_role("button", name="Pre-save on Spotify").click()
+    page.wait_for_url(f"{sandbox.accounts_url}/authorize*")
+    page.check("input[name=user][value=alice]")
+    page.click("#agree")
+    page.wait_for_url(site + reverse("fans:thanks", args=[campaign.slug]))
+    return page.get_by_role("link", name="Cancel this pre-save").get_attribute("href")
+
+
+def test_the_revoke_link_of_a_pre_save_done_on_release_day_cancels_nothing_and_can_stop_the_email(site, page, sandbox):
+    waiting, done = make_campaign(), make_campaign(slug="second-light")
+    waiting_link = pre_save_with_the_email_box(page, site, sandbox, waiting)
+    done_link = pre_save_with_the_email_box(page, site, sandbox, done)
+    Subscription.objects.filter(campaign=done).update(status="delivered", delivered_at=timezone.now())
+
+    page.goto(site + done_link)
+    assert page.get_by_role("heading", name="Already done on release day").is_visible()
+    assert page.get_by_text("so there's nothing left to cancel: to undo it, remove First Light from your").is_visible()
+    assert page.get_by_role("button", name="Cancel my pre-save").count() == 0
+    page.screenshot(path=ARTIFACTS / "revoke-after-release-day.png", full_page=True)
+    page.get_by_role("button", name="Stop the email").click()
+
+    assert page.get_by_role("status").get_by_text("We won't email you about First Light").is_visible()
+    assert page.get_by_text("Read your email address, so we can email you when it drops. (you stopped").is_visible()
+    assert ConsentRecord.objects.get(campaign=done).revoked_at is None, "nothing was cancelled"
+    assert ReleaseEmail.objects.get(campaign=done).unsubscribed_at is not None
+    assert Fan.objects.get().email == "alice@sandbox.test", "the waiting pre-save's email is still to come"
+
+    page.goto(site + waiting_link)
+    assert page.get_by_role("heading", name="Cancel your pre-save?").is_visible()
+    assert page.get_by_text("The email you asked for goes with it: we won't email you when it's out.").is_visible()
+    page.screenshot(path=ARTIFACTS / "revoke-confirm-email.png", full_page=True)
+    assert Subscription.objects.get(campaign=waiting).status == "pending", "asking changes nothing"
+    page.click("#confirm-revoke")
+
+    assert page.get_by_role("heading", name="Pre-save cancelled").is_visible()
+    assert page.get_by_role("status").get_by_text("Your pre-save of First Light on Spotify is cancelled").is_visible()
+    assert Subscription.objects.get(campaign=waiting).status == "revoked"
+    assert Fan.objects.get().email == ""
+    assert Subscription.objects.get(campaign=done).status == "delivered"
