@@ -1,6 +1,8 @@
 """The thank-you page's one-click revoke link in Chromium, in the privacy page's words: before release day it
 asks, saying the email goes too, then says what happened; after it, nothing is cancelled (how to undo it in the
-service instead) and only the email, still to come, can be stopped."""
+service instead) and only the email, still to come, can be stopped. And a past-dated draft's preview."""
+
+import datetime as dt
 
 import pytest
 from django.urls import reverse
@@ -55,3 +57,23 @@ def test_the_revoke_link_of_a_pre_save_done_on_release_day_cancels_nothing_and_c
     assert Subscription.objects.get(campaign=waiting).status == "revoked"
     assert Fan.objects.get().email == ""
     assert Subscription.objects.get(campaign=done).status == "delivered"
+
+
+def test_a_draft_s_preview_past_its_release_date_has_its_listen_links_switched_off(site, browser, sandbox):
+    from tests.browser.test_console import log_in
+    from tests.releases.personas import member_of
+
+    member_of("Label staff", "lena")
+    draft = make_campaign(slug="low-tide-lights", status="draft", release_in=dt.timedelta(days=-1))
+    context = browser.new_context()
+    try:
+        staff = context.new_page()
+        log_in(staff, site)
+        staff.goto(site + draft.get_absolute_url())
+        listen = staff.get_by_role("link", name="Listen on Spotify")
+        assert listen.is_disabled()
+        listen.click(force=True)  # switched off: stays put, where it led to a "Page not found"
+        assert staff.url == site + draft.get_absolute_url()
+        staff.screenshot(path=ARTIFACTS / "campaign-preview-out.png", full_page=True)
+    finally:
+        context.close()

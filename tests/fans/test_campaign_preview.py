@@ -1,6 +1,7 @@
 """Label staff preview a draft campaign at its own address (the console's "View on site"): the page as fans will
 see it once it is live, under a banner, with inert buttons; never cached, never indexed; fans get a 404."""
 
+import datetime as dt
 import re
 
 import pytest
@@ -64,3 +65,13 @@ def test_fans_and_staff_who_may_not_view_campaigns_still_get_a_404_before_and_af
     assert page_of(staff_client, draft).status_code == 200  # the preview goes past it
     assert page_of(fan, draft).status_code == 404 and page_of(temp, draft).status_code == 404
     assert caches["pages"].get(pagecache.key(draft.slug)) in (None, pagecache._MISSING)
+
+
+def test_a_preview_past_its_release_date_has_inert_listen_links(staff_client):
+    draft = make_campaign(slug="low-tide-lights", status="draft", release_in=dt.timedelta(days=-1))
+
+    html = page_of(staff_client, draft).content.decode()
+
+    listen = re.findall(r"<a [^>]*>Listen on [^<]*</a>", html)
+    assert listen and all('aria-disabled="true"' in link and "href" not in link for link in listen)
+    assert staff_client.get(reverse("fans:listen", args=[draft.slug, "spotify"])).status_code == 404  # why
