@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 # fan takes it back, and WHAT_WE_KEEP says so for every service; v8: REVOKE_ANY_TIME no longer says our emails
 # carry a cancel link (a pre-saving fan gets none before release day), and names the service's own settings;
 # v9: a campaign may add the release to a private playlist it names, made in the fan's account (Spotify only: its
-# list names the playlist and asks playlist-modify-private, the other services' lists don't change)
-WORDING_VERSION = "2026-11-v9"
+# list names the playlist and asks playlist-modify-private, the other services' lists don't change); v10: Spotify's
+# list names what every authorization shows us (the fan's name and account id, as Deezer's does) and how Spotify's
+# own screen words the permissions, wider than our actions (SCREEN_NOTE)
+WORDING_VERSION = "2026-11-v10"
 
 EMAIL_OPT_IN_LABEL = "Also email me when it drops"
 EMAIL_ONLY_IF_TICKED = "Only if you tick “{label}”:"
@@ -46,6 +48,7 @@ NO_EMAIL_SHARED = (
     "{label} doesn't share your email address with us, so ticking “{box}” gets you no email when you pre-save "
     "with {label}."
 )
+SCREEN_NOTE = "{label}'s own screen words these permissions more broadly ({words}): we use them only as listed here."
 WHAT_WE_KEEP_EMAIL = (
     " (and your email address, if you tick the box, with whether our email to it is opened and its links clicked)"
 )
@@ -61,6 +64,7 @@ class ServiceConsent:
     with_email: list[str]  # what ticking the email box adds
     no_email: str  # where the campaign offers the box and this service shares no address: that the box does nothing
     what_we_keep: str
+    screen_note: str = ""  # how the service's own screen words the permissions asked for, where it is wider
 
 
 def service_consent(service: Service, campaign: Campaign) -> ServiceConsent:
@@ -71,7 +75,9 @@ def service_consent(service: Service, campaign: Campaign) -> ServiceConsent:
     return ServiceConsent(
         key=service.key,
         label=service.label,
-        always=service.scope_descriptions(base) + service.action_descriptions(campaign),
+        always=[words for words in [service.identity_words] if words]
+        + service.scope_descriptions(base)
+        + service.action_descriptions(campaign),
         with_email=service.scope_descriptions(extra),
         no_email=NO_EMAIL_SHARED.format(label=service.label, box=EMAIL_OPT_IN_LABEL)
         if campaign.offer_email_optin and not extra
@@ -79,4 +85,11 @@ def service_consent(service: Service, campaign: Campaign) -> ServiceConsent:
         what_we_keep=WHAT_WE_KEEP.format(
             identity=service.identity_kept.format(label=service.label), email=WHAT_WE_KEEP_EMAIL if extra else ""
         ),
+        screen_note=screen_note(service, base),
     )
+
+
+def screen_note(service: Service, scopes: list[str]) -> str:
+    """How the service's own consent screen words `scopes`, where it words them (`Service.screen_words`)."""
+    words = [f"“{service.screen_words[scope]}”" for scope in scopes if scope in service.screen_words]
+    return SCREEN_NOTE.format(label=service.label, words=", ".join(words)) if words else ""

@@ -143,7 +143,8 @@ def consent_words(consent: ConsentRecord) -> list[str]:
     if service_class is None:
         return []
     service = service_class()
-    return service.action_descriptions(consent.campaign) + service.scope_descriptions(consent.scopes)
+    identity = [service.identity_words] if service.identity_words else []
+    return identity + service.action_descriptions(consent.campaign) + service.scope_descriptions(consent.scopes)
 
 
 def stopped_email(consent: ConsentRecord) -> tuple[list[str], dt.datetime | None]:

@@ -212,6 +212,11 @@ class Service:
     action_words: ClassVar[Mapping[str, str]] = {}
     # The fan's words for each other scope this service asks for (the consent's list).
     scope_words: ClassVar[Mapping[str, str]] = {}
+    # What the service's own consent screen calls the scopes we ask for, where it words them more broadly than the
+    # actions we list: the campaign page names them, so that the fan meets no surprise there.
+    screen_words: ClassVar[Mapping[str, str]] = {}
+    # What any authorization shows us, whatever the scopes ("" when a scope's own words say it): the consent's list.
+    identity_words: ClassVar[str] = ""
 
     def __init__(self) -> None:
         self.timeout = settings.SERVICE_TIMEOUT_SECONDS

@@ -66,6 +66,13 @@ MISSING_SCOPE = "Insufficient client scope"  # Spotify's 403 for a token without
 SCOPE_WORDS = {
     "user-read-email": "Read your email address, so we can email you when it drops.",
 }
+# Spotify's consent screen in its own words (developer.spotify.com/documentation/web-api/concepts/scopes): a
+# permission wider than the action we take with it, named on our page so the fan isn't surprised on Spotify's.
+SCREEN_WORDS = {
+    "user-library-modify": "Manage your saved content",
+    "user-follow-modify": "Manage who you are following",
+    "playlist-modify-private": "Manage your private playlists",
+}
 
 
 class Spotify(Service):
@@ -77,6 +84,10 @@ class Spotify(Service):
     can_add_to_playlist = True
     action_words = ACTION_WORDS
     scope_words = SCOPE_WORDS
+    screen_words = SCREEN_WORDS
+    # Every authorization shares the fan's public profile: developer.spotify.com/documentation/web-api/reference/
+    # get-current-users-profile (display_name, id, account_id) needs no scope.
+    identity_words = "See your Spotify name and account id."
 
     def __init__(self) -> None:
         super().__init__()

@@ -108,3 +108,17 @@ def test_the_thank_you_page_says_the_privacy_link_can_cancel_too(client, campaig
     privacy_url = re.search(r'class="privacy-link" href="([^"]+)"', html).group(1)
     privacy_page = client.get(privacy_url).content.decode()
     assert "Cancel this pre-save" in privacy_page, "the privacy page can cancel it, as the thank-you page says"
+
+
+def test_spotifys_list_names_the_profile_it_shares_and_how_spotifys_own_screen_words_the_permissions(client, sandbox):
+    """Spotify's screen asks to "Manage your saved content" where our list says "Save this release": the page
+    names Spotify's wording, for the scopes asked only, and the name and account id every authorization shares."""
+    saves = what_you_allow(client, make_campaign(slug="saves", services=["spotify", "deezer"]))
+    spotify, deezer = saves.split("With Deezer")
+    assert "See your Spotify name and account id." in spotify
+    assert "Spotify's own screen words these permissions more broadly (“Manage your saved content”)" in spotify
+    assert "Manage who you are following" not in spotify, "no follow asked, none named"
+    assert "own screen" not in deezer and "See your Deezer name and account id." in deezer
+
+    follows = what_you_allow(client, make_campaign(slug="follows", follow_artist=True, services=["spotify"]))
+    assert "(“Manage your saved content”, “Manage who you are following”)" in follows

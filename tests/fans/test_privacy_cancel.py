@@ -155,6 +155,7 @@ def test_the_export_names_the_words_and_labels_their_version_plainly(client, wai
     consent = client.get(reverse("fans:privacy_export", args=[token])).json()["consents"][0]
 
     assert consent["words_agreed_to"] == [
+        "See your Spotify name and account id.",
         "Save this release to your Spotify library on release day.",
         "Read your email address, so we can email you when it drops.",
     ]
