@@ -2,11 +2,19 @@
 
 import io
 import logging
+import os
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from presave_site.log_filters import RedactSecrets, redact
+from tests.conftest import ROOT, wait_for
 
 
 def test_query_string_secrets_are_redacted():
@@ -98,3 +106,60 @@ def test_a_refused_post_to_a_revoke_link_logs_its_path_without_the_token():
     assert response.status_code == 403
     assert "/revoke/[redacted]/" in stream.getvalue()
     assert "the-fans-secret-revoke-token" not in stream.getvalue()
+
+
+@pytest.mark.django_db
+def test_gunicorns_access_log_under_the_projects_config_carries_no_secret_link(tmp_path):
+    """gunicorn logs requests itself, outside Django's LOGGING: the config README's production command uses
+    (presave_site/gunicorn_config.py) runs its lines through the same redaction."""
+    db = connection.settings_dict
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    access_log = tmp_path / "access.log"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:presave_site.gunicorn_config", "presave_site.wsgi"]
+        + [f"--bind=127.0.0.1:{port}", f"--access-logfile={access_log}", "--workers=1"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    secret_paths = [
+        "/revoke/the-fans-secret-revoke-token/",
+        "/privacy/eyJmYW4iOjF9:1v:the-privacy-signature/",
+        "/oauth/spotify/callback/?code=the-authorization-code&state=the-oauth-state",
+    ]
+    try:
+        wait_for(lambda: _answers(base + "/privacy/link/"), message="gunicorn to answer")
+        for path in secret_paths:
+            _answers(base + path, referer=base + "/privacy/the-referred-privacy-token/")
+        wait_for(lambda: access_log.read_text().count("\n") >= 1 + len(secret_paths), message="the access log")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    log = access_log.read_text()
+    assert "GET /revoke/[redacted]/ " in log
+    assert "GET /privacy/[redacted]/ " in log
+    assert "GET /oauth/spotify/callback/?code=[redacted]&state=[redacted] " in log
+    for secret in ("the-fans-secret", "the-privacy-signature", "the-authorization-code", "the-oauth-state"):
+        assert secret not in log
+    assert "the-referred-privacy-token" not in log, "the Referer is a logged URL too"
+
+
+def _answers(url: str, referer: str = "") -> bool:
+    request = urllib.request.Request(url, headers={"Referer": referer} if referer else {})
+    try:
+        urllib.request.urlopen(request, timeout=5).close()  # noqa: S310 - our own loopback server
+    except urllib.error.HTTPError:
+        return True  # an answer (a 4xx for a made-up link): what the log records
+    except OSError:
+        return False
+    return True
