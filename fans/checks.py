@@ -35,3 +35,20 @@ def email_goes_somewhere(app_configs, **kwargs) -> list[Warning]:
             )
         ]
     return []
+
+
+@register(Tags.security, deploy=True)
+def public_address_is_https(app_configs, **kwargs) -> list[Warning]:
+    """PUBLIC_BASE_URL builds the OAuth redirect URIs and every link in emails: with HTTPS on, an http:// one
+    sends fans' authorization codes, revoke and privacy links over plain HTTP (or, redirected, breaks the
+    services' exact-match redirect URI)."""
+    if settings.HTTPS and not settings.PUBLIC_BASE_URL.startswith("https://"):
+        return [
+            Warning(
+                "HTTPS is on but PUBLIC_BASE_URL is not an https:// address: OAuth redirect URIs and the links in "
+                "fans' emails (revoke, privacy) would be plain http://.",
+                hint="Set PUBLIC_BASE_URL to the site's https:// origin, e.g. https://presave.example.com.",
+                id="fans.W003",
+            )
+        ]
+    return []

@@ -66,6 +66,22 @@ class Env(environ.Env):
             raise ImproperlyConfigured(f"{var} must be an http:// or https:// address, like {default}.")
         return value
 
+    def service_url(self, var, default, *, https: bool):
+        """A streaming service's base address (`base_url`), which must be https:// when HTTPS is on: our app's
+        client secret, fans' authorization codes and their tokens travel to it.
+
+        A loopback host may stay http://: that is the sandbox (delivery/sandbox) in a production-like run on one
+        machine (the tests' processes with DEBUG off, the benchmarks), and nothing sent there leaves the machine.
+        """
+        value = self.base_url(var, default)
+        parts = urlsplit(value)
+        if https and parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+            raise ImproperlyConfigured(
+                f"{var} must be an https:// address when HTTPS is on (our client secret and fans' tokens go "
+                "there); plain http:// only to 127.0.0.1, localhost or ::1."
+            )
+        return value
+
     def redis_url(self, var):
         """A Redis address (redis://, rediss:// with TLS, unix://), or "" for none; anything else stops the start."""
         value = self.str(var, default="")
@@ -96,6 +112,7 @@ BOOLEAN_WORDS = {
     **dict.fromkeys(("false", "no", "off", "0", ""), False),
 }
 DATABASE_SCHEMES = {"postgres", "postgresql", "pgsql", "sqlite"}
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 env = Env()
@@ -259,8 +276,8 @@ SERVICE_TIMEOUT_SECONDS = env.float("SERVICE_TIMEOUT_SECONDS", default=10.0, min
 SPOTIFY_CLIENT_ID = env.str("SPOTIFY_CLIENT_ID", default="")
 SPOTIFY_CLIENT_SECRET = secret("SPOTIFY_CLIENT_SECRET", "") if SPOTIFY_CLIENT_ID else ""
 SPOTIFY_ENABLED = env.bool("SPOTIFY_ENABLED", default=bool(SPOTIFY_CLIENT_ID))
-SPOTIFY_ACCOUNTS_URL = env.base_url("SPOTIFY_ACCOUNTS_URL", default="https://accounts.spotify.com")
-SPOTIFY_API_URL = env.base_url("SPOTIFY_API_URL", default="https://api.spotify.com")
+SPOTIFY_ACCOUNTS_URL = env.service_url("SPOTIFY_ACCOUNTS_URL", default="https://accounts.spotify.com", https=HTTPS)
+SPOTIFY_API_URL = env.service_url("SPOTIFY_API_URL", default="https://api.spotify.com", https=HTTPS)
 # "library": the unified PUT /v1/me/library (February 2026); "legacy": /v1/me/albums, /tracks, /following.
 SPOTIFY_LIBRARY_API = env.str("SPOTIFY_LIBRARY_API", default="library")
 # Spotify limits calls per app over a rolling 30-second window and does not publish the number: every worker
@@ -277,8 +294,8 @@ if SPOTIFY_ENABLED and not (SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET):
 DEEZER_APP_ID = env.str("DEEZER_APP_ID", default="")
 DEEZER_SECRET = secret("DEEZER_SECRET", "") if DEEZER_APP_ID else ""
 DEEZER_ENABLED = bool(DEEZER_APP_ID and DEEZER_SECRET)
-DEEZER_CONNECT_URL = env.base_url("DEEZER_CONNECT_URL", default="https://connect.deezer.com")
-DEEZER_API_URL = env.base_url("DEEZER_API_URL", default="https://api.deezer.com")
+DEEZER_CONNECT_URL = env.service_url("DEEZER_CONNECT_URL", default="https://connect.deezer.com", https=HTTPS)
+DEEZER_API_URL = env.service_url("DEEZER_API_URL", default="https://api.deezer.com", https=HTTPS)
 # Deezer's simple API quota: 50 requests per 5 seconds (error code 4 beyond it).
 DEEZER_RATE_LIMIT = env.int("DEEZER_RATE_LIMIT", default=50)
 DEEZER_RATE_WINDOW_SECONDS = env.float("DEEZER_RATE_WINDOW_SECONDS", default=5.0, minimum=0.01)
@@ -289,8 +306,10 @@ APPLE_MUSIC_KEY_ID = env.str("APPLE_MUSIC_KEY_ID", default="")
 APPLE_MUSIC_TEAM_ID = env.str("APPLE_MUSIC_TEAM_ID", default="")
 APPLE_MUSIC_PRIVATE_KEY = secret("APPLE_MUSIC_PRIVATE_KEY", "") if APPLE_MUSIC_KEY_ID else ""
 APPLE_MUSIC_ENABLED = bool(APPLE_MUSIC_KEY_ID and APPLE_MUSIC_TEAM_ID and APPLE_MUSIC_PRIVATE_KEY)
-APPLE_MUSIC_API_URL = env.base_url("APPLE_MUSIC_API_URL", default="https://api.music.apple.com")
-MUSICKIT_JS_URL = env.base_url("MUSICKIT_JS_URL", default="https://js-cdn.music.apple.com/musickit/v3/musickit.js")
+APPLE_MUSIC_API_URL = env.service_url("APPLE_MUSIC_API_URL", default="https://api.music.apple.com", https=HTTPS)
+MUSICKIT_JS_URL = env.service_url(
+    "MUSICKIT_JS_URL", default="https://js-cdn.music.apple.com/musickit/v3/musickit.js", https=HTTPS
+)
 # Origins the MusicKit page may also talk to (MusicKit JS calls Apple's APIs and opens its sign-in window).
 MUSICKIT_CSP_ORIGINS = env.list("MUSICKIT_CSP_ORIGINS", default=["https://*.apple.com"])
 # The developer token's lifetime (Apple allows at most 15,777,000 s, six months); renewed this long before expiry.

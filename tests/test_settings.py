@@ -144,3 +144,39 @@ def test_behind_a_proxy_the_deploy_checks_ask_for_the_header_with_the_fans_addre
     result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "SPOTIFY_ACCOUNTS_URL",
+        "SPOTIFY_API_URL",
+        "DEEZER_CONNECT_URL",
+        "DEEZER_API_URL",
+        "APPLE_MUSIC_API_URL",
+        "MUSICKIT_JS_URL",
+    ],
+)
+def test_with_https_on_a_service_address_must_be_https(setting):
+    """Before: http://accounts.spotify.example started fine, and our client secret went to it in clear."""
+    result = manage("check", **production_env(**{setting: "http://service.example"}))
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {setting} must be an https:// address when HTTPS is on" in result.stderr
+
+    result = manage("check", **production_env(HTTPS="false", **{setting: "http://service.example"}))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8765", "localhost:8765", "[::1]:8765"])
+def test_with_https_on_the_sandbox_on_loopback_may_stay_http(host):
+    """A production-like run on one machine (DEBUG off, HTTPS on) talks to the sandbox over plain HTTP."""
+    result = manage("check", **production_env(SPOTIFY_API_URL=f"http://{host}/spotify/api"))
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_deploy_checks_want_an_https_public_address_when_https_is_on():
+    result = manage(
+        "check", "--deploy", "--fail-level", "WARNING", **production_env(PUBLIC_BASE_URL="http://presave.example")
+    )
+    assert result.returncode != 0
+    assert "fans.W003" in result.stderr + result.stdout and "PUBLIC_BASE_URL" in result.stderr + result.stdout
