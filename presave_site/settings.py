@@ -267,8 +267,9 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # --- Token vault ----------------------------------------------------------------------------------
-# "kid:base64-of-32-bytes,kid2:…" — the first key encrypts, every key decrypts (rotation: prepend a new one,
-# run `manage.py rewrap_tokens`, then drop the old one).
+# "kid:base64-of-32-bytes,kid2:…" — the first key encrypts, every key decrypts. Rotation (README: Security):
+# prepend a new one and restart every process, `manage.py rewrap_tokens` until `--check` finds none left, and
+# drop the old one PRIVACY_LINK_MAX_AGE later (it sealed the privacy links mailed to addresses).
 TOKEN_ENCRYPTION_KEYS = secret("TOKEN_ENCRYPTION_KEYS", "dev:ZGV2LW9ubHktdG9rZW4ta2V5LWRvLW5vdC11c2UtISE=")
 
 # --- Streaming services ---------------------------------------------------------------------------
