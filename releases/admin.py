@@ -92,6 +92,9 @@ class ArtistAdmin(HandMadeInput, admin.ModelAdmin):
     form = ArtistAdminForm
     list_display = ["name", "spotify_uri", "release_count", "created_at"]
     search_fields = ["name", "spotify_uri"]
+    # Said here, not only in Artist.Meta: the release count's GROUP BY makes Django drop the model's default
+    # ordering, and the release form's artist search (autocomplete) paginated an unordered list.
+    ordering = ["name"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Artist]:
         return super().get_queryset(request).annotate(release_count=Count("releases"))
