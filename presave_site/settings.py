@@ -473,6 +473,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's default logging gives `django` a console handler of its own (with DEBUG on) that this filter
+        # is not on: none here, so its lines reach the root's handler above, redacted, once.
+        "django": {"handlers": [], "propagate": True},
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django-q": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },

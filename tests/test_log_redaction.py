@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import Client
 
 from presave_site.log_filters import RedactSecrets, redact
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, manage, wait_for
 
 
 def test_query_string_secrets_are_redacted():
@@ -163,3 +163,17 @@ def _answers(url: str, referer: str = "") -> bool:
     except OSError:
         return False
     return True
+
+
+def test_with_debug_on_djangos_own_console_handler_does_not_print_secrets_unredacted():
+    """With DEBUG on (the demo), Django's default logging also prints the `django` loggers through a console
+    handler of its own, which the redaction filter is not on: every 4xx line came out twice, once in clear."""
+    result = manage(
+        "shell",
+        "-c",
+        "import logging; logging.getLogger('django.request').warning('Not Found: /revoke/the-fans-revoke-token/')",
+        DEBUG="true",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Not Found: /revoke/[redacted]/" in result.stderr
+    assert "the-fans-revoke-token" not in result.stdout + result.stderr
