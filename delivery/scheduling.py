@@ -4,11 +4,16 @@ big campaign across workers, and the minute sweeper that resumes unfinished work
 All of them run one task, `DELIVER_TASK` (the schedule through `deliver_on_schedule`, which does not start
 before the release time, should the release have moved after the schedule fired). When the release time
 moves, the fans' planned times are forgotten (`forget_plans`) and planned again by the next run.
+
+A fired schedule's task can be lost: django-q2's Redis broker pops a task off its list (BLPOP) and never hands
+it out again, so a cluster killed (`kill -9`, a deploy, the OOM killer) before it ran the task loses it, and the
+ONCE schedule is used up. The sweeper therefore also starts the campaigns whose schedule fired but whose
+delivery never started (`start_missed_deliveries`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import datetime as dt
 
 from django.conf import settings
 from django.core.cache import cache
@@ -24,13 +29,21 @@ from releases.models import Campaign
 DELIVER_TASK = "delivery.tasks.deliver_campaign"
 SCHEDULED_TASK = "delivery.tasks.deliver_on_schedule"
 SCHEDULE_NAME_PREFIX = "deliver-campaign-"
+# How long a fired release-time schedule (or a follow-up's) may leave its work unstarted before the sweeper
+# starts it: a task normally starts within seconds of its schedule firing, but on release day it may wait in
+# the queue behind busy workers. Two minutes is two sweeps: a lost task costs fans that much, and a slow queue
+# is not given a second run for nothing. Counted from the first sweep that saw the work missed, not from the
+# release time, so that a cluster started long after the release time (its scheduler fires the schedule and
+# the sweeper at once) does not get two runs.
+START_GRACE = dt.timedelta(minutes=2)
+MISSED_MARK_SECONDS = 15 * 60  # a mark left by work that started meanwhile expires on its own
 
 
 def schedule_name(campaign_id: int) -> str:
     return f"{SCHEDULE_NAME_PREFIX}{campaign_id}"
 
 
-def schedule_once(name: str, func: str, object_id: int, at: datetime) -> Schedule:
+def schedule_once(name: str, func: str, object_id: int, at: dt.datetime) -> Schedule:
     """Create or move the named ONCE schedule that runs `func(object_id)` (a campaign's, a sign-up's) at `at`.
 
     The unique name prevents double scheduling; with repeats 1 it fires once, then stays visible in the admin.
@@ -80,8 +93,10 @@ def resume_deliveries() -> str:
     """The minute sweeper (the `delivery-sweeper` Schedule, stored by migration 0002, runs it through
     `delivery.tasks.resume_deliveries`).
 
-    Queue a run for every delivering campaign with due work that no live lease holds; mark done the ones with
-    nothing left to do (a per-market campaign, once the release is out in its last market)."""
+    Start the live campaigns whose release-time task was lost (`start_missed_deliveries`); queue a run for every
+    delivering campaign with due work that no live lease holds; mark done the ones with nothing left to do (a
+    per-market campaign, once the release is out in its last market)."""
+    started = start_missed_deliveries()
     due = Subscription.objects.filter(due_now(), campaign__status=Campaign.Status.DELIVERING)
     resumed = 0
     for campaign_id in sorted(set(due.values_list("campaign_id", flat=True).distinct())):
@@ -91,7 +106,58 @@ def resume_deliveries() -> str:
             async_task(DELIVER_TASK, campaign_id)
             resumed += 1
     done = finish_campaigns(Campaign.objects.filter(status=Campaign.Status.DELIVERING).select_related("release"))
-    return f"resumed {resumed} campaign(s)" + (f", {done} done" if done else "")
+    return (
+        f"resumed {resumed} campaign(s)"
+        + (f", started {started} missed" if started else "")
+        + (f", {done} done" if done else "")
+    )
+
+
+def overdue(mark: str, now: dt.datetime) -> bool:
+    """Whether the work named `mark` (seen missed by this sweep) was first seen missed START_GRACE ago or more.
+    The first sweep that sees it leaves the mark in the shared cache; a later one starts the work."""
+    cache.add(mark, now.timestamp(), MISSED_MARK_SECONDS)
+    seen = cache.get(mark, now.timestamp())
+    return now.timestamp() - seen >= START_GRACE.total_seconds()
+
+
+def start_once(mark: str, func: str, object_id: int, now: dt.datetime) -> bool:
+    """Queue `func(object_id)` for missed work unless a sweep queued it within a lease's time (sweeps that waited
+    together in the queue run at once); the mark is dropped so that, lost again, it waits a grace again."""
+    if not cache.add(f"{mark}:started", True, settings.DELIVERY_LEASE_SECONDS):
+        return False
+    cache.delete(mark)
+    async_task(func, object_id, task_name=f"{mark}-{int(now.timestamp())}")
+    return True
+
+
+def missed_deliveries(now: dt.datetime) -> list[Campaign]:
+    """Live campaigns whose release-time schedule fired (or is gone) but whose delivery never started: the first
+    run makes a campaign `delivering`, so a live one past its first firing time has had none."""
+    armed = Schedule.objects.filter(name__startswith=SCHEDULE_NAME_PREFIX).exclude(repeats=0)
+    armed_names = set(armed.values_list("name", flat=True))
+    # The first firing time is at most a day before the release date (UTC+14 is the earliest market).
+    live = Campaign.objects.filter(
+        status=Campaign.Status.LIVE, release__release_date__lte=now.date() + dt.timedelta(days=1)
+    ).select_related("release")
+    return [
+        campaign
+        for campaign in live
+        if campaign.first_firing_time() <= now and schedule_name(campaign.pk) not in armed_names
+    ]
+
+
+def start_missed_deliveries(now: dt.datetime | None = None) -> int:
+    """Start, through the schedule's own task, each delivery whose release-time task was lost (see the module's
+    docstring) once it has been missed for START_GRACE; returns how many were queued. A schedule still armed is
+    left to fire (its cluster's scheduler may be catching up)."""
+    now = now or timezone.now()
+    started = 0
+    for campaign in missed_deliveries(now):
+        mark = f"delivery:missed:{campaign.pk}"
+        if overdue(mark, now) and start_once(mark, SCHEDULED_TASK, campaign.pk, now):
+            started += 1
+    return started
 
 
 def forget_plans(campaign_ids: list[int]) -> int:

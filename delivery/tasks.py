@@ -1,6 +1,7 @@
 """django-q2 task entry points. Tasks may run more than once: each one is idempotent."""
 
 from delivery import engine, scheduling
+from fans import release_email
 
 
 def deliver_campaign(campaign_id: int, fan_out: bool = True) -> str:
@@ -18,5 +19,8 @@ def deliver_on_schedule(campaign_id: int) -> str:
 
 
 def resume_deliveries() -> str:
-    """The sweeper: resume campaigns whose delivery has due work no live worker holds (e.g. after a crash)."""
-    return scheduling.resume_deliveries()
+    """The sweeper: resume campaigns whose delivery has due work no live worker holds (e.g. after a crash), and
+    start the release-time deliveries and release-day emails whose task was lost."""
+    summary = scheduling.resume_deliveries()
+    emails = release_email.start_missed_runs()
+    return summary + (f", started {emails} missed release-day email run(s)" if emails else "")

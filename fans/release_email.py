@@ -35,7 +35,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
-from delivery.scheduling import schedule_once
+from delivery.scheduling import overdue, schedule_once, start_once
 from fans import privacy, revocation, smartlink
 from fans.models import ConsentRecord, EmailSignup, ReleaseEmail
 from releases import markets
@@ -76,6 +76,67 @@ def sync_schedule(campaign: Campaign) -> Schedule | None:
         if schedule is None or schedule.repeats == 0:
             return schedule
     return schedule_once(name, SEND_TASK, campaign.pk, release_at)
+
+
+def missed_runs(now: dt.datetime) -> list[Campaign]:
+    """Campaigns whose release-day email is due but was neither sent nor planned, with no run to come: their
+    schedule fired (one that never had any is left alone, as `sync_schedule` leaves it), no follow-up is armed,
+    and an address that still asks for the email has no ReleaseEmail row yet, or has an unsent one whose market's
+    time has come. The fired run's task was lost (django-q2's Redis broker hands a task out once; a cluster
+    killed before it ran loses it) or its worker died mid-run. Looks back a week: later, "it's out" is old news.
+    """
+    week_ago = now.date() - dt.timedelta(days=7)
+    names = Schedule.objects.filter(name__startswith=SCHEDULE_NAME_PREFIX)
+    fired = set(names.filter(repeats=0).values_list("name", flat=True))
+    armed = set(names.exclude(repeats=0).values_list("name", flat=True))
+    candidates = (
+        Campaign.objects.exclude(status=Campaign.Status.DRAFT)
+        .filter(release__release_date__range=(week_ago, now.date() + dt.timedelta(days=1)))
+        .select_related("release")
+    )
+    return [
+        campaign
+        for campaign in candidates
+        if schedule_name(campaign.pk) in fired
+        and not armed & {schedule_name(campaign.pk), next_run_schedule_name(campaign.pk)}
+        and campaign.first_firing_time() <= now
+        and (has_unplanned(campaign) or has_due_unsent(campaign, now))
+    ]
+
+
+def has_unplanned(campaign: Campaign) -> bool:
+    """An address asking for the email (as `plan_recipients` finds them) has no ReleaseEmail row."""
+    planned = ReleaseEmail.objects.annotate(lowered=Lower("email")).filter(
+        campaign=campaign, lowered=Lower(OuterRef("address"))
+    )
+    consents = (
+        ConsentRecord.objects.sharing_email()
+        .filter(campaign=campaign, subscription__isnull=False)
+        .exclude(subscription__fan__email="")
+        .annotate(address=F("subscription__fan__email"))
+    )
+    signups = EmailSignup.objects.receiving().filter(campaign=campaign).annotate(address=F("email"))
+    return any(source.filter(~Exists(planned)).exists() for source in (consents, signups))
+
+
+def has_due_unsent(campaign: Campaign, now: dt.datetime) -> bool:
+    """A planned email still wanted, unsent and not refused, whose market's release time has come."""
+    unsent = ReleaseEmail.objects.unsent().filter(still_wanted(), campaign=campaign)
+    markets_left = unsent.values_list("market", flat=True).distinct().order_by()
+    return any(campaign.firing_time(market) <= now for market in markets_left)
+
+
+def start_missed_runs(now: dt.datetime | None = None) -> int:
+    """The minute sweeper's part: start the run of each release-day email missed for START_GRACE (see
+    `missed_runs`), at most one per sweep and lease's time; returns how many were queued. Never an email twice:
+    the run sends only rows not marked sent, claimed with SKIP LOCKED, each marked in its batch's transaction."""
+    now = now or timezone.now()
+    started = 0
+    for campaign in missed_runs(now):
+        mark = f"release-email:missed:{campaign.pk}"
+        if overdue(mark, now) and start_once(mark, SEND_TASK, campaign.pk, now):
+            started += 1
+    return started
 
 
 # --- Recipients -----------------------------------------------------------------------------------------------
