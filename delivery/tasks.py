@@ -1,6 +1,6 @@
 """django-q2 task entry points. Tasks may run more than once: each one is idempotent."""
 
-from delivery import engine, scheduling
+from delivery import engine, scheduling, workers
 from fans import release_email
 
 
@@ -20,7 +20,9 @@ def deliver_on_schedule(campaign_id: int) -> str:
 
 def resume_deliveries() -> str:
     """The sweeper: resume campaigns whose delivery has due work no live worker holds (e.g. after a crash), and
-    start the release-time deliveries and release-day emails whose task was lost."""
+    start the release-time deliveries and release-day emails whose task was lost. It first records that it ran:
+    the console warns when it has not for a while (a stuck cluster, delivery/workers.py)."""
+    workers.record_sweep()
     summary = scheduling.resume_deliveries()
     emails = release_email.start_missed_runs()
     return summary + (f", started {emails} missed release-day email run(s)" if emails else "")

@@ -1,13 +1,62 @@
 """Whether django-q2 clusters are running: the release-time delivery, Deliver now, the minute sweeper and the
 release-day email all wait for one. Each cluster saves its status to the shared cache (`default`: the database
-or Redis) every moment, for three seconds at a time, so a cluster that stopped or died drops out at once."""
+or Redis) every moment, for three seconds at a time, so a cluster that stopped or died drops out at once.
+
+A cluster can also be stuck while its status says it runs: after one of its worker processes is killed
+(`kill -9`, the OOM killer), django-q2 starts another but the cluster may process no task again (an open
+django-q2 bug: django-q2 issue #23, Koed00/django-q #200 and #394). The minute sweeper's heartbeat shows it: the
+sweeper records when it ran (`record_sweep`) in the shared cache, and the console warns when that is older than
+STUCK_AFTER while a cluster claims to run (`stuck_since`)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
+from django.core.cache import cache
+from django.utils import timezone
 from django_q.conf import Conf
 from django_q.status import Stat
+
+HEARTBEAT_KEY = "delivery:sweeper:last-run"
+# The sweeper runs every minute; three minutes is two missed sweeps and a slow one, not a busy queue's moment.
+STUCK_AFTER = dt.timedelta(minutes=3)
 
 
 def clusters_running() -> int:
     """How many clusters reported in over the last few seconds (a stopping one is not counted)."""
     return sum(1 for stat in Stat.get_all() if stat.status != Conf.STOPPED)
+
+
+def record_sweep() -> None:
+    """The minute sweeper ran now: in the shared cache, which every web process reads (kept until replaced)."""
+    cache.set(HEARTBEAT_KEY, timezone.now().timestamp(), None)
+
+
+def last_sweep() -> dt.datetime | None:
+    seen = cache.get(HEARTBEAT_KEY)
+    return dt.datetime.fromtimestamp(seen, tz=dt.UTC) if seen is not None else None
+
+
+def stuck_since(running: list[Stat]) -> dt.datetime | None:
+    """With `running` clusters: since when no sweep ran, if that is STUCK_AFTER ago or more (the last sweep's
+    time; with none recorded, the oldest running cluster's start); None when all is well or none runs."""
+    if not running:
+        return None
+    since = last_sweep() or min((stat.tob for stat in running if stat.tob), default=None)
+    if since is None or timezone.now() - since < STUCK_AFTER:
+        return None
+    return since
+
+
+def banner() -> dict:
+    """What the console's worker banner says (templates/admin/releases/includes/no_workers.html): `no_workers`
+    when no cluster reports in; else `worker_stuck_since` ("22:30 UTC", with the date when not today) when the
+    sweeper has not run for STUCK_AFTER though a cluster claims to run."""
+    running = [stat for stat in Stat.get_all() if stat.status != Conf.STOPPED]
+    since = stuck_since(running)
+    words = None
+    if since is not None:
+        since = since.astimezone(dt.UTC)
+        today = since.date() == timezone.now().astimezone(dt.UTC).date()
+        words = f"{since:%H:%M} UTC" if today else f"{since:%Y-%m-%d %H:%M} UTC"
+    return {"no_workers": not running, "worker_stuck_since": words}

@@ -24,7 +24,7 @@ from django_q.models import Schedule
 
 from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now, scheduled_time
 from delivery.services import enabled_services, staff_warnings
-from delivery.workers import clusters_running
+from delivery.workers import banner as worker_banner
 from fans.models import Subscription
 from fans.reserved import validate_campaign_slug
 from presave_site.admin_filters import ConditionFilter
@@ -402,7 +402,7 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
                     if obj.firing == Campaign.Firing.PER_MARKET
                     else [],
                     "can_deliver": self.has_deliver_permission(request, obj) and obj.status != Campaign.Status.DRAFT,
-                    "no_workers": obj.status in RUNS_ON_WORKERS and not clusters_running(),
+                    **(worker_banner() if obj.status in RUNS_ON_WORKERS else {}),
                     "can_export": request.user.has_perm(EXPORT_PERMISSION),
                     "deliver_now_url": self.url("deliver_now", obj),
                     "retry_failed_url": self.url("retry_failed", obj),

@@ -10,7 +10,7 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from delivery.workers import clusters_running
+from delivery.workers import banner as worker_banner
 from fans.models import Subscription
 from releases.analytics import firing_times_of, kpi_annotations
 from releases.models import Campaign
@@ -58,5 +58,5 @@ def dashboard(limit: int = 20) -> dict:
         "rows": rows,
         "totals": totals(campaigns),
         "now": timezone.now(),
-        "no_workers": bool(rows) and not clusters_running(),  # live campaigns need a cluster to be delivered
+        **(worker_banner() if rows else {}),  # live campaigns need a working cluster to be delivered
     }
