@@ -3,6 +3,7 @@ email whose ONCE schedule fired, but whose task a killed cluster took with it (d
 task out once, and never again). Real django-q2 workers deliver and send what the sweeper queued."""
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,48 @@ def test_a_live_campaign_whose_release_time_task_was_lost_is_delivered_by_the_sw
     assert Subscription.objects.get(pk=subscription.pk).status == "delivered"
     assert len(sandbox.writes("alice")) == 1
     assert sweep() == "resumed 0 campaign(s)"
+
+
+def test_a_release_time_task_a_killed_cluster_took_off_redis_is_lost_and_the_sweeper_delivers_it(
+    sandbox, start_worker, monkeypatch
+):
+    """The reviewer's release day: the schedule fires, django-q2's Redis broker hands the task to the cluster
+    (BLPOP: off the list), `kill -9` takes it away, and a restarted cluster never sees it again."""
+    import redis
+    from django_q.brokers import get_broker
+    from django_q.conf import Conf
+    from django_q.tasks import async_task
+
+    redis_url = "redis://127.0.0.1:6379/13"
+    queue = redis.Redis.from_url(redis_url)
+    queue.flushdb()
+    monkeypatch.setattr(Conf, "ORM", None)  # this process queues on Redis too, as production's do
+    monkeypatch.setattr(Conf, "REDIS", redis_url)
+    campaign = make_campaign(release_in=dt.timedelta(seconds=5))
+    make_subscription(campaign, sandbox, "alice")
+    # The release-time schedule alone: the cluster holds one task in memory beside its busy worker (queue_limit).
+    Schedule.objects.exclude(name=scheduling.schedule_name(campaign.pk)).delete()
+    async_task("time.sleep", 300)  # the cluster's one worker is busy: the next task waits in the cluster's memory
+    env = {"REDIS_URL": redis_url, "Q_WORKERS": "1"}
+    cluster = start_worker(**env)
+    wait_for(
+        lambda: (
+            Schedule.objects.filter(name=scheduling.schedule_name(campaign.pk), repeats=0).exists()
+            and get_broker().queue_size() == 0
+        ),
+        timeout=90,
+        message="the release-time schedule firing and the cluster taking its task off Redis",
+    )
+    cluster.kill()  # kill -9: a deploy, the OOM killer
+    start_worker(**env)
+    time.sleep(3)
+    assert Campaign.objects.get(pk=campaign.pk).status == "live" and not sandbox.writes("alice"), "lost"
+
+    assert sweep() == "resumed 0 campaign(s)"
+    assert sweep(timezone.now() + GRACE) == "resumed 0 campaign(s), started 1 missed"  # Redis: no queue time
+
+    wait_for(lambda: Campaign.objects.get(pk=campaign.pk).status == "done", timeout=60, message="the delivery")
+    assert len(sandbox.writes("alice")) == 1
 
 
 def test_a_lost_start_waits_the_grace_from_the_first_sweep_that_saw_it(db):
