@@ -22,11 +22,6 @@ HEARTBEAT_KEY = "delivery:sweeper:last-run"
 STUCK_AFTER = dt.timedelta(minutes=3)
 
 
-def clusters_running() -> int:
-    """How many clusters reported in over the last few seconds (a stopping one is not counted)."""
-    return sum(1 for stat in Stat.get_all() if stat.status != Conf.STOPPED)
-
-
 def record_sweep() -> None:
     """The minute sweeper ran now: in the shared cache, which every web process reads (kept until replaced)."""
     cache.set(HEARTBEAT_KEY, timezone.now().timestamp(), None)
