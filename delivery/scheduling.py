@@ -113,6 +113,17 @@ def resume_deliveries() -> str:
     )
 
 
+def start_missed(missed: list[Campaign], func: str, mark_prefix: str, now: dt.datetime) -> int:
+    """Queue `func(campaign id)` for each campaign of `missed` (work whose task was lost) that was first seen
+    missed START_GRACE ago or more and that no sweep queued within a lease's time; returns how many were queued."""
+    started = 0
+    for campaign in missed:
+        mark = f"{mark_prefix}:{campaign.pk}"
+        if overdue(mark, now) and start_once(mark, func, campaign.pk, now):
+            started += 1
+    return started
+
+
 def overdue(mark: str, now: dt.datetime) -> bool:
     """Whether the work named `mark` (seen missed by this sweep) was first seen missed START_GRACE ago or more.
     The first sweep that sees it leaves the mark in the shared cache; a later one starts the work."""
@@ -152,12 +163,7 @@ def start_missed_deliveries(now: dt.datetime | None = None) -> int:
     docstring) once it has been missed for START_GRACE; returns how many were queued. A schedule still armed is
     left to fire (its cluster's scheduler may be catching up)."""
     now = now or timezone.now()
-    started = 0
-    for campaign in missed_deliveries(now):
-        mark = f"delivery:missed:{campaign.pk}"
-        if overdue(mark, now) and start_once(mark, SCHEDULED_TASK, campaign.pk, now):
-            started += 1
-    return started
+    return start_missed(missed_deliveries(now), SCHEDULED_TASK, "delivery:missed", now)
 
 
 def forget_plans(campaign_ids: list[int]) -> int:

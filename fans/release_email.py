@@ -35,7 +35,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
-from delivery.scheduling import overdue, schedule_once, start_once
+from delivery.scheduling import schedule_once, start_missed
 from fans import privacy, revocation, smartlink
 from fans.models import ConsentRecord, EmailSignup, ReleaseEmail
 from releases import markets
@@ -131,12 +131,7 @@ def start_missed_runs(now: dt.datetime | None = None) -> int:
     `missed_runs`), at most one per sweep and lease's time; returns how many were queued. Never an email twice:
     the run sends only rows not marked sent, claimed with SKIP LOCKED, each marked in its batch's transaction."""
     now = now or timezone.now()
-    started = 0
-    for campaign in missed_runs(now):
-        mark = f"release-email:missed:{campaign.pk}"
-        if overdue(mark, now) and start_once(mark, SEND_TASK, campaign.pk, now):
-            started += 1
-    return started
+    return start_missed(missed_runs(now), SEND_TASK, "release-email:missed", now)
 
 
 # --- Recipients -----------------------------------------------------------------------------------------------

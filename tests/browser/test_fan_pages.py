@@ -203,8 +203,8 @@ def test_a_per_market_campaign_out_in_auckland_is_still_a_pre_save_in_new_york(s
             context.close()
 
 
-def test_a_fan_downloads_their_data_and_erases_everything(site, page, sandbox):
-    campaign = make_campaign()
+def alice_presaves_with_the_email_box(page, site, sandbox, campaign) -> None:
+    """Alice pre-saves `campaign` on Spotify with the email box ticked, through the sandbox's login page."""
     page.goto(site + campaign.get_absolute_url())
     page.locator("input[name=email_opt_in]").check()
     page.get_by_role("button", name="Pre-save on Spotify").click()
@@ -212,6 +212,11 @@ def test_a_fan_downloads_their_data_and_erases_everything(site, page, sandbox):
     page.check("input[name=user][value=alice]")
     page.click("#agree")
     page.wait_for_url(site + reverse("fans:thanks", args=[campaign.slug]))
+
+
+def test_a_fan_downloads_their_data_and_erases_everything(site, page, sandbox):
+    campaign = make_campaign()
+    alice_presaves_with_the_email_box(page, site, sandbox, campaign)
 
     page.get_by_role("link", name="See, download or erase what we hold about you").click()
     assert page.get_by_role("heading", name="What we hold about you").is_visible()
@@ -329,13 +334,7 @@ def test_a_page_view_asks_for_nothing_that_is_not_there_not_even_an_icon(site, p
 def test_on_the_privacy_page_a_fan_cancels_one_pre_save_and_stops_the_email_of_one_already_done(site, page, sandbox):
     waiting, done = make_campaign(), make_campaign(slug="second-light")
     for campaign in (waiting, done):
-        page.goto(site + campaign.get_absolute_url())
-        page.locator("input[name=email_opt_in]").check()
-        page.get_by_role("button", name="Pre-save on Spotify").click()
-        page.wait_for_url(f"{sandbox.accounts_url}/authorize*")
-        page.check("input[name=user][value=alice]")
-        page.click("#agree")
-        page.wait_for_url(site + reverse("fans:thanks", args=[campaign.slug]))
+        alice_presaves_with_the_email_box(page, site, sandbox, campaign)
     Subscription.objects.filter(campaign=done).update(status="delivered", delivered_at=timezone.now())
     page.get_by_role("link", name="See, download or erase what we hold about you").click()
 

@@ -5,10 +5,10 @@ service instead) and only the email, still to come, can be stopped. And a past-d
 import datetime as dt
 
 import pytest
-from django.urls import reverse
 from django.utils import timezone
 
 from fans.models import ConsentRecord, Fan, ReleaseEmail, Subscription
+from tests.browser.test_fan_pages import alice_presaves_with_the_email_box
 from tests.conftest import ARTIFACTS, make_campaign
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -16,13 +16,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def pre_save_with_the_email_box(page, site, sandbox, campaign) -> str:
     """Alice pre-saves `campaign` with the email box ticked; returns the thank-you page's revoke link."""
-    page.goto(site + campaign.get_absolute_url())
-    page.locator("input[name=email_opt_in]").check()
-    page.get_by_role("button", name="Pre-save on Spotify").click()
-    page.wait_for_url(f"{sandbox.accounts_url}/authorize*")
-    page.check("input[name=user][value=alice]")
-    page.click("#agree")
-    page.wait_for_url(site + reverse("fans:thanks", args=[campaign.slug]))
+    alice_presaves_with_the_email_box(page, site, sandbox, campaign)
     return page.get_by_role("link", name="Cancel this pre-save").get_attribute("href")
 
 
