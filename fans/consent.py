@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from delivery.services import Service
 
 if TYPE_CHECKING:
-    from releases.models import Campaign
+    from releases.models import Campaign, Release
 
 # v2: the email-only sign-up (EMAIL_SIGNUP_CONSENT); v3: Deezer and Apple Music; v4: WHAT_WE_KEEP names the
 # fan's country and the consent's IP address and browser, which fans.authorization has always kept, and both
@@ -69,9 +69,7 @@ class ServiceConsent:
 
 def service_consent(service: Service, campaign: Campaign) -> ServiceConsent:
     base = service.scopes_for(campaign, email_opt_in=False)
-    extra = []
-    if campaign.offer_email_optin:
-        extra = [scope for scope in service.scopes_for(campaign, email_opt_in=True) if scope not in base]
+    extra = email_scopes(service, campaign) if campaign.offer_email_optin else []
     return ServiceConsent(
         key=service.key,
         label=service.label,
@@ -87,6 +85,17 @@ def service_consent(service: Service, campaign: Campaign) -> ServiceConsent:
         ),
         screen_note=screen_note(service, base),
     )
+
+
+def email_scopes(service: Service, campaign: Campaign) -> list[str]:
+    """The scopes ticking the email box adds to `service`'s authorization for `campaign`."""
+    base = service.scopes_for(campaign, email_opt_in=False)
+    return [scope for scope in service.scopes_for(campaign, email_opt_in=True) if scope not in base]
+
+
+def email_signup_words(release: Release) -> str:
+    """The email-only sign-up's consent sentence for `release`."""
+    return EMAIL_SIGNUP_CONSENT.format(title=release.title, artist=release.artist.name)
 
 
 def screen_note(service: Service, scopes: list[str]) -> str:

@@ -19,7 +19,7 @@ from fans.authorization import THANKS_KEY, thanks_revoke_token
 from fans.errors import NotFound
 from fans.forms import EmailSignupForm
 from fans.models import ConsentRecord, ReleaseEmail, Subscription
-from releases.models import Campaign, Release, SeenFrom
+from releases.models import Campaign, SeenFrom
 
 if TYPE_CHECKING:
     from fans.pagecache import CampaignPage
@@ -73,7 +73,7 @@ def campaign_context(
         email_form is not None and accepting and campaign.offer_email_optin
     )
     if offer_email and email_form is None:
-        email_form = EmailSignupForm(consent_label=email_consent_words(release))
+        email_form = EmailSignupForm(consent_label=consent.email_signup_words(release))
     return {
         "campaign": campaign,
         "release": release,
@@ -106,10 +106,6 @@ def campaign_context(
 def offer_email_fallback(campaign: Campaign, accepting: bool, in_app, services: list) -> bool:
     """The email fallback shows in an in-app browser, and whenever no service can take a pre-save."""
     return accepting and campaign.offer_email_optin and (in_app is not None or not services)
-
-
-def email_consent_words(release: Release) -> str:
-    return consent.EMAIL_SIGNUP_CONSENT.format(title=release.title, artist=release.artist.name)
 
 
 def absolute_media_url(url: str) -> str:
@@ -207,7 +203,7 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         consent_record.stopped_words, consent_record.email_stopped_at = privacy.stopped_email(consent_record)
     signups = list(privacy.email_signups(subject))
     for signup in signups:
-        signup.words = privacy.email_signup_words(signup)
+        signup.words = consent.email_signup_words(signup.campaign.release)
     return {
         "subject": subject,
         "fan": subject.fan,

@@ -155,8 +155,7 @@ def stopped_email(consent: ConsentRecord) -> tuple[list[str], dt.datetime | None
     if consent.email_opt_in or consent.revoked_at is not None or service_class is None:
         return [], None
     service = service_class()
-    campaign = consent.campaign
-    box = set(service.scopes_for(campaign, email_opt_in=True)) - set(service.scopes_for(campaign, email_opt_in=False))
+    box = consent_text.email_scopes(service, consent.campaign)
     words = service.scope_descriptions([scope for scope in consent.scopes if scope in box])
     if not words:
         return [], None
@@ -170,11 +169,6 @@ def email_signups(subject: Subject):
     if not subject.email:
         return EmailSignup.objects.none()
     return EmailSignup.objects.filter(email__iexact=subject.email).select_related("campaign__release__artist")
-
-
-def email_signup_words(signup: EmailSignup) -> str:
-    release = signup.campaign.release
-    return consent_text.EMAIL_SIGNUP_CONSENT.format(title=release.title, artist=release.artist.name)
 
 
 def release_emails(subject: Subject):
@@ -262,7 +256,7 @@ def export(subject: Subject) -> dict:
                 "campaign": e.campaign.slug,
                 "email": e.email,
                 "country": e.country,
-                "words_agreed_to": email_signup_words(e),
+                "words_agreed_to": consent_text.email_signup_words(e.campaign.release),
                 "version_of_those_words": e.wording_version,
                 "created_at": e.created_at.isoformat(),
                 "confirmed_at": _time(e.confirmed_at),

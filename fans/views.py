@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from fans import (
     authorization,
+    consent,
     pagecache,
     pages,
     preview,
@@ -57,7 +58,7 @@ def shows_problems(view):
             context = {"problem": problem}
             if problem.email_campaign is not None:  # the fan can still ask for an email when it's out
                 release = problem.email_campaign.release
-                context["email_form"] = EmailSignupForm(consent_label=pages.email_consent_words(release))
+                context["email_form"] = EmailSignupForm(consent_label=consent.email_signup_words(release))
             return render(request, "fans/problem.html", context, status=problem.status)
 
     return wrapper
@@ -162,7 +163,7 @@ def campaign_preview(request: HttpRequest, page: pagecache.CampaignPage) -> Http
 def email_signup(request: HttpRequest, slug: str) -> HttpResponse:
     page = pagecache.campaign_page(slug)
     release = page.release
-    form = EmailSignupForm(request.POST, consent_label=pages.email_consent_words(release))
+    form = EmailSignupForm(request.POST, consent_label=consent.email_signup_words(release))
     seen = tracking.visit(request, params=request.POST)
     if not form.is_valid():
         return render(request, "fans/campaign.html", campaign_context(request, page, seen, email_form=form), status=400)
@@ -284,10 +285,10 @@ def revoke(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         done = revocation.revoke(token)
         return render(request, "fans/revoked.html", pages.revoke_context(done.consent, cancelled=done.cancelled))
-    consent = revocation.find_consent(token)
-    if consent.revoked_at is not None or revocation.is_delivered(consent):
-        return render(request, "fans/revoked.html", pages.revoke_context(consent))
-    return render(request, "fans/revoke_confirm.html", pages.revoke_context(consent, token=token))
+    consent_record = revocation.find_consent(token)
+    if consent_record.revoked_at is not None or revocation.is_delivered(consent_record):
+        return render(request, "fans/revoked.html", pages.revoke_context(consent_record))
+    return render(request, "fans/revoke_confirm.html", pages.revoke_context(consent_record, token=token))
 
 
 @require_GET
