@@ -28,7 +28,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -106,6 +106,12 @@ def missed_runs(now: dt.datetime) -> list[Campaign]:
 
 def has_unplanned(campaign: Campaign) -> bool:
     """An address asking for the email (as `plan_recipients` finds them) has no ReleaseEmail row."""
+    return any(source.exists() for source in unplanned(campaign))
+
+
+def unplanned(campaign: Campaign) -> tuple[QuerySet, QuerySet]:
+    """The consents sharing an address with a pre-save, and the sign-ups still receiving, whose address (annotated
+    `address`, whatever its case) has no ReleaseEmail row for `campaign` yet: an anti-join in the database."""
     planned = ReleaseEmail.objects.annotate(lowered=Lower("email")).filter(
         campaign=campaign, lowered=Lower(OuterRef("address"))
     )
@@ -114,9 +120,10 @@ def has_unplanned(campaign: Campaign) -> bool:
         .filter(campaign=campaign, subscription__isnull=False)
         .exclude(subscription__fan__email="")
         .annotate(address=F("subscription__fan__email"))
+        .filter(~Exists(planned))
     )
     signups = EmailSignup.objects.receiving().filter(campaign=campaign).annotate(address=F("email"))
-    return any(source.filter(~Exists(planned)).exists() for source in (consents, signups))
+    return consents, signups.filter(~Exists(planned))
 
 
 def has_due_unsent(campaign: Campaign, now: dt.datetime) -> bool:
@@ -141,25 +148,9 @@ def plan_recipients(campaign: Campaign) -> int:
     is skipped by the database's unique constraint). The database leaves out the
     addresses already planned (an anti-join), so a follow-up run reads only those that arrived since, not the
     whole list again (a per-market campaign runs once per market while sign-ups are open)."""
-    planned = ReleaseEmail.objects.annotate(lowered=Lower("email")).filter(
-        campaign=campaign, lowered=Lower(OuterRef("address"))
-    )
-    consents = (
-        ConsentRecord.objects.sharing_email()
-        .filter(campaign=campaign)
-        .exclude(subscription__isnull=True)
-        .exclude(subscription__fan__email="")
-        .annotate(address=F("subscription__fan__email"))
-        .filter(~Exists(planned))
-        .values_list("pk", "address", "subscription__market")
-    )
-    signups = (
-        EmailSignup.objects.receiving()
-        .filter(campaign=campaign)
-        .annotate(address=F("email"))
-        .filter(~Exists(planned))
-        .values_list("pk", "address", "country")
-    )
+    consents, signups = unplanned(campaign)
+    consents = consents.values_list("pk", "address", "subscription__market")
+    signups = signups.values_list("pk", "address", "country")
     seen: set[str] = set()
     rows: list[ReleaseEmail] = []
     written = 0
