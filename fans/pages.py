@@ -154,9 +154,10 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
 def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled: bool = False) -> dict:
     """The one-click revoke link's pages (the thank-you page's, an email's), in the privacy page's words and
     partials: a pre-save release day has done has nothing left to cancel (how to undo it in the service, and
-    "Stop the email" while its email is still to come, through the privacy page's own button); otherwise what
-    cancelling will do (`token`: the question's form posts to it) or, afterwards, what it did (`cancelled`: this
-    request cancelled it)."""
+    "Stop the email" while its email is still to come, through the privacy page's own button); a link of a pre-save
+    the fan cancelled and then made again (`again`: the later consent) says so and leads to the privacy page's
+    question for the pre-save that is on; otherwise what cancelling will do (`token`: the question's form posts
+    to it) or, afterwards, what it did (`cancelled`: this request cancelled it)."""
     campaign = consent_record.campaign
     subscription = consent_record.subscription
     context = {
@@ -176,15 +177,17 @@ def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled:
     service = SERVICES[subscription.fan.service]()
     delivered = subscription.status == Subscription.Status.DELIVERED
     privacy_token = privacy.token_for_fan(subscription.fan)
+    again = revocation.presaved_again(consent_record)
     return {
         **context,
         "delivered": delivered,
+        "again": again,
         "actions": service.actions(campaign),
         "undo": undo_words(subscription, service) if delivered else [],
         "email_to_come": privacy.email_to_come(subscription),
         "privacy_token": privacy_token,
         "privacy_url": reverse("fans:privacy", args=[privacy_token]),
-        "what_happened": "" if delivered or token else cancelled_words(subscription, cancelled=cancelled),
+        "what_happened": "" if delivered or token or again else cancelled_words(subscription, cancelled=cancelled),
     }
 
 
@@ -193,7 +196,7 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
     for subscription in subscriptions:  # a fan may have pre-saved one release on two services
         service = SERVICES[subscription.fan.service]()
         subscription.service_label = service.label
-        subscription.can_cancel = subscription.status in (Subscription.Status.PENDING, Subscription.Status.FAILED)
+        subscription.can_cancel = subscription.status in revocation.ACTIVE
         status = Subscription.Status(subscription.status)
         subscription.undo = undo_words(subscription, service) if status == status.DELIVERED else []
         subscription.email_to_come = status != status.REVOKED and privacy.email_to_come(subscription)

@@ -18,6 +18,8 @@ from django.utils import timezone
 from fans.errors import NotFound
 from fans.models import ConsentRecord, Credential, Fan, Subscription, hash_token
 
+ACTIVE = (Subscription.Status.PENDING, Subscription.Status.FAILED)  # release day has something to do or retry
+
 
 @dataclass(frozen=True)
 class Revocation:
@@ -52,6 +54,16 @@ def find_consent(token: str) -> ConsentRecord:
 def is_delivered(consent: ConsentRecord) -> bool:
     subscription = consent.subscription
     return subscription is not None and subscription.status == Subscription.Status.DELIVERED
+
+
+def presaved_again(consent: ConsentRecord) -> ConsentRecord | None:
+    """The consent of the pre-save the fan made again after cancelling the one `consent` was given for (the same
+    subscription, waiting for release day again, or failed on it), or None. That pre-save is not the one the
+    consent's link cancelled: an old link neither cancels it nor may call it cancelled."""
+    subscription = consent.subscription
+    if consent.revoked_at is None or subscription is None or subscription.status not in ACTIVE:
+        return None
+    return subscription.consents.filter(revoked_at__isnull=True).order_by("-created_at").first()
 
 
 def revoke(token: str) -> Revocation:

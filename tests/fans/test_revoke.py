@@ -12,6 +12,7 @@ from django.utils import timezone
 from fans import consent, privacy
 from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
 from tests.conftest import make_campaign, make_subscription
+from tests.fans.test_oauth_callback import presave
 
 pytestmark = pytest.mark.django_db
 
@@ -219,3 +220,41 @@ def test_the_fans_address_goes_with_their_last_email_consent(client, sandbox):
 
     client.post(revoke_url(two_token))
     assert Fan.objects.get().email == ""
+
+
+def revoke_link_from_thanks(client, campaign) -> str:
+    page = client.get(reverse("fans:thanks", args=[campaign.slug])).content.decode()
+    return html.unescape(re.search(r'class="revoke-link" href="([^"]+)"', page).group(1))
+
+
+def test_an_old_link_of_a_pre_save_made_again_says_so_cancels_nothing_and_leads_to_the_one_that_is_on(
+    client, campaign, sandbox
+):
+    """The fan cancelled, pre-saved again, then opened the first thank-you page's link: their pre-save is on
+    again, so the link is not "Already cancelled"; it cancels nothing (asked or posted: a tab left open on the
+    question) and leads to the privacy page's question for the pre-save that is on."""
+    presave(client, campaign)
+    old_link = revoke_link_from_thanks(client, campaign)
+    client.post(old_link)
+    first = ConsentRecord.objects.get()
+    presave(client, campaign)
+    again = ConsentRecord.objects.exclude(pk=first.pk).get()
+
+    for response in (client.get(old_link), client.post(old_link)):
+        assert response.status_code == 200
+        page = words(response)
+        assert "Already cancelled" not in page and "was already cancelled" not in page
+        assert "You pre-saved it again" in page
+        assert f"which you cancelled on {timezone.localtime(first.revoked_at):%-d %B %Y}" in page
+        assert f"You pre-saved it again on Spotify on {timezone.localtime(again.created_at):%-d %B %Y}" in page
+        assert "that pre-save is still on: this link doesn't change it" in page
+    subscription = Subscription.objects.get()
+    assert subscription.status == "pending"
+    assert Credential.objects.filter(subscription=subscription).exists()
+    assert ConsentRecord.objects.get(pk=again.pk).revoked_at is None
+
+    cancel_url = html.unescape(re.search(r'href="(/privacy/[^"]+/revoke/\d+/)"', text(response)).group(1))
+    assert "Cancel your pre-save?" in words(client.get(cancel_url))
+    client.post(cancel_url)
+    assert Subscription.objects.get().status == "revoked"
+    assert "Already cancelled" in words(client.get(old_link)), "both pre-saves are cancelled now"
