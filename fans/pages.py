@@ -203,7 +203,7 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
     consents = list(privacy.consents(subject))
     for consent_record in consents:
         consent_record.words = privacy.consent_words(consent_record)
-        consent_record.stopped_words, consent_record.email_stopped_at = privacy.stopped_email(consent_record)
+        consent_record.stopped = privacy.stopped_email(consent_record)
     signups = list(privacy.email_signups(subject))
     for signup in signups:
         signup.words = consent.email_signup_words(signup.campaign.release)
@@ -235,20 +235,23 @@ def undo_words(subscription: Subscription, service) -> list[str]:
 @dataclass(frozen=True)
 class FanEmail:
     """Why the privacy page shows no address for a fan: `kind` is "withdrawn" (with a cancelled pre-save),
-    "stopped" (the email's unsubscribe, or the privacy page's "Stop the email"), "not_shared" (the fan asked,
-    and the service shares no address) or "never" (the fan never ticked the box); `at` is when, if known."""
+    "stopped" (the email's unsubscribe, or the privacy page's "Stop the email"), "again" (the fan pre-saved again
+    without ticking the box), "not_shared" (the fan asked, and the service shares no address) or "never" (the
+    fan never ticked the box); `at` is when, if known."""
 
     kind: str
     at: dt.datetime | None = None
 
 
 def fan_email_state(fan, consents: list[ConsentRecord]) -> FanEmail | None:
-    """None while the fan's address is kept (a consent shares it); else why there is none, the latest reason."""
+    """None while the fan's address is kept (a consent shares it); else why there is none, the latest reason.
+    `consents` carry `stopped` (privacy.stopped_email), as privacy_context sets it."""
     if fan.email:
         return None
     reasons = [FanEmail("withdrawn", c.revoked_at) for c in consents if c.email_opt_in and c.revoked_at]
     stopped = ReleaseEmail.objects.filter(consent__in=[c.pk for c in consents], unsubscribed_at__isnull=False)
     reasons += [FanEmail("stopped", at) for at in stopped.values_list("unsubscribed_at", flat=True)]
+    reasons += [FanEmail("again", c.stopped.at) for c in consents if c.stopped.again and not c.stopped.asked_again]
     if reasons:
         return max(reasons, key=lambda reason: reason.at)
     if any(c.email_opt_in for c in consents):

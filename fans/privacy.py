@@ -147,21 +147,45 @@ def consent_words(consent: ConsentRecord) -> list[str]:
     return identity + service.action_descriptions(consent.campaign) + service.scope_descriptions(consent.scopes)
 
 
-def stopped_email(consent: ConsentRecord) -> tuple[list[str], dt.datetime | None]:
-    """The words of `consent_words` that let us email the fan (what ticking the email box added), when the fan
-    has stopped that email since (the email's unsubscribe link, or "Stop the email"), and when, if we know;
-    ([], None) while the consent shares the address, or never did, or was withdrawn (which says so itself)."""
+@dataclass(frozen=True)
+class StoppedEmail:
+    """The words of `consent_words` that let us email the fan (what ticking the email box added), once the
+    consent shares the fan's address no more though it was not withdrawn (which says so itself): `at` when, if
+    known. `again` is the fan's later pre-save of the campaign when its answer to the email box replaced this one
+    (before any unsubscribe): `asked_again` whether it ticked the box (the email is asked for there now)."""
+
+    words: list[str]
+    at: dt.datetime | None = None
+    again: ConsentRecord | None = None
+    asked_again: bool = False
+
+
+def stopped_email(consent: ConsentRecord) -> StoppedEmail:
+    """How `consent`'s email stopped: the email's unsubscribe link or "Stop the email", or the fan pre-saving the
+    campaign again (the latest answer to the email box counts, fans/authorization.py), whichever came first.
+    No words while the consent shares the address, or never did, or was withdrawn."""
     service_class = SERVICES.get(consent.service)
     if consent.email_opt_in or consent.revoked_at is not None or service_class is None:
-        return [], None
+        return StoppedEmail([])
     service = service_class()
     box = consent_text.email_scopes(service, consent.campaign)
     words = service.scope_descriptions([scope for scope in consent.scopes if scope in box])
     if not words:
-        return [], None
+        return StoppedEmail([])
     stopped = ReleaseEmail.objects.filter(campaign_id=consent.campaign_id, unsubscribed_at__isnull=False)
     mailed_to = (Q(consent=consent) | Q(email__iexact=consent.email)) if consent.email else Q(consent=consent)
-    return words, stopped.filter(mailed_to).aggregate(at=Min("unsubscribed_at"))["at"]
+    unsubscribed_at = stopped.filter(mailed_to).aggregate(at=Min("unsubscribed_at"))["at"]
+    again = (
+        ConsentRecord.objects.filter(subscription_id=consent.subscription_id, created_at__gt=consent.created_at)
+        .order_by("created_at")
+        .first()
+        if consent.subscription_id
+        else None
+    )
+    if again is None or (unsubscribed_at is not None and unsubscribed_at <= again.created_at):
+        return StoppedEmail(words, unsubscribed_at)
+    asked_again = any(scope in box for scope in again.scopes)
+    return StoppedEmail(words, again.created_at, again=again, asked_again=asked_again)
 
 
 def email_signups(subject: Subject):

@@ -13,6 +13,7 @@ from django.utils import timezone
 from fans import privacy, release_email
 from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
 from tests.conftest import make_campaign
+from tests.fans.test_oauth_callback import presave
 from tests.fans.test_release_email import pre_save
 
 pytestmark = pytest.mark.django_db
@@ -185,3 +186,34 @@ def test_after_stop_the_email_the_words_the_fan_agreed_to_mark_the_email_stopped
     assert f"{read_email} (you stopped the email on {stopped:%-d %B %Y})" in page
     assert f"none any more: you stopped the email on {stopped:%-d %B %Y}" in page  # as the Email line says it
     assert "Save this release to your Spotify library on release day. (you stopped" not in page
+
+
+def test_pre_saving_again_without_the_email_box_marks_the_email_stopped_on_that_day(client, sandbox):
+    """The fan's later answer took the email back: the earlier consent's email words say when and how, and the
+    Email line doesn't claim the fan never asked."""
+    campaign = make_campaign()
+    presave(client, campaign, email_opt_in=True)
+    presave(client, campaign, email_opt_in=False)
+    again = ConsentRecord.objects.latest("created_at")
+
+    page = text_of(client.get(privacy_url(Fan.objects.get())))
+
+    on = f"{timezone.localtime(again.created_at):%-d %B %Y}"
+    read_email = "Read your email address, so we can email you when it drops."
+    assert f"{read_email} (you stopped the email on {on}, pre-saving again without the email box)" in page
+    assert f"Email none any more: you pre-saved again on {on} without the email box" in page
+    assert "(you stopped the email)" not in page and "you didn't ask for emails" not in page
+
+
+def test_pre_saving_again_with_the_email_box_does_not_call_the_email_stopped(client, sandbox):
+    campaign = make_campaign()
+    presave(client, campaign, email_opt_in=True)
+    presave(client, campaign, email_opt_in=True)
+    again = ConsentRecord.objects.latest("created_at")
+
+    page = text_of(client.get(privacy_url(Fan.objects.get())))
+
+    on = f"{timezone.localtime(again.created_at):%-d %B %Y}"
+    assert "you stopped the email" not in page
+    assert f"(asked for again on {on}, with your later pre-save)" in page
+    assert "Email alice@sandbox.test" in page
