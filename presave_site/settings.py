@@ -58,6 +58,13 @@ class Env(environ.Env):
             raise ImproperlyConfigured(f"{var} must be true or false, not {value[:20]!r}.")
         return BOOLEAN_WORDS[word]
 
+    def cookie_name(self, var, default):
+        """A cookie's name: letters, digits, "_", "-" and "." only (a space or ";" would break the header)."""
+        value = self.str(var, default=default)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+            raise ImproperlyConfigured(f"{var} must be letters, digits, _, - or . only, like {default}.")
+        return value
+
     def base_url(self, var, default):
         """An http(s) base address without its trailing slash; anything else stops the start naming it."""
         value = self.str(var, default=default).rstrip("/")
@@ -227,6 +234,10 @@ MEDIA_URL = env.str("MEDIA_URL", default="/media/")
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 
 # --- Security -------------------------------------------------------------------------------------
+# A browser keeps cookies per host, whatever the port: two sites on one host (two demos; run_demo names the cookies
+# after the web port) would share these and log each other's console out.
+SESSION_COOKIE_NAME = env.cookie_name("SESSION_COOKIE_NAME", default="sessionid")
+CSRF_COOKIE_NAME = env.cookie_name("CSRF_COOKIE_NAME", default="csrftoken")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"  # the OAuth callback is a top-level GET from the service: Lax keeps the session
 CSRF_COOKIE_HTTPONLY = True

@@ -154,6 +154,37 @@ def test_a_demo_on_other_ports_signs_fans_in_through_its_own_sandbox_whatever_en
         demo.stop()
 
 
+def test_a_demo_names_its_cookies_after_its_port_so_the_demo_beside_it_stays_signed_in(
+    demo_env, tmp_path, django_user_model
+):
+    """Browsers keep a host's cookies whatever the port: under Django's own names, signing in to one demo's
+    console replaced the session (and CSRF) cookie of a demo on another port, which was signed out."""
+    django_user_model.objects.create_superuser("lena", "lena@label.test", "presave-demo")
+    demo = Demo(demo_env, tmp_path / "pids")
+    web = f"http://127.0.0.1:{demo.web_port}"
+    try:
+        demo.wait_for_output("The pre-save demo is running", 60)
+        browser = requests.Session()  # its cookie jar, as a browser's, ignores ports
+        beside = {"sessionid": "the-other-demo-s-session", "csrftoken": "TheOtherDemo0sCsrfSecret00000032"}
+        for name, value in beside.items():  # what the console of a demo on another port left in the browser
+            browser.cookies.set(name, value, domain="127.0.0.1", path="/")
+
+        page = browser.get(f"{web}/admin/login/?next=/admin/", timeout=10)
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+        signed_in = browser.post(
+            f"{web}/admin/login/?next=/admin/",
+            data={"csrfmiddlewaretoken": csrf, "username": "lena", "password": "presave-demo", "next": "/admin/"},
+            timeout=10,
+        )
+
+        assert signed_in.status_code == 200 and signed_in.url == f"{web}/admin/", signed_in.text[:500]
+        jar = {cookie.name: cookie.value for cookie in browser.cookies}
+        assert {f"sessionid_{demo.web_port}", f"csrftoken_{demo.web_port}"} <= set(jar)
+        assert {name: jar[name] for name in beside} == beside, "the other demo's cookies are left alone"
+    finally:
+        demo.stop()
+
+
 @pytest.mark.parametrize(("taken", "advice"), [("web", "make demo WEB_PORT="), ("sandbox", "make demo SANDBOX_PORT=")])
 def test_a_port_in_use_stops_run_demo_in_one_line_before_it_starts_anything(demo_env, tmp_path, taken, advice):
     """Another server on the port (another checkout's demo, say) would answer the start-up checks: run_demo

@@ -96,6 +96,8 @@ def test_malformed_token_encryption_keys_stop_the_start_naming_the_problem(keys,
         ("REDIS_URL", "redis://cache.example:notaport/0", "REDIS_URL must look like redis://host:6379/0"),
         ("APPLE_MUSIC_STOREFRONT", "", "APPLE_MUSIC_STOREFRONT must be a two-letter storefront"),
         ("PRIVACY_LINK_MAX_AGE", "0", "PRIVACY_LINK_MAX_AGE must be at least 60, not 0"),
+        ("SESSION_COOKIE_NAME", "session id", "SESSION_COOKIE_NAME must be letters, digits, _, - or . only"),
+        ("CSRF_COOKIE_NAME", "", "CSRF_COOKIE_NAME must be letters, digits, _, - or . only"),
     ],
 )
 def test_a_malformed_setting_stops_the_start_naming_it_and_never_showing_a_password(setting, value, words):

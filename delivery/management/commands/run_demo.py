@@ -307,6 +307,9 @@ class Command(BaseCommand):
             "MUSICKIT_JS_URL": f"{sandbox}/apple_music/musickit.js",
             # OAuth redirect URIs and the links in emails are built from it; CSRF_TRUSTED_ORIGINS defaults to it.
             "PUBLIC_BASE_URL": web,
+            # Browsers share a host's cookies across its ports: two demos side by side keep a console login each.
+            "SESSION_COOKIE_NAME": f"sessionid_{web_port}",
+            "CSRF_COOKIE_NAME": f"csrftoken_{web_port}",
         }
         sandbox_argv = [
             *("run_sandbox", "--port", str(sandbox_port)),
