@@ -24,8 +24,11 @@ help:
 install:
 	@bash bin/setup-venv
 
+# `run_demo --check` first: a port taken or a demo of this checkout still running stops it before seed_demo moves
+# the demo's release time.
 demo: install
 	@bash bin/write-demo-env
+	$(PYTHON) manage.py run_demo --check --web-port $(WEB_PORT) --sandbox-port $(SANDBOX_PORT)
 	@mkdir -p var
 	$(PYTHON) manage.py migrate --noinput -v 0
 	$(PYTHON) manage.py createcachetable

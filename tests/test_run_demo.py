@@ -95,16 +95,56 @@ def demo_env(worker_env) -> dict[str, str]:
     return {**worker_env, "DEBUG": "true"}
 
 
+def make_demo_lines(*variables: str) -> list[str]:
+    dry_run = subprocess.run(  # noqa: S603, S607 (make, printing the commands it would run)
+        ["make", "-n", "demo", *variables], cwd=settings.BASE_DIR, capture_output=True, text=True, check=True
+    )
+    return dry_run.stdout.splitlines()
+
+
 def test_make_demo_passes_the_ports_it_is_given_to_run_demo():
     def run_demo_line(*variables: str) -> str:
-        dry_run = subprocess.run(  # noqa: S603, S607 (make, printing the commands it would run)
-            ["make", "-n", "demo", *variables], cwd=settings.BASE_DIR, capture_output=True, text=True, check=True
-        )
-        (line,) = [line for line in dry_run.stdout.splitlines() if "manage.py run_demo" in line]
+        (line,) = [line for line in make_demo_lines(*variables) if "manage.py run_demo --web-port" in line]
         return line
 
     assert run_demo_line().endswith("manage.py run_demo --web-port 8000 --sandbox-port 8765")  # run_demo's defaults
     assert run_demo_line("WEB_PORT=8001", "SANDBOX_PORT=8766").endswith("--web-port 8001 --sandbox-port 8766")
+
+
+def test_make_demo_checks_the_ports_before_it_seeds():
+    """seed_demo moves the demo's release time: a demo that can't start must not have moved it."""
+    lines = make_demo_lines("WEB_PORT=8001", "SANDBOX_PORT=8766")
+    (check,) = [n for n, line in enumerate(lines) if "manage.py run_demo --check" in line]
+    (seed,) = [n for n, line in enumerate(lines) if "manage.py seed_demo" in line]
+    assert check < seed
+    assert lines[check].endswith("run_demo --check --web-port 8001 --sandbox-port 8766")
+
+
+@pytest.mark.parametrize("taken", ["web", "sandbox"])
+def test_run_demo_check_fails_in_one_line_on_a_port_in_use_and_starts_nothing(demo_env, tmp_path, taken):
+    other = HTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    busy, free = other.server_address[1], free_port()
+    web_port, sandbox_port = (busy, free) if taken == "web" else (free, busy)
+
+    def check() -> subprocess.CompletedProcess:
+        argv = [sys.executable, "manage.py", "run_demo", "--check", "--pid-dir", str(tmp_path / "pids")]
+        argv += ["--web-port", str(web_port), "--sandbox-port", str(sandbox_port)]
+        return subprocess.run(  # noqa: S603 (our own command)
+            argv, cwd=settings.BASE_DIR, env=demo_env, capture_output=True, text=True, timeout=60
+        )
+
+    try:
+        refused = check()
+    finally:
+        other.server_close()
+    freed = check()
+
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert f"Port {busy} " in refused.stderr and "is in use" in refused.stderr and "make demo" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    assert freed.returncode == 0, freed.stderr
+    assert freed.stdout == f"The demo can start: ports {web_port} (web) and {sandbox_port} (sandbox) are free.\n"
+    assert not (tmp_path / "pids").exists()
 
 
 def test_a_demo_on_other_ports_signs_fans_in_through_its_own_sandbox_whatever_env_says(demo_env, tmp_path):

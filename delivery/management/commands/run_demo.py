@@ -8,7 +8,8 @@ points the site at the sandbox: bin/write-demo-env writes only the secrets, so a
 
 Each runs as a child process in its own process group, its output prefixed with its name. Ctrl-C (or SIGTERM)
 stops them all; if one of them exits on its own, the others are stopped too and the command fails. Both ports are
-checked before anything starts. Each process's pid is written to var/demo/<name>.pid: should run_demo itself be
+checked before anything starts, and `--check` checks only (make demo runs it before seeding, which moves the demo's
+release time). Each process's pid is written to var/demo/<name>.pid: should run_demo itself be
 killed, its children (in their own groups) live on, and `run_demo --stop` (make stop) ends exactly those, never
 another checkout's.
 """
@@ -266,19 +267,30 @@ class Command(BaseCommand):
             "(make stop).",
         )
         parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Start nothing: only check that the demo can start (no demo of this checkout running, both ports "
+            "free), as make demo does before it seeds the database.",
+        )
+        parser.add_argument(
             "--pid-dir",
             type=Path,
             default=Path(PID_DIR),
             help=f"Where the demo's processes write their pid files (default {PID_DIR}, in the project folder).",
         )
 
-    def handle(self, *args, web_port: int, sandbox_port: int, stop: bool, pid_dir: Path, **options) -> None:
+    def handle(
+        self, *args, web_port: int, sandbox_port: int, stop: bool, check: bool, pid_dir: Path, **options
+    ) -> None:
         self.lock = threading.Lock()
         pid_files = PidFiles(Path(settings.BASE_DIR) / pid_dir)
         if stop:
             self.stop_running_demo(pid_files)
             return
         self.check_can_start(web_port, sandbox_port, pid_files)
+        if check:
+            self.say(f"The demo can start: ports {web_port} (web) and {sandbox_port} (sandbox) are free.")
+            return
         web = f"http://127.0.0.1:{web_port}"
         sandbox = f"http://127.0.0.1:{sandbox_port}"
         private_key, public_key = demo_musickit_key(Path(settings.BASE_DIR) / "var")
