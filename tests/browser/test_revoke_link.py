@@ -53,6 +53,30 @@ def test_the_revoke_link_of_a_pre_save_done_on_release_day_cancels_nothing_and_c
     assert Subscription.objects.get(campaign=done).status == "delivered"
 
 
+def test_the_old_link_of_a_pre_save_made_again_leads_to_the_one_that_is_on(site, page, sandbox):
+    """Alice cancelled with the thank-you page's link, pre-saved again, then opened the old link: not "Already
+    cancelled" but that her later pre-save is on, and the way to cancel that one."""
+    campaign = make_campaign()
+    old_link = pre_save_with_the_email_box(page, site, sandbox, campaign)
+    page.goto(site + old_link)
+    page.click("#confirm-revoke")
+    assert page.get_by_role("heading", name="Pre-save cancelled").is_visible()
+    pre_save_with_the_email_box(page, site, sandbox, campaign)
+
+    page.goto(site + old_link)
+
+    assert page.get_by_role("heading", name="You pre-saved it again").is_visible()
+    assert page.get_by_text("that pre-save is still on: this link doesn't change it").is_visible()
+    assert page.get_by_role("heading", name="Already cancelled").count() == 0
+    assert Subscription.objects.get().status == "pending"
+    page.screenshot(path=ARTIFACTS / "revoke-old-link-pre-saved-again.png", full_page=True)
+    page.get_by_role("link", name="Cancel my current pre-save").click()
+    assert page.get_by_role("heading", name="Cancel your pre-save?").is_visible()
+    page.click("#confirm-cancel")
+    assert page.get_by_role("status").get_by_text("Your pre-save of First Light on Spotify is cancelled").is_visible()
+    assert Subscription.objects.get().status == "revoked"
+
+
 def test_a_draft_s_preview_past_its_release_date_has_its_listen_links_switched_off(site, browser, sandbox):
     from tests.browser.test_console import log_in
     from tests.releases.personas import member_of

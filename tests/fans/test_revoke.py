@@ -248,6 +248,7 @@ def test_an_old_link_of_a_pre_save_made_again_says_so_cancels_nothing_and_leads_
         assert f"which you cancelled on {timezone.localtime(first.revoked_at):%-d %B %Y}" in page
         assert f"You pre-saved it again on Spotify on {timezone.localtime(again.created_at):%-d %B %Y}" in page
         assert "that pre-save is still on: this link doesn't change it" in page
+        assert "Cancel my current pre-save" in page
     subscription = Subscription.objects.get()
     assert subscription.status == "pending"
     assert Credential.objects.filter(subscription=subscription).exists()
