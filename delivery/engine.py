@@ -815,12 +815,16 @@ def backoff_seconds(attempts_so_far: int) -> float:
     return base + random.uniform(0, base * (2**attempts_so_far))  # noqa: S311 - jitter, not security
 
 
-def deliver_campaign(campaign_id: int, *, fan_out: bool = True, on_schedule: bool = False) -> RunReport:
+def deliver_campaign(
+    campaign_id: int, *, fan_out: bool = True, on_schedule: bool = False, reopen: bool = False
+) -> RunReport:
     """Deliver a campaign's due subscriptions. With `fan_out`, first queue helper runs for other workers.
 
     `on_schedule`: called by the release-time schedule, which does not deliver a campaign that has not started
-    before its release time (moved later while this task waited in the queue, or was run again by django-q2),
-    nor one done already (Deliver now delivered it before its release time). Deliver now does: staff asked."""
+    before its release time (moved later while this task waited in the queue, or was run again by django-q2).
+    `reopen`: staff asked (Deliver now, Retry failed), so a campaign whose delivery is done is delivered again
+    if it has pending fans (Retry failed put them back). No other run re-opens a done campaign: a helper run, a
+    sweep or a schedule that comes late would only mark it done again, and mail its release-day report twice."""
     campaign = Campaign.objects.select_related("release__artist").filter(pk=campaign_id).first()
     if campaign is None:
         return RunReport(campaign_id, note="the campaign no longer exists")
@@ -830,12 +834,12 @@ def deliver_campaign(campaign_id: int, *, fan_out: bool = True, on_schedule: boo
     if on_schedule and campaign.status == Campaign.Status.LIVE and fires_at > timezone.now():
         return RunReport(campaign_id, note=f"not yet: the release time moved to {fires_at}")
     pending = Subscription.objects.filter(campaign=campaign, status=Subscription.Status.PENDING)
-    if on_schedule and campaign.status == Campaign.Status.DONE and not pending.exists():
-        # Opened again, it would only be marked done again, and its release-day report sent twice.
-        return RunReport(campaign_id, note="already delivered (Deliver now)")
-    Campaign.objects.filter(pk=campaign_id, status__in=[Campaign.Status.LIVE, Campaign.Status.DONE]).update(
-        status=Campaign.Status.DELIVERING
-    )
+    if campaign.status == Campaign.Status.DONE and not (reopen and pending.exists()):
+        return RunReport(campaign_id, note="already delivered")
+    # Done since it was read (another run finished it): only staff's run re-opens it, and the run below then
+    # finds it not delivering (`Run.reload`) and claims nothing.
+    startable = [Campaign.Status.LIVE, Campaign.Status.DONE] if reopen else [Campaign.Status.LIVE]
+    Campaign.objects.filter(pk=campaign_id, status__in=startable).update(status=Campaign.Status.DELIVERING)
     campaign.status = Campaign.Status.DELIVERING
     if fan_out:
         from delivery.scheduling import queue_helpers  # here: delivery.scheduling imports the engine

@@ -76,8 +76,9 @@ def scheduled_time(campaign: Campaign):
 
 
 def deliver_now(campaign: Campaign) -> str:
-    """Queue the campaign's delivery at once; returns the django-q2 task id."""
-    return async_task(DELIVER_TASK, campaign.pk, task_name=f"{schedule_name(campaign.pk)}-now")
+    """Queue the campaign's delivery at once, as staff asked (Deliver now, Retry failed): the one run that may
+    re-open a campaign whose delivery is done, for its pending fans. Returns the django-q2 task id."""
+    return async_task(DELIVER_TASK, campaign.pk, reopen=True, task_name=f"{schedule_name(campaign.pk)}-now")
 
 
 def queue_helpers(campaign: Campaign) -> int:

@@ -4,12 +4,13 @@ from delivery import engine, scheduling, workers
 from fans import release_email
 
 
-def deliver_campaign(campaign_id: int, fan_out: bool = True) -> str:
-    """Deliver every due subscription of a campaign: the task Deliver now and the sweeper queue, and the helper
-    runs (`fan_out` False).
+def deliver_campaign(campaign_id: int, fan_out: bool = True, reopen: bool = False) -> str:
+    """Deliver every due subscription of a campaign: the task Deliver now and Retry failed queue (`reopen`: staff
+    asked, so a campaign whose delivery is done is delivered again when fans are pending), the sweeper's and the
+    helper runs (`fan_out` False), which never re-open a done campaign.
 
     With `fan_out`, the run first queues helper runs so that several workers share a big campaign."""
-    return engine.deliver_campaign(campaign_id, fan_out=fan_out).summary()
+    return engine.deliver_campaign(campaign_id, fan_out=fan_out, reopen=reopen).summary()
 
 
 def deliver_on_schedule(campaign_id: int) -> str:

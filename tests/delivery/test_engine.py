@@ -1,14 +1,16 @@
 """The delivery engine against the sandbox over HTTP: outcomes, retries, revocation, token rotation."""
 
 import datetime as dt
+import pydoc
 import uuid
 
 import pytest
 import requests
 from django.db import transaction
 from django.utils import timezone
+from django_q.models import OrmQ
 
-from delivery import bulk, engine
+from delivery import bulk, engine, scheduling, tasks
 from delivery.models import DeliveryAttempt
 from delivery.sandbox import demo_catalog
 from fans import privacy, revocation
@@ -57,6 +59,60 @@ def test_running_again_saves_nothing_twice(sandbox, campaign):
     report = engine.deliver_campaign(campaign.pk)
     assert report.counts == {}
     assert len(sandbox.writes("alice")) == 1
+
+
+def queued(func: str) -> list:
+    return [task for task in OrmQ.objects.order_by("pk") if task.func() == func]
+
+
+def run_as_a_worker(task: OrmQ) -> str:
+    """What a django-q2 worker does with a queued task: its function, with its arguments."""
+    return pydoc.locate(task.func())(*task.task["args"], **task.task["kwargs"])
+
+
+def test_only_staffs_run_reopens_a_campaign_whose_delivery_is_done(
+    sandbox, campaign, settings, django_capture_on_commit_callbacks
+):
+    """A helper run, a sweep's run or the release-time schedule's that comes after the delivery is done neither
+    re-opens the campaign nor mails its release-day report again, even with fans pending again (Retry failed put
+    them back, its own run not there yet). The run Retry failed (or Deliver now) queues delivers them."""
+    settings.DELIVERY_REPORT_EMAILS = ["label@example.test"]
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    alice = make_subscription(campaign, sandbox, "alice")
+    sandbox.faults(errors_matching="spotify:album:")  # the save is down: alice gives up after one attempt
+    with django_capture_on_commit_callbacks(execute=True):
+        engine.deliver_campaign(campaign.pk)
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+    assert len(queued(engine.REPORT_TASK)) == 1
+    stray_runs = [
+        lambda: tasks.deliver_campaign(campaign.pk, False),  # a helper run
+        lambda: tasks.deliver_campaign(campaign.pk),  # the sweeper's
+        lambda: tasks.deliver_on_schedule(campaign.pk),  # the release-time schedule's, late
+    ]
+
+    sandbox.faults(errors_matching="")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert retry_failed(campaign) == 1
+    (retry,) = queued(scheduling.DELIVER_TASK)
+    for stray in stray_runs:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert "already delivered" in stray()
+        assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+    alice.refresh_from_db()
+    assert alice.status == Subscription.Status.PENDING and sandbox.writes("alice") == []
+    assert len(queued(engine.REPORT_TASK)) == 1, "no second report"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert run_as_a_worker(retry).endswith("delivered 1")
+    alice.refresh_from_db()
+    assert alice.status == Subscription.Status.DELIVERED
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+
+    for stray in stray_runs:  # done again, nothing pending
+        with django_capture_on_commit_callbacks(execute=True):
+            assert "already delivered" in stray()
+    assert [w["uri"] for w in sandbox.writes("alice")] == [ALBUM_URI]
+    assert len(queued(engine.REPORT_TASK)) == 2, "one report for each delivery staff started"
 
 
 def test_artist_is_followed_when_the_campaign_follows(sandbox, db):
@@ -115,7 +171,7 @@ def test_rotated_refresh_token_is_stored_and_used_next_time(sandbox, campaign, s
     # Retry failed can only succeed with the rotated token: the original one is dead.
     sandbox.faults(errors_matching="")
     assert retry_failed(campaign) == 1
-    engine.deliver_campaign(campaign.pk)
+    engine.deliver_campaign(campaign.pk, reopen=True)  # the run Retry failed queues
     subscription.refresh_from_db()
     assert subscription.status == Subscription.Status.DELIVERED
     assert [w["uri"] for w in sandbox.writes("alice")] == [ALBUM_URI]
@@ -239,7 +295,7 @@ def test_a_save_that_went_through_is_not_sent_again_when_the_follow_after_it_fai
 
     sandbox.faults(errors_matching="")
     assert retry_failed(campaign) == 1
-    engine.deliver_campaign(campaign.pk)
+    engine.deliver_campaign(campaign.pk, reopen=True)  # the run Retry failed queues
 
     subscription.refresh_from_db()
     assert subscription.status == Subscription.Status.DELIVERED

@@ -139,7 +139,7 @@ def test_an_add_that_failed_after_the_playlist_was_made_is_retried_into_that_pla
 
     sandbox.faults(errors_matching="")
     assert retry_failed(campaign) == 1
-    engine.deliver_campaign(campaign.pk)
+    engine.deliver_campaign(campaign.pk, reopen=True)  # the run Retry failed queues
 
     subscription.refresh_from_db()
     assert subscription.status == Subscription.Status.DELIVERED

@@ -23,7 +23,7 @@ def test_failure_the_engine_gave_up_on_is_delivered_by_retry_failed_and_a_revoke
     sandbox.faults(error_rate=0.0)
     bob = make_subscription(campaign, sandbox, "bob")
     sandbox.control("POST", "users/bob/revoke")
-    engine.deliver_campaign(campaign.pk)
+    engine.deliver_campaign(campaign.pk, reopen=True)  # done since alice failed: Deliver now
     alice.refresh_from_db()
     bob.refresh_from_db()
     assert (alice.status, alice.attempts) == ("failed", 2)
