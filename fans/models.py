@@ -49,9 +49,9 @@ class Subscription(models.Model):
     )
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
-    done_calls = models.CharField(
+    # No length limit: Spotify's playlist records one entry per 100 tracks added (an album of hundreds of tracks).
+    done_calls = models.TextField(
         "library actions done",
-        max_length=100,
         blank=True,
         default="",
         db_default="",  # rows written by COPY (the console's benchmark) or by hand get it too

@@ -387,6 +387,9 @@ def _fault_value(name: str, value: object) -> Any:
     elif name in ("registered_users", "apple_unauthorized_users"):
         if value is not None and not (isinstance(value, list) and all(isinstance(u, str) and u for u in value)):
             raise _bad_request(f"{name} must be a list of user ids, or null")
+    elif name == "errors_matching_after":
+        if not (isinstance(number, int) and number >= 0):
+            raise _bad_request(f"{name} must be a whole number of at least 0")
     elif name == "errors_matching":
         if not isinstance(value, str) or len(value) > 200:
             raise _bad_request(f"{name} must be a text of at most 200 characters")

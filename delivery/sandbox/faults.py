@@ -86,8 +86,11 @@ def fault_middleware(state: SandboxState, classify: Classifier, error: ErrorResp
                 return error(429, "API rate limit exceeded", headers={"Retry-After": str(wait)})
         if kind is not Kind.PAGE:
             if faults.errors_matching and faults.errors_matching in f"{request.path}?{request.query_string}":
-                counters.server_errors += 1  # one endpoint down (say the follow, "spotify:artist:"), the rest up
-                return error(503, SERVER_ERRORS[503])
+                if faults.errors_matching_after > 0:  # still up for this many more
+                    faults.errors_matching_after -= 1
+                else:
+                    counters.server_errors += 1  # one endpoint down (say the follow, "spotify:artist:"), the rest up
+                    return error(503, SERVER_ERRORS[503])
             if faults.timeout_rate and state.rng.random() < faults.timeout_rate:
                 # Nothing is done: a client that gave up and retries sees exactly one effect.
                 counters.timeouts += 1

@@ -202,6 +202,9 @@ class Faults:
     error_rate: float = 0.0  # share of API and token requests answered 500/502/503
     timeout_rate: float = 0.0  # share of API and token requests that hang for hang_seconds
     errors_matching: str = ""  # API and token requests whose path or query contains this text answer 503
+    # The next this many requests errors_matching names still get through (counted down): an endpoint that goes
+    # down mid-delivery, e.g. the fifth of an album's playlist adds.
+    errors_matching_after: int = 0
     hang_seconds: float = 30.0
     rate_limit: int | None = None  # requests per client app per rolling 30 s window; None: unlimited
     quota_exceeded: bool = False  # 429s carry reason QUOTA_EXCEEDED

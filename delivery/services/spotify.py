@@ -236,7 +236,7 @@ class Spotify(Service):
         chunks = [uris[start : start + PLAYLIST_MAX_URIS] for start in range(0, len(uris), PLAYLIST_MAX_URIS)]
         for number, chunk in enumerate(chunks, 1):
             # An album of more than 100 tracks takes several adds: each is done once, the last completes the action.
-            # Short names: Subscription.done_calls holds 100 characters (four adds fit beside save, follow and id).
+            # Each recorded in Subscription.done_calls, which has no length limit however many adds an album takes.
             name = "playlist" if number == len(chunks) else f"playlist:{number}"
             yield self._post_json(access_token, name, f"/v1/playlists/{playlist_id}/items", {"uris": chunk})
 

@@ -90,23 +90,29 @@ def test_a_track_release_adds_the_track(sandbox):
     assert only_playlist(sandbox, "alice")["items"] == [release.spotify_uri]
 
 
-def test_an_album_of_more_than_a_hundred_tracks_is_added_in_full_a_hundred_at_a_time(sandbox):
+def long_player(sandbox, campaign, tracks: int) -> list[str]:
+    """A sandbox album of `tracks` tracks, made the campaign's release; its tracks' URIs in order."""
     artist = demo_catalog.NOVA_LARK_ARTIST_ID
     album = sandbox.control(
         "POST",
         "catalog/albums",
         {"name": "Long Player", "upc": "5012345678917", "artist_id": artist, "release_date": "2026-12-04"},
     )
-    tracks = [
+    uris = [
         sandbox.control(
             "POST",
             "catalog/tracks",
             {"name": f"Part {n}", "album_id": album["id"], "isrc": f"GBSBX26{n:05d}", "track_number": n},
         )["uri"]
-        for n in range(1, 121)
+        for n in range(1, tracks + 1)
     ]
-    campaign = playlist_campaign()
     Release.objects.filter(pk=campaign.release_id).update(spotify_uri=album["uri"], upc="5012345678917")
+    return uris
+
+
+def test_an_album_of_more_than_a_hundred_tracks_is_added_in_full_a_hundred_at_a_time(sandbox):
+    campaign = playlist_campaign()
+    tracks = long_player(sandbox, campaign, 120)
     subscription = make_subscription(campaign, sandbox, "alice", scope=SCOPES)
 
     engine.deliver_campaign(campaign.pk)
@@ -115,6 +121,39 @@ def test_an_album_of_more_than_a_hundred_tracks_is_added_in_full_a_hundred_at_a_
     assert only_playlist(sandbox, "alice")["items"] == tracks
     subscription.refresh_from_db()
     assert subscription.status == Subscription.Status.DELIVERED
+
+
+def test_an_album_of_hundreds_of_tracks_whose_adds_failed_partway_is_recorded_then_filled_from_there(sandbox, settings):
+    """Each add of a hundred tracks that went through is recorded (Subscription.done_calls), beside the save, the
+    follow and the playlist's id: for an album of more than 500 tracks that is more than 100 characters, which
+    the record of a failed try must hold (a write refused there would stop the run, its batch delivered again)."""
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    campaign = playlist_campaign(follow_artist=True)
+    tracks = long_player(sandbox, campaign, 650)
+    subscription = make_subscription(campaign, sandbox, "alice", scope=f"{SCOPES} user-follow-modify")
+    sandbox.faults(errors_matching="/items", errors_matching_after=6)  # six adds go through, the seventh fails
+
+    engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    playlist = only_playlist(sandbox, "alice")
+    assert subscription.status == Subscription.Status.FAILED and subscription.last_error.startswith(engine.GAVE_UP)
+    adds = " ".join(f"playlist:{n}" for n in range(1, 7))
+    assert subscription.done_calls == f"save follow playlist-made:{playlist['id']} {adds}"
+    assert len(subscription.done_calls) > 100
+    assert playlist["items"] == tracks[:600]
+
+    sandbox.faults(errors_matching="")
+    assert retry_failed(campaign) == 1
+    engine.deliver_campaign(campaign.pk, reopen=True)  # the run Retry failed queues
+
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.DELIVERED
+    assert only_playlist(sandbox, "alice")["items"] == tracks, "each track once, in order"
+    endpoints = [w["endpoint"] for w in sandbox.writes("alice")]
+    assert endpoints.count("PUT /v1/me/library") == 2, "saved once, followed once"
+    assert endpoints.count("POST /v1/me/playlists") == 1, "made once"
+    assert endpoints.count("POST /v1/playlists/{id}/items") == len(tracks), "a write per track: none added twice"
 
 
 def test_an_add_that_failed_after_the_playlist_was_made_is_retried_into_that_playlist(sandbox, settings):

@@ -598,6 +598,18 @@ def test_errors_matching_takes_down_one_endpoint_and_leaves_the_rest(sb):
     assert bad.status_code == 400 and "errors_matching must be a text" in bad.json()["error"]
 
 
+def test_errors_matching_after_lets_that_many_through_before_the_endpoint_goes_down(sb):
+    tokens = tokens_for(sb)
+    sb.faults(errors_matching="spotify:album:", errors_matching_after=2)
+
+    saves = [api(sb, "PUT", "/v1/me/library", tokens["access_token"], params={"uris": ALBUM_URI}) for _ in range(3)]
+
+    assert [save.status_code for save in saves] == [200, 200, 503]
+    assert sb.control("GET", "faults")["errors_matching_after"] == 0, "counted down"
+    bad = requests.post(f"{sb.url}/_sandbox/faults", json={"errors_matching_after": -1}, timeout=5)
+    assert bad.status_code == 400 and "errors_matching_after must be a whole number" in bad.json()["error"]
+
+
 def test_development_mode_refuses_the_api_to_users_not_registered_with_the_app(sb):
     sb.faults(registered_users=["bob"])
     alice, bob = tokens_for(sb, "alice"), tokens_for(sb, "bob")  # the sign-in itself works for anyone
