@@ -37,6 +37,8 @@ class AsyncTransport:
         self.session: aiohttp.ClientSession = self.submit(self._open())
         # Blocking work the loop needs (the rate limiter's store), off the loop and off the run's thread.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-blocking")
+        # Error replies' checks (`run`): apart from the limiter's, which every call's permit waits for.
+        self.error_checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="delivery-error-checks")
 
     async def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency)
@@ -66,6 +68,10 @@ class AsyncTransport:
             raise ServiceError(TIMEOUT_MESSAGE.format(label=service.label)) from None
         except aiohttp.ClientError:
             raise ServiceError(CONNECTION_MESSAGE.format(label=service.label)) from None
+        if reply.status >= 400:
+            # Sorting an error out may take a call of its own (Apple Music asks whether it still accepts our
+            # developer token after a 401): made in a thread, not on the loop, where every other call is waiting.
+            return await self.loop.run_in_executor(self.error_checks, service.check, call, reply)
         return service.check(call, reply)
 
     async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
@@ -75,6 +81,7 @@ class AsyncTransport:
     def close(self) -> None:
         self.executor.submit(connections.close_all).result()
         self.executor.shutdown()
+        self.error_checks.shutdown()
         self.submit(self.session.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()

@@ -287,8 +287,8 @@ class AppleMusic(Service):
         kept DEVELOPER_TOKEN_CHECK_SECONDS for that token, and asked once at a time (a batch's 401s arrive
         together). Any answer but a success or a 401 (a 5xx, a 429, a timeout) goes up: nobody is revoked on it.
 
-        It is a blocking call, made on the release-day transport's loop too: at most once per
-        DEVELOPER_TOKEN_CHECK_SECONDS, and only after a 401."""
+        It is a blocking call: on release day the transport checks an error reply in a thread of its own, never
+        on its event loop (`AsyncTransport.run`)."""
         authorization = call.headers.get("Authorization", "")
         with self.token_checks_lock:
             known = self.token_checks.get(authorization)

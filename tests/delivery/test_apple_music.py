@@ -1,6 +1,7 @@
 """Apple Music through the sandbox: the developer token (claims, cache, renewal), a fan's pre-add posted from
 our MusicKit page, release-day adds verified in the library, a revoked Music-User-Token, a real worker."""
 
+import asyncio
 import datetime as dt
 import time
 
@@ -17,7 +18,9 @@ from delivery.sandbox import demo_catalog
 from delivery.services import ServiceError, TokenRevoked, get_service
 from delivery.services.apple_music import developer_token
 from delivery.services.base import Call, Reply
+from delivery.transport import AsyncTransport
 from fans.models import ConsentRecord, Credential, Fan, FunnelEvent, Subscription
+from releases.models import Campaign
 from tests.conftest import (
     MUSICKIT_KEY_ID,
     MUSICKIT_PRIVATE_KEY,
@@ -307,6 +310,36 @@ def test_a_fans_music_user_token_refused_with_401_revokes_that_fan_only(sandbox,
     # The release looked up in two storefronts, two calls for each fan delivered, one for each fan revoked, and
     # one check that Apple accepts our developer token: the two 401s came together and share it.
     assert sandbox.control("GET", "counters")["api_requests"] == 2 + 2 * 2 + 2 + 1
+
+
+@pytest.mark.django_db(transaction=True)  # the run's thread and the transport's share the database
+def test_asking_apple_about_our_developer_token_after_a_401_never_stalls_the_delivery_loop(sandbox):
+    """A 401 to a fan's call is sorted out with a call of its own (does Apple still accept our developer
+    token?). The transport's event loop, where every other fan's calls are in flight, must not wait for it:
+    with each of Apple's answers taking a second, the loop never stops that long."""
+    campaign = make_campaign(status="delivering")
+    bob = apple_subscription(campaign, sandbox, "bob")
+    sandbox.faults(apple_unauthorized_users=["bob"], latency_ms=1000)
+    gaps = []
+
+    async def tick() -> None:  # on the loop: how long each 10 ms sleep really took
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            gaps.append(time.monotonic() - before)
+
+    with AsyncTransport(concurrency=8, timeout=10) as transport:
+        ticking = transport.start(tick())
+        campaign = Campaign.objects.select_related("release__artist").get(pk=campaign.pk)
+        report = engine.Run(campaign, transport).run()
+        ticking.cancel()
+
+    assert report.counts == {"revoked": 1}
+    bob.refresh_from_db()
+    assert bob.status == "revoked" and "no longer valid" in bob.last_error
+    # The release looked up in two storefronts, the add, and the check that Apple accepts our developer token.
+    assert sandbox.control("GET", "counters")["api_requests"] == 4
+    assert max(gaps) < 0.5, f"the loop stood still for {max(gaps):.2f} s"
 
 
 def test_a_401_to_a_fans_call_is_the_fans_only_while_apple_accepts_our_developer_token(sandbox, settings, db):
