@@ -7,15 +7,19 @@ import io
 from pathlib import Path
 
 import pytest
+import requests
 import time_machine
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from django_q.models import Schedule
 
+from delivery import engine
+from delivery.sandbox import demo_catalog
 from delivery.scheduling import schedule_name
+from delivery.services import get_service
 from releases.models import Artist, Campaign, Release
-from tests.conftest import manage
+from tests.conftest import make_subscription, manage
 
 
 def seed(**options) -> None:
@@ -51,6 +55,7 @@ def test_seed_demo_is_idempotent_and_schedules_the_live_campaign(db, media_root)
     campaign = Campaign.objects.select_related("release__artist").get(slug="glass-harbour")
     assert campaign.status == Campaign.Status.LIVE
     assert campaign.follow_artist
+    assert campaign.playlist_name == "Glass Harbour — Pre-saves"
     assert campaign.release.artist.spotify_uri.startswith("spotify:artist:")
     assert campaign.release.release_at == (later + dt.timedelta(minutes=10)).replace(microsecond=0)
     schedule = Schedule.objects.get(name=schedule_name(campaign.pk))
@@ -72,6 +77,30 @@ def test_seed_demo_is_idempotent_and_schedules_the_live_campaign(db, media_root)
     assert sorted(p.name for p in (media_root / "covers").iterdir()) == sorted(
         Path(r.cover.name).name for r in Release.objects.all()
     )
+
+
+def test_the_demos_main_campaign_shows_the_playlist_from_the_page_to_release_day(db, client, sandbox, media_root):
+    """A newcomer to the demo meets every action: glass-harbour's page names the playlist, Spotify is asked for
+    it, and on release day the fan's private playlist holds the album's tracks (the sandbox page lists it)."""
+    seed()
+    campaign = Campaign.objects.select_related("release").get(slug="glass-harbour")
+    page = client.get(f"/{campaign.slug}/").content.decode()
+    assert "Glass Harbour — Pre-saves" in page
+    scopes = get_service("spotify").scopes_for(campaign, email_opt_in=False)
+    assert "playlist-modify-private" in scopes
+    subscription = make_subscription(campaign, sandbox, "alice", scope=" ".join(scopes))
+
+    engine.deliver_campaign(campaign.pk, reopen=True)  # Deliver now
+
+    subscription.refresh_from_db()
+    assert subscription.status == "delivered"
+    (playlist,) = sandbox.playlists("alice")
+    assert (playlist["name"], playlist["public"]) == ("Glass Harbour — Pre-saves", False)
+    assert playlist["items"] == [
+        f"spotify:track:{demo_catalog.NOVA_LARK_TRACK_1_ID}",
+        f"spotify:track:{demo_catalog.NOVA_LARK_TRACK_2_ID}",
+    ]
+    assert "Glass Harbour — Pre-saves (2 tracks)" in requests.get(f"{sandbox.url}/_sandbox/", timeout=5).text
 
 
 def test_seed_demo_refuses_to_run_with_debug_off(db, settings):

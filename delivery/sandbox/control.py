@@ -322,17 +322,20 @@ class Control:
         return counters
 
     async def overview(self, request: web.Request) -> web.Response:
-        """GET /_sandbox/: a page for people (counters, faults, users and what they saved); it refreshes
-        itself every five seconds."""
+        """GET /_sandbox/: a page for people (counters, faults, users, what they saved and their playlists); it
+        refreshes itself every five seconds."""
         state = self.state
         rows = []
         for user in list(state.users.values())[:MAX_LISTED_USERS]:
             library = state.library(user.id)
             saved = "<br>".join(escape(self._title(uri)) for uri in library.saved) or "—"
             following = "<br>".join(escape(self._title(uri)) for uri in library.following) or "—"
+            playlists = "<br>".join(
+                escape(f"{state.playlists[i].name} ({len(state.playlists[i].items)} tracks)") for i in library.playlists
+            )
             rows.append(
                 f"<tr><td>{escape(user.id)}</td><td>{escape(user.display_name)}</td>"
-                f"<td>{escape(user.country)}</td><td>{saved}</td><td>{following}</td>"
+                f"<td>{escape(user.country)}</td><td>{saved}</td><td>{following}</td><td>{playlists or '—'}</td>"
                 f"<td>{state.counters.writes_per_user[user.id]}</td></tr>"
             )
         counters = self._counters()
@@ -346,7 +349,8 @@ td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; vertical-align: top; tex
 <div class="cols"><div><h2>Counters</h2>{_items(counters)}</div>
 <div><h2>Faults</h2>{_items(asdict(state.faults))}</div></div>
 <h2>Users ({len(state.users)})</h2>
-<table><tr><th>id</th><th>name</th><th>country</th><th>saved</th><th>following</th><th>writes</th></tr>
+<table><tr><th>id</th><th>name</th><th>country</th><th>saved</th><th>following</th><th>playlists (Spotify)</th>
+<th>writes</th></tr>
 {"".join(rows)}</table></body></html>"""
         return web.Response(text=html, content_type="text/html")
 

@@ -134,3 +134,13 @@ def test_faults_reach_the_playlist_endpoints_too(sb):
     sb.faults(rate_limit=None)
     sb.control("POST", "users/alice/revoke")
     assert make_playlist(sb, token).status_code == 401, "a revoked user's token no longer works"
+
+
+def test_the_overview_page_shows_each_users_playlists(sb):
+    token = tokens_for(sb, scope=PRIVATE)["access_token"]
+    playlist_id = make_playlist(sb, token).json()["id"]
+    api(sb, "POST", f"/v1/playlists/{playlist_id}/items", token, json={"uris": TRACKS})
+
+    page = requests.get(f"{sb.url}/_sandbox/", timeout=5)
+
+    assert "Glass Harbour — Pre-saves (2 tracks)" in page.text

@@ -1,6 +1,6 @@
 """Seed the demo: an admin login, the sandbox's two artists, their releases with drawn covers, and three
-campaigns: `glass-harbour` (live, releasing in a few minutes), `folded-maps` (live, weeks out) and
-`low-tide-lights` (a draft).
+campaigns: `glass-harbour` (live, releasing in a few minutes; it saves the album, follows the artist and, on
+Spotify, adds the album to a private playlist), `folded-maps` (live, weeks out) and `low-tide-lights` (a draft).
 
 Idempotent: objects are found by name and slug and updated. Re-running moves `glass-harbour`'s release time to
 now + --release-in-minutes, so the demo always shows the release-day schedule firing, and keeps the staff logged
@@ -39,6 +39,7 @@ ADMIN_PASSWORD = "presave-demo"
 LONDON = "Europe/London"
 TRAFFIC_SOURCES = [("instagram", "", "instagram"), ("tiktok", "", "tiktok"), ("", "news.example", ""), ("", "", "")]
 DEMO_COUNTRIES = ["GB", "US", "DE", "FR", "SE"]
+DEMO_PLAYLIST = "Glass Harbour — Pre-saves"  # the playlist glass-harbour makes in each Spotify fan's account
 
 
 # Where Glass Harbour can be heard once it is out (the smart link); made-up addresses on the real sites.
@@ -165,6 +166,7 @@ class Command(BaseCommand):
                 glass_harbour,
                 status=Campaign.Status.LIVE,
                 follow_artist=True,
+                playlist_name=DEMO_PLAYLIST,
                 services=list(SERVICES),  # Spotify, Apple Music and Deezer: run_demo points all three at the sandbox
                 subtitle="The debut album by Nova Lark",
                 page_text=(
