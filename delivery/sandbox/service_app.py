@@ -1,4 +1,4 @@
-"""What the imitated services (spotify.py, deezer.py, apple_music.py) share around their routes.
+"""What the imitated services (spotify/, deezer.py, apple_music.py) share around their routes.
 
 Each module's handler class gives `routes()` and `classify` (faults.py); its handlers raise a `ServiceApiError`
 subclass that renders the service's own error body. `make_service_app` puts fault injection in front and
