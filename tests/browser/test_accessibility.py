@@ -1,0 +1,150 @@
+"""axe-core (through axe-playwright-python) scans every fan page state, reached by the fans' own flows, at a
+desktop and a phone viewport: no violation of a WCAG 2.0/2.1 A or AA rule. The sandbox's login page is the
+streaming service's, not ours: the flows pass through it and never scan it."""
+
+import datetime as dt
+import re
+from urllib.parse import urlsplit
+
+import pytest
+import time_machine
+from axe_playwright_python.sync_playwright import Axe
+from django.utils import timezone
+
+from fans import privacy, signups
+from fans.models import EmailSignup, Fan
+from releases.models import ReleaseLink
+from tests.browser.test_fan_pages import INSTAGRAM_ANDROID, TIKTOK_IPHONE, alice_presaves_with_the_email_box
+from tests.conftest import PHONE, make_campaign
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+AXE = Axe()
+WCAG_A_AA = {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}
+VIEWPORTS = {
+    "desktop": {"viewport": {"width": 1280, "height": 800}},
+    "phone": {"viewport": PHONE, "device_scale_factor": 2, "is_mobile": True, "has_touch": True},
+}
+
+
+def axe_violations(page, state: str) -> list[str]:
+    """Each WCAG A/AA rule axe finds broken on `page`: the state, the rule, every element and the help URL.
+
+    axe is injected with page.evaluate, which the pages' Content Security Policy does not apply to (it is not
+    the page's script): the scan sees the pages as fans get them, CSP on, no bypass_csp needed."""
+    found = AXE.run(page, options={"runOnly": WCAG_A_AA, "resultTypes": ["violations"]}).response["violations"]
+    return [
+        f"{state}: {rule['id']} ({rule['impact']}): {rule['help']} — {rule['helpUrl']}"
+        + "".join(f"\n    {' '.join(node['target'])}: {node['html']}" for node in rule["nodes"])
+        for rule in found
+    ]
+
+
+@pytest.fixture(params=VIEWPORTS)
+def open_page(request, browser):
+    """`open_page(user_agent=...)`: a page in a fresh context at the test's viewport (desktop, then phone)."""
+    contexts = []
+
+    def open_page(**options):
+        context = browser.new_context(**VIEWPORTS[request.param], **options)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def test_the_campaign_page_before_release_and_the_email_sign_up(site, open_page, sandbox, mailoutbox):
+    campaign = make_campaign(subtitle="The debut album", page_text="Ten songs written on the night ferry.")
+    page = open_page()
+    page.goto(site + campaign.get_absolute_url())
+    found = axe_violations(page, "campaign page")
+    tiktok = open_page(user_agent=TIKTOK_IPHONE)
+    tiktok.goto(site + campaign.get_absolute_url())
+    found += axe_violations(tiktok, "campaign page in TikTok")
+
+    fan = open_page(user_agent=INSTAGRAM_ANDROID)
+    fan.goto(site + campaign.get_absolute_url())
+    found += axe_violations(fan, "campaign page in Instagram")
+    fan.get_by_label("Your email address").fill("fan@gmail")
+    fan.get_by_role("button", name="Email me when it's out").click()
+    assert fan.locator("#email-error").is_visible() and fan.locator("#consent-error").is_visible()
+    found += axe_violations(fan, "email form with its errors")
+    fan.get_by_label("Your email address").fill("fan@example.test")
+    fan.locator("input[name=consent]").check()
+    fan.get_by_role("button", name="Email me when it's out").click()
+    assert fan.get_by_role("heading", name="Check your inbox.").is_visible()
+    found += axe_violations(fan, "check your inbox")
+
+    signups.send_confirmation(EmailSignup.objects.get().pk)  # what the worker does with the task queued
+    link = re.search(r"https?://\S+/e/confirm/\S+/", mailoutbox[0].body).group(0)
+    fan.goto(site + urlsplit(link).path)
+    found += axe_violations(fan, "email confirmation question")
+    fan.get_by_role("button", name="Yes, email me when it's out").click()
+    assert fan.get_by_role("heading", name="You're on the list.").is_visible()
+    found += axe_violations(fan, "email confirmed")
+    assert not found, "\n".join(found)
+
+
+def test_the_thank_you_revoke_and_privacy_pages_after_a_pre_save(site, open_page, sandbox):
+    campaign = make_campaign()
+    page = open_page()
+    alice_presaves_with_the_email_box(page, site, sandbox, campaign)
+    found = axe_violations(page, "thank-you page")
+    revoke_link = page.get_by_role("link", name="Cancel this pre-save").get_attribute("href")
+
+    page.get_by_role("link", name="See, download or erase what we hold about you").click()
+    assert page.get_by_role("heading", name="What we hold about you").is_visible()
+    found += axe_violations(page, "privacy page")
+    page.get_by_role("link", name="Cancel this pre-save").click()
+    assert page.get_by_role("heading", name="Cancel your pre-save?").is_visible()
+    found += axe_violations(page, "privacy page's cancel question")
+
+    page.goto(site + revoke_link)
+    assert page.get_by_role("heading", name="Cancel your pre-save?").is_visible()
+    found += axe_violations(page, "revoke link's question")
+    page.click("#confirm-revoke")
+    assert page.get_by_role("heading", name="Pre-save cancelled").is_visible()
+    found += axe_violations(page, "revoke link's result")
+
+    page.get_by_role("link", name="See, download or erase what we hold about you").click()
+    page.get_by_role("link", name="Erase everything about me").click()
+    found += axe_violations(page, "erase question")
+    page.click("#confirm-erase")
+    assert page.get_by_role("heading", name="Your account's data is erased").is_visible()
+    found += axe_violations(page, "erased")
+    assert not found, "\n".join(found)
+
+
+def test_the_smart_link_after_release(site, open_page, sandbox):
+    campaign = make_campaign(release_in=-dt.timedelta(days=1))
+    ReleaseLink.objects.create(release=campaign.release, platform="deezer", url="https://www.deezer.com/album/123456")
+    page = open_page()
+    page.goto(site + campaign.get_absolute_url())
+    assert page.get_by_role("link", name="Listen on Deezer").is_visible()
+    found = axe_violations(page, "smart link")
+    assert not found, "\n".join(found)
+
+
+def test_the_error_pages_and_the_privacy_notice(site, open_page, sandbox):
+    fan = Fan.objects.create(service="spotify", service_user_id="alice")
+    with time_machine.travel(timezone.now() - dt.timedelta(days=30)):
+        expired = privacy.link_for_fan(fan)
+    page = open_page()
+    assert page.goto(site + "/no-such-campaign/").status == 404
+    found = axe_violations(page, "404 page")
+    assert page.goto(site + expired).status == 410
+    found += axe_violations(page, "410 page (an expired privacy link)")
+    page.get_by_role("contentinfo").get_by_role("link", name="Privacy").click()
+    found += axe_violations(page, "privacy notice")
+
+    campaign = make_campaign()
+    page.goto(site + campaign.get_absolute_url())
+    page.get_by_role("button", name="Pre-save on Spotify").click()
+    page.wait_for_url(f"{sandbox.accounts_url}/authorize*")
+    page.click("#cancel")  # on the service's own screen: the problem page says it was the fan's choice
+    assert page.get_by_role("heading", name="You didn't give permission").is_visible()
+    found += axe_violations(page, "problem page")
+    assert not found, "\n".join(found)
