@@ -3,6 +3,7 @@ desktop and a phone viewport: no violation of a WCAG 2.0/2.1 A or AA rule. The s
 streaming service's, not ours: the flows pass through it and never scan it."""
 
 import datetime as dt
+import io
 import re
 from urllib.parse import urlsplit
 
@@ -10,6 +11,7 @@ import pytest
 import time_machine
 from axe_playwright_python.sync_playwright import Axe
 from django.utils import timezone
+from PIL import Image
 
 from fans import privacy, signups
 from fans.models import EmailSignup, Fan
@@ -148,3 +150,38 @@ def test_the_error_pages_and_the_privacy_notice(site, open_page, sandbox):
     assert page.get_by_role("heading", name="You didn't give permission").is_visible()
     found += axe_violations(page, "problem page")
     assert not found, "\n".join(found)
+
+
+def luminance(rgb) -> float:
+    """WCAG's relative luminance of an sRGB colour (0-255 channels)."""
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (v / 255 for v in rgb))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a, b) -> float:
+    lighter, darker = sorted((luminance(a), luminance(b)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+COLOR_AND_OPACITY = (
+    "e => [getComputedStyle(e).color.match(/[\\d.]+/g).slice(0, 3).map(Number), +getComputedStyle(e).opacity]"
+)
+
+
+def test_the_words_of_the_cover_drawn_without_artwork_stand_out_from_its_gradient(site, open_page, sandbox):
+    """axe leaves text on a gradient "incomplete" (it can't tell the colour behind it), so the artist (small
+    text: 4.5:1) and the title (large: 3:1) are measured here against every pixel of the gradient behind them."""
+    campaign = make_campaign()
+    page = open_page()
+    page.goto(site + campaign.get_absolute_url())
+    needed = {".cover-placeholder-artist": 4.5, ".cover-placeholder-title": 3}
+    ink = {selector: page.locator(selector).evaluate(COLOR_AND_OPACITY) for selector in needed}
+    page.locator(".cover-placeholder span").evaluate_all("spans => spans.forEach(s => s.style.color = 'transparent')")
+    for selector, ratio in needed.items():
+        behind = Image.open(io.BytesIO(page.screenshot(clip=page.locator(selector).bounding_box()))).convert("RGB")
+        color, opacity = ink[selector]
+        worst = min(
+            contrast([opacity * c + (1 - opacity) * b for c, b in zip(color, pixel, strict=True)], pixel)
+            for _, pixel in behind.getcolors(maxcolors=1 << 20)
+        )
+        assert worst >= ratio, f"{selector}: {worst:.2f}:1 against the cover's gradient, {ratio}:1 needed"
