@@ -63,6 +63,9 @@ def test_the_campaign_page_before_release_and_the_email_sign_up(site, open_page,
     page = open_page()
     page.goto(site + campaign.get_absolute_url())
     found = axe_violations(page, "campaign page")
+    page.get_by_role("button", name="Pre-save on Apple Music").click()
+    page.locator("#musickit-connect:enabled").wait_for()  # MusicKit JS (the sandbox's stand-in) is loaded
+    found += axe_violations(page, "Apple Music's sign-in (our MusicKit page)")
     tiktok = open_page(user_agent=TIKTOK_IPHONE)
     tiktok.goto(site + campaign.get_absolute_url())
     found += axe_violations(tiktok, "campaign page in TikTok")
@@ -120,13 +123,22 @@ def test_the_thank_you_revoke_and_privacy_pages_after_a_pre_save(site, open_page
     assert not found, "\n".join(found)
 
 
-def test_the_smart_link_after_release(site, open_page, sandbox):
+def test_the_smart_link_after_release_and_a_campaign_page_taking_no_pre_save(site, open_page, sandbox, settings):
     campaign = make_campaign(release_in=-dt.timedelta(days=1))
     ReleaseLink.objects.create(release=campaign.release, platform="deezer", url="https://www.deezer.com/album/123456")
     page = open_page()
     page.goto(site + campaign.get_absolute_url())
     assert page.get_by_role("link", name="Listen on Deezer").is_visible()
     found = axe_violations(page, "smart link")
+    closed = make_campaign(slug="closed", status="delivering")  # Deliver now was pressed before the release time
+    page.goto(site + closed.get_absolute_url())
+    assert page.get_by_role("heading", name="This pre-save has closed").is_visible()
+    found += axe_violations(page, "closed campaign page")
+    settings.SPOTIFY_ENABLED = settings.DEEZER_ENABLED = settings.APPLE_MUSIC_ENABLED = False
+    email_only = make_campaign(slug="email-only")
+    page.goto(site + email_only.get_absolute_url())
+    assert page.get_by_role("heading", name="Email me when it's out").is_visible()
+    found += axe_violations(page, "campaign page with no service enabled")
     assert not found, "\n".join(found)
 
 
@@ -141,6 +153,13 @@ def test_the_error_pages_and_the_privacy_notice(site, open_page, sandbox):
     found += axe_violations(page, "410 page (an expired privacy link)")
     page.get_by_role("contentinfo").get_by_role("link", name="Privacy").click()
     found += axe_violations(page, "privacy notice")
+    page.get_by_role("button", name="Email me a link").click()
+    assert page.locator("#privacy-email-error").is_visible()
+    found += axe_violations(page, "privacy notice's form with its error")
+    page.get_by_label("Your email address").fill("alice@example.test")
+    page.get_by_role("button", name="Email me a link").click()
+    assert page.get_by_role("heading", name="Check your inbox.").is_visible()
+    found += axe_violations(page, "privacy link sent")
 
     campaign = make_campaign()
     page.goto(site + campaign.get_absolute_url())
