@@ -8,6 +8,7 @@ import ipaddress
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils.translation.trans_real import parse_accept_lang_header
 
 from releases import markets
 
@@ -21,15 +22,18 @@ def meta_key(header: str) -> str:
 
 
 def request_country(request: HttpRequest) -> str:
-    """A two-letter country code, or "" when the request does not tell."""
+    """A two-letter country code, or "" when the request does not tell: the proxy's country header, else the
+    region of the most preferred language in Accept-Language that names one (by q-value; q=0 means "not
+    acceptable" and never counts). Django's own parser reads the header: it caps its length, orders the tags by
+    q-value (equal ones as sent) and reads a malformed header as none."""
     if settings.COUNTRY_HEADER:
         code = markets.normalize(request.META.get(meta_key(settings.COUNTRY_HEADER), ""))
         if code and code not in UNKNOWN_COUNTRIES:
             return code
-    for item in request.META.get("HTTP_ACCEPT_LANGUAGE", "")[:200].split(","):
-        tag = item.split(";")[0].strip()
-        parts = tag.replace("_", "-").split("-")
-        if len(parts) >= 2 and (code := markets.normalize(parts[-1])):
+    accepted = parse_accept_lang_header(request.META.get("HTTP_ACCEPT_LANGUAGE", "").replace("_", "-"))
+    for tag, quality in accepted:
+        parts = tag.split("-")
+        if quality > 0 and len(parts) >= 2 and (code := markets.normalize(parts[-1])):
             return code
     return ""
 

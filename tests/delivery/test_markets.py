@@ -77,6 +77,19 @@ def test_market_codes_are_normalized(value, expected):
         ({"HTTP_ACCEPT_LANGUAGE": "en"}, ""),
         ({"HTTP_ACCEPT_LANGUAGE": "x" * 5000}, ""),
         ({}, ""),
+        # By q-value, not by place; q=0 means "not acceptable".
+        ({"HTTP_ACCEPT_LANGUAGE": "fr-FR;q=0.1, de-DE;q=0.9"}, "DE"),
+        ({"HTTP_ACCEPT_LANGUAGE": "de-DE;q=0, fr-FR"}, "FR"),
+        ({"HTTP_ACCEPT_LANGUAGE": "de-DE;q=0.000, fr-FR;q=0.001"}, "FR"),
+        ({"HTTP_ACCEPT_LANGUAGE": "de-DE;q=0"}, ""),
+        ({"HTTP_ACCEPT_LANGUAGE": "en, en-GB;q=0.5, de-DE;q=0.4"}, "GB"),
+        ({"HTTP_ACCEPT_LANGUAGE": "*;q=0.5, es-MX;q=0.8"}, "MX"),
+        ({"HTTP_ACCEPT_LANGUAGE": "es-419, es-ES;q=0.9"}, "ES"),
+        ({"HTTP_ACCEPT_LANGUAGE": "en_GB"}, "GB"),
+        ({"HTTP_ACCEPT_LANGUAGE": "de-DE;q=0.5, fr-FR;q=0.5"}, "DE"),  # equal: as sent
+        ({"HTTP_ACCEPT_LANGUAGE": "pt-BR;q=2, <script>"}, ""),  # malformed: tells nothing
+        ({"HTTP_ACCEPT_LANGUAGE": "sv-SE," + "en;q=0.5," * 1000}, "SE"),  # cut at a comma within Django's cap
+        ({"HTTP_CF_IPCOUNTRY": "IT", "HTTP_ACCEPT_LANGUAGE": "de-DE;q=0.9"}, "IT"),
     ],
 )
 def test_country_seen_at_sign_up(headers, expected):

@@ -52,6 +52,11 @@ def test_without_the_header_accept_language_tells_the_country(client, released):
     assert order(client, released, HTTP_ACCEPT_LANGUAGE="ja-JP,ja;q=0.9,en;q=0.5")[0] == "apple_music"
 
 
+def test_accept_language_counts_by_q_value_and_q0_is_not_acceptable(client, released):
+    assert order(client, released, HTTP_ACCEPT_LANGUAGE="fr-FR;q=0.1, ja-JP;q=0.9")[0] == "apple_music"
+    assert order(client, released, HTTP_ACCEPT_LANGUAGE="ja-JP;q=0, fr-FR")[:2] == ["deezer", "spotify"]
+
+
 def test_the_header_is_ignored_when_the_setting_is_off(client, released, settings):
     settings.COUNTRY_HEADER = ""
 
