@@ -8,8 +8,9 @@ adds to the system web view's; an unknown app's Android web view ("; wv)") is re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 USER_AGENT_MAX = 1000  # longer user agents are cut before matching
 
@@ -71,12 +72,20 @@ def detect(user_agent: str) -> InAppBrowser | None:
     return None
 
 
-def android_intent_url(url: str) -> str:
-    """An intent:// link that asks Android to open the https `url` in the default browser, not the app.
+def android_intent_url(url: str, query: Mapping[str, str] | None = None) -> str:
+    """An intent:// link that asks Android to open the https `url` in the default browser, not the app, with
+    `query` (the visit's cleaned UTM values: fans.tracking.utm_values) added to it, URL-encoded, so that what
+    the fan does there is counted for the link they came by.
 
-    developer.chrome.com/docs/android/intents: `intent://HOST/PATH#Intent;scheme=https;end`; the fallback URL
-    keeps the fan on the page when no app takes the intent.
+    developer.chrome.com/docs/android/intents: `intent://HOST/PATH#Intent;scheme=https;end`, and the extra
+    `S.browser_fallback_url=<encoded full URL>`, where Chrome sends the fan when no app takes the intent (the
+    same page, query included).
     """
+    if query:
+        url += ("&" if urlsplit(url).query else "?") + urlencode(sorted(query.items()))
     parts = urlsplit(url)
     rest = parts.netloc + parts.path + (f"?{parts.query}" if parts.query else "")
-    return f"intent://{rest}#Intent;scheme={parts.scheme or 'https'};action=android.intent.action.VIEW;end"
+    return (
+        f"intent://{rest}#Intent;scheme={parts.scheme or 'https'};action=android.intent.action.VIEW;"
+        f"S.browser_fallback_url={quote(url, safe='')};end"
+    )

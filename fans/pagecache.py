@@ -4,9 +4,10 @@ Two things are cached, never a CSRF token or anything about a visitor: the page'
 campaign with its release and artist, and the release's links), and the page rendered once per variant
 (`campaign_html`: state, in-app browser, smart-link order, the visitor's release time) from fans.pages'
 context, with slots for the per-request parts, which `fill_campaign_html` fills at each request: the CSRF token,
-the UTM fields and the countdown. A warm view's page view waits in fans.tracking's ViewBuffer, written with
-others in one query: most warm views make no query at all, none more than one. Each load of the data gets a new
-`stamp`, which names its rendered variants, so dropping the data retires them too.
+the UTM fields, the countdown and, in Android in-app browsers, the "open in your browser" link (it carries the
+visit's UTM values). A warm view's page view waits in fans.tracking's ViewBuffer, written with others in one
+query: most warm views make no query at all, none more than one. Each load of the data gets a new `stamp`, which
+names its rendered variants, so dropping the data retires them too.
 
 The cache is the `pages` alias (presave_site/settings.py): Redis when REDIS_URL is set, so every server
 process sees an edit at once; otherwise each process's memory, where an edit reaches the process that saved
@@ -19,6 +20,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 from django.conf import settings
 from django.core.cache import caches
@@ -117,6 +119,13 @@ def forget(slugs: Iterable[str]) -> None:
 SLOT = "\x00"  # slots are "\x00name\x00": the cached page is kept split on SLOT, names at the odd places
 CSRF_SLOT = f"{SLOT}csrf{SLOT}"
 UTM_SLOT = f"{SLOT}utm{SLOT}"
+INTENT_SLOT = "intent:"  # "\x00intent:<page URL, %-encoded>\x00": the Android intent link to that page, with the UTM
+
+
+def intent_slot(page_url: str) -> str:
+    """The slot of the Android "open in your browser" link to `page_url`: %-encoded, so the template's escaping
+    leaves the URL as it is."""
+    return f"{SLOT}{INTENT_SLOT}{quote(page_url, safe='')}{SLOT}"
 
 
 class CountdownSlots:
@@ -129,10 +138,10 @@ class CountdownSlots:
 def campaign_html(
     page: CampaignPage, *, country: str, preferred: str, in_app: inapp.InAppBrowser | None
 ) -> tuple[list[str], Countdown | None]:
-    """The campaign page's HTML split around its slots (the CSRF token, the UTM fields and the countdown), and
-    the countdown to fill them with. From the `pages` cache, keyed by what makes two renderings differ (the
-    page's stamp, its state, the in-app browser, the smart-link order, and per market the release time in the
-    visitor's market); rendered on a miss."""
+    """The campaign page's HTML split around its slots (the CSRF token, the UTM fields, the countdown and the
+    Android intent link), and the countdown to fill them with. From the `pages` cache, keyed by what makes two
+    renderings differ (the page's stamp, its state, the in-app browser, the smart-link order, and per market the
+    release time in the visitor's market); rendered on a miss."""
     release, campaign = page.release, page.campaign
     seen = campaign.seen_from(country)  # per market, the visitor's release time: part of what the page says
     order = ""
@@ -153,6 +162,7 @@ def campaign_html(
             **context,
             "csrf_token": CSRF_SLOT,
             "utm_slot": UTM_SLOT,
+            "intent_url": intent_slot(page_url) if context["intent_url"] else "",
             "countdown": CountdownSlots() if context["countdown"] else None,
         }
         # Forms strip NUL characters from what staff type, so the only ones in the page are the slots'.
@@ -174,5 +184,9 @@ def fill_campaign_html(parts: list[str], *, csrf_token: str, utm: dict[str, str]
         slots.update((f"countdown:{unit}", value) for value, unit in countdown.parts)
     filled = parts.copy()
     for index in range(1, len(parts), 2):
-        filled[index] = slots.get(parts[index], "")
+        name = parts[index]
+        if name.startswith(INTENT_SLOT):
+            filled[index] = escape(inapp.android_intent_url(unquote(name.removeprefix(INTENT_SLOT)), utm))
+        else:
+            filled[index] = slots.get(name, "")
     return "".join(filled)

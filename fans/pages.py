@@ -90,7 +90,7 @@ def campaign_context(
         if is_out
         else [],
         "in_app": in_app,
-        "intent_url": inapp.android_intent_url(page_url) if in_app and in_app.is_android and page_url else "",
+        "intent_url": inapp.android_intent_url(page_url, utm) if in_app and in_app.is_android and page_url else "",
         "page_url": page_url,
         "cover_url": absolute_media_url(release.cover.url) if release.cover else "",
         "utm": sorted((utm or {}).items()),

@@ -1,5 +1,9 @@
 """Fans arriving in Instagram's, TikTok's… browsers: told why, offered their own browser, and an email instead."""
 
+import html
+import re
+from urllib.parse import parse_qs, unquote, urlsplit
+
 import pytest
 from django.urls import reverse
 
@@ -59,11 +63,33 @@ def test_an_unknown_apps_android_webview_is_still_caught():
     assert found is not None and found.key == "webview"
 
 
+def as_android_reads(intent: str) -> tuple[str, str]:
+    """The URL an intent:// link opens and its fallback URL, read as Android's Intent.parseUri does: the data
+    is what comes before the last "#" with the scheme put back; an extra's value is URL-decoded."""
+    data, _, fragment = intent.rpartition("#")
+    assert data.startswith("intent://") and fragment.startswith("Intent;") and fragment.endswith(";end")
+    fields = dict(item.split("=", 1) for item in fragment.removeprefix("Intent;").removesuffix(";end").split(";"))
+    return f"{fields['scheme']}:{data.removeprefix('intent:')}", unquote(fields["S.browser_fallback_url"])
+
+
 def test_android_intent_link_opens_the_same_page_in_the_default_browser():
     url = inapp.android_intent_url("https://presave.example/first-light/?utm_source=ig")
 
     assert url == (
-        "intent://presave.example/first-light/?utm_source=ig#Intent;scheme=https;action=android.intent.action.VIEW;end"
+        "intent://presave.example/first-light/?utm_source=ig#Intent;scheme=https;action=android.intent.action.VIEW;"
+        "S.browser_fallback_url=https%3A%2F%2Fpresave.example%2Ffirst-light%2F%3Futm_source%3Dig;end"
+    )
+    assert as_android_reads(url) == ("https://presave.example/first-light/?utm_source=ig",) * 2
+
+
+def test_android_intent_link_carries_the_query_url_encoded_in_the_url_and_its_fallback():
+    url = inapp.android_intent_url(
+        "https://presave.example/first-light/", {"utm_source": "tt", "utm_campaign": "drop #1; a=b & c"}
+    )
+
+    opened, fallback = as_android_reads(url)
+    assert (
+        opened == fallback == "https://presave.example/first-light/?utm_campaign=drop+%231%3B+a%3Db+%26+c&utm_source=tt"
     )
 
 
@@ -90,6 +116,34 @@ def test_instagram_on_android_gets_an_open_in_browser_link_and_the_email_fallbac
     assert 'action="/first-light/email/#email-signup"' in html
     assert "target=" not in html and "window.open" not in html  # no pop-ups
     assert "{#" not in html and "#}" not in html, "a template comment shown to the fan as text"
+
+
+def intent_link_in(response) -> str:
+    return html.unescape(re.search(r'id="open-in-browser" href="([^"]*)"', response.content.decode()).group(1))
+
+
+def test_tiktoks_open_in_browser_link_keeps_the_visits_cleaned_utm_values(
+    client, campaign, settings, django_assert_max_num_queries
+):
+    """The page is cached per variant: each visit's link carries its own UTM values, cleaned as fans.tracking
+    stores them, and nothing else from the query string; a warm view still makes at most one query."""
+    settings.PUBLIC_BASE_URL = "https://presave.example"
+    url = reverse("fans:campaign", args=[campaign.slug])
+    query = "?utm_source=TT&utm_medium=%20Social%20&utm_campaign=%22%3E%3Cscript%3Edrop%20%231&fbclid=x&next=/evil"
+
+    first = client.get(url + query, HTTP_USER_AGENT=UAS["tiktok"])
+    with django_assert_max_num_queries(1):
+        other = client.get(url + "?utm_source=ig_story", HTTP_USER_AGENT=UAS["tiktok"])
+    plain = client.get(url, HTTP_USER_AGENT=UAS["tiktok"])
+
+    opened, fallback = as_android_reads(intent_link_in(first))
+    assert opened == fallback
+    parts = urlsplit(opened)
+    assert (parts.scheme, parts.netloc, parts.path) == ("https", "presave.example", "/first-light/")
+    assert parse_qs(parts.query) == {"utm_source": ["tt"], "utm_medium": ["social"], "utm_campaign": ["scriptdrop #1"]}
+    assert "<script>" not in first.content.decode()
+    assert as_android_reads(intent_link_in(other))[0] == "https://presave.example/first-light/?utm_source=ig_story"
+    assert as_android_reads(intent_link_in(plain)) == ("https://presave.example/first-light/",) * 2
 
 
 def test_tiktok_on_iphone_gets_steps_instead_of_a_link(client, campaign):
