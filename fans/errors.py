@@ -78,6 +78,17 @@ class BadLink(FanFlowError):
     title = "This link isn't valid"
 
 
+class NotOutYet(FanFlowError):
+    """A smart-link click where the release is not out yet (on a per-market campaign, in the fan's country). Not
+    a 404: the link is right and will work at the fan's release time (a link checker must not call it broken).
+    409: the click conflicts with the release's state for now, and waiting resolves it; never cached by default,
+    as a 200 or a 404 may be. The fan did nothing wrong: the page names no error code."""
+
+    status = 409
+    title = "Not out yet"
+    is_error = False
+
+
 class CampaignClosed(FanFlowError):
     status = 410
     title = "This pre-save has closed"

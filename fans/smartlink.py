@@ -8,11 +8,15 @@ ever sends the fan to one of these destinations (never to a URL from the request
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.utils import dateformat
+
 from delivery.services import enabled_services
-from releases.models import Release, ReleaseLink, is_web_url
+from fans.errors import NotOutYet
+from releases.models import Campaign, Release, ReleaseLink, is_web_url
 
 PREFERENCE_COOKIE = "fans_platform"
 PREFERENCE_MAX_AGE = 365 * 86_400
@@ -78,3 +82,17 @@ def ordered(found: list[Destination], *, country: str = "", preferred: str = "")
 
 def find(found: list[Destination], key: str) -> Destination | None:
     return next((destination for destination in found if destination.key == key), None)
+
+
+def not_out_yet(campaign: Campaign, country: str = "") -> NotOutYet:
+    """What a smart-link click gets where the release is not out yet: when it comes out for the fan, at their
+    market's local release time on a per-market campaign, and the way back to the campaign page."""
+    release_at, zone = campaign.firing_time(country), campaign.release_zone(country)
+    local = release_at.astimezone(zoneinfo.ZoneInfo(zone))
+    when = f"{dateformat.format(local, 'l j F Y')} at {dateformat.format(local, 'H:i')} ({zone})"
+    title = campaign.release.title
+    if campaign.firing == Campaign.Firing.PER_MARKET and country:
+        message = f"{title} isn't out in your country yet: it comes out there on {when}, your local time."
+    else:
+        message = f"{title} isn't out yet: it comes out on {when}."
+    return NotOutYet(message, retry_url=campaign.get_absolute_url())

@@ -194,8 +194,10 @@ def listen(request: HttpRequest, slug: str, platform: str) -> HttpResponse:
     page = pagecache.campaign_page(slug)
     seen = tracking.visit(request)
     destination = smartlink.find(smartlink.destinations(page.release, page.links), platform)
-    if destination is None or not page.campaign.is_out_in(seen.country):  # per market: out where the fan is
+    if destination is None:
         raise NotFound("This release has no link for that platform.", retry_url=page.campaign.get_absolute_url())
+    if not page.campaign.is_out_in(seen.country):  # per market: out where the fan is
+        raise smartlink.not_out_yet(page.campaign, seen.country)
     tracking.record(Kind.LISTEN_CLICK, page.campaign, seen, service=destination.key)
     response = HttpResponseRedirect(destination.url)
     response.set_cookie(

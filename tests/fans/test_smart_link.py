@@ -87,8 +87,16 @@ def test_the_redirect_only_goes_to_this_campaigns_own_links(client, released):
 
 def test_no_listen_redirect_before_the_release(client, campaign):
     ReleaseLink.objects.create(release=campaign.release, platform="deezer", url=LINKS["deezer"])
+    release_at = campaign.release.release_at
 
-    assert client.get(reverse("fans:listen", args=[campaign.slug, "deezer"])).status_code == 404
+    response = client.get(reverse("fans:listen", args=[campaign.slug, "deezer"]))
+
+    assert response.status_code == 409
+    html = response.content.decode()
+    when = f"{release_at:%A} {release_at.day} {release_at:%B %Y at %H:%M} (UTC)"
+    assert f"First Light isn&#x27;t out yet: it comes out on {when}." in html
+    assert f'href="{reverse("fans:campaign", args=[campaign.slug])}"' in html
+    assert not FunnelEvent.objects.filter(kind="listen_click").exists()
 
 
 def test_a_forged_preference_cookie_changes_nothing(client, released):
@@ -146,7 +154,7 @@ def test_a_per_market_campaign_is_a_smart_link_where_it_is_out_and_a_pre_save_wh
     assert 'data-countdown="2026-12-04T05:00:00+00:00"' in new_york, "New York's midnight"
     assert "(America/New_York)" in new_york
     assert "Out now" in auckland and "Pre-save on Spotify" not in auckland
-    assert (closed_for_us, opened_for_nz) == (404, 302)
+    assert (closed_for_us, opened_for_nz) == (409, 302)
     assert started.status_code == 302 and "/authorize" in started["Location"], "fans in New York may still pre-save"
 
 
@@ -155,3 +163,29 @@ def test_a_per_market_campaign_takes_email_sign_ups_only_where_the_release_is_no
         assert signups.sign_up(per_market_delivering, "ny@fan.test", country="US").country == "US"
         with pytest.raises(CampaignClosed):
             signups.sign_up(per_market_delivering, "london@fan.test", country="GB")
+
+
+def test_a_smart_link_click_where_it_is_not_out_yet_says_when_it_is_there(client, per_market_delivering):
+    """Friday 02:00 UTC: out in London, not yet in New York (05:00 UTC) nor in São Paulo (03:00 UTC). A fan who
+    follows a shared smart link there is told so, with their own release time, and led back to the campaign
+    page (where they may still pre-save); not a 404 "no link for that platform"."""
+    listen = reverse("fans:listen", args=[per_market_delivering.slug, "deezer"])
+    with time_machine.travel(dt.datetime(2026, 12, 4, 2, 0, tzinfo=dt.UTC), tick=False):
+        new_york = client.get(listen, HTTP_CF_IPCOUNTRY="US")
+        sao_paulo = client.get(listen, HTTP_CF_IPCOUNTRY="BR")
+        london = client.get(listen, HTTP_CF_IPCOUNTRY="GB")
+        unknown = client.get(reverse("fans:listen", args=[per_market_delivering.slug, "tidal"]), HTTP_CF_IPCOUNTRY="US")
+
+    for response, zone in [(new_york, "America/New_York"), (sao_paulo, "America/Sao_Paulo")]:
+        html = response.content.decode()
+        assert response.status_code == 409
+        assert (
+            "First Light isn&#x27;t out in your country yet: it comes out there on Friday 4 December 2026 at 00:00 "
+            f"({zone}), your local time."
+        ) in html
+        assert f'href="/{per_market_delivering.slug}/"' in html and "Back to the pre-save page" in html
+        assert "no link for that platform" not in html and "Error 409" not in html
+        assert smartlink.PREFERENCE_COOKIE not in response.cookies
+    assert london.status_code == 302 and london["Location"] == LINKS["deezer"]
+    assert unknown.status_code == 404, "a platform the release has no link for stays a 404"
+    assert list(FunnelEvent.objects.filter(kind="listen_click").values_list("country", flat=True)) == ["GB"]
