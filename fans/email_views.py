@@ -39,12 +39,14 @@ def email_click(request: HttpRequest, token: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @never_cache
 def email_unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    """GET asks (mail scanners prefetch links, so it changes nothing); POST unsubscribes."""
+    """GET asks (mail scanners prefetch links, so it changes nothing); POST unsubscribes. Once unsubscribed, the
+    link opened again says so, with the date, instead of asking again."""
     email = release_email.email_for_unsubscribe(token)
     if email is None:
         raise Http404("This unsubscribe link is not valid.")
-    done = request.method == "POST"
-    if done:
+    if request.method == "POST":
         release_email.unsubscribe(email)
+        email.refresh_from_db()
+    done = email.unsubscribed_at is not None
     context = {"email": email, "release": email.campaign.release, "token": token, "done": done}
     return render(request, "fans/unsubscribe.html", context)

@@ -143,6 +143,23 @@ def test_unsubscribe_asks_on_get_and_unsubscribes_on_post(out_campaign, client, 
 
 
 @pytest.mark.django_db
+def test_the_unsubscribe_link_opened_again_says_it_is_done_and_when(out_campaign, client, mailoutbox):
+    release_email.send_release_emails(out_campaign.pk)
+    message = next(m for m in mailoutbox if m.to == ["opted@fan.test"])
+    url = path_of(next(url for url in links_in(message) if "/e/u/" in url))
+    with time_machine.travel(dt.datetime(2026, 3, 4, 12, tzinfo=dt.UTC)):
+        client.post(url)
+
+    with time_machine.travel(dt.datetime(2026, 3, 9, 12, tzinfo=dt.UTC)):
+        again = client.get(url).content.decode()
+        posted_again = client.post(url).content.decode()
+
+    assert "Unsubscribe?" not in again and 'id="confirm-unsubscribe"' not in again
+    assert "You're unsubscribed" in again and "you unsubscribed on 4 March 2026" in again
+    assert "you unsubscribed on 4 March 2026" in posted_again, "a second POST keeps the first date"
+
+
+@pytest.mark.django_db
 def test_unsubscribing_withdraws_every_consent_of_the_campaign_that_carries_the_address(client, mailoutbox):
     """A fan who pre-saved on two services gets one email; its unsubscribe ends both consents' email."""
     campaign = make_campaign(release_in=dt.timedelta(minutes=-5), status="done")
