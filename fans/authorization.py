@@ -54,7 +54,10 @@ from releases.models import Campaign
 logger = logging.getLogger(__name__)
 
 PENDING_KEY = "fans.pending_authorizations"
+# What the thank-you page shows: per campaign slug, per service, the pre-save this session made there (a fan may
+# pre-save one release on two services in one browser); the latest THANKS_KEPT campaigns.
 THANKS_KEY = "fans.presaved"
+THANKS_KEPT = 10
 # The states of the sign-ins this session completed (the latest COMPLETED_KEPT), with their campaign's slug: the
 # callback opened again (a reload, the back button) shows the thank-you page, not "start again".
 COMPLETED_KEY = "fans.completed"
@@ -78,6 +81,27 @@ def thanks_revoke_token(presaved: dict) -> str:
         return vault.unseal_text(presaved["sealed_revoke_token"], aad=thanks_aad(presaved.get("consent", 0)))
     except vault.VaultError:
         return ""
+
+
+def thanks_entries(session: SessionBase, slug: str) -> list[dict]:
+    """The THANKS_KEY entries of campaign `slug`, one per service, in the order they were made. A session from
+    before they were kept per service holds one entry, itself."""
+    kept = session.get(THANKS_KEY, {}).get(slug)
+    if not isinstance(kept, dict):
+        return []
+    if "service" in kept:
+        return [kept]
+    return [entry for entry in kept.values() if isinstance(entry, dict)]
+
+
+def _remember_thanks(session: SessionBase, slug: str, service_key: str, entry: dict) -> None:
+    """Keep `entry` for the thank-you page of campaign `slug`, beside the session's pre-saves there on other
+    services (one per service: a later one on the same service replaces it); the campaign moves to the latest."""
+    kept = dict(session.get(THANKS_KEY, {}))
+    earlier = {e.get("service", ""): e for e in thanks_entries(session, slug) if e.get("service") != service_key}
+    kept.pop(slug, None)
+    kept[slug] = {**earlier, service_key: entry}
+    session[THANKS_KEY] = dict(list(kept.items())[-THANKS_KEPT:])
 
 
 class AlreadyCompleted(Exception):
@@ -301,9 +325,11 @@ def complete(
 
     kept = list(_completed(session).items())[-(COMPLETED_KEPT - 1) :]
     session[COMPLETED_KEY] = {**dict(kept), params.get("state", ""): campaign.slug}
-    session[THANKS_KEY] = {
-        **session.get(THANKS_KEY, {}),
-        campaign.slug: {
+    _remember_thanks(
+        session,
+        campaign.slug,
+        service.key,
+        {
             "service": service.key,
             # Sealed: a copy of the session table must not hand out tokens that cancel pre-saves and lead to
             # the fans' privacy pages (the consent record keeps only the token's hash).
@@ -312,7 +338,7 @@ def complete(
             "email_opt_in": email_opt_in,
             "email_shared": bool(email_opt_in and profile.email),
         },
-    }
+    )
     return Presaved(subscription, record, revoke_token)
 
 

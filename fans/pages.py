@@ -14,8 +14,7 @@ from django.utils import timezone
 from django.utils.timesince import timeuntil
 
 from delivery.services import SERVICES
-from fans import consent, inapp, privacy, revocation, smartlink
-from fans.authorization import THANKS_KEY, thanks_revoke_token
+from fans import authorization, consent, inapp, privacy, revocation, smartlink
 from fans.errors import NotFound
 from fans.forms import EmailSignupForm
 from fans.models import ConsentRecord, ReleaseEmail, Subscription
@@ -114,12 +113,29 @@ def absolute_media_url(url: str) -> str:
 
 
 def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
-    """The thank-you page for the pre-save this browser just completed; None when it completed none, or the fan
-    has cancelled it or erased their data since (the page would say "you're in")."""
-    presaved = session.get(THANKS_KEY, {}).get(campaign.slug)
-    if not presaved or presaved.get("service") not in SERVICES:
+    """The thank-you page for the pre-saves this browser completed for `campaign` (one per service): each with
+    its cancel link and its privacy link. None when it completed none, or the fan has cancelled them or erased
+    their data since (the page would say "you're in")."""
+    presaves = [p for p in map(_presaved, authorization.thanks_entries(session, campaign.slug)) if p is not None]
+    if not presaves:
         return None
-    revoke_token = thanks_revoke_token(presaved)
+    now = timezone.now()
+    release = campaign.release
+    return {
+        "campaign": campaign,
+        "release": release,
+        "artist": release.artist,
+        "presaves": presaves,
+        "privacy_link_lasts": timeuntil(now + dt.timedelta(seconds=settings.PRIVACY_LINK_MAX_AGE), now),
+    }
+
+
+def _presaved(presaved: dict) -> dict | None:
+    """One THANKS_KEY entry as the thank-you page tells it; None once it no longer stands (its revoke token
+    won't open, or it was cancelled or erased)."""
+    if presaved.get("service") not in SERVICES:
+        return None
+    revoke_token = authorization.thanks_revoke_token(presaved)
     if not revoke_token:
         return None
     try:
@@ -128,25 +144,21 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
         return None
     if consent_record.revoked_at is not None:
         return None
-    release = campaign.release
-    market = consent_record.subscription.market if consent_record.subscription else ""
+    campaign = consent_record.campaign
+    subscription = consent_record.subscription
+    market = subscription.market if subscription else ""
     service = SERVICES[presaved["service"]]()
     actions = service.actions(campaign)  # what the consent said, and what release day will do
-    now = timezone.now()
     return {
-        "campaign": campaign,
-        "release": release,
-        "artist": release.artist,
         "release_at": campaign.firing_time(market),  # the fan's, told in `release_zone`
         "release_zone": campaign.release_zone(market),
         "service_label": service.label,
         "saves": "save" in actions,
         "follows": "follow" in actions,
         "playlist": campaign.playlist_name if "playlist" in actions else "",
-        "privacy_link_lasts": timeuntil(now + dt.timedelta(seconds=settings.PRIVACY_LINK_MAX_AGE), now),
         "revoke_token": revoke_token,
         "email_opt_in": presaved.get("email_opt_in", False),
-        "privacy_url": privacy.link_for_fan(consent_record.subscription.fan) if consent_record.subscription else "",
+        "privacy_url": privacy.link_for_fan(subscription.fan) if subscription else "",
         "email_shared": presaved.get("email_shared", False),
     }
 

@@ -30,9 +30,9 @@ def what_you_allow(client, campaign) -> str:
     return unescape(html.split('<section class="consent"')[1].split("</section>")[0])
 
 
-def lead(html: str) -> str:
-    """The thank-you page's sentence about release day, in plain text."""
-    words = re.sub(r"<[^>]+>", "", html.split('<p class="lead">')[1].split("</p>")[0])
+def lead(html: str, which: int = 0) -> str:
+    """The thank-you page's sentence about release day (the `which`th pre-save's), in plain text."""
+    words = re.sub(r"<[^>]+>", "", html.split('<p class="lead">')[1 + which].split("</p>")[0])
     return " ".join(unescape(words).split())
 
 
@@ -93,7 +93,7 @@ def test_the_apple_music_thank_you_page_promises_no_follow_where_spotifys_does(c
     assert "follow" not in " ".join(consent.service_consent(get_service("apple_music"), campaign).always).lower()
 
     _, response = presave(client, campaign)
-    thanks = lead(client.get(response["Location"]).content.decode())
+    thanks = lead(client.get(response["Location"]).content.decode(), 1)  # after the Apple Music one
     assert "we'll save First Light by Nova Lark to your Spotify library and follow Nova Lark for you." in thanks
 
 

@@ -510,3 +510,42 @@ def test_the_thanks_page_of_a_per_market_campaign_tells_the_release_time_where_t
     assert Subscription.objects.get().market == "US"
     release = campaign.release
     assert f"at {release.release_time:%H:%M}" in html and "(America/New_York)" in html, "New York's own time"
+
+
+def test_pre_saving_on_a_second_service_keeps_the_first_ones_cancel_and_privacy_links(client, sandbox):
+    from tests.delivery.test_deezer import presave_with_deezer
+
+    campaign = make_campaign(services=["spotify", "deezer"])
+    _, response = presave(client, campaign)
+    assert presave_with_deezer(client, campaign, "alice")["Location"] == response["Location"]
+
+    page = client.get(response["Location"]).content.decode()
+
+    spotify, deezer = (ConsentRecord.objects.get(service=service) for service in ("spotify", "deezer"))
+    revoke_tokens = [
+        path.rstrip("/").rsplit("/", 1)[1] for path in re.findall(r'class="revoke-link" href="([^"]+)"', page)
+    ]
+    assert [hash_token(token) for token in revoke_tokens] == [spotify.revoke_token_hash, deezer.revoke_token_hash]
+    privacy_urls = [html.unescape(url) for url in re.findall(r'class="privacy-link" href="([^"]+)"', page)]
+    assert len(privacy_urls) == 2
+    shown = [html.unescape(client.get(url).content.decode()) for url in privacy_urls]
+    assert "Your Spotify account" in shown[0] and "Your Deezer account" in shown[1]
+    assert "Cancel this pre-save on Spotify" in page and "Cancel this pre-save on Deezer" in page
+
+    client.post(reverse("fans:revoke", args=[revoke_tokens[0]]))  # the Spotify one cancelled: Deezer's stays
+    page = client.get(response["Location"]).content.decode()
+    assert [
+        hash_token(path.rstrip("/").rsplit("/", 1)[1])
+        for path in re.findall(r'class="revoke-link" href="([^"]+)"', page)
+    ] == [deezer.revoke_token_hash]
+
+
+def test_the_thank_you_pages_kept_in_a_session_are_bounded(client, sandbox):
+    from fans.authorization import THANKS_KEPT
+
+    for n in range(THANKS_KEPT + 2):
+        presave(client, make_campaign(slug=f"release-{n}"))
+
+    kept = client.session[THANKS_KEY]
+    assert list(kept) == [f"release-{n}" for n in range(2, THANKS_KEPT + 2)]
+    assert all(list(entries) == ["spotify"] for entries in kept.values())
