@@ -488,6 +488,32 @@ def test_an_email_link_erases_the_consents_that_carry_its_address(out_campaign, 
     assert {c.pk: c.email for c in ConsentRecord.objects.exclude(pk=opted.pk)} == others  # nobody else's
 
 
+def erase_question(client, link: str) -> str:
+    page = client.get(link).content.decode()
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.split("<h1>")[1].split("<form")[0])).split())
+
+
+def test_the_erase_question_of_an_email_link_says_what_erasing_by_an_address_does(out_campaign, client):
+    question = erase_question(client, privacy.link_for_email("opted@fan.test") + "erase/")
+
+    assert "your account details" not in question, "an address link keeps the streaming account's own data"
+    assert "cancel every pre-save made with opted@fan.test that hasn't happened yet" in question
+    assert "delete the email sign-ups of opted@fan.test and the emails we sent to it" in question
+    assert "remove opted@fan.test from the streaming accounts that shared it" in question
+    assert "The streaming accounts themselves (their name and account id) stay" in question
+
+    client.post(privacy.link_for_email("opted@fan.test") + "erase/")
+    fan = Fan.objects.get(service_user_id="opted")
+    assert (fan.display_name, fan.email) == ("opted", ""), "as the question said"
+
+
+def test_the_erase_question_of_a_fans_link_promises_the_account_details(client, alice):
+    question = erase_question(client, reverse("fans:privacy_erase", args=[privacy.sign({"fan": alice.pk})]))
+
+    assert "delete the permissions you gave us and your account details" in question
+    assert "streaming accounts themselves" not in question and "alice@sandbox.test" not in question
+
+
 def link_in(message) -> str:
     return next(url for url in links_in(message) if "/privacy/" in url)
 
