@@ -12,21 +12,21 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
 
 from fans import release_email
+from fans.views import allow
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")  # 1×1 transparent GIF
 
 
-@require_GET
+@allow("GET")
 @never_cache
 def email_open(request: HttpRequest, token: str) -> HttpResponse:
     release_email.record_open(token)
     return HttpResponse(PIXEL, content_type="image/gif")
 
 
-@require_GET
+@allow("GET")
 @never_cache
 def email_click(request: HttpRequest, token: str) -> HttpResponse:
     url = release_email.click_destination(token)
@@ -36,7 +36,7 @@ def email_click(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @csrf_exempt  # the signed token is the authority; mailboxes' one-click unsubscribe (RFC 8058) POSTs without CSRF
-@require_http_methods(["GET", "POST"])
+@allow("GET", "POST")
 @never_cache
 def email_unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """GET asks (mail scanners prefetch links, so it changes nothing); POST unsubscribes. Once unsubscribed, the

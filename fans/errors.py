@@ -6,18 +6,23 @@ from __future__ import annotations
 class FanFlowError(Exception):
     """A problem the fan sees on the problem page: a short `title`, a `message`, and the page's status.
 
-    `retry_url`, when set, is where the fan can start again (the campaign page). `is_error` is False for what the
-    fan chose themselves: the page then names no error code.
+    `retry_url`, when set, is where the fan can start again (the campaign page, unless `retry_words` name another).
+    `is_error` is False for what the fan chose themselves: the page then names no error code.
     """
 
     status = 400
     title = "Something went wrong"
     is_error = True
+    retry_words = "Back to the pre-save page"
 
-    def __init__(self, message: str, *, retry_url: str = "", title: str = "", email_campaign=None) -> None:
+    def __init__(
+        self, message: str, *, retry_url: str = "", title: str = "", email_campaign=None, retry_words: str = ""
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_url = retry_url
+        if retry_words:
+            self.retry_words = retry_words
         self.email_campaign = email_campaign  # a campaign whose "email me when it's out" the page offers instead
         if title:
             self.title = title
@@ -33,6 +38,18 @@ class SecurityCheckFailed(FanFlowError):
 
     status = 403
     title = "The security check didn't match"
+
+
+class MethodNotAllowed(FanFlowError):
+    """A URL reached with a method it doesn't answer: most often a form's address opened again (a reload, a
+    restored tab), which GETs what the form POSTed to. `allowed` goes in the Allow header."""
+
+    status = 405
+    title = "Nothing to show at this address"
+
+    def __init__(self, message: str, *, allowed: list[str], **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.allowed = allowed
 
 
 class TooManyRequests(FanFlowError):

@@ -19,21 +19,20 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_GET, require_POST
 
 from delivery.services import ServiceError
 from delivery.services.apple_music import AppleMusic, developer_token
 from fans import authorization, consent
 from fans.errors import ServiceUnavailable
 from fans.ratelimits import limited
-from fans.views import finish_authorization, shows_problems
+from fans.views import allow, finish_authorization, shows_problems
 
 SERVICE = AppleMusic.key
 TOKEN_FIELD = "music_user_token"
 MAX_TOKEN_LENGTH = 4096
 
 
-@require_GET
+@allow("GET")
 @never_cache
 @shows_problems
 def authorize_page(request: HttpRequest) -> HttpResponse:
@@ -74,7 +73,7 @@ def authorize_page(request: HttpRequest) -> HttpResponse:
 
 
 @sensitive_post_parameters(TOKEN_FIELD, "state")  # error reports (DEBUG pages, error trackers) show no token
-@require_POST
+@allow("POST")
 @never_cache
 @limited()
 @shows_problems

@@ -8,7 +8,7 @@ Endpoints that write are rate limited per IP (fans/ratelimits.py); going over sh
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import wraps
 
 from django.conf import settings
@@ -20,9 +20,9 @@ from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers, patch_cache_control
+from django.utils.log import log_response
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
 from fans import (
     authorization,
@@ -38,7 +38,7 @@ from fans import (
     smartlink,
     tracking,
 )
-from fans.errors import FanFlowError, NotFound, SecurityCheckFailed
+from fans.errors import FanFlowError, MethodNotAllowed, NotFound, SecurityCheckFailed
 from fans.forms import EmailSignupForm, PrivacyLinkForm
 from fans.geo import client_ip, request_country
 from fans.models import FunnelEvent
@@ -64,6 +64,48 @@ def shows_problems(view):
     return wrapper
 
 
+def allow(*methods: str, back: Callable[..., tuple[str, str]] | None = None):
+    """Django's require_http_methods for the fans' pages: another method gets the problem page, still a 405 with
+    its Allow header, instead of an empty page the browser shows as "HTTP ERROR 405". A form's address opened
+    again (a reload, a restored tab: /<slug>/email/#email-signup after an email sign-up) is a GET of what the
+    form POSTed to. The page leads back to the campaign page where the URL names a live one, or to what
+    `back(**the URL's kwargs)` gives, (url, words)."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method in methods:
+                return view(request, *args, **kwargs)
+            problem = method_not_allowed(request, list(methods), kwargs, back)
+            response = render(request, "fans/problem.html", {"problem": problem}, status=problem.status)
+            response["Allow"] = ", ".join(problem.allowed)
+            log_response(
+                "Method Not Allowed (%s): %s", request.method, request.path, response=response, request=request
+            )
+            return response
+
+        return wrapper
+
+    return decorator
+
+
+def method_not_allowed(request: HttpRequest, allowed: list[str], kwargs: dict, back) -> MethodNotAllowed:
+    if request.method in ("GET", "HEAD") and "POST" in allowed:
+        message = (
+            "This address is where a form sends its answer: opened on its own (a reload, or a tab your browser "
+            "restored), it has nothing to show, and nothing was sent or saved again."
+        )
+    else:
+        message = f"This address doesn't answer a {request.method[:20]} request. Nothing was sent or saved."
+    url, words = back(**kwargs) if back else ("", "")
+    if not url and isinstance(kwargs.get("slug"), str):
+        try:
+            url = pagecache.campaign_page(kwargs["slug"]).campaign.get_absolute_url()
+        except NotFound:  # no such campaign, or a draft: no link to a 404
+            url = ""
+    return MethodNotAllowed(message, allowed=allowed, retry_url=url, retry_words=words)
+
+
 def csrf_failed(request: HttpRequest, reason: str = "") -> HttpResponse:
     """settings.CSRF_FAILURE_VIEW: a form posted without its CSRF cookie or with an old token, as the 403
     problem page. Django logs `reason` (django.security.csrf, a warning); the page never shows it. The console
@@ -82,7 +124,7 @@ def csrf_failed(request: HttpRequest, reason: str = "") -> HttpResponse:
     return render(request, "fans/problem.html", {"problem": problem}, status=problem.status)
 
 
-@require_safe
+@allow("GET", "HEAD")
 def favicon(request: HttpRequest) -> HttpResponse:
     """/favicon.ico, which browsers ask for whatever a page names (the console's pages name none): the static
     icon. Not a permanent redirect: the static URL may change with a deploy."""
@@ -111,7 +153,7 @@ def campaign_context(request: HttpRequest, page: pagecache.CampaignPage, seen: t
     )
 
 
-@require_safe
+@allow("GET", "HEAD")
 @shows_problems
 def campaign(request: HttpRequest, slug: str) -> HttpResponse:
     """The campaign page: warm, it reads no database row, and at most one query writes the buffered page views
@@ -157,7 +199,7 @@ def campaign_preview(request: HttpRequest, page: pagecache.CampaignPage) -> Http
     return response
 
 
-@require_POST
+@allow("POST")
 @limited()
 @shows_problems
 def email_signup(request: HttpRequest, slug: str) -> HttpResponse:
@@ -172,7 +214,7 @@ def email_signup(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "fans/email_thanks.html", {"campaign": page.campaign, "release": release, "signup": signup})
 
 
-@require_http_methods(["GET", "POST"])
+@allow("GET", "POST")
 @limited()
 @never_cache
 @shows_problems
@@ -186,7 +228,7 @@ def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "fans/email_confirm.html", context)
 
 
-@require_GET
+@allow("GET")
 @limited(rate=click_rate, method=("GET",))
 @shows_problems
 def listen(request: HttpRequest, slug: str, platform: str) -> HttpResponse:
@@ -214,7 +256,7 @@ def listen(request: HttpRequest, slug: str, platform: str) -> HttpResponse:
 # Pre-save: authorization with a service ---------------------------------------------------------------------
 
 
-@require_POST
+@allow("POST")
 @limited()
 @shows_problems
 def presave(request: HttpRequest, slug: str, service: str) -> HttpResponse:
@@ -232,7 +274,7 @@ def presave(request: HttpRequest, slug: str, service: str) -> HttpResponse:
     return HttpResponseRedirect(url)
 
 
-@require_GET
+@allow("GET")
 @never_cache
 @limited(rate=click_rate, method=("GET",))
 @shows_problems
@@ -266,7 +308,7 @@ def finish_authorization(request: HttpRequest, service: str, params: Mapping[str
     return redirect("fans:thanks", slug)
 
 
-@require_GET
+@allow("GET")
 @never_cache
 @shows_problems
 def thanks(request: HttpRequest, slug: str) -> HttpResponse:
@@ -277,7 +319,7 @@ def thanks(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "fans/thanks.html", context)
 
 
-@require_http_methods(["GET", "HEAD", "POST"])
+@allow("GET", "HEAD", "POST")
 @never_cache
 @limited()
 @shows_problems
@@ -293,12 +335,12 @@ def revoke(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "fans/revoke_confirm.html", pages.revoke_context(consent_record, token=token))
 
 
-@require_GET
+@allow("GET")
 def privacy_notice(request: HttpRequest) -> HttpResponse:
     return render(request, "fans/privacy_notice.html", {"link_form": PrivacyLinkForm(), "keep": retention.periods()})
 
 
-@require_POST
+@allow("POST", back=lambda: (reverse("fans:privacy_notice") + "#privacy-link", "Ask for a link by email"))
 @limited()
 @shows_problems
 def privacy_link(request: HttpRequest) -> HttpResponse:
@@ -314,7 +356,7 @@ def privacy_link(request: HttpRequest) -> HttpResponse:
 # Privacy self-service -----------------------------------------------------------------------------------------
 
 
-@require_GET
+@allow("GET")
 @never_cache
 @shows_problems
 def privacy_overview(request: HttpRequest, token: str) -> HttpResponse:
@@ -322,7 +364,7 @@ def privacy_overview(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "fans/privacy.html", pages.privacy_context(subject, token))
 
 
-@require_GET
+@allow("GET")
 @never_cache
 @limited(rate=click_rate, method=("GET",))
 @shows_problems
@@ -336,7 +378,7 @@ def privacy_export(request: HttpRequest, token: str) -> HttpResponse:
     return response
 
 
-@require_http_methods(["GET", "HEAD", "POST"])
+@allow("GET", "HEAD", "POST")
 @never_cache
 @limited()
 @shows_problems
@@ -351,7 +393,7 @@ def privacy_revoke(request: HttpRequest, token: str, subscription_id: int) -> Ht
     return render(request, "fans/privacy_cancel.html", pages.privacy_cancel_context(subscription, token))
 
 
-@require_POST
+@allow("POST", back=lambda token, **_: (reverse("fans:privacy", args=[token]), "Back to what we hold about you"))
 @never_cache
 @limited()
 @shows_problems
@@ -362,7 +404,7 @@ def privacy_stop_email(request: HttpRequest, token: str, subscription_id: int) -
     return redirect("fans:privacy", token)
 
 
-@require_http_methods(["GET", "HEAD", "POST"])
+@allow("GET", "HEAD", "POST")
 @never_cache
 @limited()
 @shows_problems

@@ -1,6 +1,7 @@
 """Every public endpoint answers bad input with a clear 4xx, never a 500; security headers; rate limits."""
 
 import datetime as dt
+import html
 import re
 import time
 
@@ -93,6 +94,39 @@ def test_posts_with_bad_input_are_4xx(client, campaign, released):
     assert client.get(reverse("fans:email_signup", args=[campaign.slug])).status_code == 405
     assert client.post(reverse("fans:privacy_link"), {"email": HUGE}).status_code == 400
     assert client.get(reverse("fans:privacy_link")).status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("url", "allow", "back", "words"),
+    [
+        ("/first-light/email/", "POST", "/first-light/", "Back to the pre-save page"),
+        ("/first-light/presave/spotify/", "POST", "/first-light/", "Back to the pre-save page"),
+        ("/privacy/link/", "POST", "/privacy/#privacy-link", "Ask for a link by email"),
+        ("/privacy/some-token/stop-email/1/", "POST", "/privacy/some-token/", "Back to what we hold about you"),
+        ("/oauth/apple_music/token/", "POST", None, None),
+        ("/no-such-release/email/", "POST", None, None),
+    ],
+)
+def test_opening_a_form_s_address_again_shows_a_clear_405_page(client, campaign, url, allow, back, words):
+    """After an email sign-up the address bar shows /<slug>/email/#email-signup: a restored tab GETs it."""
+    response = client.get(url)
+
+    assert response.status_code == 405 and response["Allow"] == allow
+    page = html.unescape(response.content.decode())
+    assert "Nothing to show at this address" in page and "nothing was sent or saved again" in page
+    if back:
+        assert f'href="{back}">{words}</a>' in page
+    else:
+        assert "Back to the pre-save page" not in page
+
+
+def test_another_wrong_method_gets_the_page_too_with_its_allow_header(client, campaign):
+    response = client.put(reverse("fans:campaign", args=[campaign.slug]))
+
+    assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
+    page = html.unescape(response.content.decode())
+    assert "This address doesn't answer a PUT request." in page
+    assert 'href="/first-light/">Back to the pre-save page</a>' in page
 
 
 def test_forms_need_a_csrf_token(campaign):
