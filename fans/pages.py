@@ -224,6 +224,8 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         "fan": subject.fan,
         "service_label": subject.fan.get_service_display() if subject.fan else "",
         "fan_email": fan_email_state(subject.fan, consents) if subject.fan else None,
+        "held_email": held_email(subject, consents),
+        "markets": sorted({subscription.market for subscription in subscriptions if subscription.market}),
         "subscriptions": subscriptions,
         "consents": consents,
         "email_signups": signups,
@@ -269,6 +271,26 @@ def fan_email_state(fan, consents: list[ConsentRecord]) -> FanEmail | None:
     if any(c.email_opt_in for c in consents):
         return FanEmail("not_shared")
     return FanEmail("never")
+
+
+@dataclass(frozen=True)
+class HeldEmail:
+    """Where we still hold addresses of the subject once the fan's account no longer uses one (the export lists
+    them there too): `in_consents`, the records of what was agreed to (their proof), `in_release_emails`, the
+    release-day email's row (sent or not, opened, clicked, unsubscribed: "Stop the email" makes one). Both are
+    kept until the subject erases them: fans.retention forgets neither."""
+
+    addresses: list[str]
+    in_consents: bool
+    in_release_emails: bool
+
+
+def held_email(subject: privacy.Subject, consents: list[ConsentRecord]) -> HeldEmail | None:
+    in_consents = {c.email.lower() for c in consents if c.email}
+    in_emails = {address.lower() for address in privacy.release_emails(subject).values_list("email", flat=True)}
+    if not in_consents | in_emails:
+        return None
+    return HeldEmail(sorted(in_consents | in_emails), bool(in_consents), bool(in_emails))
 
 
 def cancelled_words(subscription: Subscription, *, cancelled: bool) -> str:

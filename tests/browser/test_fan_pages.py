@@ -351,7 +351,7 @@ def test_on_the_privacy_page_a_fan_cancels_one_pre_save_and_stops_the_email_of_o
     assert Subscription.objects.get(campaign=waiting).status == "pending", "asking changes nothing"
     page.click("#confirm-cancel")
     assert page.get_by_role("status").get_by_text("Your pre-save of First Light on Spotify is cancelled").is_visible()
-    assert page.get_by_text("none any more: withdrawn").is_visible()
+    assert page.get_by_text("not used any more: withdrawn").is_visible()
     page.screenshot(path=ARTIFACTS / "privacy-cancelled.png", full_page=True)
     assert Subscription.objects.get(campaign=waiting).status == "revoked"
     assert Subscription.objects.get(campaign=done).status == "delivered"

@@ -92,7 +92,7 @@ def test_a_done_pre_save_whose_email_is_to_come_offers_to_stop_the_email(client,
     assert ReleaseEmail.objects.get().sent_at is None
     assert "Stop the email" not in page
     assert "you didn't ask for emails" not in page
-    assert "none any more: you stopped the email on" in page
+    assert "not used any more: you stopped the email on" in page
 
 
 def test_once_the_email_was_sent_too_nothing_is_offered(client, delivered, mailoutbox):
@@ -135,7 +135,7 @@ def test_an_email_withdrawn_with_a_cancelled_pre_save_shows_as_withdrawn(client,
     page = text_of(client.get(privacy_url(waiting.fan)))
 
     assert "you didn't ask for emails" not in page
-    assert "Email none any more: withdrawn" in page
+    assert "Email not used any more: withdrawn" in page
     never_asked = pre_save(waiting.campaign, "declined", "", opt_in=False).subscription.fan
     assert "Email none (you didn't ask for emails)" in text_of(client.get(privacy_url(never_asked)))
 
@@ -184,7 +184,7 @@ def test_after_stop_the_email_the_words_the_fan_agreed_to_mark_the_email_stopped
     page = text_of(client.get(url))
     stopped = timezone.localtime(ReleaseEmail.objects.get().unsubscribed_at)
     assert f"{read_email} (you stopped the email on {stopped:%-d %B %Y})" in page
-    assert f"none any more: you stopped the email on {stopped:%-d %B %Y}" in page  # as the Email line says it
+    assert f"not used any more: you stopped the email on {stopped:%-d %B %Y}" in page  # as the Email line says it
     assert "Save this release to your Spotify library on release day. (you stopped" not in page
 
 
@@ -201,7 +201,7 @@ def test_pre_saving_again_without_the_email_box_marks_the_email_stopped_on_that_
     on = f"{timezone.localtime(again.created_at):%-d %B %Y}"
     read_email = "Read your email address, so we can email you when it drops."
     assert f"{read_email} (you stopped the email on {on}, pre-saving again without the email box)" in page
-    assert f"Email none any more: you pre-saved again on {on} without the email box" in page
+    assert f"Email not used any more: you pre-saved again on {on} without the email box" in page
     assert "(you stopped the email)" not in page and "you didn't ask for emails" not in page
 
 
@@ -217,3 +217,37 @@ def test_pre_saving_again_with_the_email_box_does_not_call_the_email_stopped(cli
     assert "you stopped the email" not in page
     assert f"(asked for again on {on}, with your later pre-save)" in page
     assert "Email alice@sandbox.test" in page
+
+
+def test_after_stop_the_email_the_page_says_where_the_address_is_still_held_as_the_export_does(client, waiting):
+    url = privacy_url(waiting.fan)
+    client.post(reverse("fans:privacy_stop_email", args=[url.split("/")[2], waiting.pk]))
+
+    page = text_of(client.get(url))
+    export = client.get(url + "export.json").json()
+
+    assert export["fan"]["email"] == "" and [c["email"] for c in export["consents"]] == ["keen@fan.test"]
+    assert [e["email"] for e in export["release_emails"]] == ["keen@fan.test"]
+    stopped = timezone.localtime(ReleaseEmail.objects.get().unsubscribed_at)
+    assert (
+        f"Email not used any more: you stopped the email on {stopped:%-d %B %Y}. We still hold keen@fan.test in the "
+        "record of what you agreed to, as its proof, and with our release-day email's record (whether it was sent, "
+        "opened or clicked, and whether you unsubscribed), until you erase it"
+    ) in page
+    assert "none any more" not in page
+
+
+def test_the_privacy_page_shows_each_pre_saves_market_as_the_export_does(client, sandbox):
+    campaign = make_campaign(default_market="GB")
+    _, response = presave(client, campaign)
+    fan = Fan.objects.get()
+    url = privacy_url(fan)
+
+    page = text_of(client.get(url))
+    export = client.get(url + "export.json").json()
+
+    (market,) = [s["market"] for s in export["subscriptions"]]
+    assert market and export["fan"]["country"] == ""
+    assert f"waiting for release day. Market: {market}." in page
+    assert f"Country none from Spotify; your pre-saves follow the release time of {market}" in page
+    assert "Country —" not in page
