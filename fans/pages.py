@@ -156,6 +156,7 @@ def _presaved(presaved: dict) -> dict | None:
         "saves": "save" in actions,
         "follows": "follow" in actions,
         "playlist": campaign.playlist_name if "playlist" in actions else "",
+        "actions": service.action_descriptions(campaign),  # in the consent's own words
         "revoke_token": revoke_token,
         "email_opt_in": presaved.get("email_opt_in", False),
         "privacy_url": privacy.link_for_fan(subscription.fan) if subscription else "",

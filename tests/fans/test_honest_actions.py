@@ -11,12 +11,14 @@ from django.urls import reverse
 from delivery import engine
 from delivery.sandbox import demo_catalog
 from delivery.services import get_service
+from delivery.services.apple_music import ACTION_WORDS as APPLE_MUSIC_WORDS
 from delivery.services.deezer import ACTION_WORDS as DEEZER_WORDS
 from delivery.services.spotify import ACTION_WORDS as SPOTIFY_WORDS
 from fans import consent
 from fans.models import ConsentRecord
 from tests.conftest import make_campaign, make_subscription
 from tests.delivery.test_apple_music import presave_with_apple_music
+from tests.delivery.test_deezer import presave_with_deezer
 from tests.fans.test_oauth_callback import presave, start_presave
 
 pytestmark = pytest.mark.django_db
@@ -36,6 +38,12 @@ def lead(html: str, which: int = 0) -> str:
     return " ".join(unescape(words).split())
 
 
+def promised(html: str, which: int = 0) -> list[str]:
+    """What the thank-you page says release day will do (the `which`th pre-save's), item by item."""
+    block = html.split('<ul class="thanks-actions">')[1 + which].split("</ul>")[0]
+    return [unescape(item) for item in re.findall(r"<li>(.*?)</li>", block)]
+
+
 def test_a_campaign_that_only_follows_asks_spotify_for_the_follow_only_and_says_so(client, sandbox):
     campaign = make_campaign(save_release=False, follow_artist=True, services=["spotify"])
 
@@ -46,9 +54,9 @@ def test_a_campaign_that_only_follows_asks_spotify_for_the_follow_only_and_says_
 
     _, response = presave(client, campaign)
     assert ConsentRecord.objects.get().scopes == ["user-follow-modify"]
-    thanks = lead(client.get(response["Location"]).content.decode())
-    assert "we'll follow Nova Lark on Spotify for you, as First Light comes out." in thanks
-    assert "library" not in thanks
+    thanks = client.get(response["Location"]).content.decode()
+    assert "On Spotify, as you allowed, we'll:" in lead(thanks)
+    assert promised(thanks) == [SPOTIFY_WORDS["follow"]]
 
     engine.deliver_campaign(campaign.pk)
     library = sandbox.library("alice")
@@ -87,14 +95,25 @@ def test_the_apple_music_thank_you_page_promises_no_follow_where_spotifys_does(c
     response = presave_with_apple_music(client, campaign, sandbox.authorize_apple_music("chloe"))
 
     assert response.status_code == 302 and response["Location"] == reverse("fans:thanks", args=[campaign.slug])
-    thanks = lead(client.get(response["Location"]).content.decode())
-    assert "we'll save First Light by Nova Lark to your Apple Music library." in thanks
-    assert "follow" not in thanks
+    thanks = client.get(response["Location"]).content.decode()
+    assert promised(thanks) == [APPLE_MUSIC_WORDS["save"]]
     assert "follow" not in " ".join(consent.service_consent(get_service("apple_music"), campaign).always).lower()
 
     _, response = presave(client, campaign)
-    thanks = lead(client.get(response["Location"]).content.decode(), 1)  # after the Apple Music one
-    assert "we'll save First Light by Nova Lark to your Spotify library and follow Nova Lark for you." in thanks
+    thanks = client.get(response["Location"]).content.decode()
+    assert promised(thanks, 1) == [SPOTIFY_WORDS["save"], SPOTIFY_WORDS["follow"]]  # after the Apple Music one
+
+
+def test_the_deezer_thank_you_page_promises_what_its_consent_said_in_the_same_words(client, sandbox):
+    campaign = make_campaign(follow_artist=True, services=["deezer"])
+    allowed = what_you_allow(client, campaign)
+
+    response = presave_with_deezer(client, campaign, "alice")
+
+    thanks = client.get(response["Location"]).content.decode()
+    assert promised(thanks) == [DEEZER_WORDS["save"], DEEZER_WORDS["follow"]]
+    assert all(words in allowed for words in promised(thanks))
+    assert "On Deezer, as you allowed, we'll:" in lead(thanks) and "library" not in thanks.split("revoke-box")[0]
 
 
 def test_the_thank_you_page_says_the_privacy_link_can_cancel_too(client, campaign, sandbox):
