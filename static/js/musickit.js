@@ -11,6 +11,10 @@
 
   function say(text) { status.textContent = text; }
 
+  // Hidden in the page itself: without JavaScript only its <noscript> notice shows, not a button that never works.
+  button.hidden = false;
+  status.hidden = false;
+
   function ready() {
     if (music || !window.MusicKit) return;
     Promise.resolve(window.MusicKit.configure({

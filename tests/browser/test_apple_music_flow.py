@@ -57,3 +57,22 @@ def test_dont_allow_in_musickit_saves_nothing(site, page, sandbox):
     page.wait_for_url(f"{site}{reverse('fans:musickit_token')}")
     assert "You chose Cancel on Apple Music" in page.content()
     assert not Subscription.objects.exists()
+
+
+def test_without_javascript_the_musickit_page_shows_only_its_notice(site, browser, sandbox):
+    campaign = make_campaign()
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(site + campaign.get_absolute_url())
+        page.get_by_role("button", name="Pre-save on Apple Music").click()  # a plain form post
+        page.wait_for_url(f"{site}{reverse('fans:musickit')}?state=*")
+
+        assert page.locator("#musickit-needs-javascript").is_visible()
+        assert not page.get_by_text("Loading Apple Music").is_visible()
+        assert page.get_by_role("button", name="Continue with Apple Music").count() == 0  # hidden: not in the tree
+        assert page.get_by_role("link", name="Back").is_visible()
+        page.screenshot(path=ARTIFACTS / "musickit-no-javascript.png", full_page=True)
+    finally:
+        context.close()
