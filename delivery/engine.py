@@ -839,7 +839,7 @@ def deliver_campaign(
     # Done since it was read (another run finished it): only staff's run re-opens it, and the run below then
     # finds it not delivering (`Run.reload`) and claims nothing.
     startable = [Campaign.Status.LIVE, Campaign.Status.DONE] if reopen else [Campaign.Status.LIVE]
-    Campaign.objects.filter(pk=campaign_id, status__in=startable).update(status=Campaign.Status.DELIVERING)
+    Campaign.objects.filter(pk=campaign_id, status__in=startable).set_status(Campaign.Status.DELIVERING)
     campaign.status = Campaign.Status.DELIVERING
     if fan_out:
         from delivery.scheduling import queue_helpers  # here: delivery.scheduling imports the engine
@@ -864,7 +864,7 @@ def finish_campaigns(campaigns) -> int:
         if not campaign.closed_everywhere():
             continue
         finished = Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.DELIVERING).exclude(Exists(pending))
-        if finished.update(status=Campaign.Status.DONE):
+        if finished.set_status(Campaign.Status.DONE):
             done += 1
             if settings.DELIVERY_REPORT_EMAILS:
                 transaction.on_commit(functools.partial(async_task, REPORT_TASK, campaign.pk))

@@ -12,6 +12,7 @@ Tokens and codes are never logged, shown, or stored outside the token vault.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import logging
 import secrets
@@ -142,6 +143,18 @@ def open_campaign(campaign: Campaign, market: str = "") -> Campaign:
     return campaign
 
 
+def with_current_status(campaign: Campaign) -> Campaign:
+    """`campaign` (a cached page's, which another process may not have dropped yet) with its status as the
+    database has it now: a delivery started since must close the pre-save before the fan signs in, not after.
+    A copy: the cached campaign is shared and only read."""
+    status = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
+    if status in (None, Campaign.Status.DRAFT):
+        raise NotFound("There's no pre-save at this address. Check the link, or ask the artist for a new one.")
+    current = copy.copy(campaign)
+    current.status = status
+    return current
+
+
 def redirect_uri(service_key: str) -> str:
     """The callback's absolute URL: exactly what is registered with the service."""
     return settings.PUBLIC_BASE_URL + reverse("fans:oauth_callback", args=[service_key])
@@ -162,7 +175,7 @@ def start(
     """Remember a new pending authorization in `session` for the public `campaign` (fans.pagecache's); returns
     the service's authorization URL."""
     service = enabled_service(service_key)
-    open_campaign(campaign, markets.normalize(seen_country))
+    open_campaign(with_current_status(campaign), markets.normalize(seen_country))
     if type(service) not in campaign.offered_services():  # a hand-made form: the page offers no such button
         raise NotFound(f"This pre-save isn't offered on {service.label}. Go back and pick one of the page's buttons.")
     email_opt_in = bool(email_opt_in and campaign.offer_email_optin)

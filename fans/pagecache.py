@@ -12,7 +12,9 @@ names its rendered variants, so dropping the data retires them too.
 The cache is the `pages` alias (presave_site/settings.py): Redis when REDIS_URL is set, so every server
 process sees an edit at once; otherwise each process's memory, where an edit reaches the process that saved
 it at once and the others within PAGE_CACHE_SECONDS. fans/signals.py calls `forget` whenever staff save or
-delete a campaign, release, artist or link.
+delete a campaign, release, artist or link, and when the delivery engine moves a campaign's status. A fan's
+pre-save start (fans.authorization.start) reads the campaign's status from the database, so a page another
+process still holds can't start a sign-in for a pre-save that has closed.
 """
 
 from __future__ import annotations

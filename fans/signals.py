@@ -1,5 +1,6 @@
 """Staff edits reach the public pages at once: saving or deleting a campaign, its release, artist or links
-drops the cached campaign pages that show them (fans/pagecache.py)."""
+drops the cached campaign pages that show them (fans/pagecache.py); so does the delivery engine moving a
+campaign's status (releases.models.status_changed: Deliver now, the release-time run, the campaign done)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from fans import pagecache
-from releases.models import Artist, Campaign, Release, ReleaseLink
+from releases.models import Artist, Campaign, Release, ReleaseLink, status_changed
 
 
 @receiver(pre_save, sender=Campaign)
@@ -19,6 +20,11 @@ def remember_old_slug(sender, instance: Campaign, **kwargs) -> None:
 @receiver([post_save, post_delete], sender=Campaign)
 def campaign_changed(sender, instance: Campaign, **kwargs) -> None:
     pagecache.forget([instance.slug, getattr(instance, "_fans_old_slug", None) or ""])
+
+
+@receiver(status_changed, sender=Campaign)
+def campaign_status_changed(sender, slugs: list[str], **kwargs) -> None:
+    pagecache.forget(slugs)
 
 
 @receiver([post_save, post_delete], sender=Release)

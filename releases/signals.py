@@ -49,7 +49,7 @@ def follow_moved_firing(instance, campaign_ids: list[int]) -> None:
     delivering = Campaign.objects.filter(
         pk__in=campaign_ids, firing=Campaign.Firing.INSTANT, status=Campaign.Status.DELIVERING
     )
-    delivering.filter(release__release_at__gt=timezone.now()).update(status=Campaign.Status.LIVE)
+    delivering.filter(release__release_at__gt=timezone.now()).set_status(Campaign.Status.LIVE)
 
 
 @receiver(post_save, sender=Campaign)
