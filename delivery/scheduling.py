@@ -81,6 +81,19 @@ def deliver_now(campaign: Campaign) -> str:
     return async_task(DELIVER_TASK, campaign.pk, reopen=True, task_name=f"{schedule_name(campaign.pk)}-now")
 
 
+DELIVER_NOW_REPEAT_SECONDS = 10
+
+
+def deliver_now_once(campaign: Campaign) -> bool:
+    """Staff's Deliver now: `deliver_now`, unless one for this campaign was queued within
+    DELIVER_NOW_REPEAT_SECONDS (a double-clicked button, a resent form, two tabs): the run queued already
+    delivers every pending fan, and a second would only run beside it. Returns whether it queued one."""
+    if not cache.add(f"delivery:deliver-now:{campaign.pk}", True, DELIVER_NOW_REPEAT_SECONDS):
+        return False
+    deliver_now(campaign)
+    return True
+
+
 def queue_helpers(campaign: Campaign) -> int:
     """Split a big campaign across workers: queue up to DELIVERY_PARALLEL_RUNS - 1 more runs of it."""
     due = Subscription.objects.filter(due_now(), campaign=campaign)[: settings.DELIVERY_BATCH_SIZE * 2].count()

@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.text import format_lazy
 from django_q.models import Schedule
 
-from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now, scheduled_time
+from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now_once, scheduled_time
 from delivery.services import enabled_services, staff_warnings
 from delivery.workers import banner as worker_banner
 from fans.models import Subscription
@@ -453,10 +453,14 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
         return campaign
 
     # --- Deliver now and Retry failed: a confirm page, then a POST ----------------------------------------
-    def start_delivery(self, request: HttpRequest, campaign: Campaign) -> None:
-        deliver_now(campaign)
+    def start_delivery(self, request: HttpRequest, campaign: Campaign) -> bool:
+        """Queue the delivery and record it, unless a Deliver now of it was queued seconds ago (then nothing is
+        queued or recorded); returns whether it queued."""
+        if not deliver_now_once(campaign):
+            return False
         self.log_change(request, campaign, "Started delivery now.")
         audit.record(request.user, AuditEntry.Action.DELIVER_NOW, campaign=campaign, rows=campaign.kpi_pending)
+        return True
 
     def deliverable_campaign(self, request: HttpRequest, object_id: str) -> Campaign | None:
         """The campaign (None if there is none), provided the user may deliver it."""
@@ -492,12 +496,17 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
                 self.message_user(
                     request, f"Nothing to deliver: “{campaign}” is done, no fan is pending.", messages.INFO
                 )
-            else:
-                self.start_delivery(request, campaign)
+            elif self.start_delivery(request, campaign):
                 self.message_user(
                     request,
                     f"Delivery of “{campaign}” started for {campaign.kpi_pending} pending subscription(s).",
                     messages.SUCCESS,
+                )
+            else:
+                self.message_user(
+                    request,
+                    f"Delivery of “{campaign}” was already queued a moment ago; nothing more was queued.",
+                    messages.INFO,
                 )
             return HttpResponseRedirect(self.url("change", campaign))
         return self.confirm_page(

@@ -183,3 +183,36 @@ def test_deliver_now_on_a_done_campaign_queues_nothing_and_says_so(staff_client,
     assert "started" not in text(response)
     assert not OrmQ.objects.exists()  # no run, so no second report
     assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_submitted_deliver_now_queues_one_run_and_records_one_entry(label_staff, db):
+    """Three POSTs at once (a double click, a resent form, a second tab): one run queued, one audit entry, and
+    the others told it was queued already."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from django.db import connection
+    from django.test import Client
+
+    from releases.models import AuditEntry
+
+    campaign = make_campaign()
+    barrier = Barrier(3)
+
+    def press() -> str:
+        client = Client()
+        client.force_login(label_staff)
+        barrier.wait()
+        try:
+            return text(client.post(deliver_now_url(campaign), follow=True))
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(3) as pool:
+        pages = list(pool.map(lambda _: press(), range(3)))
+
+    assert sum("Delivery of “First Light (first-light)” started" in page for page in pages) == 1
+    assert sum("was already queued a moment ago; nothing more was queued" in page for page in pages) == 2
+    assert OrmQ.objects.count() == 1
+    assert AuditEntry.objects.filter(action=AuditEntry.Action.DELIVER_NOW).count() == 1
