@@ -6,7 +6,9 @@ bytes on in 64 KB chunks. Other databases (the SQLite demo) read the same query 
 iterator and Python's csv module.
 
 Emails appear only where the fan opted in to share theirs and has not withdrawn that consent (ConsentRecord
-email_opt_in, not revoked), plus the email-only sign-ups (fans.EmailSignup), marked as such.
+email_opt_in, not revoked), plus the email-only sign-ups (fans.EmailSignup), marked as such. The fan's name,
+country and market (what the consent words, fans.consent.WHAT_WE_KEEP, say we keep) appear only while the
+pre-save stands: a cancelled one (revoked) or one whose every consent was withdrawn is a row without them.
 
 Staff's exports go through `audited_export`, which writes each to the audit log first.
 """
@@ -80,22 +82,36 @@ def csv_rows(queryset: QuerySet, **cells) -> QuerySet:
     return queryset.annotate(**columns).order_by("campaign_id", "pk").values_list(*columns)
 
 
+def withdrawn() -> Q:
+    """The pre-saves the fan took back: cancelled (revoked), or every consent given for it withdrawn (a delivered
+    one stays delivered). One with no consent row at all (from before consents were recorded) stands."""
+    consents = ConsentRecord.objects.filter(subscription=OuterRef("pk"))
+    return Q(status=Subscription.Status.REVOKED) | (
+        Exists(consents) & ~Exists(consents.filter(revoked_at__isnull=True))
+    )
+
+
+def while_standing(name: str) -> Case:
+    """Column `name`, formula-neutralized, or blank where the pre-save was withdrawn (the `withdrawn` annotation)."""
+    return Case(When(withdrawn=True, then=Value("")), default=safe(name), output_field=CharField())
+
+
 def subscription_rows(campaigns: Q) -> QuerySet:
     opted_in = Exists(ConsentRecord.objects.sharing_email().filter(subscription=OuterRef("pk")))
     subscriptions = (
         Subscription.objects.filter(campaigns)
-        .annotate(opted_in=opted_in)
+        .annotate(opted_in=opted_in, withdrawn=withdrawn())
         .annotate(shared_email=Case(When(opted_in=True, then=F("fan__email")), default=Value("")))
     )
     return csv_rows(
         subscriptions,
         campaign=safe("campaign__slug"),
         source=Value("pre-save"),
-        fan=safe("fan__display_name"),
+        fan=while_standing("fan__display_name"),
         service=safe("fan__service"),
         status=F("status"),
-        market=safe("market"),
-        country=safe("fan__country"),
+        market=while_standing("market"),
+        country=while_standing("fan__country"),
         subscribed_at=UTCText("created_at"),
         delivered_at=UTCText("delivered_at"),
         attempts=Cast("attempts", CharField()),

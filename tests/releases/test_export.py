@@ -81,19 +81,29 @@ def test_rows_carry_status_service_market_dates_and_only_opted_in_emails(manager
     )
 
 
-def test_a_fan_who_withdrew_consent_is_exported_without_their_email(manager_client):
+def test_a_fan_who_withdrew_consent_is_exported_without_their_name_country_market_or_email(manager_client):
+    """The consent words say we keep the fan's name and country for the pre-save they agreed to: once they take
+    it back (cancelled before release day, or withdrawn after it was delivered), the row stays, for the counts,
+    without them. The same fan's standing pre-save of another campaign keeps them."""
     campaign = make_campaign()
     withdrawn = subscribe(campaign, "changed-mind", email="changed@fan.test", opt_in=True)
     delivered = subscribe(campaign, "kept-album", email="kept@fan.test", opt_in=True, status="delivered")
+    subscribe(campaign, "still-in", email="in@fan.test", opt_in=True)
     for subscription in (withdrawn, delivered):
         revocation.revoke_subscription(subscription.pk)
+    other = make_campaign(slug="second-light")
+    Subscription.objects.create(fan=withdrawn.fan, campaign=other, market="GB")
+    make_consent(Subscription.objects.get(campaign=other), email_opt_in=False)
 
     rows = export(manager_client, campaign_export_url(campaign))
 
-    assert sorted((row["fan"], row["email_opt_in"], row["email"]) for row in rows) == [
-        ("changed-mind", "no", ""),
-        ("kept-album", "no", ""),
+    cells = ("fan", "status", "market", "country", "email_opt_in", "email")
+    assert sorted(tuple(row[cell] for cell in cells) for row in rows) == [
+        ("", "delivered", "", "", "no", ""),
+        ("", "revoked", "", "", "no", ""),
+        ("still-in", "pending", "GB", "GB", "yes", "in@fan.test"),
     ]
+    assert [row["fan"] for row in export(manager_client, campaign_export_url(other))] == ["changed-mind"]
 
 
 @pytest.mark.parametrize("name", ['=HYPERLINK("http://evil")', "+1+2", "-2+3", "@SUM(A1)", "\tTabbed", "\rReturned"])
