@@ -329,7 +329,9 @@ def complete(
             user_agent=user_agent.replace("\x00", "")[:USER_AGENT_MAX],  # PostgreSQL's text holds no NUL
             scopes=tokens.scope.split() or requested,
             wording_version=consent.WORDING_VERSION,
-            email_opt_in=email_opt_in,
+            # Opted in: an address we hold and may email. A ticked box without one (Apple Music shares none) is
+            # not: the fan is neither mailed nor exported nor counted as opted in (the thank-you page says why).
+            email_opt_in=bool(email_opt_in and profile.email),
         )
         revoke_token = record.issue_revoke_token()
         record.save()

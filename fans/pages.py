@@ -251,8 +251,8 @@ def undo_words(subscription: Subscription, service) -> list[str]:
 class FanEmail:
     """Why the privacy page shows no address for a fan: `kind` is "withdrawn" (with a cancelled pre-save),
     "stopped" (the email's unsubscribe, or the privacy page's "Stop the email"), "again" (the fan pre-saved again
-    without ticking the box), "not_shared" (the fan asked, and the service shares no address) or "never" (the
-    fan never ticked the box); `at` is when, if known."""
+    without ticking the box), "not_shared" (the fan asked and the service gave no address, or it shares none) or
+    "never" (the fan never ticked the box); `at` is when, if known."""
 
     kind: str
     at: dt.datetime | None = None
@@ -269,7 +269,7 @@ def fan_email_state(fan, consents: list[ConsentRecord]) -> FanEmail | None:
     reasons += [FanEmail("again", c.stopped.at) for c in consents if c.stopped.again and not c.stopped.asked_again]
     if reasons:
         return max(reasons, key=lambda reason: reason.at)
-    if any(c.email_opt_in for c in consents):
+    if any(c.email_opt_in or privacy.got_no_address(c) for c in consents):
         return FanEmail("not_shared")
     return FanEmail("never")
 

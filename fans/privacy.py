@@ -165,7 +165,7 @@ def stopped_email(consent: ConsentRecord) -> StoppedEmail:
     campaign again (the latest answer to the email box counts, fans/authorization.py), whichever came first.
     No words while the consent shares the address, or never did, or was withdrawn."""
     service_class = SERVICES.get(consent.service)
-    if consent.email_opt_in or consent.revoked_at is not None or service_class is None:
+    if consent.email_opt_in or not consent.email or consent.revoked_at is not None or service_class is None:
         return StoppedEmail([])
     service = service_class()
     box = consent_text.email_scopes(service, consent.campaign)
@@ -186,6 +186,17 @@ def stopped_email(consent: ConsentRecord) -> StoppedEmail:
         return StoppedEmail(words, unsubscribed_at)
     asked_again = any(scope in box for scope in again.scopes)
     return StoppedEmail(words, again.created_at, again=again, asked_again=asked_again)
+
+
+def got_no_address(consent: ConsentRecord) -> bool:
+    """Whether `consent` holds no address because its service gave none: it was asked (its scopes hold all that
+    ticking the email box asks for) and none came, or the service shares none at all (Apple Music: the box asks
+    it for nothing)."""
+    service_class = SERVICES.get(consent.service)
+    if service_class is None or consent.email:
+        return False
+    box = consent_text.email_scopes(service_class(), consent.campaign)
+    return all(scope in consent.scopes for scope in box)
 
 
 def email_signups(subject: Subject):

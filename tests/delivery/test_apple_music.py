@@ -437,3 +437,40 @@ def delivered_after_the_pause(campaign, subscriptions, sandbox) -> None:
 
     assert {s.status for s in Subscription.objects.filter(pk__in=[s.pk for s in subscriptions])} == {"delivered"}
     assert sandbox.library("alice")["saved"] == sandbox.library("bob")["saved"] == [ALBUM]
+
+
+@pytest.mark.django_db
+def test_an_apple_music_fan_who_ticks_the_email_box_is_not_opted_in_to_email(client, sandbox):
+    """Apple shares no address: ticking the box leaves nothing we may email. The fan is told so on the
+    thank-you page and their privacy page, and is neither exported nor filtered as opted in."""
+    import csv
+    import html
+    import io
+
+    from django.test import Client
+
+    from tests.releases.personas import member_of
+
+    campaign = make_campaign()
+    start = client.post(reverse("fans:presave", args=[campaign.slug, "apple_music"]), {"email_opt_in": "1"})
+    state = client.get(start["Location"]).context["state"]
+    token = sandbox.authorize_apple_music("alice")
+    client.post(reverse("fans:musickit_token"), {"state": state, "music_user_token": token})
+
+    consent = ConsentRecord.objects.get()
+    assert (consent.email, consent.email_opt_in) == ("", False)
+    thanks = client.get(reverse("fans:thanks", args=[campaign.slug]))
+    assert "Apple Music didn't share your email address with us, so we can't send one" in html.unescape(
+        thanks.content.decode()
+    )
+    privacy = html.unescape(client.get(thanks.context["privacy_url"]).content.decode())
+    assert "none (Apple Music doesn't share your address with us)" in privacy
+
+    manager = Client()
+    manager.force_login(member_of("Manager", "mo-manager"))
+    exported = manager.get(reverse("admin:releases_campaign_export", args=[campaign.pk]))
+    rows = list(csv.DictReader(io.StringIO(b"".join(exported.streaming_content).decode())))
+    assert [(row["service"], row["email_opt_in"], row["email"]) for row in rows] == [("apple_music", "no", "")]
+    changelist = reverse("admin:fans_subscription_changelist")
+    assert not manager.get(changelist, {"email_opt_in": "yes"}).context["cl"].result_list
+    assert len(manager.get(changelist, {"email_opt_in": "no"}).context["cl"].result_list) == 1
