@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import Case, CharField, Exists, F, Func, OuterRef, Q, QuerySet, Value, When
-from django.db.models.functions import Cast, Concat
+from django.db.models.functions import Cast, Concat, Replace
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -50,6 +50,11 @@ HEADER = [
 ]
 # OWASP "CSV injection": a spreadsheet runs a cell starting with = + - @ tab or carriage return as a formula.
 FORMULA_START = r"^[-=+@\t\r]"
+FORMULA_CHARACTERS = "-=+@\t\r"
+# Excel set to a semicolon list separator (German, French, Dutch… regional settings) splits a comma-separated
+# file at every ";", quoted or not, so "Mia;=1+1" would give a cell "=1+1": each ";" before a formula character
+# gets the same quote as a cell's start.
+SEMICOLON = ";"
 
 
 class UTCText(Func):
@@ -68,10 +73,14 @@ class UTCText(Func):
 
 
 def safe(name: str) -> Case:
-    """Column `name` as formula-neutralized text."""
+    """Column `name` as formula-neutralized text: a quote before a formula character at the cell's start and
+    after each semicolon (SEMICOLON)."""
+    text = Cast(F(name), CharField())
+    for character in FORMULA_CHARACTERS:
+        text = Replace(text, Value(SEMICOLON + character), Value(f"{SEMICOLON}'{character}"), output_field=CharField())
     return Case(
-        When(**{f"{name}__regex": FORMULA_START}, then=Concat(Value("'"), F(name), output_field=CharField())),
-        default=Cast(F(name), CharField()),
+        When(**{f"{name}__regex": FORMULA_START}, then=Concat(Value("'"), text, output_field=CharField())),
+        default=text,
         output_field=CharField(),
     )
 

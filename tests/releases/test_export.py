@@ -116,6 +116,26 @@ def test_cells_a_spreadsheet_would_evaluate_are_neutralized(manager_client, name
     assert row["fan"] == "'" + name
 
 
+@pytest.mark.parametrize(
+    ("name", "exported"),
+    [
+        ("Mia;=1+1;", "Mia;'=1+1;"),
+        ("Leo;=cmd|' /C calc'!A0;", "Leo;'=cmd|' /C calc'!A0;"),
+        ("=A;+B;-C;@D", "'=A;'+B;'-C;'@D"),
+        ("Rock; Roll", "Rock; Roll"),
+    ],
+)
+def test_a_formula_after_a_semicolon_is_neutralized_too(manager_client, name, exported):
+    """Excel with a semicolon list separator splits the comma-separated file at each ";", even inside quotes."""
+    campaign = make_campaign()
+    subscribe(campaign, "fan", name=name)
+
+    [row] = export(manager_client, campaign_export_url(campaign))
+
+    assert row["fan"] == exported
+    assert not any(cell.startswith(tuple("=+-@\t\r")) for cell in row["fan"].split(";")[1:])
+
+
 def test_plain_cells_are_untouched_and_unicode_survives(manager_client):
     campaign = make_campaign()
     subscribe(campaign, "fan", name='Zoë — 東京, "quoted"')
