@@ -15,6 +15,7 @@ import base64
 import copy
 import hashlib
 import logging
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ COMPLETED_KEPT = 10
 PENDING_SECONDS = 10 * 60
 MAX_PENDING = 10  # per session: the oldest are dropped beyond this
 USER_AGENT_MAX = 500
+LOGGABLE_ERROR = re.compile(r"[a-z_]{1,40}")
 
 
 def thanks_aad(consent_id: int) -> bytes:
@@ -120,6 +122,13 @@ class Presaved:
     subscription: Subscription
     consent: ConsentRecord
     revoke_token: str
+
+
+def loggable_error(error: str) -> str:
+    """The callback's `error` as a log may show it: OAuth's codes (RFC 6749 §4.1.2.1: access_denied,
+    server_error…) as they are, anything else, which anyone can put in the callback's query (a newline forging
+    a log line), as "unrecognised error"."""
+    return error if LOGGABLE_ERROR.fullmatch(error) else "unrecognised error"
 
 
 # Lookups shared by both halves -----------------------------------------------------------------------------
@@ -256,8 +265,7 @@ def complete(
             retry_url=retry_url,
         )
     if error:
-        # Error codes are from a fixed list (RFC 6749 §4.1.2.1), never a secret.
-        logger.warning("%s authorization failed: %s", service.label, error[:40])
+        logger.warning("%s authorization failed: %s", service.label, loggable_error(error))
         raise FanFlowError(f"{service.label} couldn't complete the sign-in. Please try again.", retry_url=retry_url)
     if campaign is None or campaign.status == Campaign.Status.DRAFT:
         raise NotFound("This pre-save no longer exists.")

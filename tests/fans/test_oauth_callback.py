@@ -295,6 +295,29 @@ def test_cancel_on_spotify_is_403_and_saves_nothing(client, campaign, sandbox):
 
 
 @pytest.mark.parametrize(
+    ("error", "logged"),
+    [
+        ("server_error", "Spotify authorization failed: server_error"),
+        ("x\n2026-11-28 02:00:00 CRITICAL django: forged", "Spotify authorization failed: unrecognised error"),
+        ("x\r\nforged", "Spotify authorization failed: unrecognised error"),
+        ("server_error\n", "Spotify authorization failed: unrecognised error"),
+    ],
+    ids=["oauth-code", "newline", "crlf", "code-then-newline"],
+)
+def test_the_callback_s_error_is_logged_only_as_an_oauth_code(client, campaign, sandbox, caplog, error, logged):
+    """Anyone can put anything in the callback's query: a newline in `error` must not forge a log line."""
+    state = dict(parse_qsl(urlsplit(start_presave(client, campaign)).query))["state"]
+
+    response = client.get(CALLBACK, {"state": state, "error": error})
+
+    assert response.status_code >= 400
+    lines = [r.getMessage() for r in caplog.records if r.name == "fans.authorization"]
+    assert lines == [logged]
+    assert "forged" not in caplog.text
+    assert no_rows()
+
+
+@pytest.mark.parametrize(
     "state",
     [None, "", "not-a-state-we-issued"],
     ids=["missing", "empty", "unknown"],
