@@ -1,7 +1,8 @@
 """The release-day email's endpoints, all under /e/: the open pixel, tracked clicks, and unsubscribe.
 
 Each takes a signed token (fans/release_email.py); a bad token gets a plain 404 or, for the pixel, the same
-pixel: nothing here redirects anywhere but to a campaign's own listening links.
+pixel: nothing here redirects anywhere but to a campaign's own listening links. Each is rate limited per IP
+(fans/ratelimits.py): the pixel and clicks as smart-link clicks, unsubscribing as the other writes.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from fans import release_email
+from fans.ratelimits import click_rate, limited
 from fans.views import allow
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")  # 1×1 transparent GIF
 
 
 @allow("GET")
+@limited(rate=click_rate, method=("GET",))
 @never_cache
 def email_open(request: HttpRequest, token: str) -> HttpResponse:
     release_email.record_open(token)
@@ -27,6 +30,7 @@ def email_open(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @allow("GET")
+@limited(rate=click_rate, method=("GET",))
 @never_cache
 def email_click(request: HttpRequest, token: str) -> HttpResponse:
     url = release_email.click_destination(token)
@@ -37,6 +41,7 @@ def email_click(request: HttpRequest, token: str) -> HttpResponse:
 
 @csrf_exempt  # the signed token is the authority; mailboxes' one-click unsubscribe (RFC 8058) POSTs without CSRF
 @allow("GET", "POST")
+@limited()
 @never_cache
 def email_unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """GET asks (mail scanners prefetch links, so it changes nothing); POST unsubscribes. Once unsubscribed, the

@@ -26,6 +26,7 @@ import smtplib
 
 from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
@@ -48,6 +49,7 @@ SCHEDULE_NAME_PREFIX = "release-email-"
 BATCH_SIZE = 100  # messages per SMTP connection and per transaction
 RETRY_AFTER = dt.timedelta(minutes=5)  # after the mail server failed; also the one-off emails' (`retry_later`)
 MAIL_SERVER_ERRORS = (smtplib.SMTPException, OSError)  # the mail server is down or refused us: try again later
+CLICK_REPEAT_SECONDS = 10 * 60  # a click on the same email's same link within this is not counted again
 SALTS = {"open": "fans.release_email.open", "click": "fans.release_email.click", "unsubscribe": "fans.release_email.u"}
 
 
@@ -359,7 +361,8 @@ def record_open(token: str) -> None:
 
 
 def click_destination(token: str) -> str | None:
-    """The campaign's own link the signed token names (counting the click), or None."""
+    """The campaign's own link the signed token names (counting the click, once per CLICK_REPEAT_SECONDS for the
+    same email and link: a mail scanner or a reload is not another fan's interest), or None."""
     value = unsign("click", token)
     if not value or "." not in value:
         return None
@@ -372,7 +375,8 @@ def click_destination(token: str) -> str | None:
     if destination is None:
         return None
     now = timezone.now()
-    ReleaseEmail.objects.filter(pk=email.pk).update(clicks=F("clicks") + 1)
+    if cache.add(f"fans.email_click:{email.pk}:{destination.key}", True, CLICK_REPEAT_SECONDS):
+        ReleaseEmail.objects.filter(pk=email.pk).update(clicks=F("clicks") + 1)
     ReleaseEmail.objects.filter(pk=email.pk, clicked_at__isnull=True).update(clicked_at=now)
     ReleaseEmail.objects.filter(pk=email.pk, opened_at__isnull=True).update(opened_at=now)  # images were off
     return destination.url

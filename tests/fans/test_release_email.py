@@ -111,6 +111,35 @@ def test_click_links_redirect_only_to_the_campaigns_own_links_and_are_counted(ou
 
 
 @pytest.mark.django_db
+def test_the_same_click_again_is_counted_once_and_hammering_the_email_links_gets_a_429(
+    out_campaign, client, mailoutbox, settings
+):
+    """150 requests to one click link made 150 clicks: the email's links are rate limited per IP as the smart
+    link is, and the same email's same link is counted once per CLICK_REPEAT_SECONDS."""
+    settings.FANS_CLICK_RATE = "3/m"
+    settings.FANS_WRITE_RATE = "2/m"
+    release_email.send_release_emails(out_campaign.pk)
+    message = next(m for m in mailoutbox if m.to == ["opted@fan.test"])
+    click = path_of(next(url for url in links_in(message) if "/e/c/" in url))
+    pixel = path_of(re.search(r'<img src="([^"]+)"', message.alternatives[0][0]).group(1))
+    unsubscribe = path_of(next(url for url in links_in(message) if "/e/u/" in url))
+
+    with time_machine.travel(timezone.now(), tick=False) as traveller:  # every request in one rate window
+        clicks = [client.get(click).status_code for _ in range(4)]
+        opens = [client.get(pixel).status_code for _ in range(4)]
+        posts = [client.post(unsubscribe).status_code for _ in range(3)]
+
+        assert clicks == [302, 302, 302, 429]
+        assert opens == [200, 200, 200, 429]
+        assert posts == [200, 200, 429]
+        assert ReleaseEmail.objects.get(email="opted@fan.test").clicks == 1
+
+        traveller.shift(dt.timedelta(seconds=release_email.CLICK_REPEAT_SECONDS + 60))
+        assert client.get(click).status_code == 302
+        assert ReleaseEmail.objects.get(email="opted@fan.test").clicks == 2, "a click later is counted again"
+
+
+@pytest.mark.django_db
 def test_the_open_pixel_records_an_open_and_ignores_junk(out_campaign, client, mailoutbox):
     release_email.send_release_emails(out_campaign.pk)
     html = mailoutbox[0].alternatives[0][0]
