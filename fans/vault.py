@@ -14,6 +14,7 @@ import base64
 import binascii
 import functools
 import os
+import re
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -22,6 +23,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 NONCE_BYTES = 12
+KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")  # a key id: safe in a URL's path and in Credential.kek_id
 
 
 class VaultError(Exception):
@@ -44,12 +46,21 @@ class Sealed:
 
 @functools.cache
 def parse_keys(spec: str) -> tuple[tuple[str, bytes], ...]:
-    """Parse "kid:base64key,kid2:base64key" into ((kid, key), …). Each key is 32 bytes (AES-256)."""
+    """Parse "kid:base64key,kid2:base64key" into ((kid, key), …). Each key is 32 bytes (AES-256).
+
+    A key id goes into links' paths (privacy.link_for_email) and the database (Credential.kek_id), so it is
+    KEY_ID's characters only. Errors never quote what does not pass as a key id: it may be the key itself (an
+    item written the wrong way round, "base64:kid"); they name the item by its place instead."""
     keys = []
-    for item in filter(None, (part.strip() for part in spec.split(","))):
+    for place, item in enumerate(filter(None, (part.strip() for part in spec.split(","))), start=1):
         kid, sep, encoded = item.partition(":")
         if not sep or not kid:
             raise ImproperlyConfigured("TOKEN_ENCRYPTION_KEYS items look like 'key-id:base64-of-32-bytes'.")
+        if not KEY_ID.fullmatch(kid):
+            raise ImproperlyConfigured(
+                f"TOKEN_ENCRYPTION_KEYS: the key id of item {place} is not 1 to 32 letters, digits, '_', '.' or '-' "
+                "(items look like 'key-id:base64-of-32-bytes', the id first)."
+            )
         try:
             key = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):

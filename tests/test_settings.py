@@ -66,6 +66,23 @@ def test_malformed_token_encryption_keys_stop_the_start_naming_the_problem(keys,
     assert "c2hvcnQ=" not in result.stderr, "the key itself is never shown"
 
 
+@pytest.mark.parametrize("order", ["reversed", "slash"])
+def test_a_key_id_that_is_not_one_stops_the_start_without_showing_the_key(order):
+    """'<base64>:<id>' quoted the key as the id in the error; a "/" in an id passed and broke privacy links."""
+    key = base64.b64encode(os.urandom(32)).decode()
+    keys = f"{key}:prod" if order == "reversed" else f"2026/07:{key}"
+    result = manage(
+        "check",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        TOKEN_ENCRYPTION_KEYS=keys,
+        DATABASE_URL=os.environ["DATABASE_URL"],
+    )
+    assert result.returncode != 0
+    assert "the key id of item 1 is not 1 to 32 letters, digits" in result.stderr
+    assert key[:16] not in result.stdout + result.stderr, "the key itself is never shown"
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "words"),
     [

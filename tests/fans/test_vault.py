@@ -6,7 +6,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from fans import vault
+from fans import privacy, vault
 from fans.models import Credential, Fan, Subscription
 from tests.conftest import make_campaign
 
@@ -75,6 +75,38 @@ def test_repr_never_shows_the_token():
 def test_bad_key_settings_get_a_clear_message(spec, words):
     with pytest.raises(ImproperlyConfigured, match=words):
         vault.parse_keys(spec)
+
+
+KEY = "YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE="
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        f"2026/07:{KEY}",  # passed, then every privacy link (the id is in its path) was a NoReverseMatch
+        f"{KEY}:prod",  # the wrong way round: the error quoted the key as the "key id"
+        f"prod:{KEY},{KEY[:-1]}:prod",
+        f"{'k' * 33}:{KEY}",
+        f"pr od:{KEY}",
+        f"prod?:{KEY}",
+    ],
+    ids=["slash", "reversed", "second-reversed", "too-long", "space", "question-mark"],
+)
+def test_a_key_id_outside_the_safe_characters_is_refused_without_quoting_it(spec):
+    with pytest.raises(ImproperlyConfigured, match="letters, digits") as refused:
+        vault.parse_keys(spec)
+
+    assert "item" in str(refused.value)
+    assert KEY[:20] not in str(refused.value) and "2026/07" not in str(refused.value)
+
+
+@pytest.mark.parametrize("kid", ["2026-07", "prod_2.b", "K" * 32])
+def test_a_safe_key_id_makes_privacy_links(kid, settings):
+    settings.TOKEN_ENCRYPTION_KEYS = f"{kid}:{KEY}"
+
+    link = privacy.link_for_email("fan@example.test")
+
+    assert privacy.subject_from(link.split("/")[2]).email == "fan@example.test"
 
 
 @pytest.mark.django_db
