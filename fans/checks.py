@@ -1,5 +1,8 @@
 """Deployment checks for the fan pages (`manage.py check --deploy`)."""
 
+import ipaddress
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core.checks import Tags, Warning, register
 
@@ -52,3 +55,43 @@ def public_address_is_https(app_configs, **kwargs) -> list[Warning]:
             )
         ]
     return []
+
+
+SERVICE_URL_SETTINGS = (
+    "SPOTIFY_ACCOUNTS_URL",
+    "SPOTIFY_API_URL",
+    "DEEZER_CONNECT_URL",
+    "DEEZER_API_URL",
+    "APPLE_MUSIC_API_URL",
+    "MUSICKIT_JS_URL",
+)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether `url`'s host is this machine: localhost (or a name under .localhost), 127.0.0.0/8 or ::1."""
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@register(Tags.security, deploy=True)
+def services_are_not_the_sandbox(app_configs, **kwargs) -> list[Warning]:
+    """A service's base address on this machine is the sandbox (delivery/sandbox): fans would sign in to a fake
+    Spotify, Deezer or Apple Music and nothing would be saved. Settings allow it with DEBUG off (the tests and the
+    benchmarks run that way); a site that is deployed must not."""
+    if settings.DEBUG:
+        return []
+    return [
+        Warning(
+            f"{name} points at this machine ({urlsplit(getattr(settings, name)).hostname}): that is the sandbox, "
+            "for demos and tests; fans' sign-ins and release-day saves would go to it, not to the real service.",
+            hint=f"Remove {name} from the settings (its default is the real service's https:// address).",
+            id="fans.W004",
+        )
+        for name in SERVICE_URL_SETTINGS
+        if is_loopback(getattr(settings, name))
+    ]

@@ -147,6 +147,26 @@ def test_run_demo_check_fails_in_one_line_on_a_port_in_use_and_starts_nothing(de
     assert not (tmp_path / "pids").exists()
 
 
+@pytest.mark.parametrize("check", [True, False], ids=["check", "start"])
+def test_run_demo_refuses_to_start_with_debug_off(demo_env, tmp_path, check):
+    """The demo points the site at the sandbox: never under production settings (as seed_demo refuses)."""
+    argv = [sys.executable, "manage.py", "run_demo", "--pid-dir", str(tmp_path / "pids")]
+    argv += ["--web-port", "8610", "--sandbox-port", "8611"] + (["--check"] if check else [])
+
+    try:
+        refused = subprocess.run(  # noqa: S603 (our own command)
+            argv, cwd=settings.BASE_DIR, env={**demo_env, "DEBUG": "false"}, capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:  # it started: end what it left running, then fail
+        stop = [sys.executable, "manage.py", "run_demo", "--stop", "--pid-dir", str(tmp_path / "pids")]
+        subprocess.run(stop, cwd=settings.BASE_DIR, env=demo_env, capture_output=True, timeout=60)  # noqa: S603
+        raise
+
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "runs only with DEBUG on" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "pids").exists(), "nothing was started"
+
+
 def test_a_demo_on_other_ports_signs_fans_in_through_its_own_sandbox_whatever_env_says(demo_env, tmp_path):
     """Everything the ports make (PUBLIC_BASE_URL and the redirect URI built from it, the sandbox's URLs) follows
     the ports run_demo is given, over a .env written for the default ports and stale environment variables."""

@@ -199,3 +199,28 @@ def test_the_deploy_checks_want_an_https_public_address_when_https_is_on():
     )
     assert result.returncode != 0
     assert "fans.W003" in result.stderr + result.stdout and "PUBLIC_BASE_URL" in result.stderr + result.stdout
+
+
+def test_the_deploy_checks_name_each_service_address_that_is_the_sandbox():
+    """With DEBUG off and a service's address on this machine (the sandbox), `check --deploy` said nothing."""
+    env = production_env(
+        SPOTIFY_ACCOUNTS_URL="http://127.0.0.1:8765/spotify/accounts",
+        SPOTIFY_API_URL="http://localhost:8765/spotify/api",
+        DEEZER_API_URL="http://[::1]:8765/deezer/api",
+        APPLE_MUSIC_API_URL="https://127.0.0.2/apple_music/api",
+    )
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
+
+    output = result.stderr + result.stdout
+    assert result.returncode != 0
+    assert output.count("fans.W004") == 4
+    for name in ("SPOTIFY_ACCOUNTS_URL", "SPOTIFY_API_URL", "DEEZER_API_URL", "APPLE_MUSIC_API_URL"):
+        assert f"{name} points at this machine" in output
+    assert "DEEZER_CONNECT_URL" not in output and "MUSICKIT_JS_URL" not in output, "those are the real services'"
+
+
+def test_a_service_address_that_only_looks_local_is_no_warning():
+    env = production_env(SPOTIFY_API_URL="https://localhost.example.com", DEEZER_API_URL="https://127.example.com")
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
+
+    assert result.returncode == 0, result.stdout + result.stderr

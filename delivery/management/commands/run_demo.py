@@ -287,6 +287,11 @@ class Command(BaseCommand):
         if stop:
             self.stop_running_demo(pid_files)
             return
+        if not settings.DEBUG:
+            raise CommandError(
+                "run_demo points the site at the service sandbox (fake Spotify, Deezer and Apple Music), so it "
+                "runs only with DEBUG on (bin/write-demo-env writes DEBUG=true)."
+            )
         self.check_can_start(web_port, sandbox_port, pid_files)
         if check:
             self.say(f"The demo can start: ports {web_port} (web) and {sandbox_port} (sandbox) are free.")
