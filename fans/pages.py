@@ -164,10 +164,16 @@ def _presaved(presaved: dict) -> dict | None:
     }
 
 
+def privacy_link_form_url() -> str:
+    """The privacy notice's form that emails a fan a fresh privacy link."""
+    return reverse("fans:privacy_notice") + "#privacy-link"
+
+
 def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled: bool = False) -> dict:
     """The one-click revoke link's pages (the thank-you page's, an email's), in the privacy page's words and
     partials: a pre-save release day has done has nothing left to cancel (how to undo it in the service, and
-    "Stop the email" while its email is still to come, through the privacy page's own button); a link of a pre-save
+    the way to the privacy page's "Stop the email" while its email is still to come: the form that emails a
+    privacy link, as the link gives one only while its pre-save is to come); a link of a pre-save
     the fan cancelled and then made again (`again`: the later consent) says so and leads to the privacy page's
     question for the pre-save that is on; otherwise what cancelling will do (`token`: the question's form posts
     to it) or, afterwards, what it did (`cancelled`: this request cancelled it)."""
@@ -189,7 +195,11 @@ def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled:
         return context
     service = SERVICES[subscription.fan.service]()
     delivered = subscription.status == Subscription.Status.DELIVERED
-    privacy_token = privacy.token_for_fan(subscription.fan)
+    # The revoke link never expires: it leads to a fresh privacy link (all about the fan, erase included) only
+    # while its pre-save is still to come; after, to the privacy notice's form that emails the fan one.
+    to_come = subscription.status in revocation.ACTIVE
+    privacy_token = privacy.token_for_fan(subscription.fan) if to_come else ""
+    privacy_url = reverse("fans:privacy", args=[privacy_token]) if to_come else privacy_link_form_url()
     again = revocation.presaved_again(consent_record)
     return {
         **context,
@@ -199,7 +209,7 @@ def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled:
         "undo": undo_words(subscription, service) if delivered else [],
         "email_to_come": privacy.email_to_come(subscription),
         "privacy_token": privacy_token,
-        "privacy_url": reverse("fans:privacy", args=[privacy_token]),
+        "privacy_url": privacy_url,
         "what_happened": "" if delivered or token or again else cancelled_words(subscription, cancelled=cancelled),
     }
 

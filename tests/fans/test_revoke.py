@@ -1,15 +1,18 @@
 """Revoking a pre-save with the one-click link: GET asks, POST revokes, twice is harmless. A pre-save release
-day has done has nothing left to cancel: the link says how to undo it, and offers the privacy page's "Stop the
-email" while its email is still to come."""
+day has done has nothing left to cancel: the link says how to undo it, and leads to the privacy page's "Stop the
+email" (by the form that emails a privacy link) while its email is still to come. The link never expires, so it
+gives a privacy link only while its pre-save is still to come."""
 
 import html
 import re
+from urllib.parse import urlsplit
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django_q.models import OrmQ
 
-from fans import consent, privacy
+from fans import consent, privacy, privacy_email
 from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
 from tests.conftest import make_campaign, make_subscription
 from tests.fans.test_oauth_callback import presave
@@ -149,22 +152,61 @@ def test_a_pre_save_done_on_release_day_has_nothing_to_cancel_and_says_how_to_un
     assert subscription.status == "delivered"
 
 
-def test_a_done_pre_save_s_link_stops_the_email_with_the_privacy_page_s_button(client, campaign):
+def privacy_links_in(response) -> list[str]:
+    """The fan's own privacy pages the page links or posts to (/privacy/<token>/…), not the notice's."""
+    return re.findall(r'(?:href|action)="(/privacy/(?!#)[^"]+)"', text(response))
+
+
+def test_a_done_pre_save_s_link_leads_to_the_privacy_link_form_to_stop_the_email(client, campaign, mailoutbox):
+    """The revoke link never expires: after release day it mints no privacy link (its "Stop the email" form
+    posted to one). The fan asks for one by email, and that page's "Stop the email" stops it."""
     subscription, token = asked_for_email(campaign, status="delivered")
-    html_text = text(client.get(revoke_url(token)))
-    stop = re.search(r'<form method="post" action="(/privacy/([^/"]+)/stop-email/(\d+)/)">', html_text)
-    assert stop and "Stop the email" in html_text
-    fan_token = stop[2]
-    assert privacy.subject_from(fan_token).fan == subscription.fan and int(stop[3]) == subscription.pk
+    response = client.get(revoke_url(token))
+    assert privacy_links_in(response) == []
+    assert "Stop the email" in words(response) and 'id="stop-email"' not in text(response)
+    form_url = html.unescape(re.search(r'href="([^"]*#privacy-link)"', text(response)).group(1))
+    assert form_url == reverse("fans:privacy_notice") + "#privacy-link"
+    assert 'id="privacy-link"' in text(client.get(form_url))
 
-    response = client.post(stop[1], follow=True)
+    client.post(reverse("fans:privacy_link"), {"email": "opted@fan.test"})
+    (queued,) = OrmQ.objects.all()
+    assert privacy_email.send_link(*queued.task["args"]) == "privacy link sent"  # what the worker runs
+    (mailed,) = re.findall(r"https?://[^\s]+/privacy/[^\s]+/", mailoutbox[-1].body)
+    privacy_page = client.get(urlsplit(mailed).path)
+    stop = re.search(r'<form method="post" action="(/privacy/[^"]+/stop-email/\d+/)">', text(privacy_page))
+    client.post(stop[1])
 
-    assert response.redirect_chain == [(reverse("fans:privacy", args=[fan_token]), 302)]
-    assert "We won't email you about First Light" in words(response)
     assert ReleaseEmail.objects.get().unsubscribed_at is not None
     assert not ConsentRecord.objects.sharing_email().exists()
     again = words(client.get(revoke_url(token)))
     assert "Already done on release day" in again and "Stop the email" not in again
+
+
+@pytest.mark.parametrize("status", ["pending", "failed"])
+def test_a_pre_save_still_to_come_s_link_leads_to_the_fan_s_privacy_page(client, campaign, status):
+    subscription, token = asked_for_email(campaign, status=status)
+
+    (link,) = privacy_links_in(client.get(revoke_url(token)))
+
+    assert privacy.subject_from(link.split("/")[2]).fan == subscription.fan
+
+
+@pytest.mark.parametrize("end", ["cancelled", "delivered"])
+def test_the_link_of_a_pre_save_no_longer_to_come_mints_no_privacy_link(client, campaign, end):
+    """Whoever ever saw the revoke link got a fresh 7-day privacy link (all about the fan, erase included) each
+    time they opened it, for ever: now only while its pre-save is to come; after, the form that emails one."""
+    subscription, token = asked_for_email(campaign)
+    if end == "cancelled":
+        answered = client.post(revoke_url(token))
+        assert "is cancelled" in words(answered) and privacy_links_in(answered) == []
+    else:
+        Subscription.objects.filter(pk=subscription.pk).update(status="delivered", delivered_at=timezone.now())
+
+    for response in (client.get(revoke_url(token)), client.post(revoke_url(token))):
+        assert response.status_code == 200
+        assert privacy_links_in(response) == []
+        assert (reverse("fans:privacy_notice") + "#privacy-link") in text(response)
+    assert Subscription.objects.get().status == ("revoked" if end == "cancelled" else "delivered")
 
 
 def test_the_question_says_the_email_goes_with_the_pre_save_and_the_answer_what_happened(client, campaign, sandbox):
