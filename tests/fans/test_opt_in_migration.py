@@ -2,25 +2,13 @@
 run on the real database."""
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from fans.models import ConsentRecord, Fan, Subscription
 from tests.conftest import make_campaign, make_consent
+from tests.migrations import back_to_the_latest_after, migrate  # noqa: F401 (fixture)
 
 BEFORE = ("fans", "0019_subscription_done_calls_unlimited")
 MIGRATION = ("fans", "0020_opted_in_means_an_address")
-
-
-def migrate(target: tuple[str, str]) -> None:
-    MigrationExecutor(connection).migrate([target])
-
-
-@pytest.fixture
-def back_to_the_latest_after():
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def consent_of(campaign, service: str, user_id: str, **fields) -> ConsentRecord:

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from fans.models import ConsentRecord, Fan, Subscription, hash_token
 from tests.conftest import make_campaign
-from tests.fans.test_release_email_migration import back_to_the_latest_after, migrate  # noqa: F401 (fixture)
+from tests.migrations import back_to_the_latest_after, migrate  # noqa: F401 (fixture)
 
 
 @pytest.mark.django_db(transaction=True)

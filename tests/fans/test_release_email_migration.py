@@ -3,27 +3,14 @@
 import datetime as dt
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django_q.models import Schedule
 
 from fans.release_email import schedule_name
 from tests.conftest import make_campaign
+from tests.migrations import back_to_the_latest_after, migrate  # noqa: F401 (fixture)
 
 BEFORE = ("fans", "0006_subscription_by_day_index")
 MIGRATION = ("fans", "0007_release_email_schedules")
-
-
-def migrate(target: tuple[str, str]) -> None:
-    MigrationExecutor(connection).migrate([target])
-
-
-@pytest.fixture
-def back_to_the_latest_after():
-    """The later tests need every migration applied again, whatever this one migrated back to."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 @pytest.mark.django_db(transaction=True)
