@@ -8,6 +8,7 @@ import secrets
 
 import pytest
 
+from fans.checks import SERVICE_URL_SETTINGS
 from tests.conftest import manage
 
 
@@ -165,17 +166,7 @@ def test_behind_a_proxy_the_deploy_checks_ask_for_the_header_with_the_fans_addre
     assert "no issues" in result.stdout
 
 
-@pytest.mark.parametrize(
-    "setting",
-    [
-        "SPOTIFY_ACCOUNTS_URL",
-        "SPOTIFY_API_URL",
-        "DEEZER_CONNECT_URL",
-        "DEEZER_API_URL",
-        "APPLE_MUSIC_API_URL",
-        "MUSICKIT_JS_URL",
-    ],
-)
+@pytest.mark.parametrize("setting", SERVICE_URL_SETTINGS)
 def test_with_https_on_a_service_address_must_be_https(setting):
     """Before: http://accounts.spotify.example started fine, and our client secret went to it in clear."""
     result = manage("check", **production_env(**{setting: "http://service.example"}))
