@@ -1,8 +1,12 @@
-"""Site-wide request guards."""
+"""Site-wide request guards, and the Content-Security-Policy header."""
 
 from collections.abc import Callable
 
+from csp.middleware import CSPMiddleware, PolicyParts
+from csp.utils import default_config
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http.response import HttpResponseBase
 from django.urls import reverse
 
 # The admin turns `field__year=…` (date hierarchy, hand-edited links) into dates only when the query runs,
@@ -35,3 +39,17 @@ def problem(key: str, value: str) -> bool:
         if key.endswith(suffix):
             return not (value.isascii() and value.isdigit() and len(value) <= 5 and int(value) in allowed)
     return False
+
+
+class ContentSecurityPolicy(CSPMiddleware):
+    """django-csp's middleware, with the console's own policy: settings.CONSOLE_CONTENT_SECURITY_POLICY under the
+    admin's prefix, settings.CONTENT_SECURITY_POLICY everywhere else. A view's own csp_update (the MusicKit page)
+    still applies on top; django-csp's documented way to vary the policy by path is this subclass."""
+
+    def get_policy_parts(
+        self, request: HttpRequest, response: HttpResponseBase, report_only: bool = False
+    ) -> PolicyParts:
+        parts = super().get_policy_parts(request, response, report_only)
+        if not report_only and parts.config is None and request.path.startswith(reverse("admin:index")):
+            parts.config = default_config(settings.CONSOLE_CONTENT_SECURITY_POLICY["DIRECTIVES"])
+        return parts
