@@ -463,7 +463,8 @@ def test_an_apple_music_fan_who_ticks_the_email_box_is_not_opted_in_to_email(cli
     assert "Apple Music didn't share your email address with us, so we can't send one" in html.unescape(
         thanks.content.decode()
     )
-    privacy = html.unescape(client.get(thanks.context["privacy_url"]).content.decode())
+    [presaved] = thanks.context["presaves"]
+    privacy = html.unescape(client.get(presaved["privacy_url"]).content.decode())
     assert "none (Apple Music doesn't share your address with us)" in privacy
 
     manager = Client()
