@@ -183,6 +183,25 @@ def existing_credentials(ids: list[int]) -> set[int]:
     return {pk for (pk,) in rows}
 
 
+def record_progress(owner: UUID, progress: list[tuple[int, str]], now: datetime) -> None:
+    """Write the library actions done so far (Subscription.done_calls) of fans still being delivered, as
+    (subscription id, done calls), only on subscriptions still pending under `owner`'s lease: a run whose lease
+    expired and was taken over cannot overwrite the new holder's progress. One UPDATE."""
+    if not progress:
+        return
+    if connection.vendor != "postgresql":
+        mine = Subscription.objects.filter(leased_by=owner, status=Status.PENDING)
+        rows = [Subscription(pk=pk, done_calls=done, updated_at=now) for pk, done in progress]
+        mine.bulk_update(rows, ["done_calls", "updated_at"])  # its UPDATE keeps `mine`'s conditions
+        return
+    _execute(
+        f"UPDATE {_table(Subscription)} AS s SET done_calls = v.done_calls, updated_at = %s "  # noqa: S608
+        "FROM unnest(%s::bigint[], %s::text[]) AS v(id, done_calls) "
+        "WHERE s.id = v.id AND s.leased_by = %s AND s.status = %s",
+        [now, [pk for pk, _ in progress], [done for _, done in progress], owner, Status.PENDING],
+    )
+
+
 def settle_subscriptions(owner: UUID, settled: list[Settled], now: datetime) -> None:
     """Write outcomes and release their leases, only on subscriptions still pending under `owner`'s lease: a
     lease that expired and was taken over is not this run's to record any more. One UPDATE per kind of outcome

@@ -11,7 +11,8 @@ a campaign, and a worker killed mid-run only delays its batch until the lease ex
    write, and the run's thread checks in one statement for many fans that they are still subscribed;
 3. while a batch is in flight, the run's thread claims and prepares the next one, starts it as the batch's
    last fans finish (the calls in flight never drain between batches), then records the batch;
-4. outcomes are recorded with a few grouped, conditional writes: only the lease holder may record.
+4. outcomes are recorded with a few grouped, conditional writes: only the lease holder may record; so is what
+   the fans still between calls did so far, so that a kill repeats none of it (`Run.report_progress`).
 
 Every call takes a permit from the service's shared rate limiter (delivery/ratelimit.py), so all workers
 together pace themselves under the limit; a 429 (or the service refusing our app's credentials) pauses them all
@@ -202,6 +203,10 @@ class Run:
         # (batch, outcome) of each fan whose calls are done, for the run's thread to write (`record_finished`)
         self.finished: queue.SimpleQueue = queue.SimpleQueue()
         self.recorded_at = time.monotonic()  # when this run last wrote the outcomes of fans done since
+        # (batch, subscription id, done calls, future or None) of each fan whose library actions grew while it has
+        # more calls to make (`report_progress`), for the run's thread to write (`record_progress`)
+        self.progressed: queue.SimpleQueue = queue.SimpleQueue()
+        self.unwritten: dict[int, tuple[Batch, str]] = {}  # the latest of each fan's, gathered until written
         self.batch_size = min(settings.DELIVERY_BATCH_SIZE, self.paced_batch_size())
         self.fan_permits = self.spread_permits()
         self.renewed_at = time.monotonic()  # when this run last extended its leases (`renew_leases`)
@@ -466,23 +471,53 @@ class Run:
         self.record(rest)
 
     def record_finished(self) -> None:
-        """Every DELIVERY_RECORD_SECONDS while calls are out, write the outcomes of the fans done since: a worker
-        killed mid-batch then repeats, once its leases expire, the calls that were in flight and the fans done in
-        the last moment before the kill, not every fan of its batches (a batch of a slow service takes minutes)."""
-        if time.monotonic() - self.recorded_at < settings.DELIVERY_RECORD_SECONDS:
+        """Every DELIVERY_RECORD_SECONDS while calls are out, write the outcomes of the fans done since, then the
+        progress of fans not done (`record_progress`): a worker killed mid-batch then repeats, once its leases
+        expire, the calls that were in flight and the fans' calls done in the last moment before the kill, not
+        every fan of its batches (a batch of a slow service takes minutes), nor what a fan waiting for its next
+        call did earlier. Progress a fan waits to see stored (`report_progress`) is written at once."""
+        waiting = self.take_progress()  # first: a fan's progress is reported before its outcome
+        if time.monotonic() - self.recorded_at >= settings.DELIVERY_RECORD_SECONDS:
+            self.recorded_at = time.monotonic()
+            done = []
+            while True:
+                try:
+                    batch, outcome = self.finished.get_nowait()
+                except queue.Empty:
+                    break
+                if outcome.subscription.pk not in batch.recorded:  # the batch's end may have written it already
+                    batch.recorded.add(outcome.subscription.pk)
+                    done.append(outcome)
+            if done:
+                self.record(done)
+        elif not waiting:
             return
-        self.recorded_at = time.monotonic()
-        done = []
+        self.record_progress(waiting)
+
+    def take_progress(self) -> list[asyncio.Future]:
+        """Gather the progress reported since (`report_progress`), the latest per fan; return the futures of the
+        fans waiting for theirs to be stored."""
+        waiting = []
         while True:
             try:
-                batch, outcome = self.finished.get_nowait()
+                batch, pk, done_calls, written = self.progressed.get_nowait()
             except queue.Empty:
-                break
-            if outcome.subscription.pk not in batch.recorded:  # the batch's end may have written it already
-                batch.recorded.add(outcome.subscription.pk)
-                done.append(outcome)
-        if done:
-            self.record(done)
+                return waiting
+            self.unwritten[pk] = (batch, done_calls)
+            if written is not None:
+                waiting.append(written)
+
+    def record_progress(self, waiting: list[asyncio.Future]) -> None:
+        """Write the progress gathered (`take_progress`) of the fans whose outcome is not written (one UPDATE,
+        none when no fan's progress changed; only where this run still holds the lease), then let the fans
+        `waiting` for it go on. An outcome written already carries the fan's progress: theirs is not written
+        again, where it could undo a later try's (the same run may claim the fan again)."""
+        rows = [(pk, done) for pk, (batch, done) in self.unwritten.items() if pk not in batch.recorded]
+        self.unwritten = {}
+        if rows:
+            bulk.retried_write(lambda: bulk.record_progress(self.owner, rows, timezone.now()))
+        if waiting:
+            self.transport.loop.call_soon_threadsafe(_settle, [(future, None) for future in waiting])
 
     def renew_leases(self, *batches: Batch | None) -> None:
         """Every quarter of a lease, extend the leases of the batches out (or claimed ahead): one slowed down by
@@ -631,23 +666,46 @@ class Run:
                 if tokens.refresh_token:
                     await self.hand_over(subscription, tokens.refresh_token)
             market = self.market_of(subscription)
-            checked = False
+            checked = unreported = False
             calls = service.delivery_calls(access_token, campaign, market, done=tuple(done))
             reply = None
             while (call := next_call(calls, reply)) is not None:
                 reply = None  # what the service's next call is built from (None: skipped)
                 if call.name in done:
                     continue  # done by an earlier try: a save that went through is not sent again
+                if unreported:  # the fan has more to do: what it did so far is written meanwhile
+                    self.report_progress(batch, subscription, done)
+                    unreported = False
                 name = call.name
                 reply = await self.call(service, call, still_subscribed=None if checked else subscription)
                 checked = True
                 if call.once:
                     done.append(call.done_as(reply) if call.done_as else call.name)
+                    unreported = call.idempotent
+                    if not call.idempotent:  # a second playlist, the tracks twice, if a kill lost it: stored first
+                        await self.report_progress(batch, subscription, done, stored=True)
         except Exception as exc:  # noqa: BLE001 - sorted by classify(); one fan never stops the run
             outcome = self.classify(subscription, name, exc)
             outcome.done_calls = " ".join(done)
             return outcome
         return Outcome(subscription, DeliveryAttempt.Outcome.DELIVERED, name, service.delivery_note(campaign))
+
+    def report_progress(
+        self, batch: Batch, subscription: Claim, done: list[str], *, stored: bool = False
+    ) -> asyncio.Future | None:
+        """Hand the fan's library actions done so far to the run's thread, which writes them with its next
+        record (`record_progress`): a worker killed while the fan waits for its next call (for a permit, under a
+        rate limit, that can be many seconds) then repeats none of them. An idempotent call (a save, a follow) is
+        reported only once the fan has another call to make: a fan's last call is written with its outcome.
+
+        With `stored`, for a call that is not idempotent (`Call.idempotent`: Spotify's playlist creation and its
+        adds), the future returned is answered once the write is committed, on the run thread's next pass rather
+        than its next record (a few milliseconds), and the fan awaits it before it goes on: the playlist's id is
+        durable before its add goes out, and the add's entry before the fan's outcome. Only a call in flight at a
+        kill (sent, its answer never seen) can be sent again."""
+        written = self.transport.loop.create_future() if stored else None
+        self.progressed.put((batch, subscription.pk, " ".join(done), written))
+        return written
 
     def classify(self, subscription: Claim, call: str, exc: Exception) -> Outcome:
         if not isinstance(exc, ServiceError):

@@ -131,6 +131,10 @@ class Call:
     # What a `once` call's success is recorded as, from its answer (default: its name): Spotify's playlist
     # creation keeps the new playlist's id, so that a later try adds to that one instead of making another.
     done_as: Callable[[Reply], str] | None = None
+    # False for a `once` call that does its work again when sent again (Spotify's playlist creation makes a
+    # second playlist, an add adds the tracks twice): the engine stores its done entry before that fan's next
+    # call goes out, so that a worker killed in between does not repeat it (`delivery.engine.Run.deliver`).
+    idempotent: bool = True
 
     def __repr__(self) -> str:  # headers and form carry secrets
         return f"Call({self.name!r}, {self.method} {self.url})"

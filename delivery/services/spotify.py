@@ -253,7 +253,8 @@ class Spotify(Service):
 
     def _post_json(self, access_token: str, name: str, path: str, body: dict, **options) -> Call:
         url = f"{self.api_url}{path}"
-        return Call(name, "POST", url, json=body, headers=bearer(access_token), once=True, **options)
+        # Neither the creation nor an add is idempotent: each sent again makes a playlist, or adds tracks, again.
+        return Call(name, "POST", url, json=body, headers=bearer(access_token), once=True, idempotent=False, **options)
 
     def _put(self, access_token: str, name: str, path: str, **params: str) -> Call:
         return Call(name, "PUT", f"{self.api_url}{path}", params=params, headers=bearer(access_token), once=True)

@@ -236,6 +236,25 @@ def test_only_the_lease_holders_committed_record_deletes_a_token(sandbox, campai
     assert not Credential.objects.filter(subscription=subscription).exists()
 
 
+def test_only_the_lease_holder_writes_a_fans_progress(sandbox, campaign):
+    """A run whose lease ran out, and another run holds the fan now, cannot overwrite the new holder's progress;
+    nor can any run write the progress of a fan already settled."""
+    first, second = (make_subscription(campaign, sandbox, user) for user in ("alice", "bob"))
+    holder, late = uuid.uuid4(), uuid.uuid4()
+    Subscription.objects.filter(pk=first.pk).update(leased_by=holder, done_calls="save playlist-made:new")
+    Subscription.objects.filter(pk=second.pk).update(leased_by=holder, status="delivered", done_calls="save")
+
+    bulk.record_progress(late, [(first.pk, "save")], timezone.now())
+    bulk.record_progress(holder, [(second.pk, "")], timezone.now())
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.done_calls, second.done_calls) == ("save playlist-made:new", "save")
+
+    bulk.record_progress(holder, [(first.pk, "save playlist-made:new playlist")], timezone.now())
+    first.refresh_from_db()
+    assert (first.done_calls, first.status, first.leased_by) == ("save playlist-made:new playlist", "pending", holder)
+
+
 def test_batches_in_flight_together_each_record_their_own_fans(sandbox, campaign, settings):
     """Batches of two, four calls in flight: each batch starts while the one before still has fans out."""
     settings.DELIVERY_BATCH_SIZE = 2

@@ -21,6 +21,7 @@ from fans import privacy, revocation
 from fans.models import Credential, Fan, Subscription
 from releases.models import Campaign, Release
 from tests.conftest import make_campaign, make_subscription, wait_for
+from tests.delivery.test_playlist import ALBUM_TRACKS
 from tests.delivery.test_release_detection import deezer_subscription
 from tests.outage import database_proxy, through
 
@@ -197,6 +198,55 @@ def test_a_worker_killed_mid_batch_repeats_only_its_last_moment_not_the_whole_ba
         "revoked",
     }
     assert not Credential.objects.filter(subscription__campaign=campaign).exists(), "delivered or revoked: none kept"
+
+
+def test_a_worker_killed_while_fans_wait_between_their_playlists_creation_and_its_add(sandbox, start_worker):
+    """Under a rate limit a fan waits, for seconds, between its calls: what it did meanwhile (its save, its new
+    playlist's id) is written while it waits, so a kill makes nobody a second playlist and repeats no save."""
+    campaign = make_campaign(release_in=dt.timedelta(days=1), services=["spotify"], playlist_name="Pre-saves")
+    users = [f"list{i:02d}" for i in range(12)]
+    for user in users:
+        sandbox.control("POST", "users", {"id": user, "display_name": user, "country": "GB"})
+        make_subscription(campaign, sandbox, user, scope="user-library-modify playlist-modify-private")
+    env = {
+        "DELIVERY_BATCH_SIZE": "12",
+        "DELIVERY_CONCURRENCY": "4",
+        "DELIVERY_PARALLEL_RUNS": "1",
+        "DELIVERY_LEASE_SECONDS": "3",
+        "DELIVERY_MAX_RETRY_AFTER_SECONDS": "60",  # the sandbox's Retry-After (30 s) is waited out in place
+        "SPOTIFY_RATE_LIMIT": "8",  # our pace: 8 calls a second, first come first served, so the fans' calls go
+        "SPOTIFY_RATE_WINDOW_SECONDS": "1",  # in waves: refreshes, saves, creations, adds
+        "Q_WORKERS": "1",
+    }
+    first = start_worker(**env)
+    scheduling.deliver_now(campaign)
+
+    def made() -> int:
+        return sum(w["endpoint"] == "POST /v1/me/playlists" for w in sandbox.writes())
+
+    wait_for(lambda: made() >= 3, timeout=60, message="the first playlists made")
+    sandbox.faults(rate_limit=0)  # the service's limit is hit: 429, Retry-After 30 s, and every fan waits
+    time.sleep(1.5)  # nothing in flight any more: the calls refused, their fans waiting for the pause to end
+    empty = {user: lists[0]["id"] for user in users if (lists := sandbox.playlists(user)) and not lists[0]["items"]}
+    assert empty, "some fans sat between their playlist's creation and its add"
+    first.kill()
+
+    sandbox.faults(rate_limit=None)
+    RateLimitPause.objects.all().delete()  # the limit lifted early
+    start_worker(**env)
+    scheduling.deliver_now(campaign)  # what the minute sweeper would do, once the leases expire
+    wait_for(lambda: all_settled(campaign), timeout=90, message="the run after the crash")
+
+    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {"delivered"}
+    for user in users:
+        playlists = sandbox.playlists(user)
+        assert len(playlists) == 1, f"{user} has {len(playlists)} playlists"
+        assert playlists[0]["items"] == ALBUM_TRACKS, user
+        assert playlists[0]["id"] == empty.get(user, playlists[0]["id"]), "the playlist made before the kill, filled"
+        # Nothing was in flight at the kill: no call is repeated.
+        endpoints = [w["endpoint"] for w in sandbox.writes(user)]
+        assert endpoints.count("PUT /v1/me/library") == 1, f"{user} was saved again"
+        assert endpoints.count("POST /v1/me/playlists") == 1
 
 
 def test_sweeper_resumes_a_delivery_left_behind(sandbox, start_worker):
