@@ -72,17 +72,22 @@ def sync_schedule(campaign: Campaign) -> Schedule | None:
         Schedule.objects.filter(name=name, repeats__gt=0).delete()
         return None
     if release_at <= timezone.now():
-        # Out already: never re-arm a sent email (nor make one for a campaign out before it had any), but one
-        # still waiting for a later release time fires now.
+        # Out already: never re-arm a sent email, but one still waiting for a later release time fires now.
         schedule = Schedule.objects.filter(name=name).first()
-        if schedule is None or schedule.repeats == 0:
+        if schedule is not None and schedule.repeats == 0:
             return schedule
+        if schedule is None and campaign.closed_everywhere():  # out before it had any: nobody was promised one
+            return None
+        # A per-market campaign made live after its first market's time fires now: the markets out already are
+        # mailed at once ("it's out", late but as promised), and the run leaves its follow-up for the others.
     return schedule_once(name, SEND_TASK, campaign.pk, release_at)
 
 
 def missed_runs(now: dt.datetime) -> list[Campaign]:
     """Campaigns whose release-day email is due but was neither sent nor planned, with no run to come: their
-    schedule fired (one that never had any is left alone, as `sync_schedule` leaves it), no follow-up is armed,
+    schedule fired, or a per-market one never had any (made live after its first market's time before
+    `sync_schedule` made one for it; an instant one out before it had any is left alone, as `sync_schedule`
+    leaves it, for nobody could ask for its email), no follow-up is armed,
     and an address that still asks for the email has no ReleaseEmail row yet, or has an unsent one whose market's
     time has come. The fired run's task was lost (django-q2's Redis broker hands a task out once; a cluster
     killed before it ran loses it) or its worker died mid-run. Looks back a week: later, "it's out" is old news.
@@ -91,6 +96,7 @@ def missed_runs(now: dt.datetime) -> list[Campaign]:
     names = Schedule.objects.filter(name__startswith=SCHEDULE_NAME_PREFIX)
     fired = set(names.filter(repeats=0).values_list("name", flat=True))
     armed = set(names.exclude(repeats=0).values_list("name", flat=True))
+    per_market = Campaign.Firing.PER_MARKET
     candidates = (
         Campaign.objects.exclude(status=Campaign.Status.DRAFT)
         .filter(release__release_date__range=(week_ago, now.date() + dt.timedelta(days=1)))
@@ -99,7 +105,7 @@ def missed_runs(now: dt.datetime) -> list[Campaign]:
     return [
         campaign
         for campaign in candidates
-        if schedule_name(campaign.pk) in fired
+        if (schedule_name(campaign.pk) in fired or campaign.firing == per_market)
         and not armed & {schedule_name(campaign.pk), next_run_schedule_name(campaign.pk)}
         and campaign.first_firing_time() <= now
         and (has_unplanned(campaign) or has_due_unsent(campaign, now))

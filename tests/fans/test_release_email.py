@@ -489,3 +489,54 @@ def test_a_later_run_plans_only_the_addresses_that_arrived_since_in_any_case(out
     rows = set(ReleaseEmail.objects.values_list("pk", "email"))
     assert first < rows and {email for _, email in rows - first} == {"Later@Fan.test"}
     assert sorted(m.to[0] for m in mailoutbox) == ["Later@Fan.test", "inbox@fan.test", "opted@fan.test"]
+
+
+@pytest.mark.django_db
+def test_a_per_market_campaign_made_live_after_its_first_markets_time_mails_every_market(
+    mailoutbox, django_capture_on_commit_callbacks
+):
+    """Out in Auckland an hour ago when it goes live: its schedule fires at once and mails the fans whose market
+    is out already (late, but as promised), then each other market's fans at their own release time."""
+    nz_release = timezone.now().astimezone(markets.zone_for("NZ")) - dt.timedelta(hours=1)
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET, default_market="GB", status="draft")
+    release = campaign.release
+    release.release_date, release.release_time = nz_release.date(), nz_release.time().replace(microsecond=0)
+    release.save()
+    sign_up(campaign, "inbox-nz@fan.test", country="nz")
+    pre_save(campaign, "brit", "brit@fan.test", opt_in=True, market="GB")
+    pre_save(campaign, "yankee", "yankee@fan.test", opt_in=True, market="US")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        campaign.status = Campaign.Status.LIVE
+        campaign.save()
+
+    schedule = Schedule.objects.get(name=release_email.schedule_name(campaign.pk))
+    assert schedule.repeats == 1 and schedule.next_run <= timezone.now(), "fires at once"
+    sent_at = {}
+    for market, at in (("", timezone.now()), ("GB", campaign.firing_time("GB")), ("US", campaign.firing_time("US"))):
+        with time_machine.travel(at, tick=False):
+            assert not release_email.missed_runs(at), "its run is armed"
+            release_email.send_release_emails(campaign.pk)
+        sent_at[market] = sorted(m.to[0] for m in mailoutbox)
+        if market:
+            follow_up = Schedule.objects.get(name=release_email.next_run_schedule_name(campaign.pk))
+            assert follow_up.next_run > at or market == "US"
+    assert sent_at == {
+        "": ["inbox-nz@fan.test"],
+        "GB": ["brit@fan.test", "inbox-nz@fan.test"],
+        "US": ["brit@fan.test", "inbox-nz@fan.test", "yankee@fan.test"],
+    }
+
+
+@pytest.mark.django_db
+def test_the_sweeper_starts_a_per_market_campaign_made_live_after_its_first_markets_time_without_a_schedule():
+    """One made live before `sync_schedule` made a schedule for such a campaign: the sweeper starts its run."""
+    nz_release = timezone.now().astimezone(markets.zone_for("NZ")) - dt.timedelta(hours=1)
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET, default_market="GB")
+    release = campaign.release
+    release.release_date, release.release_time = nz_release.date(), nz_release.time().replace(microsecond=0)
+    release.save()
+    sign_up(campaign, "inbox-nz@fan.test", country="nz")
+    assert not Schedule.objects.filter(name__startswith=release_email.SCHEDULE_NAME_PREFIX).exists()
+
+    assert release_email.missed_runs(timezone.now()) == [campaign]
