@@ -34,6 +34,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import queue
 import random
 import time
@@ -577,14 +578,21 @@ class Run:
             kek_id = subscription.sealed.kek_id
             if kek_id not in self.missing_keys:  # logged once per run and key
                 self.missing_keys.add(kek_id)
-                logger.error("Campaign %s: fans wait for key %r, not in TOKEN_ENCRYPTION_KEYS",
+                logger.error("Campaign %s: fans wait for key %r, not in this process's TOKEN_ENCRYPTION_KEYS",
                              self.campaign.pk, kek_id)  # fmt: skip
-            missing = f"The key {kek_id!r} that sealed this fan's authorization"
+            # Each process reads the keys when it starts: the one that tried may predate the key (README: Key
+            # rotation), while the others have it.
+            missing = (
+                f"The key {kek_id!r} that sealed this fan's authorization is not in TOKEN_ENCRYPTION_KEYS as the "
+                f"worker that tried (process {os.getpid()}) read them when it started"
+            )
             return self.wait_for(
                 subscription,
                 "refresh",
-                f"{missing} is not in TOKEN_ENCRYPTION_KEYS. The fan waits until it is put back.",
-                f"{missing} was still not in TOKEN_ENCRYPTION_KEYS {self.waiting_time_words()}.",
+                f"{missing} (a worker started before the key was added, or the key was taken out). The fan is "
+                f"tried again every {MISSING_KEY_RETRY_SECONDS / 60:g} minutes, using up no attempt, until "
+                f"{self.waiting_time_words()}.",
+                f"{missing}, still {self.waiting_time_words()}.",
                 MISSING_KEY_RETRY_SECONDS,
             )
         except vault.VaultError:

@@ -1,6 +1,7 @@
 """The delivery engine against the sandbox over HTTP: outcomes, retries, revocation, token rotation."""
 
 import datetime as dt
+import os
 import pydoc
 import uuid
 
@@ -383,6 +384,7 @@ NEW_KEY = "test-a:YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE="
 def test_a_token_sealed_under_a_key_taken_out_waits_for_it_and_fails_nobody(sandbox, campaign, settings):
     """A key rotation finished before `rewrap_tokens` ran: a setting to put right, not the fans' failure."""
     settings.DELIVERY_MAX_ATTEMPTS = 1
+    settings.DELIVERY_AVAILABILITY_WAIT_HOURS = 48
     settings.TOKEN_ENCRYPTION_KEYS = GONE
     subscription = make_subscription(campaign, sandbox, "alice")
     settings.TOKEN_ENCRYPTION_KEYS = NEW_KEY
@@ -392,8 +394,10 @@ def test_a_token_sealed_under_a_key_taken_out_waits_for_it_and_fails_nobody(sand
     subscription.refresh_from_db()
     assert (subscription.status, subscription.attempts) == ("pending", 0)
     assert subscription.last_error == (
-        "The key 'gone' that sealed this fan's authorization is not in TOKEN_ENCRYPTION_KEYS. "
-        "The fan waits until it is put back."
+        "The key 'gone' that sealed this fan's authorization is not in TOKEN_ENCRYPTION_KEYS as the worker that "
+        f"tried (process {os.getpid()}) read them when it started (a worker started before the key was added, or "
+        "the key was taken out). The fan is tried again every 5 minutes, using up no attempt, until 48 hours after "
+        "its release time."
     )
     assert sandbox.writes("alice") == []
     assert not DeliveryAttempt.objects.filter(subscription=subscription).exists()  # a wait, not an attempt
@@ -417,8 +421,8 @@ def test_a_key_still_missing_after_the_wait_fails_with_the_reason(sandbox, db, s
     subscription.refresh_from_db()
     assert subscription.status == Subscription.Status.FAILED
     assert subscription.last_error == (
-        "The key 'gone' that sealed this fan's authorization was still not in TOKEN_ENCRYPTION_KEYS "
-        "1 hour after its release time."
+        "The key 'gone' that sealed this fan's authorization is not in TOKEN_ENCRYPTION_KEYS as the worker that "
+        f"tried (process {os.getpid()}) read them when it started, still 1 hour after its release time."
     )
     assert sandbox.writes("alice") == []
 
