@@ -177,3 +177,41 @@ def test_with_debug_on_djangos_own_console_handler_does_not_print_secrets_unreda
     assert result.returncode == 0, result.stderr
     assert "Not Found: /revoke/[redacted]/" in result.stderr
     assert "the-fans-revoke-token" not in result.stdout + result.stderr
+
+
+def test_two_gunicorns_under_the_projects_config_get_a_control_socket_each(tmp_path):
+    """gunicorn's default control socket is one path per user: a second instance would take over the first's."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    servers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:presave_site.gunicorn_config", "presave_site.wsgi"]
+            + [f"--bind=127.0.0.1:{port}", "--workers=1"],
+            cwd=ROOT,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "XDG_RUNTIME_DIR": str(tmp_path)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for port in ports
+    ]
+    expected = {f"gunicorn-127.0.0.1-{port}.ctl" for port in ports}
+    try:
+        wait_for(lambda: {p.name for p in tmp_path.iterdir()} >= expected, message="both control sockets")
+        for port in ports:
+            shown = subprocess.run(
+                [sys.executable, "-m", "gunicorn.ctl.cli", "-s", str(tmp_path / f"gunicorn-127.0.0.1-{port}.ctl")]
+                + ["-c", "show config", "-j"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert f"127.0.0.1:{port}" in shown.stdout, shown.stdout + shown.stderr
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=10)
