@@ -103,22 +103,54 @@ def queue_helpers(campaign: Campaign) -> int:
     return helpers
 
 
+# How long a run the sweeper queued for a campaign counts as coming: about one sweep's interval (the sweeper runs
+# every minute), so that sweeps that waited together in the queue behind busy workers, or the next sweep while
+# the run waits for a worker, do not queue it twice; it then holds leases (`alive_runs`) or was lost with its
+# cluster, and the next sweep starts another.
+RESUME_THROTTLE_SECONDS = 50
+
+
+def alive_runs(campaign_id: int) -> int:
+    """How many runs are delivering the campaign now: the distinct runs (`leased_by`, one per `engine.Run`) that
+    hold an unexpired lease on one of its pending subscriptions."""
+    held = Subscription.objects.filter(
+        campaign_id=campaign_id,
+        status=Subscription.Status.PENDING,
+        leased_by__isnull=False,
+        lease_expires_at__gte=timezone.now(),
+    )
+    return held.values("leased_by").distinct().count()
+
+
+def runs_wanted(campaign_id: int, due: int) -> int:
+    """How many runs the sweeper queues for a campaign with `due` fans no lease holds: up to
+    DELIVERY_PARALLEL_RUNS with the runs alive now, one per batch of due fans, none while it queued some within
+    RESUME_THROTTLE_SECONDS."""
+    free = settings.DELIVERY_PARALLEL_RUNS - alive_runs(campaign_id)
+    wanted = min(free, -(-due // settings.DELIVERY_BATCH_SIZE))
+    if wanted <= 0 or not cache.add(f"delivery:resumed:{campaign_id}", True, RESUME_THROTTLE_SECONDS):
+        return 0
+    return wanted
+
+
 def resume_deliveries() -> str:
     """The minute sweeper (the `delivery-sweeper` Schedule, stored by migration 0002, runs it through
     `delivery.tasks.resume_deliveries`).
 
-    Start the live campaigns whose release-time task was lost (`start_missed_deliveries`); queue a run for every
-    delivering campaign with due work that no live lease holds; mark done the ones with nothing left to do (a
-    per-market campaign, once the release is out in its last market)."""
+    Start the live campaigns whose release-time task was lost (`start_missed_deliveries`); for every delivering
+    campaign with due work that no live lease holds, queue runs up to DELIVERY_PARALLEL_RUNS with those alive
+    (`runs_wanted`: under a rate limit due fans wait unleased while runs are alive, and more runs only meet more
+    429s and hold workers small tasks wait for); mark done the ones with nothing left to do (a per-market
+    campaign, once the release is out in its last market)."""
     started = start_missed_deliveries()
     due = Subscription.objects.filter(due_now(), campaign__status=Campaign.Status.DELIVERING)
+    cap = settings.DELIVERY_BATCH_SIZE * settings.DELIVERY_PARALLEL_RUNS
     resumed = 0
     for campaign_id in sorted(set(due.values_list("campaign_id", flat=True).distinct())):
-        # One run queued per campaign in a lease's time: sweeps that waited in the queue behind busy workers run
-        # together, and each would queue another run.
-        if cache.add(f"delivery:resumed:{campaign_id}", True, settings.DELIVERY_LEASE_SECONDS):
+        runs = runs_wanted(campaign_id, due.filter(campaign_id=campaign_id)[:cap].count())
+        for _ in range(runs):
             async_task(DELIVER_TASK, campaign_id)
-            resumed += 1
+        resumed += 1 if runs else 0
     done = finish_campaigns(Campaign.objects.filter(status=Campaign.Status.DELIVERING).select_related("release"))
     return (
         f"resumed {resumed} campaign(s)"
