@@ -76,3 +76,27 @@ def test_a_heartbeat_under_three_minutes_old_is_no_warning_and_none_with_no_clus
     assert workers.stuck_since([Running()]) is not None
     cache.delete(workers.HEARTBEAT_KEY)  # never swept: counted from the cluster's start
     assert workers.stuck_since([Running()]) == Running.tob
+
+
+def test_no_warning_while_a_long_delivery_holds_the_workers_the_sweeper_waits_behind(
+    staff_client, sandbox, start_worker
+):
+    """On release day the sweeper's task waits behind runs that hold every worker: its heartbeat grows old
+    while delivery demonstrably goes on (its runs take and renew leases), and that is no stuck cluster."""
+    from delivery import scheduling
+    from fans.models import Subscription
+    from tests.delivery.test_release_day import many_fans
+
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
+    many_fans(campaign, sandbox, "long", 30)
+    sandbox.faults(latency_ms=500)
+    page = reverse("admin:releases_campaign_change", args=[campaign.pk])
+    start_worker(DELIVERY_CONCURRENCY="1", DELIVERY_BATCH_SIZE="3", Q_WORKERS="1")
+    scheduling.deliver_now(campaign)
+    wait_for(lambda: Subscription.objects.filter(leased_by__isnull=False).exists(), timeout=60, message="the run")
+    wait_for(lambda: NO_WORKER not in staff_client.get(page).content.decode(), message="the cluster reporting in")
+    last_swept(timezone.now() - dt.timedelta(minutes=10))  # its one worker busy: the sweeper has not run
+
+    assert STUCK not in staff_client.get(page).content.decode(), "delivering: the workers are not stuck"
+    Subscription.objects.update(status="delivered", leased_by=None, lease_expires_at=None)  # the run is over
+    wait_for(lambda: STUCK in staff_client.get(page).content.decode(), message="the warning, once nothing works")
