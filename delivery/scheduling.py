@@ -17,7 +17,7 @@ import datetime as dt
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
@@ -79,6 +79,27 @@ def deliver_now(campaign: Campaign) -> str:
     """Queue the campaign's delivery at once, as staff asked (Deliver now, Retry failed): the one run that may
     re-open a campaign whose delivery is done, for its pending fans. Returns the django-q2 task id."""
     return async_task(DELIVER_TASK, campaign.pk, reopen=True, task_name=f"{schedule_name(campaign.pk)}-now")
+
+
+def due_counts(campaign: Campaign) -> tuple[int, int]:
+    """How many of the campaign's pending fans a run delivers now (`engine.due_now`, no lease holds them), and,
+    per market, how many wait for their market's release time: a per-market campaign's new fans are planned
+    (`engine.Run.plan`) at their market's time, those not planned yet counted by it here."""
+    now = timezone.now()
+    pending = Subscription.objects.filter(campaign=campaign, status=Subscription.Status.PENDING)
+    due = pending.filter(due_now())
+    if campaign.firing != Campaign.Firing.PER_MARKET:
+        return due.count(), 0
+    due_planned = due.filter(next_attempt_at__isnull=False).count()
+    later = pending.filter(attempts=0, next_attempt_at__gt=now)
+    unplanned = due.filter(next_attempt_at__isnull=True, attempts=0).values_list("market").annotate(n=Count("pk"))
+    due_unplanned = later_unplanned = 0
+    for market, count in unplanned.order_by():
+        if campaign.firing_time(market) <= now:
+            due_unplanned += count
+        else:
+            later_unplanned += count
+    return due_planned + due_unplanned, later.count() + later_unplanned
 
 
 DELIVER_NOW_REPEAT_SECONDS = 10

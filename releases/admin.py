@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.text import format_lazy
 from django_q.models import Schedule
 
-from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now_once, scheduled_time
+from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now_once, due_counts, scheduled_time
 from delivery.services import enabled_services, staff_warnings
 from delivery.workers import banner as worker_banner
 from fans.models import Subscription
@@ -453,14 +453,17 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
         return campaign
 
     # --- Deliver now and Retry failed: a confirm page, then a POST ----------------------------------------
-    def start_delivery(self, request: HttpRequest, campaign: Campaign) -> bool:
-        """Queue the delivery and record it, unless a Deliver now of it was queued seconds ago (then nothing is
-        queued or recorded); returns whether it queued."""
+    def start_delivery(self, request: HttpRequest, campaign: Campaign) -> tuple[int, int] | None:
+        """Queue the delivery and record it with the fans due now (`due_counts`, counted before the run leases
+        them), unless a Deliver now of it was queued seconds ago (then nothing is queued or recorded); returns
+        (due now, waiting for their market's time), or None when it queued nothing."""
+        counts = due_counts(campaign)
         if not deliver_now_once(campaign):
-            return False
+            return None
         self.log_change(request, campaign, "Started delivery now.")
-        audit.record(request.user, AuditEntry.Action.DELIVER_NOW, campaign=campaign, rows=campaign.kpi_pending)
-        return True
+        due, later = counts
+        audit.record(request.user, AuditEntry.Action.DELIVER_NOW, campaign=campaign, rows=due, later=later)
+        return counts
 
     def deliverable_campaign(self, request: HttpRequest, object_id: str) -> Campaign | None:
         """The campaign (None if there is none), provided the user may deliver it."""
@@ -496,10 +499,12 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
                 self.message_user(
                     request, f"Nothing to deliver: “{campaign}” is done, no fan is pending.", messages.INFO
                 )
-            elif self.start_delivery(request, campaign):
+            elif counts := self.start_delivery(request, campaign):
+                due, later = counts
+                waiting = f"; {later} wait for their market's release time" if later else ""
                 self.message_user(
                     request,
-                    f"Delivery of “{campaign}” started for {campaign.kpi_pending} pending subscription(s).",
+                    f"Delivery of “{campaign}” started for {due} pending subscription(s) due now{waiting}.",
                     messages.SUCCESS,
                 )
             else:

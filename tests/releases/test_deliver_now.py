@@ -216,3 +216,34 @@ def test_a_double_submitted_deliver_now_queues_one_run_and_records_one_entry(lab
     assert sum("was already queued a moment ago; nothing more was queued" in page for page in pages) == 2
     assert OrmQ.objects.count() == 1
     assert AuditEntry.objects.filter(action=AuditEntry.Action.DELIVER_NOW).count() == 1
+
+
+def test_deliver_now_on_a_per_market_campaign_reports_and_audits_the_fans_due_now(staff_client, db):
+    """The release is out in Japan (UTC+9) and still to come in the UK: Deliver now delivers the Japanese fans
+    and leaves the British ones for their time; it says so, and the audit log counts the fans due now."""
+    from django.utils import timezone
+
+    from fans.models import Fan
+    from releases.models import AuditEntry
+
+    campaign = make_campaign(release_in=dt.timedelta(hours=3), firing=Campaign.Firing.PER_MARKET)
+    now = timezone.now()
+
+    def fans(market: str, count: int, **fields) -> None:
+        for _ in range(count):
+            fan = Fan.objects.create(service="spotify", service_user_id=f"fan{Fan.objects.count()}")
+            Subscription.objects.create(fan=fan, campaign=campaign, market=market, **fields)
+
+    fans("JP", 3)  # not planned yet: their market's time has come
+    fans("JP", 1, next_attempt_at=now - dt.timedelta(hours=6))  # planned by an earlier run
+    fans("JP", 1, next_attempt_at=now - dt.timedelta(hours=6), lease_expires_at=now + dt.timedelta(minutes=1))
+    fans("JP", 1, status=Subscription.Status.DELIVERED)
+    fans("GB", 2)  # not planned: their market's time is 3 hours away
+    fans("GB", 1, next_attempt_at=now + dt.timedelta(hours=3))
+
+    response = staff_client.post(deliver_now_url(campaign), follow=True)
+
+    assert "started for 4 pending subscription(s) due now; 3 wait for their market's release time." in text(response)
+    entry = AuditEntry.objects.get(action=AuditEntry.Action.DELIVER_NOW)
+    assert entry.rows == 4 and entry.details["later"] == 3
+    assert OrmQ.objects.count() == 1
