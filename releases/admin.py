@@ -32,7 +32,7 @@ from presave_site.admin_input import HandMadeInput
 from presave_site.readonly_admin import ReadOnlyAdminMixin
 from releases import analytics, audit, charts, expiry, exports, markets, retry
 from releases.models import SPOTIFY_ID, Artist, AuditEntry, Campaign, Release, ReleaseLink, validate_timezone
-from releases.progress import progress
+from releases.progress import progress, reading_in
 
 DELIVER_PERMISSION = "deliver_campaign"
 EXPORT_PERMISSION = "releases.export_subscribers"
@@ -556,13 +556,8 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
         campaign = self.campaign_or_404(request, object_id)
         if not self.has_view_or_change_permission(request, campaign):
             raise PermissionDenied
-        previous_done = request.GET.get("done", "")
-        previous_at = request.GET.get("at", "")
-        try:
-            previous = (int(previous_done), float(previous_at))
-        except ValueError:
-            previous = (None, None)
-        context = {"progress": progress(campaign, *previous), "progress_url": self.url("progress", campaign)}
+        readings = (reading_in(request.GET, "done", "at"), reading_in(request.GET, "later_done", "later_at"))
+        context = {"progress": progress(campaign, *readings), "progress_url": self.url("progress", campaign)}
         return TemplateResponse(request, "admin/releases/campaign/includes/progress.html", context)
 
     # --- Export ---------------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """How far a running delivery has got: for the live progress bar on the campaign page (htmx, every ~1.5 s).
 
-The rate is measured between two refreshes: each partial carries its own count and time, and the next request
-sends them back, so nothing needs to be stored and the figure is always the current speed.
+The rate is measured over the last RATE_SPAN to 2 × RATE_SPAN seconds, without storing anything: each partial
+carries two readings (count and time), a base and a later one, and the next request sends them back; the rate is
+from the base to now, and once the later reading is RATE_SPAN old it becomes the base. Runs write outcomes in
+chunks (every DELIVERY_RECORD_SECONDS, and a batch's last fans together), so a rate measured between two
+refreshes 1.5 s apart swung between a burst and nothing ("8.2/s", then "0.0/s · estimating…").
 """
 
 from __future__ import annotations
@@ -20,6 +23,16 @@ from releases.models import AuditEntry, Campaign
 # After Deliver now or Retry failed, the page follows the delivery even before a worker has picked it up.
 JUST_STARTED = dt.timedelta(minutes=2)
 WAITING_SECONDS = 15  # how long the count of fans waiting for their market is reused
+RATE_SPAN = 30.0  # seconds: the rate is measured over RATE_SPAN to 2 × RATE_SPAN (see the module's docstring)
+RATE_MAX_AGE = 600.0  # a reading older than this (a page left open) starts the measure again
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a refresh saw: settled subscriptions (`done`) at `at` (epoch seconds)."""
+
+    done: int
+    at: float
 
 
 @dataclass(frozen=True)
@@ -40,7 +53,9 @@ class Progress:
     revoked: int
     pending: int
     measured_at: float  # epoch seconds
-    rate: float | None  # subscriptions settled per second since the previous refresh
+    rate: float | None  # subscriptions settled per second since `base` was read
+    base: Reading | None = None  # the readings the next refresh sends back (see the module's docstring)
+    later: Reading | None = None
     pauses: tuple[Pause, ...] = ()  # while running: the campaign's services every worker is waiting for
     # Per market, while running: pending fans whose market hasn't reached the release time (no work yet), and
     # the next market to reach it with its time.
@@ -80,16 +95,19 @@ class Progress:
         return str(dt.timedelta(seconds=round(seconds)))
 
 
-def progress(campaign: Campaign, previous_done: int | None = None, previous_at: float | None = None) -> Progress:
+def progress(campaign: Campaign, base: Reading | None = None, later: Reading | None = None) -> Progress:
     counts = kpis(campaign)
     now = time.time()
     total = sum(counts.values())
-    done = total - counts["pending"]
-    rate = None
-    # The previous reading comes back from the page's query string: only a plausible one gives a rate.
-    plausible = previous_done is not None and previous_at is not None and 0 <= previous_done <= total
-    if plausible and 0 < now - previous_at < 600:
-        rate = max(done - previous_done, 0) / (now - previous_at)
+    current = Reading(total - counts["pending"], now)
+    base, later = plausible(base, total, now), plausible(later, total, now)
+    rate = max(current.done - base.done, 0) / (now - base.at) if base else None
+    if base is None:
+        base = later = current
+    elif later is None:
+        later = current
+    elif now - later.at >= RATE_SPAN:
+        base, later = later, current
     running = campaign.status == Campaign.Status.DELIVERING or (counts["pending"] > 0 and just_started(campaign))
     return Progress(
         running=running,
@@ -101,9 +119,26 @@ def progress(campaign: Campaign, previous_done: int | None = None, previous_at: 
         pending=counts["pending"],
         measured_at=now,
         rate=rate,
+        base=base,
+        later=later,
         pauses=pauses(campaign) if running else (),
         **(waiting_for_markets(campaign) if running and counts["pending"] else {}),
     )
+
+
+def reading_in(params, done_key: str, at_key: str) -> Reading | None:
+    """The reading a refresh sent back in its query string (`params`), or None if it holds none."""
+    try:
+        return Reading(int(params.get(done_key, "")), float(params.get(at_key, "")))
+    except ValueError:
+        return None
+
+
+def plausible(reading: Reading | None, total: int, now: float) -> Reading | None:
+    """A reading the page sent back, if it could be one: the page's query string is anyone's to edit."""
+    if reading is None or not 0 <= reading.done <= total or not 0 < now - reading.at < RATE_MAX_AGE:
+        return None
+    return reading
 
 
 def waiting_for_markets(campaign: Campaign) -> dict:

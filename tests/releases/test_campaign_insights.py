@@ -3,6 +3,7 @@
 import datetime as dt
 import html
 import re
+import time
 
 import pytest
 import time_machine
@@ -138,7 +139,7 @@ def test_progress_reports_done_total_failures_rate_and_time_left(staff_client, b
     assert (first.total, first.done, first.failures, first.pending, first.running) == (20, 15, 5, 5, True)
     assert first.time_left == "estimating…"
 
-    later = progress.progress(busy_campaign, previous_done=10, previous_at=first.measured_at - 2)
+    later = progress.progress(busy_campaign, progress.Reading(10, first.measured_at - 2))
     assert later.rate == pytest.approx(2.5, rel=0.05)  # 5 settled in 2 s
     assert later.seconds_left == pytest.approx(2.0, rel=0.05)
 
@@ -148,6 +149,27 @@ def test_progress_reports_done_total_failures_rate_and_time_left(staff_client, b
     text = html.unescape(partial.content.decode())
     assert 'hx-trigger="every 1.5s"' in text and "15</span> of <span" in text
     assert "2.5/s" in text
+
+
+def test_the_rate_is_measured_over_half_a_minute_not_between_two_refreshes(busy_campaign):
+    """Runs write outcomes in chunks: between two refreshes 1.5 s apart the rate swung from a burst to nothing."""
+    busy_campaign.status = "delivering"
+    busy_campaign.save()
+    for i in range(5):
+        subscribe(busy_campaign, f"waiting{i}")
+    start = time.time()
+    with time_machine.travel(start, tick=False):
+        first = progress.progress(busy_campaign, progress.Reading(5, start - 10))  # 10 settled in the last 10 s
+    with time_machine.travel(start + 1.5, tick=False):  # no chunk written since the last refresh
+        second = progress.progress(busy_campaign, first.base, first.later)
+    assert first.rate == pytest.approx(1.0, rel=0.05)
+    assert second.rate == pytest.approx(10 / 11.5, rel=0.05), "not 0/s: the base stays 11.5 s back"
+    assert second.time_left != "estimating…"
+
+    with time_machine.travel(start + progress.RATE_SPAN + 1, tick=False):  # the later reading is half a minute old
+        third = progress.progress(busy_campaign, second.base, second.later)
+    assert third.base == second.later, "the later reading becomes the base: the span stays 30 to 60 s"
+    assert third.later.at == pytest.approx(start + progress.RATE_SPAN + 1)
 
 
 def test_progress_partial_survives_junk_parameters(staff_client, busy_campaign):
