@@ -50,18 +50,23 @@ def test_production_without_secret_key_fails_naming_it():
     assert "ImproperlyConfigured: SECRET_KEY must be set when DEBUG is off" in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("keys", "words"),
-    [("garbage", "look like 'key-id:base64-of-32-bytes'"), ("prod:c2hvcnQ=", "must be 32 bytes, not 5")],
-)
-def test_malformed_token_encryption_keys_stop_the_start_naming_the_problem(keys, words):
-    result = manage(
+def check_with_keys(keys: str):
+    """`manage.py check` with production's DEBUG off and `keys` as TOKEN_ENCRYPTION_KEYS."""
+    return manage(
         "check",
         DEBUG="false",
         SECRET_KEY=secrets.token_urlsafe(50),
         TOKEN_ENCRYPTION_KEYS=keys,
         DATABASE_URL=os.environ["DATABASE_URL"],
     )
+
+
+@pytest.mark.parametrize(
+    ("keys", "words"),
+    [("garbage", "look like 'key-id:base64-of-32-bytes'"), ("prod:c2hvcnQ=", "must be 32 bytes, not 5")],
+)
+def test_malformed_token_encryption_keys_stop_the_start_naming_the_problem(keys, words):
+    result = check_with_keys(keys)
     assert result.returncode != 0
     assert words in result.stderr
     assert "c2hvcnQ=" not in result.stderr, "the key itself is never shown"
@@ -72,13 +77,7 @@ def test_a_key_id_that_is_not_one_stops_the_start_without_showing_the_key(order)
     """'<base64>:<id>' quoted the key as the id in the error; a "/" in an id passed and broke privacy links."""
     key = base64.b64encode(os.urandom(32)).decode()
     keys = f"{key}:prod" if order == "reversed" else f"2026/07:{key}"
-    result = manage(
-        "check",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        TOKEN_ENCRYPTION_KEYS=keys,
-        DATABASE_URL=os.environ["DATABASE_URL"],
-    )
+    result = check_with_keys(keys)
     assert result.returncode != 0
     assert "the key id of item 1 is not 1 to 32 letters, digits" in result.stderr
     assert key[:16] not in result.stdout + result.stderr, "the key itself is never shown"
