@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 from django.contrib.staticfiles import finders
+from django.core.exceptions import PermissionDenied
 from django.template import loader
 from django.test import Client, RequestFactory
 from django.urls import reverse
-from django.views.defaults import server_error
+from django.views.defaults import permission_denied, server_error
 
 from fans.models import EmailSignup, Subscription
 from tests.conftest import make_campaign
@@ -53,6 +54,30 @@ def test_the_500_page_renders_with_no_context_at_all():
     response = server_error(RequestFactory().get("/first-light/"))
 
     assert response.status_code == 500 and "<h1>Something went wrong</h1>" in response.content.decode()
+
+
+def test_a_permission_denied_on_the_fans_site_is_the_styled_403():
+    response = permission_denied(RequestFactory().get("/first-light/"), PermissionDenied("for the log only"))
+
+    page = text(response)
+    assert response.status_code == 403
+    assert "<h1>Not allowed</h1>" in page and "open it again from where you found it" in page
+    assert f'href="{reverse("fans:privacy_notice")}#privacy-link"' in page
+    assert 'class="panel problem" data-status="403"' in page and "Error 403" in page
+    assert "Back to the console" not in page and "for the log only" not in page
+    assert "403 Forbidden" not in page  # Django's bare page
+
+
+def test_a_console_page_a_role_does_not_open_is_the_styled_403_with_a_way_back(staff_client, campaign, settings):
+    settings.DEBUG = False  # label staff may not export subscribers: only managers
+
+    response = staff_client.get(reverse("admin:releases_campaign_export", args=[campaign.pk]))
+
+    page = text(response)
+    assert response.status_code == 403
+    assert "<h1>Not allowed</h1>" in page and "ask whoever manages the console's accounts" in page
+    assert f'href="{reverse("admin:index")}">Back to the console</a>' in page
+    assert "403 Forbidden" not in page
 
 
 def test_a_presave_without_a_csrf_cookie_is_the_styled_403_and_saves_nothing(campaign, settings):
