@@ -67,6 +67,11 @@ class Progress:
         return self.total - self.pending
 
     @property
+    def finished(self) -> bool:
+        """A delivery ran and has settled every fan: the page says so with the outcome, and stops polling."""
+        return self.started and not self.running and not self.pending
+
+    @property
     def failures(self) -> int:
         return self.failed + self.revoked
 

@@ -67,6 +67,10 @@ def test_progress_partial_counts_up_during_a_real_delivery(staff_client, sandbox
     assert any(0 < s["done"] < 21 and s["running"] for s in samples), f"seen mid-way: {dones}"
     assert samples[-1] == {"done": 21, "total": 21, "running": False, "failures": 1}
     assert 'hx-trigger="every' not in html, "polling stops when the delivery is over"
+    done = "<strong>Delivery done:</strong> 20 delivered, 0 failed, 1 revoked"
+    assert done in " ".join(html.split())
+    page = staff_client.get(reverse("admin:releases_campaign_change", args=[campaign.pk])).content.decode()
+    assert done in " ".join(page.split()) and "Delivering:" not in page
     assert Subscription.objects.filter(campaign=campaign, status="delivered").count() == 20
 
 
@@ -110,6 +114,25 @@ def test_progress_says_when_a_service_has_every_worker_waiting(staff_client, db)
     assert "the workers' log names which" in " ".join(html.split()), "not the fans' errors: those in flight have none"
     assert until.strftime("%H:%M") in html or (until - dt.timedelta(seconds=1)).strftime("%H:%M") in html
     assert re.search(r"until\s+\d\d:\d\d:\d\d UTC,", html), "in UTC, as every time in the console says"
+
+
+@pytest.mark.django_db
+def test_a_finished_delivery_says_done_with_its_outcome_and_a_stopped_one_does_not(staff_client, db):
+    """After Deliver now or a scheduled run: "Delivery done" with each outcome, not a generic count; a campaign
+    marked done that still has fans pending (a run that stopped) says how far it got instead."""
+    campaign = make_campaign(status="done")
+    for i, status in enumerate(["delivered"] * 3 + ["failed"] * 2 + ["revoked"]):
+        fan = Fan.objects.create(service="spotify", service_user_id=f"fan{i}")
+        Subscription.objects.create(fan=fan, campaign=campaign, status=status)
+    url = reverse("admin:releases_campaign_progress", args=[campaign.pk])
+
+    html = " ".join(staff_client.get(url, HTTP_HX_REQUEST="true").content.decode().split())
+
+    assert "<strong>Delivery done:</strong> 3 delivered, 2 failed, 1 revoked" in html
+    assert "hx-get" not in html and "Delivering:" not in html
+    Subscription.objects.create(fan=Fan.objects.create(service="spotify", service_user_id="late"), campaign=campaign)
+    html = " ".join(staff_client.get(url, HTTP_HX_REQUEST="true").content.decode().split())
+    assert "Delivery done" not in html and "Delivery: 6 of 7 done" in re.sub(r"<[^>]+>", "", html)
 
 
 @pytest.mark.django_db
