@@ -557,8 +557,15 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
         if not self.has_view_or_change_permission(request, campaign):
             raise PermissionDenied
         readings = (reading_in(request.GET, "done", "at"), reading_in(request.GET, "later_done", "later_at"))
-        context = {"progress": progress(campaign, *readings), "progress_url": self.url("progress", campaign)}
-        return TemplateResponse(request, "admin/releases/campaign/includes/progress.html", context)
+        reading = progress(campaign, *readings)
+        events = analytics.funnel_counts(campaign)
+        context = {
+            "progress": reading,
+            "progress_url": self.url("progress", campaign),
+            "funnel": analytics.funnel(campaign, delivered=reading.delivered, events=events),
+            "visitors": events["visitors"],
+        }
+        return TemplateResponse(request, "admin/releases/campaign/includes/progress_refresh.html", context)
 
     # --- Export ---------------------------------------------------------------------------------------------
     def export_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

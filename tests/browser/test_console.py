@@ -143,8 +143,10 @@ def test_progress_bar_advances_during_a_delivery_without_a_reload(console, page,
 
     assert page.evaluate("window.stillTheSamePage") is True, "updated in place by htmx, no reload"
     assert progress.get_attribute("data-done") == "24"
-    assert "24 of 24 done" in " ".join(progress.inner_text().split())
+    assert "Delivery done: 24 delivered, 0 failed, 0 revoked" in " ".join(progress.inner_text().split())
     assert progress.locator(".kpi-delivered dd").inner_text() == "24", "the KPIs refresh with the bar"
+    delivered_step = page.locator("#campaign-funnel tr", has_text="Delivered").locator("td").first
+    assert delivered_step.inner_text() == "24", "the funnel refreshes with the bar"
     assert Subscription.objects.filter(campaign=campaign, status="delivered").count() == 24
     assert violations == [], "htmx swapped the progress in under the console's Content-Security-Policy"
 

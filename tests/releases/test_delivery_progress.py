@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from delivery.ratelimit import limiter_for
-from fans.models import Credential, Fan, Subscription
+from fans.models import Credential, Fan, FunnelEvent, Subscription
 from tests.conftest import make_campaign, make_subscription
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -133,6 +133,26 @@ def test_a_finished_delivery_says_done_with_its_outcome_and_a_stopped_one_does_n
     Subscription.objects.create(fan=Fan.objects.create(service="spotify", service_user_id="late"), campaign=campaign)
     html = " ".join(staff_client.get(url, HTTP_HX_REQUEST="true").content.decode().split())
     assert "Delivery done" not in html and "Delivery: 6 of 7 done" in re.sub(r"<[^>]+>", "", html)
+
+
+@pytest.mark.django_db
+def test_each_progress_refresh_brings_the_funnel_with_it(staff_client, db):
+    """The funnel's Delivered step counts up with the KPIs: each refresh sends the funnel out of band (htmx swaps
+    it in by its id), while the change page draws it in place."""
+    campaign = make_campaign(status="delivering")
+    FunnelEvent.objects.bulk_create([FunnelEvent(campaign=campaign, kind="view") for _ in range(4)])
+    for i, status in enumerate(["delivered", "delivered", "pending"]):
+        fan = Fan.objects.create(service="spotify", service_user_id=f"fan{i}")
+        Subscription.objects.create(fan=fan, campaign=campaign, status=status)
+    url = reverse("admin:releases_campaign_progress", args=[campaign.pk])
+
+    html = " ".join(staff_client.get(url, HTTP_HX_REQUEST="true").content.decode().split())
+
+    assert '<section id="campaign-funnel" hx-swap-oob="true">' in html
+    assert re.search(r'<th scope="row">Page views</th><td>4</td>', html)
+    assert re.search(r'<th scope="row">Delivered</th><td>2</td>', html)
+    page = staff_client.get(reverse("admin:releases_campaign_change", args=[campaign.pk])).content.decode()
+    assert page.count('id="campaign-funnel"') == 1 and "hx-swap-oob" not in page
 
 
 @pytest.mark.django_db
