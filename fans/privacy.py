@@ -57,6 +57,11 @@ EXPIRED = (
     "from your thank-you page, or ask for a fresh link by email on our privacy page."
 )
 
+ERASED = (
+    "Everything we held about the account this link was for has been erased, so there's nothing left to show, "
+    "download or cancel. If you pre-save again, you'll get a new link."
+)
+
 
 @dataclass(frozen=True)
 class Subject:
@@ -94,7 +99,7 @@ def subject_from(token: str) -> Subject:
     if isinstance(payload.get("fan"), int):
         fan = Fan.objects.filter(pk=payload["fan"]).first()
         if fan is None:
-            raise NotFound("We hold nothing about you any more: your data was erased.", title="Nothing held")
+            raise NotFound(ERASED, title="This link is no longer valid")
         return Subject(fan=fan)
     if isinstance(payload.get("email"), str) and payload["email"]:  # mailed before address links were sealed
         return Subject(email=payload["email"])

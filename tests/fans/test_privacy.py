@@ -240,6 +240,33 @@ def test_an_account_named_after_someone_else_s_address_reaches_none_of_that_addr
     assert EmailSignup.objects.filter(pk=signup.pk).exists() and ReleaseEmail.objects.filter(signup=signup).exists()
 
 
+def test_an_erased_fan_s_old_links_are_a_clean_404_saying_the_link_is_no_longer_valid(client, alice, settings):
+    settings.DEBUG = False
+    token = privacy.sign({"fan": alice.pk})
+    subscription = alice.subscriptions.first().pk
+    assert client.post(reverse("fans:privacy_erase", args=[token])).status_code == 200
+
+    pages = [
+        reverse("fans:privacy", args=[token]),
+        reverse("fans:privacy_export", args=[token]),
+        reverse("fans:privacy_revoke", args=[token, subscription]),
+        reverse("fans:privacy_stop_email", args=[token, subscription]),
+        reverse("fans:privacy_erase", args=[token]),
+    ]
+    checked = 0
+    for url in pages:
+        for response in (client.get(url), client.post(url)):
+            if response.status_code == 405:  # a page that only answers GET, say
+                continue
+            checked += 1
+            page = html.unescape(response.content.decode())
+            assert response.status_code == 404, (url, response.status_code)
+            assert "<h1>This link is no longer valid</h1>" in page, url
+            assert "has been erased" in page and "Traceback" not in page
+            assert response["Content-Type"].startswith("text/html")
+    assert checked >= len(pages) and not Fan.objects.exists()
+
+
 def test_a_forged_link_is_a_clear_400(client, alice):
     token = privacy.sign({"fan": alice.pk})
     forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
