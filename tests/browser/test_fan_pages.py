@@ -355,3 +355,35 @@ def test_on_the_privacy_page_a_fan_cancels_one_pre_save_and_stops_the_email_of_o
     page.screenshot(path=ARTIFACTS / "privacy-cancelled.png", full_page=True)
     assert Subscription.objects.get(campaign=waiting).status == "revoked"
     assert Subscription.objects.get(campaign=done).status == "delivered"
+
+
+BUTTON_BOXES = """() => [...document.querySelectorAll(".privacy .buttons .button")].map(button => {
+    const box = button.getBoundingClientRect(), row = button.closest(".buttons").getBoundingClientRect();
+    return {name: button.textContent.trim(), width: box.width, row: row.width, height: box.height};
+})"""
+
+
+def test_on_a_phone_every_privacy_button_is_full_width_and_easy_to_tap(site, browser, sandbox):
+    context = phone_context(browser)
+    try:
+        page = context.new_page()
+        alice_presaves_with_the_email_box(page, site, sandbox, make_campaign())
+        page.get_by_role("link", name="See, download or erase what we hold about you").click()
+        page.get_by_role("heading", name="What we hold about you").wait_for()
+        page.screenshot(path=ARTIFACTS / "privacy-phone.png", full_page=True)
+
+        boxes = page.evaluate(BUTTON_BOXES)
+
+        names = {box["name"] for box in boxes}
+        assert names == {
+            "Cancel this pre-save",
+            "Stop the email",
+            "Download my data (JSON)",
+            "Erase everything about me",
+        }
+        for box in boxes:
+            assert box["width"] == pytest.approx(box["row"], abs=1), f"{box['name']} spans its row"
+            assert box["height"] >= 48, f"{box['name']} is a finger's height"
+        assert page.evaluate("document.documentElement.scrollWidth") == PHONE["width"]
+    finally:
+        context.close()
