@@ -22,6 +22,11 @@ from releases.models import Campaign
 logger = logging.getLogger(__name__)
 
 
+def console_url(page: str, campaign: Campaign) -> str:
+    """A full address of one of the campaign's console pages: a mail client has no site to resolve a path on."""
+    return settings.PUBLIC_BASE_URL + reverse(f"admin:releases_campaign_{page}", args=[campaign.pk])
+
+
 def send_delivery_report(campaign_id: int) -> str:
     """The task: mail the report of a done campaign to DELIVERY_REPORT_EMAILS."""
     campaign = Campaign.objects.select_related("release__artist").filter(pk=campaign_id).first()
@@ -36,7 +41,9 @@ def send_delivery_report(campaign_id: int) -> str:
         "total": sum(counts.values()),
         "failure_reasons": analytics.failure_reasons(campaign, limit=5),
         "retryable": retry.retryable_count(campaign, failed=counts["failed"]),
-        "admin_url": settings.PUBLIC_BASE_URL + reverse("admin:releases_campaign_change", args=[campaign.pk]),
+        "public_url": campaign.public_url(),
+        "admin_url": console_url("change", campaign),
+        "retry_failed_url": console_url("retry_failed", campaign),
     }
     subject = f"Delivered: {release.title} by {release.artist} — {counts['delivered']:,} of {context['total']:,} fans"
     body = render_to_string("email/delivery_report.txt", context)

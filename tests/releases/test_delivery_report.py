@@ -1,5 +1,7 @@
 """The release-day report: once a campaign's delivery is done, staff get one email saying how it went."""
 
+import re
+
 import pytest
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
@@ -22,6 +24,7 @@ def test_a_done_campaign_mails_its_staff_one_report_with_counts_and_reasons(
     sandbox, settings, mailoutbox, django_capture_on_commit_callbacks
 ):
     settings.DELIVERY_REPORT_EMAILS = STAFF
+    settings.PUBLIC_BASE_URL = "https://presave.example.test"
     campaign = make_campaign(release_in=-timezone.timedelta(minutes=1), status="delivering")
     for user in ("alice", "bob"):
         make_subscription(campaign, sandbox, user)
@@ -43,7 +46,11 @@ def test_a_done_campaign_mails_its_staff_one_report_with_counts_and_reasons(
     assert mail.subject == "Delivered: First Light by Nova Lark — 2 of 3 fans"
     assert "Delivered: 2 of 3 fans" in mail.body and "Revoked:   1" in mail.body
     assert "Why fans weren't delivered (failed or revoked):" in mail.body, "a revoked fan is no failure"
-    assert f"/admin/releases/campaign/{campaign.pk}/change/" in mail.body
+    console = f"https://presave.example.test/admin/releases/campaign/{campaign.pk}"
+    assert f"The campaign in the console: {console}/change/" in mail.body
+    assert "(https://presave.example.test/first-light/) is done." in mail.body
+    links = re.findall(r"\S*/\S*", mail.body)
+    assert links and all(link.strip("()").startswith("https://presave.example.test/") for link in links), links
     assert "Ghost" not in mail.body and "a-token" not in mail.body, "counts and reasons only: no fan's data"
 
 
@@ -72,6 +79,25 @@ def test_a_report_the_mail_server_refuses_is_sent_again_later(settings, mailoutb
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert report.send_delivery_report(campaign.pk).endswith("sent to 2 address(es)")  # what the retry runs
     assert len(mailoutbox) == 1
+
+
+def test_the_report_links_to_retry_failed_with_a_full_address(settings, mailoutbox):
+    settings.DELIVERY_REPORT_EMAILS = STAFF
+    settings.PUBLIC_BASE_URL = "https://presave.example.test"
+    campaign = make_campaign(status="done")
+    fan = Fan.objects.create(service="spotify", service_user_id="later")
+    failed = Subscription.objects.create(
+        fan=fan, campaign=campaign, status="failed", attempts=settings.DELIVERY_MAX_ATTEMPTS, last_error=engine.GAVE_UP
+    )
+    credential = Credential(subscription=failed, authorized_at=timezone.now())
+    credential.store("a-token")
+    credential.save()
+
+    report.send_delivery_report(campaign.pk)
+
+    (mail,) = mailoutbox
+    retry_url = f"https://presave.example.test/admin/releases/campaign/{campaign.pk}/retry-failed/"
+    assert f'"Retry failed" puts them\nback in the queue: {retry_url}\n' in mail.body
 
 
 def test_the_release_time_schedule_after_deliver_now_sends_no_second_report(
