@@ -11,6 +11,8 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.utils.timesince import timeuntil
 
 from delivery.services import SERVICES
@@ -205,7 +207,7 @@ def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled:
         **context,
         "delivered": delivered,
         "again": again,
-        "actions": service.actions(campaign),
+        "cancel_words": cancel_words(campaign, service),
         "undo": undo_words(subscription, service) if delivered else [],
         "email_to_come": privacy.email_to_come(subscription),
         "privacy_token": privacy_token,
@@ -242,6 +244,28 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         "email_signups": signups,
         "token": token,
     }
+
+
+def cancel_words(campaign: Campaign, service) -> SafeString:
+    """What cancelling stops release day from doing, every action the pre-save would take, as "We won't …" goes
+    on: "save X by Y to your Spotify library, follow Y on Spotify or add X to …". Empty when there is none."""
+    release = campaign.release
+    words = {
+        "save": format_html(
+            "save <strong>{}</strong> by {} to your {} library", release.title, release.artist.name, service.label
+        ),
+        "follow": format_html("follow {} on {}", release.artist.name, service.label),
+        "playlist": format_html(
+            "add <strong>{}</strong> to a new private playlist “{}” in your {} account",
+            release.title,
+            campaign.playlist_name,
+            service.label,
+        ),
+    }
+    *first, last = [words[action] for action in service.actions(campaign)] or [format_html("")]
+    if not first:
+        return last
+    return format_html("{} or {}", format_html_join(", ", "{}", ((phrase,) for phrase in first)), last)
 
 
 def undo_words(subscription: Subscription, service) -> list[str]:
@@ -333,7 +357,7 @@ def privacy_cancel_context(subscription: Subscription, token: str) -> dict:
         "release": release,
         "artist": release.artist,
         "service_label": service.label,
-        "actions": service.actions(subscription.campaign),
+        "cancel_words": cancel_words(subscription.campaign, service),
         "undo": undo_words(subscription, service),
         "email_to_come": privacy.email_to_come(subscription),
         "token": token,

@@ -116,6 +116,34 @@ def test_cancelling_asks_first_and_changes_nothing_until_confirmed(client, waiti
     assert Subscription.objects.get().status == "pending" and Credential.objects.exists()
 
 
+def test_the_question_lists_every_action_cancelling_stops_the_playlist_too(client, waiting):
+    type(waiting.campaign).objects.update(follow_artist=True, playlist_name="Glass Harbour — Pre-saves")
+    token = privacy_url(waiting.fan).split("/")[2]
+
+    page = text_of(client.get(reverse("fans:privacy_revoke", args=[token, waiting.pk])))
+
+    assert (
+        "We won't save First Light by Nova Lark to your Spotify library, follow Nova Lark on Spotify or add First "
+        "Light to a new private playlist “Glass Harbour — Pre-saves” in your Spotify account on release day, and "
+        "we'll delete the permission you gave us."
+    ) in page
+
+
+def test_a_playlist_only_pre_save_s_question_names_the_playlist(client, waiting):
+    type(waiting.campaign).objects.update(save_release=False, playlist_name="Glass Harbour <Pre-saves>")
+    token = privacy_url(waiting.fan).split("/")[2]
+
+    response = client.get(reverse("fans:privacy_revoke", args=[token, waiting.pk]))
+
+    assert "“Glass Harbour &lt;Pre-saves&gt;”" in response.content.decode(), "the campaign's words, escaped"
+    page = text_of(response)
+    assert (
+        "We won't add First Light to a new private playlist “Glass Harbour <Pre-saves>” in your Spotify account "
+        "on release day, and we'll delete the permission you gave us."
+    ) in page
+    assert "library" not in page.split("Cancel your pre-save?")[-1]
+
+
 def test_cancelling_says_afterwards_what_happened(client, waiting):
     token = privacy_url(waiting.fan).split("/")[2]
 
