@@ -262,10 +262,10 @@ def cancel_words(campaign: Campaign, service) -> SafeString:
             service.label,
         ),
     }
-    *first, last = [words[action] for action in service.actions(campaign)] or [format_html("")]
-    if not first:
-        return last
-    return format_html("{} or {}", format_html_join(", ", "{}", ((phrase,) for phrase in first)), last)
+    phrases = [(words[action],) for action in service.actions(campaign)]
+    if len(phrases) < 2:
+        return format_html_join("", "{}", phrases)
+    return format_html("{} or {}", format_html_join(", ", "{}", phrases[:-1]), phrases[-1][0])
 
 
 def undo_words(subscription: Subscription, service) -> list[str]:
