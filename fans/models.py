@@ -129,8 +129,12 @@ def hash_token(token: str) -> str:
 
 
 class ConsentRecordQuerySet(models.QuerySet):
-    # Opted in to email and not withdrawn: the consents whose address gets the release email and is exported.
-    SHARING_EMAIL = models.Q(email_opt_in=True, revoked_at__isnull=True)
+    # Opted in to email and not withdrawn: the consents whose address gets the release email, is exported and
+    # counts as opted in. A revoked pre-save withdraws its consent to share, however it ended revoked (the fan's
+    # link, or release day finding the authorization gone, which leaves the consent row as it was).
+    SHARING_EMAIL = models.Q(email_opt_in=True, revoked_at__isnull=True) & ~models.Q(
+        subscription__status=Subscription.Status.REVOKED
+    )
 
     def sharing_email(self):
         return self.filter(self.SHARING_EMAIL)

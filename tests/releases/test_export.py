@@ -106,6 +106,23 @@ def test_a_fan_who_withdrew_consent_is_exported_without_their_name_country_marke
     assert [row["fan"] for row in export(manager_client, campaign_export_url(other))] == ["changed-mind"]
 
 
+def test_a_revoked_pre_save_is_exported_without_its_email(manager_client):
+    """Revoking withdraws the consent to share the address, however the pre-save ended revoked (here release day
+    found the fan's authorization gone, which leaves the consent row as it was): no email, opt-in "no"."""
+    campaign = make_campaign()
+    subscribe(campaign, "gone", email="gone@fan.test", opt_in=True, status="revoked")
+    subscribe(campaign, "kept", email="kept@fan.test", opt_in=True, status="failed")
+
+    rows = export(manager_client, campaign_export_url(campaign))
+
+    assert sorted((row["status"], row["email_opt_in"], row["email"]) for row in rows) == [
+        ("failed", "yes", "kept@fan.test"),
+        ("revoked", "no", ""),
+    ]
+    artist_rows = export(manager_client, reverse("admin:releases_artist_export", args=[campaign.release.artist.pk]))
+    assert "gone@fan.test" not in {row["email"] for row in artist_rows}
+
+
 @pytest.mark.parametrize("name", ['=HYPERLINK("http://evil")', "+1+2", "-2+3", "@SUM(A1)", "\tTabbed", "\rReturned"])
 def test_cells_a_spreadsheet_would_evaluate_are_neutralized(manager_client, name):
     campaign = make_campaign()
