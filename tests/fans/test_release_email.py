@@ -389,6 +389,26 @@ def test_a_fan_who_revokes_before_the_retry_is_mailed_only_if_their_sign_up_stil
 
 
 @pytest.mark.django_db
+def test_a_revoked_pre_save_is_not_mailed_even_with_its_consent_row_untouched(out_campaign, settings, mailoutbox):
+    """Release day finding the fan's authorization gone marks the pre-save revoked and leaves its consent row as
+    it was: revoking withdraws the consent to share the address all the same, before the run or between its
+    planning and a retry."""
+    before = pre_save(out_campaign, "gone-before", "before@fan.test", opt_in=True)
+    Subscription.objects.filter(pk=before.subscription_id).update(status=Subscription.Status.REVOKED)
+    between = pre_save(out_campaign, "gone-between", "between@fan.test", opt_in=True)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 2  # nothing listens there
+    assert "mail server failed" in release_email.send_release_emails(out_campaign.pk)
+    assert not ReleaseEmail.objects.filter(email="before@fan.test").exists(), "never planned"
+
+    Subscription.objects.filter(pk=between.subscription_id).update(status=Subscription.Status.REVOKED)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    release_email.send_release_emails(out_campaign.pk)
+
+    assert sorted(m.to[0] for m in mailoutbox) == ["inbox@fan.test", "opted@fan.test"]
+
+
+@pytest.mark.django_db
 def test_a_fan_with_a_pre_save_and_a_sign_up_gets_one_email_however_often_it_runs(out_campaign, mailoutbox):
     both = pre_save(out_campaign, "both", "Both@Fan.test", opt_in=True)
     sign_up(out_campaign, "both@fan.test")
