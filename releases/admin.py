@@ -58,8 +58,18 @@ def scheduled_time_subquery() -> Subquery:
     return Subquery(Schedule.objects.filter(name=name).values("next_run")[:1])
 
 
-def export_response(request: HttpRequest, name: str, **which) -> HttpResponse:
-    """The streamed CSV of the subscribers of `which` (campaign= or artist=), in Excel's flavour on ?excel=1."""
+def export_response(request: HttpRequest, name: str, back: str, **which) -> HttpResponse:
+    """The streamed CSV of the subscribers of `which` (campaign= or artist=), in Excel's flavour on ?excel=1. An
+    address asking for a filter the export does not have exports nothing, and says so on the page `back`."""
+    unknown = exports.unknown_options(request.GET)
+    if unknown:
+        names = ", ".join(f"“{key[:40]}”" for key in unknown[:3])
+        messages.warning(
+            request,
+            f"Nothing was exported: the export has no filter {names}, and would have held every subscriber instead "
+            "of the ones asked for. Export with the button on this page, then filter in your spreadsheet.",
+        )
+        return HttpResponseRedirect(back)
     return exports.audited_export(request.user, name, excel=request.GET.get("excel") == "1", **which)
 
 
@@ -124,7 +134,8 @@ class ArtistAdmin(HandMadeInput, admin.ModelAdmin):
         artist = self.get_object(request, unquote(object_id))
         if artist is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        return export_response(request, artist.name + "-all-campaigns", artist=artist)
+        back = reverse("admin:releases_artist_change", args=[artist.pk])
+        return export_response(request, artist.name + "-all-campaigns", back, artist=artist)
 
 
 # --- Releases --------------------------------------------------------------------------------------------
@@ -571,8 +582,10 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
     def export_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if not request.user.has_perm(EXPORT_PERMISSION):
             raise PermissionDenied
-        campaign = self.campaign_or_404(request, object_id)
-        return export_response(request, campaign.slug, campaign=campaign)
+        campaign = self.get_object(request, unquote(object_id))
+        if campaign is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        return export_response(request, campaign.slug, self.url("change", campaign), campaign=campaign)
 
 
 # --- Audit log (managers) --------------------------------------------------------------------------------

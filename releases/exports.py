@@ -23,7 +23,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import Case, CharField, Exists, F, Func, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Cast, Concat, Replace
-from django.http import StreamingHttpResponse
+from django.http import QueryDict, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -84,6 +84,16 @@ def safe(name: str) -> Case:
         default=text,
         output_field=CharField(),
     )
+
+
+# What an export's address may carry: the Excel switch. Anything else is a filter the export does not have.
+OPTIONS = {"excel": {"0", "1"}}
+
+
+def unknown_options(query: QueryDict) -> list[str]:
+    """The parameters of `query` the export does not take (a filter typed by hand, or kept from a change list):
+    the export would leave them out and hold every subscriber, not the ones they asked for."""
+    return [key for key, values in query.lists() if not set(values) <= OPTIONS.get(key, set())]
 
 
 def csv_rows(queryset: QuerySet, **cells) -> QuerySet:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from fans import revocation
 from fans.models import EmailSignup, Fan, Subscription
 from releases import exports
-from releases.models import Campaign, Release
+from releases.models import AuditEntry, Campaign, Release
 from tests.conftest import make_campaign, make_consent
 from tests.releases.personas import member_of
 
@@ -226,3 +226,45 @@ def test_export_streams_in_bounded_chunks_and_memory_does_not_grow_with_rows(man
     assert (small_rows, large_rows) == (exports.CHUNK_SIZE + 1, exports.CHUNK_SIZE * 6 + 1)
     assert large_chunks >= 6, "sent in chunks as rows arrive, not as one body"
     assert large_peak < small_peak * 2, f"memory grew with rows: {small_peak} → {large_peak} bytes"
+
+
+@pytest.mark.parametrize("query", ["status=failed", "email_opt_in=yes&excel=1", "campaign=2", "excel=yes", "q=alice"])
+def test_an_export_asked_with_filters_it_ignores_exports_nothing_and_says_so(manager_client, query):
+    """The export has no filters: rather than every subscriber under a name that promises fewer, nothing."""
+    campaign = make_campaign()
+    subscribe(campaign, "alice", email="alice@fan.test", opt_in=True)
+    page = reverse("admin:releases_campaign_change", args=[campaign.pk])
+    artist = campaign.release.artist
+
+    for url, back in [
+        (campaign_export_url(campaign), page),
+        (
+            reverse("admin:releases_artist_export", args=[artist.pk]),
+            reverse("admin:releases_artist_change", args=[artist.pk]),
+        ),
+    ]:
+        response = manager_client.get(f"{url}?{query}", follow=True)
+
+        assert not response.streaming and response.redirect_chain == [(back, 302)]
+        said = [str(message) for message in response.context["messages"]]
+        assert len(said) == 1 and said[0].startswith("Nothing was exported"), said
+        assert "alice@fan.test" not in response.content.decode()
+    assert not AuditEntry.objects.filter(action=AuditEntry.Action.EXPORT).exists()
+
+
+def test_the_export_still_takes_its_own_excel_switch(manager_client):
+    campaign = make_campaign()
+    subscribe(campaign, "alice")
+    for query in ["excel=1", "excel=0", ""]:
+        assert [row["fan"] for row in export(manager_client, f"{campaign_export_url(campaign)}?{query}")] == ["alice"]
+
+
+@pytest.mark.parametrize("object_id", ["999999", "abc", "1%2C2", "-1"])
+def test_exporting_a_campaign_or_artist_that_does_not_exist_says_so(manager_client, object_id):
+    for name in ("campaign", "artist"):
+        url = reverse(f"admin:releases_{name}_export", args=["ID"]).replace("ID", object_id)
+        response = manager_client.get(url, follow=True)
+
+        assert response.status_code == 200 and not response.streaming
+        said = [str(message) for message in response.context["messages"]]
+        assert said and "doesn’t exist" in said[0], (url, said)
