@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import CharField, Count, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Concat
+from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -195,12 +196,58 @@ class ReleaseAdminForm(forms.ModelForm):
         return markets.instant(day, time, zone)
 
 
+class ReleaseLinkFormSet(BaseInlineFormSet):
+    """One link per platform, checked against the database as well: Django compares only the rows posted, so a
+    link saved meanwhile (in another tab), or a row posted as new that is not, would break the constraint
+    (`one_link_per_platform`) as an IntegrityError, a 500. Two links trading platforms in one save would too
+    (each row is saved in turn): that is refused with a word on how to do it."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        posted = [form for form in self.initial_forms if form.instance.pk]
+        kept = [
+            form for form in self.forms if (form in posted or form.has_changed()) and not self._should_delete_form(form)
+        ]
+        unposted = ReleaseLink.objects.none()
+        if self.instance.pk:
+            unposted = ReleaseLink.objects.filter(release=self.instance).exclude(pk__in=[f.instance.pk for f in posted])
+        platforms = [*unposted.values_list("platform", flat=True), *(f.cleaned_data.get("platform") for f in kept)]
+        labels = dict(ReleaseLink.Platform.choices)
+        twice = sorted({labels.get(p, p) for p in platforms if p and platforms.count(p) > 1})
+        if twice:
+            raise ValidationError(
+                "One listening link per platform: %(platforms)s has two (one may have been added meanwhile; "
+                "reload the page to see it).",
+                params={"platforms": ", ".join(twice)},
+            )
+        held = {form.initial.get("platform") for form in posted}
+        moved = [
+            form
+            for form in kept
+            if form in posted and form.cleaned_data.get("platform") != form.initial.get("platform")
+        ]
+        if any(form.cleaned_data.get("platform") in held for form in moved):
+            raise ValidationError(
+                "Two listening links can't trade platforms in one save: change or remove one, save, then change "
+                "the other."
+            )
+
+
 class ReleaseLinkInline(admin.TabularInline):
     model = ReleaseLink
+    formset = ReleaseLinkFormSet
+    # One link per platform: no more rows than platforms, posted either (Django's own cap is 1,000 more than
+    # max_num: a hand-edited TOTAL_FORMS=1001 rendered a thousand rows back, seconds per request).
+    max_num = len(ReleaseLink.Platform.choices)
     extra = 1
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # a link pasted without its scheme
     verbose_name = "listening link"
     verbose_name_plural = "Listening links (the smart link page shows one button per platform once it's out)"
+
+    def get_formset(self, request, obj=None, **kwargs):
+        return super().get_formset(request, obj, absolute_max=self.max_num, **kwargs)
 
 
 @admin.register(Release)
