@@ -358,10 +358,11 @@ class ConsentRecordAdmin(ConsentEvidence, SharedEmailSearch, HandMadeInput, Read
     exclude = ["revoke_token_hash"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ConsentRecord]:
-        return super().get_queryset(request).annotate(email_withdrawn_at=WITHDRAWN_AT)
+        shared = Exists(ConsentRecord.objects.sharing_email().filter(pk=OuterRef("pk")))
+        return super().get_queryset(request).annotate(email_withdrawn_at=WITHDRAWN_AT, email_shared=shared)
 
     @admin.display(description="email")
     def email_address(self, consent: ConsentRecord) -> str:
-        if consent.email and not (consent.email_opt_in and consent.revoked_at is None):
+        if consent.email and not consent.email_shared:  # as search finds it: SHARING_EMAIL
             return withdrawn(consent.email_withdrawn_at)
         return consent.email
