@@ -72,6 +72,7 @@ RECORDED_EVERY_SECONDS = 15  # under a rate limit, a batch's worth of fans (`Run
 MIN_PACED_BATCH = 16
 SPREAD_PACE_WINDOW_SECONDS = 30.0  # a firing window's pace is counted over at most this many seconds
 WAIT = "wait"  # an outcome that is not an attempt: the fan waits for something put right (Run.wait_for)
+WAITED = "Gave up waiting"  # begins the error of a fan that waited for the service past the waiting time
 GAVE_UP = "Gave up after"  # begins the error of a transient failure out of attempts (Retry failed finds these)
 WITHDRAWN = "The fan withdrew the pre-save while it was being delivered: nothing was saved."
 REPORT_TASK = "releases.report.send_delivery_report"  # the release-day report to staff (releases/report.py)
@@ -553,7 +554,15 @@ class Run:
             return self.classify(subscription, "availability", exc)
         try:
             unresolved = self.resolve(service)
-            if unresolved is not None or not self.is_available(service, market):
+            if unresolved is not None:  # its lookup's own words: the UPC or ISRC found nothing
+                return self.wait_for(
+                    subscription,
+                    "availability",
+                    f"Waiting: {unresolved.message}",
+                    f"{WAITED}: {self.waiting_time_words()}, {unresolved.message}",
+                    self.availability_recheck_seconds(),
+                )
+            if not self.is_available(service, market):
                 where = f"available on {service.label} in {market}"
                 return self.wait_for(
                     subscription,

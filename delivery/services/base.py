@@ -184,6 +184,15 @@ def catalog_lookup(release: Release) -> tuple[str, str, str]:
     return "album", "upc", release.upc
 
 
+def not_found_by_code(label: str, release: Release) -> ReleaseNotFound:
+    """The plain words, for a label's staff, of a lookup by UPC or ISRC (`catalog_lookup`) that found nothing."""
+    _kind, code, value = catalog_lookup(release)
+    return ReleaseNotFound(
+        f"{label} has no release with this {code.upper()} ({value}) yet: check that it is the release's, or wait "
+        f"until {label} lists the release."
+    )
+
+
 def parse_retry_after(value: str | None, default: float) -> float:
     """A 429's Retry-After in seconds (`default` when absent or not a number)."""
     try:

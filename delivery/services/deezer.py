@@ -21,13 +21,13 @@ from delivery.services.base import (
     DeliveryCalls,
     Profile,
     RateLimited,
-    ReleaseNotFound,
     Reply,
     Service,
     ServiceError,
     TokenRevoked,
     Tokens,
     catalog_lookup,
+    not_found_by_code,
 )
 
 if TYPE_CHECKING:
@@ -135,12 +135,12 @@ class Deezer(Service):
             body = self.json_object(self.run(Call("resolve", "GET", f"{self.api_url}/{kind}/{lookup}")))
         except ServiceError as exc:
             if exc.permanent:  # DataException 800: no such UPC/ISRC (yet)
-                raise ReleaseNotFound(f"Deezer does not know this release yet ({lookup}).") from None
+                raise not_found_by_code(self.label, release) from None
             raise
         artist = body.get("artist") or {}
         item_id, artist_id = body.get("id"), artist.get("id")
         if not item_id:
-            raise ReleaseNotFound(f"Deezer does not know this release yet ({lookup}).")
+            raise not_found_by_code(self.label, release)
         if str(artist.get("name") or "").strip().casefold() == COMPILATION_ARTIST.casefold():
             artist_id = None  # a compilation: following "Various Artists" is nobody's wish
         self.found[release.pk] = (kind, str(item_id), str(artist_id or ""))

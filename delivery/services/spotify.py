@@ -33,6 +33,7 @@ from delivery.services.base import (
     basic_auth,
     bearer,
     catalog_lookup,
+    not_found_by_code,
     parse_retry_after,
 )
 
@@ -284,7 +285,7 @@ class Spotify(Service):
         )
         items = (self.json_object(self.run(call)).get(f"{kind}s") or {}).get("items") or []
         if not items or not items[0].get("uri"):
-            raise ReleaseNotFound(f"Spotify does not know this release yet ({query}).")
+            raise not_found_by_code(self.label, release)
         release.spotify_uri = str(items[0]["uri"])
         type(release).objects.filter(pk=release.pk).update(spotify_uri=release.spotify_uri)
         return release.spotify_uri

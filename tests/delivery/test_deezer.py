@@ -133,7 +133,7 @@ def test_release_is_found_by_upc_and_by_isrc(sandbox):
 
     release.pk, release.kind, release.upc = None, "album", "000000000000"
     release.save()
-    with pytest.raises(ServiceError, match="does not know this release yet"):
+    with pytest.raises(ServiceError, match=r"Deezer has no release with this UPC \(000000000000\) yet"):
         deezer.resolve_release(release)
 
 

@@ -188,7 +188,10 @@ def test_release_the_service_does_not_know_waits(sandbox):
 
     subscription.refresh_from_db()
     assert subscription.status == "pending"
-    assert subscription.last_error.startswith("Waiting")
+    assert subscription.last_error == (
+        "Waiting: Spotify has no release with this UPC (0000000000000) yet: check that it is the release's, or "
+        "wait until Spotify lists the release."
+    )
 
 
 def test_a_fan_who_pre_saves_while_other_markets_are_delivered_waits_for_their_own(sandbox):
