@@ -12,8 +12,6 @@ from django.utils.translation.trans_real import parse_accept_lang_header
 
 from releases import markets
 
-UNKNOWN_COUNTRIES = {"XX", "T1"}  # Cloudflare: unknown, Tor
-
 
 @functools.lru_cache(maxsize=8)
 def meta_key(header: str) -> str:
@@ -26,14 +24,13 @@ def request_country(request: HttpRequest) -> str:
     region of the most preferred language in Accept-Language that names one (by q-value; q=0 means "not
     acceptable" and never counts). Django's own parser reads the header: it caps its length, orders the tags by
     q-value (equal ones as sent) and reads a malformed header as none."""
-    if settings.COUNTRY_HEADER:
-        code = markets.normalize(request.META.get(meta_key(settings.COUNTRY_HEADER), ""))
-        if code and code not in UNKNOWN_COUNTRIES:
-            return code
+    header = request.META.get(meta_key(settings.COUNTRY_HEADER), "") if settings.COUNTRY_HEADER else ""
+    if code := markets.country(header):  # not a proxy's "XX" (unknown) or "T1" (Tor), which name no country
+        return code
     accepted = parse_accept_lang_header(request.META.get("HTTP_ACCEPT_LANGUAGE", "").replace("_", "-"))
     for tag, quality in accepted:
         parts = tag.split("-")
-        if quality > 0 and len(parts) >= 2 and (code := markets.normalize(parts[-1])):
+        if quality > 0 and len(parts) >= 2 and (code := markets.country(parts[-1])):
             return code
     return ""
 

@@ -72,6 +72,13 @@ def is_known(market: str) -> bool:
     return market in RELEASE_ZONES or market in table or not table
 
 
+def country(value: str) -> str:
+    """`value` as a market code when it names a real country (`is_known`), else "": a proxy's "XX" (unknown) or
+    "T1" (Tor), a region such as "EU", a blank or a typo."""
+    market = normalize(value)
+    return market if market and is_known(market) else ""
+
+
 def zone_for(market: str) -> zoneinfo.ZoneInfo:
     name = RELEASE_ZONES.get(market) or _zone_table().get(market) or "UTC"
     return zoneinfo.ZoneInfo(name)

@@ -66,6 +66,11 @@ def test_market_codes_are_normalized(value, expected):
     assert markets.normalize(value) == expected
 
 
+@pytest.mark.parametrize("value, expected", [("gb", "GB"), ("XK", "XK"), ("XX", ""), ("T1", ""), ("EU", ""), ("", "")])
+def test_only_real_countries_are_markets(value, expected):
+    assert markets.country(value) == expected
+
+
 @pytest.mark.parametrize(
     "headers, expected",
     [
@@ -90,6 +95,10 @@ def test_market_codes_are_normalized(value, expected):
         ({"HTTP_ACCEPT_LANGUAGE": "pt-BR;q=2, <script>"}, ""),  # malformed: tells nothing
         ({"HTTP_ACCEPT_LANGUAGE": "sv-SE," + "en;q=0.5," * 1000}, "SE"),  # cut at a comma within Django's cap
         ({"HTTP_CF_IPCOUNTRY": "IT", "HTTP_ACCEPT_LANGUAGE": "de-DE;q=0.9"}, "IT"),
+        # Codes that name no country tell nothing: Tor, a region, a pseudo-locale.
+        ({"HTTP_CF_IPCOUNTRY": "T1", "HTTP_ACCEPT_LANGUAGE": "fr-FR"}, "FR"),
+        ({"HTTP_CF_IPCOUNTRY": "EU", "HTTP_ACCEPT_LANGUAGE": "de-DE"}, "DE"),
+        ({"HTTP_ACCEPT_LANGUAGE": "en-XA, pt-BR;q=0.5"}, "BR"),
     ],
 )
 def test_country_seen_at_sign_up(headers, expected):
