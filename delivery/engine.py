@@ -40,7 +40,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -423,6 +423,8 @@ class Run:
         asked again for this batch: its fans get its error (`checked`), sorted fan by fan in `before_calls`."""
         wanted = []
         for service_key, market in {(s.service, self.market_of(s)) for s in batch if s.sealed is not None}:
+            if self.not_yet(market):
+                continue
             service = self.service(service_key)
             if service.can_deliver(self.release) and self.known_availability(service, market) is None:
                 wanted.append((service, market))
@@ -539,6 +541,14 @@ class Run:
             return Outcome(subscription, DeliveryAttempt.Outcome.REVOKED, "refresh", "No stored authorization.")
         service = self.service(subscription.service)
         market = self.market_of(subscription)
+        if fires_at := self.not_yet(market):  # due before their market's time (re-queued, say): no call before it
+            return Outcome(
+                subscription,
+                WAIT,
+                "availability",
+                f"Waiting for the release time in {market} ({fires_at:%Y-%m-%d %H:%M} UTC).",
+                retry_in_seconds=(fires_at - timezone.now()).total_seconds(),
+            )
         if not service.can_deliver(self.release):  # staff can add one: the fan waits, as for a release not out
             missing = f"no {service.label} identifier, UPC or ISRC to find it by"
             return self.wait_for(
@@ -745,8 +755,16 @@ class Run:
         retry_in = exc.retry_after if exc.retry_after is not None else backoff_seconds(subscription.attempts)
         return Outcome(subscription, result, call, message[:500], exc.status, retry_in, attempted=not paused)
 
+    def not_yet(self, market: str) -> datetime | None:
+        """A per-market campaign's release time in `market` while it is still ahead, else None: a fan there gets no
+        call before it, not even a check of the release's availability."""
+        fires_at = self.campaign.firing_time(market)
+        if self.campaign.firing == Campaign.Firing.PER_MARKET and fires_at > timezone.now():
+            return fires_at
+        return None
+
     def market_of(self, subscription: Claim) -> str:
-        return subscription.market or self.campaign.default_market
+        return self.campaign.market_for(subscription.market)
 
     def past_waiting_time(self, subscription: Claim) -> bool:
         """Whether the fan's release time in their market is DELIVERY_AVAILABILITY_WAIT_HOURS past: how long a

@@ -309,7 +309,12 @@ class Campaign(models.Model):
         release = self.release
         if self.firing == self.Firing.INSTANT:
             return release.release_at
-        return markets.local_release_instant(release.release_date, release.release_time, market or self.default_market)
+        return markets.local_release_instant(release.release_date, release.release_time, self.market_for(market))
+
+    def market_for(self, market: str) -> str:
+        """The market a fan's code stands for: itself when it names a real country (`markets.country`), else (blank,
+        "XX", "EU", a typo) the campaign's default market."""
+        return markets.country(market) or self.default_market
 
     def first_firing_time(self) -> dt.datetime:
         """When the schedule fires: the release time, or in per-market mode the first market's local time."""
@@ -343,7 +348,7 @@ class Campaign(models.Model):
         market's own (it goes out at the same local time everywhere)."""
         if self.firing == self.Firing.INSTANT:
             return self.release.timezone
-        return markets.zone_for(market or self.default_market).key
+        return markets.zone_for(self.market_for(market)).key
 
     def seen_from(self, market: str = "") -> SeenFrom:
         """The campaign as fans in `market` ("" or unknown: the campaign's default market) see it now: their

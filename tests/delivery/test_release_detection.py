@@ -286,3 +286,40 @@ def test_a_passing_error_finding_the_release_is_retried_not_taken_for_a_release_
     Subscription.objects.update(next_attempt_at=timezone.now())
     engine.deliver_campaign(campaign.pk, fan_out=False)
     assert {status_of(fan) for fan in fans} == {"delivered"}
+
+
+@pytest.mark.parametrize("code", ["XX", "EU", "T1"])
+def test_a_market_code_that_is_no_country_fires_with_the_default_market(sandbox, code):
+    """ "XX" (a proxy's unknown), "EU" (a region) name no clock: the fan is the campaign's default market's (Tokyo
+    here), at its midnight and asked about there; not UTC's midnight nine hours later."""
+    campaign = per_market_campaign()
+    Campaign.objects.filter(pk=campaign.pk).update(default_market="JP")
+    fan = subscribe(campaign, sandbox, "alice", code)
+
+    with time_machine.travel(dt.datetime(2026, 12, 3, 15, 0, 30, tzinfo=dt.UTC), tick=True):  # midnight in Tokyo
+        engine.deliver_campaign(campaign.pk)
+
+    assert status_of(fan) == "delivered"
+    assert sandbox.library("alice")["saved"] == [ALBUM_URI]
+
+
+def test_a_fan_due_before_their_markets_time_gets_no_call_until_then(sandbox):
+    """A New York fan made due at London's midnight (re-queued by hand, say): the run calls nothing for them, not
+    even the availability check, and plans them for New York's midnight."""
+    campaign = per_market_campaign()
+    london = subscribe(campaign, sandbox, "alice", "GB")
+    new_york = subscribe(campaign, sandbox, "bob", "US")
+    london_midnight = dt.datetime(2026, 12, 4, 0, 0, 30, tzinfo=dt.UTC)
+    Subscription.objects.filter(pk=new_york.pk).update(next_attempt_at=london_midnight - dt.timedelta(minutes=1))
+
+    with time_machine.travel(london_midnight, tick=True):
+        sandbox.faults(errors_matching="market=US")  # a check for New York would fail the fan
+        engine.deliver_campaign(campaign.pk)
+
+    new_york.refresh_from_db()
+    assert status_of(london) == "delivered"
+    assert (new_york.status, new_york.attempts) == ("pending", 0)
+    assert new_york.last_error == "Waiting for the release time in US (2026-12-04 05:00 UTC)."
+    new_york_midnight = dt.datetime(2026, 12, 4, 5, tzinfo=dt.UTC)
+    assert new_york_midnight <= new_york.next_attempt_at < new_york_midnight + dt.timedelta(seconds=5)
+    assert sandbox.writes("bob") == []
