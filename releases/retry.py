@@ -4,6 +4,10 @@ Retryable means the engine gave up after transient errors (timeouts, 5xx, rate l
 attempts: it begins those errors with `delivery.engine.GAVE_UP`. Revoked authorizations and permanent errors
 (the release is not on the service, the fan's account can't save) would fail the same way again, so they stay
 as they are.
+
+Pressed before the release time (a campaign delivered early with Deliver now), the failures wait for it: the
+campaign goes back to live, its pre-saves reopen until then, and its release-time schedule delivers them with
+everyone else. A per-market campaign's failures are planned again at their market's time (`engine.Run.plan`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from delivery.engine import GAVE_UP
 from delivery.scheduling import deliver_now
 from fans.models import Subscription
 from releases.models import Campaign
+from releases.signals import sync_schedules_on_commit
 
 
 def retryable_failures(campaign: Campaign) -> QuerySet[Subscription]:
@@ -32,16 +37,30 @@ def retryable_count(campaign: Campaign, failed: int | None = None) -> int:
     return 0 if failed == 0 else retryable_failures(campaign).count()
 
 
+def waits_for_release(campaign: Campaign) -> bool:
+    """Whether Retry failed would wait for the release time: no market's has come yet."""
+    return campaign.first_firing_time() > timezone.now()
+
+
 def retry_failed(campaign: Campaign) -> int:
-    """Re-queue the campaign's retryable failures and start a delivery run; returns how many were re-queued."""
+    """Re-queue the campaign's retryable failures and start a delivery run, or before the release time make the
+    campaign live again so that they wait for it (`waits_for_release`); returns how many were re-queued."""
+    now = timezone.now()
+    per_market = campaign.firing == Campaign.Firing.PER_MARKET
+    waits = waits_for_release(campaign)
     count = retryable_failures(campaign).update(
         status=Subscription.Status.PENDING,
         attempts=0,
-        next_attempt_at=timezone.now(),
+        # Per market: planned again at the fan's market's time by the next run; at one instant: its time.
+        next_attempt_at=None if per_market else max(now, campaign.release.release_at),
         lease_expires_at=None,
         leased_by=None,
-        updated_at=timezone.now(),
+        updated_at=now,
     )
-    if count:
+    if count and waits:
+        started = [Campaign.Status.DELIVERING, Campaign.Status.DONE]
+        Campaign.objects.filter(pk=campaign.pk, status__in=started).set_status(Campaign.Status.LIVE)
+        sync_schedules_on_commit(campaign.pk)  # the release-time schedule, used up by Deliver now, is made again
+    elif count:
         deliver_now(campaign)
     return count

@@ -1,5 +1,7 @@
 """Roles from the migration (Label staff, Manager), the export permission, and the audit log."""
 
+import datetime as dt
+
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -88,7 +90,7 @@ def test_deliver_now_is_audited_and_shows_who_pressed_it(client):
 
 
 def test_retry_failed_requeues_only_retryable_failures_and_is_audited(client):
-    campaign = make_campaign(status="done")
+    campaign = make_campaign(status="done", release_in=-dt.timedelta(hours=1))  # before it, they would wait
     gave_up = subscribe(
         campaign,
         "timeouts",
