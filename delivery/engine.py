@@ -555,7 +555,7 @@ class Run:
                 subscription,
                 "availability",
                 f"Waiting: the release has {missing}.",
-                f"The release still had {missing} {self.waiting_time_words()}.",
+                f"the release still had {missing} {self.waiting_time_words()}.",
                 self.availability_recheck_seconds(),
             )
         try:
@@ -569,7 +569,7 @@ class Run:
                     subscription,
                     "availability",
                     f"Waiting: {unresolved.message}",
-                    f"{WAITED}: {self.waiting_time_words()}, {unresolved.message}",
+                    f"{self.waiting_time_words()}, {unresolved.message}",
                     self.availability_recheck_seconds(),
                 )
             if not self.is_available(service, market):
@@ -578,7 +578,7 @@ class Run:
                     subscription,
                     "availability",
                     f"Waiting: the release is not {where} yet.",
-                    f"The release was still not {where} {self.waiting_time_words()}.",
+                    f"the release was still not {where} {self.waiting_time_words()}.",
                     self.availability_recheck_seconds(),
                 )
         except ServicePaused as exc:  # a 429, or our app refused: the next fans are put off without a call
@@ -621,9 +621,10 @@ class Run:
     def wait_for(self, subscription: Claim, call: str, waiting: str, gave_up: str, retry_in: float) -> Outcome:
         """The fan waits for what is not theirs to put right (the release to come out in their market, an
         identifier staff add, a vault key put back), trying again after `retry_in` seconds, using up no attempt,
-        until DELIVERY_AVAILABILITY_WAIT_HOURS after their release time; then fails with `gave_up`."""
+        until DELIVERY_AVAILABILITY_WAIT_HOURS after their release time; then fails with "Gave up waiting: `gave_up`"
+        (WAITED), keeping the fan's token for Retry failed (`settled_row`): what they waited for may come."""
         if self.past_waiting_time(subscription):
-            return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, call, gave_up)
+            return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, call, f"{WAITED}: {gave_up}")
         return Outcome(subscription, WAIT, call, waiting, retry_in_seconds=retry_in)
 
     @staticmethod
@@ -874,7 +875,8 @@ def settled_row(o: Outcome) -> bulk.Settled:
     """What an outcome does to its subscription: delivered, failed and revoked are final; a retry or a wait
     stays pending until its time (a wait is not an attempt). A final outcome deletes the fan's token (storage
     limitation: it has no use after release day's work), except a failure that gave up after passing errors
-    (GAVE_UP), which Retry failed (releases/retry.py) puts back in the queue with that token."""
+    (GAVE_UP) or waited for the service past the waiting time (WAITED), which Retry failed (releases/retry.py)
+    puts back in the queue with that token."""
     Result = DeliveryAttempt.Outcome
     pk, done = o.subscription.pk, o.done_calls
     if o.result == WAIT:
@@ -882,7 +884,7 @@ def settled_row(o: Outcome) -> bulk.Settled:
     if o.result == Result.RETRY:
         return bulk.Settled(pk, Subscription.Status.PENDING, o.message, o.attempted, o.retry_in_seconds, done)
     message = "" if o.result == Result.DELIVERED else o.message
-    retryable = o.result == Result.FAILED and message.startswith(GAVE_UP)
+    retryable = o.result == Result.FAILED and message.startswith((GAVE_UP, WAITED))
     # The Subscription.Status of the outcome's name.
     return bulk.Settled(pk, o.result, message, True, None, done, forget_token=not retryable)
 

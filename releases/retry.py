@@ -1,7 +1,9 @@
 """Retry failed: put back in the queue the failures that may succeed on another try, never the others.
 
 Retryable means the engine gave up after transient errors (timeouts, 5xx, rate limits) and used up its
-attempts: it begins those errors with `delivery.engine.GAVE_UP`. Revoked authorizations and permanent errors
+attempts: it begins those errors with `delivery.engine.GAVE_UP`; or the fan waited for the service past the
+waiting time (the release not out in their market, not found by its UPC, a vault key missing), which may have
+come meanwhile: `delivery.engine.WAITED`. Revoked authorizations and permanent errors
 (the release is not on the service, the fan's account can't save) would fail the same way again, so they stay
 as they are.
 
@@ -16,7 +18,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from delivery.engine import GAVE_UP
+from delivery.engine import GAVE_UP, WAITED
 from delivery.scheduling import deliver_now
 from fans.models import Subscription
 from releases.models import Campaign
@@ -26,7 +28,10 @@ from releases.signals import sync_schedules_on_commit
 def retryable_failures(campaign: Campaign) -> QuerySet[Subscription]:
     return Subscription.objects.filter(
         Q(campaign=campaign, status=Subscription.Status.FAILED)
-        & Q(attempts__gte=settings.DELIVERY_MAX_ATTEMPTS, last_error__startswith=GAVE_UP)
+        & (
+            Q(attempts__gte=settings.DELIVERY_MAX_ATTEMPTS, last_error__startswith=GAVE_UP)
+            | Q(last_error__startswith=WAITED)
+        )
         & Q(credential__isnull=False)  # its token forgotten (fans/retention.py): it could only end revoked
     )
 

@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from delivery import engine, scheduling
 from delivery.sandbox import demo_catalog
-from fans.models import Subscription
-from releases import analytics
+from fans.models import Credential, Subscription
+from releases import analytics, retry
 from releases.models import Campaign, Release
 from tests.conftest import make_campaign, make_subscription
 
@@ -164,7 +164,31 @@ def test_release_that_never_comes_out_fails_after_the_wait(sandbox, settings):
 
     subscription.refresh_from_db()
     assert subscription.status == "failed"
-    assert "still not available on Spotify in JP 1 hour after" in subscription.last_error
+    assert subscription.last_error == (
+        "Gave up waiting: the release was still not available on Spotify in JP 1 hour after its release time."
+    )
+
+
+def test_a_fan_who_gave_up_waiting_keeps_their_token_and_retry_failed_delivers_them(sandbox, settings):
+    """What the fan waited for may come later (the label's distributor adds Japan): their token is kept, and
+    Retry failed re-queues them with the failures that ran out of attempts."""
+    settings.DELIVERY_AVAILABILITY_WAIT_HOURS = 1
+    campaign = make_campaign(release_in=-dt.timedelta(hours=2))
+    markets_url = f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets"
+    sandbox.control("POST", markets_url, {"available_markets": ["GB"]})
+    subscription = subscribe(campaign, sandbox, "bob", "JP")
+    engine.deliver_campaign(campaign.pk)
+    subscription.refresh_from_db()
+    assert subscription.status == "failed" and subscription.last_error.startswith("Gave up waiting: ")
+    assert Credential.objects.filter(subscription=subscription).exists()
+
+    sandbox.control("POST", markets_url, {"available_markets": ["GB", "JP"]})
+    assert retry.retryable_count(campaign) == 1
+    assert retry.retry_failed(campaign) == 1
+    engine.deliver_campaign(campaign.pk, reopen=True)  # the run Retry failed queues
+
+    assert status_of(subscription) == "delivered"
+    assert sandbox.library("bob")["saved"] == [ALBUM_URI]
 
 
 def test_release_without_uri_is_found_by_upc(sandbox):
@@ -250,7 +274,8 @@ def test_a_release_still_with_nothing_to_find_it_by_after_the_wait_fails_with_th
     subscription.refresh_from_db()
     assert subscription.status == Subscription.Status.FAILED
     assert subscription.last_error == (
-        "The release still had no Spotify identifier, UPC or ISRC to find it by 1 hour after its release time."
+        "Gave up waiting: the release still had no Spotify identifier, UPC or ISRC to find it by 1 hour after its "
+        "release time."
     )
 
 
