@@ -547,7 +547,7 @@ class Run:
                 WAIT,
                 "availability",
                 f"Waiting for the release time in {market} ({fires_at:%Y-%m-%d %H:%M} UTC).",
-                retry_in_seconds=(fires_at - timezone.now()).total_seconds(),
+                retry_in_seconds=(fires_at - timezone.now()).total_seconds() + 1,  # written after this reading
             )
         if not service.can_deliver(self.release):  # staff can add one: the fan waits, as for a release not out
             missing = f"no {service.label} identifier, UPC or ISRC to find it by"
