@@ -261,13 +261,23 @@ class ReleaseAdmin(HandMadeInput, admin.ModelAdmin):
     search_fields = ["title", "artist__name", "upc", "isrc", "spotify_uri"]
     autocomplete_fields = ["artist"]
     date_hierarchy = "release_date"
-    readonly_fields = ["release_utc", "cover_preview"]
+    readonly_fields = ["release_utc", "cover_preview", "spotify_uri_found_by"]
     fieldsets = [
         (None, {"fields": ["artist", "title", "kind"]}),
-        ("Identifiers", {"fields": ["upc", "isrc", "spotify_uri"]}),
+        ("Identifiers", {"fields": ["upc", "isrc", "spotify_uri", "spotify_uri_found_by"]}),
         ("Release time", {"fields": ["release_date", "release_time", "timezone", "release_utc"]}),
         ("Cover", {"fields": ["cover", "cover_preview"]}),
     ]
+
+    def save_model(self, request: HttpRequest, obj: Release, form, change: bool) -> None:
+        """A URI staff type is theirs; one found by the UPC or ISRC they change is forgotten, so that delivery
+        looks the release up again by the corrected code (else the old code's release would be saved)."""
+        changed = form.changed_data
+        if "spotify_uri" in changed:
+            obj.spotify_uri_found_by = Release.FoundBy.STAFF if obj.spotify_uri else ""
+        elif obj.spotify_uri_found_by in changed:  # "upc" or "isrc": the field the URI was found by
+            obj.spotify_uri, obj.spotify_uri_found_by = "", ""
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="release time (local)", ordering="release_at")
     def local_release_time(self, release: Release) -> str:

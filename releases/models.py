@@ -95,6 +95,21 @@ class Release(models.Model):
     upc = models.CharField("UPC", max_length=13, blank=True, validators=[upc_validator])
     isrc = models.CharField("ISRC", max_length=12, blank=True, validators=[isrc_validator])
     spotify_uri = models.CharField("Spotify URI", max_length=60, blank=True, validators=[spotify_release_validator])
+
+    class FoundBy(models.TextChoices):
+        STAFF = "staff", "Typed by staff"
+        UPC = "upc", "Found by UPC"
+        ISRC = "isrc", "Found by ISRC"
+
+    spotify_uri_found_by = models.CharField(
+        "Spotify URI found by",
+        max_length=5,
+        choices=FoundBy.choices,
+        blank=True,
+        help_text="How the Spotify URI was found: typed by staff, or looked up on Spotify by the UPC or ISRC "
+        "(blank: no URI, or one set before this was recorded). One found by a code is looked up again when "
+        "the code is changed.",
+    )
     release_date = models.DateField()
     release_time = models.TimeField(default=dt.time(0, 0), help_text="Local time in the release's time zone.")
     timezone = models.CharField(

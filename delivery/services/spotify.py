@@ -286,8 +286,10 @@ class Spotify(Service):
         items = (self.json_object(self.run(call)).get(f"{kind}s") or {}).get("items") or []
         if not items or not items[0].get("uri"):
             raise not_found_by_code(self.label, release)
-        release.spotify_uri = str(items[0]["uri"])
-        type(release).objects.filter(pk=release.pk).update(spotify_uri=release.spotify_uri)
+        release.spotify_uri, release.spotify_uri_found_by = str(items[0]["uri"]), code  # Release.FoundBy: upc, isrc
+        type(release).objects.filter(pk=release.pk).update(
+            spotify_uri=release.spotify_uri, spotify_uri_found_by=release.spotify_uri_found_by
+        )
         return release.spotify_uri
 
     def prepare_delivery(self, campaign: Campaign) -> None:

@@ -4,6 +4,7 @@ import datetime as dt
 
 import pytest
 import time_machine
+from django.urls import reverse
 from django.utils import timezone
 
 from delivery import engine, scheduling
@@ -199,8 +200,20 @@ def test_release_without_uri_is_found_by_upc(sandbox):
     engine.deliver_campaign(campaign.pk)
 
     assert status_of(subscription) == "delivered"
-    assert Release.objects.get(pk=campaign.release_id).spotify_uri == ALBUM_URI
+    release = Release.objects.get(pk=campaign.release_id)
+    assert (release.spotify_uri, release.spotify_uri_found_by) == (ALBUM_URI, "upc")
     assert sandbox.library("alice")["saved"] == [ALBUM_URI]
+
+
+def test_the_release_page_says_how_its_spotify_uri_was_found(sandbox, staff_client):
+    campaign = make_campaign()
+    Release.objects.filter(pk=campaign.release_id).update(spotify_uri="")
+    make_subscription(campaign, sandbox, "alice")
+    engine.deliver_campaign(campaign.pk)
+
+    page = staff_client.get(reverse("admin:releases_release_change", args=[campaign.release_id])).content.decode()
+
+    assert "Spotify URI found by" in page and "Found by UPC" in page
 
 
 def test_release_the_service_does_not_know_waits(sandbox):

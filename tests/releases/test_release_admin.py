@@ -198,3 +198,24 @@ def test_a_draft_campaigns_release_may_move_into_the_past(staff_client, db):
     )
     response = staff_client.post(reverse("admin:releases_release_change", args=[release.pk]), data)
     assert response.status_code == 302
+
+
+def test_a_uri_staff_type_is_recorded_as_theirs(staff_client, artist):
+    staff_client.post(ADD, form_data(artist))
+    assert Release.objects.get(title="Night Swim").spotify_uri_found_by == "staff"
+
+
+def test_changing_the_upc_a_uri_was_found_by_forgets_that_uri(staff_client, campaign):
+    """The URI delivery found by a wrong UPC belongs to another release: corrected, the UPC is looked up again."""
+    release = campaign.release
+    Release.objects.filter(pk=release.pk).update(spotify_uri_found_by="upc")
+    url = reverse("admin:releases_release_change", args=[release.pk])
+    kept = form_data(release.artist, title=release.title, upc=release.upc, spotify_uri=release.spotify_uri)
+    assert staff_client.post(url, kept).status_code == 302
+    assert Release.objects.get(pk=release.pk).spotify_uri == release.spotify_uri, "an edit elsewhere keeps it"
+
+    corrected = {**kept, "upc": "5012345678917"}
+    assert staff_client.post(url, corrected).status_code == 302
+
+    release.refresh_from_db()
+    assert (release.upc, release.spotify_uri, release.spotify_uri_found_by) == ("5012345678917", "", "")
