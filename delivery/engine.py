@@ -339,17 +339,22 @@ class Run:
 
     def reload(self) -> bool:
         """The campaign, its release and artist as they are now (one query), before each claim: staff may correct
-        a UPC, ISRC or URI, or what the campaign does (save, follow), during a long delivery. When what finds the
-        release or what is done changed, what this run found on the services is forgotten: the next batches
-        look the release up again, on fresh service clients (the batches out keep theirs). Returns whether the
-        campaign is still being delivered (`still_delivering`)."""
+        a UPC, ISRC or URI, what the campaign does (save, follow), or its firing window, during a long delivery.
+        When what finds the release or what is done changed, what this run found on the services is forgotten: the
+        next batches look the release up again, on fresh service clients (the batches out keep theirs); a changed
+        window paces the fans not started yet (`spread_permits`). Returns whether the campaign is still being
+        delivered (`still_delivering`)."""
         campaign = Campaign.objects.select_related("release__artist").filter(pk=self.campaign.pk).first()
         if campaign is None:
             return False
         if what_is_delivered(campaign) != what_is_delivered(self.campaign):
             self.services = {}  # a new dict: the batches out keep the clients they were prepared with
             self.resolved, self.availability = {}, {}
+        window_changed = campaign.spread_minutes != self.campaign.spread_minutes
         self.campaign, self.release = campaign, campaign.release
+        if window_changed:  # staff widened, narrowed or removed the firing window: the fans not started follow it
+            self.batch_size = min(settings.DELIVERY_BATCH_SIZE, self.paced_batch_size())
+            self.fan_permits = self.spread_permits()
         return campaign.status == Campaign.Status.DELIVERING
 
     def still_delivering(self) -> bool:

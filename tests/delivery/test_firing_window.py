@@ -4,11 +4,14 @@ A window's minute lasts DELIVERY_SPREAD_MINUTE_SECONDS; these tests make it a fe
 """
 
 import datetime as dt
+import threading
 import time
 
 import pytest
+from django.db import connection
 
 from delivery import engine
+from releases.models import Campaign
 from tests.conftest import make_campaign, make_subscription
 
 pytestmark = pytest.mark.django_db
@@ -62,3 +65,32 @@ def test_without_a_window_every_fan_goes_at_once(sandbox, settings):
     assert report.counts == {"delivered": len(FANS)}
     times = save_times(sandbox).values()
     assert max(times) - min(times) < 2.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_window_staff_remove_mid_run_is_followed_by_the_next_batches(sandbox, settings):
+    """Twelve fans over a two-minute window (12 s here, one a second), two a batch; two seconds in, staff set the
+    window to 0: the fans not started yet go at once, the run does not keep the pace it started with."""
+    settings.DELIVERY_SPREAD_MINUTE_SECONDS = 6.0
+    settings.DELIVERY_BATCH_SIZE = 2
+    campaign = make_campaign(spread_minutes=2)
+    fans = [f"fan{i}" for i in range(12)]
+    for user in fans:
+        sandbox.control("POST", "users", {"id": user, "display_name": user, "country": "GB"})
+        make_subscription(campaign, sandbox, user)
+
+    def staff_remove_the_window() -> None:
+        Campaign.objects.filter(pk=campaign.pk).update(spread_minutes=0)
+        connection.close()  # this thread's own
+
+    timer = threading.Timer(2.0, staff_remove_the_window)
+    started = time.time()
+    timer.start()
+    try:
+        report = engine.deliver_campaign(campaign.pk, fan_out=False)
+    finally:
+        timer.join()
+
+    assert report.counts == {"delivered": len(fans)}
+    took = max(save_times(sandbox).values()) - started
+    assert took < 7.0, f"the last fan saved {took:.1f} s in: the old pace (one a second) was kept"
