@@ -72,13 +72,14 @@ def run_as_a_worker(task: OrmQ) -> str:
 
 
 def test_only_staffs_run_reopens_a_campaign_whose_delivery_is_done(
-    sandbox, campaign, settings, django_capture_on_commit_callbacks
+    sandbox, db, settings, django_capture_on_commit_callbacks
 ):
     """A helper run, a sweep's run or the release-time schedule's that comes after the delivery is done neither
     re-opens the campaign nor mails its release-day report again, even with fans pending again (Retry failed put
     them back, its own run not there yet). The run Retry failed (or Deliver now) queues delivers them."""
     settings.DELIVERY_REPORT_EMAILS = ["label@example.test"]
     settings.DELIVERY_MAX_ATTEMPTS = 1
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=5))  # out: Retry failed delivers at once
     alice = make_subscription(campaign, sandbox, "alice")
     sandbox.faults(errors_matching="spotify:album:")  # the save is down: alice gives up after one attempt
     with django_capture_on_commit_callbacks(execute=True):
@@ -155,8 +156,9 @@ def test_revoked_token_is_not_retried(sandbox, campaign):
     assert len(sandbox.writes("alice")) == 1
 
 
-def test_rotated_refresh_token_is_stored_and_used_next_time(sandbox, campaign, settings):
+def test_rotated_refresh_token_is_stored_and_used_next_time(sandbox, db, settings):
     settings.DELIVERY_MAX_ATTEMPTS = 1
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=5))  # out: Retry failed delivers at once
     subscription = make_subscription(campaign, sandbox, "alice")
     original = subscription.credential.reveal()
     sandbox.faults(errors_matching="spotify:album:")  # the refresh goes through, the save is down
@@ -296,7 +298,7 @@ def test_server_errors_are_retried_then_failed_with_the_reason(sandbox, campaign
 
 def test_a_save_that_went_through_is_not_sent_again_when_the_follow_after_it_failed(sandbox, db, settings):
     settings.DELIVERY_MAX_ATTEMPTS = 3
-    campaign = make_campaign(follow_artist=True)
+    campaign = make_campaign(follow_artist=True, release_in=-dt.timedelta(minutes=5))
     subscription = make_subscription(campaign, sandbox, "alice")
     sandbox.faults(errors_matching="spotify:artist:")  # the follow is down, the save is up
 

@@ -1,6 +1,8 @@
 """Release day's playlist (Spotify only): a private playlist, named by the campaign, made in each fan's account and
 holding the release's tracks once, whatever fails on the way."""
 
+import datetime as dt
+
 import pytest
 from django.utils import timezone
 
@@ -24,6 +26,9 @@ NAME = "Glass Harbour — Pre-saves"
 SCOPES = "user-library-modify playlist-modify-private"
 
 pytestmark = pytest.mark.django_db
+
+
+OUT = -dt.timedelta(minutes=5)  # released: Retry failed delivers at once (before the release time it waits)
 
 
 def playlist_campaign(**fields):
@@ -128,7 +133,7 @@ def test_an_album_of_hundreds_of_tracks_whose_adds_failed_partway_is_recorded_th
     follow and the playlist's id: for an album of more than 500 tracks that is more than 100 characters, which
     the record of a failed try must hold (a write refused there would stop the run, its batch delivered again)."""
     settings.DELIVERY_MAX_ATTEMPTS = 1
-    campaign = playlist_campaign(follow_artist=True)
+    campaign = playlist_campaign(follow_artist=True, release_in=OUT)
     tracks = long_player(sandbox, campaign, 650)
     subscription = make_subscription(campaign, sandbox, "alice", scope=f"{SCOPES} user-follow-modify")
     sandbox.faults(errors_matching="/items", errors_matching_after=6)  # six adds go through, the seventh fails
@@ -158,7 +163,7 @@ def test_an_album_of_hundreds_of_tracks_whose_adds_failed_partway_is_recorded_th
 
 def test_an_add_that_failed_after_the_playlist_was_made_is_retried_into_that_playlist(sandbox, settings):
     settings.DELIVERY_MAX_ATTEMPTS = 3
-    campaign = playlist_campaign()
+    campaign = playlist_campaign(release_in=OUT)
     subscription = make_subscription(campaign, sandbox, "alice", scope=SCOPES)
     sandbox.faults(errors_matching="/items")  # the add is down: 503, the create and the save are up
 
