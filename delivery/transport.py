@@ -61,13 +61,14 @@ class AsyncTransport:
             headers, body = {**call.headers, "Content-Type": JSON_CONTENT_TYPE}, json.dumps(call.json).encode()
         try:
             async with self.session.request(
-                call.method, call.url, params=call.params, data=body, headers=headers
+                call.method, call.url, params=call.params, data=body, headers=headers, allow_redirects=False
             ) as response:
                 reply = Reply(response.status, response.headers, await response.read())
         except TimeoutError:
             raise ServiceError(TIMEOUT_MESSAGE.format(label=service.label)) from None
         except aiohttp.ClientError:
             raise ServiceError(CONNECTION_MESSAGE.format(label=service.label)) from None
+        service.refuse_redirect(reply)
         if reply.status >= 400:
             # Sorting an error out may take a call of its own (Apple Music asks whether it still accepts our
             # developer token after a 401): made in a thread, not on the loop, where every other call is waiting.

@@ -367,6 +367,7 @@ class Service:
                 json=call.json,
                 headers=call.headers,
                 timeout=self.timeout,
+                allow_redirects=False,  # a redirect is an error (`refuse_redirect`)
             )
         except requests.Timeout:
             raise ServiceError(TIMEOUT_MESSAGE.format(label=self.label)) from None
@@ -375,7 +376,19 @@ class Service:
         except requests.RequestException as exc:  # redirect loops, broken chunking…: the service answered badly
             # The message is our own: requests' names the URL, and Deezer's token is in its query string.
             raise ServiceError(f"{self.label} answered with a broken HTTP response ({type(exc).__name__}).") from None
-        return self.check(call, Reply(response.status_code, response.headers, response.content))
+        reply = Reply(response.status_code, response.headers, response.content)
+        self.refuse_redirect(reply)
+        return self.check(call, reply)
+
+    def refuse_redirect(self, reply: Reply) -> None:
+        """Neither transport follows a redirect: the call's Authorization header, form or query would go to wherever
+        the Location points. A service's API does not redirect; a proxy or a wrong base URL does."""
+        if 300 <= reply.status < 400:
+            raise ServiceError(
+                f"{self.label} redirected the request elsewhere ({reply.status}); it was not followed, so that our "
+                "credentials stay with the service. Check the service's URL setting.",
+                status=reply.status,
+            )
 
     def check(self, call: Call, reply: Reply) -> Reply:
         if reply.status >= 400:
