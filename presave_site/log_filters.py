@@ -14,10 +14,17 @@ SECRET_PATTERN = re.compile(
     r"|(?P<path>/(?:revoke|privacy|e/[ocu]|e/confirm)/)(?!link(?:/|$|\s))[^/\s\"'?]+",
     re.IGNORECASE,
 )
+# A password inside a URL: redis://:password@host, postgres://user:password@host, smtp+tls://user:password@host.
+URL_PASSWORD = re.compile(r"(?P<userinfo>\b[a-z][a-z0-9+.-]*://[^:/@\s\"']*:)[^@/\s\"']+(?=@)", re.IGNORECASE)
 _formatter = logging.Formatter()
 
 
+def redact_url_password(text: str) -> str:
+    return URL_PASSWORD.sub(r"\g<userinfo>[redacted]", text)
+
+
 def redact(text: str) -> str:
+    text = redact_url_password(text)
     return SECRET_PATTERN.sub(
         lambda m: (m.group("key") or m.group("json") or m.group("scheme") or m.group("path")) + "[redacted]", text
     )

@@ -486,6 +486,10 @@ for _address in DELIVERY_REPORT_EMAILS:
         raise ImproperlyConfigured(f"DELIVERY_REPORT_EMAILS: {_address[:80]!r} is not an email address.") from None
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20, minimum=1)
 
+# Error reports (the DEBUG page, admins' error emails) hide passwords inside URLs too, not only settings named
+# like a secret: REDIS_URL, the caches' and the task queue's Redis address.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "presave_site.error_reports.SettingsFilter"
+
 # --- Logging: nothing that looks like a token or an authorization code reaches a log line. -------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 if LOG_LEVEL not in logging.getLevelNamesMapping():
