@@ -44,8 +44,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from delivery.services import SERVICES
+from fans import admin_history, links, release_email, revocation, vault
 from fans import consent as consent_text
-from fans import links, release_email, revocation, vault
 from fans.errors import BadLink, LinkExpired, NotFound
 from fans.models import ConsentRecord, Credential, EmailSignup, Fan, FunnelEvent, ReleaseEmail, Subscription
 from releases import markets
@@ -403,6 +403,7 @@ def erase(subject: Subject) -> dict[str, int]:
         visitors = set(linked.exclude(visitor="").values_list("visitor", flat=True))
         untied = FunnelEvent.objects.filter(visitor__in=visitors).update(visitor="")  # everything of that browser
         unlinked = linked.update(subscription=None)
+        admin_history.forget(ReleaseEmail, release_emails(subject).values_list("pk", flat=True))
         mailed, _ = release_emails(subject).delete()  # before the consents that find them are blanked
         if subject.fan is None and subject.email:
             for pk in subs:  # the save stops, the stored token goes; the Fan row is the account's, not the address's
@@ -423,9 +424,13 @@ def erase(subject: Subject) -> dict[str, int]:
         # The old revoke link then answers as one that never worked: no hash of a token (64 hex digits) is this.
         unusable = [ConsentRecord(pk=pk, revoke_token_hash=f"erased:{secrets.token_hex(28)}") for pk in consent_ids]
         ConsentRecord.objects.bulk_update(unusable, ["revoke_token_hash"])
+        admin_history.forget(EmailSignup, email_signups(subject).values_list("pk", flat=True))
         signups, _ = email_signups(subject).delete()
+        admin_history.forget(ConsentRecord, consent_ids)
+        admin_history.forget(Subscription, subs)
         fans = 0
         if subject.fan is not None:
+            admin_history.forget(Fan, [subject.fan.pk])
             fans, _ = Fan.objects.filter(pk=subject.fan.pk).delete()  # cascades: subscriptions, credentials
     return {
         "subscriptions": len(subs),

@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from fans import consent, links, privacy, release_email
+from fans import admin_history, consent, links, privacy, release_email
 from fans.errors import BadLink, CampaignClosed
 from fans.models import EmailSignup
 from releases import markets
@@ -121,7 +121,9 @@ def forget_unconfirmed() -> str:
     """The daily task: delete the sign-ups whose confirmation link expired unused (a re-sign-up renews
     created_at, and with it the time its new link works)."""
     expired = timezone.now() - dt.timedelta(seconds=settings.EMAIL_CONFIRM_LINK_MAX_AGE)
-    deleted, _ = EmailSignup.objects.filter(confirmed_at__isnull=True, created_at__lt=expired).delete()
+    unconfirmed = EmailSignup.objects.filter(confirmed_at__isnull=True, created_at__lt=expired)
+    admin_history.forget(EmailSignup, unconfirmed.values_list("pk", flat=True))
+    deleted, _ = unconfirmed.delete()
     return f"forgot {deleted} unconfirmed email sign-up(s)"
 
 

@@ -591,3 +591,22 @@ def test_after_erasing_everything_the_thank_you_page_no_longer_says_you_are_in(c
 
     response = client.get(thanks)
     assert response.status_code == 302 and response["Location"] == campaign.get_absolute_url()
+
+
+def test_erasing_blanks_the_admin_history_naming_the_fan(client, alice, superuser):
+    """The admin's history keeps each object's name as it was (LogEntry.object_repr): "Alice", her address."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+
+    LogEntry.objects.log_actions(superuser.pk, Fan.objects.filter(pk=alice.pk), CHANGE, single_object=True)
+    LogEntry.objects.log_actions(superuser.pk, Subscription.objects.filter(fan=alice), CHANGE)
+    LogEntry.objects.log_actions(superuser.pk, EmailSignup.objects.all(), CHANGE)
+    campaign = Subscription.objects.first().campaign
+    LogEntry.objects.log_actions(superuser.pk, [campaign], CHANGE, single_object=True)
+    assert LogEntry.objects.filter(object_repr__contains="Alice").count() == 3
+    assert LogEntry.objects.filter(object_repr__contains="alice@sandbox.test").count() == 1
+
+    client.post(reverse("fans:privacy_erase", args=[privacy.sign({"fan": alice.pk})]))
+    client.post(privacy.link_for_email("alice@sandbox.test").rstrip("/") + "/erase/")  # her address's sign-up
+
+    names = set(LogEntry.objects.values_list("object_repr", flat=True))
+    assert names == {"(erased)", str(campaign)}, "the campaign's own entry is nobody's"

@@ -121,3 +121,18 @@ def test_the_privacy_notice_states_each_period_as_configured(client, settings):
     assert "How long we keep it" in page
     assert "proof of your consent: 45 days after the release" in page
     assert "if it failed and could be tried again, 7 days more" in page
+
+
+def test_an_unconfirmed_sign_up_forgotten_leaves_no_address_in_the_admin_history(settings, superuser):
+    from django.contrib.admin.models import CHANGE, LogEntry
+
+    settings.EMAIL_CONFIRM_LINK_MAX_AGE = 14 * 86_400
+    campaign = make_campaign(slug="just-out", release_in=-dt.timedelta(days=10))
+    old = EmailSignup.objects.create(campaign=campaign, email="never@fan.test", wording_version="v", created_at=ago(15))
+    new = EmailSignup.objects.create(campaign=campaign, email="lately@fan.test", wording_version="v", created_at=ago(1))
+    LogEntry.objects.log_actions(superuser.pk, [old, new], CHANGE)
+
+    retention.forget_expired()
+
+    names = dict(LogEntry.objects.values_list("object_id", "object_repr"))
+    assert names == {str(old.pk): "(erased)", str(new.pk): str(new)}
