@@ -8,13 +8,13 @@ then succeeded or failed) long after the mail is sent, and after the address's d
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
+from django.utils.crypto import salted_hmac
 from django_q.tasks import async_task
 
 from fans import privacy, release_email, vault
@@ -24,7 +24,8 @@ from fans.signups import RESEND_SECONDS
 logger = logging.getLogger(__name__)
 
 SEND_TASK = "fans.privacy_email.send_link"
-TASK_AAD = b"fans.privacy_email.send_link:email"  # the vault's associated data: opens as this task's address only
+TASK_AAD = b"fans.privacy_email.send_link:email"
+SENT_KEY_SALT = "fans.privacy_email.sent_key"  # the vault's associated data: opens as this task's address only
 
 
 def request_link(email: str) -> None:
@@ -32,10 +33,14 @@ def request_link(email: str) -> None:
     the mail server), at most once per RESEND_SECONDS: the form is limited per IP; this limits what reaches one
     inbox, however many connections type the address."""
     email = email.strip().lower()
-    if holds_anything(email):
-        sent_key = "fans:privacy-link-sent:" + hashlib.sha256(email.encode()).hexdigest()[:32]  # no address kept
-        if cache.add(sent_key, True, RESEND_SECONDS):
-            async_task(SEND_TASK, vault.seal_text(email, aad=TASK_AAD))
+    if holds_anything(email) and cache.add(sent_key(email), True, RESEND_SECONDS):
+        async_task(SEND_TASK, vault.seal_text(email, aad=TASK_AAD))
+
+
+def sent_key(email: str) -> str:
+    """The cache key that a link was mailed to `email` lately: no address kept, and no plain hash of one either
+    (whoever reads the cache could hash a list of addresses and find who asked); an HMAC keyed by SECRET_KEY."""
+    return "fans:privacy-link-sent:" + salted_hmac(SENT_KEY_SALT, email, algorithm="sha256").hexdigest()[:32]
 
 
 def holds_anything(email: str) -> bool:

@@ -610,3 +610,20 @@ def test_erasing_blanks_the_admin_history_naming_the_fan(client, alice, superuse
 
     names = set(LogEntry.objects.values_list("object_repr", flat=True))
     assert names == {"(erased)", str(campaign)}, "the campaign's own entry is nobody's"
+
+
+def test_the_mark_that_a_link_was_mailed_is_an_hmac_of_the_address_not_a_plain_hash(client, settings):
+    """Whoever reads the cache could hash a list of addresses and match a plain sha256 of one."""
+    import hashlib
+
+    from django.core.cache import cache
+
+    sign_up(make_campaign(), "inbox@fan.test")
+    client.post(reverse("fans:privacy_link"), {"email": "inbox@fan.test"})
+
+    plain = hashlib.sha256(b"inbox@fan.test").hexdigest()
+    assert cache.get("fans:privacy-link-sent:" + plain[:32]) is None
+    key = privacy_email.sent_key("inbox@fan.test")
+    assert cache.get(key) is True and plain[:32] not in key
+    settings.SECRET_KEY = "another-" + settings.SECRET_KEY
+    assert privacy_email.sent_key("inbox@fan.test") != key, "keyed by SECRET_KEY"
