@@ -18,7 +18,7 @@ import logging
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
@@ -37,7 +37,7 @@ from delivery.services import (
     TokenRevoked,
     Tokens,
 )
-from fans import consent, revocation, vault
+from fans import addresses, consent, revocation, vault
 from fans.errors import (
     AccountNotListed,
     BadAuthorizationState,
@@ -321,6 +321,9 @@ def complete(
             retry_url=retry_url,
         ) from None
 
+    if profile.email and not addresses.is_valid(profile.email):  # the service's word, not checked by it for us
+        logger.warning("%s reported an email address that is not one; kept none", service.label)
+        profile = replace(profile, email="")
     with transaction.atomic():
         fan = _update_fan(service.key, profile, email_opt_in=email_opt_in)
         market = markets.normalize(profile.country) or entry.get("seen_country") or campaign.default_market

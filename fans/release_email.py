@@ -37,7 +37,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from delivery.scheduling import schedule_once, start_missed
-from fans import privacy, revocation, smartlink
+from fans import addresses, privacy, revocation, smartlink
 from fans.models import ConsentRecord, EmailSignup, ReleaseEmail
 from releases import markets
 from releases.models import Campaign
@@ -45,6 +45,8 @@ from releases.models import Campaign
 logger = logging.getLogger(__name__)
 
 SEND_TASK = "fans.release_email.send_release_emails"
+# SMTP's "mailbox name not allowed": what an address that is not one is refused as, without asking the server.
+INVALID_ADDRESS_CODE = 553
 SCHEDULE_NAME_PREFIX = "release-email-"
 BATCH_SIZE = 100  # messages per SMTP connection and per transaction
 RETRY_AFTER = dt.timedelta(minutes=5)  # after the mail server failed; also the one-off emails' (`retry_later`)
@@ -340,6 +342,10 @@ def send_batch(
         try:
             with get_connection() as connection:
                 for email in batch:
+                    if not addresses.is_valid(email.email):  # stored before addresses were checked: never sendable
+                        refused[email.pk] = INVALID_ADDRESS_CODE
+                        refusals[email.pk] = f"{INVALID_ADDRESS_CODE} not a valid email address"
+                        continue
                     try:
                         connection.send_messages([message(email, campaign, destinations)])
                     except smtplib.SMTPRecipientsRefused as exc:

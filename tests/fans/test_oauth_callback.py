@@ -572,3 +572,15 @@ def test_the_thank_you_pages_kept_in_a_session_are_bounded(client, sandbox):
     kept = client.session[THANKS_KEY]
     assert list(kept) == [f"release-{n}" for n in range(2, THANKS_KEPT + 2)]
     assert all(list(entries) == ["spotify"] for entries in kept.values())
+
+
+def test_an_email_address_the_service_reports_that_is_not_one_is_not_kept(client, campaign, sandbox):
+    """The service's profile is its word: an address with a header in it would be mailed on release day."""
+    sandbox.control("POST", "users", {"id": "mallory", "display_name": "Mallory", "email": "m@x.test\nBcc: all@x.test"})
+
+    _, response = presave(client, campaign, email_opt_in=True, user="mallory")
+
+    assert response.status_code == 302
+    assert Fan.objects.get(display_name="Mallory").email == ""
+    record = ConsentRecord.objects.get()
+    assert (record.email, record.email_opt_in) == ("", False)

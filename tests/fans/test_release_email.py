@@ -560,3 +560,16 @@ def test_the_sweeper_starts_a_per_market_campaign_made_live_after_its_first_mark
     assert not Schedule.objects.filter(name__startswith=release_email.SCHEDULE_NAME_PREFIX).exists()
 
     assert release_email.missed_runs(timezone.now()) == [campaign]
+
+
+@pytest.mark.django_db
+def test_an_address_that_is_not_one_is_skipped_not_the_whole_send(out_campaign, mailoutbox):
+    """One stored before addresses were checked: building its message raised, and nobody was mailed."""
+    pre_save(out_campaign, "mallory", "m@x.test\nBcc: all@x.test", opt_in=True)
+
+    summary = release_email.send_release_emails(out_campaign.pk)
+
+    assert sorted(m.to[0] for m in mailoutbox) == ["inbox@fan.test", "opted@fan.test"]
+    assert "sent 2, refused 1, not retried" in summary
+    skipped = ReleaseEmail.objects.get(email__startswith="m@x.test")
+    assert skipped.sent_at is None and skipped.refusal == "553 not a valid email address"
