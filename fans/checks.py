@@ -6,6 +6,9 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import Tags, Warning, register
 
+from fans import vault
+from presave_site import dev_defaults
+
 
 @register(Tags.security, deploy=True)
 def rate_limits_see_the_fans_address(app_configs, **kwargs) -> list[Warning]:
@@ -95,3 +98,34 @@ def services_are_not_the_sandbox(app_configs, **kwargs) -> list[Warning]:
         for name in SERVICE_URL_SETTINGS
         if is_loopback(getattr(settings, name))
     ]
+
+
+@register(Tags.security, deploy=True)
+def secrets_are_not_the_development_ones(app_configs, **kwargs) -> list[Warning]:
+    """The development SECRET_KEY and token key (presave_site/dev_defaults.py) are public, in this repository:
+    with them anyone can sign a fan's privacy link or session, or open every stored token. Set as values they
+    start with DEBUG off like any other (copied from a laptop's .env, say)."""
+    if settings.DEBUG:
+        return []
+    warnings = []
+    if settings.SECRET_KEY == dev_defaults.SECRET_KEY:
+        warnings.append(
+            Warning(
+                "SECRET_KEY is the development one (presave_site/dev_defaults.py), which anyone can read: fans' "
+                "signed links and sessions could be forged.",
+                hint="Set SECRET_KEY (or SECRET_KEY_FILE) to a long random string of your own.",
+                id="fans.W005",
+            )
+        )
+    development_key = dict(vault.parse_keys(dev_defaults.TOKEN_ENCRYPTION_KEYS))
+    if set(dict(vault.parse_keys(settings.TOKEN_ENCRYPTION_KEYS)).values()) & set(development_key.values()):
+        warnings.append(
+            Warning(
+                "TOKEN_ENCRYPTION_KEYS holds the development key (presave_site/dev_defaults.py), which anyone can "
+                "read: fans' stored tokens could be opened by whoever gets a copy of the database.",
+                hint="Put a key of your own first (the README's Key rotation), run manage.py rewrap_tokens, then "
+                "drop the development one.",
+                id="fans.W006",
+            )
+        )
+    return warnings

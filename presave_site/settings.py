@@ -13,6 +13,8 @@ import environ
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 
+from presave_site import dev_defaults
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -155,7 +157,7 @@ def secret(name: str, dev_default: str) -> str:
 
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = secret("SECRET_KEY", "dev-only-insecure-secret-key-do-not-use-in-production")
+SECRET_KEY = secret("SECRET_KEY", dev_defaults.SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 PUBLIC_BASE_URL = env.base_url("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 HTTPS = env.bool("HTTPS", default=not DEBUG)
@@ -297,7 +299,7 @@ CONSOLE_CONTENT_SECURITY_POLICY = {
 # "kid:base64-of-32-bytes,kid2:…" — the first key encrypts, every key decrypts. Rotation (README: Security):
 # prepend a new one and restart every process, `manage.py rewrap_tokens` until `--check` finds none left, and
 # drop the old one PRIVACY_LINK_MAX_AGE later (it sealed the privacy links mailed to addresses).
-TOKEN_ENCRYPTION_KEYS = secret("TOKEN_ENCRYPTION_KEYS", "dev:ZGV2LW9ubHktdG9rZW4ta2V5LWRvLW5vdC11c2UtISE=")
+TOKEN_ENCRYPTION_KEYS = secret("TOKEN_ENCRYPTION_KEYS", dev_defaults.TOKEN_ENCRYPTION_KEYS)
 
 # --- Streaming services ---------------------------------------------------------------------------
 SERVICE_TIMEOUT_SECONDS = env.float("SERVICE_TIMEOUT_SECONDS", default=10.0, minimum=0.01)

@@ -214,3 +214,20 @@ def test_a_service_address_that_only_looks_local_is_no_warning():
     result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_deploy_checks_name_the_development_secret_key_and_token_key():
+    """They are public (presave_site/dev_defaults.py): set as values, they started with DEBUG off unnoticed."""
+    from presave_site import dev_defaults
+
+    own = "prod:" + base64.b64encode(os.urandom(32)).decode()
+    env = production_env(
+        SECRET_KEY=dev_defaults.SECRET_KEY, TOKEN_ENCRYPTION_KEYS=f"{own},{dev_defaults.TOKEN_ENCRYPTION_KEYS}"
+    )
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
+
+    output = result.stderr + result.stdout
+    assert result.returncode != 0
+    assert "fans.W005" in output and "SECRET_KEY is the development one" in output
+    assert "fans.W006" in output and "TOKEN_ENCRYPTION_KEYS holds the development key" in output
+    assert dev_defaults.TOKEN_ENCRYPTION_KEYS.split(":")[1] not in output, "the key itself is never shown"
