@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from releases import markets
+from releases.plain_text import refuse_control_characters
 
 NOT_PLACES = {"localtime", "Factory"}  # the server's own zone, and tzdata's placeholder: no release clock
 
@@ -82,6 +83,9 @@ class Artist(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        refuse_control_characters(self, ("name",))
+
 
 class Release(models.Model):
     class Kind(models.TextChoices):
@@ -130,6 +134,7 @@ class Release(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
+        refuse_control_characters(self, ("title",))
         if self.kind == self.Kind.TRACK and not self.isrc:
             raise ValidationError({"isrc": "A track needs its ISRC."})
         if self.spotify_uri.startswith("spotify:track:") and self.kind != self.Kind.TRACK:
@@ -281,6 +286,7 @@ class Campaign(models.Model):
         return settings.PUBLIC_BASE_URL + self.get_absolute_url()
 
     def clean(self) -> None:
+        refuse_control_characters(self, ("subtitle",), multiline=("page_text",))
         self.playlist_name = self.playlist_name.strip()
         if not self.save_release and not self.follow_artist and not self.playlist_name:
             raise ValidationError(
