@@ -8,6 +8,8 @@ ceiling   a bare concurrent loop: aiohttp with N requests in flight, refresh the
           encryption: as fast as this machine and the sandbox allow;
 engine    the delivery task on a seeded campaign, in a real qcluster with K worker processes (or in this process).
 
+With a follow (`bench_delivery --follow`), every phase also follows the artist after the save.
+
 Then the engine's result is checked against the database and the sandbox's write log.
 
 Models are imported inside the functions, so that this module imports before Django is set up.
@@ -50,7 +52,9 @@ from presave_site import benchmarking
 from presave_site.benchmarking import Stopwatch, free_port
 
 ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
+ARTIST_URI = f"spotify:artist:{demo_catalog.NOVA_LARK_ARTIST_ID}"
 SCOPE = "user-library-modify"
+FOLLOW_SCOPE = "user-library-modify user-follow-modify"
 SEED_BATCH = 1000
 STARTUP_SECONDS = 30
 HTTP_TIMEOUT_SECONDS = 30
@@ -115,17 +119,23 @@ class SandboxProcess(SandboxClient):
         self.log.seek(0)
         return self.log.read().decode(errors="replace")[-4000:]
 
-    def mint(self, user_ids: list[str]) -> dict[str, str]:
-        """Create sandbox users and mint each a refresh token (bulk, 1,000 per call): user id → token."""
+    def mint(self, user_ids: list[str], scope: str = SCOPE) -> dict[str, str]:
+        """Create sandbox users and mint each a refresh token for `scope` (bulk, 1,000 per call): user id → token."""
         tokens = {}
         for chunk in batched(user_ids, SEED_BATCH):
-            body = {"ids": chunk, "client_id": DEFAULT_CLIENT_ID, "scope": SCOPE, "country": "GB"}
+            body = {"ids": chunk, "client_id": DEFAULT_CLIENT_ID, "scope": scope, "country": "GB"}
             minted = self.control("POST", "users/bulk-authorize", body)
             tokens.update({user_id: minted[user_id]["refresh_token"] for user_id in chunk})
         return tokens
 
     def counters(self) -> dict[str, Any]:
         return self.control("GET", "counters")
+
+
+def library_writes(follow: bool) -> tuple[str, ...]:
+    """The URIs each fan's library gets, in order, through PUT /v1/me/library (the engine's Spotify calls, with
+    SPOTIFY_LIBRARY_API's default): the album, and with `follow` the artist (a follow is an artist's URI)."""
+    return (ALBUM_URI, ARTIST_URI) if follow else (ALBUM_URI,)
 
 
 def batched(items: list, size: int) -> Iterator[list]:
@@ -135,17 +145,16 @@ def batched(items: list, size: int) -> Iterator[list]:
 
 
 # --- Seeding the database ---------------------------------------------------------------------------------
-def seed_campaign(slug: str, tokens: dict[str, str]):
+def seed_campaign(slug: str, tokens: dict[str, str], *, follow: bool = False):
     """An artist, the sandbox's demo album (out since a minute ago) and a live campaign with one pending
-    subscription and sealed credential per fan in `tokens` (sandbox user id → refresh token)."""
+    subscription and sealed credential per fan in `tokens` (sandbox user id → refresh token), which saves the
+    album and, with `follow`, follows the artist."""
     from fans.models import Credential, Fan, Subscription
     from releases.models import Artist, Campaign, Release
 
     released_at = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=1)
     with transaction.atomic():
-        artist = Artist.objects.create(
-            name="Nova Lark (benchmark)", spotify_uri=f"spotify:artist:{demo_catalog.NOVA_LARK_ARTIST_ID}"
-        )
+        artist = Artist.objects.create(name="Nova Lark (benchmark)", spotify_uri=ARTIST_URI)
         release = Release.objects.create(
             artist=artist,
             title="Glass Harbour (benchmark)",
@@ -156,7 +165,9 @@ def seed_campaign(slug: str, tokens: dict[str, str]):
             release_time=released_at.time(),
             timezone="UTC",
         )
-        campaign = Campaign.objects.create(release=release, slug=slug, status=Campaign.Status.LIVE)
+        campaign = Campaign.objects.create(
+            release=release, slug=slug, status=Campaign.Status.LIVE, follow_artist=follow
+        )
         for chunk in batched(list(tokens.items()), SEED_BATCH):
             fans = Fan.objects.bulk_create(
                 Fan(service="spotify", service_user_id=user_id, display_name=user_id, country="GB")
@@ -249,8 +260,9 @@ class Phase:
         return {name: parts.get(name, 0.0) / self.fans * 1e6 for name in ("client", "PostgreSQL", "sandbox", "rest")}
 
 
-def run_baseline(sandbox: SandboxProcess, tokens: list[str]) -> Phase:
-    """One fan after the other with `requests` (one kept-alive session): refresh, then save the album."""
+def run_baseline(sandbox: SandboxProcess, tokens: list[str], uris: tuple[str, ...] = (ALBUM_URI,)) -> Phase:
+    """One fan after the other with `requests` (one kept-alive session): refresh, then put each of `uris` in the
+    fan's library (the album; with a follow, the artist too)."""
     http = requests.Session()
     auth = (DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
     ok = 0
@@ -262,8 +274,12 @@ def run_baseline(sandbox: SandboxProcess, tokens: list[str]) -> Phase:
         if answer.status_code != 200:
             continue
         headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
-        saved = _send(http, "PUT", f"{sandbox.api_url}/v1/me/library", params={"uris": ALBUM_URI}, headers=headers)
-        ok += saved.status_code == 200
+        for uri in uris:
+            saved = _send(http, "PUT", f"{sandbox.api_url}/v1/me/library", params={"uris": uri}, headers=headers)
+            if saved.status_code != 200:
+                break
+        else:
+            ok += 1
     watch.stop()
     http.close()
     note = "requests, one fan at a time"
@@ -300,8 +316,15 @@ def shape_words(processes: int, in_flight: int) -> str:
     return f"{processes} process{'es' if processes > 1 else ''} × {in_flight} in flight"
 
 
-def run_ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int, processes: int = 1) -> Phase:
-    """`concurrency` fans in flight with aiohttp, each refreshed then saved; nothing else. In `processes`
+def run_ceiling(
+    sandbox: SandboxProcess,
+    tokens: list[str],
+    concurrency: int,
+    processes: int = 1,
+    uris: tuple[str, ...] = (ALBUM_URI,),
+) -> Phase:
+    """`concurrency` fans in flight with aiohttp, each refreshed then given each of `uris` (the album; with a
+    follow, the artist too); nothing else. In `processes`
     processes (the fans and the calls in flight shared between them), to compare like with like with an engine
     that runs in that many worker processes."""
     urls = (sandbox.accounts_url, sandbox.api_url)
@@ -309,17 +332,17 @@ def run_ceiling(sandbox: SandboxProcess, tokens: list[str], concurrency: int, pr
     if processes == 1:
         with tuned_for_delivery():  # the engine's collector settings, as in ceiling_process
             watch.start()
-            ok = asyncio.run(_ceiling(*urls, tokens, concurrency))
+            ok = asyncio.run(_ceiling(*urls, tokens, concurrency, uris))
             watch.stop()
     else:
-        ok = _ceiling_in_processes(urls, tokens, concurrency, processes, watch)
+        ok = _ceiling_in_processes(urls, tokens, concurrency, processes, watch, uris)
     shape = shape_words(processes, concurrency)
     note = f"aiohttp, {shape}, no DB, no encryption"
     return Phase("ceiling", len(tokens), watch.seconds, ok, note, shape=shape, watch=watch)
 
 
 def _ceiling_in_processes(
-    urls: tuple[str, str], tokens: list[str], concurrency: int, processes: int, watch: Stopwatch
+    urls: tuple[str, str], tokens: list[str], concurrency: int, processes: int, watch: Stopwatch, uris: tuple[str, ...]
 ) -> int:
     """Spawned processes each take their share of the fans, report ready, and start together on a signal."""
     context = multiprocessing.get_context("spawn")
@@ -327,7 +350,7 @@ def _ceiling_in_processes(
     children = [
         context.Process(
             target=ceiling_process,
-            args=(*urls, tokens[i::processes], max(1, concurrency // processes), go, messages),
+            args=(*urls, tokens[i::processes], max(1, concurrency // processes), go, messages, uris),
             daemon=True,
         )
         for i in range(processes)
@@ -364,19 +387,23 @@ def _collect(messages, children: list, kind: str) -> list:
     return received
 
 
-def ceiling_process(accounts_url: str, api_url: str, tokens: list[str], concurrency: int, go, messages) -> None:
+def ceiling_process(
+    accounts_url: str, api_url: str, tokens: list[str], concurrency: int, go, messages, uris: tuple[str, ...]
+) -> None:
     """One process of the ceiling (the target of a spawned multiprocessing.Process)."""
     try:
         messages.put(("ready", None))
         go.wait()
         with tuned_for_delivery():  # the engine's collector settings: like for like
-            messages.put(("done", asyncio.run(_ceiling(accounts_url, api_url, tokens, concurrency))))
+            messages.put(("done", asyncio.run(_ceiling(accounts_url, api_url, tokens, concurrency, uris))))
     except BaseException:
         messages.put(("error", traceback.format_exc()))
 
 
-async def _ceiling(accounts_url: str, api_url: str, tokens: list[str], concurrency: int) -> int:
-    """Deliver `tokens`' fans with `concurrency` in flight; how many were saved."""
+async def _ceiling(
+    accounts_url: str, api_url: str, tokens: list[str], concurrency: int, uris: tuple[str, ...] = (ALBUM_URI,)
+) -> int:
+    """Deliver `tokens`' fans with `concurrency` in flight, each of `uris` in turn; how many got them all."""
     secret = base64.b64encode(f"{DEFAULT_CLIENT_ID}:{DEFAULT_CLIENT_SECRET}".encode()).decode()
     client = {"Authorization": f"Basic {secret}", "Content-Type": "application/x-www-form-urlencoded"}
     timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS)
@@ -403,8 +430,12 @@ async def _ceiling(accounts_url: str, api_url: str, tokens: list[str], concurren
                 continue
             headers = {"Authorization": f"Bearer {json.loads(body)['access_token']}"}
             url = f"{api_url}/v1/me/library"
-            status, _ = await send(http, "PUT", url, params={"uris": ALBUM_URI}, headers=headers)
-            delivered += status == 200
+            for uri in uris:
+                status, _ = await send(http, "PUT", url, params={"uris": uri}, headers=headers)
+                if status != 200:
+                    break
+            else:
+                delivered += 1
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
@@ -564,8 +595,8 @@ def wait_for_empty_window(sandbox: SandboxProcess) -> None:
 class Checks:
     seeded: int
     statuses: dict[str, int]
-    duplicates: int  # fans saved more than once
-    unsaved: int  # recorded delivered, but the sandbox saw no save
+    duplicates: int  # fans saved (or that followed) more than once
+    unsaved: int  # recorded delivered, but the sandbox saw no save (or no follow, when the campaign follows)
     unrecorded: int  # saved in the sandbox, but not recorded delivered
     reasons: list[tuple[str, int]] = field(default_factory=list)  # the commonest reasons fans were not delivered
 
@@ -605,20 +636,28 @@ class Checks:
         return [f"{count} {what}" for what, count in problems.items() if count]
 
 
-def check_engine(sandbox: SandboxProcess, campaign_id: int, seeded: int) -> Checks:
+def check_engine(
+    sandbox: SandboxProcess, campaign_id: int, seeded: int, uris: tuple[str, ...] = (ALBUM_URI,)
+) -> Checks:
+    """The campaign's outcomes against the sandbox's write log: each fan recorded delivered got each of `uris`
+    (`library_writes`) once, and no other fan got any."""
     from fans.models import Subscription
 
     subscriptions = Subscription.objects.filter(campaign_id=campaign_id)
     statuses = Counter(subscriptions.values_list("status", flat=True))
     fans = dict(subscriptions.values_list("fan__service_user_id", "status"))
-    saves = Counter(write["user_id"] for write in sandbox.control("GET", "writes") if write["user_id"] in fans)
+    writes = Counter(
+        (write["user_id"], write["uri"]) for write in sandbox.control("GET", "writes") if write["user_id"] in fans
+    )
+    written = {user_id for user_id, _ in writes}
+    complete = {user_id for user_id in written if all((user_id, uri) in writes for uri in uris)}
     delivered = {user_id for user_id, status in fans.items() if status == Subscription.Status.DELIVERED}
     return Checks(
         seeded=seeded,
         statuses=dict(statuses),
-        duplicates=sum(1 for count in saves.values() if count > 1),
-        unsaved=len(delivered - set(saves)),
-        unrecorded=len(set(saves) - delivered),
+        duplicates=len({user_id for (user_id, _), count in writes.items() if count > 1}),
+        unsaved=len(delivered - complete),
+        unrecorded=len(written - delivered),
         reasons=Counter(
             subscriptions.exclude(status=Subscription.Status.DELIVERED).values_list("last_error", flat=True)
         ).most_common(3),

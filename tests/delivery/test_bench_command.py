@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django_q.models import Schedule
 
 from delivery import benchmark
+from delivery.models import DeliveryAttempt
 from fans.models import Fan, Subscription
 from presave_site.benchmarking import Stopwatch
 from releases.models import Campaign
@@ -44,6 +45,38 @@ def test_benchmark_delivers_every_fan_once_and_cleans_up(workers, rounds):
     assert "CPU µs/fan" in output
     assert "engine CPU µs a fan by part: client " in output and "ceiling CPU µs a fan by part: client " in output
     assert not Campaign.objects.exists() and not Subscription.objects.exists() and not Fan.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_benchmark_with_a_follow_follows_the_artist_in_every_phase():
+    """--follow: each fan costs a refresh, a save and a follow, in the baseline and the ceiling as in the engine,
+    and the checks count each fan's follow as they count its save."""
+    out = io.StringIO()
+
+    call_command(
+        "bench_delivery",
+        fans=20,
+        baseline_fans=3,
+        latency_ms=0,
+        workers=0,
+        rounds=2,
+        follow=True,
+        keep=True,
+        stdout=out,
+    )
+
+    output = out.getvalue()
+    assert "20 fans (refresh, save, follow)" in output
+    assert "not delivered" not in output  # the bare loops got the follow scope and followed every fan
+    assert "OK   subscriptions: delivered 40, failed 0, revoked 0; pending 0, missing 0" in output
+    assert "OK   duplicates: 0 fans saved or followed more than once" in output
+    assert "OK   recorded delivered but never saved or never followed: 0" in output
+    assert "checks passed" in output.splitlines()[-1]
+    kept = Campaign.objects.filter(slug__startswith="bench-")
+    assert kept.count() == 2 and all(campaign.follow_artist for campaign in kept)
+    # The engine's last call for each fan was the follow, after the save: both went out.
+    delivered = DeliveryAttempt.objects.filter(outcome=DeliveryAttempt.Outcome.DELIVERED)
+    assert delivered.count() == 40 and set(delivered.values_list("call", flat=True)) == {"follow"}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -79,6 +79,12 @@ class Command(BaseCommand):
             "shares (1). On a shared machine, other work only ever slows a round down, and a round's two phases, "
             "timed back to back, see the same machine.",
         )
+        parser.add_argument(
+            "--follow",
+            action="store_true",
+            help="The campaign also follows the artist: each fan costs a refresh, a save and a follow, in every "
+            "phase (and the engine writes a fan's save as progress before its follow).",
+        )
         parser.add_argument("--keep", action="store_true", help="Keep the benchmark campaigns' rows.")
         parser.add_argument(
             "--all-phases", action="store_true", help="Run baseline and ceiling under --rate-limit too."
@@ -88,8 +94,10 @@ class Command(BaseCommand):
         fans, rate_limit = options["fans"], options["rate_limit"]
         slug = timezone.now().strftime("bench-%Y%m%d-%H%M%S")
         run_unpaced = rate_limit is None or options["all_phases"]
+        options["uris"] = benchmark.library_writes(options["follow"])
         self.say(
-            f"Benchmark {slug}: {fans} fans, sandbox latency {options['latency_ms']:g} ms, "
+            f"Benchmark {slug}: {fans} fans ({'refresh, save, follow' if options['follow'] else 'refresh, save'}), "
+            f"sandbox latency {options['latency_ms']:g} ms, "
             f"rate limit {rate_limit or 'off'}, database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[1]}"
         )
         engine_settings = ", ".join(
@@ -160,16 +168,21 @@ class Command(BaseCommand):
         """Seed, then time the baseline once and, each round, the ceiling then the engine (each round on fans of
         its own: refresh tokens rotate). Each of the ceiling and the engine is reported by its best round."""
         fans, rate_limit, rounds = options["fans"], options["rate_limit"], options["rounds"]
+        follow, uris = options["follow"], options["uris"]
+        scope = benchmark.FOLLOW_SCOPE if follow else benchmark.SCOPE
+
+        def mint(user_ids: list[str]) -> dict[str, str]:
+            return sandbox.mint(user_ids, scope)
+
         started = time.perf_counter()
         baseline_ids = [f"{slug}-b-{i:05d}" for i in range(options["baseline_fans"])]
-        baseline_tokens = sandbox.mint(baseline_ids) if run_unpaced else {}
+        baseline_tokens = mint(baseline_ids) if run_unpaced else {}
         shapes = options["ceiling_shapes"] if run_unpaced else []
         ceiling_tokens = [  # per round, per ceiling shape
-            [sandbox.mint([f"{slug}-c{r}s{s}-{i:05d}" for i in range(fans)]) for s in range(len(shapes))]
-            for r in range(rounds)
+            [mint([f"{slug}-c{r}s{s}-{i:05d}" for i in range(fans)]) for s in range(len(shapes))] for r in range(rounds)
         ]
         campaigns = [
-            benchmark.seed_campaign(f"{slug}-{r}", sandbox.mint([f"{slug}-e{r}-{i:05d}" for i in range(fans)]))
+            benchmark.seed_campaign(f"{slug}-{r}", mint([f"{slug}-e{r}-{i:05d}" for i in range(fans)]), follow=follow)
             for r in range(rounds)
         ]
         tidy(benchmark.CHURNED_TABLES)
@@ -182,14 +195,14 @@ class Command(BaseCommand):
             if rate_limit is not None and run_unpaced:
                 sandbox.control("POST", "faults", {"rate_limit": rate_limit})
             if run_unpaced:
-                baseline = benchmark.run_baseline(sandbox, list(baseline_tokens.values()))
+                baseline = benchmark.run_baseline(sandbox, list(baseline_tokens.values()), uris)
             for r, campaign in enumerate(campaigns):
                 ceiling, others = None, ""
                 if run_unpaced:
                     # Each shape on fans of its own, in turn first: the round's ceiling is the fastest.
                     order = list(zip(shapes, ceiling_tokens[r], strict=True))
                     order = order[r % len(order) :] + order[: r % len(order)]
-                    timed = [benchmark.run_ceiling(sandbox, list(t.values()), n, p) for (p, n), t in order]
+                    timed = [benchmark.run_ceiling(sandbox, list(t.values()), n, p, uris) for (p, n), t in order]
                     ceiling = max(timed, key=lambda phase: phase.rate)
                     others = "".join(f"; {p.shape}: {p.rate:.1f}" for p in timed if p is not ceiling)
                 if rate_limit is not None:
@@ -218,7 +231,7 @@ class Command(BaseCommand):
                         f"  round {r + 1}: {ceiling_rate}engine {engine.rate:.1f} fans/s{cpu_note(engine)}{versus}"
                     )
             checks = benchmark.Checks.combined(
-                [benchmark.check_engine(sandbox, campaign.pk, fans) for campaign in campaigns]
+                [benchmark.check_engine(sandbox, campaign.pk, fans, uris) for campaign in campaigns]
             )
         finally:
             if options["keep"]:
@@ -328,8 +341,10 @@ class Command(BaseCommand):
         )
         for reason, count in checks.reasons:
             self.say(f"       not delivered, {count}×: {reason or '(no reason recorded)'}")
-        self.show_check(f"duplicates: {checks.duplicates} fans saved more than once", not checks.duplicates)
-        self.show_check(f"recorded delivered but never saved: {checks.unsaved}", not checks.unsaved)
+        again = "saved or followed" if options["follow"] else "saved"
+        self.show_check(f"duplicates: {checks.duplicates} fans {again} more than once", not checks.duplicates)
+        missing = "never saved or never followed" if options["follow"] else "never saved"
+        self.show_check(f"recorded delivered but {missing}: {checks.unsaved}", not checks.unsaved)
         self.show_check(f"saved but not recorded delivered: {checks.unrecorded}", not checks.unrecorded)
 
     def show_target(self, figure: str, target: str, met: bool | None) -> None:
