@@ -1,4 +1,5 @@
-"""A claim walks the campaign's delivery queue, not the whole campaign, and takes a fair share near the end.
+"""A claim walks the campaign's delivery queue, not the whole campaign, and takes a fair share near the end;
+a run's progress write finds its rows by primary key.
 
 The engine claims a campaign's due subscriptions first come, first served. Without the partial index
 `subscription_queue` (pending subscriptions in sign-up order), PostgreSQL reads past every subscription already
@@ -24,6 +25,11 @@ def explain(sql: str, params: list) -> str:
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN {sql}", params)
         return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def explain_as_sent(sql: str, params: list | dict) -> str:
+    """EXPLAIN through the engine's own cursor (`bulk._execute`: parameters bound by the server, as sent)."""
+    return "\n".join(row[0] for row in bulk._execute(f"EXPLAIN {sql}", params))
 
 
 @pytest.fixture
@@ -63,3 +69,23 @@ def test_runs_share_the_last_of_the_queue(mostly_delivered, settings):
 
     assert sizes == [1500, 1250, 625, 313, 156, 100, 56]
     assert not due.exists()
+
+
+def test_a_runs_progress_is_one_update_through_the_primary_key(mostly_delivered):
+    """The progress of a few hundred fans between calls (`record_progress`, every DELIVERY_RECORD_SECONDS of a
+    run whose fans make more than one call: a save then a follow) is one UPDATE that finds its rows by primary
+    key. The statistics say `leased_by` is NULL everywhere (ANALYZE ran before any lease): a join with
+    `unnest(ids, values)` was planned as a scan of every subscription, filtered by the lease."""
+    owner = uuid.uuid4()
+    pending = Subscription.objects.filter(campaign=mostly_delivered, status=Subscription.Status.PENDING)
+    ids = list(pending.order_by("pk").values_list("pk", flat=True)[:400])
+    Subscription.objects.filter(pk__in=ids).update(leased_by=owner)
+    progress = [(pk, "save" if i % 2 else f"save playlist-made:{i}") for i, pk in enumerate(ids)]
+
+    plan = explain_as_sent(*bulk.progress_statement(owner, progress, timezone.now()))
+    assert "fans_subscription_pkey" in plan, plan
+    assert "Seq Scan on fans_subscription" not in plan, plan
+
+    bulk.record_progress(owner, progress, timezone.now())
+    written = dict(Subscription.objects.filter(pk__in=ids).values_list("pk", "done_calls"))
+    assert written == dict(progress)  # each row its own value
