@@ -1,5 +1,5 @@
 """A claim walks the campaign's delivery queue, not the whole campaign, and takes a fair share near the end;
-a run's progress write finds its rows by primary key.
+a run's progress write and its rotated-token write find their rows by primary key.
 
 The engine claims a campaign's due subscriptions first come, first served. Without the partial index
 `subscription_queue` (pending subscriptions in sign-up order), PostgreSQL reads past every subscription already
@@ -13,9 +13,11 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from delivery import benchmark as delivery_benchmark
 from delivery import bulk
 from delivery.engine import Run, due_now
-from fans.models import Subscription
+from fans import vault
+from fans.models import Credential, Subscription, credential_aad
 from releases import benchmark
 
 pytestmark = pytest.mark.django_db
@@ -89,3 +91,22 @@ def test_a_runs_progress_is_one_update_through_the_primary_key(mostly_delivered)
     bulk.record_progress(owner, progress, timezone.now())
     written = dict(Subscription.objects.filter(pk__in=ids).values_list("pk", "done_calls"))
     assert written == dict(progress)  # each row its own value
+
+
+def test_rotated_tokens_are_stored_through_the_primary_key():
+    """A few hundred rotated refresh tokens stored at once (`update_credentials`, the run thread's pass while a
+    batch refreshes) are found by key: joined with `unnest` alone, PostgreSQL hashed every credential."""
+    tokens = {f"rotated-{i}": f"token-{i}" for i in range(5000)}
+    campaign = delivery_benchmark.seed_campaign("rotated-plan", tokens)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE fans_credential")
+    ids = list(Subscription.objects.filter(campaign=campaign).order_by("pk").values_list("pk", flat=True)[:300])
+    sealed = [(pk, vault.seal(f"new-{pk}", aad=credential_aad(pk))) for pk in ids]
+
+    plan = explain_as_sent(*bulk.credentials_statement(sealed, timezone.now()))
+    assert "fans_credential_pkey" in plan, plan
+    assert "Seq Scan on fans_credential" not in plan, plan
+
+    assert bulk.update_credentials(sealed, timezone.now()) == set(ids)
+    stored = Credential.objects.filter(subscription_id__in=ids[:3]).order_by("subscription_id")
+    assert [credential.reveal() for credential in stored] == [f"new-{pk}" for pk in ids[:3]]
