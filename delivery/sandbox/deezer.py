@@ -76,13 +76,25 @@ def numeric_id(kind: str, catalog_id: str) -> int:
 
 def make_deezer_app(state: SandboxState) -> web.Application:
     """The sub-application to mount at PREFIX; unknown API paths answer "no data", as Deezer does."""
-    return make_service_app(
+    app = make_service_app(
         state,
         DeezerService(state),
         fault_error=fault_error,
         api_path=f"{PREFIX}/api/",
         unknown=lambda status: web.json_response(error_body(*NO_DATA)),
     )
+
+    @web.middleware
+    async def edge_denies(request: web.Request, handler) -> web.StreamResponse:
+        """`faults.deezer_edge_denies`: the edge in front of Deezer's API answers 403 in HTML, no Deezer error."""
+        if state.faults.deezer_edge_denies and request.path.startswith(f"{PREFIX}/api/"):
+            return web.Response(
+                status=403, text="<html><body><h1>403 Forbidden</h1></body></html>", content_type="text/html"
+            )
+        return await handler(request)
+
+    app.middlewares.append(edge_denies)
+    return app
 
 
 class DeezerService:

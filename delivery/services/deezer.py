@@ -24,6 +24,7 @@ from delivery.services.base import (
     Reply,
     Service,
     ServiceError,
+    ServicePaused,
     TokenRevoked,
     Tokens,
     catalog_lookup,
@@ -48,6 +49,8 @@ QUOTA = 4
 TOKEN_INVALID = 300
 SERVICE_BUSY = 700
 QUOTA_RETRY_AFTER_SECONDS = 5.0  # the quota counts requests over 5 seconds
+# A 401/403 without Deezer's error body is its CDN or firewall refusing us, not a fan's token: every worker waits.
+EDGE_DENIED_RETRY_SECONDS = 60.0
 COMPILATION_ARTIST = "Various Artists"  # the artist Deezer files compilations under: never followed
 
 
@@ -206,6 +209,12 @@ class Deezer(Service):
         status = reply.status
         if status >= 500 or code == SERVICE_BUSY:
             raise ServiceError(f"Deezer had a server error ({code or status}).", status=status)
+        if status in (401, 403) and not error:
+            raise ServicePaused(
+                EDGE_DENIED_RETRY_SECONDS,
+                f"Deezer's edge refused our requests (HTTP {status} without a Deezer error); delivery waits.",
+                status=status,
+            )
         if call.name == "exchange" and kind == "OAuthException":
             raise TokenRevoked(f"Deezer refused the sign-in code ({message or kind}).", status=status)
         if kind == "OAuthException" or code == TOKEN_INVALID or status == 401:

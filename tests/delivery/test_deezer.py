@@ -14,7 +14,7 @@ from delivery.models import DeliveryAttempt
 from delivery.sandbox import demo_catalog
 from delivery.sandbox.deezer import numeric_id
 from delivery.services import RateLimited, ServiceError, TokenRevoked, get_service
-from delivery.services.base import Call
+from delivery.services.base import Call, ServicePaused
 from fans.models import ConsentRecord, Credential, Fan, Subscription
 from tests.conftest import make_campaign, wait_for
 from tests.fans.test_oauth_callback import LoginForm
@@ -116,6 +116,19 @@ def test_errors_inside_a_200_are_sorted_by_meaning(sandbox):
     with pytest.raises(ServiceError) as busy:
         deezer.profile(token)
     assert not busy.value.permanent and not busy.value.revoked
+
+
+def test_a_403_from_deezers_edge_pauses_delivery_and_revokes_nobody(sandbox):
+    deezer = get_service("deezer")
+    token = sandbox.authorize_deezer("alice")
+    sandbox.faults(deezer_edge_denies=True)
+    with pytest.raises(ServicePaused) as edge:
+        deezer.profile(token)
+    assert edge.value.status == 403 and not edge.value.revoked and not edge.value.permanent
+    assert edge.value.retry_after > 0 and "edge" in edge.value.message
+
+    sandbox.faults(deezer_edge_denies=False)
+    assert deezer.profile(token)
 
 
 @pytest.mark.django_db
