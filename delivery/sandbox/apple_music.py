@@ -158,6 +158,9 @@ class AppleMusicService:
             raise AppleError(403, "40300", "Forbidden", "Invalid authentication")
         if token.user_id in (self.state.faults.apple_unauthorized_users or ()):
             raise AppleError(401, "40100", "Unauthenticated", "Invalid Music-User-Token")
+        if token.user_id in (self.state.faults.apple_unsubscribed_users or ()):
+            detail = "User does not have access to privilege: CloudLibrary"
+            raise AppleError(400, "40015", "Insufficient Privileges", detail)
         return token
 
     # MusicKit JS stand-in

@@ -222,6 +222,9 @@ class Faults:
     # Apple answers 401 to these users' Music-User-Tokens (their authorization no longer honoured: Apple's docs say
     # the user must authorize again on a 401 or 403); the developer token is still accepted everywhere else.
     apple_unauthorized_users: list[str] | None = None
+    # These users' Apple IDs have no Apple Music subscription: their personal calls answer 400, code 40015
+    # "Insufficient Privileges", as Apple does.
+    apple_unsubscribed_users: list[str] | None = None
     # Deezer's CDN or firewall answers every API request 403 with an HTML page (no Deezer error body), as an
     # edge block does: not the fans' tokens.
     deezer_edge_denies: bool = False

@@ -115,6 +115,11 @@ def forget_developer_token() -> None:
         _developer_tokens.clear()
 
 
+# 400 "Insufficient Privileges": the Apple ID has no Apple Music subscription (Apple's answer in its developer
+# forums, developer.apple.com/forums/thread/694455). Nothing can be added until they subscribe: never retried.
+NO_SUBSCRIPTION = "40015"
+
+
 class AppleMusic(Service):
     key = "apple_music"
     label = "Apple Music"
@@ -273,6 +278,9 @@ class AppleMusic(Service):
             raise TokenRevoked(message, status=status)
         if status == 403:  # a catalog call carries no fan's token: our app was refused, not the fan
             raise ServiceError(f"Apple Music refused our app's request ({detail or 'forbidden'}, 403).", status=status)
+        if status == 400 and str(first.get("code")) == NO_SUBSCRIPTION:
+            message = "The fan's Apple ID has no Apple Music subscription, so nothing can be added to their library."
+            raise ServiceError(message, permanent=True, status=status)
         if call.name == "verify" and status == 404:
             raise ServiceError("Apple Music accepted the add, but the release is not in the fan's library.", status=404)
         if status >= 500:

@@ -287,6 +287,16 @@ def test_revoked_music_user_token_is_revoked(sandbox):
         get_service("apple_music").profile("AmUT-never-issued")
 
 
+@pytest.mark.django_db
+def test_an_apple_id_without_a_subscription_fails_with_a_reason_and_is_not_retried(sandbox):
+    campaign = make_campaign()
+    subscription = apple_subscription(campaign, sandbox, "bob")
+    sandbox.faults(apple_unsubscribed_users=["bob"])
+    engine.deliver_campaign(campaign.pk)
+    subscription.refresh_from_db()
+    assert subscription.status == "failed" and "no Apple Music subscription" in subscription.last_error
+
+
 @pytest.mark.django_db(transaction=True)  # a pause would be written by the transport's thread
 def test_a_fans_music_user_token_refused_with_401_revokes_that_fan_only(sandbox, settings):
     """Apple answers 401 to the Music-User-Token of fans it no longer honours (its docs: they must authorize
