@@ -5,6 +5,8 @@ Ids are fixed 22-character base62 strings like Spotify's, so the project's demo 
 
 from __future__ import annotations
 
+import datetime as dt
+
 from delivery.sandbox.state import Album, Artist, SandboxState, Track
 
 MARKETS = ["GB", "US", "DE", "FR", "SE", "JP", "BR"]
@@ -40,7 +42,8 @@ def load(state: SandboxState) -> None:
             "Glass Harbour",
             upc=NOVA_LARK_ALBUM_UPC,
             artist_id=NOVA_LARK_ARTIST_ID,
-            release_date="2026-12-04",
+            # Out since yesterday (UTC), so the demo delivers: Apple Music lists a later date as a pre-order.
+            release_date=(dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat(),
             total_tracks=2,
             available_markets=list(MARKETS),
             label="Sandbox Records",

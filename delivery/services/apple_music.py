@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import jwt
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from delivery.services.base import (
     APP_REFUSED_PAUSE_SECONDS,
@@ -198,6 +199,8 @@ class AppleMusic(Service):
         data = self.json_object(self.run(call)).get("data") or []
         if not data or not isinstance(data[0], dict) or not data[0].get("id"):
             return None
+        if _is_pre_order(data[0]):  # listed, but not out yet: it waits like a release not in the storefront
+            return None
         self.found[key] = str(data[0]["id"])
         return self.found[key]
 
@@ -333,3 +336,12 @@ def _made_just_now(call: Call) -> bool:
 def _storefront(market: str) -> str:
     """Apple's storefront ids are lower-case ISO 3166-1 alpha-2 codes."""
     return (market or settings.APPLE_MUSIC_STOREFRONT).lower()
+
+
+def _is_pre_order(resource: dict) -> bool:
+    """Whether a catalog album or song's `attributes.releaseDate` (YYYY-MM-DD, or only a year) is after today
+    (UTC): a pre-order, not yet out.
+    developer.apple.com/documentation/applemusicapi/albums/attributes-data.dictionary"""
+    attributes = resource.get("attributes")
+    release_date = str(attributes.get("releaseDate") or "") if isinstance(attributes, dict) else ""
+    return release_date[:10] > timezone.now().date().isoformat()

@@ -377,6 +377,21 @@ def test_release_not_out_in_the_fans_storefront_waits(sandbox):
     assert subscription.status == "pending" and "not available on Apple Music in GB" in subscription.last_error
 
 
+@pytest.mark.django_db
+def test_a_pre_order_whose_release_date_is_ahead_waits(sandbox):
+    campaign = make_campaign()
+    subscription = apple_subscription(campaign, sandbox, "alice")
+    tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+    album = {"id": demo_catalog.NOVA_LARK_ALBUM_ID, "name": "Glass Harbour", "upc": demo_catalog.NOVA_LARK_ALBUM_UPC}
+    sandbox.control(
+        "POST", "catalog/albums", {**album, "artist_id": demo_catalog.NOVA_LARK_ARTIST_ID, "release_date": tomorrow}
+    )
+    engine.deliver_campaign(campaign.pk)
+    subscription.refresh_from_db()
+    assert subscription.status == "pending" and "not available on Apple Music" in subscription.last_error
+    assert not sandbox.library("alice").get("albums")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_delivers_apple_music_and_spotify_fans_alike(client, sandbox, start_worker):
     from tests.conftest import make_subscription
