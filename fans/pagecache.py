@@ -135,6 +135,7 @@ class CountdownSlots:
     `fill_campaign_html` replaces with the time left at each request."""
 
     parts = [(f"{SLOT}countdown:{unit}{SLOT}", unit) for unit in ("days", "hours", "minutes", "seconds")]
+    seconds_left = f"{SLOT}countdown:left{SLOT}"
 
 
 def campaign_html(
@@ -184,6 +185,7 @@ def fill_campaign_html(parts: list[str], *, csrf_token: str, utm: dict[str, str]
     }
     if countdown is not None:
         slots.update((f"countdown:{unit}", value) for value, unit in countdown.parts)
+        slots["countdown:left"] = countdown.seconds_left
     filled = parts.copy()
     for index in range(1, len(parts), 2):
         name = parts[index]

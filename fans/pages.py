@@ -37,6 +37,12 @@ class Countdown:
         return max(self.target - timezone.now(), dt.timedelta(0))
 
     @property
+    def seconds_left(self) -> str:
+        """Whole seconds until the release by the server's clock: countdown.js counts from it, so a phone whose
+        clock is wrong still counts right."""
+        return str(int(self.remaining.total_seconds()))
+
+    @property
     def parts(self) -> list[tuple[str, str]]:
         """[("12", "days"), ("03", "hours"), …]: days as they are, the rest on two digits."""
         seconds = int(self.remaining.total_seconds())

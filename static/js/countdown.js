@@ -8,7 +8,10 @@
   }
 
   function tick(countdown) {
-    var target = Date.parse(countdown.getAttribute("data-countdown"));
+    // The server's seconds until the release, not the release time against this device's clock: a phone whose
+    // clock is wrong still counts right. The release time stays the fallback for a page without it.
+    var left = parseInt(countdown.getAttribute("data-seconds-left"), 10);
+    var target = isNaN(left) ? Date.parse(countdown.getAttribute("data-countdown")) : Date.now() + left * 1000;
     if (isNaN(target)) return;
     var values = {};
     countdown.querySelectorAll("[data-unit]").forEach(function (el) {

@@ -157,6 +157,17 @@ def test_countdown_is_rendered_on_the_server(client):
     assert "js/countdown.js" in html
 
 
+def test_countdown_carries_the_servers_seconds_until_release_for_phones_with_a_wrong_clock(client):
+    campaign = make_campaign(release_in=dt.timedelta(hours=2))
+
+    html = get_page(client, campaign).content.decode()
+    again = get_page(client, campaign).content.decode()  # the cached page is filled anew at each request
+
+    for page in (html, again):
+        left = int(re.search(r'data-seconds-left="(\d+)"', page).group(1))
+        assert 7_190 <= left <= 7_200
+
+
 def test_released_campaign_says_out_now_with_a_link_to_listen(client):
     campaign = make_campaign(release_in=-dt.timedelta(days=1))
 
