@@ -387,3 +387,19 @@ def test_on_a_phone_every_privacy_button_is_full_width_and_easy_to_tap(site, bro
         assert page.evaluate("document.documentElement.scrollWidth") == PHONE["width"]
     finally:
         context.close()
+
+
+def test_countdown_counts_from_the_server_even_when_the_phone_clock_is_a_day_ahead(site, browser):
+    campaign = make_campaign(release_in=dt.timedelta(hours=2))
+    context = phone_context(browser)
+    try:
+        phone = context.new_page()
+        phone.clock.install(time=timezone.now() + dt.timedelta(days=1))  # the phone's clock is wrong
+        phone.goto(site + campaign.get_absolute_url())
+        phone.clock.run_for(2_000)  # countdown.js has ticked
+
+        assert phone.locator("[data-unit=hours]").inner_text() == "01"
+        assert phone.locator("[data-unit=minutes]").inner_text() == "59"
+        assert phone.locator(".countdown-done").count() == 0
+    finally:
+        context.close()
