@@ -46,6 +46,7 @@ from fans.errors import (
     ConsentDenied,
     FanFlowError,
     NotFound,
+    OutNow,
     ServiceBusy,
     ServiceUnavailable,
 )
@@ -144,6 +145,11 @@ def enabled_service(key: str) -> Service:
 
 def open_campaign(campaign: Campaign, market: str = "") -> Campaign:
     """`campaign`, if a fan in `market` (the country seen on the page; "" for the default) may pre-save."""
+    if campaign.is_out_in(market):
+        raise OutNow(
+            f"{campaign.release.title} is out now, so there's nothing left to pre-save: listen to it now.",
+            retry_url=campaign.get_absolute_url(),
+        )
     if not campaign.accepts_presaves_in(market):
         raise CampaignClosed(
             "This release is out or its pre-save has ended, so there's nothing left to pre-save.",

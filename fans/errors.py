@@ -111,6 +111,15 @@ class CampaignClosed(FanFlowError):
     title = "This pre-save has closed"
 
 
+class OutNow(CampaignClosed):
+    """A pre-save (its start or a sign-in coming back) after the release is out where the fan is: nothing is left
+    to save, and the fan did nothing wrong. The page links to the smart link (the campaign page, now "Out now")."""
+
+    title = "It's out now"
+    is_error = False
+    retry_words = "Listen now"
+
+
 class AccountNotListed(FanFlowError):
     """The service lets the label's app serve only its registered test users, and the fan is not one."""
 

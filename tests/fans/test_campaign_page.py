@@ -183,13 +183,16 @@ def test_released_campaign_says_out_now_with_a_link_to_listen(client):
     assert "<form" not in html
 
 
-def test_presaving_a_closed_campaign_is_gone(client):
+def test_presaving_after_release_is_gone_with_its_out_now_and_a_link_to_listen(client):
     campaign = make_campaign(release_in=-dt.timedelta(hours=1))
 
     response = client.post(reverse("fans:presave", args=[campaign.slug, "spotify"]))
 
+    page = html.unescape(response.content.decode())
     assert response.status_code == 410
-    assert "This pre-save has closed" in response.content.decode()
+    assert "It's out now" in page
+    assert f'href="{campaign.get_absolute_url()}"' in page  # the smart link
+    assert "Listen now" in page
 
 
 def test_presave_needs_a_post(client, campaign):
