@@ -424,6 +424,20 @@ def test_campaign_closing_during_sign_in_is_410(client, campaign, sandbox):
     assert no_rows()
 
 
+def test_sign_in_coming_back_after_the_release_is_out_is_410_out_now_with_the_smart_link(client, sandbox):
+    campaign = make_campaign(release_in=dt.timedelta(minutes=2))
+    query = sandbox_login(start_presave(client, campaign))
+
+    with time_machine.travel(timezone.now() + dt.timedelta(minutes=3)):
+        response = client.get(CALLBACK, query)
+
+    page = html.unescape(response.content.decode())
+    assert response.status_code == 410
+    assert "It's out now" in page
+    assert f'href="{campaign.get_absolute_url()}"' in page
+    assert no_rows()
+
+
 def test_spotify_down_during_code_exchange_is_502_with_a_retry_link(client, campaign, sandbox):
     query = sandbox_login(start_presave(client, campaign))
     sandbox.faults(error_rate=1.0)
