@@ -159,6 +159,7 @@ def _presaved(presaved: dict) -> dict | None:
     actions = service.actions(campaign)  # what the consent said, and what release day will do
     return {
         "release_at": campaign.firing_time(market),  # the fan's, told in `release_zone`
+        "is_out": campaign.is_out_in(market),  # a fan back after release day reads "it's out", not "we'll save"
         "release_zone": campaign.release_zone(market),
         "service_label": service.label,
         "saves": "save" in actions,

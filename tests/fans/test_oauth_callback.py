@@ -361,6 +361,20 @@ def test_the_callback_opened_again_shows_the_thank_you_page_and_keeps_one_subscr
     assert sandbox.control("GET", "counters")["token_requests"] == 1, "the code was not sent again"
 
 
+def test_the_thank_you_page_opened_after_release_says_its_out_with_a_link_to_listen(client, sandbox):
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    _, done = presave(client, campaign)
+    before = html.unescape(client.get(done["Location"]).content.decode())
+    assert "comes out on" in before
+
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2)):
+        page = html.unescape(client.get(done["Location"]).content.decode())
+
+    assert "is out now" in page
+    assert "comes out on" not in page and "we'll:" not in page
+    assert f'class="listen-now" href="{campaign.get_absolute_url()}"' in page
+
+
 def test_a_replayed_callback_in_another_browser_is_400(client, campaign, sandbox):
     from django.test import Client
 
