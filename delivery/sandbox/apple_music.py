@@ -126,6 +126,8 @@ class AppleMusicService:
         key = self.state.musickit_keys.get(str(header.get("kid", "")))
         if header.get("alg") != "ES256" or key is None:
             raise AppleError(401, "40100", "Unauthenticated", "Unknown key id or algorithm")
+        if key.key_id in (self.state.faults.apple_revoked_keys or ()):
+            raise AppleError(401, "40100", "Unauthenticated", "The key that signed the developer token was revoked")
         try:
             claims = jwt.decode(
                 token,

@@ -388,7 +388,7 @@ def _fault_value(name: str, value: object) -> Any:
     elif name in ("rate_limit", "seed"):
         if value is not None and not (isinstance(number, int) and number >= 0):
             raise _bad_request(f"{name} must be a whole number of at least 0, or null")
-    elif name in ("registered_users", "apple_unauthorized_users", "apple_unsubscribed_users"):
+    elif name in ("registered_users", "apple_unauthorized_users", "apple_unsubscribed_users", "apple_revoked_keys"):
         if value is not None and not (isinstance(value, list) and all(isinstance(u, str) and u for u in value)):
             raise _bad_request(f"{name} must be a list of user ids, or null")
     elif name == "errors_matching_after":

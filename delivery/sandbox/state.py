@@ -225,6 +225,8 @@ class Faults:
     # These users' Apple IDs have no Apple Music subscription: their personal calls answer 400, code 40015
     # "Insufficient Privileges", as Apple does.
     apple_unsubscribed_users: list[str] | None = None
+    # MusicKit key ids revoked in the developer account: developer tokens they signed answer 401 everywhere.
+    apple_revoked_keys: list[str] | None = None
     # Deezer's CDN or firewall answers every API request 403 with an HTML page (no Deezer error body), as an
     # edge block does: not the fans' tokens.
     deezer_edge_denies: bool = False

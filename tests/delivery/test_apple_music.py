@@ -107,6 +107,19 @@ def test_musickit_settings_apple_refuses_on_release_day_pause_every_fan_and_fail
     delivered_after_the_pause(campaign, subscriptions, sandbox)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_revoked_musickit_key_pauses_every_fan_and_revokes_none(sandbox, settings):
+    campaign = make_campaign()
+    subscriptions = [apple_subscription(campaign, sandbox, user) for user in ("alice", "bob")]
+    sandbox.faults(apple_revoked_keys=[settings.APPLE_MUSIC_KEY_ID])
+    report = engine.deliver_campaign(campaign.pk, fan_out=False)
+    assert report.counts == {"retry": 2}
+    statuses = set(Subscription.objects.values_list("status", "attempts"))
+    assert statuses == {("pending", 0)}, "every fan waits, nobody is revoked or uses up an attempt"
+    sandbox.faults(apple_revoked_keys=None)
+    delivered_after_the_pause(campaign, subscriptions, sandbox)
+
+
 @pytest.mark.django_db(transaction=True)  # the pause is written by the transport's thread, and cleared here
 @pytest.mark.parametrize(
     "key", ["", "-----BEGIN PRIVATE KEY-----\ngarbled\n-----END PRIVATE KEY-----"], ids=["empty", "garbled"]
