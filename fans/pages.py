@@ -74,7 +74,10 @@ def campaign_context(
     campaign, release = page.campaign, page.release
     seen = seen or campaign.seen_from(country)
     accepting, is_out, release_at = seen.accepting, seen.is_out, seen.release_at
-    services = [consent.service_consent(cls(), campaign) for cls in campaign.offered_services()] if accepting else []
+    offered = campaign.offered_services() if accepting else []
+    # In an app's own browser, a service whose sign-in can't work there gets the "open in your browser" advice.
+    browser_only = [cls.label for cls in offered if in_app and not cls.signs_in_in_app]
+    services = [consent.service_consent(cls(), campaign) for cls in offered if not in_app or cls.signs_in_in_app]
     release_zone = campaign.release_zone(country)
     offer_email = offer_email_fallback(campaign, accepting, in_app, services) or (
         email_form is not None and accepting and campaign.offer_email_optin
@@ -91,6 +94,7 @@ def campaign_context(
         "accepting": accepting,
         "countdown": Countdown(release_at) if not is_out else None,
         "services": services,
+        "browser_only": browser_only,
         "listen_links": smartlink.ordered(
             smartlink.destinations(release, page.links), country=country, preferred=preferred
         )

@@ -127,6 +127,7 @@ class AppleMusic(Service):
     action_words = ACTION_WORDS
     can_follow = False
     staff_rules = STAFF_RULES
+    signs_in_in_app = False  # MusicKit JS's sign-in opens a pop-up that in-app browsers block
     identity_kept = "an anonymous id for your {label} sign-in (Apple shares no name, email or account id)"
 
     def __init__(self) -> None:

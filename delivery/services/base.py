@@ -214,6 +214,9 @@ class Service:
     authorization_lifetime: ClassVar[dt.timedelta | None] = None
     # What staff should know when offering this service (shown under the campaign form's services).
     staff_rules: ClassVar[str] = ""
+    # Whether its sign-in works inside an app's own browser (Instagram's, TikTok's): where not, the campaign
+    # page shows no button for it there, only the "open in your browser" advice.
+    signs_in_in_app: ClassVar[bool] = True
     # Who the fan is to us, in the consent's "We keep …" sentence (fans/consent.py).
     identity_kept: ClassVar[str] = "your {label} name and account id"
     # Whether this service can follow an artist for the fan at all (Apple Music can't).

@@ -240,3 +240,14 @@ def test_no_template_has_a_comment_django_would_print():
     ]
 
     assert printed == []
+
+
+def test_apple_music_has_no_button_in_an_in_app_browser_only_the_open_in_your_browser_advice(client, sandbox):
+    campaign = make_campaign(services=["spotify", "apple_music"])
+
+    in_app = html.unescape(page(client, campaign, UAS["instagram"]).content.decode())
+    ordinary = html.unescape(page(client, campaign, ORDINARY[0]).content.decode())
+
+    assert "Pre-save on Spotify" in in_app and "Pre-save on Apple Music" not in in_app
+    assert "To pre-save on Apple Music, open this page in your browser" in in_app
+    assert "Pre-save on Apple Music" in ordinary and "To pre-save on Apple Music" not in ordinary
