@@ -403,3 +403,18 @@ def test_countdown_counts_from_the_server_even_when_the_phone_clock_is_a_day_ahe
         assert phone.locator(".countdown-done").count() == 0
     finally:
         context.close()
+
+
+def test_countdown_at_zero_gives_way_to_a_link_to_the_smart_link(site, browser):
+    campaign = make_campaign(release_in=dt.timedelta(seconds=3))
+    context = phone_context(browser)
+    try:
+        phone = context.new_page()
+        phone.goto(site + campaign.get_absolute_url())
+        phone.locator(".countdown-done").wait_for(timeout=10_000)
+
+        assert phone.locator(".countdown").count() == 0
+        phone.get_by_role("link", name="Reload to listen").click()
+        phone.get_by_role("heading", name="Out now").wait_for(timeout=10_000)  # the smart link, from the server
+    finally:
+        context.close()
