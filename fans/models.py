@@ -130,11 +130,11 @@ def hash_token(token: str) -> str:
 
 class ConsentRecordQuerySet(models.QuerySet):
     # Opted in to email and not withdrawn: the consents whose address gets the release email, is exported and
-    # counts as opted in. A revoked pre-save withdraws its consent to share, however it ended revoked (the fan's
-    # link, or release day finding the authorization gone, which leaves the consent row as it was).
-    SHARING_EMAIL = models.Q(email_opt_in=True, revoked_at__isnull=True) & ~models.Q(
-        subscription__status=Subscription.Status.REVOKED
-    )
+    # counts as opted in. Only the fan withdraws it: their revoke link or privacy page (which stamp `revoked_at`
+    # on every consent of the pre-save), the email's unsubscribe, erasure. Release day finding the authorization
+    # gone (the token expired after six months, the app was disconnected in the service) ends the pre-save
+    # revoked but is no answer to the email question: the "it's out" email is then the fan's only way to hear.
+    SHARING_EMAIL = models.Q(email_opt_in=True, revoked_at__isnull=True)
 
     def sharing_email(self):
         return self.filter(self.SHARING_EMAIL)

@@ -1,8 +1,8 @@
 """The release-day email: "it's out — listen now", to every fan who asked for it, with tracked links.
 
-Who gets it: fans who pre-saved and ticked the email box (ConsentRecord.email_opt_in, not revoked, for a pre-save
-not revoked, with the fan's email: ConsentRecord.objects.sharing_email()) and the email-only sign-ups whose address
-was confirmed (EmailSignup.objects.receiving()), once per address.
+Who gets it: fans who pre-saved and ticked the email box (ConsentRecord.email_opt_in, not withdrawn by the fan,
+with the fan's email: ConsentRecord.objects.sharing_email(); also when release day found their authorization gone)
+and the email-only sign-ups whose address was confirmed (EmailSignup.objects.receiving()), once per address.
 
 When: a django-q2 `Schedule.ONCE` named `release-email-<campaign id>` at the campaign's first firing time, kept
 in step with the campaign by releases/signals.py, beside the delivery schedule (both made by `delivery.scheduling

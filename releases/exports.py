@@ -6,7 +6,7 @@ bytes on in 64 KB chunks. Other databases (the SQLite demo) read the same query 
 iterator and Python's csv module.
 
 Emails appear only where the fan opted in to share theirs and has not withdrawn that consent (ConsentRecord
-email_opt_in, not revoked, for a pre-save not revoked: ConsentRecordQuerySet.SHARING_EMAIL), plus the email-only
+email_opt_in, not withdrawn by the fan: ConsentRecordQuerySet.SHARING_EMAIL), plus the email-only
 sign-ups (fans.EmailSignup), marked as such. The fan's name, country and market (what the consent words,
 fans.consent.WHAT_WE_KEEP, say we keep) appear only while the pre-save stands: a cancelled one (revoked) or one
 whose every consent was withdrawn is a row without them.

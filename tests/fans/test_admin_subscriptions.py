@@ -193,14 +193,14 @@ def test_email_opt_in_filter_leaves_out_withdrawn_consents(staff_client, subscri
     assert listed(staff_client.get(CHANGELIST, {"email_opt_in": "no"})) == ["bob", "chloe"]
 
 
-def test_email_opt_in_filter_leaves_out_revoked_pre_saves(staff_client, subscriptions):
-    """chloe's pre-save ended revoked on release day (her authorization gone), her consent row untouched: revoking
-    withdraws the consent to share, so she is not opted in."""
+def test_email_opt_in_filter_keeps_a_pre_save_release_day_found_revoked(staff_client, subscriptions):
+    """chloe's pre-save ended revoked on release day (her authorization gone), her consent row untouched: only the
+    fan withdraws the consent to share, so she is still opted in."""
     opt_in(subscriptions["alice"])
     opt_in(subscriptions["chloe"])
 
-    assert listed(staff_client.get(CHANGELIST, {"email_opt_in": "yes"})) == ["alice"]
-    assert listed(staff_client.get(CHANGELIST, {"email_opt_in": "no"})) == ["bob", "chloe"]
+    assert listed(staff_client.get(CHANGELIST, {"email_opt_in": "yes"})) == ["alice", "chloe"]
+    assert listed(staff_client.get(CHANGELIST, {"email_opt_in": "no"})) == ["bob"]
 
 
 def test_changelist_rows_show_recent_attempts_in_words(staff_client, subscriptions):

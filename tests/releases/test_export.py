@@ -106,21 +106,22 @@ def test_a_fan_who_withdrew_consent_is_exported_without_their_name_country_marke
     assert [row["fan"] for row in export(manager_client, campaign_export_url(other))] == ["changed-mind"]
 
 
-def test_a_revoked_pre_save_is_exported_without_its_email(manager_client):
-    """Revoking withdraws the consent to share the address, however the pre-save ended revoked (here release day
-    found the fan's authorization gone, which leaves the consent row as it was): no email, opt-in "no"."""
+def test_a_cancelled_pre_save_is_exported_without_its_email_one_found_revoked_keeps_it(manager_client):
+    """The fan's cancel withdraws the consent to share the address: no email, opt-in "no". Release day finding the
+    authorization gone (an expired or disconnected token; the consent row as it was) withdraws nothing."""
     campaign = make_campaign()
-    subscribe(campaign, "gone", email="gone@fan.test", opt_in=True, status="revoked")
-    subscribe(campaign, "kept", email="kept@fan.test", opt_in=True, status="failed")
+    cancelled = subscribe(campaign, "cancelled", email="cancelled@fan.test", opt_in=True, status="revoked")
+    cancelled.consents.update(revoked_at=timezone.now())
+    subscribe(campaign, "expired", email="expired@fan.test", opt_in=True, status="revoked")
 
     rows = export(manager_client, campaign_export_url(campaign))
 
     assert sorted((row["status"], row["email_opt_in"], row["email"]) for row in rows) == [
-        ("failed", "yes", "kept@fan.test"),
         ("revoked", "no", ""),
+        ("revoked", "yes", "expired@fan.test"),
     ]
     artist_rows = export(manager_client, reverse("admin:releases_artist_export", args=[campaign.release.artist.pk]))
-    assert "gone@fan.test" not in {row["email"] for row in artist_rows}
+    assert sorted(row["email"] for row in artist_rows) == ["", "expired@fan.test"]
 
 
 @pytest.mark.parametrize("name", ['=HYPERLINK("http://evil")', "+1+2", "-2+3", "@SUM(A1)", "\tTabbed", "\rReturned"])
