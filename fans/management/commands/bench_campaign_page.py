@@ -124,6 +124,7 @@ class Command(BaseCommand):
             sys.executable,
             "-m",
             "gunicorn",
+            "--config=python:presave_site.gunicorn_config",  # as in production (README): its logger and socket
             "presave_site.wsgi:application",
             f"--bind=127.0.0.1:{port}",
             f"--workers={workers}",
