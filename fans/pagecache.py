@@ -144,7 +144,9 @@ def campaign_html(
     """The campaign page's HTML split around its slots (the CSRF token, the UTM fields, the countdown and the
     Android intent link), and the countdown to fill them with. From the `pages` cache, keyed by what makes two
     renderings differ (the page's stamp, its state, the in-app browser, the smart-link order, and per market the
-    release time in the visitor's market); rendered on a miss."""
+    release time in the visitor's market); rendered on a miss. The state is read from the clock at each request,
+    never cached: at the release instant a pre-save rendering cached a moment before is simply no longer asked
+    for, whatever its lifetime left, in Redis or in each process's memory."""
     release, campaign = page.release, page.campaign
     seen = campaign.seen_from(country)  # per market, the visitor's release time: part of what the page says
     order = ""

@@ -4,6 +4,7 @@ template context."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,15 +38,21 @@ class Countdown:
         return max(self.target - timezone.now(), dt.timedelta(0))
 
     @property
+    def whole_seconds(self) -> int:
+        """Seconds until the release rounded up: zero is the release instant itself, never half a second before
+        it (a fan who reloads at zero gets the smart link, not the pre-save page again)."""
+        return math.ceil(self.remaining.total_seconds())
+
+    @property
     def seconds_left(self) -> str:
         """Whole seconds until the release by the server's clock: countdown.js counts from it, so a phone whose
         clock is wrong still counts right."""
-        return str(int(self.remaining.total_seconds()))
+        return str(self.whole_seconds)
 
     @property
     def parts(self) -> list[tuple[str, str]]:
         """[("12", "days"), ("03", "hours"), …]: days as they are, the rest on two digits."""
-        seconds = int(self.remaining.total_seconds())
+        seconds = self.whole_seconds
         days, seconds = divmod(seconds, 86_400)
         hours, seconds = divmod(seconds, 3_600)
         minutes, seconds = divmod(seconds, 60)

@@ -19,7 +19,9 @@
     });
 
     function update() {
-      var left = Math.max(0, Math.floor((target - Date.now()) / 1000));
+      // Rounded up, as the server does: zero is the release instant, when a reload gets the smart link.
+      var ms = target - Date.now();
+      var left = Math.max(0, Math.ceil(ms / 1000));
       var days = Math.floor(left / 86400);
       var hours = Math.floor((left % 86400) / 3600);
       var minutes = Math.floor((left % 3600) / 60);
@@ -28,8 +30,9 @@
       if (values.hours) values.hours.textContent = pad(hours);
       if (values.minutes) values.minutes.textContent = pad(minutes);
       if (values.seconds) values.seconds.textContent = pad(seconds);
-      if (left === 0) {
-        clearInterval(timer);
+      if (left > 0) {
+        setTimeout(update, ms - (left - 1) * 1000); // the next whole second before the release, not a second late
+      } else {
         var done = document.createElement("p");
         done.className = "countdown-done";
         done.setAttribute("role", "status");
@@ -42,7 +45,6 @@
       }
     }
 
-    var timer = setInterval(update, 1000);
     update();
   }
 

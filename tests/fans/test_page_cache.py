@@ -152,3 +152,41 @@ def test_the_page_turns_into_the_smart_link_at_release_time_without_an_edit(clie
         html = client.get(url(campaign)).content.decode()
 
     assert "Listen on Spotify" in html and "Pre-save on Spotify" not in html
+
+
+def seconds_left(html: str) -> str:
+    return re.search(r'data-seconds-left="(\d+)"', html).group(1)
+
+
+def test_a_page_cached_just_before_the_release_is_the_smart_link_at_the_release_instant(client):
+    """The cached page data and its pre-save rendering outlive the release instant (PAGE_CACHE_SECONDS): the
+    page still turns at the instant itself, and up to it the countdown never reads zero (zero is "out")."""
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    release_at = campaign.firing_time()
+    with time_machine.travel(release_at - dt.timedelta(milliseconds=500), tick=False):
+        before = client.get(url(campaign)).content.decode()
+    with time_machine.travel(release_at, tick=False):
+        at = client.get(url(campaign)).content.decode()
+
+    assert "Pre-save on Spotify" in before and "Out now" not in before
+    assert seconds_left(before) == "1" and re.search(r'data-unit="seconds">01<', before)
+    assert "Out now" in at and "Pre-save on Spotify" not in at and "data-countdown" not in at
+
+
+def test_a_per_market_page_cached_just_before_a_markets_release_is_its_smart_link_at_that_instant(client):
+    """Midnight in London is 05:00 UTC in New York: the New York page cached half a second before it turns then,
+    while the London page, out since midnight there, stays the smart link."""
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET, default_market="GB", status="delivering")
+    release = campaign.release
+    release.release_date, release.release_time, release.timezone = dt.date(2026, 12, 4), dt.time(0, 0), "Europe/London"
+    release.save()
+    new_york_midnight = dt.datetime(2026, 12, 4, 5, 0, tzinfo=dt.UTC)
+    with time_machine.travel(new_york_midnight - dt.timedelta(milliseconds=500), tick=False):
+        before = client.get(url(campaign), HTTP_CF_IPCOUNTRY="US").content.decode()
+        london = client.get(url(campaign), HTTP_CF_IPCOUNTRY="GB").content.decode()
+    with time_machine.travel(new_york_midnight, tick=False):
+        at = client.get(url(campaign), HTTP_CF_IPCOUNTRY="US").content.decode()
+
+    assert "Pre-save on Spotify" in before and seconds_left(before) == "1"
+    assert "Out now" in london
+    assert "Out now" in at and "Pre-save on Spotify" not in at
