@@ -612,6 +612,40 @@ def test_erasing_blanks_the_admin_history_naming_the_fan(client, alice, superuse
     assert names == {"(erased)", str(campaign)}, "the campaign's own entry is nobody's"
 
 
+def test_erasing_reduces_the_admin_history_messages_to_what_names_nobody(client, alice, superuser):
+    """A history entry's message may name objects (Django's inline changes keep each one's str(), a message an
+    admin writes in words may hold anything): after erasure only the kinds of change and the field names stay."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+
+    subscription = Subscription.objects.filter(fan=alice).first()
+    inline_change = [
+        {"changed": {"fields": ["Email"]}},
+        {"changed": {"name": "subscription", "object": str(subscription), "fields": ["Status"]}},
+        {"deleted": {"name": "consent record", "object": str(subscription.consents.first())}},
+    ]
+    fan_entry = LogEntry.objects.log_actions(
+        superuser.pk, [alice], CHANGE, change_message=inline_change, single_object=True
+    )
+    words = "Re-sent the release email to Alice <alice@sandbox.test>."
+    LogEntry.objects.log_actions(superuser.pk, [subscription], CHANGE, change_message=words, single_object=True)
+    campaign = subscription.campaign
+    LogEntry.objects.log_actions(
+        superuser.pk, [campaign], CHANGE, change_message="Started delivery now.", single_object=True
+    )
+    assert LogEntry.objects.filter(change_message__contains="Alice").count() == 2
+
+    client.post(reverse("fans:privacy_erase", args=[privacy.sign({"fan": alice.pk})]))
+
+    messages = list(LogEntry.objects.values_list("change_message", flat=True))
+    assert not [m for m in messages if "Alice" in m or "alice@" in m], messages
+    fan_entry.refresh_from_db()
+    assert fan_entry.get_change_message() == (
+        "Changed Email. Changed Status for subscription “(erased)”. Deleted consent record “(erased)”."
+    )
+    assert LogEntry.objects.get(object_id=str(subscription.pk)).change_message == ""
+    assert LogEntry.objects.get(object_id=str(campaign.pk)).change_message == "Started delivery now."
+
+
 def test_the_mark_that_a_link_was_mailed_is_an_hmac_of_the_address_not_a_plain_hash(client, settings):
     """Whoever reads the cache could hash a list of addresses and match a plain sha256 of one."""
     import hashlib
