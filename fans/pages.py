@@ -133,8 +133,9 @@ def absolute_media_url(url: str) -> str:
 
 def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
     """The thank-you page for the pre-saves this browser completed for `campaign` (one per service): each with
-    its cancel link and its privacy link. None when it completed none, or the fan has cancelled them or erased
-    their data since (the page would say "you're in")."""
+    its privacy link and, until its release, its cancel link (after it, how to undo it in the service). None
+    when it completed none, or the fan has cancelled them or erased their data since (the page would say
+    "you're in")."""
     presaves = [p for p in map(_presaved, authorization.thanks_entries(session, campaign.slug)) if p is not None]
     if not presaves:
         return None
@@ -145,6 +146,9 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
         "release": release,
         "artist": release.artist,
         "presaves": presaves,
+        # Until the release a pre-save's link cancels it; once it's out, there's nothing left to cancel.
+        "to_cancel": [p for p in presaves if not p["is_out"]],
+        "out": [p for p in presaves if p["is_out"]],
         "privacy_link_lasts": timeuntil(now + dt.timedelta(seconds=settings.PRIVACY_LINK_MAX_AGE), now),
     }
 
@@ -168,9 +172,11 @@ def _presaved(presaved: dict) -> dict | None:
     market = subscription.market if subscription else ""
     service = SERVICES[presaved["service"]]()
     actions = service.actions(campaign)  # what the consent said, and what release day will do
+    is_out = campaign.is_out_in(market)
     return {
         "release_at": campaign.firing_time(market),  # the fan's, told in `release_zone`
-        "is_out": campaign.is_out_in(market),  # a fan back after release day reads "it's out", not "we'll save"
+        "is_out": is_out,  # a fan back after release day reads "it's out", not "we'll save"
+        "undo": undo_words(subscription, service) if is_out and subscription else [],
         "release_zone": campaign.release_zone(market),
         "service_label": service.label,
         "saves": "save" in actions,

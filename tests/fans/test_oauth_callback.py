@@ -375,6 +375,22 @@ def test_the_thank_you_page_opened_after_release_says_its_out_with_a_link_to_lis
     assert f'class="listen-now" href="{campaign.get_absolute_url()}"' in page
 
 
+def test_the_thank_you_page_after_release_offers_no_cancel_link_but_how_to_undo_and_the_privacy_link(client, sandbox):
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    _, done = presave(client, campaign)
+    before = html.unescape(client.get(done["Location"]).content.decode())
+    assert "Until release day, this link cancels" in before and 'class="revoke-link"' in before
+
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2)):
+        page = html.unescape(client.get(done["Location"]).content.decode())
+
+    assert "Until release day" not in page and 'class="revoke-link"' not in page and "Cancel this pre-save" not in page
+    assert "It's out, so there's no pre-save left to cancel" in page
+    assert "remove First Light from your Spotify library" in page  # undone in the service, not here
+    privacy_url = html.unescape(re.search(r'class="privacy-link" href="([^"]+)"', page).group(1))
+    assert client.get(privacy_url).status_code == 200
+
+
 def test_a_replayed_callback_in_another_browser_is_400(client, campaign, sandbox):
     from django.test import Client
 
