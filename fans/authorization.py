@@ -37,7 +37,7 @@ from delivery.services import (
     TokenRevoked,
     Tokens,
 )
-from fans import addresses, consent, revocation, vault
+from fans import addresses, consent, inapp, revocation, vault
 from fans.errors import (
     AccountNotListed,
     BadAuthorizationState,
@@ -46,6 +46,7 @@ from fans.errors import (
     ConsentDenied,
     FanFlowError,
     NotFound,
+    OpenInBrowser,
     OutNow,
     ServiceBusy,
     ServiceUnavailable,
@@ -185,14 +186,29 @@ def code_challenge(verifier: str) -> str:
 
 
 def start(
-    session: SessionBase, *, campaign: Campaign, service_key: str, email_opt_in: bool, seen_country: str = ""
+    session: SessionBase,
+    *,
+    campaign: Campaign,
+    service_key: str,
+    email_opt_in: bool,
+    seen_country: str = "",
+    in_app: inapp.InAppBrowser | None = None,
 ) -> str:
     """Remember a new pending authorization in `session` for the public `campaign` (fans.pagecache's); returns
-    the service's authorization URL."""
+    the service's authorization URL. `in_app`: the app's browser the fan is in, if any (fans.inapp.detect)."""
     service = enabled_service(service_key)
     open_campaign(with_current_status(campaign), markets.normalize(seen_country))
     if type(service) not in campaign.offered_services():  # a hand-made form: the page offers no such button
         raise NotFound(f"This pre-save isn't offered on {service.label}. Go back and pick one of the page's buttons.")
+    if in_app and not service.signs_in_in_app:  # a hand-made form too: the page shows its advice instead
+        page_url = campaign.public_url()
+        raise OpenInBrowser(
+            f"{service.label} sign-in can't work inside {in_app.label}'s browser. To pre-save on {service.label}, "
+            "open the pre-save page in your phone's own browser. Nothing was saved or shared.",
+            in_app=in_app,
+            intent_url=inapp.android_intent_url(page_url) if in_app.is_android else "",
+            retry_url=campaign.get_absolute_url(),
+        )
     email_opt_in = bool(email_opt_in and campaign.offer_email_optin)
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)  # 86 characters: within PKCE's 43–128

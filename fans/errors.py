@@ -120,6 +120,22 @@ class OutNow(CampaignClosed):
     retry_words = "Listen now"
 
 
+class OpenInBrowser(FanFlowError):
+    """A pre-save started in an app's own browser (Instagram, TikTok…) on a service whose sign-in can't work
+    there: the campaign page shows no button for it, so only a hand-made form gets here. The page gives the
+    campaign page's "open in your browser" help (`in_app`; on Android, `intent_url` opens the campaign page in
+    the phone's browser). The fan did nothing wrong: the page names no error code."""
+
+    status = 403
+    title = "Open this page in your browser"
+    is_error = False
+
+    def __init__(self, message: str, *, in_app, intent_url: str = "", **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.in_app = in_app
+        self.intent_url = intent_url
+
+
 class AccountNotListed(FanFlowError):
     """The service lets the label's app serve only its registered test users, and the fan is not one."""
 

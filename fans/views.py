@@ -261,14 +261,15 @@ def listen(request: HttpRequest, slug: str, platform: str) -> HttpResponse:
 @shows_problems
 def presave(request: HttpRequest, slug: str, service: str) -> HttpResponse:
     page = pagecache.campaign_page(slug)
+    seen = tracking.visit(request, params=request.POST)
     url = authorization.start(
         request.session,
         campaign=page.campaign,
         service_key=service,
         email_opt_in=request.POST.get("email_opt_in") == "1",
         seen_country=request_country(request),
+        in_app=seen.in_app,
     )
-    seen = tracking.visit(request, params=request.POST)
     tracking.keep_utm_for_authorization(request.session, slug, seen)
     tracking.record(Kind.CLICK, page.campaign, seen, service=service)
     return HttpResponseRedirect(url)

@@ -251,3 +251,37 @@ def test_apple_music_has_no_button_in_an_in_app_browser_only_the_open_in_your_br
     assert "Pre-save on Spotify" in in_app and "Pre-save on Apple Music" not in in_app
     assert "To pre-save on Apple Music, open this page in your browser" in in_app
     assert "Pre-save on Apple Music" in ordinary and "To pre-save on Apple Music" not in ordinary
+
+
+@pytest.mark.parametrize("app", ["instagram", "tiktok"])
+def test_a_hand_made_apple_music_presave_from_an_in_app_browser_is_refused_with_the_open_in_browser_help(
+    client, sandbox, settings, app
+):
+    """The page shows no Apple Music button there (its sign-in can't work); a POST made by hand gets the same
+    advice as a 4xx, starts no sign-in and counts no click."""
+    settings.PUBLIC_BASE_URL = "https://presave.example"
+    campaign = make_campaign(services=["spotify", "apple_music"])
+    start = reverse("fans:presave", args=[campaign.slug, "apple_music"])
+
+    response = client.post(start, HTTP_USER_AGENT=UAS[app])
+
+    page = html.unescape(response.content.decode())
+    assert response.status_code == 403 and "Location" not in response
+    assert "Open this page in your browser" in page
+    assert f"Apple Music sign-in can't work inside {inapp.LABELS[app]}" in page
+    if app == "tiktok":  # Android: a link that opens the pre-save page in the phone's browser
+        assert 'href="intent://presave.example/first-light/#Intent;scheme=https;' in page
+    else:  # iPhone: the steps
+        assert 'id="open-in-browser-steps"' in page and "intent://" not in page
+    assert f'href="{campaign.get_absolute_url()}"' in page
+    assert "fans.pending_authorizations" not in client.session
+    assert not FunnelEvent.objects.filter(kind=FunnelEvent.Kind.CLICK).exists()
+
+
+def test_apple_music_still_starts_from_an_ordinary_browser_and_spotify_from_an_in_app_one(client, sandbox):
+    campaign = make_campaign(services=["spotify", "apple_music"])
+
+    apple = client.post(reverse("fans:presave", args=[campaign.slug, "apple_music"]), HTTP_USER_AGENT=ORDINARY[0])
+    spotify = client.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), HTTP_USER_AGENT=UAS["instagram"])
+
+    assert (apple.status_code, spotify.status_code) == (302, 302)
