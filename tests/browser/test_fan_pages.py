@@ -389,6 +389,30 @@ def test_on_a_phone_every_privacy_button_is_full_width_and_easy_to_tap(site, bro
         context.close()
 
 
+NOTE_GAPS = """() => [...document.querySelectorAll(".privacy .buttons + p")].map(note => ({
+    note: note.textContent.trim().slice(0, 40),
+    gap: note.getBoundingClientRect().top - note.previousElementSibling.getBoundingClientRect().bottom,
+}))"""
+
+
+@pytest.mark.parametrize("viewport", [PHONE, {"width": 1280, "height": 800}], ids=["phone", "desktop"])
+def test_the_privacy_pages_grey_notes_keep_their_distance_from_the_buttons_above(site, browser, sandbox, viewport):
+    context = browser.new_context(viewport=viewport)
+    try:
+        page = context.new_page()
+        alice_presaves_with_the_email_box(page, site, sandbox, make_campaign())
+        page.get_by_role("link", name="See, download or erase what we hold about you").click()
+        page.get_by_role("heading", name="What we hold about you").wait_for()
+
+        gaps = page.evaluate(NOTE_GAPS)
+
+        assert [gap["note"][:20] for gap in gaps] == ["You asked us to emai", "Page views and click"]
+        for gap in gaps:
+            assert gap["gap"] >= 12, f"{gap['note']}… sits {gap['gap']}px under its buttons"
+    finally:
+        context.close()
+
+
 def test_countdown_counts_from_the_server_even_when_the_phone_clock_is_a_day_ahead(site, browser):
     campaign = make_campaign(release_in=dt.timedelta(hours=2))
     context = phone_context(browser)
