@@ -5,8 +5,10 @@ import html
 import re
 
 import pytest
+import time_machine
 from django.core.exceptions import ValidationError
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from delivery.sandbox import demo_catalog
 from delivery.services.spotify import ACTION_WORDS, SCOPE_WORDS
@@ -283,3 +285,21 @@ def test_both_email_consents_say_the_email_notes_its_opens_and_clicks(client, ca
 
     in_instagram = client.get(campaign.get_absolute_url(), headers={"user-agent": UAS["instagram"]})
     assert "noting whether it is opened and its links clicked" in in_instagram.content.decode()  # email-only
+
+
+def test_without_javascript_the_countdown_says_to_reload_at_release_time(client, django_assert_max_num_queries):
+    """countdown.js keeps the countdown moving and turns it into "It's out!" at zero; without it the page says so
+    in a <noscript> line, part of the cached page (a warm view still makes at most one query)."""
+    campaign = make_campaign(release_in=dt.timedelta(hours=2))
+
+    get_page(client, campaign)
+    with django_assert_max_num_queries(1):
+        before = get_page(client, campaign).content.decode()
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=3)):
+        after = get_page(client, campaign).content.decode()
+
+    line = re.search(r"<noscript>(.*?)</noscript>", before, re.DOTALL).group(1)
+    assert "Reload this page at release time" in line and "listen" in line
+    noscript = before.index("<noscript>")
+    assert before.index('class="countdown"') < noscript < before.index("</section>", noscript), "under the countdown"
+    assert "<noscript>" not in after and "Out now" in after
