@@ -15,7 +15,15 @@ SECRET_PATTERN = re.compile(
     re.IGNORECASE,
 )
 # A password inside a URL: redis://:password@host, postgres://user:password@host, smtp+tls://user:password@host.
-URL_PASSWORD = re.compile(r"(?P<userinfo>\b[a-z][a-z0-9+.-]*://[^:/@\s\"']*:)[^@/\s\"']+(?=@)", re.IGNORECASE)
+# The password ends at the last "@" before the host (what follows it holds no "@" up to the path): within the
+# address's first part when an "@" is there (https://u:p@host/people/@nova keeps its path), else past a "/" left
+# unencoded in the password (redis://:pa/ss@host/0), never into the next URL on the line.
+_HOST_NEXT = r"(?=@[^@/\s\"']*(?:[/\s\"']|$))"
+URL_PASSWORD = re.compile(
+    r"(?P<userinfo>\b[a-z][a-z0-9+.-]*://[^:/@\s\"']*:)"
+    rf"(?:[^/\s\"']+{_HOST_NEXT}|(?:(?!://)[^\s\"'])+{_HOST_NEXT})",
+    re.IGNORECASE,
+)
 _formatter = logging.Formatter()
 
 
