@@ -283,29 +283,40 @@ def insert_attempts(attempts: list[Attempt], at: datetime) -> None:
     or a revocation waits for the commit, and one that got there first is seen as such."""
     if not attempts:
         return
-    delivered, pending = DeliveryAttempt.Outcome.DELIVERED, Status.PENDING
     if connection.vendor != "postgresql":  # SQLite: the transaction already holds the database's write lock
         ids = {row.subscription_id for row in attempts}
         status = dict(Subscription.objects.filter(pk__in=ids).values_list("pk", "status"))
         rows = (
             DeliveryAttempt(at=at, **row._asdict())
             for row in attempts
-            if row.subscription_id in status and (row.outcome != delivered or status[row.subscription_id] == pending)
+            if row.subscription_id in status
+            and (row.outcome != DeliveryAttempt.Outcome.DELIVERED or status[row.subscription_id] == Status.PENDING)
         )
         DeliveryAttempt.objects.bulk_create(rows)
         return
-    _execute(
+    _execute(*attempts_statement(attempts, at))
+
+
+def attempts_statement(attempts: list[Attempt], at: datetime) -> tuple[str, dict]:
+    """insert_attempts's INSERT on PostgreSQL. The batch's subscriptions are locked and read by primary key in a
+    subquery of their own (`id = ANY(ids)`, the same ids), then joined with the attempts: joined with `unnest`
+    directly, even with `id = ANY(ids)` beside the join, PostgreSQL hashed every subscription at each batch
+    (12.8 ms a batch of 500 on 36,000 subscriptions; a million on a million-fan campaign's release day)."""
+    sql = (
         f"INSERT INTO {_table(DeliveryAttempt)} (subscription_id, at, call, outcome, http_status, message) "  # noqa: S608
-        "SELECT v.subscription_id, %s, v.call, v.outcome, v.http_status, v.message "
-        "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::integer[], %s::text[]) "
-        "AS v(subscription_id, call, outcome, http_status, message) "
-        f"JOIN {_table(Subscription)} AS s ON s.id = v.subscription_id "
-        "WHERE (v.outcome <> %s OR s.status = %s) "
+        "SELECT v.subscription_id, %(at)s, v.call, v.outcome, v.http_status, v.message "
+        "FROM unnest(%(ids)s::bigint[], %(calls)s::text[], %(outcomes)s::text[], %(statuses)s::integer[], "
+        "%(messages)s::text[]) AS v(subscription_id, call, outcome, http_status, message) "
+        f"JOIN (SELECT id, status FROM {_table(Subscription)} WHERE id = ANY(%(ids)s::bigint[]) FOR KEY SHARE) "
+        "AS s ON s.id = v.subscription_id "
+        "WHERE (v.outcome <> %(delivered)s OR s.status = %(pending)s) "
         # Written again after a dropped connection, the batch's attempts are not doubled (they share `at`).
         f"AND NOT EXISTS (SELECT FROM {_table(DeliveryAttempt)} AS a "
-        "WHERE a.subscription_id = v.subscription_id AND a.at = %s) FOR KEY SHARE OF s",
-        [at, *(list(column) for column in zip(*attempts, strict=True)), delivered, pending, at],
+        "WHERE a.subscription_id = v.subscription_id AND a.at = %(at)s)"
     )
+    ids, calls, outcomes, statuses, messages = (list(column) for column in zip(*attempts, strict=True))
+    params = {"at": at, "ids": ids, "calls": calls, "outcomes": outcomes, "statuses": statuses, "messages": messages}
+    return sql, params | {"delivered": DeliveryAttempt.Outcome.DELIVERED, "pending": Status.PENDING}
 
 
 CONFLICT_TRIES = 5

@@ -1,5 +1,5 @@
 """A claim walks the campaign's delivery queue, not the whole campaign, and takes a fair share near the end;
-a run's progress write and its rotated-token write find their rows by primary key.
+a run's progress write, its rotated-token write and its attempts' insert find their rows by primary key.
 
 The engine claims a campaign's due subscriptions first come, first served. Without the partial index
 `subscription_queue` (pending subscriptions in sign-up order), PostgreSQL reads past every subscription already
@@ -16,6 +16,7 @@ from django.utils import timezone
 from delivery import benchmark as delivery_benchmark
 from delivery import bulk
 from delivery.engine import Run, due_now
+from delivery.models import DeliveryAttempt
 from fans import vault
 from fans.models import Credential, Subscription, credential_aad
 from releases import benchmark
@@ -110,3 +111,27 @@ def test_rotated_tokens_are_stored_through_the_primary_key():
     assert bulk.update_credentials(sealed, timezone.now()) == set(ids)
     stored = Credential.objects.filter(subscription_id__in=ids[:3]).order_by("subscription_id")
     assert [credential.reveal() for credential in stored] == [f"new-{pk}" for pk in ids[:3]]
+
+
+def test_a_batchs_attempts_find_their_subscriptions_by_primary_key(mostly_delivered):
+    """A batch's attempts (`insert_attempts`, with every record of a run) lock and read only their own
+    subscriptions, by primary key: joined with `unnest` alone, PostgreSQL hashed every subscription (12.8 ms a
+    batch of 500 on 36,000 subscriptions; a million-fan campaign would have read a million rows at each)."""
+    pending = Subscription.objects.filter(campaign=mostly_delivered, status=Subscription.Status.PENDING)
+    ids = list(pending.order_by("pk").values_list("pk", flat=True)[:500])
+    delivered = Subscription.objects.filter(campaign=mostly_delivered, status=Subscription.Status.DELIVERED)
+    already = delivered.values_list("pk", flat=True).first()
+    attempts = [bulk.Attempt(pk, "save", "delivered", 200, "") for pk in ids]
+    attempts.append(bulk.Attempt(already, "save", "delivered", 200, ""))  # no second "delivered" for this one
+    at = timezone.now()
+
+    with transaction.atomic():
+        plan = explain_as_sent(*bulk.attempts_statement(attempts, at))
+    assert "fans_subscription_pkey" in plan, plan
+    assert "Seq Scan on fans_subscription" not in plan, plan
+
+    with transaction.atomic():
+        bulk.insert_attempts(attempts, at)
+        bulk.insert_attempts(attempts, at)  # written again after a dropped connection: not doubled
+    written = DeliveryAttempt.objects.filter(at=at)
+    assert sorted(written.values_list("subscription_id", flat=True)) == ids
