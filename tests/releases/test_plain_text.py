@@ -5,7 +5,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from releases.models import Artist
+from releases.models import Artist, Campaign
 from tests.conftest import make_campaign
 
 pytestmark = pytest.mark.django_db
@@ -46,3 +46,76 @@ def test_the_page_text_keeps_a_textareas_line_breaks_and_tabs():
     campaign.page_text = "First line\r\n\tindented\nlast"
 
     campaign.full_clean()
+
+
+def test_the_artist_form_refuses_a_right_to_left_override_naming_it(client, label_staff):
+    """A bidi override makes "Nova Lark\u202ekral" read otherwise than it is, on the console and the fan page."""
+    client.force_login(label_staff)
+
+    response = client.post(reverse("admin:releases_artist_add"), {"name": "Nova\u202eLark", "spotify_uri": ""})
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["name"] == [
+        "The name can't hold a right-to-left override (U+202E), an invisible character that changes how the text "
+        "reads; it may have been pasted with the text: type it again."
+    ]
+    assert not Artist.objects.exists()
+
+
+def test_the_campaign_form_refuses_a_zero_width_space_in_its_subtitle(staff_client, sandbox):
+    from tests.releases.test_campaign_actions import change_url
+    from tests.releases.test_campaign_admin import form_data
+
+    campaign = make_campaign(subtitle="Out now")
+
+    response = staff_client.post(change_url(campaign), form_data(campaign, subtitle="Out\u200b now"))
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["subtitle"]
+    assert errors == [
+        "The subtitle can't hold a zero width space (U+200B), an invisible character that changes how the text "
+        "reads; it may have been pasted with the text: type it again."
+    ]
+    assert Campaign.objects.get().subtitle == "Out now"
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "value", "named"),
+    [
+        ("release", "title", "First\u200fLight", "right-to-left mark (U+200F)"),
+        ("campaign", "subtitle", "\ufeffOut now", "zero width no-break space (U+FEFF)"),
+        (
+            "campaign",
+            "page_text",
+            "Hello\n\u2067world\u2069",
+            "right-to-left isolate (U+2067) or a pop directional isolate (U+2069), invisible characters",
+        ),
+        (
+            "artist",
+            "name",
+            "Nova\u202aLark\u202c",
+            "left-to-right embedding (U+202A) or a pop directional formatting (U+202C), invisible",
+        ),
+    ],
+)
+def test_each_staff_text_field_refuses_an_invisible_bidi_or_zero_width_character(model, field, value, named):
+    campaign = make_campaign()
+    instance = {"campaign": campaign, "release": campaign.release, "artist": campaign.release.artist}[model]
+    setattr(instance, field, value)
+
+    with pytest.raises(ValidationError) as caught:
+        instance.full_clean()
+
+    assert named in caught.value.message_dict[field][0]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Nova \U0001f469\u200d\U0001f469\u200d\U0001f467", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"],
+    ids=["emoji-sequence-zwj", "persian-zwnj"],
+)
+def test_a_name_keeps_the_joiners_emoji_and_scripts_need(name):
+    artist = make_campaign().release.artist
+    artist.name = name
+
+    artist.full_clean()
