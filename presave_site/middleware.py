@@ -11,6 +11,7 @@ from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.http.response import HttpResponseBase
 from django.urls import reverse
+from django.utils.deprecation import MiddlewareMixin
 
 # A date part must be a number in its range: the admin turns `field__year=…` (date hierarchy, hand-edited links)
 # into dates only when the query runs, so a year Python's dates can't hold is a 500 there, past the admin's own
@@ -31,18 +32,12 @@ DATE_PARTS = {
 DATE_TRANSFORMS = {"date": models.DateField(), "time": models.TimeField()}
 
 
-class RejectBadConsoleQueries:
+class RejectBadConsoleQueries(MiddlewareMixin):
     """In the console, a query string value PostgreSQL or Python's dates would refuse is a 400 in words: a NUL
     character (PostgreSQL refuses NUL in text), any `__range` lookup (the console makes none, and a value with
     no comma is a 500), and on a change list a date, or a year, month, day… of one, that does not parse or is
     out of range (the admin would drop the filter, or fail). Fan pages clean their own parameters and are left
-    alone."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+    alone. It checks in process_view, where the view's ModelAdmin (and so the model) is known."""
 
     def process_view(self, request: HttpRequest, view_func: Callable, view_args, view_kwargs) -> HttpResponse | None:
         if not request.path.startswith(reverse("admin:index")):
