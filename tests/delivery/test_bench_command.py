@@ -43,6 +43,10 @@ def test_benchmark_delivers_every_fan_once_and_cleans_up(workers, rounds):
         assert all("1 process × 64 in flight" in line and "1 process × 128 in flight" in line for line in rounds_lines)
         assert len(rounds_lines) == rounds
     assert "CPU µs/fan" in output
+    # Two calls a fan, as the bare loop makes, and a few a run (the release's availability in the fans' market,
+    # the app's own token): never a call more per fan.
+    calls = float(output.split("engine calls a fan: ")[1].split()[0])
+    assert "(the ceiling's: 2)" in output and 2 <= calls <= 2 + 4 / 30
     assert "engine CPU µs a fan by part: client " in output and "ceiling CPU µs a fan by part: client " in output
     assert not Campaign.objects.exists() and not Subscription.objects.exists() and not Fan.objects.exists()
 
@@ -67,6 +71,7 @@ def test_benchmark_with_a_follow_follows_the_artist_in_every_phase():
 
     output = out.getvalue()
     assert "20 fans (refresh, save, follow)" in output
+    assert "engine calls a fan: 3." in output and "(the ceiling's: 3)" in output
     assert "not delivered" not in output  # the bare loops got the follow scope and followed every fan
     assert "OK   subscriptions: delivered 40, failed 0, revoked 0; pending 0, missing 0" in output
     assert "OK   duplicates: 0 fans saved or followed more than once" in output

@@ -315,6 +315,9 @@ class Command(BaseCommand):
                 share >= CEILING_TARGET if unlimited and latency == 0 else None,
             )
         rate_limit = options["rate_limit"]
+        if calls and engine.fans:  # the bare loops make a refresh and one call per library write, a fan
+            per_fan, bare = calls["requests"] / engine.fans, 1 + len(options["uris"])
+            self.say(f"  engine calls a fan: {per_fan:.2f} (the ceiling's: {bare})")
         if rate_limit is not None:
             made, limited = calls["requests"], calls["rate_limited"]
             answered = made - limited
