@@ -10,9 +10,9 @@ from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
 import environ
-from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.core.validators import validate_email
+from django.core.exceptions import ImproperlyConfigured
 
+from fans import addresses
 from presave_site import dev_defaults
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -482,10 +482,8 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Pre-save <noreply@lo
 # Staff addresses that get the release-day report when a campaign's delivery is done (releases/report.py).
 DELIVERY_REPORT_EMAILS = [a.strip() for a in env.list("DELIVERY_REPORT_EMAILS", default=[]) if a.strip()]
 for _address in DELIVERY_REPORT_EMAILS:
-    try:
-        validate_email(_address)
-    except ValidationError:
-        raise ImproperlyConfigured(f"DELIVERY_REPORT_EMAILS: {_address[:80]!r} is not an email address.") from None
+    if not addresses.is_valid(_address):
+        raise ImproperlyConfigured(f"DELIVERY_REPORT_EMAILS: {_address[:80]!r} is not an email address.")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20, minimum=1)
 
 # Error reports (the DEBUG page, admins' error emails) hide passwords inside URLs too, not only settings named

@@ -103,6 +103,7 @@ def test_a_key_id_that_is_not_one_stops_the_start_without_showing_the_key(order)
         ("REDIS_URL", "127.0.0.1:6379", "REDIS_URL must look like redis://host:6379/0"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
         ("DELIVERY_REPORT_EMAILS", "label@example.test,the label", "DELIVERY_REPORT_EMAILS: 'the label' is not an"),
+        ("DELIVERY_REPORT_EMAILS", "staff@" + "a" * 63 + ("." + "a" * 63) * 3, "DELIVERY_REPORT_EMAILS: 'staff@aaa"),
         ("RATELIMIT_IP_META_KEY", "HTTP_X_FORWARDED_FOR", "RATELIMIT_IP_META_KEY=HTTP_X_FORWARDED_FOR: that header"),
         ("RATELIMIT_IP_META_KEY", "X-Real-IP", "RATELIMIT_IP_META_KEY='X-Real-IP': name the header as Django's"),
         ("DATABASE_URL", "postgres://owner:hunter2-db@db.example:notaport/presave", "DATABASE_URL has a port that"),

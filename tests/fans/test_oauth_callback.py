@@ -628,3 +628,21 @@ def test_an_email_address_the_service_reports_that_is_not_one_is_not_kept(client
     assert Fan.objects.get(display_name="Mallory").email == ""
     record = ConsentRecord.objects.get()
     assert (record.email, record.email_opt_in) == ("", False)
+
+
+def test_an_address_longer_than_an_email_field_holds_is_not_kept_as_the_forms_refuse_it(client, campaign, sandbox):
+    """A valid-looking address of 255 to 320 characters passed the profile's check but not the forms' (254): kept,
+    it made the sign-in fail on the column."""
+    long_address = "fan@" + ".".join(["a" * 63] * 4) + ".test"  # 264 characters, each part in its limits
+    assert len(long_address) > 254
+    sandbox.control("POST", "users", {"id": "lee", "display_name": "Lee", "email": long_address})
+
+    _, response = presave(client, campaign, email_opt_in=True, user="lee")
+
+    assert response.status_code == 302
+    assert Fan.objects.get(display_name="Lee").email == ""
+    refused = client.post(reverse("fans:privacy_link"), {"email": long_address})
+    assert refused.status_code == 400
+    assert refused.context["link_form"].errors["email"] == [
+        f"Ensure this value has at most 254 characters (it has {len(long_address)})."
+    ]
