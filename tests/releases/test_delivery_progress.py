@@ -136,6 +136,23 @@ def test_a_finished_delivery_says_done_with_its_outcome_and_a_stopped_one_does_n
 
 
 @pytest.mark.django_db
+def test_a_finished_deliverys_bar_is_labelled_done_on_the_campaign_page(staff_client, db):
+    """Screen readers read the bar's label: "Delivery done" once every fan's outcome is in, not "progress"."""
+    campaign = make_campaign(status="done")
+    for i, status in enumerate(["delivered", "failed"]):
+        fan = Fan.objects.create(service="spotify", service_user_id=f"fan{i}")
+        Subscription.objects.create(fan=fan, campaign=campaign, status=status)
+
+    html = staff_client.get(reverse("admin:releases_campaign_change", args=[campaign.pk])).content.decode()
+
+    assert '<progress max="2" value="2" aria-label="Delivery done">' in html
+    assert "Delivery progress" not in html
+    Subscription.objects.create(fan=Fan.objects.create(service="spotify", service_user_id="late"), campaign=campaign)
+    html = staff_client.get(reverse("admin:releases_campaign_change", args=[campaign.pk])).content.decode()
+    assert '<progress max="3" value="2" aria-label="Delivery progress">' in html
+
+
+@pytest.mark.django_db
 def test_each_progress_refresh_brings_the_funnel_with_it(staff_client, db):
     """The funnel's Delivered step counts up with the KPIs: each refresh sends the funnel out of band (htmx swaps
     it in by its id), while the change page draws it in place."""
