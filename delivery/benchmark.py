@@ -519,10 +519,10 @@ class Cluster:
         self.process.wait()
         self.log.close()
 
-    def queue(self, func: str, *args: Any) -> str:
+    def queue(self, func: str, *args: Any, **kwargs: Any) -> str:
         from django_q.tasks import async_task
 
-        return async_task(func, *args)
+        return async_task(func, *args, **kwargs)
 
     def deliver(self, campaign_id: int) -> None:
         """Queue the delivery task and return when no fan of the campaign is pending any more.
@@ -534,7 +534,7 @@ class Cluster:
         from delivery.scheduling import DELIVER_TASK
         from fans.models import Subscription
 
-        task_id = self.queue(DELIVER_TASK, campaign_id)
+        task_id = self.queue(DELIVER_TASK, campaign_id, reopen=True)  # as Deliver now queues it
         table = connection.ops.quote_name(Subscription._meta.db_table)
         any_pending = f"SELECT 1 FROM {table} WHERE campaign_id = %s AND status = %s LIMIT 1"  # noqa: S608
         checked = time.monotonic()

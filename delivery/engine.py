@@ -916,10 +916,14 @@ def backoff_seconds(attempts_so_far: int) -> float:
 
 
 def deliver_campaign(
-    campaign_id: int, *, fan_out: bool = True, on_schedule: bool = False, reopen: bool = False
+    campaign_id: int, *, fan_out: bool = True, on_schedule: bool = False, reopen: bool = False, start: bool = True
 ) -> RunReport:
     """Deliver a campaign's due subscriptions. With `fan_out`, first queue helper runs for other workers.
 
+    `start`: whether this run may start a live campaign. Only the release-time schedule's run (at its time) and
+    staff's (Deliver now) may; a helper or sweep run (`delivery.tasks`) only goes on with a delivery under way,
+    so that one left in the queue after the campaign went back to live (Retry failed before the release time,
+    the release postponed) delivers nothing early.
     `on_schedule`: called by the release-time schedule, which does not deliver a campaign that has not started
     before its release time (moved later while this task waited in the queue, or was run again by django-q2).
     `reopen`: staff asked (Deliver now, Retry failed), so a campaign whose delivery is done is delivered again
@@ -933,12 +937,15 @@ def deliver_campaign(
     fires_at = campaign.first_firing_time()
     if on_schedule and campaign.status == Campaign.Status.LIVE and fires_at > timezone.now():
         return RunReport(campaign_id, note=f"not yet: the release time moved to {fires_at}")
+    if campaign.status == Campaign.Status.LIVE and not start:
+        return RunReport(campaign_id, note="not started: a live campaign waits for its release time or Deliver now")
     pending = Subscription.objects.filter(campaign=campaign, status=Subscription.Status.PENDING)
     if campaign.status == Campaign.Status.DONE and not (reopen and pending.exists()):
         return RunReport(campaign_id, note="already delivered")
     # Done since it was read (another run finished it): only staff's run re-opens it, and the run below then
     # finds it not delivering (`Run.reload`) and claims nothing.
-    startable = [Campaign.Status.LIVE, Campaign.Status.DONE] if reopen else [Campaign.Status.LIVE]
+    # Made live again since it was read (postponed): only a run that may start it does.
+    startable = ([Campaign.Status.LIVE] if start else []) + ([Campaign.Status.DONE] if reopen else [])
     Campaign.objects.filter(pk=campaign_id, status__in=startable).set_status(Campaign.Status.DELIVERING)
     campaign.status = Campaign.Status.DELIVERING
     if fan_out:

@@ -6,11 +6,12 @@ from fans import release_email
 
 def deliver_campaign(campaign_id: int, fan_out: bool = True, reopen: bool = False) -> str:
     """Deliver every due subscription of a campaign: the task Deliver now and Retry failed queue (`reopen`: staff
-    asked, so a campaign whose delivery is done is delivered again when fans are pending), the sweeper's and the
-    helper runs (`fan_out` False), which never re-open a done campaign.
+    asked, so a live campaign is started, and a campaign whose delivery is done is delivered again when fans are
+    pending), the sweeper's and the helper runs (`fan_out` False), which only go on with a delivery under way:
+    they neither start a live campaign (that waits for its release-time schedule) nor re-open a done one.
 
     With `fan_out`, the run first queues helper runs so that several workers share a big campaign."""
-    return engine.deliver_campaign(campaign_id, fan_out=fan_out, reopen=reopen).summary()
+    return engine.deliver_campaign(campaign_id, fan_out=fan_out, reopen=reopen, start=reopen).summary()
 
 
 def deliver_on_schedule(campaign_id: int) -> str:

@@ -117,6 +117,49 @@ def test_only_staffs_run_reopens_a_campaign_whose_delivery_is_done(
     assert len(queued(engine.REPORT_TASK)) == 2, "one report for each delivery staff started"
 
 
+def test_runs_left_from_an_early_deliver_now_do_not_start_the_campaign_before_its_release(
+    sandbox, db, settings, django_capture_on_commit_callbacks
+):
+    """Deliver now pressed a week early queued helper runs; Retry failed then made the campaign live again to wait
+    for its release time. The helper runs still queued, and a run a sweep queued while it was delivering, start
+    nothing: only the release-time schedule and staff's Deliver now start a live campaign."""
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    settings.DELIVERY_BATCH_SIZE = 1
+    settings.DELIVERY_PARALLEL_RUNS = 3
+    campaign = make_campaign(release_in=dt.timedelta(days=7))
+    for user in ("alice", "bob"):
+        make_subscription(campaign, sandbox, user)
+    sandbox.faults(errors_matching="spotify:album:")  # the save is down: every fan gives up after one attempt
+    with django_capture_on_commit_callbacks(execute=True):
+        scheduling.deliver_now(campaign)
+    (deliver_now,) = queued(scheduling.DELIVER_TASK)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_as_a_worker(deliver_now)
+    deliver_now.delete()
+    helpers = queued(scheduling.DELIVER_TASK)
+    assert len(helpers) == 2, "Deliver now queued helper runs"
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
+
+    sandbox.faults(errors_matching="")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert retry_failed(campaign) == 2
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.LIVE, "Retry failed waits for the release"
+    assert queued(scheduling.DELIVER_TASK) == helpers, "and queues no run"
+    chloe = make_subscription(campaign, sandbox, "chloe")  # pre-saves again meanwhile: due at once when started
+
+    for stray in [*(lambda h=h: run_as_a_worker(h) for h in helpers), lambda: tasks.deliver_campaign(campaign.pk)]:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert "not started" in stray()
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.LIVE
+    assert set(Subscription.objects.filter(campaign=campaign).values_list("status", flat=True)) == {"pending"}
+    assert all(sandbox.writes(user) == [] for user in FANS)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.deliver_campaign(campaign.pk, reopen=True)  # staff's Deliver now starts it
+    chloe.refresh_from_db()
+    assert chloe.status == Subscription.Status.DELIVERED
+
+
 def test_artist_is_followed_when_the_campaign_follows(sandbox, db):
     campaign = make_campaign(follow_artist=True)
     make_subscription(campaign, sandbox, "alice")

@@ -83,7 +83,7 @@ def test_a_scheduled_run_left_from_before_the_release_moved_delivers_nothing_ear
     assert Subscription.objects.get(campaign=campaign).status == "pending" and not sandbox.writes("alice")
     assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.LIVE
 
-    tasks.deliver_campaign(campaign.pk)  # what Deliver now queues
+    tasks.deliver_campaign(campaign.pk, reopen=True)  # what Deliver now queues
     assert Subscription.objects.get(campaign=campaign).status == "delivered"
 
 
