@@ -37,6 +37,7 @@ import math
 import os
 import queue
 import random
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -54,7 +55,15 @@ from delivery import bulk
 from delivery.gctuning import tuned_for_delivery
 from delivery.models import DeliveryAttempt
 from delivery.ratelimit import RateLimiter, limiter_for
-from delivery.services import ReleaseNotFound, Service, ServiceError, ServicePaused, TokenRevoked, get_service
+from delivery.services import (
+    SERVICES,
+    ReleaseNotFound,
+    Service,
+    ServiceError,
+    ServicePaused,
+    TokenRevoked,
+    get_service,
+)
 from delivery.services.base import Call, DeliveryCalls, Reply
 from delivery.transport import AsyncTransport
 from fans import vault
@@ -73,6 +82,7 @@ MIN_PACED_BATCH = 16
 SPREAD_PACE_WINDOW_SECONDS = 30.0  # a firing window's pace is counted over at most this many seconds
 WAIT = "wait"  # an outcome that is not an attempt: the fan waits for something put right (Run.wait_for)
 WAITED = "Gave up waiting"  # begins the error of a fan that waited for the service past the waiting time
+SERVICE_NAMES = {cls.label.split()[0] for cls in SERVICES.values()}  # "Spotify", "Apple", "Deezer": kept capitalized
 GAVE_UP = "Gave up after"  # begins the error of a transient failure out of attempts (Retry failed finds these)
 WITHDRAWN = "The fan withdrew the pre-save while it was being delivered: nothing was saved."
 REPORT_TASK = "releases.report.send_delivery_report"  # the release-day report to staff (releases/report.py)
@@ -573,7 +583,7 @@ class Run:
                 return self.wait_for(
                     subscription,
                     "availability",
-                    f"Waiting: {unresolved.message}",
+                    f"Waiting: {after_colon(unresolved.message)}",
                     f"{self.waiting_time_words()}, {unresolved.message}",
                     self.availability_recheck_seconds(),
                 )
@@ -629,7 +639,7 @@ class Run:
         until DELIVERY_AVAILABILITY_WAIT_HOURS after their release time; then fails with "Gave up waiting: `gave_up`"
         (WAITED), keeping the fan's token for Retry failed (`settled_row`): what they waited for may come."""
         if self.past_waiting_time(subscription):
-            return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, call, f"{WAITED}: {gave_up}")
+            return Outcome(subscription, DeliveryAttempt.Outcome.FAILED, call, f"{WAITED}: {after_colon(gave_up)}")
         return Outcome(subscription, WAIT, call, waiting, retry_in_seconds=retry_in)
 
     @staticmethod
@@ -755,7 +765,8 @@ class Run:
             result = DeliveryAttempt.Outcome.FAILED
         elif subscription.attempts + 1 >= settings.DELIVERY_MAX_ATTEMPTS and not paused:
             result = DeliveryAttempt.Outcome.FAILED
-            message = f"{GAVE_UP} {subscription.attempts + 1} attempts: {message}"
+            tries = subscription.attempts + 1
+            message = f"{GAVE_UP} {tries} attempt{pluralize(tries)}: {after_colon(message)}"
         else:
             result = DeliveryAttempt.Outcome.RETRY
         retry_in = exc.retry_after if exc.retry_after is not None else backoff_seconds(subscription.attempts)
@@ -892,6 +903,15 @@ def settled_row(o: Outcome) -> bulk.Settled:
     retryable = o.result == Result.FAILED and message.startswith((GAVE_UP, WAITED))
     # The Subscription.Status of the outcome's name.
     return bulk.Settled(pk, o.result, message, True, None, done, forget_token=not retryable)
+
+
+def after_colon(reason: str) -> str:
+    """A reason that goes on a sentence after a colon ("Gave up waiting: the key …"): its first word lowercased,
+    unless it is a name (a service's, "TOKEN_ENCRYPTION_KEYS", "UPC") that keeps its capitals."""
+    first = re.match(r"[A-Za-z]+", reason)
+    if first is None or not first[0].istitle() or first[0] in SERVICE_NAMES:
+        return reason
+    return reason[0].lower() + reason[1:]
 
 
 def next_call(calls: DeliveryCalls, reply: Reply | None) -> Call | None:

@@ -466,7 +466,7 @@ def test_a_key_still_missing_after_the_wait_fails_with_the_reason(sandbox, db, s
     subscription.refresh_from_db()
     assert subscription.status == Subscription.Status.FAILED
     assert subscription.last_error == (
-        "Gave up waiting: The key 'gone' that sealed this fan's authorization is not in TOKEN_ENCRYPTION_KEYS as the "
+        "Gave up waiting: the key 'gone' that sealed this fan's authorization is not in TOKEN_ENCRYPTION_KEYS as the "
         f"worker that tried (process {os.getpid()}) read them when it started, still 1 hour after its release time."
     )
     assert sandbox.writes("alice") == []

@@ -808,4 +808,4 @@ def test_a_fan_still_rate_limited_long_after_the_release_fails_with_the_reason(s
 
     subscription = Subscription.objects.get()
     assert (subscription.status, subscription.attempts) == ("failed", 1)
-    assert subscription.last_error == "Gave up after 1 attempts: Rate limited by Spotify."
+    assert subscription.last_error == "Gave up after 1 attempt: rate limited by Spotify."
