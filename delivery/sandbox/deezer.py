@@ -302,7 +302,25 @@ class DeezerService:
             "record_type": album.album_type,
             "available": bool(album.available_markets),
             "artist": self._artist(album.artist_id),
+            "tracks": {"data": [self._album_track(album, track) for track in self._tracks_of(album)]},
             "type": "album",
+        }
+
+    def _tracks_of(self, album: Album) -> list[Track]:
+        tracks = [self.state.tracks[track_id] for track_id in self.state.album_tracks.get(album.id, [])]
+        return sorted(tracks, key=lambda track: (track.disc_number, track.track_number))
+
+    def _album_track(self, album: Album, track: Track) -> dict:
+        """A track as the album lists it: out where the track and its album both are (the sandbox's per-market
+        switch is the album's, /_sandbox/catalog/albums/<id>/markets)."""
+        deezer_id = numeric_id("track", track.id)
+        return {
+            "id": deezer_id,
+            "title": track.name,
+            "isrc": track.isrc,
+            "link": f"https://www.deezer.com/track/{deezer_id}",
+            "available_countries": [m for m in track.available_markets if m in album.available_markets],
+            "type": "track",
         }
 
     def _track(self, track: Track) -> dict:

@@ -150,14 +150,18 @@ class Deezer(Service):
         return str(item_id)
 
     def is_available(self, release: Release, market: str) -> bool:
-        """developers.deezer.com/api/track (`available_countries`) and developers.deezer.com/api/album
-        (`available`, for the album as a whole)."""
+        """developers.deezer.com/api/track (`available_countries`) and developers.deezer.com/api/album: an
+        album's `available` is true once it is out anywhere, so the market is read from its first track's
+        `available_countries` (`tracks.data`) when the album lists it, else from `available`."""
         self.resolve_release(release)
         kind, item_id, _ = self.found[release.pk]
         body = self.json_object(self.run(Call("availability", "GET", f"{self.api_url}/{kind}/{item_id}")))
-        if kind == "track":
-            return market in (body.get("available_countries") or [])
-        return body.get("available") is not False
+        if kind == "album":
+            first = first_track(body)
+            if not isinstance(first.get("available_countries"), list):
+                return body.get("available") is not False
+            body = first
+        return market in (body.get("available_countries") or [])
 
     def delivery_calls(
         self, access_token: str, campaign: Campaign, market: str = "", *, done: Sequence[str] = ()
@@ -222,3 +226,10 @@ class Deezer(Service):
             raise TokenRevoked(message, status=status)
         detail = message or kind or f"HTTP {status}"
         raise ServiceError(f"Deezer rejected the {call.name}: {detail} (code {code}).", permanent=True, status=status)
+
+
+def first_track(album: dict) -> dict:
+    """The first track an album object lists (`tracks.data`), or {} when it lists none."""
+    tracks = album.get("tracks")
+    data = tracks.get("data") if isinstance(tracks, dict) else None
+    return data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}

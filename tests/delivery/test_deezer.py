@@ -226,3 +226,43 @@ def test_a_compilation_is_saved_but_various_artists_is_never_followed(sandbox):
     assert attempt.outcome == "delivered"
     assert attempt.message.startswith("Not followed: Deezer names no artist for this release")
     assert sandbox.library("bob")["following"] == []
+
+
+def deezer_subscription(campaign, sandbox, user: str, market: str) -> Subscription:
+    fan = Fan.objects.create(service="deezer", service_user_id=str(numeric_id("user", user)), display_name=user)
+    subscription = Subscription.objects.create(fan=fan, campaign=campaign, market=market)
+    credential = Credential(subscription=subscription, authorized_at=timezone.now())
+    credential.store(sandbox.authorize_deezer(user))
+    credential.save()
+    return subscription
+
+
+@pytest.mark.django_db
+def test_an_album_not_out_in_the_fans_market_waits_then_delivers(sandbox, settings):
+    """Deezer's album says `available` as soon as it is out anywhere; its tracks' `available_countries` say where.
+    A fan in a market where the album is not out yet waits, and is delivered once it is."""
+    settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS = 0
+    markets = f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets"
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
+    sandbox.control("POST", markets, {"available_markets": ["GB"]})
+    album = requests.get(
+        f"{settings.DEEZER_API_URL}/album/{numeric_id('album', demo_catalog.NOVA_LARK_ALBUM_ID)}", timeout=5
+    )
+    assert album.json()["available"] is True
+    assert album.json()["tracks"]["data"][0]["available_countries"] == ["GB"]
+    here = deezer_subscription(campaign, sandbox, "alice", "GB")
+    there = deezer_subscription(campaign, sandbox, "bob", "JP")
+
+    engine.deliver_campaign(campaign.pk)
+
+    assert Subscription.objects.get(pk=here.pk).status == "delivered"
+    waiting = Subscription.objects.get(pk=there.pk)
+    assert waiting.status == "pending" and waiting.attempts == 0
+    assert waiting.last_error == "Waiting: the release is not available on Deezer in JP yet."
+    assert sandbox.library("bob")["saved"] == []
+
+    sandbox.control("POST", markets, {"available_markets": ["GB", "JP"]})
+    Subscription.objects.filter(pk=there.pk).update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk)
+    assert Subscription.objects.get(pk=there.pk).status == "delivered"
+    assert sandbox.library("bob")["saved"] == [ALBUM]
