@@ -5,25 +5,28 @@ Credentials are not in the admin at all: staff see only when a fan authorized an
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import truncatechars
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from delivery.models import DeliveryAttempt
 from delivery.services import service_choices
+from fans import privacy
 from fans.models import ConsentRecord, ConsentRecordQuerySet, Fan, ReleaseEmail, Subscription
 from presave_site.admin_filters import ConditionFilter
 from presave_site.admin_input import HandMadeInput, is_id
 from presave_site.readonly_admin import ReadOnlyAdminMixin
+from releases import audit
 from releases.admin import EXPORT_PERMISSION
-from releases.models import Campaign
+from releases.models import AuditEntry, Campaign
 
 # No "Show counts" on the fans' tables: Django counts a custom filter's choices with one subquery per row and
 # choice, which on a campaign's millions of rows keeps PostgreSQL busy for an hour (the filters' choices stay).
@@ -159,6 +162,37 @@ class FanAdmin(HandMadeInput, admin.ModelAdmin):
         if fan.email or not fan.email_withdrawn:
             return fan.email
         return withdrawn(fan.email_withdrawn_at)
+
+    # --- Delete is erasure ---------------------------------------------------------------------------------
+    # Deleting a fan here (the fan's page or "delete selected") does what the fan's own "erase everything" does
+    # (fans.privacy.erase): tokens gone, consents without who, funnel events unlinked, the history naming nobody.
+    # Only the permission to delete fans is needed (superusers; neither role has it): the erasure, not Django's
+    # cascade, removes the subscriptions and credentials, which are never deleted one by one here.
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        if "delete_selected" in actions:
+            function, name, _ = actions["delete_selected"]
+            actions["delete_selected"] = (function, name, "Erase selected fans (as their own “erase everything”)")
+        return actions
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        """The fans and how many pre-saves they have, not Django's cascade (its credentials name their keys)."""
+        fans = list(objs)
+        pre_saves = Subscription.objects.filter(fan__in=fans).count()
+        return [f"Fan: {fan}" for fan in fans], {"fans": len(fans), "pre-saves": pre_saves}, set(), []
+
+    def delete_model(self, request: HttpRequest, fan: Fan) -> None:
+        erased = privacy.erase(privacy.Subject(fan=fan))
+        audit.record(request.user, AuditEntry.Action.ERASE_FAN, rows=erased["subscriptions"], **erased)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Fan]) -> None:
+        for fan in queryset:
+            self.delete_model(request, fan)
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id) -> HttpResponse:
+        """Django's answer names the fan (its message is kept in a cookie): this one names nobody."""
+        self.message_user(request, "The fan was erased, as their own “erase everything” does.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse(f"{self.admin_site.name}:fans_fan_changelist"))
 
 
 class MarketFilter(admin.SimpleListFilter):

@@ -406,12 +406,14 @@ class SeenFrom:
 
 
 class AuditEntry(models.Model):
-    """Who did what to a campaign's fans, and to how many: Deliver now, Retry failed, exports. Never edited."""
+    """Who did what to a campaign's fans, and to how many: Deliver now, Retry failed, exports, a fan erased in the
+    console (no campaign: `rows` counts the fan's pre-saves, `details` what was erased, by kind). Never edited."""
 
     class Action(models.TextChoices):
         DELIVER_NOW = "deliver_now", "Deliver now"
         RETRY_FAILED = "retry_failed", "Retry failed"
         EXPORT = "export", "Export subscribers"
+        ERASE_FAN = "erase_fan", "Erase a fan"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     user = models.ForeignKey(
