@@ -1,9 +1,9 @@
-"""Staff-typed text shown to fans (names, titles, the page's words) holds no control characters: a NUL is refused
-by PostgreSQL (a 500), and a line break, an escape or an invisible character pasted with a name reaches the fan
-page, emails, CSVs and the services as it is. A textarea's own tab and line breaks are allowed. Nor does it hold the
-invisible characters that change how text reads (zero-width spaces, bidi marks, embeddings, overrides and isolates,
-a byte order mark): a right-to-left override makes a name read otherwise than it is; the two joiners emoji
-sequences and some scripts need (ZWNJ U+200C, ZWJ U+200D) are allowed."""
+"""Staff-typed text shown to fans (names, titles, the page's words, the playlist name) holds no control
+characters: a NUL is refused by PostgreSQL (a 500), and a line break, an escape or an invisible character pasted
+with a name reaches the fan page, emails, CSVs and the services as it is. A textarea's own tab and line breaks are
+allowed. Nor does it hold the invisible characters that change how text reads (zero-width spaces, bidi marks,
+embeddings, overrides and isolates, a byte order mark): a right-to-left override makes a name read otherwise than it
+is; the two joiners emoji sequences and some scripts need (ZWNJ U+200C, ZWJ U+200D) are allowed."""
 
 from __future__ import annotations
 
@@ -18,21 +18,26 @@ MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tab, \n and 
 INVISIBLE = re.compile("[\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
-def refuse_control_characters(instance: models.Model, fields: tuple[str, ...], multiline: tuple[str, ...] = ()):
+def refuse_control_characters(
+    instance: models.Model,
+    fields: tuple[str, ...],
+    multiline: tuple[str, ...] = (),
+    labels: dict[str, str] | None = None,
+):
     """For a model's clean(): a ValidationError naming each of `fields` (and `multiline` ones) that holds one, or an
-    invisible character (named)."""
+    invisible character (named). A field is called by its verbose name, or by `labels[name]` when that reads
+    better in "The … can't hold"."""
     errors = {}
     for name in (*fields, *multiline):
+        label = (labels or {}).get(name) or instance._meta.get_field(name).verbose_name
         pattern = MULTILINE if name in multiline else SINGLE_LINE
         if pattern.search(getattr(instance, name) or ""):
-            label = instance._meta.get_field(name).verbose_name
             allowed = "other than tabs and line breaks" if name in multiline else "such as a line break or a tab"
             errors[name] = (
                 f"The {label} can't hold control characters ({allowed}); one may have been pasted with the text, "
                 "invisible: type it again."
             )
         elif found := INVISIBLE.findall(getattr(instance, name) or ""):
-            label = instance._meta.get_field(name).verbose_name
             named = " or a ".join(f"{unicodedata.name(c).lower()} (U+{ord(c):04X})" for c in dict.fromkeys(found))
             what = "invisible characters that change" if " or a " in named else "an invisible character that changes"
             they = "they" if " or a " in named else "it"

@@ -60,23 +60,52 @@ def test_apple_music_that_can_neither_follow_nor_add_to_a_playlist_says_both(sta
     ]
 
 
+CONTROL = (
+    "The playlist name can't hold control characters (such as a line break or a tab); one may have been pasted with "
+    "the text, invisible: type it again."
+)
+
+
+def invisible(named: str) -> str:
+    return (
+        f"The playlist name can't hold a {named}, an invisible character that changes how the text reads; it may "
+        "have been pasted with the text: type it again."
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "error"),
     [
         ("x" * 101, "Ensure this value has at most 100 characters (it has 101)."),
-        ("Glass\nHarbour", "A playlist name can't hold line breaks, tabs or other control characters."),
-        ("Glass\tHarbour", "A playlist name can't hold line breaks, tabs or other control characters."),
+        ("Glass\nHarbour", CONTROL),
+        ("Glass\tHarbour", CONTROL),
         ("Glass\x00Harbour", "Null characters are not allowed."),
-        ("Glass\x85Harbour", "A playlist name can't hold line breaks, tabs or other control characters."),
+        ("Glass\x85Harbour", CONTROL),
+        # What fans read in their own account: "Glass Harbour — seva-erP" spoofed by a right-to-left override.
+        ("Glass Harbour — \u202ePre-saves", invisible("right-to-left override (U+202E)")),
+        ("Glass\u200bHarbour", invisible("zero width space (U+200B)")),
+        ("\ufeffGlass Harbour", invisible("zero width no-break space (U+FEFF)")),
     ],
 )
-def test_a_playlist_name_too_long_or_with_control_characters_is_refused(staff_client, sandbox, name, error):
+def test_a_playlist_name_too_long_or_with_control_or_invisible_characters_is_refused(
+    staff_client, sandbox, name, error
+):
     campaign = make_campaign()
 
     response = staff_client.post(change_url(campaign), form_data(campaign, playlist_name=name))
 
     assert errors_of(response)["playlist_name"] == [error]
     assert Campaign.objects.get().playlist_name == ""
+
+
+def test_a_playlist_name_may_hold_the_joiners_emoji_and_scripts_need(staff_client, sandbox):
+    campaign = make_campaign()
+    name = "Glass Harbour \U0001f469\u200d\U0001f3a4 \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # ZWJ, ZWNJ
+
+    response = staff_client.post(change_url(campaign), form_data(campaign, playlist_name=name))
+
+    assert response.status_code == 302, errors_of(response)
+    assert Campaign.objects.get().playlist_name == name
 
 
 def test_the_services_that_cannot_add_to_a_playlist_warn_staff(staff_client, sandbox):
