@@ -269,6 +269,7 @@ def presave(request: HttpRequest, slug: str, service: str) -> HttpResponse:
         email_opt_in=request.POST.get("email_opt_in") == "1",
         seen_country=request_country(request),
         in_app=seen.in_app,
+        utm=seen.utm,
     )
     tracking.keep_utm_for_authorization(request.session, slug, seen)
     tracking.record(Kind.CLICK, page.campaign, seen, service=service)

@@ -278,6 +278,36 @@ def test_a_hand_made_apple_music_presave_from_an_in_app_browser_is_refused_with_
     assert not FunnelEvent.objects.filter(kind=FunnelEvent.Kind.CLICK).exists()
 
 
+def test_the_refused_apple_music_presaves_open_in_browser_link_keeps_the_visits_cleaned_utm_values(
+    client, sandbox, settings
+):
+    """The campaign page's form posts the visit's UTM values as hidden fields: the problem page's Android link
+    carries them, cleaned as the campaign page's own link has them, and nothing else the form posted."""
+    settings.PUBLIC_BASE_URL = "https://presave.example"
+    campaign = make_campaign(services=["spotify", "apple_music"])
+    start = reverse("fans:presave", args=[campaign.slug, "apple_music"])
+    posted = {
+        "utm_source": "TT",
+        "utm_medium": " Social ",
+        "utm_campaign": '"><script>drop #1',
+        "utm_term": "x",
+        "email_opt_in": "1",
+        "next": "/evil",
+    }
+
+    response = client.post(start, posted, HTTP_USER_AGENT=UAS["tiktok"])
+    plain = client.post(start, HTTP_USER_AGENT=UAS["tiktok"])
+
+    assert response.status_code == 403
+    opened, fallback = as_android_reads(intent_link_in(response))
+    assert opened == fallback
+    parts = urlsplit(opened)
+    assert (parts.scheme, parts.netloc, parts.path) == ("https", "presave.example", "/first-light/")
+    assert parse_qs(parts.query) == {"utm_source": ["tt"], "utm_medium": ["social"], "utm_campaign": ["scriptdrop #1"]}
+    assert "<script>" not in response.content.decode()
+    assert as_android_reads(intent_link_in(plain)) == ("https://presave.example/first-light/",) * 2
+
+
 def test_apple_music_still_starts_from_an_ordinary_browser_and_spotify_from_an_in_app_one(client, sandbox):
     campaign = make_campaign(services=["spotify", "apple_music"])
 
