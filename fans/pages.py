@@ -149,6 +149,7 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
         # Until the release a pre-save's link cancels it; once it's out, there's nothing left to cancel.
         "to_cancel": [p for p in presaves if not p["is_out"]],
         "out": [p for p in presaves if p["is_out"]],
+        "none_done": all(p["not_done"] for p in presaves),
         "privacy_link_lasts": timeuntil(now + dt.timedelta(seconds=settings.PRIVACY_LINK_MAX_AGE), now),
     }
 
@@ -173,10 +174,20 @@ def _presaved(presaved: dict) -> dict | None:
     service = SERVICES[presaved["service"]]()
     actions = service.actions(campaign)  # what the consent said, and what release day will do
     is_out = campaign.is_out_in(market)
+    # Once it's out, the words follow the delivery: done, still being done, or given up (failed, or the
+    # permission withdrawn in the service: revoked there, not cancelled here, which ends the page above).
+    status = subscription.status if subscription else Subscription.Status.PENDING
+    not_done = status in (Subscription.Status.FAILED, Subscription.Status.REVOKED)
+    undo = undo_words(subscription, service) if is_out and subscription else []
+    if not_done and not subscription.done_calls:
+        undo = []  # nothing was done: nothing to undo
     return {
         "release_at": campaign.firing_time(market),  # the fan's, told in `release_zone`
         "is_out": is_out,  # a fan back after release day reads "it's out", not "we'll save"
-        "undo": undo_words(subscription, service) if is_out and subscription else [],
+        "delivered": status == Subscription.Status.DELIVERED,
+        "not_done": is_out and not_done,
+        "withdrawn": is_out and status == Subscription.Status.REVOKED,
+        "undo": undo,
         "release_zone": campaign.release_zone(market),
         "service_label": service.label,
         "saves": "save" in actions,

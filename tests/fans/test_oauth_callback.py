@@ -391,6 +391,62 @@ def test_the_thank_you_page_after_release_offers_no_cancel_link_but_how_to_undo_
     assert client.get(privacy_url).status_code == 200
 
 
+def thanks_after_release(client, sandbox, status: str, **fields) -> str:
+    """The thank-you page two hours after the release instant, the fan's pre-save in `status` by then."""
+    campaign = make_campaign(release_in=dt.timedelta(hours=1), follow_artist=True)
+    _, done = presave(client, campaign)
+    Subscription.objects.update(status=status, **fields)
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2)):
+        return " ".join(html.unescape(client.get(done["Location"]).content.decode()).split())
+
+
+def test_after_release_a_presave_still_being_delivered_says_release_day_is_doing_it(client, sandbox):
+    page = thanks_after_release(client, sandbox, Subscription.Status.PENDING)
+
+    assert "is out now, and release day is doing what you allowed on Spotify" in page
+    assert "has done what you allowed" not in page
+    assert "You're in." in page and 'class="listen-now"' in page
+
+
+def test_after_release_a_delivered_presave_says_it_is_done(client, sandbox):
+    page = thanks_after_release(
+        client, sandbox, Subscription.Status.DELIVERED, done_calls="save follow", delivered_at=timezone.now()
+    )
+
+    assert "is out now, and your pre-save on Spotify has done what you allowed" in page
+    assert "release day is doing" not in page and "couldn't" not in page
+    assert "you can undo it in Spotify: remove First Light from your Spotify library and unfollow Nova Lark" in page
+
+
+@pytest.mark.parametrize(
+    ("status", "why"),
+    [
+        (Subscription.Status.FAILED, ""),
+        (Subscription.Status.REVOKED, ": the permission you gave us was withdrawn in your Spotify account"),
+    ],
+)
+def test_after_release_a_presave_that_could_not_be_done_says_so_and_what_to_do(client, sandbox, status, why):
+    page = thanks_after_release(client, sandbox, status, last_error="Gave up after 5 attempts: 503")
+
+    assert f"is out now, but release day couldn't do what you allowed on Spotify{why}." in page
+    assert "has done what you allowed" not in page and "release day is doing" not in page
+    assert "You're in." not in page and "Release day couldn't do your pre-save." in page
+    assert (
+        '<a class="listen-now" href="/first-light/">Open its page</a> to listen, and save it or follow Nova Lark '
+        "there yourself." in page
+    )
+    assert "503" not in page, "the fan reads what to do, not our error"
+    assert "you can undo it" not in page, "nothing was done to undo"
+
+
+def test_after_release_a_partly_done_presave_tells_how_to_undo_only_what_was_done(client, sandbox):
+    page = thanks_after_release(client, sandbox, Subscription.Status.FAILED, done_calls="save")
+
+    assert "release day couldn't do what you allowed on Spotify" in page
+    assert "you can undo what it did in Spotify: remove First Light from your Spotify library." in page
+    assert "unfollow" not in page
+
+
 def test_a_replayed_callback_in_another_browser_is_400(client, campaign, sandbox):
     from django.test import Client
 
