@@ -313,28 +313,27 @@ class DeezerService:
     def _album_track(self, album: Album, track: Track) -> dict:
         """A track as the album lists it: out where the track and its album both are (the sandbox's per-market
         switch is the album's, /_sandbox/catalog/albums/<id>/markets)."""
-        deezer_id = numeric_id("track", track.id)
-        return {
-            "id": deezer_id,
-            "title": track.name,
-            "isrc": track.isrc,
-            "link": f"https://www.deezer.com/track/{deezer_id}",
-            "available_countries": [m for m in track.available_markets if m in album.available_markets],
-            "type": "track",
-        }
+        return _track_fields(track, [m for m in track.available_markets if m in album.available_markets])
 
     def _track(self, track: Track) -> dict:
-        deezer_id = numeric_id("track", track.id)
         return {
-            "id": deezer_id,
-            "title": track.name,
-            "isrc": track.isrc,
-            "link": f"https://www.deezer.com/track/{deezer_id}",
-            "available_countries": list(track.available_markets),
+            **_track_fields(track, list(track.available_markets)),
             "artist": self._artist(track.artist_id),
             "album": {"id": numeric_id("album", track.album_id), "type": "album"},
-            "type": "track",
         }
+
+
+def _track_fields(track: Track, available_countries: list[str]) -> dict:
+    """What every track object carries, wherever Deezer lists it: id, title, ISRC, link, markets, type."""
+    deezer_id = numeric_id("track", track.id)
+    return {
+        "id": deezer_id,
+        "title": track.name,
+        "isrc": track.isrc,
+        "link": f"https://www.deezer.com/track/{deezer_id}",
+        "available_countries": available_countries,
+        "type": "track",
+    }
 
 
 def authorize_user(state: SandboxState, user_id: str, perms: str) -> AccessToken:
