@@ -1,12 +1,13 @@
 """Everything cached about a campaign page, so that a warm page view reads no database row.
 
-Two things are cached, never a CSRF token or anything about a visitor: the page's data (`campaign_page`: the
-campaign with its release and artist, and the release's links), and the page rendered once per variant
-(`campaign_html`: state, in-app browser, smart-link order, the visitor's release time) from fans.pages'
-context, with slots for the per-request parts, which `fill_campaign_html` fills at each request: the CSRF token,
-the UTM fields, the countdown and, in Android in-app browsers, the "open in your browser" link (it carries the
-visit's UTM values). A warm view's page view waits in fans.tracking's ViewBuffer, written with others in one
-query: most warm views make no query at all, none more than one. Each load of the data gets a new `stamp`, which
+Two things are cached, never anything about a visitor: the page's data (`campaign_page`: the campaign with its
+release and artist, and the release's links), and the page rendered once per variant (`campaign_html`: state,
+in-app browser, smart-link order, the visitor's release time) from fans.pages' context, with slots for the
+per-request parts, which `fill_campaign_html` fills at each request: the UTM fields, the countdown and, in
+Android in-app browsers, the "open in your browser" link (it carries the visit's UTM values). The page holds
+no CSRF token: its forms fetch one when pressed (fans.views.form_token), so a view mints none. A warm view's
+page view waits in fans.tracking's ViewBuffer, written with others in one query: most warm views make no query
+at all, none more than one. Each load of the data gets a new `stamp`, which
 names its rendered variants, so dropping the data retires them too.
 
 The cache is the `pages` alias (presave_site/settings.py): Redis when REDIS_URL is set, so every server
@@ -119,7 +120,6 @@ def forget(slugs: Iterable[str]) -> None:
 # The page rendered once per variant: per-request parts are slots ------------------------------------------
 
 SLOT = "\x00"  # slots are "\x00name\x00": the cached page is kept split on SLOT, names at the odd places
-CSRF_SLOT = f"{SLOT}csrf{SLOT}"
 UTM_SLOT = f"{SLOT}utm{SLOT}"
 INTENT_SLOT = "intent:"  # "\x00intent:<page URL, %-encoded>\x00": the Android intent link to that page, with the UTM
 
@@ -141,8 +141,8 @@ class CountdownSlots:
 def campaign_html(
     page: CampaignPage, *, country: str, preferred: str, in_app: inapp.InAppBrowser | None
 ) -> tuple[list[str], Countdown | None]:
-    """The campaign page's HTML split around its slots (the CSRF token, the UTM fields, the countdown and the
-    Android intent link), and the countdown to fill them with. From the `pages` cache, keyed by what makes two
+    """The campaign page's HTML split around its slots (the UTM fields, the countdown and the Android intent
+    link), and the countdown to fill them with. From the `pages` cache, keyed by what makes two
     renderings differ (the page's stamp, its state, the in-app browser, the smart-link order, and per market the
     release time in the visitor's market); rendered on a miss. The state is read from the clock at each request,
     never cached: at the release instant a pre-save rendering cached a moment before is simply no longer asked
@@ -165,7 +165,7 @@ def campaign_html(
         )
         slotted = {
             **context,
-            "csrf_token": CSRF_SLOT,
+            "token_on_submit": True,  # no {% csrf_token %}: the forms fetch it when pressed
             "utm_slot": UTM_SLOT,
             "intent_url": intent_slot(page_url) if context["intent_url"] else "",
             "countdown": CountdownSlots() if context["countdown"] else None,
@@ -176,10 +176,9 @@ def campaign_html(
     return parts, (Countdown(seen.release_at) if not seen.is_out else None)
 
 
-def fill_campaign_html(parts: list[str], *, csrf_token: str, utm: dict[str, str], countdown: Countdown | None) -> str:
+def fill_campaign_html(parts: list[str], *, utm: dict[str, str], countdown: Countdown | None) -> str:
     """The page with its slots filled: one join over the cached pieces."""
     slots = {
-        "csrf": escape(csrf_token),
         "utm": "".join(
             f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
             for name, value in sorted(utm.items())

@@ -18,6 +18,7 @@ RESERVED_SLUGS = frozenset(
         "static",
         "media",
         "e",  # the release-day email's open pixel, tracked clicks and unsubscribe (fans/email_views.py)
+        "forms",  # the CSRF token the campaign page's forms fetch when sent (fans.views.form_token)
         "favicon.ico",  # no slug has a dot: listed because the URLconf serves it (a test checks every fixed path)
         # Paths a later issue may want, kept free so a campaign never has to move.
         "about",

@@ -16,6 +16,7 @@ urlpatterns = [
     path("oauth/apple_music/token/", musickit.receive_token, name="musickit_token"),
     path("revoke/<str:token>/", views.revoke, name="revoke"),
     path("health/", views.health, name="health"),
+    path("forms/token/", views.form_token, name="form_token"),
     path("favicon.ico", views.favicon, name="favicon"),
     path("privacy/", views.privacy_notice, name="privacy_notice"),
     path("privacy/link/", views.privacy_link, name="privacy_link"),  # before the token pattern: "link" is none

@@ -14,8 +14,8 @@ from functools import wraps
 from django.conf import settings
 from django.contrib import messages
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.middleware.csrf import get_token
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.middleware.csrf import REASON_CSRF_TOKEN_MISSING, REASON_NO_CSRF_COOKIE, get_token
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
@@ -109,11 +109,22 @@ def method_not_allowed(request: HttpRequest, allowed: list[str], kwargs: dict, b
 def csrf_failed(request: HttpRequest, reason: str = "") -> HttpResponse:
     """settings.CSRF_FAILURE_VIEW: a form posted without its CSRF cookie or with an old token, as the 403
     problem page. Django logs `reason` (django.security.csrf, a warning); the page never shows it. The console
-    keeps Django's own page, which tells staff more with DEBUG on."""
+    keeps Django's own page, which tells staff more with DEBUG on.
+
+    The campaign page's forms carry no token: its script fetches one when the fan presses a button
+    (`form_token`). A pre-save or email form that comes without any token, the cookie's or the form's
+    (JavaScript off, or the fetch failed), gets the campaign page again, with a token, what the fan sent kept,
+    and a word to press the button again (`send_again`): nothing is done until they press it. Another site's
+    form, posted by a browser, carries that site's Origin and fails Django's Origin check before this."""
     if request.path.startswith(reverse("admin:index")):
         return django_csrf_failure(request, reason=reason)
     match = request.resolver_match
     slug = match.kwargs.get("slug") if match and match.namespace == "fans" else None
+    no_token_at_all = reason in (REASON_NO_CSRF_COOKIE, REASON_CSRF_TOKEN_MISSING) and not request.POST.get(
+        "csrfmiddlewaretoken"
+    )
+    if no_token_at_all and slug and match.view_name in ("fans:presave", "fans:email_signup"):
+        return send_again(request, slug, match.view_name == "fans:email_signup")
     problem = SecurityCheckFailed(
         "The security check of the page you came from didn't match what your browser sent back. That happens when "
         "cookies are blocked, when the page was open for a long time, or inside an app's built-in browser. Nothing "
@@ -122,6 +133,24 @@ def csrf_failed(request: HttpRequest, reason: str = "") -> HttpResponse:
         retry_url=reverse("fans:campaign", args=[slug]) if slug else "",
     )
     return render(request, "fans/problem.html", {"problem": problem}, status=problem.status)
+
+
+@never_cache
+@limited()  # a render each time, uncached: limited like the forms themselves
+@shows_problems
+def send_again(request: HttpRequest, slug: str, email: bool) -> HttpResponse:
+    """The campaign page for a pre-save or email form that came without its CSRF token (csrf_failed): rendered
+    with one, what the fan sent kept (the ticked email opt-in, the typed address and consent, the UTM fields),
+    and a line asking them to press the button again. Still a 403: nothing was done. Not counted as a view."""
+    page = pagecache.campaign_page(slug)
+    seen = tracking.visit(request, params=request.POST)
+    form = EmailSignupForm(
+        consent_label=consent.email_signup_words(page.release),
+        initial={"email": request.POST.get("email", "")[:254], "consent": request.POST.get("consent") == "1"},
+    )
+    context = campaign_context(request, page, seen, email_form=form if email else None)
+    context.update(send_again=True, email_opt_in_ticked=request.POST.get("email_opt_in") == "1")
+    return render(request, "fans/campaign.html", context, status=403)
 
 
 @allow("GET", "HEAD")
@@ -157,8 +186,9 @@ def campaign_context(request: HttpRequest, page: pagecache.CampaignPage, seen: t
 @shows_problems
 def campaign(request: HttpRequest, slug: str) -> HttpResponse:
     """The campaign page: warm, it reads no database row, and at most one query writes the buffered page views
-    (fans/pagecache.py, fans/tracking.py). Its CSRF token is Django's own (get_token), freshly masked. A draft is
-    a 404, but for staff who may preview it (fans/preview.py)."""
+    (fans/pagecache.py, fans/tracking.py). It carries no CSRF token and sets no CSRF cookie: its forms fetch
+    Django's token when pressed (`form_token`; without JavaScript, `send_again`). A draft is a 404, but for staff
+    who may preview it (fans/preview.py)."""
     try:
         page = pagecache.campaign_page(slug)
     except NotFound:
@@ -174,11 +204,11 @@ def campaign(request: HttpRequest, slug: str) -> HttpResponse:
         preferred=request.COOKIES.get(smartlink.PREFERENCE_COOKIE, "")[:20],
         in_app=seen.in_app,
     )
-    html = pagecache.fill_campaign_html(parts, csrf_token=get_token(request), utm=seen.utm, countdown=countdown)
+    html = pagecache.fill_campaign_html(parts, utm=seen.utm, countdown=countdown)
     if counted:
         tracking.record_view(page.campaign, seen)
     response = HttpResponse(html)
-    response["Vary"] = "Cookie"  # the CSRF token comes from the cookie: never one visitor's page for another
+    response["Vary"] = "Cookie"  # the smart link's order follows the fan's remembered service
     response["Cache-Control"] = "private"
     return tracking.remember_visitor(response, seen)
 
@@ -197,6 +227,15 @@ def campaign_preview(request: HttpRequest, page: pagecache.CampaignPage) -> Http
     add_never_cache_headers(response)
     response["X-Robots-Tag"] = "noindex"
     return response
+
+
+@allow("GET")
+@never_cache
+def form_token(request: HttpRequest) -> JsonResponse:
+    """The CSRF token the campaign page's forms fetch when a button is pressed (static/js/form-token.js):
+    Django's own `get_token`, which sets the CSRF cookie too. Another site's page can't read the answer (no
+    CORS), so the token stays the fan's browser's."""
+    return JsonResponse({"token": get_token(request)})
 
 
 @allow("POST")

@@ -11,6 +11,10 @@ from tests.conftest import ARTIFACTS, PHONE, make_campaign
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
+def cookie_names(page) -> set[str]:
+    return {cookie["name"] for cookie in page.context.cookies()}
+
+
 def test_fan_presaves_with_spotify_and_can_revoke(site, page, sandbox):
     campaign = make_campaign(
         follow_artist=True,
@@ -26,9 +30,12 @@ def test_fan_presaves_with_spotify_and_can_revoke(site, page, sandbox):
         "s => document.querySelector('[data-unit=seconds]').textContent !== s", arg=first_seconds
     )  # the countdown ticks
 
+    assert "csrftoken" not in cookie_names(page)  # the cached page mints no token: fetched when a button is pressed
+
     checkbox.check()
     page.get_by_role("button", name="Pre-save on Spotify").click()
     page.wait_for_url(f"{sandbox.accounts_url}/authorize*")
+    assert "csrftoken" in cookie_names(page)
     page.check("input[name=user][value=alice]")
     page.click("#agree")
     page.wait_for_url(site + reverse("fans:thanks", args=[campaign.slug]))
@@ -97,5 +104,34 @@ def test_released_campaign_links_to_the_release(site, browser, sandbox):
         link = phone.get_by_role("link", name="Listen on Spotify")
         assert link.get_attribute("href") == reverse("fans:listen", args=[campaign.slug, "spotify"])
         phone.screenshot(path=ARTIFACTS / "out-now-phone.png", full_page=True)
+    finally:
+        context.close()
+
+
+def test_without_javascript_a_fan_presaves_with_one_more_tap(site, browser, sandbox):
+    campaign = make_campaign(page_text="Ten songs written on the night ferry.")
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(site + campaign.get_absolute_url() + "?utm_source=newsletter")
+        page.locator("input[name=email_opt_in]").check()
+        page.get_by_role("button", name="Pre-save on Spotify").click()  # sent without a token: no script to fetch it
+
+        page.wait_for_url(site + reverse("fans:presave", args=[campaign.slug, "spotify"]))
+        assert page.get_by_role("heading", name="One more tap").is_visible()
+        assert page.locator("input[name=email_opt_in]").is_checked()  # what the fan ticked is kept
+        assert not Subscription.objects.exists()
+        page.screenshot(path=ARTIFACTS / "campaign-page-one-more-tap.png", full_page=True)
+
+        page.get_by_role("button", name="Pre-save on Spotify").click()
+        page.wait_for_url(f"{sandbox.accounts_url}/authorize*")
+        page.check("input[name=user][value=alice]")
+        page.click("#agree")
+        page.wait_for_url(site + reverse("fans:thanks", args=[campaign.slug]))
+
+        record = ConsentRecord.objects.get()
+        assert record.email_opt_in and "user-read-email" in record.scopes
+        assert campaign.funnel_events.filter(kind="authorize", utm_source="newsletter").exists()
     finally:
         context.close()

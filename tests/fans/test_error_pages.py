@@ -1,5 +1,6 @@
 """The site's own error pages: the styled 404 (fans and console), the static 500, the 403 of a form posted
-without its CSRF cookie, and the words of a few problem pages."""
+without its CSRF cookie (or, from the campaign page without JavaScript, without any token: the page again, with
+one), and the words of a few problem pages."""
 
 import html
 from pathlib import Path
@@ -80,13 +81,18 @@ def test_a_console_page_a_role_does_not_open_is_the_styled_403_with_a_way_back(s
     assert "403 Forbidden" not in page
 
 
-def test_a_presave_without_a_csrf_cookie_is_the_styled_403_and_saves_nothing(campaign, settings):
+def test_a_presave_with_a_token_but_no_csrf_cookie_is_the_styled_403_and_saves_nothing(campaign, settings):
     settings.DEBUG = False
-    strict = Client(enforce_csrf_checks=True)  # an in-app browser that drops cookies
+    strict = Client(enforce_csrf_checks=True)  # an in-app browser that drops cookies: the fetched token came alone
+    token = strict.get(reverse("fans:form_token")).json()["token"]
+    strict.cookies.clear()
 
     answers = [
-        strict.post(reverse("fans:presave", args=[campaign.slug, "spotify"])),
-        strict.post(reverse("fans:email_signup", args=[campaign.slug]), {"email": "fan@example.test", "consent": "1"}),
+        strict.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), {"csrfmiddlewaretoken": token}),
+        strict.post(
+            reverse("fans:email_signup", args=[campaign.slug]),
+            {"email": "fan@example.test", "consent": "1", "csrfmiddlewaretoken": token},
+        ),
     ]
 
     for response in answers:
@@ -97,7 +103,75 @@ def test_a_presave_without_a_csrf_cookie_is_the_styled_403_and_saves_nothing(cam
         assert "reload the page and try again" in page
         assert f'href="{campaign.get_absolute_url()}">Back to the pre-save page</a>' in page
         assert "CSRF" not in page  # neither Django's page nor its reason ("CSRF cookie not set.")
+        assert "One more tap" not in page
     assert not Subscription.objects.exists() and not EmailSignup.objects.exists()
+
+
+def posted_token(page: str) -> str:
+    return page.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+
+
+def test_a_presave_sent_without_any_token_gets_the_page_again_with_one_and_what_was_chosen(campaign, settings):
+    settings.DEBUG = False
+    strict = Client(enforce_csrf_checks=True)  # JavaScript off: the cached page's form went without a token
+    presave = reverse("fans:presave", args=[campaign.slug, "spotify"])
+
+    response = strict.post(presave, {"email_opt_in": "1", "utm_source": "instagram"})
+
+    page = text(response)
+    assert response.status_code == 403 and "no-store" in response["Cache-Control"]
+    assert "One more tap" in page and "nothing was saved or shared yet" in page
+    assert 'name="email_opt_in" value="1" checked' in page  # what the fan ticked, kept
+    assert '<input type="hidden" name="utm_source" value="instagram">' in page
+    assert "form-token.js" not in page and "CSRF" not in page
+    assert not Subscription.objects.exists()
+    assert not campaign.funnel_events.filter(kind="view").exists()  # not a page view
+
+    again = strict.post(presave, {"email_opt_in": "1", "csrfmiddlewaretoken": posted_token(page)})
+    assert again.status_code == 302 and "/authorize?" in again["Location"]  # on to the service's sign-in
+
+
+def test_an_email_signup_sent_without_any_token_keeps_the_address_and_goes_through_the_second_time(campaign, settings):
+    settings.DEBUG = False
+    strict = Client(enforce_csrf_checks=True)
+    signup = reverse("fans:email_signup", args=[campaign.slug])
+
+    response = strict.post(signup, {"email": "fan@example.test", "consent": "1"})
+
+    page = text(response)
+    assert response.status_code == 403 and "One more tap" in page
+    assert 'value="fan@example.test"' in page and 'name="consent" value="1" required checked' in page
+    assert not EmailSignup.objects.exists()
+
+    again = strict.post(
+        signup, {"email": "fan@example.test", "consent": "1", "csrfmiddlewaretoken": posted_token(page)}
+    )
+    assert again.status_code == 200 and EmailSignup.objects.filter(email="fan@example.test").exists()
+
+
+def test_a_form_another_site_posts_is_refused_without_the_page_again(campaign, settings):
+    settings.DEBUG = False
+    strict = Client(enforce_csrf_checks=True)
+
+    response = strict.post(
+        reverse("fans:presave", args=[campaign.slug, "spotify"]),
+        {"email_opt_in": "1"},
+        HTTP_ORIGIN="https://evil.example",
+    )
+
+    page = text(response)
+    assert response.status_code == 403 and "<h1>The security check didn't match</h1>" in page
+    assert "One more tap" not in page and "csrfmiddlewaretoken" not in page
+    assert not Subscription.objects.exists()
+
+
+def test_a_form_sent_without_any_token_to_a_campaign_gone_meanwhile_is_the_404(campaign, settings):
+    settings.DEBUG = False
+    strict = Client(enforce_csrf_checks=True)
+
+    response = strict.post(reverse("fans:presave", args=["no-such-campaign", "spotify"]))
+
+    assert response.status_code == 404 and "<h1>Page not found</h1>" in text(response)
 
 
 def test_a_stale_csrf_token_elsewhere_is_the_styled_403_without_a_campaign_button(campaign, settings):

@@ -1,5 +1,5 @@
 """The campaign page is served from cache: a warm view makes one database query (the page views' batch, one
-COPY; tests write a batch at each view), its CSRF tokens are Django's, freshly masked at each view, and
+COPY; tests write a batch at each view), it carries no CSRF token (its forms fetch Django's when sent), and
 staff edits to the campaign, release, artist or links show at once."""
 
 import datetime as dt
@@ -41,44 +41,63 @@ def test_a_warm_page_view_makes_one_query_the_tracking_copy(client, campaign, dj
     assert FunnelEvent.objects.filter(kind="view").count() == 2
 
 
-def page_token_in(page) -> str:
-    html = page if isinstance(page, str) else page.content.decode()
-    return html.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+def test_the_cached_page_carries_no_csrf_token_and_sets_no_csrf_cookie(campaign):
+    strict = Client(enforce_csrf_checks=True)
+    strict.get(url(campaign))  # cold
+
+    response = strict.get(url(campaign))
+
+    html = response.content.decode()
+    assert "csrfmiddlewaretoken" not in html and "csrftoken" not in response.cookies
+    token_url = reverse("fans:form_token")
+    assert html.count("<form") == html.count(f'data-token-url="{token_url}"') == 1  # the forms fetch it when sent
+    assert '<script src="/static/js/form-token.js" defer></script>' in html
 
 
-def test_each_cached_page_carries_a_fresh_valid_csrf_token(client, campaign):
-    client.get(url(campaign))
-    other = type(client)(enforce_csrf_checks=True)
+def fetched_token(client) -> str:
+    response = client.get(reverse("fans:form_token"))
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert "no-cache" in response["Cache-Control"] and "private" in response["Cache-Control"]
+    return response.json()["token"]
 
-    html = other.get(url(campaign)).content.decode()
-    token = page_token_in(html)
-    response = other.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), {"csrfmiddlewaretoken": token})
+
+def test_the_token_the_forms_fetch_is_djangos_and_accepted(campaign):
+    strict = Client(enforce_csrf_checks=True)
+    strict.get(url(campaign))
+
+    token = fetched_token(strict)
+    response = strict.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), {"csrfmiddlewaretoken": token})
 
     assert response.status_code == 302  # accepted: on to the service's sign-in
 
 
 def test_a_returning_visitor_keeps_its_csrf_secret_and_gets_a_fresh_mask(campaign):
     strict = Client(enforce_csrf_checks=True)
-    first = strict.get(url(campaign))
-    secret = first.cookies["csrftoken"].value
-
-    second = strict.get(url(campaign))
-    tokens = [page_token_in(response) for response in (first, second)]
+    tokens = [fetched_token(strict)]
+    secret = strict.cookies["csrftoken"].value
+    strict.get(url(campaign))
+    tokens.append(fetched_token(strict))
 
     assert tokens[0] != tokens[1] and all(len(token) == 64 for token in tokens)  # a new mask each time (BREACH)
     assert {_unmask_cipher_token(token) for token in tokens} == {secret}
-    response = strict.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), {"csrfmiddlewaretoken": tokens[1]})
+    response = strict.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), {"csrfmiddlewaretoken": tokens[0]})
     assert response.status_code == 302
 
 
 def test_a_forged_or_stale_csrf_token_is_refused(campaign):
     strict = Client(enforce_csrf_checks=True)
-    token = page_token_in(strict.get(url(campaign)))
+    token = fetched_token(strict)
     strict.cookies["csrftoken"] = "A" * 32  # another secret than the one the token carries
 
     response = strict.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), {"csrfmiddlewaretoken": token})
 
-    assert response.status_code == 403
+    assert response.status_code == 403 and "The security check didn&#x27;t match" in response.content.decode()
+
+
+def test_the_token_address_answers_only_get(client, campaign):
+    response = client.post(reverse("fans:form_token"))  # the test client skips the CSRF check
+
+    assert response.status_code == 405 and response["Allow"] == "GET"
 
 
 def test_staff_edits_show_at_once(client, campaign):

@@ -207,6 +207,19 @@ def test_writing_too_fast_gets_a_clear_429(client, campaign, settings):
     assert EmailSignup.objects.count() == 2
 
 
+def test_forms_sent_without_a_token_too_fast_get_the_429_not_another_page(campaign, settings):
+    from django.test import Client
+
+    settings.FANS_WRITE_RATE = "2/m"
+    in_a_fresh_window("fans.views.send_again", "2/m")
+    strict = Client(enforce_csrf_checks=True)  # each answer is a fresh render of the page (fans.views.send_again)
+
+    answers = [strict.post(reverse("fans:presave", args=[campaign.slug, "spotify"])) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [403, 403, 429]
+    assert "One more tap" in answers[1].content.decode() and "Too many tries" in answers[2].content.decode()
+
+
 def test_a_limit_per_hour_says_how_many_minutes_to_wait(client, campaign, settings):
     """The 429 page and its Retry-After tell the time left in the window that was used up, not a fixed minute:
     a fan (or a client honouring Retry-After) who came back after a minute would only be refused again."""
