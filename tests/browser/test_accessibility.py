@@ -75,6 +75,7 @@ def test_the_campaign_page_before_release_and_the_email_sign_up(site, open_page,
     found += axe_violations(fan, "campaign page in Instagram")
     fan.get_by_label("Your email address").fill("fan@gmail")
     fan.get_by_role("button", name="Email me when it's out").click()
+    fan.locator("#email-error").wait_for()  # sent once the form's token is fetched (js/form-token.js)
     assert fan.locator("#email-error").is_visible() and fan.locator("#consent-error").is_visible()
     found += axe_violations(fan, "email form with its errors")
     fan.get_by_label("Your email address").fill("fan@example.test")
