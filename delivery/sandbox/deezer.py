@@ -311,16 +311,22 @@ class DeezerService:
         return sorted(tracks, key=lambda track: (track.disc_number, track.track_number))
 
     def _album_track(self, album: Album, track: Track) -> dict:
-        """A track as the album lists it: out where the track and its album both are (the sandbox's per-market
-        switch is the album's, /_sandbox/catalog/albums/<id>/markets)."""
-        return _track_fields(track, [m for m in track.available_markets if m in album.available_markets])
+        """A track as the album lists it."""
+        return _track_fields(track, _countries(track, album))
 
     def _track(self, track: Track) -> dict:
+        """A track on its own (/track/<id>): out in the same markets as in its album's list."""
         return {
-            **_track_fields(track, list(track.available_markets)),
+            **_track_fields(track, _countries(track, self.state.albums[track.album_id])),
             "artist": self._artist(track.artist_id),
             "album": {"id": numeric_id("album", track.album_id), "type": "album"},
         }
+
+
+def _countries(track: Track, album: Album) -> list[str]:
+    """Where a track is out: where it and its album both are (the sandbox's per-market switch is the album's,
+    /_sandbox/catalog/albums/<id>/markets), however the track is asked for."""
+    return [market for market in track.available_markets if market in album.available_markets]
 
 
 def _track_fields(track: Track, available_countries: list[str]) -> dict:

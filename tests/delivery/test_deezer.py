@@ -266,3 +266,34 @@ def test_an_album_not_out_in_the_fans_market_waits_then_delivers(sandbox, settin
     engine.deliver_campaign(campaign.pk)
     assert Subscription.objects.get(pk=there.pk).status == "delivered"
     assert sandbox.library("bob")["saved"] == [ALBUM]
+
+
+@pytest.mark.django_db
+def test_a_track_whose_album_is_not_out_in_the_fans_market_waits_then_delivers(sandbox, settings):
+    """A track campaign is looked up by ISRC (/track/isrc:…): the track's `available_countries` follow its
+    album's market switch as the album's own tracks do, so a fan where the album is not out yet waits."""
+    settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS = 0
+    markets = f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets"
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1), services=["deezer"])
+    release = campaign.release
+    release.kind, release.isrc, release.upc, release.spotify_uri = "track", demo_catalog.NOVA_LARK_TRACK_1_ISRC, "", ""
+    release.save()
+    sandbox.control("POST", markets, {"available_markets": ["GB"]})
+    track = requests.get(f"{settings.DEEZER_API_URL}/track/isrc:{demo_catalog.NOVA_LARK_TRACK_1_ISRC}", timeout=5)
+    assert track.json()["available_countries"] == ["GB"]
+    here = deezer_subscription(campaign, sandbox, "alice", "GB")
+    there = deezer_subscription(campaign, sandbox, "bob", "JP")
+
+    engine.deliver_campaign(campaign.pk)
+
+    assert Subscription.objects.get(pk=here.pk).status == "delivered"
+    waiting = Subscription.objects.get(pk=there.pk)
+    assert waiting.status == "pending" and waiting.attempts == 0
+    assert waiting.last_error == "Waiting: the release is not available on Deezer in JP yet."
+    assert sandbox.library("bob")["saved"] == []
+
+    sandbox.control("POST", markets, {"available_markets": ["GB", "JP"]})
+    Subscription.objects.filter(pk=there.pk).update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk)
+    assert Subscription.objects.get(pk=there.pk).status == "delivered"
+    assert sandbox.library("bob")["saved"] == [f"deezer:track:{demo_catalog.NOVA_LARK_TRACK_1_ID}"]
