@@ -133,25 +133,44 @@ def absolute_media_url(url: str) -> str:
 
 def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
     """The thank-you page for the pre-saves this browser completed for `campaign` (one per service): each with
-    its privacy link and, until its release, its cancel link (after it, how to undo it in the service). None
-    when it completed none, or the fan has cancelled them or erased their data since (the page would say
-    "you're in")."""
+    its privacy link and, while it is still to come, its cancel link (after, how to undo what was done in the
+    service). None when it completed none, or the fan has cancelled them or erased their data since (the page
+    would say "you're in")."""
     presaves = [p for p in map(_presaved, authorization.thanks_entries(session, campaign.slug)) if p is not None]
     if not presaves:
         return None
     now = timezone.now()
     release = campaign.release
+    # Until the release a pending pre-save's link cancels it; once it's out, done or given up, there's nothing
+    # left to cancel.
+    to_cancel = [p for p in presaves if p["status"] == Subscription.Status.PENDING and not p["is_out"]]
     return {
         "campaign": campaign,
         "release": release,
         "artist": release.artist,
         "presaves": presaves,
-        # Until the release a pre-save's link cancels it; once it's out, there's nothing left to cancel.
-        "to_cancel": [p for p in presaves if not p["is_out"]],
-        "out": [p for p in presaves if p["is_out"]],
-        "none_done": all(p["not_done"] for p in presaves),
+        "outcome": thanks_outcome([p["status"] for p in presaves]),
+        "to_cancel": to_cancel,
+        "finished": [p for p in presaves if p not in to_cancel],
         "privacy_link_lasts": timeuntil(now + dt.timedelta(seconds=settings.PRIVACY_LINK_MAX_AGE), now),
     }
+
+
+NOT_DONE = (Subscription.Status.FAILED, Subscription.Status.REVOKED)  # given up, or the permission withdrawn
+
+
+def thanks_outcome(statuses: list[str]) -> str:
+    """What the thank-you page's title, badge and heading say of the fan's pre-saves, by their statuses: "done"
+    (all delivered), "not_done" (none could be: failed, or the permission withdrawn in the service), "partly"
+    (some could not be) or "in" (still to come, or some of them done)."""
+    not_done = [status in NOT_DONE for status in statuses]
+    if all(not_done):
+        return "not_done"
+    if any(not_done):
+        return "partly"
+    if all(status == Subscription.Status.DELIVERED for status in statuses):
+        return "done"
+    return "in"
 
 
 def _presaved(presaved: dict) -> dict | None:
@@ -174,19 +193,22 @@ def _presaved(presaved: dict) -> dict | None:
     service = SERVICES[presaved["service"]]()
     actions = service.actions(campaign)  # what the consent said, and what release day will do
     is_out = campaign.is_out_in(market)
-    # Once it's out, the words follow the delivery: done, still being done, or given up (failed, or the
-    # permission withdrawn in the service: revoked there, not cancelled here, which ends the page above).
+    # The words follow the delivery, whatever the clock says (staff's Deliver now may deliver before the release
+    # time): still to come or being done, done, or given up (failed, or the permission withdrawn in the service:
+    # revoked there, not cancelled here, which ends the page above).
     status = subscription.status if subscription else Subscription.Status.PENDING
-    not_done = status in (Subscription.Status.FAILED, Subscription.Status.REVOKED)
-    undo = undo_words(subscription, service) if is_out and subscription else []
+    not_done = status in NOT_DONE
+    undo = undo_words(subscription, service) if subscription else []
     if not_done and not subscription.done_calls:
         undo = []  # nothing was done: nothing to undo
     return {
         "release_at": campaign.firing_time(market),  # the fan's, told in `release_zone`
         "is_out": is_out,  # a fan back after release day reads "it's out", not "we'll save"
+        "status": status,
         "delivered": status == Subscription.Status.DELIVERED,
-        "not_done": is_out and not_done,
-        "withdrawn": is_out and status == Subscription.Status.REVOKED,
+        "done": done_words(subscription, service) if status == Subscription.Status.DELIVERED else [],
+        "not_done": not_done,
+        "withdrawn": status == Subscription.Status.REVOKED,
         "undo": undo,
         "release_zone": campaign.release_zone(market),
         "service_label": service.label,
@@ -301,6 +323,20 @@ def cancel_words(campaign: Campaign, service) -> SafeString:
     if len(phrases) < 2:
         return format_html_join("", "{}", phrases)
     return format_html("{} or {}", format_html_join(", ", "{}", phrases[:-1]), phrases[-1][0])
+
+
+def done_words(subscription: Subscription, service) -> list[str]:
+    """What release day did for this pre-save, as "we've …" goes on: "saved X to your Spotify library", …"""
+    campaign = subscription.campaign
+    release = campaign.release
+    done = subscription.done_calls.split() or service.actions(campaign)
+    words = {
+        "save": f"saved {release.title} to your {service.label} library",
+        "follow": f"followed {release.artist.name} on {service.label}",
+        "playlist": f"added {release.title} to the private playlist “{campaign.playlist_name}” in your "
+        f"{service.label} account",
+    }
+    return [words[action] for action in words if action in done]
 
 
 def undo_words(subscription: Subscription, service) -> list[str]:

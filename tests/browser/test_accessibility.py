@@ -14,7 +14,7 @@ from django.utils import timezone
 from PIL import Image
 
 from fans import privacy, signups
-from fans.models import EmailSignup, Fan
+from fans.models import EmailSignup, Fan, Subscription
 from releases.models import ReleaseLink
 from tests.browser.test_fan_pages import INSTAGRAM_ANDROID, TIKTOK_IPHONE, alice_presaves_with_the_email_box
 from tests.conftest import PHONE, make_campaign
@@ -122,6 +122,23 @@ def test_the_thank_you_revoke_and_privacy_pages_after_a_pre_save(site, open_page
     page.click("#confirm-erase")
     assert page.get_by_role("heading", name="Your account's data is erased").is_visible()
     found += axe_violations(page, "erased")
+    assert not found, "\n".join(found)
+
+
+def test_the_thank_you_page_of_a_presave_done_and_of_one_that_could_not_be_done(site, open_page, sandbox):
+    """The badge follows the pre-save's status: "Done" and "Not done" each read well on the page."""
+    campaign = make_campaign(follow_artist=True)
+    page = open_page()
+    alice_presaves_with_the_email_box(page, site, sandbox, campaign)
+    Subscription.objects.update(status=Subscription.Status.DELIVERED, done_calls="save follow")
+    page.reload()
+    assert page.get_by_role("heading", name="Your pre-save is done.").is_visible()
+    found = axe_violations(page, "thank-you page, done")
+    Subscription.objects.update(status=Subscription.Status.REVOKED, done_calls="")
+    page.reload()
+    assert page.get_by_role("heading", name="Your pre-save couldn't be done.").is_visible()
+    assert page.locator(".badge-not-done").inner_text().lower() == "not done"
+    found += axe_violations(page, "thank-you page, not done")
     assert not found, "\n".join(found)
 
 

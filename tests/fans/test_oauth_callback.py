@@ -430,7 +430,7 @@ def test_after_release_a_presave_that_could_not_be_done_says_so_and_what_to_do(c
 
     assert f"is out now, but release day couldn't do what you allowed on Spotify{why}." in page
     assert "has done what you allowed" not in page and "release day is doing" not in page
-    assert "You're in." not in page and "Release day couldn't do your pre-save." in page
+    assert "You're in." not in page and "Your pre-save couldn't be done." in page
     assert (
         '<a class="listen-now" href="/first-light/">Open its page</a> to listen, and save it or follow Nova Lark '
         "there yourself." in page
@@ -443,7 +443,7 @@ def test_after_release_a_partly_done_presave_tells_how_to_undo_only_what_was_don
     page = thanks_after_release(client, sandbox, Subscription.Status.FAILED, done_calls="save")
 
     assert "release day couldn't do what you allowed on Spotify" in page
-    assert "you can undo what it did in Spotify: remove First Light from your Spotify library." in page
+    assert "you can undo what was done in Spotify: remove First Light from your Spotify library." in page
     assert "unfollow" not in page
 
 

@@ -1,0 +1,135 @@
+"""The thank-you page follows the fan's pre-save: its title, badge and headline say whether it is still to come,
+done (staff's Deliver now may do it before the release time) or could not be done (failed, or the permission
+withdrawn in the service), before the release and after it."""
+
+import datetime as dt
+import html
+import re
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from delivery import engine
+from fans.models import Subscription
+from tests.conftest import make_campaign
+from tests.delivery.test_deezer import presave_with_deezer
+from tests.fans.test_oauth_callback import presave
+
+pytestmark = pytest.mark.django_db
+
+
+def read(client, url: str) -> str:
+    return " ".join(html.unescape(client.get(url).content.decode()).split())
+
+
+def headline(page: str) -> tuple[str, str, str]:
+    """The page's title, badge and heading."""
+    title = re.search(r"<title>(.*?)</title>", page).group(1)
+    badge = re.search(r'<p class="badge [^"]*">(.*?)</p>', page).group(1)
+    heading = re.search(r"<h1>(.*?)</h1>", page).group(1)
+    return title, badge, heading
+
+
+def presaved_then_delivered_now(client, sandbox) -> str:
+    """A pre-save three days before the release, and staff's Deliver now run at once: the thank-you page's URL."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3), follow_artist=True)
+    _, done = presave(client, campaign)
+    engine.deliver_campaign(campaign.pk, fan_out=False, reopen=True)
+    return done["Location"]
+
+
+def test_a_presave_still_to_come_says_you_are_in_and_what_release_day_will_do(client, sandbox):
+    _, done = presave(client, make_campaign(release_in=dt.timedelta(days=3)))
+
+    page = read(client, done["Location"])
+
+    assert headline(page) == ("You're in · First Light", "Pre-saved", "You're in.")
+    assert "On Spotify, as you allowed, we'll:" in page and 'class="revoke-link"' in page
+
+
+def test_a_presave_delivered_before_the_release_time_says_it_was_saved_not_what_we_will_do(client, sandbox):
+    url = presaved_then_delivered_now(client, sandbox)
+    assert Subscription.objects.get().status == Subscription.Status.DELIVERED
+
+    page = read(client, url)
+
+    assert headline(page) == ("Pre-save done · First Light", "Done", "Your pre-save is done.")
+    assert (
+        "your pre-save on Spotify is already done: we've saved First Light to your Spotify library and followed "
+        "Nova Lark on Spotify." in page
+    )
+    assert "we'll" not in page.lower() and "You're in" not in page and "will still" not in page
+    assert 'class="revoke-link"' not in page, "nothing is left to cancel"
+    assert (
+        "There's no pre-save left to cancel: what you allowed is done, and you can undo it in Spotify: remove "
+        "First Light from your Spotify library and unfollow Nova Lark on Spotify." in page
+    )
+
+    with time_machine.travel(timezone.now() + dt.timedelta(days=4)):
+        after = read(client, url)
+    assert headline(after) == ("Pre-save done · First Light", "Done", "Your pre-save is done.")
+    assert "is out now, and your pre-save on Spotify has done what you allowed" in after
+
+
+def test_a_presave_withdrawn_in_the_service_before_the_release_says_it_could_not_be_done(client, sandbox):
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    _, done = presave(client, campaign)
+    sandbox.control("POST", "users/alice/revoke")
+    engine.deliver_campaign(campaign.pk, fan_out=False, reopen=True)
+    assert Subscription.objects.get().status == Subscription.Status.REVOKED
+
+    page = read(client, done["Location"])
+
+    assert headline(page) == ("Pre-save not done · First Light", "Not done", "Your pre-save couldn't be done.")
+    assert (
+        "but we couldn't do what you allowed on Spotify: the permission you gave us was withdrawn in your Spotify "
+        "account." in page
+    )
+    assert "we'll:" not in page and "You're in" not in page and "Pre-saved" not in page
+    assert "There's no pre-save left to cancel: it couldn't be done." in page
+    assert "you can undo" not in page, "nothing was done to undo"
+
+
+@pytest.mark.parametrize("out", [False, True], ids=["before release", "after release"])
+def test_a_failed_presave_says_it_could_not_be_done(client, sandbox, out):
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    _, done = presave(client, campaign)
+    Subscription.objects.update(status=Subscription.Status.FAILED, last_error="Gave up after 5 attempts: 503")
+
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2 if out else 0)):
+        page = read(client, done["Location"])
+
+    assert headline(page) == ("Pre-save not done · First Light", "Not done", "Your pre-save couldn't be done.")
+    assert "couldn't do what you allowed on Spotify." in page and "503" not in page
+    assert "You're in" not in page and "Pre-saved" not in page and "we'll:" not in page
+
+
+def test_after_release_a_presave_still_being_delivered_is_still_in(client, sandbox):
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    _, done = presave(client, campaign)
+
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2)):
+        page = read(client, done["Location"])
+
+    assert headline(page) == ("You're in · First Light", "Pre-saved", "You're in.")
+    assert (
+        "It's out, so there's no pre-save left to cancel: release day is doing what you allowed there, and you can "
+        "undo it in Spotify: remove First Light from your Spotify library." in page
+    )
+
+
+def test_presaves_on_two_services_one_done_one_not_say_part_was_done(client, sandbox):
+    campaign = make_campaign(release_in=dt.timedelta(days=3), services=["spotify", "deezer"])
+    presave_with_deezer(client, campaign, "bob")
+    _, done = presave(client, campaign)
+    Subscription.objects.filter(fan__service="deezer").update(status=Subscription.Status.FAILED)
+    Subscription.objects.filter(fan__service="spotify").update(
+        status=Subscription.Status.DELIVERED, done_calls="save", delivered_at=timezone.now()
+    )
+
+    page = read(client, done["Location"])
+
+    assert headline(page) == ("Partly done · First Light", "Partly done", "Not all of your pre-saves could be done.")
+    assert "There's no pre-save left to cancel on Spotify: what you allowed is done" in page
+    assert "There's no pre-save left to cancel on Deezer: it couldn't be done." in page
