@@ -197,8 +197,8 @@ def start(
 ) -> str:
     """Remember a new pending authorization in `session` for the public `campaign` (fans.pagecache's); returns
     the service's authorization URL. `in_app`: the app's browser the fan is in, if any (fans.inapp.detect);
-    `utm`: the visit's cleaned UTM values (fans.tracking.utm_values), kept by the link that opens the page in the
-    phone's browser when the service's sign-in can't work in the app's."""
+    `utm`: the visit's cleaned UTM values (fans.tracking.utm_values), kept by the links back to the page (in the
+    phone's browser, or this one) when the service's sign-in can't work in the app's."""
     service = enabled_service(service_key)
     open_campaign(with_current_status(campaign), markets.normalize(seen_country))
     if type(service) not in campaign.offered_services():  # a hand-made form: the page offers no such button
@@ -210,7 +210,7 @@ def start(
             "open the pre-save page in your phone's own browser. Nothing was saved or shared.",
             in_app=in_app,
             intent_url=inapp.android_intent_url(page_url, utm) if in_app.is_android else "",
-            retry_url=campaign.get_absolute_url(),
+            retry_url=inapp.with_query(campaign.get_absolute_url(), utm),
         )
     email_opt_in = bool(email_opt_in and campaign.offer_email_optin)
     state = secrets.token_urlsafe(32)

@@ -81,11 +81,18 @@ def android_intent_url(url: str, query: Mapping[str, str] | None = None) -> str:
     `S.browser_fallback_url=<encoded full URL>`, where Chrome sends the fan when no app takes the intent (the
     same page, query included).
     """
-    if query:
-        url += ("&" if urlsplit(url).query else "?") + urlencode(sorted(query.items()))
+    url = with_query(url, query)
     parts = urlsplit(url)
     rest = parts.netloc + parts.path + (f"?{parts.query}" if parts.query else "")
     return (
         f"intent://{rest}#Intent;scheme={parts.scheme or 'https'};action=android.intent.action.VIEW;"
         f"S.browser_fallback_url={quote(url, safe='')};end"
     )
+
+
+def with_query(url: str, query: Mapping[str, str] | None = None) -> str:
+    """`url` with `query` (the visit's cleaned UTM values: fans.tracking.utm_values) added, URL-encoded, in a
+    fixed order: the links out of an in-app browser's help keep the link the fan came by."""
+    if not query:
+        return url
+    return url + ("&" if urlsplit(url).query else "?") + urlencode(sorted(query.items()))

@@ -308,6 +308,44 @@ def test_the_refused_apple_music_presaves_open_in_browser_link_keeps_the_visits_
     assert as_android_reads(intent_link_in(plain)) == ("https://presave.example/first-light/",) * 2
 
 
+def back_link_in(response) -> str:
+    """The problem page's "Back to the pre-save page" link, as the HTML has it (escaped)."""
+    link = re.search(r'<a class="button [^"]*" href="([^"]*)">Back to the pre-save page</a>', response.content.decode())
+    return link[1]
+
+
+@pytest.mark.parametrize("app", ["tiktok", "instagram"])
+def test_the_refused_apple_music_presaves_back_link_keeps_the_visits_cleaned_utm_values(client, sandbox, app):
+    """The link back to the pre-save page keeps the UTM values the campaign page's form posted, as the Android
+    link does: cleaned, the allowed keys only, URL-encoded and HTML-escaped; without any, the plain page."""
+    campaign = make_campaign(services=["spotify", "apple_music"])
+    start = reverse("fans:presave", args=[campaign.slug, "apple_music"])
+    posted = {
+        "utm_source": "TT",
+        "utm_medium": " Social ",
+        "utm_campaign": '"><script>drop #1&x=y',
+        "utm_term": "x",
+        "email_opt_in": "1",
+        "next": "/evil",
+    }
+
+    response = client.post(start, posted, HTTP_USER_AGENT=UAS[app])
+    plain = client.post(start, HTTP_USER_AGENT=UAS[app])
+
+    assert response.status_code == plain.status_code == 403
+    href = back_link_in(response)
+    assert href == "/first-light/?utm_campaign=scriptdrop+%231%26x%3Dy&amp;utm_medium=social&amp;utm_source=tt"
+    parts = urlsplit(html.unescape(href))
+    assert parts.path == campaign.get_absolute_url()
+    assert parse_qs(parts.query) == {
+        "utm_source": ["tt"],
+        "utm_medium": ["social"],
+        "utm_campaign": ["scriptdrop #1&x=y"],
+    }
+    assert "<script>" not in response.content.decode()
+    assert back_link_in(plain) == campaign.get_absolute_url()
+
+
 def test_apple_music_still_starts_from_an_ordinary_browser_and_spotify_from_an_in_app_one(client, sandbox):
     campaign = make_campaign(services=["spotify", "apple_music"])
 
