@@ -185,7 +185,8 @@ def test_a_demo_on_other_ports_signs_fans_in_through_its_own_sandbox_whatever_en
         demo.wait_for_output("The pre-save demo is running", 60)
         fan = requests.Session()
         page = fan.get(f"{web}/glass-harbour/", timeout=10)
-        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+        token_url = re.search(r'data-token-url="([^"]+)"', page.text)[1]  # what the page's script fetches
+        csrf = fan.get(f"{web}{token_url}", timeout=10).json()["token"]
 
         pressed = fan.post(
             f"{web}/glass-harbour/presave/spotify/",
