@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from releases import markets
-from releases.plain_text import refuse_control_characters
+from releases.plain_text import refuse_invisible_characters
 
 NOT_PLACES = {"localtime", "Factory"}  # the server's own zone, and tzdata's placeholder: no release clock
 
@@ -79,7 +79,7 @@ class Artist(models.Model):
         return self.name
 
     def clean(self) -> None:
-        refuse_control_characters(self, ("name",))
+        refuse_invisible_characters(self, ("name",))
 
 
 class Release(models.Model):
@@ -129,7 +129,7 @@ class Release(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
-        refuse_control_characters(self, ("title",))
+        refuse_invisible_characters(self, ("title",))
         if self.kind == self.Kind.TRACK and not self.isrc:
             raise ValidationError({"isrc": "A track needs its ISRC."})
         if self.spotify_uri.startswith("spotify:track:") and self.kind != self.Kind.TRACK:
@@ -281,7 +281,7 @@ class Campaign(models.Model):
 
     def clean(self) -> None:
         # The playlist name reaches every fan's own account as it is: no line break, nor a right-to-left override.
-        refuse_control_characters(
+        refuse_invisible_characters(
             self, ("subtitle", "playlist_name"), multiline=("page_text",), labels={"playlist_name": "playlist name"}
         )
         self.playlist_name = self.playlist_name.strip()

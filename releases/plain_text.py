@@ -1,9 +1,10 @@
 """Staff-typed text shown to fans (names, titles, the page's words, the playlist name) holds no control
 characters: a NUL is refused by PostgreSQL (a 500), and a line break, an escape or an invisible character pasted
 with a name reaches the fan page, emails, CSVs and the services as it is. A textarea's own tab and line breaks are
-allowed. Nor does it hold the invisible characters that change how text reads (zero-width spaces, bidi marks,
-embeddings, overrides and isolates, a byte order mark): a right-to-left override makes a name read otherwise than it
-is; the two joiners emoji sequences and some scripts need (ZWNJ U+200C, ZWJ U+200D) are allowed."""
+allowed. Nor does it hold the invisible characters that change how text reads (zero-width spaces, the word joiner,
+bidi marks (the Arabic letter mark among them), embeddings, overrides and isolates, a byte order mark): a right-to-left
+override makes a name read otherwise than it is; the two joiners emoji sequences and some scripts need (ZWNJ U+200C,
+ZWJ U+200D) are allowed."""
 
 from __future__ import annotations
 
@@ -15,18 +16,18 @@ from django.db import models
 
 SINGLE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tab, \n and \r are a textarea's
-INVISIBLE = re.compile("[\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+INVISIBLE = re.compile("[\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
 
 
-def refuse_control_characters(
+def refuse_invisible_characters(
     instance: models.Model,
     fields: tuple[str, ...],
     multiline: tuple[str, ...] = (),
     labels: dict[str, str] | None = None,
 ):
-    """For a model's clean(): a ValidationError naming each of `fields` (and `multiline` ones) that holds one, or an
-    invisible character (named). A field is called by its verbose name, or by `labels[name]` when that reads
-    better in "The … can't hold"."""
+    """For a model's clean(): a ValidationError naming each of `fields` (and `multiline` ones) that holds a control
+    character, or an invisible character that changes how the text reads (named). A field is called by its verbose
+    name, or by `labels[name]` when that reads better in "The … can't hold"."""
     errors = {}
     for name in (*fields, *multiline):
         label = (labels or {}).get(name) or instance._meta.get_field(name).verbose_name

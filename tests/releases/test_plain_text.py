@@ -96,6 +96,8 @@ def test_the_campaign_form_refuses_a_zero_width_space_in_its_subtitle(staff_clie
             "Nova\u202aLark\u202c",
             "left-to-right embedding (U+202A) or a pop directional formatting (U+202C), invisible",
         ),
+        ("artist", "name", "Nova\u2060Lark", "word joiner (U+2060)"),
+        ("release", "title", "\u061cFirst Light", "arabic letter mark (U+061C)"),
     ],
 )
 def test_each_staff_text_field_refuses_an_invisible_bidi_or_zero_width_character(model, field, value, named):
