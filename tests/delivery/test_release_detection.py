@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pytest
+import requests
 import time_machine
 from django.urls import reverse
 from django.utils import timezone
@@ -361,3 +362,46 @@ def test_a_fan_due_before_their_markets_time_gets_no_call_until_then(sandbox):
     new_york_midnight = dt.datetime(2026, 12, 4, 5, tzinfo=dt.UTC)
     assert new_york_midnight <= new_york.next_attempt_at < new_york_midnight + dt.timedelta(seconds=5)
     assert sandbox.writes("bob") == []
+
+
+def test_a_track_whose_album_is_not_out_in_the_fans_market_waits_then_delivers(sandbox, settings):
+    """A track campaign is found by ISRC (search type=track) and checked with GET /v1/tracks/{id}?market=: the
+    track object follows its album's market switch, as Spotify's track follows its album's availability, so a
+    fan where the album is not out yet waits."""
+    settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS = 0
+    markets = f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets"
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
+    release = campaign.release
+    release.kind, release.isrc, release.upc, release.spotify_uri = "track", demo_catalog.NOVA_LARK_TRACK_1_ISRC, "", ""
+    release.save()
+    sandbox.control("POST", markets, {"available_markets": ["GB"]})
+    app_token = requests.post(
+        f"{sandbox.accounts_url}/api/token",
+        data={"grant_type": "client_credentials"},
+        auth=sandbox.spotify_client,
+        timeout=5,
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {app_token}"}
+    track_url = f"{sandbox.api_url}/v1/tracks/{demo_catalog.NOVA_LARK_TRACK_1_ID}"
+    track = requests.get(track_url, params={"market": "GB"}, headers=headers, timeout=5).json()
+    assert track["is_playable"] is track["album"]["is_playable"] is True
+    assert requests.get(track_url, params={"market": "JP"}, headers=headers, timeout=5).status_code == 404
+    search = {"q": f"isrc:{demo_catalog.NOVA_LARK_TRACK_1_ISRC}", "type": "track", "market": "JP"}
+    found = requests.get(f"{sandbox.api_url}/v1/search", params=search, headers=headers, timeout=5).json()
+    assert found["tracks"]["total"] == 0
+    here = subscribe(campaign, sandbox, "alice", "GB")
+    there = subscribe(campaign, sandbox, "bob", "JP")
+
+    engine.deliver_campaign(campaign.pk)
+
+    assert status_of(here) == "delivered"
+    waiting = Subscription.objects.get(pk=there.pk)
+    assert waiting.status == "pending" and waiting.attempts == 0
+    assert waiting.last_error == "Waiting: the release is not available on Spotify in JP yet."
+    assert sandbox.writes("bob") == []
+
+    sandbox.control("POST", markets, {"available_markets": ["GB", "JP"]})
+    Subscription.objects.filter(pk=there.pk).update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk)
+    assert status_of(there) == "delivered"
+    assert sandbox.library("bob")["saved"] == [f"spotify:track:{demo_catalog.NOVA_LARK_TRACK_1_ID}"]

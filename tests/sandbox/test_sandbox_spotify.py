@@ -542,6 +542,29 @@ def test_release_outside_a_market_is_404_there_until_made_available(sb):
     assert api(sb, "GET", "/v1/search", token, params=search).json()["albums"]["total"] == 1
 
 
+def test_a_track_is_available_where_it_and_its_album_both_are(sb):
+    """The market switch is the album's (/_sandbox/catalog/albums/<id>/markets): a track asked for on its own, by
+    id or by ISRC, follows it, in `available_markets` as in `is_playable`, and so does the album inside it."""
+    token = tokens_for(sb, "bob")["access_token"]
+    sb.faults(development_mode=False)  # `available_markets` is shown outside development mode only
+    sb.control("POST", f"catalog/albums/{NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+    path = f"/v1/tracks/{NOVA_LARK_TRACK_1_ID}"
+    search = {"q": f"isrc:{NOVA_LARK_TRACK_1_ISRC}", "type": "track"}
+
+    track = api(sb, "GET", path, token).json()
+    assert track["available_markets"] == track["album"]["available_markets"] == ["GB"]
+    (found,) = api(sb, "GET", "/v1/search", token, params=search).json()["tracks"]["items"]
+    assert found["available_markets"] == ["GB"]
+    assert api(sb, "GET", path, token, params={"market": "US"}).status_code == 404
+    assert api(sb, "GET", "/v1/search", token, params={**search, "market": "US"}).json()["tracks"]["total"] == 0
+
+    sb.control("POST", f"catalog/albums/{NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB", "US"]})
+
+    track = api(sb, "GET", path, token, params={"market": "US"}).json()
+    assert track["is_playable"] is track["album"]["is_playable"] is True
+    assert api(sb, "GET", "/v1/search", token, params={**search, "market": "US"}).json()["tracks"]["total"] == 1
+
+
 # --- Faults -------------------------------------------------------------------------------------------------
 def test_rate_limit_answers_429_with_retry_after_once_the_window_is_full(sb):
     token = tokens_for(sb)["access_token"]
