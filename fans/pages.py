@@ -220,7 +220,20 @@ def _presaved(presaved: dict) -> dict | None:
         "email_opt_in": presaved.get("email_opt_in", False),
         "privacy_url": privacy.link_for_fan(subscription.fan) if subscription else "",
         "email_shared": presaved.get("email_shared", False),
+        # Promised only before the release, while still to come (the fan may have stopped it); once it's out, the
+        # page says it was sent when it was, and nothing until then.
+        "email_to_come": bool(subscription) and not is_out and privacy.email_to_come(subscription),
+        "email_sent": is_out and email_sent(consent_record),
     }
+
+
+def email_sent(consent_record: ConsentRecord) -> bool:
+    """Whether the release-day email went to the address this consent shared (one email an address, whichever
+    pre-save or sign-up asked for it)."""
+    if not consent_record.email:
+        return False
+    sent = ReleaseEmail.objects.filter(campaign_id=consent_record.campaign_id, sent_at__isnull=False)
+    return sent.filter(email__iexact=consent_record.email).exists()
 
 
 def privacy_link_form_url() -> str:

@@ -11,7 +11,8 @@ import time_machine
 from django.utils import timezone
 
 from delivery import engine
-from fans.models import Subscription
+from fans import privacy, release_email
+from fans.models import Fan, Subscription
 from tests.conftest import make_campaign
 from tests.delivery.test_deezer import presave_with_deezer
 from tests.fans.test_oauth_callback import presave
@@ -133,3 +134,31 @@ def test_presaves_on_two_services_one_done_one_not_say_part_was_done(client, san
     assert headline(page) == ("Partly done · First Light", "Partly done", "Not all of your pre-saves could be done.")
     assert "There's no pre-save left to cancel on Spotify: what you allowed is done" in page
     assert "There's no pre-save left to cancel on Deezer: it couldn't be done." in page
+
+
+def test_the_email_the_fan_asked_for_is_promised_only_while_it_is_to_come(client, sandbox, mailoutbox):
+    """Before the release: "we'll email you"; once it's out, no promise of an email to come: the page says the
+    email was sent once it was, and nothing about it before (it goes out in the minutes after the release time)
+    or if the fan stopped it."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    _, done = presave(client, campaign, email_opt_in=True)
+    assert "We'll also email you when it drops." in read(client, done["Location"])
+
+    with time_machine.travel(timezone.now() + dt.timedelta(days=4)):
+        out = read(client, done["Location"])
+        assert "email you" not in out and "emailed you" not in out
+        assert release_email.send_release_emails(campaign.pk) == f"release email for campaign {campaign.pk}: sent 1"
+        sent = read(client, done["Location"])
+
+    assert "We've emailed you that it's out." in sent and "email you when it drops" not in sent
+    assert mailoutbox[0].to == ["alice@sandbox.test"]
+
+
+def test_an_email_the_fan_stopped_is_not_promised(client, sandbox):
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    _, done = presave(client, campaign, email_opt_in=True)
+    privacy.stop_email(privacy.Subject(fan=Fan.objects.get()), Subscription.objects.get().pk)
+
+    page = read(client, done["Location"])
+
+    assert "email you" not in page
