@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateformat import format as date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.timesince import timeuntil
@@ -279,6 +280,7 @@ def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled:
         "again": again,
         "cancel_words": cancel_words(campaign, service),
         "undo": undo_words(subscription, service) if delivered else [],
+        "done_when": done_when(subscription) if delivered else "",
         "email_to_come": privacy.email_to_come(subscription),
         "privacy_token": privacy_token,
         "privacy_url": privacy_url,
@@ -294,6 +296,7 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         subscription.can_cancel = subscription.status in revocation.ACTIVE
         status = Subscription.Status(subscription.status)
         subscription.undo = undo_words(subscription, service) if status == status.DELIVERED else []
+        subscription.done_when = done_when(subscription) if status == status.DELIVERED else ""
         subscription.email_to_come = status != status.REVOKED and privacy.email_to_come(subscription)
     consents = list(privacy.consents(subject))
     for consent_record in consents:
@@ -350,6 +353,18 @@ def done_words(subscription: Subscription, service) -> list[str]:
         f"{service.label} account",
     }
     return [words[action] for action in words if action in done]
+
+
+def done_when(subscription: Subscription) -> str:
+    """When a delivered pre-save was done, as "… was done" goes on: " on 4 December 2026", and ", before its
+    release" when staff's Deliver now did it before the fan's release time (never "on release day" then)."""
+    delivered_at = subscription.delivered_at
+    if delivered_at is None:
+        return ""
+    words = f" on {date_format(timezone.localtime(delivered_at), 'j F Y')}"
+    if delivered_at < subscription.campaign.firing_time(subscription.market):
+        words += ", before its release"
+    return words
 
 
 def undo_words(subscription: Subscription, service) -> list[str]:
@@ -418,7 +433,7 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool) -> str:
     if subscription.status == Subscription.Status.DELIVERED:
         undo = " and ".join(undo_words(subscription, SERVICES[subscription.fan.service]()))
         how = f": to undo it, {undo}." if undo else "."
-        return f"{release.title} was already done on release day, so there was nothing to cancel{how}"
+        return f"{release.title} was already done{done_when(subscription)}, so there was nothing to cancel{how}"
     if not cancelled:
         return f"Your pre-save of {release.title} on {label} was already cancelled: there's nothing more to do."
     return (
@@ -443,6 +458,7 @@ def privacy_cancel_context(subscription: Subscription, token: str) -> dict:
         "service_label": service.label,
         "cancel_words": cancel_words(subscription.campaign, service),
         "undo": undo_words(subscription, service),
+        "done_when": done_when(subscription),
         "email_to_come": privacy.email_to_come(subscription),
         "token": token,
         "privacy_token": token,

@@ -32,7 +32,8 @@ def test_the_revoke_link_of_a_pre_save_done_on_release_day_cancels_nothing_and_l
     Subscription.objects.filter(campaign=done).update(status="delivered", delivered_at=timezone.now())
 
     page.goto(site + done_link)
-    assert page.get_by_role("heading", name="Already done on release day").is_visible()
+    assert page.get_by_role("heading", name="Already done", exact=True).is_visible()
+    assert page.get_by_text("before its release, so there's nothing left to cancel").is_visible(), "Deliver now's"
     assert page.get_by_text("so there's nothing left to cancel: to undo it, remove First Light from your").is_visible()
     assert page.get_by_role("button", name="Cancel my pre-save").count() == 0
     assert page.get_by_role("button", name="Stop the email").count() == 0

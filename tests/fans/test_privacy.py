@@ -58,11 +58,12 @@ def test_the_thank_you_page_links_to_what_we_hold(client, alice):
 
 def test_each_pre_save_says_how_release_day_went_in_words_true_of_a_follow_too(client, alice):
     delivered, waiting = Subscription.objects.filter(fan=alice).order_by("pk")
-    Subscription.objects.filter(pk=delivered.pk).update(status=Subscription.Status.DELIVERED)
+    delivered_at = delivered.campaign.release.release_at + dt.timedelta(minutes=2)
+    Subscription.objects.filter(pk=delivered.pk).update(status=Subscription.Status.DELIVERED, delivered_at=delivered_at)
 
     html = " ".join(client.get(privacy_link_from_thanks(client, waiting.campaign)).content.decode().split())
 
-    assert "First Light</strong> by Nova Lark, on Spotify: done on release day." in html
+    assert f"First Light</strong> by Nova Lark, on Spotify: done on {delivered_at.day} {delivered_at:%B %Y}." in html
     assert "First Light</strong> by Nova Lark, on Spotify: waiting for release day." in html  # the second campaign
     assert "saved to your library" not in html, "a pre-save may only follow the artist"
 

@@ -1,6 +1,7 @@
 """The privacy page's per-pre-save actions say what they do: cancelling asks first and says afterwards what
-happened; a pre-save done on release day has nothing left to cancel (the page says how to undo it in the
-service), and only its email, while still to come, can be stopped."""
+happened; a pre-save that is done (on release day, or before it by staff's Deliver now) has nothing left to
+cancel (the page says when it was done, and how to undo it in the service), and only its email, while still to
+come, can be stopped."""
 
 import datetime as dt
 import html
@@ -10,6 +11,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from delivery import engine
 from fans import privacy, release_email
 from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
 from tests.conftest import make_campaign
@@ -47,12 +49,41 @@ def waiting():
     return consent.subscription
 
 
+def today() -> str:
+    day = timezone.localdate()
+    return f"{day.day} {day:%B %Y}"
+
+
 def test_a_pre_save_done_on_release_day_has_nothing_to_cancel_and_says_how_to_undo_it(client, delivered):
     page = text_of(client.get(privacy_url(delivered.fan)))
 
     assert "Cancel this pre-save" not in page
-    assert "done on release day" in page
+    assert f"First Light by Nova Lark, on Spotify: done on {today()}." in page
     assert "remove First Light from your Spotify library" in page  # how to undo it, in the service
+
+
+def test_a_pre_save_staff_delivered_before_the_release_time_says_so_not_release_day(client, sandbox):
+    """Staff's Deliver now delivers pending fans before the release time: the privacy page, its cancel page and
+    its cancel's answer say it was done before the release, never "on release day"."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    presave(client, campaign)
+    engine.deliver_campaign(campaign.pk, fan_out=False, reopen=True)  # what Deliver now runs
+    subscription = Subscription.objects.get(status="delivered")
+    url = privacy_url(subscription.fan)
+    cancel_url = reverse("fans:privacy_revoke", args=[url.split("/")[2], subscription.pk])
+
+    listed = text_of(client.get(url))
+    asked = text_of(client.get(cancel_url))
+    answered = text_of(client.post(cancel_url, follow=True))
+
+    assert f"First Light by Nova Lark, on Spotify: done on {today()}, before its release." in listed
+    assert "Already done" in asked
+    assert f"on Spotify was done on {today()}, before its release, so there's nothing left to cancel" in asked
+    assert f"First Light was already done on {today()}, before its release, so there was nothing to cancel" in (
+        answered
+    )
+    for page in (listed, asked, answered):  # the words the fan agreed to ("… on release day") are theirs to read
+        assert "release day" not in page.partition("What you agreed to")[0]
 
 
 def test_a_done_pre_save_with_a_playlist_says_to_delete_the_playlist_too(client, delivered):
@@ -75,7 +106,7 @@ def test_posting_a_cancel_for_a_done_pre_save_changes_nothing_and_says_so(client
     consent = ConsentRecord.objects.get()
     assert (consent.revoked_at, consent.email_opt_in) == (None, True), "the email the fan asked for is not dropped"
     assert Fan.objects.get().email == "opted@fan.test"
-    assert "already done on release day, so there was nothing to cancel" in text_of(response)
+    assert f"First Light was already done on {today()}, so there was nothing to cancel" in text_of(response)
 
 
 def test_a_done_pre_save_whose_email_is_to_come_offers_to_stop_the_email(client, delivered):

@@ -3,6 +3,7 @@ day has done has nothing left to cancel: the link says how to undo it, and leads
 email" (by the form that emails a privacy link) while its email is still to come. The link never expires, so it
 gives a privacy link only while its pre-save is still to come."""
 
+import datetime as dt
 import html
 import re
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
 
+from delivery import engine
 from fans import consent, privacy, privacy_email
 from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
 from tests.conftest import make_campaign, make_subscription
@@ -142,7 +144,7 @@ def test_a_pre_save_done_on_release_day_has_nothing_to_cancel_and_says_how_to_un
     for response in (asked, answered):
         page = words(response)
         assert response.status_code == 200
-        assert "Already done on release day" in page and "so there's nothing left to cancel" in page
+        assert "Already done" in page and "so there's nothing left to cancel" in page
         assert "to undo it, remove First Light from your Spotify library" in page
         assert 'id="confirm-revoke"' not in text(response) and "cancelled" not in page
     record = ConsentRecord.objects.get()
@@ -150,6 +152,26 @@ def test_a_pre_save_done_on_release_day_has_nothing_to_cancel_and_says_how_to_un
     assert Fan.objects.get().email == "opted@fan.test"
     subscription.refresh_from_db()
     assert subscription.status == "delivered"
+
+
+def test_a_pre_save_staff_delivered_before_the_release_time_says_so_not_release_day(client, sandbox):
+    """Staff's Deliver now delivers pending fans before the release time: the revoke link's page says when it
+    was done, before the release, never "on release day"."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    _, done = presave(client, campaign)
+    link = re.search(r'class="revoke-link" href="([^"]+)"', text(client.get(done["Location"]))).group(1)
+    engine.deliver_campaign(campaign.pk, fan_out=False, reopen=True)  # what Deliver now runs
+    assert Subscription.objects.get().status == "delivered"
+    day = timezone.localdate()
+
+    for response in (client.get(link), client.post(link)):
+        page = words(response)
+        assert "Already done · First Light" in page and "Already done" in page
+        assert (
+            f"Your pre-save of First Light by Nova Lark on Spotify was done on {day.day} {day:%B %Y}, before its "
+            "release, so there's nothing left to cancel: to undo it, remove First Light from your Spotify library."
+        ) in page
+        assert "release day" not in page
 
 
 def privacy_links_in(response) -> list[str]:
@@ -179,7 +201,7 @@ def test_a_done_pre_save_s_link_leads_to_the_privacy_link_form_to_stop_the_email
     assert ReleaseEmail.objects.get().unsubscribed_at is not None
     assert not ConsentRecord.objects.sharing_email().exists()
     again = words(client.get(revoke_url(token)))
-    assert "Already done on release day" in again and "Stop the email" not in again
+    assert "Already done" in again and "Stop the email" not in again
 
 
 @pytest.mark.parametrize("status", ["pending", "failed"])
@@ -233,7 +255,7 @@ def test_release_day_coming_between_the_question_and_the_answer_cancels_nothing(
 
     page = words(client.post(revoke_url(token)))
 
-    assert "Already done on release day" in page and "Stop the email" in page
+    assert "Already done" in page and "Stop the email" in page
     assert ConsentRecord.objects.sharing_email().count() == 1
 
 
