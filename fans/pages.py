@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
+from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
@@ -297,6 +298,7 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         status = Subscription.Status(subscription.status)
         subscription.undo = undo_words(subscription, service) if status == status.DELIVERED else []
         subscription.done_when = done_when(subscription) if status == status.DELIVERED else ""
+        subscription.withdrawn = withdrawn_in_service(subscription)
         subscription.email_to_come = status != status.REVOKED and privacy.email_to_come(subscription)
     consents = list(privacy.consents(subject))
     for consent_record in consents:
@@ -365,6 +367,15 @@ def done_when(subscription: Subscription) -> str:
     if delivered_at < subscription.campaign.firing_time(subscription.market):
         words += ", before its release"
     return words
+
+
+def withdrawn_in_service(subscription: Subscription) -> bool:
+    """Whether a revoked pre-save was ended in the service, not cancelled by the fan: release day (or Deliver now)
+    found the permission withdrawn in the fan's account, and revoked the pre-save leaving its consents as they
+    were, where the fan's cancel (the revoke link, the privacy page) stamps `revoked_at` on every one of them."""
+    if subscription.status != Subscription.Status.REVOKED:
+        return False
+    return subscription.consents.filter(revoked_at__isnull=True).exists()
 
 
 def undo_words(subscription: Subscription, service) -> list[str]:
@@ -459,6 +470,8 @@ def privacy_cancel_context(subscription: Subscription, token: str) -> dict:
         "cancel_words": cancel_words(subscription.campaign, service),
         "undo": undo_words(subscription, service),
         "done_when": done_when(subscription),
+        "withdrawn": withdrawn_in_service(subscription),
+        "cancelled_at": subscription.consents.aggregate(at=Max("revoked_at"))["at"],
         "email_to_come": privacy.email_to_come(subscription),
         "token": token,
         "privacy_token": token,

@@ -310,3 +310,42 @@ def test_the_privacy_page_shows_each_pre_saves_market_as_the_export_does(client,
     assert f"waiting for release day. Market: {market}." in page
     assert f"Country none from Spotify; your pre-saves follow the release time of {market}" in page
     assert "Country —" not in page
+
+
+def test_a_pre_save_whose_permission_was_withdrawn_in_the_service_is_not_called_cancelled(client, sandbox):
+    """Release day (or Deliver now) finding the permission withdrawn in the fan's Spotify account ends the pre-save
+    revoked, as the fan's cancel does, but the fan cancelled nothing: the consents stay as they were."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    presave(client, campaign)
+    sandbox.control("POST", "users/alice/revoke")  # the fan removes our app's access in Spotify
+    engine.deliver_campaign(campaign.pk, fan_out=False, reopen=True)
+    subscription = Subscription.objects.get()
+    assert subscription.status == "revoked" and ConsentRecord.objects.get().revoked_at is None
+    url = privacy_url(subscription.fan)
+
+    listed = text_of(client.get(url)).partition("What you agreed to")[0]
+    asked = text_of(client.get(reverse("fans:privacy_revoke", args=[url.split("/")[2], subscription.pk])))
+
+    assert (
+        "First Light by Nova Lark, on Spotify: not done, the permission you gave us was withdrawn in your Spotify "
+        "account." in listed
+    )
+    assert "Nothing left to cancel · First Light" in asked
+    assert (
+        "Your pre-save of First Light by Nova Lark on Spotify couldn't be done: the permission you gave us was "
+        "withdrawn in your Spotify account, so there's nothing left to cancel." in asked
+    )
+    assert "cancelled" not in listed and "cancelled" not in asked
+
+
+def test_a_pre_save_the_fan_cancelled_says_so_with_the_date(client, waiting):
+    url = privacy_url(waiting.fan)
+    cancel_url = reverse("fans:privacy_revoke", args=[url.split("/")[2], waiting.pk])
+    client.post(cancel_url)
+
+    listed = text_of(client.get(url)).partition("What you agreed to")[0]
+    asked = text_of(client.get(cancel_url))
+
+    assert "First Light by Nova Lark, on Spotify: cancelled." in listed
+    assert "Already cancelled · First Light" in asked
+    assert f"You cancelled your pre-save of First Light on {today()}. There's nothing more to do." in asked
