@@ -25,4 +25,7 @@ def test_benchmark_serves_both_urls_under_gunicorn_and_cleans_up():
     assert re.search(r"ratio returning/trivial: \d\.\d\d \(returning visitors; (meets|below) the", output)
     # judged by the median of the rounds' own ratios, each round printed
     assert re.search(r"median of the rounds: \d\.\d\d, \d\.\d\d; all rounds pooled: \d\.\d\d\)", output)
+    # and the server's CPU a request (gunicorn's processes, from /proc), with its ratio
+    assert re.search(r"trivial .* 0 errors\s+server CPU\s+[1-9]\d* µs a request", output)
+    assert len(re.findall(r"by the server's CPU a request: \d+\.\d\d", output)) == 2
     assert not Campaign.objects.exists() and not FunnelEvent.objects.exists()
