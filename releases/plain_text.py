@@ -2,9 +2,11 @@
 characters: a NUL is refused by PostgreSQL (a 500), and a line break, an escape or an invisible character pasted
 with a name reaches the fan page, emails, CSVs and the services as it is. A textarea's own tab and line breaks are
 allowed. Nor does it hold the invisible characters that change how text reads (zero-width spaces, the word joiner,
-bidi marks (the Arabic letter mark among them), embeddings, overrides and isolates, a byte order mark): a right-to-left
-override makes a name read otherwise than it is; the two joiners emoji sequences and some scripts need (ZWNJ U+200C,
-ZWJ U+200D) are allowed."""
+bidi marks (the Arabic letter mark among them), embeddings, overrides and isolates, a byte order mark, the invisible
+maths operators U+2061-U+2064, the Mongolian vowel separator, the soft hyphen, the combining grapheme joiner): a
+right-to-left override makes a name read otherwise than it is, a soft hyphen splits a word where it wraps and keeps
+it from matching a search; the two joiners emoji sequences and some scripts need (ZWNJ U+200C, ZWJ U+200D) are
+allowed."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from django.db import models
 
 SINGLE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tab, \n and \r are a textarea's
-INVISIBLE = re.compile("[\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
+INVISIBLE = re.compile("[\u00ad\u034f\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
 def refuse_invisible_characters(
@@ -39,12 +41,20 @@ def refuse_invisible_characters(
                 "invisible: type it again."
             )
         elif found := INVISIBLE.findall(getattr(instance, name) or ""):
-            named = " or a ".join(f"{unicodedata.name(c).lower()} (U+{ord(c):04X})" for c in dict.fromkeys(found))
-            what = "invisible characters that change" if " or a " in named else "an invisible character that changes"
-            they = "they" if " or a " in named else "it"
+            found = list(dict.fromkeys(found))
+            named = " or ".join(a_name(c) for c in found)
+            what = "invisible characters that change" if len(found) > 1 else "an invisible character that changes"
+            they = "they" if len(found) > 1 else "it"
             errors[name] = (
-                f"The {label} can't hold a {named}, {what} how the text reads; {they} may have been pasted with the "
+                f"The {label} can't hold {named}, {what} how the text reads; {they} may have been pasted with the "
                 "text: type it again."
             )
     if errors:
         raise ValidationError(errors)
+
+
+def a_name(character: str) -> str:
+    """A character named with its article: "a soft hyphen (U+00AD)", "an invisible times (U+2062)"."""
+    name = unicodedata.name(character).lower()
+    article = "an" if name[0] in "aeiou" else "a"
+    return f"{article} {name} (U+{ord(character):04X})"

@@ -97,7 +97,14 @@ def test_the_campaign_form_refuses_a_zero_width_space_in_its_subtitle(staff_clie
             "left-to-right embedding (U+202A) or a pop directional formatting (U+202C), invisible",
         ),
         ("artist", "name", "Nova\u2060Lark", "word joiner (U+2060)"),
-        ("release", "title", "\u061cFirst Light", "arabic letter mark (U+061C)"),
+        ("release", "title", "\u061cFirst Light", "an arabic letter mark (U+061C)"),
+        ("release", "title", "f\u2061(x)", "a function application (U+2061)"),
+        ("campaign", "subtitle", "2\u20624", "an invisible times (U+2062)"),
+        ("campaign", "page_text", "x\u2063y", "an invisible separator (U+2063)"),
+        ("artist", "name", "1\u20642", "an invisible plus (U+2064)"),
+        ("artist", "name", "Nova\u180eLark", "a mongolian vowel separator (U+180E)"),
+        ("release", "title", "First Li\u00adght", "a soft hyphen (U+00AD)"),
+        ("campaign", "subtitle", "Out\u034f now", "a combining grapheme joiner (U+034F)"),
     ],
 )
 def test_each_staff_text_field_refuses_an_invisible_bidi_or_zero_width_character(model, field, value, named):
@@ -121,3 +128,16 @@ def test_a_name_keeps_the_joiners_emoji_and_scripts_need(name):
     artist.name = name
 
     artist.full_clean()
+
+
+def test_the_message_names_each_invisible_character_with_its_article():
+    artist = make_campaign().release.artist
+    artist.name = "Nova\u00adLa\u2062rk"
+
+    with pytest.raises(ValidationError) as caught:
+        artist.full_clean()
+
+    assert caught.value.message_dict["name"] == [
+        "The name can't hold a soft hyphen (U+00AD) or an invisible times (U+2062), invisible characters that change "
+        "how the text reads; they may have been pasted with the text: type it again."
+    ]
