@@ -247,7 +247,8 @@ def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled:
     """The one-click revoke link's pages (the thank-you page's, an email's), in the privacy page's words and
     partials: a pre-save release day has done has nothing left to cancel (how to undo it in the service, and
     the way to the privacy page's "Stop the email" while its email is still to come: the form that emails a
-    privacy link, as the link gives one only while its pre-save is to come); a link of a pre-save
+    privacy link, as the link gives one only while its pre-save is to come), nor has one whose permission was
+    withdrawn in the service (`withdrawn`: it couldn't be done, and says why); a link of a pre-save
     the fan cancelled and then made again (`again`: the later consent) says so and leads to the privacy page's
     question for the pre-save that is on; otherwise what cancelling will do (`token`: the question's form posts
     to it) or, afterwards, what it did (`cancelled`: this request cancelled it)."""
@@ -263,6 +264,7 @@ def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled:
         "token": token,
         "privacy_url": "",
         "delivered": False,
+        "withdrawn": False,
         "cancelled": cancelled,
     }
     if subscription is None:  # its pre-save is gone (erased): only the consent's own state is known
@@ -275,9 +277,13 @@ def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled:
     privacy_token = privacy.token_for_fan(subscription.fan) if to_come else ""
     privacy_url = reverse("fans:privacy", args=[privacy_token]) if to_come else privacy_link_form_url()
     again = revocation.presaved_again(consent_record)
+    withdrawn = revocation.withdrawn_in_service(consent_record)
+    said = delivered or withdrawn or token or again  # the page says it in its own words, or asks
+    what_happened = "" if said else cancelled_words(subscription, cancelled=cancelled)
     return {
         **context,
         "delivered": delivered,
+        "withdrawn": withdrawn,
         "again": again,
         "cancel_words": cancel_words(campaign, service),
         "undo": undo_words(subscription, service) if delivered else [],
@@ -285,7 +291,7 @@ def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled:
         "email_to_come": privacy.email_to_come(subscription),
         "privacy_token": privacy_token,
         "privacy_url": privacy_url,
-        "what_happened": "" if delivered or token or again else cancelled_words(subscription, cancelled=cancelled),
+        "what_happened": what_happened,
     }
 
 
@@ -445,6 +451,11 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool) -> str:
         undo = " and ".join(undo_words(subscription, SERVICES[subscription.fan.service]()))
         how = f": to undo it, {undo}." if undo else "."
         return f"{release.title} was already done{done_when(subscription)}, so there was nothing to cancel{how}"
+    if withdrawn_in_service(subscription):
+        return (
+            f"Your pre-save of {release.title} on {label} couldn't be done: the permission you gave us was withdrawn "
+            f"in your {label} account, so there was nothing to cancel."
+        )
     if not cancelled:
         return f"Your pre-save of {release.title} on {label} was already cancelled: there's nothing more to do."
     return (

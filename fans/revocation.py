@@ -26,6 +26,7 @@ class Revocation:
     consent: ConsentRecord
     already_revoked: bool  # nothing changed: it had been revoked before
     delivered: bool  # nothing changed: release day had done it, there was nothing left to cancel
+    withdrawn: bool = False  # nothing changed: the permission was withdrawn in the service, nothing left to cancel
 
     @property
     def campaign(self):
@@ -33,7 +34,7 @@ class Revocation:
 
     @property
     def cancelled(self) -> bool:
-        return not (self.already_revoked or self.delivered)
+        return not (self.already_revoked or self.delivered or self.withdrawn)
 
 
 def find_consent(token: str) -> ConsentRecord:
@@ -56,6 +57,16 @@ def is_delivered(consent: ConsentRecord) -> bool:
     return subscription is not None and subscription.status == Subscription.Status.DELIVERED
 
 
+def withdrawn_in_service(consent: ConsentRecord) -> bool:
+    """Whether the consent's pre-save was ended in the service, not cancelled by the fan: release day (or Deliver
+    now) found the permission withdrawn in the fan's account and revoked the pre-save, leaving its consents as they
+    were (the fan's cancel stamps `revoked_at` on every one of them). There is nothing left to cancel."""
+    subscription = consent.subscription
+    return (
+        subscription is not None and subscription.status == Subscription.Status.REVOKED and consent.revoked_at is None
+    )
+
+
 def presaved_again(consent: ConsentRecord) -> ConsentRecord | None:
     """The consent of the pre-save the fan made again after cancelling the one `consent` was given for (the same
     subscription, waiting for release day again, or failed on it), or None. That pre-save is not the one the
@@ -68,8 +79,8 @@ def presaved_again(consent: ConsentRecord) -> ConsentRecord | None:
 
 def revoke(token: str) -> Revocation:
     """Revoke the consent named by `token` and its subscription; destroy the credential. Idempotent. A pre-save
-    release day has done is left as it is (checked under the lock: release day may have come since the fan
-    was asked)."""
+    release day has done, or found withdrawn in the service, is left as it is (checked under the lock: release
+    day may have come since the fan was asked)."""
     found = find_consent(token)
     with transaction.atomic():
         consent = ConsentRecord.objects.select_for_update().get(pk=found.pk)
@@ -82,6 +93,8 @@ def revoke(token: str) -> Revocation:
         consent.subscription = subscription
         if subscription is not None and subscription.status == Subscription.Status.DELIVERED:
             return Revocation(consent, already_revoked=consent.revoked_at is not None, delivered=True)
+        if withdrawn_in_service(consent):  # its consents stay as they were: the email the fan asked for among them
+            return Revocation(consent, already_revoked=False, delivered=False, withdrawn=True)
         if consent.revoked_at is not None:
             return Revocation(consent, already_revoked=True, delivered=False)
         consent.revoked_at = timezone.now()
@@ -93,11 +106,11 @@ def revoke(token: str) -> Revocation:
 
 def revoke_subscription(subscription_id: int) -> bool:
     """Revoke one subscription and every consent given for it (the privacy page's per-campaign button).
-    False when it was already revoked. Idempotent."""
+    False when it was already revoked: by the fan, or in the service (its consents, the email the fan asked for
+    among them, stay as they were: there was nothing left to cancel). Idempotent."""
     with transaction.atomic():
         subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
-        open_consents = ConsentRecord.objects.filter(subscription=subscription, revoked_at__isnull=True)
-        if subscription.status == Subscription.Status.REVOKED and not open_consents.exists():
+        if subscription.status == Subscription.Status.REVOKED:
             return False
         _withdraw(subscription, timezone.now())
     return True

@@ -366,12 +366,14 @@ def thanks(request: HttpRequest, slug: str) -> HttpResponse:
 @shows_problems
 def revoke(request: HttpRequest, token: str) -> HttpResponse:
     """GET asks (link scanners prefetch GETs, so it changes nothing); POST cancels. A pre-save release day has
-    done has nothing left to cancel: both answer how to undo it instead, as the privacy page does."""
+    done has nothing left to cancel: both answer how to undo it instead, as the privacy page does; nor has one
+    whose permission was withdrawn in the service: both say so, and why."""
     if request.method == "POST":
         done = revocation.revoke(token)
         return render(request, "fans/revoked.html", pages.revoke_context(done.consent, cancelled=done.cancelled))
     consent_record = revocation.find_consent(token)
-    if consent_record.revoked_at is not None or revocation.is_delivered(consent_record):
+    finished = revocation.is_delivered(consent_record) or revocation.withdrawn_in_service(consent_record)
+    if consent_record.revoked_at is not None or finished:
         return render(request, "fans/revoked.html", pages.revoke_context(consent_record))
     return render(request, "fans/revoke_confirm.html", pages.revoke_context(consent_record, token=token))
 

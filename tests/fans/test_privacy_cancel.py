@@ -349,3 +349,27 @@ def test_a_pre_save_the_fan_cancelled_says_so_with_the_date(client, waiting):
     assert "First Light by Nova Lark, on Spotify: cancelled." in listed
     assert "Already cancelled · First Light" in asked
     assert f"You cancelled your pre-save of First Light on {today()}. There's nothing more to do." in asked
+
+
+def test_cancelling_a_pre_save_withdrawn_in_the_service_changes_nothing_and_says_why(client, sandbox):
+    """A cancel page left open while release day found the permission withdrawn: its answer cancels nothing (the
+    consents, and the email the fan asked for, stay as they were) and doesn't call it cancelled."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    presave(client, campaign, email_opt_in=True)
+    subscription = Subscription.objects.get()
+    url = privacy_url(subscription.fan)
+    cancel_url = reverse("fans:privacy_revoke", args=[url.split("/")[2], subscription.pk])
+    assert "Cancel your pre-save?" in text_of(client.get(cancel_url))
+    sandbox.control("POST", "users/alice/revoke")  # the fan removes our app's access in Spotify
+    engine.deliver_campaign(campaign.pk, fan_out=False, reopen=True)
+
+    answered = text_of(client.post(cancel_url, follow=True))
+
+    assert (
+        "Your pre-save of First Light on Spotify couldn't be done: the permission you gave us was withdrawn in your "
+        "Spotify account, so there was nothing to cancel." in answered
+    )
+    assert "cancelled" not in answered.partition("What you agreed to")[0]
+    record = ConsentRecord.objects.get()
+    assert record.revoked_at is None and record.email_opt_in
+    assert Fan.objects.get().email == "alice@sandbox.test"

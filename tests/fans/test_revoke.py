@@ -323,3 +323,29 @@ def test_an_old_link_of_a_pre_save_made_again_says_so_cancels_nothing_and_leads_
     client.post(cancel_url)
     assert Subscription.objects.get().status == "revoked"
     assert "Already cancelled" in words(client.get(old_link)), "both pre-saves are cancelled now"
+
+
+def test_a_pre_save_whose_permission_was_withdrawn_in_the_service_has_nothing_to_cancel(client, sandbox):
+    """Release day (or Deliver now) found the permission withdrawn in the fan's Spotify account: the pre-save
+    ended revoked, its consents as they were. The link neither asks to cancel it nor, posted (a tab left open on
+    the question), pretends to: nothing changes, and both say why there's nothing to cancel."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    _, done = presave(client, campaign, email_opt_in=True)
+    link = re.search(r'class="revoke-link" href="([^"]+)"', text(client.get(done["Location"]))).group(1)
+    assert 'id="confirm-revoke"' in text(client.get(link))
+    sandbox.control("POST", "users/alice/revoke")  # the fan removes our app's access in Spotify
+    engine.deliver_campaign(campaign.pk, fan_out=False, reopen=True)  # what Deliver now runs
+    assert Subscription.objects.get().status == "revoked"
+
+    for response in (client.get(link), client.post(link)):
+        page = words(response)
+        assert response.status_code == 200
+        assert "Nothing left to cancel · First Light" in page
+        assert (
+            "Your pre-save of First Light by Nova Lark on Spotify couldn't be done: the permission you gave us was "
+            "withdrawn in your Spotify account, so there's nothing left to cancel."
+        ) in page
+        assert 'id="confirm-revoke"' not in text(response) and "cancelled" not in page
+    record = ConsentRecord.objects.get()
+    assert record.revoked_at is None and record.email_opt_in
+    assert Fan.objects.get().email == "alice@sandbox.test"
