@@ -305,7 +305,9 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         subscription.undo = undo_words(subscription, service) if status == status.DELIVERED else []
         subscription.done_when = done_when(subscription) if status == status.DELIVERED else ""
         subscription.withdrawn = withdrawn_in_service(subscription)
-        subscription.email_to_come = status != status.REVOKED and privacy.email_to_come(subscription)
+        # The release-day email goes to every consent still sharing the fan's address: a fan's cancel withdraws
+        # them, the permission withdrawn in the service doesn't (fans/release_email.py).
+        subscription.email_to_come = privacy.email_to_come(subscription)
     consents = list(privacy.consents(subject))
     for consent_record in consents:
         consent_record.words = privacy.consent_words(consent_record)

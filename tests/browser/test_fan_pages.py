@@ -11,6 +11,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from delivery import engine
 from fans import signups
 from fans.models import ConsentRecord, EmailSignup, Fan, FunnelEvent, Subscription
 from releases import markets
@@ -355,6 +356,27 @@ def test_on_the_privacy_page_a_fan_cancels_one_pre_save_and_stops_the_email_of_o
     page.screenshot(path=ARTIFACTS / "privacy-cancelled.png", full_page=True)
     assert Subscription.objects.get(campaign=waiting).status == "revoked"
     assert Subscription.objects.get(campaign=done).status == "delivered"
+
+
+def test_a_fan_whose_permission_was_withdrawn_in_spotify_stops_the_email_still_to_come(site, page, sandbox):
+    """The permission withdrawn in the service ends the pre-save, not the release-day email the fan asked for: the
+    privacy page says the email still goes out and offers to stop it (and no cancel: there's nothing to cancel)."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    alice_presaves_with_the_email_box(page, site, sandbox, campaign)
+    sandbox.control("POST", "users/alice/revoke")  # Alice removes the app's access in Spotify
+    engine.deliver_campaign(campaign.pk, fan_out=False, reopen=True)  # what Deliver now runs
+    page.get_by_role("link", name="See, download or erase what we hold about you").click()
+
+    item = page.locator(f"[data-subscription='{Subscription.objects.get().pk}']")
+    assert item.get_by_text("the permission you gave us was withdrawn in your Spotify account").is_visible()
+    assert item.get_by_role("link", name="Cancel this pre-save").count() == 0
+    assert item.get_by_text("You asked us to email you when it's out, and we still will").is_visible()
+    page.screenshot(path=ARTIFACTS / "privacy-withdrawn-email.png", full_page=True)
+    item.get_by_role("button", name="Stop the email").click()
+
+    assert page.get_by_role("status").get_by_text("We won't email you about First Light").is_visible()
+    assert item.get_by_role("button", name="Stop the email").count() == 0
+    assert not ConsentRecord.objects.sharing_email().exists()
 
 
 BUTTON_BOXES = """() => [...document.querySelectorAll(".privacy .buttons .button")].map(button => {

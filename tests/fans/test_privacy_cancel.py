@@ -8,6 +8,7 @@ import html
 import re
 
 import pytest
+import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
@@ -373,3 +374,53 @@ def test_cancelling_a_pre_save_withdrawn_in_the_service_changes_nothing_and_says
     record = ConsentRecord.objects.get()
     assert record.revoked_at is None and record.email_opt_in
     assert Fan.objects.get().email == "alice@sandbox.test"
+
+
+def withdrawn_with_email(client, sandbox) -> Subscription:
+    """Alice pre-saved with the email box ticked, then removed the app's access in Spotify; Deliver now found it."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    presave(client, campaign, email_opt_in=True)
+    sandbox.control("POST", "users/alice/revoke")
+    engine.deliver_campaign(campaign.pk, fan_out=False, reopen=True)
+    subscription = Subscription.objects.get()
+    assert subscription.status == "revoked" and ConsentRecord.objects.sharing_email().exists()
+    return subscription
+
+
+def test_the_email_of_a_pre_save_withdrawn_in_the_service_still_goes_out_and_can_be_stopped(
+    client, sandbox, mailoutbox
+):
+    """The permission withdrawn in the service is no answer to the email question: the release-day email still
+    goes to the address the fan shared, so the privacy page and its cancel page say so and offer to stop it."""
+    subscription = withdrawn_with_email(client, sandbox)
+    url = privacy_url(subscription.fan)
+    cancel_url = reverse("fans:privacy_revoke", args=[url.split("/")[2], subscription.pk])
+    promise = "You asked us to email you when it's out, and we still will: “Stop the email” stops it."
+
+    listed = text_of(client.get(url)).partition("What you agreed to")[0]
+    asked = text_of(client.get(cancel_url))
+
+    for page in (listed, asked):
+        assert promise in page and "Stop the email" in page
+    with time_machine.travel(timezone.now() + dt.timedelta(days=4)):
+        assert release_email.send_release_emails(subscription.campaign_id).startswith(
+            f"release email for campaign {subscription.campaign_id}: sent 1"
+        )
+        after = text_of(client.get(url)).partition("What you agreed to")[0]
+    assert mailoutbox[0].to == ["alice@sandbox.test"]
+    assert "Stop the email" not in after and "email you" not in after
+
+
+def test_a_stopped_email_of_a_pre_save_withdrawn_in_the_service_is_not_sent_nor_promised(client, sandbox, mailoutbox):
+    subscription = withdrawn_with_email(client, sandbox)
+    url = privacy_url(subscription.fan)
+    page = client.get(url).content.decode()
+    stop = re.search(r'<form method="post" action="(/privacy/[^"]+/stop-email/\d+/)">', page)
+
+    stopped = text_of(client.post(stop[1], follow=True)).partition("What you agreed to")[0]
+
+    assert "We won't email you about First Light: you'll get no email when it's out." in stopped
+    assert "Stop the email" not in stopped and "email you when it's out" not in stopped
+    with time_machine.travel(timezone.now() + dt.timedelta(days=4)):
+        release_email.send_release_emails(subscription.campaign_id)
+    assert mailoutbox == []

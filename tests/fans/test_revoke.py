@@ -349,3 +349,21 @@ def test_a_pre_save_whose_permission_was_withdrawn_in_the_service_has_nothing_to
     record = ConsentRecord.objects.get()
     assert record.revoked_at is None and record.email_opt_in
     assert Fan.objects.get().email == "alice@sandbox.test"
+
+
+def test_a_withdrawn_pre_save_s_link_says_the_email_still_goes_out_and_leads_to_stopping_it(client, sandbox):
+    """The permission withdrawn in the service leaves the email the fan asked for: it still goes out, and the
+    link (which mints no privacy link once its pre-save is no longer to come) leads to the form that emails one."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    _, done = presave(client, campaign, email_opt_in=True)
+    link = re.search(r'class="revoke-link" href="([^"]+)"', text(client.get(done["Location"]))).group(1)
+    sandbox.control("POST", "users/alice/revoke")
+    engine.deliver_campaign(campaign.pk, fan_out=False, reopen=True)
+
+    response = client.get(link)
+
+    page = words(response)
+    assert "You asked us to email you when it's out, and we still will. To stop it, get a link" in page
+    assert "its “Stop the email” stops it." in page
+    assert privacy_links_in(response) == []
+    assert (reverse("fans:privacy_notice") + "#privacy-link") in text(response)
