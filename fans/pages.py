@@ -305,6 +305,7 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         subscription.undo = undo_words(subscription, service) if status == status.DELIVERED else []
         subscription.done_when = done_when(subscription) if status == status.DELIVERED else ""
         subscription.withdrawn = withdrawn_in_service(subscription)
+        subscription.pending = pending_words(subscription, service.label) if status == status.PENDING else ""
         # The release-day email goes to every consent still sharing the fan's address: a fan's cancel withdraws
         # them, the permission withdrawn in the service doesn't (fans/release_email.py).
         subscription.email_to_come = privacy.email_to_come(subscription)
@@ -375,6 +376,28 @@ def done_when(subscription: Subscription) -> str:
     if delivered_at < subscription.campaign.firing_time(subscription.market):
         words += ", before its release"
     return words
+
+
+def pending_words(subscription: Subscription, service_label: str) -> str:
+    """What a pending pre-save waits for, as "…, on Spotify:" goes on: release day until the fan's release time;
+    after it, the engine is doing it (its run is due then), trying again after a try that didn't go through
+    (`next_attempt_at` ahead, `last_error` its reason), or waiting for the release to come out on the service
+    in the fan's market or to be found there (the engine's "Waiting: …" in `last_error`)."""
+    campaign = subscription.campaign
+    now = timezone.now()
+    if now < campaign.firing_time(subscription.market):
+        return "waiting for release day"
+    error = subscription.last_error
+    if error.startswith("Waiting: the release is not available"):
+        market = campaign.market_for(subscription.market)  # as the engine reads it: blank or unknown, the default
+        where = "your market" if market == subscription.market else market  # the page names the fan's after it
+        return f"waiting for the release to come out on {service_label} in {where}"
+    if error.startswith("Waiting:"):  # no identifier to find it by yet, or its UPC or ISRC found nothing
+        return f"waiting for the release to be found on {service_label}"
+    retrying = subscription.next_attempt_at is not None and subscription.next_attempt_at > now
+    if retrying and error and not error.startswith("Waiting for the release time"):  # its own wait, now over
+        return "being done: a try didn't go through, we'll try again"
+    return "being done now"
 
 
 def withdrawn_in_service(subscription: Subscription) -> bool:

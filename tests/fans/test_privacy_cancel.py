@@ -13,9 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from delivery import engine
+from delivery.sandbox import demo_catalog
 from fans import privacy, release_email
 from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
-from tests.conftest import make_campaign
+from tests.conftest import make_campaign, make_subscription
 from tests.fans.test_oauth_callback import presave
 from tests.fans.test_release_email import pre_save
 
@@ -424,3 +425,49 @@ def test_a_stopped_email_of_a_pre_save_withdrawn_in_the_service_is_not_sent_nor_
     with time_machine.travel(timezone.now() + dt.timedelta(days=4)):
         release_email.send_release_emails(subscription.campaign_id)
     assert mailoutbox == []
+
+
+def listed_words(client, subscription) -> str:
+    """What the privacy page says of `subscription`, as "First Light by Nova Lark, on Spotify: … ." goes on."""
+    page = text_of(client.get(privacy_url(subscription.fan))).partition("What you agreed to")[0]
+    return re.search(r"First Light by Nova Lark, on Spotify: ([^.]*)\.", page).group(1)
+
+
+def test_a_pre_save_past_its_release_time_is_said_to_be_done_not_waiting_for_release_day(client, sandbox, settings):
+    """Release day has come: the engine is doing it (its run is due at the release time), or trying again after a
+    try that didn't go through (the service answered 5xx)."""
+    settings.DELIVERY_RETRY_BASE_SECONDS = 600  # the next try is for a later run, not this one
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    subscription = make_subscription(campaign, sandbox, "alice")
+    assert listed_words(client, subscription) == "waiting for release day"
+
+    with time_machine.travel(timezone.now() + dt.timedelta(days=3, minutes=1), tick=True):
+        due = listed_words(client, subscription)
+        sandbox.faults(error_rate=1.0)
+        engine.deliver_campaign(campaign.pk, fan_out=False)
+        retried = Subscription.objects.get()
+        retrying = listed_words(client, subscription)
+        assert retried.status == "pending" and retried.next_attempt_at > timezone.now() and retried.last_error
+    assert due == "being done now"
+    assert retrying == "being done: a try didn't go through, we'll try again"
+
+
+def test_a_pre_save_waiting_for_the_release_in_the_fans_market_says_so(client, sandbox):
+    """Out at its release time, but not yet on Spotify in the fan's market (or, with none known, the campaign's
+    default one): the engine waits for it there."""
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1), default_market="US")
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+    in_japan = make_subscription(campaign, sandbox, "bob")
+    Subscription.objects.filter(pk=in_japan.pk).update(market="JP")
+    unknown = make_subscription(campaign, sandbox, "chloe")
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    waiting = Subscription.objects.get(pk=in_japan.pk)
+    assert waiting.status == "pending"
+    assert waiting.last_error == "Waiting: the release is not available on Spotify in JP yet."
+
+    in_japan_page = text_of(client.get(privacy_url(in_japan.fan)))
+    unknown_page = text_of(client.get(privacy_url(unknown.fan)))
+
+    assert "on Spotify: waiting for the release to come out on Spotify in your market. Market: JP." in in_japan_page
+    assert "on Spotify: waiting for the release to come out on Spotify in US." in unknown_page
+    assert "release day" not in in_japan_page + unknown_page
