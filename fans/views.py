@@ -149,7 +149,9 @@ def send_again(request: HttpRequest, slug: str, email: bool) -> HttpResponse:
         initial={"email": request.POST.get("email", "")[:254], "consent": request.POST.get("consent") == "1"},
     )
     context = campaign_context(request, page, seen, email_form=form if email else None)
-    context.update(send_again=True, email_opt_in_ticked=request.POST.get("email_opt_in") == "1")
+    context.update(
+        send_again="email" if email else "presave", email_opt_in_ticked=request.POST.get("email_opt_in") == "1"
+    )
     return render(request, "fans/campaign.html", context, status=403)
 
 
