@@ -99,6 +99,12 @@ def test_release_not_yet_out_in_a_market_waits_then_delivers(sandbox, settings):
     settings.DELIVERY_AVAILABILITY_RECHECK_SECONDS = 0
     campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
     sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+    waits_in_jp_then_delivers(campaign, sandbox, saved=ALBUM_URI)
+
+
+def waits_in_jp_then_delivers(campaign, sandbox, *, saved: str) -> None:
+    """With the release's album out in GB only: a fan in GB is delivered, one in JP waits (no attempt spent,
+    nothing written); once the sandbox's switch adds JP, the JP fan gets `saved`."""
     here = subscribe(campaign, sandbox, "alice", "GB")
     there = subscribe(campaign, sandbox, "bob", "JP")
 
@@ -116,7 +122,7 @@ def test_release_not_yet_out_in_a_market_waits_then_delivers(sandbox, settings):
     Subscription.objects.filter(pk=there.pk).update(next_attempt_at=timezone.now())
     engine.deliver_campaign(campaign.pk)
     assert status_of(there) == "delivered"
-    assert sandbox.library("bob")["saved"] == [ALBUM_URI]
+    assert sandbox.library("bob")["saved"] == [saved]
 
 
 def test_a_batch_s_markets_are_asked_about_all_at_once(sandbox, settings):
@@ -389,19 +395,4 @@ def test_a_track_whose_album_is_not_out_in_the_fans_market_waits_then_delivers(s
     search = {"q": f"isrc:{demo_catalog.NOVA_LARK_TRACK_1_ISRC}", "type": "track", "market": "JP"}
     found = requests.get(f"{sandbox.api_url}/v1/search", params=search, headers=headers, timeout=5).json()
     assert found["tracks"]["total"] == 0
-    here = subscribe(campaign, sandbox, "alice", "GB")
-    there = subscribe(campaign, sandbox, "bob", "JP")
-
-    engine.deliver_campaign(campaign.pk)
-
-    assert status_of(here) == "delivered"
-    waiting = Subscription.objects.get(pk=there.pk)
-    assert waiting.status == "pending" and waiting.attempts == 0
-    assert waiting.last_error == "Waiting: the release is not available on Spotify in JP yet."
-    assert sandbox.writes("bob") == []
-
-    sandbox.control("POST", markets, {"available_markets": ["GB", "JP"]})
-    Subscription.objects.filter(pk=there.pk).update(next_attempt_at=timezone.now())
-    engine.deliver_campaign(campaign.pk)
-    assert status_of(there) == "delivered"
-    assert sandbox.library("bob")["saved"] == [f"spotify:track:{demo_catalog.NOVA_LARK_TRACK_1_ID}"]
+    waits_in_jp_then_delivers(campaign, sandbox, saved=f"spotify:track:{demo_catalog.NOVA_LARK_TRACK_1_ID}")
