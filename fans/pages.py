@@ -286,6 +286,9 @@ def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled:
         "withdrawn": withdrawn,
         "again": again,
         "cancel_words": cancel_words(campaign, service),
+        "under_way": under_way(subscription, service.label)
+        if subscription.status == Subscription.Status.PENDING
+        else "",
         "undo": undo_words(subscription, service) if delivered else [],
         "done_when": done_when(subscription) if delivered else "",
         "email_to_come": privacy.email_to_come(subscription),
@@ -379,14 +382,20 @@ def done_when(subscription: Subscription) -> str:
 
 
 def pending_words(subscription: Subscription, service_label: str) -> str:
-    """What a pending pre-save waits for, as "…, on Spotify:" goes on: release day until the fan's release time;
-    after it, the engine is doing it (its run is due then), trying again after a try that didn't go through
-    (`next_attempt_at` ahead, `last_error` its reason), or waiting for the release to come out on the service
-    in the fan's market or to be found there (the engine's "Waiting: …" in `last_error`)."""
+    """What a pending pre-save waits for, as "…, on Spotify:" goes on: release day until the fan's release time,
+    then what the engine is doing with it (`under_way`)."""
+    return under_way(subscription, service_label) or "waiting for release day"
+
+
+def under_way(subscription: Subscription, service_label: str) -> str:
+    """What the engine is doing with a pending pre-save after the fan's release time, as "…, on Spotify:" or
+    "Your pre-save is …" go on: doing it (its run is due then), trying again after a try that didn't go through
+    (`next_attempt_at` ahead, `last_error` its reason), or waiting for the release to come out on the service in
+    the fan's market or to be found there (the engine's "Waiting: …" in `last_error`). "" before that time."""
     campaign = subscription.campaign
     now = timezone.now()
     if now < campaign.firing_time(subscription.market):
-        return "waiting for release day"
+        return ""
     error = subscription.last_error
     if error.startswith("Waiting: the release is not available"):
         market = campaign.market_for(subscription.market)  # as the engine reads it: blank or unknown, the default
@@ -504,6 +513,9 @@ def privacy_cancel_context(subscription: Subscription, token: str) -> dict:
         "artist": release.artist,
         "service_label": service.label,
         "cancel_words": cancel_words(subscription.campaign, service),
+        "under_way": under_way(subscription, service.label)
+        if subscription.status == Subscription.Status.PENDING
+        else "",
         "undo": undo_words(subscription, service),
         "done_when": done_when(subscription),
         "withdrawn": withdrawn_in_service(subscription),

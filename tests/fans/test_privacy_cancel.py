@@ -471,3 +471,53 @@ def test_a_pre_save_waiting_for_the_release_in_the_fans_market_says_so(client, s
     assert "on Spotify: waiting for the release to come out on Spotify in your market. Market: JP." in in_japan_page
     assert "on Spotify: waiting for the release to come out on Spotify in US." in unknown_page
     assert "release day" not in in_japan_page + unknown_page
+
+
+def cancel_question(client, subscription) -> str:
+    """The privacy page's "Cancel this pre-save?" for `subscription`."""
+    token = privacy.token_for_fan(subscription.fan)
+    return text_of(client.get(reverse("fans:privacy_revoke", args=[token, subscription.pk])))
+
+
+def test_past_its_release_time_the_cancel_question_says_what_is_being_done_not_release_day(client, sandbox, settings):
+    """Release day has come: the question says what the engine is doing (doing it, or trying again after the
+    service answered 5xx), in the privacy page's words, and what cancelling stops of it from then on."""
+    settings.DELIVERY_RETRY_BASE_SECONDS = 600  # the next try is for a later run, not this one
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    subscription = make_subscription(campaign, sandbox, "alice")
+    before = cancel_question(client, subscription)
+
+    with time_machine.travel(timezone.now() + dt.timedelta(days=3, minutes=1), tick=True):
+        due = cancel_question(client, subscription)
+        sandbox.faults(error_rate=1.0)
+        engine.deliver_campaign(campaign.pk, fan_out=False)
+        retrying = cancel_question(client, subscription)
+        assert Subscription.objects.get().status == "pending"
+
+    assert "We won't save First Light by Nova Lark to your Spotify library on release day" in before
+    assert (
+        "Your pre-save on Spotify is being done now. If you cancel before it's done, we won't save First Light by "
+        "Nova Lark to your Spotify library, and we'll delete the permission you gave us." in due
+    )
+    assert (
+        "Your pre-save on Spotify is being done: a try didn't go through, we'll try again. If you cancel before "
+        "it's done, we won't save First Light by Nova Lark to your Spotify library" in retrying
+    )
+    assert "release day" not in due + retrying
+
+
+def test_the_cancel_question_of_a_pre_save_waiting_for_the_release_in_the_fans_market_says_so(client, sandbox):
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1), default_market="US")
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+    subscription = make_subscription(campaign, sandbox, "bob")
+    Subscription.objects.filter(pk=subscription.pk).update(market="JP")
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    assert Subscription.objects.get().status == "pending"
+
+    asked = cancel_question(client, Subscription.objects.get())
+
+    assert (
+        "Your pre-save on Spotify is waiting for the release to come out on Spotify in your market. If you cancel "
+        "before it's done, we won't save First Light by Nova Lark to your Spotify library" in asked
+    )
+    assert "release day" not in asked

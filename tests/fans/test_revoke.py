@@ -14,6 +14,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from delivery import engine
+from delivery.sandbox import demo_catalog
 from fans import consent, privacy, privacy_email
 from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
 from tests.conftest import make_campaign, make_subscription
@@ -367,3 +368,31 @@ def test_a_withdrawn_pre_save_s_link_says_the_email_still_goes_out_and_leads_to_
     assert "its “Stop the email” stops it." in page
     assert privacy_links_in(response) == []
     assert (reverse("fans:privacy_notice") + "#privacy-link") in text(response)
+
+
+def test_past_its_release_time_the_question_says_what_is_being_done_not_release_day(client, sandbox, settings):
+    """The revoke link's question past the fan's release time tells what the engine is doing, as the privacy
+    page does: doing it, trying again after the service answered 5xx, or waiting for the release to come out on
+    the service in the fan's market."""
+    settings.DELIVERY_RETRY_BASE_SECONDS = 600  # the next try is for a later run, not this one
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1), default_market="US")
+    subscription, token = presaved(campaign, sandbox)
+    due = words(client.get(revoke_url(token)))
+    sandbox.faults(error_rate=1.0)
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    retrying = words(client.get(revoke_url(token)))
+    sandbox.faults(error_rate=0.0)
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+    Subscription.objects.filter(pk=subscription.pk).update(market="JP", next_attempt_at=None)
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    waiting = words(client.get(revoke_url(token)))
+    assert Subscription.objects.get().status == "pending"
+
+    cancelling = "If you cancel before it's done, we won't save First Light by Nova Lark to your Spotify library"
+    assert f"Your pre-save on Spotify is being done now. {cancelling}" in due
+    assert f"Your pre-save on Spotify is being done: a try didn't go through, we'll try again. {cancelling}" in retrying
+    assert (
+        f"Your pre-save on Spotify is waiting for the release to come out on Spotify in your market. {cancelling}"
+        in waiting
+    )
+    assert "release day" not in due + retrying + waiting
