@@ -211,6 +211,10 @@ def _presaved(presaved: dict) -> dict | None:
         "done": done_words(subscription, service) if status == Subscription.Status.DELIVERED else [],
         "not_done": not_done,
         "withdrawn": status == Subscription.Status.REVOKED,
+        # Past the release time, what is being done: the privacy page's words (`pending_words`).
+        "under_way": under_way(subscription, service.label)
+        if subscription and status == Subscription.Status.PENDING
+        else "",
         "undo": undo,
         "release_zone": campaign.release_zone(market),
         "service_label": service.label,

@@ -6,8 +6,12 @@ past-dated draft's preview."""
 import datetime as dt
 
 import pytest
+import time_machine
+from django.urls import reverse
 from django.utils import timezone
 
+from delivery import engine
+from delivery.sandbox import demo_catalog
 from fans.models import ConsentRecord, Fan, ReleaseEmail, Subscription
 from tests.browser.test_fan_pages import alice_presaves_with_the_email_box
 from tests.conftest import ARTIFACTS, make_campaign
@@ -103,3 +107,32 @@ def test_a_draft_s_preview_past_its_release_date_has_its_listen_links_switched_o
         staff.screenshot(path=ARTIFACTS / "campaign-preview-out.png", full_page=True)
     finally:
         context.close()
+
+
+def test_past_the_release_time_the_thank_you_page_and_the_revoke_link_say_what_is_being_done(site, page, sandbox):
+    """Out on Spotify only in GB when release day's run comes: Alice, in JP, waits for it there. The thank-you page
+    and the revoke link's question say so, in the privacy page's words, never "on release day"."""
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    link = pre_save_with_the_email_box(page, site, sandbox, campaign)
+    Subscription.objects.update(market="JP")
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2), tick=True):
+        engine.deliver_campaign(campaign.pk, fan_out=False)
+        assert Subscription.objects.get().status == "pending"
+        page.goto(site + reverse("fans:thanks", args=[campaign.slug]))
+        waiting = "your pre-save on Spotify is waiting for the release to come out on Spotify in your market."
+        assert page.get_by_text(waiting).is_visible()
+        thanks = page.locator("article").inner_text()
+        page.goto(site + link)
+        asked = page.locator("article").inner_text()
+        page.screenshot(path=ARTIFACTS / "revoke-confirm-waiting-in-market.png", full_page=True)
+
+    assert (
+        "Your pre-save on Spotify is waiting for the release to come out on Spotify in your market. If you cancel "
+        "before it's done, we won't save First Light by Nova Lark to your Spotify library" in asked
+    )
+    assert "release day" not in thanks + asked
+    page.click("#confirm-revoke")
+    assert page.get_by_role("heading", name="Pre-save cancelled").is_visible()
+    assert Subscription.objects.get().status == "revoked"

@@ -385,7 +385,7 @@ def test_the_thank_you_page_after_release_offers_no_cancel_link_but_how_to_undo_
         page = html.unescape(client.get(done["Location"]).content.decode())
 
     assert "Until release day" not in page and 'class="revoke-link"' not in page and "Cancel this pre-save" not in page
-    assert "It's out, so there's no pre-save left to cancel" in page
+    assert "It's out, and your pre-save is being done now. Once it's done, you can undo it in Spotify" in page
     assert "remove First Light from your Spotify library" in page  # undone in the service, not here
     privacy_url = html.unescape(re.search(r'class="privacy-link" href="([^"]+)"', page).group(1))
     assert client.get(privacy_url).status_code == 200
@@ -400,10 +400,10 @@ def thanks_after_release(client, sandbox, status: str, **fields) -> str:
         return " ".join(html.unescape(client.get(done["Location"]).content.decode()).split())
 
 
-def test_after_release_a_presave_still_being_delivered_says_release_day_is_doing_it(client, sandbox):
+def test_after_release_a_presave_still_being_delivered_says_it_is_being_done(client, sandbox):
     page = thanks_after_release(client, sandbox, Subscription.Status.PENDING)
 
-    assert "is out now, and release day is doing what you allowed on Spotify" in page
+    assert "is out now, and your pre-save on Spotify is being done now." in page
     assert "has done what you allowed" not in page
     assert "You're in." in page and 'class="listen-now"' in page
 
@@ -414,7 +414,7 @@ def test_after_release_a_delivered_presave_says_it_is_done(client, sandbox):
     )
 
     assert "is out now, and your pre-save on Spotify has done what you allowed" in page
-    assert "release day is doing" not in page and "couldn't" not in page
+    assert "being done" not in page and "couldn't" not in page
     assert "you can undo it in Spotify: remove First Light from your Spotify library and unfollow Nova Lark" in page
 
 
@@ -429,7 +429,7 @@ def test_after_release_a_presave_that_could_not_be_done_says_so_and_what_to_do(c
     page = thanks_after_release(client, sandbox, status, last_error="Gave up after 5 attempts: 503")
 
     assert f"is out now, but release day couldn't do what you allowed on Spotify{why}." in page
-    assert "has done what you allowed" not in page and "release day is doing" not in page
+    assert "has done what you allowed" not in page and "being done" not in page
     assert "You're in." not in page and "Your pre-save couldn't be done." in page
     assert (
         '<a class="listen-now" href="/first-light/">Open its page</a> to listen, and save it or follow Nova Lark '

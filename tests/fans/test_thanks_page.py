@@ -11,6 +11,7 @@ import time_machine
 from django.utils import timezone
 
 from delivery import engine
+from delivery.sandbox import demo_catalog
 from fans import privacy, release_email
 from fans.models import Fan, Subscription
 from tests.conftest import make_campaign
@@ -115,8 +116,8 @@ def test_after_release_a_presave_still_being_delivered_is_still_in(client, sandb
 
     assert headline(page) == ("You're in · First Light", "Pre-saved", "You're in.")
     assert (
-        "It's out, so there's no pre-save left to cancel: release day is doing what you allowed there, and you can "
-        "undo it in Spotify: remove First Light from your Spotify library." in page
+        "It's out, and your pre-save is being done now. Once it's done, you can undo it in Spotify: remove First "
+        "Light from your Spotify library." in page
     )
 
 
@@ -162,3 +163,55 @@ def test_an_email_the_fan_stopped_is_not_promised(client, sandbox):
     page = read(client, done["Location"])
 
     assert "email you" not in page
+
+
+def test_past_the_release_time_a_presave_being_done_says_so_and_then_that_it_will_be_tried_again(
+    client, sandbox, settings
+):
+    """Past the fan's release time the page tells a pending pre-save as the privacy page does: being done (its run
+    is due), then, after an engine run against the sandbox answering 5xx, being tried again later."""
+    settings.DELIVERY_RETRY_BASE_SECONDS = 600  # the next try is for a later run, not this one
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    _, done = presave(client, campaign)
+
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2), tick=True):
+        due = read(client, done["Location"])
+        sandbox.faults(error_rate=1.0)
+        engine.deliver_campaign(campaign.pk, fan_out=False)
+        retried = Subscription.objects.get()
+        assert retried.status == "pending" and retried.next_attempt_at > timezone.now() and retried.last_error
+        retrying = read(client, done["Location"])
+
+    assert headline(due) == headline(retrying) == ("You're in · First Light", "Pre-saved", "You're in.")
+    assert "First Light</strong> by Nova Lark is out now, and your pre-save on Spotify is being done now." in due
+    assert (
+        "It's out, and your pre-save is being done now. Once it's done, you can undo it in Spotify: remove First "
+        "Light from your Spotify library." in due
+    )
+    assert (
+        "is out now, and your pre-save on Spotify is being done: a try didn't go through, we'll try again." in retrying
+    )
+    assert "It's out, and your pre-save is being done: a try didn't go through, we'll try again." in retrying
+    assert "release day" not in due + retrying
+
+
+def test_past_the_release_time_a_presave_waiting_for_the_release_in_the_fans_market_says_so(client, sandbox):
+    """An engine run with the album out on Spotify only in GB leaves a fan in JP waiting: the page says so."""
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    _, done = presave(client, campaign)
+    Subscription.objects.update(market="JP")
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2), tick=True):
+        engine.deliver_campaign(campaign.pk, fan_out=False)
+        waiting = Subscription.objects.get()
+        page = read(client, done["Location"])
+
+    assert waiting.status == "pending"
+    assert waiting.last_error == "Waiting: the release is not available on Spotify in JP yet."
+    assert (
+        "is out now, and your pre-save on Spotify is waiting for the release to come out on Spotify in your market."
+        in page
+    )
+    assert "It's out, and your pre-save is waiting for the release to come out on Spotify in your market." in page
+    assert "release day" not in page
