@@ -363,12 +363,15 @@ def own_subscription(subject: Subject, subscription_id: int) -> Subscription:
 
 def email_to_come(subscription: Subscription) -> bool:
     """Whether the release-day email this pre-save asked for is still to be sent: a consent of it shares the
-    fan's address, and no email to that address for the campaign was sent, refused or unsubscribed."""
+    fan's address, no email to that address for the campaign was sent, refused or unsubscribed, and a run of the
+    email may still come to send it (release_email.runs_to_come: after the last, nothing is sent)."""
     address = subscription.fan.email
     if not address or not subscription.consents.sharing_email().exists():
         return False
     planned = ReleaseEmail.objects.filter(campaign_id=subscription.campaign_id, email__iexact=address)
-    return not planned.exists() or planned.unsent().exists()
+    if planned.exists() and not planned.unsent().exists():
+        return False
+    return release_email.runs_to_come(subscription.campaign)
 
 
 def stop_email(subject: Subject, subscription_id: int) -> Subscription:

@@ -10,8 +10,11 @@ in step with the campaign by releases/signals.py, beside the delivery schedule (
 delivery engine uses it, or the country seen at sign-up; else the campaign's default) names its local release
 time on a per-market campaign, so a fan in New York is not told "it's out" at Auckland's midnight. A run sends
 what is due and leaves one follow-up schedule (`release-email-<id>-next`) for the next market's time, or to
-retry after the mail server failed, whichever comes first. The task is idempotent: one ReleaseEmail row per
-address, claimed with `select_for_update(skip_locked=True)` and marked sent in the same transaction.
+retry after the mail server failed, whichever comes first; the minute sweeper starts a run that was missed, or
+that an address asking for the email later needs, until a week after the release date (LOOK_BACK): after that and
+the last follow-up, no run comes (`runs_to_come`), and the pages promise no email. The task is idempotent: one
+ReleaseEmail row per address, claimed with `select_for_update(skip_locked=True)` and marked sent in the same
+transaction.
 
 Links: the privacy self-service link carries the recipient's address sealed (fans.privacy.link_for_email); every
 other link carries the row's id signed with django.core.signing (salted per purpose); a click
@@ -51,6 +54,9 @@ SCHEDULE_NAME_PREFIX = "release-email-"
 BATCH_SIZE = 100  # messages per SMTP connection and per transaction
 RETRY_AFTER = dt.timedelta(minutes=5)  # after the mail server failed; also the one-off emails' (`retry_later`)
 MAIL_SERVER_ERRORS = (smtplib.SMTPException, OSError)  # the mail server is down or refused us: try again later
+# The minute sweeper starts a missed run within a week of the release date (`missed_runs`); later, "it's out" is
+# old news, and no run comes.
+LOOK_BACK = dt.timedelta(days=7)
 CLICK_REPEAT_SECONDS = 10 * 60  # a click on the same email's same link within this is not counted again
 SALTS = {"open": "fans.release_email.open", "click": "fans.release_email.click", "unsubscribe": "fans.release_email.u"}
 
@@ -92,9 +98,10 @@ def missed_runs(now: dt.datetime) -> list[Campaign]:
     leaves it, for nobody could ask for its email), no follow-up is armed,
     and an address that still asks for the email has no ReleaseEmail row yet, or has an unsent one whose market's
     time has come. The fired run's task was lost (django-q2's Redis broker hands a task out once; a cluster
-    killed before it ran loses it) or its worker died mid-run. Looks back a week: later, "it's out" is old news.
+    killed before it ran loses it) or its worker died mid-run. Looks back a week (LOOK_BACK): later, "it's out" is
+    old news.
     """
-    week_ago = now.date() - dt.timedelta(days=7)
+    week_ago = now.date() - LOOK_BACK
     names = Schedule.objects.filter(name__startswith=SCHEDULE_NAME_PREFIX)
     fired = set(names.filter(repeats=0).values_list("name", flat=True))
     armed = set(names.exclude(repeats=0).values_list("name", flat=True))
@@ -112,6 +119,21 @@ def missed_runs(now: dt.datetime) -> list[Campaign]:
         and campaign.first_firing_time() <= now
         and (has_unplanned(campaign) or has_due_unsent(campaign, now))
     ]
+
+
+def runs_to_come(campaign: Campaign, now: dt.datetime | None = None) -> bool:
+    """Whether a run of the campaign's release-day email may still come, to send an address that asks for it now:
+    until LOOK_BACK after the release date its schedule fires, or its follow-up, or the minute sweeper starts one
+    for an address with no email planned (`missed_runs`); after it, only a follow-up still armed (a retry after
+    the mail server failed). Once none will, an address that starts sharing then (the fan's service reports
+    another one) gets no email."""
+    now = now or timezone.now()
+    if campaign.status == Campaign.Status.DRAFT:
+        return False
+    if campaign.release.release_date >= now.date() - LOOK_BACK:
+        return True
+    names = [schedule_name(campaign.pk), next_run_schedule_name(campaign.pk)]
+    return Schedule.objects.filter(name__in=names).exclude(repeats=0).exists()
 
 
 def has_unplanned(campaign: Campaign) -> bool:

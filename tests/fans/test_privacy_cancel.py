@@ -11,6 +11,8 @@ import pytest
 import time_machine
 from django.urls import reverse
 from django.utils import timezone
+from django_q.models import Schedule
+from django_q.scheduler import scheduler
 
 from delivery import engine
 from delivery.sandbox import demo_catalog
@@ -521,3 +523,37 @@ def test_the_cancel_question_of_a_pre_save_waiting_for_the_release_in_the_fans_m
         "before it's done, we won't save First Light by Nova Lark to your Spotify library" in asked
     )
     assert "release day" not in asked
+
+
+@pytest.mark.django_db(transaction=True)  # django-q2's scheduler closes the connection
+def test_an_address_that_starts_sharing_after_the_last_email_run_is_promised_the_email_only_while_a_run_may_come(
+    client, mailoutbox
+):
+    """Release day mailed the fan's address; the fan's service reports another one later (their pre-save of
+    another release, with the box ticked, keeps it: fans/authorization.py `_update_fan`). That address has no
+    email planned: the minute sweeper starts a run for it within a week of the release date (release_email
+    .missed_runs), so the privacy page offers to stop that email then; after it, no run will come, and the page
+    neither promises it nor offers to stop it."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    consent = pre_save(campaign, "opted", "opted@fan.test", opt_in=True)
+    fired = campaign.release.release_at + dt.timedelta(minutes=1)
+    with time_machine.travel(fired, tick=False):
+        scheduler()  # django-q2's: the release-day email's schedule fires (the worker runs its task, below)
+        assert release_email.send_release_emails(campaign.pk) == f"release email for campaign {campaign.pk}: sent 1"
+    assert not Schedule.objects.filter(name__startswith=release_email.SCHEDULE_NAME_PREFIX).exclude(repeats=0)
+    assert [m.to for m in mailoutbox] == [["opted@fan.test"]]
+    Subscription.objects.filter(pk=consent.subscription_id).update(status="delivered", delivered_at=fired)
+    Fan.objects.filter(pk=consent.subscription.fan_id).update(email="opted@new.test")
+    fan = consent.subscription.fan
+
+    with time_machine.travel(fired + dt.timedelta(days=4), tick=False):
+        within_a_week = text_of(client.get(privacy_url(fan)))
+        assert release_email.missed_runs(timezone.now()) == [campaign], "the sweeper starts a run for it"
+    with time_machine.travel(fired + dt.timedelta(days=8), tick=False):
+        after = text_of(client.get(privacy_url(fan)))
+        assert release_email.missed_runs(timezone.now()) == [], "nothing starts one any more"
+
+    assert "You asked us to email you when it's out: “Stop the email” stops only that." in within_a_week
+    assert "First Light by Nova Lark, on Spotify: done on" in after
+    assert "Stop the email" not in after and "email you when it's out" not in after
+    assert len(mailoutbox) == 1
