@@ -361,15 +361,21 @@ def cancel_words(campaign: Campaign, service) -> SafeString:
 
 def done_words(subscription: Subscription, service) -> list[str]:
     """What release day did for this pre-save, as "we've …" goes on: "saved X to your Spotify library", …"""
-    campaign = subscription.campaign
-    release = campaign.release
-    done = subscription.done_calls.split() or service.actions(campaign)
-    words = {
-        "save": f"saved {release.title} to your {service.label} library",
-        "follow": f"followed {release.artist.name} on {service.label}",
-        "playlist": f"added {release.title} to the private playlist “{campaign.playlist_name}” in your "
+    campaign, release = subscription.campaign, subscription.campaign.release
+    return _for_actions_done(
+        subscription,
+        service,
+        save=f"saved {release.title} to your {service.label} library",
+        follow=f"followed {release.artist.name} on {service.label}",
+        playlist=f"added {release.title} to the private playlist “{campaign.playlist_name}” in your "
         f"{service.label} account",
-    }
+    )
+
+
+def _for_actions_done(subscription: Subscription, service, **words: str) -> list[str]:
+    """`words` (by library action: save, follow, playlist) for the actions done on this pre-save, in that order:
+    those the engine recorded (`done_calls`), or all the consent named where it recorded none."""
+    done = subscription.done_calls.split() or service.actions(subscription.campaign)
     return [words[action] for action in words if action in done]
 
 
@@ -424,15 +430,14 @@ def withdrawn_in_service(subscription: Subscription) -> bool:
 
 def undo_words(subscription: Subscription, service) -> list[str]:
     """How the fan undoes in the service what release day did for this pre-save: we can't from here."""
-    campaign = subscription.campaign
-    release = campaign.release
-    done = subscription.done_calls.split() or service.actions(campaign)
-    words = {
-        "save": f"remove {release.title} from your {service.label} library",
-        "follow": f"unfollow {release.artist.name} on {service.label}",
-        "playlist": f"delete the playlist “{campaign.playlist_name}” in your {service.label} account",
-    }
-    return [words[action] for action in words if action in done]
+    campaign, release = subscription.campaign, subscription.campaign.release
+    return _for_actions_done(
+        subscription,
+        service,
+        save=f"remove {release.title} from your {service.label} library",
+        follow=f"unfollow {release.artist.name} on {service.label}",
+        playlist=f"delete the playlist “{campaign.playlist_name}” in your {service.label} account",
+    )
 
 
 @dataclass(frozen=True)
