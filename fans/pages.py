@@ -501,9 +501,10 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool) -> str:
         )
     if not cancelled:
         return f"Your pre-save of {release.title} on {label} was already cancelled: there's nothing more to do."
+    # Time-neutral, as under_way's states are: cancelled before its release time or while it was being done.
     return (
-        f"Your pre-save of {release.title} on {label} is cancelled: nothing will be done on release day, we've "
-        "deleted the permission you gave us, and we won't email you about it."
+        f"Your pre-save of {release.title} on {label} is cancelled: it won't be done, we've deleted the permission "
+        "you gave us, and we won't email you about it."
     )
 
 

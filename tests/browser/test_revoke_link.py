@@ -127,12 +127,17 @@ def test_past_the_release_time_the_thank_you_page_and_the_revoke_link_say_what_i
         page.goto(site + link)
         asked = page.locator("article").inner_text()
         page.screenshot(path=ARTIFACTS / "revoke-confirm-waiting-in-market.png", full_page=True)
+        page.click("#confirm-revoke")
+        assert page.get_by_role("heading", name="Pre-save cancelled").is_visible()
+        answered = page.get_by_role("status").inner_text()
 
     assert (
         "Your pre-save on Spotify is waiting for the release to come out on Spotify in your market. If you cancel "
         "before it's done, we won't save First Light by Nova Lark to your Spotify library" in asked
     )
-    assert "release day" not in thanks + asked
-    page.click("#confirm-revoke")
-    assert page.get_by_role("heading", name="Pre-save cancelled").is_visible()
+    assert answered == (
+        "Your pre-save of First Light on Spotify is cancelled: it won't be done, we've deleted the permission you "
+        "gave us, and we won't email you about it."
+    )
+    assert "release day" not in thanks + asked + answered
     assert Subscription.objects.get().status == "revoked"

@@ -21,6 +21,7 @@ from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscripti
 from tests.conftest import make_campaign, make_subscription
 from tests.fans.test_oauth_callback import presave
 from tests.fans.test_release_email import pre_save
+from tests.fans.test_revoke import presaved
 
 pytestmark = pytest.mark.django_db
 
@@ -557,3 +558,27 @@ def test_an_address_that_starts_sharing_after_the_last_email_run_is_promised_the
     assert "First Light by Nova Lark, on Spotify: done on" in after
     assert "Stop the email" not in after and "email you when it's out" not in after
     assert len(mailoutbox) == 1
+
+
+def test_cancelled_past_its_release_time_the_answer_says_it_wont_be_done_not_release_day(client, sandbox, settings):
+    """Cancelled while the engine tries again (the service answered 5xx), past the fan's release time: the answer,
+    on the privacy page and on the revoke link's, says it won't be done, not "nothing will be done on release
+    day"."""
+    settings.DELIVERY_RETRY_BASE_SECONDS = 600  # the next try is for a later run, not this one
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
+    on_privacy_page = make_subscription(campaign, sandbox, "alice")
+    _, revoke_token = presaved(campaign, sandbox, "bob")
+    sandbox.faults(error_rate=1.0)
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    assert set(Subscription.objects.values_list("status", flat=True)) == {"pending"}
+    token = privacy.token_for_fan(on_privacy_page.fan)
+
+    answered = client.post(reverse("fans:privacy_revoke", args=[token, on_privacy_page.pk]), follow=True)
+    by_link = text_of(client.post(reverse("fans:revoke", args=[revoke_token])))
+
+    said = (
+        "Your pre-save of First Light on Spotify is cancelled: it won't be done, we've deleted the permission you "
+        "gave us, and we won't email you about it."
+    )
+    assert said in text_of(answered) and said in by_link
+    assert "release day" not in text_of(answered).partition("What you agreed to")[0] + by_link
