@@ -200,9 +200,9 @@ def _presaved(presaved: dict) -> dict | None:
     # revoked there, not cancelled here, which ends the page above).
     status = subscription.status if subscription else Subscription.Status.PENDING
     not_done = status in NOT_DONE
-    undo = undo_words(subscription, service) if subscription else []
-    if not_done and not subscription.done_calls:
-        undo = []  # nothing was done: nothing to undo
+    undo = []
+    if subscription:  # given up, only what a try did of it (nothing, mostly)
+        undo = undo_so_far(subscription, service) if not_done else undo_words(subscription, service)
     return {
         "release_at": campaign.firing_time(market),  # the fan's, told in `release_zone`
         "is_out": is_out,  # a fan back after release day reads "it's out", not "we'll save"
@@ -289,7 +289,8 @@ def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled:
         "delivered": delivered,
         "withdrawn": withdrawn,
         "again": again,
-        "cancel_words": cancel_words(campaign, service),
+        "cancel_words": cancel_words(subscription, service),
+        "undo_so_far": undo_so_far(subscription, service),
         "under_way": under_way(subscription, service.label)
         if subscription.status == Subscription.Status.PENDING
         else "",
@@ -337,10 +338,11 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
     }
 
 
-def cancel_words(campaign: Campaign, service) -> SafeString:
-    """What cancelling stops release day from doing, every action the pre-save would take, as "We won't …" goes
-    on: "save X by Y to your Spotify library, follow Y on Spotify or add X to …". Empty when there is none."""
-    release = campaign.release
+def cancel_words(subscription: Subscription, service) -> SafeString:
+    """What cancelling still stops, as "We won't …" goes on: the actions the pre-save would take that the engine
+    has not done yet (an earlier try may have done some: `done_calls`), "save X by Y to your Spotify library,
+    follow Y on Spotify or add X to …". Empty when there is none. What was done stays: `undo_so_far`."""
+    campaign, release = subscription.campaign, subscription.campaign.release
     words = {
         "save": format_html(
             "save <strong>{}</strong> by {} to your {} library", release.title, release.artist.name, service.label
@@ -353,7 +355,8 @@ def cancel_words(campaign: Campaign, service) -> SafeString:
             service.label,
         ),
     }
-    phrases = [(words[action],) for action in service.actions(campaign)]
+    done = subscription.done_calls.split()
+    phrases = [(words[action],) for action in service.actions(campaign) if action not in done]
     if len(phrases) < 2:
         return format_html_join("", "{}", phrases)
     return format_html("{} or {}", format_html_join(", ", "{}", phrases[:-1]), phrases[-1][0])
@@ -440,6 +443,12 @@ def undo_words(subscription: Subscription, service) -> list[str]:
     )
 
 
+def undo_so_far(subscription: Subscription, service) -> list[str]:
+    """How the fan undoes what the engine has done so far of a pre-save it has not done whole (pending, failed or
+    cancelled after a try did part of it: `done_calls`): [] when it recorded nothing done."""
+    return undo_words(subscription, service) if subscription.done_calls else []
+
+
 @dataclass(frozen=True)
 class FanEmail:
     """Why the privacy page shows no address for a fan: `kind` is "withdrawn" (with a cancelled pre-save),
@@ -502,9 +511,11 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool) -> str:
     if not cancelled:
         return f"Your pre-save of {release.title} on {label} was already cancelled: there's nothing more to do."
     # Time-neutral, as under_way's states are: cancelled before its release time or while it was being done.
+    undo = " and ".join(undo_so_far(subscription, SERVICES[subscription.fan.service]()))
     return (
-        f"Your pre-save of {release.title} on {label} is cancelled: it won't be done, we've deleted the permission "
-        "you gave us, and we won't email you about it."
+        f"Your pre-save of {release.title} on {label} is cancelled: {'the rest of it' if undo else 'it'} won't be "
+        "done, we've deleted the permission you gave us, and we won't email you about it."
+        + (f" What was done stays: to undo it, {undo}." if undo else "")
     )
 
 
@@ -522,7 +533,8 @@ def privacy_cancel_context(subscription: Subscription, token: str) -> dict:
         "release": release,
         "artist": release.artist,
         "service_label": service.label,
-        "cancel_words": cancel_words(subscription.campaign, service),
+        "cancel_words": cancel_words(subscription, service),
+        "undo_so_far": undo_so_far(subscription, service),
         "under_way": under_way(subscription, service.label)
         if subscription.status == Subscription.Status.PENDING
         else "",

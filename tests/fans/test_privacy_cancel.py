@@ -582,3 +582,36 @@ def test_cancelled_past_its_release_time_the_answer_says_it_wont_be_done_not_rel
     )
     assert said in text_of(answered) and said in by_link
     assert "release day" not in text_of(answered).partition("What you agreed to")[0] + by_link
+
+
+def test_a_pre_save_whose_save_went_through_while_its_follow_is_retried_is_told_only_what_cancelling_stops(
+    client, sandbox, settings
+):
+    """The save went through, the follow is being tried again (the service answered 503 to it): the cancel
+    questions, the privacy page's and the revoke link's, no longer say "we won't save …", but that we won't follow,
+    that the save stays, and how to undo it; so does the answer."""
+    settings.DELIVERY_RETRY_BASE_SECONDS = 600  # the next try is for a later run, not this one
+    campaign = make_campaign(follow_artist=True, release_in=-dt.timedelta(minutes=1))
+    subscription, revoke_token = presaved(campaign, sandbox)
+    sandbox.faults(errors_matching="spotify:artist:")  # the follow is down, the save is up
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    subscription.refresh_from_db()
+    assert (subscription.status, subscription.done_calls) == ("pending", "save")
+
+    asked = cancel_question(client, subscription)
+    by_link = text_of(client.get(reverse("fans:revoke", args=[revoke_token])))
+    answered = text_of(client.post(reverse("fans:revoke", args=[revoke_token])))
+
+    question = (
+        "Your pre-save on Spotify is being done: a try didn't go through, we'll try again. If you cancel before it's "
+        "done, we won't follow Nova Lark on Spotify, and we'll delete the permission you gave us. What was done "
+        "stays: to undo it, remove First Light from your Spotify library."
+    )
+    assert question in asked and question in by_link
+    assert "we won't save" not in asked + by_link
+    assert (
+        "Your pre-save of First Light on Spotify is cancelled: the rest of it won't be done, we've deleted the "
+        "permission you gave us, and we won't email you about it. What was done stays: to undo it, remove First "
+        "Light from your Spotify library."
+    ) in answered
+    assert [w["uri"] for w in sandbox.writes("alice")] == [f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"]
