@@ -247,7 +247,9 @@ def privacy_link_form_url() -> str:
     return reverse("fans:privacy_notice") + "#privacy-link"
 
 
-def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled: bool = False) -> dict:
+def revoke_context(
+    consent_record: ConsentRecord, *, token: str = "", cancelled: bool = False, failed: bool = False
+) -> dict:
     """The one-click revoke link's pages (the thank-you page's, an email's), in the privacy page's words and
     partials: a pre-save release day has done has nothing left to cancel (how to undo it in the service, and
     the way to the privacy page's "Stop the email" while its email is still to come: the form that emails a
@@ -255,7 +257,8 @@ def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled:
     withdrawn in the service (`withdrawn`: it couldn't be done, and says why); a link of a pre-save
     the fan cancelled and then made again (`again`: the later consent) says so and leads to the privacy page's
     question for the pre-save that is on; otherwise what cancelling will do (`token`: the question's form posts
-    to it) or, afterwards, what it did (`cancelled`: this request cancelled it)."""
+    to it) or, afterwards, what it did (`cancelled`: this request cancelled it; `failed`: one that couldn't be
+    done)."""
     campaign = consent_record.campaign
     subscription = consent_record.subscription
     context = {
@@ -283,17 +286,13 @@ def revoke_context(consent_record: ConsentRecord, *, token: str = "", cancelled:
     again = revocation.presaved_again(consent_record)
     withdrawn = revocation.withdrawn_in_service(consent_record)
     said = delivered or withdrawn or token or again  # the page says it in its own words, or asks
-    what_happened = "" if said else cancelled_words(subscription, cancelled=cancelled)
+    what_happened = "" if said else cancelled_words(subscription, cancelled=cancelled, failed=failed)
     return {
         **context,
         "delivered": delivered,
         "withdrawn": withdrawn,
         "again": again,
-        "cancel_words": cancel_words(subscription, service),
-        "undo_so_far": undo_so_far(subscription, service),
-        "under_way": under_way(subscription, service.label)
-        if subscription.status == Subscription.Status.PENDING
-        else "",
+        **cancel_effects(subscription, service),
         "undo": undo_words(subscription, service) if delivered else [],
         "done_when": done_when(subscription) if delivered else "",
         "email_to_come": privacy.email_to_come(subscription),
@@ -335,6 +334,22 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         "consents": consents,
         "email_signups": signups,
         "token": token,
+    }
+
+
+def cancel_effects(subscription: Subscription, service) -> dict:
+    """What templates/fans/includes/cancel_effects.html tells of cancelling this pre-save, asked on the privacy
+    page and by the revoke link: what it still stops, what is being done past the release time, what was done and
+    stays; for one that couldn't be done (`failed`), that cancelling only withdraws the permission, deleting it
+    while we keep it (`holds_permission`)."""
+    status = subscription.status
+    failed = status == Subscription.Status.FAILED
+    return {
+        "cancel_words": cancel_words(subscription, service),
+        "undo_so_far": undo_so_far(subscription, service),
+        "under_way": under_way(subscription, service.label) if status == Subscription.Status.PENDING else "",
+        "failed": failed,
+        "holds_permission": failed and revocation.holds_permission(subscription),
     }
 
 
@@ -496,8 +511,9 @@ def held_email(subject: privacy.Subject, consents: list[ConsentRecord]) -> HeldE
     return HeldEmail(sorted(in_consents | in_emails), bool(in_consents), bool(in_emails))
 
 
-def cancelled_words(subscription: Subscription, *, cancelled: bool) -> str:
-    """What the privacy page says after its "Cancel" button."""
+def cancelled_words(subscription: Subscription, *, cancelled: bool, failed: bool = False) -> str:
+    """What the privacy page says after its "Cancel" button (and the revoke link's): `failed`, the pre-save this
+    cancelled couldn't be done, and cancelling withdrew only its permission and consents."""
     release, label = subscription.campaign.release, SERVICES[subscription.fan.service].label
     if subscription.status == Subscription.Status.DELIVERED:
         undo = " and ".join(undo_words(subscription, SERVICES[subscription.fan.service]()))
@@ -512,10 +528,15 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool) -> str:
         return f"Your pre-save of {release.title} on {label} was already cancelled: there's nothing more to do."
     # Time-neutral, as under_way's states are: cancelled before its release time or while it was being done.
     undo = " and ".join(undo_so_far(subscription, SERVICES[subscription.fan.service]()))
+    undone = f" What was done stays: to undo it, {undo}." if undo else ""
+    if failed:
+        return (
+            f"Your pre-save of {release.title} on {label}, which couldn't be done, is cancelled: we've withdrawn "
+            f"the permission you gave us, so it can't be tried again, and we won't email you about it.{undone}"
+        )
     return (
         f"Your pre-save of {release.title} on {label} is cancelled: {'the rest of it' if undo else 'it'} won't be "
-        "done, we've deleted the permission you gave us, and we won't email you about it."
-        + (f" What was done stays: to undo it, {undo}." if undo else "")
+        f"done, we've deleted the permission you gave us, and we won't email you about it.{undone}"
     )
 
 
@@ -533,11 +554,7 @@ def privacy_cancel_context(subscription: Subscription, token: str) -> dict:
         "release": release,
         "artist": release.artist,
         "service_label": service.label,
-        "cancel_words": cancel_words(subscription, service),
-        "undo_so_far": undo_so_far(subscription, service),
-        "under_way": under_way(subscription, service.label)
-        if subscription.status == Subscription.Status.PENDING
-        else "",
+        **cancel_effects(subscription, service),
         "undo": undo_words(subscription, service),
         "done_when": done_when(subscription),
         "withdrawn": withdrawn_in_service(subscription),

@@ -342,16 +342,18 @@ def _time(value) -> str | None:
     return value.isoformat() if value else None
 
 
-def revoke_one(subject: Subject, subscription_id: int) -> tuple[Subscription, bool]:
-    """Cancel the subject's own subscription `subscription_id` (someone else's is a 404); returns it and whether
-    this cancelled it. One done on release day has nothing left to cancel and is left as it is: its consents
-    stay (the fan's email among them; `stop_email` stops that alone)."""
+def revoke_one(subject: Subject, subscription_id: int) -> tuple[Subscription, bool, bool]:
+    """Cancel the subject's own subscription `subscription_id` (someone else's is a 404); returns it, whether
+    this cancelled it, and whether it had failed (cancelling withdrew only its permission and consents). One done
+    on release day has nothing left to cancel and is left as it is: its consents stay (the fan's email among
+    them; `stop_email` stops that alone)."""
     subscription = own_subscription(subject, subscription_id)
     if subscription.status == Subscription.Status.DELIVERED:
-        return subscription, False
+        return subscription, False, False
+    failed = subscription.status == Subscription.Status.FAILED
     cancelled = revocation.revoke_subscription(subscription.pk)
     subscription.refresh_from_db()
-    return subscription, cancelled
+    return subscription, cancelled, failed
 
 
 def own_subscription(subject: Subject, subscription_id: int) -> Subscription:

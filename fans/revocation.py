@@ -27,6 +27,7 @@ class Revocation:
     already_revoked: bool  # nothing changed: it had been revoked before
     delivered: bool  # nothing changed: release day had done it, there was nothing left to cancel
     withdrawn: bool = False  # nothing changed: the permission was withdrawn in the service, nothing left to cancel
+    failed: bool = False  # it couldn't be done: cancelling it withdrew only its permission and consents
 
     @property
     def campaign(self):
@@ -67,6 +68,13 @@ def withdrawn_in_service(consent: ConsentRecord) -> bool:
     )
 
 
+def holds_permission(subscription: Subscription) -> bool:
+    """Whether we still keep the token the fan's permission gave us. A pre-save that couldn't be done keeps it only
+    while Retry failed may take it back (the engine drops it when it fails for good), and fans.retention drops it
+    RETENTION_SETTLED_TOKEN_DAYS after: cancelling then withdraws only the consents."""
+    return Credential.objects.filter(subscription=subscription).exists()
+
+
 def presaved_again(consent: ConsentRecord) -> ConsentRecord | None:
     """The consent of the pre-save the fan made again after cancelling the one `consent` was given for (the same
     subscription, waiting for release day again, or failed on it), or None. That pre-save is not the one the
@@ -97,11 +105,12 @@ def revoke(token: str) -> Revocation:
             return Revocation(consent, already_revoked=False, delivered=False, withdrawn=True)
         if consent.revoked_at is not None:
             return Revocation(consent, already_revoked=True, delivered=False)
+        failed = subscription is not None and subscription.status == Subscription.Status.FAILED
         consent.revoked_at = timezone.now()
         consent.save(update_fields=["revoked_at"])
         if subscription is not None:
             _withdraw(subscription, consent.revoked_at)
-    return Revocation(consent, already_revoked=False, delivered=False)
+    return Revocation(consent, already_revoked=False, delivered=False, failed=failed)
 
 
 def revoke_subscription(subscription_id: int) -> bool:

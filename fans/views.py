@@ -372,7 +372,8 @@ def revoke(request: HttpRequest, token: str) -> HttpResponse:
     whose permission was withdrawn in the service: both say so, and why."""
     if request.method == "POST":
         done = revocation.revoke(token)
-        return render(request, "fans/revoked.html", pages.revoke_context(done.consent, cancelled=done.cancelled))
+        context = pages.revoke_context(done.consent, cancelled=done.cancelled, failed=done.failed)
+        return render(request, "fans/revoked.html", context)
     consent_record = revocation.find_consent(token)
     finished = revocation.is_delivered(consent_record) or revocation.withdrawn_in_service(consent_record)
     if consent_record.revoked_at is not None or finished:
@@ -431,8 +432,8 @@ def privacy_revoke(request: HttpRequest, token: str, subscription_id: int) -> Ht
     """GET asks (a link scanner's GET changes nothing); POST cancels, and the privacy page says what happened."""
     subject = privacy.subject_from(token)
     if request.method == "POST":
-        subscription, cancelled = privacy.revoke_one(subject, subscription_id)
-        messages.success(request, pages.cancelled_words(subscription, cancelled=cancelled))
+        subscription, cancelled, failed = privacy.revoke_one(subject, subscription_id)
+        messages.success(request, pages.cancelled_words(subscription, cancelled=cancelled, failed=failed))
         return redirect("fans:privacy", token)
     subscription = privacy.own_subscription(subject, subscription_id)
     return render(request, "fans/privacy_cancel.html", pages.privacy_cancel_context(subscription, token))

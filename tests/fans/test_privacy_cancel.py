@@ -16,7 +16,7 @@ from django_q.scheduler import scheduler
 
 from delivery import engine
 from delivery.sandbox import demo_catalog
-from fans import privacy, release_email
+from fans import privacy, release_email, retention
 from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
 from tests.conftest import make_campaign, make_subscription
 from tests.fans.test_oauth_callback import presave
@@ -615,3 +615,46 @@ def test_a_pre_save_whose_save_went_through_while_its_follow_is_retried_is_told_
         "Light from your Spotify library."
     ) in answered
     assert [w["uri"] for w in sandbox.writes("alice")] == [f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"]
+
+
+def test_cancelling_a_pre_save_that_couldnt_be_done_says_it_only_withdraws_the_permission(client, sandbox, settings):
+    """Past the release time the engine gave up on the save (the service answered 503): the pre-save failed, its
+    token kept for Retry failed. Its cancel questions no longer say "We won't save … on release day": cancelling it
+    only withdraws the permission, and deletes it while it is kept; once retention dropped it, only the consent.
+    The answers say what was done."""
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
+    alice = make_subscription(campaign, sandbox, "alice")
+    _, revoke_token = presaved(campaign, sandbox, "bob")
+    sandbox.faults(errors_matching="spotify:album:")  # the save is down: both are given up after one attempt
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    assert set(Subscription.objects.values_list("status", flat=True)) == {"failed"}
+    assert Credential.objects.count() == 2, "kept for Retry failed"
+
+    asked = cancel_question(client, alice)
+    by_link = text_of(client.get(reverse("fans:revoke", args=[revoke_token])))
+    with time_machine.travel(timezone.now() + dt.timedelta(days=settings.RETENTION_SETTLED_TOKEN_DAYS + 1)):
+        retention.forget_expired()
+        dropped = cancel_question(client, alice)
+        token = privacy.token_for_fan(alice.fan)
+        answered = text_of(client.post(reverse("fans:privacy_revoke", args=[token, alice.pk]), follow=True))
+    by_link_answered = text_of(client.post(reverse("fans:revoke", args=[revoke_token])))
+
+    kept = (
+        "Your pre-save on Spotify couldn't be done. We keep the permission you gave us for a while, in case the "
+        "label tries it again: cancelling it only withdraws that permission, and we'll delete it."
+    )
+    assert kept in asked and kept in by_link
+    assert (
+        "Your pre-save on Spotify couldn't be done, and the permission you gave us is already deleted: cancelling "
+        "it only withdraws your consent." in dropped
+    )
+    said = (
+        "Your pre-save of First Light on Spotify, which couldn't be done, is cancelled: we've withdrawn the "
+        "permission you gave us, so it can't be tried again, and we won't email you about it."
+    )
+    assert said in answered and said in by_link_answered
+    for page in (asked, by_link, dropped, answered.partition("What you agreed to")[0], by_link_answered):
+        assert "release day" not in page and "We won't save" not in page
+    assert set(Subscription.objects.values_list("status", flat=True)) == {"revoked"}
+    assert not Credential.objects.exists()
