@@ -135,17 +135,17 @@ def absolute_media_url(url: str) -> str:
 
 def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
     """The thank-you page for the pre-saves this browser completed for `campaign` (one per service): each with
-    its privacy link and, while it is still to come, its cancel link (after, how to undo what was done in the
-    service). None when it completed none, or the fan has cancelled them or erased their data since (the page
-    would say "you're in")."""
+    its privacy link and, while it is pending (before the release time or after it: the revoke link cancels it
+    until it's done), its cancel link (after, how to undo what was done in the service). None when it completed
+    none, or the fan has cancelled them or erased their data since (the page would say "you're in")."""
     presaves = [p for p in map(_presaved, authorization.thanks_entries(session, campaign.slug)) if p is not None]
     if not presaves:
         return None
     now = timezone.now()
     release = campaign.release
-    # Until the release a pending pre-save's link cancels it; once it's out, done or given up, there's nothing
-    # left to cancel.
-    to_cancel = [p for p in presaves if p["status"] == Subscription.Status.PENDING and not p["is_out"]]
+    # A pending pre-save's link cancels it, whatever the clock says, as the revoke link does; once done or given
+    # up, there's nothing left to cancel.
+    to_cancel = [p for p in presaves if p["status"] == Subscription.Status.PENDING]
     return {
         "campaign": campaign,
         "release": release,

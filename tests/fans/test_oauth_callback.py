@@ -17,6 +17,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from delivery import engine
 from delivery.sandbox.state import base62_id
 from delivery.services import get_service
 from fans import consent
@@ -375,19 +376,32 @@ def test_the_thank_you_page_opened_after_release_says_its_out_with_a_link_to_lis
     assert f'class="listen-now" href="{campaign.get_absolute_url()}"' in page
 
 
-def test_the_thank_you_page_after_release_offers_no_cancel_link_but_how_to_undo_and_the_privacy_link(client, sandbox):
+def test_the_thank_you_page_offers_the_cancel_link_while_the_pre_save_is_pending_not_by_the_clock(client, sandbox):
+    """The revoke link cancels a pending pre-save past the release time too: the page offers it while the pre-save
+    is pending, saying what is being done (pages.under_way), not "Until release day"; once it's done, no more."""
     campaign = make_campaign(release_in=dt.timedelta(hours=1))
     _, done = presave(client, campaign)
-    before = html.unescape(client.get(done["Location"]).content.decode())
-    assert "Until release day, this link cancels" in before and 'class="revoke-link"' in before
+    before = " ".join(html.unescape(client.get(done["Location"]).content.decode()).split())
+    assert "Until it's done, this link cancels" in before and 'class="revoke-link"' in before
 
     with time_machine.travel(timezone.now() + dt.timedelta(hours=2)):
-        page = html.unescape(client.get(done["Location"]).content.decode())
+        page = " ".join(html.unescape(client.get(done["Location"]).content.decode()).split())
+        link = re.search(r'class="revoke-link" href="([^"]+)"', page).group(1)
+        asked = html.unescape(client.get(link).content.decode())
+        engine.deliver_campaign(campaign.pk, fan_out=False)
+        assert Subscription.objects.get().status == "delivered"
+        after = " ".join(html.unescape(client.get(done["Location"]).content.decode()).split())
 
-    assert "Until release day" not in page and 'class="revoke-link"' not in page and "Cancel this pre-save" not in page
-    assert "It's out, and your pre-save is being done now. Once it's done, you can undo it in Spotify" in page
-    assert "remove First Light from your Spotify library" in page  # undone in the service, not here
-    privacy_url = html.unescape(re.search(r'class="privacy-link" href="([^"]+)"', page).group(1))
+    assert "Until it's done, this link cancels the pre-save" in page and "release day" not in page
+    assert (
+        "Your pre-save is being done now. Once it's done, you can undo it in Spotify: remove First Light from your "
+        "Spotify library." in page
+    )
+    assert 'id="confirm-revoke"' in asked and "Your pre-save on Spotify is being done now." in asked
+    assert 'class="revoke-link"' not in after and "Cancel this pre-save" not in after
+    assert "It's out, so there's no pre-save left to cancel: what you allowed is done" in after
+    assert "remove First Light from your Spotify library" in after  # undone in the service, not here
+    privacy_url = html.unescape(re.search(r'class="privacy-link" href="([^"]+)"', after).group(1))
     assert client.get(privacy_url).status_code == 200
 
 

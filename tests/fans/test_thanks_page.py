@@ -116,7 +116,7 @@ def test_after_release_a_presave_still_being_delivered_is_still_in(client, sandb
 
     assert headline(page) == ("You're in · First Light", "Pre-saved", "You're in.")
     assert (
-        "It's out, and your pre-save is being done now. Once it's done, you can undo it in Spotify: remove First "
+        "Your pre-save is being done now. Once it's done, you can undo it in Spotify: remove First "
         "Light from your Spotify library." in page
     )
 
@@ -185,13 +185,13 @@ def test_past_the_release_time_a_presave_being_done_says_so_and_then_that_it_wil
     assert headline(due) == headline(retrying) == ("You're in · First Light", "Pre-saved", "You're in.")
     assert "First Light</strong> by Nova Lark is out now, and your pre-save on Spotify is being done now." in due
     assert (
-        "It's out, and your pre-save is being done now. Once it's done, you can undo it in Spotify: remove First "
+        "Your pre-save is being done now. Once it's done, you can undo it in Spotify: remove First "
         "Light from your Spotify library." in due
     )
     assert (
         "is out now, and your pre-save on Spotify is being done: a try didn't go through, we'll try again." in retrying
     )
-    assert "It's out, and your pre-save is being done: a try didn't go through, we'll try again." in retrying
+    assert "Your pre-save is being done: a try didn't go through, we'll try again." in retrying
     assert "release day" not in due + retrying
 
 
@@ -213,5 +213,5 @@ def test_past_the_release_time_a_presave_waiting_for_the_release_in_the_fans_mar
         "is out now, and your pre-save on Spotify is waiting for the release to come out on Spotify in your market."
         in page
     )
-    assert "It's out, and your pre-save is waiting for the release to come out on Spotify in your market." in page
+    assert "Your pre-save is waiting for the release to come out on Spotify in your market." in page
     assert "release day" not in page
