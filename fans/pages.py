@@ -206,6 +206,8 @@ def _presaved(presaved: dict) -> dict | None:
     return {
         "release_at": campaign.firing_time(market),  # the fan's, told in `release_zone`
         "is_out": is_out,  # a fan back after release day reads "it's out", not "we'll save"
+        # … unless the engine waits for it to come out on the service in the fan's market: not out there for them.
+        "out_there": is_out and not (subscription and waits_in_market(subscription)),
         "status": status,
         "delivered": status == Subscription.Status.DELIVERED,
         "done": done_words(subscription, service) if status == Subscription.Status.DELIVERED else [],
@@ -425,7 +427,7 @@ def under_way(subscription: Subscription, service_label: str) -> str:
     if now < campaign.firing_time(subscription.market):
         return ""
     error = subscription.last_error
-    if error.startswith("Waiting: the release is not available"):
+    if waits_in_market(subscription):
         market = campaign.market_for(subscription.market)  # as the engine reads it: blank or unknown, the default
         where = "your market" if market == subscription.market else market  # the page names the fan's after it
         return f"waiting for the release to come out on {service_label} in {where}"
@@ -435,6 +437,13 @@ def under_way(subscription: Subscription, service_label: str) -> str:
     if retrying and error and not error.startswith("Waiting for the release time"):  # its own wait, now over
         return "being done: a try didn't go through, we'll try again"
     return "being done now"
+
+
+def waits_in_market(subscription: Subscription) -> bool:
+    """Whether the engine waits for the release to come out on the fan's service in their market (its "Waiting: the
+    release is not available …"): past the release time, it isn't out there for that fan."""
+    pending = subscription.status == Subscription.Status.PENDING
+    return pending and subscription.last_error.startswith("Waiting: the release is not available")
 
 
 def withdrawn_in_service(subscription: Subscription) -> bool:

@@ -142,4 +142,5 @@ def test_past_the_release_time_the_thank_you_page_and_the_revoke_link_say_what_i
         "gave us, and we won't email you about it."
     )
     assert "release day" not in thanks + asked + answered
+    assert "is out now" not in thanks, "not on Spotify in Alice's market"
     assert Subscription.objects.get().status == "revoked"

@@ -196,7 +196,8 @@ def test_past_the_release_time_a_presave_being_done_says_so_and_then_that_it_wil
 
 
 def test_past_the_release_time_a_presave_waiting_for_the_release_in_the_fans_market_says_so(client, sandbox):
-    """An engine run with the album out on Spotify only in GB leaves a fan in JP waiting: the page says so."""
+    """An engine run with the album out on Spotify only in GB leaves a fan in JP waiting: the page says so, and
+    doesn't tell them it is out now, nor to listen now."""
     campaign = make_campaign(release_in=dt.timedelta(hours=1))
     _, done = presave(client, campaign)
     Subscription.objects.update(market="JP")
@@ -210,8 +211,10 @@ def test_past_the_release_time_a_presave_waiting_for_the_release_in_the_fans_mar
     assert waiting.status == "pending"
     assert waiting.last_error == "Waiting: the release is not available on Spotify in JP yet."
     assert (
-        "is out now, and your pre-save on Spotify is waiting for the release to come out on Spotify in your market."
-        in page
+        "First Light</strong> by Nova Lark has reached its release time, and your pre-save on Spotify is waiting for "
+        "the release to come out on Spotify in your market." in page
     )
+    assert "is out now" not in page and "Listen now" not in page and "It's out" not in page
+    assert f'<a class="listen-now" href="{campaign.get_absolute_url()}">Open its page</a>' in page
     assert "Your pre-save is waiting for the release to come out on Spotify in your market." in page
     assert "release day" not in page
