@@ -346,14 +346,14 @@ def revoke_one(subject: Subject, subscription_id: int) -> tuple[Subscription, bo
     """Cancel the subject's own subscription `subscription_id` (someone else's is a 404); returns it, whether
     this cancelled it, and whether it had failed (cancelling withdrew only its permission and consents). One done
     on release day has nothing left to cancel and is left as it is: its consents stay (the fan's email among
-    them; `stop_email` stops that alone)."""
+    them; `stop_email` stops that alone). Both are read under the lock the cancel takes: release day, or staff's
+    Retry failed, may have changed it since the fan was asked."""
     subscription = own_subscription(subject, subscription_id)
-    if subscription.status == Subscription.Status.DELIVERED:
-        return subscription, False, False
-    failed = subscription.status == Subscription.Status.FAILED
-    cancelled = revocation.revoke_subscription(subscription.pk)
+    with transaction.atomic():
+        status = Subscription.objects.select_for_update().values_list("status", flat=True).get(pk=subscription.pk)
+        cancelled = status != Subscription.Status.DELIVERED and revocation.revoke_subscription(subscription.pk)
     subscription.refresh_from_db()
-    return subscription, cancelled, failed
+    return subscription, cancelled, cancelled and status == Subscription.Status.FAILED
 
 
 def own_subscription(subject: Subject, subscription_id: int) -> Subscription:

@@ -6,9 +6,11 @@ come, can be stopped."""
 import datetime as dt
 import html
 import re
+import threading
 
 import pytest
 import time_machine
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
@@ -16,9 +18,10 @@ from django_q.scheduler import scheduler
 
 from delivery import engine
 from delivery.sandbox import demo_catalog
-from fans import privacy, release_email, retention
+from fans import pages, privacy, release_email, retention
 from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
-from tests.conftest import make_campaign, make_subscription
+from releases import retry
+from tests.conftest import make_campaign, make_subscription, wait_for
 from tests.fans.test_oauth_callback import presave
 from tests.fans.test_release_email import pre_save
 from tests.fans.test_revoke import presaved
@@ -658,3 +661,47 @@ def test_cancelling_a_pre_save_that_couldnt_be_done_says_it_only_withdraws_the_p
         assert "release day" not in page and "We won't save" not in page
     assert set(Subscription.objects.values_list("status", flat=True)) == {"revoked"}
     assert not Credential.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)  # Retry failed commits on a connection of its own
+def test_a_retry_failed_landing_before_the_cancel_takes_its_lock_is_answered_as_the_pre_save_it_cancelled(
+    client, sandbox, settings
+):
+    """The fan's cancel reads the pre-save while staff's Retry failed holds it (re-queued, not yet committed):
+    the cancel waits for the row, then cancels a pre-save that is pending again. Its answer says so ("it won't be
+    done"), from the status it cancelled, not the "couldn't be done" read before."""
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
+    alice = make_subscription(campaign, sandbox, "alice")
+    sandbox.faults(errors_matching="spotify:album:")  # the save is down: given up after one attempt
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    alice.refresh_from_db()
+    assert alice.status == "failed" and alice.last_error.startswith(engine.GAVE_UP)
+
+    def waiting_for_a_lock() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0] > 0
+
+    def retry_failed() -> None:
+        try:
+            with transaction.atomic():
+                requeued.append(retry.retry_failed(campaign))
+                wait_for(waiting_for_a_lock, 10, interval=0.05, message="the cancel to wait for the pre-save")
+        finally:
+            connection.close()
+
+    requeued = []
+    staff = threading.Thread(target=retry_failed)
+    staff.start()
+    wait_for(lambda: requeued, 10, interval=0.05, message="Retry failed to re-queue it")
+    subscription, cancelled, failed = privacy.revoke_one(privacy.Subject(fan=alice.fan), alice.pk)
+    staff.join()
+
+    assert requeued == [1]
+    assert (subscription.status, cancelled, failed) == ("revoked", True, False)
+    said = pages.cancelled_words(subscription, cancelled=cancelled, failed=failed)
+    assert said.startswith("Your pre-save of First Light on Spotify is cancelled: it won't be done")
+    assert "couldn't be done" not in said
