@@ -318,6 +318,7 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         # The release-day email goes to every consent still sharing the fan's address: a fan's cancel withdraws
         # them, the permission withdrawn in the service doesn't (fans/release_email.py).
         subscription.email_to_come = privacy.email_to_come(subscription)
+        subscription.still_emailed = still_emailed(subscription) if subscription.email_to_come else ""
     consents = list(privacy.consents(subject))
     for consent_record in consents:
         consent_record.words = privacy.consent_words(consent_record)
@@ -352,7 +353,17 @@ def cancel_effects(subscription: Subscription, service) -> dict:
         "under_way": under_way(subscription, service.label) if status == Subscription.Status.PENDING else "",
         "failed": failed,
         "holds_permission": failed and revocation.holds_permission(subscription),
+        "still_emailed": still_emailed(subscription),
     }
+
+
+def still_emailed(subscription: Subscription) -> str:
+    """Why cancelling this pre-save doesn't stop its release-day email, as "You'll still get the email …: " goes on:
+    "your pre-save on Deezer asks for it too" (`privacy.email_asked_elsewhere`); "" when it does."""
+    elsewhere = privacy.email_asked_elsewhere(subscription)
+    if not elsewhere:
+        return ""
+    return f"{' and '.join(elsewhere)} {'asks' if len(elsewhere) == 1 else 'ask'} for it too"
 
 
 def cancel_words(subscription: Subscription, service) -> SafeString:
@@ -538,15 +549,19 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool, failed: bool
     # Time-neutral, as under_way's states are: cancelled before its release time or while it was being done.
     undo = " and ".join(undo_so_far(subscription, SERVICES[subscription.fan.service]()))
     undone = f" What was done stays: to undo it, {undo}." if undo else ""
+    # One email an address: another pre-save or a sign-up of that address may still ask for it.
+    why = still_emailed(subscription)
     if failed:
-        return (
-            f"Your pre-save of {release.title} on {label}, which couldn't be done, is cancelled: we've withdrawn "
-            f"the permission you gave us, so it can't be tried again, and we won't email you about it.{undone}"
+        withdrawn = "we've withdrawn the permission you gave us, so it can't be tried again"
+        said = f"Your pre-save of {release.title} on {label}, which couldn't be done, is cancelled: {withdrawn}"
+    else:
+        rest = "the rest of it" if undo else "it"
+        said = f"Your pre-save of {release.title} on {label} is cancelled: {rest} won't be done"
+        said += (
+            ", and we've deleted the permission you gave us" if why else ", we've deleted the permission you gave us"
         )
-    return (
-        f"Your pre-save of {release.title} on {label} is cancelled: {'the rest of it' if undo else 'it'} won't be "
-        f"done, we've deleted the permission you gave us, and we won't email you about it.{undone}"
-    )
+    email = f". We'll still email you when it's out: {why}." if why else ", and we won't email you about it."
+    return f"{said}{email}{undone}"
 
 
 def stopped_email_words(subscription: Subscription) -> str:

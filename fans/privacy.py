@@ -376,6 +376,33 @@ def email_to_come(subscription: Subscription) -> bool:
     return release_email.runs_to_come(subscription.campaign)
 
 
+def email_asked_elsewhere(subscription: Subscription) -> list[str]:
+    """What else asks for the campaign's release-day email at an address this pre-save asked it for (one email an
+    address: fans/release_email.py), while that email is still to come (not sent, refused or unsubscribed, and a
+    run may come): the same address's pre-saves of it on another account ("your pre-save on Deezer") and its
+    email sign-up ("your email sign-up"). Cancelling this pre-save doesn't stop that email. Read from the consents'
+    addresses too: once cancelled, the fan's own may be forgotten."""
+    opted_in = subscription.consents.filter(email_opt_in=True)
+    addresses = {address.lower() for address in opted_in.values_list("email", flat=True) if address}
+    if subscription.fan.email and opted_in.exists():
+        addresses.add(subscription.fan.email.lower())
+    campaign = subscription.campaign
+    if not addresses or not release_email.runs_to_come(campaign):
+        return []
+    services, signed_up = set(), False
+    for address in addresses:
+        planned = ReleaseEmail.objects.filter(campaign=campaign, email__iexact=address)
+        if planned.exists() and not planned.unsent().exists():
+            continue
+        others = ConsentRecord.objects.sharing_email().filter(
+            campaign=campaign, subscription__fan__email__iexact=address
+        )
+        services |= set(others.exclude(subscription=subscription).values_list("service", flat=True))
+        signed_up |= EmailSignup.objects.receiving().filter(campaign=campaign, email__iexact=address).exists()
+    labels = sorted(SERVICES[service].label for service in services if service in SERVICES)
+    return [f"your pre-save on {label}" for label in labels] + (["your email sign-up"] if signed_up else [])
+
+
 def stop_email(subject: Subject, subscription_id: int) -> Subscription:
     """No release-day email for this pre-save: recorded as the email's own unsubscribe link records it (the
     campaign's email to the address is marked unsubscribed, made for that if not planned yet, and the consents

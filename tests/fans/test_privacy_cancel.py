@@ -21,9 +21,9 @@ from delivery.sandbox import demo_catalog
 from fans import pages, privacy, release_email, retention
 from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
 from releases import retry
-from tests.conftest import make_campaign, make_subscription, wait_for
+from tests.conftest import make_campaign, make_consent, make_subscription, wait_for
 from tests.fans.test_oauth_callback import presave
-from tests.fans.test_release_email import pre_save
+from tests.fans.test_release_email import pre_save, sign_up
 from tests.fans.test_revoke import presaved
 
 pytestmark = pytest.mark.django_db
@@ -705,3 +705,51 @@ def test_a_retry_failed_landing_before_the_cancel_takes_its_lock_is_answered_as_
     said = pages.cancelled_words(subscription, cancelled=cancelled, failed=failed)
     assert said.startswith("Your pre-save of First Light on Spotify is cancelled: it won't be done")
     assert "couldn't be done" not in said
+
+
+@pytest.mark.parametrize("way", ["privacy page", "revoke link"])
+@pytest.mark.parametrize("also", ["deezer", "sign-up"])
+def test_cancelling_a_pre_save_whose_address_something_else_asks_the_email_for_does_not_say_no_email(
+    client, mailoutbox, way, also
+):
+    """The release-day email goes once an address: the fan pre-saved on Spotify with the email box ticked, and the
+    same address asks for the campaign's email another way (their pre-save on Deezer, or an email sign-up).
+    Cancelling the Spotify one doesn't stop the email: the question and the answer say it still comes, and why,
+    not "we won't email you about it"; release day's run does email that address."""
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    fan = Fan.objects.create(service="spotify", service_user_id="keen", display_name="Keen", email="keen@fan.test")
+    subscription = Subscription.objects.create(fan=fan, campaign=campaign)
+    record = ConsentRecord(
+        subscription=subscription, campaign=campaign, service="spotify", service_user_id="keen",
+        email="keen@fan.test", email_opt_in=True, wording_version="v1",
+    )  # fmt: skip
+    revoke_token = record.issue_revoke_token()
+    record.save()
+    if also == "deezer":
+        on_deezer = Fan.objects.create(service="deezer", service_user_id="keen-dz", email="keen@fan.test")
+        make_consent(
+            Subscription.objects.create(fan=on_deezer, campaign=campaign), email="keen@fan.test", email_opt_in=True
+        )
+        why = "your pre-save on Deezer asks for it too"
+    else:
+        sign_up(campaign, "Keen@fan.test")
+        why = "your email sign-up asks for it too"
+    token = privacy.token_for_fan(fan)
+
+    if way == "privacy page":
+        asked = text_of(client.get(reverse("fans:privacy_revoke", args=[token, subscription.pk])))
+        answered = text_of(client.post(reverse("fans:privacy_revoke", args=[token, subscription.pk]), follow=True))
+    else:
+        asked = text_of(client.get(reverse("fans:revoke", args=[revoke_token])))
+        answered = text_of(client.post(reverse("fans:revoke", args=[revoke_token])))
+
+    assert f"You'll still get the email you asked for when it's out: {why}." in asked
+    assert "we won't email you when it's out" not in asked
+    assert (
+        "Your pre-save of First Light on Spotify is cancelled: it won't be done, and we've deleted the permission "
+        f"you gave us. We'll still email you when it's out: {why}."
+    ) in answered
+    assert "we won't email you" not in answered.lower()
+    with time_machine.travel(campaign.release.release_at + dt.timedelta(minutes=1)):
+        release_email.send_release_emails(campaign.pk)
+    assert [[address.lower() for address in mail.to] for mail in mailoutbox] == [["keen@fan.test"]]
