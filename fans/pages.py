@@ -136,16 +136,17 @@ def absolute_media_url(url: str) -> str:
 def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
     """The thank-you page for the pre-saves this browser completed for `campaign` (one per service): each with
     its privacy link and, while it is pending (before the release time or after it: the revoke link cancels it
-    until it's done), its cancel link (after, how to undo what was done in the service). None when it completed
+    until it's done), its cancel link, or while one that couldn't be done keeps its permission, the link that
+    withdraws it (after, how to undo what was done in the service). None when it completed
     none, or the fan has cancelled them or erased their data since (the page would say "you're in")."""
     presaves = [p for p in map(_presaved, authorization.thanks_entries(session, campaign.slug)) if p is not None]
     if not presaves:
         return None
     now = timezone.now()
     release = campaign.release
-    # A pending pre-save's link cancels it, whatever the clock says, as the revoke link does; once done or given
-    # up, there's nothing left to cancel.
-    to_cancel = [p for p in presaves if p["status"] == Subscription.Status.PENDING]
+    # A pending pre-save's link cancels it, whatever the clock says, as the revoke link does; one that couldn't be
+    # done, while we keep its permission, withdraws that; once done or given up for good, there's nothing left.
+    to_cancel = [p for p in presaves if p["status"] == Subscription.Status.PENDING or p["holds_permission"]]
     return {
         "campaign": campaign,
         "release": release,
@@ -153,6 +154,7 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
         "presaves": presaves,
         "outcome": thanks_outcome([p["status"] for p in presaves]),
         "to_cancel": to_cancel,
+        "pending": [p for p in to_cancel if not p["holds_permission"]],
         "finished": [p for p in presaves if p not in to_cancel],
         "privacy_link_lasts": timeuntil(now + dt.timedelta(seconds=settings.PRIVACY_LINK_MAX_AGE), now),
     }
@@ -213,6 +215,8 @@ def _presaved(presaved: dict) -> dict | None:
         "done": done_words(subscription, service) if status == Subscription.Status.DELIVERED else [],
         "not_done": not_done,
         "withdrawn": status == Subscription.Status.REVOKED,
+        # Couldn't be done, its permission kept for Retry failed: the revoke link withdraws it (`cancel_effects`).
+        "holds_permission": status == Subscription.Status.FAILED and revocation.holds_permission(subscription),
         # Past the release time, what is being done: the privacy page's words (`pending_words`).
         "under_way": under_way(subscription, service.label)
         if subscription and status == Subscription.Status.PENDING

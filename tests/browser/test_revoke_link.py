@@ -144,3 +144,38 @@ def test_past_the_release_time_the_thank_you_page_and_the_revoke_link_say_what_i
     assert "release day" not in thanks + asked + answered
     assert "is out now" not in thanks, "not on Spotify in Alice's market"
     assert Subscription.objects.get().status == "revoked"
+
+
+def test_a_pre_save_that_couldnt_be_done_offers_on_the_thank_you_page_to_withdraw_the_permission_we_keep(
+    site, page, sandbox, settings
+):
+    """Release day's run gives up on Alice's save (the service answered 503): the permission is kept for Retry
+    failed, and the thank-you page offers its revoke link to withdraw it, in the cancel question's words; the link
+    asks, then withdraws it."""
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    link = pre_save_with_the_email_box(page, site, sandbox, campaign)
+    sandbox.faults(errors_matching="spotify:album:")
+
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2), tick=True):
+        engine.deliver_campaign(campaign.pk, fan_out=False)
+        assert Subscription.objects.get().status == "failed"
+        page.goto(site + reverse("fans:thanks", args=[campaign.slug]))
+        thanks = page.locator("article").inner_text()
+        page.get_by_role("link", name="Withdraw the permission you gave us").click()
+        assert page.url == site + link
+        asked = page.locator("article").inner_text()
+        page.click("#confirm-revoke")
+        answered = page.get_by_role("status").inner_text()
+
+    assert (
+        "Your pre-save couldn't be done. We keep the permission you gave us for a while, in case the label tries it "
+        "again: this link withdraws that permission, and we'll delete it." in thanks
+    )
+    assert "no pre-save left to cancel" not in thanks
+    assert "cancelling it only withdraws that permission, and we'll delete it." in asked
+    assert answered.startswith(
+        "Your pre-save of First Light on Spotify, which couldn't be done, is cancelled: we've withdrawn the "
+        "permission you gave us, so it can't be tried again"
+    )
+    assert Subscription.objects.get().status == "revoked"

@@ -457,7 +457,7 @@ def test_after_release_a_partly_done_presave_tells_how_to_undo_only_what_was_don
     page = thanks_after_release(client, sandbox, Subscription.Status.FAILED, done_calls="save")
 
     assert "release day couldn't do what you allowed on Spotify" in page
-    assert "you can undo what was done in Spotify: remove First Light from your Spotify library." in page
+    assert "What was done stays: to undo it, remove First Light from your Spotify library." in page
     assert "unfollow" not in page
 
 

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from delivery import engine
 from delivery.sandbox import demo_catalog
-from fans import privacy, release_email
-from fans.models import Fan, Subscription
+from fans import privacy, release_email, retention
+from fans.models import Credential, Fan, Subscription
 from tests.conftest import make_campaign
 from tests.delivery.test_deezer import presave_with_deezer
 from tests.fans.test_oauth_callback import presave
@@ -134,7 +134,11 @@ def test_presaves_on_two_services_one_done_one_not_say_part_was_done(client, san
 
     assert headline(page) == ("Partly done · First Light", "Partly done", "Not all of your pre-saves could be done.")
     assert "There's no pre-save left to cancel on Spotify: what you allowed is done" in page
-    assert "There's no pre-save left to cancel on Deezer: it couldn't be done." in page
+    assert (
+        "Your pre-save on Deezer couldn't be done. We keep the permission you gave us for a while, in case the label "
+        "tries it again: this link withdraws that permission, and we'll delete it." in page
+    )
+    assert "Withdraw the permission you gave us on Deezer</a>" in page
 
 
 def test_the_email_the_fan_asked_for_is_promised_only_while_it_is_to_come(client, sandbox, mailoutbox):
@@ -218,3 +222,40 @@ def test_past_the_release_time_a_presave_waiting_for_the_release_in_the_fans_mar
     assert f'<a class="listen-now" href="{campaign.get_absolute_url()}">Open its page</a>' in page
     assert "Your pre-save is waiting for the release to come out on Spotify in your market." in page
     assert "release day" not in page
+
+
+def test_a_failed_presave_whose_permission_we_keep_offers_to_withdraw_it_as_its_revoke_link_does(
+    client, sandbox, settings
+):
+    """An engine run past the release time gives up on the save (the service answered 503): the pre-save failed,
+    its permission kept for Retry failed. The revoke link still withdraws it, so the thank-you page offers that
+    link, in the cancel question's words, instead of "There's no pre-save left to cancel"; once retention has
+    deleted the permission, it says there is nothing left, as before."""
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    settings.SESSION_COOKIE_AGE = (settings.RETENTION_SETTLED_TOKEN_DAYS + 30) * 86_400  # the page outlives the token
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    _, done = presave(client, campaign)
+    sandbox.faults(errors_matching="spotify:album:")
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2), tick=True):
+        engine.deliver_campaign(campaign.pk, fan_out=False)
+        failed = Subscription.objects.get()
+        page = read(client, done["Location"])
+        link = re.search(r'<a class="revoke-link" href="([^"]+)">Withdraw the permission you gave us</a>', page)
+        asked = read(client, link.group(1)) if link else ""
+
+    assert failed.status == "failed" and Credential.objects.filter(subscription=failed).exists()
+    assert (
+        "Your pre-save couldn't be done. We keep the permission you gave us for a while, in case the label tries it "
+        "again: this link withdraws that permission, and we'll delete it." in page
+    )
+    assert "There's no pre-save left to cancel" not in page and "Until it's done" not in page
+    assert link, "the page offers the revoke link"
+    assert "We keep the permission you gave us for a while, in case the label tries it again: cancelling it only" in (
+        asked
+    )
+
+    with time_machine.travel(timezone.now() + dt.timedelta(days=settings.RETENTION_SETTLED_TOKEN_DAYS + 1)):
+        retention.forget_expired()
+        later = read(client, done["Location"])
+    assert 'class="revoke-link"' not in later and "We keep the permission" not in later
+    assert "It's out, so there's no pre-save left to cancel: it couldn't be done." in later
