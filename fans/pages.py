@@ -208,8 +208,11 @@ def _presaved(presaved: dict) -> dict | None:
     return {
         "release_at": campaign.firing_time(market),  # the fan's, told in `release_zone`
         "is_out": is_out,  # a fan back after release day reads "it's out", not "we'll save"
-        # … unless the engine waits for it to come out on the service in the fan's market: not out there for them.
-        "out_there": is_out and not (subscription and waits_in_market(subscription)),
+        # … unless the engine waits, or gave up waiting (`gave_up_in`: where), for it to come out on the service in
+        # the fan's market: not out there for them.
+        "out_there": is_out
+        and not (subscription and (waits_in_market(subscription) or gave_up_in_market(subscription))),
+        "gave_up_in": market_words(subscription) if subscription and gave_up_in_market(subscription) else "",
         "status": status,
         "delivered": status == Subscription.Status.DELIVERED,
         "done": done_words(subscription, service) if status == Subscription.Status.DELIVERED else [],
@@ -443,9 +446,7 @@ def under_way(subscription: Subscription, service_label: str) -> str:
         return ""
     error = subscription.last_error
     if waits_in_market(subscription):
-        market = campaign.market_for(subscription.market)  # as the engine reads it: blank or unknown, the default
-        where = "your market" if market == subscription.market else market  # the page names the fan's after it
-        return f"waiting for the release to come out on {service_label} in {where}"
+        return f"waiting for the release to come out on {service_label} in {market_words(subscription)}"
     if error.startswith("Waiting:"):  # no identifier to find it by yet, or its UPC or ISRC found nothing
         return f"waiting for the release to be found on {service_label}"
     retrying = subscription.next_attempt_at is not None and subscription.next_attempt_at > now
@@ -459,6 +460,21 @@ def waits_in_market(subscription: Subscription) -> bool:
     release is not available …"): past the release time, it isn't out there for that fan."""
     pending = subscription.status == Subscription.Status.PENDING
     return pending and subscription.last_error.startswith("Waiting: the release is not available")
+
+
+def gave_up_in_market(subscription: Subscription) -> bool:
+    """`waits_in_market`'s counterpart once the engine stopped waiting: it gave up on the pre-save, the release
+    still not out on the fan's service in their market DELIVERY_AVAILABILITY_WAIT_HOURS after their release time
+    (its "Gave up waiting: the release was still not available …"). It wasn't out there for that fan."""
+    failed = subscription.status == Subscription.Status.FAILED
+    return failed and subscription.last_error.startswith("Gave up waiting: the release was still not available")
+
+
+def market_words(subscription: Subscription) -> str:
+    """The market the engine waits for the release in, as "… on Spotify in " goes on: "your market", or the one
+    it read instead of the fan's (blank or unknown: the campaign's default)."""
+    market = subscription.campaign.market_for(subscription.market)
+    return "your market" if market == subscription.market else market
 
 
 def withdrawn_in_service(subscription: Subscription) -> bool:

@@ -179,3 +179,31 @@ def test_a_pre_save_that_couldnt_be_done_offers_on_the_thank_you_page_to_withdra
         "permission you gave us, so it can't be tried again"
     )
     assert Subscription.objects.get().status == "revoked"
+
+
+def test_a_pre_save_that_gave_up_waiting_for_the_release_in_the_fans_market_is_not_told_it_is_out_now(
+    site, page, sandbox, settings
+):
+    """Out on Spotify only in GB: release day's run waits for it in JP, Alice's market, and gives up after
+    DELIVERY_AVAILABILITY_WAIT_HOURS. Her thank-you page says so, not "is out now"; the permission is kept for
+    Retry failed, and the page offers to withdraw it."""
+    settings.DELIVERY_AVAILABILITY_WAIT_HOURS = 1
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    pre_save_with_the_email_box(page, site, sandbox, campaign)
+    Subscription.objects.update(market="JP")
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=3), tick=True):
+        engine.deliver_campaign(campaign.pk, fan_out=False)
+        assert Subscription.objects.get().status == "failed"
+        page.goto(site + reverse("fans:thanks", args=[campaign.slug]))
+        lead = page.locator(".lead").inner_text()
+        thanks = page.locator("article").inner_text()
+
+    assert lead == (
+        "First Light by Nova Lark has reached its release time, but it didn't come out on Spotify in your market "
+        "while we waited, so we couldn't do what you allowed on Spotify. Open its page to listen, and save it there "
+        "yourself once it's out in your market."
+    )
+    assert "is out now" not in thanks and "It's out" not in thanks
+    assert page.get_by_role("link", name="Withdraw the permission you gave us").is_visible()

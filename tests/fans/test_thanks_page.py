@@ -259,3 +259,32 @@ def test_a_failed_presave_whose_permission_we_keep_offers_to_withdraw_it_as_its_
         later = read(client, done["Location"])
     assert 'class="revoke-link"' not in later and "We keep the permission" not in later
     assert "It's out, so there's no pre-save left to cancel: it couldn't be done." in later
+
+
+def test_a_presave_that_gave_up_waiting_for_the_release_in_the_fans_market_says_so_not_out_now(
+    client, sandbox, settings
+):
+    """The album is out on Spotify only in GB; release day's engine waits for it in JP, Alice's market, then gives
+    up after DELIVERY_AVAILABILITY_WAIT_HOURS. Her thank-you page says that, as waiting did, not that it "is out now,
+    but release day couldn't do what you allowed"."""
+    settings.DELIVERY_AVAILABILITY_WAIT_HOURS = 1
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    _, done = presave(client, campaign)
+    Subscription.objects.update(market="JP")
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=3), tick=True):
+        engine.deliver_campaign(campaign.pk, fan_out=False)
+        gave_up = Subscription.objects.get()
+        page = read(client, done["Location"])
+
+    assert gave_up.status == "failed"
+    assert gave_up.last_error.startswith("Gave up waiting: the release was still not available on Spotify in JP")
+    assert headline(page) == ("Pre-save not done · First Light", "Not done", "Your pre-save couldn't be done.")
+    assert (
+        "First Light</strong> by Nova Lark has reached its release time, but it didn't come out on Spotify in your "
+        "market while we waited, so we couldn't do what you allowed on Spotify. "
+        f'<a class="listen-now" href="{campaign.get_absolute_url()}">Open its page</a> to listen, and save it there '
+        "yourself once it's out in your market." in page
+    )
+    assert "is out now" not in page and "It's out" not in page and "release day couldn't" not in page
