@@ -753,3 +753,27 @@ def test_cancelling_a_pre_save_whose_address_something_else_asks_the_email_for_d
     with time_machine.travel(campaign.release.release_at + dt.timedelta(minutes=1)):
         release_email.send_release_emails(campaign.pk)
     assert [[address.lower() for address in mail.to] for mail in mailoutbox] == [["keen@fan.test"]]
+
+
+def test_an_email_planned_for_a_cancelled_pre_save_still_goes_when_another_pre_save_of_the_address_asks(
+    client, mailoutbox
+):
+    """The release-day run planned the address's one email for one of the fan's pre-saves (Spotify, Deezer), then
+    the mail server failed; the fan cancels that pre-save, while the other one still asks for the email at the same
+    address. The answer says it still comes, and the run that retries sends it."""
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=5), status="delivering", services=["spotify", "deezer"])
+    pre_save(campaign, "keen", "keen@fan.test", opt_in=True)
+    on_deezer = Fan.objects.create(service="deezer", service_user_id="keen-dz", email="keen@fan.test")
+    make_consent(
+        Subscription.objects.create(fan=on_deezer, campaign=campaign), email="keen@fan.test", email_opt_in=True
+    )
+    release_email.plan_recipients(campaign)  # the run's first step; its sending failed
+    planned_for = ReleaseEmail.objects.get().consent.subscription
+    other = "Deezer" if planned_for.fan.service == "spotify" else "Spotify"
+    token = privacy.token_for_fan(planned_for.fan)
+
+    answered = text_of(client.post(reverse("fans:privacy_revoke", args=[token, planned_for.pk]), follow=True))
+    release_email.send_release_emails(campaign.pk)
+
+    assert f"We'll still email you when it's out: your pre-save on {other} asks for it too." in answered
+    assert [mail.to for mail in mailoutbox] == [["keen@fan.test"]]
