@@ -109,14 +109,21 @@ def test_a_draft_s_preview_past_its_release_date_has_its_listen_links_switched_o
         context.close()
 
 
-def test_past_the_release_time_the_thank_you_page_and_the_revoke_link_say_what_is_being_done(site, page, sandbox):
-    """Out on Spotify only in GB when release day's run comes: Alice, in JP, waits for it there. The thank-you page
-    and the revoke link's question say so, in the privacy page's words, never "on release day"; the page still
-    offers the link, pending as it is, and it cancels."""
+def pre_saved_in_jp_while_out_only_in_gb(page, site, sandbox):
+    """Alice pre-saves an hour before the release, in JP, an album the sandbox has out only in GB: the campaign and
+    her thank-you page's revoke link."""
     campaign = make_campaign(release_in=dt.timedelta(hours=1))
     link = pre_save_with_the_email_box(page, site, sandbox, campaign)
     Subscription.objects.update(market="JP")
     sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+    return campaign, link
+
+
+def test_past_the_release_time_the_thank_you_page_and_the_revoke_link_say_what_is_being_done(site, page, sandbox):
+    """Out on Spotify only in GB when release day's run comes: Alice, in JP, waits for it there. The thank-you page
+    and the revoke link's question say so, in the privacy page's words, never "on release day"; the page still
+    offers the link, pending as it is, and it cancels."""
+    campaign, link = pre_saved_in_jp_while_out_only_in_gb(page, site, sandbox)
 
     with time_machine.travel(timezone.now() + dt.timedelta(hours=2), tick=True):
         engine.deliver_campaign(campaign.pk, fan_out=False)
@@ -188,10 +195,7 @@ def test_a_pre_save_that_gave_up_waiting_for_the_release_in_the_fans_market_is_n
     DELIVERY_AVAILABILITY_WAIT_HOURS. Her thank-you page says so, not "is out now"; the permission is kept for
     Retry failed, and the page offers to withdraw it."""
     settings.DELIVERY_AVAILABILITY_WAIT_HOURS = 1
-    campaign = make_campaign(release_in=dt.timedelta(hours=1))
-    pre_save_with_the_email_box(page, site, sandbox, campaign)
-    Subscription.objects.update(market="JP")
-    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+    campaign, _ = pre_saved_in_jp_while_out_only_in_gb(page, site, sandbox)
 
     with time_machine.travel(timezone.now() + dt.timedelta(hours=3), tick=True):
         engine.deliver_campaign(campaign.pk, fan_out=False)

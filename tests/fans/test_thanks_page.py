@@ -199,13 +199,20 @@ def test_past_the_release_time_a_presave_being_done_says_so_and_then_that_it_wil
     assert "release day" not in due + retrying
 
 
-def test_past_the_release_time_a_presave_waiting_for_the_release_in_the_fans_market_says_so(client, sandbox):
-    """An engine run with the album out on Spotify only in GB leaves a fan in JP waiting: the page says so, and
-    doesn't tell them it is out now, nor to listen now."""
+def presaved_in_jp_while_out_only_in_gb(client, sandbox):
+    """A pre-save an hour before the release, by a fan in JP, of an album the sandbox has out only in GB:
+    the campaign and the answer that leads to the thank-you page."""
     campaign = make_campaign(release_in=dt.timedelta(hours=1))
     _, done = presave(client, campaign)
     Subscription.objects.update(market="JP")
     sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+    return campaign, done
+
+
+def test_past_the_release_time_a_presave_waiting_for_the_release_in_the_fans_market_says_so(client, sandbox):
+    """An engine run with the album out on Spotify only in GB leaves a fan in JP waiting: the page says so, and
+    doesn't tell them it is out now, nor to listen now."""
+    campaign, done = presaved_in_jp_while_out_only_in_gb(client, sandbox)
 
     with time_machine.travel(timezone.now() + dt.timedelta(hours=2), tick=True):
         engine.deliver_campaign(campaign.pk, fan_out=False)
@@ -268,10 +275,7 @@ def test_a_presave_that_gave_up_waiting_for_the_release_in_the_fans_market_says_
     up after DELIVERY_AVAILABILITY_WAIT_HOURS. Her thank-you page says that, as waiting did, not that it "is out now,
     but release day couldn't do what you allowed"."""
     settings.DELIVERY_AVAILABILITY_WAIT_HOURS = 1
-    campaign = make_campaign(release_in=dt.timedelta(hours=1))
-    _, done = presave(client, campaign)
-    Subscription.objects.update(market="JP")
-    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["GB"]})
+    campaign, done = presaved_in_jp_while_out_only_in_gb(client, sandbox)
 
     with time_machine.travel(timezone.now() + dt.timedelta(hours=3), tick=True):
         engine.deliver_campaign(campaign.pk, fan_out=False)
