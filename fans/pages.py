@@ -571,16 +571,22 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool, failed: bool
     undone = f" What was done stays: to undo it, {undo}." if undo else ""
     # One email an address: another pre-save or a sign-up of that address may still ask for it.
     why = still_emailed(subscription)
+    sent_at = privacy.email_sent_at(subscription)  # sent already: nothing to promise of the future
     if failed:
         withdrawn = "we've withdrawn the permission you gave us, so it can't be tried again"
         said = f"Your pre-save of {release.title} on {label}, which couldn't be done, is cancelled: {withdrawn}"
     else:
         rest = "the rest of it" if undo else "it"
         said = f"Your pre-save of {release.title} on {label} is cancelled: {rest} won't be done"
-        said += (
-            ", and we've deleted the permission you gave us" if why else ", we've deleted the permission you gave us"
-        )
-    email = f". We'll still email you when it's out: {why}." if why else ", and we won't email you about it."
+        and_ = ", and" if why or sent_at else ","
+        said += f"{and_} we've deleted the permission you gave us"
+    if why:
+        email = f". We'll still email you when it's out: {why}."
+    elif sent_at:
+        sent_on = date_format(timezone.localtime(sent_at), "j F Y")
+        email = f". The email you asked for was already sent on {sent_on}: nothing more will come."
+    else:
+        email = ", and we won't email you about it."
     return f"{said}{email}{undone}"
 
 

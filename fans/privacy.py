@@ -376,16 +376,36 @@ def email_to_come(subscription: Subscription) -> bool:
     return release_email.runs_to_come(subscription.campaign)
 
 
-def email_asked_elsewhere(subscription: Subscription) -> list[str]:
-    """What else asks for the campaign's release-day email at an address this pre-save asked it for (one email an
-    address: fans/release_email.py), while that email is still to come (not sent, refused or unsubscribed, and a
-    run may come): the same address's pre-saves of it on another account ("your pre-save on Deezer") and its
-    email sign-up ("your email sign-up"). Cancelling this pre-save doesn't stop that email. Read from the consents'
-    addresses too: once cancelled, the fan's own may be forgotten."""
+def email_asked_at(subscription: Subscription) -> set[str]:
+    """The addresses (lower-cased) this pre-save asked the release-day email for: its consents' with the email box
+    ticked, and the fan's own while one of them did. Read from the consents too: once cancelled, the fan's own may
+    be forgotten."""
     opted_in = subscription.consents.filter(email_opt_in=True)
     addresses = {address.lower() for address in opted_in.values_list("email", flat=True) if address}
     if subscription.fan.email and opted_in.exists():
         addresses.add(subscription.fan.email.lower())
+    return addresses
+
+
+def email_sent_at(subscription: Subscription) -> dt.datetime | None:
+    """When the campaign's release-day email went to an address this pre-save asked it for (`email_asked_at`; one
+    email an address, whichever pre-save or sign-up asked), None while none went: no more will come to it."""
+    addresses = email_asked_at(subscription)
+    if not addresses:
+        return None
+    sent = ReleaseEmail.objects.filter(campaign_id=subscription.campaign_id, sent_at__isnull=False)
+    sent_to = Q()
+    for address in addresses:
+        sent_to |= Q(email__iexact=address)
+    return sent.filter(sent_to).aggregate(at=Min("sent_at"))["at"]
+
+
+def email_asked_elsewhere(subscription: Subscription) -> list[str]:
+    """What else asks for the campaign's release-day email at an address this pre-save asked it for (one email an
+    address: fans/release_email.py), while that email is still to come (not sent, refused or unsubscribed, and a
+    run may come): the same address's pre-saves of it on another account ("your pre-save on Deezer") and its
+    email sign-up ("your email sign-up"). Cancelling this pre-save doesn't stop that email."""
+    addresses = email_asked_at(subscription)
     campaign = subscription.campaign
     if not addresses or not release_email.runs_to_come(campaign):
         return []

@@ -777,3 +777,43 @@ def test_an_email_planned_for_a_cancelled_pre_save_still_goes_when_another_pre_s
 
     assert f"We'll still email you when it's out: your pre-save on {other} asks for it too." in answered
     assert [mail.to for mail in mailoutbox] == [["keen@fan.test"]]
+
+
+@pytest.mark.parametrize("way", ["privacy page", "revoke link"])
+def test_cancelled_after_its_release_day_email_was_sent_the_answer_says_it_was_sent_not_that_we_wont_email(
+    client, sandbox, settings, mailoutbox, way
+):
+    """The fan asked for the release-day email; past the release time their save is tried again (the service
+    answered 5xx) and release day's run has emailed their address. Cancelling then, on the privacy page or by the
+    revoke link, the answer says the email was sent and nothing more will come, not "we won't email you about
+    it"."""
+    settings.DELIVERY_RETRY_BASE_SECONDS = 600  # the next try is for a later run, not this one
+    campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
+    subscription = make_subscription(campaign, sandbox, "alice")
+    Fan.objects.filter(pk=subscription.fan_id).update(email="alice@fan.test")
+    record = ConsentRecord(
+        subscription=subscription, campaign=campaign, service="spotify", service_user_id="alice",
+        email="alice@fan.test", email_opt_in=True, wording_version="v1",
+    )  # fmt: skip
+    revoke_token = record.issue_revoke_token()
+    record.save()
+    sandbox.faults(error_rate=1.0)
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    release_email.send_release_emails(campaign.pk)
+    subscription.refresh_from_db()
+    assert subscription.status == "pending"
+    assert [mail.to for mail in mailoutbox] == [["alice@fan.test"]]
+
+    if way == "privacy page":
+        token = privacy.token_for_fan(subscription.fan)
+        answered = text_of(client.post(reverse("fans:privacy_revoke", args=[token, subscription.pk]), follow=True))
+    else:
+        answered = text_of(client.post(reverse("fans:revoke", args=[revoke_token])))
+
+    assert (
+        "Your pre-save of First Light on Spotify is cancelled: it won't be done, and we've deleted the permission "
+        f"you gave us. The email you asked for was already sent on {today()}: nothing more will come."
+    ) in answered
+    assert "we won't email you" not in answered.lower()
+    release_email.send_release_emails(campaign.pk)
+    assert len(mailoutbox) == 1
