@@ -326,6 +326,9 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         # them, the permission withdrawn in the service doesn't (fans/release_email.py).
         subscription.email_to_come = privacy.email_to_come(subscription)
         subscription.still_emailed = still_emailed(subscription) if subscription.email_to_come else ""
+        # One email an address: "Stop the email" stops it for whatever else asks for it there too.
+        elsewhere = privacy.email_asked_elsewhere(subscription) if subscription.email_to_come else []
+        subscription.stop_email_stops = stop_email_stops(elsewhere)
     consents = list(privacy.consents(subject))
     for consent_record in consents:
         consent_record.words = privacy.consent_words(consent_record)
@@ -590,8 +593,22 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool, failed: bool
     return f"{said}{email}{undone}"
 
 
-def stopped_email_words(subscription: Subscription) -> str:
-    return f"We won't email you about {subscription.campaign.release.title}: you'll get no email when it's out."
+def stop_email_stops(elsewhere: list[str]) -> str:
+    """What the privacy page's "Stop the email" stops when something else asks for the address's one release-day
+    email (`elsewhere`: privacy.email_asked_elsewhere), as "“Stop the email” stops it for " goes on: "this pre-save
+    and your pre-save on Deezer"; "" when nothing else does (it stops only this pre-save's)."""
+    if not elsewhere:
+        return ""
+    stops = ["this pre-save", *elsewhere]
+    return f"{', '.join(stops[:-1])} and {stops[-1]}"
+
+
+def stopped_email_words(subscription: Subscription, elsewhere: list[str]) -> str:
+    """What the privacy page says after "Stop the email": `elsewhere`, what else asked for the address's one email
+    before it stopped (privacy.stop_email), stopped with it."""
+    said = f"We won't email you about {subscription.campaign.release.title}: you'll get no email when it's out."
+    stops = stop_email_stops(elsewhere)
+    return f"{said} That stops it for {stops}: it's one email to your address." if stops else said
 
 
 def privacy_cancel_context(subscription: Subscription, token: str) -> dict:

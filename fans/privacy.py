@@ -423,13 +423,15 @@ def email_asked_elsewhere(subscription: Subscription) -> list[str]:
     return [f"your pre-save on {label}" for label in labels] + (["your email sign-up"] if signed_up else [])
 
 
-def stop_email(subject: Subject, subscription_id: int) -> Subscription:
+def stop_email(subject: Subject, subscription_id: int) -> tuple[Subscription, list[str]]:
     """No release-day email for this pre-save: recorded as the email's own unsubscribe link records it (the
     campaign's email to the address is marked unsubscribed, made for that if not planned yet, and the consents
-    share the address no more). Nothing else of the pre-save changes. Again is harmless."""
+    share the address no more). Nothing else of the pre-save changes. Again is harmless. Returns the pre-save and
+    what else asked for that one email of the address, stopped with it (`email_asked_elsewhere`)."""
     subscription = own_subscription(subject, subscription_id)
     if not email_to_come(subscription):
-        return subscription
+        return subscription, []
+    elsewhere = email_asked_elsewhere(subscription)
     address = subscription.fan.email
     planned = ReleaseEmail.objects.filter(campaign_id=subscription.campaign_id, email__iexact=address).first()
     if planned is None:
@@ -442,7 +444,7 @@ def stop_email(subject: Subject, subscription_id: int) -> Subscription:
             },
         )
     release_email.unsubscribe(planned)
-    return subscription
+    return subscription, elsewhere
 
 
 def erase(subject: Subject) -> dict[str, int]:

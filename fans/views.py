@@ -445,8 +445,8 @@ def privacy_revoke(request: HttpRequest, token: str, subscription_id: int) -> Ht
 @shows_problems
 def privacy_stop_email(request: HttpRequest, token: str, subscription_id: int) -> HttpResponse:
     """The release-day email of one pre-save, stopped; the privacy page says so."""
-    subscription = privacy.stop_email(privacy.subject_from(token), subscription_id)
-    messages.success(request, pages.stopped_email_words(subscription))
+    subscription, elsewhere = privacy.stop_email(privacy.subject_from(token), subscription_id)
+    messages.success(request, pages.stopped_email_words(subscription, elsewhere))
     return redirect("fans:privacy", token)
 
 

@@ -817,3 +817,47 @@ def test_cancelled_after_its_release_day_email_was_sent_the_answer_says_it_was_s
     assert "we won't email you" not in answered.lower()
     release_email.send_release_emails(campaign.pk)
     assert len(mailoutbox) == 1
+
+
+@pytest.mark.parametrize("also", ["deezer", "sign-up", "both"])
+def test_stop_the_email_says_it_stops_the_email_of_the_other_pre_save_or_sign_up_sharing_the_address(
+    client, mailoutbox, also
+):
+    """The fan pre-saved on Spotify with the email box ticked, and the same address asks for the campaign's email
+    another way (their pre-save on Deezer, an email sign-up, or both). One email goes to an address: the privacy
+    page's "Stop the email" stops it for all of them, and its words and its confirmation say so, not "stops only
+    that". Release day's run sends that address nothing."""
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    record = pre_save(campaign, "keen", "keen@fan.test", opt_in=True)
+    elsewhere = []
+    if also in ("deezer", "both"):
+        on_deezer = Fan.objects.create(service="deezer", service_user_id="keen-dz", email="keen@fan.test")
+        make_consent(
+            Subscription.objects.create(fan=on_deezer, campaign=campaign), email="keen@fan.test", email_opt_in=True
+        )
+        elsewhere.append("your pre-save on Deezer")
+    if also in ("sign-up", "both"):
+        sign_up(campaign, "Keen@fan.test")
+        elsewhere.append("your email sign-up")
+    subscription = record.subscription
+    url = privacy_url(subscription.fan)
+    stops = "this pre-save, " + " and ".join(elsewhere) if len(elsewhere) > 1 else f"this pre-save and {elsewhere[0]}"
+    asks = "asks" if len(elsewhere) == 1 else "ask"
+
+    page = text_of(client.get(url))
+    stopped = text_of(
+        client.post(reverse("fans:privacy_stop_email", args=[url.split("/")[2], subscription.pk]), follow=True)
+    )
+
+    assert (
+        f"You asked us to email you when it's out, and {' and '.join(elsewhere)} {asks} for it too: it's one email "
+        f"to your address, so “Stop the email” stops it for {stops}; cancelling this pre-save doesn't stop it."
+    ) in page
+    assert "stops only that" not in page
+    assert (
+        "We won't email you about First Light: you'll get no email when it's out. That stops it for "
+        f"{stops}: it's one email to your address."
+    ) in stopped
+    with time_machine.travel(campaign.release.release_at + dt.timedelta(minutes=1)):
+        release_email.send_release_emails(campaign.pk)
+    assert mailoutbox == []
