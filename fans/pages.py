@@ -490,15 +490,21 @@ def withdrawn_in_service(subscription: Subscription) -> bool:
 
 
 def undo_words(subscription: Subscription, service) -> list[str]:
-    """How the fan undoes in the service what release day did for this pre-save: we can't from here."""
+    """How the fan undoes in the service what release day did for this pre-save: we can't from here. A playlist a
+    try made but didn't fill (`Service.playlist_left`) stays in the fan's account too: "delete the empty
+    playlist …"."""
     campaign, release = subscription.campaign, subscription.campaign.release
-    return _for_actions_done(
+    words = _for_actions_done(
         subscription,
         service,
         save=f"remove {release.title} from your {service.label} library",
         follow=f"unfollow {release.artist.name} on {service.label}",
         playlist=f"delete the playlist “{campaign.playlist_name}” in your {service.label} account",
     )
+    left = service.playlist_left(subscription.done_calls.split())
+    if left:
+        words.append(f"delete the {left} playlist “{campaign.playlist_name}” in your {service.label} account")
+    return words
 
 
 def undo_so_far(subscription: Subscription, service) -> list[str]:

@@ -257,6 +257,12 @@ class Service:
             actions.append("playlist")
         return actions
 
+    def playlist_left(self, done: Sequence[str]) -> str:
+        """How a try left the playlist it made in the fan's account short of the "playlist" action (`done`: the
+        entries of Subscription.done_calls): "empty" when none of the release's tracks went in, "partly filled"
+        when some did; "" when it made none, or filled it (this service makes none)."""
+        return ""
+
     # Authorization (the fan's browser, then our callback)
     def scopes_for(self, campaign: Campaign, *, email_opt_in: bool) -> list[str]:
         """Exactly what `actions(campaign)` needs, and the email when the fan ticked the box."""

@@ -241,6 +241,13 @@ class Spotify(Service):
             name = "playlist" if number == len(chunks) else f"playlist:{number}"
             yield self._post_json(access_token, name, f"/v1/playlists/{playlist_id}/items", {"uris": chunk})
 
+    def playlist_left(self, done: Sequence[str]) -> str:
+        """Made (PLAYLIST_MADE) but not filled ("playlist", the last add): "partly filled" after an add of an album
+        of more than 100 tracks went through ("playlist:1"), "empty" before."""
+        if "playlist" in done or not any(entry.startswith(PLAYLIST_MADE) for entry in done):
+            return ""
+        return "partly filled" if any(entry.startswith("playlist:") for entry in done) else "empty"
+
     def playlist_description(self, campaign: Campaign) -> str:
         release = campaign.release
         return f"{release.title} by {release.artist.name}, added on release day because you pre-saved it."

@@ -22,6 +22,9 @@ from fans import pages, privacy, release_email, retention
 from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
 from releases import retry
 from tests.conftest import make_campaign, make_consent, make_subscription, wait_for
+from tests.delivery.test_playlist import NAME as PLAYLIST_NAME
+from tests.delivery.test_playlist import SCOPES as PLAYLIST_SCOPES
+from tests.delivery.test_playlist import long_player, only_playlist, playlist_campaign
 from tests.fans.test_oauth_callback import presave
 from tests.fans.test_release_email import pre_save, sign_up
 from tests.fans.test_revoke import presaved
@@ -861,3 +864,54 @@ def test_stop_the_email_says_it_stops_the_email_of_the_other_pre_save_or_sign_up
     with time_machine.travel(campaign.release.release_at + dt.timedelta(minutes=1)):
         release_email.send_release_emails(campaign.pk)
     assert mailoutbox == []
+
+
+def test_a_playlist_made_whose_add_didnt_go_through_is_named_as_the_empty_playlist_to_delete(client, sandbox, settings):
+    """Past the release time the save went through and the playlist was made in the fan's account, but the add of
+    the release's tracks didn't (the service answered 503 to it): the empty playlist stays there. The cancel
+    questions, the privacy page's and the revoke link's, and the answer name it among what to undo."""
+    settings.DELIVERY_RETRY_BASE_SECONDS = 600  # the next try is for a later run, not this one
+    campaign = playlist_campaign(release_in=-dt.timedelta(minutes=1))
+    subscription = make_subscription(campaign, sandbox, "alice", scope=PLAYLIST_SCOPES)
+    record = ConsentRecord(
+        subscription=subscription, campaign=campaign, service="spotify", service_user_id="alice",
+        scopes=PLAYLIST_SCOPES.split(), wording_version="v1",
+    )  # fmt: skip
+    revoke_token = record.issue_revoke_token()
+    record.save()
+    sandbox.faults(errors_matching="/items")  # the add is down: 503, the create and the save are up
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    subscription.refresh_from_db()
+    playlist = only_playlist(sandbox, "alice")
+    assert (subscription.status, playlist["items"]) == ("pending", [])
+    assert subscription.done_calls == f"save playlist-made:{playlist['id']}"
+
+    asked = cancel_question(client, subscription)
+    by_link = text_of(client.get(reverse("fans:revoke", args=[revoke_token])))
+    answered = text_of(client.post(reverse("fans:revoke", args=[revoke_token])))
+
+    undo = (
+        "What was done stays: to undo it, remove First Light from your Spotify library and delete the empty "
+        f"playlist “{PLAYLIST_NAME}” in your Spotify account."
+    )
+    assert undo in asked and undo in by_link and undo in answered
+
+
+def test_a_playlist_partly_filled_when_its_adds_stopped_is_named_as_the_playlist_to_delete(client, sandbox, settings):
+    """An album of more than a hundred tracks: the first add went through, the next didn't, and the engine gave up.
+    The playlist stays with part of the release in it: the cancel question names it among what to undo."""
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    campaign = playlist_campaign(release_in=-dt.timedelta(minutes=1))
+    tracks = long_player(sandbox, campaign, 150)
+    subscription = make_subscription(campaign, sandbox, "alice", scope=PLAYLIST_SCOPES)
+    sandbox.faults(errors_matching="/items", errors_matching_after=1)  # one add goes through, the next fails
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    subscription.refresh_from_db()
+    assert subscription.status == "failed" and only_playlist(sandbox, "alice")["items"] == tracks[:100]
+
+    asked = cancel_question(client, subscription)
+
+    assert (
+        "What was done stays: to undo it, remove First Light from your Spotify library and delete the partly filled "
+        f"playlist “{PLAYLIST_NAME}” in your Spotify account."
+    ) in asked
