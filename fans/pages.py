@@ -245,10 +245,8 @@ def _presaved(presaved: dict) -> dict | None:
 def email_sent(consent_record: ConsentRecord) -> bool:
     """Whether the release-day email went to the address this consent shared (one email an address, whichever
     pre-save or sign-up asked for it)."""
-    if not consent_record.email:
-        return False
-    sent = ReleaseEmail.objects.filter(campaign_id=consent_record.campaign_id, sent_at__isnull=False)
-    return sent.filter(email__iexact=consent_record.email).exists()
+    addresses = {consent_record.email} if consent_record.email else set()
+    return privacy.sent_at(consent_record.campaign_id, addresses) is not None
 
 
 def privacy_link_form_url() -> str:
@@ -320,14 +318,14 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         status = Subscription.Status(subscription.status)
         subscription.undo = undo_words(subscription, service) if status == status.DELIVERED else []
         subscription.done_when = done_when(subscription) if status == status.DELIVERED else ""
-        subscription.withdrawn = withdrawn_in_service(subscription)
+        subscription.withdrawn = revocation.subscription_withdrawn_in_service(subscription)
         subscription.pending = pending_words(subscription, service.label) if status == status.PENDING else ""
         # The release-day email goes to every consent still sharing the fan's address: a fan's cancel withdraws
         # them, the permission withdrawn in the service doesn't (fans/release_email.py).
         subscription.email_to_come = privacy.email_to_come(subscription)
-        subscription.still_emailed = still_emailed(subscription) if subscription.email_to_come else ""
         # One email an address: "Stop the email" stops it for whatever else asks for it there too.
         elsewhere = privacy.email_asked_elsewhere(subscription) if subscription.email_to_come else []
+        subscription.still_emailed = still_emailed(elsewhere)
         subscription.stop_email_stops = stop_email_stops(elsewhere)
     consents = list(privacy.consents(subject))
     for consent_record in consents:
@@ -363,14 +361,14 @@ def cancel_effects(subscription: Subscription, service) -> dict:
         "under_way": under_way(subscription, service.label) if status == Subscription.Status.PENDING else "",
         "failed": failed,
         "holds_permission": failed and revocation.holds_permission(subscription),
-        "still_emailed": still_emailed(subscription),
+        "still_emailed": still_emailed(privacy.email_asked_elsewhere(subscription)),
     }
 
 
-def still_emailed(subscription: Subscription) -> str:
-    """Why cancelling this pre-save doesn't stop its release-day email, as "You'll still get the email …: " goes on:
-    "your pre-save on Deezer asks for it too" (`privacy.email_asked_elsewhere`); "" when it does."""
-    elsewhere = privacy.email_asked_elsewhere(subscription)
+def still_emailed(elsewhere: list[str]) -> str:
+    """Why cancelling a pre-save doesn't stop its release-day email, as "You'll still get the email …: " goes on:
+    "your pre-save on Deezer asks for it too", from what else asks for it (`privacy.email_asked_elsewhere`); ""
+    when nothing does, and cancelling stops it."""
     if not elsewhere:
         return ""
     return f"{' and '.join(elsewhere)} {'asks' if len(elsewhere) == 1 else 'ask'} for it too"
@@ -480,15 +478,6 @@ def market_words(subscription: Subscription) -> str:
     return "your market" if market == subscription.market else market
 
 
-def withdrawn_in_service(subscription: Subscription) -> bool:
-    """Whether a revoked pre-save was ended in the service, not cancelled by the fan: release day (or Deliver now)
-    found the permission withdrawn in the fan's account, and revoked the pre-save leaving its consents as they
-    were, where the fan's cancel (the revoke link, the privacy page) stamps `revoked_at` on every one of them."""
-    if subscription.status != Subscription.Status.REVOKED:
-        return False
-    return subscription.consents.filter(revoked_at__isnull=True).exists()
-
-
 def undo_words(subscription: Subscription, service) -> list[str]:
     """How the fan undoes in the service what release day did for this pre-save: we can't from here. A playlist a
     try made but didn't fill (`Service.playlist_left`) stays in the fan's account too: "delete the empty
@@ -568,7 +557,7 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool, failed: bool
         undo = " and ".join(undo_words(subscription, SERVICES[subscription.fan.service]()))
         how = f": to undo it, {undo}." if undo else "."
         return f"{release.title} was already done{done_when(subscription)}, so there was nothing to cancel{how}"
-    if withdrawn_in_service(subscription):
+    if revocation.subscription_withdrawn_in_service(subscription):
         return (
             f"Your pre-save of {release.title} on {label} couldn't be done: the permission you gave us was withdrawn "
             f"in your {label} account, so there was nothing to cancel."
@@ -579,7 +568,7 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool, failed: bool
     undo = " and ".join(undo_so_far(subscription, SERVICES[subscription.fan.service]()))
     undone = f" What was done stays: to undo it, {undo}." if undo else ""
     # One email an address: another pre-save or a sign-up of that address may still ask for it.
-    why = still_emailed(subscription)
+    why = still_emailed(privacy.email_asked_elsewhere(subscription))
     sent_at = privacy.email_sent_at(subscription)  # sent already: nothing to promise of the future
     if failed:
         withdrawn = "we've withdrawn the permission you gave us, so it can't be tried again"
@@ -630,7 +619,7 @@ def privacy_cancel_context(subscription: Subscription, token: str) -> dict:
         **cancel_effects(subscription, service),
         "undo": undo_words(subscription, service),
         "done_when": done_when(subscription),
-        "withdrawn": withdrawn_in_service(subscription),
+        "withdrawn": revocation.subscription_withdrawn_in_service(subscription),
         "cancelled_at": subscription.consents.aggregate(at=Max("revoked_at"))["at"],
         "email_to_come": privacy.email_to_come(subscription),
         "token": token,

@@ -370,10 +370,16 @@ def email_to_come(subscription: Subscription) -> bool:
     address = subscription.fan.email
     if not address or not subscription.consents.sharing_email().exists():
         return False
-    planned = ReleaseEmail.objects.filter(campaign_id=subscription.campaign_id, email__iexact=address)
-    if planned.exists() and not planned.unsent().exists():
+    if email_settled(subscription.campaign_id, address):
         return False
     return release_email.runs_to_come(subscription.campaign)
+
+
+def email_settled(campaign_id: int, address: str) -> bool:
+    """Whether the campaign's one release-day email to `address` is settled: planned, and sent, refused or
+    unsubscribed (nothing more will go to it)."""
+    planned = ReleaseEmail.objects.filter(campaign_id=campaign_id, email__iexact=address)
+    return planned.exists() and not planned.unsent().exists()
 
 
 def email_asked_at(subscription: Subscription) -> set[str]:
@@ -390,10 +396,14 @@ def email_asked_at(subscription: Subscription) -> set[str]:
 def email_sent_at(subscription: Subscription) -> dt.datetime | None:
     """When the campaign's release-day email went to an address this pre-save asked it for (`email_asked_at`; one
     email an address, whichever pre-save or sign-up asked), None while none went: no more will come to it."""
-    addresses = email_asked_at(subscription)
+    return sent_at(subscription.campaign_id, email_asked_at(subscription))
+
+
+def sent_at(campaign_id: int, addresses: set[str]) -> dt.datetime | None:
+    """When the campaign's release-day email went to one of `addresses` (case aside), None while none went."""
     if not addresses:
         return None
-    sent = ReleaseEmail.objects.filter(campaign_id=subscription.campaign_id, sent_at__isnull=False)
+    sent = ReleaseEmail.objects.filter(campaign_id=campaign_id, sent_at__isnull=False)
     sent_to = Q()
     for address in addresses:
         sent_to |= Q(email__iexact=address)
@@ -411,8 +421,7 @@ def email_asked_elsewhere(subscription: Subscription) -> list[str]:
         return []
     services, signed_up = set(), False
     for address in addresses:
-        planned = ReleaseEmail.objects.filter(campaign=campaign, email__iexact=address)
-        if planned.exists() and not planned.unsent().exists():
+        if email_settled(campaign.pk, address):
             continue
         others = ConsentRecord.objects.sharing_email().filter(
             campaign=campaign, subscription__fan__email__iexact=address

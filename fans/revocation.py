@@ -68,6 +68,15 @@ def withdrawn_in_service(consent: ConsentRecord) -> bool:
     )
 
 
+def subscription_withdrawn_in_service(subscription: Subscription) -> bool:
+    """`withdrawn_in_service` for a whole pre-save (the privacy page's): revoked by release day (or Deliver now),
+    which found the permission withdrawn in the fan's account and left its consents as they were, where the fan's
+    cancel (the revoke link, the privacy page) stamps `revoked_at` on every one of them."""
+    if subscription.status != Subscription.Status.REVOKED:
+        return False
+    return subscription.consents.filter(revoked_at__isnull=True).exists()
+
+
 def holds_permission(subscription: Subscription) -> bool:
     """Whether we still keep the token the fan's permission gave us. A pre-save that couldn't be done keeps it only
     while Retry failed may take it back (the engine drops it when it fails for good), and fans.retention drops it
