@@ -302,7 +302,7 @@ class DeezerService:
             "record_type": album.album_type,
             "available": bool(album.available_markets),
             "artist": self._artist(album.artist_id),
-            "tracks": {"data": [self._album_track(album, track) for track in self._tracks_of(album)]},
+            "tracks": {"data": [self._album_track(track) for track in self._tracks_of(album)]},
             "type": "album",
         }
 
@@ -310,23 +310,17 @@ class DeezerService:
         tracks = [self.state.tracks[track_id] for track_id in self.state.album_tracks.get(album.id, [])]
         return sorted(tracks, key=lambda track: (track.disc_number, track.track_number))
 
-    def _album_track(self, album: Album, track: Track) -> dict:
+    def _album_track(self, track: Track) -> dict:
         """A track as the album lists it."""
-        return _track_fields(track, _countries(track, album))
+        return _track_fields(track, self.state.track_markets(track))
 
     def _track(self, track: Track) -> dict:
         """A track on its own (/track/<id>): out in the same markets as in its album's list."""
         return {
-            **_track_fields(track, _countries(track, self.state.albums[track.album_id])),
+            **_track_fields(track, self.state.track_markets(track)),
             "artist": self._artist(track.artist_id),
             "album": {"id": numeric_id("album", track.album_id), "type": "album"},
         }
-
-
-def _countries(track: Track, album: Album) -> list[str]:
-    """Where a track is out: where it and its album both are (the sandbox's per-market switch is the album's,
-    /_sandbox/catalog/albums/<id>/markets), however the track is asked for."""
-    return [market for market in track.available_markets if market in album.available_markets]
 
 
 def _track_fields(track: Track, available_countries: list[str]) -> dict:

@@ -388,6 +388,14 @@ class SandboxState:
         self.albums_by_upc.setdefault(album.upc, []).append(album.id)
         self._index_service_ids("album", album.id)
 
+    def track_markets(self, track: Track) -> list[str]:
+        """Where a track is out: where it and its album both are (the per-market switch is the album's,
+        /_sandbox/catalog/albums/<id>/markets), however a service asks for it: by id, by ISRC, in its album's list."""
+        album = self.albums.get(track.album_id)
+        if album is None:
+            return list(track.available_markets)
+        return [market for market in track.available_markets if market in album.available_markets]
+
     def add_track(self, track: Track) -> None:
         old = self.tracks.get(track.id)
         if old is not None:

@@ -65,7 +65,7 @@ class Catalog:
         token = access(self.state, request, user=False)
         track = _catalog_item(request, self.state.tracks)
         market = self._market(request, token)
-        _check_market(self._track_markets(track), market)
+        _check_market(self.state.track_markets(track), market)
         return web.json_response(self._track(track, api_base(request), market))
 
     async def get_artist(self, request: web.Request) -> web.Response:
@@ -178,22 +178,14 @@ class Catalog:
         return {
             "album": self._album(album, api, market, full=False) if album else None,
             **self._simple_track(track, api),
-            **self._markets(self._track_markets(track), market),
+            **self._markets(self.state.track_markets(track), market),
             "external_ids": {"isrc": track.isrc},
         }
-
-    def _track_markets(self, track: Track) -> list[str]:
-        """Where a track is out: where it and its album both are (the sandbox's per-market switch is the album's,
-        /_sandbox/catalog/albums/<id>/markets), however the track is asked for: by id, or found by search."""
-        album = self.state.albums.get(track.album_id)
-        if album is None:
-            return list(track.available_markets)
-        return [market for market in track.available_markets if market in album.available_markets]
 
     def _available(self, item: Album | Track | Artist, market: str | None) -> bool:
         if market is None or isinstance(item, Artist):
             return True
-        return market in (self._track_markets(item) if isinstance(item, Track) else item.available_markets)
+        return market in (self.state.track_markets(item) if isinstance(item, Track) else item.available_markets)
 
     def _simple_track(self, track: Track, api: str) -> dict[str, object]:
         return {
