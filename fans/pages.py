@@ -377,21 +377,33 @@ def still_emailed(elsewhere: list[str]) -> str:
 def cancel_words(subscription: Subscription, service) -> SafeString:
     """What cancelling still stops, as "We won't …" goes on: the actions the pre-save would take that the engine
     has not done yet (an earlier try may have done some: `done_calls`), "save X by Y to your Spotify library,
-    follow Y on Spotify or add X to …". Empty when there is none. What was done stays: `undo_so_far`."""
+    follow Y on Spotify or add X to …". Empty when there is none. What was done stays: `undo_so_far`. A playlist
+    a try made but didn't fill (`Service.playlist_left`) is in the fan's account already: cancelling stops adding
+    to it, "add X to the empty playlist …" (the rest of X, to one partly filled), as `undo_words` names it."""
     campaign, release = subscription.campaign, subscription.campaign.release
+    done = subscription.done_calls.split()
+    left = service.playlist_left(done)
     words = {
         "save": format_html(
             "save <strong>{}</strong> by {} to your {} library", release.title, release.artist.name, service.label
         ),
         "follow": format_html("follow {} on {}", release.artist.name, service.label),
         "playlist": format_html(
+            "add {}<strong>{}</strong> to the {} playlist “{}” in your {} account",
+            "" if left == "empty" else "the rest of ",
+            release.title,
+            left,
+            campaign.playlist_name,
+            service.label,
+        )
+        if left
+        else format_html(
             "add <strong>{}</strong> to a new private playlist “{}” in your {} account",
             release.title,
             campaign.playlist_name,
             service.label,
         ),
     }
-    done = subscription.done_calls.split()
     phrases = [(words[action],) for action in service.actions(campaign) if action not in done]
     if len(phrases) < 2:
         return format_html_join("", "{}", phrases)

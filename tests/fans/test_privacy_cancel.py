@@ -915,3 +915,39 @@ def test_a_playlist_partly_filled_when_its_adds_stopped_is_named_as_the_playlist
         "What was done stays: to undo it, remove First Light from your Spotify library and delete the partly filled "
         f"playlist “{PLAYLIST_NAME}” in your Spotify account."
     ) in asked
+
+
+def test_a_playlist_made_but_not_filled_is_the_playlist_cancelling_stops_adding_to(client, sandbox, settings):
+    """The engine made the playlist but its add didn't go through, and it will try again: the playlist is in the
+    fan's account already. The cancel question says cancelling stops adding the release to that playlist, the
+    empty one (or the rest of it to the partly filled one), not to "a new private playlist"."""
+    settings.DELIVERY_RETRY_BASE_SECONDS = 600  # the next try is for a later run, not this one
+    campaign = playlist_campaign(release_in=-dt.timedelta(minutes=1))
+    tracks = long_player(sandbox, campaign, 150)
+    subscription = make_subscription(campaign, sandbox, "alice", scope=PLAYLIST_SCOPES)
+    sandbox.faults(errors_matching="/items")  # every add is down: the playlist stays empty
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    subscription.refresh_from_db()
+    assert (subscription.status, only_playlist(sandbox, "alice")["items"]) == ("pending", [])
+
+    empty = cancel_question(client, subscription)
+
+    assert (
+        "If you cancel before it's done, we won't add First Light to the empty playlist "
+        f"“{PLAYLIST_NAME}” in your Spotify account, and we'll delete the permission you gave us."
+    ) in empty
+    assert "new private playlist" not in empty
+
+    sandbox.faults(errors_matching="")
+    sandbox.faults(errors_matching="/items", errors_matching_after=1)  # one add goes through, the next fails
+    Subscription.objects.filter(pk=subscription.pk).update(next_attempt_at=timezone.now())
+    engine.deliver_campaign(campaign.pk, fan_out=False)
+    subscription.refresh_from_db()
+    assert (subscription.status, only_playlist(sandbox, "alice")["items"]) == ("pending", tracks[:100])
+
+    partly = cancel_question(client, subscription)
+
+    assert (
+        "If you cancel before it's done, we won't add the rest of First Light to the partly filled playlist "
+        f"“{PLAYLIST_NAME}” in your Spotify account, and we'll delete the permission you gave us."
+    ) in partly
