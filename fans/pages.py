@@ -563,7 +563,9 @@ def held_email(subject: privacy.Subject, consents: list[ConsentRecord]) -> HeldE
 
 def cancelled_words(subscription: Subscription, *, cancelled: bool, failed: bool = False) -> str:
     """What the privacy page says after its "Cancel" button (and the revoke link's): `failed`, the pre-save this
-    cancelled couldn't be done, and cancelling withdrew only its permission and consents."""
+    cancelled couldn't be done, and cancelling withdrew only its permission and consents. The release-day email is
+    spoken of only to a fan who asked for it: still to come for another pre-save or sign-up, sent already, or
+    not coming now."""
     release, label = subscription.campaign.release, SERVICES[subscription.fan.service].label
     if subscription.status == Subscription.Status.DELIVERED:
         undo = " and ".join(undo_words(subscription, SERVICES[subscription.fan.service]()))
@@ -582,21 +584,25 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool, failed: bool
     # One email an address: another pre-save or a sign-up of that address may still ask for it.
     why = still_emailed(privacy.email_asked_elsewhere(subscription))
     sent_at = privacy.email_sent_at(subscription)  # sent already: nothing to promise of the future
+    # Only a fan who asked for the email is told it won't come (cancelling keeps what the consents said).
+    stops_email = not why and not sent_at and bool(privacy.email_asked_at(subscription))
     if failed:
         withdrawn = "we've withdrawn the permission you gave us, so it can't be tried again"
         said = f"Your pre-save of {release.title} on {label}, which couldn't be done, is cancelled: {withdrawn}"
     else:
         rest = "the rest of it" if undo else "it"
         said = f"Your pre-save of {release.title} on {label} is cancelled: {rest} won't be done"
-        and_ = ", and" if why or sent_at else ","
+        and_ = "," if stops_email else ", and"
         said += f"{and_} we've deleted the permission you gave us"
     if why:
         email = f". We'll still email you when it's out: {why}."
     elif sent_at:
         sent_on = date_format(timezone.localtime(sent_at), "j F Y")
         email = f". The email you asked for was already sent on {sent_on}: nothing more will come."
-    else:
+    elif stops_email:
         email = ", and we won't email you about it."
+    else:
+        email = "."
     return f"{said}{email}{undone}"
 
 

@@ -583,8 +583,8 @@ def test_cancelled_past_its_release_time_the_answer_says_it_wont_be_done_not_rel
     by_link = text_of(client.post(reverse("fans:revoke", args=[revoke_token])))
 
     said = (
-        "Your pre-save of First Light on Spotify is cancelled: it won't be done, we've deleted the permission you "
-        "gave us, and we won't email you about it."
+        "Your pre-save of First Light on Spotify is cancelled: it won't be done, and we've deleted the permission "
+        "you gave us."
     )
     assert said in text_of(answered) and said in by_link
     assert "release day" not in text_of(answered).partition("What you agreed to")[0] + by_link
@@ -616,9 +616,8 @@ def test_a_pre_save_whose_save_went_through_while_its_follow_is_retried_is_told_
     assert question in asked and question in by_link
     assert "we won't save" not in asked + by_link
     assert (
-        "Your pre-save of First Light on Spotify is cancelled: the rest of it won't be done, we've deleted the "
-        "permission you gave us, and we won't email you about it. What was done stays: to undo it, remove First "
-        "Light from your Spotify library."
+        "Your pre-save of First Light on Spotify is cancelled: the rest of it won't be done, and we've deleted the "
+        "permission you gave us. What was done stays: to undo it, remove First Light from your Spotify library."
     ) in answered
     assert [w["uri"] for w in sandbox.writes("alice")] == [f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"]
 
@@ -657,7 +656,7 @@ def test_cancelling_a_pre_save_that_couldnt_be_done_says_it_only_withdraws_the_p
     )
     said = (
         "Your pre-save of First Light on Spotify, which couldn't be done, is cancelled: we've withdrawn the "
-        "permission you gave us, so it can't be tried again, and we won't email you about it."
+        "permission you gave us, so it can't be tried again."
     )
     assert said in answered and said in by_link_answered
     for page in (asked, by_link, dropped, answered.partition("What you agreed to")[0], by_link_answered):
@@ -951,3 +950,32 @@ def test_a_playlist_made_but_not_filled_is_the_playlist_cancelling_stops_adding_
         "If you cancel before it's done, we won't add the rest of First Light to the partly filled playlist "
         f"“{PLAYLIST_NAME}” in your Spotify account, and we'll delete the permission you gave us."
     ) in partly
+
+
+def test_cancelling_a_pre_save_that_never_asked_for_the_email_says_nothing_of_an_email(client, sandbox):
+    """Neither fan ticked the email box: the answer, on the privacy page and on the revoke link's, says what
+    cancelling did, not "we won't email you about it", which only a fan who asked for the email is told."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    on_privacy_page = make_subscription(campaign, sandbox, "alice")
+    _, revoke_token = presaved(campaign, sandbox, "bob")
+    asked, _ = presaved(campaign, sandbox, "chloe")
+    ConsentRecord.objects.filter(subscription=asked).update(email="chloe@fan.test", email_opt_in=True)
+    Fan.objects.filter(pk=asked.fan_id).update(email="chloe@fan.test")
+    token = privacy.token_for_fan(on_privacy_page.fan)
+
+    answered = text_of(client.post(reverse("fans:privacy_revoke", args=[token, on_privacy_page.pk]), follow=True))
+    by_link = text_of(client.post(reverse("fans:revoke", args=[revoke_token])))
+    chloe = text_of(
+        client.post(reverse("fans:privacy_revoke", args=[privacy.token_for_fan(asked.fan), asked.pk]), follow=True)
+    )
+
+    said = (
+        "Your pre-save of First Light on Spotify is cancelled: it won't be done, and we've deleted the permission "
+        "you gave us."
+    )
+    assert said in answered and said in by_link
+    assert "we won't email you" not in answered + by_link
+    assert (
+        "Your pre-save of First Light on Spotify is cancelled: it won't be done, we've deleted the permission you "
+        "gave us, and we won't email you about it."
+    ) in chloe
