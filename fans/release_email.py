@@ -437,7 +437,7 @@ def unsubscribe(email: ReleaseEmail) -> None:
     with transaction.atomic():
         ReleaseEmail.objects.filter(pk=email.pk, unsubscribed_at__isnull=True).update(unsubscribed_at=now)
         # The address's sign-up ends too when the email went out for the fan's pre-save (one email per address).
-        address_signup = Q(campaign_id=email.campaign_id, email=email.email.lower())
+        address_signup = Q(campaign_id=email.campaign_id, email__iexact=email.email)  # whatever the case of either
         EmailSignup.objects.filter(Q(pk=email.signup_id) | address_signup, unsubscribed_at__isnull=True).update(
             unsubscribed_at=now
         )

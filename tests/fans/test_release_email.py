@@ -438,6 +438,22 @@ def test_unsubscribing_ends_the_sign_up_of_a_fan_who_also_pre_saved(out_campaign
 
 
 @pytest.mark.django_db
+def test_unsubscribing_ends_a_sign_up_stored_in_mixed_case(out_campaign, client, mailoutbox):
+    """The sign-up's address was stored as typed, in mixed case (sign_up lower-cases it now, not every row ever
+    written did), and the email went out for the fan's pre-save of the same address: its unsubscribe ends the
+    sign-up too, whatever the case of either."""
+    pre_save(out_campaign, "both", "Both@Fan.test", opt_in=True)
+    sign_up(out_campaign, "Both@Fan.test")
+    release_email.send_release_emails(out_campaign.pk)
+    message = next(m for m in mailoutbox if m.to == ["Both@Fan.test"])
+    assert ReleaseEmail.objects.get(email="Both@Fan.test").consent_id is not None, "planned for the pre-save"
+
+    client.post(path_of(next(url for url in links_in(message) if "/e/u/" in url)))
+
+    assert EmailSignup.objects.get(email="Both@Fan.test").unsubscribed_at is not None
+
+
+@pytest.mark.django_db
 def test_a_run_left_from_before_the_release_was_moved_later_sends_nothing(out_campaign, mailoutbox):
     release = out_campaign.release
     release.release_date += dt.timedelta(days=7)  # postponed after the scheduler had queued the task
