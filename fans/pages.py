@@ -220,7 +220,10 @@ def _presaved(presaved: dict) -> dict | None:
         "withdrawn": status == Subscription.Status.REVOKED,
         # Couldn't be done, its permission kept for Retry failed: the revoke link withdraws it (`cancel_effects`).
         "holds_permission": status == Subscription.Status.FAILED and revocation.holds_permission(subscription),
-        # Past the release time, what is being done: the privacy page's words (`pending_words`).
+        # Past the release time, what is being done: the privacy page's words (`pending_words`). A pending pre-save
+        # the page tells "is out" always has them: `is_out` and `under_way` read the same firing time, the clock
+        # only going forward between them. (Every consent a thank-you entry can open has its pre-save: erasure,
+        # the only way one loses it, makes its revoke token unusable.)
         "under_way": under_way(subscription, service.label)
         if subscription and status == Subscription.Status.PENDING
         else "",
