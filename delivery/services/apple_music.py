@@ -42,6 +42,7 @@ from delivery.services.base import (
     catalog_lookup,
     parse_retry_after,
 )
+from releases import markets
 
 if TYPE_CHECKING:
     from releases.models import Campaign, Release
@@ -200,7 +201,7 @@ class AppleMusic(Service):
         data = self.json_object(self.run(call)).get("data") or []
         if not data or not isinstance(data[0], dict) or not data[0].get("id"):
             return None
-        if _is_pre_order(data[0]):  # listed, but not out yet: it waits like a release not in the storefront
+        if _is_pre_order(data[0], storefront):  # listed, but not out there yet: it waits like one not listed
             return None
         self.found[key] = str(data[0]["id"])
         return self.found[key]
@@ -339,10 +340,12 @@ def _storefront(market: str) -> str:
     return (market or settings.APPLE_MUSIC_STOREFRONT).lower()
 
 
-def _is_pre_order(resource: dict) -> bool:
-    """Whether a catalog album or song's `attributes.releaseDate` (YYYY-MM-DD, or only a year) is after today
-    (UTC): a pre-order, not yet out.
+def _is_pre_order(resource: dict, storefront: str) -> bool:
+    """Whether a catalog album or song's `attributes.releaseDate` (YYYY-MM-DD, or only a year) is after today in
+    `storefront`'s market: a pre-order, not yet out there. The date is a calendar date, live from local midnight
+    in each storefront (releases.markets' clock for the market), not from midnight UTC.
     developer.apple.com/documentation/applemusicapi/albums/attributes-data.dictionary"""
     attributes = resource.get("attributes")
     release_date = str(attributes.get("releaseDate") or "") if isinstance(attributes, dict) else ""
-    return release_date[:10] > timezone.now().date().isoformat()
+    today = timezone.now().astimezone(markets.zone_for(storefront.upper())).date()
+    return release_date[:10] > today.isoformat()

@@ -2,6 +2,7 @@
 our MusicKit page, release-day adds verified in the library, a revoked Music-User-Token, a real worker."""
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 
@@ -16,7 +17,7 @@ from delivery.models import DeliveryAttempt, RateLimitPause
 from delivery.ratelimit import limiter_for
 from delivery.sandbox import demo_catalog
 from delivery.services import ServiceError, TokenRevoked, get_service
-from delivery.services.apple_music import developer_token
+from delivery.services.apple_music import developer_token, forget_developer_token
 from delivery.services.base import Call, Reply
 from delivery.transport import AsyncTransport
 from fans.models import ConsentRecord, Credential, Fan, FunnelEvent, Subscription
@@ -394,15 +395,82 @@ def test_release_not_out_in_the_fans_storefront_waits(sandbox):
 def test_a_pre_order_whose_release_date_is_ahead_waits(sandbox):
     campaign = make_campaign()
     subscription = apple_subscription(campaign, sandbox, "alice")
-    tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+    # Two days ahead in UTC: a day ahead in the fan's GB storefront too, whatever the hour (British Summer Time's
+    # 23:00 UTC is already tomorrow there).
+    ahead = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2)).isoformat()
     album = {"id": demo_catalog.NOVA_LARK_ALBUM_ID, "name": "Glass Harbour", "upc": demo_catalog.NOVA_LARK_ALBUM_UPC}
     sandbox.control(
-        "POST", "catalog/albums", {**album, "artist_id": demo_catalog.NOVA_LARK_ARTIST_ID, "release_date": tomorrow}
+        "POST", "catalog/albums", {**album, "artist_id": demo_catalog.NOVA_LARK_ARTIST_ID, "release_date": ahead}
     )
     engine.deliver_campaign(campaign.pk)
     subscription.refresh_from_db()
     assert subscription.status == "pending" and "not available on Apple Music" in subscription.last_error
     assert not sandbox.library("alice").get("albums")
+
+
+@contextlib.contextmanager
+def on_the_clock_of(moment: dt.datetime):
+    """time_machine's travel to `moment` (the sandbox's clock travels with ours), then the developer token made on
+    that clock forgotten: back on real time, the sandbox would find its `iat` in the future."""
+    try:
+        with time_machine.travel(moment, tick=True):
+            yield
+    finally:
+        forget_developer_token()
+
+
+def release_dated(sandbox, day: str) -> None:
+    """The sandbox's Glass Harbour, out in NZ, US and GB, with Apple's `releaseDate` `day` (a calendar date)."""
+    album = {"id": demo_catalog.NOVA_LARK_ALBUM_ID, "name": "Glass Harbour", "upc": demo_catalog.NOVA_LARK_ALBUM_UPC}
+    sandbox.control(
+        "POST",
+        "catalog/albums",
+        {
+            **album,
+            "artist_id": demo_catalog.NOVA_LARK_ARTIST_ID,
+            "release_date": day,
+            "available_markets": ["NZ", "US", "GB"],
+        },
+    )
+
+
+@pytest.mark.django_db
+def test_a_release_date_begun_in_the_fans_storefront_is_out_there_before_it_is_that_date_in_utc(sandbox):
+    """Apple's releaseDate is a calendar date, live from local midnight in each storefront: at 12:00 UTC on 3
+    December it is already 4 December (01:00) in Auckland, and a release dated 4 December is out for a fan in
+    NZ, not a pre-order to wait 11 hours for; a fan in the US (07:00 on 3 December) still waits."""
+    with on_the_clock_of(dt.datetime(2026, 12, 3, 12, tzinfo=dt.UTC)):
+        campaign = make_campaign()
+        in_nz = apple_subscription(campaign, sandbox, "alice")
+        in_us = apple_subscription(campaign, sandbox, "bob")
+        Subscription.objects.filter(pk=in_nz.pk).update(market="NZ")
+        Subscription.objects.filter(pk=in_us.pk).update(market="US")
+        release_dated(sandbox, "2026-12-04")
+
+        engine.deliver_campaign(campaign.pk)
+
+    in_nz.refresh_from_db(), in_us.refresh_from_db()
+    assert in_nz.status == "delivered" and sandbox.library("alice")["saved"] == [ALBUM]
+    assert in_us.status == "pending" and "not available on Apple Music in US" in in_us.last_error
+
+
+@pytest.mark.django_db
+def test_a_release_date_not_begun_in_the_fans_storefront_waits_though_it_is_that_date_in_utc(sandbox):
+    """At 02:00 UTC on 4 December it is still 21:00 on 3 December in New York: a release dated 4 December is a
+    pre-order in the US storefront until local midnight there, and its fan waits; a fan in GB has it."""
+    with on_the_clock_of(dt.datetime(2026, 12, 4, 2, tzinfo=dt.UTC)):
+        campaign = make_campaign()
+        in_us = apple_subscription(campaign, sandbox, "alice")
+        in_gb = apple_subscription(campaign, sandbox, "bob")
+        Subscription.objects.filter(pk=in_us.pk).update(market="US")
+        release_dated(sandbox, "2026-12-04")
+
+        engine.deliver_campaign(campaign.pk)
+
+    in_us.refresh_from_db(), in_gb.refresh_from_db()
+    assert in_us.status == "pending" and "not available on Apple Music in US" in in_us.last_error
+    assert not sandbox.library("alice").get("saved")
+    assert in_gb.status == "delivered" and sandbox.library("bob")["saved"] == [ALBUM]
 
 
 @pytest.mark.django_db(transaction=True)
