@@ -1,4 +1,6 @@
-"""Public pages for fans. Campaign slugs are top-level paths, so fixed paths come first.
+"""Public pages for fans. Campaign slugs are top-level paths, so fixed one-segment paths come first; then the
+campaign page, the hot path, early (resolving tries the patterns in order); then the longer paths, which its
+one-segment pattern can't match.
 
 Every fixed first segment here must be in fans.reserved.RESERVED_SLUGS (a test checks it).
 """
@@ -10,15 +12,18 @@ from fans import email_views, musickit, views
 app_name = "fans"
 
 urlpatterns = [
-    # Fixed paths. The callback's absolute URL is the redirect URI registered with each service.
+    # Fixed one-segment paths, before the campaign page's pattern would take them for slugs.
+    path("health/", views.health, name="health"),
+    path("privacy/", views.privacy_notice, name="privacy_notice"),
+    path("favicon.ico", views.favicon, name="favicon"),
+    # The campaign page.
+    path("<slug:slug>/", views.campaign, name="campaign"),
+    # Longer fixed paths. The callback's absolute URL is the redirect URI registered with each service.
     path("oauth/<str:service>/callback/", views.oauth_callback, name="oauth_callback"),
     path("oauth/apple_music/musickit/", musickit.authorize_page, name="musickit"),
     path("oauth/apple_music/token/", musickit.receive_token, name="musickit_token"),
     path("revoke/<str:token>/", views.revoke, name="revoke"),
-    path("health/", views.health, name="health"),
     path("forms/token/", views.form_token, name="form_token"),
-    path("favicon.ico", views.favicon, name="favicon"),
-    path("privacy/", views.privacy_notice, name="privacy_notice"),
     path("privacy/link/", views.privacy_link, name="privacy_link"),  # before the token pattern: "link" is none
     path("privacy/<str:token>/", views.privacy_overview, name="privacy"),
     path("privacy/<str:token>/export.json", views.privacy_export, name="privacy_export"),
@@ -30,8 +35,7 @@ urlpatterns = [
     path("e/c/<str:token>/", email_views.email_click, name="email_click"),
     path("e/u/<str:token>/", email_views.email_unsubscribe, name="email_unsubscribe"),
     path("e/confirm/<str:token>/", views.confirm_email, name="confirm_email"),
-    # Campaign pages.
-    path("<slug:slug>/", views.campaign, name="campaign"),
+    # The campaign's other pages.
     path("<slug:slug>/presave/<str:service>/", views.presave, name="presave"),
     path("<slug:slug>/thanks/", views.thanks, name="thanks"),
     path("<slug:slug>/email/", views.email_signup, name="email_signup"),

@@ -7,11 +7,12 @@ import re
 import pytest
 import time_machine
 from django.core.exceptions import ValidationError
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 
 from delivery.sandbox import demo_catalog
 from delivery.services.spotify import ACTION_WORDS, SCOPE_WORDS
+from fans import urls as fans_urls
 from fans.models import ConsentRecord, Fan
 from fans.reserved import RESERVED_SLUGS, validate_campaign_slug
 from tests.conftest import make_campaign
@@ -258,6 +259,15 @@ def test_every_fixed_top_level_path_is_a_reserved_slug():
 
     assert "oauth" in fixed and "revoke" in fixed
     assert fixed <= RESERVED_SLUGS
+
+
+def test_no_fixed_path_is_taken_for_a_campaign_slug():
+    """fans/urls.py tries the campaign page's pattern early: every fixed path still reaches its own view."""
+    for pattern in fans_urls.urlpatterns:
+        route = str(pattern.pattern)
+        if "<" in route:
+            continue
+        assert resolve("/" + route).url_name == pattern.name, route
 
 
 @pytest.mark.parametrize("slug", ["admin", "oauth", "Revoke", "privacy"])
