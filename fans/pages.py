@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -39,10 +40,11 @@ class Countdown:
     def remaining(self) -> dt.timedelta:
         return max(self.target - timezone.now(), dt.timedelta(0))
 
-    @property
+    @cached_property
     def whole_seconds(self) -> int:
         """Seconds until the release rounded up: zero is the release instant itself, never half a second before
-        it (a fan who reloads at zero gets the smart link, not the pre-save page again)."""
+        it (a fan who reloads at zero gets the smart link, not the pre-save page again). Read from the clock
+        once, so the countdown's parts and `seconds_left` agree (a Countdown is made for each page view)."""
         return math.ceil(self.remaining.total_seconds())
 
     @property

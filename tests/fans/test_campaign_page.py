@@ -14,6 +14,7 @@ from delivery.sandbox import demo_catalog
 from delivery.services.spotify import ACTION_WORDS, SCOPE_WORDS
 from fans import urls as fans_urls
 from fans.models import ConsentRecord, Fan
+from fans.pages import Countdown
 from fans.reserved import RESERVED_SLUGS, validate_campaign_slug
 from tests.conftest import make_campaign
 from tests.delivery.test_deezer import presave_with_deezer
@@ -170,6 +171,17 @@ def test_countdown_carries_the_servers_seconds_until_release_for_phones_with_a_w
     for page in (html, again):
         left = int(re.search(r'data-seconds-left="(\d+)"', page).group(1))
         assert 7_190 <= left <= 7_200
+
+
+def test_a_countdown_reads_the_clock_once_so_its_parts_and_seconds_left_agree():
+    release_at = dt.datetime(2026, 12, 4, 0, 0, 30, tzinfo=dt.UTC)
+    with time_machine.travel(dt.datetime(2026, 12, 4, tzinfo=dt.UTC), tick=False) as traveller:
+        countdown = Countdown(release_at)
+        parts = countdown.parts
+        traveller.shift(dt.timedelta(seconds=5))  # a page view filled across a second's boundary
+
+        assert parts[-1] == ("30", "seconds")
+        assert countdown.seconds_left == "30"
 
 
 def test_released_campaign_says_out_now_with_a_link_to_listen(client):
