@@ -47,8 +47,19 @@ def test_a_page_view_is_recorded_with_where_it_came_from(client, campaign):
     assert event.subscription is None
     cookie = response.cookies[tracking.VISITOR_COOKIE]
     assert cookie["httponly"] and cookie.value not in event.visitor
+    assert (cookie["max-age"], cookie["path"], cookie["samesite"]) == (180 * 86_400, "/", "Lax")
     assert event.visitor == tracking.visitor_hash(cookie.value)
     assert "127.0.0.1" not in str(FunnelEvent.objects.values().get())  # no IP address, anywhere
+
+
+@pytest.mark.parametrize("https", [True, False])
+def test_the_visitor_cookie_is_secure_when_the_site_is_https(client, campaign, settings, https):
+    settings.SESSION_COOKIE_SECURE = https
+
+    cookie = view(client, campaign).cookies[tracking.VISITOR_COOKIE]
+
+    assert bool(cookie["secure"]) is https
+    assert ("; Secure" in cookie.output()) is https
 
 
 def test_the_same_visitor_hashes_alike_within_a_day_and_differently_the_next(client, campaign):
