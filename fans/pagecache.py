@@ -3,8 +3,9 @@
 Two things are cached, never anything about a visitor: the page's data (`campaign_page`: the campaign with its
 release and artist, and the release's links), and the page rendered once per variant (`campaign_html`: state,
 in-app browser, smart-link order, the visitor's release time) from fans.pages' context, with slots for the
-per-request parts, which `fill_campaign_html` fills at each request: the UTM fields, the countdown and, in
-Android in-app browsers, the "open in your browser" link (it carries the visit's UTM values). The page holds
+per-request parts, which `fill_campaign_html` fills: the UTM fields, the countdown and, in Android in-app
+browsers, the "open in your browser" link (it carries the visit's UTM values). Views with no UTM values, most
+of them, share the filled page within each second and process (`page_content`). The page holds
 no CSRF token: its forms fetch one when pressed (fans.views.form_token), so a view mints none. A warm view's
 page view waits in fans.tracking's ViewBuffer, written with others in one query: most warm views make no query
 at all, none more than one. Each load of the data gets a new `stamp`, which
@@ -23,6 +24,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 from django.conf import settings
@@ -138,9 +140,15 @@ class CountdownSlots:
     seconds_left = f"{SLOT}countdown:left{SLOT}"
 
 
-def campaign_html(
-    page: CampaignPage, *, country: str, preferred: str, in_app: inapp.InAppBrowser | None
-) -> tuple[list[str], Countdown | None]:
+class Rendered(NamedTuple):
+    """A variant of the page, rendered: `parts` is its HTML split around its slots, `key` names it."""
+
+    key: str
+    parts: list[str]
+    countdown: Countdown | None  # the time left, to fill the countdown's slots with
+
+
+def campaign_html(page: CampaignPage, *, country: str, preferred: str, in_app: inapp.InAppBrowser | None) -> Rendered:
     """The campaign page's HTML split around its slots (the UTM fields, the countdown and the Android intent
     link), and the countdown to fill them with. From the `pages` cache, keyed by what makes two
     renderings differ (the page's stamp, its state, the in-app browser, the smart-link order, and per market the
@@ -173,7 +181,27 @@ def campaign_html(
         # Forms strip NUL characters from what staff type, so the only ones in the page are the slots'.
         parts = render_to_string("fans/campaign.html", slotted).split(SLOT)
         cache.set(html_key, parts, settings.PAGE_CACHE_SECONDS)
-    return parts, (Countdown(seen.release_at) if not seen.is_out else None)
+    return Rendered(html_key, parts, Countdown(seen.release_at) if not seen.is_out else None)
+
+
+# The filled page of a view with no UTM values (most views), per variant and second: nothing in it is about the
+# visitor, and only the countdown changes, once a second. A few dozen entries at most, cleared when full.
+_filled: dict[tuple[str, str], bytes] = {}
+FILLED_MAX = 64
+
+
+def page_content(rendered: Rendered, *, utm: dict[str, str]) -> bytes:
+    """The page's bytes, its slots filled. A view with no UTM values gets the bytes another such view of the same
+    variant got in the same second, if there was one, in this process: a busy page is filled once a second."""
+    if utm:
+        return fill_campaign_html(rendered.parts, utm=utm, countdown=rendered.countdown).encode()
+    key = (rendered.key, rendered.countdown.seconds_left if rendered.countdown else "")
+    content = _filled.get(key)
+    if content is None:
+        if len(_filled) >= FILLED_MAX:
+            _filled.clear()
+        content = _filled[key] = fill_campaign_html(rendered.parts, utm={}, countdown=rendered.countdown).encode()
+    return content
 
 
 def fill_campaign_html(parts: list[str], *, utm: dict[str, str], countdown: Countdown | None) -> str:

@@ -200,16 +200,16 @@ def campaign(request: HttpRequest, slug: str) -> HttpResponse:
         return campaign_preview(request, draft)
     counted = request.method == "GET" and not tracking.is_bot(request)  # a HEAD or a link preview is no visit
     seen = tracking.visit(request, may_set_cookie=counted)
-    parts, countdown = pagecache.campaign_html(
+    rendered = pagecache.campaign_html(
         page,
         country=seen.country,
         preferred=request.COOKIES.get(smartlink.PREFERENCE_COOKIE, "")[:20],
         in_app=seen.in_app,
     )
-    html = pagecache.fill_campaign_html(parts, utm=seen.utm, countdown=countdown)
+    content = pagecache.page_content(rendered, utm=seen.utm)
     if counted:
         tracking.record_view(page.campaign, seen)
-    response = HttpResponse(html)
+    response = HttpResponse(content)
     response["Vary"] = "Cookie"  # the smart link's order follows the fan's remembered service
     response["Cache-Control"] = "private"
     return tracking.remember_visitor(response, seen)

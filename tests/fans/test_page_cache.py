@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from fans import consent
+from fans import consent, pagecache
 from fans.models import FunnelEvent
 from releases.models import Campaign, ReleaseLink
 from tests.conftest import make_campaign
@@ -161,6 +161,31 @@ def test_the_countdown_is_fresh_on_every_cached_view(client, campaign):
         after = hours_left()
 
     assert (int(before) - int(after)) % 24 == 1
+
+
+def test_views_with_no_utm_values_share_the_filled_page_within_a_second(campaign):
+    page = pagecache.campaign_page(campaign.slug)
+    start = timezone.now().replace(microsecond=0)
+
+    def content(at: dt.datetime, **utm: str) -> bytes:
+        with time_machine.travel(at, tick=False):
+            rendered = pagecache.campaign_html(page, country="", preferred="", in_app=None)
+            return pagecache.page_content(rendered, utm=utm)
+
+    first = content(start + dt.timedelta(milliseconds=100))
+    assert content(start + dt.timedelta(milliseconds=900)) is first  # filled once for the second
+    tagged = content(start + dt.timedelta(milliseconds=950), utm_source="newsletter")
+    assert b'name="utm_source" value="newsletter"' in tagged and b"utm_source" not in first
+    next_second = content(start + dt.timedelta(seconds=1, milliseconds=100))
+    assert next_second != first and seconds_left(next_second.decode()) == str(int(seconds_left(first.decode())) - 1)
+
+
+def test_a_view_with_utm_values_leaves_the_shared_page_as_it_was(client, campaign):
+    tagged = client.get(url(campaign) + "?utm_source=newsletter").content.decode()
+    plain = client.get(url(campaign)).content.decode()
+
+    assert 'name="utm_source" value="newsletter"' in tagged
+    assert "utm_source" not in plain
 
 
 def test_the_page_turns_into_the_smart_link_at_release_time_without_an_edit(client):
