@@ -329,9 +329,15 @@ def follow_up(campaign_id: int, *times: dt.datetime | None) -> dt.datetime | Non
 
 def still_wanted() -> Q:
     """The planned emails whose address still asks for one: its consent is neither revoked nor withdrawn, or the
-    address has a confirmed sign-up not unsubscribed, or another pre-save of the campaign shares it (one email an
-    address: a fan may revoke or erase the one it was planned for between planning and a retry)."""
-    signup = EmailSignup.objects.receiving().filter(campaign=OuterRef("campaign"), email=Lower(OuterRef("email")))
+    address has a confirmed sign-up not unsubscribed, or another pre-save of the campaign shares it, whatever the
+    case of either (one email an address: a fan may revoke or erase the one it was planned for between planning and
+    a retry)."""
+    signup = (
+        EmailSignup.objects.receiving()
+        .filter(campaign=OuterRef("campaign"))
+        .annotate(address=Lower("email"))  # a sign-up stored as typed, in mixed case, asks too
+        .filter(address=Lower(OuterRef("email")))
+    )
     sharing = (
         ConsentRecord.objects.sharing_email()
         .filter(campaign=OuterRef("campaign"), subscription__isnull=False)

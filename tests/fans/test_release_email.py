@@ -391,6 +391,26 @@ def test_a_fan_who_revokes_before_the_retry_is_mailed_only_if_their_sign_up_stil
 
 
 @pytest.mark.django_db
+def test_a_fan_who_revokes_before_the_retry_is_mailed_if_a_sign_up_stored_in_mixed_case_still_asks(
+    out_campaign, settings, mailoutbox
+):
+    """The email was planned for the fan's pre-save; the address's sign-up, stored as typed in mixed case (not
+    every row ever written was lower-cased), still asks for it after the fan revoked, whatever the case of either."""
+    both = pre_save(out_campaign, "both", "Both@Fan.test", opt_in=True)
+    sign_up(out_campaign, "BOTH@fan.TEST")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 2  # nothing listens there
+    assert "mail server failed" in release_email.send_release_emails(out_campaign.pk)
+    assert ReleaseEmail.objects.get(email="Both@Fan.test").consent_id == both.pk, "planned for the pre-save"
+
+    revocation.revoke_subscription(both.subscription_id)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    release_email.send_release_emails(out_campaign.pk)
+
+    assert sorted(m.to[0] for m in mailoutbox) == ["Both@Fan.test", "inbox@fan.test", "opted@fan.test"]
+
+
+@pytest.mark.django_db
 def test_a_pre_save_release_day_found_revoked_is_still_mailed(out_campaign, settings, mailoutbox):
     """Release day finding the fan's authorization gone (the token expired, the app was disconnected in the
     service) marks the pre-save revoked and leaves its consent row as it was: the fan withdrew nothing, and the
