@@ -6,6 +6,7 @@ import hashlib
 import secrets
 
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from delivery.services import service_choices
@@ -254,7 +255,8 @@ class EmailSignup(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["campaign", "email"], name="one_signup_per_email")]
+        # Whatever its case: sign_up lower-cases the address, and finds the one a row written otherwise holds.
+        constraints = [models.UniqueConstraint(Lower("email"), "campaign", name="one_signup_per_email")]
 
     def __str__(self) -> str:
         return f"{self.email} for {self.campaign_id}"

@@ -47,10 +47,12 @@ def sign_up(campaign: Campaign, email: str, *, country: str = "") -> EmailSignup
             "This release is out or its sign-up has ended, so there's nothing to email you about.",
             retry_url=campaign.get_absolute_url(),
         )
+    address = normalized(email)
     fields = {"country": country, "wording_version": consent.WORDING_VERSION, "created_at": timezone.now()}
     with transaction.atomic():
+        # The address's sign-up whatever its case: one stored as typed, not by this function, is the same one.
         signup, created = EmailSignup.objects.select_for_update().get_or_create(
-            campaign=campaign, email=email.strip().lower(), defaults=fields
+            campaign=campaign, email__iexact=address, defaults={**fields, "email": address}
         )
         receiving = signup.confirmed_at is not None and signup.unsubscribed_at is None
         if not created and not receiving:  # a confirmed sign-up keeps the record of what its owner confirmed
@@ -62,6 +64,11 @@ def sign_up(campaign: Campaign, email: str, *, country: str = "") -> EmailSignup
         if signup.confirmed_at is None and cache.add(f"fans:confirm-sent:{signup.pk}", True, RESEND_SECONDS):
             transaction.on_commit(lambda: async_task(CONFIRM_TASK, signup.pk))
     return signup
+
+
+def normalized(email: str) -> str:
+    """The address as a sign-up stores it, and its page names it: lower-cased."""
+    return email.strip().lower()
 
 
 def confirm_url(signup: EmailSignup) -> str:

@@ -250,9 +250,11 @@ def email_signup(request: HttpRequest, slug: str) -> HttpResponse:
     seen = tracking.visit(request, params=request.POST)
     if not form.is_valid():
         return render(request, "fans/campaign.html", campaign_context(request, page, seen, email_form=form), status=400)
-    signup = signups.sign_up(page.campaign, form.cleaned_data["email"], country=seen.country)
+    signups.sign_up(page.campaign, form.cleaned_data["email"], country=seen.country)
     tracking.record(Kind.EMAIL_OPTIN, page.campaign, seen)
-    return render(request, "fans/email_thanks.html", {"campaign": page.campaign, "release": release, "signup": signup})
+    # The address as typed (lower-cased), not as stored: a sign-up stored in another case must not show it was there.
+    email = signups.normalized(form.cleaned_data["email"])
+    return render(request, "fans/email_thanks.html", {"campaign": page.campaign, "release": release, "email": email})
 
 
 @allow("GET", "POST")

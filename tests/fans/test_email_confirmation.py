@@ -12,6 +12,7 @@ import pytest
 import time_machine
 from django.core import signing
 from django.core.cache import cache
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -164,6 +165,42 @@ def test_a_confirmed_address_signing_up_again_stays_confirmed_and_the_page_tells
     assert signup.confirmed_at is not None
     assert (signup.wording_version, signup.created_at) == ("v-agreed", agreed), "the record of what was agreed"
     assert OrmQ.objects.count() == 1, "no second confirmation email"
+
+
+def test_one_sign_up_per_address_whatever_its_case(campaign):
+    EmailSignup.objects.create(campaign=campaign, email="Fan@Example.test", wording_version="v1")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        EmailSignup.objects.create(campaign=campaign, email="fan@example.TEST", wording_version="v1")
+    EmailSignup.objects.create(campaign=make_campaign(slug="other"), email="fan@example.test", wording_version="v1")
+
+
+@pytest.mark.parametrize("unsubscribed", [False, True], ids=["confirmed", "unsubscribed"])
+def test_an_address_stored_in_mixed_case_typed_again_in_another_case_is_its_sign_up(sign_up, campaign, unsubscribed):
+    """A sign-up stored as typed, in mixed case (not through sign_up, which lower-cases the address): the same
+    address typed in lower case is that sign-up, kept when confirmed, to confirm again when unsubscribed; and
+    the page names the address as typed, so it tells nothing about what is on the list."""
+    agreed = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    EmailSignup.objects.create(
+        campaign=campaign,
+        email="Fan@Example.test",
+        wording_version="v-agreed",
+        created_at=agreed,
+        confirmed_at=agreed,
+        unsubscribed_at=agreed if unsubscribed else None,
+    )
+
+    response = sign_up(campaign, "fan@example.test")
+
+    assert response.status_code == 200
+    assert "<strong>fan@example.test</strong> is on the list already" in html.unescape(response.content.decode())
+    signup = EmailSignup.objects.get()
+    if unsubscribed:
+        assert (signup.confirmed_at, signup.unsubscribed_at) == (None, None)
+        assert OrmQ.objects.count() == 1, "a confirmation email"
+    else:
+        assert (signup.confirmed_at, signup.wording_version) == (agreed, "v-agreed"), "the record of what was agreed"
+        assert OrmQ.objects.count() == 0
 
 
 def article(response) -> str:
