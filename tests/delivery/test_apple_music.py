@@ -16,7 +16,7 @@ from delivery import engine, scheduling
 from delivery.models import DeliveryAttempt, RateLimitPause
 from delivery.ratelimit import limiter_for
 from delivery.sandbox import demo_catalog
-from delivery.services import ServiceError, TokenRevoked, get_service
+from delivery.services import ServiceError, TokenRevoked, apple_music, get_service
 from delivery.services.apple_music import developer_token, forget_developer_token
 from delivery.services.base import Call, Reply
 from delivery.transport import AsyncTransport
@@ -54,6 +54,17 @@ def apple_subscription(campaign, sandbox, user_id: str) -> Subscription:
     return subscription
 
 
+@pytest.fixture(autouse=True)
+def no_developer_token_left_from_another_clock():
+    """A test that makes a developer token on a travelled clock forgets it (`on_the_clock_of`): back on real time,
+    the sandbox would refuse its `iat` in the future, and the next test's first Apple call would be refused, made
+    "just now" as far as the token says, as if our MusicKit settings were wrong."""
+    yield
+    cached = [token for token, _ in apple_music._developer_tokens.values()]
+    issued = [jwt.decode(token, options={"verify_signature": False})["iat"] for token in cached]
+    assert all(iat <= time.time() + 60 for iat in issued), "a developer token dated ahead is left cached"
+
+
 def test_developer_token_has_apples_claims_and_is_cached(sandbox, settings):
     token = developer_token()
     header = jwt.get_unverified_header(token)
@@ -66,13 +77,14 @@ def test_developer_token_has_apples_claims_and_is_cached(sandbox, settings):
 def test_expired_developer_token_is_renewed_before_apple_refuses_it(sandbox, settings, db):
     first = developer_token()
     expires = jwt.decode(first, options={"verify_signature": False})["exp"]
-    with time_machine.travel(expires - settings.APPLE_MUSIC_TOKEN_RENEW_SECONDS + 5, tick=True):
+    with on_the_clock_of(dt.datetime.fromtimestamp(expires - settings.APPLE_MUSIC_TOKEN_RENEW_SECONDS + 5, dt.UTC)):
         renewed = developer_token()
         assert renewed != first, "renewed ahead of its expiry"
-    with time_machine.travel(expires + 60, tick=True):
-        apple = get_service("apple_music")
-        campaign = make_campaign()
-        assert apple.resolve_release(campaign.release), "the sandbox (same clock) accepts the renewed token"
+        with time_machine.travel(expires + 60, tick=True):
+            apple = get_service("apple_music")
+            campaign = make_campaign()
+            assert apple.resolve_release(campaign.release), "the sandbox (same clock) accepts the renewed token"
+            assert developer_token() == renewed
 
 
 def test_developer_token_refused_is_retryable_and_made_anew(sandbox, settings, db):
