@@ -38,6 +38,12 @@ class Revocation:
         return not (self.already_revoked or self.delivered or self.withdrawn)
 
 
+LEADS_NOWHERE = (
+    "This link doesn't match any pre-save. Check it was copied whole; if you've already cancelled, there's nothing "
+    "more to do."
+)
+
+
 def find_consent(token: str) -> ConsentRecord:
     """The consent record `token` revokes, or a 404."""
     consent = (
@@ -46,10 +52,7 @@ def find_consent(token: str) -> ConsentRecord:
         .first()
     )
     if consent is None:
-        raise NotFound(
-            "This link doesn't match any pre-save. Check it was copied whole; if you've already "
-            "cancelled, there's nothing more to do."
-        )
+        raise NotFound(LEADS_NOWHERE)
     return consent
 
 
@@ -97,10 +100,14 @@ def presaved_again(consent: ConsentRecord) -> ConsentRecord | None:
 def revoke(token: str) -> Revocation:
     """Revoke the consent named by `token` and its subscription; destroy the credential. Idempotent. A pre-save
     release day has done, or found withdrawn in the service, is left as it is (checked under the lock: release
-    day may have come since the fan was asked)."""
+    day may have come since the fan was asked); one erased meanwhile is not found, as its link is after."""
     found = find_consent(token)
     with transaction.atomic():
-        consent = ConsentRecord.objects.select_for_update().get(pk=found.pk)
+        # Still the token's: an erasure committed while we waited for the lock made it lead nowhere.
+        still = ConsentRecord.objects.select_for_update().filter(revoke_token_hash=found.revoke_token_hash)
+        consent = still.filter(pk=found.pk).first()
+        if consent is None:
+            raise NotFound(LEADS_NOWHERE)
         consent.campaign = found.campaign
         subscription = (
             Subscription.objects.select_for_update().filter(pk=consent.subscription_id).first()
