@@ -191,30 +191,28 @@ def _presaved(presaved: dict) -> dict | None:
         consent_record = revocation.find_consent(revoke_token)
     except NotFound:
         return None
-    if consent_record.revoked_at is not None:
+    if consent_record.revoked_at is not None:  # cancelled, or erased (when its pre-save went too)
         return None
     campaign = consent_record.campaign
-    subscription = consent_record.subscription
-    market = subscription.market if subscription else ""
+    subscription = consent_record.subscription  # a consent not revoked has its pre-save
+    market = subscription.market
     service = SERVICES[presaved["service"]]()
     actions = service.actions(campaign)  # what the consent said, and what release day will do
     is_out = campaign.is_out_in(market)
     # The words follow the delivery, whatever the clock says (staff's Deliver now may deliver before the release
     # time): still to come or being done, done, or given up (failed, or the permission withdrawn in the service:
     # revoked there, not cancelled here, which ends the page above).
-    status = subscription.status if subscription else Subscription.Status.PENDING
+    status = subscription.status
     not_done = status in NOT_DONE
-    undo = []
-    if subscription:  # given up, only what a try did of it (nothing, mostly)
-        undo = undo_so_far(subscription, service) if not_done else undo_words(subscription, service)
+    # Given up, only what a try did of it (nothing, mostly).
+    undo = undo_so_far(subscription, service) if not_done else undo_words(subscription, service)
     return {
         "release_at": campaign.firing_time(market),  # the fan's, told in `release_zone`
         "is_out": is_out,  # a fan back after release day reads "it's out", not "we'll save"
         # … unless the engine waits, or gave up waiting (`gave_up_in`: where), for it to come out on the service in
         # the fan's market: not out there for them.
-        "out_there": is_out
-        and not (subscription and (waits_in_market(subscription) or gave_up_in_market(subscription))),
-        "gave_up_in": market_words(subscription) if subscription and gave_up_in_market(subscription) else "",
+        "out_there": is_out and not (waits_in_market(subscription) or gave_up_in_market(subscription)),
+        "gave_up_in": market_words(subscription) if gave_up_in_market(subscription) else "",
         "status": status,
         "delivered": status == Subscription.Status.DELIVERED,
         "done": done_words(subscription, service) if status == Subscription.Status.DELIVERED else [],
@@ -224,11 +222,8 @@ def _presaved(presaved: dict) -> dict | None:
         "holds_permission": status == Subscription.Status.FAILED and revocation.holds_permission(subscription),
         # Past the release time, what is being done: the privacy page's words (`pending_words`). A pending pre-save
         # the page tells "is out" always has them: `is_out` and `under_way` read the same firing time, the clock
-        # only going forward between them. (Every consent a thank-you entry can open has its pre-save: erasure,
-        # the only way one loses it, makes its revoke token unusable.)
-        "under_way": under_way(subscription, service.label)
-        if subscription and status == Subscription.Status.PENDING
-        else "",
+        # only going forward between them.
+        "under_way": under_way(subscription, service.label) if status == Subscription.Status.PENDING else "",
         "undo": undo,
         "release_zone": campaign.release_zone(market),
         "service_label": service.label,
@@ -238,11 +233,11 @@ def _presaved(presaved: dict) -> dict | None:
         "actions": service.action_descriptions(campaign),  # in the consent's own words
         "revoke_token": revoke_token,
         "email_opt_in": presaved.get("email_opt_in", False),
-        "privacy_url": privacy.link_for_fan(subscription.fan) if subscription else "",
+        "privacy_url": privacy.link_for_fan(subscription.fan),
         "email_shared": presaved.get("email_shared", False),
         # Promised only before the release, while still to come (the fan may have stopped it); once it's out, the
         # page says it was sent when it was, and nothing until then.
-        "email_to_come": bool(subscription) and not is_out and privacy.email_to_come(subscription),
+        "email_to_come": not is_out and privacy.email_to_come(subscription),
         "email_sent": is_out and email_sent(consent_record),
     }
 
@@ -272,22 +267,9 @@ def revoke_context(
     to it) or, afterwards, what it did (`cancelled`: this request cancelled it; `failed`: one that couldn't be
     done)."""
     campaign = consent_record.campaign
+    # A consent its link finds has its pre-save: erasure, the only way one loses it, makes the link lead nowhere
+    # (revocation.find_consent; revocation.revoke under its lock).
     subscription = consent_record.subscription
-    context = {
-        "consent": consent_record,
-        "campaign": campaign,
-        "release": campaign.release,
-        "artist": campaign.release.artist,
-        "service_label": consent_record.get_service_display(),
-        "subscription": subscription,
-        "token": token,
-        "privacy_url": "",
-        "delivered": False,
-        "withdrawn": False,
-        "cancelled": cancelled,
-    }
-    if subscription is None:  # its pre-save is gone (erased): only the consent's own state is known
-        return context
     service = SERVICES[subscription.fan.service]()
     delivered = subscription.status == Subscription.Status.DELIVERED
     # The revoke link never expires: it leads to a fresh privacy link (all about the fan, erase included) only
@@ -300,7 +282,14 @@ def revoke_context(
     said = delivered or withdrawn or token or again  # the page says it in its own words, or asks
     what_happened = "" if said else cancelled_words(subscription, cancelled=cancelled, failed=failed)
     return {
-        **context,
+        "consent": consent_record,
+        "campaign": campaign,
+        "release": campaign.release,
+        "artist": campaign.release.artist,
+        "service_label": consent_record.get_service_display(),
+        "subscription": subscription,
+        "token": token,
+        "cancelled": cancelled,
         "delivered": delivered,
         "withdrawn": withdrawn,
         "again": again,

@@ -45,7 +45,8 @@ LEADS_NOWHERE = (
 
 
 def find_consent(token: str) -> ConsentRecord:
-    """The consent record `token` revokes, or a 404."""
+    """The consent record `token` revokes, or a 404. One it finds has its pre-save: erasure, the only way a consent
+    loses it, gives the consent a hash no token has in the same transaction."""
     consent = (
         ConsentRecord.objects.select_related("campaign__release__artist", "subscription__fan")
         .filter(revoke_token_hash=hash_token(token))
@@ -57,18 +58,14 @@ def find_consent(token: str) -> ConsentRecord:
 
 
 def is_delivered(consent: ConsentRecord) -> bool:
-    subscription = consent.subscription
-    return subscription is not None and subscription.status == Subscription.Status.DELIVERED
+    return consent.subscription.status == Subscription.Status.DELIVERED
 
 
 def withdrawn_in_service(consent: ConsentRecord) -> bool:
     """Whether the consent's pre-save was ended in the service, not cancelled by the fan: release day (or Deliver
     now) found the permission withdrawn in the fan's account and revoked the pre-save, leaving its consents as they
     were (the fan's cancel stamps `revoked_at` on every one of them). There is nothing left to cancel."""
-    subscription = consent.subscription
-    return (
-        subscription is not None and subscription.status == Subscription.Status.REVOKED and consent.revoked_at is None
-    )
+    return consent.subscription.status == Subscription.Status.REVOKED and consent.revoked_at is None
 
 
 def subscription_withdrawn_in_service(subscription: Subscription) -> bool:
@@ -92,7 +89,7 @@ def presaved_again(consent: ConsentRecord) -> ConsentRecord | None:
     subscription, waiting for release day again, or failed on it), or None. That pre-save is not the one the
     consent's link cancelled: an old link neither cancels it nor may call it cancelled."""
     subscription = consent.subscription
-    if consent.revoked_at is None or subscription is None or subscription.status not in ACTIVE:
+    if consent.revoked_at is None or subscription.status not in ACTIVE:
         return None
     return subscription.consents.filter(revoked_at__isnull=True).order_by("-created_at").first()
 
@@ -109,23 +106,18 @@ def revoke(token: str) -> Revocation:
         if consent is None:
             raise NotFound(LEADS_NOWHERE)
         consent.campaign = found.campaign
-        subscription = (
-            Subscription.objects.select_for_update().filter(pk=consent.subscription_id).first()
-            if consent.subscription_id
-            else None
-        )
+        subscription = Subscription.objects.select_for_update().get(pk=consent.subscription_id)
         consent.subscription = subscription
-        if subscription is not None and subscription.status == Subscription.Status.DELIVERED:
+        if subscription.status == Subscription.Status.DELIVERED:
             return Revocation(consent, already_revoked=consent.revoked_at is not None, delivered=True)
         if withdrawn_in_service(consent):  # its consents stay as they were: the email the fan asked for among them
             return Revocation(consent, already_revoked=False, delivered=False, withdrawn=True)
         if consent.revoked_at is not None:
             return Revocation(consent, already_revoked=True, delivered=False)
-        failed = subscription is not None and subscription.status == Subscription.Status.FAILED
+        failed = subscription.status == Subscription.Status.FAILED
         consent.revoked_at = timezone.now()
         consent.save(update_fields=["revoked_at"])
-        if subscription is not None:
-            _withdraw(subscription, consent.revoked_at)
+        _withdraw(subscription, consent.revoked_at)
     return Revocation(consent, already_revoked=False, delivered=False, failed=failed)
 
 
