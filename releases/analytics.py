@@ -289,9 +289,10 @@ class ServiceRow:
 
 
 def by_service(campaign: Campaign) -> list[ServiceRow]:
-    """Per streaming service: button clicks, authorizations and fans by delivery status (two aggregates)."""
-    from delivery.services import SERVICES
-
+    """Per streaming service: button clicks, authorizations and fans by delivery status: a few tally rows on
+    PostgreSQL (releases/migrations/0016_tally_services.py), else two aggregates."""
+    if tallied():
+        return service_rows(*services_tallied(campaign))
     events = (
         FunnelEvent.objects.filter(campaign=campaign, kind__in=[Kind.CLICK, Kind.AUTHORIZE])
         .exclude(service="")
@@ -311,6 +312,32 @@ def by_service(campaign: Campaign) -> list[ServiceRow]:
         .order_by()
     ):
         statuses.setdefault(service, dict.fromkeys(Status.values, 0))[status] = count
+    return service_rows(funnel_by_service, statuses)
+
+
+def services_tallied(campaign: Campaign) -> tuple[dict[str, tuple[int, int]], dict[str, dict[str, int]]]:
+    """by_service's counts from the tallies: {service: (clicks, authorizations)}, {service: {status: fans}}."""
+    clicks = tallies(campaign, f"funnel:{Kind.CLICK}:service:")
+    authorizations = tallies(campaign, f"funnel:{Kind.AUTHORIZE}:service:")
+    funnel_by_service = {
+        service: (clicks.get(service, 0), authorizations.get(service, 0))
+        for service in (set(clicks) | set(authorizations)) - {""}
+        if clicks.get(service) or authorizations.get(service)
+    }
+    statuses: dict[str, dict[str, int]] = {}
+    for key, count in tallies(campaign, "service:").items():
+        service, _, status = key.rpartition(":")
+        if count:
+            statuses.setdefault(service, dict.fromkeys(Status.values, 0))[status] = count
+    return funnel_by_service, statuses
+
+
+def service_rows(
+    funnel_by_service: dict[str, tuple[int, int]], statuses: dict[str, dict[str, int]]
+) -> list[ServiceRow]:
+    """One row per service with clicks or fans, the registry's services first, in its order."""
+    from delivery.services import SERVICES
+
     keys = [key for key in SERVICES if key in funnel_by_service or key in statuses]
     keys += sorted((set(funnel_by_service) | set(statuses)) - set(keys))
     return [

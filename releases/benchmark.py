@@ -30,6 +30,7 @@ STATUSES = ["delivered"] * 70 + ["pending"] * 20 + ["failed"] * 7 + ["revoked"] 
 MARKETS = ["US", "GB", "DE", "FR", "BR", "JP", "SE", "MX", "AU", "CA"]
 SOURCES = ["instagram", "tiktok", "newsletter", "", "", "twitter"]
 DEVICES = ["mobile", "mobile", "desktop", "tablet"]
+EVENTS = [("view", 2.0, ""), ("click", 1.3, "spotify"), ("authorize", 1.0, "spotify")]  # kind, per fan, service
 
 
 def make_campaign(label: str) -> Campaign:
@@ -63,7 +64,8 @@ def copy_rows(model, columns: list[str], rows) -> None:
 
 
 def seed(campaign: Campaign, count: int) -> float:
-    """Fans, subscriptions (a realistic status mix), opted-in consent for a third, and funnel events."""
+    """Fans, subscriptions (a realistic status mix), opted-in consent for a third, and funnel events (the clicks and
+    authorizations on Spotify, the fans' service)."""
     started = time.perf_counter()
     now = timezone.now()
     label = campaign.slug
@@ -159,8 +161,8 @@ def seed(campaign: Campaign, count: int) -> float:
                 "created_at",
             ],  # fmt: skip
             (
-                (campaign.pk, kind, "", "", SOURCES[i % 6], "", "", "", MARKETS[i % 10], DEVICES[i % 4], "", now)
-                for kind, share in (("view", 2.0), ("click", 1.3), ("authorize", 1.0))
+                (campaign.pk, kind, service, "", SOURCES[i % 6], "", "", "", MARKETS[i % 10], DEVICES[i % 4], "", now)
+                for kind, share, service in EVENTS
                 for i in range(int(count * share))
             ),
         )
@@ -181,6 +183,11 @@ def other_insights(campaign: Campaign) -> None:
     analytics.breakdowns(campaign)
     analytics.presaves_per_day(campaign)
     analytics.failure_reasons(campaign)
+
+
+def by_service(campaign: Campaign) -> None:
+    """The campaign page's "By service" table: clicks, authorizations and fans by status per service."""
+    analytics.by_service(campaign)
 
 
 def time_page(campaign: Campaign, runs: int = 7, queries=page_queries) -> float:

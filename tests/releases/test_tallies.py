@@ -4,8 +4,10 @@ import datetime as dt
 import uuid
 
 import pytest
+from django.db import connection
 from django.db.models import Case, Count, F, Value, When
 from django.db.models.functions import TruncDate
+from django.test.utils import CaptureQueriesContext
 
 from fans.models import Fan, FunnelEvent, Subscription
 from releases import analytics
@@ -21,6 +23,8 @@ def counted(campaign) -> dict[str, int]:
     subscriptions = Subscription.objects.filter(campaign=campaign)
     for status, n in subscriptions.values_list("status").annotate(Count("pk")):
         counts[f"subscription:{status}"] = n
+    for service, status, n in subscriptions.values_list("fan__service", "status").annotate(Count("pk")):
+        counts[f"service:{service}:{status}"] = n
     for day, n in subscriptions.annotate(day=TruncDate("created_at")).values_list("day").annotate(Count("pk")):
         counts[f"day:{day.isoformat()}"] = n
     for event in FunnelEvent.objects.filter(campaign=campaign):
@@ -30,6 +34,7 @@ def counted(campaign) -> dict[str, int]:
             f"funnel:{event.kind}:country:{event.country}",
             f"funnel:{event.kind}:device:{event.device}",
             f"funnel:{event.kind}:in_app_browser:{event.in_app_browser}",
+            f"funnel:{event.kind}:service:{event.service}",
         ]
         for key in keys:
             counts[key] = counts.get(key, 0) + 1
@@ -50,7 +55,9 @@ def status_and_kind(counts: dict[str, int]) -> dict[str, int]:
 
 def test_tallies_follow_inserts_updates_deletes_and_bulk_writes():
     campaign, other = make_campaign(slug="one"), make_campaign(slug="two")
-    fans = Fan.objects.bulk_create(Fan(service="spotify", service_user_id=f"fan{i}") for i in range(12))
+    fans = Fan.objects.bulk_create(
+        Fan(service="deezer" if i % 3 else "spotify", service_user_id=f"fan{i}") for i in range(12)
+    )
     Subscription.objects.bulk_create(Subscription(fan=fan, campaign=campaign) for fan in fans[:10])
     Subscription.objects.create(fan=fans[10], campaign=other)
     Subscription.objects.bulk_create(  # a duplicate is skipped, and not counted
@@ -61,12 +68,14 @@ def test_tallies_follow_inserts_updates_deletes_and_bulk_writes():
         FunnelEvent(campaign=campaign, kind="view", utm_source="tiktok" if i % 2 else "", referrer_domain="x.test")
         for i in range(7)
     )
-    FunnelEvent.objects.create(campaign=campaign, kind="authorize", country="GB", device="mobile")
+    FunnelEvent.objects.create(campaign=campaign, kind="authorize", country="GB", device="mobile", service="deezer")
     expected = {"subscription:pending": 11, "funnel:view": 7, "funnel:authorize": 1}
     assert tallied(campaign) == counted(campaign)
     assert status_and_kind(tallied(campaign)) == expected
     assert tallied(campaign)["funnel:view:source:tiktok"] == 3
     assert tallied(campaign)["funnel:view:source:x.test"] == 4
+    assert (tallied(campaign)["service:spotify:pending"], tallied(campaign)["service:deezer:pending"]) == (4, 7)
+    assert tallied(campaign)["funnel:authorize:service:deezer"] == 1
 
     Subscription.objects.filter(campaign=campaign, fan__in=fans[:4]).update(status="delivered")
     Subscription.objects.filter(campaign=campaign, fan=fans[4]).update(status="failed")
@@ -98,7 +107,9 @@ def test_an_update_is_counted_by_what_it_changes_whatever_else_it_touches():
     the delivery engine's claims do: the lease only), a subscription moved to another campaign, and funnel
     events whose breakdown values change."""
     campaign, other = make_campaign(slug="one"), make_campaign(slug="two")
-    fans = Fan.objects.bulk_create(Fan(service="spotify", service_user_id=f"fan{i}") for i in range(6))
+    fans = Fan.objects.bulk_create(
+        Fan(service="apple_music" if i % 2 else "spotify", service_user_id=f"fan{i}") for i in range(6)
+    )
     Subscription.objects.bulk_create(Subscription(fan=fan, campaign=campaign) for fan in fans)
     FunnelEvent.objects.bulk_create(FunnelEvent(campaign=campaign, kind="view", country="GB") for _ in range(3))
     before = tallied(campaign)
@@ -110,6 +121,7 @@ def test_an_update_is_counted_by_what_it_changes_whatever_else_it_touches():
         status=Case(When(fan__in=fans[:2], then=Value("delivered")), default=F("status")), attempts=F("attempts") + 1
     )
     Subscription.objects.filter(fan=fans[5]).update(campaign=other)
+    Subscription.objects.filter(fan=fans[3]).update(fan=Fan.objects.create(service="deezer", service_user_id="x"))
     Subscription.objects.filter(fan=fans[4]).update(created_at=F("created_at") - dt.timedelta(days=3))
     FunnelEvent.objects.filter(pk=FunnelEvent.objects.first().pk).update(country="FR", utm_source="tiktok")
 
@@ -151,3 +163,26 @@ def test_visitors_are_counted_once_a_day_whatever_the_batches_and_stay_when_thei
     assert [analytics.funnel_counts(c)["visitors"] for c in (campaign, other)] == [3, 1]
     page = staff_client.get(reverse("admin:releases_campaign_change", args=[campaign.pk])).content.decode()
     assert "Visitors: <strong>3</strong>" in page
+
+
+def test_the_by_service_breakdown_reads_the_tallies_not_the_rows():
+    """The console's "By service" table (clicks, authorizations and fans by status per streaming service) costs a
+    few tally rows whatever the campaign's size: no count over its pre-saves or its funnel events."""
+    campaign = make_campaign()
+    services = ["spotify", "spotify", "spotify", "apple_music"]
+    fans = Fan.objects.bulk_create(Fan(service=s, service_user_id=f"fan{i}") for i, s in enumerate(services))
+    Subscription.objects.bulk_create(Subscription(fan=fan, campaign=campaign) for fan in fans)
+    Subscription.objects.filter(fan__in=fans[:2]).update(status="delivered")
+    Subscription.objects.filter(fan=fans[3]).update(status="failed")
+    events = [("click", "spotify")] * 3 + [("authorize", "spotify")] * 2 + [("click", "apple_music"), ("view", "")]
+    FunnelEvent.objects.bulk_create(FunnelEvent(campaign=campaign, kind=kind, service=s) for kind, s in events)
+
+    with CaptureQueriesContext(connection) as queries:
+        rows = analytics.by_service(campaign)
+
+    assert rows == [
+        analytics.ServiceRow("Spotify", 3, 2, {"pending": 1, "delivered": 2, "failed": 0, "revoked": 0}),
+        analytics.ServiceRow("Apple Music", 1, 0, {"pending": 0, "delivered": 0, "failed": 1, "revoked": 0}),
+    ]
+    read = " ".join(query["sql"] for query in queries)
+    assert "fans_subscription" not in read and "fans_funnelevent" not in read

@@ -56,13 +56,14 @@ class Command(BaseCommand):
             small_page, large_page = benchmark.time_page(small), benchmark.time_page(large)
             small_rest = benchmark.time_page(small, runs=3, queries=benchmark.other_insights)
             large_rest = benchmark.time_page(large, runs=3, queries=benchmark.other_insights)
-            self.report(export, subscriptions, baseline, small_page, large_page, small_rest, large_rest)
+            services = [benchmark.time_page(c, runs=7, queries=benchmark.by_service) for c in (small, large)]
+            self.report(export, subscriptions, baseline, small_page, large_page, small_rest, large_rest, services)
         finally:
             if not keep:
                 benchmark.drop(small)
                 benchmark.drop(large)
 
-    def report(self, export, subscriptions, baseline, small_page, large_page, small_rest, large_rest) -> None:
+    def report(self, export, subscriptions, baseline, small_page, large_page, small_rest, large_rest, services) -> None:
         ratio = large_page / small_page if small_page else float("inf")
         checks = [
             (f"CSV export of {export.rows:,} rows", f"{export.seconds:.1f} s", export.seconds < EXPORT_SECONDS,
@@ -76,6 +77,8 @@ class Command(BaseCommand):
             ("  ratio", f"{ratio:.2f}", ratio < PAGE_RATIO, f"< {PAGE_RATIO:.0f}"),
             (f"other insights at {subscriptions:,}", f"{large_rest * 1000:.0f} ms", True, "(no target)"),
             (f"other insights at {baseline:,}", f"{small_rest * 1000:.0f} ms", True, "(no target)"),
+            (f"By service at {subscriptions:,}", f"{services[1] * 1000:.1f} ms", True, "(no target)"),
+            (f"By service at {baseline:,}", f"{services[0] * 1000:.1f} ms", True, "(no target)"),
         ]  # fmt: skip
         for name, value, ok, target in checks:
             self.stdout.write(f"{name:<42} {value:>10}   {target:<11} {'ok' if ok else 'MISSED'}")
