@@ -225,6 +225,7 @@ class Phase:
     counts: dict[str, int] = field(default_factory=dict)
     shape: str = ""  # the ceiling's: its processes and calls in flight
     watch: Stopwatch | None = None  # what timed it: the machine's CPU and each process's meanwhile
+    connections: int | None = None  # the TCP connections the sandbox saw it open (the ceiling's)
 
     @property
     def rate(self) -> float:

@@ -59,6 +59,9 @@ def fault_middleware(state: SandboxState, classify: Classifier, error: ErrorResp
         kind, client_id = await classify(request)
         counters = state.counters
         counters.requests += 1
+        if (transport := request.transport) is not None and transport not in state.connected:
+            state.connected.add(transport)
+            counters.connections += 1
         if kind is Kind.API:
             counters.api_requests += 1
         elif kind is Kind.TOKEN:

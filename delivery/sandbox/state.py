@@ -12,6 +12,7 @@ import re
 import secrets
 import string
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -192,6 +193,7 @@ class Counters:
     writes_per_user: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0  # API and token requests being answered now
     most_in_flight: int = 0  # the most at once since the counters were cleared (a client's concurrency, seen)
+    connections: int = 0  # TCP connections service requests came on (a client that keeps them alive opens few)
 
 
 @dataclass
@@ -263,6 +265,7 @@ class SandboxState:
     playlists: dict[str, Playlist] = field(default_factory=dict)  # by id
     writes: list[Write] = field(default_factory=list)
     counters: Counters = field(default_factory=Counters)
+    connected: weakref.WeakSet = field(default_factory=weakref.WeakSet)  # the connections counted (`connections`)
     # client id → monotonic times of that app's requests inside the rate-limit window
     windows: dict[str, deque[float]] = field(default_factory=dict)
 

@@ -47,6 +47,11 @@ def test_benchmark_delivers_every_fan_once_and_cleans_up(workers, rounds):
     # the app's own token): never a call more per fan.
     calls = float(output.split("engine calls a fan: ")[1].split()[0])
     assert "(the ceiling's: 2)" in output and 2 <= calls <= 2 + 4 / 30
+    # Connections kept alive: one per call in flight at most (30 fans: 30 refreshes at once), and a few a run for
+    # the release's lookups; a connection opened a call would be ~60. The bare loop's, beside them, likewise.
+    connections = output.split("engine connections: ")[1]
+    assert 1 <= int(connections.split()[0]) <= 30 + 4
+    assert "the ceiling's: " in connections.splitlines()[0] and "1 process × 64 in flight" in connections
     assert "engine CPU µs a fan by part: client " in output and "ceiling CPU µs a fan by part: client " in output
     assert not Campaign.objects.exists() and not Subscription.objects.exists() and not Fan.objects.exists()
 

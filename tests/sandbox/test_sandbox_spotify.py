@@ -725,6 +725,24 @@ def test_seeded_user_gets_tokens_without_the_login_page(sb):
     assert tokens["scope"] == "user-read-email"
 
 
+def test_counters_count_the_connections_service_requests_came_on(sb):
+    """A client that keeps its connections alive is told from one that opens a connection a call (bench_delivery
+    prints the engine's connections beside the bare loop's); the control API's own requests are not counted."""
+    token = tokens_for(sb)["access_token"]
+    before = sb.control("GET", "counters")["connections"]
+
+    with requests.Session() as session:  # keep-alive: three calls, one connection
+        for _ in range(3):
+            response = session.get(f"{sb.api_url}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+            assert response.status_code == 200
+    assert api(sb, "GET", "/v1/me", token).status_code == 200  # a connection of its own
+
+    counters = sb.control("GET", "counters")
+    assert counters["connections"] - before == 2
+    sb.control("POST", "reset")
+    assert sb.control("GET", "counters")["connections"] == 0
+
+
 def test_reset_brings_back_the_demo_world_with_faults_off(sb):
     sb.faults(error_rate=1, rate_limit=5, development_mode=False)
     tokens = tokens_for(sb)

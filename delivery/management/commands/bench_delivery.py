@@ -197,12 +197,15 @@ class Command(BaseCommand):
             if run_unpaced:
                 baseline = benchmark.run_baseline(sandbox, list(baseline_tokens.values()), uris)
             for r, campaign in enumerate(campaigns):
-                ceiling, others = None, ""
+                ceiling, others, timed = None, "", []
                 if run_unpaced:
                     # Each shape on fans of its own, in turn first: the round's ceiling is the fastest.
                     order = list(zip(shapes, ceiling_tokens[r], strict=True))
                     order = order[r % len(order) :] + order[: r % len(order)]
-                    timed = [benchmark.run_ceiling(sandbox, list(t.values()), n, p, uris) for (p, n), t in order]
+                    for (p, n), t in order:
+                        opened = sandbox.counters()["connections"]
+                        timed.append(benchmark.run_ceiling(sandbox, list(t.values()), n, p, uris))
+                        timed[-1].connections = sandbox.counters()["connections"] - opened
                     ceiling = max(timed, key=lambda phase: phase.rate)
                     others = "".join(f"; {p.shape}: {p.rate:.1f}" for p in timed if p is not ceiling)
                 if rate_limit is not None:
@@ -215,7 +218,9 @@ class Command(BaseCommand):
                     self.stderr.write(f"The engine failed:\n{traceback.format_exc()}")
                     engine = Phase("engine", fans, 0.0, 0, "failed: see above")
                 after = sandbox.counters()
-                calls = {name: after[name] - before[name] for name in ("requests", "rate_limited")}
+                calls = {name: after[name] - before[name] for name in ("requests", "rate_limited", "connections")}
+                # The connections each of the round's bare loops opened, to set the engine's beside.
+                calls["ceilings"] = [(phase.shape, phase.connections) for phase in timed]
                 results.append((ceiling, engine, calls))
                 if rounds > 1:
                     share = round_share(ceiling, engine)
@@ -318,6 +323,10 @@ class Command(BaseCommand):
         if calls and engine.fans:  # the bare loops make a refresh and one call per library write, a fan
             per_fan, bare = calls["requests"] / engine.fans, 1 + len(options["uris"])
             self.say(f"  engine calls a fan: {per_fan:.2f} (the ceiling's: {bare})")
+            # Kept alive, a connection serves a call after another: one per call in flight, not one a call.
+            bare_loops = ", ".join(f"{opened} with {shape}" for shape, opened in calls["ceilings"])
+            beside = f" (the ceiling's: {bare_loops})" if bare_loops else ""
+            self.say(f"  engine connections: {calls['connections']}{beside}")
         if rate_limit is not None:
             made, limited = calls["requests"], calls["rate_limited"]
             answered = made - limited
