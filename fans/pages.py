@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -32,20 +31,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Countdown:
-    """Time left until the release, rendered on the server; static/js/countdown.js keeps it ticking."""
+    """Time left until the release, rendered on the server; static/js/countdown.js keeps it ticking. The clock is
+    read once, when it is made (for each page view), so its parts and `seconds_left` agree."""
 
     target: dt.datetime
+    # Seconds until the release rounded up: zero is the release instant itself, never half a second before it (a
+    # fan who reloads at zero gets the smart link, not the pre-save page again).
+    whole_seconds: int = field(init=False)
 
-    @property
-    def remaining(self) -> dt.timedelta:
-        return max(self.target - timezone.now(), dt.timedelta(0))
-
-    @cached_property
-    def whole_seconds(self) -> int:
-        """Seconds until the release rounded up: zero is the release instant itself, never half a second before
-        it (a fan who reloads at zero gets the smart link, not the pre-save page again). Read from the clock
-        once, so the countdown's parts and `seconds_left` agree (a Countdown is made for each page view)."""
-        return math.ceil(self.remaining.total_seconds())
+    def __post_init__(self) -> None:
+        left = max(self.target - timezone.now(), dt.timedelta(0))
+        object.__setattr__(self, "whole_seconds", math.ceil(left.total_seconds()))
 
     @property
     def seconds_left(self) -> str:
