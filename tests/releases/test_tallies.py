@@ -34,8 +34,9 @@ def counted(campaign) -> dict[str, int]:
             f"funnel:{event.kind}:country:{event.country}",
             f"funnel:{event.kind}:device:{event.device}",
             f"funnel:{event.kind}:in_app_browser:{event.in_app_browser}",
-            f"funnel:{event.kind}:service:{event.service}",
         ]
+        if event.service:
+            keys.append(f"funnel:{event.kind}:service:{event.service}")
         for key in keys:
             counts[key] = counts.get(key, 0) + 1
     return counts
@@ -88,6 +89,28 @@ def test_tallies_follow_inserts_updates_deletes_and_bulk_writes():
 
     Fan.objects.filter(pk=fans[7].pk).delete()  # cascades to the subscription
     assert tallied(campaign) == counted(campaign)
+
+
+def test_events_without_a_service_count_no_service_key():
+    """Page views name no service: none of them, copied in a batch or written one by one, writes (or updates) a
+    `funnel:view:service:` row; an event given its service later is counted under it."""
+    from django.utils import timezone
+
+    from fans.tracking import VIEW_COLUMNS, ViewBuffer
+
+    campaign = make_campaign()
+    blank = dict.fromkeys(VIEW_COLUMNS, "")
+    row = {**blank, "campaign_id": campaign.pk, "kind": "view", "created_at": timezone.now()}
+    ViewBuffer().write([tuple(row[column] for column in VIEW_COLUMNS)] * 3)
+    FunnelEvent.objects.create(campaign=campaign, kind="view")
+    click = FunnelEvent.objects.create(campaign=campaign, kind="click")
+
+    assert not CampaignTally.objects.filter(campaign_id=campaign.pk, key__contains=":service:").exists()
+
+    FunnelEvent.objects.filter(pk=click.pk).update(service="spotify")
+    assert tallied(campaign) == counted(campaign)
+    keys = CampaignTally.objects.filter(campaign_id=campaign.pk, key__contains=":service:").values_list("key", "count")
+    assert list(keys) == [("funnel:click:service:spotify", 1)]
 
 
 def test_deleting_a_campaign_removes_its_tallies():
