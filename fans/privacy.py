@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.db.models import Min, Q
-from django.db.models.functions import TruncDay
+from django.db.models import Min, Q, Value
+from django.db.models.functions import Lower, TruncDay
 from django.urls import reverse
 from django.utils import timezone
 
@@ -208,7 +208,8 @@ def email_signups(subject: Subject):
     """An address subject's email sign-ups (a fan subject has none: see the module's docstring)."""
     if not subject.email:
         return EmailSignup.objects.none()
-    return EmailSignup.objects.filter(email__iexact=subject.email).select_related("campaign__release__artist")
+    signups = EmailSignup.objects.filter(email__lower=Lower(Value(subject.email)))
+    return signups.select_related("campaign__release__artist")
 
 
 def release_emails(subject: Subject):
@@ -427,7 +428,9 @@ def email_asked_elsewhere(subscription: Subscription) -> list[str]:
             campaign=campaign, subscription__fan__email__iexact=address
         )
         services |= set(others.exclude(subscription=subscription).values_list("service", flat=True))
-        signed_up |= EmailSignup.objects.receiving().filter(campaign=campaign, email__iexact=address).exists()
+        signed_up |= (
+            EmailSignup.objects.receiving().filter(campaign=campaign, email__lower=Lower(Value(address))).exists()
+        )
     labels = sorted(SERVICES[service].label for service in services if service in SERVICES)
     return [f"your pre-save on {label}" for label in labels] + (["your email sign-up"] if signed_up else [])
 

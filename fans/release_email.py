@@ -32,7 +32,7 @@ from django.core import signing
 from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Lower
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -443,7 +443,7 @@ def unsubscribe(email: ReleaseEmail) -> None:
     with transaction.atomic():
         ReleaseEmail.objects.filter(pk=email.pk, unsubscribed_at__isnull=True).update(unsubscribed_at=now)
         # The address's sign-up ends too when the email went out for the fan's pre-save (one email per address).
-        address_signup = Q(campaign_id=email.campaign_id, email__iexact=email.email)  # whatever the case of either
+        address_signup = Q(campaign_id=email.campaign_id, email__lower=Lower(Value(email.email)))  # whatever the case
         EmailSignup.objects.filter(Q(pk=email.signup_id) | address_signup, unsubscribed_at__isnull=True).update(
             unsubscribed_at=now
         )
