@@ -10,7 +10,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.constants import LOOKUP_SEP
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Lower
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import truncatechars
 from django.urls import reverse
@@ -88,12 +88,13 @@ class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
 WITHDRAWN_EMAIL = ~Q(email="") & ~ConsentRecordQuerySet.SHARING_EMAIL
 # When: the revocation; else the unsubscription from the release email sent for it, or to its address for the
 # campaign (one email per address); else the consent that replaced it (the same pre-save, answered again without
-# the email box). Index lookups each (ReleaseEmail's consent, its (campaign, email) pair; the subscription).
+# the email box). Index lookups each (ReleaseEmail's consent, release_email_by_address: the campaign and the address
+# whatever its case, as unsubscribing withdraws it; the subscription).
 UNSUBSCRIBED = ReleaseEmail.objects.filter(unsubscribed_at__isnull=False).values("unsubscribed_at")
 WITHDRAWN_AT = Coalesce(
     "revoked_at",
     Subquery(UNSUBSCRIBED.filter(consent=OuterRef("pk"))[:1]),
-    Subquery(UNSUBSCRIBED.filter(campaign=OuterRef("campaign"), email=OuterRef("email"))[:1]),
+    Subquery(UNSUBSCRIBED.filter(campaign=OuterRef("campaign"), email__lower=Lower(OuterRef("email")))[:1]),
     Subquery(
         ConsentRecord.objects.filter(subscription=OuterRef("subscription"), created_at__gt=OuterRef("created_at"))
         .order_by("created_at")

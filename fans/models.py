@@ -279,6 +279,7 @@ class ReleaseEmail(models.Model):
 
     campaign = models.ForeignKey("releases.Campaign", on_delete=models.CASCADE, related_name="release_emails")
     email = models.EmailField()
+    email.register_lookup(Lower)  # email__lower=…: an address whatever its case, through release_email_by_address
     market = models.CharField(
         max_length=2,
         blank=True,
@@ -307,6 +308,8 @@ class ReleaseEmail(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["campaign", "email"], name="one_release_email_per_address")]
+        # The admin finds when a consent's address was unsubscribed, whatever its case (fans.admin.WITHDRAWN_AT).
+        indexes = [models.Index(Lower("email"), "campaign", name="release_email_by_address")]
 
     def __str__(self) -> str:
         return f"Release-day email to {self.email} for {self.campaign_id}"

@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from fans import release_email, revocation
-from fans.models import ConsentRecord, Fan, ReleaseEmail, Subscription
+from fans.models import ConsentRecord, EmailSignup, Fan, ReleaseEmail, Subscription
 from tests.conftest import make_consent
 
 pytestmark = pytest.mark.django_db
@@ -15,8 +15,8 @@ CONSENTS = reverse("admin:fans_consentrecord_changelist")
 FANS = reverse("admin:fans_fan_changelist")
 
 
-def opted_in(campaign, user_id: str) -> ConsentRecord:
-    address = f"{user_id}@fans.test"
+def opted_in(campaign, user_id: str, address: str = "") -> ConsentRecord:
+    address = address or f"{user_id}@fans.test"
     fan = Fan.objects.create(service="spotify", service_user_id=user_id, display_name=user_id.title(), email=address)
     subscription = Subscription.objects.create(fan=fan, campaign=campaign)
     return make_consent(subscription, email=address, email_opt_in=True, display_name=user_id.title())
@@ -76,6 +76,23 @@ def test_a_fan_who_unsubscribed_from_email_is_not_found_by_their_address(staff_c
             assert today in html, page
 
 
+def test_an_address_unsubscribed_in_another_case_is_withdrawn_on_that_day(staff_client, campaign):
+    """The release email went to the address as the email sign-up holds it (lower-cased), not as the service gave
+    it with the fan's pre-save: unsubscribing withdrew the consent (whatever the case), and the console says when."""
+    consent = opted_in(campaign, "bob", address="Bob@Fans.test")
+    signup = EmailSignup.objects.create(campaign=campaign, email="bob@fans.test", wording_version="v1")
+    mailed = ReleaseEmail.objects.create(campaign=campaign, email="bob@fans.test", signup=signup)
+    release_email.unsubscribe(mailed)
+    today = f"withdrawn on {timezone.now():%Y-%m-%d}"
+
+    assert found(staff_client, CONSENTS, "bob@fans.test") == []
+    for page in pages(consent):
+        html = staff_client.get(page).content.decode()
+        assert "Bob@Fans.test" not in html, page
+        if "/change/" in page:
+            assert today in html, page
+
+
 def test_an_address_still_shared_is_found_and_shown(staff_client, campaign):
     consent = opted_in(campaign, "chloe")
 
@@ -83,3 +100,23 @@ def test_an_address_still_shared_is_found_and_shown(staff_client, campaign):
     assert found(staff_client, FANS, "chloe@fans.test") == ["chloe"]
     for page in pages(consent)[1:]:  # the consents' list has no address column
         assert "chloe@fans.test" in staff_client.get(page).content.decode(), page
+
+
+def test_when_an_address_was_unsubscribed_is_an_index_lookup(campaign):
+    """Each consent shown asks whether its address was unsubscribed in the campaign, whatever its case: through
+    release_email_by_address, not a read of the campaign's release emails."""
+    from django.db import connection
+
+    from fans.admin import WITHDRAWN_AT
+
+    now = timezone.now()
+    ReleaseEmail.objects.bulk_create(
+        ReleaseEmail(campaign=campaign, email=f"fan{i}@fans.test", unsubscribed_at=now) for i in range(20_000)
+    )
+    opted_in(campaign, "bob", address="Fan123@Fans.test")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE fans_releaseemail")
+
+    plan = ConsentRecord.objects.annotate(at=WITHDRAWN_AT).explain()
+
+    assert "release_email_by_address" in plan, plan
