@@ -442,7 +442,9 @@ class CampaignTally(models.Model):
 
     campaign_id = models.BigIntegerField()
     key = models.CharField(
-        max_length=200, help_text="subscription:<status>, day:<date>, funnel:<kind>, funnel:<kind>:<dimension>:<value>"
+        max_length=200,
+        help_text="subscription:<status>, service:<service>:<status>, day:<date>, funnel:<kind>, funnel:visitors, "
+        "funnel:<kind>:<dimension>:<value> (source, country, device, in_app_browser; service, for events naming one)",
     )
     count = models.BigIntegerField(default=0)
 
