@@ -343,15 +343,24 @@ def _time(value) -> str | None:
     return value.isoformat() if value else None
 
 
+NOT_THEIRS = "That pre-save isn't yours or no longer exists."
+
+
 def revoke_one(subject: Subject, subscription_id: int) -> tuple[Subscription, bool, bool]:
     """Cancel the subject's own subscription `subscription_id` (someone else's is a 404); returns it, whether
     this cancelled it, and whether it had failed (cancelling withdrew only its permission and consents). One done
     on release day has nothing left to cancel and is left as it is: its consents stay (the fan's email among
     them; `stop_email` stops that alone). Both are read under the lock the cancel takes: release day, or staff's
-    Retry failed, may have changed it since the fan was asked."""
+    Retry failed, may have changed it since the fan was asked. One erased meanwhile is not the subject's any more,
+    as the page says once erased."""
     subscription = own_subscription(subject, subscription_id)
     with transaction.atomic():
-        status = Subscription.objects.select_for_update().values_list("status", flat=True).get(pk=subscription.pk)
+        locked = Subscription.objects.select_for_update().filter(pk=subscription.pk)
+        status = locked.values_list("status", flat=True).first()
+        # Still the subject's, read after the lock: an erasure committed while we waited deleted the pre-save
+        # with its fan, or left it (erased by address) no longer the address's.
+        if status is None or not subscriptions(subject).filter(pk=subscription.pk).exists():
+            raise NotFound(NOT_THEIRS)
         cancelled = status != Subscription.Status.DELIVERED and revocation.revoke_subscription(subscription.pk)
     subscription.refresh_from_db()
     return subscription, cancelled, cancelled and status == Subscription.Status.FAILED
@@ -360,7 +369,7 @@ def revoke_one(subject: Subject, subscription_id: int) -> tuple[Subscription, bo
 def own_subscription(subject: Subject, subscription_id: int) -> Subscription:
     subscription = subscriptions(subject).select_related("fan").filter(pk=subscription_id).first()
     if subscription is None:
-        raise NotFound("That pre-save isn't yours or no longer exists.")
+        raise NotFound(NOT_THEIRS)
     return subscription
 
 

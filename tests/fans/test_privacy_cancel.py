@@ -665,6 +665,15 @@ def test_cancelling_a_pre_save_that_couldnt_be_done_says_it_only_withdraws_the_p
     assert not Credential.objects.exists()
 
 
+def waiting_for_a_lock() -> bool:
+    """Whether a connection to the test database waits for a lock another holds."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
 @pytest.mark.django_db(transaction=True)  # Retry failed commits on a connection of its own
 def test_a_retry_failed_landing_before_the_cancel_takes_its_lock_is_answered_as_the_pre_save_it_cancelled(
     client, sandbox, settings
@@ -679,13 +688,6 @@ def test_a_retry_failed_landing_before_the_cancel_takes_its_lock_is_answered_as_
     engine.deliver_campaign(campaign.pk, fan_out=False)
     alice.refresh_from_db()
     assert alice.status == "failed" and alice.last_error.startswith(engine.GAVE_UP)
-
-    def waiting_for_a_lock() -> bool:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            return cursor.fetchone()[0] > 0
 
     def retry_failed() -> None:
         try:
@@ -707,6 +709,40 @@ def test_a_retry_failed_landing_before_the_cancel_takes_its_lock_is_answered_as_
     said = pages.cancelled_words(subscription, cancelled=cancelled, failed=failed)
     assert said.startswith("Your pre-save of First Light on Spotify is cancelled: it won't be done")
     assert "couldn't be done" not in said
+
+
+@pytest.mark.django_db(transaction=True)  # the erasure commits on a connection of its own
+@pytest.mark.parametrize("link", ["the fan's", "the address's"])
+def test_an_erasure_landing_before_the_cancel_takes_its_lock_leaves_a_pre_save_that_is_no_longer_theirs(
+    client, waiting, link
+):
+    """The privacy page's cancel reads the pre-save while the fan's erasure (the same page's "erase everything",
+    from another tab or link, or staff's) holds it, not yet committed: the cancel waits for the row, and then
+    answers as the page does once erased, not with a 500 (the pre-save deleted with its fan) nor as a cancel of a
+    pre-save the erasure revoked (erased by address: the pre-save stays, no longer the address's)."""
+    if link == "the fan's":
+        subject, token = privacy.Subject(fan=waiting.fan), privacy.token_for_fan(waiting.fan)
+    else:
+        subject, token = privacy.Subject(email="keen@fan.test"), privacy.link_for_email("keen@fan.test").split("/")[2]
+
+    def erase() -> None:
+        try:
+            with transaction.atomic():
+                erased.append(privacy.erase(subject))
+                wait_for(waiting_for_a_lock, 10, interval=0.05, message="the cancel to wait for the pre-save")
+        finally:
+            connection.close()
+
+    erased = []
+    eraser = threading.Thread(target=erase)
+    eraser.start()
+    wait_for(lambda: erased, 10, interval=0.05, message="the erasure to hold the pre-save")
+    response = client.post(reverse("fans:privacy_revoke", args=[token, waiting.pk]))
+    eraser.join()
+
+    assert erased[0]["subscriptions"] == 1
+    assert response.status_code == 404 and "That pre-save isn't yours or no longer exists." in text_of(response)
+    assert client.post(reverse("fans:privacy_revoke", args=[token, waiting.pk])).status_code in (404, 410)
 
 
 @pytest.mark.parametrize("way", ["privacy page", "revoke link"])
