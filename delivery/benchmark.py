@@ -54,6 +54,7 @@ from presave_site.benchmarking import Stopwatch, free_port
 ALBUM_URI = f"spotify:album:{demo_catalog.NOVA_LARK_ALBUM_ID}"
 ARTIST_URI = f"spotify:artist:{demo_catalog.NOVA_LARK_ARTIST_ID}"
 SCOPE = "user-library-modify"
+MARKET = "GB"  # the benchmark's fans' country: their sandbox users', their Fan rows' and their pre-saves' market
 FOLLOW_SCOPE = "user-library-modify user-follow-modify"
 SEED_BATCH = 1000
 STARTUP_SECONDS = 30
@@ -123,7 +124,7 @@ class SandboxProcess(SandboxClient):
         """Create sandbox users and mint each a refresh token for `scope` (bulk, 1,000 per call): user id → token."""
         tokens = {}
         for chunk in batched(user_ids, SEED_BATCH):
-            body = {"ids": chunk, "client_id": DEFAULT_CLIENT_ID, "scope": scope, "country": "GB"}
+            body = {"ids": chunk, "client_id": DEFAULT_CLIENT_ID, "scope": scope, "country": MARKET}
             minted = self.control("POST", "users/bulk-authorize", body)
             tokens.update({user_id: minted[user_id]["refresh_token"] for user_id in chunk})
         return tokens
@@ -147,8 +148,8 @@ def batched(items: list, size: int) -> Iterator[list]:
 # --- Seeding the database ---------------------------------------------------------------------------------
 def seed_campaign(slug: str, tokens: dict[str, str], *, follow: bool = False):
     """An artist, the sandbox's demo album (out since a minute ago) and a live campaign with one pending
-    subscription and sealed credential per fan in `tokens` (sandbox user id → refresh token), which saves the
-    album and, with `follow`, follows the artist."""
+    subscription in MARKET and sealed credential per fan in `tokens` (sandbox user id → refresh token), which
+    saves the album and, with `follow`, follows the artist."""
     from fans.models import Credential, Fan, Subscription
     from releases.models import Artist, Campaign, Release
 
@@ -170,10 +171,14 @@ def seed_campaign(slug: str, tokens: dict[str, str], *, follow: bool = False):
         )
         for chunk in batched(list(tokens.items()), SEED_BATCH):
             fans = Fan.objects.bulk_create(
-                Fan(service="spotify", service_user_id=user_id, display_name=user_id, country="GB")
+                Fan(service="spotify", service_user_id=user_id, display_name=user_id, country=MARKET)
                 for user_id, _ in chunk
             )
-            subscriptions = Subscription.objects.bulk_create(Subscription(fan=fan, campaign=campaign) for fan in fans)
+            # In their market, as sign-up records it (fans.authorization): a blank one would be the campaign's
+            # default market (US), and the engine would ask about the release there, not where the fans are.
+            subscriptions = Subscription.objects.bulk_create(
+                Subscription(fan=fan, campaign=campaign, market=MARKET) for fan in fans
+            )
             credentials = []
             for subscription, (_, token) in zip(subscriptions, chunk, strict=True):
                 credential = Credential(subscription=subscription, authorized_at=timezone.now())

@@ -781,6 +781,9 @@ class Run:
         return None
 
     def market_of(self, subscription: Claim) -> str:
+        """The fan's own market, where the release's availability is judged: their pre-save's, recorded at sign-up
+        (fans.authorization: the service profile's country, else the country seen at sign-up); only a blank or
+        unreal one stands for the campaign's default market."""
         return self.campaign.market_for(subscription.market)
 
     def past_waiting_time(self, subscription: Claim) -> bool:

@@ -9,8 +9,10 @@ import pytest
 from django.core.management import call_command
 from django_q.models import Schedule
 
-from delivery import benchmark
+from delivery import benchmark, engine
 from delivery.models import DeliveryAttempt
+from delivery.sandbox import demo_catalog
+from delivery.sandbox.server import DEFAULT_CLIENT_ID
 from fans.models import Fan, Subscription
 from presave_site.benchmarking import Stopwatch
 from releases.models import Campaign
@@ -125,6 +127,24 @@ def test_a_seeded_campaign_has_no_schedule_a_running_cluster_would_fire():
 
     assert campaign.status == Campaign.Status.LIVE and campaign.subscriptions.count() == 2
     assert not Schedule.objects.filter(name__endswith=f"-{campaign.pk}").exists()
+
+
+@pytest.mark.django_db
+def test_the_seeded_fans_are_judged_in_their_own_market_as_fans_who_signed_up_there(sandbox):
+    """The benchmark's fans are in GB (their sandbox users and Fan rows): their pre-saves are too, as sign-up
+    records a fan's market, so the engine asks whether the release is out in GB, not in the campaign's default
+    market (US), which would deliver them, or make them wait, on the strength of another market."""
+    ids = ["bench-gb-1", "bench-gb-2"]
+    body = {"ids": ids, "client_id": DEFAULT_CLIENT_ID, "scope": benchmark.SCOPE, "country": benchmark.MARKET}
+    minted = sandbox.control("POST", "users/bulk-authorize", body)
+    campaign = benchmark.seed_campaign("bench-in-gb", {user: minted[user]["refresh_token"] for user in ids})
+    assert campaign.default_market == "US"
+    album_markets = f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets"
+    sandbox.control("POST", album_markets, {"available_markets": ["GB"]})
+
+    engine.deliver_campaign(campaign.pk)
+
+    assert set(campaign.subscriptions.values_list("market", "status")) == {("GB", "delivered")}
 
 
 @pytest.mark.django_db(transaction=True)
