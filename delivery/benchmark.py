@@ -229,7 +229,7 @@ class Phase:
     note: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     shape: str = ""  # the ceiling's: its processes and calls in flight
-    watch: Stopwatch | None = None  # what timed it: the machine's CPU and each process's meanwhile
+    watch: PhaseWatch | None = None  # what timed it: the machine's CPU and each process's meanwhile
     connections: int | None = None  # the TCP connections the sandbox saw it open (the ceiling's)
 
     @property
@@ -251,19 +251,44 @@ class Phase:
         the bare loop's processes, the engine's cluster), PostgreSQL, the sandbox, and the rest of the machine."""
         if self.watch is None or not self.fans:
             return {}
-        me = os.getpid()
-
-        def part(pid: int, processes: dict) -> str | None:
-            if pid == sandbox_pid:
-                return "sandbox"
-            if processes[pid].name == "postgres":
-                return "PostgreSQL"
-            while pid not in (me, 0, 1) and pid in processes:  # the client: this process and its descendants
-                pid = processes[pid].ppid
-            return "client" if pid == me else None
-
-        parts = self.watch.cpu_by_part(part)
+        parts = self.watch.cpu_by_part(lambda pid, processes: self.part_of(pid, sandbox_pid))
         return {name: parts.get(name, 0.0) / self.fans * 1e6 for name in ("client", "PostgreSQL", "sandbox", "rest")}
+
+    def part_of(self, pid: int, sandbox_pid: int) -> str | None:
+        """The part of the machine process `pid` (alive when the phase ended) is in; None: the rest."""
+        processes, me = self.watch.processes, os.getpid()
+        if pid == sandbox_pid:
+            return "sandbox"
+        if processes[pid].name == "postgres":  # another database's backend: other work on the server, the rest
+            return "PostgreSQL" if self.watch.postgres.get(pid, True) else None
+        while pid not in (me, 0, 1) and pid in processes:  # the client: this process and its descendants
+            pid = processes[pid].ppid
+        return "client" if pid == me else None
+
+
+class PhaseWatch(Stopwatch):
+    """What times a phase; as it stops, it also reads which PostgreSQL processes are the benchmark's
+    (`benchmark_postgres`), for `Phase.part_of`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.postgres: dict[int, bool] = {}
+
+    def stop(self) -> None:
+        super().stop()
+        self.postgres = benchmark_postgres()
+
+
+def benchmark_postgres() -> dict[int, bool]:
+    """PostgreSQL's processes by pid (pg_stat_activity), each with whether it is the benchmark's: a backend of
+    its database, or one of no database (the checkpointer, walwriter, background writer, which every database
+    shares); not another database's backend. Those it leaves out (the postmaster) are shared too. Empty on a
+    database that is not PostgreSQL."""
+    if connection.vendor != "postgresql":
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid, datname IS NULL OR datname = current_database() FROM pg_stat_activity")
+        return dict(cursor.fetchall())
 
 
 def run_baseline(sandbox: SandboxProcess, tokens: list[str], uris: tuple[str, ...] = (ALBUM_URI,)) -> Phase:
@@ -272,7 +297,7 @@ def run_baseline(sandbox: SandboxProcess, tokens: list[str], uris: tuple[str, ..
     http = requests.Session()
     auth = (DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
     ok = 0
-    watch = Stopwatch()
+    watch = PhaseWatch()
     watch.start()
     for token in tokens:
         form = {"grant_type": "refresh_token", "refresh_token": token}
@@ -334,7 +359,7 @@ def run_ceiling(
     processes (the fans and the calls in flight shared between them), to compare like with like with an engine
     that runs in that many worker processes."""
     urls = (sandbox.accounts_url, sandbox.api_url)
-    watch = Stopwatch()
+    watch = PhaseWatch()
     if processes == 1:
         with tuned_for_delivery():  # the engine's collector settings, as in ceiling_process
             watch.start()
@@ -348,7 +373,7 @@ def run_ceiling(
 
 
 def _ceiling_in_processes(
-    urls: tuple[str, str], tokens: list[str], concurrency: int, processes: int, watch: Stopwatch, uris: tuple[str, ...]
+    urls: tuple[str, str], tokens: list[str], concurrency: int, processes: int, watch: PhaseWatch, uris: tuple[str, ...]
 ) -> int:
     """Spawned processes each take their share of the fans, report ready, and start together on a signal."""
     context = multiprocessing.get_context("spawn")
@@ -457,7 +482,7 @@ def run_engine(campaign_id: int, workers: int, environment: dict[str, str]) -> P
 
     subscriptions = Subscription.objects.filter(campaign_id=campaign_id)
     fans = subscriptions.count()
-    watch = Stopwatch()
+    watch = PhaseWatch()
     if workers == 0:
         from delivery.engine import deliver_campaign
 

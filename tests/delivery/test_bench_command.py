@@ -5,8 +5,10 @@ import io
 import os
 import time
 
+import psycopg
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django_q.models import Schedule
 
 from delivery import benchmark, engine
@@ -117,6 +119,39 @@ def test_stopwatch_counts_the_machines_cpu_time():
     parts = watch.cpu_by_part(lambda pid, processes: "me" if pid == os.getpid() else None)
     assert parts["me"] >= 0.25 and parts["rest"] >= 0
     assert parts["me"] + parts["rest"] == pytest.approx(watch.cpu_seconds, abs=0.05)  # read a tick apart
+
+
+@pytest.mark.django_db
+def test_postgresql_s_part_of_the_cpu_is_the_benchmark_database_s_not_another_s():
+    """PostgreSQL's part is the backends of the benchmark's database and the server's shared processes (the
+    postmaster, checkpointer, walwriter…): a backend of another database on the same server, another engineer's
+    tests say, is other work on the machine, in the rest."""
+    burn = "SELECT count(*) FROM generate_series(1, 3000000)"
+    db = connection.settings_dict
+    server = {"host": db["HOST"] or "127.0.0.1", "port": db["PORT"] or 5432, "user": db["USER"]}
+    with psycopg.connect(**server, password=db["PASSWORD"] or None, dbname="postgres") as elsewhere:
+        other = elsewhere.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            own = cursor.fetchone()[0]
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+            checkpointer = cursor.fetchone()[0]
+        watch = benchmark.PhaseWatch()
+        watch.start()
+        elsewhere.execute(burn)
+        with connection.cursor() as cursor:
+            cursor.execute(burn)
+        watch.stop()
+    phase = benchmark.Phase("engine", 1, watch.seconds, 1, watch=watch)
+
+    postmaster = watch.processes[own].ppid
+    assert watch.processes[postmaster].name == watch.processes[other].name == "postgres"
+    assert [phase.part_of(pid, sandbox_pid=0) for pid in (own, checkpointer, postmaster)] == ["PostgreSQL"] * 3
+    assert phase.part_of(other, sandbox_pid=0) is None
+    # …so its CPU time is in the rest of the machine's (µs: one fan), not in PostgreSQL's
+    spent = watch.processes[other].seconds * 1e6
+    parts = phase.cpu_per_fan_by_part(sandbox_pid=0)
+    assert spent >= 100_000 and parts["rest"] >= spent - 20_000  # /proc's clock ticks: 10 ms
 
 
 @pytest.mark.django_db(transaction=True)
