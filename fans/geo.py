@@ -24,7 +24,8 @@ def request_country(request: HttpRequest) -> str:
     region of the most preferred language in Accept-Language that names one (by q-value; q=0 means "not
     acceptable" and never counts). Django's own parser reads the header: it caps its length, orders the tags by
     q-value (equal ones as sent) and reads a malformed header as none."""
-    header = request.META.get(meta_key(settings.COUNTRY_HEADER), "") if settings.COUNTRY_HEADER else ""
+    name = settings.COUNTRY_HEADER
+    header = request.META.get(meta_key(name), "") if name else ""
     if code := markets.country(header):  # not a proxy's "XX" (unknown) or "T1" (Tor), which name no country
         return code
     accepted = parse_accept_lang_header(request.META.get("HTTP_ACCEPT_LANGUAGE", "").replace("_", "-"))

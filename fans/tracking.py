@@ -44,6 +44,7 @@ DOMAIN_MAX = 100
 UTM_SESSION_KEY = "fans.utm"  # the UTM values of the last click, per campaign slug, for the authorization
 _VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _DOMAIN = re.compile(r"^[a-z0-9.-]+$")
+_REFERER = re.compile(r"^https?://([^/?#@]+@)?([^/?#:]+)", re.IGNORECASE)
 _UTM_OK = re.compile(r"[^\w .,:/@+#&()!?'=-]", re.UNICODE)
 
 
@@ -96,8 +97,8 @@ def clean_utm(value: str) -> str:
 def utm_values(params) -> dict[str, str]:
     values = {}
     for name in UTM_FIELDS:
-        raw = params.get(name, "")
-        if isinstance(raw, str) and (cleaned := clean_utm(raw)):
+        raw = params.get(name)
+        if raw and isinstance(raw, str) and (cleaned := clean_utm(raw)):
             values[name] = cleaned
     return values
 
@@ -105,7 +106,7 @@ def utm_values(params) -> dict[str, str]:
 def referrer_domain(request: HttpRequest) -> str:
     """The host of the Referer header, without `www.`; blank for our own pages and anything malformed."""
     referer = header(request, "HTTP_REFERER")[:2000]
-    match = re.match(r"^https?://([^/?#@]+@)?([^/?#:]+)", referer, re.IGNORECASE)
+    match = _REFERER.match(referer) if referer else None
     if not match:
         return ""
     host = match.group(2).lower().rstrip(".")
