@@ -6,6 +6,7 @@ import time
 
 import pytest
 import time_machine
+from django.test import Client
 from django.urls import reverse
 
 from fans import tracking
@@ -60,6 +61,13 @@ def test_the_visitor_cookie_is_secure_when_the_site_is_https(client, campaign, s
 
     assert bool(cookie["secure"]) is https
     assert ("; Secure" in cookie.output()) is https
+
+
+def test_each_new_visitor_gets_a_cookie_of_its_own(campaign):
+    first, second = (view(Client(), campaign).cookies[tracking.VISITOR_COOKIE] for _ in range(2))
+
+    assert first.value != second.value
+    assert f"{tracking.VISITOR_COOKIE}={second.value};" in second.output() and first.value not in second.output()
 
 
 def test_the_same_visitor_hashes_alike_within_a_day_and_differently_the_next(client, campaign):
