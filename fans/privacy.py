@@ -355,15 +355,22 @@ def revoke_one(subject: Subject, subscription_id: int) -> tuple[Subscription, bo
     as the page says once erased."""
     subscription = own_subscription(subject, subscription_id)
     with transaction.atomic():
-        locked = Subscription.objects.select_for_update().filter(pk=subscription.pk)
-        status = locked.values_list("status", flat=True).first()
-        # Still the subject's, read after the lock: an erasure committed while we waited deleted the pre-save
-        # with its fan, or left it (erased by address) no longer the address's.
-        if status is None or not subscriptions(subject).filter(pk=subscription.pk).exists():
-            raise NotFound(NOT_THEIRS)
+        status = lock_own(subject, subscription.pk)
         cancelled = status != Subscription.Status.DELIVERED and revocation.revoke_subscription(subscription.pk)
     subscription.refresh_from_db()
     return subscription, cancelled, cancelled and status == Subscription.Status.FAILED
+
+
+def lock_own(subject: Subject, subscription_id: int) -> str:
+    """Lock the subject's subscription `subscription_id` (in the caller's transaction) and return its status. Still
+    the subject's, read after the lock, or a 404 as the page answers once erased: an erasure (which locks the
+    subject's pre-saves first) committed while we waited deleted the pre-save with its fan, or left it (erased by
+    address) no longer the address's."""
+    locked = Subscription.objects.select_for_update().filter(pk=subscription_id)
+    status = locked.values_list("status", flat=True).first()
+    if status is None or not subscriptions(subject).filter(pk=subscription_id).exists():
+        raise NotFound(NOT_THEIRS)
+    return status
 
 
 def own_subscription(subject: Subject, subscription_id: int) -> Subscription:
@@ -448,23 +455,28 @@ def stop_email(subject: Subject, subscription_id: int) -> tuple[Subscription, li
     """No release-day email for this pre-save: recorded as the email's own unsubscribe link records it (the
     campaign's email to the address is marked unsubscribed, made for that if not planned yet, and the consents
     share the address no more). Nothing else of the pre-save changes. Again is harmless. Returns the pre-save and
-    what else asked for that one email of the address, stopped with it (`email_asked_elsewhere`)."""
-    subscription = own_subscription(subject, subscription_id)
-    if not email_to_come(subscription):
-        return subscription, []
-    elsewhere = email_asked_elsewhere(subscription)
-    address = subscription.fan.email
-    planned = ReleaseEmail.objects.filter(campaign_id=subscription.campaign_id, email__iexact=address).first()
-    if planned is None:
-        planned, _ = ReleaseEmail.objects.get_or_create(
-            campaign_id=subscription.campaign_id,
-            email=address,
-            defaults={
-                "consent": subscription.consents.sharing_email().first(),
-                "market": markets.normalize(subscription.market),
-            },
-        )
-    release_email.unsubscribe(planned)
+    what else asked for that one email of the address, stopped with it (`email_asked_elsewhere`). Read under the
+    pre-save's lock, as the cancel's: one erased meanwhile is not the subject's any more, and no email row may be
+    made that holds the address the erasure took away."""
+    own_subscription(subject, subscription_id)
+    with transaction.atomic():
+        lock_own(subject, subscription_id)
+        subscription = own_subscription(subject, subscription_id)
+        if not email_to_come(subscription):
+            return subscription, []
+        elsewhere = email_asked_elsewhere(subscription)
+        address = subscription.fan.email
+        planned = ReleaseEmail.objects.filter(campaign_id=subscription.campaign_id, email__iexact=address).first()
+        if planned is None:
+            planned, _ = ReleaseEmail.objects.get_or_create(
+                campaign_id=subscription.campaign_id,
+                email=address,
+                defaults={
+                    "consent": subscription.consents.sharing_email().first(),
+                    "market": markets.normalize(subscription.market),
+                },
+            )
+        release_email.unsubscribe(planned)
     return subscription, elsewhere
 
 

@@ -745,6 +745,40 @@ def test_an_erasure_landing_before_the_cancel_takes_its_lock_leaves_a_pre_save_t
     assert client.post(reverse("fans:privacy_revoke", args=[token, waiting.pk])).status_code in (404, 410)
 
 
+@pytest.mark.django_db(transaction=True)  # the erasure commits on a connection of its own
+@pytest.mark.parametrize("link", ["the fan's", "the address's"])
+def test_an_erasure_landing_before_stop_the_email_takes_its_lock_leaves_no_email_to_the_erased_address(
+    client, waiting, link
+):
+    """ "Stop the email" reads the pre-save while the fan's erasure holds it, not yet committed: it waits for the
+    pre-save, and then answers as the page does once erased, without writing a release-day email row (made to
+    record the unsubscribe when none was planned) that would hold the address the erasure took away."""
+    if link == "the fan's":
+        subject, token = privacy.Subject(fan=waiting.fan), privacy.token_for_fan(waiting.fan)
+    else:
+        subject, token = privacy.Subject(email="keen@fan.test"), privacy.link_for_email("keen@fan.test").split("/")[2]
+    assert not ReleaseEmail.objects.exists()
+
+    def erase() -> None:
+        try:
+            with transaction.atomic():
+                erased.append(privacy.erase(subject))
+                wait_for(waiting_for_a_lock, 10, interval=0.05, message="stop the email to wait for the pre-save")
+        finally:
+            connection.close()
+
+    erased = []
+    eraser = threading.Thread(target=erase)
+    eraser.start()
+    wait_for(lambda: erased, 10, interval=0.05, message="the erasure to hold the pre-save")
+    response = client.post(reverse("fans:privacy_stop_email", args=[token, waiting.pk]))
+    eraser.join()
+
+    assert erased[0]["subscriptions"] == 1
+    assert response.status_code == 404 and "That pre-save isn't yours or no longer exists." in text_of(response)
+    assert not ReleaseEmail.objects.filter(email__iexact="keen@fan.test").exists()
+
+
 @pytest.mark.parametrize("way", ["privacy page", "revoke link"])
 @pytest.mark.parametrize("also", ["deezer", "sign-up"])
 def test_cancelling_a_pre_save_whose_address_something_else_asks_the_email_for_does_not_say_no_email(
