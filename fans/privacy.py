@@ -178,7 +178,9 @@ def stopped_email(consent: ConsentRecord) -> StoppedEmail:
     if not words:
         return StoppedEmail([])
     stopped = ReleaseEmail.objects.filter(campaign_id=consent.campaign_id, unsubscribed_at__isnull=False)
-    mailed_to = (Q(consent=consent) | Q(email__iexact=consent.email)) if consent.email else Q(consent=consent)
+    mailed_to = Q(consent=consent)
+    if consent.email:
+        mailed_to |= Q(email__lower=Lower(Value(consent.email)))
     unsubscribed_at = stopped.filter(mailed_to).aggregate(at=Min("unsubscribed_at"))["at"]
     again = (
         ConsentRecord.objects.filter(subscription_id=consent.subscription_id, created_at__gt=consent.created_at)
@@ -219,7 +221,7 @@ def release_emails(subject: Subject):
         return ReleaseEmail.objects.none()
     found = Q(consent__in=consents(subject).values("pk"))
     if subject.email:
-        found |= Q(email__iexact=subject.email)
+        found |= Q(email__lower=Lower(Value(subject.email)))
     return ReleaseEmail.objects.filter(found).select_related("campaign")
 
 
@@ -395,7 +397,7 @@ def email_to_come(subscription: Subscription) -> bool:
 def email_settled(campaign_id: int, address: str) -> bool:
     """Whether the campaign's one release-day email to `address` is settled: planned, and sent, refused or
     unsubscribed (nothing more will go to it)."""
-    planned = ReleaseEmail.objects.filter(campaign_id=campaign_id, email__iexact=address)
+    planned = ReleaseEmail.objects.filter(campaign_id=campaign_id, email__lower=Lower(Value(address)))
     return planned.exists() and not planned.unsent().exists()
 
 
@@ -423,7 +425,7 @@ def sent_at(campaign_id: int, addresses: set[str]) -> dt.datetime | None:
     sent = ReleaseEmail.objects.filter(campaign_id=campaign_id, sent_at__isnull=False)
     sent_to = Q()
     for address in addresses:
-        sent_to |= Q(email__iexact=address)
+        sent_to |= Q(email__lower=Lower(Value(address)))
     return sent.filter(sent_to).aggregate(at=Min("sent_at"))["at"]
 
 
@@ -466,16 +468,15 @@ def stop_email(subject: Subject, subscription_id: int) -> tuple[Subscription, li
             return subscription, []
         elsewhere = email_asked_elsewhere(subscription)
         address = subscription.fan.email
-        planned = ReleaseEmail.objects.filter(campaign_id=subscription.campaign_id, email__iexact=address).first()
-        if planned is None:
-            planned, _ = ReleaseEmail.objects.get_or_create(
-                campaign_id=subscription.campaign_id,
-                email=address,
-                defaults={
-                    "consent": subscription.consents.sharing_email().first(),
-                    "market": markets.normalize(subscription.market),
-                },
-            )
+        # Made if not planned yet; one planned in any case, also by a run meanwhile, is the address's.
+        unplanned = ReleaseEmail(
+            campaign_id=subscription.campaign_id,
+            email=address,
+            consent=subscription.consents.sharing_email().first(),
+            market=markets.normalize(subscription.market),
+        )
+        ReleaseEmail.objects.bulk_create([unplanned], ignore_conflicts=True)
+        planned = ReleaseEmail.objects.get(campaign_id=subscription.campaign_id, email__lower=Lower(Value(address)))
         release_email.unsubscribe(planned)
     return subscription, elsewhere
 

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import time_machine
 from django.conf import settings
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
@@ -612,3 +613,44 @@ def test_an_address_that_is_not_one_is_skipped_not_the_whole_send(out_campaign, 
     assert "sent 2, refused 1, not retried" in summary
     skipped = ReleaseEmail.objects.get(email__startswith="m@x.test")
     assert skipped.sent_at is None and skipped.refusal == "553 not a valid email address"
+
+
+def waiting_for_a_lock() -> bool:
+    """Whether a connection to the test database waits for a lock another holds."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.django_db(transaction=True)  # the first run commits on a connection of its own
+def test_two_runs_planning_at_once_mail_an_address_once_whatever_the_case_each_found_it_in(mailoutbox):
+    """Two runs of a campaign's release-day email (its schedule's and the sweeper's, say) plan at once. The first
+    finds the address in the fan's pre-save, as the service reports it (Keen@Fan.test); the fan cancels that
+    pre-save before the second reads, which finds the address's sign-up, stored in lower case, still asking. One
+    email row an address whatever its case: the second run's row is the first's (waited for, then skipped), and one
+    email goes, not one to each case."""
+    campaign = make_campaign(release_in=dt.timedelta(minutes=-5), status="done")
+    keen = pre_save(campaign, "keen", "Keen@Fan.test", opt_in=True)
+    sign_up(campaign, "keen@fan.test")
+
+    def first_run() -> None:
+        try:
+            with transaction.atomic():
+                planned.append(release_email.plan_recipients(campaign))
+                wait_for(lambda: second or waiting_for_a_lock(), 10, interval=0.05, message="the second run to plan")
+        finally:
+            connection.close()
+
+    planned, second = [], []
+    run = threading.Thread(target=first_run)
+    run.start()
+    wait_for(lambda: planned, 10, interval=0.05, message="the first run to plan")
+    revocation.revoke_subscription(keen.subscription_id)  # the privacy page's cancel
+    second.append(release_email.plan_recipients(campaign))
+    run.join()
+    release_email.send_release_emails(campaign.pk)
+
+    assert [m.to for m in mailoutbox] == [["Keen@Fan.test"]]
+    assert list(ReleaseEmail.objects.values_list("email", flat=True)) == ["Keen@Fan.test"]
