@@ -18,12 +18,15 @@ class Fan(models.Model):
     service_user_id = models.CharField(max_length=200, help_text="The service's stable account id.")
     display_name = models.CharField(max_length=200, blank=True)
     email = models.EmailField(blank=True)
+    email.register_lookup(Lower)  # email__lower=…: an address whatever its case, through fan_by_address
     country = models.CharField(max_length=2, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["service", "service_user_id"], name="one_fan_per_account")]
+        # The accounts carrying an address, whatever its case: erasure by address, the privacy link's form.
+        indexes = [models.Index(Lower("email"), name="fan_by_address")]
 
     def __str__(self) -> str:
         return self.display_name or self.service_user_id
@@ -152,6 +155,7 @@ class ConsentRecord(models.Model):
     service_user_id = models.CharField(max_length=200)
     display_name = models.CharField(max_length=200, blank=True)
     email = models.EmailField(blank=True)
+    email.register_lookup(Lower)  # email__lower=…: an address whatever its case, through consent_by_address
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
     scopes = models.JSONField(default=list)
@@ -165,6 +169,8 @@ class ConsentRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # An address's consents, whatever its case: the privacy pages opened by address, unsubscribing.
+        indexes = [models.Index(Lower("email"), name="consent_by_address")]
 
     def __str__(self) -> str:
         return f"{self.display_name or self.service_user_id} on {self.created_at:%Y-%m-%d %H:%M}"

@@ -123,7 +123,7 @@ def subscriptions(subject: Subject):
         found = subject.fan.subscriptions.all()
     elif subject.email:
         found = Subscription.objects.filter(
-            pk__in=ConsentRecord.objects.filter(email__iexact=subject.email).values("subscription_id")
+            pk__in=ConsentRecord.objects.filter(email__lower=Lower(Value(subject.email))).values("subscription_id")
         )
     else:
         return Subscription.objects.none()
@@ -134,7 +134,7 @@ def consents(subject: Subject):
     if subject.fan is not None:
         found = ConsentRecord.objects.filter(service=subject.fan.service, service_user_id=subject.fan.service_user_id)
     elif subject.email:
-        found = ConsentRecord.objects.filter(email__iexact=subject.email)
+        found = ConsentRecord.objects.filter(email__lower=Lower(Value(subject.email)))
     else:
         return ConsentRecord.objects.none()
     return found.select_related("campaign__release__artist")
@@ -443,7 +443,7 @@ def email_asked_elsewhere(subscription: Subscription) -> list[str]:
         if email_settled(campaign.pk, address):
             continue
         others = ConsentRecord.objects.sharing_email().filter(
-            campaign=campaign, subscription__fan__email__iexact=address
+            campaign=campaign, subscription__fan__email__lower=Lower(Value(address))
         )
         services |= set(others.exclude(subscription=subscription).values_list("service", flat=True))
         signed_up |= (
@@ -496,7 +496,7 @@ def erase(subject: Subject) -> dict[str, int]:
         if subject.fan is None and subject.email:
             for pk in subs:  # the save stops, the stored token goes; the Fan row is the account's, not the address's
                 revocation.revoke_subscription(pk)
-            Fan.objects.filter(email__iexact=subject.email).update(email="")
+            Fan.objects.filter(email__lower=Lower(Value(subject.email))).update(email="")
         consents(subject).filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         consent_ids = list(consents(subject).values_list("pk", flat=True))
         blanked = ConsentRecord.objects.filter(pk__in=consent_ids).update(

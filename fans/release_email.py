@@ -449,7 +449,7 @@ def unsubscribe(email: ReleaseEmail) -> None:
         )
         # Every consent of the campaign carrying the address is withdrawn (a fan who pre-saved on two services
         # got one email), and those given with the email's own consent (its pre-save's others).
-        carrying = Q(email__iexact=email.email)
+        carrying = Q(email__lower=Lower(Value(email.email)))
         if email.consent_id:
             consent = ConsentRecord.objects.filter(pk=email.consent_id).first()
             carrying |= Q(pk=email.consent_id)
