@@ -88,7 +88,7 @@ class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
 WITHDRAWN_EMAIL = ~Q(email="") & ~ConsentRecordQuerySet.SHARING_EMAIL
 # When: the revocation; else the unsubscription from the release email sent for it, or to its address for the
 # campaign (one email per address); else the consent that replaced it (the same pre-save, answered again without
-# the email box). Index lookups each (ReleaseEmail's consent, one_release_email_per_address: the address whatever
+# the email box). Index lookups each (ReleaseEmail's consent, one_release_email_whatever_the_case: the address whatever
 # its case, as unsubscribing withdraws it, and the campaign; the subscription).
 UNSUBSCRIBED = ReleaseEmail.objects.filter(unsubscribed_at__isnull=False).values("unsubscribed_at")
 WITHDRAWN_AT = Coalesce(

@@ -285,7 +285,7 @@ class ReleaseEmail(models.Model):
 
     campaign = models.ForeignKey("releases.Campaign", on_delete=models.CASCADE, related_name="release_emails")
     email = models.EmailField()
-    email.register_lookup(Lower)  # email__lower=…: an address whatever its case, one_release_email_per_address's index
+    email.register_lookup(Lower)  # email__lower=…: an address whatever its case, one_release_email_whatever_the_case
     market = models.CharField(
         max_length=2,
         blank=True,
@@ -316,7 +316,7 @@ class ReleaseEmail(models.Model):
         # Whatever its case: planning, and "Stop the email", find an address's row in any case, and two runs
         # planning at once each write the address in its source's case (fans 0024 made case twins one). Its index
         # also finds when a consent's address was unsubscribed, whatever its case (fans.admin.WITHDRAWN_AT).
-        constraints = [models.UniqueConstraint(Lower("email"), "campaign", name="one_release_email_per_address")]
+        constraints = [models.UniqueConstraint(Lower("email"), "campaign", name="one_release_email_whatever_the_case")]
 
     def __str__(self) -> str:
         return f"Release-day email to {self.email} for {self.campaign_id}"
