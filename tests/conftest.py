@@ -6,16 +6,18 @@ process, and to Debian's Chromium through Playwright.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from delivery.sandbox import deezer, server
@@ -241,6 +243,39 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, message: s
             return value
         time.sleep(interval)
     raise AssertionError(f"Timed out after {timeout}s waiting for {message}")
+
+
+def waiting_for_a_lock() -> bool:
+    """Whether a connection to the test database waits for a lock another holds."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+@contextlib.contextmanager
+def held_in_another_transaction(work, *, holding: str, until=waiting_for_a_lock, waiter: str = "the code under test"):
+    """Run `work` in a transaction on a connection of its own (a thread), and keep that transaction open until
+    `until()` (another connection waits for a lock: the code under test, run in the block, meets what `work`
+    holds); then commit. Yields `work`'s result once it ran. For tests with `django_db(transaction=True)`."""
+    done = []
+
+    def run() -> None:
+        try:
+            with transaction.atomic():
+                done.append(work())
+                wait_for(until, 10, interval=0.05, message=f"{waiter} to wait for a lock")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_for(lambda: done, 10, interval=0.05, message=holding)
+        yield done[0]
+    finally:
+        thread.join()
 
 
 # --- Browser ---------------------------------------------------------------------------------------------

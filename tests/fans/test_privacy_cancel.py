@@ -6,11 +6,9 @@ come, can be stopped."""
 import datetime as dt
 import html
 import re
-import threading
 
 import pytest
 import time_machine
-from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
@@ -21,7 +19,7 @@ from delivery.sandbox import demo_catalog
 from fans import pages, privacy, release_email, retention
 from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
 from releases import retry
-from tests.conftest import make_campaign, make_consent, make_subscription, wait_for
+from tests.conftest import held_in_another_transaction, make_campaign, make_consent, make_subscription
 from tests.delivery.test_playlist import NAME as PLAYLIST_NAME
 from tests.delivery.test_playlist import SCOPES as PLAYLIST_SCOPES
 from tests.delivery.test_playlist import long_player, only_playlist, playlist_campaign
@@ -665,15 +663,6 @@ def test_cancelling_a_pre_save_that_couldnt_be_done_says_it_only_withdraws_the_p
     assert not Credential.objects.exists()
 
 
-def waiting_for_a_lock() -> bool:
-    """Whether a connection to the test database waits for a lock another holds."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0] > 0
-
-
 @pytest.mark.django_db(transaction=True)  # Retry failed commits on a connection of its own
 def test_a_retry_failed_landing_before_the_cancel_takes_its_lock_is_answered_as_the_pre_save_it_cancelled(
     client, sandbox, settings
@@ -689,22 +678,12 @@ def test_a_retry_failed_landing_before_the_cancel_takes_its_lock_is_answered_as_
     alice.refresh_from_db()
     assert alice.status == "failed" and alice.last_error.startswith(engine.GAVE_UP)
 
-    def retry_failed() -> None:
-        try:
-            with transaction.atomic():
-                requeued.append(retry.retry_failed(campaign))
-                wait_for(waiting_for_a_lock, 10, interval=0.05, message="the cancel to wait for the pre-save")
-        finally:
-            connection.close()
+    with held_in_another_transaction(
+        lambda: retry.retry_failed(campaign), holding="Retry failed to re-queue it", waiter="the cancel"
+    ) as requeued:
+        subscription, cancelled, failed = privacy.revoke_one(privacy.Subject(fan=alice.fan), alice.pk)
 
-    requeued = []
-    staff = threading.Thread(target=retry_failed)
-    staff.start()
-    wait_for(lambda: requeued, 10, interval=0.05, message="Retry failed to re-queue it")
-    subscription, cancelled, failed = privacy.revoke_one(privacy.Subject(fan=alice.fan), alice.pk)
-    staff.join()
-
-    assert requeued == [1]
+    assert requeued == 1
     assert (subscription.status, cancelled, failed) == ("revoked", True, False)
     said = pages.cancelled_words(subscription, cancelled=cancelled, failed=failed)
     assert said.startswith("Your pre-save of First Light on Spotify is cancelled: it won't be done")
@@ -725,22 +704,12 @@ def test_an_erasure_landing_before_the_cancel_takes_its_lock_leaves_a_pre_save_t
     else:
         subject, token = privacy.Subject(email="keen@fan.test"), privacy.link_for_email("keen@fan.test").split("/")[2]
 
-    def erase() -> None:
-        try:
-            with transaction.atomic():
-                erased.append(privacy.erase(subject))
-                wait_for(waiting_for_a_lock, 10, interval=0.05, message="the cancel to wait for the pre-save")
-        finally:
-            connection.close()
+    with held_in_another_transaction(
+        lambda: privacy.erase(subject), holding="the erasure to hold the pre-save", waiter="the cancel"
+    ) as erased:
+        response = client.post(reverse("fans:privacy_revoke", args=[token, waiting.pk]))
 
-    erased = []
-    eraser = threading.Thread(target=erase)
-    eraser.start()
-    wait_for(lambda: erased, 10, interval=0.05, message="the erasure to hold the pre-save")
-    response = client.post(reverse("fans:privacy_revoke", args=[token, waiting.pk]))
-    eraser.join()
-
-    assert erased[0]["subscriptions"] == 1
+    assert erased["subscriptions"] == 1
     assert response.status_code == 404 and "That pre-save isn't yours or no longer exists." in text_of(response)
     assert client.post(reverse("fans:privacy_revoke", args=[token, waiting.pk])).status_code in (404, 410)
 
@@ -759,22 +728,12 @@ def test_an_erasure_landing_before_stop_the_email_takes_its_lock_leaves_no_email
         subject, token = privacy.Subject(email="keen@fan.test"), privacy.link_for_email("keen@fan.test").split("/")[2]
     assert not ReleaseEmail.objects.exists()
 
-    def erase() -> None:
-        try:
-            with transaction.atomic():
-                erased.append(privacy.erase(subject))
-                wait_for(waiting_for_a_lock, 10, interval=0.05, message="stop the email to wait for the pre-save")
-        finally:
-            connection.close()
+    with held_in_another_transaction(
+        lambda: privacy.erase(subject), holding="the erasure to hold the pre-save", waiter="stop the email"
+    ) as erased:
+        response = client.post(reverse("fans:privacy_stop_email", args=[token, waiting.pk]))
 
-    erased = []
-    eraser = threading.Thread(target=erase)
-    eraser.start()
-    wait_for(lambda: erased, 10, interval=0.05, message="the erasure to hold the pre-save")
-    response = client.post(reverse("fans:privacy_stop_email", args=[token, waiting.pk]))
-    eraser.join()
-
-    assert erased[0]["subscriptions"] == 1
+    assert erased["subscriptions"] == 1
     assert response.status_code == 404 and "That pre-save isn't yours or no longer exists." in text_of(response)
     assert not ReleaseEmail.objects.filter(email__iexact="keen@fan.test").exists()
 

@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 import pytest
 import time_machine
 from django.conf import settings
-from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
@@ -22,7 +21,7 @@ from fans.models import ConsentRecord, EmailSignup, Fan, ReleaseEmail, Subscript
 from fans.reserved import RESERVED_SLUGS
 from releases import analytics, markets
 from releases.models import Campaign, ReleaseLink
-from tests.conftest import make_campaign, make_consent, wait_for
+from tests.conftest import held_in_another_transaction, make_campaign, make_consent, wait_for, waiting_for_a_lock
 
 SPOTIFY_LINK = f"https://open.spotify.com/album/{demo_catalog.NOVA_LARK_ALBUM_ID}"
 DEEZER_LINK = "https://www.deezer.com/album/123456"
@@ -615,15 +614,6 @@ def test_an_address_that_is_not_one_is_skipped_not_the_whole_send(out_campaign, 
     assert skipped.sent_at is None and skipped.refusal == "553 not a valid email address"
 
 
-def waiting_for_a_lock() -> bool:
-    """Whether a connection to the test database waits for a lock another holds."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0] > 0
-
-
 @pytest.mark.django_db(transaction=True)  # the first run commits on a connection of its own
 def test_two_runs_planning_at_once_mail_an_address_once_whatever_the_case_each_found_it_in(mailoutbox):
     """Two runs of a campaign's release-day email (its schedule's and the sweeper's, say) plan at once. The first
@@ -635,21 +625,15 @@ def test_two_runs_planning_at_once_mail_an_address_once_whatever_the_case_each_f
     keen = pre_save(campaign, "keen", "Keen@Fan.test", opt_in=True)
     sign_up(campaign, "keen@fan.test")
 
-    def first_run() -> None:
-        try:
-            with transaction.atomic():
-                planned.append(release_email.plan_recipients(campaign))
-                wait_for(lambda: second or waiting_for_a_lock(), 10, interval=0.05, message="the second run to plan")
-        finally:
-            connection.close()
-
-    planned, second = [], []
-    run = threading.Thread(target=first_run)
-    run.start()
-    wait_for(lambda: planned, 10, interval=0.05, message="the first run to plan")
-    revocation.revoke_subscription(keen.subscription_id)  # the privacy page's cancel
-    second.append(release_email.plan_recipients(campaign))
-    run.join()
+    second = []
+    with held_in_another_transaction(
+        lambda: release_email.plan_recipients(campaign),
+        holding="the first run to plan",
+        until=lambda: second or waiting_for_a_lock(),
+        waiter="the second run",
+    ):
+        revocation.revoke_subscription(keen.subscription_id)  # the privacy page's cancel
+        second.append(release_email.plan_recipients(campaign))
     release_email.send_release_emails(campaign.pk)
 
     assert [m.to for m in mailoutbox] == [["Keen@Fan.test"]]

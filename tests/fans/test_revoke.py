@@ -6,11 +6,9 @@ gives a privacy link only while its pre-save is still to come."""
 import datetime as dt
 import html
 import re
-import threading
 from urllib.parse import urlsplit
 
 import pytest
-from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
@@ -19,7 +17,7 @@ from delivery import engine
 from delivery.sandbox import demo_catalog
 from fans import consent, privacy, privacy_email
 from fans.models import ConsentRecord, Credential, Fan, ReleaseEmail, Subscription
-from tests.conftest import make_campaign, make_subscription, wait_for
+from tests.conftest import held_in_another_transaction, make_campaign, make_subscription
 from tests.fans.test_oauth_callback import presave
 
 pytestmark = pytest.mark.django_db
@@ -280,29 +278,14 @@ def test_an_erasure_landing_before_the_cancel_takes_its_lock_leaves_a_link_that_
     erased, not as a cancel of a consent left without its pre-save."""
     subscription, token = presaved(make_campaign(), sandbox)
 
-    def waiting_for_a_lock() -> bool:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            return cursor.fetchone()[0] > 0
+    with held_in_another_transaction(
+        lambda: privacy.erase(privacy.Subject(fan=subscription.fan)),
+        holding="the erasure to hold the consent",
+        waiter="the cancel",
+    ) as erased:
+        response = client.post(revoke_url(token))
 
-    def erase() -> None:
-        try:
-            with transaction.atomic():
-                erased.append(privacy.erase(privacy.Subject(fan=subscription.fan)))
-                wait_for(waiting_for_a_lock, 10, interval=0.05, message="the cancel to wait for the consent")
-        finally:
-            connection.close()
-
-    erased = []
-    eraser = threading.Thread(target=erase)
-    eraser.start()
-    wait_for(lambda: erased, 10, interval=0.05, message="the erasure to hold the consent")
-    response = client.post(revoke_url(token))
-    eraser.join()
-
-    assert erased[0]["consents"] == 1
+    assert erased["consents"] == 1
     assert response.status_code == 404 and "doesn't match any pre-save" in text(response)
     assert client.get(revoke_url(token)).status_code == 404
 
