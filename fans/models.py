@@ -249,8 +249,8 @@ class EmailSignup(models.Model):
 
     campaign = models.ForeignKey("releases.Campaign", on_delete=models.CASCADE, related_name="email_signups")
     email = models.EmailField()
-    # email__lower=Lower(Value(address)): an address whatever its case, through one_signup_per_email's index,
-    # which holds lower(email) (iexact compares UPPER()s: a read of every sign-up).
+    # email__lower=lowered(address) (fans.addresses): an address whatever its case, through
+    # one_signup_per_email's index, which holds lower(email) (iexact compares UPPER()s: a read of every sign-up).
     email.register_lookup(Lower)
     country = models.CharField(max_length=2, blank=True)
     wording_version = models.CharField(max_length=40, help_text="The consent wording the fan saw.")

@@ -38,14 +38,15 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.db.models import Min, Q, Value
-from django.db.models.functions import Lower, TruncDay
+from django.db.models import Min, Q
+from django.db.models.functions import TruncDay
 from django.urls import reverse
 from django.utils import timezone
 
 from delivery.services import SERVICES
 from fans import admin_history, links, release_email, revocation, vault
 from fans import consent as consent_text
+from fans.addresses import lowered
 from fans.errors import BadLink, LinkExpired, NotFound
 from fans.models import ConsentRecord, Credential, EmailSignup, Fan, FunnelEvent, ReleaseEmail, Subscription
 from releases import markets
@@ -123,7 +124,7 @@ def subscriptions(subject: Subject):
         found = subject.fan.subscriptions.all()
     elif subject.email:
         found = Subscription.objects.filter(
-            pk__in=ConsentRecord.objects.filter(email__lower=Lower(Value(subject.email))).values("subscription_id")
+            pk__in=ConsentRecord.objects.filter(email__lower=lowered(subject.email)).values("subscription_id")
         )
     else:
         return Subscription.objects.none()
@@ -134,7 +135,7 @@ def consents(subject: Subject):
     if subject.fan is not None:
         found = ConsentRecord.objects.filter(service=subject.fan.service, service_user_id=subject.fan.service_user_id)
     elif subject.email:
-        found = ConsentRecord.objects.filter(email__lower=Lower(Value(subject.email)))
+        found = ConsentRecord.objects.filter(email__lower=lowered(subject.email))
     else:
         return ConsentRecord.objects.none()
     return found.select_related("campaign__release__artist")
@@ -180,7 +181,7 @@ def stopped_email(consent: ConsentRecord) -> StoppedEmail:
     stopped = ReleaseEmail.objects.filter(campaign_id=consent.campaign_id, unsubscribed_at__isnull=False)
     mailed_to = Q(consent=consent)
     if consent.email:
-        mailed_to |= Q(email__lower=Lower(Value(consent.email)))
+        mailed_to |= Q(email__lower=lowered(consent.email))
     unsubscribed_at = stopped.filter(mailed_to).aggregate(at=Min("unsubscribed_at"))["at"]
     again = (
         ConsentRecord.objects.filter(subscription_id=consent.subscription_id, created_at__gt=consent.created_at)
@@ -210,7 +211,7 @@ def email_signups(subject: Subject):
     """An address subject's email sign-ups (a fan subject has none: see the module's docstring)."""
     if not subject.email:
         return EmailSignup.objects.none()
-    signups = EmailSignup.objects.filter(email__lower=Lower(Value(subject.email)))
+    signups = EmailSignup.objects.filter(email__lower=lowered(subject.email))
     return signups.select_related("campaign__release__artist")
 
 
@@ -221,7 +222,7 @@ def release_emails(subject: Subject):
         return ReleaseEmail.objects.none()
     found = Q(consent__in=consents(subject).values("pk"))
     if subject.email:
-        found |= Q(email__lower=Lower(Value(subject.email)))
+        found |= Q(email__lower=lowered(subject.email))
     return ReleaseEmail.objects.filter(found).select_related("campaign")
 
 
@@ -397,7 +398,7 @@ def email_to_come(subscription: Subscription) -> bool:
 def email_settled(campaign_id: int, address: str) -> bool:
     """Whether the campaign's one release-day email to `address` is settled: planned, and sent, refused or
     unsubscribed (nothing more will go to it)."""
-    planned = ReleaseEmail.objects.filter(campaign_id=campaign_id, email__lower=Lower(Value(address)))
+    planned = ReleaseEmail.objects.filter(campaign_id=campaign_id, email__lower=lowered(address))
     return planned.exists() and not planned.unsent().exists()
 
 
@@ -425,7 +426,7 @@ def sent_at(campaign_id: int, addresses: set[str]) -> dt.datetime | None:
     sent = ReleaseEmail.objects.filter(campaign_id=campaign_id, sent_at__isnull=False)
     sent_to = Q()
     for address in addresses:
-        sent_to |= Q(email__lower=Lower(Value(address)))
+        sent_to |= Q(email__lower=lowered(address))
     return sent.filter(sent_to).aggregate(at=Min("sent_at"))["at"]
 
 
@@ -443,12 +444,10 @@ def email_asked_elsewhere(subscription: Subscription) -> list[str]:
         if email_settled(campaign.pk, address):
             continue
         others = ConsentRecord.objects.sharing_email().filter(
-            campaign=campaign, subscription__fan__email__lower=Lower(Value(address))
+            campaign=campaign, subscription__fan__email__lower=lowered(address)
         )
         services |= set(others.exclude(subscription=subscription).values_list("service", flat=True))
-        signed_up |= (
-            EmailSignup.objects.receiving().filter(campaign=campaign, email__lower=Lower(Value(address))).exists()
-        )
+        signed_up |= EmailSignup.objects.receiving().filter(campaign=campaign, email__lower=lowered(address)).exists()
     labels = sorted(SERVICES[service].label for service in services if service in SERVICES)
     return [f"your pre-save on {label}" for label in labels] + (["your email sign-up"] if signed_up else [])
 
@@ -476,7 +475,7 @@ def stop_email(subject: Subject, subscription_id: int) -> tuple[Subscription, li
             market=markets.normalize(subscription.market),
         )
         ReleaseEmail.objects.bulk_create([unplanned], ignore_conflicts=True)
-        planned = ReleaseEmail.objects.get(campaign_id=subscription.campaign_id, email__lower=Lower(Value(address)))
+        planned = ReleaseEmail.objects.get(campaign_id=subscription.campaign_id, email__lower=lowered(address))
         release_email.unsubscribe(planned)
     return subscription, elsewhere
 
@@ -496,7 +495,7 @@ def erase(subject: Subject) -> dict[str, int]:
         if subject.fan is None and subject.email:
             for pk in subs:  # the save stops, the stored token goes; the Fan row is the account's, not the address's
                 revocation.revoke_subscription(pk)
-            Fan.objects.filter(email__lower=Lower(Value(subject.email))).update(email="")
+            Fan.objects.filter(email__lower=lowered(subject.email)).update(email="")
         consents(subject).filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         consent_ids = list(consents(subject).values_list("pk", flat=True))
         blanked = ConsentRecord.objects.filter(pk__in=consent_ids).update(

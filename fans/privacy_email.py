@@ -13,13 +13,12 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import EmailMessage
-from django.db.models import Value
-from django.db.models.functions import Lower
 from django.template.loader import render_to_string
 from django.utils.crypto import salted_hmac
 from django_q.tasks import async_task
 
 from fans import privacy, release_email, vault
+from fans.addresses import lowered
 from fans.models import Fan
 from fans.signups import RESEND_SECONDS
 
@@ -50,7 +49,7 @@ def holds_anything(email: str) -> bool:
     records, email sign-ups and release-day emails), or a streaming account carrying it (in any case)."""
     subject = privacy.Subject(email=email)
     found = (privacy.consents(subject), privacy.email_signups(subject), privacy.release_emails(subject))
-    return any(query.exists() for query in found) or Fan.objects.filter(email__lower=Lower(Value(email))).exists()
+    return any(query.exists() for query in found) or Fan.objects.filter(email__lower=lowered(email)).exists()
 
 
 def send_link(sealed_email: str) -> str:

@@ -32,7 +32,7 @@ from django.core import signing
 from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -41,6 +41,7 @@ from django_q.models import Schedule
 
 from delivery.scheduling import schedule_once, start_missed
 from fans import addresses, privacy, revocation, smartlink
+from fans.addresses import lowered
 from fans.models import ConsentRecord, EmailSignup, ReleaseEmail
 from releases import markets
 from releases.models import Campaign
@@ -443,13 +444,13 @@ def unsubscribe(email: ReleaseEmail) -> None:
     with transaction.atomic():
         ReleaseEmail.objects.filter(pk=email.pk, unsubscribed_at__isnull=True).update(unsubscribed_at=now)
         # The address's sign-up ends too when the email went out for the fan's pre-save (one email per address).
-        address_signup = Q(campaign_id=email.campaign_id, email__lower=Lower(Value(email.email)))  # whatever the case
+        address_signup = Q(campaign_id=email.campaign_id, email__lower=lowered(email.email))  # whatever the case
         EmailSignup.objects.filter(Q(pk=email.signup_id) | address_signup, unsubscribed_at__isnull=True).update(
             unsubscribed_at=now
         )
         # Every consent of the campaign carrying the address is withdrawn (a fan who pre-saved on two services
         # got one email), and those given with the email's own consent (its pre-save's others).
-        carrying = Q(email__lower=Lower(Value(email.email)))
+        carrying = Q(email__lower=lowered(email.email))
         if email.consent_id:
             consent = ConsentRecord.objects.filter(pk=email.consent_id).first()
             carrying |= Q(pk=email.consent_id)

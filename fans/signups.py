@@ -18,14 +18,13 @@ from django.core import signing
 from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import Value
-from django.db.models.functions import Lower
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from fans import admin_history, consent, links, privacy, release_email
+from fans.addresses import lowered
 from fans.errors import BadLink, CampaignClosed
 from fans.models import EmailSignup
 from releases import markets
@@ -54,7 +53,7 @@ def sign_up(campaign: Campaign, email: str, *, country: str = "") -> EmailSignup
     with transaction.atomic():
         # The address's sign-up whatever its case: one stored as typed, not by this function, is the same one.
         signup, created = EmailSignup.objects.select_for_update().get_or_create(
-            campaign=campaign, email__lower=Lower(Value(address)), defaults={**fields, "email": address}
+            campaign=campaign, email__lower=lowered(address), defaults={**fields, "email": address}
         )
         receiving = signup.confirmed_at is not None and signup.unsubscribed_at is None
         if not created and not receiving:  # a confirmed sign-up keeps the record of what its owner confirmed
