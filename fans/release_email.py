@@ -333,11 +333,9 @@ def still_wanted() -> Q:
     address has a confirmed sign-up not unsubscribed, or another pre-save of the campaign shares it, whatever the
     case of either (one email an address: a fan may revoke or erase the one it was planned for between planning and
     a retry)."""
-    signup = (
-        EmailSignup.objects.receiving()
-        .filter(campaign=OuterRef("campaign"))
-        .annotate(address=Lower("email"))  # a sign-up stored as typed, in mixed case, asks too
-        .filter(address=Lower(OuterRef("email")))
+    signup = EmailSignup.objects.receiving().filter(
+        campaign=OuterRef("campaign"),
+        email__lower=Lower(OuterRef("email")),  # one stored in mixed case asks too
     )
     sharing = (
         ConsentRecord.objects.sharing_email()
