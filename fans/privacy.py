@@ -477,6 +477,9 @@ def stop_email(subject: Subject, subscription_id: int) -> tuple[Subscription, li
         ReleaseEmail.objects.bulk_create([unplanned], ignore_conflicts=True)
         planned = ReleaseEmail.objects.get(campaign_id=subscription.campaign_id, email__lower=lowered(address))
         release_email.unsubscribe(planned)
+        # A row planned from a sign-up or another pre-save names none of this pre-save's consents, and unsubscribe
+        # finds them by the address: one given with the address the service reported then shares it no more too.
+        revocation.stop_sharing_email(subscription.consents.sharing_email())
     return subscription, elsewhere
 
 

@@ -1008,3 +1008,39 @@ def test_cancelling_a_pre_save_that_never_asked_for_the_email_says_nothing_of_an
         "Your pre-save of First Light on Spotify is cancelled: it won't be done, we've deleted the permission you "
         "gave us, and we won't email you about it."
     ) in chloe
+
+
+@pytest.mark.django_db(transaction=True)  # the run commits on a connection of its own
+@pytest.mark.parametrize("consented_with", ["Keen@Fan.test", "keen@old.test"])
+def test_stop_the_email_takes_the_row_a_run_planned_meanwhile_in_another_case(client, mailoutbox, consented_with):
+    """A run of the release-day email plans the address from its sign-up (stored in lower case, keen@fan.test),
+    not yet committed, when the fan, who pre-saved since with the address as the service reports it
+    (Keen@Fan.test), stops the email on the privacy page: its row for the address waits for the run's, then is
+    skipped, and the run's row records the unsubscribe. One row, unsubscribed; the pre-save shares the address no
+    more, the sign-up ends with it, as the page says; nobody is mailed. Also when the pre-save's consent holds
+    the address the service reported then (keen@old.test), before another pre-save brought the fan's new one: the
+    run's row, the sign-up's, does not name that consent, as the row Stop the email makes does."""
+    campaign = make_campaign(release_in=dt.timedelta(minutes=-5), status="done")
+    sign_up(campaign, "keen@fan.test")
+
+    with held_in_another_transaction(
+        lambda: release_email.plan_recipients(campaign), holding="the run to plan", waiter="stop the email"
+    ) as planned:
+        record = pre_save(campaign, "keen", "Keen@Fan.test", opt_in=True)
+        ConsentRecord.objects.filter(pk=record.pk).update(email=consented_with)
+        url = privacy_url(record.subscription.fan)
+        response = client.post(reverse("fans:privacy_stop_email", args=[url.split("/")[2], record.subscription_id]))
+
+    assert planned == 1
+    assert response.status_code == 302
+    stopped = text_of(client.get(response.url))
+    assert (
+        "We won't email you about First Light: you'll get no email when it's out. That stops it for this pre-save "
+        "and your email sign-up: it's one email to your address."
+    ) in stopped
+    email = ReleaseEmail.objects.get()
+    assert (email.email, email.unsubscribed_at is not None) == ("keen@fan.test", True)
+    assert not ConsentRecord.objects.sharing_email().exists()
+    summary = release_email.send_release_emails(campaign.pk)
+    assert summary.startswith(f"release email for campaign {campaign.pk}: sent 0")
+    assert mailoutbox == []
