@@ -31,11 +31,9 @@ from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
-from django.db.models.constants import OnConflict
 from django.db.models.functions import Lower
-from django.db.models.sql import InsertQuery
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -196,29 +194,9 @@ def plan_recipients(campaign: Campaign) -> int:
             seen.add(email.lower())
             rows.append(ReleaseEmail(campaign=campaign, email=email, market=markets.normalize(market), **{field: pk}))
             if len(rows) == 1000:
-                written += insert_new(rows)
+                written += len(ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True))
                 rows = []
-    written += insert_new(rows)
-    return written
-
-
-def insert_new(rows: list[ReleaseEmail]) -> int:
-    """Insert `rows`, skipping those the database refuses as duplicates (ON CONFLICT DO NOTHING, SQLite's INSERT
-    OR IGNORE, as bulk_create's ignore_conflicts); returns how many it wrote. bulk_create returns every row it
-    was given, written or skipped: the count is the database's, each statement's rowcount."""
-    if not rows:
-        return 0
-    ops = connections[ReleaseEmail.objects.db].ops
-    fields = [field for field in ReleaseEmail._meta.concrete_fields if not field.primary_key]
-    size = ops.bulk_batch_size(fields, rows)
-    written = 0
-    with transaction.atomic(), connections[ReleaseEmail.objects.db].cursor() as cursor:
-        for start in range(0, len(rows), size):
-            query = InsertQuery(ReleaseEmail, on_conflict=OnConflict.IGNORE)
-            query.insert_values(fields, rows[start : start + size])
-            for sql, params in query.get_compiler(ReleaseEmail.objects.db).as_sql():
-                cursor.execute(sql, params)
-                written += cursor.rowcount
+    written += len(ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True))
     return written
 
 

@@ -620,8 +620,7 @@ def test_two_runs_planning_at_once_mail_an_address_once_whatever_the_case_each_f
     finds the address in the fan's pre-save, as the service reports it (Keen@Fan.test); the fan cancels that
     pre-save before the second reads, which finds the address's sign-up, stored in lower case, still asking. One
     email row an address whatever its case: the second run's row is the first's (waited for, then skipped), and one
-    email goes, not one to each case. Each run counts the rows it wrote: the second, none (it counted the row the
-    database skipped)."""
+    email goes, not one to each case."""
     campaign = make_campaign(release_in=dt.timedelta(minutes=-5), status="done")
     keen = pre_save(campaign, "keen", "Keen@Fan.test", opt_in=True)
     sign_up(campaign, "keen@fan.test")
@@ -632,11 +631,10 @@ def test_two_runs_planning_at_once_mail_an_address_once_whatever_the_case_each_f
         holding="the first run to plan",
         until=lambda: second or waiting_for_a_lock(),
         waiter="the second run",
-    ) as first:
+    ):
         revocation.revoke_subscription(keen.subscription_id)  # the privacy page's cancel
         second.append(release_email.plan_recipients(campaign))
     release_email.send_release_emails(campaign.pk)
 
-    assert (first, second) == (1, [0])
     assert [m.to for m in mailoutbox] == [["Keen@Fan.test"]]
     assert list(ReleaseEmail.objects.values_list("email", flat=True)) == ["Keen@Fan.test"]
