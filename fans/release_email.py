@@ -175,18 +175,17 @@ def start_missed_runs(now: dt.datetime | None = None) -> int:
 
 
 # --- Recipients -----------------------------------------------------------------------------------------------
-def plan_recipients(campaign: Campaign) -> int:
+def plan_recipients(campaign: Campaign) -> None:
     """One ReleaseEmail row per address that asked for the email and has none yet (whatever its case), with the
-    market it waits for, written 1,000 at a time; returns how many it planned (a row another run wrote meanwhile
-    is skipped by the database's unique constraint). The database leaves out the
-    addresses already planned (an anti-join), so a follow-up run reads only those that arrived since, not the
-    whole list again (a per-market campaign runs once per market while sign-ups are open)."""
+    market it waits for, written 1,000 at a time (a row another run wrote meanwhile is skipped by the database's
+    unique constraint). The database leaves out the addresses already planned (an anti-join), so a follow-up run
+    reads only those that arrived since, not the whole list again (a per-market campaign runs once per market
+    while sign-ups are open)."""
     consents, signups = unplanned(campaign)
     consents = consents.values_list("pk", "address", "subscription__market")
     signups = signups.values_list("pk", "address", "country")
     seen: set[str] = set()
     rows: list[ReleaseEmail] = []
-    written = 0
     for source, field in ((consents, "consent_id"), (signups, "signup_id")):
         for pk, email, market in source.iterator(chunk_size=2000):
             if email.lower() in seen:  # a fan with a pre-save and a sign-up, say: one email
@@ -194,10 +193,9 @@ def plan_recipients(campaign: Campaign) -> int:
             seen.add(email.lower())
             rows.append(ReleaseEmail(campaign=campaign, email=email, market=markets.normalize(market), **{field: pk}))
             if len(rows) == 1000:
-                written += len(ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True))
+                ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True)
                 rows = []
-    written += len(ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True))
-    return written
+    ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 # --- Links ------------------------------------------------------------------------------------------------------
