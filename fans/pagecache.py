@@ -1,6 +1,6 @@
 """Everything cached about a campaign page, so that a warm page view reads no database row.
 
-Two things are cached, never anything about a visitor: the page's data (`campaign_page`: the campaign with its
+Two things are in the `pages` cache, never anything about a visitor: the page's data (`campaign_page`: the campaign with its
 release and artist, and the release's links), and the page rendered once per variant (`campaign_html`: state,
 in-app browser, smart-link order, the visitor's release time) from fans.pages' context, with slots for the
 per-request parts, which `fill_campaign_html` fills: the UTM fields, the countdown and, in Android in-app
