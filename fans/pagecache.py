@@ -1,14 +1,14 @@
 """Everything cached about a campaign page, so that a warm page view reads no database row.
 
-Two things are in the `pages` cache, never anything about a visitor: the page's data (`campaign_page`: the campaign with its
-release and artist, and the release's links), and the page rendered once per variant (`campaign_html`: state,
-in-app browser, smart-link order, the visitor's release time) from fans.pages' context, with slots for the
-per-request parts, which `fill_campaign_html` fills: the UTM fields, the countdown and, in Android in-app
-browsers, the "open in your browser" link (it carries the visit's UTM values). Views with no UTM values, most
-of them, share the filled page within each second and process (`page_content`). The page holds
-no CSRF token: its forms fetch one when pressed (fans.views.form_token), so a view mints none. A warm view's
-page view waits in fans.tracking's ViewBuffer, written with others in one query: most warm views make no query
-at all, none more than one. Each load of the data gets a new `stamp`, which
+Two things are in the `pages` cache, never anything about a visitor: the page's data (`campaign_page`: the
+campaign with its release and artist, and the release's links), and the page rendered once per variant
+(`campaign_html`: state, in-app browser, smart-link order, the visitor's release time) from fans.pages' context,
+with slots for the per-request parts, which `fill_campaign_html` fills: the UTM fields, the countdown and, in
+Android in-app browsers, the "open in your browser" link (it carries the visit's UTM values). Views with no UTM
+values, most of them, share the filled page within each second, in each process's memory (`page_content`).
+The page holds no CSRF token: its forms fetch one when pressed (fans.views.form_token), so a view mints none. A
+warm view's page view waits in fans.tracking's ViewBuffer, written with others in one query: most warm views
+make no query at all, none more than one. Each load of the data gets a new `stamp`, which
 names its rendered variants, so dropping the data retires them too.
 
 The cache is the `pages` alias (presave_site/settings.py): Redis when REDIS_URL is set, so every server
