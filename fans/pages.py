@@ -587,13 +587,20 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool, failed: bool
     if why:
         email = f". We'll still email you when it's out: {why}."
     elif sent_at:
-        sent_on = date_format(timezone.localtime(sent_at), "j F Y")
-        email = f". The email you asked for was already sent on {sent_on}: nothing more will come."
+        email = f". {already_sent_words(sent_at)}"
     elif stops_email:
         email = ", and we won't email you about it."
     else:
         email = "."
     return f"{said}{email}{undone}"
+
+
+def already_sent_words(sent_at: dt.datetime, about: str = "") -> str:
+    """What the cancel and "Stop the email" say once the release-day email the pre-save asked for went
+    (privacy.email_sent_at): `about`, the release's title when the words don't name it already."""
+    sent_on = date_format(timezone.localtime(sent_at), "j F Y")
+    about = f" about {about}" if about else ""
+    return f"The email you asked for{about} was already sent on {sent_on}: nothing more will come."
 
 
 def stop_email_stops(elsewhere: list[str]) -> str:
@@ -608,8 +615,13 @@ def stop_email_stops(elsewhere: list[str]) -> str:
 
 def stopped_email_words(subscription: Subscription, elsewhere: list[str]) -> str:
     """What the privacy page says after "Stop the email": `elsewhere`, what else asked for the address's one email
-    before it stopped (privacy.stop_email), stopped with it."""
-    said = f"We won't email you about {subscription.campaign.release.title}: you'll get no email when it's out."
+    before it stopped (privacy.stop_email), stopped with it. Once the email went (from a page read before, or sent by
+    a run meanwhile), when it went: nothing was stopped."""
+    title = subscription.campaign.release.title
+    sent_at = privacy.email_sent_at(subscription)
+    if sent_at:
+        return already_sent_words(sent_at, about=title)
+    said = f"We won't email you about {title}: you'll get no email when it's out."
     stops = stop_email_stops(elsewhere)
     return f"{said} That stops it for {stops}: it's one email to your address." if stops else said
 

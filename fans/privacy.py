@@ -455,7 +455,9 @@ def email_asked_elsewhere(subscription: Subscription) -> list[str]:
 def stop_email(subject: Subject, subscription_id: int) -> tuple[Subscription, list[str]]:
     """No release-day email for this pre-save: recorded as the email's own unsubscribe link records it (the
     campaign's email to the address is marked unsubscribed, made for that if not planned yet, and the consents
-    share the address no more). Nothing else of the pre-save changes. Again is harmless. Returns the pre-save and
+    share the address no more). Nothing else of the pre-save changes. Again is harmless, and so is one asked
+    (from a page read before) once the email went, also by a run meanwhile: nothing is recorded, there is
+    nothing left to stop (`email_sent_at` says when it went). Returns the pre-save and
     what else asked for that one email of the address, stopped with it (`email_asked_elsewhere`). Read under the
     pre-save's lock, as the cancel's: one erased meanwhile is not the subject's any more, and no email row may be
     made that holds the address the erasure took away."""
@@ -475,7 +477,13 @@ def stop_email(subject: Subject, subscription_id: int) -> tuple[Subscription, li
             market=markets.normalize(subscription.market),
         )
         ReleaseEmail.objects.bulk_create([unplanned], ignore_conflicts=True)
-        planned = ReleaseEmail.objects.get(campaign_id=subscription.campaign_id, email__lower=lowered(address))
+        # Locked, after a run sending it meanwhile commits (and before one takes it): one it sent has nothing left
+        # to stop, and no unsubscribe is recorded for it (the page says when it went: pages.stopped_email_words).
+        planned = ReleaseEmail.objects.select_for_update().get(
+            campaign_id=subscription.campaign_id, email__lower=lowered(address)
+        )
+        if planned.sent_at is not None:
+            return subscription, []
         release_email.unsubscribe(planned)
         # A row planned from a sign-up or another pre-save names none of this pre-save's consents, and unsubscribe
         # finds them by the address: one given with the address the service reported then shares it no more too.

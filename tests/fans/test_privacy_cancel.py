@@ -1043,3 +1043,54 @@ def test_stop_the_email_takes_the_row_a_run_planned_meanwhile_in_another_case(cl
     summary = release_email.send_release_emails(campaign.pk)
     assert summary.startswith(f"release email for campaign {campaign.pk}: sent 0")
     assert mailoutbox == []
+
+
+def test_stop_the_email_from_a_page_read_before_the_email_went_says_it_was_sent(client, delivered, mailoutbox):
+    """The privacy page offered "Stop the email" (read while the email was to come); the release-day run sent it
+    before the fan pressed the button. The answer says so, as the cancel's does, and nothing is recorded: no
+    unsubscribe of an email that went, the consent shares the address as when it went."""
+    url = privacy_url(delivered.fan)
+    assert "Stop the email" in text_of(client.get(url))
+    assert release_email.send_release_emails(delivered.campaign_id).startswith(
+        f"release email for campaign {delivered.campaign_id}: sent 1"
+    )
+
+    response = client.post(reverse("fans:privacy_stop_email", args=[url.split("/")[2], delivered.pk]), follow=True)
+
+    answered = text_of(response)
+    assert f"The email you asked for about First Light was already sent on {today()}: nothing more will come." in (
+        answered
+    )
+    assert "we won't email you" not in answered.lower()
+    email = ReleaseEmail.objects.get()
+    assert (email.sent_at is not None, email.unsubscribed_at) == (True, None)
+    assert ConsentRecord.objects.sharing_email().filter(subscription=delivered).exists()
+    assert Fan.objects.get().email == "opted@fan.test"
+    assert len(mailoutbox) == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the run commits on a connection of its own
+def test_stop_the_email_while_a_run_sends_it_says_it_was_sent(client, mailoutbox):
+    """A run of the release-day email plans the fan's address and sends it, not yet committed, when the fan stops
+    the email: the pre-save still finds the email to come, and its row for the address waits for the run's, then
+    is skipped. The email went: the answer says so, as the cancel's does, and the sent email is not recorded as
+    unsubscribed, nor the consent as sharing the address no more."""
+    campaign = make_campaign(release_in=dt.timedelta(minutes=-5), status="done")
+    record = pre_save(campaign, "keen", "keen@fan.test", opt_in=True)
+    url = privacy_url(record.subscription.fan)
+
+    with held_in_another_transaction(
+        lambda: release_email.send_release_emails(campaign.pk), holding="the run to send", waiter="stop the email"
+    ):
+        response = client.post(reverse("fans:privacy_stop_email", args=[url.split("/")[2], record.subscription_id]))
+
+    assert response.status_code == 302
+    answered = text_of(client.get(response.url))
+    assert f"The email you asked for about First Light was already sent on {today()}: nothing more will come." in (
+        answered
+    )
+    assert "we won't email you" not in answered.lower()
+    email = ReleaseEmail.objects.get()
+    assert (email.email, email.sent_at is not None, email.unsubscribed_at) == ("keen@fan.test", True, None)
+    assert ConsentRecord.objects.sharing_email().filter(pk=record.pk).exists()
+    assert [mail.to for mail in mailoutbox] == [["keen@fan.test"]]
