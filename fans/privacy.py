@@ -419,6 +419,18 @@ def email_sent_at(subscription: Subscription) -> dt.datetime | None:
     return sent_at(subscription.campaign_id, email_asked_at(subscription))
 
 
+def email_went_at(subscription: Subscription) -> dt.datetime | None:
+    """`email_sent_at`, also once the pre-save asks for the email no more because the email's own unsubscribe link
+    was used since it came (its consents share the address no more, the fan's is forgotten): the email that went
+    to one of their addresses and was unsubscribed from."""
+    unsubscribed = Q()
+    for address in set(subscription.consents.exclude(email="").values_list("email", flat=True)):
+        unsubscribed |= Q(email__lower=lowered(address), unsubscribed_at__isnull=False)
+    went = ReleaseEmail.objects.filter(campaign_id=subscription.campaign_id, sent_at__isnull=False)
+    at = went.filter(unsubscribed).aggregate(at=Min("sent_at"))["at"] if unsubscribed else None
+    return min(filter(None, (at, email_sent_at(subscription))), default=None)
+
+
 def sent_at(campaign_id: int, addresses: set[str]) -> dt.datetime | None:
     """When the campaign's release-day email went to one of `addresses` (case aside), None while none went."""
     if not addresses:
@@ -457,7 +469,7 @@ def stop_email(subject: Subject, subscription_id: int) -> tuple[Subscription, li
     campaign's email to the address is marked unsubscribed, made for that if not planned yet, and the consents
     share the address no more). Nothing else of the pre-save changes. Again is harmless, and so is one asked
     (from a page read before) once the email went, also by a run meanwhile: nothing is recorded, there is
-    nothing left to stop (`email_sent_at` says when it went). Returns the pre-save and
+    nothing left to stop (`email_went_at` says when it went). Returns the pre-save and
     what else asked for that one email of the address, stopped with it (`email_asked_elsewhere`). Read under the
     pre-save's lock, as the cancel's: one erased meanwhile is not the subject's any more, and no email row may be
     made that holds the address the erasure took away."""

@@ -1094,3 +1094,25 @@ def test_stop_the_email_while_a_run_sends_it_says_it_was_sent(client, mailoutbox
     assert (email.email, email.sent_at is not None, email.unsubscribed_at) == ("keen@fan.test", True, None)
     assert ConsentRecord.objects.sharing_email().filter(pk=record.pk).exists()
     assert [mail.to for mail in mailoutbox] == [["keen@fan.test"]]
+
+
+def test_stop_the_email_from_a_page_read_before_the_email_went_and_its_link_unsubscribed_says_it_was_sent(
+    client, delivered, mailoutbox
+):
+    """As above, and the fan used the email's own unsubscribe link since (its pre-save shares the address no
+    more, the fan's is forgotten): the answer still says when the email went, not that none will come when it's
+    out; the unsubscribe the link recorded stays as it was."""
+    url = privacy_url(delivered.fan)
+    release_email.send_release_emails(delivered.campaign_id)
+    release_email.unsubscribe(ReleaseEmail.objects.get())
+    unsubscribed_at = ReleaseEmail.objects.get().unsubscribed_at
+
+    response = client.post(reverse("fans:privacy_stop_email", args=[url.split("/")[2], delivered.pk]), follow=True)
+
+    answered = text_of(response)
+    assert f"The email you asked for about First Light was already sent on {today()}: nothing more will come." in (
+        answered
+    )
+    assert "we won't email you" not in answered.lower()
+    assert ReleaseEmail.objects.get().unsubscribed_at == unsubscribed_at
+    assert len(mailoutbox) == 1
