@@ -1070,14 +1070,18 @@ def test_stop_the_email_from_a_page_read_before_the_email_went_says_it_was_sent(
 
 
 @pytest.mark.django_db(transaction=True)  # the run commits on a connection of its own
-def test_stop_the_email_while_a_run_sends_it_says_it_was_sent(client, mailoutbox):
+@pytest.mark.parametrize("planned_before", [False, True])
+def test_stop_the_email_while_a_run_sends_it_says_it_was_sent(client, mailoutbox, planned_before):
     """A run of the release-day email plans the fan's address and sends it, not yet committed, when the fan stops
     the email: the pre-save still finds the email to come, and its row for the address waits for the run's, then
     is skipped. The email went: the answer says so, as the cancel's does, and the sent email is not recorded as
-    unsubscribed, nor the consent as sharing the address no more."""
+    unsubscribed, nor the consent as sharing the address no more. Also when an earlier run planned the row, and
+    this one sends it."""
     campaign = make_campaign(release_in=dt.timedelta(minutes=-5), status="done")
     record = pre_save(campaign, "keen", "keen@fan.test", opt_in=True)
     url = privacy_url(record.subscription.fan)
+    if planned_before:
+        release_email.plan_recipients(campaign)
 
     with held_in_another_transaction(
         lambda: release_email.send_release_emails(campaign.pk), holding="the run to send", waiter="stop the email"
