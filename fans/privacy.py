@@ -423,19 +423,19 @@ def email_went_at(subscription: Subscription) -> dt.datetime | None:
     """`email_sent_at`, also once the pre-save asks for the email no more because the email's own unsubscribe link
     was used since it came (its consents share the address no more, the fan's is forgotten): the email that went
     to one of their addresses and was unsubscribed from."""
-    unsubscribed = Q()
-    for address in set(subscription.consents.exclude(email="").values_list("email", flat=True)):
-        unsubscribed |= Q(email__lower=lowered(address), unsubscribed_at__isnull=False)
-    went = ReleaseEmail.objects.filter(campaign_id=subscription.campaign_id, sent_at__isnull=False)
-    at = went.filter(unsubscribed).aggregate(at=Min("sent_at"))["at"] if unsubscribed else None
+    consented = set(subscription.consents.exclude(email="").values_list("email", flat=True))
+    at = sent_at(subscription.campaign_id, consented, unsubscribed=True)
     return min(filter(None, (at, email_sent_at(subscription))), default=None)
 
 
-def sent_at(campaign_id: int, addresses: set[str]) -> dt.datetime | None:
-    """When the campaign's release-day email went to one of `addresses` (case aside), None while none went."""
+def sent_at(campaign_id: int, addresses: set[str], *, unsubscribed: bool = False) -> dt.datetime | None:
+    """When the campaign's release-day email went to one of `addresses` (case aside), None while none went; with
+    `unsubscribed`, only an email unsubscribed from since counts."""
     if not addresses:
         return None
     sent = ReleaseEmail.objects.filter(campaign_id=campaign_id, sent_at__isnull=False)
+    if unsubscribed:
+        sent = sent.filter(unsubscribed_at__isnull=False)
     sent_to = Q()
     for address in addresses:
         sent_to |= Q(email__lower=lowered(address))
