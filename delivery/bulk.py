@@ -62,6 +62,7 @@ CLAIMED = (
     "market",
     "done_calls",
     "fan__service",
+    "fan__country",
     "credential__kek_id",
     "credential__wrapped_key",
     "credential__ciphertext",
@@ -93,10 +94,11 @@ def claim_statement(due: QuerySet, limit: int, owner: UUID, lease_until: datetim
         f"WITH leased AS (UPDATE {_table(Subscription)} AS s SET leased_by = %s, lease_expires_at = %s "  # noqa: S608
         f"WHERE s.id = ANY(ARRAY({picked})) "
         "RETURNING s.id, s.attempts, s.market, s.done_calls, s.fan_id, s.created_at) "
-        # The fan's service by its key, one lookup per claimed row (a join would hash the whole fans table).
-        "SELECT l.id, l.attempts, l.market, l.done_calls, "
-        f"(SELECT f.service FROM {_table(Fan)} AS f WHERE f.id = l.fan_id), "
+        # The fan's service and country by its key, one lookup per claimed row (a join would hash the whole fans
+        # table).
+        "SELECT l.id, l.attempts, l.market, l.done_calls, f.service, f.country, "
         f"c.kek_id, c.wrapped_key, c.ciphertext FROM leased AS l "
+        f"CROSS JOIN LATERAL (SELECT f.service, f.country FROM {_table(Fan)} AS f WHERE f.id = l.fan_id) AS f "
         f"LEFT JOIN {_table(Credential)} AS c ON c.subscription_id = l.id ORDER BY l.created_at, l.id"
     )
     return sql, [owner, lease_until, *params]

@@ -67,7 +67,7 @@ from delivery.services import (
 from delivery.services.base import Call, DeliveryCalls, Reply
 from delivery.transport import AsyncTransport
 from fans import vault
-from fans.models import Subscription, credential_aad
+from fans.models import Subscription, country_without_market, credential_aad
 from releases.models import Campaign
 
 logger = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class Claim:
     attempts: int
     market: str
     service: str
+    country: str  # the fan's (Fan.country): their market when the pre-save has none (`Run.market_of`)
     sealed: vault.Sealed | None  # the fan's sealed refresh token; None when the authorization is gone
     done_calls: str  # the library actions an earlier try did ("save"): this one skips them
 
@@ -343,9 +344,10 @@ class Run:
             return
         unplanned = Subscription.objects.filter(
             campaign=self.campaign, status=Subscription.Status.PENDING, attempts=0, next_attempt_at__isnull=True
-        )
-        for market in unplanned.values_list("market", flat=True).distinct().order_by():
-            unplanned.filter(market=market).update(next_attempt_at=self.campaign.firing_time(market))
+        ).annotate(country=country_without_market())
+        for market, country in unplanned.values_list("market", "country").distinct().order_by():
+            fires_at = self.campaign.firing_time(self.campaign.market_for(market, country))
+            unplanned.filter(market=market, country=country).update(next_attempt_at=fires_at)
 
     def reload(self) -> bool:
         """The campaign, its release and artist as they are now (one query), before each claim: staff may correct
@@ -393,8 +395,16 @@ class Run:
 
         rows = bulk.retried_write(lease)
         return [
-            Claim(pk, attempts, market, service, vault.Sealed(kek_id, bytes(key), bytes(ct)) if kek_id else None, done)
-            for pk, attempts, market, done, service, kek_id, key, ct in rows
+            Claim(
+                pk,
+                attempts,
+                market,
+                service,
+                country,
+                vault.Sealed(kek_id, bytes(key), bytes(ct)) if kek_id else None,
+                done,
+            )
+            for pk, attempts, market, done, service, country, kek_id, key, ct in rows
         ]
 
     def claim_size(self) -> int:
@@ -782,9 +792,9 @@ class Run:
 
     def market_of(self, subscription: Claim) -> str:
         """The fan's own market, where the release's availability is judged: their pre-save's, recorded at sign-up
-        (fans.authorization: the service profile's country, else the country seen at sign-up); only a blank or
-        unreal one stands for the campaign's default market."""
-        return self.campaign.market_for(subscription.market)
+        (fans.authorization: the service profile's country, else the country seen at sign-up); for a pre-save
+        without one, the fan's country; else the campaign's default market (`Campaign.market_for`)."""
+        return self.campaign.market_for(subscription.market, subscription.country)
 
     def past_waiting_time(self, subscription: Claim) -> bool:
         """Whether the fan's release time in their market is DELIVERY_AVAILABILITY_WAIT_HOURS past: how long a

@@ -23,7 +23,7 @@ from django_q.models import Schedule
 from django_q.tasks import async_task
 
 from delivery.engine import due_now, finish_campaigns
-from fans.models import Subscription
+from fans.models import Subscription, country_without_market
 from releases.models import Campaign
 
 DELIVER_TASK = "delivery.tasks.deliver_campaign"
@@ -92,10 +92,10 @@ def due_counts(campaign: Campaign) -> tuple[int, int]:
         return due.count(), 0
     due_planned = due.filter(next_attempt_at__isnull=False).count()
     later = pending.filter(attempts=0, next_attempt_at__gt=now)
-    unplanned = due.filter(next_attempt_at__isnull=True, attempts=0).values_list("market").annotate(n=Count("pk"))
+    unplanned = due.filter(next_attempt_at__isnull=True, attempts=0).annotate(country=country_without_market())
     due_unplanned = later_unplanned = 0
-    for market, count in unplanned.order_by():
-        if campaign.firing_time(market) <= now:
+    for market, country, count in unplanned.values_list("market", "country").annotate(n=Count("pk")).order_by():
+        if campaign.firing_time(campaign.market_for(market, country)) <= now:
             due_unplanned += count
         else:
             later_unplanned += count

@@ -85,6 +85,19 @@ class Subscription(models.Model):
     def __str__(self) -> str:
         return f"{self.fan} → {self.campaign.slug} ({self.status})"
 
+    def delivery_market(self) -> str:
+        """The market the pre-save is delivered in: its campaign's reading of it and its fan's country
+        (`Campaign.market_for`)."""
+        return self.campaign.market_for(self.market, self.fan.country)
+
+
+def country_without_market() -> models.Expression:
+    """The fan's country for a pre-save without a market of its own, else "": what `Campaign.market_for` reads
+    beside the market, for queries that count pre-saves by market. The fan is looked up only for those rows (a
+    subquery by key), not joined for every pre-save."""
+    country = Fan.objects.filter(pk=models.OuterRef("fan_id")).values("country")[:1]
+    return models.Case(models.When(market="", then=models.Subquery(country)), default=models.Value(""))
+
 
 def credential_aad(subscription_id: int) -> bytes:
     """The vault's associated data for a subscription's credential: its sealed token opens in this row only."""

@@ -191,7 +191,7 @@ def _presaved(presaved: dict) -> dict | None:
         return None
     campaign = consent_record.campaign
     subscription = consent_record.subscription  # a consent not revoked has its pre-save
-    market = subscription.market
+    market = subscription.delivery_market()
     service = SERVICES[presaved["service"]]()
     actions = service.actions(campaign)  # what the consent said, and what release day will do
     is_out = campaign.is_out_in(market)
@@ -427,7 +427,7 @@ def done_when(subscription: Subscription) -> str:
     if delivered_at is None:
         return ""
     words = f" on {date_format(timezone.localtime(delivered_at), 'j F Y')}"
-    if delivered_at < subscription.campaign.firing_time(subscription.market):
+    if delivered_at < subscription.campaign.firing_time(subscription.delivery_market()):
         words += ", before its release"
     return words
 
@@ -445,7 +445,7 @@ def under_way(subscription: Subscription, service_label: str) -> str:
     the fan's market or to be found there (the engine's "Waiting: …" in `last_error`). "" before that time."""
     campaign = subscription.campaign
     now = timezone.now()
-    if now < campaign.firing_time(subscription.market):
+    if now < campaign.firing_time(subscription.delivery_market()):
         return ""
     error = subscription.last_error
     if waits_in_market(subscription):
@@ -474,10 +474,11 @@ def gave_up_in_market(subscription: Subscription) -> bool:
 
 
 def market_words(subscription: Subscription) -> str:
-    """The market the engine waits for the release in, as "… on Spotify in " goes on: "your market", or the one
-    it read instead of the fan's (blank or unknown: the campaign's default)."""
-    market = subscription.campaign.market_for(subscription.market)
-    return "your market" if market == subscription.market else market
+    """The market the engine waits for the release in, as "… on Spotify in " goes on: "your market" (the pre-save's,
+    or for one without, the fan's country), or the one it read instead of the fan's (unknown: the campaign's
+    default)."""
+    market = subscription.delivery_market()
+    return "your market" if market in (subscription.market, subscription.fan.country) else market
 
 
 def undo_words(subscription: Subscription, service) -> list[str]:

@@ -17,7 +17,15 @@ from django.db.models import Case, CharField, Count, F, OuterRef, Q, Subquery, S
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from fans.models import EmailSignup, EmailSignupQuerySet, FunnelEvent, ReleaseEmail, ReleaseEmailQuerySet, Subscription
+from fans.models import (
+    EmailSignup,
+    EmailSignupQuerySet,
+    FunnelEvent,
+    ReleaseEmail,
+    ReleaseEmailQuerySet,
+    Subscription,
+    country_without_market,
+)
 from releases.models import Campaign, CampaignTally
 
 Kind = FunnelEvent.Kind
@@ -352,7 +360,7 @@ def service_rows(
 
 def firing_times(campaign: Campaign) -> list[tuple[str, dt.datetime, int]]:
     """(market, firing time, pending fans) for each market of the campaign's pending fans, soonest first: the
-    console's per-market schedule (a fan without a market fires with the campaign's default)."""
+    console's per-market schedule, each fan in their market as the engine reads it (`Campaign.market_for`)."""
     return firing_times_of([campaign])[campaign.pk]
 
 
@@ -361,8 +369,9 @@ def firing_times_of(campaigns: list[Campaign]) -> dict[int, list[tuple[str, dt.d
     by_id = {campaign.pk: campaign for campaign in campaigns}
     counts: dict[int, dict[str, int]] = {pk: defaultdict(int) for pk in by_id}
     pending = Subscription.objects.filter(campaign_id__in=by_id, status=Subscription.Status.PENDING)
-    for campaign_id, market, count in pending.values_list("campaign_id", "market").annotate(n=Count("pk")).order_by():
-        counts[campaign_id][market or by_id[campaign_id].default_market] += count
+    pending = pending.annotate(country=country_without_market()).values_list("campaign_id", "market", "country")
+    for campaign_id, market, country, count in pending.annotate(n=Count("pk")).order_by():
+        counts[campaign_id][by_id[campaign_id].market_for(market, country)] += count
     return {
         pk: sorted(((m, by_id[pk].firing_time(m), n) for m, n in counts[pk].items()), key=lambda row: (row[1], row[0]))
         for pk in by_id

@@ -329,10 +329,15 @@ class Campaign(models.Model):
             return release.release_at
         return markets.local_release_instant(release.release_date, release.release_time, self.market_for(market))
 
-    def market_for(self, market: str) -> str:
-        """The market a fan's code stands for: itself when it names a real country (`markets.country`), else (blank,
-        "XX", "EU", a typo) the campaign's default market."""
-        return markets.country(market) or self.default_market
+    def market_for(self, market: str, country: str = "") -> str:
+        """The market a fan's pre-save stands for, given its `market` and the fan's `country` (Fan.country): the
+        market when it names a real country (`markets.country`); for a pre-save without one (an older row, an
+        admin's edit, an import), the fan's country when that names one; else (blank, "XX", "EU", a typo) the
+        campaign's default market. The one reading of a fan's market: the engine, the console and the fan's pages
+        all ask it (`Subscription.delivery_market`; a query reads the fan's country with
+        `fans.models.country_without_market`)."""
+        fans_country = "" if market else markets.country(country)
+        return markets.country(market) or fans_country or self.default_market
 
     def first_firing_time(self) -> dt.datetime:
         """When the schedule fires: the release time, or in per-market mode the first market's local time."""

@@ -53,6 +53,9 @@ def test_the_claim_reads_the_delivery_queue_index(mostly_delivered):
     # The claimed rows are updated through the primary key: no plan of the claim reads the whole table.
     assert "fans_subscription_pkey" in plan, plan
     assert "Seq Scan on fans_subscription" not in plan, plan
+    # Each claimed fan's service and country are read by its key, not by hashing every fan.
+    assert "fans_fan_pkey" in plan, plan
+    assert "Seq Scan on fans_fan" not in plan, plan
 
 
 def test_runs_share_the_last_of_the_queue(mostly_delivered, settings):

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from delivery import engine, scheduling
 from delivery.sandbox import demo_catalog
-from fans.models import Credential, Subscription
+from fans.models import Credential, Fan, Subscription
 from releases import analytics, retry
 from releases.models import Campaign, Release
 from tests.conftest import make_campaign, make_subscription
@@ -346,6 +346,46 @@ def test_a_market_code_that_is_no_country_fires_with_the_default_market(sandbox,
 
     assert status_of(fan) == "delivered"
     assert sandbox.library("alice")["saved"] == [ALBUM_URI]
+
+
+def test_a_pre_save_without_a_market_fires_with_the_fans_country(sandbox):
+    """A pre-save whose market is blank (an older row, an admin's edit, an import) is the fan's country's when that
+    names one: Tokyo's here, at its midnight and asked about there, not the campaign's default (London). The
+    console's per-market schedule and Deliver now's counts read it the same way."""
+    campaign = per_market_campaign()
+    sandbox.control("POST", f"catalog/albums/{demo_catalog.NOVA_LARK_ALBUM_ID}/markets", {"available_markets": ["JP"]})
+    tokyo = subscribe(campaign, sandbox, "alice", "")
+    Fan.objects.filter(pk=tokyo.fan_id).update(country="JP")
+    london = subscribe(campaign, sandbox, "bob", "")  # no country either: the campaign's default market, GB
+    Fan.objects.filter(pk=london.fan_id).update(country="XX")
+    tokyo_midnight = dt.datetime(2026, 12, 3, 15, tzinfo=dt.UTC)
+    london_midnight = dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
+    assert analytics.firing_times(campaign) == [("JP", tokyo_midnight, 1), ("GB", london_midnight, 1)]
+
+    with time_machine.travel(tokyo_midnight + dt.timedelta(seconds=30), tick=True):
+        assert scheduling.due_counts(campaign) == (1, 1)
+        engine.deliver_campaign(campaign.pk)
+        assert status_of(tokyo) == "delivered"
+        assert status_of(london) == "pending"
+    assert sandbox.library("alice")["saved"] == [ALBUM_URI]
+    assert Subscription.objects.get(pk=london.pk).next_attempt_at == london_midnight
+
+
+def test_a_fan_without_a_market_due_early_waits_for_their_countrys_time(sandbox):
+    """The engine's "waiting" words name the market it read: the fan's country, for a pre-save without a market."""
+    campaign = per_market_campaign()
+    new_york = subscribe(campaign, sandbox, "bob", "")
+    Fan.objects.filter(pk=new_york.fan_id).update(country="US")
+    london_midnight = dt.datetime(2026, 12, 4, 0, 0, 30, tzinfo=dt.UTC)
+    Subscription.objects.filter(pk=new_york.pk).update(next_attempt_at=london_midnight - dt.timedelta(minutes=1))
+
+    with time_machine.travel(london_midnight, tick=True):
+        engine.deliver_campaign(campaign.pk)
+
+    new_york.refresh_from_db()
+    assert (new_york.status, new_york.attempts) == ("pending", 0)
+    assert new_york.last_error == "Waiting for the release time in US (2026-12-04 05:00 UTC)."
+    assert sandbox.writes("bob") == []
 
 
 def test_a_fan_due_before_their_markets_time_gets_no_call_until_then(sandbox):
