@@ -26,12 +26,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import smtplib
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower
 from django.template.loader import render_to_string
@@ -175,27 +176,58 @@ def start_missed_runs(now: dt.datetime | None = None) -> int:
 
 
 # --- Recipients -----------------------------------------------------------------------------------------------
-def plan_recipients(campaign: Campaign) -> None:
+def plan_recipients(campaign: Campaign) -> int:
     """One ReleaseEmail row per address that asked for the email and has none yet (whatever its case), with the
     market it waits for, written 1,000 at a time (a row another run wrote meanwhile is skipped by the database's
     unique constraint). The database leaves out the addresses already planned (an anti-join), so a follow-up run
     reads only those that arrived since, not the whole list again (a per-market campaign runs once per market
-    while sign-ups are open)."""
+    while sign-ups are open). Returns how many rows it wrote (`insert_planned`)."""
     consents, signups = unplanned(campaign)
     consents = consents.values_list("pk", "address", "subscription__market")
     signups = signups.values_list("pk", "address", "country")
     seen: set[str] = set()
-    rows: list[ReleaseEmail] = []
+    rows: list[Planned] = []
+    written = 0
     for source, field in ((consents, "consent_id"), (signups, "signup_id")):
         for pk, email, market in source.iterator(chunk_size=2000):
             if email.lower() in seen:  # a fan with a pre-save and a sign-up, say: one email
                 continue
             seen.add(email.lower())
-            rows.append(ReleaseEmail(campaign=campaign, email=email, market=markets.normalize(market), **{field: pk}))
+            rows.append(Planned(email, markets.normalize(market), **{field: pk}))
             if len(rows) == 1000:
-                ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True)
+                written += insert_planned(campaign, rows)
                 rows = []
-    ReleaseEmail.objects.bulk_create(rows, ignore_conflicts=True)
+    return written + insert_planned(campaign, rows)
+
+
+class Planned(NamedTuple):
+    """A ReleaseEmail row to write: the address, its market, and the consent or the sign-up that asked."""
+
+    email: str
+    market: str
+    consent_id: int | None = None
+    signup_id: int | None = None
+
+
+def insert_planned(campaign: Campaign, rows: list[Planned]) -> int:
+    """Write `rows` as the campaign's ReleaseEmail rows in one INSERT, skipping each the database refuses as an
+    address planned already (ON CONFLICT DO NOTHING: one_release_email_whatever_the_case; a row another run is
+    writing meanwhile is waited for, then skipped), and return how many it wrote: the rows the database returns
+    (RETURNING), so that two runs planning at once never both count an address. bulk_create(ignore_conflicts=True)
+    returns every row it was given, written or skipped."""
+    if not rows:
+        return 0
+    table = connection.ops.quote_name(ReleaseEmail._meta.db_table)
+    values = ", ".join(["(%s, %s, %s, %s, %s, '', 0, %s)"] * len(rows))
+    sql = (
+        f"INSERT INTO {table} (campaign_id, email, market, consent_id, signup_id, refusal, clicks, created_at) "  # noqa: S608
+        f"VALUES {values} ON CONFLICT DO NOTHING RETURNING id"
+    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params = [value for row in rows for value in (campaign.pk, *row, now)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return len(cursor.fetchall())
 
 
 # --- Links ------------------------------------------------------------------------------------------------------
@@ -260,7 +292,7 @@ def send_release_emails(campaign_id: int) -> str:
         return "nothing to send"
     if campaign.first_firing_time() > timezone.now():  # queued before the release was moved later: its schedule
         return f"release email for campaign {campaign_id}: not out yet"  # moved too
-    plan_recipients(campaign)
+    planned = plan_recipients(campaign)
     due, next_market_at = due_markets(campaign)
     destinations = smartlink.destinations(campaign.release, campaign.release.links.all())
     sent, refused = 0, {}
@@ -272,12 +304,15 @@ def send_release_emails(campaign_id: int) -> str:
             sent += batch_sent
     except MAIL_SERVER_ERRORS as exc:
         retry_at = follow_up(campaign.pk, timezone.now() + RETRY_AFTER, next_market_at)
-        logger.warning("Release email for campaign %s stopped after %s sent (%s); retrying at %s",
-                       campaign_id, sent, type(exc).__name__, retry_at)  # fmt: skip
-        return f"release email for campaign {campaign_id}: sent {sent}, mail server failed, retry at {retry_at}"
+        logger.warning("Release email for campaign %s: planned %s, stopped after %s sent (%s); retrying at %s",
+                       campaign_id, planned, sent, type(exc).__name__, retry_at)  # fmt: skip
+        return (
+            f"release email for campaign {campaign_id}: planned {planned}, sent {sent}, mail server failed, "
+            f"retry at {retry_at}"
+        )
     retry = any(code < 500 for code in refused.values())  # 4xx: the server may take them later; 5xx: never
     next_run = follow_up(campaign.pk, timezone.now() + RETRY_AFTER if retry else None, next_market_at)
-    summary = f"release email for campaign {campaign_id}: sent {sent}"
+    summary = f"release email for campaign {campaign_id}: planned {planned}, sent {sent}"
     if refused:
         later = f"retry at {next_run}" if retry else "not retried"
         logger.warning("Release email for campaign %s: the mail server refused %s address(es); %s",

@@ -412,7 +412,7 @@ def test_the_email_of_a_pre_save_withdrawn_in_the_service_still_goes_out_and_can
         assert promise in page and "Stop the email" in page
     with time_machine.travel(timezone.now() + dt.timedelta(days=4)):
         assert release_email.send_release_emails(subscription.campaign_id).startswith(
-            f"release email for campaign {subscription.campaign_id}: sent 1"
+            f"release email for campaign {subscription.campaign_id}: planned 1, sent 1"
         )
         after = text_of(client.get(url)).partition("What you agreed to")[0]
     assert mailoutbox[0].to == ["alice@sandbox.test"]
@@ -544,7 +544,8 @@ def test_an_address_that_starts_sharing_after_the_last_email_run_is_promised_the
     fired = campaign.release.release_at + dt.timedelta(minutes=1)
     with time_machine.travel(fired, tick=False):
         scheduler()  # django-q2's: the release-day email's schedule fires (the worker runs its task, below)
-        assert release_email.send_release_emails(campaign.pk) == f"release email for campaign {campaign.pk}: sent 1"
+        summary = release_email.send_release_emails(campaign.pk)
+        assert summary == f"release email for campaign {campaign.pk}: planned 1, sent 1"
     assert not Schedule.objects.filter(name__startswith=release_email.SCHEDULE_NAME_PREFIX).exclude(repeats=0)
     assert [m.to for m in mailoutbox] == [["opted@fan.test"]]
     Subscription.objects.filter(pk=consent.subscription_id).update(status="delivered", delivered_at=fired)
@@ -1041,7 +1042,7 @@ def test_stop_the_email_takes_the_row_a_run_planned_meanwhile_in_another_case(cl
     assert (email.email, email.unsubscribed_at is not None) == ("keen@fan.test", True)
     assert not ConsentRecord.objects.sharing_email().exists()
     summary = release_email.send_release_emails(campaign.pk)
-    assert summary.startswith(f"release email for campaign {campaign.pk}: sent 0")
+    assert summary.startswith(f"release email for campaign {campaign.pk}: planned 0, sent 0")
     assert mailoutbox == []
 
 
@@ -1052,7 +1053,7 @@ def test_stop_the_email_from_a_page_read_before_the_email_went_says_it_was_sent(
     url = privacy_url(delivered.fan)
     assert "Stop the email" in text_of(client.get(url))
     assert release_email.send_release_emails(delivered.campaign_id).startswith(
-        f"release email for campaign {delivered.campaign_id}: sent 1"
+        f"release email for campaign {delivered.campaign_id}: planned 1, sent 1"
     )
 
     response = client.post(reverse("fans:privacy_stop_email", args=[url.split("/")[2], delivered.pk]), follow=True)
