@@ -486,7 +486,7 @@ def stop_email(subject: Subject, subscription_id: int) -> tuple[Subscription, li
             campaign_id=subscription.campaign_id,
             email=address,
             consent=subscription.consents.sharing_email().first(),
-            market=markets.normalize(subscription.market),
+            market=markets.of_fan(subscription.market, subscription.fan.country),  # as plan_recipients writes it
         )
         ReleaseEmail.objects.bulk_create([unplanned], ignore_conflicts=True)
         # Locked, after a run sending it meanwhile commits (and before one takes it): one it sent has nothing left

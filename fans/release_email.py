@@ -33,7 +33,7 @@ from django.core import signing
 from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Lower
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -183,17 +183,19 @@ def plan_recipients(campaign: Campaign) -> int:
     reads only those that arrived since, not the whole list again (a per-market campaign runs once per market
     while sign-ups are open). Returns how many rows it wrote (`insert_planned`)."""
     consents, signups = unplanned(campaign)
-    consents = consents.values_list("pk", "address", "subscription__market")
-    signups = signups.values_list("pk", "address", "country")
+    # A pre-save waits for its fan's market, as release day delivers it (`markets.of_fan`); a sign-up, which has no
+    # fan, for the country seen at sign-up.
+    consents = consents.values_list("pk", "address", "subscription__market", "subscription__fan__country")
+    signups = signups.values_list("pk", "address", "country", Value(""))
     seen: set[str] = set()
     rows: list[Planned] = []
     written = 0
     for source, field in ((consents, "consent_id"), (signups, "signup_id")):
-        for pk, email, market in source.iterator(chunk_size=2000):
+        for pk, email, market, fan_country in source.iterator(chunk_size=2000):
             if email.lower() in seen:  # a fan with a pre-save and a sign-up, say: one email
                 continue
             seen.add(email.lower())
-            rows.append(Planned(email, markets.normalize(market), **{field: pk}))
+            rows.append(Planned(email, markets.of_fan(market, fan_country), **{field: pk}))
             if len(rows) == 1000:
                 written += insert_planned(campaign, rows)
                 rows = []

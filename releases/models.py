@@ -331,13 +331,11 @@ class Campaign(models.Model):
 
     def market_for(self, market: str, country: str = "") -> str:
         """The market a fan's pre-save stands for, given its `market` and the fan's `country` (Fan.country): the
-        market when it names a real country (`markets.country`); for a pre-save without one (an older row, an
-        admin's edit, an import), the fan's country when that names one; else (blank, "XX", "EU", a typo) the
-        campaign's default market. The one reading of a fan's market: the engine, the console and the fan's pages
-        all ask it (`Subscription.delivery_market`; a query reads the fan's country with
-        `fans.models.country_without_market`)."""
-        fans_country = "" if market else markets.country(country)
-        return markets.country(market) or fans_country or self.default_market
+        fan's market (`markets.of_fan`: the pre-save's when it names a real country, for one without the fan's
+        country), else (blank, "XX", "EU", a typo) the campaign's default market. The one reading of a fan's
+        market: the engine, the console and the fan's pages all ask it (`Subscription.delivery_market`; a query
+        reads the fan's country with `fans.models.country_without_market`)."""
+        return markets.of_fan(market, country) or self.default_market
 
     def first_firing_time(self) -> dt.datetime:
         """When the schedule fires: the release time, or in per-market mode the first market's local time."""

@@ -72,6 +72,16 @@ def test_only_real_countries_are_markets(value, expected):
 
 
 @pytest.mark.parametrize(
+    "market, fan_country, expected",
+    [("JP", "GB", "JP"), ("", "jp", "JP"), ("", "XX", ""), ("", "", ""), ("XX", "JP", ""), ("EU", "", "")],
+)
+def test_a_fans_market_is_their_pre_saves_else_for_one_without_their_country(market, fan_country, expected):
+    """Only a blank market stands for the fan's country; an unreal one ("XX", "EU") stands for the campaign's
+    default market ("")."""
+    assert markets.of_fan(market, fan_country) == expected
+
+
+@pytest.mark.parametrize(
     "headers, expected",
     [
         ({"HTTP_CF_IPCOUNTRY": "se"}, "SE"),

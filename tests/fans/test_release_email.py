@@ -527,6 +527,28 @@ def test_a_per_market_campaign_mails_each_fan_when_the_release_is_out_where_they
 
 
 @pytest.mark.django_db
+def test_a_pre_save_without_a_market_is_mailed_when_the_release_is_out_in_the_fans_country(mailoutbox):
+    """A pre-save whose market is blank (an older row, an admin's edit) waits for its fan's country, as release
+    day delivers it (`Campaign.market_for`): out in Auckland, the fan there is told; one with no country either
+    waits for the campaign's default market, London."""
+    nz_release = timezone.now().astimezone(markets.zone_for("NZ")) - dt.timedelta(hours=1)
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET, default_market="GB", status="delivering")
+    release = campaign.release
+    release.release_date, release.release_time = nz_release.date(), nz_release.time().replace(microsecond=0)
+    release.save()
+    kiwi = pre_save(campaign, "kiwi", "kiwi@fan.test", opt_in=True)
+    Fan.objects.filter(pk=kiwi.subscription.fan_id).update(country="NZ")
+    pre_save(campaign, "unknown", "unknown@fan.test", opt_in=True)
+
+    with time_machine.travel(timezone.now(), tick=False):
+        summary = release_email.send_release_emails(campaign.pk)
+
+    assert [m.to for m in mailoutbox] == [["kiwi@fan.test"]]
+    assert summary.startswith(f"release email for campaign {campaign.pk}: planned 2, sent 1")
+    assert dict(ReleaseEmail.objects.values_list("email", "market")) == {"kiwi@fan.test": "NZ", "unknown@fan.test": ""}
+
+
+@pytest.mark.django_db
 def test_a_per_market_campaigns_email_is_scheduled_for_the_first_market_to_go_live():
     campaign = make_campaign(firing=Campaign.Firing.PER_MARKET)
 
