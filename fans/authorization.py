@@ -351,7 +351,9 @@ def complete(
         profile = replace(profile, email="")
     with transaction.atomic():
         fan = _update_fan(service.key, profile, email_opt_in=email_opt_in)
-        market = markets.normalize(profile.country) or entry.get("seen_country") or campaign.default_market
+        # Issue #4's order: the profile's country, else the one seen at sign-up. With neither none is stored, and
+        # Campaign.market_for, the one reading of a market, gives the campaign's default as it is when read.
+        market = markets.country(profile.country) or markets.country(entry.get("seen_country", ""))
         subscription = _pending_subscription(fan, campaign, market)
         _store_credential(subscription, tokens)
         record = ConsentRecord(

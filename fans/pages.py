@@ -330,7 +330,8 @@ def privacy_context(subject: privacy.Subject, token: str) -> dict:
         "service_label": subject.fan.get_service_display() if subject.fan else "",
         "fan_email": fan_email_state(subject.fan, consents) if subject.fan else None,
         "held_email": held_email(subject, consents),
-        "markets": sorted({subscription.market for subscription in subscriptions if subscription.market}),
+        # The markets the pre-saves are delivered in: one without a market of its own follows the campaign's default.
+        "markets": sorted({subscription.delivery_market() for subscription in subscriptions}),
         "subscriptions": subscriptions,
         "consents": consents,
         "email_signups": signups,

@@ -82,8 +82,8 @@ def country(value: str) -> str:
 def of_fan(market: str, fan_country: str) -> str:
     """A fan's market, from their pre-save's `market` and their `fan_country` (Fan.country), as issue #4 orders
     them: the market when it names a real country (the service profile's, else the country seen at sign-up); for
-    a pre-save without one (an older row, an admin's edit, an import), the fan's country when that names one; else
-    "" (`Campaign.market_for` reads it as the campaign's default market)."""
+    a pre-save without one (a sign-up that learnt no country, an older row, an admin's edit, an import), the fan's
+    country when that names one; else "" (`Campaign.market_for` reads it as the campaign's default market)."""
     return country(market) or ("" if market else country(fan_country))
 
 

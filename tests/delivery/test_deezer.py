@@ -24,9 +24,10 @@ ARTIST = f"deezer:artist:{demo_catalog.NOVA_LARK_ARTIST_ID}"
 CALLBACK = reverse("fans:oauth_callback", args=["deezer"])
 
 
-def presave_with_deezer(client, campaign, user: str, decision: str = "agree"):
-    """Press "Pre-save on Deezer", log in on the sandbox's page, come back to our callback."""
-    response = client.post(reverse("fans:presave", args=[campaign.slug, "deezer"]), {"email_opt_in": "1"})
+def presave_with_deezer(client, campaign, user: str, decision: str = "agree", **headers):
+    """Press "Pre-save on Deezer" (with the request's `headers`), log in on the sandbox's page, come back to our
+    callback."""
+    response = client.post(reverse("fans:presave", args=[campaign.slug, "deezer"]), {"email_opt_in": "1"}, **headers)
     assert response.status_code == 302
     authorize_url = response["Location"]
     assert "perms=basic_access%2Coffline_access%2Cmanage_library%2Cemail" in authorize_url
@@ -41,6 +42,22 @@ def presave_with_deezer(client, campaign, user: str, decision: str = "agree"):
     location = urlsplit(answer.headers["Location"])
     assert location.path == CALLBACK
     return client.get(CALLBACK, dict(parse_qsl(location.query)))
+
+
+@pytest.mark.django_db
+def test_a_profile_country_that_names_no_country_is_not_stored_as_the_pre_saves_market(client, sandbox):
+    """Deezer's profile says "XX" (a proxy's unknown) or "EU" (a region), no country: the country seen at sign-up
+    comes next, and with none the pre-save keeps no market, which `Campaign.market_for` reads as the default."""
+    campaign = make_campaign(default_market="GB")
+    sandbox.control("POST", "users", {"id": "hidden", "country": "XX"})
+    sandbox.control("POST", "users", {"id": "europe", "country": "EU"})
+
+    presave_with_deezer(client, campaign, "hidden", HTTP_CF_IPCOUNTRY="NZ")
+    presave_with_deezer(client, campaign, "europe")
+
+    seen, unknown = (Subscription.objects.get(fan__display_name=name) for name in ("hidden", "europe"))
+    assert (seen.market, seen.delivery_market()) == ("NZ", "NZ")
+    assert (unknown.market, unknown.delivery_market()) == ("", "GB")
 
 
 @pytest.mark.django_db(transaction=True)

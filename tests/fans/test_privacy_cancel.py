@@ -23,7 +23,7 @@ from tests.conftest import held_in_another_transaction, make_campaign, make_cons
 from tests.delivery.test_playlist import NAME as PLAYLIST_NAME
 from tests.delivery.test_playlist import SCOPES as PLAYLIST_SCOPES
 from tests.delivery.test_playlist import long_player, only_playlist, playlist_campaign
-from tests.fans.test_oauth_callback import presave
+from tests.fans.test_oauth_callback import CALLBACK, presave, sandbox_login
 from tests.fans.test_release_email import pre_save, sign_up
 from tests.fans.test_revoke import presaved
 
@@ -307,17 +307,33 @@ def test_after_stop_the_email_the_page_says_where_the_address_is_still_held_as_t
 
 def test_the_privacy_page_shows_each_pre_saves_market_as_the_export_does(client, sandbox):
     campaign = make_campaign(default_market="GB")
-    _, response = presave(client, campaign)
+    started = client.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), HTTP_CF_IPCOUNTRY="NZ")
+    client.get(CALLBACK, sandbox_login(started["Location"]))
     fan = Fan.objects.get()
     url = privacy_url(fan)
 
     page = text_of(client.get(url))
     export = client.get(url + "export.json").json()
 
-    (market,) = [s["market"] for s in export["subscriptions"]]
-    assert market and export["fan"]["country"] == ""
-    assert f"waiting for release day. Market: {market}." in page
-    assert f"Country none from Spotify; your pre-saves follow the release time of {market}" in page
+    assert [s["market"] for s in export["subscriptions"]] == ["NZ"] and export["fan"]["country"] == ""
+    assert "waiting for release day. Market: NZ." in page
+    assert "Country none from Spotify; your pre-saves follow the release time of NZ" in page
+    assert "Country —" not in page
+
+
+def test_a_pre_save_with_no_country_known_follows_the_campaigns_default_on_the_privacy_page(client, sandbox):
+    """Neither the profile nor the sign-up told a country: the pre-save holds no market (the export says so) and
+    follows the campaign's default, as release day delivers it."""
+    campaign = make_campaign(default_market="GB")
+    presave(client, campaign)
+    url = privacy_url(Fan.objects.get())
+
+    page = text_of(client.get(url))
+    export = client.get(url + "export.json").json()
+
+    assert [s["market"] for s in export["subscriptions"]] == [""]
+    assert "Market:" not in page
+    assert "Country none from Spotify; your pre-saves follow the release time of GB" in page
     assert "Country —" not in page
 
 
