@@ -155,9 +155,11 @@ def test_the_seeded_funnel_authorizes_only_the_demos_real_pre_saves(db, media_ro
     assert fresh["authorize"] == 0, "no pre-save yet: no authorization"
     assert fresh["view"] > fresh["click"] > 0, "but page views and clicks, for the charts"
 
-    for i, service in enumerate(["spotify", "spotify", "deezer", "apple_music"]):
-        fan = Fan.objects.create(service=service, service_user_id=f"demo-fan-{i}")
-        Subscription.objects.create(fan=fan, campaign=campaign, market="GB")
+    # Their markets, as the engine reads them (markets.of_fan): GB, the fan's NZ, and none ("XX", "EU": no country).
+    fans = [("spotify", "GB", ""), ("spotify", "", "NZ"), ("deezer", "XX", "NZ"), ("apple_music", "", "EU")]
+    for i, (service, market, country) in enumerate(fans):
+        fan = Fan.objects.create(service=service, service_user_id=f"demo-fan-{i}", country=country)
+        Subscription.objects.create(fan=fan, campaign=campaign, market=market)
     FunnelEvent.objects.create(campaign=campaign, kind="authorize")  # an earlier seed's made-up authorization
     seed()
     seed()  # and again: nothing doubles
@@ -167,4 +169,5 @@ def test_the_seeded_funnel_authorizes_only_the_demos_real_pre_saves(db, media_ro
     authorized = FunnelEvent.objects.filter(campaign=campaign, kind="authorize")
     assert sorted(authorized.values_list("service", flat=True)) == ["apple_music", "deezer", "spotify", "spotify"]
     assert set(authorized.values_list("subscription__campaign", flat=True)) == {campaign.pk}
+    assert sorted(authorized.values_list("country", flat=True)) == ["", "", "GB", "NZ"], "where the fans are"
     assert funnel["click"] - fresh["click"] == 4 and funnel["view"] - fresh["view"] == 4, "each came by the page"

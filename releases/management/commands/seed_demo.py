@@ -288,7 +288,8 @@ class Command(BaseCommand):
         for subscription in unrecorded:
             service, at = subscription.fan.service, subscription.created_at
             visitor = f"{browsers.getrandbits(128):032x}"
-            common = self.visit(campaign, rng, visitor, at, subscription.market or subscription.fan.country)
+            country = markets.of_fan(subscription.market, subscription.fan.country)  # the engine's, or "" (unknown)
+            common = self.visit(campaign, rng, visitor, at, country)
             events += [
                 FunnelEvent(kind=FunnelEvent.Kind.VIEW, **{**common, "created_at": at - dt.timedelta(minutes=3)}),
                 FunnelEvent(
