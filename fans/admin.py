@@ -5,6 +5,8 @@ Credentials are not in the admin at all: staff see only when a fan authorized an
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ObjectDoesNotExist
@@ -20,7 +22,7 @@ from django.utils.safestring import mark_safe
 from delivery.models import DeliveryAttempt
 from delivery.services import service_choices
 from fans import privacy
-from fans.models import ConsentRecord, ConsentRecordQuerySet, Fan, ReleaseEmail, Subscription
+from fans.models import ConsentRecord, ConsentRecordQuerySet, Fan, ReleaseEmail, Subscription, country_without_market
 from presave_site.admin_filters import ConditionFilter
 from presave_site.admin_input import HandMadeInput, is_id
 from presave_site.readonly_admin import ReadOnlyAdminMixin
@@ -196,24 +198,43 @@ class FanAdmin(HandMadeInput, admin.ModelAdmin):
         return HttpResponseRedirect(reverse(f"{self.admin_site.name}:fans_fan_changelist"))
 
 
+def delivered_in(rows: QuerySet) -> dict[str, Q]:
+    """Each market the pre-saves `rows` are delivered in (their campaign's `market_for`: the pre-save's market, for
+    one without the fan's country, else the campaign's default) → the condition that picks them out of `rows` given
+    `country=country_without_market()`. One query reads the distinct campaigns, markets and fans' countries, one
+    the campaigns: none a row."""
+    found = rows.annotate(country=country_without_market()).values_list("campaign_id", "market", "country")
+    combinations = list(found.distinct().order_by())
+    campaigns = Campaign.objects.in_bulk({campaign_id for campaign_id, _, _ in combinations})
+    conditions: dict[str, Q] = defaultdict(Q)
+    for campaign_id, market, country in combinations:
+        delivery_market = campaigns[campaign_id].market_for(market, country)
+        conditions[delivery_market] |= Q(campaign_id=campaign_id, market=market, country=country)
+    return conditions
+
+
 class MarketFilter(admin.SimpleListFilter):
-    """Filter by the fan's market; the choices are the markets present (in the chosen campaign, if any)."""
+    """Filter by the market each pre-save is delivered in (`delivered_in`), not only its stored one: one without
+    a market is its fan's country's or its campaign's default's. The choices are those markets (in the chosen
+    campaign, if any)."""
 
     title = "market"
     parameter_name = "market"
 
     def lookups(self, request, model_admin):
-        rows = Subscription.objects.exclude(market="")
+        rows = Subscription.objects.all()
         campaign = request.GET.get("campaign", "")
         if is_id(campaign):
             rows = rows.filter(campaign_id=campaign)
-        markets = rows.order_by("market").values_list("market", flat=True).distinct()[:250]
-        return [(market, market) for market in markets]
+        return [(market, market) for market in sorted(delivered_in(rows))[:250]]
 
     def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(market=self.value())
-        return queryset
+        if not self.value():
+            return queryset
+        condition = delivered_in(queryset).get(self.value())
+        if condition is None:
+            return queryset.none()
+        return queryset.alias(country=country_without_market()).filter(condition)
 
 
 class EmailOptInFilter(ConditionFilter):

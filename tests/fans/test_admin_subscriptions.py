@@ -3,6 +3,8 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -89,14 +91,14 @@ def test_changelist_queries_do_not_grow_with_the_number_of_subscriptions(
     staff_client, campaign, django_assert_max_num_queries
 ):
     subscribe(campaign, "first-fan")
-    with django_assert_max_num_queries(12):  # + the role's permissions, the market choices, the attempt history
+    with django_assert_max_num_queries(13):  # + the role's permissions, the market choices (2), the attempt history
         assert staff_client.get(CHANGELIST).status_code == 200
 
     for i in range(10):
         other = make_campaign(slug=f"campaign-{i}")
         for j in range(3):
             subscribe(other, f"fan-{i}-{j}")
-    with django_assert_max_num_queries(12):  # + the role's permissions, the market choices, the attempt history
+    with django_assert_max_num_queries(13):  # + the role's permissions, the market choices (2), the attempt history
         response = staff_client.get(CHANGELIST)
     assert len(response.context["cl"].result_list) == 31
 
@@ -182,6 +184,32 @@ def test_changelist_filters_by_market_and_email_opt_in(staff_client, subscriptio
     [market_filter] = [f for f in staff_client.get(CHANGELIST, {"campaign": campaign.pk}).context["cl"].filter_specs
                        if f.title == "market"]  # fmt: skip
     assert market_filter.lookup_choices == [("GB", "GB"), ("US", "US")]
+
+
+def test_the_market_filter_lists_each_pre_save_under_the_market_it_is_delivered_in(staff_client):
+    """A pre-save without a market of its own is its fan's country's when that names one, else (as one whose
+    market names no country) the campaign's default (`Campaign.market_for`), and is listed there."""
+    campaign = make_campaign(default_market="GB")
+    subscribe(campaign, "us", market="US")
+    for user_id, market, country in [("kiwi", "", "NZ"), ("hidden", "", "XX"), ("proxied", "XX", "NZ")]:
+        Fan.objects.filter(pk=subscribe(campaign, user_id, market=market).fan_id).update(country=country)
+    filters = {"campaign": campaign.pk}
+
+    [market_filter] = [f for f in staff_client.get(CHANGELIST, filters).context["cl"].filter_specs
+                       if f.title == "market"]  # fmt: skip
+    assert market_filter.lookup_choices == [("GB", "GB"), ("NZ", "NZ"), ("US", "US")]
+    assert listed(staff_client.get(CHANGELIST, {**filters, "market": "NZ"})) == ["kiwi"]
+    assert listed(staff_client.get(CHANGELIST, {**filters, "market": "GB"})) == ["hidden", "proxied"]
+    assert listed(staff_client.get(CHANGELIST, {**filters, "market": "US"})) == ["us"]
+    assert listed(staff_client.get(CHANGELIST, {**filters, "market": "XX"})) == []
+
+    with CaptureQueriesContext(connection) as few:
+        staff_client.get(CHANGELIST, {**filters, "market": "NZ"})
+    for i in range(5):
+        Fan.objects.filter(pk=subscribe(campaign, f"kiwi-{i}").fan_id).update(country="NZ")
+    with CaptureQueriesContext(connection) as more:
+        assert len(listed(staff_client.get(CHANGELIST, {**filters, "market": "NZ"}))) == 6
+    assert len(more) == len(few), "no query per row"
 
 
 def test_email_opt_in_filter_leaves_out_withdrawn_consents(staff_client, subscriptions):
