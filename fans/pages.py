@@ -575,7 +575,7 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool, failed: bool
     undone = f" What was done stays: to undo it, {undo}." if undo else ""
     # One email an address: another pre-save or a sign-up of that address may still ask for it.
     why = still_emailed(privacy.email_asked_elsewhere(subscription))
-    sent_at = privacy.email_sent_at(subscription)  # sent already: nothing to promise of the future
+    sent_at = privacy.email_went_at(subscription)  # sent already: nothing to promise of the future
     # Only a fan who asked for the email is told it won't come (cancelling keeps what the consents said).
     stops_email = not why and not sent_at and bool(privacy.email_asked_at(subscription))
     if failed:

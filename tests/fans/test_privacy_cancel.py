@@ -827,14 +827,16 @@ def test_an_email_planned_for_a_cancelled_pre_save_still_goes_when_another_pre_s
     assert [mail.to for mail in mailoutbox] == [["keen@fan.test"]]
 
 
+@pytest.mark.parametrize("unsubscribed_since", [False, True])
 @pytest.mark.parametrize("way", ["privacy page", "revoke link"])
 def test_cancelled_after_its_release_day_email_was_sent_the_answer_says_it_was_sent_not_that_we_wont_email(
-    client, sandbox, settings, mailoutbox, way
+    client, sandbox, settings, mailoutbox, way, unsubscribed_since
 ):
     """The fan asked for the release-day email; past the release time their save is tried again (the service
     answered 5xx) and release day's run has emailed their address. Cancelling then, on the privacy page or by the
     revoke link, the answer says the email was sent and nothing more will come, not "we won't email you about
-    it"."""
+    it". Also once the fan used the email's own unsubscribe link (the pre-save shares the address no more, the
+    fan's is forgotten), as "Stop the email" says then."""
     settings.DELIVERY_RETRY_BASE_SECONDS = 600  # the next try is for a later run, not this one
     campaign = make_campaign(release_in=-dt.timedelta(minutes=1))
     subscription = make_subscription(campaign, sandbox, "alice")
@@ -851,6 +853,9 @@ def test_cancelled_after_its_release_day_email_was_sent_the_answer_says_it_was_s
     subscription.refresh_from_db()
     assert subscription.status == "pending"
     assert [mail.to for mail in mailoutbox] == [["alice@fan.test"]]
+    if unsubscribed_since:
+        release_email.unsubscribe(ReleaseEmail.objects.get())
+        assert Fan.objects.get().email == ""
 
     if way == "privacy page":
         token = privacy.token_for_fan(subscription.fan)
