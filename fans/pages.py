@@ -234,15 +234,8 @@ def _presaved(presaved: dict) -> dict | None:
         # Promised only before the release, while still to come (the fan may have stopped it); once it's out, the
         # page says it was sent when it was, and nothing until then.
         "email_to_come": not is_out and privacy.email_to_come(subscription),
-        "email_sent": is_out and email_sent(consent_record),
+        "email_sent": is_out and privacy.email_sent_at(subscription) is not None,
     }
-
-
-def email_sent(consent_record: ConsentRecord) -> bool:
-    """Whether the release-day email went to the address this consent shared (one email an address, whichever
-    pre-save or sign-up asked for it)."""
-    addresses = {consent_record.email} if consent_record.email else set()
-    return privacy.sent_at(consent_record.campaign_id, addresses) is not None
 
 
 def privacy_link_form_url() -> str:
@@ -575,7 +568,7 @@ def cancelled_words(subscription: Subscription, *, cancelled: bool, failed: bool
     undone = f" What was done stays: to undo it, {undo}." if undo else ""
     # One email an address: another pre-save or a sign-up of that address may still ask for it.
     why = still_emailed(privacy.email_asked_elsewhere(subscription))
-    sent_at = privacy.email_went_at(subscription)  # sent already: nothing to promise of the future
+    sent_at = privacy.email_sent_at(subscription)  # sent already: nothing to promise of the future
     # Only a fan who asked for the email is told it won't come (cancelling keeps what the consents said).
     stops_email = not why and not sent_at and bool(privacy.email_asked_at(subscription))
     if failed:
@@ -620,7 +613,7 @@ def stopped_email_words(subscription: Subscription, elsewhere: list[str]) -> str
     before it stopped (privacy.stop_email), stopped with it. Once the email went (from a page read before, or sent by
     a run meanwhile; also when its unsubscribe link was used since), when it went: nothing was stopped."""
     title = subscription.campaign.release.title
-    sent_at = privacy.email_went_at(subscription)
+    sent_at = privacy.email_sent_at(subscription)
     if sent_at:
         return already_sent_words(sent_at, about=title)
     said = f"We won't email you about {title}: you'll get no email when it's out."

@@ -414,32 +414,20 @@ def email_asked_at(subscription: Subscription) -> set[str]:
 
 
 def email_sent_at(subscription: Subscription) -> dt.datetime | None:
-    """When the campaign's release-day email went to an address this pre-save asked it for (`email_asked_at`; one
-    email an address, whichever pre-save or sign-up asked), None while none went: no more will come to it."""
-    return sent_at(subscription.campaign_id, email_asked_at(subscription))
-
-
-def email_went_at(subscription: Subscription) -> dt.datetime | None:
-    """`email_sent_at`, also once the pre-save asks for the email no more because the email's own unsubscribe link
-    was used since it came (its consents share the address no more, the fan's is forgotten): the email that went
-    to one of their addresses and was unsubscribed from."""
-    consented = set(subscription.consents.exclude(email="").values_list("email", flat=True))
-    at = sent_at(subscription.campaign_id, consented, unsubscribed=True)
-    return min(filter(None, (at, email_sent_at(subscription))), default=None)
-
-
-def sent_at(campaign_id: int, addresses: set[str], *, unsubscribed: bool = False) -> dt.datetime | None:
-    """When the campaign's release-day email went to one of `addresses` (case aside), None while none went; with
-    `unsubscribed`, only an email unsubscribed from since counts."""
-    if not addresses:
+    """When the campaign's release-day email this pre-save asked for went (one email an address, whichever
+    pre-save or sign-up asked), None while none went: no more will come to it. The email to an address it asks
+    the email for (`email_asked_at`), or to one of its consents' addresses that was unsubscribed from since: the
+    email's own unsubscribe link, used after it came, leaves the consents asking for it no more and the fan's
+    address forgotten, yet the email the fan asked for went. The one answer for every page that tells it."""
+    went_to = Q()
+    for address in email_asked_at(subscription):
+        went_to |= Q(email__lower=lowered(address))
+    for address in set(subscription.consents.exclude(email="").values_list("email", flat=True)):
+        went_to |= Q(email__lower=lowered(address), unsubscribed_at__isnull=False)
+    if not went_to:
         return None
-    sent = ReleaseEmail.objects.filter(campaign_id=campaign_id, sent_at__isnull=False)
-    if unsubscribed:
-        sent = sent.filter(unsubscribed_at__isnull=False)
-    sent_to = Q()
-    for address in addresses:
-        sent_to |= Q(email__lower=lowered(address))
-    return sent.filter(sent_to).aggregate(at=Min("sent_at"))["at"]
+    sent = ReleaseEmail.objects.filter(went_to, campaign_id=subscription.campaign_id, sent_at__isnull=False)
+    return sent.aggregate(at=Min("sent_at"))["at"]
 
 
 def email_asked_elsewhere(subscription: Subscription) -> list[str]:
@@ -469,7 +457,7 @@ def stop_email(subject: Subject, subscription_id: int) -> tuple[Subscription, li
     campaign's email to the address is marked unsubscribed, made for that if not planned yet, and the consents
     share the address no more). Nothing else of the pre-save changes. Again is harmless, and so is one asked
     (from a page read before) once the email went, also by a run meanwhile: nothing is recorded, there is
-    nothing left to stop (`email_went_at` says when it went). Returns the pre-save and
+    nothing left to stop (`email_sent_at` says when it went). Returns the pre-save and
     what else asked for that one email of the address, stopped with it (`email_asked_elsewhere`). Read under the
     pre-save's lock, as the cancel's: one erased meanwhile is not the subject's any more, and no email row may be
     made that holds the address the erasure took away."""
