@@ -160,6 +160,21 @@ def test_the_email_the_fan_asked_for_is_promised_only_while_it_is_to_come(client
     assert mailoutbox[0].to == ["alice@sandbox.test"]
 
 
+def test_the_email_sent_to_the_address_the_fans_service_reports_now_is_said_to_be_sent(client, sandbox, mailoutbox):
+    """The fan's service reported another address since the pre-save (a later pre-save of another campaign keeps
+    the fan's new one): release day's email goes there, and the page says it was sent, as the privacy page does."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3))
+    _, done = presave(client, campaign, email_opt_in=True)
+    Fan.objects.update(email="alice@new.test")
+
+    with time_machine.travel(timezone.now() + dt.timedelta(days=4)):
+        assert release_email.send_release_emails(campaign.pk) == f"release email for campaign {campaign.pk}: sent 1"
+        sent = read(client, done["Location"])
+
+    assert [mail.to for mail in mailoutbox] == [["alice@new.test"]]
+    assert "We've emailed you that it's out." in sent
+
+
 def test_an_email_the_fan_stopped_is_not_promised(client, sandbox):
     campaign = make_campaign(release_in=dt.timedelta(days=3))
     _, done = presave(client, campaign, email_opt_in=True)
