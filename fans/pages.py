@@ -611,7 +611,8 @@ def stop_email_stops(elsewhere: list[str]) -> str:
 def stopped_email_words(subscription: Subscription, elsewhere: list[str]) -> str:
     """What the privacy page says after "Stop the email": `elsewhere`, what else asked for the address's one email
     before it stopped (privacy.stop_email), stopped with it. Once the email went (from a page read before, or sent by
-    a run meanwhile; also when its unsubscribe link was used since), when it went: nothing was stopped."""
+    a run meanwhile; also when its unsubscribe link was used since), when it went: there was nothing left to stop,
+    though the stop is recorded (the address is not shared any more)."""
     title = subscription.campaign.release.title
     sent_at = privacy.email_sent_at(subscription)
     if sent_at:

@@ -416,16 +416,17 @@ def email_asked_at(subscription: Subscription) -> set[str]:
 def email_sent_at(subscription: Subscription) -> dt.datetime | None:
     """When the campaign's release-day email this pre-save asked for went (one email an address, whichever
     pre-save or sign-up asked), None while none went: no more will come to it. The email to an address it asks
-    the email for (`email_asked_at`), or to one of its consents' addresses that was unsubscribed from since: the
-    email's own unsubscribe link, used after it came, leaves the consents asking for it no more and the fan's
+    the email for (`email_asked_at`), or one unsubscribed from since that went to one of its consents' addresses
+    or was planned for one of its consents (to the address the fan's service reported then): the unsubscribe (the
+    email's own link, or "Stop the email" once it went) leaves the consents asking for it no more and the fan's
     address forgotten, yet the email the fan asked for went. The one answer for every page that tells it."""
-    went_to = Q()
+    consents = subscription.consents.all()
+    unsubscribed = Q(consent__in=consents)
+    for address in set(consents.exclude(email="").values_list("email", flat=True)):
+        unsubscribed |= Q(email__lower=lowered(address))
+    went_to = Q(unsubscribed, unsubscribed_at__isnull=False)
     for address in email_asked_at(subscription):
         went_to |= Q(email__lower=lowered(address))
-    for address in set(subscription.consents.exclude(email="").values_list("email", flat=True)):
-        went_to |= Q(email__lower=lowered(address), unsubscribed_at__isnull=False)
-    if not went_to:
-        return None
     sent = ReleaseEmail.objects.filter(went_to, campaign_id=subscription.campaign_id, sent_at__isnull=False)
     return sent.aggregate(at=Min("sent_at"))["at"]
 
@@ -455,39 +456,49 @@ def email_asked_elsewhere(subscription: Subscription) -> list[str]:
 def stop_email(subject: Subject, subscription_id: int) -> tuple[Subscription, list[str]]:
     """No release-day email for this pre-save: recorded as the email's own unsubscribe link records it (the
     campaign's email to the address is marked unsubscribed, made for that if not planned yet, and the consents
-    share the address no more). Nothing else of the pre-save changes. Again is harmless, and so is one asked
-    (from a page read before) once the email went, also by a run meanwhile: nothing is recorded, there is
-    nothing left to stop (`email_sent_at` says when it went). Returns the pre-save and
-    what else asked for that one email of the address, stopped with it (`email_asked_elsewhere`). Read under the
+    share the address no more). Nothing else of the pre-save changes. Again is harmless. One asked (from a page read
+    before) once the email went, also by a run meanwhile, is recorded the same way, as the link used after it came
+    is: the fan asked us to stop emailing them, and the address is kept only while a consent shares it
+    (`email_sent_at` says when the email went). One asked once nothing shares the address, or no email will come
+    to it (refused, or no run comes any more), records nothing. Returns the pre-save and what else asked for that
+    one email of the address, stopped with it (`email_asked_elsewhere`; nothing once it went). Read under the
     pre-save's lock, as the cancel's: one erased meanwhile is not the subject's any more, and no email row may be
     made that holds the address the erasure took away."""
     own_subscription(subject, subscription_id)
     with transaction.atomic():
         lock_own(subject, subscription_id)
         subscription = own_subscription(subject, subscription_id)
-        if not email_to_come(subscription):
-            return subscription, []
-        elsewhere = email_asked_elsewhere(subscription)
         address = subscription.fan.email
-        # Made if not planned yet; one planned in any case, also by a run meanwhile, is the address's.
-        unplanned = ReleaseEmail(
-            campaign_id=subscription.campaign_id,
-            email=address,
-            consent=subscription.consents.sharing_email().first(),
-            market=markets.of_fan(subscription.market, subscription.fan.country),  # as plan_recipients writes it
-        )
-        ReleaseEmail.objects.bulk_create([unplanned], ignore_conflicts=True)
-        # Locked, after a run sending it meanwhile commits (and before one takes it): one it sent has nothing left
-        # to stop, and no unsubscribe is recorded for it (the page says when it went: pages.stopped_email_words).
-        planned = ReleaseEmail.objects.select_for_update().get(
-            campaign_id=subscription.campaign_id, email__lower=lowered(address)
-        )
-        if planned.sent_at is not None:
+        sharing = subscription.consents.sharing_email()
+        if not address or not sharing.exists():
             return subscription, []
+        to_come = email_to_come(subscription)
+        elsewhere = email_asked_elsewhere(subscription) if to_come else []
+        if to_come:
+            # Made if not planned yet; one planned in any case, also by a run meanwhile, is the address's.
+            unplanned = ReleaseEmail(
+                campaign_id=subscription.campaign_id,
+                email=address,
+                consent=sharing.first(),
+                market=markets.of_fan(subscription.market, subscription.fan.country),  # as plan_recipients writes it
+            )
+            ReleaseEmail.objects.bulk_create([unplanned], ignore_conflicts=True)
+        # Locked, after a run sending it meanwhile commits (and before one takes it). One sent has nothing left to
+        # stop, for this pre-save or anything else asking: its unsubscribe is recorded all the same, as the link
+        # used after it came records it (the page says when it went: pages.stopped_email_words).
+        planned = (
+            ReleaseEmail.objects.select_for_update()
+            .filter(campaign_id=subscription.campaign_id, email__lower=lowered(address))
+            .first()
+        )
+        if planned is None or (planned.sent_at is None and not to_come):
+            return subscription, []
+        if planned.sent_at is not None:
+            elsewhere = []
         release_email.unsubscribe(planned)
         # A row planned from a sign-up or another pre-save names none of this pre-save's consents, and unsubscribe
         # finds them by the address: one given with the address the service reported then shares it no more too.
-        revocation.stop_sharing_email(subscription.consents.sharing_email())
+        revocation.stop_sharing_email(sharing)
     return subscription, elsewhere
 
 

@@ -1067,12 +1067,19 @@ def test_stop_the_email_takes_the_row_a_run_planned_meanwhile_in_another_case(cl
     assert mailoutbox == []
 
 
-def test_stop_the_email_from_a_page_read_before_the_email_went_says_it_was_sent(client, delivered, mailoutbox):
+@pytest.mark.parametrize("reported_since", ["", "opted@new.test"])
+def test_stop_the_email_from_a_page_read_before_the_email_went_says_it_was_sent_and_records_the_stop(
+    client, delivered, mailoutbox, reported_since
+):
     """The privacy page offered "Stop the email" (read while the email was to come); the release-day run sent it
-    before the fan pressed the button. The answer says so, as the cancel's does, and nothing is recorded: no
-    unsubscribe of an email that went, the consent shares the address as when it went."""
+    before the fan pressed the button. The answer says so, as the cancel's does, and the stop is recorded as the
+    email's own unsubscribe link records it: the fan asked us to stop emailing them, so the pre-save shares the
+    address no more (the fan's is forgotten) and the page says they stopped the email. Also when the email went
+    to the address the fan's service reported since (`reported_since`), not the one the consent was given with."""
     url = privacy_url(delivered.fan)
     assert "Stop the email" in text_of(client.get(url))
+    if reported_since:
+        Fan.objects.update(email=reported_since)
     assert release_email.send_release_emails(delivered.campaign_id).startswith(
         f"release email for campaign {delivered.campaign_id}: planned 1, sent 1"
     )
@@ -1084,11 +1091,16 @@ def test_stop_the_email_from_a_page_read_before_the_email_went_says_it_was_sent(
         answered
     )
     assert "we won't email you" not in answered.lower()
+    assert f"not used any more: you stopped the email on {today()}" in answered
     email = ReleaseEmail.objects.get()
-    assert (email.sent_at is not None, email.unsubscribed_at) == (True, None)
-    assert ConsentRecord.objects.sharing_email().filter(subscription=delivered).exists()
-    assert Fan.objects.get().email == "opted@fan.test"
-    assert len(mailoutbox) == 1
+    assert (email.email, email.sent_at is not None, email.unsubscribed_at is not None) == (
+        reported_since or "opted@fan.test",
+        True,
+        True,
+    )
+    assert not ConsentRecord.objects.sharing_email().exists()
+    assert Fan.objects.get().email == ""
+    assert [mail.to for mail in mailoutbox] == [[reported_since or "opted@fan.test"]]
 
 
 @pytest.mark.django_db(transaction=True)  # the run commits on a connection of its own
@@ -1096,9 +1108,9 @@ def test_stop_the_email_from_a_page_read_before_the_email_went_says_it_was_sent(
 def test_stop_the_email_while_a_run_sends_it_says_it_was_sent(client, mailoutbox, planned_before):
     """A run of the release-day email plans the fan's address and sends it, not yet committed, when the fan stops
     the email: the pre-save still finds the email to come, and its row for the address waits for the run's, then
-    is skipped. The email went: the answer says so, as the cancel's does, and the sent email is not recorded as
-    unsubscribed, nor the consent as sharing the address no more. Also when an earlier run planned the row, and
-    this one sends it."""
+    is taken once the run commits. The email went: the answer says so, as the cancel's does, and the stop is
+    recorded as the email's own unsubscribe link records it (the consent shares the address no more). Also when an
+    earlier run planned the row, and this one sends it."""
     campaign = make_campaign(release_in=dt.timedelta(minutes=-5), status="done")
     record = pre_save(campaign, "keen", "keen@fan.test", opt_in=True)
     url = privacy_url(record.subscription.fan)
@@ -1117,8 +1129,8 @@ def test_stop_the_email_while_a_run_sends_it_says_it_was_sent(client, mailoutbox
     )
     assert "we won't email you" not in answered.lower()
     email = ReleaseEmail.objects.get()
-    assert (email.email, email.sent_at is not None, email.unsubscribed_at) == ("keen@fan.test", True, None)
-    assert ConsentRecord.objects.sharing_email().filter(pk=record.pk).exists()
+    assert (email.email, email.sent_at is not None, email.unsubscribed_at is not None) == ("keen@fan.test", True, True)
+    assert not ConsentRecord.objects.sharing_email().exists()
     assert [mail.to for mail in mailoutbox] == [["keen@fan.test"]]
 
 
