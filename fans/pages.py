@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
@@ -516,7 +516,10 @@ def fan_email_state(fan, consents: list[ConsentRecord]) -> FanEmail | None:
     if fan.email:
         return None
     reasons = [FanEmail("withdrawn", c.revoked_at) for c in consents if c.email_opt_in and c.revoked_at]
-    stopped = ReleaseEmail.objects.filter(consent__in=[c.pk for c in consents], unsubscribed_at__isnull=False)
+    mailed = Q(pk__in=[])  # none, without a consent
+    for c in consents:
+        mailed |= privacy.mailed_to(c)
+    stopped = ReleaseEmail.objects.filter(mailed, unsubscribed_at__isnull=False)
     reasons += [FanEmail("stopped", at) for at in stopped.values_list("unsubscribed_at", flat=True)]
     reasons += [FanEmail("again", c.stopped.at) for c in consents if c.stopped.again and not c.stopped.asked_again]
     if reasons:

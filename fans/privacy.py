@@ -178,11 +178,8 @@ def stopped_email(consent: ConsentRecord) -> StoppedEmail:
     words = service.scope_descriptions([scope for scope in consent.scopes if scope in box])
     if not words:
         return StoppedEmail([])
-    stopped = ReleaseEmail.objects.filter(campaign_id=consent.campaign_id, unsubscribed_at__isnull=False)
-    mailed_to = Q(consent=consent)
-    if consent.email:
-        mailed_to |= Q(email__lower=lowered(consent.email))
-    unsubscribed_at = stopped.filter(mailed_to).aggregate(at=Min("unsubscribed_at"))["at"]
+    stopped = ReleaseEmail.objects.filter(mailed_to(consent), unsubscribed_at__isnull=False)
+    unsubscribed_at = stopped.aggregate(at=Min("unsubscribed_at"))["at"]
     again = (
         ConsentRecord.objects.filter(subscription_id=consent.subscription_id, created_at__gt=consent.created_at)
         .order_by("created_at")
@@ -194,6 +191,15 @@ def stopped_email(consent: ConsentRecord) -> StoppedEmail:
         return StoppedEmail(words, unsubscribed_at)
     asked_again = any(scope in box for scope in again.scopes)
     return StoppedEmail(words, again.created_at, again=again, asked_again=asked_again)
+
+
+def mailed_to(consent: ConsentRecord) -> Q:
+    """The campaign's release-day email that stands for `consent`: the one planned for it, or the one to its address
+    (whatever the case), planned for a sign-up or another pre-save of the address (one email an address)."""
+    mailed = Q(consent=consent)
+    if consent.email:
+        mailed |= Q(campaign_id=consent.campaign_id, email__lower=lowered(consent.email))
+    return mailed
 
 
 def got_no_address(consent: ConsentRecord) -> bool:

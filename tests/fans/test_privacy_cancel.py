@@ -305,6 +305,28 @@ def test_after_stop_the_email_the_page_says_where_the_address_is_still_held_as_t
     assert "none any more" not in page
 
 
+def test_after_stop_the_email_planned_for_the_addresss_sign_up_the_page_says_the_fan_stopped_it(client):
+    """The address's email sign-up had the campaign's email planned before the fan pre-saved with the box ticked
+    (one email an address: its row names the sign-up, none of the pre-save's consents). After "Stop the email" the
+    page says the fan stopped the email, as the words they agreed to do, not that they never asked for emails."""
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    sign_up(campaign, "keen@fan.test")
+    release_email.plan_recipients(campaign)
+    record = pre_save(campaign, "keen", "keen@fan.test", opt_in=True)
+    ConsentRecord.objects.filter(pk=record.pk).update(scopes=["user-library-modify", "user-read-email"])
+    subscription = record.subscription
+    url = privacy_url(subscription.fan)
+
+    page = text_of(
+        client.post(reverse("fans:privacy_stop_email", args=[url.split("/")[2], subscription.pk]), follow=True)
+    )
+
+    assert ReleaseEmail.objects.get().signup_id is not None
+    assert f"Email not used any more: you stopped the email on {today()}." in page
+    assert f"(you stopped the email on {today()})" in page
+    assert "you didn't ask for emails" not in page
+
+
 def test_the_privacy_page_shows_each_pre_saves_market_as_the_export_does(client, sandbox):
     campaign = make_campaign(default_market="GB")
     started = client.post(reverse("fans:presave", args=[campaign.slug, "spotify"]), HTTP_CF_IPCOUNTRY="NZ")
