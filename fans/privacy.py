@@ -421,16 +421,16 @@ def email_asked_at(subscription: Subscription) -> set[str]:
 
 def email_sent_at(subscription: Subscription) -> dt.datetime | None:
     """When the campaign's release-day email this pre-save asked for went (one email an address, whichever
-    pre-save or sign-up asked), None while none went: no more will come to it. The email to an address it asks
-    the email for (`email_asked_at`), or one unsubscribed from since that went to one of its consents' addresses
-    or was planned for one of its consents (to the address the fan's service reported then): the unsubscribe (the
-    email's own link, or "Stop the email" once it went) leaves the consents asking for it no more and the fan's
-    address forgotten, yet the email the fan asked for went. The one answer for every page that tells it."""
+    pre-save or sign-up asked), None while none went: no more will come to it. The email planned for one of its
+    consents (to the address the fan's service reported then), to an address it asks the email for
+    (`email_asked_at`), or one unsubscribed from since that went to one of its consents' addresses: the unsubscribe
+    (the email's own link, or "Stop the email", also of the email to an address the service reported since) leaves
+    the consents asking for it no more and the fan's address forgotten, yet the email the fan asked for went. The
+    one answer for every page that tells it."""
     consents = subscription.consents.all()
-    unsubscribed = Q(consent__in=consents)
+    went_to = Q(consent__in=consents)
     for address in set(consents.exclude(email="").values_list("email", flat=True)):
-        unsubscribed |= Q(email__lower=lowered(address))
-    went_to = Q(unsubscribed, unsubscribed_at__isnull=False)
+        went_to |= Q(email__lower=lowered(address), unsubscribed_at__isnull=False)
     for address in email_asked_at(subscription):
         went_to |= Q(email__lower=lowered(address))
     sent = ReleaseEmail.objects.filter(went_to, campaign_id=subscription.campaign_id, sent_at__isnull=False)
