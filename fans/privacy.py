@@ -463,13 +463,13 @@ def stop_email(subject: Subject, subscription_id: int) -> tuple[Subscription, li
     """No release-day email for this pre-save: recorded as the email's own unsubscribe link records it (the
     campaign's email to the address is marked unsubscribed, made for that if not planned yet, and the consents
     share the address no more). Nothing else of the pre-save changes. Again is harmless. One asked (from a page read
-    before) once the email went, also by a run meanwhile, is recorded the same way, as the link used after it came
-    is: the fan asked us to stop emailing them, and the address is kept only while a consent shares it
-    (`email_sent_at` says when the email went). One asked once nothing shares the address, or no email will come
-    to it (refused, or no run comes any more), records nothing. Returns the pre-save and what else asked for that
-    one email of the address, stopped with it (`email_asked_elsewhere`; nothing once it went). Read under the
-    pre-save's lock, as the cancel's: one erased meanwhile is not the subject's any more, and no email row may be
-    made that holds the address the erasure took away."""
+    before) once no email will come to the address (sent, also by a run meanwhile, refused, or no run comes any
+    more) is recorded the same way: the fan asked us to stop emailing them, and the address is kept only while a
+    consent shares it (`email_sent_at` says when an email went). One asked once nothing shares the address records
+    nothing. Returns the pre-save and what else asked for that one email of the address, stopped with it
+    (`email_asked_elsewhere`; nothing once none was to come). Read under the pre-save's lock, as the cancel's: one
+    erased meanwhile is not the subject's any more, and no email row may be made that holds the address the
+    erasure took away."""
     own_subscription(subject, subscription_id)
     with transaction.atomic():
         lock_own(subject, subscription_id)
@@ -478,27 +478,22 @@ def stop_email(subject: Subject, subscription_id: int) -> tuple[Subscription, li
         sharing = subscription.consents.sharing_email()
         if not address or not sharing.exists():
             return subscription, []
-        to_come = email_to_come(subscription)
-        elsewhere = email_asked_elsewhere(subscription) if to_come else []
-        if to_come:
-            # Made if not planned yet; one planned in any case, also by a run meanwhile, is the address's.
-            unplanned = ReleaseEmail(
-                campaign_id=subscription.campaign_id,
-                email=address,
-                consent=sharing.first(),
-                market=markets.of_fan(subscription.market, subscription.fan.country),  # as plan_recipients writes it
-            )
-            ReleaseEmail.objects.bulk_create([unplanned], ignore_conflicts=True)
+        elsewhere = email_asked_elsewhere(subscription) if email_to_come(subscription) else []
+        # Made if not planned yet, also when no run will send it (it records the stop, which the page reads); one
+        # planned in any case, also by a run meanwhile, is the address's.
+        unplanned = ReleaseEmail(
+            campaign_id=subscription.campaign_id,
+            email=address,
+            consent=sharing.first(),
+            market=markets.of_fan(subscription.market, subscription.fan.country),  # as plan_recipients writes it
+        )
+        ReleaseEmail.objects.bulk_create([unplanned], ignore_conflicts=True)
         # Locked, after a run sending it meanwhile commits (and before one takes it). One sent has nothing left to
         # stop, for this pre-save or anything else asking: its unsubscribe is recorded all the same, as the link
         # used after it came records it (the page says when it went: pages.stopped_email_words).
-        planned = (
-            ReleaseEmail.objects.select_for_update()
-            .filter(campaign_id=subscription.campaign_id, email__lower=lowered(address))
-            .first()
+        planned = ReleaseEmail.objects.select_for_update().get(
+            campaign_id=subscription.campaign_id, email__lower=lowered(address)
         )
-        if planned is None or (planned.sent_at is None and not to_come):
-            return subscription, []
         if planned.sent_at is not None:
             elsewhere = []
         release_email.unsubscribe(planned)

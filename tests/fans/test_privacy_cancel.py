@@ -24,7 +24,7 @@ from tests.delivery.test_playlist import NAME as PLAYLIST_NAME
 from tests.delivery.test_playlist import SCOPES as PLAYLIST_SCOPES
 from tests.delivery.test_playlist import long_player, only_playlist, playlist_campaign
 from tests.fans.test_oauth_callback import CALLBACK, presave, sandbox_login
-from tests.fans.test_release_email import pre_save, sign_up
+from tests.fans.test_release_email import pre_save, sign_up, smtp_server  # noqa: F401 (a fixture)
 from tests.fans.test_revoke import presaved
 
 pytestmark = pytest.mark.django_db
@@ -1215,3 +1215,59 @@ def test_stop_the_email_to_an_address_reported_after_the_email_went_says_when_it
     unsubscribed = ReleaseEmail.objects.filter(unsubscribed_at__isnull=False)
     assert list(unsubscribed.values_list("email", "sent_at")) == [("opted@new.test", None)]
     assert [m.to for m in mailoutbox] == [["opted@fan.test"]]
+
+
+@pytest.mark.django_db(transaction=True)  # django-q2's scheduler closes the connection
+def test_stop_the_email_from_a_page_read_before_the_last_email_run_went_records_the_stop(client, mailoutbox):
+    """As above, and the fan pressed "Stop the email" once the week was over: no run comes any more to mail the
+    new address, but the fan asked us to stop emailing them. The stop is recorded as before sending (the new
+    address's email made and marked unsubscribed), the pre-save shares the address no more, the fan's is
+    forgotten, and the page says they stopped the email and when the one they asked for went."""
+    consent, fired = mailed_before_another_address()
+    with time_machine.travel(fired + dt.timedelta(days=4), tick=False):
+        assert "Stop the email" in text_of(client.get(privacy_url(consent.subscription.fan)))
+
+    with time_machine.travel(fired + dt.timedelta(days=8), tick=False):
+        assert not release_email.runs_to_come(consent.campaign)
+        token = privacy_url(consent.subscription.fan).split("/")[2]  # a fresh link: the page's has expired
+        answered = text_of(
+            client.post(reverse("fans:privacy_stop_email", args=[token, consent.subscription_id]), follow=True)
+        )
+        stopped_on = today()
+
+    sent_on = f"{timezone.localtime(fired):%-d %B %Y}"
+    assert f"The email you asked for about First Light was already sent on {sent_on}: nothing more will come." in (
+        answered
+    )
+    assert f"Email not used any more: you stopped the email on {stopped_on}" in answered
+    unsubscribed = ReleaseEmail.objects.filter(unsubscribed_at__isnull=False)
+    assert list(unsubscribed.values_list("email", "sent_at")) == [("opted@new.test", None)]
+    assert not ConsentRecord.objects.sharing_email().exists()
+    assert Fan.objects.get().email == ""
+    assert [m.to for m in mailoutbox] == [["opted@fan.test"]]
+
+
+def test_stop_the_email_from_a_page_read_before_the_mail_server_refused_it_records_the_stop(
+    client,
+    delivered,
+    smtp_server,  # noqa: F811
+):
+    """The privacy page offered "Stop the email" (read while the email was to come); the mail server refused the
+    address for good before the fan pressed the button. No email will come, but the fan asked us to stop emailing
+    them: the stop is recorded as before sending (the email marked unsubscribed, the refusal kept), the pre-save
+    shares the address no more, the fan's is forgotten and the page says they stopped the email."""
+    url = privacy_url(delivered.fan)
+    assert "Stop the email" in text_of(client.get(url))
+    smtp_server.refuse["opted@fan.test"] = 550
+    assert "sent 0, refused 1, not retried" in release_email.send_release_emails(delivered.campaign_id)
+
+    answered = text_of(
+        client.post(reverse("fans:privacy_stop_email", args=[url.split("/")[2], delivered.pk]), follow=True)
+    )
+
+    assert f"Email not used any more: you stopped the email on {today()}" in answered
+    email = ReleaseEmail.objects.get()
+    assert (email.refusal, email.sent_at, email.unsubscribed_at is not None) == ("550 No such mailbox", None, True)
+    assert not ConsentRecord.objects.sharing_email().exists()
+    assert Fan.objects.get().email == ""
+    assert smtp_server.received == []
