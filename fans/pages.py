@@ -615,12 +615,17 @@ def stopped_email_words(subscription: Subscription, elsewhere: list[str]) -> str
     """What the privacy page says after "Stop the email": `elsewhere`, what else asked for the address's one email
     before it stopped (privacy.stop_email), stopped with it. Once the email went (from a page read before, or sent by
     a run meanwhile; also when its unsubscribe link was used since), when it went: there was nothing left to stop,
-    though the stop is recorded (the address is not shared any more)."""
+    though the stop is recorded (the address is not shared any more). Once the release is out for the fan (their
+    market's release time) and none went (refused, no run left, or one still to come, stopped now): that none came
+    and none will, where "when it's out" would speak of a time gone by."""
     title = subscription.campaign.release.title
     sent_at = privacy.email_sent_at(subscription)
     if sent_at:
         return already_sent_words(sent_at, about=title)
-    said = f"We won't email you about {title}: you'll get no email when it's out."
+    if timezone.now() < subscription.campaign.firing_time(subscription.market):
+        said = f"We won't email you about {title}: you'll get no email when it's out."
+    else:
+        said = f"We won't email you about {title}: you got no email about it, and you'll get none."
     stops = stop_email_stops(elsewhere)
     return f"{said} That stops it for {stops}: it's one email to your address." if stops else said
 

@@ -1078,8 +1078,8 @@ def test_stop_the_email_takes_the_row_a_run_planned_meanwhile_in_another_case(cl
     assert response.status_code == 302
     stopped = text_of(client.get(response.url))
     assert (
-        "We won't email you about First Light: you'll get no email when it's out. That stops it for this pre-save "
-        "and your email sign-up: it's one email to your address."
+        "We won't email you about First Light: you got no email about it, and you'll get none. That stops it for "
+        "this pre-save and your email sign-up: it's one email to your address."
     ) in stopped
     email = ReleaseEmail.objects.get()
     assert (email.email, email.unsubscribed_at is not None) == ("keen@fan.test", True)
@@ -1255,7 +1255,8 @@ def test_stop_the_email_from_a_page_read_before_the_mail_server_refused_it_recor
     """The privacy page offered "Stop the email" (read while the email was to come); the mail server refused the
     address for good before the fan pressed the button. No email will come, but the fan asked us to stop emailing
     them: the stop is recorded as before sending (the email marked unsubscribed, the refusal kept), the pre-save
-    shares the address no more, the fan's is forgotten and the page says they stopped the email."""
+    shares the address no more, the fan's is forgotten and the page says they stopped the email. The answer says
+    what is true once the release is out: no email came, and none will (not "you'll get no email when it's out")."""
     url = privacy_url(delivered.fan)
     assert "Stop the email" in text_of(client.get(url))
     smtp_server.refuse["opted@fan.test"] = 550
@@ -1265,6 +1266,7 @@ def test_stop_the_email_from_a_page_read_before_the_mail_server_refused_it_recor
         client.post(reverse("fans:privacy_stop_email", args=[url.split("/")[2], delivered.pk]), follow=True)
     )
 
+    assert "We won't email you about First Light: you got no email about it, and you'll get none." in answered
     assert f"Email not used any more: you stopped the email on {today()}" in answered
     email = ReleaseEmail.objects.get()
     assert (email.refusal, email.sent_at, email.unsubscribed_at is not None) == ("550 No such mailbox", None, True)
