@@ -26,7 +26,7 @@ from fans.models import ConsentRecord, ConsentRecordQuerySet, Fan, ReleaseEmail,
 from presave_site.admin_filters import ConditionFilter
 from presave_site.admin_input import HandMadeInput, is_id
 from presave_site.readonly_admin import ReadOnlyAdminMixin
-from releases import audit
+from releases import audit, markets
 from releases.admin import EXPORT_PERMISSION
 from releases.models import AuditEntry, Campaign
 
@@ -297,7 +297,7 @@ class SubscriptionAdmin(HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
         "fan",
         "campaign",
         "service",
-        "market",
+        "market_in_words",
         "status",
         "attempts",
         "attempt_history",
@@ -330,6 +330,20 @@ class SubscriptionAdmin(HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="service", ordering="fan__service")
     def service(self, subscription: Subscription) -> str:
         return subscription.fan.get_service_display()
+
+    @admin.display(description="market")
+    def market_in_words(self, subscription: Subscription) -> str:
+        """The market the pre-save is delivered in (`Subscription.delivery_market`), as the market filter lists it,
+        and, when it is not the pre-save's own, where it comes from: the fan's country, or the campaign's default
+        (naming a stored market that is no country). Not sortable: the database holds only the stored market."""
+        market = subscription.delivery_market()
+        if markets.country(subscription.market):
+            return market
+        if markets.of_fan(subscription.market, subscription.fan.country):
+            return f"{market} (fan's country)"
+        if subscription.market:
+            return f"{market} (default; stored: {subscription.market})"
+        return f"{market} (default)"
 
     @admin.display(description="recent attempts")
     def attempt_history(self, subscription: Subscription) -> str:

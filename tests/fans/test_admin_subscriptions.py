@@ -1,6 +1,7 @@
 """The subscription admin: what staff see of each fan's pre-save, its attempts and consents, read-only."""
 
 import datetime as dt
+import re
 
 import pytest
 from django.db import connection
@@ -210,6 +211,26 @@ def test_the_market_filter_lists_each_pre_save_under_the_market_it_is_delivered_
     with CaptureQueriesContext(connection) as more:
         assert len(listed(staff_client.get(CHANGELIST, {**filters, "market": "NZ"}))) == 6
     assert len(more) == len(few), "no query per row"
+
+
+def test_the_market_column_shows_the_market_each_pre_save_is_delivered_in(staff_client):
+    """As the market filter lists it (`Subscription.delivery_market`), saying so when it is not the pre-save's
+    own: the fan's country, or the campaign's default (for a stored market that names no country too)."""
+    campaign = make_campaign(default_market="GB")
+    subscribe(campaign, "us", market="US")
+    for user_id, market, country in [("kiwi", "", "NZ"), ("hidden", "", "XX"), ("proxied", "XX", "NZ")]:
+        Fan.objects.filter(pk=subscribe(campaign, user_id, market=market).fan_id).update(country=country)
+
+    html = staff_client.get(CHANGELIST, {"campaign": campaign.pk}).content.decode()
+
+    fan_and_market = r'<th class="field-fan[^"]*"><a [^>]*>(\w+)</a></th>.*?<td class="field-market[^"]*">([^<]*)</td>'
+    rows = re.findall(fan_and_market, html)
+    assert dict(rows) == {
+        "Us": "US",
+        "Kiwi": "NZ (fan&#x27;s country)",
+        "Hidden": "GB (default)",
+        "Proxied": "GB (default; stored: XX)",
+    }
 
 
 def test_email_opt_in_filter_leaves_out_withdrawn_consents(staff_client, subscriptions):
