@@ -423,21 +423,25 @@ def _take_pending(session: SessionBase, state: str, service_key: str) -> dict:
 
 
 def _update_fan(service_key: str, profile: Profile, *, email_opt_in: bool) -> Fan:
+    """The fan of `profile`'s account, created or brought up to date. Their country is the profile's when it names
+    a real country (`markets.country`: not a proxy's "XX" or a region's "EU"); a profile naming none leaves the
+    one known before."""
+    country = markets.country(profile.country)
     fan, created = Fan.objects.get_or_create(
         service=service_key,
         service_user_id=profile.user_id,
         defaults={
             "display_name": profile.display_name[:200],
             "email": profile.email if email_opt_in else "",
-            "country": profile.country[:2],
+            "country": country,
         },
     )
     if not created:
         fan.display_name = profile.display_name[:200]
         if email_opt_in and profile.email:
             fan.email = profile.email
-        if profile.country:
-            fan.country = profile.country[:2]
+        if country:
+            fan.country = country
         fan.save(update_fields=["display_name", "email", "country", "updated_at"])
     return fan
 

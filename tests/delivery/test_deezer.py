@@ -60,6 +60,22 @@ def test_a_profile_country_that_names_no_country_is_not_stored_as_the_pre_saves_
     assert (unknown.market, unknown.delivery_market()) == ("", "GB")
 
 
+@pytest.mark.django_db
+def test_a_profile_country_that_names_no_country_is_not_stored_as_the_fans_country(client, sandbox):
+    """The fan's country is a real country or none: Deezer's "XX" or "EU" is none. A fan whose profile named a
+    country before keeps it when a later sign-in names none, as when the profile has no country at all."""
+    campaign = make_campaign()
+    sandbox.control("POST", "users", {"id": "europe", "country": "EU"})
+    sandbox.control("POST", "users", {"id": "kiwi", "country": "NZ"})
+    presave_with_deezer(client, campaign, "europe")
+    presave_with_deezer(client, campaign, "kiwi")
+    sandbox.control("POST", "users", {"id": "kiwi", "country": "XX"})
+
+    presave_with_deezer(client, campaign, "kiwi")
+
+    assert dict(Fan.objects.values_list("display_name", "country")) == {"europe": "", "kiwi": "NZ"}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_presave_with_deezer_then_a_worker_delivers_on_release_day(client, sandbox, start_worker):
     campaign = make_campaign(release_in=dt.timedelta(days=3), follow_artist=True)
