@@ -349,6 +349,8 @@ def complete(
     if profile.email and not addresses.is_valid(profile.email):  # the service's word, not checked by it for us
         logger.warning("%s reported an email address that is not one; kept none", service.label)
         profile = replace(profile, email="")
+    # The name is the fan's own words, as the service passes them on: PostgreSQL's text holds no NUL.
+    profile = replace(profile, display_name=profile.display_name.replace("\x00", ""))
     with transaction.atomic():
         fan = _update_fan(service.key, profile, email_opt_in=email_opt_in)
         # Issue #4's order: the profile's country, else the one seen at sign-up. With neither none is stored, and

@@ -489,6 +489,16 @@ def test_a_nul_in_the_user_agent_is_dropped_not_a_500(client, campaign, sandbox)
     assert ConsentRecord.objects.get().user_agent == "Mozillaevil"
 
 
+def test_a_nul_in_the_service_s_display_name_is_dropped_not_a_500(client, campaign, sandbox):
+    sandbox.control("POST", "users", {"id": "dana", "display_name": "Dana\x00Fox", "country": "GB"})
+
+    query, response = presave(client, campaign, user="dana")
+
+    assert response.status_code == 302
+    assert Fan.objects.get().display_name == "DanaFox"
+    assert ConsentRecord.objects.get().display_name == "DanaFox"
+
+
 def test_used_code_with_a_fresh_state_is_400(client, campaign, sandbox):
     used, first = presave(client, campaign)
     assert first.status_code == 302
