@@ -37,11 +37,18 @@ class RejectBadConsoleQueries(MiddlewareMixin):
     character (PostgreSQL refuses NUL in text), any `__range` lookup (the console makes none, and a value with
     no comma is a 500), and on a change list a date, or a year, month, day… of one, that does not parse or is
     out of range (the admin would drop the filter, or fail). Fan pages clean their own parameters and are left
-    alone. It checks in process_view, where the view's ModelAdmin (and so the model) is known."""
+    alone. It checks in process_view, where the view's ModelAdmin (and so the model) is known. An object's key in
+    the path with a NUL is a 400 too: Django Q's tasks have text keys, which the admin looks up as they are."""
 
     def process_view(self, request: HttpRequest, view_func: Callable, view_args, view_kwargs) -> HttpResponse | None:
         if not request.path.startswith(reverse("admin:index")):
             return None
+        if "\x00" in request.path:
+            return HttpResponseBadRequest(
+                "This address holds a NUL character, which no object's key has. Go back to the list and pick the "
+                "object there.",
+                content_type="text/plain",
+            )
         model_admin = getattr(view_func, "model_admin", None)  # ModelAdmin.get_urls marks its views so
         model = model_admin.model if model_admin is not None else None
         for key, values in request.GET.lists():
