@@ -1187,7 +1187,10 @@ def mailed_before_another_address() -> tuple[ConsentRecord, dt.datetime]:
     fired = campaign.release.release_at + dt.timedelta(minutes=1)
     with time_machine.travel(fired, tick=False):
         scheduler()  # django-q2's: the release-day email's schedule fires (the worker runs its task, below)
-        assert release_email.send_release_emails(campaign.pk) == f"release email for campaign {campaign.pk}: planned 1, sent 1"
+        assert (
+            release_email.send_release_emails(campaign.pk)
+            == f"release email for campaign {campaign.pk}: planned 1, sent 1"
+        )
     Subscription.objects.filter(pk=consent.subscription_id).update(status="delivered", delivered_at=fired)
     Fan.objects.filter(pk=consent.subscription.fan_id).update(email="opted@new.test")
     return consent, fired

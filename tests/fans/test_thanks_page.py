@@ -168,7 +168,10 @@ def test_the_email_sent_to_the_address_the_fans_service_reports_now_is_said_to_b
     Fan.objects.update(email="alice@new.test")
 
     with time_machine.travel(timezone.now() + dt.timedelta(days=4)):
-        assert release_email.send_release_emails(campaign.pk) == f"release email for campaign {campaign.pk}: planned 1, sent 1"
+        assert (
+            release_email.send_release_emails(campaign.pk)
+            == f"release email for campaign {campaign.pk}: planned 1, sent 1"
+        )
         sent = read(client, done["Location"])
 
     assert [mail.to for mail in mailoutbox] == [["alice@new.test"]]
