@@ -129,3 +129,22 @@ def secrets_are_not_the_development_ones(app_configs, **kwargs) -> list[Warning]
             )
         )
     return warnings
+
+
+@register(Tags.security, deploy=True)
+def privacy_notice_names_who_answers(app_configs, **kwargs) -> list[Warning]:
+    """The privacy notice must say who is responsible for what it describes and how to reach them: without
+    PRIVACY_CONTROLLER and PRIVACY_CONTACT_EMAIL it names no one, and fans have nowhere to send a question or a
+    request about their data."""
+    missing = [name for name in ("PRIVACY_CONTROLLER", "PRIVACY_CONTACT_EMAIL") if not getattr(settings, name)]
+    if not missing:
+        return []
+    return [
+        Warning(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: the privacy notice names no "
+            "one who answers for fans' data, and no address to write to about it.",
+            hint="Set PRIVACY_CONTROLLER to the label's legal name and postal address, and PRIVACY_CONTACT_EMAIL "
+            "to the address that answers privacy questions.",
+            id="fans.W007",
+        )
+    ]

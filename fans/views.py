@@ -383,9 +383,20 @@ def revoke(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "fans/revoke_confirm.html", pages.revoke_context(consent_record, token=token))
 
 
+def notice_context(link_form: PrivacyLinkForm) -> dict:
+    """The privacy notice's: who answers for fans' data (settings.PRIVACY_CONTROLLER, PRIVACY_CONTACT_EMAIL), how
+    long each thing is kept, and the form that emails a fresh privacy link."""
+    return {
+        "link_form": link_form,
+        "keep": retention.periods(),
+        "controller": settings.PRIVACY_CONTROLLER,
+        "contact_email": settings.PRIVACY_CONTACT_EMAIL,
+    }
+
+
 @allow("GET")
 def privacy_notice(request: HttpRequest) -> HttpResponse:
-    return render(request, "fans/privacy_notice.html", {"link_form": PrivacyLinkForm(), "keep": retention.periods()})
+    return render(request, "fans/privacy_notice.html", notice_context(PrivacyLinkForm()))
 
 
 @allow("POST", back=lambda: (reverse("fans:privacy_notice") + "#privacy-link", "Ask for a link by email"))
@@ -395,8 +406,7 @@ def privacy_link(request: HttpRequest) -> HttpResponse:
     """A fresh privacy link by email, for a fan whose link expired: the same answer whatever we hold."""
     form = PrivacyLinkForm(request.POST)
     if not form.is_valid():
-        context = {"link_form": form, "keep": retention.periods()}
-        return render(request, "fans/privacy_notice.html", context, status=400)
+        return render(request, "fans/privacy_notice.html", notice_context(form), status=400)
     privacy_email.request_link(form.cleaned_data["email"])
     return render(request, "fans/privacy_link_sent.html", {"email": form.cleaned_data["email"]})
 

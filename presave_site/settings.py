@@ -485,6 +485,12 @@ for _address in DELIVERY_REPORT_EMAILS:
     if not addresses.is_valid(_address):
         raise ImproperlyConfigured(f"DELIVERY_REPORT_EMAILS: {_address[:80]!r} is not an email address.")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20, minimum=1)
+# Who answers for fans' data, as the privacy notice names them (the data controller: the label's legal name and
+# postal address) and where fans write about it. `check --deploy` warns while either is blank (fans.W007).
+PRIVACY_CONTROLLER = env.str("PRIVACY_CONTROLLER", default="").strip()
+PRIVACY_CONTACT_EMAIL = env.str("PRIVACY_CONTACT_EMAIL", default="").strip()
+if PRIVACY_CONTACT_EMAIL and not addresses.is_valid(PRIVACY_CONTACT_EMAIL):
+    raise ImproperlyConfigured(f"PRIVACY_CONTACT_EMAIL: {PRIVACY_CONTACT_EMAIL[:80]!r} is not an email address.")
 
 # Error reports (the DEBUG page, admins' error emails) hide passwords inside URLs too, not only settings named
 # like a secret: REDIS_URL, the caches' and the task queue's Redis address.

@@ -351,7 +351,15 @@ def test_the_demo_env_holds_fresh_secrets_and_leaves_the_services_to_run_demo(tm
 
     lines = (tmp_path / ".env").read_text().splitlines()
     values = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
-    assert set(values) == {"DEBUG", "SECRET_KEY", "TOKEN_ENCRYPTION_KEYS", "DELIVERY_REPORT_EMAILS"}
+    assert set(values) == {
+        "DEBUG",
+        "SECRET_KEY",
+        "TOKEN_ENCRYPTION_KEYS",
+        "DELIVERY_REPORT_EMAILS",
+        "PRIVACY_CONTROLLER",  # the privacy notice's: a made-up label, said to be one
+        "PRIVACY_CONTACT_EMAIL",
+    }
+    assert "made-up label" in values["PRIVACY_CONTROLLER"] and values["PRIVACY_CONTACT_EMAIL"].endswith(".test")
     assert values["DEBUG"] == "true" and len(values["SECRET_KEY"]) >= 50
     ((kid, key),) = parse_keys(values["TOKEN_ENCRYPTION_KEYS"])  # fans.vault.new_key_spec made it
     assert kid == "demo"

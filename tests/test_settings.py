@@ -26,9 +26,28 @@ def test_production_settings_pass_the_deploy_checks():
         PUBLIC_BASE_URL="https://presave.example",
         DATABASE_URL=os.environ["DATABASE_URL"],
         EMAIL_URL="smtp+tls://presave:mail-password@mail.example:587",
+        PRIVACY_CONTROLLER="Harbour Records Ltd, 1 Quay Street, Bristol",
+        PRIVACY_CONTACT_EMAIL="privacy@harbour.example",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_the_deploy_checks_ask_who_answers_for_fans_data():
+    env = production_env()
+    del env["PRIVACY_CONTACT_EMAIL"]
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "fans.W007" in output and "PRIVACY_CONTACT_EMAIL is not set" in output
+
+
+def test_a_privacy_contact_that_is_no_email_address_stops_the_start_naming_it():
+    result = manage("check", **production_env(PRIVACY_CONTACT_EMAIL="privacy at harbour"))
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: PRIVACY_CONTACT_EMAIL: 'privacy at harbour' is not an email address." in result.stderr
 
 
 def test_the_deploy_checks_refuse_emails_printed_to_the_logs():
@@ -151,6 +170,8 @@ def production_env(**extra: str) -> dict[str, str]:
         "PUBLIC_BASE_URL": "https://presave.example",
         "DATABASE_URL": os.environ["DATABASE_URL"],
         "EMAIL_URL": "smtp+tls://presave:mail-password@mail.example:587",
+        "PRIVACY_CONTROLLER": "Harbour Records Ltd, 1 Quay Street, Bristol",
+        "PRIVACY_CONTACT_EMAIL": "privacy@harbour.example",
         **extra,
     }
 

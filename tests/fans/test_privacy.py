@@ -583,6 +583,28 @@ def test_the_privacy_notice_names_what_a_presave_and_the_release_email_keep(clie
     assert "until you cancel or erase" not in html, "a cancelled pre-save's fan and consent record stay until erased"
 
 
+def test_the_privacy_notice_names_who_answers_for_the_data_and_where_to_write(client, db, settings):
+    settings.PRIVACY_CONTROLLER = "Harbour Records Ltd, 1 Quay Street, Bristol BS1 4DJ"
+    settings.PRIVACY_CONTACT_EMAIL = "privacy@harbour.example"
+
+    html = client.get(reverse("fans:privacy_notice")).content.decode()
+
+    who = html.split("Who we are", 1)[1].split("When you pre-save", 1)[0]
+    assert "Harbour Records Ltd, 1 Quay Street, Bristol BS1 4DJ runs this site" in who
+    assert '<a href="mailto:privacy@harbour.example">privacy@harbour.example</a>' in who
+    assert "complain to the data protection authority" in html
+
+
+def test_a_privacy_notice_without_its_controller_set_claims_no_one(client, db, settings):
+    """The demo's: no made-up name. `check --deploy` warns a deployment (fans.W007)."""
+    settings.PRIVACY_CONTROLLER = settings.PRIVACY_CONTACT_EMAIL = ""
+
+    html = client.get(reverse("fans:privacy_notice")).content.decode()
+
+    assert "Who we are" not in html and "mailto:" not in html
+    assert "complain to the data protection authority" in html
+
+
 def test_after_erasing_everything_the_thank_you_page_no_longer_says_you_are_in(client, alice):
     campaign = Subscription.objects.first().campaign
     thanks = reverse("fans:thanks", args=[campaign.slug])
