@@ -223,6 +223,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Where a sign-in goes when its `next` is missing or off site: the console's index. Django's default,
+# /accounts/profile/, is a page this project doesn't have.
+LOGIN_REDIRECT_URL = "admin:index"
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"

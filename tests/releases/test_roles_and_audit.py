@@ -181,3 +181,16 @@ def test_console_sign_in_attempts_are_limited_per_ip(client, settings, label_sta
 
     assert refused.status_code == 429 and "Too many tries" in refused.content.decode()
     assert 1 <= int(refused["Retry-After"]) <= 60
+
+
+def test_console_sign_in_with_an_unsafe_next_lands_on_the_console_index(client, label_staff):
+    """An off-site `next` is refused by the login view: the staff member lands on the console's index (not off
+    site, and not Django's /accounts/profile/, which this project has no page for)."""
+    login = reverse("admin:login")
+
+    response = client.post(
+        f"{login}?next=//evil.example", {"username": label_staff.username, "password": PASSWORD}, follow=True
+    )
+
+    assert response.redirect_chain[-1][0] == reverse("admin:index")
+    assert response.status_code == 200
