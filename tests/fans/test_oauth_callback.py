@@ -710,6 +710,19 @@ def test_an_email_address_the_service_reports_that_is_not_one_is_not_kept(client
     assert (record.email, record.email_opt_in) == ("", False)
 
 
+@pytest.mark.parametrize("email", ['"m\x01"@x.test', "\u212a@x.test", "m@[127.0.0.1]", "m@localhost"])
+def test_an_address_the_service_reports_that_mail_cannot_deliver_is_not_kept(client, campaign, sandbox, email):
+    """As the forms refuse it (fans/addresses.py): the sign-in goes on, the fan has no address and no email."""
+    sandbox.control("POST", "users", {"id": "mallory", "display_name": "Mallory", "email": email})
+
+    _, response = presave(client, campaign, email_opt_in=True, user="mallory")
+
+    assert response.status_code == 302
+    assert Subscription.objects.get().fan.email == ""
+    record = ConsentRecord.objects.get()
+    assert (record.email, record.email_opt_in) == ("", False)
+
+
 def test_an_address_longer_than_an_email_field_holds_is_not_kept_as_the_forms_refuse_it(client, campaign, sandbox):
     """A valid-looking address of 255 to 320 characters passed the profile's check but not the forms' (254): kept,
     it made the sign-in fail on the column."""
