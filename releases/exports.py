@@ -34,6 +34,9 @@ from releases.models import Artist, AuditEntry, Campaign
 CHUNK_SIZE = 2000  # rows per round trip of the iterator (other databases)
 CHUNK_BYTES = 64 * 1024  # bytes per chunk sent
 BOM = "\ufeff".encode()
+# How every row ends, the header's too: COPY's CSV ends rows in "\n" alone, and Python's csv module (the header,
+# the other databases' rows) ends them as told. Its "\r\n" default made a file of both kinds.
+LINE_END = "\n"
 HEADER = [
     "campaign",
     "source",
@@ -162,7 +165,7 @@ def copy_csv(queryset: QuerySet) -> Iterator[bytes]:
 
 def iterate_csv(queryset: QuerySet) -> Iterator[bytes]:
     buffer = Buffer()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, lineterminator=LINE_END)
     for row in queryset.iterator(chunk_size=CHUNK_SIZE):
         writer.writerow(row)
         yield buffer.take()
@@ -186,7 +189,7 @@ def csv_chunks(querysets: list[QuerySet], *, excel: bool = False) -> Iterator[by
     """The header and every queryset's rows as CSV, in chunks of about CHUNK_BYTES."""
     rows = copy_csv if connection.vendor == "postgresql" else iterate_csv
     header = Buffer()
-    csv.writer(header).writerow(HEADER)
+    csv.writer(header, lineterminator=LINE_END).writerow(HEADER)
     pending, size = [BOM if excel else b"", header.take()], 0
     for queryset in querysets:
         for data in rows(queryset):

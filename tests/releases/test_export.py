@@ -5,6 +5,7 @@ import io
 import tracemalloc
 
 import pytest
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -269,3 +270,19 @@ def test_exporting_a_campaign_or_artist_that_does_not_exist_says_so(manager_clie
         assert response.status_code == 200 and not response.streaming
         said = [str(message) for message in response.context["messages"]]
         assert said and "doesn’t exist" in said[0], (url, said)
+
+
+def test_every_row_ends_in_the_same_line_break_as_postgresql_writes(manager_client):
+    """COPY ends each row in "\\n": the header, written by Python's csv module, ends the same, not in "\\r\\n". The
+    other databases' rows, written by the csv module too (exports.iterate_csv), agree."""
+    campaign = make_campaign()
+    subscribe(campaign, "fan")
+    EmailSignup.objects.create(campaign=campaign, email="inbox@fan.test", confirmed_at=timezone.now())
+
+    exported = b"".join(manager_client.get(campaign_export_url(campaign)).streaming_content)
+    elsewhere = b"".join(
+        chunk for rows in exports.export_querysets(Q(campaign=campaign)) for chunk in exports.iterate_csv(rows)
+    )
+
+    assert exported.count(b"\n") == 3 and b"\r" not in exported
+    assert elsewhere.count(b"\n") == 2 and b"\r" not in elsewhere
