@@ -262,10 +262,12 @@ def revoke_context(
     service = SERVICES[subscription.fan.service]()
     delivered = subscription.status == Subscription.Status.DELIVERED
     # The revoke link never expires: it leads to a fresh privacy link (all about the fan, erase included) only
-    # while its pre-save is still to come; after, to the privacy notice's form that emails the fan one.
+    # while its pre-save is still to come, and in the answer of the cancel it made (a fan who gave no address
+    # has no other way back to what we still hold: the consent record); after, to the privacy notice's form
+    # that emails the fan one.
     to_come = subscription.status in revocation.ACTIVE
-    privacy_token = privacy.token_for_fan(subscription.fan) if to_come else ""
-    privacy_url = reverse("fans:privacy", args=[privacy_token]) if to_come else privacy_link_form_url()
+    privacy_token = privacy.token_for_fan(subscription.fan) if to_come or cancelled else ""
+    privacy_url = reverse("fans:privacy", args=[privacy_token]) if privacy_token else privacy_link_form_url()
     again = revocation.presaved_again(consent_record)
     withdrawn = revocation.withdrawn_in_service(consent_record)
     said = delivered or withdrawn or token or again  # the page says it in its own words, or asks

@@ -208,7 +208,7 @@ def test_the_privacy_pages_read_well(client):
     sent = text(client.post(reverse("fans:privacy_link"), {"email": "fan@example.test"}))
 
     assert "We keep the name and account id your music service gives you, your country" in notice
-    assert "<strong>fan@example.test</strong>, we've sent a link to that address." in sent
+    assert "<strong>fan@example.test</strong>, a link is on its way to that address." in sent
 
 
 def test_saying_no_on_the_service_s_screen_is_no_error_page(client, campaign, sandbox):

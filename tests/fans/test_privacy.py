@@ -427,6 +427,14 @@ def test_an_address_we_hold_nothing_about_gets_the_same_page_and_no_mail(client)
     assert queued_privacy_links() == [], "nobody is mailed about what we don't hold"
 
 
+def test_the_link_sent_page_never_says_we_hold_nothing(client):
+    """Nothing may come though we hold something (a mail server down, a link mailed minutes before), and what
+    we hold about a streaming account is not reached by its address: the page can't say we hold nothing."""
+    page = client.post(reverse("fans:privacy_link"), {"email": "bob@fan.test"}).content.decode()
+
+    assert "hold nothing" not in page
+
+
 @pytest.mark.parametrize("email", ["not an address", "", "a@" + "b" * 300 + ".test", "x@y.test\x00"])
 def test_a_bad_address_for_a_fresh_link_is_a_clear_400(client, email):
     response = client.post(reverse("fans:privacy_link"), {"email": email})

@@ -214,14 +214,31 @@ def test_a_pre_save_still_to_come_s_link_leads_to_the_fan_s_privacy_page(client,
     assert privacy.subject_from(link.split("/")[2]).fan == subscription.fan
 
 
+def test_the_answer_that_cancels_leads_to_the_fan_s_own_privacy_page(client, campaign, sandbox):
+    """A fan who didn't tick the email box holds no address we could mail a link to: the answer of the cancel
+    that link made leads to the fan's own privacy page (their name, account id and consent record are still
+    held), as the question did, not to the form that emails one."""
+    subscription, token = presaved(campaign, sandbox, user_id="bob")
+
+    answered = client.post(revoke_url(token))
+
+    assert "Pre-save cancelled" in words(answered)
+    (link,) = privacy_links_in(answered)
+    assert privacy.subject_from(link.split("/")[2]).fan == subscription.fan
+    assert "#privacy-link" not in text(answered)
+    page = client.get(link)
+    assert page.status_code == 200 and "bob" in words(page)
+
+
 @pytest.mark.parametrize("end", ["cancelled", "delivered"])
 def test_the_link_of_a_pre_save_no_longer_to_come_mints_no_privacy_link(client, campaign, end):
     """Whoever ever saw the revoke link got a fresh 7-day privacy link (all about the fan, erase included) each
-    time they opened it, for ever: now only while its pre-save is to come; after, the form that emails one."""
+    time they opened it, for ever: now only while its pre-save is to come, and in the answer of the cancel it
+    made; after, the form that emails one."""
     subscription, token = asked_for_email(campaign)
     if end == "cancelled":
         answered = client.post(revoke_url(token))
-        assert "is cancelled" in words(answered) and privacy_links_in(answered) == []
+        assert "is cancelled" in words(answered) and len(privacy_links_in(answered)) == 1
     else:
         Subscription.objects.filter(pk=subscription.pk).update(status="delivered", delivered_at=timezone.now())
 
