@@ -308,7 +308,12 @@ class CampaignAdminForm(forms.ModelForm):
     class Meta:
         model = Campaign
         # Lazy: read when the form is shown, so that it names the address the console's links use.
-        help_texts = {"slug": format_lazy("The public page's address: {}/your-slug/", public_base_url())}
+        help_texts = {
+            "slug": format_lazy("The public page's address: {}/your-slug/", public_base_url()),
+            "page_text": (
+                "Shown while the page takes pre-saves; not once the release is out or the pre-save has closed."
+            ),
+        }
         fields = [
             "release",
             "slug",

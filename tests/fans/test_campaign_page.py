@@ -199,6 +199,26 @@ def test_released_campaign_says_out_now_with_a_link_to_listen(client):
     assert "<form" not in html
 
 
+PITCH = "Pre-save First Light and it lands in your library the moment it is out."
+
+
+def test_the_page_text_shows_only_while_the_pre_save_is_open(client):
+    """Staff write it for the pre-save page (a pitch, as the demo's): under "Out now" or "This pre-save has
+    closed" it would ask for what the page no longer offers. The state is read at each view, and the cached
+    page of one state is not the page of another (fans/pagecache.py)."""
+    campaign = make_campaign(release_in=dt.timedelta(hours=1), page_text=PITCH)
+    assert f"<p>{PITCH}</p>" in get_page(client, campaign).content.decode()
+
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2)):
+        out = get_page(client, campaign).content.decode()
+    campaign.status = "delivering"  # Deliver now, before the release time: closed
+    campaign.save()
+    closed = get_page(client, campaign).content.decode()
+
+    assert "Out now" in out and PITCH not in out
+    assert "This pre-save has closed" in closed and PITCH not in closed
+
+
 def test_presaving_after_release_is_gone_with_its_out_now_and_a_link_to_listen(client):
     campaign = make_campaign(release_in=-dt.timedelta(hours=1))
 

@@ -205,6 +205,13 @@ def test_the_slug_help_names_the_address_the_page_will_have(staff_client, campai
     assert "https://presave.label.example/first-light/" in html
 
 
+def test_the_page_text_help_says_when_fans_see_it(staff_client, campaign):
+    """The campaign page shows it only while it takes pre-saves (templates/fans/campaign.html)."""
+    html = staff_client.get(change_url(campaign)).content.decode()
+
+    assert "Shown while the page takes pre-saves; not once the release is out or the pre-save has closed." in html
+
+
 def test_new_campaign_is_saved_and_scheduled(staff_client, campaign, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(ADD, form_data(campaign, slug="new-dawn", status="live"))
