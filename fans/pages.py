@@ -140,6 +140,8 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
     presaves = [p for p in map(_presaved, authorization.thanks_entries(session, campaign.slug)) if p is not None]
     if not presaves:
         return None
+    for presaved in presaves:
+        presaved.update(email_elsewhere(presaved, presaves))
     now = timezone.now()
     release = campaign.release
     # A pending pre-save's link cancels it, whatever the clock says, as the revoke link does; one that couldn't be
@@ -155,6 +157,24 @@ def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
         "pending": [p for p in to_cancel if not p["holds_permission"]],
         "finished": [p for p in presaves if p not in to_cancel],
         "privacy_link_lasts": timeuntil(now + dt.timedelta(seconds=settings.PRIVACY_LINK_MAX_AGE), now),
+    }
+
+
+def email_elsewhere(presaved: dict, presaves: list[dict]) -> dict:
+    """For a pre-save that asked for the email on a service that shared no address (Apple Music), the page's other
+    pre-saves whose address the email was sent to (`email_sent_there`) or is still to go to (`email_to_come_there`),
+    by service (`emailed_by`): one email an address, so the fan gets it there, and the page must not say none can
+    be sent. `emailed_by` is also set while neither (the release out, the email not sent yet): the page then says
+    nothing of it, as it says nothing on the other service's line."""
+    if not presaved["email_opt_in"] or presaved["email_shared"]:
+        return {"emailed_by": [], "email_sent_there": False, "email_to_come_there": False}
+    others = [p for p in presaves if p is not presaved and p["email_opt_in"] and p["email_shared"]]
+    sent = [p["service_label"] for p in others if p["email_sent"]]
+    to_come = [p["service_label"] for p in others if p["email_to_come"]]
+    return {
+        "emailed_by": sent or to_come or [p["service_label"] for p in others],
+        "email_sent_there": bool(sent),
+        "email_to_come_there": bool(to_come) and not sent,
     }
 
 

@@ -8,6 +8,7 @@ import re
 
 import pytest
 import time_machine
+from django.urls import reverse
 from django.utils import timezone
 
 from delivery import engine
@@ -176,6 +177,34 @@ def test_the_email_sent_to_the_address_the_fans_service_reports_now_is_said_to_b
 
     assert [mail.to for mail in mailoutbox] == [["alice@new.test"]]
     assert "We've emailed you that it's out." in sent
+
+
+def presave_with_apple_music(client, sandbox, campaign, user: str) -> None:
+    """The MusicKit round trip with the email box ticked (Apple Music shares no address)."""
+    start = client.post(reverse("fans:presave", args=[campaign.slug, "apple_music"]), {"email_opt_in": "1"})
+    state = client.get(start["Location"]).context["state"]
+    client.post(
+        reverse("fans:musickit_token"), {"state": state, "music_user_token": sandbox.authorize_apple_music(user)}
+    )
+
+
+def test_apple_music_s_no_address_does_not_deny_the_email_another_service_s_address_gets(client, sandbox, mailoutbox):
+    """One email an address: the fan's Spotify pre-save gave one, so the fan gets the email though Apple Music
+    gave none. The Apple Music line says where it goes, not that none can be sent."""
+    campaign = make_campaign(release_in=dt.timedelta(days=3), services=["spotify", "apple_music"])
+    presave_with_apple_music(client, sandbox, campaign, "alice")
+    _, done = presave(client, campaign, email_opt_in=True)
+
+    before = read(client, done["Location"])
+    with time_machine.travel(timezone.now() + dt.timedelta(days=4)):
+        release_email.send_release_emails(campaign.pk)
+        sent = read(client, done["Location"])
+
+    assert [mail.to for mail in mailoutbox] == [["alice@sandbox.test"]]
+    for page in (before, sent):
+        assert "can't send one" not in page
+    assert "Apple Music didn't share your email address with us, but Spotify did: we'll email you there." in before
+    assert "Apple Music didn't share your email address with us, but Spotify did: we've emailed you there." in sent
 
 
 def test_an_email_the_fan_stopped_is_not_promised(client, sandbox):
