@@ -7,7 +7,9 @@ class FanFlowError(Exception):
     """A problem the fan sees on the problem page: a short `title`, a `message`, and the page's status.
 
     `retry_url`, when set, is where the fan can start again (the campaign page, unless `retry_words` name another).
-    `is_error` is False for what the fan chose themselves: the page then names no error code.
+    `is_error` is False where nothing went wrong for the fan to report: what they chose themselves, or the way
+    things are (the pre-save closed, the release out or not out yet, the service's test mode): the page then names
+    no error code.
     """
 
     status = 400
@@ -107,8 +109,11 @@ class NotOutYet(FanFlowError):
 
 
 class CampaignClosed(FanFlowError):
+    """The pre-save (or its email sign-up) has ended: the campaign's state, not the fan's error."""
+
     status = 410
     title = "This pre-save has closed"
+    is_error = False
 
 
 class OutNow(CampaignClosed):
@@ -116,7 +121,6 @@ class OutNow(CampaignClosed):
     to save, and the fan did nothing wrong. The page links to the smart link (the campaign page, now "Out now")."""
 
     title = "It's out now"
-    is_error = False
     retry_words = "Listen now"
 
 
@@ -137,10 +141,12 @@ class OpenInBrowser(FanFlowError):
 
 
 class AccountNotListed(FanFlowError):
-    """The service lets the label's app serve only its registered test users, and the fan is not one."""
+    """The service lets the label's app serve only its registered test users, and the fan is not one: the label's
+    setup, not the fan's error."""
 
     status = 403
     title = "This pre-save can't use your account yet"
+    is_error = False
 
 
 class ServiceUnavailable(FanFlowError):

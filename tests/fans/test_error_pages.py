@@ -222,6 +222,51 @@ def test_saying_no_on_the_service_s_screen_is_no_error_page(client, campaign, sa
     assert f'href="{campaign.get_absolute_url()}">Back to the pre-save page</a>' in page  # the way back
 
 
+@pytest.mark.parametrize("service", ["deezer", "apple_music"])
+def test_saying_no_on_any_service_s_screen_is_no_error_page(client, sandbox, service):
+    from tests.delivery.test_deezer import presave_with_deezer
+
+    campaign = make_campaign(services=[service])
+    if service == "deezer":
+        response = presave_with_deezer(client, campaign, "alice", decision="cancel")
+    else:
+        start = client.post(reverse("fans:presave", args=[campaign.slug, service]))
+        state = client.get(start["Location"]).context["state"]
+        response = client.post(reverse("fans:musickit_token"), {"state": state, "error": "access_denied"})
+
+    page = text(response)
+    assert response.status_code == 403 and "You didn't give permission" in page
+    assert "Error 403" not in page
+
+
+def test_a_fan_the_service_s_test_mode_turns_away_reads_no_error_code(client, campaign, sandbox):
+    """Not the fan's doing: the label's app is in the service's test mode. The page says why, offers the
+    email, and names no error code (the status is for machines)."""
+    from tests.fans.test_oauth_callback import presave
+
+    sandbox.faults(registered_users=["bob"])
+    _, response = presave(client, campaign, user="alice")
+
+    page = text(response)
+    assert response.status_code == 403 and "This pre-save can't use your account yet" in page
+    assert "Error 403" not in page
+
+
+def test_a_pre_save_that_closed_during_the_sign_in_reads_no_error_code(client, campaign, sandbox):
+    """Staff's Deliver now closed it while the fan was signing in: the way things are, not the fan's error."""
+    from tests.fans.test_oauth_callback import CALLBACK, sandbox_login, start_presave
+
+    authorize_url = start_presave(client, campaign)
+    campaign.status = "delivering"
+    campaign.save()
+
+    response = client.get(CALLBACK, sandbox_login(authorize_url))
+
+    page = text(response)
+    assert response.status_code == 410 and "This pre-save has closed" in page
+    assert "Error 410" not in page
+
+
 def test_favicon_ico_is_the_site_s_icon_not_a_404(client, db):
     response = client.get("/favicon.ico")
 
