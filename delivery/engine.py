@@ -708,6 +708,7 @@ class Run:
         service, campaign = batch.services[subscription.service], batch.campaign
         name = "refresh"
         done = subscription.done_calls.split()
+        actions, sent = service.actions(campaign), []  # sent: the actions done by calls that are not `once`
         try:
             if self.fan_permits is not None:
                 await self.fan_permits.take()
@@ -737,11 +738,16 @@ class Run:
                     unreported = call.idempotent
                     if not call.idempotent:  # a second playlist, the tracks twice, if a kill lost it: stored first
                         await self.report_progress(batch, subscription, done, stored=True)
+                elif call.name in actions and call.name not in done:
+                    sent.append(call.name)  # Apple Music's save: done only once its check went through too
         except Exception as exc:  # noqa: BLE001 - sorted by classify(); one fan never stops the run
             outcome = self.classify(subscription, name, exc)
             outcome.done_calls = " ".join(done)
             return outcome
-        return Outcome(subscription, DeliveryAttempt.Outcome.DELIVERED, name, service.delivery_note(campaign))
+        # Every action done is recorded with the outcome: the fan's last call was reported with none (the undo
+        # words of the privacy page name only what is recorded).
+        note = service.delivery_note(campaign)
+        return Outcome(subscription, DeliveryAttempt.Outcome.DELIVERED, name, note, done_calls=" ".join(done + sent))
 
     def report_progress(
         self, batch: Batch, subscription: Claim, done: list[str], *, stored: bool = False

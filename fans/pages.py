@@ -391,7 +391,11 @@ def cancel_words(subscription: Subscription, service) -> SafeString:
     left = service.playlist_left(done)
     words = {
         "save": format_html(
-            "save <strong>{}</strong> by {} to your {} library", release.title, release.artist.name, service.label
+            "save <strong>{}</strong> by {} to your {} {}",
+            release.title,
+            release.artist.name,
+            service.label,
+            service.library_word,
         ),
         "follow": format_html("follow {} on {}", release.artist.name, service.label),
         "playlist": format_html(
@@ -422,7 +426,7 @@ def done_words(subscription: Subscription, service) -> list[str]:
     return _for_actions_done(
         subscription,
         service,
-        save=f"saved {release.title} to your {service.label} library",
+        save=f"saved {release.title} to your {service.label} {service.library_word}",
         follow=f"followed {release.artist.name} on {service.label}",
         playlist=f"added {release.title} to the private playlist “{campaign.playlist_name}” in your "
         f"{service.label} account",
@@ -505,7 +509,7 @@ def undo_words(subscription: Subscription, service) -> list[str]:
     words = _for_actions_done(
         subscription,
         service,
-        save=f"remove {release.title} from your {service.label} library",
+        save=f"remove {release.title} from your {service.label} {service.library_word}",
         follow=f"unfollow {release.artist.name} on {service.label}",
         playlist=f"delete the playlist “{campaign.playlist_name}” in your {service.label} account",
     )

@@ -226,6 +226,8 @@ class Service:
     # The fan's words for each release-day action this service takes, "save", "follow" and "playlist" (the
     # consent's list); "{playlist}" stands for the campaign's playlist name.
     action_words: ClassVar[Mapping[str, str]] = {}
+    # What the service calls the fan's saved releases, as the consent's save words do: "your Spotify library".
+    library_word: ClassVar[str] = "library"
     # The fan's words for each other scope this service asks for (the consent's list).
     scope_words: ClassVar[Mapping[str, str]] = {}
     # What the service's own consent screen calls the scopes we ask for, where it words them more broadly than the

@@ -58,6 +58,7 @@ class Deezer(Service):
     key = "deezer"
     label = "Deezer"
     action_words = ACTION_WORDS
+    library_word = "favourites"  # Deezer's own word, and the consent's (ACTION_WORDS)
     scope_words = SCOPE_WORDS
 
     def __init__(self) -> None:

@@ -248,7 +248,7 @@ def test_release_day_adds_to_the_library_and_verifies(sandbox):
     subscription = apple_subscription(campaign, sandbox, "alice")
     engine.deliver_campaign(campaign.pk)
     subscription.refresh_from_db()
-    assert subscription.status == "delivered"
+    assert (subscription.status, subscription.done_calls) == ("delivered", "save")
     assert sandbox.library("alice")["saved"] == [ALBUM]
     assert [w["endpoint"] for w in sandbox.writes("alice")] == ["POST /v1/me/library"]
 

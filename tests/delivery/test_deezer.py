@@ -16,6 +16,7 @@ from delivery.sandbox.deezer import numeric_id
 from delivery.services import RateLimited, ServiceError, TokenRevoked, get_service
 from delivery.services.base import Call, ServicePaused
 from fans.models import ConsentRecord, Credential, Fan, Subscription
+from fans.pages import undo_words
 from tests.conftest import make_campaign, wait_for
 from tests.fans.test_oauth_callback import LoginForm
 
@@ -321,3 +322,21 @@ def test_a_track_whose_album_is_not_out_in_the_fans_market_waits_then_delivers(s
     track = requests.get(f"{settings.DEEZER_API_URL}/track/isrc:{demo_catalog.NOVA_LARK_TRACK_1_ISRC}", timeout=5)
     assert track.json()["available_countries"] == ["GB"]
     waits_in_jp_then_delivers(campaign, sandbox, markets, saved=f"deezer:track:{demo_catalog.NOVA_LARK_TRACK_1_ID}")
+
+
+@pytest.mark.django_db
+def test_the_save_and_the_follow_are_both_recorded_and_named_in_the_fans_undo_words(sandbox):
+    """A fan's last library action is recorded with their outcome: the follow, after the save, was not, so the
+    privacy page never told the fan how to unfollow. Deezer calls the library "favourites", as the consent does."""
+    campaign = make_campaign(follow_artist=True, release_in=-dt.timedelta(minutes=1))
+    subscription = deezer_subscription(campaign, sandbox, "alice", "GB")
+
+    engine.deliver_campaign(campaign.pk)
+
+    subscription.refresh_from_db()
+    assert (subscription.status, subscription.done_calls) == ("delivered", "save follow")
+    assert sandbox.library("alice") == {"saved": [ALBUM], "following": [ARTIST]}
+    assert undo_words(subscription, get_service("deezer")) == [
+        "remove First Light from your Deezer favourites",
+        "unfollow Nova Lark on Deezer",
+    ]
