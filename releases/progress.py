@@ -22,6 +22,9 @@ from releases.models import AuditEntry, Campaign
 
 # After Deliver now or Retry failed, the page follows the delivery even before a worker has picked it up.
 JUST_STARTED = dt.timedelta(minutes=2)
+# A page opened before the release time polls slowly from this long before its schedule fires, and on while the
+# run is due but not started, so that it notices the scheduled run (`Progress.scheduled_soon`).
+SCHEDULED_SOON = dt.timedelta(minutes=5)
 WAITING_SECONDS = 15  # how long the count of fans waiting for their market is reused
 RATE_SPAN = 30.0  # seconds: the rate is measured over RATE_SPAN to 2 × RATE_SPAN (see the module's docstring)
 RATE_MAX_AGE = 600.0  # a reading older than this (a page left open) starts the measure again
@@ -61,6 +64,9 @@ class Progress:
     # the next market to reach it with its time.
     waiting: int = 0
     next_market: tuple[str, dt.datetime] | None = None
+    # Not running, but live with fans pending and its schedule firing within SCHEDULED_SOON or due: no one pressed
+    # Deliver now, so the page polls slowly until the scheduled run starts (then fast, as `running`).
+    scheduled_soon: bool = False
 
     @property
     def done(self) -> int:
@@ -114,6 +120,12 @@ def progress(campaign: Campaign, base: Reading | None = None, later: Reading | N
     elif now - later.at >= RATE_SPAN:
         base, later = later, current
     running = campaign.status == Campaign.Status.DELIVERING or (counts["pending"] > 0 and just_started(campaign))
+    scheduled_soon = (
+        not running
+        and campaign.status == Campaign.Status.LIVE
+        and counts["pending"] > 0
+        and campaign.first_firing_time() <= timezone.now() + SCHEDULED_SOON
+    )
     return Progress(
         running=running,
         started=running or campaign.status == Campaign.Status.DONE,
@@ -127,6 +139,7 @@ def progress(campaign: Campaign, base: Reading | None = None, later: Reading | N
         base=base,
         later=later,
         pauses=pauses(campaign) if running else (),
+        scheduled_soon=scheduled_soon,
         **(waiting_for_markets(campaign) if running and counts["pending"] else {}),
     )
 

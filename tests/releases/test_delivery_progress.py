@@ -5,6 +5,7 @@ import re
 import time
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from delivery.ratelimit import limiter_for
 from fans.models import Credential, Fan, FunnelEvent, Subscription
+from releases.models import Campaign
 from tests.conftest import make_campaign, make_subscription
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -212,3 +214,32 @@ def test_time_left_counts_only_the_fans_due_and_says_who_waits_for_their_market(
     with CaptureQueriesContext(connection) as refresh:  # the partial's next refreshes reuse the count a while
         assert progress(campaign).waiting == 6
     assert not [query for query in refresh if '"market"' in query["sql"]]
+
+
+def polling(html: str) -> str | None:
+    """How often the progress element refreshes itself (its htmx trigger), None when it does not."""
+    element = re.search(r'<div id="delivery-progress"[^>]*>', html).group(0)
+    trigger = re.search(r'hx-trigger="every ([\d.]+s)"', element)
+    return trigger.group(1) if trigger else None
+
+
+def test_a_page_opened_before_the_release_time_notices_the_scheduled_run(staff_client, sandbox):
+    """Opened before the schedule fires, the page has no run to follow: it starts polling, slowly, a few minutes
+    before the release time and goes on once it is due, so that the run the schedule starts shows as it goes
+    (the fast refresh takes over once it runs). It said "Pending 3, Delivered 0" a minute after the run."""
+    campaign = make_campaign(release_in=dt.timedelta(hours=1))
+    make_subscription(campaign, sandbox, "alice")
+    page = reverse("admin:releases_campaign_change", args=[campaign.pk])
+    url = reverse("admin:releases_campaign_progress", args=[campaign.pk])
+    release_at = campaign.release.release_at
+
+    assert polling(staff_client.get(page).content.decode()) is None, "an hour ahead: nothing to follow yet"
+    with time_machine.travel(release_at - dt.timedelta(minutes=2)):
+        assert polling(staff_client.get(page).content.decode()) == "10s"
+    with time_machine.travel(release_at + dt.timedelta(seconds=30)):  # due, no worker has started it yet
+        assert polling(staff_client.get(url, HTTP_HX_REQUEST="true").content.decode()) == "10s"
+        Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.DELIVERING)
+        assert polling(staff_client.get(url, HTTP_HX_REQUEST="true").content.decode()) == "1.5s"
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.DRAFT)
+    with time_machine.travel(release_at - dt.timedelta(minutes=2)):
+        assert polling(staff_client.get(page).content.decode()) is None, "a draft has no scheduled run"
