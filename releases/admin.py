@@ -23,7 +23,7 @@ from django.utils.html import format_html
 from django.utils.text import format_lazy
 from django_q.models import Schedule
 
-from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now_once, due_counts, scheduled_time
+from delivery.scheduling import SCHEDULE_NAME_PREFIX, deliver_now_once, due_counts
 from delivery.services import enabled_services, staff_warnings
 from delivery.workers import banner as worker_banner
 from fans.models import Subscription
@@ -458,7 +458,6 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
     # --- the change page: KPI panel, schedule, warnings, insights ---------------------------------------------
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and obj.pk:
-            scheduled = scheduled_time(obj)
             counts = {status: getattr(obj, f"kpi_{status}") for status in Subscription.Status.values}
             last_deliver = audit.last_entry(obj, AuditEntry.Action.DELIVER_NOW)
             events = analytics.funnel_counts(obj)
@@ -468,7 +467,6 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
                     "public_url": obj.public_url(),
                     "release_utc": utc(obj.release.release_at),
                     "release_local": local_release_time(obj.release) if obj.release.timezone != "UTC" else "",
-                    "scheduled_utc": utc(scheduled) if scheduled else None,
                     "release_warnings": expiry.release_too_far_out(obj) + staff_warnings(obj),
                     "at_risk": expiry.at_risk_count(obj),
                     "market_firing": [(market, utc(at), count) for market, at, count in analytics.firing_times(obj)]
@@ -574,10 +572,11 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
                 )
             elif counts := self.start_delivery(request, campaign):
                 due, later = counts
-                waiting = f"; {later} wait for their market's release time" if later else ""
+                waits = "waits" if later == 1 else "wait"
+                waiting = f"; {later} {waits} for their market's release time" if later else ""
                 self.message_user(
                     request,
-                    f"Delivery of “{campaign}” started for {due} pending subscription(s) due now{waiting}.",
+                    f"Delivery of “{campaign}” started for {due} pending {analytics.presaves(due)} due now{waiting}.",
                     messages.SUCCESS,
                 )
             else:

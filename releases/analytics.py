@@ -32,6 +32,12 @@ Kind = FunnelEvent.Kind
 Status = Subscription.Status
 
 
+def presaves(count: int) -> str:
+    """The console's word for `count` of a campaign's Subscription rows: "pre-save" or "pre-saves". A fan who
+    pre-saved on three services is three of them, so "fans" would overcount the people."""
+    return "pre-save" if count == 1 else "pre-saves"
+
+
 def tallied() -> bool:
     """Whether CampaignTally is kept by the database's triggers (PostgreSQL)."""
     return connection.vendor == "postgresql"

@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from delivery.ratelimit import limiter_for
+from delivery.scheduling import scheduled_time
 from releases.analytics import firing_times, kpis
 from releases.models import AuditEntry, Campaign
 
@@ -67,6 +68,11 @@ class Progress:
     # Not running, but live with fans pending and its schedule firing within SCHEDULED_SOON or due: no one pressed
     # Deliver now, so the page polls slowly until the scheduled run starts (then fast, as `running`).
     scheduled_soon: bool = False
+    # Until a delivery has started: when its schedule fires (None: not scheduled, `draft` or not), for the line
+    # "Delivery scheduled: …". Once a run is under way or done (Deliver now, or the schedule fired) the line would
+    # read as still to come, so the partial, refreshed with the run, leaves it out.
+    scheduled_at: dt.datetime | None = None
+    draft: bool = False
 
     @property
     def done(self) -> int:
@@ -126,9 +132,10 @@ def progress(campaign: Campaign, base: Reading | None = None, later: Reading | N
         and counts["pending"] > 0
         and campaign.first_firing_time() <= timezone.now() + SCHEDULED_SOON
     )
+    started = running or campaign.status == Campaign.Status.DONE
     return Progress(
         running=running,
-        started=running or campaign.status == Campaign.Status.DONE,
+        started=started,
         total=total,
         delivered=counts["delivered"],
         failed=counts["failed"],
@@ -140,6 +147,8 @@ def progress(campaign: Campaign, base: Reading | None = None, later: Reading | N
         later=later,
         pauses=pauses(campaign) if running else (),
         scheduled_soon=scheduled_soon,
+        scheduled_at=None if started else scheduled_time(campaign),
+        draft=campaign.status == Campaign.Status.DRAFT,
         **(waiting_for_markets(campaign) if running and counts["pending"] else {}),
     )
 

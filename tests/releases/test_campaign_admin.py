@@ -127,7 +127,7 @@ def test_change_page_shows_the_kpi_panel_schedule_and_public_url(staff_client, c
     html = response.content.decode()
     assert 'id="campaign-delivery"' in html
     assert "http://127.0.0.1:8000/first-light/" in html
-    assert f"Delivery scheduled:\n    {campaign.release.release_at:%Y-%m-%d %H:%M} UTC" in html
+    assert f"Delivery scheduled: {campaign.release.release_at:%Y-%m-%d %H:%M} UTC." in html
     assert "Deliver now" in html
     assert "will have to authorize again" not in html, "14 days out is within Spotify's six months"
 

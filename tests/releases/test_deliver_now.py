@@ -8,8 +8,9 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django_q.models import OrmQ
 
+from delivery import scheduling
 from delivery.sandbox import demo_catalog
-from fans.models import Subscription
+from fans.models import Fan, Subscription
 from releases.models import Campaign
 from tests.conftest import make_campaign, make_subscription, wait_for
 
@@ -50,7 +51,7 @@ def test_staff_delivers_now_and_a_real_worker_saves_each_album_once(staff_client
     response = staff_client.post(deliver_now_url(campaign), follow=True)
 
     assert response.redirect_chain == [(reverse("admin:releases_campaign_change", args=[campaign.pk]), 302)]
-    assert "started for 2 pending subscription(s)" in text(response)
+    assert "started for 2 pending pre-saves due now." in text(response)
     wait_for(
         lambda: not Subscription.objects.filter(campaign=campaign, status="pending").exists(),
         timeout=60,
@@ -243,7 +244,38 @@ def test_deliver_now_on_a_per_market_campaign_reports_and_audits_the_fans_due_no
 
     response = staff_client.post(deliver_now_url(campaign), follow=True)
 
-    assert "started for 4 pending subscription(s) due now; 3 wait for their market's release time." in text(response)
+    assert "started for 4 pending pre-saves due now; 3 wait for their market's release time." in text(response)
     entry = AuditEntry.objects.get(action=AuditEntry.Action.DELIVER_NOW)
     assert entry.rows == 4 and entry.details["later"] == 3
     assert OrmQ.objects.count() == 1
+
+
+def test_after_deliver_now_the_page_counts_pre_saves_and_shows_no_schedule_still_to_come(staff_client, db):
+    """One fan due: "1 pending pre-save", the console's word for a fan's pre-save, not "subscription(s)". Once the
+    run is under way, and once it is done, the panel no longer says "Delivery scheduled: <time>", which read as
+    still to come; one fan waiting for their market is "1 waits"."""
+    campaign = make_campaign()
+    Subscription.objects.create(fan=Fan.objects.create(service="spotify", service_user_id="alice"), campaign=campaign)
+    scheduling.sync_schedule(campaign)
+    page = reverse("admin:releases_campaign_change", args=[campaign.pk])
+    assert "Delivery scheduled:" in text(staff_client.get(page))
+
+    response = staff_client.post(deliver_now_url(campaign), follow=True)
+
+    assert "Delivery of “First Light (first-light)” started for 1 pending pre-save due now." in text(response)
+    assert "Delivery scheduled" not in text(response), "the run is under way"
+    Subscription.objects.update(status=Subscription.Status.DELIVERED)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.DONE)
+    done = " ".join(text(staff_client.get(page)).split())
+    assert "Delivery done:" in done and "Delivery scheduled" not in done
+
+
+def test_deliver_now_says_one_fan_waits_for_their_market(staff_client, db):
+    campaign = make_campaign(release_in=dt.timedelta(hours=3), firing=Campaign.Firing.PER_MARKET)
+    for market in ("JP", "GB"):
+        fan = Fan.objects.create(service="spotify", service_user_id=f"fan-{market}")
+        Subscription.objects.create(fan=fan, campaign=campaign, market=market)
+
+    response = staff_client.post(deliver_now_url(campaign), follow=True)
+
+    assert "started for 1 pending pre-save due now; 1 waits for their market's release time." in text(response)
