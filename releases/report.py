@@ -45,7 +45,8 @@ def send_delivery_report(campaign_id: int) -> str:
         "admin_url": console_url("change", campaign),
         "retry_failed_url": console_url("retry_failed", campaign),
     }
-    subject = f"Delivered: {release.title} by {release.artist} — {counts['delivered']:,} of {context['total']:,} fans"
+    total = f"{context['total']:,} {analytics.presaves(context['total'])}"
+    subject = f"Delivered: {release.title} by {release.artist} — {counts['delivered']:,} of {total}"
     body = render_to_string("email/delivery_report.txt", context)
     try:
         EmailMessage(subject=subject, body=body, to=settings.DELIVERY_REPORT_EMAILS).send()

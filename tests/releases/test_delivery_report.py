@@ -43,9 +43,9 @@ def test_a_done_campaign_mails_its_staff_one_report_with_counts_and_reasons(
     assert report.send_delivery_report(campaign.pk).endswith("sent to 2 address(es)")
     (mail,) = mailoutbox
     assert mail.to == STAFF
-    assert mail.subject == "Delivered: First Light by Nova Lark — 2 of 3 fans"
-    assert "Delivered: 2 of 3 fans" in mail.body and "Revoked:   1" in mail.body
-    assert "Why fans weren't delivered (failed or revoked):" in mail.body, "a revoked fan is no failure"
+    assert mail.subject == "Delivered: First Light by Nova Lark — 2 of 3 pre-saves"
+    assert "Delivered: 2 of 3 pre-saves" in mail.body and "Revoked:   1" in mail.body
+    assert "Why pre-saves weren't delivered (failed or revoked):" in mail.body, "a revoked fan is no failure"
     console = f"https://presave.example.test/admin/releases/campaign/{campaign.pk}"
     assert f"The campaign in the console: {console}/change/" in mail.body
     assert "(https://presave.example.test/first-light/) is done." in mail.body
@@ -118,3 +118,18 @@ def test_the_release_time_schedule_after_deliver_now_sends_no_second_report(
     assert "already delivered" in summary
     assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE
     assert queued_reports() == [campaign.pk], "one report, not two"
+
+
+def test_the_report_counts_pre_saves_not_fans(sandbox, settings, mailoutbox):
+    """One fan who pre-saved on three services is three pre-saves: the report said "3 of 4 fans" for one fan on
+    three services and a cancelled pre-save. One pre-save is "1 of 1 pre-save"."""
+    settings.DELIVERY_REPORT_EMAILS = STAFF
+    campaign = make_campaign(release_in=-timezone.timedelta(minutes=1), status="done")
+    fan = Fan.objects.create(service="spotify", service_user_id="alice")
+    Subscription.objects.create(fan=fan, campaign=campaign, status=Subscription.Status.DELIVERED)
+
+    report.send_delivery_report(campaign.pk)
+
+    (mail,) = mailoutbox
+    assert mail.subject == "Delivered: First Light by Nova Lark — 1 of 1 pre-save"
+    assert "Delivered: 1 of 1 pre-save\n" in mail.body and " fans" not in mail.body
