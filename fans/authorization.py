@@ -285,8 +285,9 @@ def complete(
     error = service.callback_error(params)
     if error == "access_denied":
         raise ConsentDenied(
-            f"You chose Cancel on {service.label}, so nothing was saved and we hold nothing of yours. "
-            "Changed your mind? You can pre-save again.",
+            # This attempt saved nothing; nothing is said of what we hold: the same account (or browser) may
+            # have pre-saved another campaign.
+            f"You chose Cancel on {service.label}, so nothing was saved. Changed your mind? You can pre-save again.",
             retry_url=retry_url,
         )
     if error:

@@ -222,6 +222,19 @@ def test_saying_no_on_the_service_s_screen_is_no_error_page(client, campaign, sa
     assert f'href="{campaign.get_absolute_url()}">Back to the pre-save page</a>' in page  # the way back
 
 
+def test_saying_no_after_a_pre_save_of_another_campaign_claims_nothing_about_what_we_hold(client, campaign, sandbox):
+    """Cancel on the service's screen leaves nothing of that attempt, but the same account (or browser) may have
+    pre-saved another campaign: we may well hold something of theirs."""
+    from tests.fans.test_oauth_callback import presave
+
+    presave(client, make_campaign(slug="second-light"), email_opt_in=True)
+    _, response = presave(client, campaign, decision="cancel")
+
+    page = text(response)
+    assert "You chose Cancel on Spotify, so nothing was saved. Changed your mind? You can pre-save again." in page
+    assert "hold nothing" not in page
+
+
 @pytest.mark.parametrize("service", ["deezer", "apple_music"])
 def test_saying_no_on_any_service_s_screen_is_no_error_page(client, sandbox, service):
     from tests.delivery.test_deezer import presave_with_deezer
