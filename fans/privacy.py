@@ -11,8 +11,7 @@ from the URL (URLs get logged: proxies, browser history, mail scanners).
 
 What a subject covers: a fan, its subscriptions, the consent records of its account and the release-day
 emails sent for those consents; an email address, its email sign-ups, the consent records that carry that
-address, the pre-saves those consents were given for, the pre-saves of the streaming accounts whose address it is
-and the release-day emails sent to it. A fan's link does
+address, the pre-saves those consents were given for and the release-day emails sent to it. A fan's link does
 not cover what is filed under the address its streaming service reports (the fan's `email`): services do not
 verify that address, so signing in to an account proves nothing about it, and anyone could open an account in
 someone else's name to read or erase that person's sign-ups. What is filed under an address is reached by a
@@ -24,9 +23,9 @@ release-day emails (address, opens, clicks) the subject covers and an address's 
 funnel events from subscriptions: anonymous counts remain. Nothing left may lead back to the subject: the
 consent records keep only the day (their time to the millisecond matched the authorization's funnel event),
 their revoke links answer as links that never worked, and the funnel events of the same browser that day lose
-the visitor hash that tied them together. Erasing by an email address cancels its pre-saves (their stored tokens
-destroyed) and removes the address from fan records, instead of deleting the streaming account's Fan, which the
-address does not prove control of.
+the visitor hash that tied them together. Erasing by an email address cancels the pre-saves its consents were
+given for (their stored tokens destroyed) and removes the address from fan records, instead of deleting the
+streaming account's Fan, which the address does not prove control of.
 """
 
 from __future__ import annotations
@@ -121,17 +120,12 @@ def _address_in(token: str) -> str:
 
 
 def subscriptions(subject: Subject):
-    """A fan's pre-saves; an address's: those its consents were given for, and every pre-save of a streaming
-    account whose address it is (whatever the case), also one made without the email box: the mail its link came
-    in proves the address, and `privacy_email.holds_anything` mails one for such an account."""
     if subject.fan is not None:
         found = subject.fan.subscriptions.all()
     elif subject.email:
-        given_with = ConsentRecord.objects.filter(email__lower=lowered(subject.email)).values("subscription_id")
-        of_accounts = Subscription.objects.filter(fan__email__lower=lowered(subject.email)).values("pk")
-        # A union, not an OR of the two: each half finds its rows through its index on the lower-cased address
-        # (an OR read every fan).
-        found = Subscription.objects.filter(pk__in=given_with.union(of_accounts))
+        found = Subscription.objects.filter(
+            pk__in=ConsentRecord.objects.filter(email__lower=lowered(subject.email)).values("subscription_id")
+        )
     else:
         return Subscription.objects.none()
     return found.select_related("campaign__release__artist").order_by("created_at")

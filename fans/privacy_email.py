@@ -46,8 +46,7 @@ def sent_key(email: str) -> str:
 
 def holds_anything(email: str) -> bool:
     """Whether the link would show or erase anything: what fans/privacy.py finds for the address (its consent
-    records, email sign-ups and release-day emails), or a streaming account carrying it (in any case), whose
-    pre-saves the page shows and whose address erasing removes (`privacy.subscriptions`, `privacy.erase`)."""
+    records, email sign-ups and release-day emails), or a streaming account carrying it (in any case)."""
     subject = privacy.Subject(email=email)
     found = (privacy.consents(subject), privacy.email_signups(subject), privacy.release_emails(subject))
     return any(query.exists() for query in found) or Fan.objects.filter(email__lower=lowered(email)).exists()

@@ -55,7 +55,6 @@ def test_the_privacy_page_finds_the_addresss_consents_through_the_index(campaign
 
     assert "consent_by_address" in (plan := privacy.consents(subject).explain()), plan
     assert "consent_by_address" in (plan := privacy.subscriptions(subject).explain()), plan
-    assert "fan_by_address" in plan, "and the pre-saves of the accounts carrying it: " + plan
 
 
 def test_the_privacy_links_form_finds_an_account_carrying_the_address_through_the_index(campaign):
