@@ -610,14 +610,14 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
             waits = retry.waits_for_release(campaign)
             count = retry.retry_failed(campaign)
             audit.record(request.user, AuditEntry.Action.RETRY_FAILED, campaign=campaign, rows=count)
-            self.log_change(request, campaign, f"Re-queued {count} failed subscription(s).")
+            self.log_change(request, campaign, f"Re-queued {count} failed {analytics.presaves(count)}.")
             when = (
                 f"; they wait for the release time ({utc(campaign.first_firing_time())}): the campaign is live again "
                 "and takes pre-saves until then"
                 if waits and count
                 else " for delivery"
             )
-            self.message_user(request, f"Re-queued {count} failed subscription(s){when}.", messages.SUCCESS)
+            self.message_user(request, f"Re-queued {count} failed {analytics.presaves(count)}{when}.", messages.SUCCESS)
             return HttpResponseRedirect(self.url("change", campaign))
         retryable = retry.retryable_count(campaign)
         return self.confirm_page(

@@ -166,7 +166,7 @@ def test_change_page_counts_pending_subscriptions_whose_authorization_expires_fi
     response = staff_client.get(change_url(campaign))
 
     assert response.context["at_risk"] == 1
-    assert "1 pending subscription at risk" in response.content.decode()
+    assert "1 pending pre-save at risk" in response.content.decode()
 
 
 def test_a_per_market_campaign_counts_authorizations_that_expire_before_the_last_market(staff_client, db):
@@ -300,7 +300,7 @@ def test_per_market_campaign_lists_each_markets_firing_time(staff_client, db):
 
     page = staff_client.get(change_url(campaign)).content.decode()
 
-    assert "Firing by market" in page
+    assert "Firing by market" in page and '<th scope="col">Pending pre-saves</th>' in page
     tokyo, london = page.index("<td>JP</td>"), page.index("<td>GB</td>")
     assert tokyo < london, "soonest first"
     assert "2026-12-03 15:00 UTC" in page and "2026-12-04 00:00 UTC" in page

@@ -90,6 +90,9 @@ def test_the_page_says_why_fans_are_still_waiting(staff_client, busy_campaign, s
     response = staff_client.get(reverse("admin:releases_campaign_change", args=[busy_campaign.pk]))
     text = html.unescape(response.content.decode())
     assert "Why fans are still waiting" in text
+    waiting = text.split('class="waiting-reasons"')[1].split("</section>")[0]
+    failures = text.split('class="failure-reasons"')[1].split("</section>")[0]
+    assert '<th scope="col">Pre-saves</th>' in waiting and '<th scope="col">Pre-saves</th>' in failures
     assert "<td>Waiting: the release is not available on Spotify in JP yet.</td>" in text
     link = re.search(r'<a href="([^"]+)">3</a>', text).group(1)
     listed = staff_client.get(link)  # the reason's own fans, not every pending fan

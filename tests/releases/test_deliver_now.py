@@ -46,7 +46,7 @@ def test_staff_delivers_now_and_a_real_worker_saves_each_album_once(staff_client
     confirm = staff_client.get(deliver_now_url(campaign))
     assert confirm.status_code == 200
     assert confirm.context["pending"] == 2
-    assert "Pending subscriptions to deliver: <strong>2</strong>" in text(confirm)
+    assert "Pending pre-saves to deliver: <strong>2</strong>" in text(confirm)
 
     response = staff_client.post(deliver_now_url(campaign), follow=True)
 

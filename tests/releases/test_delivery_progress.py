@@ -210,7 +210,8 @@ def test_time_left_counts_only_the_fans_due_and_says_who_waits_for_their_market(
     assert reading.next_market == ("US", us_time)
     url = reverse("admin:releases_campaign_progress", args=[campaign.pk])
     html = " ".join(staff_client.get(url, {"done": 0, "at": time.time() - 2}).content.decode().split())
-    assert f"6 fans wait for their market's release time (next: US at {us_time:%Y-%m-%d %H:%M} UTC)" in html
+    assert "(for the 4 pre-saves due now)" in html
+    assert f"6 pre-saves wait for their market's release time (next: US at {us_time:%Y-%m-%d %H:%M} UTC)" in html
     with CaptureQueriesContext(connection) as refresh:  # the partial's next refreshes reuse the count a while
         assert progress(campaign).waiting == 6
     assert not [query for query in refresh if '"market"' in query["sql"]]

@@ -36,11 +36,13 @@ def test_failure_the_engine_gave_up_on_is_delivered_by_retry_failed_and_a_revoke
     assert bob.status == "revoked"
 
     url = reverse("admin:releases_campaign_retry_failed", args=[campaign.pk])
-    assert staff_client.get(url).context["retryable"] == 1
+    confirm = staff_client.get(url)
+    assert confirm.context["retryable"] == 1
+    assert "1 pre-save failed." in confirm.content.decode()
     start_worker()
     response = staff_client.post(url, follow=True)
 
-    assert "Re-queued 1 failed subscription(s)" in response.content.decode()
+    assert "Re-queued 1 failed pre-save for delivery." in response.content.decode()
     wait_for(
         lambda: Subscription.objects.get(pk=alice.pk).status == "delivered",
         timeout=60,
@@ -73,7 +75,7 @@ def test_retry_failed_before_the_release_time_waits_for_it(
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(url, follow=True)
 
-    assert "Re-queued 1 failed subscription(s); they wait for the release time" in response.content.decode()
+    assert "Re-queued 1 failed pre-save; they wait for the release time" in response.content.decode()
     campaign = Campaign.objects.select_related("release").get(pk=campaign.pk)
     assert campaign.status == Campaign.Status.LIVE and campaign.accepts_presaves_in()
     assert not OrmQ.objects.exists(), "no run queued before the release time"

@@ -107,11 +107,12 @@ def test_retry_failed_requeues_only_retryable_failures_and_is_audited(client):
     revoked = subscribe(campaign, "revoked", status="revoked", attempts=1, last_error="The fan's authorization …")
     client.force_login(member_of("Label staff", "lena-staff"))
     url = reverse("admin:releases_campaign_retry_failed", args=[campaign.pk])
-    assert "<strong>1</strong> of them failed on temporary errors" in client.get(url).content.decode()
+    confirm = client.get(url).content.decode()
+    assert "2 pre-saves failed. <strong>1</strong> of them failed on temporary errors" in confirm
 
     response = client.post(url, follow=True)
 
-    assert "Re-queued 1 failed subscription(s)" in response.content.decode()
+    assert "Re-queued 1 failed pre-save" in response.content.decode()
     gave_up.refresh_from_db()
     assert (gave_up.status, gave_up.attempts) == ("pending", 0)
     assert gave_up.next_attempt_at is not None
