@@ -86,9 +86,7 @@ def campaign_context(
     browser_only = [cls.label for cls in offered if in_app and not cls.signs_in_in_app]
     services = [consent.service_consent(cls(), campaign) for cls in offered if not in_app or cls.signs_in_in_app]
     release_zone = campaign.release_zone(country)
-    offer_email = offer_email_fallback(campaign, accepting, in_app, services) or (
-        email_form is not None and accepting and campaign.offer_email_optin
-    )
+    offer_email = offer_email_signup(campaign, accepting)
     if offer_email and email_form is None:
         email_form = EmailSignupForm(consent_label=consent.email_signup_words(release))
     return {
@@ -114,6 +112,8 @@ def campaign_context(
         "utm": sorted((utm or {}).items()),
         "utm_slot": "",
         "offer_email": offer_email,
+        # Beside working pre-save buttons in an ordinary browser the form is a second choice, and says so.
+        "email_heading": "Not on these? Get an email when it's out" if services and not in_app else "",
         "email_form": email_form,
         "email_opt_in_label": consent.EMAIL_OPT_IN_LABEL,
         "email_only_if_ticked": consent.EMAIL_ONLY_IF_TICKED.format(label=consent.EMAIL_OPT_IN_LABEL),
@@ -121,9 +121,12 @@ def campaign_context(
     }
 
 
-def offer_email_fallback(campaign: Campaign, accepting: bool, in_app, services: list) -> bool:
-    """The email fallback shows in an in-app browser, and whenever no service can take a pre-save."""
-    return accepting and campaign.offer_email_optin and (in_app is not None or not services)
+def offer_email_signup(campaign: Campaign, accepting: bool) -> bool:
+    """The page offers "Email me when it's out" while the campaign takes sign-ups and offers email, in every
+    browser: in an app's own browser and when no service can take a pre-save it stands in for them, and elsewhere
+    it serves the fan who listens on a service we can't pre-save on (YouTube Music, Amazon, Tidal: the smart
+    link's)."""
+    return accepting and campaign.offer_email_optin
 
 
 def absolute_media_url(url: str) -> str:

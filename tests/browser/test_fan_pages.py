@@ -103,6 +103,31 @@ def test_instagram_on_android_explains_and_offers_the_browser_and_an_email(site,
         context.close()
 
 
+def test_an_ordinary_browser_offers_the_email_below_the_buttons_and_it_signs_up(site, browser, sandbox):
+    """A fan who listens on a service we can't pre-save on is offered the email as a second choice."""
+    campaign = make_campaign()
+    context = phone_context(browser)
+    try:
+        phone = context.new_page()
+        violations = csp_violations(phone)
+        phone.goto(site + campaign.get_absolute_url())
+
+        heading = phone.get_by_role("heading", name="Not on these? Get an email when it's out")
+        button = phone.get_by_role("button", name="Pre-save on Spotify")
+        assert heading.bounding_box()["y"] > button.bounding_box()["y"]
+        phone.screenshot(path=ARTIFACTS / "email-second-choice-phone.png", full_page=True)
+        phone.get_by_label("Your email address").fill("fan@example.test")
+        phone.locator("input[name=consent]").check()
+        phone.get_by_role("button", name="Email me when it's out").click()
+
+        phone.get_by_role("heading", name="Check your inbox.").wait_for()  # sent once js/form-token.js has a token
+        assert EmailSignup.objects.get().email == "fan@example.test"
+        assert FunnelEvent.objects.get(kind="email_optin").in_app_browser == ""
+        assert violations == []
+    finally:
+        context.close()
+
+
 def test_a_mistyped_email_opens_the_page_at_the_form_with_the_focus_and_the_tick_kept(site, browser, sandbox):
     """Sent back with an error, a phone must not show the top of the page as if all went well: the page opens at
     the form with its error, the title says so, what was typed and ticked stays."""

@@ -156,11 +156,29 @@ def test_tiktok_on_iphone_gets_steps_instead_of_a_link(client, campaign):
     assert "Open in browser" in html and 'id="open-in-browser-steps"' in html
 
 
-def test_an_ordinary_browser_sees_no_notice_and_no_email_only_form(client, campaign):
-    html = page(client, campaign, ORDINARY[0]).content.decode()
+@pytest.mark.parametrize("user_agent", ORDINARY)
+def test_an_ordinary_browser_sees_no_notice_and_the_email_form_below_the_buttons(client, campaign, user_agent):
+    """A fan who listens on a service we can't pre-save on (YouTube Music, Amazon, Tidal) can still be told."""
+    html = page(client, campaign, user_agent).content.decode().replace("&#x27;", "'")
 
     assert "browser</h2>" not in html
-    assert "/email/" not in html
+    assert html.index("What you allow") < html.index('action="/first-light/email/#email-signup"')
+    assert '<h2 id="email-heading">Not on these? Get an email when it\'s out</h2>' in html
+    assert 'name="csrfmiddlewaretoken"' not in html, "the cached page holds no token: js/form-token.js fetches one"
+
+
+def test_without_the_email_opt_in_an_ordinary_browser_gets_no_email_form(client):
+    campaign = make_campaign(offer_email_optin=False)
+
+    html = page(client, campaign, ORDINARY[0]).content.decode()
+
+    assert "Pre-save on Spotify" in html and "/email/" not in html
+
+
+def test_the_in_app_email_fallback_keeps_its_own_heading(client, campaign):
+    html = page(client, campaign, UAS["instagram"]).content.decode().replace("&#x27;", "'")
+
+    assert '<h2 id="email-heading">Email me when it\'s out</h2>' in html
 
 
 def test_the_email_fallback_serves_when_no_service_is_offered(client):

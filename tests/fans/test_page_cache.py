@@ -50,7 +50,7 @@ def test_the_cached_page_carries_no_csrf_token_and_sets_no_csrf_cookie(campaign)
     html = response.content.decode()
     assert "csrfmiddlewaretoken" not in html and "csrftoken" not in response.cookies
     token_url = reverse("fans:form_token")
-    assert html.count("<form") == html.count(f'data-token-url="{token_url}"') == 1  # the forms fetch it when sent
+    assert html.count("<form") == html.count(f'data-token-url="{token_url}"') == 2  # the forms fetch it when sent
     assert '<script src="/static/js/form-token.js" defer></script>' in html
 
 
