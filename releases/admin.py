@@ -387,10 +387,7 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
         "release",
         "status",
         "release_and_schedule",
-        "pending",
-        "delivered",
-        "failed",
-        "revoked",
+        "presaves",
     ]
     list_filter = ["status", ReleaseStateFilter]
     list_select_related = ["release__artist"]
@@ -439,21 +436,17 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
             schedule = f"scheduled {utc(scheduled_at)}"
         return format_html("{}<br><small>{}</small>", utc(release_at), schedule)
 
-    @admin.display(description="pending", ordering="kpi_pending")
-    def pending(self, campaign: Campaign) -> int:
-        return campaign.kpi_pending
-
-    @admin.display(description="delivered", ordering="kpi_delivered")
-    def delivered(self, campaign: Campaign) -> int:
-        return campaign.kpi_delivered
-
-    @admin.display(description="failed", ordering="kpi_failed")
-    def failed(self, campaign: Campaign) -> int:
-        return campaign.kpi_failed
-
-    @admin.display(description="revoked", ordering="kpi_revoked")
-    def revoked(self, campaign: Campaign) -> int:
-        return campaign.kpi_revoked
+    @admin.display(description="pre-saves", ordering="kpi_pending")
+    def presaves(self, campaign: Campaign) -> str:
+        """The four counts in one column, so the list fits a 1400 px window beside the menu and the filters (four
+        columns did not); it sorts by the first, the pre-saves still to deliver."""
+        return format_html(
+            "{} pending · {} delivered<br><small>{} failed · {} revoked</small>",
+            campaign.kpi_pending,
+            campaign.kpi_delivered,
+            campaign.kpi_failed,
+            campaign.kpi_revoked,
+        )
 
     # --- the change page: KPI panel, schedule, warnings, insights ---------------------------------------------
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):

@@ -111,6 +111,28 @@ def test_the_console_fits_a_phone_s_width(console, page, sandbox):
     assert widths == {"dashboard": 390, "campaign page": 390}
 
 
+def test_the_campaign_list_and_the_dashboard_fit_a_1400_px_window(console, page, sandbox):
+    """Every column is on the screen, without scrolling sideways, and a slug is not broken a word per line."""
+    campaign = make_campaign(slug="glass-harbour-deluxe-edition-2026")
+    make_subscription(campaign, sandbox, "alice")
+    campaign.release.title = "Glass Harbour (Deluxe Edition, Remastered)"
+    campaign.release.save()
+    page.set_viewport_size({"width": 1400, "height": 900})
+    log_in(page, console)
+    widths = {"dashboard": page.evaluate("document.documentElement.scrollWidth")}
+    page.goto(console + reverse("admin:releases_campaign_changelist"))
+    page.screenshot(path=ARTIFACTS / "admin-campaign-list-1400.png", full_page=True)
+    table = page.locator("#result_list")
+    widths["campaign list"] = page.evaluate("document.documentElement.scrollWidth")
+    widths["its table"] = table.evaluate(
+        "t => Math.ceil(t.getBoundingClientRect().right) <= innerWidth && t.scrollWidth <= t.parentElement.clientWidth"
+    )
+    slug = table.locator("td.field-slug_with_link, th.field-slug_with_link").first
+
+    assert widths == {"dashboard": 1400, "campaign list": 1400, "its table": True}
+    assert slug.get_by_text(campaign.slug).bounding_box()["height"] < 30, "the slug on one line"
+
+
 def test_progress_bar_advances_during_a_delivery_without_a_reload(console, page, sandbox, start_worker):
     campaign = make_campaign(slug="glass-harbour")
     for i in range(24):
