@@ -9,6 +9,7 @@ from collections import defaultdict
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import display_for_value
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.constants import LOOKUP_SEP
@@ -281,9 +282,17 @@ class ConsentEvidence:
         return super().lookup_allowed(lookup, value, request)
 
 
-class ConsentRecordInline(ConsentEvidence, ReadOnlyInline):
+class ConsentScopes:
+    """A consent's scopes as staff read them, one after another: the field itself shows the stored JSON."""
+
+    @admin.display(description="scopes")
+    def scope_list(self, consent: ConsentRecord) -> str:
+        return ", ".join(consent.scopes) if consent.scopes else "—"
+
+
+class ConsentRecordInline(ConsentEvidence, ConsentScopes, ReadOnlyInline):
     model = ConsentRecord
-    fields = ["created_at", "scopes", "wording_version", "email_opt_in", "ip_address", "revoked_at"]
+    fields = ["created_at", "scope_list", "wording_version", "email_opt_in", "ip_address", "revoked_at"]
     show_change_link = True
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
@@ -365,9 +374,10 @@ class SubscriptionAdmin(HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
         )
 
     @admin.display(description="authorized at")
-    def authorized_at(self, subscription: Subscription):
+    def authorized_at(self, subscription: Subscription) -> str:
+        """Formatted as the admin shows the page's other dates: a method's value is shown as it is."""
         credential = self._credential(subscription)
-        return credential.authorized_at if credential else "—"
+        return display_for_value(credential.authorized_at if credential else None, "—")
 
     @admin.display(description="token stored", boolean=True)
     def token_stored(self, subscription: Subscription) -> bool:
@@ -391,7 +401,9 @@ class RevokedFilter(ConditionFilter):
 
 
 @admin.register(ConsentRecord)
-class ConsentRecordAdmin(ConsentEvidence, SharedEmailSearch, HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConsentRecordAdmin(
+    ConsentEvidence, ConsentScopes, SharedEmailSearch, HandMadeInput, ReadOnlyAdminMixin, admin.ModelAdmin
+):
     """What each fan agreed to: evidence, so nobody edits or deletes it here."""
 
     show_facets = NO_FACETS
@@ -416,7 +428,7 @@ class ConsentRecordAdmin(ConsentEvidence, SharedEmailSearch, HandMadeInput, Read
         "service_user_id",
         "display_name",
         "email_address",
-        "scopes",
+        "scope_list",
         "wording_version",
         "email_opt_in",
         "ip_address",
@@ -424,7 +436,7 @@ class ConsentRecordAdmin(ConsentEvidence, SharedEmailSearch, HandMadeInput, Read
         "created_at",
         "revoked_at",
     ]
-    readonly_fields = ["email_address"]
+    readonly_fields = ["email_address", "scope_list"]
     exclude = ["revoke_token_hash"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ConsentRecord]:

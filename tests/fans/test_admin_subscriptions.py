@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 
 from delivery.models import DeliveryAttempt
 from delivery.services import service_choices
@@ -378,3 +378,22 @@ def test_the_fans_tables_offer_no_filter_counts(staff_client, subscriptions, mod
     with django_assert_max_num_queries(len(plain.captured_queries)) as asked:
         staff_client.get(url, {"_facets": "True"})
     assert not any("FILTER (WHERE" in query["sql"] for query in asked.captured_queries)
+
+
+def test_the_change_pages_show_scopes_as_a_list_and_dates_as_the_admin_formats_them(staff_client, subscriptions):
+    """Staff read the scopes a fan granted and when, not the stored JSON and a raw timestamp."""
+    alice = subscriptions["alice"]
+    authorized_at = dt.datetime(2026, 11, 29, 15, 24, 10, 613749, tzinfo=dt.UTC)
+    credential = Credential(subscription=alice, authorized_at=authorized_at)
+    credential.store("a-refresh-token")
+    credential.save()
+    record = make_consent(alice, scopes=["user-library-modify", "user-read-email"])
+    shown = formats.localize(timezone.template_localtime(authorized_at))
+
+    for url in (change_url(alice), reverse("admin:fans_consentrecord_change", args=[record.pk])):
+        html = staff_client.get(url).content.decode()
+        assert "user-library-modify, user-read-email" in html, url
+        assert "[&quot;" not in html and '["' not in html, url
+    html = staff_client.get(change_url(alice)).content.decode()
+    assert "15:24:10" not in html and "+00:00" not in html
+    assert re.search(r"Authorized at:</label>\s*<div class=\"readonly\">" + re.escape(shown) + "</div>", html)
