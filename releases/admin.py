@@ -561,7 +561,7 @@ class CampaignAdmin(HandMadeInput, admin.ModelAdmin):
                 self.message_user(request, "A draft campaign can't be delivered; make it live first.", messages.ERROR)
             elif nothing_to_deliver:
                 self.message_user(
-                    request, f"Nothing to deliver: “{campaign}” is done, no fan is pending.", messages.INFO
+                    request, f"Nothing to deliver: “{campaign}” is done, no pre-save is pending.", messages.INFO
                 )
             elif counts := self.start_delivery(request, campaign):
                 due, later = counts

@@ -200,7 +200,7 @@ def test_released_campaign_says_out_now_with_a_link_to_listen(client):
     assert "<form" not in html
 
 
-PITCH = "Pre-save First Light and it lands in your library the moment it is out."
+PITCH = "Pre-save First Light and it lands in your library as soon as it is out."
 
 
 def test_the_page_text_shows_only_while_the_pre_save_is_open(client):

@@ -75,7 +75,7 @@ def test_failure_reasons_are_grouped_with_counts(busy_campaign):
     ]
 
 
-def test_the_page_says_why_fans_are_still_waiting(staff_client, busy_campaign, settings):
+def test_the_page_says_why_pre_saves_are_still_waiting(staff_client, busy_campaign, settings):
     for i in range(3):
         subscribe(busy_campaign, f"japan{i}", last_error="Waiting: the release is not available on Spotify in JP yet.")
     subscribe(busy_campaign, "paused", last_error="Spotify rejected our app's credentials (check …); delivery waits.")
@@ -89,7 +89,7 @@ def test_the_page_says_why_fans_are_still_waiting(staff_client, busy_campaign, s
     )
     response = staff_client.get(reverse("admin:releases_campaign_change", args=[busy_campaign.pk]))
     text = html.unescape(response.content.decode())
-    assert "Why fans are still waiting" in text
+    assert "Why pre-saves are still waiting" in text and "Why pre-saves weren't delivered" in text
     waiting = text.split('class="waiting-reasons"')[1].split("</section>")[0]
     failures = text.split('class="failure-reasons"')[1].split("</section>")[0]
     assert '<th scope="col">Pre-saves</th>' in waiting and '<th scope="col">Pre-saves</th>' in failures

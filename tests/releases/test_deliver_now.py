@@ -175,12 +175,12 @@ def test_deliver_now_on_a_done_campaign_queues_nothing_and_says_so(staff_client,
     Subscription.objects.create(fan=fan, campaign=campaign, status=Subscription.Status.DELIVERED)
 
     confirm = staff_client.get(deliver_now_url(campaign))
-    assert "Nothing to deliver" in text(confirm)
+    assert "is done and no pre-save is pending. Every pre-save was delivered, failed or" in text(confirm)
     assert "Yes, deliver now" not in text(confirm)
 
     response = staff_client.post(deliver_now_url(campaign), follow=True)
 
-    assert "Nothing to deliver: “First Light (first-light)” is done" in text(response)
+    assert "Nothing to deliver: “First Light (first-light)” is done, no pre-save is pending." in text(response)
     assert "started" not in text(response)
     assert not OrmQ.objects.exists()  # no run, so no second report
     assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DONE

@@ -171,7 +171,7 @@ class Command(BaseCommand):
                 subtitle="The debut album by Nova Lark",
                 page_text=(
                     "Ten songs written on night ferries between harbour towns. Pre-save Glass Harbour and it "
-                    "lands in your library the moment it is out."
+                    "lands in your library as soon as it is out."
                 ),
             )
             self.campaign(
