@@ -1,4 +1,5 @@
-// Keeps the server-rendered countdown ticking, and adds the release time in the visitor's own time zone.
+// Keeps the server-rendered countdown ticking, and adds the release time in the visitor's own time zone (the campaign
+// page, and the thank-you page, which has no countdown).
 // Without JavaScript the page still shows the date and the countdown as it was when the page was made.
 (function () {
   "use strict";

@@ -490,3 +490,22 @@ def test_countdown_at_zero_gives_way_to_a_link_to_the_smart_link(site, browser):
         phone.get_by_role("heading", name="Out now").wait_for(timeout=10_000)  # the smart link, from the server
     finally:
         context.close()
+
+
+def test_the_thank_you_page_tells_the_fan_s_market_s_release_time_in_their_own_time_too(site, browser, sandbox):
+    """As the campaign page does: a fan in New York's market (their browser says en-US) who sits in Paris reads
+    New York's release time, and what it is on their own clock."""
+    campaign = make_campaign(firing=Campaign.Firing.PER_MARKET, default_market="GB")
+    context = browser.new_context(locale="en-US", timezone_id="Europe/Paris")
+    try:
+        fan = context.new_page()
+        violations = csp_violations(fan)
+        alice_presaves_with_the_email_box(fan, site, sandbox, campaign)
+
+        assert "(America/New_York)" in fan.locator(".lead").first.inner_text()
+        hint = fan.locator("[data-local-time]")
+        assert hint.get_attribute("data-release-zone") == "America/New_York"
+        assert hint.is_visible() and "where you are" in hint.inner_text()
+        assert violations == []
+    finally:
+        context.close()
