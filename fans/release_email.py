@@ -262,12 +262,14 @@ def unsubscribe_url(email: ReleaseEmail) -> str:
 
 # --- Sending ----------------------------------------------------------------------------------------------------
 def message(email: ReleaseEmail, campaign: Campaign, destinations: list[smartlink.Destination]):
+    """The email to `email`'s address: its places to listen in the smart link's order for its market, as the
+    campaign page would list them to a visitor from there."""
     release = campaign.release
     context = {
         "release": release,
         "artist": release.artist,
         "campaign": campaign,
-        "links": [(d.label, click_url(email, d.key)) for d in destinations],
+        "links": [(d.label, click_url(email, d.key)) for d in smartlink.ordered(destinations, country=email.market)],
         "page_url": absolute(campaign.get_absolute_url()),
         "unsubscribe_url": unsubscribe_url(email),
         "privacy_url": absolute(privacy.link_for_email(email.email)),  # see, download or erase what we hold

@@ -92,6 +92,33 @@ def test_opted_in_fans_and_sign_ups_get_one_email_each(out_campaign, mailoutbox)
 
 
 @pytest.mark.django_db
+def test_the_email_lists_the_places_to_listen_in_the_smart_link_s_order_for_the_fan_s_market(mailoutbox):
+    campaign = make_campaign(release_in=dt.timedelta(minutes=-5), status="done")
+    for platform, url in {
+        "amazon_music": "https://music.amazon.com/albums/B0TEST",
+        "apple_music": "https://music.apple.com/fr/album/first-light/1234567890",
+        "deezer": DEEZER_LINK,
+        "tidal": "https://tidal.com/browse/album/123456",
+        "youtube_music": "https://music.youtube.com/playlist?list=OLAK5uy_test",
+    }.items():
+        ReleaseLink.objects.create(release=campaign.release, platform=platform, url=url)
+    pre_save(campaign, "french", "french@fan.test", opt_in=True, market="FR")
+    pre_save(campaign, "yankee", "yankee@fan.test", opt_in=True, market="US")
+
+    release_email.send_release_emails(campaign.pk)
+
+    assert len(mailoutbox) == 2
+    expected = {
+        "french@fan.test": ["Deezer", "Spotify", "Apple Music", "YouTube Music", "Amazon Music", "Tidal"],
+        "yankee@fan.test": ["Spotify", "Apple Music", "Amazon Music", "YouTube Music", "Deezer", "Tidal"],
+    }
+    for message in mailoutbox:
+        text = re.findall(r"^(.+): http\S+/e/c/", message.body, flags=re.MULTILINE)
+        buttons = re.findall(r'<a href="http[^"]+/e/c/[^>]+>([^<]+)</a>', message.alternatives[0][0])
+        assert text == buttons == expected[message.to[0]], message.to[0]
+
+
+@pytest.mark.django_db
 def test_click_links_redirect_only_to_the_campaigns_own_links_and_are_counted(out_campaign, client, mailoutbox):
     release_email.send_release_emails(out_campaign.pk)
     message = next(m for m in mailoutbox if m.to == ["opted@fan.test"])
