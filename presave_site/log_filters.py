@@ -3,6 +3,8 @@
 import logging
 import re
 
+from django.core.exceptions import PermissionDenied
+
 SECRET_NAMES = r"code|state|access_token|refresh_token|client_secret|code_verifier|token|secret|music_user_token"
 SECRET_PATTERN = re.compile(
     rf"(?P<key>\b(?:{SECRET_NAMES})=)"
@@ -52,4 +54,18 @@ class RedactSecrets(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
+        return True
+
+
+class RefusalsWithoutTraceback(logging.Filter):
+    """A role refused a page (the label role opening the CSV export or the audit log) is expected behaviour, but
+    Django logs every PermissionDenied's 403 with the exception's traceback, which reads like a crash in the web
+    log. On `django.request`, the line is kept (who was refused what, at WARNING) and the traceback dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], PermissionDenied):
+            record.exc_info = record.exc_text = None
+            user = getattr(getattr(record, "request", None), "user", None)
+            if user is not None and user.is_authenticated:
+                record.msg, record.args = f"{record.msg} (user %s)", (*record.args, user.get_username())
         return True

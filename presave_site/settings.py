@@ -506,7 +506,10 @@ if LOG_LEVEL not in logging.getLevelNamesMapping():
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "presave_site.log_filters.RedactSecrets"}},
+    "filters": {
+        "redact_secrets": {"()": "presave_site.log_filters.RedactSecrets"},
+        "refusals_without_traceback": {"()": "presave_site.log_filters.RefusalsWithoutTraceback"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"], "formatter": "plain"},
@@ -516,6 +519,7 @@ LOGGING = {
         # Django's default logging gives `django` a console handler of its own (with DEBUG on) that this filter
         # is not on: none here, so its lines reach the root's handler above, redacted, once.
         "django": {"handlers": [], "propagate": True},
+        "django.request": {"filters": ["refusals_without_traceback"]},
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django-q": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },

@@ -144,6 +144,23 @@ def test_audit_log_is_read_only_for_managers_and_hidden_from_label_staff(client)
     assert client.post(reverse("admin:releases_auditentry_delete", args=[entry.pk]), {"post": "yes"}).status_code == 403
 
 
+def test_a_refused_page_is_logged_as_one_line_naming_who_and_what(client, caplog):
+    """A role refused a page is expected behaviour, not a crash: the web log has Django's one 403 line, naming the
+    staff member, and no traceback."""
+    campaign = make_campaign()
+    client.force_login(member_of("Label staff", "lena-staff"))
+    for url in (
+        reverse("admin:releases_campaign_export", args=[campaign.pk]),  # our view refuses
+        reverse("admin:releases_auditentry_changelist"),  # Django's admin refuses
+    ):
+        caplog.clear()
+        assert client.get(url).status_code == 403
+        [line] = [record for record in caplog.records if record.name == "django.request"]
+        assert (line.levelname, line.exc_info) == ("WARNING", None)
+        assert line.getMessage() == f"Forbidden (Permission denied): {url} (user lena-staff)"
+        assert "Traceback" not in caplog.text
+
+
 def test_staff_without_any_permission_get_403_on_every_console_action(client):
     from django.contrib.auth.models import User
 
