@@ -12,6 +12,10 @@ from django.utils import timezone
 from delivery.services import service_choices
 from fans import vault
 
+# The library actions a pre-save takes on release day, in order (Service.actions): the entries of
+# Subscription.done_calls that name a whole action.
+LIBRARY_ACTIONS = ("save", "follow", "playlist")
+
 
 class Fan(models.Model):
     service = models.CharField(max_length=20, choices=service_choices)
@@ -84,6 +88,13 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.fan} → {self.campaign.slug} ({self.status})"
+
+    def library_actions_done(self) -> list[str]:
+        """The library actions release day did for this pre-save, by name ("save", "follow", "playlist"): what a
+        fan can read of `done_calls`, without the marks a try keeps on its way to an action (Spotify's
+        "playlist-made:" and the new playlist's id, "playlist:1" for an album's first hundred tracks)."""
+        done = self.done_calls.split()
+        return [action for action in LIBRARY_ACTIONS if action in done]
 
     def delivery_market(self) -> str:
         """The market the pre-save is delivered in: its campaign's reading of it and its fan's country

@@ -270,7 +270,7 @@ def export(subject: Subject) -> dict:
                 "stored_permission": "an encrypted token we cannot show" if s.pk in authorized else None,
                 "permission_given_at": _time(authorized.get(s.pk)),
                 "delivery_tries": s.attempts,
-                "library_actions_done": s.done_calls,
+                "library_actions_done": s.library_actions_done(),
                 "last_error": s.last_error,
                 "delivery_attempts": [
                     {

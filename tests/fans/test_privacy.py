@@ -104,7 +104,8 @@ def test_the_export_tells_how_release_day_went_and_where_the_fan_came_from(clien
     )
     presave(client, campaign, email_opt_in=True)
     subscription = Subscription.objects.get()
-    Subscription.objects.filter(pk=subscription.pk).update(attempts=2, last_error="Spotify: 503", done_calls="save")
+    done = "save follow playlist-made:qhRx7Pl4yl1st playlist:1 playlist"  # the playlist made, filled in two adds
+    Subscription.objects.filter(pk=subscription.pk).update(attempts=2, last_error="Spotify: 503", done_calls=done)
     DeliveryAttempt.objects.create(
         subscription=subscription, at=timezone.now(), call="follow", outcome="retry", http_status=503, message="Busy"
     )
@@ -120,8 +121,8 @@ def test_the_export_tells_how_release_day_went_and_where_the_fan_came_from(clien
     assert (presaved["delivery_tries"], presaved["last_error"], presaved["library_actions_done"]) == (
         2,
         "Spotify: 503",
-        "save",
-    )
+        ["save", "follow", "playlist"],
+    ), "the actions done by name, not the engine's marks along the way"
     assert presaved["permission_given_at"] == Credential.objects.get().authorized_at.isoformat()
     assert [(a["call"], a["outcome"], a["http_status"], a["message"]) for a in presaved["delivery_attempts"]] == [
         ("follow", "retry", 503, "Busy")
@@ -134,6 +135,7 @@ def test_the_export_tells_how_release_day_went_and_where_the_fan_came_from(clien
     assert (click["kind"], click["service"], authorize["kind"]) == ("click", "spotify", "authorize")
     assert authorize["at"] == FunnelEvent.objects.get(kind="authorize").created_at.isoformat()
     body = response.content.decode()
+    assert "qhRx7Pl4yl1st" not in body and "playlist-made" not in body and "playlist:1" not in body
     assert consent.revoke_token_hash not in body and FunnelEvent.objects.first().visitor not in body
     assert bytes(Credential.objects.get().ciphertext).hex() not in body
 
