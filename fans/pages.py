@@ -134,17 +134,22 @@ def absolute_media_url(url: str) -> str:
     return url if url.startswith(("https://", "http://")) else settings.PUBLIC_BASE_URL + url
 
 
-def thanks_context(session: SessionBase, campaign: Campaign) -> dict | None:
-    """The thank-you page for the pre-saves this browser completed for `campaign` (one per service): each with
+def thanks_context(session: SessionBase, page: CampaignPage) -> dict | None:
+    """The thank-you page for the pre-saves this browser completed for `page`'s campaign (one per service): each with
     its privacy link and, while it is pending (before the release time or after it: the revoke link cancels it
     until it's done), its cancel link, or while one that couldn't be done keeps its permission, the link that
     withdraws it (after, how to undo what was done in the service). None when it completed
-    none, or the fan has cancelled them or erased their data since (the page would say "you're in")."""
+    none, or the fan has cancelled them or erased their data since (the page would say "you're in"). Each one's
+    "Listen now" goes to the release on its service through the smart link's click (`listen_url`), from the
+    page's links, as the click's redirect reads them."""
+    campaign = page.campaign
     presaves = [p for p in map(_presaved, authorization.thanks_entries(session, campaign.slug)) if p is not None]
     if not presaves:
         return None
+    found = smartlink.destinations(campaign.release, page.links)
     for presaved in presaves:
         presaved.update(email_elsewhere(presaved, presaves))
+        presaved["listen_url"] = smartlink.listen_url(campaign, found, presaved["service"])
     now = timezone.now()
     release = campaign.release
     # A pending pre-save's link cancels it, whatever the clock says, as the revoke link does; one that couldn't be
@@ -245,6 +250,7 @@ def _presaved(presaved: dict) -> dict | None:
         "under_way": under_way(subscription, service.label) if status == Subscription.Status.PENDING else "",
         "undo": undo,
         "release_zone": campaign.release_zone(market),
+        "service": service.key,
         "service_label": service.label,
         "saves": "save" in actions,
         "follows": "follow" in actions,

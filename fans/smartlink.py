@@ -12,6 +12,7 @@ import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.urls import reverse
 from django.utils import dateformat
 
 from delivery.services import enabled_services
@@ -82,6 +83,14 @@ def ordered(found: list[Destination], *, country: str = "", preferred: str = "")
 
 def find(found: list[Destination], key: str) -> Destination | None:
     return next((destination for destination in found if destination.key == key), None)
+
+
+def listen_url(campaign: Campaign, found: list[Destination], key: str) -> str:
+    """Where a "Listen now" for the service `key` goes (the thank-you page's): the smart link's click for it, which
+    counts it and redirects, when `found` has a destination there; else the campaign page, the smart link itself."""
+    if find(found, key) is None:
+        return campaign.get_absolute_url()
+    return reverse("fans:listen", args=[campaign.slug, key])
 
 
 def not_out_yet(campaign: Campaign, country: str = "") -> NotOutYet:

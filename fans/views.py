@@ -357,10 +357,10 @@ def finish_authorization(request: HttpRequest, service: str, params: Mapping[str
 @never_cache
 @shows_problems
 def thanks(request: HttpRequest, slug: str) -> HttpResponse:
-    campaign = pagecache.campaign_page(slug).campaign
-    context = pages.thanks_context(request.session, campaign)
+    page = pagecache.campaign_page(slug)
+    context = pages.thanks_context(request.session, page)
     if context is None:
-        return redirect(campaign)
+        return redirect(page.campaign)
     return render(request, "fans/thanks.html", context)
 
 

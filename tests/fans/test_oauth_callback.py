@@ -373,7 +373,7 @@ def test_the_thank_you_page_opened_after_release_says_its_out_with_a_link_to_lis
 
     assert "is out now" in page
     assert "comes out on" not in page and "we'll:" not in page
-    assert f'class="listen-now" href="{campaign.get_absolute_url()}"' in page
+    assert f'class="listen-now" href="{reverse("fans:listen", args=[campaign.slug, "spotify"])}">Listen now' in page
 
 
 def test_the_thank_you_page_offers_the_cancel_link_while_the_pre_save_is_pending_not_by_the_clock(client, sandbox):

@@ -14,7 +14,8 @@ from django.utils import timezone
 from delivery import engine
 from delivery.sandbox import demo_catalog
 from fans import privacy, release_email, retention
-from fans.models import Credential, Fan, Subscription
+from fans.models import Credential, Fan, FunnelEvent, Subscription
+from releases.models import ReleaseLink
 from tests.conftest import make_campaign
 from tests.delivery.test_deezer import presave_with_deezer
 from tests.fans.test_oauth_callback import presave
@@ -340,3 +341,38 @@ def test_a_presave_that_gave_up_waiting_for_the_release_in_the_fans_market_says_
         "yourself once it's out in your market." in page
     )
     assert "is out now" not in page and "It's out" not in page and "release day couldn't" not in page
+
+
+def listen_now(page: str) -> dict[str, str]:
+    """Where each done pre-save's "Listen now" goes, by service."""
+    found = re.findall(
+        r'your pre-save on ([\w ]+?) has done what you allowed\. <a class="listen-now" href="([^"]*)">Listen now</a>',
+        page,
+    )
+    return dict(found)
+
+
+def test_after_release_listen_now_goes_to_the_release_on_each_presaves_service_through_the_tracked_click(
+    client, sandbox
+):
+    campaign = make_campaign(release_in=dt.timedelta(hours=1), services=["spotify", "deezer"])
+    presave_with_deezer(client, campaign, "bob")
+    _, done = presave(client, campaign)
+    Subscription.objects.update(status=Subscription.Status.DELIVERED, done_calls="save", delivered_at=timezone.now())
+
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2)):
+        page = read(client, done["Location"])
+        # Spotify's link is the engine's URI; Deezer has none, so its "Listen now" stays the campaign page.
+        assert listen_now(page) == {
+            "Spotify": reverse("fans:listen", args=[campaign.slug, "spotify"]),
+            "Deezer": campaign.get_absolute_url(),
+        }
+        click = client.get(listen_now(page)["Spotify"])
+        assert click["Location"] == f"https://open.spotify.com/album/{demo_catalog.NOVA_LARK_ALBUM_ID}"
+        assert FunnelEvent.objects.get(kind=FunnelEvent.Kind.LISTEN_CLICK).service == "spotify"
+
+        # Once the label enters a Deezer link, Deezer's goes there too.
+        ReleaseLink.objects.create(release=campaign.release, platform="deezer", url="https://www.deezer.com/album/1")
+        page = read(client, done["Location"])
+        assert listen_now(page)["Deezer"] == reverse("fans:listen", args=[campaign.slug, "deezer"])
+        assert client.get(listen_now(page)["Deezer"])["Location"] == "https://www.deezer.com/album/1"
