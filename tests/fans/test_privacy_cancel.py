@@ -58,6 +58,13 @@ def waiting():
     return consent.subscription
 
 
+def erasing_by(link: str, subscription: Subscription) -> tuple[privacy.Subject, str]:
+    """The erasure races' subject and privacy token: by "the fan's" own link, or by "the address's" (Keen's)."""
+    if link == "the fan's":
+        return privacy.Subject(fan=subscription.fan), privacy.token_for_fan(subscription.fan)
+    return privacy.Subject(email="keen@fan.test"), privacy.link_for_email("keen@fan.test").split("/")[2]
+
+
 def today() -> str:
     day = timezone.localdate()
     return f"{day.day} {day:%B %Y}"
@@ -738,10 +745,7 @@ def test_an_erasure_landing_before_the_cancel_takes_its_lock_leaves_a_pre_save_t
     from another tab or link, or staff's) holds it, not yet committed: the cancel waits for the row, and then
     answers as the page does once erased, not with a 500 (the pre-save deleted with its fan) nor as a cancel of a
     pre-save the erasure revoked (erased by address: the pre-save stays, no longer the address's)."""
-    if link == "the fan's":
-        subject, token = privacy.Subject(fan=waiting.fan), privacy.token_for_fan(waiting.fan)
-    else:
-        subject, token = privacy.Subject(email="keen@fan.test"), privacy.link_for_email("keen@fan.test").split("/")[2]
+    subject, token = erasing_by(link, waiting)
 
     with held_in_another_transaction(
         lambda: privacy.erase(subject), holding="the erasure to hold the pre-save", waiter="the cancel"
@@ -761,10 +765,7 @@ def test_an_erasure_landing_before_stop_the_email_takes_its_lock_leaves_no_email
     """ "Stop the email" reads the pre-save while the fan's erasure holds it, not yet committed: it waits for the
     pre-save, and then answers as the page does once erased, without writing a release-day email row (made to
     record the unsubscribe when none was planned) that would hold the address the erasure took away."""
-    if link == "the fan's":
-        subject, token = privacy.Subject(fan=waiting.fan), privacy.token_for_fan(waiting.fan)
-    else:
-        subject, token = privacy.Subject(email="keen@fan.test"), privacy.link_for_email("keen@fan.test").split("/")[2]
+    subject, token = erasing_by(link, waiting)
     assert not ReleaseEmail.objects.exists()
 
     with held_in_another_transaction(
